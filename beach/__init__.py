@@ -1,0 +1,30 @@
+"""beach: a Python private compute cloud. Plain Python actors, routed by category over NATS."""
+
+from .actor import Actor, ActorRequest
+from .beach_api import Beach
+from .client import AsyncBeach
+from .errors import (ActorLoadError, BeachError, BusError, CategoryError, ConfigError, EncodeError,
+                     PayloadTooLarge, UsageError)
+from .handle import DEFAULT_TIMEOUT, ActorHandle
+from .response import ActorResponse, FutureResults
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Actor",
+    "ActorHandle",
+    "ActorLoadError",
+    "ActorRequest",
+    "ActorResponse",
+    "AsyncBeach",
+    "Beach",
+    "BeachError",
+    "BusError",
+    "CategoryError",
+    "ConfigError",
+    "EncodeError",
+    "FutureResults",
+    "PayloadTooLarge",
+    "UsageError",
+]

@@ -1,0 +1,146 @@
+"""`Actor`: the base class of user actors.
+
+Subclass it, give it an ``init(self, parameters)`` (or ``init(self, parameters, resources)``),
+register handlers with ``self.handle('type', self.method)``, and deploy it with
+``Beach.addActor('Name', 'category')``. Handlers receive an `ActorRequest` and return
+``(True, data)`` or ``(False, error[, data])``; a handler that raises answers ``'exception'``
+with the traceback text. Handlers and hooks may be ``def`` (run in a worker thread of the host, so
+blocking code and blocking ``request()`` calls are fine) or ``async def`` (run on the host's event
+loop: await the handle's ``a*`` methods there).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from .handle import ActorHandle
+
+if TYPE_CHECKING:
+    from nodeagent.runtime import ActorRuntime
+
+
+class ActorRequest:
+    """One request as a handler sees it: ``ident``, ``id`` (same on every retry), ``req``, ``dst``, ``data``."""
+
+    __slots__ = ("ident", "id", "req", "dst", "data")
+
+    def __init__(self, ident: str | None, id: str, req: str, dst: str, data: Any) -> None:
+        self.ident = ident
+        self.id = id
+        self.req = req
+        self.dst = dst
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"ActorRequest(id={self.id!r}, req={self.req!r}, ident={self.ident!r}, data={self.data!r})"
+
+
+class Actor:
+    """Base class of beach actors. The node's actor host creates, starts and stops them.
+
+    Attributes set by the host before ``init``: ``name`` (the actor's uid), ``stopEvent`` (set when
+    the actor stops), and the original's ``_realm``, ``_parameters``, ``_resources``, ``_ident``,
+    ``_trusted``.
+    """
+
+    name: str
+    stopEvent: threading.Event
+    _realm: str
+    _parameters: dict[str, Any]
+    _resources: dict[str, Any]
+    _ident: str | None
+    _trusted: list[str]
+    _runtime: "ActorRuntime"
+    _logger: logging.Logger
+
+    # ---- hooks (override) ----
+
+    def init(self, parameters: dict[str, Any], resources: dict[str, Any] | None = None) -> Any:
+        """Called once before the actor receives requests. Raising makes ``addActor`` fail."""
+
+    def deinit(self) -> Any:
+        """Called once when the actor stops, after its in-flight requests finished (bounded)."""
+
+    # ---- handlers ----
+
+    def handle(self, requestType: str, handlerFunction: Callable[[ActorRequest], Any]) -> Callable[..., Any] | None:
+        """Route requests of type ``requestType`` to ``handlerFunction``; return the previous handler."""
+        return self._runtime.handle(requestType, handlerFunction)
+
+    def unhandle(self, requestType: str) -> bool:
+        """Stop handling ``requestType``; True if a handler was removed."""
+        return self._runtime.unhandle(requestType)
+
+    # ---- timers ----
+
+    def schedule(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``func(*args, **kwargs)`` now, then again ``delay`` seconds after each call ends, for
+        as long as the actor runs. From a ``def`` caller the first call runs in the caller (its
+        exception reaches the caller); later exceptions are logged and the schedule goes on."""
+        self._runtime.schedule(delay, func, args, kwargs)
+
+    def delay(self, inDelay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``func(*args, **kwargs)`` once, ``inDelay`` seconds from now; exceptions are logged."""
+        self._runtime.delay(inDelay, func, args, kwargs)
+
+    def newThread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
+        """Run ``func(stopEvent, *args, **kwargs)`` in a new daemon thread; ``stopEvent`` is set at stop."""
+        thread = threading.Thread(target=func, args=(self.stopEvent, *args), kwargs=kwargs, daemon=True)
+        thread.start()
+        return thread
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep in a ``def`` handler or hook (a worker thread)."""
+        time.sleep(seconds)
+
+    # ---- logging ----
+
+    def log(self, msg: str) -> None:
+        """Log ``msg`` at INFO, prefixed with the actor's class name."""
+        self._logger.info("%s : %s", type(self).__name__, msg)
+
+    def logCritical(self, msg: str) -> None:
+        """Log ``msg`` at ERROR, prefixed with the actor's class name."""
+        self._logger.error("%s : !!!~~~!!! %s", type(self).__name__, msg)
+
+    # ---- other actors ----
+
+    def getActorHandle(self, category: str, mode: str = "local", nRetries: int | None = None,
+                       timeout: float | None = None) -> ActorHandle:
+        """A handle on ``category`` in this actor's realm, sending this actor's ``secretIdent``.
+
+        The default mode ``'local'`` prefers an actor on this node. Handles are closed when the
+        actor stops.
+        """
+        return self._runtime.make_handle(category, mode, nRetries, timeout)
+
+    def isCategoryAvailable(self, category: str) -> bool:
+        """True if ``category`` has at least one live actor in this actor's realm."""
+        return bool(self._runtime.host.session.view.find(self._realm, category))
+
+    def getPending(self) -> list[dict[str, int]]:
+        """The in-flight requests of each of this actor's handles (see `ActorHandle.getPending`)."""
+        return [h.getPending() for h in self._runtime.handles]
+
+    # ---- lifecycle ----
+
+    def stop(self) -> None:
+        """Ask the host to stop this actor (it leaves the directory, then ``deinit`` runs)."""
+        self._runtime.request_stop()
+
+    def isRunning(self) -> bool:
+        """True until the actor starts stopping."""
+        return not self.stopEvent.is_set()
+
+    def getLastError(self) -> str | None:
+        """The traceback text of the last exception a handler or timer raised, or None."""
+        return self._runtime.last_error
+
+    # PEP 8 names
+    get_actor_handle = getActorHandle
+    log_critical = logCritical
+    is_running = isRunning
+    get_last_error = getLastError

@@ -1,0 +1,83 @@
+"""Connecting to NATS and opening beach's JetStream KV buckets."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from .config import Config
+from .errors import BusError
+
+log = logging.getLogger("beach.bus")
+
+ACTORS_BUCKET = "beach_actors"
+NODES_BUCKET = "beach_nodes"
+CONNECT_TRIES = 3
+
+
+async def _log_error(err: Exception) -> None:
+    log.debug("nats: %s", err)
+
+
+async def connect(config: Config, name: str, **options: Any) -> Client:
+    """Connect to the NATS servers the config names; raise `BusError` if none answers.
+
+    The first connection is tried a few times and then fails with a clear error (a dead server
+    must not hang the caller); once connected, the client reconnects for ever.
+    """
+    urls = config.nats.urls
+    auth: dict[str, Any] = {}
+    if config.nats.user:
+        auth.update(user=config.nats.user, password=config.nats.password)
+    if config.nats.token:
+        auth["token"] = config.nats.token
+    if config.nats.credentials:
+        auth["user_credentials"] = config.nats.credentials
+    params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5,
+                                  max_reconnect_attempts=CONNECT_TRIES - 1, error_cb=_log_error,
+                                  ping_interval=10, max_outstanding_pings=3)
+    params.update(auth)
+    params.update(options)
+    try:
+        nc = await nats.connect(urls, **params)
+    except Exception as err:
+        raise BusError(f"cannot connect to NATS at {', '.join(urls)}: {err or type(err).__name__}"
+                       + (" (is the node running? with no nats.servers in the config, the node "
+                          "agent starts the embedded server)" if config.nats.embedded else "")) from None
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params: Any) -> KeyValue:
+    """Bind to a KV bucket, creating it if it does not exist yet (several processes may race)."""
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
+                                                        storage=StorageType.FILE, **params))
+    except Exception as err:
+        try:
+            return await js.key_value(bucket)
+        except Exception:
+            raise BusError(f"cannot open the JetStream KV bucket {bucket!r}: {err} "
+                           f"(is JetStream enabled on the NATS server?)") from None
+
+
+async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
+    """Open (or create) the actor and node directory buckets: ``(actors, nodes)``."""
+    js = nc.jetstream(timeout=5)
+    replicas = config.nats.kv_replicas or 1
+    actors = await open_bucket(js, ACTORS_BUCKET, replicas)
+    # Node entries carry a per-message TTL, so a dead node's entry expires on its own and
+    # watchers see a PURGE marker (needs limit_marker_ttl on the bucket).
+    nodes = await open_bucket(js, NODES_BUCKET, replicas, limit_marker_ttl=1)
+    return actors, nodes

@@ -1,0 +1,108 @@
+"""The ``beach`` command.
+
+    beach up [CONFIG] [--node-id NAME] [--run SCRIPT ...]
+        Run a one-node cluster in the foreground: the embedded NATS server (when the config names
+        no servers), a node agent and its actor hosts. ``--run`` runs deploy scripts (such as
+        ``examples/multinode/start.py``) once the node is up. Ctrl-C or SIGTERM stops it all.
+    beach node CONFIG [--node-id NAME]
+        Run a node agent (the same as ``python -m nodeagent CONFIG``).
+    beach request CONFIG CATEGORY TYPE [--data JSON] [--realm R] [--timeout S] [--ident I] [--all]
+        Send one request and print the reply as JSON (exit 1 on failure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from . import config as beach_config
+from .errors import BeachError
+
+EXAMPLE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "examples", "multinode", "multinode.yaml")
+
+
+def _up(args: argparse.Namespace) -> int:
+    from nodeagent.agent import NodeAgent
+
+    path = args.config or EXAMPLE_CONFIG
+    config = beach_config.load(path)
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s node %(name)s %(levelname)s %(message)s")
+    agent = NodeAgent(config, args.node_id)
+
+    async def main() -> None:
+        node = asyncio.create_task(agent.run())
+        await asyncio.wait([node, asyncio.create_task(agent.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not node.done():
+            for script in args.run or []:
+                proc = await asyncio.create_subprocess_exec(sys.executable, script)
+                code = await proc.wait()
+                logging.getLogger("beach.up").info("%s exited with code %s", script, code)
+        await node
+
+    asyncio.run(main())
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    from .beach_api import Beach
+
+    data = json.loads(args.data) if args.data else {}
+    with Beach(args.config, realm=args.realm) as beach:
+        handle = beach.getActorHandle(args.category, ident=args.ident, timeout=args.timeout)
+        if args.all:
+            future = handle.requestFromAll(args.type, data)
+            responses = future.waitAll(args.timeout)
+            print(json.dumps([{"ok": r.isSuccess, "error": r.error, "data": r.data} for r in responses],
+                             indent=4, default=repr))
+            return 0 if responses and all(r.isSuccess for r in responses) else 1
+        response = handle.request(args.type, data)
+        if response.isSuccess:
+            print(json.dumps(response.data, indent=4, default=repr))
+            return 0
+        print(response, file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``beach`` command."""
+    parser = argparse.ArgumentParser(prog="beach", description="beach: Python actors over NATS")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run a one-node cluster (embedded NATS, node agent, actor hosts)")
+    up.add_argument("config", nargs="?", help=f"config file (default: {EXAMPLE_CONFIG})")
+    up.add_argument("--node-id")
+    up.add_argument("--run", action="append", metavar="SCRIPT", help="a deploy script to run once the node is up")
+    node = sub.add_parser("node", help="run a node agent")
+    node.add_argument("config")
+    node.add_argument("--node-id")
+    req = sub.add_parser("request", help="send one request and print the reply")
+    req.add_argument("config")
+    req.add_argument("category")
+    req.add_argument("type")
+    req.add_argument("--data", help="request data as JSON")
+    req.add_argument("--realm", default="global")
+    req.add_argument("--timeout", type=float, default=10.0)
+    req.add_argument("--ident")
+    req.add_argument("--all", action="store_true", help="ask every actor of the category")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            return _up(args)
+        if args.command == "node":
+            from nodeagent.__main__ import main as node_main
+            return node_main([args.config] + (["--node-id", args.node_id] if args.node_id else []), prog="beach node")
+        return _request(args)
+    except BeachError as err:
+        print(f"beach: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""`AsyncBeach`: the cluster API as coroutines — the one implementation behind `beach.Beach`.
+
+Spawns choose a node from the live directory view (see `beach.placement`) and ask its node agent
+(``beach.n.<node>.spawn``), which replies once the actor's ``init()`` ran. Replies are applied to
+the view at once, so ``getDirectory()`` shows a successful spawn (or stop) immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Iterable
+
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from . import config as beach_config, placement, subjects, wire
+from .handle import ActorHandle
+from .response import ActorResponse
+from .runner import Runner
+from .session import Session
+
+SPAWN_TIMEOUT = 60.0
+CONTROL_TIMEOUT = 60.0
+
+
+class AsyncBeach:
+    """A connection to a beach cluster, for async code. Open it with ``await AsyncBeach.open(...)``."""
+
+    def __init__(self, session: Session, realm: str = "global") -> None:
+        self._session = session
+        self._realm = subjects.check_realm(realm)
+        self._admin_token = session.config.admin_token
+        self._placer = placement.Placer()
+
+    @classmethod
+    async def open(cls, configFile: str | os.PathLike[str] | beach_config.Config | None, realm: str = "global",
+                   runner: Runner | None = None) -> "AsyncBeach":
+        """Connect to the cluster the config names; raise `ConfigError` or `BusError` if it cannot."""
+        config = configFile if isinstance(configFile, beach_config.Config) else beach_config.load(configFile)
+        runner = runner or Runner(asyncio.get_running_loop())
+        session = await Session.open(config, runner, "beach-client")
+        return cls(session, realm)
+
+    @property
+    def session(self) -> Session:
+        """The session (connection and directory view) this client uses."""
+        return self._session
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._session.close()
+
+    def setRealm(self, realm: str) -> str:
+        """Use ``realm`` for later handles, spawns and stops; return the previous realm."""
+        previous, self._realm = self._realm, subjects.check_realm(realm)
+        return previous
+
+    @property
+    def realm(self) -> str:
+        """The current realm."""
+        return self._realm
+
+    # ---------------------------------------------------------------- node control
+
+    async def _node_call(self, node: str, op: str, args: dict[str, Any], timeout: float) -> ActorResponse:
+        if self._admin_token:
+            args = dict(args, admin_token=self._admin_token)
+        try:
+            msg = await self._session.nc.request(subjects.node_subject(node, op), wire.pack(args, what=f"{op} arguments"),
+                                                 timeout=timeout)
+        except NoRespondersError:
+            return ActorResponse(False, f"node {node} is not answering (it left the cluster?)")
+        except (NatsTimeout, asyncio.TimeoutError):
+            return ActorResponse(False, f"node {node} did not answer {op} within {timeout}s", isTimedOut=True)
+        ok, error, data = wire.unpack_reply(msg.data)
+        return ActorResponse(ok, error, data)
+
+    def _apply_stops(self, stopped: dict[str, Any]) -> None:
+        for key, revision in stopped.values():
+            self._session.view.apply_local(key, revision, None)
+
+    async def addActor(self, actorName: str, category: str | Iterable[str], strategy: str = "random",
+                       strategy_hint: str | None = None, realm: str | None = None,
+                       parameters: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
+                       isIsolated: bool = False, secretIdent: str | None = None,
+                       trustedIdents: Iterable[str] = (), n_concurrent: int = 1, is_drainable: bool = False,
+                       time_to_drain: float | None = None, owner: str | None = None,
+                       log_level: int | str | None = None, log_dest: str | None = None,
+                       max_concurrent: int | None = None, timeout: float = SPAWN_TIMEOUT) -> ActorResponse:
+        """Start actor class ``actorName`` in ``category`` (a name or a list) on a node chosen by
+        ``strategy``; return once its ``init()`` has run.
+
+        Success: ``ActorResponse`` with ``data = {'uid', 'node', 'host'}``, visible in
+        ``getDirectory()`` at once. Failure (unknown class, import error, init raising, no node
+        fitting the strategy, ``'unprivileged'``) comes back as a failed response with the reason
+        (and ``data['st']``, the traceback, where there is one). Raises `CategoryError` for a bad
+        category and `UsageError` for an unknown strategy; ``log_dest`` is accepted and ignored
+        (hosts log to their stderr).
+        """
+        categories = [category] if isinstance(category, str) else list(category)
+        if not categories:
+            raise subjects.CategoryError("addActor needs at least one category")
+        categories = [subjects.normalize(c) for c in categories]
+        strategy = placement.check_strategy(strategy)
+        realm = subjects.check_realm(realm or self._realm)
+        view = self._session.view
+        try:
+            node = self._placer.choose(strategy, strategy_hint, view.nodes, view.live(realm), categories)
+        except placement.PlacementError as err:
+            return ActorResponse(False, str(err))
+        args = {
+            "name": actorName, "categories": categories, "realm": realm, "parameters": parameters or {},
+            "resources": resources or {}, "ident": secretIdent, "trusted": list(trustedIdents or ()),
+            "isolated": bool(isIsolated), "n_concurrent": n_concurrent, "max_concurrent": max_concurrent,
+            "is_drainable": bool(is_drainable), "time_to_drain": time_to_drain, "owner": owner,
+            "log_level": log_level, "timeout": timeout,
+        }
+        response = await self._node_call(node, "spawn", args, timeout + 5)
+        if response.isSuccess:
+            data = response.data
+            view.apply_local(data["key"], data["revision"], data["entry"])
+            response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"]}
+        return response
+
+    async def stopActors(self, withId: str | Iterable[str] | None = None,
+                         withCategory: str | Iterable[str] | None = None, delay: float | None = None) -> ActorResponse:
+        """Stop actors by uid (one or several) and/or by category prefix (current realm); each one
+        leaves the directory, finishes its in-flight requests and runs ``deinit``. With ``delay``,
+        stop them one at a time, ``delay`` seconds apart (a rolling stop).
+
+        Returns a response with ``data = {'stopped': [uids], 'not_found': [uids]}``.
+        """
+        uids: list[str] = [withId] if isinstance(withId, str) else list(withId or [])
+        if withCategory is not None:
+            cats = [withCategory] if isinstance(withCategory, str) else list(withCategory)
+            for cat in cats:
+                uids += [a["uid"] for a in self._session.view.find(self._realm, cat) if a["uid"] not in uids]
+        by_node: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for uid in uids:
+            actor = self._session.view.actors.get(uid)
+            if actor is None:
+                missing.append(uid)
+            else:
+                by_node.setdefault(actor["node"], []).append(uid)
+        if delay:
+            batches = [(node, [uid]) for node, node_uids in by_node.items() for uid in node_uids]
+        else:
+            batches = list(by_node.items())
+        responses: list[ActorResponse] = []
+        for i, (node, node_uids) in enumerate(batches):
+            if delay and i:
+                await asyncio.sleep(delay)
+            if delay:
+                responses.append(await self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT))
+        if not delay:
+            responses = list(await asyncio.gather(*(self._node_call(node, "stop", {"uids": u}, CONTROL_TIMEOUT)
+                                                    for node, u in batches)))
+        stopped: list[str] = []
+        errors = []
+        for response in responses:
+            if isinstance(response.data, dict):
+                self._apply_stops(response.data.get("stopped", {}))
+                stopped += list(response.data.get("stopped", {}))
+                missing += response.data.get("not_found", [])
+            if not response.isSuccess:
+                errors.append(response.error)
+        return ActorResponse(not errors, "; ".join(errors), {"stopped": stopped, "not_found": missing})
+
+    async def flush(self) -> bool:
+        """Stop every actor on every node, in every realm; True if every node succeeded."""
+        responses = await asyncio.gather(*(self._node_call(node, "flush", {}, CONTROL_TIMEOUT)
+                                           for node in list(self._session.view.nodes)))
+        for response in responses:
+            if isinstance(response.data, dict):
+                self._apply_stops(response.data.get("stopped", {}))
+        return all(r.isSuccess for r in responses)
+
+    async def _recategorize(self, op: str, actorId: str, category: str) -> bool:
+        actor = self._session.view.actors.get(actorId)
+        if actor is None:
+            return False
+        response = await self._node_call(actor["node"], op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT)
+        if response.isSuccess:
+            data = response.data
+            self._session.view.apply_local(data["key"], data["revision"], data["entry"])
+        return response.isSuccess
+
+    async def addToCategory(self, actorId: str, category: str) -> bool:
+        """Add ``category`` to a running actor (it starts receiving its requests at once)."""
+        return await self._recategorize("associate", actorId, category)
+
+    async def removeFromCategory(self, actorId: str, category: str) -> bool:
+        """Remove ``category`` from a running actor; False if it is not in it."""
+        return await self._recategorize("disassociate", actorId, category)
+
+    # ---------------------------------------------------------------- reading the cluster
+
+    def getActorHandle(self, category: str, mode: str = "random", nRetries: int | None = None,
+                       timeout: float | None = None, ident: str | None = None) -> ActorHandle:
+        """A handle on ``category`` in the current realm (see `ActorHandle`)."""
+        return ActorHandle(self._session, self._realm, category, mode, nRetries, timeout, ident)
+
+    def getDirectory(self, timeout: float = 10, isForce: bool = False, nRetries: int = 3) -> dict[str, Any]:
+        """``{'realms': {realm: {category: {uid: 'node/host'}}}, 'reverse': {uid: 'node/host'},
+        'is_inited': True}`` from the live view (the arguments are accepted for compatibility)."""
+        view = self._session.view
+        realms = {realm: view.categories(realm) for realm in view.realms()}
+        reverse = {a["uid"]: f"{a['node']}/{a['host']}" for a in view.live()}
+        return {"realms": realms, "reverse": reverse, "is_inited": True}
+
+    def getNodeCount(self) -> int:
+        """The number of live nodes."""
+        return len(self._session.view.nodes)
+
+    def getClusterHealth(self) -> dict[str, dict[str, Any]]:
+        """``{node: {'cpu': [percent per core], 'mem': percent, ...}}`` from the node registry."""
+        keys = ("cpu", "mem", "cores", "mem_total", "mem_available", "n_actors", "hostname", "addresses", "updated")
+        return {node_id: {k: node.get(k) for k in keys} for node_id, node in self._session.view.nodes.items()}
+
+    async def getLoadInfo(self) -> dict[str, Any]:
+        """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
+        responses = await asyncio.gather(*(self._node_call(n, "info", {}, 10) for n in list(self._session.view.nodes)))
+        load: dict[str, Any] = {}
+        for response in responses:
+            if response.isSuccess:
+                load.update(response.data["load"])
+        return load
+
+    def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
+        """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private
+        parameters (names starting with ``_``) show as ``'<PRIVATE>'``."""
+        result: dict[str, dict[str, Any]] = {node: {"status": {"success": True}, "data": {"mtd": {}}}
+                                             for node in self._session.view.nodes}
+        for a in self._session.view.live():
+            result[a["node"]]["data"]["mtd"][a["uid"]] = {
+                "name": a["name"], "realm": a["realm"], "categories": a["categories"], "instance_id": a["host"],
+                "pid": a["pid"], "isolated": a["isolated"], "owner": a["owner"], "resources": a["resources"],
+                "time_to_drain": a["time_to_drain"], "start": int(a["started"]), "params": a["params"],
+            }
+        return result

@@ -1,0 +1,191 @@
+"""The beach config file: one YAML file shared by node agents and clients.
+
+Keys (all optional)::
+
+    code_directory: ./          # actor code: <code_directory>/<realm>/<Name>.py
+    n_processes: 0              # shared actor host processes per node; 0 = CPU count
+    admin_token: secret         # nodes accept spawn/stop/flush only with this token
+    private_key: ./key.aes      # reserved for message encryption (read, not yet used)
+    log_level: INFO             # node agent, hosts and actors
+    nats:
+      servers: [nats://10.0.0.5:4222]   # the cluster's seed URLs; absent = embedded server
+      port: 4222                # embedded server: client port on 127.0.0.1
+      store_dir: ./beach-state  # embedded server: JetStream state directory
+      kv_replicas: 0            # directory buckets' replicas; 0 = automatic
+      user: / password: / token: / credentials:   # NATS authentication, as the server wants it
+
+Paths are relative to the config file. An unknown key or a value of the wrong type raises
+`ConfigError` naming it. The original's keys that NATS made meaningless (``ops_port``,
+``port_range_*``, ``directory_port``, keepalive and sync periods, ...) are accepted and ignored with
+a warning, and ``seed_nodes`` is read as ``nats.servers`` (port 4222 unless given).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+log = logging.getLogger("beach.config")
+
+DEFAULT_PORT = 4222
+
+LEGACY_KEYS = {
+    "directory_port", "ops_port", "port_range_start", "port_range_end", "interface",
+    "peer_keepalive_seconds", "instance_keepalive_seconds", "directory_sync_seconds",
+    "tombstone_culling_seconds", "instance_strategy",
+}
+
+
+@dataclass
+class NatsConfig:
+    """The ``nats:`` section: where the bus is, or how to run the embedded one."""
+
+    servers: list[str] = field(default_factory=list)
+    port: int = DEFAULT_PORT
+    store_dir: str = ""
+    kv_replicas: int = 0
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    credentials: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when no servers are named, so the embedded server on 127.0.0.1 is used."""
+        return not self.servers
+
+    @property
+    def urls(self) -> list[str]:
+        """The URLs a client connects to."""
+        return self.servers or [f"nats://127.0.0.1:{self.port}"]
+
+
+@dataclass
+class Config:
+    """A loaded, checked beach config."""
+
+    path: str | None = None
+    code_directory: str = "."
+    n_processes: int = 0
+    admin_token: str | None = None
+    private_key: str | None = None
+    high_mem_watermark: float = 80.0
+    log_level: str = "INFO"
+    nats: NatsConfig = field(default_factory=NatsConfig)
+
+    @property
+    def base_dir(self) -> str:
+        """The directory relative paths are resolved against (the config file's)."""
+        return os.path.dirname(os.path.abspath(self.path)) if self.path else os.getcwd()
+
+    @property
+    def processes(self) -> int:
+        """The number of shared actor host processes a node runs."""
+        return self.n_processes or os.cpu_count() or 1
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "code_directory": (str,), "n_processes": (int,), "admin_token": (str,), "private_key": (str,),
+    "high_mem_watermark": (int, float), "log_level": (str, int),
+    "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
+    "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
+}
+
+
+def _check(where: str, key: str, value: Any) -> Any:
+    expected = _TYPES[key]
+    if value is None and key not in ("n_processes", "port", "kv_replicas", "servers"):
+        return None
+    if isinstance(value, bool) or not isinstance(value, expected):
+        names = " or ".join(t.__name__ for t in expected)
+        raise ConfigError(f"{where}: '{key}' must be {names}, not {type(value).__name__} ({value!r})")
+    if key == "servers":
+        for url in value:
+            if not isinstance(url, str) or not url:
+                raise ConfigError(f"{where}: 'nats.servers' entries must be URLs, not {url!r}")
+    if key in ("n_processes", "kv_replicas") and value < 0:
+        raise ConfigError(f"{where}: '{key}' must be 0 or more, not {value}")
+    return value
+
+
+def _relative(base: str, path: str | None) -> str | None:
+    if path is None or "://" in path:
+        return path
+    return os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+
+
+def _seed_url(seed: Any) -> str:
+    seed = str(seed)
+    if "://" in seed:
+        return seed
+    return f"nats://{seed}" if ":" in seed else f"nats://{seed}:{DEFAULT_PORT}"
+
+
+def parse(raw: Any, path: str | None = None) -> Config:
+    """Check a parsed YAML document and build a `Config`; raise `ConfigError` naming what is wrong."""
+    where = path or "config"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
+    config = Config(path=path)
+    top = {f.name for f in fields(Config)} - {"path", "nats"}
+    nats_raw: Any = raw.get("nats") or {}
+    for key, value in raw.items():
+        if key == "nats":
+            continue
+        if key == "seed_nodes":
+            if value:
+                if not isinstance(value, list):
+                    raise ConfigError(f"{where}: 'seed_nodes' must be a list, not {type(value).__name__}")
+                nats_raw = dict(nats_raw, servers=list(nats_raw.get("servers") or []) +
+                                [_seed_url(s) for s in value])
+            continue
+        if key in LEGACY_KEYS:
+            log.warning("%s: '%s' is ignored: NATS does its job in this version of beach", where, key)
+            continue
+        if key not in top:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(top | {'nats'}))})")
+        setattr(config, key, _check(where, key, value))
+    if not isinstance(nats_raw, dict):
+        raise ConfigError(f"{where}: 'nats' must be a mapping, not {type(nats_raw).__name__}")
+    nats_keys = {f.name for f in fields(NatsConfig)}
+    for key, value in nats_raw.items():
+        if key not in nats_keys:
+            raise ConfigError(f"{where}: unknown key 'nats.{key}' (known: {', '.join(sorted(nats_keys))})")
+        setattr(config.nats, key, _check(where, key, value))
+    base = config.base_dir
+    config.code_directory = _relative(base, config.code_directory or ".") or base
+    config.private_key = _relative(base, config.private_key)
+    config.nats.credentials = _relative(base, config.nats.credentials)
+    if config.nats.store_dir:
+        config.nats.store_dir = _relative(base, config.nats.store_dir) or ""
+    if isinstance(config.log_level, str):
+        level = logging.getLevelName(config.log_level.upper())
+        if not isinstance(level, int):
+            raise ConfigError(f"{where}: 'log_level' {config.log_level!r} is not a logging level")
+        config.log_level = config.log_level.upper()
+    return config
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Read and check the config file at ``path`` (None: all defaults, embedded server)."""
+    if path is None:
+        return parse({}, None)
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return parse(raw, os.path.abspath(path))

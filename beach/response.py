@@ -1,0 +1,157 @@
+"""What requests return: `ActorResponse`, and `FutureResults` for replies that come later."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from . import wire
+
+
+class ActorResponse:
+    """The outcome of one request: ``isSuccess``, ``isTimedOut``, ``error`` and ``data``.
+
+    A success has ``error == ''``. A failure's ``error`` is the handler's error string, or one of
+    beach's: ``'timeout'``, ``'unauthorized'``, ``'exception'`` (data ``{'st': traceback}``),
+    ``'busy'``, ``'request type not supported by actor'``, ``'invalid response format'``,
+    ``'no actor available ...'``. ``bool(response)`` is ``isSuccess``.
+    """
+
+    __slots__ = ("isSuccess", "isTimedOut", "error", "data")
+
+    def __init__(self, isSuccess: bool, error: str = "", data: Any = None, isTimedOut: bool = False) -> None:
+        self.isSuccess = isSuccess
+        self.isTimedOut = isTimedOut
+        self.error = error
+        self.data = {} if data is None else data
+
+    @classmethod
+    def timeout(cls) -> "ActorResponse":
+        """A timed-out failure."""
+        return cls(False, wire.TIMEOUT, {}, isTimedOut=True)
+
+    @property
+    def is_success(self) -> bool:
+        """PEP 8 name of ``isSuccess``."""
+        return self.isSuccess
+
+    @property
+    def is_timed_out(self) -> bool:
+        """PEP 8 name of ``isTimedOut``."""
+        return self.isTimedOut
+
+    def __bool__(self) -> bool:
+        return self.isSuccess
+
+    # The original's ops calls returned envelopes {'status': {'success', 'error'}, 'data'}; code that
+    # reads them that way keeps working.
+    def get(self, key: str, default: Any = None) -> Any:
+        """Envelope-style access: ``'status'`` → ``{'success', 'error'}``, ``'data'`` → data."""
+        if key == "status":
+            status: dict[str, Any] = {"success": self.isSuccess}
+            if not self.isSuccess:
+                status["error"] = self.error
+            return status
+        if key == "data":
+            return self.data
+        return default
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in ("status", "data"):
+            raise KeyError(key)
+        return self.get(key)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ActorResponse):
+            return NotImplemented
+        return (self.isSuccess, self.isTimedOut, self.error, self.data) == (
+            other.isSuccess, other.isTimedOut, other.error, other.data)
+
+    def __repr__(self) -> str:
+        return (f"ActorResponse( isSuccess: {self.isSuccess}, isTimedOut: {self.isTimedOut}, "
+                f"error: {self.error}, data: {self.data} )")
+
+    __str__ = __repr__
+
+
+class FutureResults:
+    """Replies that arrive over time: ``n`` expected `ActorResponse` objects.
+
+    Usable from threads (``waitForResults``, ``getNewResults``, ``isFinished``) and from async
+    code (``await future.wait()``). With ``n == 0`` it is finished at once.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._expected = n
+        self._all: list[ActorResponse] = []
+        self._unread: list[ActorResponse] = []
+        self._cond = threading.Condition()
+        self._done = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        if n == 0:
+            self._done.set()
+
+    def _add(self, response: ActorResponse) -> None:
+        with self._cond:
+            self._all.append(response)
+            self._unread.append(response)
+            finished = len(self._all) >= self._expected
+            if finished:
+                self._done.set()
+            waiters, self._waiters = (self._waiters, []) if finished else ([], self._waiters)
+            self._cond.notify_all()
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
+
+    def waitForResults(self, timeout: float = 0) -> bool:
+        """Wait up to ``timeout`` seconds (0: don't wait) for unread results; True if there are some."""
+        deadline = time.monotonic() + (timeout or 0)
+        with self._cond:
+            while not self._unread and not self._done.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return bool(self._unread)
+
+    def getNewResults(self) -> list[ActorResponse]:
+        """Return the results not handed out yet (each result is handed out once)."""
+        with self._cond:
+            new, self._unread = self._unread, []
+            return new
+
+    def isFinished(self) -> bool:
+        """True once all ``n`` results have arrived."""
+        return self._done.is_set()
+
+    def getAllResults(self) -> list[ActorResponse]:
+        """Every result received so far, read or not."""
+        with self._cond:
+            return list(self._all)
+
+    def waitAll(self, timeout: float | None = None) -> list[ActorResponse]:
+        """Block until finished (or ``timeout``); return every result received."""
+        self._done.wait(timeout)
+        return self.getAllResults()
+
+    async def wait(self, timeout: float | None = None) -> list[ActorResponse]:
+        """Await until finished (or ``timeout``); return every result received."""
+        with self._cond:
+            if not self._done.is_set():
+                fut = asyncio.get_running_loop().create_future()
+                self._waiters.append((asyncio.get_running_loop(), fut))
+            else:
+                fut = None
+        if fut is not None:
+            try:
+                await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.getAllResults()
+
+    # PEP 8 names
+    wait_for_results = waitForResults
+    get_new_results = getNewResults
+    is_finished = isFinished

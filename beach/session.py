@@ -1,0 +1,73 @@
+"""A `Session`: one NATS connection, the directory view, and the loop they live on.
+
+Clients (`beach.Beach`) and actor hosts each open one session; every handle made from them shares
+it. Nothing here blocks: the blocking faces go through the session's `Runner`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from typing import Any
+
+from nats.aio.client import Client
+
+from . import bus
+from .config import Config
+from .directory import DirectoryView
+from .errors import PayloadTooLarge
+from .runner import Runner
+
+# The monotonic deadline of the request the current handler serves (None outside handlers):
+# requests made while serving it get no more than the time it has left.
+current_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("beach_deadline", default=None)
+
+
+def remaining(timeout: float | None) -> float | None:
+    """The time budget for a new request: ``timeout`` capped by the inherited deadline, if any."""
+    deadline = current_deadline.get()
+    if deadline is None:
+        return timeout
+    left = max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+class Session:
+    """The shared state behind a client or an actor host."""
+
+    def __init__(self, config: Config, runner: Runner, nc: Client, view: DirectoryView,
+                 node_id: str | None = None) -> None:
+        self.config = config
+        self.runner = runner
+        self.nc = nc
+        self.view = view
+        self.node_id = node_id
+
+    @classmethod
+    async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
+                   **options: Any) -> "Session":
+        """Connect, open the directory buckets and load the view; raise `BusError` on failure."""
+        nc = await bus.connect(config, name, **options)
+        try:
+            actors_kv, nodes_kv = await bus.open_buckets(nc, config)
+            view = DirectoryView(actors_kv, nodes_kv)
+            await view.start()
+        except BaseException:
+            await nc.close()
+            raise
+        return cls(config, runner, nc, view, node_id)
+
+    async def close(self) -> None:
+        """Stop the view and drain the connection."""
+        await self.view.stop()
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:
+                await self.nc.close()
+
+    def check_size(self, payload: bytes, what: str) -> None:
+        """Raise `PayloadTooLarge` if ``payload`` exceeds the server's max_payload."""
+        limit = self.nc.max_payload
+        if limit and len(payload) > limit:
+            raise PayloadTooLarge(len(payload), limit, what)

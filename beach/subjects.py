@@ -1,0 +1,135 @@
+"""Categories, realms and the NATS subjects they map to.
+
+A category ``a/b/c`` in realm ``r`` is routed by segment:
+
+* ``beach.r.<realm>.a.b.c``  requests; every actor queue-subscribes (queue ``beach``) to each
+  segment prefix of each of its categories (``a``, ``a.b``, ``a.b.c``), so a request to ``a/b``
+  reaches one actor among all whose category starts with the segments ``a/b``.
+* ``beach.b.<realm>.a.b.c``  broadcast: the same prefixes, plain subscriptions.
+* ``beach.a.<realm>.<uid>``  one actor (the original's hidden ``_ACTORS/<uid>`` category).
+* ``beach.n.<node>.<op>``    node agent control; ``beach.h.<host>.<op>`` actor host control.
+
+Prefix matching is **by segment**: ``myactors/pong`` does not reach ``myactors/pongers`` (the
+original matched raw string prefixes, which subjects cannot express). Leading and trailing ``/``
+are ignored, so ``/foo/`` is ``foo``; an empty segment inside (``a//b``) is an error.
+
+Tokens are escaped reversibly: every byte outside ``[A-Za-z0-9_-]`` becomes ``=XX`` (hex), so
+``1.2`` is the token ``1=2E2``. Plain names stay readable, and the result is legal both in a
+subject and in a JetStream KV key.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import CategoryError
+
+QUEUE = "beach"
+ACTORS_CATEGORY = "_ACTORS"
+
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
+_UNSAFE = re.compile(rb"[^A-Za-z0-9_-]")
+_ESCAPED = re.compile(r"=([0-9A-F]{2})")
+
+
+def escape(token: str) -> str:
+    """Escape one name (segment, realm, node id) into a subject token; the inverse of `unescape`."""
+    if _PLAIN.fullmatch(token):
+        return token
+    raw = token.encode("utf-8")
+    return _UNSAFE.sub(lambda m: b"=%02X" % m.group()[0], raw).decode("ascii")
+
+
+def unescape(token: str) -> str:
+    """Reverse `escape`."""
+    if "=" not in token:
+        return token
+    raw = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), token)
+    return raw.encode("latin-1").decode("utf-8")
+
+
+def segments(category: str) -> list[str]:
+    """Split a category into its segments; raise `CategoryError` for one beach cannot route."""
+    if not isinstance(category, str):
+        raise CategoryError(f"a category must be a string, not {type(category).__name__}: {category!r}")
+    parts = category.strip("/").split("/")
+    if parts == [""]:
+        raise CategoryError(f"empty category {category!r}: a category needs at least one segment")
+    if "" in parts:
+        raise CategoryError(f"category {category!r} has an empty segment ('//')")
+    return parts
+
+
+def normalize(category: str) -> str:
+    """The canonical form of a category: segments joined by ``/``, no leading or trailing ``/``."""
+    return "/".join(segments(category))
+
+
+def check_realm(realm: str) -> str:
+    """Return ``realm`` if it is a usable realm name, else raise `CategoryError`."""
+    if not isinstance(realm, str) or not realm:
+        raise CategoryError(f"a realm must be a non-empty string, not {realm!r}")
+    return realm
+
+
+def matches(category: str, prefix: str) -> bool:
+    """True if ``category`` (normalized) starts with the segments of ``prefix`` (normalized)."""
+    return category == prefix or category.startswith(prefix + "/")
+
+
+def actor_uid(category: str) -> str | None:
+    """The uid if ``category`` is the hidden one-actor category ``_ACTORS/<uid>``, else None."""
+    parts = segments(category)
+    if len(parts) == 2 and parts[0] == ACTORS_CATEGORY:
+        return parts[1]
+    return None
+
+
+def _tokens(category: str) -> str:
+    return ".".join(escape(s) for s in segments(category))
+
+
+def request_subject(realm: str, category: str) -> str:
+    """The subject a request to ``category`` is published on (one actor of the category)."""
+    uid = actor_uid(category)
+    if uid is not None:
+        return actor_subject(realm, uid)
+    return f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}"
+
+
+def broadcast_subject(realm: str, category: str) -> str:
+    """The subject a broadcast to ``category`` is published on (every actor of the category)."""
+    uid = actor_uid(category)
+    if uid is not None:
+        return actor_subject(realm, uid)
+    return f"beach.b.{escape(check_realm(realm))}.{_tokens(category)}"
+
+
+def actor_subject(realm: str, uid: str) -> str:
+    """The subject only the actor ``uid`` listens on."""
+    return f"beach.a.{escape(check_realm(realm))}.{escape(uid)}"
+
+
+def prefix_categories(categories: list[str]) -> list[str]:
+    """Every segment prefix of every category, without repeats (``a/b`` → ``a``, ``a/b``)."""
+    seen: dict[str, None] = {}
+    for category in categories:
+        parts = segments(category)
+        for n in range(1, len(parts) + 1):
+            seen["/".join(parts[:n])] = None
+    return list(seen)
+
+
+def node_subject(node_id: str, op: str) -> str:
+    """Control subject ``op`` of the node agent ``node_id``."""
+    return f"beach.n.{escape(node_id)}.{op}"
+
+
+def host_subject(host_id: str, op: str) -> str:
+    """Control subject ``op`` of the actor host ``host_id``."""
+    return f"beach.h.{escape(host_id)}.{op}"
+
+
+def actor_key(realm: str, uid: str) -> str:
+    """The directory (KV) key of an actor."""
+    return f"{escape(check_realm(realm))}.{escape(uid)}"

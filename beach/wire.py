@@ -1,0 +1,115 @@
+"""The wire format: msgpack envelopes for requests and replies, and the handler-return rules.
+
+A request body is the msgpack array ``[1, id, req, data, ident, ttl]``: format version, request id
+(the same on every retry), request type, payload, the caller's trust ident (or nil) and the time
+budget left in seconds (or nil). A reply body is ``[ok, error, data]``. Nothing travels in NATS
+headers, so a future whole-body AEAD seal covers everything but the subject.
+
+Lists stay lists. Sets become lists. Anything else msgpack cannot carry is an `EncodeError` at the
+sender, never a silent ``str()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from .errors import EncodeError
+
+VERSION = 1
+
+# Error strings a caller may see in ActorResponse.error (the original's, where they exist).
+TIMEOUT = "timeout"
+UNAUTHORIZED = "unauthorized"
+EXCEPTION = "exception"
+UNSUPPORTED = "request type not supported by actor"
+INVALID_RESPONSE = "invalid response format"
+INVALID_REQUEST = "invalid request"
+BUSY = "busy"
+EXPIRED = "deadline expired"
+NO_RESPONDERS = "no actor available"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"cannot serialize {type(value).__name__}")
+
+
+_packer_options = {"default": _default, "use_bin_type": True, "datetime": False}
+
+
+def pack(value: Any, what: str = "value") -> bytes:
+    """Encode ``value`` with msgpack; raise `EncodeError` naming the type it cannot carry."""
+    try:
+        return msgpack.packb(value, **_packer_options)
+    except (TypeError, ValueError, OverflowError) as err:
+        raise EncodeError(f"{what} cannot be sent: {err} (beach sends msgpack: dict, list, str, "
+                          f"bytes, int, float, bool, None)") from None
+
+
+def unpack(body: bytes) -> Any:
+    """Decode a msgpack body; raise ``ValueError`` if it is not one."""
+    try:
+        return msgpack.unpackb(body, raw=False, strict_map_key=False)
+    except Exception as err:  # msgpack raises several unrelated types on garbage
+        raise ValueError(f"malformed message body: {err}") from None
+
+
+class Request(NamedTuple):
+    """A decoded request, as the receiving host sees it."""
+
+    id: str
+    req: str
+    data: Any
+    ident: str | None
+    ttl: float | None
+
+
+def pack_request(req_id: str, req: str, data: Any, ident: str | None, ttl: float | None) -> bytes:
+    """Encode a request envelope."""
+    return pack([VERSION, req_id, req, data, ident, ttl], what=f"data of request {req!r}")
+
+
+def unpack_request(body: bytes) -> Request:
+    """Decode a request envelope; raise ``ValueError`` naming what is wrong with it."""
+    value = unpack(body)
+    if not isinstance(value, list) or len(value) != 6 or value[0] != VERSION:
+        raise ValueError("not a beach request envelope")
+    _, req_id, req, data, ident, ttl = value
+    if not isinstance(req_id, str) or not isinstance(req, str):
+        raise ValueError("request id and type must be strings")
+    if ttl is not None and not isinstance(ttl, (int, float)):
+        raise ValueError("request ttl must be a number")
+    return Request(req_id, req, data, ident, ttl)
+
+
+def pack_reply(ok: bool, error: str, data: Any) -> bytes:
+    """Encode a reply envelope."""
+    return pack([ok, error, data], what="reply data")
+
+
+def unpack_reply(body: bytes) -> tuple[bool, str, Any]:
+    """Decode a reply envelope; raise ``ValueError`` if it is not one."""
+    value = unpack(body)
+    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], bool):
+        raise ValueError("not a beach reply envelope")
+    return value[0], value[1] or "", value[2]
+
+
+def normalize_return(ret: Any) -> tuple[bool, str, Any]:
+    """Turn a handler's return value into ``(ok, error, data)`` by the original's rules.
+
+    ``(True,)`` → ok, ``{}``; ``(True, d)`` → ok, ``d``; ``(True, a, b)`` → ok, ``{}``;
+    ``(False,)`` → ``'error'``; ``(False, e)`` → ``e``; ``(False, e, d)`` → ``e`` with ``d``.
+    Anything else (not a non-empty tuple or list with a bool first) → ``'invalid response format'``
+    with the raw value as data (where a dict used to kill the handler without a reply).
+    """
+    if isinstance(ret, (tuple, list)) and ret and isinstance(ret[0], bool):
+        if ret[0]:
+            return True, "", ret[1] if len(ret) == 2 else {}
+        error = ret[1] if len(ret) >= 2 else "error"
+        data = ret[2] if len(ret) >= 3 else {}
+        return False, str(error), data
+    return False, INVALID_RESPONSE, ret

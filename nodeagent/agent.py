@@ -1,0 +1,370 @@
+"""The node agent: one per machine. It registers the node, runs its actor hosts and executes
+spawn and stop requests; it stays off the request path.
+
+Control subjects ``beach.n.<node>.<op>``: ``spawn``, ``stop``, ``flush``, ``associate``,
+``disassociate`` (admin-gated when the config has an ``admin_token``), ``info``, and ``hello``
+(from its own hosts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from beach import directory, subjects, wire
+from beach.config import Config
+from beach.embedded import EmbeddedServer
+from beach.errors import BeachError, CategoryError
+from beach.runner import Runner
+from beach.session import Session
+
+from . import health
+from .host import die_with_parent
+
+log = logging.getLogger("beach.nodeagent")
+
+PRIVILEGED = {"spawn", "stop", "flush", "associate", "disassociate"}
+HOST_START_SECONDS = 30.0
+HOST_STOP_SECONDS = 30.0
+SPAWN_SECONDS = 60.0
+ORPHAN_GRACE = 10.0
+
+Reply = tuple[bool, str, Any]
+
+
+@dataclass
+class HostProcess:
+    """An actor host process this agent started."""
+
+    id: str
+    process: subprocess.Popen[bytes]
+    isolated: bool
+    ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    leaving: bool = False
+
+
+class NodeAgent:
+    """Runs one node: its registry entry, its actor host processes and its control API."""
+
+    def __init__(self, config: Config, node_id: str | None = None) -> None:
+        self.config = config
+        self.node_id = node_id or health.default_node_id()
+        self.hosts: dict[str, HostProcess] = {}
+        self.stopping = asyncio.Event()
+        self.ready = asyncio.Event()  # set once the node is registered and its hosts are up
+        self.started = time.time()
+        self.server: EmbeddedServer | None = None
+        self.session: Session
+        self._isolated_count = 0
+        self._shared_count = 0
+        self._missing_since: dict[str, float] = {}
+
+    # ---------------------------------------------------------------- life
+
+    async def run(self) -> None:
+        """Start the node, serve until SIGTERM/SIGINT (or `stopping` is set), then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        if self.config.nats.embedded:
+            self.server = EmbeddedServer(self.config.nats.port, self.config.nats.store_dir)
+            await loop.run_in_executor(None, self.server.start)
+            log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
+        try:
+            self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
+            await self.session.nc.subscribe(subjects.node_subject(self.node_id, "*"), cb=self._on_control)
+            health.sample()  # prime psutil's CPU counters
+            await self.heartbeat()
+            await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
+            log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
+                     ", ".join(self.config.nats.urls))
+            self.ready.set()
+            tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
+                     loop.create_task(self._every(0.25, self.watch_hosts)),
+                     loop.create_task(self._every(2.0, self.collect_orphans))]
+            await self.stopping.wait()
+            for task in tasks:
+                task.cancel()
+            await self.shutdown()
+        finally:
+            if self.server is not None:
+                await loop.run_in_executor(None, self.server.stop)
+
+    async def _every(self, seconds: float, job: Any) -> None:
+        while True:
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("%s failed: %s", job.__name__, err)
+            await asyncio.sleep(seconds)
+
+    async def shutdown(self) -> None:
+        """Stop every host (their actors' ``deinit`` runs), leave the registry, disconnect."""
+        log.info("node %s stopping", self.node_id)
+        hosts = list(self.hosts.values())
+        for host in hosts:
+            host.leaving = True
+            if host.process.poll() is None:
+                host.process.terminate()
+        deadline = time.monotonic() + HOST_STOP_SECONDS
+        for host in hosts:
+            while host.process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if host.process.poll() is None:
+                log.error("host %s did not stop in %ss: killing it", host.id, HOST_STOP_SECONDS)
+                host.process.kill()
+                host.process.wait()
+        await self._forget_hosts([h.id for h in hosts])
+        try:
+            await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
+        except Exception as err:
+            log.warning("could not remove node %s from the registry: %s", self.node_id, err)
+        await self.session.close()
+
+    # ---------------------------------------------------------------- hosts
+
+    async def start_host(self, isolated: bool = False) -> HostProcess:
+        """Start an actor host process and wait until it has announced itself."""
+        if isolated:
+            self._isolated_count += 1
+            host_id = f"{self.node_id}-i{self._isolated_count}"
+        else:
+            self._shared_count += 1
+            host_id = f"{self.node_id}-h{self._shared_count}"
+        cmd = [sys.executable, "-m", "nodeagent.host", self.config.path or "", "--node", self.node_id,
+               "--host", host_id] + (["--isolated"] if isolated else [])
+        if not self.config.path:
+            raise BeachError("the node agent needs a config file path to start actor hosts")
+        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        host = HostProcess(host_id, process, isolated)
+        self.hosts[host_id] = host
+        try:
+            await asyncio.wait_for(asyncio.shield(host.ready), HOST_START_SECONDS)
+        except asyncio.TimeoutError:
+            host.leaving = True
+            process.kill()
+            raise BeachError(f"actor host {host_id} did not start within {HOST_START_SECONDS}s") from None
+        return host
+
+    async def watch_hosts(self) -> None:
+        """Notice host processes that exited; clean up after them and replace shared ones."""
+        for host in list(self.hosts.values()):
+            code = host.process.poll()
+            if code is None:
+                continue
+            del self.hosts[host.id]
+            if not host.ready.done():
+                host.ready.set_exception(BeachError(f"actor host {host.id} exited with code {code} at start"))
+                host.ready.exception()  # mark retrieved
+            if not host.leaving and not self.stopping.is_set():
+                log.error("actor host %s died (exit code %s)", host.id, code)
+            await self._forget_hosts([host.id])
+            await self.heartbeat()
+            if not host.isolated and not self.stopping.is_set() and not host.leaving:
+                asyncio.get_running_loop().create_task(self.start_host())
+
+    async def _forget_hosts(self, host_ids: list[str]) -> None:
+        """Remove the directory entries of actors that lived in the given (dead) hosts."""
+        view = self.session.view
+        for actor in list(view.actors.values()):
+            if actor["node"] == self.node_id and actor["host"] in host_ids:
+                try:
+                    key, revision = await directory.delete_actor(self.session.nc, view.actors_kv,
+                                                                 actor["realm"], actor["uid"])
+                    view.apply_local(key, revision, None)
+                except Exception as err:
+                    log.warning("could not remove actor %s of dead host: %s", actor["uid"], err)
+
+    async def collect_orphans(self) -> None:
+        """Delete directory entries whose node has been gone for `ORPHAN_GRACE` seconds."""
+        view = self.session.view
+        now = time.monotonic()
+        seen: set[str] = set()
+        for actor in list(view.actors.values()):
+            uid = actor["uid"]
+            if actor["node"] in view.nodes:
+                continue
+            seen.add(uid)
+            since = self._missing_since.setdefault(uid, now)
+            if now - since >= ORPHAN_GRACE:
+                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"], uid)
+                view.apply_local(key, revision, None)
+        self._missing_since = {uid: t for uid, t in self._missing_since.items() if uid in seen}
+
+    # ---------------------------------------------------------------- registry
+
+    def entry(self) -> dict[str, Any]:
+        """This node's registry entry."""
+        mine = [a for a in self.session.view.actors.values() if a["node"] == self.node_id]
+        return {
+            "id": self.node_id, "hostname": socket.gethostname(), "addresses": health.addresses(),
+            "pid": os.getpid(), "started": self.started, "updated": time.time(),
+            "hosts": {h.id: {"pid": h.process.pid, "isolated": h.isolated}
+                      for h in self.hosts.values() if h.ready.done() and not h.ready.exception()},
+            "n_actors": len(mine), **health.sample(),
+        }
+
+    async def heartbeat(self) -> None:
+        """Publish this node's entry (with its TTL)."""
+        await directory.put_node(self.session.nc, self.session.view.nodes_kv, self.entry())
+
+    # ---------------------------------------------------------------- control
+
+    async def _on_control(self, msg: Msg) -> None:
+        asyncio.get_running_loop().create_task(self._control(msg))
+
+    async def _control(self, msg: Msg) -> None:
+        op = msg.subject.rsplit(".", 1)[1]
+        try:
+            args = wire.unpack(msg.data) if msg.data else {}
+            if not isinstance(args, dict):
+                raise ValueError("control arguments must be a map")
+            handler = getattr(self, f"op_{op}", None)
+            if handler is None:
+                reply: Reply = (False, f"unknown node operation {op!r}", {})
+            elif op in PRIVILEGED and self.config.admin_token and args.get("admin_token") != self.config.admin_token:
+                reply = (False, "unprivileged", {})
+            else:
+                reply = await handler(args)
+        except (BeachError, ValueError, KeyError, TypeError) as err:
+            reply = (False, f"bad {op} request: {err}", {})
+        except Exception:
+            log.exception("node operation %s failed", op)
+            reply = (False, f"node operation {op} failed", {"st": traceback.format_exc()})
+        if msg.reply:
+            await self.session.nc.publish(msg.reply, wire.pack_reply(*reply))
+
+    async def op_hello(self, args: dict[str, Any]) -> Reply:
+        """A host of this node is connected and ready."""
+        host = self.hosts.get(args["host"])
+        if host is not None and not host.ready.done():
+            host.ready.set_result(None)
+        await self.heartbeat()
+        return True, "", {}
+
+    async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
+        try:
+            msg = await self.session.nc.request(subjects.host_subject(host_id, op), wire.pack(args), timeout=timeout)
+        except Exception as err:
+            return False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {}
+        return wire.unpack_reply(msg.data)
+
+    async def op_spawn(self, args: dict[str, Any]) -> Reply:
+        """Start an actor in a shared host (or a new isolated one) and return once ``init()`` ran."""
+        spec = _spawn_spec(args)
+        spec["uid"] = uuid.uuid4().hex
+        spec["node"] = self.node_id
+        if spec["isolated"]:
+            try:
+                host = await self.start_host(isolated=True)
+            except BeachError as err:
+                return False, str(err), {}
+        else:
+            shared = [h for h in self.hosts.values() if not h.isolated and h.ready.done()
+                      and not h.ready.exception() and h.process.poll() is None]
+            if not shared:
+                return False, f"node {self.node_id} has no running actor host", {}
+            host = random.choice(shared)
+        return await self._to_host(host.id, "spawn", spec, float(args.get("timeout") or SPAWN_SECONDS))
+
+    def _hosts_of(self, uids: list[str]) -> dict[str, list[str]]:
+        by_host: dict[str, list[str]] = {}
+        for uid in uids:
+            actor = self.session.view.actors.get(uid)
+            if actor is not None and actor["node"] == self.node_id and actor["host"] in self.hosts:
+                by_host.setdefault(actor["host"], []).append(uid)
+        return by_host
+
+    async def op_stop(self, args: dict[str, Any]) -> Reply:
+        """Stop the given actors of this node (unknown uids are listed as not found)."""
+        uids = list(args.get("uids") or [])
+        replies = await asyncio.gather(*(self._to_host(h, "stop", {"uids": u}, HOST_STOP_SECONDS)
+                                         for h, u in self._hosts_of(uids).items()))
+        stopped: dict[str, Any] = {}
+        errors = [error for ok, error, _ in replies if not ok]
+        for ok, _, data in replies:
+            if ok:
+                stopped.update(data["stopped"])
+        missing = [uid for uid in uids if uid not in stopped]
+        if errors:
+            return False, "; ".join(errors), {"stopped": stopped, "not_found": missing}
+        return True, "", {"stopped": stopped, "not_found": missing}
+
+    async def op_flush(self, args: dict[str, Any]) -> Reply:
+        """Stop every actor of this node."""
+        replies = await asyncio.gather(*(self._to_host(h.id, "flush", {}, HOST_STOP_SECONDS)
+                                         for h in list(self.hosts.values()) if h.process.poll() is None))
+        errors = [error for ok, error, _ in replies if not ok]
+        stopped: dict[str, Any] = {}
+        for ok, _, data in replies:
+            if ok:
+                stopped.update(data["stopped"])
+        return (not errors), "; ".join(errors), {"stopped": stopped}
+
+    async def _recategorize(self, op: str, args: dict[str, Any]) -> Reply:
+        uid = args["uid"]
+        subjects.normalize(args["category"])
+        hosts = self._hosts_of([uid])
+        if not hosts:
+            return False, f"actor {uid} is not hosted on node {self.node_id}", {}
+        return await self._to_host(next(iter(hosts)), op, {"uid": uid, "category": args["category"]}, 10)
+
+    async def op_associate(self, args: dict[str, Any]) -> Reply:
+        """Add a category to one of this node's actors."""
+        return await self._recategorize("associate", args)
+
+    async def op_disassociate(self, args: dict[str, Any]) -> Reply:
+        """Remove a category from one of this node's actors."""
+        return await self._recategorize("disassociate", args)
+
+    async def op_info(self, args: dict[str, Any]) -> Reply:
+        """This node's entry and the load of each of its actors."""
+        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, 5) for h in list(self.hosts.values())))
+        load: dict[str, Any] = {}
+        for ok, _, data in replies:
+            if ok:
+                load.update(data["load"])
+        return True, "", {"node": self.entry(), "load": load}
+
+
+def _spawn_spec(args: dict[str, Any]) -> dict[str, Any]:
+    """Check a spawn request; raise ``ValueError``/`CategoryError` naming the bad field."""
+    name = args.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"'name' must be an actor class name, not {name!r}")
+    categories = args.get("categories")
+    if not isinstance(categories, list) or not categories:
+        raise CategoryError(f"'categories' must be a non-empty list, not {categories!r}")
+    realm = subjects.check_realm(args.get("realm") or "global")
+    for key in ("parameters", "resources"):
+        if args.get(key) is not None and not isinstance(args[key], dict):
+            raise ValueError(f"'{key}' must be a dict, not {type(args[key]).__name__}")
+    trusted = args.get("trusted") or []
+    if not isinstance(trusted, list):
+        raise ValueError(f"'trusted' must be a list of idents, not {type(trusted).__name__}")
+    max_concurrent = args.get("max_concurrent")
+    if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
+        raise ValueError(f"'max_concurrent' must be a positive int, not {max_concurrent!r}")
+    return {
+        "name": name, "realm": realm, "categories": [subjects.normalize(c) for c in categories],
+        "parameters": args.get("parameters") or {}, "resources": args.get("resources") or {},
+        "ident": args.get("ident"), "trusted": trusted, "isolated": bool(args.get("isolated")),
+        "n_concurrent": args.get("n_concurrent") or 1, "max_concurrent": max_concurrent,
+        "is_drainable": bool(args.get("is_drainable")), "time_to_drain": args.get("time_to_drain"),
+        "owner": args.get("owner"), "log_level": args.get("log_level"),
+    }

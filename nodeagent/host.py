@@ -1,0 +1,218 @@
+"""The actor host: one asyncio process with one NATS connection, running many actors.
+
+The node agent starts ``n_processes`` shared hosts plus one per isolated actor::
+
+    python -m nodeagent.host CONFIG --node NODE_ID --host HOST_ID [--isolated]
+
+It answers the agent on ``beach.h.<host>.<op>`` (spawn, stop, flush, associate, disassociate,
+info), writes its actors' directory entries, and on SIGTERM stops every actor (``deinit``) and
+exits 0. It exits by itself if its node agent dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import sys
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from beach import config as beach_config, directory, subjects, wire
+from beach.errors import BeachError
+from beach.runner import Runner
+from beach.session import Session
+
+from .loader import load_actor_class
+from .runtime import ActorInitError, ActorRuntime
+
+log = logging.getLogger("beach.host")
+
+WORKER_THREADS = 128
+
+Reply = tuple[bool, str, Any]
+
+
+class ActorHost:
+    """The actors of one host process, and the control API the node agent drives."""
+
+    def __init__(self, config: beach_config.Config, node_id: str, host_id: str, isolated: bool = False) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.host_id = host_id
+        self.isolated = isolated
+        self.pid = os.getpid()
+        self.actors: dict[str, ActorRuntime] = {}
+        self.pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix=f"{host_id}-worker")
+        self.stopped = asyncio.Event()
+        self.session: Session
+        self.runner: Runner
+
+    async def run(self) -> None:
+        """Connect, announce this host to the node agent, serve until told to stop, then stop."""
+        loop = asyncio.get_running_loop()
+        self.runner = Runner(loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopped.set)
+        self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
+        nc = self.session.nc
+        await nc.subscribe(subjects.host_subject(self.host_id, "*"), cb=self._on_control)
+        await nc.request(subjects.node_subject(self.node_id, "hello"),
+                         wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}), timeout=10)
+        watchdog = loop.create_task(self._watch_parent())
+        await self.stopped.wait()
+        watchdog.cancel()
+        await self.shutdown()
+
+    async def _watch_parent(self) -> None:
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(1)
+            if os.getppid() != parent:
+                log.error("node agent %s is gone: stopping host %s", self.node_id, self.host_id)
+                self.stopped.set()
+                return
+
+    async def shutdown(self) -> None:
+        """Stop every actor (their ``deinit`` runs), remove them from the directory, disconnect."""
+        await asyncio.gather(*(self.stop_actor(uid) for uid in list(self.actors)), return_exceptions=True)
+        await self.session.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---------------------------------------------------------------- control
+
+    async def _on_control(self, msg: Msg) -> None:
+        asyncio.get_running_loop().create_task(self._control(msg))
+
+    async def _control(self, msg: Msg) -> None:
+        op = msg.subject.rsplit(".", 1)[1]
+        try:
+            args = wire.unpack(msg.data) if msg.data else {}
+            handler = getattr(self, f"op_{op}", None)
+            reply: Reply = (False, f"unknown host operation {op!r}", {}) if handler is None else await handler(args)
+        except Exception:
+            log.exception("host operation %s failed", op)
+            reply = (False, f"host operation {op} failed: {traceback.format_exc(limit=3)}", {})
+        if msg.reply:
+            await self.session.nc.publish(msg.reply, wire.pack_reply(*reply))
+
+    async def op_spawn(self, spec: dict[str, Any]) -> Reply:
+        """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
+        name = spec["name"]
+        try:
+            cls = load_actor_class(self.config.code_directory, spec["realm"], name)
+            actor = cls()
+        except BeachError as err:
+            return False, str(err), {}
+        except Exception:
+            return False, f"creating actor {name!r} raised", {"st": traceback.format_exc()}
+        runtime = ActorRuntime(self, actor, spec)
+        try:
+            await runtime.start()
+        except ActorInitError as err:
+            self._maybe_exit()
+            return False, f"init() of actor {name!r} raised", {"st": str(err)}
+        self.actors[runtime.uid] = runtime
+        entry = runtime.entry()
+        key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        self.session.view.apply_local(key, revision, entry)
+        return True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision}
+
+    async def stop_actor(self, uid: str) -> tuple[str, int] | None:
+        """Stop one actor: out of the directory first (so no new request picks it), then drain and
+        ``deinit``. Return the directory delete's ``(key, revision)``, or None if it is not here."""
+        runtime = self.actors.pop(uid, None)
+        if runtime is None:
+            return None
+        try:
+            key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
+                                                         runtime.realm, uid)
+            self.session.view.apply_local(key, revision, None)
+        except Exception as err:  # the bus may be gone at shutdown; the node agent cleans up
+            log.warning("could not remove actor %s from the directory: %s", uid, err)
+            key, revision = subjects.actor_key(runtime.realm, uid), 0
+        await runtime.stop()
+        self._maybe_exit()
+        return key, revision
+
+    def _maybe_exit(self) -> None:
+        if self.isolated and not self.actors:
+            self.stopped.set()  # an isolated host lives and dies with its actor
+
+    async def op_stop(self, args: dict[str, Any]) -> Reply:
+        """Stop the actors ``args['uids']`` that live here."""
+        results = await asyncio.gather(*(self.stop_actor(uid) for uid in args.get("uids", [])))
+        stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results) if r is not None}
+        return True, "", {"stopped": stopped}
+
+    async def op_flush(self, args: dict[str, Any]) -> Reply:
+        """Stop every actor here."""
+        return await self.op_stop({"uids": list(self.actors)})
+
+    async def _recategorize(self, uid: str, change: Any) -> Reply:
+        runtime = self.actors.get(uid)
+        if runtime is None:
+            return False, f"actor {uid} is not hosted here", {}
+        change(runtime.categories)
+        await runtime.subscribe()
+        entry = runtime.entry()
+        key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        self.session.view.apply_local(key, revision, entry)
+        return True, "", {"entry": entry, "key": key, "revision": revision}
+
+    async def op_associate(self, args: dict[str, Any]) -> Reply:
+        """Add a category to an actor."""
+        category = subjects.normalize(args["category"])
+        return await self._recategorize(args["uid"], lambda cats: category in cats or cats.append(category))
+
+    async def op_disassociate(self, args: dict[str, Any]) -> Reply:
+        """Remove a category from an actor."""
+        category = subjects.normalize(args["category"])
+        runtime = self.actors.get(args["uid"])
+        if runtime is not None and category not in runtime.categories:
+            return False, f"actor {args['uid']} is not in category {category!r}", {}
+        return await self._recategorize(args["uid"], lambda cats: cats.remove(category))
+
+    async def op_info(self, args: dict[str, Any]) -> Reply:
+        """Load figures of each actor here: in-flight requests and their bound."""
+        return True, "", {"load": {uid: {"inflight": rt.inflight, "bound": rt.bound,
+                                         "handlers": sorted(rt.handlers)} for uid, rt in self.actors.items()}}
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (used as a ``preexec_fn``)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: the host's parent watchdog covers it
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of an actor host process."""
+    parser = argparse.ArgumentParser(prog="python -m nodeagent.host", description=__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--isolated", action="store_true")
+    args = parser.parse_args(argv)
+    config = beach_config.load(args.config)
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s")
+    host = ActorHost(config, args.node, args.host, args.isolated)
+    try:
+        asyncio.run(host.run())
+    except BeachError as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,302 @@
+"""`ActorRuntime`: one actor inside an actor host — its lifecycle, subscriptions and dispatch.
+
+Each NATS message is handed to a task at once (nats-py runs a subscription's callbacks one at a
+time, and a slow callback makes the server drop messages). Requests in progress are bounded per
+actor; past the bound the actor answers ``'busy'`` at once so the caller can try another actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any, Callable
+
+from nats.aio.msg import Msg
+
+from beach import subjects, wire
+from beach.actor import Actor, ActorRequest
+from beach.errors import BeachError
+from beach.handle import ActorHandle
+from beach.session import current_deadline
+
+if TYPE_CHECKING:
+    from .host import ActorHost
+
+log = logging.getLogger("beach.runtime")
+
+MAX_INFLIGHT_ASYNC = 1000
+MAX_INFLIGHT_SYNC = 64
+STOP_DRAIN_SECONDS = 10.0
+
+
+class ActorInitError(BeachError):
+    """The actor's ``init()`` raised; the message holds the traceback."""
+
+
+def _is_async(func: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(func)
+
+
+class ActorRuntime:
+    """Runs one actor: init, subscriptions, request dispatch, timers, stop and deinit."""
+
+    def __init__(self, host: "ActorHost", actor: Actor, spec: dict[str, Any]) -> None:
+        self.host = host
+        self.actor = actor
+        self.spec = spec
+        self.uid: str = spec["uid"]
+        self.realm: str = spec["realm"]
+        self.categories: list[str] = list(spec["categories"])
+        self.trusted = set(spec.get("trusted") or ())
+        self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
+        self.handles: list[ActorHandle] = []
+        self.inflight = 0
+        self.max_inflight: int | None = spec.get("max_concurrent")
+        self.bound = self.max_inflight or MAX_INFLIGHT_ASYNC
+        self.last_error: str | None = None
+        self.started = time.time()
+        self._subs: dict[str, Any] = {}
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self.loop = asyncio.get_running_loop()
+        actor.name = self.uid
+        actor.stopEvent = threading.Event()
+        actor._realm = self.realm
+        actor._parameters = dict(spec.get("parameters") or {})
+        actor._resources = dict(spec.get("resources") or {})
+        actor._ident = spec.get("ident")
+        actor._trusted = list(self.trusted)
+        actor._runtime = self
+        actor._logger = logging.getLogger(f"beach.actor.{type(actor).__name__}")
+        level = spec.get("log_level")
+        if level is not None:
+            actor._logger.setLevel(level)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Run ``init`` and subscribe; raise `ActorInitError` (with the traceback) if init raises."""
+        init = self.actor.init
+        params = inspect.signature(init).parameters
+        args: tuple[Any, ...] = (self.actor._parameters,)
+        if len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params.values()):
+            args += (self.actor._resources,)
+        try:
+            await self.call(init, *args)
+        except Exception:
+            await self._cancel_tasks()
+            raise ActorInitError(traceback.format_exc()) from None
+        await self.subscribe()
+
+    async def subscribe(self) -> None:
+        """Subscribe to every subject this actor answers on (adding the missing ones only)."""
+        wanted = {subjects.actor_subject(self.realm, self.uid): None}
+        for prefix in subjects.prefix_categories(self.categories):
+            wanted[subjects.request_subject(self.realm, prefix)] = subjects.QUEUE
+            wanted[subjects.broadcast_subject(self.realm, prefix)] = None
+        nc = self.host.session.nc
+        for subject in list(self._subs):
+            if subject not in wanted:
+                await self._subs.pop(subject).unsubscribe()
+        for subject, queue in wanted.items():
+            if subject not in self._subs:
+                self._subs[subject] = await nc.subscribe(subject, queue=queue or "", cb=self._on_msg,
+                                                         pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving requests."""
+        subs, self._subs = self._subs, {}
+        for sub in subs.values():
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection closing
+                pass
+
+    async def stop(self, drain_seconds: float = STOP_DRAIN_SECONDS) -> None:
+        """Unsubscribe, wait (bounded) for in-flight requests, stop timers, run ``deinit``."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.actor.stopEvent.set()
+        await self.unsubscribe()
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_seconds)
+        except asyncio.TimeoutError:
+            log.warning("actor %s stopped with %d requests still in progress", self.uid, self.inflight)
+        await self._cancel_tasks()
+        for handle in self.handles:
+            await handle.aclose()
+        try:
+            await self.call(self.actor.deinit)
+        except Exception:
+            self.last_error = traceback.format_exc()
+            log.error("deinit of actor %s raised:\n%s", self.uid, self.last_error)
+
+    def request_stop(self) -> None:
+        """Ask the host to stop this actor (from any thread)."""
+        self.loop.call_soon_threadsafe(lambda: self._spawn(self.host.stop_actor(self.uid)))
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ---------------------------------------------------------------- calling user code
+
+    async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call user code: await it if ``async def``, else run it in a host worker thread."""
+        if _is_async(func):
+            return await func(*args, **kwargs)
+        context = contextvars.copy_context()
+        return await self.loop.run_in_executor(self.host.pool, lambda: context.run(func, *args, **kwargs))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _in_loop(self) -> bool:
+        return self.host.runner.in_loop_thread()
+
+    def _soon(self, coro_fn: Callable[[], Any]) -> None:
+        if self._in_loop():
+            self._spawn(coro_fn())
+        else:
+            self.loop.call_soon_threadsafe(lambda: self._spawn(coro_fn()))
+
+    # ---------------------------------------------------------------- Actor API backends
+
+    def handle(self, request_type: str, func: Callable[[ActorRequest], Any]) -> Callable[..., Any] | None:
+        previous = self.handlers.get(request_type)
+        self.handlers[request_type] = func
+        self._set_bound()
+        return previous
+
+    def unhandle(self, request_type: str) -> bool:
+        removed = self.handlers.pop(request_type, None) is not None
+        self._set_bound()
+        return removed
+
+    def schedule(self, delay: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        first_delay = 0.0
+        if not self._in_loop() and not _is_async(func):
+            first_delay = delay
+            func(*args, **kwargs)  # the original calls it at once, in the caller
+
+        async def repeat() -> None:
+            await asyncio.sleep(first_delay)
+            while not self._stopping:
+                await self._guarded(func, args, kwargs)
+                await asyncio.sleep(delay)
+
+        self._soon(repeat)
+
+    def delay(self, delay: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if not self._stopping:
+                await self._guarded(func, args, kwargs)
+
+        self._soon(later)
+
+    async def _guarded(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        try:
+            await self.call(func, *args, **kwargs)
+        except Exception:
+            self.last_error = traceback.format_exc()
+            log.error("timer %s of actor %s raised:\n%s", getattr(func, "__name__", func), self.uid, self.last_error)
+
+    def make_handle(self, category: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandle:
+        handle = ActorHandle(self.host.session, self.realm, category, mode, retries, timeout, self.actor._ident)
+        self.handles.append(handle)
+        return handle
+
+    # ---------------------------------------------------------------- requests
+
+    def _set_bound(self) -> None:
+        # Sync handlers hold a worker thread each, so they get the smaller default bound.
+        sync = any(not _is_async(h) for h in self.handlers.values())
+        self.bound = self.max_inflight or (MAX_INFLIGHT_SYNC if sync else MAX_INFLIGHT_ASYNC)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        # Runs inside nats-py's one-at-a-time callback loop: hand off at once, never block here.
+        if self.inflight >= self.bound:
+            if msg.reply:
+                await self.host.session.nc.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {}))
+            return
+        self.inflight += 1
+        self._idle.clear()
+        task = self.loop.create_task(self._serve(msg, time.monotonic()))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, msg: Msg, received: float) -> None:
+        try:
+            ok, error, data = await self._dispatch(msg, received)
+            if ok is None or not msg.reply:
+                return
+            await self._reply(msg.reply, ok, error, data)
+        finally:
+            self.inflight -= 1
+            if not self.inflight:
+                self._idle.set()
+
+    async def _dispatch(self, msg: Msg, received: float) -> tuple[Any, str, Any]:
+        try:
+            request = wire.unpack_request(msg.data)
+        except ValueError as err:
+            return False, wire.INVALID_REQUEST, {"reason": str(err)}
+        deadline = None if request.ttl is None else received + request.ttl
+        if self.trusted and request.ident not in self.trusted:
+            return False, wire.UNAUTHORIZED, {}
+        handler = self.handlers.get(request.req)
+        if handler is None:
+            self.actor.logCritical(f"request type not supported: {request.req!r}")
+            return False, wire.UNSUPPORTED, {}
+        if deadline is not None and time.monotonic() >= deadline:
+            return None, "", None  # the caller gave up already: do not run it
+        token = current_deadline.set(deadline)
+        try:
+            ret = await self.call(handler, ActorRequest(request.ident, request.id, request.req, self.uid, request.data))
+        except Exception:
+            self.last_error = traceback.format_exc()
+            log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, self.last_error)
+            return False, wire.EXCEPTION, {"st": self.last_error}
+        finally:
+            current_deadline.reset(token)
+        return wire.normalize_return(ret)
+
+    async def _reply(self, reply: str, ok: bool, error: str, data: Any) -> None:
+        session = self.host.session
+        try:
+            payload = wire.pack_reply(ok, error, data)
+            session.check_size(payload, "reply")
+        except BeachError as err:
+            log.error("actor %s could not send its reply: %s", self.uid, err)
+            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
+        await session.nc.publish(reply, payload)
+
+    # ---------------------------------------------------------------- directory
+
+    def entry(self) -> dict[str, Any]:
+        """The actor's public directory entry (private ``_`` parameters masked)."""
+        spec = self.spec
+        params = {k: ("<PRIVATE>" if isinstance(k, str) and k.startswith("_") else v)
+                  for k, v in (spec.get("parameters") or {}).items()}
+        return {
+            "uid": self.uid, "realm": self.realm, "name": spec["name"], "categories": self.categories,
+            "node": self.host.node_id, "host": self.host.host_id, "pid": self.host.pid,
+            "isolated": bool(spec.get("isolated")), "params": params,
+            "resources": spec.get("resources") or {}, "owner": spec.get("owner"),
+            "started": self.started, "is_drainable": bool(spec.get("is_drainable")),
+            "time_to_drain": spec.get("time_to_drain"), "n_concurrent": spec.get("n_concurrent", 1),
+        }
