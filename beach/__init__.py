@@ -5,6 +5,7 @@ from .beach_api import Beach
 from .client import AsyncBeach
 from .errors import (ActorLoadError, BeachError, BusError, CategoryError, ConfigError, EncodeError,
                      PayloadTooLarge, UsageError)
+from .group import ActorHandleGroup
 from .handle import DEFAULT_TIMEOUT, ActorHandle
 from .response import ActorResponse, FutureResults
 
@@ -14,6 +15,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "Actor",
     "ActorHandle",
+    "ActorHandleGroup",
     "ActorLoadError",
     "ActorRequest",
     "ActorResponse",

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+from .group import ActorHandleGroup
 from .handle import ActorHandle
 
 if TYPE_CHECKING:
@@ -117,6 +118,11 @@ class Actor:
         """
         return self._runtime.make_handle(category, mode, nRetries, timeout)
 
+    def getActorHandleGroup(self, categoryRoot: str, mode: str = "local", nRetries: int | None = None,
+                            timeout: float | None = None) -> "ActorHandleGroup":
+        """A group on the sub-categories of ``categoryRoot`` in this actor's realm."""
+        return self._runtime.make_group(categoryRoot, mode, nRetries, timeout)
+
     def isCategoryAvailable(self, category: str) -> bool:
         """True if ``category`` has at least one live actor in this actor's realm."""
         return bool(self._runtime.host.session.view.find(self._realm, category))
@@ -141,6 +147,7 @@ class Actor:
 
     # PEP 8 names
     get_actor_handle = getActorHandle
+    get_actor_handle_group = getActorHandleGroup
     log_critical = logCritical
     is_running = isRunning
     get_last_error = getLastError

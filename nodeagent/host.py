@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import logging
 import os
 import signal
@@ -183,15 +182,6 @@ class ActorHost:
         """Load figures of each actor here: in-flight requests and their bound."""
         return True, "", {"load": {uid: {"inflight": rt.inflight, "bound": rt.bound,
                                          "handlers": sorted(rt.handlers)} for uid, rt in self.actors.items()}}
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when its parent dies (used as a ``preexec_fn``)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass  # not Linux: the host's parent watchdog covers it
 
 
 def main(argv: list[str] | None = None) -> int:

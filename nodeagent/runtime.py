@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from beach import subjects, wire
 from beach.actor import Actor, ActorRequest
 from beach.errors import BeachError
+from beach.group import ActorHandleGroup
 from beach.handle import ActorHandle
 from beach.session import current_deadline
 
@@ -55,6 +56,7 @@ class ActorRuntime:
         self.trusted = set(spec.get("trusted") or ())
         self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
         self.handles: list[ActorHandle] = []
+        self.groups: list[ActorHandleGroup] = []
         self.inflight = 0
         self.max_inflight: int | None = spec.get("max_concurrent")
         self.bound = self.max_inflight or MAX_INFLIGHT_ASYNC
@@ -131,7 +133,7 @@ class ActorRuntime:
         except asyncio.TimeoutError:
             log.warning("actor %s stopped with %d requests still in progress", self.uid, self.inflight)
         await self._cancel_tasks()
-        for handle in self.handles:
+        for handle in [*self.handles, *self.groups]:
             await handle.aclose()
         try:
             await self.call(self.actor.deinit)
@@ -219,6 +221,11 @@ class ActorRuntime:
         handle = ActorHandle(self.host.session, self.realm, category, mode, retries, timeout, self.actor._ident)
         self.handles.append(handle)
         return handle
+
+    def make_group(self, root: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandleGroup:
+        group = ActorHandleGroup(self.host.session, self.realm, root, mode, retries, timeout, self.actor._ident)
+        self.groups.append(group)
+        return group
 
     # ---------------------------------------------------------------- requests
 

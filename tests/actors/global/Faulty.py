@@ -1,0 +1,17 @@
+from beach.actor import Actor
+
+
+class Faulty(Actor):
+    def init(self, parameters):
+        self.handle('raise', self.raiser)
+        self.handle('dict', lambda msg: {'not': 'a tuple'})
+        self.handle('string', lambda msg: 'just a string')
+        self.handle('fail', lambda msg: (False, 'it went wrong', {'why': 'test'}))
+        self.handle('fail1', lambda msg: (False,))
+        self.handle('ok1', lambda msg: (True,))
+        self.handle('ok3', lambda msg: (True, 1, 2))
+        self.handle('unencodable', lambda msg: (True, {'obj': object()}))
+        self.handle('big', lambda msg: (True, b'x' * (2 * 1024 * 1024)))
+
+    def raiser(self, msg):
+        raise RuntimeError('handler blew up on purpose')

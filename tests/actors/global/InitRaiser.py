@@ -1,0 +1,6 @@
+from beach.actor import Actor
+
+
+class InitRaiser(Actor):
+    def init(self, parameters):
+        raise ValueError('init refused on purpose')

@@ -1,0 +1,112 @@
+"""Shared fixtures: one real nats-server (JetStream) per session on a free loopback port, one real
+node agent (with real actor host processes) for the tests that need a cluster, and clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import yaml
+
+from beach.beach_api import Beach
+from beach.embedded import EmbeddedServer
+
+HERE = Path(__file__).parent
+ACTORS = HERE / "actors"
+ADMIN_TOKEN = "test-admin-token"
+NODE_ID = "test-node-1"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, nats_url: str, **extra: object) -> Path:
+    """Write a beach config naming ``nats_url`` and the test actors' code directory."""
+    raw = {"code_directory": str(ACTORS), "n_processes": 2, "admin_token": ADMIN_TOKEN,
+           "nats": {"servers": [nats_url]}}
+    raw.update(extra)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class NodeProcess:
+    """A node agent started as ``python -m <module> CONFIG --node-id ID`` in a subprocess."""
+
+    def __init__(self, config: Path, node_id: str, module: str = "beach.hostmanager") -> None:
+        self.node_id = node_id
+        self.process = subprocess.Popen([sys.executable, "-m", module, str(config), "--node-id", node_id],
+                                        start_new_session=True)
+
+    def wait_registered(self, client: Beach, timeout: float = 30.0) -> None:
+        wait_for(lambda: self.node_id in client._core.session.view.nodes or self.process.poll() is not None,
+                 timeout, what=f"node {self.node_id} to register")
+        assert self.process.poll() is None, f"node {self.node_id} exited with {self.process.returncode}"
+
+    def terminate(self, timeout: float = 40.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A real nats-server with JetStream, shared by the whole session."""
+    store = tmp_path_factory.mktemp("nats")
+    server = EmbeddedServer(free_port(), str(store / "js"), name="beach-test",
+                            log_file=str(store / "nats.log")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def config_path(nats_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A beach config for the session server, with an admin token."""
+    return write_config(tmp_path_factory.mktemp("config") / "beach.yaml", nats_server.url)
+
+
+@pytest.fixture(scope="session")
+def node(config_path: Path) -> Iterator[NodeProcess]:
+    """One node agent (2 shared actor hosts) for the session; SIGTERM at the end must exit 0."""
+    node = NodeProcess(config_path, NODE_ID)
+    with Beach(config_path) as client:
+        node.wait_registered(client)
+    yield node
+    assert node.terminate() == 0
+
+
+@pytest.fixture
+def beach(node: NodeProcess, config_path: Path) -> Iterator[Beach]:
+    """A client of the session node; everything it started is flushed afterwards."""
+    client = Beach(config_path, realm="global")
+    yield client
+    client._admin_token = ADMIN_TOKEN
+    assert client.flush()
+    client.close()

@@ -1,0 +1,180 @@
+"""The original py-beach test suite (tests/test_beach.py), ported to one real node over NATS.
+
+Differences from the original, on purpose: categories match by segment (``'p'`` no longer
+matches ``pingers``), so the prefix test uses ``p/...`` categories; ``addActor`` returns once
+``init()`` ran, so no test sleeps before reading the directory.
+"""
+
+from __future__ import annotations
+
+from beach.utils import isMessageSuccess
+
+from .conftest import ADMIN_TOKEN, wait_for
+
+
+def count(beach, category, realm="global"):
+    return len(beach.getDirectory().get("realms", {}).get(realm, {}).get(category, {}))
+
+
+def test_beach_connection(beach):
+    assert beach.getNodeCount() == 1
+
+
+def test_admin_privileges(beach):
+    beach._admin_token = None
+    a1 = beach.addActor("Ping", "pingers", parameters={"a": 1})
+    assert not isMessageSuccess(a1)
+    assert a1.get("status", {}).get("error", None) == "unprivileged"
+    assert not beach.flush()
+    beach._admin_token = ADMIN_TOKEN
+    a1 = beach.addActor("Ping", "pingers", parameters={"a": 1})
+    assert isMessageSuccess(a1)
+    assert count(beach, "pingers") == 1  # at once: addActor returned after init()
+    assert beach.flush()
+    assert count(beach, "pingers") == 0
+
+
+def test_flushing_single_node_cluster(beach):
+    assert beach.addActor("Ping", "pingers").isSuccess
+    assert beach.addActor("Pong", "pongers").isSuccess
+    assert beach.flush()
+    assert count(beach, "pingers") == 0
+    assert count(beach, "pongers") == 0
+
+
+def test_actor_creation(beach):
+    a1 = beach.addActor("Ping", "pingers", parameters={"a": 1}, strategy="roundrobin")
+    assert isMessageSuccess(a1)
+    a2 = beach.addActor("Pong", "pongers", parameters={"a": 2})
+    assert isMessageSuccess(a2)
+    assert count(beach, "pingers") == 1
+    assert count(beach, "pongers") == 1
+    # the Ping's schedule reaches the Pong through its handle
+    handle = beach.getActorHandle("_ACTORS/" + a1.data["uid"])
+    wait_for(lambda: handle.request("count").data.get("pongs", 0) >= 1, what="Ping to get a pong")
+
+
+def test_isolated_actor_creation(beach):
+    shared = beach.addActor("DeinitMarker", "markers", parameters={"path": "/dev/null"})
+    isolated = beach.addActor("DeinitMarker", "markers", isIsolated=True, parameters={"path": "/dev/null"})
+    assert shared.isSuccess and isolated.isSuccess
+    assert count(beach, "markers") == 2
+    pids = {beach.getActorHandle("_ACTORS/" + r.data["uid"]).request("pid").data["pid"] for r in (shared, isolated)}
+    assert len(pids) == 2
+    mtd = beach.getAllNodeMetadata()
+    flags = {uid: m["isolated"] for node in mtd.values() for uid, m in node["data"]["mtd"].items()}
+    assert flags == {shared.data["uid"]: False, isolated.data["uid"]: True}
+
+
+def test_virtual_handles(beach):
+    assert beach.addActor("Pong", "pongers").isSuccess
+    vHandle = beach.getActorHandle("pongers")
+    resp = vHandle.request("ping", data={"source": "outside"}, timeout=10)
+    assert resp.isSuccess and "time" in resp.data
+    assert resp.data["echo"] == {"source": "outside"}
+
+
+def test_prefix_virtual_handles(beach):
+    assert beach.addActor("Pong", "p/pongers").isSuccess
+    assert beach.addActor("Ping", "p/pingers", resources={"pongers": "p/pongers"}).isSuccess
+    assert beach.addActor("Ping", "p/pingers", resources={"pongers": "p/pongers"}).isSuccess
+    vHandles = beach.getActorHandle("p")
+    assert vHandles.getNumAvailable() == 3
+    assert vHandles.isAvailable() is True
+    vHandles = beach.getActorHandle("p/pong")  # segment matching: not a prefix of p/pongers
+    assert vHandles.getNumAvailable() == 0
+    assert vHandles.isAvailable() is False
+    assert beach.getActorHandle("p/pongers/").getNumAvailable() == 1
+    # a request to the root reaches one of the three
+    assert beach.getActorHandle("p").request("ping").error in ("", "request type not supported by actor")
+
+
+def test_trust(beach):
+    assert beach.addActor("Pong", "pongers/trust", trustedIdents=["abc"]).isSuccess
+    assert beach.addActor("Pong", "pongers/notrust", trustedIdents=["def"]).isSuccess
+    resp = beach.getActorHandle("pongers/trust", ident="abc").request("ping", data={"source": "outside"}, timeout=10)
+    assert resp.isSuccess and "time" in resp.data
+    resp = beach.getActorHandle("pongers/notrust", ident="abc").request("ping", timeout=10)
+    assert not resp.isSuccess and resp.error == "unauthorized"
+    resp = beach.getActorHandle("pongers/notrust").request("ping", timeout=10)
+    assert not resp.isSuccess and resp.error == "unauthorized"
+    resp = beach.getActorHandle("pongers/notrust", ident="def").request("ping", timeout=10)
+    assert resp.isSuccess and "time" in resp.data
+
+
+def test_group(beach):
+    assert beach.addActor("Pong", "pongers/trust/1.0", trustedIdents=["def"]).isSuccess
+    assert beach.addActor("Pong", "pongers/trust/2.0", trustedIdents=["def"]).isSuccess
+    assert beach.addActor("Pong", "other/thing").isSuccess
+    g1 = beach.getActorHandleGroup("pongers/", ident="def")
+    assert g1.getNumAvailable() == 1
+    assert beach.addActor("Pong", "pongers/trustalt/1.0", trustedIdents=["def"]).isSuccess
+    assert g1.getNumAvailable() == 2  # picked up without a refresh
+    future = g1.request("ping", timeout=2)
+    results = []
+    for _ in range(3):
+        if future.waitForResults(5):
+            results += future.getNewResults()
+    assert len(results) == 2
+    assert all(r.isSuccess for r in results)
+    assert future.isFinished()
+
+
+def test_concurrency(beach):
+    assert beach.addActor("Sleeper", "sleepers", n_concurrent=1).isSuccess
+    vHandle = beach.getActorHandle("sleepers")
+    resp = vHandle.request("nosleep", timeout=2)
+    assert resp.isSuccess and "time" in resp.data
+    resp = vHandle.request("sleep", timeout=1)
+    assert resp.isTimedOut and not resp.isSuccess
+    # the sleeping request does not block the actor
+    resp = vHandle.request("nosleep", timeout=2)
+    assert resp.isSuccess
+
+
+def test_private_params(beach):
+    a1 = beach.addActor("Pong", "pongers", parameters={"a": 9, "_b": 42, "c": 43}, n_concurrent=1)
+    assert isMessageSuccess(a1)
+    mtd = beach.getAllNodeMetadata()
+    params = list(list(mtd.values())[0].get("data", {}).get("mtd", {}).values())[0].get("params", {})
+    assert params == {"a": 9, "_b": "<PRIVATE>", "c": 43}
+    # the directory itself never holds the private value
+    entry = beach._core.session.view.actors[a1.data["uid"]]
+    assert entry["params"]["_b"] == "<PRIVATE>"
+
+
+def test_multi_category(beach):
+    a1 = beach.addActor("MultiPing", ["pingers", "oobers", "oobers2"])
+    a2 = beach.addActor("MultiPing", ["oobers"])
+    assert a1.isSuccess and a2.isSuccess
+    assert (count(beach, "pingers"), count(beach, "oobers"), count(beach, "oobers2")) == (1, 2, 1)
+    assert "time" in beach.getActorHandle("pingers").request("ping").data
+    assert beach.getActorHandle("oobers").request("oob").data == {"cmdresult": 42}
+    assert beach.removeFromCategory(a1.data["uid"], "oobers")
+    assert (count(beach, "pingers"), count(beach, "oobers"), count(beach, "oobers2")) == (1, 1, 1)
+    assert not beach.removeFromCategory(a1.data["uid"], "oobers")
+    assert beach.addToCategory(a1.data["uid"], "newcat")
+    assert count(beach, "newcat") == 1
+    assert beach.getActorHandle("newcat").request("oob").data == {"cmdresult": 42}
+    # requests to 'oobers' now only reach a2
+    uids = {beach.getActorHandle("oobers").request("oob").isSuccess for _ in range(10)}
+    assert uids == {True}
+
+
+def test_pending_metric(beach):
+    assert beach.addActor("Sleeper", "sleepers").isSuccess
+    vHandle = beach.getActorHandle("sleepers")
+    assert vHandle.shoot("sleep", {"seconds": 3}, timeout=20)
+    wait_for(lambda: vHandle.getPending() == {"sleepers": 1}, 5, what="one pending request")
+    wait_for(lambda: vHandle.getPending() == {}, 10, what="the request to finish")
+
+
+def test_tons_of_actors(beach):
+    assert count(beach, "pingers") == 0
+    for _ in range(50):
+        assert beach.addActor("MultiPing", ["pingers", "oobers", "oobers2"]).isSuccess
+    assert (count(beach, "pingers"), count(beach, "oobers"), count(beach, "oobers2")) == (50, 50, 50)
+    responses = beach.getActorHandle("oobers").requestFromAll("oob").waitAll(10)
+    assert len(responses) == 50 and all(r.data == {"cmdresult": 42} for r in responses)
+    assert beach.flush()
+    assert count(beach, "pingers") == 0

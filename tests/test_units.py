@@ -1,0 +1,120 @@
+"""Pure functions: subject escaping, the wire format and its rules, config checking."""
+
+from __future__ import annotations
+
+import pytest
+
+from beach import config, subjects, wire
+from beach.errors import CategoryError, ConfigError, EncodeError
+from beach.routing import affinity_choice
+
+
+@pytest.mark.parametrize("name", ["plain", "1.2", "a b", "*", ">", "=", "ü", "tab\tx", "$sys", "x=3D"])
+def test_escape_roundtrip(name):
+    token = subjects.escape(name)
+    assert subjects.unescape(token) == name
+    assert all(c.isalnum() or c in "_-=" for c in token), token
+
+
+def test_plain_names_stay_readable():
+    assert subjects.escape("my_crypt-actor") == "my_crypt-actor"
+    assert subjects.request_subject("global", "my_crypt_actor/1.2") == "beach.r.global.my_crypt_actor.1=2E2"
+
+
+def test_category_segments():
+    assert subjects.normalize("/foo/bars/") == "foo/bars"
+    assert subjects.prefix_categories(["a/b/c", "a/d"]) == ["a", "a/b", "a/b/c", "a/d"]
+    assert subjects.matches("myactors/pongers", "myactors")
+    assert not subjects.matches("myactors/pongers", "myactors/pong")
+    with pytest.raises(CategoryError, match="empty segment"):
+        subjects.normalize("a//b")
+    with pytest.raises(CategoryError, match="empty category"):
+        subjects.normalize("/")
+    with pytest.raises(CategoryError, match="must be a string"):
+        subjects.normalize(3)
+
+
+def test_hidden_actor_category():
+    assert subjects.request_subject("r", "_ACTORS/abc") == subjects.actor_subject("r", "abc")
+
+
+@pytest.mark.parametrize("ret, expected", [
+    ((True,), (True, "", {})),
+    ((True, {"a": 1}), (True, "", {"a": 1})),
+    ((True, 1, 2), (True, "", {})),
+    ((False,), (False, "error", {})),
+    ((False, "bad"), (False, "bad", {})),
+    ((False, "bad", [1]), (False, "bad", [1])),
+    ([True, 5], (True, "", 5)),
+    ({"a": 1}, (False, wire.INVALID_RESPONSE, {"a": 1})),
+    ("text", (False, wire.INVALID_RESPONSE, "text")),
+    ((), (False, wire.INVALID_RESPONSE, ())),
+    (None, (False, wire.INVALID_RESPONSE, None)),
+])
+def test_handler_return_normalisation(ret, expected):
+    assert wire.normalize_return(ret) == expected
+
+
+def test_wire_keeps_lists_and_refuses_objects():
+    body = wire.pack_request("id", "t", {"l": [1, 2], "t": (3, 4), "s": {5}, "b": b"\x00"}, None, 1.5)
+    request = wire.unpack_request(body)
+    assert request.data == {"l": [1, 2], "t": [3, 4], "s": [5], "b": b"\x00"}
+    assert request.ttl == 1.5
+    with pytest.raises(EncodeError, match="object"):
+        wire.pack_request("id", "t", {"x": object()}, None, None)
+
+
+@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x93\x01\x02\x03", wire.pack({"a": 1}), wire.pack([2, "i", "r", {}, None, None])])
+def test_malformed_request_bodies_are_rejected(body):
+    with pytest.raises(ValueError):
+        wire.unpack_request(body)
+
+
+def test_affinity_is_stable_and_consistent():
+    uids = [f"actor{i}" for i in range(10)]
+    owners = {k: affinity_choice(f"key{k}", uids) for k in range(2000)}
+    assert owners == {k: affinity_choice(f"key{k}", list(reversed(uids))) for k in range(2000)}
+    fewer = uids[:-1]
+    moved = sum(owners[k] != affinity_choice(f"key{k}", fewer) for k in owners)
+    # only the keys of the removed actor move (about 1/10)
+    assert moved == sum(1 for o in owners.values() if o == "actor9")
+
+
+def test_config_defaults_and_relative_paths(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("code_directory: code\nnats:\n  store_dir: state\n")
+    c = config.load(path)
+    assert c.code_directory == str(tmp_path / "code")
+    assert c.nats.store_dir == str(tmp_path / "state")
+    assert c.nats.embedded and c.nats.urls == ["nats://127.0.0.1:4222"]
+
+
+def test_config_legacy_keys(tmp_path, caplog):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed_nodes: [10.1.2.3]\nops_port: 4999\ninterface: eth0\n")
+    c = config.load(path)
+    assert c.nats.servers == ["nats://10.1.2.3:4222"]
+    assert "ops_port" in caplog.text
+
+
+@pytest.mark.parametrize("text, message", [
+    ("bogus: 1\n", "unknown key 'bogus'"),
+    ("n_processes: many\n", "'n_processes' must be int"),
+    ("n_processes: -1\n", "'n_processes' must be 0 or more"),
+    ("nats:\n  servers: nats://x\n", "'servers' must be list"),
+    ("nats:\n  colour: red\n", "unknown key 'nats.colour'"),
+    ("admin_token: [1]\n", "'admin_token' must be str"),
+    ("log_level: LOUD\n", "'log_level'"),
+    ("- a list\n", "must be a YAML mapping"),
+    ("a: [\n", "not valid YAML"),
+])
+def test_config_errors_name_the_problem(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        config.load(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.yaml")
