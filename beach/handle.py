@@ -114,6 +114,7 @@ class ActorHandle:
         """
         if self._mode == "affinity" and key is None:
             raise UsageError(f"{self!r} routes by key: pass key= to request()")
+        data = {} if data is None else data
         retries = self._retries if nRetries is None else nRetries
         req_id = uuid.uuid4().hex
         attempt_timeout = timeout or self._timeout

@@ -57,8 +57,10 @@ class NodeProcess:
 
     def __init__(self, config: Path, node_id: str, module: str = "beach.hostmanager") -> None:
         self.node_id = node_id
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [str(HERE / "modules"), os.environ.get("PYTHONPATH")])))
         self.process = subprocess.Popen([sys.executable, "-m", module, str(config), "--node-id", node_id],
-                                        start_new_session=True)
+                                        start_new_session=True, env=env)
 
     def wait_registered(self, client: Beach, timeout: float = 30.0) -> None:
         wait_for(lambda: self.node_id in client._core.session.view.nodes or self.process.poll() is not None,

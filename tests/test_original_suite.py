@@ -125,7 +125,7 @@ def test_concurrency(beach):
     vHandle = beach.getActorHandle("sleepers")
     resp = vHandle.request("nosleep", timeout=2)
     assert resp.isSuccess and "time" in resp.data
-    resp = vHandle.request("sleep", timeout=1)
+    resp = vHandle.request("sleep", {"seconds": 3}, timeout=1)
     assert resp.isTimedOut and not resp.isSuccess
     # the sleeping request does not block the actor
     resp = vHandle.request("nosleep", timeout=2)

@@ -17,4 +17,4 @@ class AsyncEcho(Actor):
     async def relay(self, msg):
         # An async handler calling another actor: the awaitable form.
         resp = await self.getActorHandle(msg.data['category']).arequest('ping', {'via': 'async'})
-        return (resp.isSuccess, resp.error, resp.data)
+        return (True, resp.data) if resp.isSuccess else (False, resp.error, resp.data)

@@ -9,7 +9,7 @@ class Relay(Actor):
     def relay(self, msg):
         # A plain (def) handler making a blocking request to another actor.
         resp = self.getActorHandle(msg.data['category']).request('ping', {'via': 'sync'}, timeout=5)
-        return (resp.isSuccess, resp.error, resp.data)
+        return (True, resp.data) if resp.isSuccess else (False, resp.error, resp.data)
 
     def deadline(self, msg):
         # The inner request inherits what is left of this request's deadline.

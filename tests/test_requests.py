@@ -1,0 +1,215 @@
+"""Requests end to end: sync and async handlers, calls between actors, failures, payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats
+import pytest
+
+from beach import wire
+from beach.errors import CategoryError, EncodeError, PayloadTooLarge, UsageError
+from beach import subjects
+
+
+def test_async_handlers_run_concurrently(beach):
+    assert beach.addActor("AsyncEcho", "echo").isSuccess
+    handle = beach.getActorHandle("echo")
+    futures = [handle.request("echo", {"sleep": 0.5, "n": i}, isWithFuture=True) for i in range(20)]
+    responses = [r for f in futures for r in f.waitAll(10)]
+    assert len(responses) == 20 and all(r.isSuccess for r in responses)
+    assert sorted(r.data["echo"]["n"] for r in responses) == list(range(20))
+
+
+def test_sync_handler_makes_blocking_request_to_another_actor(beach):
+    assert beach.addActor("Pong", "pongers").isSuccess
+    assert beach.addActor("Relay", "relays").isSuccess
+    resp = beach.getActorHandle("relays").request("relay", {"category": "pongers"})
+    assert resp.isSuccess, resp
+    assert resp.data["echo"] == {"via": "sync"}
+
+
+def test_async_handler_awaits_another_actor(beach):
+    assert beach.addActor("Pong", "pongers").isSuccess
+    assert beach.addActor("AsyncEcho", "echo").isSuccess
+    resp = beach.getActorHandle("echo").request("relay", {"category": "pongers"})
+    assert resp.isSuccess, resp
+    assert resp.data["echo"] == {"via": "async"}
+
+
+def test_inner_request_inherits_the_deadline(beach):
+    assert beach.addActor("Sleeper", "sleepers").isSuccess
+    assert beach.addActor("Relay", "relays").isSuccess
+    started = time.monotonic()
+    resp = beach.getActorHandle("relays").request("deadline", {"category": "sleepers"}, timeout=1.5)
+    # the outer caller gave up after 1.5 s; the inner request (timeout=30) was capped at ~1.5 s too,
+    # so the relay answered long before the inner 30 s (its reply may come too late for the caller)
+    assert resp.isTimedOut or resp.data == {"inner_timed_out": True}
+    assert time.monotonic() - started < 10
+
+
+def test_handler_exception_text(beach):
+    assert beach.addActor("Faulty", "faulty").isSuccess
+    resp = beach.getActorHandle("faulty").request("raise")
+    assert not resp.isSuccess and not resp.isTimedOut
+    assert resp.error == "exception"
+    assert "RuntimeError: handler blew up on purpose" in resp.data["st"]
+    # the actor keeps working
+    assert beach.getActorHandle("faulty").request("ok1").isSuccess
+
+
+def test_unknown_request_type(beach):
+    assert beach.addActor("Faulty", "faulty").isSuccess
+    resp = beach.getActorHandle("faulty").request("no-such-type")
+    assert not resp.isSuccess and resp.error == "request type not supported by actor"
+
+
+@pytest.mark.parametrize("req, ok, error, data", [
+    ("dict", False, "invalid response format", {"not": "a tuple"}),
+    ("string", False, "invalid response format", "just a string"),
+    ("fail", False, "it went wrong", {"why": "test"}),
+    ("fail1", False, "error", {}),
+    ("ok1", True, "", {}),
+    ("ok3", True, "", {}),
+])
+def test_return_shapes(beach, req, ok, error, data):
+    assert beach.addActor("Faulty", "faulty").isSuccess
+    resp = beach.getActorHandle("faulty").request(req)
+    assert (resp.isSuccess, resp.error, resp.data) == (ok, error, data)
+
+
+def test_unencodable_and_oversized_replies_fail_clearly(beach):
+    assert beach.addActor("Faulty", "faulty").isSuccess
+    handle = beach.getActorHandle("faulty")
+    resp = handle.request("unencodable")
+    assert not resp.isSuccess and "cannot serialize object" in resp.error
+    resp = handle.request("big")
+    assert not resp.isSuccess and "max_payload" in resp.error
+    assert handle.request("ok1").isSuccess
+
+
+def test_unknown_actor_class(beach):
+    resp = beach.addActor("NoSuchActor", "nowhere")
+    assert not resp.isSuccess
+    assert "unknown actor class 'NoSuchActor'" in resp.error and "NoSuchActor.py" in resp.error
+    resp = beach.addActor("no_such_module:Thing", "nowhere")
+    assert not resp.isSuccess and "cannot import module 'no_such_module'" in resp.error
+    resp = beach.addActor("json:JSONDecoder", "nowhere")
+    assert not resp.isSuccess and "not a subclass of beach.actor.Actor" in resp.error
+
+
+def test_actor_from_importable_module(beach):
+    resp = beach.addActor("beach_test_actors:Echo", "modules")
+    assert resp.isSuccess, resp
+    assert beach.getActorHandle("modules").request("echo", [1, 2]).data == [1, 2]
+
+
+def test_init_raising(beach):
+    resp = beach.addActor("InitRaiser", "raisers")
+    assert not resp.isSuccess
+    assert "init() of actor 'InitRaiser' raised" in resp.error
+    assert "ValueError: init refused on purpose" in resp.data["st"]
+    assert beach.getActorHandle("raisers").getNumAvailable() == 0
+    resp = beach.addActor("InitRaiser", "raisers", isIsolated=True)
+    assert not resp.isSuccess and "init refused on purpose" in resp.data["st"]
+
+
+def test_odd_category_names(beach):
+    odd = ["my_crypt_actor/1.2", "odd cat/v*1>/ü", "dots.in.name/x=y"]
+    for category in odd:
+        assert beach.addActor("Pong", category).isSuccess
+    assert beach.getActorHandle("my_crypt_actor").request("ping").isSuccess
+    assert beach.getActorHandle("my_crypt_actor/1.2").request("ping").isSuccess
+    assert beach.getActorHandle("my_crypt_actor/1").getNumAvailable() == 0
+    assert beach.getActorHandle("odd cat/v*1>").request("ping").isSuccess
+    assert beach.getActorHandle("dots.in.name").request("ping").isSuccess
+    assert set(odd) <= set(beach.getDirectory()["realms"]["global"])
+    with pytest.raises(CategoryError):
+        beach.getActorHandle("a//b")
+    with pytest.raises(CategoryError):
+        beach.addActor("Pong", "")
+
+
+def test_realms_are_separate(beach):
+    assert beach.addActor("Pong", "pongers", realm="realm-one").isSuccess
+    assert beach.getActorHandle("pongers").getNumAvailable() == 0
+    resp = beach.getActorHandle("pongers").request("ping", timeout=5)
+    assert not resp.isSuccess and "no actor available" in resp.error
+    assert beach.setRealm("realm-one") == "global"
+    assert beach.getActorHandle("pongers").request("ping").data == {"realm": "realm-one"}
+    directory = beach.getDirectory()["realms"]
+    assert "pongers" in directory["realm-one"] and "pongers" not in directory.get("global", {})
+    # the broadcast of one realm does not reach the other
+    assert beach.getActorHandle("pongers").broadcast("ping")
+
+
+def test_empty_category_fails_at_once(beach):
+    handle = beach.getActorHandle("nobody/home")
+    started = time.monotonic()
+    resp = handle.request("ping", timeout=30)
+    elapsed = time.monotonic() - started
+    assert not resp.isSuccess and not resp.isTimedOut
+    assert resp.error == "no actor available in category 'nobody/home' of realm 'global'"
+    assert elapsed < 10, "an empty category must not wait for the 30 s timeout"
+    assert handle.requestFromAll("ping").isFinished()
+
+
+def test_oversized_payload_is_a_clear_error_and_the_connection_survives(beach):
+    assert beach.addActor("AsyncEcho", "echo").isSuccess
+    handle = beach.getActorHandle("echo")
+    with pytest.raises(PayloadTooLarge, match="over the NATS server's max_payload"):
+        handle.request("echo", {"blob": b"x" * (2 * 1024 * 1024)})
+    with pytest.raises(PayloadTooLarge):
+        handle.shoot("echo", {"blob": b"x" * (2 * 1024 * 1024)})
+    assert handle.request("echo", {"blob": b"x" * 100_000}).data["echo"]["blob"] == b"x" * 100_000
+
+
+def test_unencodable_request_data(beach):
+    handle = beach.getActorHandle("echo")
+    with pytest.raises(EncodeError, match="cannot serialize object"):
+        handle.request("echo", {"x": object()})
+    with pytest.raises(UsageError, match="unknown request mode"):
+        beach.getActorHandle("echo", mode="sideways")
+
+
+def test_malformed_messages_off_the_wire(beach, nats_server):
+    assert beach.addActor("AsyncEcho", "echo").isSuccess
+
+    async def send_garbage():
+        nc = await nats.connect(nats_server.url)
+        try:
+            replies = []
+            for body in (b"", b"\xc1garbage", wire.pack({"not": "an envelope"})):
+                msg = await nc.request(subjects.request_subject("global", "echo"), body, timeout=5)
+                replies.append(wire.unpack_reply(msg.data))
+            return replies
+        finally:
+            await nc.close()
+
+    for ok, error, _ in asyncio.run(send_garbage()):
+        assert not ok and error == "invalid request"
+    assert beach.getActorHandle("echo").request("echo", {"n": 1}).isSuccess
+
+
+def test_retries_keep_the_request_id(beach):
+    assert beach.addActor("Flaky", "flaky").isSuccess
+    handle = beach.getActorHandle("flaky")
+    resp = handle.request("once", timeout=1)
+    assert resp.isTimedOut
+    resp = handle.request("once", timeout=1, nRetries=1)
+    assert resp.isSuccess and resp.data["attempts"] == 2  # the retry carried the same id
+    failures = []
+    resp = beach.getActorHandle("nobody").request("ping", nRetries=2, timeout=2, onFailure=failures.append)
+    assert not resp.isSuccess
+    assert failures == [{}]
+
+
+def test_affinity_handle_needs_a_key(beach):
+    assert beach.addActor("Pong", "pongers").isSuccess
+    assert beach.addActor("Pong", "pongers").isSuccess
+    handle = beach.getActorHandle("pongers", mode="affinity")
+    with pytest.raises(UsageError, match="pass key="):
+        handle.request("ping")
+    owners = {handle.request("ping", key="user-42").data["uid"] for _ in range(10)}
+    assert len(owners) == 1
