@@ -47,35 +47,65 @@ def test_sigterm_runs_every_deinit_and_exits_0(nats_server, tmp_path):
         node.terminate()
 
 
+class Example:
+    """An example directory copied to ``tmp_path`` with its own port, run with ``beach up --run``."""
+
+    def __init__(self, tmp_path: Path, name: str, config: str, script: str) -> None:
+        self.dir = tmp_path / name
+        shutil.copytree(REPO / "examples" / name, self.dir)
+        raw = yaml.safe_load((self.dir / config).read_text())
+        raw["nats"]["port"] = free_port()  # the test's own port, not the example's
+        raw["nats"]["store_dir"] = str(tmp_path / "state")
+        (self.dir / config).write_text(yaml.safe_dump(raw))
+        self.log = tmp_path / "up.log"
+        with open(self.log, "wb") as out:
+            self.up = subprocess.Popen([sys.executable, "-m", "beach.cli", "up", str(self.dir / config),
+                                        "--run", str(self.dir / script)], stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_for_output(self, needle: str, timeout: float = 60) -> None:
+        wait_for(lambda: needle in self.text() or self.up.poll() is not None, timeout, 0.2, what=repr(needle))
+        assert self.up.poll() is None, self.text()
+
+    def interrupt(self) -> int:
+        self.up.send_signal(signal.SIGINT)  # Ctrl-C
+        return self.up.wait(60)
+
+    def kill(self) -> None:
+        if self.up.poll() is None:
+            os.killpg(self.up.pid, signal.SIGKILL)
+            self.up.wait()
+
+
 def test_seed_examples_run_unchanged_under_beach_up(tmp_path):
-    example = tmp_path / "multinode"
-    shutil.copytree(REPO / "examples" / "multinode", example)
-    raw = yaml.safe_load((example / "multinode.yaml").read_text())
-    raw["nats"]["port"] = free_port()  # the test's own port, not the default 4222
-    raw["nats"]["store_dir"] = str(tmp_path / "state")
-    (example / "multinode.yaml").write_text(yaml.safe_dump(raw))
-    for name in ("start.py", "global/Ping.py", "global/Pong.py"):
-        assert (example / name).read_bytes() == (REPO / "examples" / "multinode" / name).read_bytes()
-    log = tmp_path / "up.log"
-    with open(log, "wb") as out:
-        up = subprocess.Popen([sys.executable, "-m", "beach.cli", "up", str(example / "multinode.yaml"),
-                               "--run", str(example / "start.py")], stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    example = Example(tmp_path, "multinode", "multinode.yaml", "start.py")
     try:
-        wait_for(lambda: b"Received pong: ActorResponse( isSuccess: True" in log.read_bytes() or up.poll() is not None,
-                 60, 0.2, what="Ping to receive a pong")
-        assert up.poll() is None, log.read_text()
-        query = subprocess.run([sys.executable, str(example / "query.py")], capture_output=True, timeout=60)
+        for name in ("start.py", "global/Ping.py", "global/Pong.py"):
+            assert (example.dir / name).read_bytes() == (REPO / "examples" / "multinode" / name).read_bytes()
+        example.wait_for_output("Received pong: ActorResponse( isSuccess: True")
+        query = subprocess.run([sys.executable, str(example.dir / "query.py")], capture_output=True, timeout=60)
         assert query.returncode == 0, query.stderr
-        assert b"Received ping: ActorRequest" in log.read_bytes()
-        up.send_signal(signal.SIGINT)  # Ctrl-C
-        assert up.wait(60) == 0
-        text = log.read_text()
-        assert text.count("Called deinit of actor.") == 2
+        assert "Received ping: ActorRequest" in example.text()
+        assert example.interrupt() == 0
+        assert example.text().count("Called deinit of actor.") == 2
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-            up.wait()
+        example.kill()
+
+
+def test_async_example(tmp_path):
+    example = Example(tmp_path, "async_actors", "async.yaml", "run.py")
+    try:
+        example.wait_for_output("of 100 concurrent gets succeeded")
+        text = example.text()
+        assert "isSuccess: True, isTimedOut: False, error: , data: {'key': 'answer', 'value': 42}" in text
+        assert "error: no such key" in text
+        assert "100 of 100 concurrent gets succeeded" in text
+        assert example.interrupt() == 0
+    finally:
+        example.kill()
 
 
 def test_dead_nats_server_is_a_clear_error(tmp_path):
