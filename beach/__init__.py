@@ -3,8 +3,16 @@
 from .actor import Actor, ActorRequest
 from .beach_api import Beach
 from .client import AsyncBeach
-from .errors import (ActorLoadError, BeachError, BusError, CategoryError, ConfigError, EncodeError,
-                     PayloadTooLarge, UsageError)
+from .errors import (
+                     ActorLoadError,
+                     BeachError,
+                     BusError,
+                     CategoryError,
+                     ConfigError,
+                     EncodeError,
+                     PayloadTooLarge,
+                     UsageError,
+)
 from .group import ActorHandleGroup
 from .handle import DEFAULT_TIMEOUT, ActorHandle
 from .response import ActorResponse, FutureResults

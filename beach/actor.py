@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .group import ActorHandleGroup
 from .handle import ActorHandle
@@ -54,7 +55,7 @@ class Actor:
     _resources: dict[str, Any]
     _ident: str | None
     _trusted: list[str]
-    _runtime: "ActorRuntime"
+    _runtime: ActorRuntime
     _logger: logging.Logger
 
     # ---- hooks (override) ----
@@ -119,7 +120,7 @@ class Actor:
         return self._runtime.make_handle(category, mode, nRetries, timeout)
 
     def getActorHandleGroup(self, categoryRoot: str, mode: str = "local", nRetries: int | None = None,
-                            timeout: float | None = None) -> "ActorHandleGroup":
+                            timeout: float | None = None) -> ActorHandleGroup:
         """A group on the sub-categories of ``categoryRoot`` in this actor's realm."""
         return self._runtime.make_group(categoryRoot, mode, nRetries, timeout)
 

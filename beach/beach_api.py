@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Coroutine
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from . import config as beach_config
 from .client import AsyncBeach
@@ -19,14 +20,14 @@ from .runner import LoopThread
 
 def _blocking(coro_fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
     @functools.wraps(coro_fn)
-    def method(self: "Beach", *args: Any, **kwargs: Any) -> Any:
+    def method(self: Beach, *args: Any, **kwargs: Any) -> Any:
         return self._runner.run(coro_fn(self._core, *args, **kwargs))
     return method
 
 
 def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
-    def method(self: "Beach", *args: Any, **kwargs: Any) -> Any:
+    def method(self: Beach, *args: Any, **kwargs: Any) -> Any:
         return fn(self._core, *args, **kwargs)
     return method
 
@@ -65,7 +66,7 @@ class Beach:
             finally:
                 self._runner.close()
 
-    def __enter__(self) -> "Beach":
+    def __enter__(self) -> Beach:
         return self
 
     def __exit__(self, *exc: object) -> None:

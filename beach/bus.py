@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,6 +21,7 @@ log = logging.getLogger("beach.bus")
 ACTORS_BUCKET = "beach_actors"
 NODES_BUCKET = "beach_nodes"
 CONNECT_TRIES = 3
+JETSTREAM_WAIT = 20.0
 
 
 async def _log_error(err: Exception) -> None:
@@ -56,26 +58,42 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
 
 
 async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params: Any) -> KeyValue:
-    """Bind to a KV bucket, creating it if it does not exist yet (several processes may race)."""
-    try:
-        return await js.key_value(bucket)
-    except BucketNotFoundError:
-        pass
-    try:
-        return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
-                                                        storage=StorageType.FILE, **params))
-    except Exception as err:
+    """Bind to a KV bucket, creating it if it does not exist yet (several processes may race).
+
+    A fresh cluster may not have elected its JetStream leader yet: creation is retried for up to
+    `JETSTREAM_WAIT` seconds before it fails with `BusError`.
+    """
+    deadline = asyncio.get_running_loop().time() + JETSTREAM_WAIT
+    while True:
         try:
             return await js.key_value(bucket)
-        except Exception:
-            raise BusError(f"cannot open the JetStream KV bucket {bucket!r}: {err} "
-                           f"(is JetStream enabled on the NATS server?)") from None
+        except BucketNotFoundError:
+            try:
+                return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
+                                                                storage=StorageType.FILE, **params))
+            except Exception as err:  # another process created it first, or JetStream is not ready
+                problem: Exception = err
+        except Exception as err:  # JetStream not (yet) available
+            problem = err
+        if asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"cannot open the JetStream KV bucket {bucket!r} with {replicas} replica(s): "
+                           f"{problem} (is JetStream enabled on the NATS servers? a bucket with 3 replicas "
+                           f"needs 3 JetStream servers; set nats.kv_replicas to choose)")
+        await asyncio.sleep(0.25)
+
+
+def auto_replicas(nc: Client) -> int:
+    """3 replicas when the server is part of a cluster of at least 3, else 1."""
+    info = nc._server_info or {}
+    if info.get("cluster") and len(info.get("connect_urls") or []) >= 3:
+        return 3
+    return 1
 
 
 async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
     """Open (or create) the actor and node directory buckets: ``(actors, nodes)``."""
     js = nc.jetstream(timeout=5)
-    replicas = config.nats.kv_replicas or 1
+    replicas = config.nats.kv_replicas or auto_replicas(nc)
     actors = await open_bucket(js, ACTORS_BUCKET, replicas)
     # Node entries carry a per-message TTL, so a dead node's entry expires on its own and
     # watchers see a PURGE marker (needs limit_marker_ttl on the bucket).

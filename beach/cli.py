@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+
 from . import config as beach_config
 from .errors import BeachError
 

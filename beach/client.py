@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
-from . import config as beach_config, placement, subjects, wire
+from . import config as beach_config
+from . import placement, subjects, wire
 from .group import ActorHandleGroup
 from .handle import ActorHandle
 from .response import ActorResponse
@@ -35,7 +38,7 @@ class AsyncBeach:
 
     @classmethod
     async def open(cls, configFile: str | os.PathLike[str] | beach_config.Config | None, realm: str = "global",
-                   runner: Runner | None = None) -> "AsyncBeach":
+                   runner: Runner | None = None) -> AsyncBeach:
         """Connect to the cluster the config names; raise `ConfigError` or `BusError` if it cannot."""
         config = configFile if isinstance(configFile, beach_config.Config) else beach_config.load(configFile)
         runner = runner or Runner(asyncio.get_running_loop())
@@ -66,12 +69,12 @@ class AsyncBeach:
     async def _node_call(self, node: str, op: str, args: dict[str, Any], timeout: float) -> ActorResponse:
         if self._admin_token:
             args = dict(args, admin_token=self._admin_token)
+        payload = wire.pack(args, what=f"{op} arguments")
         try:
-            msg = await self._session.nc.request(subjects.node_subject(node, op), wire.pack(args, what=f"{op} arguments"),
-                                                 timeout=timeout)
+            msg = await self._session.nc.request(subjects.node_subject(node, op), payload, timeout=timeout)
         except NoRespondersError:
             return ActorResponse(False, f"node {node} is not answering (it left the cluster?)")
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             return ActorResponse(False, f"node {node} did not answer {op} within {timeout}s", isTimedOut=True)
         ok, error, data = wire.unpack_reply(msg.data)
         return ActorResponse(ok, error, data)

@@ -54,14 +54,15 @@ def port_open(host: str, port: int) -> bool:
 
 
 class EmbeddedServer:
-    """A ``nats-server`` process with JetStream, listening on ``127.0.0.1:port``.
+    """A ``nats-server`` process with JetStream, listening on ``host:port`` (loopback by default).
 
     ``start()`` returns once the server accepts connections; ``stop()`` ends it. Extra
     command-line arguments (``args``) are passed through, e.g. ``["--cluster", ...]``.
     """
 
     def __init__(self, port: int, store_dir: str = "", name: str = "", args: list[str] | None = None,
-                 config_file: str | None = None, log_file: str | None = None) -> None:
+                 config_file: str | None = None, log_file: str | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = port
         self.store_dir = store_dir or default_store_dir(port)
         self.name = name or f"beach-{port}"
@@ -73,15 +74,15 @@ class EmbeddedServer:
     @property
     def url(self) -> str:
         """The client URL of this server."""
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "EmbeddedServer":
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
         """Start the server and wait until it accepts connections; raise `BusError` if it cannot."""
-        if port_open("127.0.0.1", self.port):
-            raise BusError(f"cannot start the embedded NATS server: 127.0.0.1:{self.port} is already "
+        if port_open(self.host, self.port):
+            raise BusError(f"cannot start the embedded NATS server: {self.host}:{self.port} is already "
                            f"in use (set nats.port, or name the running server in nats.servers)")
         os.makedirs(self.store_dir, exist_ok=True)
-        cmd = [server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store_dir,
+        cmd = [server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", self.store_dir,
                "-n", self.name]
         if self.config_file:
             cmd += ["-c", self.config_file]
@@ -94,13 +95,13 @@ class EmbeddedServer:
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
-        while not port_open("127.0.0.1", self.port):
+        while not port_open(self.host, self.port):
             if self.process.poll() is not None:
                 raise BusError(f"nats-server exited with code {self.process.returncode} at start "
                                f"(command: {' '.join(cmd)})")
             if time.monotonic() > deadline:
                 self.stop()
-                raise BusError(f"nats-server did not listen on 127.0.0.1:{self.port} within {timeout}s")
+                raise BusError(f"nats-server did not listen on {self.host}:{self.port} within {timeout}s")
             time.sleep(0.02)
         return self
 
@@ -121,7 +122,7 @@ class EmbeddedServer:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> "EmbeddedServer":
+    def __enter__(self) -> EmbeddedServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,8 @@ up without the caller doing anything.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import subjects
 from .handle import ActorHandle

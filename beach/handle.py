@@ -11,9 +11,11 @@ import asyncio
 import inspect
 import logging
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from . import routing, subjects, wire
 from .errors import UsageError
@@ -86,7 +88,7 @@ class ActorHandle:
             msg = await self._session.nc.request(subject, payload, timeout=budget)
         except NoRespondersError:
             return self._no_actor()
-        except (NatsTimeout, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeout):
             return ActorResponse.timeout()
         try:
             ok, error, data = wire.unpack_reply(msg.data)

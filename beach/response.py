@@ -28,7 +28,7 @@ class ActorResponse:
         self.data = {} if data is None else data
 
     @classmethod
-    def timeout(cls) -> "ActorResponse":
+    def timeout(cls) -> ActorResponse:
         """A timed-out failure."""
         return cls(False, wire.TIMEOUT, {}, isTimedOut=True)
 
@@ -147,7 +147,7 @@ class FutureResults:
         if fut is not None:
             try:
                 await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self.getAllResults()
 

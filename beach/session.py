@@ -46,7 +46,7 @@ class Session:
 
     @classmethod
     async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
-                   **options: Any) -> "Session":
+                   **options: Any) -> Session:
         """Connect, open the directory buckets and load the view; raise `BusError` on failure."""
         nc = await bus.connect(config, name, **options)
         try:
@@ -62,12 +62,12 @@ class Session:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""
         try:
             await asyncio.wait_for(self.view.stop(), timeout)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             pass
         if not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.drain(), timeout)
-            except (asyncio.TimeoutError, Exception):
+            except (TimeoutError, Exception):
                 await self.nc.close()
 
     def check_size(self, payload: bytes, what: str) -> None:

@@ -157,7 +157,7 @@ class NodeAgent:
         self.hosts[host_id] = host
         try:
             await asyncio.wait_for(asyncio.shield(host.ready), HOST_START_SECONDS)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             host.leaving = True
             process.kill()
             raise BeachError(f"actor host {host_id} did not start within {HOST_START_SECONDS}s") from None
@@ -211,14 +211,19 @@ class NodeAgent:
     # ---------------------------------------------------------------- registry
 
     def entry(self) -> dict[str, Any]:
-        """This node's registry entry."""
-        mine = [a for a in self.session.view.actors.values() if a["node"] == self.node_id]
+        """This node's registry entry: identity, health, its hosts and how many actors it runs."""
+        per_host: dict[str, int] = {}
+        per_realm: dict[str, int] = {}
+        for actor in self.session.view.actors.values():
+            if actor["node"] == self.node_id:
+                per_host[actor["host"]] = per_host.get(actor["host"], 0) + 1
+                per_realm[actor["realm"]] = per_realm.get(actor["realm"], 0) + 1
+        hosts = {h.id: {"pid": h.process.pid, "isolated": h.isolated, "n_actors": per_host.get(h.id, 0)}
+                 for h in self._running_hosts()}
         return {
             "id": self.node_id, "hostname": socket.gethostname(), "addresses": health.addresses(),
-            "pid": os.getpid(), "started": self.started, "updated": time.time(),
-            "hosts": {h.id: {"pid": h.process.pid, "isolated": h.isolated}
-                      for h in self.hosts.values() if h.ready.done() and not h.ready.exception()},
-            "n_actors": len(mine), **health.sample(),
+            "pid": os.getpid(), "started": self.started, "updated": time.time(), "hosts": hosts,
+            "n_actors": sum(per_realm.values()), "actors_by_realm": per_realm, **health.sample(),
         }
 
     async def heartbeat(self) -> None:

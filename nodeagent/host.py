@@ -23,7 +23,8 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import config as beach_config, directory, subjects, wire
+from beach import config as beach_config
+from beach import directory, subjects, wire
 from beach.errors import BeachError
 from beach.runner import Runner
 from beach.session import Session
@@ -147,7 +148,7 @@ class ActorHost:
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the actors ``args['uids']`` that live here."""
         results = await asyncio.gather(*(self.stop_actor(uid) for uid in args.get("uids", [])))
-        stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results) if r is not None}
+        stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results, strict=True) if r is not None}
         return True, "", {"stopped": stopped}
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:

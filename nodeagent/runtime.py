@@ -14,7 +14,8 @@ import logging
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
@@ -46,7 +47,7 @@ def _is_async(func: Callable[..., Any]) -> bool:
 class ActorRuntime:
     """Runs one actor: init, subscriptions, request dispatch, timers, stop and deinit."""
 
-    def __init__(self, host: "ActorHost", actor: Actor, spec: dict[str, Any]) -> None:
+    def __init__(self, host: ActorHost, actor: Actor, spec: dict[str, Any]) -> None:
         self.host = host
         self.actor = actor
         self.spec = spec
@@ -130,7 +131,7 @@ class ActorRuntime:
         await self.unsubscribe()
         try:
             await asyncio.wait_for(self._idle.wait(), drain_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("actor %s stopped with %d requests still in progress", self.uid, self.inflight)
         await self._cancel_tasks()
         for handle in [*self.handles, *self.groups]:

@@ -8,9 +8,8 @@ import time
 import nats
 import pytest
 
-from beach import wire
+from beach import subjects, wire
 from beach.errors import CategoryError, EncodeError, PayloadTooLarge, UsageError
-from beach import subjects
 
 
 def test_async_handlers_run_concurrently(beach):

@@ -64,7 +64,8 @@ def test_wire_keeps_lists_and_refuses_objects():
         wire.pack_request("id", "t", {"x": object()}, None, None)
 
 
-@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x93\x01\x02\x03", wire.pack({"a": 1}), wire.pack([2, "i", "r", {}, None, None])])
+@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x93\x01\x02\x03", wire.pack({"a": 1}),
+                                  wire.pack([2, "i", "r", {}, None, None])])
 def test_malformed_request_bodies_are_rejected(body):
     with pytest.raises(ValueError):
         wire.unpack_request(body)

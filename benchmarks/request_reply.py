@@ -1,0 +1,314 @@
+"""Request/reply through beach versus raw nats-py, against one nats-server started here.
+
+The script starts, on 127.0.0.1 only: a nats-server (`beach.embedded.EmbeddedServer`, temporary
+store), a beach node agent with one actor host (``python -m nodeagent``) running the actors of
+``benchmarks/actors`` (``Echo``: ``async def`` handler; ``SyncEcho``: plain ``def`` handler), and a
+raw responder process that answers with nats-py alone (``await nc.publish(msg.reply, msg.data)``).
+Both responders are separate processes, and both sides get the same msgpack-encoded ``{'n': i}``.
+
+It measures, each case after a warm-up:
+
+* sequential requests: req/s, p50 and p99 latency;
+* 64 requests in flight (``asyncio.gather`` over 64 workers): req/s, async and sync handler;
+* the blocking face, ``Beach(config).getActorHandle(...).request(...)``, sequentially from a plain
+  thread (nats-py has no blocking API: its raw figure is the async sequential one).
+
+and prints a markdown table with the beach/raw ratios. Everything it started is stopped at the end,
+also on an error or Ctrl-C. Run it from the repository root::
+
+    .venv/bin/python benchmarks/request_reply.py [--quick] [--out FILE]
+
+``--quick`` is a short smoke-test run; ``--out FILE`` also writes the table to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import msgpack
+import nats
+import yaml
+
+from beach.beach_api import Beach
+from beach.client import AsyncBeach
+from beach.embedded import EmbeddedServer
+
+ACTORS = Path(__file__).resolve().parent / "actors"
+NODE_ID = "bench-node"
+RAW_SUBJECT = "bench.raw.echo"
+TIMEOUT = 5.0
+WORKERS = 64
+
+RESPONDER = """
+import asyncio, sys, nats
+
+async def main(url, subject):
+    nc = await nats.connect(url)
+
+    async def echo(msg):
+        await nc.publish(msg.reply, msg.data)
+
+    await nc.subscribe(subject, cb=echo)
+    await nc.flush()
+    print('ready', flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many requests each case sends."""
+
+    warmup: int
+    sequential: int
+    in_flight: int
+    blocking: int
+
+
+FULL = Sizes(warmup=500, sequential=3000, in_flight=20000, blocking=1000)
+QUICK = Sizes(warmup=50, sequential=200, in_flight=1000, blocking=100)
+
+
+@dataclass
+class Result:
+    """Throughput (req/s) and, for sequential runs, latency percentiles (µs)."""
+
+    rate: float
+    p50: float | None = None
+    p99: float | None = None
+
+
+Call = Callable[[int], Awaitable[Any]]
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(directory: str, nats_url: str) -> str:
+    """Write the beach config of the benchmark cluster; return its path."""
+    path = os.path.join(directory, "beach.yaml")
+    raw = {"code_directory": str(ACTORS), "n_processes": 1, "log_level": "WARNING",
+           "nats": {"servers": [nats_url]}}
+    with open(path, "w") as f:
+        yaml.safe_dump(raw, f)
+    return path
+
+
+def start_node(config: str, log_path: str) -> subprocess.Popen[bytes]:
+    """Start a node agent (it starts its actor host) in a session of its own."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "nodeagent", config, "--node-id", NODE_ID],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
+def start_responder(nats_url: str) -> subprocess.Popen[str]:
+    """Start the raw nats-py responder and wait until it is subscribed."""
+    process = subprocess.Popen([sys.executable, "-c", RESPONDER, nats_url, RAW_SUBJECT],
+                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    if process.stdout.readline().strip() != "ready":
+        stop_process(process)
+        raise RuntimeError(f"the raw responder did not start (exit code {process.returncode})")
+    return process
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 40.0) -> None:
+    """SIGTERM ``process`` and wait for it; SIGKILL its process group if it does not exit."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def wait_registered(client: AsyncBeach, node: subprocess.Popen[bytes], log_path: str,
+                          timeout: float = 30.0) -> None:
+    """Wait until the node agent is in the directory view; raise if it exits or takes too long."""
+    deadline = time.monotonic() + timeout
+    while NODE_ID not in client.session.view.nodes:
+        if node.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"node {NODE_ID} did not register (exit code {node.poll()}):\n"
+                               + Path(log_path).read_text())
+        await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def summarize(latencies: list[float], elapsed: float) -> Result:
+    """req/s and p50/p99 (µs) of a sequential run."""
+    cuts = statistics.quantiles(latencies, n=100)
+    return Result(len(latencies) / elapsed, cuts[49] * 1e6, cuts[98] * 1e6)
+
+
+async def sequential(call: Call, n: int) -> Result:
+    """Send ``n`` requests one after the other."""
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        sent = time.perf_counter()
+        await call(i)
+        latencies.append(time.perf_counter() - sent)
+    return summarize(latencies, time.perf_counter() - start)
+
+
+async def in_flight(call: Call, n: int, workers: int = WORKERS) -> Result:
+    """Send ``n`` requests from ``workers`` concurrent loops (``workers`` requests in flight)."""
+    numbers = iter(range(n))
+
+    async def worker() -> None:
+        for i in numbers:
+            await call(i)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return Result(n / (time.perf_counter() - start))
+
+
+async def warmed(run: Callable[[Call, int], Awaitable[Result]], call: Call, n: int, warmup: int) -> Result:
+    """``run(call, n)`` after ``warmup`` requests sent the same way."""
+    await run(call, warmup)
+    return await run(call, n)
+
+
+def raw_call(nc: nats.NATS) -> Call:
+    """A request to the raw responder: msgpack in, msgpack out."""
+    async def call(i: int) -> Any:
+        msg = await nc.request(RAW_SUBJECT, msgpack.packb({"n": i}), timeout=TIMEOUT)
+        return msgpack.unpackb(msg.data)
+    return call
+
+
+def checked(response: Any) -> Any:
+    """The data of a successful `ActorResponse`; raise on a failed one (a benchmark must not hide errors)."""
+    if not response.isSuccess:
+        raise RuntimeError(f"beach request failed: {response.error!r} {response.data!r}")
+    return response.data
+
+
+def beach_call(client: AsyncBeach, category: str) -> Call:
+    """An ``arequest('echo', ...)`` to the actors of ``category``."""
+    handle = client.getActorHandle(category, timeout=TIMEOUT)
+
+    async def call(i: int) -> Any:
+        return checked(await handle.arequest("echo", {"n": i}))
+    return call
+
+
+def blocking_sequential(config: str, n: int, warmup: int) -> Result:
+    """Sequential blocking ``request()`` calls from the calling (plain) thread, with a `Beach` of its own."""
+    with Beach(config) as client:
+        handle = client.getActorHandle("bench/echo", timeout=TIMEOUT)
+        for i in range(warmup):
+            checked(handle.request("echo", {"n": i}))
+        latencies = []
+        start = time.perf_counter()
+        for i in range(n):
+            sent = time.perf_counter()
+            checked(handle.request("echo", {"n": i}))
+            latencies.append(time.perf_counter() - sent)
+        return summarize(latencies, time.perf_counter() - start)
+
+
+async def run_cases(config: str, nats_url: str, node: subprocess.Popen[bytes], node_log: str,
+                    sizes: Sizes) -> dict[str, tuple[Result, Result]]:
+    """Deploy the actors and measure every case: ``{case: (raw, beach)}``."""
+    client = await AsyncBeach.open(config)
+    nc = await nats.connect(nats_url)
+    try:
+        await wait_registered(client, node, node_log)
+        for name, category in (("Echo", "bench/echo"), ("SyncEcho", "bench/syncecho")):
+            checked(await client.addActor(name, category))
+        raw = raw_call(nc)
+        echo, sync_echo = beach_call(client, "bench/echo"), beach_call(client, "bench/syncecho")
+        results = {}
+        for case, run, n, beach in (("sequential", sequential, sizes.sequential, echo),
+                                    ("in flight, async", in_flight, sizes.in_flight, echo),
+                                    ("in flight, sync", in_flight, sizes.in_flight, sync_echo)):
+            results[case] = (await warmed(run, raw, n, sizes.warmup), await warmed(run, beach, n, sizes.warmup))
+        blocking = await asyncio.to_thread(blocking_sequential, config, sizes.blocking, sizes.warmup)
+        results["blocking"] = (results["sequential"][0], blocking)
+        return results
+    finally:
+        await nc.close()
+        await client.close()
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def table(results: dict[str, tuple[Result, Result]], sizes: Sizes) -> str:
+    """The markdown table of the results."""
+    rows = []
+
+    def throughput(label: str, raw: Result, beach: Result) -> None:
+        rows.append((label, f"{raw.rate:,.0f}", f"{beach.rate:,.0f}", f"{beach.rate / raw.rate:.2f}"))
+
+    def latency(label: str, raw: float, beach: float) -> None:
+        rows.append((label, f"{raw:,.0f}", f"{beach:,.0f}", f"{beach / raw:.2f} (+{beach - raw:,.0f} µs)"))
+
+    seq_raw, seq_beach = results["sequential"]
+    throughput(f"sequential, async handler: req/s (N={sizes.sequential})", seq_raw, seq_beach)
+    latency("sequential: p50 latency, µs", seq_raw.p50, seq_beach.p50)
+    latency("sequential: p99 latency, µs", seq_raw.p99, seq_beach.p99)
+    throughput(f"{WORKERS} in flight, async handler: req/s (N={sizes.in_flight})", *results["in flight, async"])
+    throughput(f"{WORKERS} in flight, sync handler: req/s (N={sizes.in_flight})", *results["in flight, sync"])
+    seq_raw, blocking = results["blocking"]
+    throughput(f"blocking request() from a thread, sequential: req/s (N={sizes.blocking}; raw: async)",
+               seq_raw, blocking)
+    latency("blocking request(): p50 latency, µs (raw: async)", seq_raw.p50, blocking.p50)
+    lines = ["| case | raw nats-py | beach | beach/raw |", "|---|---:|---:|---:|"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
+    parser.add_argument("--out", help="also write the table to this file")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on SIGTERM as on Ctrl-C
+    with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, contextlib.ExitStack() as stack:
+        server = EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
+                                log_file=os.path.join(tmp, "nats.log")).start()
+        stack.callback(server.stop)
+        config = write_config(tmp, server.url)
+        node_log = os.path.join(tmp, "node.log")
+        node = start_node(config, node_log)
+        stack.callback(stop_process, node)
+        stack.callback(stop_process, start_responder(server.url))
+        results = asyncio.run(run_cases(config, server.url, node, node_log, sizes))
+    text = table(results, sizes)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
