@@ -292,7 +292,7 @@ def main() -> int:
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up on SIGTERM as on Ctrl-C
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # stop as on Ctrl-C
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, contextlib.ExitStack() as stack:
         server = EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
                                 log_file=os.path.join(tmp, "nats.log")).start()

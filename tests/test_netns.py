@@ -1,0 +1,91 @@
+"""host_affinity by network address: a second node in a network namespace this test creates.
+
+Needs root and iproute2 (``ip netns``); skipped with the reason otherwise. The addresses are on a
+veth pair between the test's own namespace and the root namespace: no traffic leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from beach.beach_api import Beach
+from beach.embedded import EmbeddedServer
+
+from .conftest import HERE, NodeProcess, free_port, write_config
+
+NS = f"beach-t{os.getpid()}"
+HOST_IF, NS_IF = f"vbh{os.getpid() % 100000}", f"vbn{os.getpid() % 100000}"
+SUBNET = 200 + os.getpid() % 50
+HOST_IP, NS_IP = f"10.213.{SUBNET}.1", f"10.213.{SUBNET}.2"
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture(scope="module")
+def namespace() -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2 (ip)")
+    try:
+        ip("netns", "add", NS)
+    except subprocess.CalledProcessError as err:
+        pytest.skip(f"cannot create a network namespace here: {err.stderr.decode().strip()}")
+    try:
+        ip("link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF)
+        ip("link", "set", NS_IF, "netns", NS)
+        ip("addr", "add", f"{HOST_IP}/30", "dev", HOST_IF)
+        ip("link", "set", HOST_IF, "up")
+        ip("netns", "exec", NS, "ip", "addr", "add", f"{NS_IP}/30", "dev", NS_IF)
+        ip("netns", "exec", NS, "ip", "link", "set", NS_IF, "up")
+        ip("netns", "exec", NS, "ip", "link", "set", "lo", "up")
+        yield NS
+    finally:
+        subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+class NamespacedNode(NodeProcess):
+    """A node agent running inside a network namespace."""
+
+    def __init__(self, config: Path, node_id: str, namespace: str) -> None:
+        self.node_id = node_id
+        env = dict(os.environ, PYTHONPATH=str(HERE / "modules"))
+        self.process = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, "-m", "nodeagent",
+                                         str(config), "--node-id", node_id], start_new_session=True, env=env)
+
+
+def test_host_affinity_by_address(namespace, tmp_path):
+    server = EmbeddedServer(free_port(), str(tmp_path / "js"), host=HOST_IP, log_file=str(tmp_path / "nats.log"))
+    server.start()
+    config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1)
+    root_node = NodeProcess(config, "root-node")
+    ns_node = NamespacedNode(config, "ns-node", namespace)
+    try:
+        with Beach(config) as client:
+            root_node.wait_registered(client, 60)
+            ns_node.wait_registered(client, 60)
+            health = client.getClusterHealth()
+            assert NS_IP in health["ns-node"]["addresses"]
+            assert NS_IP not in health["root-node"]["addresses"] and HOST_IP in health["root-node"]["addresses"]
+            for hint, expected in ((NS_IP, "ns-node"), (HOST_IP, "root-node")):
+                for _ in range(3):
+                    resp = client.addActor("Pong", "where", strategy="host_affinity", strategy_hint=hint)
+                    assert resp.isSuccess and resp.data["node"] == expected
+            # requests cross the veth both ways
+            uids = {client.getActorHandle("where").request("ping").data["uid"] for _ in range(40)}
+            assert len(uids) >= 4
+            assert client.flush()
+        assert ns_node.terminate() == 0
+        assert root_node.terminate() == 0
+    finally:
+        ns_node.terminate()
+        root_node.terminate()
+        server.stop()
