@@ -46,7 +46,13 @@ class Actor:
     Attributes set by the host before ``init``: ``name`` (the actor's uid), ``stopEvent`` (set when
     the actor stops), and the original's ``_realm``, ``_parameters``, ``_resources``, ``_ident``,
     ``_trusted``.
+
+    Class attribute a subclass may set: ``reply_cache = N`` keeps the last N replies by request id,
+    so a retried request (retries reuse the id) that already ran, or is still running, gets the
+    first run's reply instead of running twice.
     """
+
+    reply_cache: int = 0
 
     name: str
     stopEvent: threading.Event

@@ -47,6 +47,7 @@ class DirectoryView:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[Any] = []
         self.changed = asyncio.Event()
+        self.generation = 0  # bumped on every change, so readers can cache what they derive
         self.listeners: list[Callable[[], None]] = []
 
     async def start(self) -> None:
@@ -83,6 +84,7 @@ class DirectoryView:
             self._notify()
 
     def _notify(self) -> None:
+        self.generation += 1
         self.changed.set()
         self.changed = asyncio.Event()
         for listener in self.listeners:

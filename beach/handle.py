@@ -51,6 +51,9 @@ class ActorHandle:
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._ident = ident
         self._pending: dict[str, int] = {}
+        self._generation = -1
+        self._cached_members: list[dict[str, Any]] = []
+        self._ring: routing.Ring | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._closed = False
 
@@ -65,19 +68,33 @@ class ActorHandle:
     # ---------------------------------------------------------------- async core
 
     def _members(self) -> list[dict[str, Any]]:
-        return self._session.view.find(self._realm, self._category)
+        view = self._session.view
+        if self._generation != view.generation:
+            self._generation = view.generation
+            self._cached_members = view.find(self._realm, self._category)
+            self._ring = None
+        return self._cached_members
 
-    def _route(self, key: Any, attempt: int) -> tuple[str, str]:
-        """``(subject, pending-key)`` for one attempt."""
+    def _owner(self, key: Any, exclude: set[str]) -> str | None:
+        members = self._members()
+        if exclude:
+            return routing.Ring([a["uid"] for a in members if a["uid"] not in exclude]).owner(key)
+        if self._ring is None:
+            self._ring = routing.Ring([a["uid"] for a in members])
+        return self._ring.owner(key)
+
+    def _route(self, key: Any, attempt: int, tried: set[str]) -> tuple[str, str]:
+        """``(subject, pending-key)`` for one attempt; ``tried`` holds the actors that failed it."""
+        uid: str | None = None
         if self._mode == "affinity":
-            uid = routing.affinity_choice(key, [a["uid"] for a in self._members()])
-            if uid is not None:
-                return subjects.actor_subject(self._realm, uid), uid
+            uid = self._owner(key, tried)
         elif self._mode == "local" and attempt == 0:
             uid = routing.local_choice(self._members(), self._session.node_id)
-            if uid is not None:
-                return subjects.actor_subject(self._realm, uid), uid
-        return self._subject, self._category
+        elif tried:  # a retry after known actors failed: pick another one ourselves
+            uid = routing.random_choice(self._members(), tried)
+        if uid is None:
+            return self._subject, self._category
+        return subjects.actor_subject(self._realm, uid), uid
 
     def _no_actor(self) -> ActorResponse:
         return ActorResponse(False, f"{wire.NO_RESPONDERS} in category '{self._category}' "
@@ -122,14 +139,17 @@ class ActorHandle:
         attempt_timeout = timeout or self._timeout
         payload = b""
         response = ActorResponse.timeout()
+        tried: set[str] = set()
+        encoded_budget: float | None = None
         for attempt in range(retries + 1):
             budget = remaining(attempt_timeout)
             if budget is not None and budget <= 0:
                 response = ActorResponse.timeout()
                 break
-            if attempt == 0 or self._mode != "random":
+            if attempt == 0 or budget != encoded_budget:
                 payload = self._encode(requestType, data, req_id, budget)
-            subject, target = self._route(key, attempt)
+                encoded_budget = budget
+            subject, target = self._route(key, attempt, tried)
             self._pending[target] = self._pending.get(target, 0) + 1
             try:
                 response = await self._send(subject, payload, budget or attempt_timeout)
@@ -141,11 +161,19 @@ class ActorHandle:
                     del self._pending[target]
             if response.isSuccess or not self._retryable(response):
                 break
-            if response.error.startswith(wire.NO_RESPONDERS) and attempt < retries:
-                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))
+            if target != self._category:
+                tried.add(target)
+            if response.error == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
+                tried.add(response.data["uid"])
+            if attempt < retries and (response.error.startswith(wire.NO_RESPONDERS)
+                                      or (response.error == wire.BUSY and not self._others(tried))):
+                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))  # nobody else to ask: back off
         if not response.isSuccess and onFailure is not None:
             await _call_back(onFailure, data)
         return response
+
+    def _others(self, tried: set[str]) -> bool:
+        return any(a["uid"] not in tried for a in self._members())
 
     @staticmethod
     def _retryable(response: ActorResponse) -> bool:

@@ -3,7 +3,7 @@
 Random routing needs no choice here: it is the NATS queue group on the category's subject.
 Affinity uses rendezvous (highest-random-weight) hashing over the live members of the category:
 a stable hash (blake2b, not Python's salted ``hash()``), the same answer in every process, and
-when one of N actors joins or leaves only about 1/N of the keys move.
+when one of N actors joins or leaves only the keys of that actor move (about 1/N of them).
 """
 
 from __future__ import annotations
@@ -38,16 +38,48 @@ def key_bytes(key: Any) -> bytes:
                      f"not {type(key).__name__}")
 
 
-def _weight(key: bytes, uid: str) -> bytes:
-    return hashlib.blake2b(key + b"\x00" + uid.encode(), digest_size=8).digest()
+_MASK = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    # splitmix64's finalizer: a cheap, well-mixed 64-bit hash of an integer
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
+    return x ^ (x >> 31)
+
+
+def _digest(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+
+
+class Ring:
+    """Rendezvous hashing over a fixed set of uids: `owner(key)` is the uid with the highest
+    ``mix(hash(key) ^ hash(uid))``. Build one per membership; lookups cost one blake2b and one
+    integer mix per member."""
+
+    __slots__ = ("uids", "_seeds")
+
+    def __init__(self, uids: list[str]) -> None:
+        self.uids = sorted(uids)
+        self._seeds = [(_digest(uid.encode()), uid) for uid in self.uids]
+
+    def owner(self, key: Any) -> str | None:
+        """The uid that owns ``key``, or None if the ring is empty."""
+        if not self._seeds:
+            return None
+        h = _digest(key_bytes(key))
+        return max(self._seeds, key=lambda seed: _mix(h ^ seed[0]))[1]
 
 
 def affinity_choice(key: Any, uids: list[str]) -> str | None:
     """The uid that owns ``key`` among ``uids`` (rendezvous hashing), or None if there are none."""
-    if not uids:
-        return None
-    k = key_bytes(key)
-    return max(uids, key=lambda uid: _weight(k, uid))
+    return Ring(uids).owner(key)
+
+
+def random_choice(actors: list[dict[str, Any]], exclude: set[str]) -> str | None:
+    """A random uid among ``actors`` outside ``exclude``, or None if none is left."""
+    left = [a["uid"] for a in actors if a["uid"] not in exclude]
+    return random.choice(left) if left else None
 
 
 def local_choice(actors: list[dict[str, Any]], node_id: str | None) -> str | None:

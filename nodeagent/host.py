@@ -180,9 +180,9 @@ class ActorHost:
         return await self._recategorize(args["uid"], lambda cats: cats.remove(category))
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
-        """Load figures of each actor here: in-flight requests and their bound."""
-        return True, "", {"load": {uid: {"inflight": rt.inflight, "bound": rt.bound,
-                                         "handlers": sorted(rt.handlers)} for uid, rt in self.actors.items()}}
+        """Load figures of each actor here: in-flight requests, their bound, and request counters."""
+        return True, "", {"load": {uid: {"inflight": rt.inflight, "bound": rt.bound, "handlers": sorted(rt.handlers),
+                                         **rt.counters} for uid, rt in self.actors.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

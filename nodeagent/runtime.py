@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,18 @@ class ActorInitError(BeachError):
     """The actor's ``init()`` raised; the message holds the traceback."""
 
 
+Result = tuple[Any, str, Any]  # (ok or None for "no reply", error, data)
+_EXPIRED = object()
+
+
 def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func)
+
+
+def _run_sync(handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Any:
+    if deadline is not None and time.monotonic() >= deadline:
+        return _EXPIRED
+    return handler(request)
 
 
 class ActorRuntime:
@@ -62,6 +73,12 @@ class ActorRuntime:
         self.max_inflight: int | None = spec.get("max_concurrent")
         self.bound = self.max_inflight or MAX_INFLIGHT_ASYNC
         self.last_error: str | None = None
+        self.counters = dict.fromkeys(("processed", "busy", "expired", "exceptions", "unauthorized", "invalid"), 0)
+        # Opt-in reply cache (the actor class sets reply_cache = N): a retry of a request that
+        # already ran, or is running, gets the first run's reply instead of running it again.
+        self.reply_cache = int(getattr(actor, "reply_cache", 0) or 0)
+        self.replies: OrderedDict[str, Result] | None = OrderedDict() if self.reply_cache > 0 else None
+        self._running: dict[str, asyncio.Future[Result]] = {}
         self.started = time.time()
         self._subs: dict[str, Any] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -238,8 +255,9 @@ class ActorRuntime:
     async def _on_msg(self, msg: Msg) -> None:
         # Runs inside nats-py's one-at-a-time callback loop: hand off at once, never block here.
         if self.inflight >= self.bound:
+            self.counters["busy"] += 1
             if msg.reply:
-                await self.host.session.nc.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {}))
+                await self.host.session.nc.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
             return
         self.inflight += 1
         self._idle.clear()
@@ -258,29 +276,71 @@ class ActorRuntime:
             if not self.inflight:
                 self._idle.set()
 
-    async def _dispatch(self, msg: Msg, received: float) -> tuple[Any, str, Any]:
+    async def _dispatch(self, msg: Msg, received: float) -> Result:
         try:
             request = wire.unpack_request(msg.data)
         except ValueError as err:
+            self.counters["invalid"] += 1
             return False, wire.INVALID_REQUEST, {"reason": str(err)}
         deadline = None if request.ttl is None else received + request.ttl
         if self.trusted and request.ident not in self.trusted:
+            self.counters["unauthorized"] += 1
             return False, wire.UNAUTHORIZED, {}
         handler = self.handlers.get(request.req)
         if handler is None:
             self.actor.logCritical(f"request type not supported: {request.req!r}")
             return False, wire.UNSUPPORTED, {}
+        actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
+        if self.replies is None:
+            return await self._run(handler, actor_request, deadline)
+        return await self._run_once(handler, actor_request, deadline)
+
+    async def _run_once(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Result:
+        """Run a request at most once per id: a retry gets the first run's reply (reply cache)."""
+        assert self.replies is not None
+        if request.id in self.replies:
+            return self.replies[request.id]
+        running = self._running.get(request.id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[Result] = self.loop.create_future()
+        self._running[request.id] = future
+        result: Result = (None, "", None)
+        try:
+            result = await self._run(handler, request, deadline)
+        finally:
+            del self._running[request.id]
+            future.set_result(result)
+            if result[0] is not None:
+                self.replies[request.id] = result
+                while len(self.replies) > self.reply_cache:
+                    self.replies.popitem(last=False)
+        return result
+
+    async def _run(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Result:
+        """Run the handler unless the request's deadline passed before it started (then no reply:
+        the caller has given up); turn its return or its exception into a reply."""
         if deadline is not None and time.monotonic() >= deadline:
-            return None, "", None  # the caller gave up already: do not run it
+            self.counters["expired"] += 1
+            return None, "", None
         token = current_deadline.set(deadline)
         try:
-            ret = await self.call(handler, ActorRequest(request.ident, request.id, request.req, self.uid, request.data))
+            if _is_async(handler):
+                ret = await handler(request)
+            else:
+                run = contextvars.copy_context().run
+                ret = await self.loop.run_in_executor(self.host.pool, run, _run_sync, handler, request, deadline)
+                if ret is _EXPIRED:  # waited for a worker thread past its deadline
+                    self.counters["expired"] += 1
+                    return None, "", None
         except Exception:
+            self.counters["exceptions"] += 1
             self.last_error = traceback.format_exc()
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, self.last_error)
             return False, wire.EXCEPTION, {"st": self.last_error}
         finally:
             current_deadline.reset(token)
+        self.counters["processed"] += 1
         return wire.normalize_return(ret)
 
     async def _reply(self, reply: str, ok: bool, error: str, data: Any) -> None:
