@@ -72,6 +72,10 @@ class Actor:
     def deinit(self) -> Any:
         """Called once when the actor stops, after its in-flight requests finished (bounded)."""
 
+    def drain(self) -> Any:
+        """Called when the actor starts stopping: it gets no new requests, and the host waits
+        (bounded) for the ones in progress once this returns. Override to flush buffers early."""
+
     # ---- handlers ----
 
     def handle(self, requestType: str, handlerFunction: Callable[[ActorRequest], Any]) -> Callable[..., Any] | None:

@@ -20,6 +20,7 @@ log = logging.getLogger("beach.bus")
 
 ACTORS_BUCKET = "beach_actors"
 NODES_BUCKET = "beach_nodes"
+DESIRED_BUCKET = "beach_desired"
 CONNECT_TRIES = 3
 JETSTREAM_WAIT = 20.0
 
@@ -99,3 +100,8 @@ async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
     # watchers see a PURGE marker (needs limit_marker_ttl on the bucket).
     nodes = await open_bucket(js, NODES_BUCKET, replicas, limit_marker_ttl=1)
     return actors, nodes
+
+
+async def open_desired(nc: Client, config: Config) -> KeyValue:
+    """Open (or create) the persistent desired-state bucket (supervision, patrol, lease)."""
+    return await open_bucket(nc.jetstream(timeout=5), DESIRED_BUCKET, config.nats.kv_replicas or auto_replicas(nc))

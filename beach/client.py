@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.kv import KeyValue
 
+from . import bus, desired, patrol, placement, subjects, wire
 from . import config as beach_config
-from . import placement, subjects, wire
+from .errors import CategoryError, UsageError
 from .group import ActorHandleGroup
 from .handle import ActorHandle
 from .response import ActorResponse
@@ -27,6 +31,33 @@ SPAWN_TIMEOUT = 60.0
 CONTROL_TIMEOUT = 60.0
 
 
+def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strategy: str = "random",
+               strategy_hint: str | None = None, parameters: dict[str, Any] | None = None,
+               resources: dict[str, Any] | None = None, isIsolated: bool = False, secretIdent: str | None = None,
+               trustedIdents: Iterable[str] = (), n_concurrent: int = 1, max_concurrent: int | None = None,
+               is_drainable: bool = False, time_to_drain: float | None = None, owner: str | None = None,
+               log_level: int | str | None = None, restart: str = "never",
+               timeout: float = SPAWN_TIMEOUT) -> dict[str, Any]:
+    """Check `AsyncBeach.addActor`'s arguments and build the spawn request a node agent takes.
+
+    Raises `CategoryError` for a bad category or realm, `UsageError` for an unknown strategy or
+    restart policy.
+    """
+    categories = [category] if isinstance(category, str) else list(category)
+    if not categories:
+        raise CategoryError("addActor needs at least one category")
+    if restart not in desired.RESTART_POLICIES:
+        raise UsageError(f"unknown restart policy {restart!r}: use one of {', '.join(desired.RESTART_POLICIES)}")
+    return {
+        "name": actorName, "categories": [subjects.normalize(c) for c in categories],
+        "realm": subjects.check_realm(realm), "parameters": parameters or {}, "resources": resources or {},
+        "ident": secretIdent, "trusted": list(trustedIdents or ()), "isolated": bool(isIsolated),
+        "n_concurrent": n_concurrent, "max_concurrent": max_concurrent, "is_drainable": bool(is_drainable),
+        "time_to_drain": time_to_drain, "owner": owner, "log_level": log_level, "timeout": timeout,
+        "strategy": placement.check_strategy(strategy), "strategy_hint": strategy_hint, "restart": restart,
+    }
+
+
 class AsyncBeach:
     """A connection to a beach cluster, for async code. Open it with ``await AsyncBeach.open(...)``."""
 
@@ -35,6 +66,7 @@ class AsyncBeach:
         self._realm = subjects.check_realm(realm)
         self._admin_token = session.config.admin_token
         self._placer = placement.Placer()
+        self._desired_kv: KeyValue | None = None
 
     @classmethod
     async def open(cls, configFile: str | os.PathLike[str] | beach_config.Config | None, realm: str = "global",
@@ -90,41 +122,90 @@ class AsyncBeach:
                        trustedIdents: Iterable[str] = (), n_concurrent: int = 1, is_drainable: bool = False,
                        time_to_drain: float | None = None, owner: str | None = None,
                        log_level: int | str | None = None, log_dest: str | None = None,
-                       max_concurrent: int | None = None, timeout: float = SPAWN_TIMEOUT) -> ActorResponse:
+                       max_concurrent: int | None = None, restart: str = "never", max_restarts: int = 5,
+                       restart_window: float = 60.0, timeout: float = SPAWN_TIMEOUT) -> ActorResponse:
         """Start actor class ``actorName`` in ``category`` (a name or a list) on a node chosen by
         ``strategy``; return once its ``init()`` has run.
 
         Success: ``ActorResponse`` with ``data = {'uid', 'node', 'host'}``, visible in
         ``getDirectory()`` at once. Failure (unknown class, import error, init raising, no node
         fitting the strategy, ``'unprivileged'``) comes back as a failed response with the reason
-        (and ``data['st']``, the traceback, where there is one). Raises `CategoryError` for a bad
-        category and `UsageError` for an unknown strategy; ``log_dest`` is accepted and ignored
-        (hosts log to their stderr).
+        (and ``data['st']``, the traceback, where there is one).
+
+        ``restart`` keeps the actor alive: ``'on-failure'`` restarts it (on any node, by the same
+        strategy) when it dies, its host dies or its node is lost; ``'always'`` also when it stopped
+        itself; ``'never'`` (default) does not. Restarts back off exponentially; more than
+        ``max_restarts`` in ``restart_window`` seconds marks it failed (see `getSupervised`).
+
+        Raises `CategoryError` for a bad category and `UsageError` for an unknown strategy or
+        restart policy; ``log_dest`` is accepted and ignored (hosts log to their stderr).
         """
-        categories = [category] if isinstance(category, str) else list(category)
-        if not categories:
-            raise subjects.CategoryError("addActor needs at least one category")
-        categories = [subjects.normalize(c) for c in categories]
-        strategy = placement.check_strategy(strategy)
-        realm = subjects.check_realm(realm or self._realm)
+        args = spawn_args(actorName, category, realm or self._realm, strategy=strategy,
+                          strategy_hint=strategy_hint, parameters=parameters, resources=resources,
+                          isIsolated=isIsolated, secretIdent=secretIdent, trustedIdents=trustedIdents,
+                          n_concurrent=n_concurrent, max_concurrent=max_concurrent, is_drainable=is_drainable,
+                          time_to_drain=time_to_drain, owner=owner, log_level=log_level, restart=restart,
+                          timeout=timeout)
+        if restart != "never":
+            args["sid"] = uuid.uuid4().hex
+        response = await self.spawn(args)
+        if response.isSuccess and restart != "never":
+            record = {"kind": "actor", "sid": args["sid"], "spawn": args, "restart": restart,
+                      "max_restarts": max_restarts, "restart_window": restart_window,
+                      "uid": response.data["uid"], "state": "running", "restarts": [], "created": time.time()}
+            await desired.put(await self._desired(), desired.supervision_key(args["realm"], args["sid"]), record)
+        return response
+
+    async def spawn(self, args: dict[str, Any]) -> ActorResponse:
+        """Place and start one actor from checked spawn arguments (what `addActor` builds)."""
         view = self._session.view
         try:
-            node = self._placer.choose(strategy, strategy_hint, view.nodes, view.live(realm), categories)
+            node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
+                                       view.live(args["realm"]), args["categories"])
         except placement.PlacementError as err:
             return ActorResponse(False, str(err))
-        args = {
-            "name": actorName, "categories": categories, "realm": realm, "parameters": parameters or {},
-            "resources": resources or {}, "ident": secretIdent, "trusted": list(trustedIdents or ()),
-            "isolated": bool(isIsolated), "n_concurrent": n_concurrent, "max_concurrent": max_concurrent,
-            "is_drainable": bool(is_drainable), "time_to_drain": time_to_drain, "owner": owner,
-            "log_level": log_level, "timeout": timeout,
-        }
-        response = await self._node_call(node, "spawn", args, timeout + 5)
+        response = await self._node_call(node, "spawn", args, args["timeout"] + 5)
         if response.isSuccess:
             data = response.data
             view.apply_local(data["key"], data["revision"], data["entry"])
             response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"]}
         return response
+
+    async def _desired(self) -> KeyValue:
+        if self._desired_kv is None:
+            self._desired_kv = await bus.open_desired(self._session.nc, self._session.config)
+        return self._desired_kv
+
+    async def applyPatrol(self, spec: str | os.PathLike[str] | dict[str, Any],
+                          owner: str | None = None) -> dict[str, Any]:
+        """Store a patrol spec (a file path, YAML or the original's ``.py``, or a parsed mapping);
+        the supervising node agent makes the cluster match it and keeps it matched. Applying a spec
+        again with the same owner replaces it. Raises `ConfigError` for a bad spec."""
+        checked = patrol.check(spec) if isinstance(spec, dict) else patrol.load(os.fspath(spec), owner)
+        await desired.put(await self._desired(), desired.patrol_key(checked["owner"]), checked)
+        return checked
+
+    async def removePatrol(self, owner: str) -> bool:
+        """Forget a patrol spec: the supervisor stops its actors. False if there was none."""
+        kv = await self._desired()
+        key = desired.patrol_key(owner)
+        if await desired.get(kv, key) is None:
+            return False
+        await desired.delete(kv, key)
+        return True
+
+    async def getPatrols(self) -> dict[str, dict[str, Any]]:
+        """Every patrol spec, by owner."""
+        return {v["owner"]: v for v, _ in (await desired.snapshot(await self._desired(), "patrol.")).values()}
+
+    async def getSupervised(self) -> dict[str, dict[str, Any]]:
+        """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or
+        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error'}}``."""
+        entries = await desired.snapshot(await self._desired(), "sup.")
+        return {v["sid"]: {"name": v["spawn"]["name"], "realm": v["spawn"]["realm"],
+                           "categories": v["spawn"]["categories"], "state": v["state"], "uid": v["uid"],
+                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v.get("last_error")}
+                for v, _ in entries.values()}
 
     async def stopActors(self, withId: str | Iterable[str] | None = None,
                          withCategory: str | Iterable[str] | None = None, delay: float | None = None) -> ActorResponse:
@@ -145,8 +226,10 @@ class AsyncBeach:
             actor = self._session.view.actors.get(uid)
             if actor is None:
                 missing.append(uid)
-            else:
-                by_node.setdefault(actor["node"], []).append(uid)
+                continue
+            by_node.setdefault(actor["node"], []).append(uid)
+            if actor.get("sid"):  # a stop on purpose ends its supervision first
+                await desired.delete(await self._desired(), desired.supervision_key(actor["realm"], actor["sid"]))
         if delay:
             batches = [(node, [uid]) for node, node_uids in by_node.items() for uid in node_uids]
         else:
@@ -172,7 +255,12 @@ class AsyncBeach:
         return ActorResponse(not errors, "; ".join(errors), {"stopped": stopped, "not_found": missing})
 
     async def flush(self) -> bool:
-        """Stop every actor on every node, in every realm; True if every node succeeded."""
+        """Stop every actor on every node, in every realm, and forget every supervised actor and
+        patrol spec (so nothing comes back); True if every node succeeded."""
+        kv = await self._desired()
+        for prefix in ("sup.", "patrol."):
+            for key in await desired.snapshot(kv, prefix):
+                await desired.delete(kv, key)
         responses = await asyncio.gather(*(self._node_call(node, "flush", {}, CONTROL_TIMEOUT)
                                            for node in list(self._session.view.nodes)))
         for response in responses:

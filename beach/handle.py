@@ -20,6 +20,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from . import routing, subjects, wire
 from .errors import UsageError
 from .response import ActorResponse, FutureResults
+from .runner import Background
 from .session import Session, remaining
 
 DEFAULT_TIMEOUT = 10.0
@@ -54,7 +55,7 @@ class ActorHandle:
         self._generation = -1
         self._cached_members: list[dict[str, Any]] = []
         self._ring: routing.Ring | None = None
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._background = Background()
         self._closed = False
 
     @property
@@ -180,10 +181,7 @@ class ActorHandle:
         return response.isTimedOut or response.error in RETRYABLE or response.error.startswith(wire.NO_RESPONDERS)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._background.spawn(coro)
 
     async def arequest_future(self, requestType: str, data: Any = None, timeout: float | None = None,
                               key: Any = None, nRetries: int | None = None,
@@ -245,8 +243,7 @@ class ActorHandle:
     async def aclose(self) -> None:
         """Cancel this handle's background requests."""
         self._closed = True
-        for task in list(self._tasks):
-            task.cancel()
+        await self._background.cancel()
 
     # ---------------------------------------------------------------- blocking face
 

@@ -28,10 +28,11 @@ from beach import directory, subjects, wire
 from beach.config import Config
 from beach.embedded import EmbeddedServer, die_with_parent
 from beach.errors import BeachError, CategoryError
-from beach.runner import Runner
+from beach.runner import Background, Runner
 from beach.session import Session
 
 from . import health
+from .supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
 
@@ -63,6 +64,7 @@ class NodeAgent:
         self.node_id = node_id or health.default_node_id()
         self.hosts: dict[str, HostProcess] = {}
         self.stopping = asyncio.Event()
+        self.background = Background()
         self.ready = asyncio.Event()  # set once the node is registered and its hosts are up
         self.started = time.time()
         self.server: EmbeddedServer | None = None
@@ -92,12 +94,15 @@ class NodeAgent:
             await self.heartbeat()
             log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
                      ", ".join(self.config.nats.urls))
+            self.supervisor = Supervisor(self)
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
                      loop.create_task(self._every(0.25, self.watch_hosts)),
-                     loop.create_task(self._every(2.0, self.collect_orphans))]
+                     loop.create_task(self._every(2.0, self.collect_orphans)),
+                     loop.create_task(self.supervisor.run())]
             await self.stopping.wait()
             for task in tasks:
                 task.cancel()
+            await self.supervisor.stop()
             await self.shutdown()
         finally:
             if self.server is not None:
@@ -178,7 +183,7 @@ class NodeAgent:
             await self._forget_hosts([host.id])
             await self.heartbeat()
             if not host.isolated and not self.stopping.is_set() and not host.leaving:
-                asyncio.get_running_loop().create_task(self.start_host())
+                self.background.spawn(self.start_host())
 
     async def _forget_hosts(self, host_ids: list[str]) -> None:
         """Remove the directory entries of actors that lived in the given (dead) hosts."""
@@ -234,7 +239,7 @@ class NodeAgent:
     # ---------------------------------------------------------------- control
 
     async def _on_control(self, msg: Msg) -> None:
-        asyncio.get_running_loop().create_task(self._control(msg))
+        self.background.spawn(self._control(msg))
 
     async def _control(self, msg: Msg) -> None:
         op = msg.subject.rsplit(".", 1)[1]
@@ -383,4 +388,6 @@ def _spawn_spec(args: dict[str, Any]) -> dict[str, Any]:
         "n_concurrent": args.get("n_concurrent") or 1, "max_concurrent": max_concurrent,
         "is_drainable": bool(args.get("is_drainable")), "time_to_drain": args.get("time_to_drain"),
         "owner": args.get("owner"), "log_level": args.get("log_level"),
+        "strategy": args.get("strategy") or "random", "strategy_hint": args.get("strategy_hint"),
+        "sid": args.get("sid"), "restart": args.get("restart") or "never", "timeout": args.get("timeout"),
     }

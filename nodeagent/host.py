@@ -23,10 +23,10 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
+from beach import bus, desired, directory, subjects, wire
 from beach import config as beach_config
-from beach import directory, subjects, wire
 from beach.errors import BeachError
-from beach.runner import Runner
+from beach.runner import Background, Runner
 from beach.session import Session
 
 from .loader import load_actor_class
@@ -51,6 +51,7 @@ class ActorHost:
         self.actors: dict[str, ActorRuntime] = {}
         self.pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix=f"{host_id}-worker")
         self.stopped = asyncio.Event()
+        self.background = Background()
         self.session: Session
         self.runner: Runner
 
@@ -88,7 +89,7 @@ class ActorHost:
     # ---------------------------------------------------------------- control
 
     async def _on_control(self, msg: Msg) -> None:
-        asyncio.get_running_loop().create_task(self._control(msg))
+        self.background.spawn(self._control(msg))
 
     async def _control(self, msg: Msg) -> None:
         op = msg.subject.rsplit(".", 1)[1]
@@ -124,12 +125,19 @@ class ActorHost:
         self.session.view.apply_local(key, revision, entry)
         return True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision}
 
-    async def stop_actor(self, uid: str) -> tuple[str, int] | None:
+    async def stop_actor(self, uid: str, by_itself: bool = False) -> tuple[str, int] | None:
         """Stop one actor: out of the directory first (so no new request picks it), then drain and
-        ``deinit``. Return the directory delete's ``(key, revision)``, or None if it is not here."""
+        ``deinit``. Return the directory delete's ``(key, revision)``, or None if it is not here.
+
+        ``by_itself``: the actor called ``stop()``; under ``restart='on-failure'`` that ends its
+        supervision (``'always'`` restarts it)."""
         runtime = self.actors.pop(uid, None)
         if runtime is None:
             return None
+        sid = runtime.spec.get("sid")
+        if by_itself and sid and runtime.spec.get("restart") == "on-failure":
+            kv = await bus.open_desired(self.session.nc, self.config)
+            await desired.delete(kv, desired.supervision_key(runtime.realm, sid))
         try:
             key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
                                                          runtime.realm, uid)

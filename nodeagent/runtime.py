@@ -25,6 +25,7 @@ from beach.actor import Actor, ActorRequest
 from beach.errors import BeachError
 from beach.group import ActorHandleGroup
 from beach.handle import ActorHandle
+from beach.runner import Background
 from beach.session import current_deadline
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class ActorRuntime:
         self._running: dict[str, asyncio.Future[Result]] = {}
         self.started = time.time()
         self._subs: dict[str, Any] = {}
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._background = Background()
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
@@ -111,7 +112,7 @@ class ActorRuntime:
         try:
             await self.call(init, *args)
         except Exception:
-            await self._cancel_tasks()
+            await self._background.cancel()
             raise ActorInitError(traceback.format_exc()) from None
         await self.subscribe()
 
@@ -131,43 +132,46 @@ class ActorRuntime:
                                                          pending_msgs_limit=-1, pending_bytes_limit=-1)
 
     async def unsubscribe(self) -> None:
-        """Stop receiving requests."""
+        """Stop receiving requests; messages already delivered to this process are still served."""
         subs, self._subs = self._subs, {}
-        for sub in subs.values():
+
+        async def drain(sub: Any) -> None:
             try:
-                await sub.unsubscribe()
-            except Exception:  # connection closing
+                await sub.drain()
+            except Exception:  # connection closing: nothing more will arrive anyway
                 pass
 
+        await asyncio.gather(*(drain(sub) for sub in subs.values()))
+
     async def stop(self, drain_seconds: float = STOP_DRAIN_SECONDS) -> None:
-        """Unsubscribe, wait (bounded) for in-flight requests, stop timers, run ``deinit``."""
+        """Stop gracefully: unsubscribe, call ``drain()``, wait (bounded) for the requests in
+        progress, stop timers and handles, then run ``deinit``."""
         if self._stopping:
             return
         self._stopping = True
         self.actor.stopEvent.set()
         await self.unsubscribe()
+        await self._hook(self.actor.drain, "drain")
         try:
             await asyncio.wait_for(self._idle.wait(), drain_seconds)
         except TimeoutError:
             log.warning("actor %s stopped with %d requests still in progress", self.uid, self.inflight)
-        await self._cancel_tasks()
+        await self._background.cancel()
         for handle in [*self.handles, *self.groups]:
             await handle.aclose()
+        await self._hook(self.actor.deinit, "deinit")
+
+    async def _hook(self, hook: Callable[[], Any], name: str) -> None:
         try:
-            await self.call(self.actor.deinit)
+            await self.call(hook)
         except Exception:
             self.last_error = traceback.format_exc()
-            log.error("deinit of actor %s raised:\n%s", self.uid, self.last_error)
+            log.error("%s of actor %s raised:\n%s", name, self.uid, self.last_error)
 
     def request_stop(self) -> None:
         """Ask the host to stop this actor (from any thread)."""
-        self.loop.call_soon_threadsafe(lambda: self._spawn(self.host.stop_actor(self.uid)))
-
-    async def _cancel_tasks(self) -> None:
-        tasks = [t for t in self._tasks if not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stop = self.host.stop_actor
+        self.loop.call_soon_threadsafe(lambda: self.host.background.spawn(stop(self.uid, by_itself=True)))
 
     # ---------------------------------------------------------------- calling user code
 
@@ -179,10 +183,7 @@ class ActorRuntime:
         return await self.loop.run_in_executor(self.host.pool, lambda: context.run(func, *args, **kwargs))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._background.spawn(coro)
 
     def _in_loop(self) -> bool:
         return self.host.runner.in_loop_thread()
@@ -261,9 +262,7 @@ class ActorRuntime:
             return
         self.inflight += 1
         self._idle.clear()
-        task = self.loop.create_task(self._serve(msg, time.monotonic()))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._background.spawn(self._serve(msg, time.monotonic()))
 
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
@@ -367,4 +366,6 @@ class ActorRuntime:
             "resources": spec.get("resources") or {}, "owner": spec.get("owner"),
             "started": self.started, "is_drainable": bool(spec.get("is_drainable")),
             "time_to_drain": spec.get("time_to_drain"), "n_concurrent": spec.get("n_concurrent", 1),
+            "sid": spec.get("sid"), "restart": spec.get("restart", "never"),
+            "strategy": spec.get("strategy", "random"), "strategy_hint": spec.get("strategy_hint"),
         }

@@ -72,7 +72,10 @@ class Example:
 
     def interrupt(self) -> int:
         self.up.send_signal(signal.SIGINT)  # Ctrl-C
-        return self.up.wait(60)
+        try:
+            return self.up.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"beach up did not stop within 60 s of Ctrl-C; its log:\n{self.text()}")
 
     def kill(self) -> None:
         if self.up.poll() is None:

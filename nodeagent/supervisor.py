@@ -1,0 +1,195 @@
+"""The supervisor: keeps the desired state true — restarts supervised actors, re-places them when
+their node is lost, and makes the cluster match the patrol specs.
+
+Every node agent runs one; only the holder of the lease in the desired-state bucket acts, so the
+cluster has one supervisor at a time and keeps one as long as any node agent lives (the lease
+moves within `desired.LEASE_SECONDS` when its holder dies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from beach import bus, desired, patrol
+from beach.client import AsyncBeach, spawn_args
+from beach.desired import Mirror
+from beach.runner import Background
+
+if TYPE_CHECKING:
+    from .agent import NodeAgent
+
+log = logging.getLogger("beach.supervisor")
+
+TICK = 0.5
+UNSEEN_GRACE = 2.0       # an incarnation never seen live gets this long to show up in the view
+BACKOFF_BASE = 0.5
+BACKOFF_MAX = 30.0
+SCALE_DOWN_GRACE = 3.0   # a patrol entry must be over its target this long before actors are stopped
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before the next attempt after ``failures`` recent ones (0 for the first)."""
+    return 0.0 if failures == 0 else min(BACKOFF_BASE * 2 ** (failures - 1), BACKOFF_MAX)
+
+
+class Supervisor:
+    """Acts on the desired state while this node agent holds the supervisor lease."""
+
+    def __init__(self, agent: NodeAgent) -> None:
+        self.agent = agent
+        self.view = agent.session.view
+        self.client = AsyncBeach(agent.session)
+        self.kv: Any = None
+        self.mirror: Mirror | None = None
+        self.leading = False
+        self._seen: set[str] = set()
+        self._noticed: dict[str, float] = {}
+        self._busy: set[str] = set()
+        self._patrol_pending: dict[str, int] = {}
+        self._patrol_failures: dict[str, list[float]] = {}
+        self._over_since: dict[str, float] = {}
+        self._background = Background()
+
+    async def run(self) -> None:
+        """Take the lease when it is free and reconcile every `TICK` seconds while holding it."""
+        self.kv = await bus.open_desired(self.agent.session.nc, self.agent.config)
+        self.mirror = Mirror(self.kv)
+        await self.mirror.start()
+        while True:
+            try:
+                leading = await desired.acquire_lease(self.kv, self.agent.node_id)
+                if leading != self.leading:
+                    log.info("node %s %s the supervisor lease", self.agent.node_id, "holds" if leading else "lost")
+                    self.leading = leading
+                if leading:
+                    await self.reconcile()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("supervisor round failed: %s", err)
+            await asyncio.sleep(TICK)
+
+    async def stop(self) -> None:
+        """Stop acting and hand the lease over."""
+        await self._background.cancel()
+        if self.mirror is not None:
+            await self.mirror.stop()
+        if self.leading:
+            try:
+                await desired.release_lease(self.kv, self.agent.node_id)
+            except Exception:
+                pass
+
+    async def reconcile(self) -> None:
+        """One round: every supervised actor, every patrol spec."""
+        assert self.mirror is not None
+        now = time.time()
+        for key, (record, revision) in self.mirror.under("sup.").items():
+            await self._supervise(key, record, revision, now)
+        specs = [spec for spec, _ in self.mirror.under("patrol.").values()]
+        for spec in specs:
+            await self._patrol(spec, now)
+        await self._stop_unowned(specs)
+
+    # ---------------------------------------------------------------- supervised actors
+
+    def _alive(self, uid: str) -> bool:
+        actor = self.view.actors.get(uid)
+        return actor is not None and self.view.is_live(actor)
+
+    async def _supervise(self, key: str, record: dict[str, Any], revision: int, now: float) -> None:
+        if record["state"] != "running" or key in self._busy:
+            return
+        uid = record["uid"]
+        if self._alive(uid):
+            self._seen.add(uid)
+            self._noticed.pop(key, None)
+            return
+        if uid not in self._seen and now - self._noticed.setdefault(key, now) < UNSEEN_GRACE:
+            return  # written just now by a client whose spawn the view has not shown yet
+        restarts = [t for t in record["restarts"] if now - t < record["restart_window"]]
+        if len(restarts) >= record["max_restarts"]:
+            log.error("actor %s (%s) restarted %d times in %ss: marked failed", record["sid"],
+                      record["spawn"]["name"], len(restarts), record["restart_window"])
+            await desired.update(self.kv, key, {**record, "state": "failed", "restarts": restarts,
+                                                "failed_at": now}, revision)
+            return
+        if now < record.get("last_restart", 0.0) + backoff(len(restarts)):
+            return
+        self._busy.add(key)
+        self._background.spawn(self._restart(key, record, revision, restarts + [now], now))
+
+    async def _restart(self, key: str, record: dict[str, Any], revision: int, restarts: list[float],
+                       now: float) -> None:
+        try:
+            response = await self.client.spawn(record["spawn"])
+            record = {**record, "restarts": restarts, "last_restart": now}
+            if response.isSuccess:
+                record["uid"] = response.data["uid"]
+                self._seen.add(record["uid"])
+                log.info("restarted actor %s (%s) as %s on %s", record["sid"], record["spawn"]["name"],
+                         record["uid"], response.data["node"])
+            else:
+                record["last_error"] = response.error
+                log.warning("restarting actor %s (%s) failed: %s", record["sid"], record["spawn"]["name"],
+                            response.error)
+            if await desired.update(self.kv, key, record, revision) is None and response.isSuccess:
+                # the record changed meanwhile: stopped on purpose? then this incarnation must go
+                if await desired.get(self.kv, key) is None:
+                    await self.client.stopActors(withId=record["uid"])
+        finally:
+            self._busy.discard(key)
+
+    # ---------------------------------------------------------------- patrol
+
+    async def _patrol(self, spec: dict[str, Any], now: float) -> None:
+        nodes = self.view.nodes
+        cores = sum(int(n.get("cores") or 1) for n in nodes.values())
+        for entry in spec["actors"]:
+            tag = patrol.owner_tag(spec["owner"], entry["name"])
+            target = patrol.instances(entry["instances"], len(nodes), cores)
+            live = [a for a in self.view.live(spec["realm"]) if a.get("owner") == tag]
+            pending = self._patrol_pending.get(tag, 0)
+            missing = target - len(live) - pending
+            if missing > 0:
+                self._over_since.pop(tag, None)
+                failures = [t for t in self._patrol_failures.get(tag, []) if now - t < 60]
+                self._patrol_failures[tag] = failures
+                if failures and now < failures[-1] + backoff(len(failures)):
+                    continue
+                self._patrol_pending[tag] = pending + missing
+                self._background.spawn(self._scale_up(spec["realm"], tag, entry, missing))
+            elif missing < 0 and not pending:
+                if now - self._over_since.setdefault(tag, now) >= SCALE_DOWN_GRACE:
+                    newest = sorted(live, key=lambda a: a["started"], reverse=True)[:-missing]
+                    log.info("patrol %s: %d over target, stopping %d", tag, -missing, len(newest))
+                    await self.client.stopActors(withId=[a["uid"] for a in newest])
+                    self._over_since.pop(tag, None)
+            else:
+                self._over_since.pop(tag, None)
+
+    async def _scale_up(self, realm: str, tag: str, entry: dict[str, Any], count: int) -> None:
+        options = {"strategy": "repulsion", **patrol.spawn_arguments(entry)}
+        args = spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)
+        try:
+            for _ in range(count):  # one at a time, so each placement sees the previous ones
+                response = await self.client.spawn(dict(args))
+                self._patrol_pending[tag] -= 1
+                if not response.isSuccess:
+                    self._patrol_failures.setdefault(tag, []).append(time.time())
+                    log.warning("patrol %s: spawning %s failed: %s", tag, entry["actor"], response.error)
+                    break
+        finally:
+            self._patrol_pending.pop(tag, None)
+
+    async def _stop_unowned(self, specs: list[dict[str, Any]]) -> None:
+        """Stop patrol actors whose spec or entry was removed."""
+        wanted = {patrol.owner_tag(s["owner"], e["name"]) for s in specs for e in s["actors"]}
+        stale = [a["uid"] for a in self.view.live()
+                 if (a.get("owner") or "").startswith("patrol/") and a["owner"] not in wanted]
+        if stale:
+            log.info("patrol: stopping %d actors of removed entries", len(stale))
+            await self.client.stopActors(withId=stale)
