@@ -164,7 +164,7 @@ class AsyncBeach:
                                        view.live(args["realm"]), args["categories"])
         except placement.PlacementError as err:
             return ActorResponse(False, str(err))
-        response = await self._node_call(node, "spawn", args, args["timeout"] + 5)
+        response = await self._node_call(node, "spawn", args, float(args.get("timeout") or SPAWN_TIMEOUT) + 5)
         if response.isSuccess:
             data = response.data
             view.apply_local(data["key"], data["revision"], data["entry"])

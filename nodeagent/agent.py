@@ -24,7 +24,8 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import directory, subjects, wire
+from beach import bus, desired, directory, subjects, wire
+from beach.client import AsyncBeach
 from beach.config import Config
 from beach.embedded import EmbeddedServer, die_with_parent
 from beach.errors import BeachError, CategoryError
@@ -41,6 +42,8 @@ HOST_START_SECONDS = 30.0
 HOST_STOP_SECONDS = 30.0
 SPAWN_SECONDS = 60.0
 ORPHAN_GRACE = 10.0
+RECYCLE_CHECK = 1.0
+MEMORY_RECYCLE_PERIOD = 10.0
 
 Reply = tuple[bool, str, Any]
 
@@ -72,6 +75,8 @@ class NodeAgent:
         self._isolated_count = 0
         self._shared_count = 0
         self._missing_since: dict[str, float] = {}
+        self._recycling: set[str] = set()
+        self._memory_recycled = 0.0
 
     # ---------------------------------------------------------------- life
 
@@ -94,8 +99,10 @@ class NodeAgent:
             await self.heartbeat()
             log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
                      ", ".join(self.config.nats.urls))
+            self.client = AsyncBeach(self.session)
             self.supervisor = Supervisor(self)
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
+                     loop.create_task(self._every(RECYCLE_CHECK, self.recycle_due)),
                      loop.create_task(self._every(0.25, self.watch_hosts)),
                      loop.create_task(self._every(2.0, self.collect_orphans)),
                      loop.create_task(self.supervisor.run())]
@@ -212,6 +219,53 @@ class NodeAgent:
                 key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"], uid)
                 view.apply_local(key, revision, None)
         self._missing_since = {uid: t for uid, t in self._missing_since.items() if uid in seen}
+
+    # ---------------------------------------------------------------- recycling
+
+    async def recycle_due(self) -> None:
+        """Recycle this node's drainable actors whose ``time_to_drain`` is up, and the oldest one
+        while memory is over ``high_mem_watermark`` (one per `MEMORY_RECYCLE_PERIOD`)."""
+        now = time.time()
+        mine = sorted((a for a in self.session.view.actors.values()
+                       if a["node"] == self.node_id and a["is_drainable"] and a["uid"] not in self._recycling),
+                      key=lambda a: a["started"])
+        due = [a for a in mine if a["time_to_drain"] and now > a["started"] + a["time_to_drain"]]
+        if (mine and now - self._memory_recycled > MEMORY_RECYCLE_PERIOD
+                and health.sample()["mem"] >= self.config.high_mem_watermark):
+            self._memory_recycled = now
+            log.warning("memory at or over %s%%: recycling actor %s", self.config.high_mem_watermark, mine[0]["uid"])
+            due.insert(0, mine[0])
+        for actor in due[:1]:  # one at a time: a rolling restart
+            self._recycling.add(actor["uid"])
+            self.background.spawn(self.recycle(actor))
+
+    async def recycle(self, actor: dict[str, Any]) -> None:
+        """Replace an actor with a fresh one: start the replacement first (same spec, strategy and
+        supervision), then stop the old one gracefully, so no request is lost."""
+        uid = actor["uid"]
+        try:
+            ok, error, data = await self._to_host(actor["host"], "spec", {"uid": uid}, 10)
+            if not ok:
+                return
+            spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
+            response = await self.client.spawn(spec)
+            if not response.isSuccess:
+                log.error("could not start a replacement for actor %s: %s", uid, response.error)
+                return
+            if spec.get("sid"):
+                await self._move_supervision(spec["realm"], spec["sid"], uid, response.data["uid"])
+            log.info("recycled actor %s (%s) as %s", uid, spec["name"], response.data["uid"])
+            await self.op_stop({"uids": [uid]})
+        finally:
+            self._recycling.discard(uid)
+
+    async def _move_supervision(self, realm: str, sid: str, old: str, new: str) -> None:
+        kv = await bus.open_desired(self.session.nc, self.config)
+        key = desired.supervision_key(realm, sid)
+        while (current := await desired.get(kv, key)) is not None:
+            record, revision = current
+            if record["uid"] != old or await desired.update(kv, key, {**record, "uid": new}, revision) is not None:
+                return
 
     # ---------------------------------------------------------------- registry
 

@@ -187,6 +187,13 @@ class ActorHost:
             return False, f"actor {args['uid']} is not in category {category!r}", {}
         return await self._recategorize(args["uid"], lambda cats: cats.remove(category))
 
+    async def op_spec(self, args: dict[str, Any]) -> Reply:
+        """The full spawn spec of one actor here (private parameters included: agent only)."""
+        runtime = self.actors.get(args["uid"])
+        if runtime is None:
+            return False, f"actor {args['uid']} is not hosted here", {}
+        return True, "", {"spec": runtime.spec}
+
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """Load figures of each actor here: in-flight requests, their bound, and request counters."""
         return True, "", {"load": {uid: {"inflight": rt.inflight, "bound": rt.bound, "handlers": sorted(rt.handlers),

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from beach import bus, desired, patrol
-from beach.client import AsyncBeach, spawn_args
+from beach.client import spawn_args
 from beach.desired import Mirror
 from beach.runner import Background
 
@@ -41,7 +41,7 @@ class Supervisor:
     def __init__(self, agent: NodeAgent) -> None:
         self.agent = agent
         self.view = agent.session.view
-        self.client = AsyncBeach(agent.session)
+        self.client = agent.client
         self.kv: Any = None
         self.mirror: Mirror | None = None
         self.leading = False
@@ -164,9 +164,10 @@ class Supervisor:
                 self._background.spawn(self._scale_up(spec["realm"], tag, entry, missing))
             elif missing < 0 and not pending:
                 if now - self._over_since.setdefault(tag, now) >= SCALE_DOWN_GRACE:
-                    newest = sorted(live, key=lambda a: a["started"], reverse=True)[:-missing]
-                    log.info("patrol %s: %d over target, stopping %d", tag, -missing, len(newest))
-                    await self.client.stopActors(withId=[a["uid"] for a in newest])
+                    # the oldest go first: an actor being recycled is already on its way out
+                    oldest = sorted(live, key=lambda a: a["started"])[:-missing]
+                    log.info("patrol %s: %d over target, stopping the oldest", tag, -missing)
+                    await self.client.stopActors(withId=[a["uid"] for a in oldest])
                     self._over_since.pop(tag, None)
             else:
                 self._over_since.pop(tag, None)
