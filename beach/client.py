@@ -105,7 +105,8 @@ class AsyncBeach:
         try:
             msg = await self._session.nc.request(subjects.node_subject(node, op), payload, timeout=timeout)
         except NoRespondersError:
-            return ActorResponse(False, f"node {node} is not answering (it left the cluster?)")
+            # no node agent behind the subject: the node is gone, and its actors with it
+            return ActorResponse(False, f"node {node} is not answering (it left the cluster?)", {"gone": True})
         except (TimeoutError, NatsTimeout):
             return ActorResponse(False, f"node {node} did not answer {op} within {timeout}s", isTimedOut=True)
         ok, error, data = wire.unpack_reply(msg.data)
@@ -266,7 +267,7 @@ class AsyncBeach:
         for response in responses:
             if isinstance(response.data, dict):
                 self._apply_stops(response.data.get("stopped", {}))
-        return all(r.isSuccess for r in responses)
+        return all(r.isSuccess or r.data.get("gone") for r in responses)
 
     async def _recategorize(self, op: str, actorId: str, category: str) -> bool:
         actor = self._session.view.actors.get(actorId)

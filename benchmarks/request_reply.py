@@ -36,7 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import msgpack
 import nats
@@ -44,13 +44,14 @@ import yaml
 
 from beach.beach_api import Beach
 from beach.client import AsyncBeach
-from beach.embedded import EmbeddedServer
+from beach.embedded import EmbeddedServer, die_with_parent
 
 ACTORS = Path(__file__).resolve().parent / "actors"
 NODE_ID = "bench-node"
 RAW_SUBJECT = "bench.raw.echo"
 TIMEOUT = 5.0
 WORKERS = 64
+STOP_SECONDS = 40.0
 
 RESPONDER = """
 import asyncio, sys, nats
@@ -115,34 +116,37 @@ def write_config(directory: str, nats_url: str) -> str:
     return path
 
 
-def start_node(config: str, log_path: str) -> subprocess.Popen[bytes]:
-    """Start a node agent (it starts its actor host) in a session of its own."""
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "nodeagent", config, "--node-id", NODE_ID],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-
-
-def start_responder(nats_url: str) -> subprocess.Popen[str]:
-    """Start the raw nats-py responder and wait until it is subscribed."""
-    process = subprocess.Popen([sys.executable, "-c", RESPONDER, nats_url, RAW_SUBJECT],
-                               stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                               start_new_session=True)
-    if process.stdout.readline().strip() != "ready":
-        stop_process(process)
-        raise RuntimeError(f"the raw responder did not start (exit code {process.returncode})")
-    return process
-
-
-def stop_process(process: subprocess.Popen[Any], timeout: float = 40.0) -> None:
-    """SIGTERM ``process`` and wait for it; SIGKILL its process group if it does not exit."""
-    if process.poll() is None:
-        process.terminate()
+@contextlib.contextmanager
+def running(command: list[str], **popen_args: Any) -> Iterator[subprocess.Popen[Any]]:
+    """Run ``command`` in a session of its own (a Ctrl-C here does not reach it) for the duration
+    of the block, then SIGTERM it and wait; SIGKILL its process group if it does not exit. It is
+    also sent SIGTERM if this process dies without cleaning up."""
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True,
+                               preexec_fn=die_with_parent, **popen_args)
     try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextlib.contextmanager
+def node_agent(config: str, log_path: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A running node agent (it starts its actor host), logging to ``log_path``."""
+    with open(log_path, "ab") as log, running([sys.executable, "-m", "nodeagent", config, "--node-id", NODE_ID],
+                                              stdout=log, stderr=subprocess.STDOUT) as node:
+        yield node
+
+
+def wait_ready(responder: subprocess.Popen[str]) -> None:
+    """Wait until the raw responder says it is subscribed."""
+    if responder.stdout.readline().strip() != "ready":
+        raise RuntimeError(f"the raw responder did not start (exit code {responder.wait()})")
 
 
 async def wait_registered(client: AsyncBeach, node: subprocess.Popen[bytes], log_path: str,
@@ -294,14 +298,14 @@ def main() -> int:
     sizes = QUICK if args.quick else FULL
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # stop as on Ctrl-C
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, contextlib.ExitStack() as stack:
-        server = EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
-                                log_file=os.path.join(tmp, "nats.log")).start()
-        stack.callback(server.stop)
+        server = stack.enter_context(EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
+                                                    log_file=os.path.join(tmp, "nats.log")))
         config = write_config(tmp, server.url)
         node_log = os.path.join(tmp, "node.log")
-        node = start_node(config, node_log)
-        stack.callback(stop_process, node)
-        stack.callback(stop_process, start_responder(server.url))
+        node = stack.enter_context(node_agent(config, node_log))
+        responder = stack.enter_context(running([sys.executable, "-c", RESPONDER, server.url, RAW_SUBJECT],
+                                                stdout=subprocess.PIPE, text=True))
+        wait_ready(responder)
         results = asyncio.run(run_cases(config, server.url, node, node_log, sizes))
     text = table(results, sizes)
     print(text, end="")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,3 +228,146 @@ def test_killed_node_disappears_by_itself(beach, configs):
         doomed.terminate()
 
 
+
+
+class Load:
+    """A steady request load in a thread, counting what happens to each request."""
+
+    def __init__(self, beach, category: str, retries: int = 2, timeout: float = 1.0) -> None:
+
+
+        self.handle = beach.getActorHandle(category)
+        self.counts = {"sent": 0, "succeeded": 0, "retried": 0, "failed": 0}
+        self.errors: list[str] = []
+        self.retries, self.timeout = retries, timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.counts["sent"] += 1
+            resp = self.handle.request("ping", timeout=self.timeout)
+            if not resp.isSuccess:
+                self.counts["retried"] += 1
+                resp = self.handle.request("ping", timeout=self.timeout, nRetries=self.retries)
+            self.counts["succeeded" if resp.isSuccess else "failed"] += 1
+            if not resp.isSuccess:
+                self.errors.append(resp.error)
+            time.sleep(0.005)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(30)
+        return self.counts
+
+
+def live_nodes_of(beach, category):
+    return sorted(a["node"] for a in beach._core.session.view.find("global", category))
+
+
+def test_supervised_actors_move_when_their_node_dies(beach, configs):
+    doomed = NodeProcess(configs[2], "node-x")
+    try:
+        doomed.wait_registered(beach, timeout=60)
+        for _ in range(4):
+            assert beach.addActor("Pong", "moving", strategy="roundrobin", restart="on-failure").isSuccess
+        assert live_nodes_of(beach, "moving") == sorted(NODES + ["node-x"])
+        load = Load(beach, "moving")
+        time.sleep(0.5)
+        # the machine is lost: the agent and its hosts die at once, nobody cleans up
+        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-x"]["hosts"].values()]
+        killed = time.monotonic()
+        for pid in [doomed.process.pid, *hosts]:
+            os.kill(pid, signal.SIGKILL)
+        doomed.process.wait()
+        wait_for(lambda: "node-x" not in live_nodes_of(beach, "moving"), NODE_TTL + 2, what="node-x's actor to go")
+        gone = time.monotonic() - killed
+        wait_for(lambda: len(live_nodes_of(beach, "moving")) == 4, 15, what="re-placement on the survivors")
+        back = time.monotonic() - killed
+        time.sleep(0.5)
+        counts = load.stop()
+        print(f"\nnode SIGKILL: its actor out of the directory after {gone:.2f}s, re-placed after {back:.2f}s;"
+              f" requests during the fault: {counts}")
+        assert set(live_nodes_of(beach, "moving")) == set(NODES)
+        assert counts["failed"] == 0, load.errors[:5]
+    finally:
+        doomed.terminate()
+
+
+def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
+    from beach import bus, desired
+
+    leader = NodeProcess(configs[1], "node-lead")
+    try:
+        leader.wait_registered(beach, timeout=60)
+        core = beach._core
+
+        async def hand_lease_to(holder):
+            kv = await bus.open_desired(core.session.nc, core.session.config)
+            while True:
+                current = await desired.get(kv, desired.LEASE_KEY)
+                value = {"holder": holder, "expires": time.time() + desired.LEASE_SECONDS}
+                if current is None:
+                    await desired.put(kv, desired.LEASE_KEY, value)
+                    return
+                if await desired.update(kv, desired.LEASE_KEY, value, current[1]) is not None:
+                    return
+
+        async def lease_holder():
+            kv = await bus.open_desired(core.session.nc, core.session.config)
+            current = await desired.get(kv, desired.LEASE_KEY)
+            return current and current[0]["holder"]
+
+        beach._runner.run(hand_lease_to("node-lead"))
+        time.sleep(1.5)
+        assert beach._runner.run(lease_holder()) == "node-lead"
+        resp = beach.addActor("Pong", "orphaned", strategy="host_affinity", strategy_hint="node-lead")
+        assert resp.isSuccess
+        # supervise it by its category on any node: re-placement must not need node-lead
+        assert beach.addActor("Pong", "survivor", strategy="random", restart="on-failure").isSuccess
+        victim = beach.addActor("Pong", "survivor2", strategy="host_affinity", strategy_hint="node-lead",
+                                restart="on-failure")
+        assert victim.isSuccess
+        record_key = [sid for sid, r in beach.getSupervised().items() if r["categories"] == ["survivor2"]][0]
+        # the supervised actor is pinned to node-lead by host_affinity; switch its record to 'random'
+        # so it can move (the strategy and hint are part of the desired state)
+
+        async def repoint():
+            kv = await bus.open_desired(core.session.nc, core.session.config)
+            key = desired.supervision_key("global", record_key)
+            record, revision = await desired.get(kv, key)
+            record["spawn"]["strategy"] = "random"
+            await desired.update(kv, key, record, revision)
+
+        beach._runner.run(repoint())
+        killed = time.monotonic()
+        os.killpg(leader.process.pid, signal.SIGKILL)
+        leader.process.wait()
+        wait_for(lambda: beach.getActorHandle("survivor2").getNumAvailable() == 1
+                 and victim.data["uid"] not in core.session.view.actors, 25, what="another agent to take over")
+        print(f"\nsupervising agent SIGKILL: its supervised actor re-placed after {time.monotonic() - killed:.2f}s "
+              f"by {beach._runner.run(lease_holder())}")
+        assert beach._runner.run(lease_holder()) in NODES
+        assert beach.getActorHandle("orphaned").getNumAvailable() == 0  # not supervised: gone
+    finally:
+        leader.terminate()
+
+
+def test_losing_a_nats_server(beach, nats_cluster, configs):
+    for _ in range(6):
+        assert beach.addActor("Pong", "bus", strategy="roundrobin").isSuccess
+    uids = {a["uid"] for a in beach._core.session.view.find("global", "bus")}
+    load = Load(beach, "bus", retries=3)
+    time.sleep(0.5)
+    victim = nats_cluster[1]  # node-b's seed; the client is on server 0
+    victim.kill()
+    time.sleep(6)
+    counts = load.stop()
+    print(f"\nNATS server SIGKILL: requests during the fault: {counts}")
+    assert counts["failed"] == 0, load.errors[:5]
+    wait_for(lambda: beach.getNodeCount() == 3, 15, what="every node to be registered again")
+    # a new client, through a surviving server, sees the whole directory
+    with Beach(write_config(configs[0].parent / "survivor.yaml", nats_cluster[2].url)) as fresh:
+        assert {a["uid"] for a in fresh._core.session.view.find("global", "bus")} == uids
+        assert all(fresh.getActorHandle("bus").request("ping", nRetries=2).isSuccess for _ in range(20))
