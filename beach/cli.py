@@ -8,6 +8,10 @@
         Run a node agent (the same as ``python -m nodeagent CONFIG``).
     beach request CONFIG CATEGORY TYPE [--data JSON] [--realm R] [--timeout S] [--ident I] [--all]
         Send one request and print the reply as JSON (exit 1 on failure).
+    beach patrol apply CONFIG SPEC [--owner NAME]   store a patrol spec (YAML or the original's .py)
+    beach patrol remove CONFIG OWNER                 forget a spec: its actors stop
+    beach patrol list CONFIG                         print the specs
+    beach status CONFIG                              nodes, actors per realm, supervised actors
 """
 
 from __future__ import annotations
@@ -69,6 +73,43 @@ def _request(args: argparse.Namespace) -> int:
         return 1
 
 
+def _patrol(args: argparse.Namespace) -> int:
+    from .beach_api import Beach
+
+    with Beach(args.config) as beach:
+        if args.action == "apply":
+            spec = beach.applyPatrol(args.target, owner=args.owner)
+            print(f"patrol spec {spec['owner']!r} applied: " + ", ".join(
+                f"{e['name']} ({e['actor']} x {e['instances']})" for e in spec["actors"]))
+        elif args.action == "remove":
+            if not beach.removePatrol(args.target):
+                print(f"beach: no patrol spec {args.target!r}", file=sys.stderr)
+                return 1
+            print(f"patrol spec {args.target!r} removed: its actors stop")
+        else:
+            print(json.dumps(beach.getPatrols(), indent=4))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from .beach_api import Beach
+
+    with Beach(args.config) as beach:
+        health = beach.getClusterHealth()
+        print(f"{len(health)} node(s)")
+        for node_id, info in sorted(health.items()):
+            cpu = sum(info["cpu"] or [0]) / max(1, len(info["cpu"] or []))
+            print(f"  {node_id:30} {info['hostname']:20} cpu {cpu:5.1f}%  mem {info['mem']:5.1f}%  "
+                  f"actors {info['n_actors']}")
+        for realm, categories in sorted(beach.getDirectory()["realms"].items()):
+            shown = {c: len(u) for c, u in categories.items() if not c.startswith("_ACTORS/")}
+            print(f"realm {realm}: " + ", ".join(f"{c} ({n})" for c, n in sorted(shown.items())))
+        for sid, record in sorted(beach.getSupervised().items()):
+            print(f"supervised {sid} {record['name']} {record['categories']} {record['state']} "
+                  f"restarts={len(record['restarts'])} uid={record['uid']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``beach`` command."""
     parser = argparse.ArgumentParser(prog="beach", description="beach: Python actors over NATS")
@@ -89,13 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     req.add_argument("--timeout", type=float, default=10.0)
     req.add_argument("--ident")
     req.add_argument("--all", action="store_true", help="ask every actor of the category")
+    pat = sub.add_parser("patrol", help="apply, remove or list patrol specs")
+    pat.add_argument("action", choices=("apply", "remove", "list"))
+    pat.add_argument("config")
+    pat.add_argument("target", nargs="?", help="the spec file (apply) or the owner (remove)")
+    pat.add_argument("--owner", help="apply: the owner name (default: the spec's, or the file name)")
+    status = sub.add_parser("status", help="print nodes, categories and supervised actors")
+    status.add_argument("config")
     args = parser.parse_args(argv)
+    if args.command == "patrol" and args.action != "list" and not args.target:
+        parser.error(f"patrol {args.action} needs a {'spec file' if args.action == 'apply' else 'owner'}")
     try:
         if args.command == "up":
             return _up(args)
         if args.command == "node":
             from nodeagent.__main__ import main as node_main
             return node_main([args.config] + (["--node-id", args.node_id] if args.node_id else []), prog="beach node")
+        if args.command == "patrol":
+            return _patrol(args)
+        if args.command == "status":
+            return _status(args)
         return _request(args)
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)

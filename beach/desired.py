@@ -12,7 +12,6 @@ This is the only state beach needs to survive the loss of processes; the directo
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from . import subjects, wire
+from .kvwatch import BucketWatch
 
 LEASE_KEY = "lease.supervisor"
 LEASE_SECONDS = 6.0
@@ -66,62 +66,30 @@ async def delete(kv: KeyValue, key: str) -> None:
     await kv.delete(key)
 
 
-async def snapshot(kv: KeyValue, prefix: str) -> dict[str, tuple[Any, int]]:
-    """Every live entry under ``prefix`` (e.g. ``'sup.'``): ``{key: (value, revision)}``."""
-    watcher = await kv.watch(f"{prefix}>" if prefix.endswith(".") else prefix)
-    found: dict[str, tuple[Any, int]] = {}
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.operation is None and entry.value:
-                found[entry.key] = (wire.unpack(entry.value), entry.revision)
-            else:
-                found.pop(entry.key, None)
-    finally:
-        await watcher.stop()
-    return found
-
-
-class Mirror:
+class Mirror(BucketWatch):
     """A live in-memory copy of the desired-state bucket (``{key: (value, revision)}``)."""
 
     def __init__(self, kv: KeyValue) -> None:
-        self.kv = kv
+        super().__init__(kv, self._apply)
         self.entries: dict[str, tuple[Any, int]] = {}
-        self._watcher: Any = None
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        """Start watching; return once the current contents are loaded."""
-        self._watcher = await self.kv.watchall()
-        ready = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._follow(ready))
-        await ready
-
-    async def _follow(self, ready: asyncio.Future[None]) -> None:
-        async for entry in self._watcher:
-            if entry is None:
-                if not ready.done():
-                    ready.set_result(None)
-            elif entry.operation is None and entry.value:
-                self.entries[entry.key] = (wire.unpack(entry.value), entry.revision)
-            else:
-                self.entries.pop(entry.key, None)
+    def _apply(self, entry: Any) -> None:
+        if entry.operation is None and entry.value:
+            self.entries[entry.key] = (wire.unpack(entry.value), entry.revision)
+        else:
+            self.entries.pop(entry.key, None)
 
     def under(self, prefix: str) -> dict[str, tuple[Any, int]]:
         """The entries whose key starts with ``prefix``."""
         return {k: v for k, v in self.entries.items() if k.startswith(prefix)}
 
-    async def stop(self) -> None:
-        """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-        if self._watcher is not None:
-            try:
-                await self._watcher.stop()
-            except Exception:
-                pass
+
+async def snapshot(kv: KeyValue, prefix: str) -> dict[str, tuple[Any, int]]:
+    """Every live entry under ``prefix`` (e.g. ``'sup.'``): ``{key: (value, revision)}``."""
+    mirror = Mirror(kv)
+    await mirror.start()
+    await mirror.stop()
+    return mirror.under(prefix)
 
 
 async def acquire_lease(kv: KeyValue, holder: str, seconds: float = LEASE_SECONDS) -> bool:

@@ -16,15 +16,14 @@ view at once, ordered by KV revision, so a client reads its own writes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import subjects, wire
+from .kvwatch import BucketWatch
 
 log = logging.getLogger("beach.directory")
 
@@ -44,51 +43,18 @@ class DirectoryView:
         self.actors: dict[str, ActorEntry] = {}   # uid → entry
         self.nodes: dict[str, NodeEntry] = {}     # node id → entry
         self._revisions: dict[str, int] = {}      # bucket/key → last revision applied
-        self._tasks: list[asyncio.Task[None]] = []
-        self._watchers: list[Any] = []
-        self.changed = asyncio.Event()
         self.generation = 0  # bumped on every change, so readers can cache what they derive
-        self.listeners: list[Callable[[], None]] = []
+        self._watches = [BucketWatch(nodes_kv, self._apply_node), BucketWatch(actors_kv, self._apply_actor)]
 
     async def start(self) -> None:
         """Start watching both buckets; return once the current contents are loaded."""
-        for kv, apply in ((self.nodes_kv, self._apply_node), (self.actors_kv, self._apply_actor)):
-            watcher = await kv.watchall()
-            self._watchers.append(watcher)
-            ready = asyncio.get_running_loop().create_future()
-            self._tasks.append(asyncio.create_task(self._follow(watcher, apply, ready)))
-            await ready
+        for watch in self._watches:
+            await watch.start()
 
     async def stop(self) -> None:
         """Stop watching."""
-        for task in self._tasks:
-            task.cancel()
-        for watcher in self._watchers:
-            try:
-                await watcher.stop()
-            except Exception:  # the connection may already be closed
-                pass
-        self._tasks.clear()
-        self._watchers.clear()
-
-    async def _follow(self, watcher: Any, apply: Callable[[Any], None], ready: asyncio.Future[None]) -> None:
-        async for entry in watcher:
-            if entry is None:
-                if not ready.done():
-                    ready.set_result(None)
-                continue
-            try:
-                apply(entry)
-            except Exception:
-                log.exception("bad directory entry %s", entry.key)
-            self._notify()
-
-    def _notify(self) -> None:
-        self.generation += 1
-        self.changed.set()
-        self.changed = asyncio.Event()
-        for listener in self.listeners:
-            listener()
+        for watch in self._watches:
+            await watch.stop()
 
     def _newer(self, bucket: str, key: str, revision: int) -> bool:
         slot = f"{bucket}/{key}"
@@ -105,6 +71,7 @@ class DirectoryView:
         else:
             node = wire.unpack(entry.value)
             self.nodes[node["id"]] = node
+        self.generation += 1
 
     def _apply_actor(self, entry: Any) -> None:
         self.apply_actor(entry.key, entry.revision,
@@ -120,11 +87,11 @@ class DirectoryView:
             self.actors.pop(uid, None)
         else:
             self.actors[uid] = actor
+        self.generation += 1
 
     def apply_local(self, key: str, revision: int, actor: ActorEntry | None) -> None:
-        """Apply a write this process made itself (read-your-writes), then notify listeners."""
+        """Apply a write this process made itself (read-your-writes)."""
         self.apply_actor(key, revision, actor)
-        self._notify()
 
     # ---- queries (no I/O) ----
 

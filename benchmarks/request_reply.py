@@ -241,9 +241,11 @@ def blocking_sequential(config: str, n: int, warmup: int) -> Result:
 async def run_cases(config: str, nats_url: str, node: subprocess.Popen[bytes], node_log: str,
                     sizes: Sizes) -> dict[str, tuple[Result, Result]]:
     """Deploy the actors and measure every case: ``{case: (raw, beach)}``."""
-    client = await AsyncBeach.open(config)
-    nc = await nats.connect(nats_url)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(config)
+        stack.push_async_callback(client.close)
+        nc = await nats.connect(nats_url)
+        stack.push_async_callback(nc.close)
         await wait_registered(client, node, node_log)
         for name, category in (("Echo", "bench/echo"), ("SyncEcho", "bench/syncecho")):
             checked(await client.addActor(name, category))
@@ -257,9 +259,6 @@ async def run_cases(config: str, nats_url: str, node: subprocess.Popen[bytes], n
         blocking = await asyncio.to_thread(blocking_sequential, config, sizes.blocking, sizes.warmup)
         results["blocking"] = (results["sequential"][0], blocking)
         return results
-    finally:
-        await nc.close()
-        await client.close()
 
 
 # ---------------------------------------------------------------- reporting
@@ -273,7 +272,7 @@ def table(results: dict[str, tuple[Result, Result]], sizes: Sizes) -> str:
         rows.append((label, f"{raw.rate:,.0f}", f"{beach.rate:,.0f}", f"{beach.rate / raw.rate:.2f}"))
 
     def latency(label: str, raw: float, beach: float) -> None:
-        rows.append((label, f"{raw:,.0f}", f"{beach:,.0f}", f"{beach / raw:.2f} (+{beach - raw:,.0f} µs)"))
+        rows.append((label, f"{raw:,.0f}", f"{beach:,.0f}", f"{beach / raw:.2f} ({beach - raw:+,.0f} µs)"))
 
     seq_raw, seq_beach = results["sequential"]
     throughput(f"sequential, async handler: req/s (N={sizes.sequential})", seq_raw, seq_beach)
