@@ -6,7 +6,8 @@ store), a beach node agent with one actor host (``python -m nodeagent``) running
 raw responder process that answers with nats-py alone (``await nc.publish(msg.reply, msg.data)``).
 Both responders are separate processes, and both sides get the same msgpack-encoded ``{'n': i}``.
 
-It measures, each case after a warm-up:
+It measures, each case after a warm-up, in rounds that alternate raw and beach (the figures are
+the medians over the rounds, so a burst of noise on a shared machine hits one round, not a side):
 
 * sequential requests: req/s, p50 and p99 latency;
 * 64 requests in flight (``asyncio.gather`` over 64 workers): req/s, async and sync handler;
@@ -34,9 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterator
+from typing import Any
 
 import msgpack
 import nats
@@ -79,10 +81,11 @@ class Sizes:
     sequential: int
     in_flight: int
     blocking: int
+    rounds: int
 
 
-FULL = Sizes(warmup=500, sequential=3000, in_flight=20000, blocking=1000)
-QUICK = Sizes(warmup=50, sequential=200, in_flight=1000, blocking=100)
+FULL = Sizes(warmup=500, sequential=3000, in_flight=20000, blocking=1000, rounds=3)
+QUICK = Sizes(warmup=50, sequential=200, in_flight=1000, blocking=100, rounds=1)
 
 
 @dataclass
@@ -92,6 +95,13 @@ class Result:
     rate: float
     p50: float | None = None
     p99: float | None = None
+
+    @classmethod
+    def median(cls, results: list[Result]) -> Result:
+        """The median of each figure over several runs."""
+        def of(values: list[float | None]) -> float | None:
+            return None if None in values else statistics.median(values)
+        return cls(of([r.rate for r in results]), of([r.p50 for r in results]), of([r.p99 for r in results]))
 
 
 Call = Callable[[int], Awaitable[Any]]
@@ -193,10 +203,16 @@ async def in_flight(call: Call, n: int, workers: int = WORKERS) -> Result:
     return Result(n / (time.perf_counter() - start))
 
 
-async def warmed(run: Callable[[Call, int], Awaitable[Result]], call: Call, n: int, warmup: int) -> Result:
-    """``run(call, n)`` after ``warmup`` requests sent the same way."""
-    await run(call, warmup)
-    return await run(call, n)
+async def compare(run: Callable[[Call, int], Awaitable[Result]], raw: Call, beach: Call, n: int,
+                  sizes: Sizes) -> tuple[Result, Result]:
+    """Warm both sides up, then ``run(call, n)`` alternately for raw and beach: their medians."""
+    await run(raw, sizes.warmup)
+    await run(beach, sizes.warmup)
+    rounds: tuple[list[Result], list[Result]] = ([], [])
+    for _ in range(sizes.rounds):
+        for results, call in zip(rounds, (raw, beach), strict=True):
+            results.append(await run(call, n))
+    return Result.median(rounds[0]), Result.median(rounds[1])
 
 
 def raw_call(nc: nats.NATS) -> Call:
@@ -223,19 +239,23 @@ def beach_call(client: AsyncBeach, category: str) -> Call:
     return call
 
 
-def blocking_sequential(config: str, n: int, warmup: int) -> Result:
-    """Sequential blocking ``request()`` calls from the calling (plain) thread, with a `Beach` of its own."""
+def blocking_sequential(config: str, sizes: Sizes) -> Result:
+    """Sequential blocking ``request()`` calls from the calling (plain) thread, with a `Beach` of its
+    own: the median over the rounds."""
     with Beach(config) as client:
         handle = client.getActorHandle("bench/echo", timeout=TIMEOUT)
-        for i in range(warmup):
+        for i in range(sizes.warmup):
             checked(handle.request("echo", {"n": i}))
-        latencies = []
-        start = time.perf_counter()
-        for i in range(n):
-            sent = time.perf_counter()
-            checked(handle.request("echo", {"n": i}))
-            latencies.append(time.perf_counter() - sent)
-        return summarize(latencies, time.perf_counter() - start)
+        rounds = []
+        for _ in range(sizes.rounds):
+            latencies = []
+            start = time.perf_counter()
+            for i in range(sizes.blocking):
+                sent = time.perf_counter()
+                checked(handle.request("echo", {"n": i}))
+                latencies.append(time.perf_counter() - sent)
+            rounds.append(summarize(latencies, time.perf_counter() - start))
+        return Result.median(rounds)
 
 
 async def run_cases(config: str, nats_url: str, node: subprocess.Popen[bytes], node_log: str,
@@ -255,8 +275,8 @@ async def run_cases(config: str, nats_url: str, node: subprocess.Popen[bytes], n
         for case, run, n, beach in (("sequential", sequential, sizes.sequential, echo),
                                     ("in flight, async", in_flight, sizes.in_flight, echo),
                                     ("in flight, sync", in_flight, sizes.in_flight, sync_echo)):
-            results[case] = (await warmed(run, raw, n, sizes.warmup), await warmed(run, beach, n, sizes.warmup))
-        blocking = await asyncio.to_thread(blocking_sequential, config, sizes.blocking, sizes.warmup)
+            results[case] = await compare(run, raw, beach, n, sizes)
+        blocking = await asyncio.to_thread(blocking_sequential, config, sizes)
         results["blocking"] = (results["sequential"][0], blocking)
         return results
 
@@ -286,6 +306,8 @@ def table(results: dict[str, tuple[Result, Result]], sizes: Sizes) -> str:
     latency("blocking request(): p50 latency, µs (raw: async)", seq_raw.p50, blocking.p50)
     lines = ["| case | raw nats-py | beach | beach/raw |", "|---|---:|---:|---:|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
+    lines += ["", f"Each figure: the median of {sizes.rounds} round(s), raw and beach alternating, after "
+                  f"{sizes.warmup} warm-up requests per side and case."]
     return "\n".join(lines) + "\n"
 
 

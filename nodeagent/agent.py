@@ -17,12 +17,9 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-
-from nats.aio.msg import Msg
 
 from beach import bus, desired, directory, subjects, wire
 from beach.client import AsyncBeach
@@ -33,11 +30,11 @@ from beach.runner import Background, Runner
 from beach.session import Session
 
 from . import health
+from .control import ControlServer, Reply
 from .supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
 
-PRIVILEGED = {"spawn", "stop", "flush", "associate", "disassociate"}
 HOST_START_SECONDS = 30.0
 HOST_STOP_SECONDS = 30.0
 SPAWN_SECONDS = 60.0
@@ -45,7 +42,6 @@ ORPHAN_GRACE = 10.0
 RECYCLE_CHECK = 1.0
 MEMORY_RECYCLE_PERIOD = 10.0
 
-Reply = tuple[bool, str, Any]
 
 
 @dataclass
@@ -59,11 +55,15 @@ class HostProcess:
     leaving: bool = False
 
 
-class NodeAgent:
+class NodeAgent(ControlServer):
     """Runs one node: its registry entry, its actor host processes and its control API."""
+
+    kind = "node"
+    privileged = frozenset({"spawn", "stop", "flush", "associate", "disassociate"})
 
     def __init__(self, config: Config, node_id: str | None = None) -> None:
         self.config = config
+        self.admin_token = config.admin_token
         self.node_id = node_id or health.default_node_id()
         self.hosts: dict[str, HostProcess] = {}
         self.stopping = asyncio.Event()
@@ -91,7 +91,7 @@ class NodeAgent:
             log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
-            await self.session.nc.subscribe(subjects.node_subject(self.node_id, "*"), cb=self._on_control)
+            await self.serve_control(self.session.nc, subjects.node_subject(self.node_id, "*"))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
             # Register only now: a node in the registry must be able to take spawns.
@@ -292,30 +292,6 @@ class NodeAgent:
 
     # ---------------------------------------------------------------- control
 
-    async def _on_control(self, msg: Msg) -> None:
-        self.background.spawn(self._control(msg))
-
-    async def _control(self, msg: Msg) -> None:
-        op = msg.subject.rsplit(".", 1)[1]
-        try:
-            args = wire.unpack(msg.data) if msg.data else {}
-            if not isinstance(args, dict):
-                raise ValueError("control arguments must be a map")
-            handler = getattr(self, f"op_{op}", None)
-            if handler is None:
-                reply: Reply = (False, f"unknown node operation {op!r}", {})
-            elif op in PRIVILEGED and self.config.admin_token and args.get("admin_token") != self.config.admin_token:
-                reply = (False, "unprivileged", {})
-            else:
-                reply = await handler(args)
-        except (BeachError, ValueError, KeyError, TypeError) as err:
-            reply = (False, f"bad {op} request: {err}", {})
-        except Exception:
-            log.exception("node operation %s failed", op)
-            reply = (False, f"node operation {op} failed", {"st": traceback.format_exc()})
-        if msg.reply:
-            await self.session.nc.publish(msg.reply, wire.pack_reply(*reply))
-
     async def op_hello(self, args: dict[str, Any]) -> Reply:
         """A host of this node is connected and ready."""
         host = self.hosts.get(args["host"])
@@ -325,6 +301,8 @@ class NodeAgent:
         return True, "", {}
 
     async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
+        if self.admin_token:
+            args = {**args, "admin_token": self.admin_token}
         try:
             msg = await self.session.nc.request(subjects.host_subject(host_id, op), wire.pack(args), timeout=timeout)
         except Exception as err:

@@ -21,14 +21,13 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from nats.aio.msg import Msg
-
 from beach import bus, desired, directory, subjects, wire
 from beach import config as beach_config
 from beach.errors import BeachError
 from beach.runner import Background, Runner
 from beach.session import Session
 
+from .control import ControlServer, Reply
 from .loader import load_actor_class
 from .runtime import ActorInitError, ActorRuntime
 
@@ -36,17 +35,22 @@ log = logging.getLogger("beach.host")
 
 WORKER_THREADS = 128
 
-Reply = tuple[bool, str, Any]
 
 
-class ActorHost:
+class ActorHost(ControlServer):
     """The actors of one host process, and the control API the node agent drives."""
+
+    kind = "host"
+    # hosts take orders from their node agent only; with an admin token, anyone else on the bus
+    # is refused like at the agent
+    privileged = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "spec"})
 
     def __init__(self, config: beach_config.Config, node_id: str, host_id: str, isolated: bool = False) -> None:
         self.config = config
         self.node_id = node_id
         self.host_id = host_id
         self.isolated = isolated
+        self.admin_token = config.admin_token
         self.pid = os.getpid()
         self.actors: dict[str, ActorRuntime] = {}
         self.pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix=f"{host_id}-worker")
@@ -63,7 +67,7 @@ class ActorHost:
             loop.add_signal_handler(sig, self.stopped.set)
         self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
         nc = self.session.nc
-        await nc.subscribe(subjects.host_subject(self.host_id, "*"), cb=self._on_control)
+        await self.serve_control(nc, subjects.host_subject(self.host_id, "*"))
         await nc.request(subjects.node_subject(self.node_id, "hello"),
                          wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}), timeout=10)
         watchdog = loop.create_task(self._watch_parent())
@@ -87,21 +91,6 @@ class ActorHost:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # ---------------------------------------------------------------- control
-
-    async def _on_control(self, msg: Msg) -> None:
-        self.background.spawn(self._control(msg))
-
-    async def _control(self, msg: Msg) -> None:
-        op = msg.subject.rsplit(".", 1)[1]
-        try:
-            args = wire.unpack(msg.data) if msg.data else {}
-            handler = getattr(self, f"op_{op}", None)
-            reply: Reply = (False, f"unknown host operation {op!r}", {}) if handler is None else await handler(args)
-        except Exception:
-            log.exception("host operation %s failed", op)
-            reply = (False, f"host operation {op} failed: {traceback.format_exc(limit=3)}", {})
-        if msg.reply:
-            await self.session.nc.publish(msg.reply, wire.pack_reply(*reply))
 
     async def op_spawn(self, spec: dict[str, Any]) -> Reply:
         """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
