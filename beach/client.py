@@ -103,7 +103,7 @@ class AsyncBeach:
             args = dict(args, admin_token=self._admin_token)
         payload = wire.pack(args, what=f"{op} arguments")
         try:
-            msg = await self._session.nc.request(subjects.node_subject(node, op), payload, timeout=timeout)
+            msg = await self._session.inbox.request(subjects.node_subject(node, op), payload, timeout)
         except NoRespondersError:
             # no node agent behind the subject: the node is gone, and its actors with it
             return ActorResponse(False, f"node {node} is not answering (it left the cluster?)", {"gone": True})

@@ -108,7 +108,7 @@ class ActorHandle:
 
     async def _send(self, subject: str, payload: bytes, budget: float) -> ActorResponse:
         try:
-            msg = await self._session.nc.request(subject, payload, timeout=budget)
+            msg = await self._session.inbox.request(subject, payload, budget)
         except NoRespondersError:
             return self._no_actor()
         except (TimeoutError, NatsTimeout):

@@ -17,6 +17,7 @@ from . import bus
 from .config import Config
 from .directory import DirectoryView
 from .errors import PayloadTooLarge
+from .inbox import Inbox
 from .runner import Runner
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
@@ -36,12 +37,13 @@ def remaining(timeout: float | None) -> float | None:
 class Session:
     """The shared state behind a client or an actor host."""
 
-    def __init__(self, config: Config, runner: Runner, nc: Client, view: DirectoryView,
+    def __init__(self, config: Config, runner: Runner, nc: Client, view: DirectoryView, inbox: Inbox,
                  node_id: str | None = None) -> None:
         self.config = config
         self.runner = runner
         self.nc = nc
         self.view = view
+        self.inbox = inbox
         self.node_id = node_id
 
     @classmethod
@@ -53,10 +55,12 @@ class Session:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
             view = DirectoryView(actors_kv, nodes_kv)
             await view.start()
+            inbox = Inbox(nc)
+            await inbox.start()
         except BaseException:
             await nc.close()
             raise
-        return cls(config, runner, nc, view, node_id)
+        return cls(config, runner, nc, view, inbox, node_id)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""

@@ -11,6 +11,7 @@ sender, never a silent ``str()``.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, NamedTuple
 
 import msgpack
@@ -37,14 +38,25 @@ def _default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-_packer_options = {"default": _default, "use_bin_type": True, "datetime": False}
+_local = threading.local()
+
+
+def _packer() -> msgpack.Packer:
+    # A Packer per thread: reusing one is twice as fast as packb(), and Packers are not thread-safe.
+    try:
+        return _local.packer
+    except AttributeError:
+        _local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
+        return _local.packer
 
 
 def pack(value: Any, what: str = "value") -> bytes:
     """Encode ``value`` with msgpack; raise `EncodeError` naming the type it cannot carry."""
+    packer = _packer()
     try:
-        return msgpack.packb(value, **_packer_options)
+        return packer.pack(value)
     except (TypeError, ValueError, OverflowError) as err:
+        packer.reset()  # a failed pack may leave partial output in the buffer
         raise EncodeError(f"{what} cannot be sent: {err} (beach sends msgpack: dict, list, str, "
                           f"bytes, int, float, bool, None)") from None
 

@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from beach import bus, desired, directory, subjects, wire
@@ -30,10 +29,10 @@ from beach.session import Session
 from .control import ControlServer, Reply
 from .loader import load_actor_class
 from .runtime import ActorInitError, ActorRuntime
+from .workers import WorkerPool
 
 log = logging.getLogger("beach.host")
 
-WORKER_THREADS = 128
 
 
 
@@ -53,7 +52,7 @@ class ActorHost(ControlServer):
         self.admin_token = config.admin_token
         self.pid = os.getpid()
         self.actors: dict[str, ActorRuntime] = {}
-        self.pool = ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix=f"{host_id}-worker")
+        self.pool = WorkerPool(name=f"{host_id}-worker")
         self.stopped = asyncio.Event()
         self.background = Background()
         self.session: Session

@@ -73,6 +73,7 @@ class ActorRuntime:
         self.inflight = 0
         self.max_inflight: int | None = spec.get("max_concurrent")
         self.bound = self.max_inflight or MAX_INFLIGHT_ASYNC
+        self._async_handlers: set[Callable[..., Any]] = set()
         self.last_error: str | None = None
         self.counters = dict.fromkeys(("processed", "busy", "expired", "exceptions", "unauthorized", "invalid"), 0)
         # Opt-in reply cache (the actor class sets reply_cache = N): a retry of a request that
@@ -249,8 +250,9 @@ class ActorRuntime:
     # ---------------------------------------------------------------- requests
 
     def _set_bound(self) -> None:
+        self._async_handlers = {h for h in self.handlers.values() if _is_async(h)}
         # Sync handlers hold a worker thread each, so they get the smaller default bound.
-        sync = any(not _is_async(h) for h in self.handlers.values())
+        sync = len(self._async_handlers) < len(self.handlers)
         self.bound = self.max_inflight or (MAX_INFLIGHT_SYNC if sync else MAX_INFLIGHT_ASYNC)
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -266,22 +268,21 @@ class ActorRuntime:
 
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
-            ok, error, data = await self._dispatch(msg, received)
-            if ok is None or not msg.reply:
-                return
-            await self._reply(msg.reply, ok, error, data)
+            try:
+                request = wire.unpack_request(msg.data)
+            except ValueError as err:
+                self.counters["invalid"] += 1
+                result: Result = (False, wire.INVALID_REQUEST, {"reason": str(err)})
+            else:
+                result = await self._dispatch(request, received)
+            if result[0] is not None and msg.reply:
+                await self._reply(msg.reply, *result)
         finally:
             self.inflight -= 1
             if not self.inflight:
                 self._idle.set()
 
-    async def _dispatch(self, msg: Msg, received: float) -> Result:
-        try:
-            request = wire.unpack_request(msg.data)
-        except ValueError as err:
-            self.counters["invalid"] += 1
-            return False, wire.INVALID_REQUEST, {"reason": str(err)}
-        deadline = None if request.ttl is None else received + request.ttl
+    async def _dispatch(self, request: wire.Request, received: float) -> Result:
         if self.trusted and request.ident not in self.trusted:
             self.counters["unauthorized"] += 1
             return False, wire.UNAUTHORIZED, {}
@@ -289,6 +290,7 @@ class ActorRuntime:
         if handler is None:
             self.actor.logCritical(f"request type not supported: {request.req!r}")
             return False, wire.UNSUPPORTED, {}
+        deadline = None if request.ttl is None else received + request.ttl
         actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
         if self.replies is None:
             return await self._run(handler, actor_request, deadline)
@@ -324,7 +326,7 @@ class ActorRuntime:
             return None, "", None
         token = current_deadline.set(deadline)
         try:
-            if _is_async(handler):
+            if handler in self._async_handlers:
                 ret = await handler(request)
             else:
                 run = contextvars.copy_context().run
