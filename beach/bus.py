@@ -8,9 +8,10 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from .config import Config
@@ -65,15 +66,21 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params
     `JETSTREAM_WAIT` seconds before it fails with `BusError`.
     """
     deadline = asyncio.get_running_loop().time() + JETSTREAM_WAIT
+    problem: Exception
     while True:
         try:
             return await js.key_value(bucket)
+        except (NoRespondersError, ServiceUnavailableError) as err:
+            if not getattr(err, "err_code", None):  # nobody serves the JetStream API at all
+                raise BusError("JetStream is not enabled on the NATS server (nobody answers its API): beach "
+                               "keeps its directory in JetStream KV; start nats-server with -js") from None
+            problem = err  # JetStream is there but not ready yet (a new cluster electing its leader)
         except BucketNotFoundError:
             try:
                 return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
                                                                 storage=StorageType.FILE, **params))
             except Exception as err:  # another process created it first, or JetStream is not ready
-                problem: Exception = err
+                problem = err
         except Exception as err:  # JetStream not (yet) available
             problem = err
         if asyncio.get_running_loop().time() > deadline:

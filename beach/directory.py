@@ -66,12 +66,14 @@ class DirectoryView:
     def _apply_node(self, entry: Any) -> None:
         if not self._newer("n", entry.key, entry.revision):
             return
+        known = len(self.nodes)
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
             self.nodes.pop(subjects.unescape(entry.key), None)
         else:
             node = wire.unpack(entry.value)
             self.nodes[node["id"]] = node
-        self.generation += 1
+        if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
+            self.generation += 1
 
     def _apply_actor(self, entry: Any) -> None:
         self.apply_actor(entry.key, entry.revision,

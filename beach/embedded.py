@@ -61,8 +61,10 @@ class EmbeddedServer:
     """
 
     def __init__(self, port: int, store_dir: str = "", name: str = "", args: list[str] | None = None,
-                 config_file: str | None = None, log_file: str | None = None, host: str = "127.0.0.1") -> None:
+                 config_file: str | None = None, log_file: str | None = None, host: str = "127.0.0.1",
+                 jetstream: bool = True) -> None:
         self.host = host
+        self.jetstream = jetstream
         self.port = port
         self.store_dir = store_dir or default_store_dir(port)
         self.name = name or f"beach-{port}"
@@ -82,8 +84,9 @@ class EmbeddedServer:
             raise BusError(f"cannot start the embedded NATS server: {self.host}:{self.port} is already "
                            f"in use (set nats.port, or name the running server in nats.servers)")
         os.makedirs(self.store_dir, exist_ok=True)
-        cmd = [server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", self.store_dir,
-               "-n", self.name]
+        cmd = [server_binary(), "-a", self.host, "-p", str(self.port), "-n", self.name]
+        if self.jetstream:
+            cmd += ["-js", "-sd", self.store_dir]
         if self.config_file:
             cmd += ["-c", self.config_file]
         cmd += self.args

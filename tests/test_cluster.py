@@ -295,6 +295,28 @@ def test_supervised_actors_move_when_their_node_dies(beach, configs):
         doomed.terminate()
 
 
+def test_patrol_keeps_its_count_through_node_loss(beach, configs):
+    doomed = NodeProcess(configs[2], "node-p")
+    try:
+        doomed.wait_registered(beach, timeout=60)
+        beach.applyPatrol({"owner": "resilient", "actors": [
+            {"name": "pongs", "actor": "Pong", "category": "patrolled", "instances": 8}]})
+        wait_for(lambda: len(live_nodes_of(beach, "patrolled")) == 8, 30, what="8 patrolled actors")
+        assert sorted(set(live_nodes_of(beach, "patrolled"))) == sorted(NODES + ["node-p"]), "spread by repulsion"
+        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-p"]["hosts"].values()]
+        killed = time.monotonic()
+        for pid in [doomed.process.pid, *hosts]:
+            os.kill(pid, signal.SIGKILL)
+        doomed.process.wait()
+        wait_for(lambda: "node-p" not in live_nodes_of(beach, "patrolled")
+                 and len(live_nodes_of(beach, "patrolled")) == 8, 20, what="the patrol to re-place node-p's actors")
+        print(f"\npatrol through node loss: back to 8 on the survivors after {time.monotonic() - killed:.2f}s")
+        assert beach.removePatrol("resilient")
+        wait_for(lambda: not live_nodes_of(beach, "patrolled"), 15, what="the patrol's actors to stop")
+    finally:
+        doomed.terminate()
+
+
 def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
     from beach import bus, desired
 

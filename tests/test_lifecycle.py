@@ -119,6 +119,17 @@ def test_dead_nats_server_is_a_clear_error(tmp_path):
     assert time.monotonic() - started < 30
 
 
+def test_nats_without_jetstream_is_a_clear_error(tmp_path):
+    from beach.embedded import EmbeddedServer
+
+    with EmbeddedServer(free_port(), jetstream=False, log_file=str(tmp_path / "nats.log")) as server:
+        config = write_config(tmp_path / "beach.yaml", server.url)
+        started = time.monotonic()
+        with pytest.raises(BusError, match="JetStream is not enabled"):
+            Beach(config)
+        assert time.monotonic() - started < 10
+
+
 def test_bad_config_stops_the_node_with_a_clear_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("n_processes: two\n")
