@@ -20,42 +20,16 @@ from nats.js.kv import KeyValue
 
 from . import bus, desired, patrol, placement, subjects, wire
 from . import config as beach_config
-from .errors import CategoryError, UsageError
+from .errors import UsageError
 from .group import ActorHandleGroup
 from .handle import ActorHandle
 from .response import ActorResponse
 from .runner import Runner
 from .session import Session
+from .spawn import SPAWN_TIMEOUT, spawn_args
 
-SPAWN_TIMEOUT = 60.0
 CONTROL_TIMEOUT = 60.0
-
-
-def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strategy: str = "random",
-               strategy_hint: str | None = None, parameters: dict[str, Any] | None = None,
-               resources: dict[str, Any] | None = None, isIsolated: bool = False, secretIdent: str | None = None,
-               trustedIdents: Iterable[str] = (), n_concurrent: int = 1, max_concurrent: int | None = None,
-               is_drainable: bool = False, time_to_drain: float | None = None, owner: str | None = None,
-               log_level: int | str | None = None, restart: str = "never",
-               timeout: float = SPAWN_TIMEOUT) -> dict[str, Any]:
-    """Check `AsyncBeach.addActor`'s arguments and build the spawn request a node agent takes.
-
-    Raises `CategoryError` for a bad category or realm, `UsageError` for an unknown strategy or
-    restart policy.
-    """
-    categories = [category] if isinstance(category, str) else list(category)
-    if not categories:
-        raise CategoryError("addActor needs at least one category")
-    if restart not in desired.RESTART_POLICIES:
-        raise UsageError(f"unknown restart policy {restart!r}: use one of {', '.join(desired.RESTART_POLICIES)}")
-    return {
-        "name": actorName, "categories": [subjects.normalize(c) for c in categories],
-        "realm": subjects.check_realm(realm), "parameters": parameters or {}, "resources": resources or {},
-        "ident": secretIdent, "trusted": list(trustedIdents or ()), "isolated": bool(isIsolated),
-        "n_concurrent": n_concurrent, "max_concurrent": max_concurrent, "is_drainable": bool(is_drainable),
-        "time_to_drain": time_to_drain, "owner": owner, "log_level": log_level, "timeout": timeout,
-        "strategy": placement.check_strategy(strategy), "strategy_hint": strategy_hint, "restart": restart,
-    }
+HOST_START_SECONDS = 30.0  # the node agent's bound on starting a host process (nodeagent.agent)
 
 
 class AsyncBeach:
@@ -141,6 +115,8 @@ class AsyncBeach:
         Raises `CategoryError` for a bad category and `UsageError` for an unknown strategy or
         restart policy; ``log_dest`` is accepted and ignored (hosts log to their stderr).
         """
+        if owner is not None and owner.startswith("patrol/"):
+            raise UsageError(f"owner {owner!r}: owners starting with 'patrol/' belong to patrol specs")
         args = spawn_args(actorName, category, realm or self._realm, strategy=strategy,
                           strategy_hint=strategy_hint, parameters=parameters, resources=resources,
                           isIsolated=isIsolated, secretIdent=secretIdent, trustedIdents=trustedIdents,
@@ -165,7 +141,9 @@ class AsyncBeach:
                                        view.live(args["realm"]), args["categories"])
         except placement.PlacementError as err:
             return ActorResponse(False, str(err))
-        response = await self._node_call(node, "spawn", args, float(args.get("timeout") or SPAWN_TIMEOUT) + 5)
+        # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
+        budget = float(args.get("timeout") or SPAWN_TIMEOUT) + 10 + (HOST_START_SECONDS if args.get("isolated") else 0)
+        response = await self._node_call(node, "spawn", args, budget)
         if response.isSuccess:
             data = response.data
             view.apply_local(data["key"], data["revision"], data["entry"])

@@ -76,9 +76,11 @@ class DirectoryView:
             self.generation += 1
 
     def _apply_actor(self, entry: Any) -> None:
-        self.apply_actor(entry.key, entry.revision,
-                         None if entry.operation in (KV_DEL, KV_PURGE) or not entry.value
-                         else wire.unpack(entry.value))
+        removed = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
+        self.apply_actor(entry.key, entry.revision, None if removed else wire.unpack(entry.value))
+        if removed and self._revisions.get(f"a/{entry.key}", 0) <= entry.revision:
+            # the (ordered) watch is past every write of this key: nothing older can arrive now
+            del self._revisions[f"a/{entry.key}"]
 
     def apply_actor(self, key: str, revision: int, actor: ActorEntry | None) -> None:
         """Apply one actor entry (None: removed) at ``revision``, unless a newer one is known."""

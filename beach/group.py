@@ -55,12 +55,10 @@ class ActorHandleGroup:
         """Send the request to one actor of each sub-category; return a `FutureResults` of the replies."""
         handles = self._current()
         future = FutureResults(len(handles))
-
-        async def one(handle: ActorHandle) -> None:
-            future._add(await handle.arequest(requestType, data, timeout, key, nRetries, onFailure))
-
         for handle in handles:
-            handle._spawn(one(handle))
+            handle._check(requestType, data, key, nRetries)
+        for handle in handles:
+            handle._into(future, handle.arequest(requestType, data, timeout, key, nRetries, onFailure))
         return future
 
     async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,

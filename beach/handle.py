@@ -137,8 +137,7 @@ class ActorHandle:
         is called once if the final result is a failure. Raises `EncodeError` / `PayloadTooLarge`
         for data that cannot be sent, and `UsageError` for an affinity handle without ``key``.
         """
-        if self._mode == "affinity" and key is None:
-            raise UsageError(f"{self!r} routes by key: pass key= to request()")
+        self._check_arguments(key, nRetries)
         data = {} if data is None else data
         retries = self._retries if nRetries is None else nRetries
         req_id = new_id()
@@ -188,23 +187,48 @@ class ActorHandle:
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         return self._background.spawn(coro)
 
+    def _check_arguments(self, key: Any, nRetries: int | None) -> None:
+        if self._mode == "affinity" and key is None:
+            raise UsageError(f"{self!r} routes by key: pass key= to request()")
+        if nRetries is not None and (not isinstance(nRetries, int) or nRetries < 0):
+            raise UsageError(f"nRetries must be a whole number 0 or more, not {nRetries!r}")
+
+    def _check(self, requestType: str, data: Any, key: Any, nRetries: int | None) -> None:
+        """Raise now, in the caller, what would make a request fail before it is sent (for the
+        forms that send in the background)."""
+        self._check_arguments(key, nRetries)
+        self._encode(requestType, {} if data is None else data, "-" * 24, None)
+
+    def _into(self, future: FutureResults, coro: Any) -> None:
+        """Run ``coro`` (returning an `ActorResponse`) in the background; its result, or a failure
+        naming its exception, goes into ``future`` — which therefore always finishes."""
+
+        async def run() -> None:
+            try:
+                response = await coro
+            except asyncio.CancelledError:
+                future._add(ActorResponse(False, "cancelled: the handle was closed"))
+                raise
+            except Exception as err:
+                response = ActorResponse(False, f"request failed: {type(err).__name__}: {err}")
+            future._add(response)
+
+        self._spawn(run())
+
     async def arequest_future(self, requestType: str, data: Any = None, timeout: float | None = None,
                               key: Any = None, nRetries: int | None = None,
                               onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Start a request and return at once a `FutureResults` that will hold its response."""
+        self._check(requestType, data, key, nRetries)
         future = FutureResults(1)
-
-        async def run() -> None:
-            future._add(await self.arequest(requestType, data, timeout, key, nRetries, onFailure))
-
-        self._spawn(run())
+        self._into(future, self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         return future
 
     async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None,
                      key: Any = None, nRetries: int | None = None,
                      onFailure: Callable[[Any], Any] | None = None) -> bool:
         """Send a request without waiting for its reply (retries and onFailure still apply)."""
-        self._encode(requestType, data, "-", None)  # fail now, in the caller, on bad data
+        self._check(requestType, data, key, nRetries)
         self._spawn(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         return True
 
@@ -221,15 +245,14 @@ class ActorHandle:
         The future is finished at once when the category is empty.
         """
         members = self._members()
-        future = FutureResults(len(members))
-        budget = remaining(timeout or self._timeout) or DEFAULT_TIMEOUT
+        budget = remaining(timeout or self._timeout) or 0.0
         payload = self._encode(requestType, data, new_id(), budget)
-
-        async def one(uid: str) -> None:
-            future._add(await self._send(subjects.actor_subject(self._realm, uid), payload, budget))
-
+        future = FutureResults(len(members))
         for actor in members:
-            self._spawn(one(actor["uid"]))
+            if budget <= 0:  # the request being served has no time left
+                future._add(ActorResponse.timeout())
+            else:
+                self._into(future, self._send(subjects.actor_subject(self._realm, actor["uid"]), payload, budget))
         return future
 
     def getNumAvailable(self) -> int:
@@ -263,9 +286,7 @@ class ActorHandle:
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
         """`ashoot` from blocking code (also safe on the loop thread: it does not wait)."""
-        if self._mode == "affinity" and key is None:
-            raise UsageError(f"{self!r} routes by key: pass key= to shoot()")
-        self._encode(requestType, data, "-", None)
+        self._check(requestType, data, key, nRetries)
         self._session.runner.submit(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         return True
 

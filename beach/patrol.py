@@ -27,7 +27,8 @@ from typing import Any
 import yaml
 
 from . import subjects
-from .errors import ConfigError
+from .errors import BeachError, ConfigError
+from .spawn import spawn_args
 
 ENTRY_KEYS = {"name", "actor", "category", "instances"}
 SPAWN_KEYS = {"strategy", "strategy_hint", "parameters", "resources", "isIsolated", "secretIdent",
@@ -46,7 +47,7 @@ def instances(rule: Any, n_nodes: int, n_cores: int) -> int:
     count = rule.get("count", 0) + math.ceil(rule.get("per_node", 0) * n_nodes) + math.ceil(
         rule.get("per_core", 0) * n_cores)
     count = max(count, rule.get("min", 0))
-    return min(count, rule["max"]) if "max" in rule else count
+    return int(min(count, rule["max"]) if "max" in rule else count)
 
 
 def _check_rule(where: str, rule: Any) -> Any:
@@ -61,8 +62,10 @@ def _check_rule(where: str, rule: Any) -> Any:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in 'instances' "
                           f"(known: count, per_node, per_core, min, max)")
     for key, value in rule.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{where}: 'instances.{key}' must be a number 0 or more, not {value!r}")
+        kinds = (int, float) if key in ("per_node", "per_core") else (int,)
+        if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
+            what = "a number" if key in ("per_node", "per_core") else "a whole number"
+            raise ConfigError(f"{where}: 'instances.{key}' must be {what} 0 or more, not {value!r}")
     return rule
 
 
@@ -99,8 +102,13 @@ def check(raw: Any, where: str = "patrol spec") -> dict[str, Any]:
         categories = [category] if isinstance(category, str) else category
         if not isinstance(categories, list) or not categories:
             raise ConfigError(f"{at}: 'category' must be a category or a non-empty list of them")
-        actors.append({**entry, "category": [subjects.normalize(c) for c in categories],
-                       "instances": _check_rule(at, entry.get("instances", 1))})
+        checked = {**entry, "category": [subjects.normalize(c) for c in categories],
+                   "instances": _check_rule(at, entry.get("instances", 1))}
+        try:
+            entry_spawn_args(checked, realm, owner_tag(owner, entry["name"]))
+        except (BeachError, TypeError) as err:
+            raise ConfigError(f"{at}: {err}") from None
+        actors.append(checked)
     return {"owner": owner, "realm": realm, "actors": actors}
 
 
@@ -158,6 +166,8 @@ def load(path: str, owner: str | None = None, realm: str = "global") -> dict[str
     return check(raw, path)
 
 
-def spawn_arguments(entry: dict[str, Any]) -> dict[str, Any]:
-    """The addActor keyword arguments of a spec entry (beyond actor and category)."""
-    return {k: v for k, v in entry.items() if k in SPAWN_KEYS}
+def entry_spawn_args(entry: dict[str, Any], realm: str, tag: str) -> dict[str, Any]:
+    """The spawn request for one instance of a spec entry (placed by ``repulsion`` unless the
+    entry names a strategy); raises what `spawn_args` raises for bad arguments."""
+    options = {"strategy": "repulsion", **{k: v for k, v in entry.items() if k in SPAWN_KEYS}}
+    return spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)

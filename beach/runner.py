@@ -39,6 +39,9 @@ class Runner:
         The coroutine runs in a copy of the caller's context, so context variables (the deadline
         of the request a handler is serving) carry over from a handler thread into the core.
         """
+        if self.loop.is_closed() or not self.loop.is_running():
+            coro.close()
+            raise UsageError("this beach connection is closed")
         context = contextvars.copy_context()
         result: Future[T] = Future()
 
@@ -105,6 +108,7 @@ class LoopThread(Runner):
         self.loop.call_soon_threadsafe(self.loop.stop)
         if threading.current_thread() is not self.thread:
             self.thread.join(5)
+            self.loop.close()
 
 
 class Background:

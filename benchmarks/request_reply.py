@@ -27,50 +27,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
 import nats
-import yaml
+from _harness import (
+    ECHO_RESPONDER,
+    TIMEOUT,
+    WORKERS,
+    Call,
+    Cluster,
+    Result,
+    checked,
+    cluster,
+    in_flight,
+    main_guard,
+    raw_peer,
+    sequential,
+    summarize,
+    wait_registered,
+)
 
 from beach.beach_api import Beach
 from beach.client import AsyncBeach
-from beach.embedded import EmbeddedServer, die_with_parent
 
-ACTORS = Path(__file__).resolve().parent / "actors"
-NODE_ID = "bench-node"
 RAW_SUBJECT = "bench.raw.echo"
-TIMEOUT = 5.0
-WORKERS = 64
-STOP_SECONDS = 40.0
-
-RESPONDER = """
-import asyncio, sys, nats
-
-async def main(url, subject):
-    nc = await nats.connect(url)
-
-    async def echo(msg):
-        await nc.publish(msg.reply, msg.data)
-
-    await nc.subscribe(subject, cb=echo)
-    await nc.flush()
-    print('ready', flush=True)
-    await asyncio.Event().wait()
-
-asyncio.run(main(*sys.argv[1:]))
-"""
 
 
 @dataclass(frozen=True)
@@ -88,119 +74,7 @@ FULL = Sizes(warmup=500, sequential=3000, in_flight=20000, blocking=1000, rounds
 QUICK = Sizes(warmup=50, sequential=200, in_flight=1000, blocking=100, rounds=1)
 
 
-@dataclass
-class Result:
-    """Throughput (req/s) and, for sequential runs, latency percentiles (µs)."""
-
-    rate: float
-    p50: float | None = None
-    p99: float | None = None
-
-    @classmethod
-    def median(cls, results: list[Result]) -> Result:
-        """The median of each figure over several runs."""
-        def of(values: list[float | None]) -> float | None:
-            return None if None in values else statistics.median(values)
-        return cls(of([r.rate for r in results]), of([r.p50 for r in results]), of([r.p99 for r in results]))
-
-
-Call = Callable[[int], Awaitable[Any]]
-
-# ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def write_config(directory: str, nats_url: str) -> str:
-    """Write the beach config of the benchmark cluster; return its path."""
-    path = os.path.join(directory, "beach.yaml")
-    raw = {"code_directory": str(ACTORS), "n_processes": 1, "log_level": "WARNING",
-           "nats": {"servers": [nats_url]}}
-    with open(path, "w") as f:
-        yaml.safe_dump(raw, f)
-    return path
-
-
-@contextlib.contextmanager
-def running(command: list[str], **popen_args: Any) -> Iterator[subprocess.Popen[Any]]:
-    """Run ``command`` in a session of its own (a Ctrl-C here does not reach it) for the duration
-    of the block, then SIGTERM it and wait; SIGKILL its process group if it does not exit. It is
-    also sent SIGTERM if this process dies without cleaning up."""
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True,
-                               preexec_fn=die_with_parent, **popen_args)
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
-@contextlib.contextmanager
-def node_agent(config: str, log_path: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A running node agent (it starts its actor host), logging to ``log_path``."""
-    with open(log_path, "ab") as log, running([sys.executable, "-m", "nodeagent", config, "--node-id", NODE_ID],
-                                              stdout=log, stderr=subprocess.STDOUT) as node:
-        yield node
-
-
-def wait_ready(responder: subprocess.Popen[str]) -> None:
-    """Wait until the raw responder says it is subscribed."""
-    if responder.stdout.readline().strip() != "ready":
-        raise RuntimeError(f"the raw responder did not start (exit code {responder.wait()})")
-
-
-async def wait_registered(client: AsyncBeach, node: subprocess.Popen[bytes], log_path: str,
-                          timeout: float = 30.0) -> None:
-    """Wait until the node agent is in the directory view; raise if it exits or takes too long."""
-    deadline = time.monotonic() + timeout
-    while NODE_ID not in client.session.view.nodes:
-        if node.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"node {NODE_ID} did not register (exit code {node.poll()}):\n"
-                               + Path(log_path).read_text())
-        await asyncio.sleep(0.05)
-
-
 # ---------------------------------------------------------------- measuring
-
-
-def summarize(latencies: list[float], elapsed: float) -> Result:
-    """req/s and p50/p99 (µs) of a sequential run."""
-    cuts = statistics.quantiles(latencies, n=100)
-    return Result(len(latencies) / elapsed, cuts[49] * 1e6, cuts[98] * 1e6)
-
-
-async def sequential(call: Call, n: int) -> Result:
-    """Send ``n`` requests one after the other."""
-    latencies = []
-    start = time.perf_counter()
-    for i in range(n):
-        sent = time.perf_counter()
-        await call(i)
-        latencies.append(time.perf_counter() - sent)
-    return summarize(latencies, time.perf_counter() - start)
-
-
-async def in_flight(call: Call, n: int, workers: int = WORKERS) -> Result:
-    """Send ``n`` requests from ``workers`` concurrent loops (``workers`` requests in flight)."""
-    numbers = iter(range(n))
-
-    async def worker() -> None:
-        for i in numbers:
-            await call(i)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    return Result(n / (time.perf_counter() - start))
 
 
 async def compare(run: Callable[[Call, int], Awaitable[Result]], raw: Call, beach: Call, n: int,
@@ -221,13 +95,6 @@ def raw_call(nc: nats.NATS) -> Call:
         msg = await nc.request(RAW_SUBJECT, msgpack.packb({"n": i}), timeout=TIMEOUT)
         return msgpack.unpackb(msg.data)
     return call
-
-
-def checked(response: Any) -> Any:
-    """The data of a successful `ActorResponse`; raise on a failed one (a benchmark must not hide errors)."""
-    if not response.isSuccess:
-        raise RuntimeError(f"beach request failed: {response.error!r} {response.data!r}")
-    return response.data
 
 
 def beach_call(client: AsyncBeach, category: str) -> Call:
@@ -258,15 +125,15 @@ def blocking_sequential(config: str, sizes: Sizes) -> Result:
         return Result.median(rounds)
 
 
-async def run_cases(config: str, nats_url: str, node: subprocess.Popen[bytes], node_log: str,
-                    sizes: Sizes) -> dict[str, tuple[Result, Result]]:
+async def run_cases(bench: Cluster, sizes: Sizes) -> dict[str, tuple[Result, Result]]:
     """Deploy the actors and measure every case: ``{case: (raw, beach)}``."""
+    config = bench.config
     async with contextlib.AsyncExitStack() as stack:
         client = await AsyncBeach.open(config)
         stack.push_async_callback(client.close)
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(bench.url)
         stack.push_async_callback(nc.close)
-        await wait_registered(client, node, node_log)
+        await wait_registered(client, bench.node, bench.node_log)
         for name, category in (("Echo", "bench/echo"), ("SyncEcho", "bench/syncecho")):
             checked(await client.addActor(name, category))
         raw = raw_call(nc)
@@ -317,17 +184,9 @@ def main() -> int:
     parser.add_argument("--out", help="also write the table to this file")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))  # stop as on Ctrl-C
-    with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, contextlib.ExitStack() as stack:
-        server = stack.enter_context(EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
-                                                    log_file=os.path.join(tmp, "nats.log")))
-        config = write_config(tmp, server.url)
-        node_log = os.path.join(tmp, "node.log")
-        node = stack.enter_context(node_agent(config, node_log))
-        responder = stack.enter_context(running([sys.executable, "-c", RESPONDER, server.url, RAW_SUBJECT],
-                                                stdout=subprocess.PIPE, text=True))
-        wait_ready(responder)
-        results = asyncio.run(run_cases(config, server.url, node, node_log, sizes))
+    with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
+            raw_peer(ECHO_RESPONDER, bench.url, RAW_SUBJECT):
+        results = asyncio.run(run_cases(bench, sizes))
     text = table(results, sizes)
     print(text, end="")
     if args.out:
@@ -336,7 +195,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit("interrupted: everything the benchmark started has been stopped")
+    main_guard(main)

@@ -76,6 +76,7 @@ class NodeAgent(ControlServer):
         self._shared_count = 0
         self._missing_since: dict[str, float] = {}
         self._recycling: set[str] = set()
+        self.placed: dict[str, tuple[str, str]] = {}  # uid → (host, realm), from the hosts' own replies
         self._memory_recycled = 0.0
 
     # ---------------------------------------------------------------- life
@@ -177,32 +178,46 @@ class NodeAgent(ControlServer):
 
     async def watch_hosts(self) -> None:
         """Notice host processes that exited; clean up after them and replace shared ones."""
+        dead = []
         for host in list(self.hosts.values()):
             code = host.process.poll()
             if code is None:
                 continue
             del self.hosts[host.id]
+            dead.append(host.id)
             if not host.ready.done():
                 host.ready.set_exception(BeachError(f"actor host {host.id} exited with code {code} at start"))
                 host.ready.exception()  # mark retrieved
             if not host.leaving and not self.stopping.is_set():
                 log.error("actor host %s died (exit code %s)", host.id, code)
-            await self._forget_hosts([host.id])
-            await self.heartbeat()
-            if not host.isolated and not self.stopping.is_set() and not host.leaving:
-                self.background.spawn(self.start_host())
+        if not dead:
+            return
+        if not self.stopping.is_set():  # keep n_processes shared hosts (a failed start is retried here too)
+            shared = sum(1 for h in self.hosts.values() if not h.isolated and not h.leaving)
+            for _ in range(self.config.processes - shared):
+                self.background.spawn(self._replace_host())
+        await self._forget_hosts(dead)
+        await self.heartbeat()
+
+    async def _replace_host(self) -> None:
+        try:
+            await self.start_host()
+        except BeachError as err:
+            log.error("could not replace a shared actor host: %s", err)
 
     async def _forget_hosts(self, host_ids: list[str]) -> None:
         """Remove the directory entries of actors that lived in the given (dead) hosts."""
         view = self.session.view
-        for actor in list(view.actors.values()):
-            if actor["node"] == self.node_id and actor["host"] in host_ids:
-                try:
-                    key, revision = await directory.delete_actor(self.session.nc, view.actors_kv,
-                                                                 actor["realm"], actor["uid"])
-                    view.apply_local(key, revision, None)
-                except Exception as err:
-                    log.warning("could not remove actor %s of dead host: %s", actor["uid"], err)
+        gone = {uid: realm for uid, (host, realm) in self.placed.items() if host in host_ids}
+        gone.update({a["uid"]: a["realm"] for a in view.actors.values()
+                     if a["node"] == self.node_id and a["host"] in host_ids})
+        for uid, realm in gone.items():
+            self.placed.pop(uid, None)
+            try:
+                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
+                view.apply_local(key, revision, None)
+            except Exception as err:
+                log.warning("could not remove actor %s of a dead host: %s", uid, err)
 
     async def collect_orphans(self) -> None:
         """Delete directory entries whose node has been gone for `ORPHAN_GRACE` seconds."""
@@ -332,15 +347,21 @@ class NodeAgent(ControlServer):
             if not shared:
                 return False, f"node {self.node_id} has no running actor host", {}
             host = random.choice(shared)
-        return await self._to_host(host.id, "spawn", spec, float(args.get("timeout") or SPAWN_SECONDS))
+        # the host enforces the timeout itself; the margin lets its answer arrive
+        reply = await self._to_host(host.id, "spawn", spec, float(spec["timeout"] or SPAWN_SECONDS) + 5)
+        if reply[0]:
+            self.placed[spec["uid"]] = (host.id, spec["realm"])
+        return reply
 
     def _hosts_of(self, uids: list[str]) -> dict[str, list[str]]:
         by_host: dict[str, list[str]] = {}
         for uid in uids:
-            actor = self.session.view.actors.get(uid)
-            if actor is not None and actor["node"] == self.node_id and actor["host"] in self.hosts \
-                    and not self.hosts[actor["host"]].leaving:
-                by_host.setdefault(actor["host"], []).append(uid)
+            host = self.placed.get(uid, (None, None))[0]
+            if host is None:  # placed before this agent knew (or by the view only)
+                actor = self.session.view.actors.get(uid)
+                host = actor["host"] if actor is not None and actor["node"] == self.node_id else None
+            if host in self.hosts and not self.hosts[host].leaving:
+                by_host.setdefault(host, []).append(uid)
         return by_host
 
     async def op_stop(self, args: dict[str, Any]) -> Reply:
@@ -348,11 +369,7 @@ class NodeAgent(ControlServer):
         uids = list(args.get("uids") or [])
         replies = await asyncio.gather(*(self._to_host(h, "stop", {"uids": u}, HOST_STOP_SECONDS)
                                          for h, u in self._hosts_of(uids).items()))
-        stopped: dict[str, Any] = {}
-        errors = [error for ok, error, _ in replies if not ok]
-        for ok, _, data in replies:
-            if ok:
-                stopped.update(data["stopped"])
+        errors, stopped = self._merge_stops(replies)
         missing = [uid for uid in uids if uid not in stopped]
         if errors:
             return False, "; ".join(errors), {"stopped": stopped, "not_found": missing}
@@ -362,12 +379,18 @@ class NodeAgent(ControlServer):
         """Stop every actor of this node."""
         replies = await asyncio.gather(*(self._to_host(h.id, "flush", {}, HOST_STOP_SECONDS)
                                          for h in self._running_hosts()))
-        errors = [error for ok, error, _ in replies if not ok]
+        errors, stopped = self._merge_stops(replies)
+        return (not errors), "; ".join(errors), {"stopped": stopped}
+
+    def _merge_stops(self, replies: list[Reply]) -> tuple[list[str], dict[str, Any]]:
+        """The errors and the stopped actors (``{uid: [key, revision]}``) of the hosts' replies."""
         stopped: dict[str, Any] = {}
         for ok, _, data in replies:
             if ok:
                 stopped.update(data["stopped"])
-        return (not errors), "; ".join(errors), {"stopped": stopped}
+        for uid in stopped:
+            self.placed.pop(uid, None)
+        return [error for ok, error, _ in replies if not ok], stopped
 
     async def _recategorize(self, op: str, args: dict[str, Any]) -> Reply:
         uid = args["uid"]

@@ -31,6 +31,8 @@ from .loader import load_actor_class
 from .runtime import ActorInitError, ActorRuntime
 from .workers import WorkerPool
 
+SPAWN_TIMEOUT = 60.0
+
 log = logging.getLogger("beach.host")
 
 
@@ -102,16 +104,37 @@ class ActorHost(ControlServer):
         except Exception:
             return False, f"creating actor {name!r} raised", {"st": traceback.format_exc()}
         runtime = ActorRuntime(self, actor, spec)
+        timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
+        start = asyncio.ensure_future(runtime.start())
         try:
-            await runtime.start()
+            await asyncio.wait_for(asyncio.shield(start), timeout)
         except ActorInitError as err:
             self._maybe_exit()
             return False, f"init() of actor {name!r} raised", {"st": str(err)}
+        except TimeoutError:
+            # the caller is told it failed: so it must not come up later
+            self.background.spawn(self._abandon(runtime, start))
+            return False, f"init() of actor {name!r} did not finish within {timeout}s", {}
         self.actors[runtime.uid] = runtime
         entry = runtime.entry()
-        key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        try:
+            key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        except Exception as err:  # not in the directory: it must not serve either
+            del self.actors[runtime.uid]
+            await runtime.stop()
+            self._maybe_exit()
+            return False, f"actor {name!r} could not be published in the directory: {err}", {}
         self.session.view.apply_local(key, revision, entry)
         return True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision}
+
+    async def _abandon(self, runtime: ActorRuntime, start: asyncio.Future[None]) -> None:
+        try:
+            await start
+        except Exception:
+            pass
+        else:
+            await runtime.stop()
+        self._maybe_exit()
 
     async def stop_actor(self, uid: str, by_itself: bool = False) -> tuple[str, int] | None:
         """Stop one actor: out of the directory first (so no new request picks it), then drain and
@@ -124,8 +147,11 @@ class ActorHost(ControlServer):
             return None
         sid = runtime.spec.get("sid")
         if by_itself and sid and runtime.spec.get("restart") == "on-failure":
-            kv = await bus.open_desired(self.session.nc, self.config)
-            await desired.delete(kv, desired.supervision_key(runtime.realm, sid))
+            try:
+                kv = await bus.open_desired(self.session.nc, self.config)
+                await desired.delete(kv, desired.supervision_key(runtime.realm, sid))
+            except Exception as err:  # stop it all the same; the supervisor will restart it
+                log.warning("could not end the supervision of actor %s: %s", uid, err)
         try:
             key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
                                                          runtime.realm, uid)

@@ -69,6 +69,7 @@ class ActorRuntime:
         self.trusted = set(spec.get("trusted") or ())
         self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
         self.handles: list[ActorHandle] = []
+        self._handle_cache: dict[tuple[Any, ...], ActorHandle] = {}
         self.groups: list[ActorHandleGroup] = []
         self.inflight = 0
         self.max_inflight: int | None = spec.get("max_concurrent")
@@ -113,6 +114,7 @@ class ActorRuntime:
         try:
             await self.call(init, *args)
         except Exception:
+            self.actor.stopEvent.set()
             await self._background.cancel()
             raise ActorInitError(traceback.format_exc()) from None
         await self.subscribe()
@@ -238,9 +240,14 @@ class ActorRuntime:
             log.error("timer %s of actor %s raised:\n%s", getattr(func, "__name__", func), self.uid, self.last_error)
 
     def make_handle(self, category: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandle:
-        handle = ActorHandle(self.host.session, self.realm, category, mode, retries, timeout, self.actor._ident)
-        self.handles.append(handle)
-        return handle
+        # one handle per set of arguments: a handler that asks for a handle per request must not
+        # grow the actor's list of handles for ever
+        key = (category, mode, retries, timeout)
+        if key not in self._handle_cache:
+            self._handle_cache[key] = ActorHandle(self.host.session, self.realm, category, mode, retries, timeout,
+                                                  self.actor._ident)
+            self.handles.append(self._handle_cache[key])
+        return self._handle_cache[key]
 
     def make_group(self, root: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandleGroup:
         group = ActorHandleGroup(self.host.session, self.realm, root, mode, retries, timeout, self.actor._ident)
@@ -303,14 +310,18 @@ class ActorRuntime:
             return self.replies[request.id]
         running = self._running.get(request.id)
         if running is not None:
-            return await asyncio.shield(running)
+            result = await asyncio.shield(running)
+            if result[0] is not None:
+                return result
+            # the first run expired before it started: this retry still has time of its own
         future: asyncio.Future[Result] = self.loop.create_future()
         self._running[request.id] = future
-        result: Result = (None, "", None)
+        result = (None, "", None)
         try:
             result = await self._run(handler, request, deadline)
         finally:
-            del self._running[request.id]
+            if self._running.get(request.id) is future:
+                del self._running[request.id]
             future.set_result(result)
             if result[0] is not None:
                 self.replies[request.id] = result

@@ -14,7 +14,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from beach import bus, desired, patrol
-from beach.client import spawn_args
 from beach.desired import Mirror
 from beach.runner import Background
 
@@ -173,9 +172,8 @@ class Supervisor:
                 self._over_since.pop(tag, None)
 
     async def _scale_up(self, realm: str, tag: str, entry: dict[str, Any], count: int) -> None:
-        options = {"strategy": "repulsion", **patrol.spawn_arguments(entry)}
-        args = spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)
         try:
+            args = patrol.entry_spawn_args(entry, realm, tag)
             for _ in range(count):  # one at a time, so each placement sees the previous ones
                 response = await self.client.spawn(dict(args))
                 self._patrol_pending[tag] -= 1

@@ -1,0 +1,39 @@
+"""The spawn request: checking `AsyncBeach.addActor`'s arguments and building what a node agent
+takes (also used for patrol entries and restarts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from . import desired, placement, subjects
+from .errors import CategoryError, UsageError
+
+SPAWN_TIMEOUT = 60.0
+
+
+def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strategy: str = "random",
+               strategy_hint: str | None = None, parameters: dict[str, Any] | None = None,
+               resources: dict[str, Any] | None = None, isIsolated: bool = False, secretIdent: str | None = None,
+               trustedIdents: Iterable[str] = (), n_concurrent: int = 1, max_concurrent: int | None = None,
+               is_drainable: bool = False, time_to_drain: float | None = None, owner: str | None = None,
+               log_level: int | str | None = None, restart: str = "never",
+               timeout: float = SPAWN_TIMEOUT) -> dict[str, Any]:
+    """Check `AsyncBeach.addActor`'s arguments and build the spawn request a node agent takes.
+
+    Raises `CategoryError` for a bad category or realm, `UsageError` for an unknown strategy or
+    restart policy.
+    """
+    categories = [category] if isinstance(category, str) else list(category)
+    if not categories:
+        raise CategoryError("addActor needs at least one category")
+    if restart not in desired.RESTART_POLICIES:
+        raise UsageError(f"unknown restart policy {restart!r}: use one of {', '.join(desired.RESTART_POLICIES)}")
+    return {
+        "name": actorName, "categories": [subjects.normalize(c) for c in categories],
+        "realm": subjects.check_realm(realm), "parameters": parameters or {}, "resources": resources or {},
+        "ident": secretIdent, "trusted": list(trustedIdents or ()), "isolated": bool(isIsolated),
+        "n_concurrent": n_concurrent, "max_concurrent": max_concurrent, "is_drainable": bool(is_drainable),
+        "time_to_drain": time_to_drain, "owner": owner, "log_level": log_level, "timeout": timeout,
+        "strategy": placement.check_strategy(strategy), "strategy_hint": strategy_hint, "restart": restart,
+    }

@@ -1,0 +1,158 @@
+"""Large payloads: request/reply with 64 KiB echoed back, through beach versus raw nats-py.
+
+The script starts, on 127.0.0.1 only: a nats-server (temporary store), a beach node agent with one
+actor host running the ``Echo`` actor (``async def`` handler returning the request's data), and a
+raw responder process that answers with nats-py alone (``await nc.publish(msg.reply, msg.data)``).
+Both sides send the same msgpack-encoded ``{'n': i, 'blob': <65,536 random bytes>}`` and get it
+back (decoded by the caller on both sides):
+
+* **raw**: ``await nc.request(subject, msgpack.packb(data), timeout=5)``;
+* **beach**: ``await handle.arequest('echo', data)``.
+
+Each level of concurrency (1 and 64 requests in flight) is warmed up, then run in rounds that
+alternate raw and beach (figures: medians over the rounds). It reports requests/s, payload bytes/s
+(64 KiB per request each way: the wire carries twice that) and each process's CPU time per request.
+
+Run it from the repository root::
+
+    .venv/bin/python benchmarks/payload.py [--quick] [--out FILE]
+
+``--quick`` is a short smoke-test run; ``--out FILE`` also writes the tables to FILE. Everything it
+started is stopped at the end, also on an error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nats
+from _harness import (
+    ECHO_RESPONDER,
+    TIMEOUT,
+    Call,
+    Cluster,
+    CpuMeter,
+    Result,
+    Table,
+    checked,
+    cluster,
+    host_pids,
+    in_flight,
+    main_guard,
+    raw_peer,
+    wait_registered,
+)
+
+from beach.client import AsyncBeach
+
+RAW_SUBJECT = "bench.raw.echo"
+PAYLOAD = 64 * 1024
+LEVELS = (1, 64)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many requests each level sends per round."""
+
+    warmup: int
+    requests: dict[int, int]
+    rounds: int
+
+
+FULL = Sizes(warmup=300, requests={1: 1000, 64: 5000}, rounds=3)
+QUICK = Sizes(warmup=30, requests={1: 100, 64: 300}, rounds=1)
+
+
+def raw_call(nc: nats.NATS, blob: bytes) -> Call:
+    """A request to the raw responder: msgpack in, msgpack out; checks the echo."""
+    async def call(i: int) -> Any:
+        msg = await nc.request(RAW_SUBJECT, msgpack.packb({"n": i, "blob": blob}), timeout=TIMEOUT)
+        data = msgpack.unpackb(msg.data)
+        if data["n"] != i or len(data["blob"]) != PAYLOAD:
+            raise RuntimeError("raw echo returned something else")
+        return data
+    return call
+
+
+def beach_call(client: AsyncBeach, blob: bytes) -> Call:
+    """An ``arequest('echo', ...)`` to the Echo actor; checks the echo."""
+    handle = client.getActorHandle("bench/echo", timeout=TIMEOUT)
+
+    async def call(i: int) -> Any:
+        data = checked(await handle.arequest("echo", {"n": i, "blob": blob}))
+        if data["n"] != i or len(data["blob"]) != PAYLOAD:
+            raise RuntimeError("beach echo returned something else")
+        return data
+    return call
+
+
+async def run_cases(bench: Cluster, responder_pid: int, sizes: Sizes) -> tuple[dict[int, tuple[Result, Result]],
+                                                                                 CpuMeter]:
+    """Deploy the actor and measure every level: ``({in flight: (raw, beach)}, cpu)``."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(bench.config)
+        stack.push_async_callback(client.close)
+        nc = await nats.connect(bench.url)
+        stack.push_async_callback(nc.close)
+        await wait_registered(client, bench.node, bench.node_log)
+        checked(await client.addActor("Echo", "bench/echo"))
+        meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
+                          "raw responder": responder_pid, "node agent": bench.node.pid})
+        blob = os.urandom(PAYLOAD)
+        sides = {"raw": raw_call(nc, blob), "beach": beach_call(client, blob)}
+        results = {}
+        for level in LEVELS:
+            n = sizes.requests[level]
+            for call in sides.values():
+                await in_flight(call, sizes.warmup, level)
+            rounds: dict[str, list[Result]] = {side: [] for side in sides}
+            for _ in range(sizes.rounds):
+                for side, call in sides.items():
+                    with meter.window(f"{level} in flight, {side}", n):
+                        rounds[side].append(await in_flight(call, n, level))
+            results[level] = (Result.median(rounds["raw"]), Result.median(rounds["beach"]))
+        return results, meter
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def report(results: dict[int, tuple[Result, Result]], meter: CpuMeter, sizes: Sizes) -> str:
+    """The markdown tables of the results."""
+    table = Table()
+    for level, (raw, beach) in results.items():
+        n = sizes.requests[level]
+        table.ratio(f"64 KiB echo, {level} in flight: req/s (N={n:,})", raw.rate, beach.rate)
+        table.ratio(f"64 KiB echo, {level} in flight: MiB/s of payload each way", raw.rate * PAYLOAD / 2**20,
+                    beach.rate * PAYLOAD / 2**20, "{:,.1f}")
+    lines = [str(table), f"Medians of {sizes.rounds} round(s), raw and beach alternating, after {sizes.warmup:,} "
+             f"warm-up requests per side and level.", "", meter.table("request")]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
+    parser.add_argument("--out", help="also write the tables to this file")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
+            raw_peer(ECHO_RESPONDER, bench.url, RAW_SUBJECT) as responder:
+        results, meter = asyncio.run(run_cases(bench, responder.pid, sizes))
+    text = report(results, meter, sizes)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
