@@ -130,7 +130,7 @@ class AsyncBeach:
             record = {"kind": "actor", "sid": args["sid"], "spawn": args, "restart": restart,
                       "max_restarts": max_restarts, "restart_window": restart_window,
                       "uid": response.data["uid"], "state": "running", "restarts": [], "created": time.time()}
-            await desired.put(await self._desired(), desired.supervision_key(args["realm"], args["sid"]), record)
+            await self._change_desired(put={desired.supervision_key(args["realm"], args["sid"]): record})
         return response
 
     async def spawn(self, args: dict[str, Any]) -> ActorResponse:
@@ -161,17 +161,17 @@ class AsyncBeach:
         the supervising node agent makes the cluster match it and keeps it matched. Applying a spec
         again with the same owner replaces it. Raises `ConfigError` for a bad spec."""
         checked = patrol.check(spec) if isinstance(spec, dict) else patrol.load(os.fspath(spec), owner)
-        await desired.put(await self._desired(), desired.patrol_key(checked["owner"]), checked)
+        response = await self._change_desired(put={desired.patrol_key(checked["owner"]): checked})
+        if not response.isSuccess:
+            raise UsageError(f"patrol spec {checked['owner']!r} not applied: {response.error}")
         return checked
 
     async def removePatrol(self, owner: str) -> bool:
         """Forget a patrol spec: the supervisor stops its actors. False if there was none."""
-        kv = await self._desired()
         key = desired.patrol_key(owner)
-        if await desired.get(kv, key) is None:
+        if await desired.get(await self._desired(), key) is None:
             return False
-        await desired.delete(kv, key)
-        return True
+        return (await self._change_desired(delete=[key])).isSuccess
 
     async def getPatrols(self) -> dict[str, dict[str, Any]]:
         """Every patrol spec, by owner."""
@@ -199,29 +199,34 @@ class AsyncBeach:
             cats = [withCategory] if isinstance(withCategory, str) else list(withCategory)
             for cat in cats:
                 uids += [a["uid"] for a in self._session.view.find(self._realm, cat) if a["uid"] not in uids]
+        sids = {desired.supervision_key(a["realm"], a["sid"]) for a in map(self._session.view.actors.get, uids)
+                if a is not None and a.get("sid")}
+        if sids:  # a stop on purpose ends the supervision first (else the supervisor restarts them)
+            response = await self._change_desired(delete=sorted(sids))
+            if not response.isSuccess:
+                return response
+        return await self.stop_uids(uids, delay)
+
+    async def stop_uids(self, uids: list[str], delay: float | None = None) -> ActorResponse:
+        """Stop actors by uid on their nodes, leaving any supervision record alone (`stopActors`
+        without its first step; the supervisor uses it for duplicates)."""
         by_node: dict[str, list[str]] = {}
         missing: list[str] = []
         for uid in uids:
             actor = self._session.view.actors.get(uid)
             if actor is None:
                 missing.append(uid)
-                continue
-            by_node.setdefault(actor["node"], []).append(uid)
-            if actor.get("sid"):  # a stop on purpose ends its supervision first
-                await desired.delete(await self._desired(), desired.supervision_key(actor["realm"], actor["sid"]))
-        if delay:
-            batches = [(node, [uid]) for node, node_uids in by_node.items() for uid in node_uids]
+            else:
+                by_node.setdefault(actor["node"], []).append(uid)
+        if delay:  # one at a time, delay apart
+            responses = []
+            for i, (node, uid) in enumerate((n, u) for n, node_uids in by_node.items() for u in node_uids):
+                if i:
+                    await asyncio.sleep(delay)
+                responses.append(await self._node_call(node, "stop", {"uids": [uid]}, CONTROL_TIMEOUT))
         else:
-            batches = list(by_node.items())
-        responses: list[ActorResponse] = []
-        for i, (node, node_uids) in enumerate(batches):
-            if delay and i:
-                await asyncio.sleep(delay)
-            if delay:
-                responses.append(await self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT))
-        if not delay:
-            responses = list(await asyncio.gather(*(self._node_call(node, "stop", {"uids": u}, CONTROL_TIMEOUT)
-                                                    for node, u in batches)))
+            responses = list(await asyncio.gather(*(self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT)
+                                                    for node, node_uids in by_node.items())))
         stopped: list[str] = []
         errors = []
         for response in responses:
@@ -233,13 +238,21 @@ class AsyncBeach:
                 errors.append(response.error)
         return ActorResponse(not errors, "; ".join(errors), {"stopped": stopped, "not_found": missing})
 
+    async def _change_desired(self, put: dict[str, Any] | None = None, delete: list[str] | None = None,
+                              prefixes: list[str] | None = None) -> ActorResponse:
+        """Change the desired state through a node agent, which checks the admin token (the
+        supervisor acts on it with the token's authority)."""
+        nodes = sorted(self._session.view.nodes)
+        if not nodes:
+            return ActorResponse(False, "no beach node is running (the node registry is empty)")
+        return await self._node_call(nodes[0], "desired", {"put": put or {}, "delete": delete or [],
+                                                            "prefixes": prefixes or []}, CONTROL_TIMEOUT)
+
     async def flush(self) -> bool:
         """Stop every actor on every node, in every realm, and forget every supervised actor and
         patrol spec (so nothing comes back); True if every node succeeded."""
-        kv = await self._desired()
-        for prefix in ("sup.", "patrol."):
-            for key in await desired.snapshot(kv, prefix):
-                await desired.delete(kv, key)
+        if not (await self._change_desired(prefixes=["sup.", "patrol."])).isSuccess:
+            return False
         responses = await asyncio.gather(*(self._node_call(node, "flush", {}, CONTROL_TIMEOUT)
                                            for node in list(self._session.view.nodes)))
         for response in responses:

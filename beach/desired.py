@@ -5,7 +5,7 @@ Keys in ``beach_desired``:
 * ``sup.<realm>.<sid>``  a supervised actor: how to spawn it, its restart policy, its current
   incarnation (uid) and its restart history. ``sid`` is the uid of its first incarnation.
 * ``patrol.<owner>``     a patrol spec (see `beach.patrol`).
-* ``lease.supervisor``   which node agent acts on the desired state now (one at a time).
+* ``lease.supervisor``   which node agent acts on the desired state now (one at a time, see `Lease`).
 
 This is the only state beach needs to survive the loss of processes; the directory is soft state.
 """
@@ -22,7 +22,7 @@ from . import subjects, wire
 from .kvwatch import BucketWatch
 
 LEASE_KEY = "lease.supervisor"
-LEASE_SECONDS = 6.0
+LEASE_SECONDS = 6.0  # a lease whose revision has not moved this long is free
 
 RESTART_POLICIES = ("never", "on-failure", "always")
 
@@ -92,28 +92,42 @@ async def snapshot(kv: KeyValue, prefix: str) -> dict[str, tuple[Any, int]]:
     return mirror.under(prefix)
 
 
-async def acquire_lease(kv: KeyValue, holder: str, seconds: float = LEASE_SECONDS) -> bool:
-    """Take or renew the supervisor lease for ``holder``; True if ``holder`` holds it now.
+class Lease:
+    """The supervisor lease: at most one holder at a time, taken over when the holder stops renewing.
 
-    The lease is ``{holder, expires}`` written with compare-and-set, so two agents never both
-    win; an agent takes over a lease whose holder has not renewed it before ``expires``.
+    The holder renews it (a compare-and-set write) every round; another agent takes it over once
+    its revision has not moved for `LEASE_SECONDS` by the other agent's own monotonic clock, so
+    clock differences between machines do not matter.
     """
-    value = {"holder": holder, "expires": time.time() + seconds}
-    current = await get(kv, LEASE_KEY)
-    try:
-        if current is None:
-            await kv.create(LEASE_KEY, wire.pack(value))
-            return True
-        lease, revision = current
-        if lease["holder"] != holder and lease["expires"] > time.time():
+
+    def __init__(self, kv: KeyValue, holder: str, seconds: float = LEASE_SECONDS) -> None:
+        self.kv = kv
+        self.holder = holder
+        self.seconds = seconds
+        self._watched: tuple[int, float] | None = None  # (revision, when this agent first saw it)
+
+    async def acquire(self) -> bool:
+        """Take or renew the lease; True if this agent holds it now."""
+        mine = wire.pack({"holder": self.holder})
+        current = await get(self.kv, LEASE_KEY)
+        try:
+            if current is None:
+                await self.kv.create(LEASE_KEY, mine)
+                return True
+            lease, revision = current
+            if lease.get("holder") not in (self.holder, ""):
+                now = time.monotonic()
+                if self._watched is None or self._watched[0] != revision:
+                    self._watched = (revision, now)
+                    return False
+                if now - self._watched[1] < self.seconds:
+                    return False
+            return await self.kv.update(LEASE_KEY, mine, last=revision) is not None
+        except KeyWrongLastSequenceError:
             return False
-        return await update(kv, LEASE_KEY, value, revision) is not None
-    except KeyWrongLastSequenceError:
-        return False
 
-
-async def release_lease(kv: KeyValue, holder: str) -> None:
-    """Give the lease up (at shutdown), so another agent takes over at once."""
-    current = await get(kv, LEASE_KEY)
-    if current is not None and current[0]["holder"] == holder:
-        await update(kv, LEASE_KEY, {"holder": "", "expires": 0.0}, current[1])
+    async def release(self) -> None:
+        """Give the lease up (at shutdown), so another agent takes over at once."""
+        current = await get(self.kv, LEASE_KEY)
+        if current is not None and current[0].get("holder") == self.holder:
+            await update(self.kv, LEASE_KEY, {"holder": ""}, current[1])

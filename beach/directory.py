@@ -17,6 +17,7 @@ view at once, ordered by KV revision, so a client reads its own writes.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from nats.aio.client import Client
@@ -44,6 +45,7 @@ class DirectoryView:
         self.nodes: dict[str, NodeEntry] = {}     # node id → entry
         self._revisions: dict[str, int] = {}      # bucket/key → last revision applied
         self.generation = 0  # bumped on every change, so readers can cache what they derive
+        self.departed: dict[str, float] = {}      # node id → when its entry went (monotonic)
         self._watches = [BucketWatch(nodes_kv, self._apply_node), BucketWatch(actors_kv, self._apply_actor)]
 
     async def start(self) -> None:
@@ -68,10 +70,13 @@ class DirectoryView:
             return
         known = len(self.nodes)
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-            self.nodes.pop(subjects.unescape(entry.key), None)
+            node_id = subjects.unescape(entry.key)
+            if self.nodes.pop(node_id, None) is not None:
+                self.departed[node_id] = time.monotonic()
         else:
             node = wire.unpack(entry.value)
             self.nodes[node["id"]] = node
+            self.departed.pop(node["id"], None)
         if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
             self.generation += 1
 
@@ -102,6 +107,15 @@ class DirectoryView:
     def is_live(self, actor: ActorEntry) -> bool:
         """True if the actor's node is live."""
         return actor["node"] in self.nodes
+
+    def lost(self, actor: ActorEntry, grace: float) -> bool:
+        """True if the actor's node is gone and has stayed gone for ``grace`` seconds: a node whose
+        heartbeats stall for a moment (a NATS leader election) is not lost yet."""
+        node = actor["node"]
+        if node in self.nodes:
+            return False
+        departed = self.departed.get(node)
+        return departed is None or time.monotonic() - departed >= grace
 
     def live(self, realm: str | None = None) -> list[ActorEntry]:
         """Every live actor, in ``realm`` if given."""

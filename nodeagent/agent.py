@@ -59,7 +59,7 @@ class NodeAgent(ControlServer):
     """Runs one node: its registry entry, its actor host processes and its control API."""
 
     kind = "node"
-    privileged = frozenset({"spawn", "stop", "flush", "associate", "disassociate"})
+    privileged = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "desired"})
 
     def __init__(self, config: Config, node_id: str | None = None) -> None:
         self.config = config
@@ -407,6 +407,21 @@ class NodeAgent(ControlServer):
     async def op_disassociate(self, args: dict[str, Any]) -> Reply:
         """Remove a category from one of this node's actors."""
         return await self._recategorize("disassociate", args)
+
+    async def op_desired(self, args: dict[str, Any]) -> Reply:
+        """Change the desired state (supervision records, patrol specs): ``put`` {key: value},
+        ``delete`` [keys], ``prefixes`` [key prefixes to delete]."""
+        kv = await bus.open_desired(self.session.nc, self.config)
+        for key, value in args.get("put", {}).items():
+            if not key.startswith(("sup.", "patrol.")):
+                raise ValueError(f"not a desired-state key: {key!r}")
+            await desired.put(kv, key, value)
+        doomed = list(args.get("delete", []))
+        for prefix in args.get("prefixes", []):
+            doomed += list(await desired.snapshot(kv, prefix))
+        for key in doomed:
+            await desired.delete(kv, key)
+        return True, "", {"deleted": len(doomed)}
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """This node's entry and the load of each of its actors."""

@@ -84,6 +84,23 @@ class ActorHost(ControlServer):
                 log.error("node agent %s is gone: stopping host %s", self.node_id, self.host_id)
                 self.stopped.set()
                 return
+            await self._republish()
+
+    async def _republish(self) -> None:
+        """Write back the directory entries of this host's actors that went missing (the directory
+        is soft state: an entry lost in KV, or removed while this node seemed dead, heals here)."""
+        view = self.session.view
+        for uid, runtime in list(self.actors.items()):
+            if uid not in view.actors and uid in self.actors:
+                try:
+                    key, revision = await directory.put_actor(view.actors_kv, runtime.entry())
+                    if uid not in self.actors:  # stopped meanwhile: take the entry back out
+                        await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, uid)
+                        continue
+                    view.apply_local(key, revision, runtime.entry())
+                    log.warning("actor %s was missing from the directory: published again", uid)
+                except Exception as err:
+                    log.warning("could not publish actor %s again: %s", uid, err)
 
     async def shutdown(self) -> None:
         """Stop every actor (their ``deinit`` runs), remove them from the directory, disconnect."""

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from beach import bus, desired, patrol
-from beach.desired import Mirror
+from beach.desired import Lease, Mirror
 from beach.runner import Background
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ UNSEEN_GRACE = 2.0       # an incarnation never seen live gets this long to show
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 SCALE_DOWN_GRACE = 3.0   # a patrol entry must be over its target this long before actors are stopped
+NODE_GRACE = 2.0         # a node whose entry expired counts as lost this much later (heartbeat stalls)
 
 
 def backoff(failures: int) -> float:
@@ -42,6 +43,7 @@ class Supervisor:
         self.view = agent.session.view
         self.client = agent.client
         self.kv: Any = None
+        self.lease: Lease
         self.mirror: Mirror | None = None
         self.leading = False
         self._seen: set[str] = set()
@@ -55,11 +57,12 @@ class Supervisor:
     async def run(self) -> None:
         """Take the lease when it is free and reconcile every `TICK` seconds while holding it."""
         self.kv = await bus.open_desired(self.agent.session.nc, self.agent.config)
+        self.lease = Lease(self.kv, self.agent.node_id)
         self.mirror = Mirror(self.kv)
         await self.mirror.start()
         while True:
             try:
-                leading = await desired.acquire_lease(self.kv, self.agent.node_id)
+                leading = await self.lease.acquire()
                 if leading != self.leading:
                     log.info("node %s %s the supervisor lease", self.agent.node_id, "holds" if leading else "lost")
                     self.leading = leading
@@ -78,7 +81,7 @@ class Supervisor:
             await self.mirror.stop()
         if self.leading:
             try:
-                await desired.release_lease(self.kv, self.agent.node_id)
+                await self.lease.release()
             except Exception:
                 pass
 
@@ -97,7 +100,7 @@ class Supervisor:
 
     def _alive(self, uid: str) -> bool:
         actor = self.view.actors.get(uid)
-        return actor is not None and self.view.is_live(actor)
+        return actor is not None and not self.view.lost(actor, NODE_GRACE)
 
     async def _supervise(self, key: str, record: dict[str, Any], revision: int, now: float) -> None:
         if record["state"] != "running" or key in self._busy:
@@ -136,9 +139,11 @@ class Supervisor:
                 log.warning("restarting actor %s (%s) failed: %s", record["sid"], record["spawn"]["name"],
                             response.error)
             if await desired.update(self.kv, key, record, revision) is None and response.isSuccess:
-                # the record changed meanwhile: stopped on purpose? then this incarnation must go
-                if await desired.get(self.kv, key) is None:
-                    await self.client.stopActors(withId=record["uid"])
+                # the record moved meanwhile (stopped on purpose, or another supervisor restarted
+                # it): unless it names this incarnation, this one is a duplicate and must go
+                current = await desired.get(self.kv, key)
+                if current is None or current[0]["uid"] != record["uid"]:
+                    await self.client.stop_uids([record["uid"]])
         finally:
             self._busy.discard(key)
 
@@ -150,7 +155,8 @@ class Supervisor:
         for entry in spec["actors"]:
             tag = patrol.owner_tag(spec["owner"], entry["name"])
             target = patrol.instances(entry["instances"], len(nodes), cores)
-            live = [a for a in self.view.live(spec["realm"]) if a.get("owner") == tag]
+            live = [a for a in self.view.actors.values()
+                    if a.get("owner") == tag and a["realm"] == spec["realm"] and not self.view.lost(a, NODE_GRACE)]
             pending = self._patrol_pending.get(tag, 0)
             missing = target - len(live) - pending
             if missing > 0:
