@@ -89,8 +89,12 @@ class Supervisor:
         """One round: every supervised actor, every patrol spec."""
         assert self.mirror is not None
         now = time.time()
-        for key, (record, revision) in self.mirror.under("sup.").items():
+        records = self.mirror.under("sup.")
+        for key, (record, revision) in records.items():
             await self._supervise(key, record, revision, now)
+        # forget what concerns records that are gone
+        self._seen &= {record["uid"] for record, _ in records.values()}
+        self._noticed = {k: t for k, t in self._noticed.items() if k in records}
         specs = [spec for spec, _ in self.mirror.under("patrol.").values()]
         for spec in specs:
             await self._patrol(spec, now)
