@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
+import nats
 import psutil
 import yaml
 
@@ -112,6 +114,7 @@ def cluster(tmp: str, n_processes: int = 1) -> Iterator[Cluster]:
 
 
 # A raw nats-py responder: echoes every request on ``subject`` back as it came.
+ECHO_SUBJECT = "bench.raw.echo"
 ECHO_RESPONDER = """
 import asyncio, sys, nats
 
@@ -155,6 +158,14 @@ def host_pids(client: AsyncBeach) -> dict[str, int]:
     """``{'host 1': pid, ...}``: the actor host processes of the benchmark node (from the registry)."""
     hosts = client.session.view.nodes[NODE_ID].get("hosts") or {}
     return {f"host {i}": h["pid"] for i, h in enumerate(sorted(hosts.values(), key=lambda h: h["pid"]), 1)}
+
+
+def raw_echo_call(nc: nats.NATS, subject: str = ECHO_SUBJECT) -> Call:
+    """A request to the raw echo responder: msgpack-encoded ``{'n': i}`` in, decoded reply out."""
+    async def call(i: int) -> Any:
+        msg = await nc.request(subject, msgpack.packb({"n": i}), timeout=TIMEOUT)
+        return msgpack.unpackb(msg.data)
+    return call
 
 
 def checked(response: Any) -> Any:

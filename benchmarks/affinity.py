@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import nats
 from _harness import (
     ECHO_RESPONDER,
+    ECHO_SUBJECT,
     TIMEOUT,
     WORKERS,
     Call,
@@ -53,6 +53,7 @@ from _harness import (
     host_pids,
     in_flight,
     main_guard,
+    raw_echo_call,
     raw_peer,
     wait_registered,
 )
@@ -60,7 +61,6 @@ from _harness import (
 from beach import routing
 from beach.client import AsyncBeach
 
-RAW_SUBJECT = "bench.raw.echo"
 CATEGORY = "bench/aff"
 N_ACTORS = 8
 
@@ -85,14 +85,6 @@ class Round:
 
     rate: float
     cpu_per_request: float
-
-
-def raw_call(nc: nats.NATS) -> Call:
-    """A request to the raw responder: msgpack in, msgpack out."""
-    async def call(i: int) -> Any:
-        msg = await nc.request(RAW_SUBJECT, msgpack.packb({"n": i}), timeout=TIMEOUT)
-        return msgpack.unpackb(msg.data)
-    return call
 
 
 def random_call(client: AsyncBeach) -> Call:
@@ -147,7 +139,7 @@ async def run_cases(bench: Cluster, responder_pid: int, sizes: Sizes) -> dict[st
         uids = [checked(await client.addActor("Echo", CATEGORY))["uid"] for _ in range(N_ACTORS)]
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
                           "raw responder": responder_pid, "node agent": bench.node.pid})
-        sides = {"raw": raw_call(nc), "random": random_call(client), "affinity": affinity_call(client)}
+        sides = {"raw": raw_echo_call(nc), "random": random_call(client), "affinity": affinity_call(client)}
         for call in sides.values():
             await measure(call, sizes.warmup)
         rounds: dict[str, list[Round]] = {side: [] for side in sides}
@@ -198,7 +190,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
-            raw_peer(ECHO_RESPONDER, bench.url, RAW_SUBJECT) as responder:
+            raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT) as responder:
         results = asyncio.run(run_cases(bench, responder.pid, sizes))
     text = report(results, sizes)
     print(text, end="")

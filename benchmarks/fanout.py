@@ -9,8 +9,11 @@ answer ``count``/``reset`` on a control subject.
 
 Cases, each warmed up, then in rounds alternating raw and beach (figures: medians over the rounds):
 
-* **shoot**: N x ``await handle.ashoot('hit', {'n': i})`` to the one actor of ``bench/shoot``, versus
-  N x ``await nc.publish(subject, msgpack.packb({'n': i}))`` to one raw subscriber;
+* **shoot**: N x ``await nc.publish(subject, msgpack.packb({'n': i}))`` to one raw subscriber, versus
+  N x ``await handle.ashoot('hit', {'n': i})`` to the one actor of ``bench/shoot``, twice: all N
+  fired at once ("burst"), and "paced", the sender keeping at most 500 shots unanswered (it polls
+  ``handle.getPending()``; a shot is a request whose reply a background task awaits, and an actor
+  answers ``busy`` past 1,000 requests in progress);
 * **broadcast**: N x ``await handle.abroadcast('hit', {'n': i})`` to the ten actors of ``bench/fan``
   (one host process), versus N raw publishes to ten plain subscribers in one process.
 

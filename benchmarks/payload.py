@@ -36,6 +36,7 @@ import msgpack
 import nats
 from _harness import (
     ECHO_RESPONDER,
+    ECHO_SUBJECT,
     TIMEOUT,
     Call,
     Cluster,
@@ -53,7 +54,6 @@ from _harness import (
 
 from beach.client import AsyncBeach
 
-RAW_SUBJECT = "bench.raw.echo"
 PAYLOAD = 64 * 1024
 LEVELS = (1, 64)
 
@@ -74,7 +74,7 @@ QUICK = Sizes(warmup=30, requests={1: 100, 64: 300}, rounds=1)
 def raw_call(nc: nats.NATS, blob: bytes) -> Call:
     """A request to the raw responder: msgpack in, msgpack out; checks the echo."""
     async def call(i: int) -> Any:
-        msg = await nc.request(RAW_SUBJECT, msgpack.packb({"n": i, "blob": blob}), timeout=TIMEOUT)
+        msg = await nc.request(ECHO_SUBJECT, msgpack.packb({"n": i, "blob": blob}), timeout=TIMEOUT)
         data = msgpack.unpackb(msg.data)
         if data["n"] != i or len(data["blob"]) != PAYLOAD:
             raise RuntimeError("raw echo returned something else")
@@ -145,7 +145,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
-            raw_peer(ECHO_RESPONDER, bench.url, RAW_SUBJECT) as responder:
+            raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT) as responder:
         results, meter = asyncio.run(run_cases(bench, responder.pid, sizes))
     text = report(results, meter, sizes)
     print(text, end="")

@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import nats
 from _harness import (
     ECHO_RESPONDER,
+    ECHO_SUBJECT,
     TIMEOUT,
     WORKERS,
     Call,
@@ -47,6 +47,7 @@ from _harness import (
     cluster,
     in_flight,
     main_guard,
+    raw_echo_call,
     raw_peer,
     sequential,
     summarize,
@@ -55,8 +56,6 @@ from _harness import (
 
 from beach.beach_api import Beach
 from beach.client import AsyncBeach
-
-RAW_SUBJECT = "bench.raw.echo"
 
 
 @dataclass(frozen=True)
@@ -87,14 +86,6 @@ async def compare(run: Callable[[Call, int], Awaitable[Result]], raw: Call, beac
         for results, call in zip(rounds, (raw, beach), strict=True):
             results.append(await run(call, n))
     return Result.median(rounds[0]), Result.median(rounds[1])
-
-
-def raw_call(nc: nats.NATS) -> Call:
-    """A request to the raw responder: msgpack in, msgpack out."""
-    async def call(i: int) -> Any:
-        msg = await nc.request(RAW_SUBJECT, msgpack.packb({"n": i}), timeout=TIMEOUT)
-        return msgpack.unpackb(msg.data)
-    return call
 
 
 def beach_call(client: AsyncBeach, category: str) -> Call:
@@ -136,7 +127,7 @@ async def run_cases(bench: Cluster, sizes: Sizes) -> dict[str, tuple[Result, Res
         await wait_registered(client, bench.node, bench.node_log)
         for name, category in (("Echo", "bench/echo"), ("SyncEcho", "bench/syncecho")):
             checked(await client.addActor(name, category))
-        raw = raw_call(nc)
+        raw = raw_echo_call(nc)
         echo, sync_echo = beach_call(client, "bench/echo"), beach_call(client, "bench/syncecho")
         results = {}
         for case, run, n, beach in (("sequential", sequential, sizes.sequential, echo),
@@ -185,7 +176,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
-            raw_peer(ECHO_RESPONDER, bench.url, RAW_SUBJECT):
+            raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT):
         results = asyncio.run(run_cases(bench, sizes))
     text = table(results, sizes)
     print(text, end="")
