@@ -138,7 +138,7 @@ class AsyncBeach:
         view = self._session.view
         try:
             node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
-                                       view.live(args["realm"]), args["categories"])
+                                       lambda: view.live(args["realm"]), args["categories"])
         except placement.PlacementError as err:
             return ActorResponse(False, str(err))
         # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer

@@ -28,9 +28,17 @@ class ActorHandleGroup:
         self._root = subjects.normalize(categoryRoot)
         self._options = (mode, nRetries, timeout, ident)
         self._handles: dict[str, ActorHandle] = {}
+        self._generation = -1
+        self._subcategories: list[str] = []
 
     def subcategories(self) -> list[str]:
         """The sub-categories under the root that have at least one live actor, sorted."""
+        view = self._session.view
+        if self._generation != view.generation:
+            self._generation, self._subcategories = view.generation, self._find()
+        return self._subcategories
+
+    def _find(self) -> list[str]:
         found = set()
         depth = len(subjects.segments(self._root))
         for actor in self._session.view.live(self._realm):

@@ -60,6 +60,7 @@ class ActorHandle:
         self._generation = -1
         self._cached_members: list[dict[str, Any]] = []
         self._ring: routing.Ring | None = None
+        self._actor_subjects: dict[str, str] = {}
         self._background = Background()
         self._closed = False
 
@@ -79,6 +80,7 @@ class ActorHandle:
             self._generation = view.generation
             self._cached_members = view.find(self._realm, self._category)
             self._ring = None
+            self._actor_subjects = {}
         return self._cached_members
 
     def _owner(self, key: Any, exclude: set[str]) -> str | None:
@@ -100,7 +102,10 @@ class ActorHandle:
             uid = routing.random_choice(self._members(), tried)
         if uid is None:
             return self._subject, self._category
-        return subjects.actor_subject(self._realm, uid), uid
+        subject = self._actor_subjects.get(uid)
+        if subject is None:
+            subject = self._actor_subjects[uid] = subjects.actor_subject(self._realm, uid)
+        return subject, uid
 
     def _no_actor(self) -> ActorResponse:
         return ActorResponse(False, f"{wire.NO_RESPONDERS} in category '{self._category}' "
@@ -227,9 +232,20 @@ class ActorHandle:
     async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None,
                      key: Any = None, nRetries: int | None = None,
                      onFailure: Callable[[Any], Any] | None = None) -> bool:
-        """Send a request without waiting for its reply (retries and onFailure still apply)."""
-        self._check(requestType, data, key, nRetries)
-        self._spawn(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        """Send a request without waiting for its reply.
+
+        With ``nRetries`` or ``onFailure`` it is a request whose reply a background task awaits
+        (to retry, or to report the failure). Without, it is a plain publish, as cheap as NATS
+        makes it: the receiving actor serves it when it can (it is never answered "busy"), and an
+        empty category loses it, as a fire-and-forget message is lost anywhere.
+        """
+        self._check_arguments(key, nRetries)
+        if (self._retries if nRetries is None else nRetries) or onFailure is not None:
+            self._check(requestType, data, key, nRetries)
+            self._spawn(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        else:
+            payload = self._encode(requestType, {} if data is None else data, new_id(), None)
+            await self._session.nc.publish(self._route(key, 0, set())[0], payload)
         return True
 
     async def abroadcast(self, requestType: str, data: Any = None) -> bool:
@@ -286,8 +302,8 @@ class ActorHandle:
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
         """`ashoot` from blocking code (also safe on the loop thread: it does not wait)."""
-        self._check(requestType, data, key, nRetries)
-        self._session.runner.submit(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        self._check(requestType, data, key, nRetries)  # raise here, in the caller's thread
+        self._session.runner.submit(self.ashoot(requestType, data, timeout, key, nRetries, onFailure))
         return True
 
     def broadcast(self, requestType: str, data: Any = None) -> bool:

@@ -8,6 +8,7 @@ calls see each other: ten ``repulsion`` spawns over three nodes end up 4/3/3.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from statistics import fmean
 from typing import Any
 
@@ -50,8 +51,9 @@ class Placer:
         self._next = 0
 
     def choose(self, strategy: str, hint: str | None, nodes: dict[str, dict[str, Any]],
-               actors: list[dict[str, Any]], categories: list[str]) -> str:
-        """The id of the node to spawn on; raise `PlacementError` if no node fits."""
+               actors: Callable[[], list[dict[str, Any]]], categories: list[str]) -> str:
+        """The id of the node to spawn on; raise `PlacementError` if no node fits. ``actors``
+        gives the live actors of the realm (only affinity and repulsion need them)."""
         if not nodes:
             raise PlacementError("no beach node is running (the node registry is empty)")
         ids = sorted(nodes)
@@ -72,11 +74,11 @@ class Placer:
                                      f"(nodes: {', '.join(ids)})")
             return random.choice(fit)
         if strategy == "affinity":
-            counts = _count(actors, hint) if hint else {}
+            counts = _count(actors(), hint) if hint else {}
             fit = [n for n in ids if counts.get(n)]
             return random.choice(fit or ids)
         # repulsion: the node with the fewest actors of the hinted category (default: the first
         # category of the new actor)
-        counts = _count(actors, hint or categories[0])
+        counts = _count(actors(), hint or categories[0])
         fewest = min(counts.get(n, 0) for n in ids)
         return random.choice([n for n in ids if counts.get(n, 0) == fewest])

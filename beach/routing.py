@@ -1,13 +1,14 @@
 """Choosing the actor a request goes to, when the client chooses (affinity, local).
 
 Random routing needs no choice here: it is the NATS queue group on the category's subject.
-Affinity uses rendezvous (highest-random-weight) hashing over the live members of the category:
-a stable hash (blake2b, not Python's salted ``hash()``), the same answer in every process, and
-when one of N actors joins or leaves only the keys of that actor move (about 1/N of them).
+Affinity uses a consistent-hash ring over the live members of the category: a stable hash
+(blake2b, not Python's salted ``hash()``), the same answer in every process, and when one of N
+actors joins or leaves only the keys of that actor move (about 1/N of them).
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from typing import Any
@@ -38,14 +39,7 @@ def key_bytes(key: Any) -> bytes:
                      f"not {type(key).__name__}")
 
 
-_MASK = (1 << 64) - 1
-
-
-def _mix(x: int) -> int:
-    # splitmix64's finalizer: a cheap, well-mixed 64-bit hash of an integer
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EB & _MASK
-    return x ^ (x >> 31)
+VNODES = 64  # points per actor on the ring: enough to spread keys evenly, cheap to build
 
 
 def _digest(data: bytes) -> int:
@@ -53,26 +47,28 @@ def _digest(data: bytes) -> int:
 
 
 class Ring:
-    """Rendezvous hashing over a fixed set of uids: `owner(key)` is the uid with the highest
-    ``mix(hash(key) ^ hash(uid))``. Build one per membership; lookups cost one blake2b and one
-    integer mix per member."""
+    """A consistent-hash ring over a fixed set of uids: each uid owns `VNODES` points, a key
+    belongs to the first point at or after its hash. Build one per membership; a lookup costs
+    one blake2b and a binary search."""
 
-    __slots__ = ("uids", "_seeds")
+    __slots__ = ("uids", "_points", "_owners")
 
     def __init__(self, uids: list[str]) -> None:
         self.uids = sorted(uids)
-        self._seeds = [(_digest(uid.encode()), uid) for uid in self.uids]
+        ring = sorted((_digest(f"{uid}#{i}".encode()), uid) for uid in self.uids for i in range(VNODES))
+        self._points = [point for point, _ in ring]
+        self._owners = [uid for _, uid in ring]
 
     def owner(self, key: Any) -> str | None:
         """The uid that owns ``key``, or None if the ring is empty."""
-        if not self._seeds:
+        if not self._points:
             return None
-        h = _digest(key_bytes(key))
-        return max(self._seeds, key=lambda seed: _mix(h ^ seed[0]))[1]
+        i = bisect.bisect_left(self._points, _digest(key_bytes(key)))
+        return self._owners[i if i < len(self._owners) else 0]
 
 
 def affinity_choice(key: Any, uids: list[str]) -> str | None:
-    """The uid that owns ``key`` among ``uids`` (rendezvous hashing), or None if there are none."""
+    """The uid that owns ``key`` among ``uids`` (consistent hashing), or None if there are none."""
     return Ring(uids).owner(key)
 
 

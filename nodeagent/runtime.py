@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,7 @@ class ActorRuntime:
         self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
         self.handles: list[ActorHandle] = []
         self._handle_cache: dict[tuple[Any, ...], ActorHandle] = {}
+        self._waiting: deque[tuple[Msg, float]] = deque()  # reply-less messages past the bound
         self.groups: list[ActorHandleGroup] = []
         self.inflight = 0
         self.max_inflight: int | None = spec.get("max_concurrent")
@@ -264,14 +265,18 @@ class ActorRuntime:
 
     async def _on_msg(self, msg: Msg) -> None:
         # Runs inside nats-py's one-at-a-time callback loop: hand off at once, never block here.
+        received = time.monotonic()
         if self.inflight >= self.bound:
-            self.counters["busy"] += 1
-            if msg.reply:
+            if msg.reply:  # the caller hears "busy" at once and can try another actor
+                self.counters["busy"] += 1
                 await self.host.session.nc.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
+            else:  # a broadcast or a shot: nobody to tell, so it waits its turn instead
+                self._waiting.append((msg, received))
+                self._idle.clear()
             return
         self.inflight += 1
         self._idle.clear()
-        self._background.spawn(self._serve(msg, time.monotonic()))
+        self._background.spawn(self._serve(msg, received))
 
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
@@ -285,9 +290,12 @@ class ActorRuntime:
             if result[0] is not None and msg.reply:
                 await self._reply(msg.reply, *result)
         finally:
-            self.inflight -= 1
-            if not self.inflight:
-                self._idle.set()
+            if self._waiting:  # hand this slot to the oldest message that waits for one
+                self._background.spawn(self._serve(*self._waiting.popleft()))
+            else:
+                self.inflight -= 1
+                if not self.inflight:
+                    self._idle.set()
 
     async def _dispatch(self, request: wire.Request, received: float) -> Result:
         if self.trusted and request.ident not in self.trusted:

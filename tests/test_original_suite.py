@@ -164,9 +164,15 @@ def test_multi_category(beach):
 def test_pending_metric(beach):
     assert beach.addActor("Sleeper", "sleepers").isSuccess
     vHandle = beach.getActorHandle("sleepers")
-    assert vHandle.shoot("sleep", {"seconds": 3}, timeout=20)
+    # a shot that waits for its outcome (it may retry) is pending; a plain shot is a publish
+    assert vHandle.shoot("sleep", {"seconds": 3}, timeout=20, nRetries=1)
     wait_for(lambda: vHandle.getPending() == {"sleepers": 1}, 5, what="one pending request")
-    wait_for(lambda: vHandle.getPending() == {}, 10, what="the request to finish")
+    future = vHandle.request("sleep", {"seconds": 1}, timeout=20, isWithFuture=True)
+    wait_for(lambda: vHandle.getPending() == {"sleepers": 2}, 5, what="two pending requests")
+    assert future.waitAll(10)[0].isSuccess
+    wait_for(lambda: vHandle.getPending() == {}, 10, what="the requests to finish")
+    assert vHandle.shoot("nosleep")
+    assert vHandle.getPending() == {}
 
 
 def test_tons_of_actors(beach):

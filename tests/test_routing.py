@@ -139,3 +139,15 @@ def test_awaitable_futures_and_groups(beach, config_path):
             await client.close()
 
     asyncio.run(main())
+
+
+def test_bursts_of_reply_less_messages_wait_their_turn(beach):
+    uid = beach.addActor(GATE, "burst", max_concurrent=1).data["uid"]
+    handle = beach.getActorHandle("burst")
+    for i in range(300):
+        assert handle.broadcast("ping", {"i": i})
+    for i in range(300):
+        assert handle.shoot("ping", {"i": i})
+    wait_for(lambda: handle.request("runs", {"id": "-"}, timeout=10).data["by_type"].get("ping") == 600, 20,
+             what="all 600 messages to be served")
+    assert beach.getLoadInfo()[uid]["busy"] == 0
