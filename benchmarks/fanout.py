@@ -11,9 +11,10 @@ Cases, each warmed up, then in rounds alternating raw and beach (figures: median
 
 * **shoot**: N x ``await nc.publish(subject, msgpack.packb({'n': i}))`` to one raw subscriber, versus
   N x ``await handle.ashoot('hit', {'n': i})`` to the one actor of ``bench/shoot``, twice: all N
-  fired at once ("burst"), and "paced", the sender keeping at most 500 shots unanswered (it polls
-  ``handle.getPending()``; a shot is a request whose reply a background task awaits, and an actor
-  answers ``busy`` past 1,000 requests in progress);
+  fired at once as plain shots ("burst": a shot without retries or ``onFailure`` is a publish),
+  and "paced", shots with ``onFailure`` (requests whose outcome a background task awaits), the
+  sender keeping at most 500 unanswered (it polls ``handle.getPending()``; an actor answers
+  ``busy`` past 1,000 requests in progress);
 * **broadcast**: N x ``await handle.abroadcast('hit', {'n': i})`` to the ten actors of ``bench/fan``
   (one host process), versus N raw publishes to ten plain subscribers in one process.
 
@@ -206,7 +207,10 @@ class BeachSide:
                 await asyncio.sleep(0)
                 while sum(handle.getPending().values()) >= window:
                     await asyncio.sleep(0.001)
-            await handle.ashoot("hit", {"n": i}, onFailure=failed)
+            if window is None:  # a plain shot: a publish, served when the actor can (never "busy")
+                await handle.ashoot("hit", {"n": i})
+            else:  # with onFailure: a request whose outcome a background task awaits
+                await handle.ashoot("hit", {"n": i}, onFailure=failed)
 
         result = await deliver(send, n, n, self.counts, settled=lambda: not handle.getPending())
         result.failures = failures
