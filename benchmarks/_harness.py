@@ -12,6 +12,7 @@ message once everything has been stopped.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -173,6 +174,21 @@ def checked(response: Any) -> Any:
     if not response.isSuccess:
         raise RuntimeError(f"beach request failed: {response.error!r} {response.data!r}")
     return response.data
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """The command line every benchmark takes: ``--quick`` (a smoke test) and ``--out FILE``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
+    parser.add_argument("--out", help="also write the tables to this file")
+    return parser
+
+
+def publish(text: str, out: str | None) -> None:
+    """Print a benchmark's report, and write it to ``out`` too when given."""
+    print(text, end="")
+    if out:
+        Path(out).write_text(text)
 
 
 def main_guard(main: Callable[[], int]) -> None:

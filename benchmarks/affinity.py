@@ -27,7 +27,6 @@ started is stopped at the end, also on an error or Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -35,7 +34,6 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -48,11 +46,13 @@ from _harness import (
     Cluster,
     CpuMeter,
     Table,
+    arguments,
     checked,
     cluster,
     host_pids,
     in_flight,
     main_guard,
+    publish,
     raw_echo_call,
     raw_peer,
     wait_registered,
@@ -184,18 +184,13 @@ def report(results: dict[str, Any], sizes: Sizes) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
-    parser.add_argument("--out", help="also write the tables to this file")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
             raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT) as responder:
         results = asyncio.run(run_cases(bench, responder.pid, sizes))
     text = report(results, sizes)
-    print(text, end="")
-    if args.out:
-        Path(args.out).write_text(text)
+    publish(text, args.out)
     return 0
 
 

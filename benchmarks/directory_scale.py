@@ -27,7 +27,6 @@ end, also on an error or Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -38,11 +37,10 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psutil
-from _harness import Cluster, checked, cluster, host_pids, main_guard, wait_registered
+from _harness import Cluster, arguments, checked, cluster, host_pids, main_guard, publish, wait_registered
 
 from beach.client import AsyncBeach
 
@@ -225,21 +223,17 @@ def report(r: Results) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
+    parser = arguments(__doc__)
     parser.add_argument("--actors", type=int, help="how many actors in all (default 10,000)")
     parser.add_argument("--sequential", type=int, help="how many of them one by one (default 1,000)")
     parser.add_argument("--batch", type=int, help="concurrent addActor calls per batch (default 50)")
-    parser.add_argument("--out", help="also write the tables to this file")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     sizes = Sizes(args.sequential or sizes.sequential, args.actors or sizes.total, args.batch or sizes.batch)
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp, n_processes=2) as bench:
         results = asyncio.run(run(bench, sizes))
     text = report(results)
-    print(text, end="")
-    if args.out:
-        Path(args.out).write_text(text)
+    publish(text, args.out)
     return 0
 
 

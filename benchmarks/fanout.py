@@ -34,7 +34,6 @@ started is stopped at the end, also on an error or Ctrl-C.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -43,12 +42,23 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgpack
 import nats
-from _harness import Cluster, CpuMeter, Table, checked, cluster, host_pids, main_guard, raw_peer, wait_registered
+from _harness import (
+    Cluster,
+    CpuMeter,
+    Table,
+    arguments,
+    checked,
+    cluster,
+    host_pids,
+    main_guard,
+    publish,
+    raw_peer,
+    wait_registered,
+)
 
 from beach.client import AsyncBeach
 
@@ -311,17 +321,12 @@ def report(results: dict[str, dict[str, list[Delivery]]], meter: CpuMeter, sizes
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
-    parser.add_argument("--out", help="also write the tables to this file")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench:
         results, meter = asyncio.run(run_cases(bench, sizes))
     text = report(results, meter, sizes)
-    print(text, end="")
-    if args.out:
-        Path(args.out).write_text(text)
+    publish(text, args.out)
     return 0
 
 

@@ -24,14 +24,12 @@ also on an error or Ctrl-C. Run it from the repository root::
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import nats
@@ -43,10 +41,12 @@ from _harness import (
     Call,
     Cluster,
     Result,
+    arguments,
     checked,
     cluster,
     in_flight,
     main_guard,
+    publish,
     raw_echo_call,
     raw_peer,
     sequential,
@@ -170,18 +170,13 @@ def table(results: dict[str, tuple[Result, Result]], sizes: Sizes) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a short run, to smoke-test the script")
-    parser.add_argument("--out", help="also write the table to this file")
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
             raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT):
         results = asyncio.run(run_cases(bench, sizes))
     text = table(results, sizes)
-    print(text, end="")
-    if args.out:
-        Path(args.out).write_text(text)
+    publish(text, args.out)
     return 0
 
 
