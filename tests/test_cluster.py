@@ -262,6 +262,17 @@ class Load:
         return self.counts
 
 
+def lose_machine(beach, node: NodeProcess) -> float:
+    """SIGKILL a node agent and its actor hosts at once, as when a machine is lost (nobody cleans
+    up); return the monotonic time it happened."""
+    hosts = [h["pid"] for h in beach._core.session.view.nodes[node.node_id]["hosts"].values()]
+    killed = time.monotonic()
+    for pid in [node.process.pid, *hosts]:
+        os.kill(pid, signal.SIGKILL)
+    node.process.wait()
+    return killed
+
+
 def live_nodes_of(beach, category):
     return sorted(a["node"] for a in beach._core.session.view.find("global", category))
 
@@ -275,12 +286,7 @@ def test_supervised_actors_move_when_their_node_dies(beach, configs):
         assert live_nodes_of(beach, "moving") == sorted(NODES + ["node-x"])
         load = Load(beach, "moving")
         time.sleep(0.5)
-        # the machine is lost: the agent and its hosts die at once, nobody cleans up
-        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-x"]["hosts"].values()]
-        killed = time.monotonic()
-        for pid in [doomed.process.pid, *hosts]:
-            os.kill(pid, signal.SIGKILL)
-        doomed.process.wait()
+        killed = lose_machine(beach, doomed)
         wait_for(lambda: "node-x" not in live_nodes_of(beach, "moving"), NODE_TTL + 2, what="node-x's actor to go")
         gone = time.monotonic() - killed
         wait_for(lambda: len(live_nodes_of(beach, "moving")) == 4, 15, what="re-placement on the survivors")
@@ -303,11 +309,7 @@ def test_patrol_keeps_its_count_through_node_loss(beach, configs):
             {"name": "pongs", "actor": "Pong", "category": "patrolled", "instances": 8}]})
         wait_for(lambda: len(live_nodes_of(beach, "patrolled")) == 8, 30, what="8 patrolled actors")
         assert sorted(set(live_nodes_of(beach, "patrolled"))) == sorted(NODES + ["node-p"]), "spread by repulsion"
-        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-p"]["hosts"].values()]
-        killed = time.monotonic()
-        for pid in [doomed.process.pid, *hosts]:
-            os.kill(pid, signal.SIGKILL)
-        doomed.process.wait()
+        killed = lose_machine(beach, doomed)
         wait_for(lambda: "node-p" not in live_nodes_of(beach, "patrolled")
                  and len(live_nodes_of(beach, "patrolled")) == 8, 20, what="the patrol to re-place node-p's actors")
         print(f"\npatrol through node loss: back to 8 on the survivors after {time.monotonic() - killed:.2f}s")
