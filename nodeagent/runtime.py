@@ -50,6 +50,37 @@ def _is_async(func: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(func)
 
 
+class _Started:
+    """Awaitable carrying on a coroutine already run up to its first suspension, where it yielded
+    ``waiting_on`` (what a task must wait for before resuming it)."""
+
+    __slots__ = ("coro", "waiting_on")
+
+    def __init__(self, coro: Any, waiting_on: Any) -> None:
+        self.coro = coro
+        self.waiting_on = waiting_on
+
+    def __await__(self) -> Any:
+        coro, value = self.coro, self.waiting_on
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # thrown into the task (cancellation): pass it on
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _carry_on(coro: Any, waiting_on: Any) -> Any:
+    return await _Started(coro, waiting_on)
+
+
 def _run_sync(handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Any:
     if deadline is not None and time.monotonic() >= deadline:
         return _EXPIRED
@@ -276,7 +307,18 @@ class ActorRuntime:
             return
         self.inflight += 1
         self._idle.clear()
-        self._background.spawn(self._serve(msg, received))
+        self._start(self._serve(msg, received))
+
+    def _start(self, coro: Any) -> None:
+        # Run the request at once, up to its first suspension: a quick handler is done by then
+        # and needs no task at all (a task per message was a fifth of a busy host's time).
+        # Otherwise a task carries on from there, in the same context.
+        context = contextvars.copy_context()
+        try:
+            waiting_on = context.run(coro.send, None)
+        except StopIteration:
+            return
+        self._background.spawn(_carry_on(coro, waiting_on), context)
 
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
