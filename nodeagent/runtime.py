@@ -215,7 +215,7 @@ class ActorRuntime:
         if _is_async(func):
             return await func(*args, **kwargs)
         context = contextvars.copy_context()
-        return await self.loop.run_in_executor(self.host.pool, lambda: context.run(func, *args, **kwargs))
+        return await self.host.pool.run(lambda: context.run(func, *args, **kwargs))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         return self._background.spawn(coro)
@@ -391,7 +391,7 @@ class ActorRuntime:
                 ret = await handler(request)
             else:
                 run = contextvars.copy_context().run
-                ret = await self.loop.run_in_executor(self.host.pool, run, _run_sync, handler, request, deadline)
+                ret = await self.host.pool.run(run, _run_sync, handler, request, deadline)
                 if ret is _EXPIRED:  # waited for a worker thread past its deadline
                     self.counters["expired"] += 1
                     return None, "", None

@@ -10,9 +10,11 @@ beyond the core ones leave after `IDLE_EXIT` idle seconds.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -36,6 +38,8 @@ class WorkerPool(Executor):
         self._threads = 0
         self._idle = 0
         self._work = threading.Event()
+        self._finished: deque[tuple[asyncio.Future[Any], Any, BaseException | None]] = deque()
+        self._wakeup_pending = False
         self._shutdown = False
         self._watcher = threading.Thread(target=self._watch, name=f"{name}-grow", daemon=True)
         self._watcher.start()
@@ -74,11 +78,51 @@ class WorkerPool(Executor):
             if item is None:
                 return
             future, fn, args, kwargs = item
-            if future.set_running_or_notify_cancel():
+            if isinstance(future, asyncio.Future):  # from run(): hand the outcome back in a batch
+                try:
+                    outcome: tuple[Any, BaseException | None] = (fn(*args, **kwargs), None)
+                except BaseException as exc:
+                    outcome = (None, exc)
+                self._finished.append((future, *outcome))
+                if not self._wakeup_pending:
+                    self._wakeup_pending = True
+                    try:
+                        future.get_loop().call_soon_threadsafe(self._deliver)
+                    except RuntimeError:  # the loop is closed: the host is gone, nobody waits
+                        pass
+            elif future.set_running_or_notify_cancel():
                 try:
                     future.set_result(fn(*args, **kwargs))
                 except BaseException as exc:
                     future.set_exception(exc)
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` in a worker thread; an asyncio future of its result.
+
+        Cheaper than ``loop.run_in_executor``: outcomes that finish close together reach the event
+        loop in one wake-up instead of one each (under load, most of a def handler's cost on the
+        host was these wake-ups).
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((future, fn, args, {}))  # type: ignore[arg-type]
+        with self._lock:
+            if self._threads < CORE_THREADS:
+                self._start()
+        self._work.set()
+        return future
+
+    def _deliver(self) -> None:
+        # On the event loop. Reset the flag before draining: a worker finishing meanwhile either
+        # sees it reset (and schedules another delivery) or is drained here.
+        self._wakeup_pending = False
+        while self._finished:
+            future, result, exc = self._finished.popleft()
+            if future.done():
+                continue
+            if exc is None:
+                future.set_result(result)
+            else:
+                future.set_exception(exc)
 
     def _watch(self) -> None:
         # Add a thread when work has been waiting and no thread is idle to take it.
