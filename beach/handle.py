@@ -62,7 +62,6 @@ class ActorHandle:
         self._ring: routing.Ring | None = None
         self._actor_subjects: dict[str, str] = {}
         self._background = Background()
-        self._closed = False
 
     @property
     def category(self) -> str:
@@ -286,7 +285,6 @@ class ActorHandle:
 
     async def aclose(self) -> None:
         """Cancel this handle's background requests."""
-        self._closed = True
         await self._background.cancel()
 
     # ---------------------------------------------------------------- blocking face

@@ -28,7 +28,6 @@ UNSUPPORTED = "request type not supported by actor"
 INVALID_RESPONSE = "invalid response format"
 INVALID_REQUEST = "invalid request"
 BUSY = "busy"
-EXPIRED = "deadline expired"
 NO_RESPONDERS = "no actor available"
 
 

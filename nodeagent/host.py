@@ -93,11 +93,12 @@ class ActorHost(ControlServer):
         for uid, runtime in list(self.actors.items()):
             if uid not in view.actors and uid in self.actors:
                 try:
-                    key, revision = await directory.put_actor(view.actors_kv, runtime.entry())
+                    entry = runtime.entry()
+                    key, revision = await directory.put_actor(view.actors_kv, entry)
                     if uid not in self.actors:  # stopped meanwhile: take the entry back out
                         await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, uid)
                         continue
-                    view.apply_local(key, revision, runtime.entry())
+                    view.apply_local(key, revision, entry)
                     log.warning("actor %s was missing from the directory: published again", uid)
                 except Exception as err:
                     log.warning("could not publish actor %s again: %s", uid, err)

@@ -49,12 +49,15 @@ class WorkerPool(Executor):
         if self._shutdown:
             raise RuntimeError("cannot submit to a pool that is shut down")
         future: Future[Any] = Future()
-        self._queue.put((future, fn, args, kwargs))
+        self._enqueue((future, fn, args, kwargs))
+        return future
+
+    def _enqueue(self, work: Work) -> None:
+        self._queue.put(work)
         with self._lock:
             if self._threads < CORE_THREADS:
                 self._start()
         self._work.set()
-        return future
 
     def _start(self) -> None:
         self._threads += 1
@@ -104,11 +107,7 @@ class WorkerPool(Executor):
         host was these wake-ups).
         """
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((future, fn, args, {}))  # type: ignore[arg-type]
-        with self._lock:
-            if self._threads < CORE_THREADS:
-                self._start()
-        self._work.set()
+        self._enqueue((future, fn, args, {}))  # type: ignore[arg-type]
         return future
 
     def _deliver(self) -> None:
