@@ -59,6 +59,30 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
     return nc
 
 
+async def close(nc: Client, timeout: float = 5.0) -> None:
+    """Drain ``nc`` if it is connected, then close it; never raises, never hangs.
+
+    nats-py on Python 3.11 can lose the cancellation of its reconnect loop (``asyncio.wait_for``
+    swallows a cancel when the refused connect has already failed), which then retries a dead
+    server for ever and keeps ``asyncio.run`` from returning. Bounding the attempts first makes
+    such a loop end on its own.
+    """
+    nc.options["max_reconnect_attempts"] = 1
+    if nc.is_connected:
+        try:
+            await asyncio.wait_for(nc.drain(), timeout)
+        except Exception:  # a drain that fails or overruns still ends in a close
+            pass
+    if not nc.is_closed:
+        try:
+            await asyncio.wait_for(nc.close(), timeout)
+        except Exception:  # the server went away under us: nothing is left to flush
+            pass
+    reconnecting = nc._reconnection_task  # private, but the only handle on the loop above
+    if reconnecting is not None and not reconnecting.done():
+        await asyncio.wait({reconnecting}, timeout=timeout)
+
+
 async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params: Any) -> KeyValue:
     """Bind to a KV bucket, creating it if it does not exist yet (several processes may race).
 

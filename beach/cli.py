@@ -30,6 +30,42 @@ EXAMPLE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               "examples", "multinode", "multinode.yaml")
 
 
+class Scripts:
+    """Deploy scripts run one after the other with this interpreter, stopped with the node."""
+
+    STOP_SECONDS = 5.0
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.process: asyncio.subprocess.Process | None = None
+        self.stopped = False
+
+    async def run(self) -> None:
+        """Run the scripts in turn, logging each one's exit code."""
+        log = logging.getLogger("beach.up")
+        for path in self.paths:
+            if self.stopped:
+                return
+            self.process = await asyncio.create_subprocess_exec(sys.executable, path)
+            if self.stopped:  # stop() came while the process was starting
+                await self.stop()
+            code = await self.process.wait()
+            (log.info if code == 0 else log.warning)("%s exited with code %s", path, code)
+
+    async def stop(self) -> None:
+        """Terminate the script that is still running, if any (killed after `STOP_SECONDS`)."""
+        self.stopped = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), self.STOP_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
 def _up(args: argparse.Namespace) -> int:
     from nodeagent.agent import NodeAgent
 
@@ -42,11 +78,13 @@ def _up(args: argparse.Namespace) -> int:
     async def main() -> None:
         node = asyncio.create_task(agent.run())
         await asyncio.wait([node, asyncio.create_task(agent.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if not node.done():
-            for script in args.run or []:
-                proc = await asyncio.create_subprocess_exec(sys.executable, script)
-                code = await proc.wait()
-                logging.getLogger("beach.up").info("%s exited with code %s", script, code)
+        if node.done() or not args.run:
+            return await node
+        scripts = Scripts(args.run)
+        running = asyncio.create_task(scripts.run())
+        await asyncio.wait([node, asyncio.create_task(agent.stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await scripts.stop()  # a script still running when the node stops would only see errors
+        running.cancel()
         await node
 
     asyncio.run(main())

@@ -76,8 +76,21 @@ class AsyncBeach:
         if self._admin_token:
             args = dict(args, admin_token=self._admin_token)
         payload = wire.pack(args, what=f"{op} arguments")
+        call = asyncio.ensure_future(self._session.inbox.request(subjects.node_subject(node, op), payload, timeout))
+        if node in self._session.view.nodes:
+            # a node that stops or dies while working on the call will never answer: say so at once
+            gone = self._session.view.departure(node)
+            try:
+                await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                left = not call.done()
+                if left:
+                    call.cancel()
+            if left:
+                return ActorResponse(False, f"node {node} left the cluster before answering {op}", {"gone": True})
         try:
-            msg = await self._session.inbox.request(subjects.node_subject(node, op), payload, timeout)
+            msg = await call
         except NoRespondersError:
             # no node agent behind the subject: the node is gone, and its actors with it
             return ActorResponse(False, f"node {node} is not answering (it left the cluster?)", {"gone": True})

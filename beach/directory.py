@@ -16,6 +16,7 @@ view at once, ordered by KV revision, so a client reads its own writes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -46,6 +47,7 @@ class DirectoryView:
         self._revisions: dict[str, int] = {}      # bucket/key → last revision applied
         self.generation = 0  # bumped on every change, so readers can cache what they derive
         self.departed: dict[str, float] = {}      # node id → when its entry went (monotonic)
+        self._departures: dict[str, list[asyncio.Future[None]]] = {}  # node id → who waits for it to go
         self._watches = [BucketWatch(nodes_kv, self._apply_node), BucketWatch(actors_kv, self._apply_actor)]
 
     async def start(self) -> None:
@@ -73,12 +75,22 @@ class DirectoryView:
             node_id = subjects.unescape(entry.key)
             if self.nodes.pop(node_id, None) is not None:
                 self.departed[node_id] = time.monotonic()
+            for waiter in self._departures.pop(node_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
         else:
             node = wire.unpack(entry.value)
             self.nodes[node["id"]] = node
             self.departed.pop(node["id"], None)
         if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
             self.generation += 1
+
+    def departure(self, node_id: str) -> asyncio.Future[None]:
+        """A future that completes when node ``node_id`` leaves the registry (cancel it when done)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiters = [w for w in self._departures.get(node_id, ()) if not w.done()]
+        self._departures[node_id] = waiters + [future]
+        return future
 
     def _apply_actor(self, entry: Any) -> None:
         removed = entry.operation in (KV_DEL, KV_PURGE) or not entry.value

@@ -58,7 +58,7 @@ class Session:
             inbox = Inbox(nc)
             await inbox.start()
         except BaseException:
-            await nc.close()
+            await bus.close(nc)
             raise
         return cls(config, runner, nc, view, inbox, node_id)
 
@@ -68,11 +68,7 @@ class Session:
             await asyncio.wait_for(self.view.stop(), timeout)
         except (TimeoutError, Exception):
             pass
-        if not self.nc.is_closed:
-            try:
-                await asyncio.wait_for(self.nc.drain(), timeout)
-            except (TimeoutError, Exception):
-                await self.nc.close()
+        await bus.close(self.nc, timeout)
 
     def check_size(self, payload: bytes, what: str) -> None:
         """Raise `PayloadTooLarge` if ``payload`` exceeds the server's max_payload."""

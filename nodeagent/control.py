@@ -7,6 +7,7 @@ import logging
 import traceback
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
@@ -58,4 +59,7 @@ class ControlServer:
             log.exception("%s operation %s failed", self.kind, op)
             reply = (False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
         if msg.reply:
-            await self._control_nc.publish(msg.reply, wire.pack_reply(*reply))
+            try:
+                await self._control_nc.publish(msg.reply, wire.pack_reply(*reply))
+            except nats.errors.Error as err:  # shutting down, or the bus is gone: the caller times out
+                log.warning("cannot answer %s operation %s: %s", self.kind, op, err)

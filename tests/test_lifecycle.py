@@ -7,9 +7,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -47,21 +49,46 @@ def test_sigterm_runs_every_deinit_and_exits_0(nats_server, tmp_path):
         node.terminate()
 
 
+def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(nats_server, tmp_path):
+    config = write_config(tmp_path / "beach.yaml", nats_server.url, n_processes=1)
+    node = NodeProcess(config, "dying-node", module="nodeagent")
+    try:
+        with Beach(config) as client:
+            node.wait_registered(client)
+            outcome: list = []
+            spawn = threading.Thread(target=lambda: outcome.append(
+                client.addActor("Sleeper", "slow-init", parameters={"init_seconds": 120}, timeout=120)))
+            spawn.start()
+            time.sleep(1.0)  # the spawn is in the node's hands, waiting on init()
+            os.killpg(node.process.pid, signal.SIGKILL)
+            started = time.monotonic()
+            spawn.join(60)
+            assert not spawn.is_alive(), "addActor still waits for a node that died"
+            print(f"addActor failed {time.monotonic() - started:.1f}s after the node died")
+            assert not outcome[0].isSuccess
+            assert "dying-node left the cluster" in outcome[0].error
+    finally:
+        node.terminate()
+
+
 class Example:
     """An example directory copied to ``tmp_path`` with its own port, run with ``beach up --run``."""
 
-    def __init__(self, tmp_path: Path, name: str, config: str, script: str) -> None:
+    def __init__(self, tmp_path: Path, name: str, config: str, *scripts: str,
+                 extra: dict[str, str] | None = None) -> None:
         self.dir = tmp_path / name
         shutil.copytree(REPO / "examples" / name, self.dir)
+        for file, text in (extra or {}).items():
+            (self.dir / file).write_text(text)
         raw = yaml.safe_load((self.dir / config).read_text())
         raw["nats"]["port"] = free_port()  # the test's own port, not the example's
         raw["nats"]["store_dir"] = str(tmp_path / "state")
         (self.dir / config).write_text(yaml.safe_dump(raw))
         self.log = tmp_path / "up.log"
         with open(self.log, "wb") as out:
-            self.up = subprocess.Popen([sys.executable, "-m", "beach.cli", "up", str(self.dir / config),
-                                        "--run", str(self.dir / script)], stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            runs = [arg for script in scripts for arg in ("--run", str(self.dir / script))]
+            self.up = subprocess.Popen([sys.executable, "-m", "beach.cli", "up", str(self.dir / config), *runs],
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self) -> str:
         return self.log.read_text()
@@ -106,7 +133,34 @@ def test_async_example(tmp_path):
         assert "isSuccess: True, isTimedOut: False, error: , data: {'key': 'answer', 'value': 42}" in text
         assert "error: no such key" in text
         assert "100 of 100 concurrent gets succeeded" in text
+        example.wait_for_output("run.py exited with code 0")
         assert example.interrupt() == 0
+    finally:
+        example.kill()
+
+
+HANGING_SCRIPT = """
+import asyncio, os
+from beach import AsyncBeach
+
+async def main():
+    beach = await AsyncBeach.open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "async.yaml"))
+    print("hanging as", os.getpid(), flush=True)
+    await asyncio.sleep(600)  # connected, never closing: Ctrl-C must not wait for it
+
+asyncio.run(main())
+"""
+
+
+def test_ctrl_c_stops_beach_up_while_a_script_still_runs(tmp_path):
+    example = Example(tmp_path, "async_actors", "async.yaml", "hang.py", extra={"hang.py": HANGING_SCRIPT})
+    try:
+        example.wait_for_output("hanging as")
+        pid = int(example.text().split("hanging as", 1)[1].split()[0])
+        started = time.monotonic()
+        assert example.interrupt() == 0
+        assert time.monotonic() - started < 30, "beach up stopped, but slowly"
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     finally:
         example.kill()
 
