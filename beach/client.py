@@ -232,21 +232,25 @@ class AsyncBeach:
             else:
                 by_node.setdefault(actor["node"], []).append(uid)
         if delay:  # one at a time, delay apart
-            responses = []
+            calls = []
             for i, (node, uid) in enumerate((n, u) for n, node_uids in by_node.items() for u in node_uids):
                 if i:
                     await asyncio.sleep(delay)
-                responses.append(await self._node_call(node, "stop", {"uids": [uid]}, CONTROL_TIMEOUT))
+                calls.append(([uid], await self._node_call(node, "stop", {"uids": [uid]}, CONTROL_TIMEOUT)))
         else:
-            responses = list(await asyncio.gather(*(self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT)
-                                                    for node, node_uids in by_node.items())))
+            responses = await asyncio.gather(*(self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT)
+                                               for node, node_uids in by_node.items()))
+            calls = list(zip(by_node.values(), responses))
         stopped: list[str] = []
         errors = []
-        for response in responses:
+        for asked, response in calls:
             if isinstance(response.data, dict):
                 self._apply_stops(response.data.get("stopped", {}))
                 stopped += list(response.data.get("stopped", {}))
                 missing += response.data.get("not_found", [])
+                if response.data.get("gone"):  # the node left, and its actors with it
+                    missing += asked
+                    continue
             if not response.isSuccess:
                 errors.append(response.error)
         return ActorResponse(not errors, "; ".join(errors), {"stopped": stopped, "not_found": missing})

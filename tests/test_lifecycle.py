@@ -55,6 +55,8 @@ def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(n
     try:
         with Beach(config) as client:
             node.wait_registered(client)
+            survivor = client.addActor("Pong", "pongs")
+            assert survivor.isSuccess, survivor
             outcome: list = []
             spawn = threading.Thread(target=lambda: outcome.append(
                 client.addActor("Sleeper", "slow-init", parameters={"init_seconds": 120}, timeout=120)))
@@ -67,6 +69,10 @@ def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(n
             print(f"addActor failed {time.monotonic() - started:.1f}s after the node died")
             assert not outcome[0].isSuccess
             assert "dying-node left the cluster" in outcome[0].error
+            # stopping an actor of the dead node: nothing to do, and no error
+            stopped = client.stopActors(withId=survivor.data["uid"])
+            assert stopped.isSuccess, stopped
+            assert stopped.data["not_found"] == [survivor.data["uid"]]
     finally:
         node.terminate()
 
