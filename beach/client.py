@@ -240,7 +240,7 @@ class AsyncBeach:
         else:
             responses = await asyncio.gather(*(self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT)
                                                for node, node_uids in by_node.items()))
-            calls = list(zip(by_node.values(), responses))
+            calls = list(zip(by_node.values(), responses, strict=True))
         stopped: list[str] = []
         errors = []
         for asked, response in calls:

@@ -211,13 +211,17 @@ class NodeAgent(ControlServer):
         gone = {uid: realm for uid, (host, realm) in self.placed.items() if host in host_ids}
         gone.update({a["uid"]: a["realm"] for a in view.actors.values()
                      if a["node"] == self.node_id and a["host"] in host_ids})
-        for uid, realm in gone.items():
+
+        async def forget(uid: str, realm: str) -> None:
             self.placed.pop(uid, None)
             try:
                 key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
                 view.apply_local(key, revision, None)
             except Exception as err:
                 log.warning("could not remove actor %s of a dead host: %s", uid, err)
+
+        # all at once: with the bus down, each delete waits out its own timeout
+        await asyncio.gather(*(forget(uid, realm) for uid, realm in gone.items()))
 
     async def collect_orphans(self) -> None:
         """Delete directory entries whose node has been gone for `ORPHAN_GRACE` seconds."""

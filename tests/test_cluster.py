@@ -178,10 +178,10 @@ def test_categories_change_cluster_wide(beach, configs):
     a1 = beach.addActor("MultiPing", ["cw/one"], strategy="host_affinity", strategy_hint="node-c")
     with Beach(configs[1]) as other:
         assert beach.addToCategory(a1.data["uid"], "cw/two")
-        wait_for(lambda: other.getActorHandle("cw/two").getNumAvailable() == 1, 2, what="other client to see it")
+        wait_for(lambda: other.getActorHandle("cw/two").getNumAvailable() == 1, 10, what="other client to see it")
         assert other.getActorHandle("cw/two").request("oob").data == {"cmdresult": 42}
         assert other.removeFromCategory(a1.data["uid"], "cw/one")
-        wait_for(lambda: beach.getActorHandle("cw/one").getNumAvailable() == 0, 2, what="removal to show")
+        wait_for(lambda: beach.getActorHandle("cw/one").getNumAvailable() == 0, 10, what="removal to show")
     mtd = beach.getAllNodeMetadata()
     assert sorted(mtd) == NODES
     assert mtd["node-c"]["data"]["mtd"][a1.data["uid"]]["categories"] == ["cw/two"]
@@ -202,7 +202,7 @@ def test_node_joins_and_leaves(beach, configs, tmp_path):
         assert handle.getNumAvailable() == 4
         assert late.terminate() == 0
         assert marker.read_text() == resp.data["uid"]
-        wait_for(lambda: beach.getNodeCount() == 3, 5, what="the node to leave the registry")
+        wait_for(lambda: beach.getNodeCount() == 3, 10, what="the node to leave the registry")
         assert handle.getNumAvailable() == 3
         assert all(handle.request("ping").isSuccess for _ in range(10))
     finally:

@@ -166,9 +166,9 @@ def test_pending_metric(beach):
     vHandle = beach.getActorHandle("sleepers")
     # a shot that waits for its outcome (it may retry) is pending; a plain shot is a publish
     assert vHandle.shoot("sleep", {"seconds": 3}, timeout=20, nRetries=1)
-    wait_for(lambda: vHandle.getPending() == {"sleepers": 1}, 5, what="one pending request")
+    wait_for(lambda: vHandle.getPending() == {"sleepers": 1}, 10, what="one pending request")
     future = vHandle.request("sleep", {"seconds": 1}, timeout=20, isWithFuture=True)
-    wait_for(lambda: vHandle.getPending() == {"sleepers": 2}, 5, what="two pending requests")
+    wait_for(lambda: vHandle.getPending() == {"sleepers": 2}, 10, what="two pending requests")
     assert future.waitAll(10)[0].isSuccess
     wait_for(lambda: vHandle.getPending() == {}, 10, what="the requests to finish")
     assert vHandle.shoot("nosleep")

@@ -79,7 +79,7 @@ def test_busy_is_immediate_and_retries_go_to_another_actor(beach):
     a = beach.addActor(GATE, "busy", max_concurrent=1).data["uid"]
     holder = beach.getActorHandle("_ACTORS/" + a)
     assert holder.shoot("hold", {"seconds": 5})
-    wait_for(lambda: beach.getLoadInfo()[a]["inflight"] == 1, 5, what="the gate to be held")
+    wait_for(lambda: beach.getLoadInfo()[a]["inflight"] == 1, 10, what="the gate to be held")
     resp = beach.getActorHandle("busy").request("ping", timeout=10)
     assert not resp.isSuccess and not resp.isTimedOut and resp.error == "busy"
     b = beach.addActor(GATE, "busy", max_concurrent=1).data["uid"]

@@ -80,7 +80,7 @@ def test_graceful_stop_finishes_requests_in_progress(beach, tmp_path):
     assert beach.addActor("Drainer", "drain", parameters={"path": str(path)}).isSuccess
     handle = beach.getActorHandle("drain")
     future = handle.request("slow", {"seconds": 1.5}, isWithFuture=True)
-    wait_for(lambda: handle.getPending(), 2, what="the request to be in flight")
+    wait_for(lambda: handle.getPending(), 10, what="the request to be in flight")
     time.sleep(0.2)
     assert beach.stopActors(withCategory="drain").isSuccess
     [resp] = future.waitAll(5)
