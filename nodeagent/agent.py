@@ -142,11 +142,14 @@ class NodeAgent(ControlServer):
                 log.error("host %s did not stop in %ss: killing it", host.id, HOST_STOP_SECONDS)
                 host.process.kill()
                 host.process.wait()
-        await self._forget_hosts([h.id for h in hosts])
-        try:
-            await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
-        except Exception as err:
-            log.warning("could not remove node %s from the registry: %s", self.node_id, err)
+        if self.session.nc.is_connected:
+            await self._forget_hosts([h.id for h in hosts])
+            try:
+                await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
+            except Exception as err:
+                log.warning("could not remove node %s from the registry: %s", self.node_id, err)
+        else:  # writes would only wait out their timeouts; the entry expires and others collect the rest
+            log.warning("node %s leaves without NATS: its registry entry will expire", self.node_id)
         await self.session.close()
 
     # ---------------------------------------------------------------- hosts

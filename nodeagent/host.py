@@ -170,13 +170,14 @@ class ActorHost(ControlServer):
                 await desired.delete(kv, desired.supervision_key(runtime.realm, sid))
             except Exception as err:  # stop it all the same; the supervisor will restart it
                 log.warning("could not end the supervision of actor %s: %s", uid, err)
-        try:
-            key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
-                                                         runtime.realm, uid)
-            self.session.view.apply_local(key, revision, None)
-        except Exception as err:  # the bus may be gone at shutdown; the node agent cleans up
-            log.warning("could not remove actor %s from the directory: %s", uid, err)
-            key, revision = subjects.actor_key(runtime.realm, uid), 0
+        key, revision = subjects.actor_key(runtime.realm, uid), 0
+        if self.session.nc.is_connected or not self.stopped.is_set():  # leaving without NATS: others collect it
+            try:
+                key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
+                                                             runtime.realm, uid)
+                self.session.view.apply_local(key, revision, None)
+            except Exception as err:
+                log.warning("could not remove actor %s from the directory: %s", uid, err)
         await runtime.stop()
         self._maybe_exit()
         return key, revision

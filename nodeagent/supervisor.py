@@ -79,7 +79,7 @@ class Supervisor:
         await self._background.cancel()
         if self.mirror is not None:
             await self.mirror.stop()
-        if self.leading:
+        if self.leading and self.agent.session.nc.is_connected:  # else the lease runs out by itself
             try:
                 await self.lease.release()
             except Exception:

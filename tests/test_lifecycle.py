@@ -56,11 +56,12 @@ def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(n
     try:
         with Beach(config) as client:
             node.wait_registered(client)
-            survivor = client.addActor("Pong", "pongs")
+            here = dict(strategy="host_affinity", strategy_hint="dying-node")  # other tests' nodes may be up
+            survivor = client.addActor("Pong", "pongs", **here)
             assert survivor.isSuccess, survivor
             outcome: list = []
             spawn = threading.Thread(target=lambda: outcome.append(
-                client.addActor("Sleeper", "slow-init", parameters={"init_seconds": 120}, timeout=120)))
+                client.addActor("Sleeper", "slow-init", parameters={"init_seconds": 120}, timeout=120, **here)))
             spawn.start()
             time.sleep(1.0)  # the spawn is in the node's hands, waiting on init()
             os.killpg(node.process.pid, signal.SIGKILL)
