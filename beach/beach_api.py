@@ -59,7 +59,8 @@ class Beach:
         return self._core.realm
 
     def close(self) -> None:
-        """Disconnect and stop the private loop thread."""
+        """Disconnect and stop the private loop thread; blocking calls still in flight in other
+        threads fail with `BusError`."""
         if self._runner.loop.is_running():
             try:
                 self._runner.run(self._core.close())

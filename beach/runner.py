@@ -15,9 +15,10 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .errors import UsageError
+from .errors import BusError, UsageError
 
 T = TypeVar("T")
+CLOSED_DURING_CALL = "the beach connection was closed while this call was in progress"
 
 
 class Runner:
@@ -25,6 +26,7 @@ class Runner:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._waiting: set[Future[Any]] = set()  # calls submitted and not finished, for `abandon`
 
     def in_loop_thread(self) -> bool:
         """True if the caller runs on this runner's event loop thread."""
@@ -44,10 +46,14 @@ class Runner:
             raise UsageError("this beach connection is closed")
         context = contextvars.copy_context()
         result: Future[T] = Future()
+        self._waiting.add(result)
+        result.add_done_callback(self._waiting.discard)
 
         def copy(task: asyncio.Task[T]) -> None:
-            if task.cancelled():
-                result.cancel()
+            if result.done():
+                return
+            if task.cancelled():  # only the loop's shutdown cancels these tasks
+                result.set_exception(BusError(CLOSED_DURING_CALL))
             elif task.exception() is not None:
                 result.set_exception(task.exception())  # type: ignore[arg-type]
             else:
@@ -61,6 +67,12 @@ class Runner:
 
         self.loop.call_soon_threadsafe(start)
         return result
+
+    def abandon(self) -> None:
+        """Fail every call still waiting (the loop has stopped and will not finish them)."""
+        for waiting in list(self._waiting):
+            if not waiting.done():
+                waiting.set_exception(BusError(CLOSED_DURING_CALL))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and block until it finishes; return its result or raise its error.
@@ -109,6 +121,7 @@ class LoopThread(Runner):
         if threading.current_thread() is not self.thread:
             self.thread.join(5)
             self.loop.close()
+        self.abandon()
 
 
 class Background:

@@ -61,7 +61,8 @@ def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(n
             assert survivor.isSuccess, survivor
             outcome: list = []
             spawn = threading.Thread(target=lambda: outcome.append(
-                client.addActor("Sleeper", "slow-init", parameters={"init_seconds": 120}, timeout=120, **here)))
+                client.addActor("Sleeper", "slow-init", parameters={"init_seconds": 120}, timeout=120, **here)),
+                daemon=True)
             spawn.start()
             time.sleep(1.0)  # the spawn is in the node's hands, waiting on init()
             os.killpg(node.process.pid, signal.SIGKILL)

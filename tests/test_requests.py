@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import nats
 import pytest
 
 from beach import subjects, wire
-from beach.errors import CategoryError, EncodeError, PayloadTooLarge, UsageError
+from beach.beach_api import Beach
+from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, UsageError
 
 
 def test_async_handlers_run_concurrently(beach):
@@ -212,3 +214,24 @@ def test_affinity_handle_needs_a_key(beach):
         handle.request("ping")
     owners = {handle.request("ping", key="user-42").data["uid"] for _ in range(10)}
     assert len(owners) == 1
+
+
+def test_closing_a_client_fails_the_blocking_calls_still_in_flight(beach, config_path):
+    assert beach.addActor("Sleeper", "sleepers").isSuccess
+    other = Beach(config_path)
+    outcome: list = []
+
+    def call() -> None:
+        try:
+            outcome.append(other.getActorHandle("sleepers").request("sleep", {"seconds": 5}, timeout=60))
+        except BaseException as err:  # what the caller sees when its connection goes
+            outcome.append(err)
+
+    caller = threading.Thread(target=call, daemon=True)  # a failure must not hang pytest's exit
+    caller.start()
+    time.sleep(0.5)  # the request is with the actor
+    other.close()
+    caller.join(30)
+    assert not caller.is_alive(), "a blocking call outlived its client's close()"
+    assert isinstance(outcome[0], BusError), outcome
+    assert "closed while this call was in progress" in str(outcome[0])
