@@ -53,5 +53,9 @@ class BusError(BeachError, ConnectionError):
     """NATS cannot be reached, or a bus operation (KV, subscribe) failed."""
 
 
+class ClosedError(BusError):
+    """The beach connection was closed before the call, or while the call was in progress."""
+
+
 class UsageError(BeachError, ValueError):
     """The API was called with an argument it cannot accept."""

@@ -244,13 +244,13 @@ class ActorHandle:
             self._spawn(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         else:
             payload = self._encode(requestType, {} if data is None else data, new_id(), None)
-            await self._session.nc.publish(self._route(key, 0, set())[0], payload)
+            await self._session.publish(self._route(key, 0, set())[0], payload)
         return True
 
     async def abroadcast(self, requestType: str, data: Any = None) -> bool:
         """Send a request to every actor of the category; replies are not awaited."""
         payload = self._encode(requestType, data, new_id(), remaining(self._timeout))
-        await self._session.nc.publish(self._broadcast_subject, payload)
+        await self._session.publish(self._broadcast_subject, payload)
         return True
 
     async def arequestFromAll(self, requestType: str, data: Any = None,

@@ -13,8 +13,11 @@ import itertools
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+
+from .errors import ClosedError
+from .runner import CLOSED, CLOSED_DURING_CALL
 
 NO_RESPONDERS = "503"
 
@@ -27,6 +30,7 @@ class Inbox:
         self.prefix = nc.new_inbox() + "."
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
         self._tokens = itertools.count()
+        self.closed = False
 
     async def start(self) -> None:
         """Subscribe to the inbox (once, before the first request)."""
@@ -37,19 +41,33 @@ class Inbox:
         if future is not None and not future.done():
             future.set_result(msg)
 
+    def close(self) -> None:
+        """Fail every request still waiting for its reply, and every later one, with `ClosedError`."""
+        self.closed = True
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ClosedError(CLOSED_DURING_CALL))
+        self._waiting.clear()
+
     async def request(self, subject: str, payload: bytes, timeout: float) -> Msg:
         """Publish ``payload`` on ``subject`` and return the reply.
 
         Raises nats-py's ``NoRespondersError`` when nobody listens on ``subject`` (the server
-        says so at once) and its ``TimeoutError`` after ``timeout`` seconds.
+        says so at once), its ``TimeoutError`` after ``timeout`` seconds, and `ClosedError` once
+        the connection is closed.
         """
+        if self.closed:
+            raise ClosedError(CLOSED)
         token = format(next(self._tokens), "x")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = future
         timer = loop.call_later(timeout, _expire, future)
         try:
-            await self.nc.publish(subject, payload, reply=self.prefix + token)
+            try:
+                await self.nc.publish(subject, payload, reply=self.prefix + token)
+            except ConnectionClosedError:
+                raise ClosedError(CLOSED) from None
             msg = await future
         finally:
             timer.cancel()

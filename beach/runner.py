@@ -15,9 +15,10 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .errors import BusError, UsageError
+from .errors import ClosedError, UsageError
 
 T = TypeVar("T")
+CLOSED = "this beach connection is closed"
 CLOSED_DURING_CALL = "the beach connection was closed while this call was in progress"
 
 
@@ -43,7 +44,7 @@ class Runner:
         """
         if self.loop.is_closed() or not self.loop.is_running():
             coro.close()
-            raise UsageError("this beach connection is closed")
+            raise ClosedError(CLOSED)
         context = contextvars.copy_context()
         result: Future[T] = Future()
         self._waiting.add(result)
@@ -53,7 +54,7 @@ class Runner:
             if result.done():
                 return
             if task.cancelled():  # only the loop's shutdown cancels these tasks
-                result.set_exception(BusError(CLOSED_DURING_CALL))
+                result.set_exception(ClosedError(CLOSED_DURING_CALL))
             elif task.exception() is not None:
                 result.set_exception(task.exception())  # type: ignore[arg-type]
             else:
@@ -72,7 +73,7 @@ class Runner:
         """Fail every call still waiting (the loop has stopped and will not finish them)."""
         for waiting in list(self._waiting):
             if not waiting.done():
-                waiting.set_exception(BusError(CLOSED_DURING_CALL))
+                waiting.set_exception(ClosedError(CLOSED_DURING_CALL))
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and block until it finishes; return its result or raise its error.

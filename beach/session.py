@@ -12,13 +12,14 @@ import time
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import ConnectionClosedError
 
 from . import bus
 from .config import Config
 from .directory import DirectoryView
-from .errors import PayloadTooLarge
+from .errors import ClosedError, PayloadTooLarge
 from .inbox import Inbox
-from .runner import Runner
+from .runner import CLOSED, Runner
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.
@@ -69,6 +70,14 @@ class Session:
         except (TimeoutError, Exception):
             pass
         await bus.close(self.nc, timeout)
+        self.inbox.close()  # after the drain, which delivers the replies already on their way
+
+    async def publish(self, subject: str, payload: bytes) -> None:
+        """Publish ``payload`` on ``subject``; raise `ClosedError` once the connection is closed."""
+        try:
+            await self.nc.publish(subject, payload)
+        except ConnectionClosedError:
+            raise ClosedError(CLOSED) from None
 
     def check_size(self, payload: bytes, what: str) -> None:
         """Raise `PayloadTooLarge` if ``payload`` exceeds the server's max_payload."""

@@ -235,3 +235,27 @@ def test_closing_a_client_fails_the_blocking_calls_still_in_flight(beach, config
     assert not caller.is_alive(), "a blocking call outlived its client's close()"
     assert isinstance(outcome[0], BusError), outcome
     assert "closed while this call was in progress" in str(outcome[0])
+
+
+def test_async_calls_during_and_after_close_fail_with_closed_error(beach, config_path):
+    from beach import AsyncBeach
+    from beach.errors import ClosedError
+
+    assert beach.addActor("Sleeper", "sleepers").isSuccess
+
+    async def scenario():
+        client = await AsyncBeach.open(config_path)
+        handle = client.getActorHandle("sleepers")
+        in_flight = asyncio.ensure_future(handle.arequest("sleep", {"seconds": 5}, timeout=60))
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        await client.close()
+        with pytest.raises(ClosedError, match="closed while this call was in progress"):
+            await asyncio.wait_for(in_flight, 10)
+        assert time.monotonic() - started < 10
+        with pytest.raises(ClosedError, match="this beach connection is closed"):
+            await handle.arequest("nosleep")
+        with pytest.raises(ClosedError, match="this beach connection is closed"):
+            await handle.ashoot("nosleep")
+
+    asyncio.run(scenario())
