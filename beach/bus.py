@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import nats
+import nats.errors
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
+from nats.errors import ConnectionClosedError, ConnectionDrainingError, NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from .config import Config
-from .errors import BusError
+from .errors import CLOSED, BusError, ClosedError
 
 log = logging.getLogger("beach.bus")
 
@@ -24,6 +27,23 @@ NODES_BUCKET = "beach_nodes"
 DESIRED_BUCKET = "beach_desired"
 CONNECT_TRIES = 3
 JETSTREAM_WAIT = 20.0
+
+
+def failure(err: nats.errors.Error, what: str) -> BusError:
+    """Our exception for nats-py's ``err``: `ClosedError` once the connection is closed or
+    draining, else `BusError` saying ``what`` failed (a full reconnect buffer, a timeout...)."""
+    if isinstance(err, (ConnectionClosedError, ConnectionDrainingError)):
+        return ClosedError(CLOSED)
+    return BusError(f"{what}: {str(err) or type(err).__name__}")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise nats-py's errors from inside the block as ours (see `failure`)."""
+    try:
+        yield
+    except nats.errors.Error as err:
+        raise failure(err, what) from None
 
 
 async def _log_error(err: Exception) -> None:
@@ -44,7 +64,9 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
         auth["token"] = config.nats.token
     if config.nats.credentials:
         auth["user_credentials"] = config.nats.credentials
-    params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5,
+    # flush_timeout: a full outgoing buffer to a server that stopped reading must not block a
+    # publish for ever (nats-py waits without limit by default)
+    params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5, flush_timeout=2,
                                   max_reconnect_attempts=CONNECT_TRIES - 1, error_cb=_log_error,
                                   ping_interval=10, max_outstanding_pings=3)
     params.update(auth)

@@ -20,7 +20,7 @@ from nats.js.kv import KeyValue
 
 from . import bus, desired, patrol, placement, subjects, wire
 from . import config as beach_config
-from .errors import UsageError
+from .errors import BusError, ClosedError, UsageError
 from .group import ActorHandleGroup
 from .handle import ActorHandle
 from .response import ActorResponse
@@ -96,6 +96,10 @@ class AsyncBeach:
             return ActorResponse(False, f"node {node} is not answering (it left the cluster?)", {"gone": True})
         except (TimeoutError, NatsTimeout):
             return ActorResponse(False, f"node {node} did not answer {op} within {timeout}s", isTimedOut=True)
+        except ClosedError:
+            raise
+        except BusError as err:
+            return ActorResponse(False, f"{op} on node {node} not sent: {err}")
         ok, error, data = wire.unpack_reply(msg.data)
         return ActorResponse(ok, error, data)
 
@@ -182,18 +186,23 @@ class AsyncBeach:
     async def removePatrol(self, owner: str) -> bool:
         """Forget a patrol spec: the supervisor stops its actors. False if there was none."""
         key = desired.patrol_key(owner)
-        if await desired.get(await self._desired(), key) is None:
-            return False
+        with bus.translated("cannot read the desired state"):
+            if await desired.get(await self._desired(), key) is None:
+                return False
         return (await self._change_desired(delete=[key])).isSuccess
 
     async def getPatrols(self) -> dict[str, dict[str, Any]]:
-        """Every patrol spec, by owner."""
-        return {v["owner"]: v for v, _ in (await desired.snapshot(await self._desired(), "patrol.")).values()}
+        """Every patrol spec, by owner. Raises `BusError` when NATS cannot answer."""
+        with bus.translated("cannot read the desired state"):
+            specs = await desired.snapshot(await self._desired(), "patrol.")
+        return {v["owner"]: v for v, _ in specs.values()}
 
     async def getSupervised(self) -> dict[str, dict[str, Any]]:
         """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or
-        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error'}}``."""
-        entries = await desired.snapshot(await self._desired(), "sup.")
+        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error'}}``.
+        Raises `BusError` when NATS cannot answer."""
+        with bus.translated("cannot read the desired state"):
+            entries = await desired.snapshot(await self._desired(), "sup.")
         return {v["sid"]: {"name": v["spawn"]["name"], "realm": v["spawn"]["realm"],
                            "categories": v["spawn"]["categories"], "state": v["state"], "uid": v["uid"],
                            "restart": v["restart"], "restarts": v["restarts"], "last_error": v.get("last_error")}

@@ -53,6 +53,10 @@ class BusError(BeachError, ConnectionError):
     """NATS cannot be reached, or a bus operation (KV, subscribe) failed."""
 
 
+CLOSED = "this beach connection is closed"
+CLOSED_DURING_CALL = "the beach connection was closed while this call was in progress"
+
+
 class ClosedError(BusError):
     """The beach connection was closed before the call, or while the call was in progress."""
 

@@ -12,13 +12,14 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from . import routing, subjects, wire
-from .errors import UsageError
+from .errors import BusError, ClosedError, UsageError
 from .response import ActorResponse, FutureResults
 from .runner import Background
 from .session import Session, remaining
@@ -117,6 +118,10 @@ class ActorHandle:
             return self._no_actor()
         except (TimeoutError, NatsTimeout):
             return ActorResponse.timeout()
+        except ClosedError:
+            raise
+        except BusError as err:  # NATS takes no more for now (reconnecting, its buffer full): retryable
+            return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {err}")
         try:
             ok, error, data = wire.unpack_reply(msg.data)
         except ValueError as err:
@@ -174,7 +179,7 @@ class ActorHandle:
                 tried.add(target)
             if response.error == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
                 tried.add(response.data["uid"])
-            if attempt < retries and (response.error.startswith(wire.NO_RESPONDERS)
+            if attempt < retries and (response.error.startswith((wire.NO_RESPONDERS, wire.BUS_UNAVAILABLE))
                                       or (response.error == wire.BUSY and not self._others(tried))):
                 await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))  # nobody else to ask: back off
         if not response.isSuccess and onFailure is not None:
@@ -186,7 +191,8 @@ class ActorHandle:
 
     @staticmethod
     def _retryable(response: ActorResponse) -> bool:
-        return response.isTimedOut or response.error in RETRYABLE or response.error.startswith(wire.NO_RESPONDERS)
+        return (response.isTimedOut or response.error in RETRYABLE
+                or response.error.startswith((wire.NO_RESPONDERS, wire.BUS_UNAVAILABLE)))
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         return self._background.spawn(coro)
@@ -210,14 +216,16 @@ class ActorHandle:
         async def run() -> None:
             try:
                 response = await coro
-            except asyncio.CancelledError:
-                future._add(ActorResponse(False, "cancelled: the handle was closed"))
-                raise
             except Exception as err:
                 response = ActorResponse(False, f"request failed: {type(err).__name__}: {err}")
             future._add(response)
 
-        self._spawn(run())
+        def cancelled(task: asyncio.Task[None]) -> None:
+            if task.cancelled():  # the handle was closed, maybe before the task even started
+                coro.close()
+                future._add(ActorResponse(False, "cancelled: the handle was closed"))
+
+        self._spawn(run()).add_done_callback(cancelled)
 
     async def arequest_future(self, requestType: str, data: Any = None, timeout: float | None = None,
                               key: Any = None, nRetries: int | None = None,
@@ -299,10 +307,15 @@ class ActorHandle:
 
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
-        """`ashoot` from blocking code (also safe on the loop thread: it does not wait)."""
+        """`ashoot` from blocking code: returns once the message is handed to NATS, and raises
+        what `ashoot` raises. On the event loop's own thread (an ``async def`` handler that should
+        have awaited `ashoot`) it cannot wait: it returns at once and a failure is only logged."""
         self._check(requestType, data, key, nRetries)  # raise here, in the caller's thread
-        self._session.runner.submit(self.ashoot(requestType, data, timeout, key, nRetries, onFailure))
-        return True
+        shot = self.ashoot(requestType, data, timeout, key, nRetries, onFailure)
+        if self._session.runner.in_loop_thread():
+            self._session.runner.submit(shot).add_done_callback(_log_lost_shot)
+            return True
+        return self._session.runner.run(shot)
 
     def broadcast(self, requestType: str, data: Any = None) -> bool:
         """`abroadcast` from blocking code."""
@@ -337,3 +350,8 @@ async def _call_back(callback: Callable[[Any], Any], data: Any) -> None:
     except Exception:
         log.exception("onFailure callback %r raised", callback)
 
+
+
+def _log_lost_shot(sent: Future[bool]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        log.warning("a shoot from the event loop's thread was not sent: %s", sent.exception())

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 
+import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from .errors import ClosedError
-from .runner import CLOSED, CLOSED_DURING_CALL
+from . import bus
+from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError
 
 NO_RESPONDERS = "503"
 
@@ -53,8 +54,8 @@ class Inbox:
         """Publish ``payload`` on ``subject`` and return the reply.
 
         Raises nats-py's ``NoRespondersError`` when nobody listens on ``subject`` (the server
-        says so at once), its ``TimeoutError`` after ``timeout`` seconds, and `ClosedError` once
-        the connection is closed.
+        says so at once), its ``TimeoutError`` after ``timeout`` seconds, `ClosedError` once the
+        connection is closed, and `BusError` when NATS takes no more (a full reconnect buffer).
         """
         if self.closed:
             raise ClosedError(CLOSED)
@@ -66,8 +67,8 @@ class Inbox:
         try:
             try:
                 await self.nc.publish(subject, payload, reply=self.prefix + token)
-            except ConnectionClosedError:
-                raise ClosedError(CLOSED) from None
+            except nats.errors.Error as err:
+                raise bus.failure(err, f"cannot send a request to {subject}") from None
             msg = await future
         finally:
             timer.cancel()

@@ -10,11 +10,14 @@ from typing import Any
 
 from nats.js.kv import KeyValue
 
+from .errors import BusError
+
 log = logging.getLogger("beach.kvwatch")
 
 # nats-py may queue the watch's "initial values done" marker ahead of values it has already
 # received but not yet handed over; values arriving this soon after the marker still count.
 SETTLE_SECONDS = 0.05
+READY_SECONDS = 20.0  # a new cluster's JetStream may take a while; a lost connection must not hang us
 
 
 class BucketWatch:
@@ -30,11 +33,17 @@ class BucketWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start following; return once the current contents are applied."""
+        """Start following; return once the current contents are applied. Raises `BusError` if
+        they do not arrive within `READY_SECONDS`."""
         self._watcher = await self.kv.watchall()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._follow(ready))
-        await ready
+        try:
+            await asyncio.wait_for(asyncio.shield(ready), READY_SECONDS)
+        except TimeoutError:
+            await self.stop()
+            raise BusError(f"the watch of KV bucket {self.kv._name} did not deliver its contents "
+                           f"within {READY_SECONDS:g}s (is NATS reachable?)") from None
 
     async def _follow(self, ready: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()

@@ -15,11 +15,9 @@ from collections.abc import Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .errors import ClosedError, UsageError
+from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError, UsageError
 
 T = TypeVar("T")
-CLOSED = "this beach connection is closed"
-CLOSED_DURING_CALL = "the beach connection was closed while this call was in progress"
 
 
 class Runner:

@@ -11,15 +11,15 @@ import contextvars
 import time
 from typing import Any
 
+import nats.errors
 from nats.aio.client import Client
-from nats.errors import ConnectionClosedError
 
 from . import bus
 from .config import Config
 from .directory import DirectoryView
-from .errors import ClosedError, PayloadTooLarge
+from .errors import PayloadTooLarge
 from .inbox import Inbox
-from .runner import CLOSED, Runner
+from .runner import Runner
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.
@@ -54,10 +54,11 @@ class Session:
         nc = await bus.connect(config, name, **options)
         try:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
-            view = DirectoryView(actors_kv, nodes_kv)
-            await view.start()
-            inbox = Inbox(nc)
-            await inbox.start()
+            with bus.translated("cannot load the directory from NATS"):
+                view = DirectoryView(actors_kv, nodes_kv)
+                await view.start()
+                inbox = Inbox(nc)
+                await inbox.start()
         except BaseException:
             await bus.close(nc)
             raise
@@ -73,11 +74,12 @@ class Session:
         self.inbox.close()  # after the drain, which delivers the replies already on their way
 
     async def publish(self, subject: str, payload: bytes) -> None:
-        """Publish ``payload`` on ``subject``; raise `ClosedError` once the connection is closed."""
+        """Publish ``payload`` on ``subject``; raise `ClosedError` once the connection is closed,
+        `BusError` when NATS takes no more (a full reconnect buffer)."""
         try:
             await self.nc.publish(subject, payload)
-        except ConnectionClosedError:
-            raise ClosedError(CLOSED) from None
+        except nats.errors.Error as err:
+            raise bus.failure(err, f"cannot publish to {subject}") from None
 
     def check_size(self, payload: bytes, what: str) -> None:
         """Raise `PayloadTooLarge` if ``payload`` exceeds the server's max_payload."""

@@ -29,6 +29,7 @@ INVALID_RESPONSE = "invalid response format"
 INVALID_REQUEST = "invalid request"
 BUSY = "busy"
 NO_RESPONDERS = "no actor available"
+BUS_UNAVAILABLE = "bus unavailable"
 
 
 def _default(value: Any) -> Any:

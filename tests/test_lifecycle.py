@@ -114,6 +114,25 @@ def test_a_node_stops_within_bounds_when_nats_is_gone(tmp_path):
         server.stop()
 
 
+def test_with_nats_gone_requests_fail_cleanly_and_never_raise_nats_errors(tmp_path):
+    server = EmbeddedServer(free_port(), str(tmp_path / "state")).start()
+    config = write_config(tmp_path / "beach.yaml", server.url)
+    try:
+        with Beach(config) as client:
+            handle = client.getActorHandle("anyone")
+            server.kill()
+            time.sleep(0.5)  # the client is reconnecting: what it sends waits in nats-py's 2 MB buffer
+            big = b"x" * 700_000
+            errors = [handle.request("echo", big, timeout=0.5).error for _ in range(5)]
+            print("requests while NATS is gone:", errors)
+            assert errors[0] == "timeout"  # buffered, never answered
+            assert errors[-1].startswith("bus unavailable: ") and "buffer" in errors[-1]  # the buffer is full
+            with pytest.raises(BusError, match="cannot publish"):
+                handle.shoot("echo", big)  # not "sent": nothing could take it
+    finally:
+        server.stop()
+
+
 class Example:
     """An example directory copied to ``tmp_path`` with its own port, run with ``beach up --run``."""
 

@@ -259,3 +259,23 @@ def test_async_calls_during_and_after_close_fail_with_closed_error(beach, config
             await handle.ashoot("nosleep")
 
     asyncio.run(scenario())
+
+
+def test_a_future_finishes_when_its_handle_closes_before_the_requests_start(beach, config_path):
+    from beach import AsyncBeach
+
+    assert beach.addActor("Pong", "closing-pongs").isSuccess
+
+    async def scenario():
+        client = await AsyncBeach.open(config_path)
+        try:
+            handle = client.getActorHandle("closing-pongs")
+            future = await handle.arequestFromAll("ping", {}, timeout=5)
+            await handle.aclose()  # before the background requests had a chance to run
+            responses = await future.wait(5)
+            assert future.isFinished()
+            assert [r.error for r in responses] == ["cancelled: the handle was closed"]
+        finally:
+            await client.close()
+
+    asyncio.run(scenario())
