@@ -60,7 +60,7 @@ class Beach:
 
     def close(self) -> None:
         """Disconnect and stop the private loop thread; blocking calls still in flight in other
-        threads fail with `BusError`."""
+        threads fail with `ClosedError`."""
         if self._runner.loop.is_running():
             try:
                 self._runner.run(self._core.close())
