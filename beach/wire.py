@@ -92,6 +92,8 @@ def unpack_request(body: bytes) -> Request:
     _, req_id, req, data, ident, ttl = value
     if not isinstance(req_id, str) or not isinstance(req, str):
         raise ValueError("request id and type must be strings")
+    if ident is not None and not isinstance(ident, str):
+        raise ValueError("request ident must be a string")
     if ttl is not None and not isinstance(ttl, (int, float)):
         raise ValueError("request ttl must be a number")
     return Request(req_id, req, data, ident, ttl)

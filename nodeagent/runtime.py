@@ -318,6 +318,10 @@ class ActorRuntime:
             waiting_on = context.run(coro.send, None)
         except StopIteration:
             return
+        except (Exception, asyncio.CancelledError):  # _serve answers handler errors itself: a bug
+            # escaping into nats-py's callback loop would end this subscription (a CancelledError does)
+            log.exception("actor %s failed to serve a message", self.uid)
+            return
         self._background.spawn(_carry_on(coro, waiting_on), context)
 
     async def _serve(self, msg: Msg, received: float) -> None:
@@ -395,7 +399,13 @@ class ActorRuntime:
                 if ret is _EXPIRED:  # waited for a worker thread past its deadline
                     self.counters["expired"] += 1
                     return None, "", None
-        except Exception:
+        except (Exception, asyncio.CancelledError, SystemExit, KeyboardInterrupt) as err:
+            # A handler's CancelledError, sys.exit() or KeyboardInterrupt is its own failure: it must
+            # neither end this subscription nor take the shared host down. Only a real cancellation
+            # of this task (the actor stopping) goes on up.
+            task = asyncio.current_task()
+            if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
             self.counters["exceptions"] += 1
             self.last_error = traceback.format_exc()
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, self.last_error)

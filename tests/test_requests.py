@@ -181,7 +181,8 @@ def test_malformed_messages_off_the_wire(beach, nats_server):
         nc = await nats.connect(nats_server.url)
         try:
             replies = []
-            for body in (b"", b"\xc1garbage", wire.pack({"not": "an envelope"})):
+            for body in (b"", b"\xc1garbage", wire.pack({"not": "an envelope"}),
+                         wire.pack([1, "id", "echo", {}, ["not", "a", "string"], None])):  # an ident must be a str
                 msg = await nc.request(subjects.request_subject("global", "echo"), body, timeout=5)
                 replies.append(wire.unpack_reply(msg.data))
             return replies
@@ -279,3 +280,17 @@ def test_a_future_finishes_when_its_handle_closes_before_the_requests_start(beac
             await client.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("request_type", ["acancel", "acancel_later", "exit", "aexit", "interrupt"])
+def test_a_handler_that_cancels_or_exits_is_a_failure_and_the_actor_lives_on(beach, request_type):
+    resp = beach.addActor("Misbehaving", "misbehaving")
+    assert resp.isSuccess, resp
+    handle = beach.getActorHandle("_ACTORS/" + resp.data["uid"])
+    try:
+        for _ in range(2):  # the second time proves the first left the actor (and its host) serving
+            failed = handle.request(request_type, timeout=5)
+            assert not failed.isSuccess and failed.error == "exception", failed
+            assert handle.request("ping", timeout=5).isSuccess
+    finally:
+        beach.stopActors(withId=resp.data["uid"])
