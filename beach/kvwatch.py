@@ -8,6 +8,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import nats.errors
+from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from .errors import BusError
@@ -35,8 +37,17 @@ class BucketWatch:
     async def start(self) -> None:
         """Start following; return once the current contents are applied. Raises `BusError` if
         they do not arrive within `READY_SECONDS`."""
-        self._watcher = await self.kv.watchall()
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + READY_SECONDS
+        while True:  # during a JetStream leader election the consumer cannot be made yet
+            try:
+                self._watcher = await self.kv.watchall()
+                break
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError):
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+        ready: asyncio.Future[None] = loop.create_future()
         self._task = asyncio.create_task(self._follow(ready))
         try:
             await asyncio.wait_for(asyncio.shield(ready), READY_SECONDS)

@@ -22,8 +22,12 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
     """Check `AsyncBeach.addActor`'s arguments and build the spawn request a node agent takes.
 
     Raises `CategoryError` for a bad category or realm, `UsageError` for an unknown strategy or
-    restart policy.
+    restart policy, or a number that is not one (naming the argument).
     """
+    _check_number("timeout", timeout, positive=True)
+    _check_number("time_to_drain", time_to_drain, positive=True, optional=True)
+    _check_number("n_concurrent", n_concurrent, whole=True, positive=True)
+    _check_number("max_concurrent", max_concurrent, whole=True, positive=True, optional=True)
     categories = [category] if isinstance(category, str) else list(category)
     if not categories:
         raise CategoryError("addActor needs at least one category")
@@ -37,3 +41,12 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
         "time_to_drain": time_to_drain, "owner": owner, "log_level": log_level, "timeout": timeout,
         "strategy": placement.check_strategy(strategy), "strategy_hint": strategy_hint, "restart": restart,
     }
+
+
+def _check_number(name: str, value: Any, positive: bool = False, whole: bool = False, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    kind = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or (positive and value <= 0):
+        wanted = ("a whole number" if whole else "a number") + (" above 0" if positive else "")
+        raise UsageError(f"addActor: {name} must be {wanted}, not {value!r}")

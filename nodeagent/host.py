@@ -117,12 +117,14 @@ class ActorHost(ControlServer):
         try:
             cls = load_actor_class(self.config.code_directory, spec["realm"], name)
             actor = cls()
+            runtime = ActorRuntime(self, actor, spec)
+            timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
         except BeachError as err:
+            self._maybe_exit()  # an isolated host made for this actor has nothing left to do
             return False, str(err), {}
         except Exception:
+            self._maybe_exit()
             return False, f"creating actor {name!r} raised", {"st": traceback.format_exc()}
-        runtime = ActorRuntime(self, actor, spec)
-        timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
         start = asyncio.ensure_future(runtime.start())
         try:
             await asyncio.wait_for(asyncio.shield(start), timeout)
@@ -133,6 +135,10 @@ class ActorHost(ControlServer):
             # the caller is told it failed: so it must not come up later
             self.background.spawn(self._abandon(runtime, start))
             return False, f"init() of actor {name!r} did not finish within {timeout}s", {}
+        if runtime.stop_requested:  # init() called stop(): it never comes up
+            await runtime.stop()
+            self._maybe_exit()
+            return False, f"actor {name!r} stopped itself during init()", {}
         self.actors[runtime.uid] = runtime
         entry = runtime.entry()
         try:

@@ -36,6 +36,7 @@ log = logging.getLogger("beach.runtime")
 MAX_INFLIGHT_ASYNC = 1000
 MAX_INFLIGHT_SYNC = 64
 STOP_DRAIN_SECONDS = 10.0
+HOOK_SECONDS = 5.0  # drain() and deinit() each; with the drain above, a stop stays within the agent's 30 s
 
 
 class ActorInitError(BeachError):
@@ -120,6 +121,7 @@ class ActorRuntime:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
+        self.stop_requested = False
         self.loop = asyncio.get_running_loop()
         actor.name = self.uid
         actor.stopEvent = threading.Event()
@@ -172,8 +174,8 @@ class ActorRuntime:
 
         async def drain(sub: Any) -> None:
             try:
-                await sub.drain()
-            except Exception:  # connection closing: nothing more will arrive anyway
+                await asyncio.wait_for(sub.drain(), HOOK_SECONDS)
+            except Exception:  # connection closing, or a message that never finishes: go on
                 pass
 
         await asyncio.gather(*(drain(sub) for sub in subs.values()))
@@ -198,13 +200,17 @@ class ActorRuntime:
 
     async def _hook(self, hook: Callable[[], Any], name: str) -> None:
         try:
-            await self.call(hook)
+            await asyncio.wait_for(self.call(hook), HOOK_SECONDS)
+        except TimeoutError:  # a def hook's thread cannot be stopped: it is left to finish alone
+            self.last_error = f"{name}() did not finish within {HOOK_SECONDS:g}s"
+            log.error("%s of actor %s did not finish within %gs: going on without it", name, self.uid, HOOK_SECONDS)
         except Exception:
             self.last_error = traceback.format_exc()
             log.error("%s of actor %s raised:\n%s", name, self.uid, self.last_error)
 
     def request_stop(self) -> None:
         """Ask the host to stop this actor (from any thread)."""
+        self.stop_requested = True  # seen by a spawn whose init() called stop()
         stop = self.host.stop_actor
         self.loop.call_soon_threadsafe(lambda: self.host.background.spawn(stop(self.uid, by_itself=True)))
 

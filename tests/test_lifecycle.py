@@ -252,3 +252,39 @@ def test_bad_config_stops_the_node_with_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "nodeagent", str(path)], capture_output=True, timeout=60)
     assert result.returncode == 2
     assert b"'n_processes' must be int" in result.stderr
+
+
+def test_spawn_arguments_that_are_not_numbers_are_named(beach):
+    from beach.errors import UsageError
+
+    for bad in ({"time_to_drain": "soon", "is_drainable": True}, {"timeout": -3}, {"n_concurrent": "lots"},
+                {"max_concurrent": 0}):
+        with pytest.raises(UsageError, match=f"addActor: {next(iter(bad))} must be"):
+            beach.addActor("Pong", "badargs", **bad)
+
+
+def test_an_actor_that_stops_itself_in_init_never_comes_up(beach):
+    resp = beach.addActor("InitStopper", "init-stoppers")
+    assert not resp.isSuccess and resp.error == "actor 'InitStopper' stopped itself during init()", resp
+    assert beach.getActorHandle("init-stoppers").getNumAvailable() == 0
+
+
+def test_a_failed_isolated_spawn_leaves_no_process_behind(beach, node):
+    def isolated_hosts() -> set[int]:
+        return {p.pid for p in psutil.Process(node.process.pid).children()
+                if "--isolated" in p.cmdline() and p.status() != psutil.STATUS_ZOMBIE}
+
+    before = isolated_hosts()
+    resp = beach.addActor("NoSuchActorAnywhere", "ghosts", isIsolated=True)
+    assert not resp.isSuccess
+    wait_for(lambda: isolated_hosts() == before, 10, 0.2, what="the isolated host made for it to exit")
+
+
+def test_a_deinit_that_hangs_does_not_hang_the_stop(beach):
+    resp = beach.addActor("DeinitHang", "hanging-deinit")
+    assert resp.isSuccess, resp
+    started = time.monotonic()
+    stopped = beach.stopActors(withId=resp.data["uid"])
+    print(f"stopActors returned after {time.monotonic() - started:.1f}s")
+    assert stopped.isSuccess and stopped.data["stopped"] == [resp.data["uid"]], stopped
+    assert time.monotonic() - started < 20
