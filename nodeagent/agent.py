@@ -358,6 +358,9 @@ class NodeAgent(ControlServer):
         reply = await self._to_host(host.id, "spawn", spec, float(spec["timeout"] or SPAWN_SECONDS) + 5)
         if reply[0]:
             self.placed[spec["uid"]] = (host.id, spec["realm"])
+        else:  # the caller hears "failed": if the host got it running all the same (its answer was
+            # lost or late), it must not stay up
+            self.background.spawn(self._to_host(host.id, "stop", {"uids": [spec["uid"]]}, HOST_STOP_SECONDS))
         return reply
 
     def _hosts_of(self, uids: list[str]) -> dict[str, list[str]]:

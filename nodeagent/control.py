@@ -59,7 +59,12 @@ class ControlServer:
             log.exception("%s operation %s failed", self.kind, op)
             reply = (False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
         if msg.reply:
+            payload = wire.pack_reply(*reply)
+            limit = self._control_nc.max_payload
+            if len(payload) > limit:
+                payload = wire.pack_reply(False, f"the reply to {op} is too large to send "
+                                                 f"({len(payload)} bytes, NATS max_payload {limit})", {})
             try:
-                await self._control_nc.publish(msg.reply, wire.pack_reply(*reply))
+                await self._control_nc.publish(msg.reply, payload)
             except nats.errors.Error as err:  # shutting down, or the bus is gone: the caller times out
                 log.warning("cannot answer %s operation %s: %s", self.kind, op, err)

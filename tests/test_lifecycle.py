@@ -288,3 +288,22 @@ def test_a_deinit_that_hangs_does_not_hang_the_stop(beach):
     print(f"stopActors returned after {time.monotonic() - started:.1f}s")
     assert stopped.isSuccess and stopped.data["stopped"] == [resp.data["uid"]], stopped
     assert time.monotonic() - started < 20
+
+
+def test_a_spawn_whose_answer_cannot_be_sent_does_not_leave_the_actor_running(beach):
+    # Parameters just small enough for the request and just too large for the host's answer
+    # (which carries the directory entry): the window is a few hundred bytes wide, so probe it.
+    limit = beach._core.session.nc.max_payload
+    for margin in range(300, 700, 20):
+        resp = beach.addActor("Pong", "too-big-to-answer", parameters={"blob": b"x" * (limit - margin)})
+        if resp.isSuccess:  # the answer fitted after all: not this size
+            assert beach.stopActors(withId=resp.data["uid"]).isSuccess
+        elif "too large" in resp.error:
+            break
+    else:
+        pytest.fail("no parameter size made the host's answer too large")
+    print(f"answer too large with parameters {margin} bytes under max_payload: {resp.error}")
+    handle = beach.getActorHandle("too-big-to-answer")
+    wait_for(lambda: handle.getNumAvailable() == 0, 10, what="the actor nobody was told about to go")
+    time.sleep(1.0)  # and it stays gone
+    assert handle.getNumAvailable() == 0
