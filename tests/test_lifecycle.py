@@ -271,8 +271,14 @@ def test_an_actor_that_stops_itself_in_init_never_comes_up(beach):
 
 def test_a_failed_isolated_spawn_leaves_no_process_behind(beach, node):
     def isolated_hosts() -> set[int]:
-        return {p.pid for p in psutil.Process(node.process.pid).children()
-                if "--isolated" in p.cmdline() and p.status() != psutil.STATUS_ZOMBIE}
+        pids = set()
+        for child in psutil.Process(node.process.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "--isolated" in child.cmdline():
+                    pids.add(child.pid)
+            except psutil.Error:  # exited (or became a zombie) while we looked: not running
+                pass
+        return pids
 
     before = isolated_hosts()
     resp = beach.addActor("NoSuchActorAnywhere", "ghosts", isIsolated=True)
