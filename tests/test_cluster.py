@@ -234,8 +234,6 @@ class Load:
     """A steady request load in a thread, counting what happens to each request."""
 
     def __init__(self, beach, category: str, retries: int = 2, timeout: float = 1.0) -> None:
-
-
         self.handle = beach.getActorHandle(category)
         self.counts = {"sent": 0, "succeeded": 0, "retried": 0, "failed": 0}
         self.errors: list[str] = []
