@@ -92,7 +92,7 @@ class NodeAgent(ControlServer):
             log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
-            await self.serve_control(self.session.nc, subjects.node_subject(self.node_id, "*"))
+            await self.serve_control(subjects.node_subject(self.node_id, "*"))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
             # Register only now: a node in the registry must be able to take spawns.

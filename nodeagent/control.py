@@ -8,12 +8,12 @@ import traceback
 from typing import Any
 
 import nats.errors
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from beach import wire
-from beach.errors import BeachError
+from beach.errors import BeachError, PayloadTooLarge
 from beach.runner import Background
+from beach.session import Session
 
 log = logging.getLogger("beach.control")
 
@@ -30,11 +30,12 @@ class ControlServer:
     privileged: frozenset[str] = frozenset()
     admin_token: str | None = None
     background: Background
+    session: Session
 
-    async def serve_control(self, nc: Client, subject: str) -> None:
-        """Start answering control requests on ``subject`` (a wildcard such as ``beach.n.<id>.*``)."""
-        self._control_nc = nc
-        await nc.subscribe(subject, cb=self._on_control)
+    async def serve_control(self, subject: str) -> None:
+        """Start answering control requests on ``subject`` (a wildcard such as ``beach.n.<id>.*``)
+        over this process's session."""
+        await self.session.nc.subscribe(subject, cb=self._on_control)
 
     async def _on_control(self, msg: Msg) -> None:
         self.background.spawn(self._control(msg))
@@ -60,11 +61,11 @@ class ControlServer:
             reply = (False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
         if msg.reply:
             payload = wire.pack_reply(*reply)
-            limit = self._control_nc.max_payload
-            if len(payload) > limit:
-                payload = wire.pack_reply(False, f"the reply to {op} is too large to send "
-                                                 f"({len(payload)} bytes, NATS max_payload {limit})", {})
             try:
-                await self._control_nc.publish(msg.reply, payload)
+                self.session.check_size(payload, "it")
+            except PayloadTooLarge as err:
+                payload = wire.pack_reply(False, f"the reply to {op} is too large to send: {err}", {})
+            try:
+                await self.session.nc.publish(msg.reply, payload)
             except nats.errors.Error as err:  # shutting down, or the bus is gone: the caller times out
                 log.warning("cannot answer %s operation %s: %s", self.kind, op, err)

@@ -68,7 +68,7 @@ class ActorHost(ControlServer):
             loop.add_signal_handler(sig, self.stopped.set)
         self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
         nc = self.session.nc
-        await self.serve_control(nc, subjects.host_subject(self.host_id, "*"))
+        await self.serve_control(subjects.host_subject(self.host_id, "*"))
         await nc.request(subjects.node_subject(self.node_id, "hello"),
                          wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}), timeout=10)
         watchdog = loop.create_task(self._watch_parent())
