@@ -1,0 +1,69 @@
+"""What the command-line tools print and read: JSON out (indent 4, as the original's shell), request
+data in (JSON or a Python literal), and human tables.
+
+Nothing here talks to the cluster; the tools share it so that ``beach request``, the shell and the
+one-shot mode read and print data the same way.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import UsageError
+
+
+def _jsonable(value: Any) -> Any:
+    # The original hex-encoded what JSON cannot show; bytes that are text stay readable.
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.hex()
+        return text if "\x00" not in text else raw.hex()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return repr(value)
+
+
+def dumps(value: Any) -> str:
+    """``value`` as JSON with an indent of 4; bytes become text (or hex when they are not text)."""
+    return json.dumps(value, indent=4, default=_jsonable, ensure_ascii=False)
+
+
+def parse_data(text: str | None, what: str = "data") -> Any:
+    """Request data typed by a person: JSON (``{"a": 1}``) or a Python literal (``{'a': 1}``), never
+    evaluated as code. Empty → ``{}``. Raises `UsageError` naming what could not be read."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
+        reason = err.msg if isinstance(err, SyntaxError) else str(err) or type(err).__name__
+        raise UsageError(f"{what} {text!r} is neither JSON nor a Python literal ({reason})") from None
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Any:
+    """A rich `Table` with ``columns`` and ``rows`` (cells are turned into text)."""
+    from rich.table import Table
+
+    result = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
+    for column in columns:
+        result.add_column(column, overflow="fold")
+    for row in rows:
+        result.add_row(*("" if cell is None else str(cell) for cell in row))
+    return result
+
+
+def show(renderable: Any) -> None:
+    """Print a rich renderable (a table, text) to standard output."""
+    from rich.console import Console
+
+    Console(soft_wrap=False).print(renderable)
