@@ -100,7 +100,8 @@ class Actor:
 
     def newThread(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
         """Run ``func(stopEvent, *args, **kwargs)`` in a new daemon thread; ``stopEvent`` is set at stop."""
-        thread = threading.Thread(target=func, args=(self.stopEvent, *args), kwargs=kwargs, daemon=True)
+        context = self._runtime.actor_context()  # what the thread logs is this actor's
+        thread = threading.Thread(target=context.run, args=(func, self.stopEvent, *args), kwargs=kwargs, daemon=True)
         thread.start()
         return thread
 
@@ -111,12 +112,13 @@ class Actor:
     # ---- logging ----
 
     def log(self, msg: str) -> None:
-        """Log ``msg`` at INFO, prefixed with the actor's class name."""
-        self._logger.info("%s : %s", type(self).__name__, msg)
+        """Log ``msg`` at INFO: to the host's stderr, and to the cluster's logs (``beach logs``)
+        with this actor's realm, category and uid, from whatever thread calls it."""
+        self._logger.info("%s", msg, extra={"beach_source": self._runtime.log_source})
 
     def logCritical(self, msg: str) -> None:
-        """Log ``msg`` at ERROR, prefixed with the actor's class name."""
-        self._logger.error("%s : !!!~~~!!! %s", type(self).__name__, msg)
+        """Log ``msg`` at ERROR (the original's name for it), like `log`."""
+        self._logger.error("%s", msg, extra={"beach_source": self._runtime.log_source})
 
     # ---- other actors ----
 

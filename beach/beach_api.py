@@ -83,6 +83,7 @@ class Beach:
     applyPatrol = apply_patrol = _blocking(AsyncBeach.applyPatrol)
     removePatrol = remove_patrol = _blocking(AsyncBeach.removePatrol)
     getPatrols = get_patrols = _blocking(AsyncBeach.getPatrols)
+    getStacks = get_stacks = _blocking(AsyncBeach.getStacks)
     getActorHandle = get_actor_handle = _plain(AsyncBeach.getActorHandle)
     getActorHandleGroup = get_actor_handle_group = _plain(AsyncBeach.getActorHandleGroup)
     getDirectory = get_directory = _plain(AsyncBeach.getDirectory)

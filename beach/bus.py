@@ -74,9 +74,15 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
     try:
         nc = await nats.connect(urls, **params)
     except Exception as err:
-        raise BusError(f"cannot connect to NATS at {', '.join(urls)}: {err or type(err).__name__}"
-                       + (" (is the node running? with no nats.servers in the config, the node "
-                          "agent starts the embedded server)" if config.nats.embedded else "")) from None
+        hint = ""
+        if config.nats.embedded:
+            hint = (" (is the node running? with no nats.servers in the config, the node agent starts the "
+                    "embedded server)")
+        elif config.seed_nodes:
+            hint = (f" (the config's seed_nodes {config.seed_nodes} are read as NATS servers: in this version "
+                    f"beach nodes meet through NATS, so name NATS servers there or in nats.servers, or remove "
+                    f"them to use the embedded server)")
+        raise BusError(f"cannot connect to NATS at {', '.join(urls)}: {err or type(err).__name__}{hint}") from None
     nc.options["max_reconnect_attempts"] = -1
     return nc
 

@@ -173,11 +173,13 @@ class AsyncBeach:
         return self._desired_kv
 
     async def applyPatrol(self, spec: str | os.PathLike[str] | dict[str, Any],
-                          owner: str | None = None) -> dict[str, Any]:
+                          owner: str | None = None, realm: str | None = None) -> dict[str, Any]:
         """Store a patrol spec (a file path, YAML or the original's ``.py``, or a parsed mapping);
         the supervising node agent makes the cluster match it and keeps it matched. Applying a spec
-        again with the same owner replaces it. Raises `ConfigError` for a bad spec."""
-        checked = patrol.check(spec) if isinstance(spec, dict) else patrol.load(os.fspath(spec), owner)
+        again with the same owner replaces it. ``realm``: the realm of a Python patrol file (a YAML
+        spec names its own; default: the current realm). Raises `ConfigError` for a bad spec."""
+        checked = patrol.check(spec) if isinstance(spec, dict) else patrol.load(os.fspath(spec), owner,
+                                                                                 realm or self._realm)
         response = await self._change_desired(put={desired.patrol_key(checked["owner"]): checked})
         if not response.isSuccess:
             raise UsageError(f"patrol spec {checked['owner']!r} not applied: {response.error}")
@@ -341,6 +343,16 @@ class AsyncBeach:
             if response.isSuccess:
                 load.update(response.data["load"])
         return load
+
+    async def getStacks(self, uid: str) -> ActorResponse:
+        """The current Python stacks of the process running actor ``uid``: ``data = {'pid', 'host',
+        'node', 'actor', 'threads': [{'name', 'serving', 'mine', 'stack'}], 'tasks': [...]}``;
+        ``mine`` marks the threads serving a request of this actor now. A failed response if the
+        actor is not in the directory or its node does not answer."""
+        actor = self._session.view.actors.get(uid)
+        if actor is None:
+            return ActorResponse(False, f"no actor {uid!r} in the directory")
+        return await self._node_call(actor["node"], "stack", {"uid": uid}, 15)
 
     def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
         """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private

@@ -7,6 +7,11 @@ Keys (all optional)::
     admin_token: secret         # nodes accept spawn/stop/flush only with this token
     private_key: ./key.aes      # reserved for message encryption (read, not yet used)
     log_level: INFO             # node agent, hosts and actors
+    logs:                       # cluster-wide logs (the JetStream stream beach_logs)
+      max_age: 86400            # seconds a log line is kept
+      max_bytes: 268435456      # the stream's size limit; the oldest lines go first
+      rate: 100                 # lines per second one actor may send (past it: dropped, counted)
+      burst: 500                # lines an actor may send at once before the rate applies
     nats:
       servers: [nats://10.0.0.5:4222]   # the cluster's seed URLs; absent = embedded server
       port: 4222                # embedded server: client port on 127.0.0.1
@@ -17,7 +22,8 @@ Keys (all optional)::
 Paths are relative to the config file. An unknown key or a value of the wrong type raises
 `ConfigError` naming it. The original's keys that NATS made meaningless (``ops_port``,
 ``port_range_*``, ``directory_port``, keepalive and sync periods, ...) are accepted and ignored with
-a warning, and ``seed_nodes`` is read as ``nats.servers`` (port 4222 unless given).
+a warning (by the node agent, in one line), and ``seed_nodes`` is read as ``nats.servers``: in this
+version seeds name NATS servers (port 4222 unless given), not beach nodes.
 """
 
 from __future__ import annotations
@@ -67,6 +73,16 @@ class NatsConfig:
 
 
 @dataclass
+class LogsConfig:
+    """The ``logs:`` section: how long the cluster keeps log lines, and how many an actor may send."""
+
+    max_age: float = 86400.0
+    max_bytes: int = 256 * 1024 * 1024
+    rate: float = 100.0
+    burst: int = 500
+
+
+@dataclass
 class Config:
     """A loaded, checked beach config."""
 
@@ -78,6 +94,9 @@ class Config:
     high_mem_watermark: float = 80.0
     log_level: str = "INFO"
     nats: NatsConfig = field(default_factory=NatsConfig)
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
+    seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
 
     @property
     def base_dir(self) -> str:
@@ -95,7 +114,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "high_mem_watermark": (int, float), "log_level": (str, int),
     "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
     "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
+    "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
 }
+_POSITIVE = {"max_age", "max_bytes", "rate", "burst"}
 
 
 def _check(where: str, key: str, value: Any) -> Any:
@@ -111,6 +132,8 @@ def _check(where: str, key: str, value: Any) -> Any:
                 raise ConfigError(f"{where}: 'nats.servers' entries must be URLs, not {url!r}")
     if key in ("n_processes", "kv_replicas") and value < 0:
         raise ConfigError(f"{where}: '{key}' must be 0 or more, not {value}")
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"{where}: '{key}' must be above 0, not {value}")
     return value
 
 
@@ -135,31 +158,37 @@ def parse(raw: Any, path: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
     config = Config(path=path)
-    top = {f.name for f in fields(Config)} - {"path", "nats"}
-    nats_raw: Any = raw.get("nats") or {}
+    sections = {"nats": config.nats, "logs": config.logs}
+    top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", *sections}
+    raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}
     for key, value in raw.items():
-        if key == "nats":
+        if key in sections:
             continue
         if key == "seed_nodes":
             if value:
                 if not isinstance(value, list):
                     raise ConfigError(f"{where}: 'seed_nodes' must be a list, not {type(value).__name__}")
-                nats_raw = dict(nats_raw, servers=list(nats_raw.get("servers") or []) +
-                                [_seed_url(s) for s in value])
+                config.seed_nodes = [str(s) for s in value]
+                nats_raw = raw_sections["nats"]
+                if isinstance(nats_raw, dict):
+                    raw_sections["nats"] = dict(nats_raw, servers=list(nats_raw.get("servers") or []) +
+                                                [_seed_url(s) for s in value])
             continue
         if key in LEGACY_KEYS:
-            log.warning("%s: '%s' is ignored: NATS does its job in this version of beach", where, key)
+            config.ignored.append(key)
             continue
         if key not in top:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(top | {'nats'}))})")
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(top | set(sections)))})")
         setattr(config, key, _check(where, key, value))
-    if not isinstance(nats_raw, dict):
-        raise ConfigError(f"{where}: 'nats' must be a mapping, not {type(nats_raw).__name__}")
-    nats_keys = {f.name for f in fields(NatsConfig)}
-    for key, value in nats_raw.items():
-        if key not in nats_keys:
-            raise ConfigError(f"{where}: unknown key 'nats.{key}' (known: {', '.join(sorted(nats_keys))})")
-        setattr(config.nats, key, _check(where, key, value))
+    for name, section in sections.items():
+        section_raw = raw_sections[name]
+        if not isinstance(section_raw, dict):
+            raise ConfigError(f"{where}: '{name}' must be a mapping, not {type(section_raw).__name__}")
+        known = {f.name for f in fields(section)}
+        for key, value in section_raw.items():
+            if key not in known:
+                raise ConfigError(f"{where}: unknown key '{name}.{key}' (known: {', '.join(sorted(known))})")
+            setattr(section, key, _check(where, key, value))
     base = config.base_dir
     config.code_directory = _relative(base, config.code_directory or ".") or base
     config.private_key = _relative(base, config.private_key)
@@ -172,6 +201,13 @@ def parse(raw: Any, path: str | None = None) -> Config:
             raise ConfigError(f"{where}: 'log_level' {config.log_level!r} is not a logging level")
         config.log_level = config.log_level.upper()
     return config
+
+
+def warn_ignored(config: Config) -> None:
+    """Log, in one line, the original's keys that this version ignores (the node agent does, once)."""
+    if config.ignored:
+        log.warning("%s: %s ignored: NATS does their job in this version of beach", config.path or "config",
+                    ", ".join(repr(k) for k in config.ignored))
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

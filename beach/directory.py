@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
@@ -49,6 +50,15 @@ class DirectoryView:
         self.departed: dict[str, float] = {}      # node id → when its entry went (monotonic)
         self._departures: dict[str, list[asyncio.Future[None]]] = {}  # node id → who waits for it to go
         self._watches = [BucketWatch(nodes_kv, self._apply_node), BucketWatch(actors_kv, self._apply_actor)]
+        # called with ("node" | "actor", id) after every change applied, heartbeats included
+        self.listeners: list[Callable[[str, str], None]] = []
+
+    def _notify(self, kind: str, ident: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(kind, ident)
+            except Exception:
+                log.exception("a directory listener failed")
 
     async def start(self) -> None:
         """Start watching both buckets; return once the current contents are loaded."""
@@ -78,12 +88,16 @@ class DirectoryView:
             for waiter in self._departures.pop(node_id, ()):
                 if not waiter.done():
                     waiter.set_result(None)
+            node_id_changed = node_id
         else:
             node = wire.unpack(entry.value)
             self.nodes[node["id"]] = node
             self.departed.pop(node["id"], None)
+            node_id_changed = node["id"]
         if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
             self.generation += 1
+        if self.listeners:
+            self._notify("node", node_id_changed)
 
     def departure(self, node_id: str) -> asyncio.Future[None]:
         """A future that completes when node ``node_id`` leaves the registry (cancel it when done)."""
@@ -109,6 +123,8 @@ class DirectoryView:
         else:
             self.actors[uid] = actor
         self.generation += 1
+        if self.listeners:
+            self._notify("actor", uid)
 
     def apply_local(self, key: str, revision: int, actor: ActorEntry | None) -> None:
         """Apply a write this process made itself (read-your-writes)."""

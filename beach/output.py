@@ -56,7 +56,7 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 
     result = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
     for column in columns:
-        result.add_column(column, overflow="fold")
+        result.add_column(column, no_wrap=True, overflow="ellipsis")
     for row in rows:
         result.add_row(*("" if cell is None else str(cell) for cell in row))
     return result
@@ -64,6 +64,9 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | No
 
 def show(renderable: Any) -> None:
     """Print a rich renderable (a table, text) to standard output."""
+    import sys
+
     from rich.console import Console
 
-    Console(soft_wrap=False).print(renderable)
+    # Piped into another program there is no terminal width to respect: keep rows whole.
+    Console(soft_wrap=False, width=None if sys.stdout.isatty() else 240).print(renderable)

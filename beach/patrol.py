@@ -171,3 +171,11 @@ def entry_spawn_args(entry: dict[str, Any], realm: str, tag: str) -> dict[str, A
     entry names a strategy); raises what `spawn_args` raises for bad arguments."""
     options = {"strategy": "repulsion", **{k: v for k, v in entry.items() if k in SPAWN_KEYS}}
     return spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from .cli.patrol import main
+
+    sys.exit(main())

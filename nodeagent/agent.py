@@ -21,9 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from beach import bus, desired, directory, subjects, wire
+from beach import bus, desired, directory, logs, subjects, wire
 from beach.client import AsyncBeach
-from beach.config import Config
+from beach.config import Config, warn_ignored
 from beach.embedded import EmbeddedServer, die_with_parent
 from beach.errors import BeachError, CategoryError
 from beach.runner import Background, Runner
@@ -82,16 +82,19 @@ class NodeAgent(ControlServer):
     # ---------------------------------------------------------------- life
 
     async def run(self) -> None:
-        """Start the node, serve until SIGTERM/SIGINT (or `stopping` is set), then stop cleanly."""
+        """Start the node, serve until SIGTERM, SIGINT or SIGHUP (or `stopping` is set), then stop
+        cleanly: every actor's ``deinit`` runs."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # a closed terminal stops it gracefully too
             loop.add_signal_handler(sig, self.stopping.set)
+        warn_ignored(self.config)
         if self.config.nats.embedded:
             self.server = EmbeddedServer(self.config.nats.port, self.config.nats.store_dir)
             self.server.start()  # from this thread: the server dies with it (PR_SET_PDEATHSIG)
             log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
+            await self._start_logs()
             await self.serve_control(subjects.node_subject(self.node_id, "*"))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
@@ -112,9 +115,22 @@ class NodeAgent(ControlServer):
                 task.cancel()
             await self.supervisor.stop()
             await self.shutdown()
+            logs.uninstall(self.log_handler)
         finally:
             if self.server is not None:
                 self.server.stop()
+
+    async def _start_logs(self) -> None:
+        """Make sure the cluster's log stream exists with the config's limits, and send this agent's
+        warnings there."""
+        try:
+            await logs.open_stream(self.session.nc, self.config,
+                                   self.config.nats.kv_replicas or bus.auto_replicas(self.session.nc))
+        except Exception as err:  # logs are a convenience: the node runs without them
+            log.warning("cannot set up the log stream %s: %s", logs.STREAM, err)
+        self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, "agent"),
+                                                  self.config.logs.rate, self.config.logs.burst)
+        logs.install(self.log_handler, self.session.nc)
 
     async def _every(self, seconds: float, job: Any) -> None:
         while True:
@@ -432,6 +448,14 @@ class NodeAgent(ControlServer):
         for key in doomed:
             await desired.delete(kv, key)
         return True, "", {"deleted": len(doomed)}
+
+    async def op_stack(self, args: dict[str, Any]) -> Reply:
+        """The Python stacks of the process running actor ``args['uid']`` (every thread)."""
+        uid = args["uid"]
+        hosts = self._hosts_of([uid])
+        if not hosts:
+            return False, f"actor {uid} is not hosted on node {self.node_id}", {}
+        return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, 10)
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """This node's entry and the load of each of its actors."""

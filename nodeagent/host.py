@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import logging
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from typing import Any
 
-from beach import bus, desired, directory, subjects, wire
+from beach import bus, desired, directory, logs, subjects, wire
 from beach import config as beach_config
 from beach.errors import BeachError
 from beach.runner import Background, Runner
@@ -28,10 +31,11 @@ from beach.session import Session
 
 from .control import ControlServer, Reply
 from .loader import load_actor_class
-from .runtime import ActorInitError, ActorRuntime
+from .runtime import SERVING, ActorInitError, ActorRuntime
 from .workers import WorkerPool
 
 SPAWN_TIMEOUT = 60.0
+STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
 
 log = logging.getLogger("beach.host")
 
@@ -68,6 +72,9 @@ class ActorHost(ControlServer):
             loop.add_signal_handler(sig, self.stopped.set)
         self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
         nc = self.session.nc
+        self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, self.host_id),
+                                                  self.config.logs.rate, self.config.logs.burst)
+        logs.install(self.log_handler, nc)
         await self.serve_control(subjects.host_subject(self.host_id, "*"))
         await nc.request(subjects.node_subject(self.node_id, "hello"),
                          wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}), timeout=10)
@@ -85,6 +92,23 @@ class ActorHost(ControlServer):
                 self.stopped.set()
                 return
             await self._republish()
+            await self._publish_stats()
+
+    def load(self) -> dict[str, Any]:
+        """Each actor's load figures: in-flight requests, their bound, waiting messages, counters."""
+        return {uid: {"inflight": rt.inflight, "bound": rt.bound, "waiting": rt.waiting, "handlers": sorted(rt.handlers),
+                      "logs_dropped": rt.log_source.dropped, **rt.counters} for uid, rt in self.actors.items()}
+
+    async def _publish_stats(self) -> None:
+        """Tell whoever watches (the tools' cluster model) how this host's actors are doing."""
+        if not self.actors:
+            return
+        body = wire.pack({"v": 1, "host": self.host_id, "node": self.node_id, "t": time.time(), "load": self.load()})
+        if len(body) <= (self.session.nc.max_payload or len(body)):
+            try:
+                await self.session.nc.publish(STATS_PREFIX + subjects.escape(self.host_id), body)
+            except Exception:  # the bus is away for now: the next second tries again
+                pass
 
     async def _republish(self) -> None:
         """Write back the directory entries of this host's actors that went missing (the directory
@@ -106,6 +130,8 @@ class ActorHost(ControlServer):
     async def shutdown(self) -> None:
         """Stop every actor (their ``deinit`` runs), remove them from the directory, disconnect."""
         await asyncio.gather(*(self.stop_actor(uid) for uid in list(self.actors)), return_exceptions=True)
+        await self.log_handler.stop()
+        logs.uninstall(self.log_handler)
         await self.session.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
@@ -235,8 +261,36 @@ class ActorHost(ControlServer):
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """Load figures of each actor here: in-flight requests, their bound, and request counters."""
-        return True, "", {"load": {uid: {"inflight": rt.inflight, "bound": rt.bound, "handlers": sorted(rt.handlers),
-                                         **rt.counters} for uid, rt in self.actors.items()}}
+        return True, "", {"load": self.load()}
+
+    async def op_stack(self, args: dict[str, Any]) -> Reply:
+        """The Python stacks of every thread of this process, and of its asyncio tasks; the threads
+        serving a request of actor ``args['uid']`` (if given) are marked."""
+        uid = args.get("uid")
+        if uid is not None and uid not in self.actors:
+            return False, f"actor {uid} is not hosted here", {}
+        frames = sys._current_frames()
+        threads = []
+        for thread in threading.enumerate():
+            frame = frames.get(thread.ident or -1)
+            if frame is None:
+                continue
+            serving = SERVING.get(thread.ident or -1)
+            threads.append({"name": thread.name, "ident": thread.ident, "daemon": thread.daemon,
+                            "serving": {"uid": serving[0], "request": serving[1]} if serving else None,
+                            "mine": bool(serving and serving[0] == uid),
+                            "stack": traceback.format_stack(frame)})
+        tasks = []
+        for task in asyncio.all_tasks():
+            if task is asyncio.current_task():
+                continue
+            text = io.StringIO()
+            task.print_stack(limit=30, file=text)
+            tasks.append({"name": task.get_name(), "coro": getattr(task.get_coro(), "__qualname__", "?"),
+                          "stack": text.getvalue().splitlines()[1:]})
+        actor = self.actors.get(uid) if uid else None
+        return True, "", {"pid": self.pid, "host": self.host_id, "node": self.node_id, "uid": uid,
+                          "actor": actor.spec["name"] if actor else None, "threads": threads, "tasks": tasks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 
 from beach import subjects, wire
 from beach.actor import Actor, ActorRequest
+from beach.logs import Source, current_source
 from beach.errors import BeachError
 from beach.group import ActorHandleGroup
 from beach.handle import ActorHandle
@@ -82,10 +83,19 @@ async def _carry_on(coro: Any, waiting_on: Any) -> Any:
     return await _Started(coro, waiting_on)
 
 
+# Worker thread id → (actor uid, request type) while a def handler runs there, for `stacks`.
+SERVING: dict[int, tuple[str, str]] = {}
+
+
 def _run_sync(handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Any:
     if deadline is not None and time.monotonic() >= deadline:
         return _EXPIRED
-    return handler(request)
+    ident = threading.get_ident()
+    SERVING[ident] = (request.dst, request.req)
+    try:
+        return handler(request)
+    finally:
+        del SERVING[ident]
 
 
 class ActorRuntime:
@@ -110,6 +120,11 @@ class ActorRuntime:
         self._async_handlers: set[Callable[..., Any]] = set()
         self.last_error: str | None = None
         self.counters = dict.fromkeys(("processed", "busy", "expired", "exceptions", "unauthorized", "invalid"), 0)
+        self.log_source = Source("app", host.node_id, host.host_id, self.realm, self.uid, type(actor).__name__,
+                                 self.categories)
+        # Requests run in copies of this context: what the actor logs is known to be its own.
+        self._context = contextvars.copy_context()
+        self._context.run(current_source.set, self.log_source)
         # Opt-in reply cache (the actor class sets reply_cache = N): a retry of a request that
         # already ran, or is running, gets the first run's reply instead of running it again.
         self.reply_cache = int(getattr(actor, "reply_cache", 0) or 0)
@@ -217,11 +232,21 @@ class ActorRuntime:
     # ---------------------------------------------------------------- calling user code
 
     async def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Call user code: await it if ``async def``, else run it in a host worker thread."""
+        """Call user code: await it if ``async def``, else run it in a host worker thread; either
+        way, what it logs is this actor's."""
         if _is_async(func):
-            return await func(*args, **kwargs)
+            token = current_source.set(self.log_source)
+            try:
+                return await func(*args, **kwargs)
+            finally:
+                current_source.reset(token)
         context = contextvars.copy_context()
+        context.run(current_source.set, self.log_source)
         return await self.host.pool.run(lambda: context.run(func, *args, **kwargs))
+
+    def actor_context(self) -> contextvars.Context:
+        """A fresh copy of this actor's context (for threads the actor starts)."""
+        return self._context.copy()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         return self._background.spawn(coro)
@@ -319,7 +344,7 @@ class ActorRuntime:
         # Run the request at once, up to its first suspension: a quick handler is done by then
         # and needs no task at all (a task per message was a fifth of a busy host's time).
         # Otherwise a task carries on from there, in the same context.
-        context = contextvars.copy_context()
+        context = self._context.copy()
         try:
             waiting_on = context.run(coro.send, None)
         except StopIteration:
@@ -430,6 +455,11 @@ class ActorRuntime:
             log.error("actor %s could not send its reply: %s", self.uid, err)
             payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
         await session.nc.publish(reply, payload)
+
+    @property
+    def waiting(self) -> int:
+        """Reply-less messages past the bound, waiting for a free slot."""
+        return len(self._waiting)
 
     # ---------------------------------------------------------------- directory
 

@@ -94,8 +94,11 @@ def test_config_legacy_keys(tmp_path, caplog):
     path = tmp_path / "c.yaml"
     path.write_text("seed_nodes: [10.1.2.3]\nops_port: 4999\ninterface: eth0\n")
     c = config.load(path)
-    assert c.nats.servers == ["nats://10.1.2.3:4222"]
-    assert "ops_port" in caplog.text
+    assert c.nats.servers == ["nats://10.1.2.3:4222"] and c.seed_nodes == ["10.1.2.3"]
+    assert caplog.text == "", "loading a config says nothing: the node agent warns, once"
+    config.warn_ignored(c)
+    [line] = caplog.text.splitlines()
+    assert "'ops_port', 'interface' ignored" in line
 
 
 @pytest.mark.parametrize("text, message", [

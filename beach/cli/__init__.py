@@ -1,0 +1,49 @@
+"""The ``beach`` command: run nodes, watch and steer the cluster from a shell.
+
+Every subcommand has ``--help``. Listing commands print human tables by default and JSON with
+``--json``; a failure prints one line, ``beach: <what went wrong>``, and exits 1 (2 for a usage
+error or a bad config). The subcommands live in this package, one module per kind of work:
+
+* `beach.cli.node`     up, node
+* `beach.cli.cluster`  status, nodes, actors
+* `beach.cli.actors`   add, stop, flush
+* `beach.cli.requests` request, broadcast
+* `beach.cli.logs`     logs, stack
+* `beach.cli.patrol`   patrol apply | remove | list
+* `beach.cli.tools`    gen-key, shell, console
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import BeachError, ConfigError, UsageError
+from . import actors, cluster, logs, node, patrol, requests, tools
+
+COMMANDS = (node, cluster, actors, requests, logs, patrol, tools)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``beach`` argument parser, with every subcommand."""
+    top = argparse.ArgumentParser(prog="beach", description="beach: plain Python actors over NATS. "
+                                  "Run 'beach COMMAND --help' for a command's arguments.")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``beach`` command; returns the exit code."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (UsageError, ConfigError) as err:
+        print(f"beach: {err}", file=sys.stderr)
+        return 2
+    except BeachError as err:
+        print(f"beach: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,130 @@
+"""``beach status``, ``beach nodes`` and ``beach actors``: what runs where, from the cluster model."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from typing import Any
+
+from ..errors import BusError
+from ..model import ClusterModel
+from .common import add_config, add_json, add_realm, duration, emit, with_model
+
+
+def _load_cell(actor: dict[str, Any]) -> str:
+    if actor["inflight"] is None:
+        return "-"
+    mark = " FULL" if actor["saturated"] else ""
+    return f"{actor['inflight']}/{actor['bound']}{mark}"
+
+
+def actor_rows(actors: list[dict[str, Any]]) -> list[list[Any]]:
+    """Table rows for actors (shared by ``actors`` and ``status``)."""
+    return [[a["uid"][:12], f"{a['realm']}/{a['name']}", ", ".join(a["categories"]), a["node"], a["pid"],
+             "yes" if a["isolated"] else "", _load_cell(a), f"{a['rps']:.1f}", a["counters"].get("processed", "-"),
+             a["restarts"] or "", duration(a["uptime"])] for a in actors]
+
+
+ACTOR_COLUMNS = ("uid", "realm/class", "categories", "node", "pid", "isolated", "in-flight", "req/s", "served",
+                 "restarts", "up")
+
+
+def node_rows(nodes: list[dict[str, Any]]) -> list[list[Any]]:
+    """Table rows for nodes."""
+    return [[n["id"], n["hostname"], ", ".join(a for a in n["addresses"] if not a.startswith("127."))
+             or "127.0.0.1", n["cores"], f"{n['cpu']:.0f}%", f"{n['mem']:.0f}%", n["n_actors"], len(n["hosts"])]
+            for n in nodes]
+
+
+NODE_COLUMNS = ("node", "hostname", "addresses", "cores", "cpu", "mem", "actors", "hosts")
+
+
+def status(args: argparse.Namespace) -> int:
+    """Print the cluster at a glance: nodes, realms and their categories, supervised actors, patrols."""
+
+    async def show(model: ClusterModel) -> int:
+        summary = {**model.summary(), "nodes": model.nodes(), "realms": model.realms(),
+                   "supervised": model.supervised(), "patrols": model.patrols()}
+        if args.json:
+            emit(args, summary)
+            return 0
+        from .. import output
+
+        output.show(f"[bold]{summary['nodes'].__len__()} node(s)[/bold], {model.summary()['actors']} actor(s) in "
+                    f"{len(summary['realms'])} realm(s)")
+        output.show(output.table(NODE_COLUMNS, node_rows(summary["nodes"]), title="Nodes"))
+        rows = [[realm, category, count] for realm, categories in summary["realms"].items()
+                for category, count in categories.items()]
+        output.show(output.table(("realm", "category", "actors"), rows, title="Categories"))
+        if summary["supervised"]:
+            output.show(output.table(
+                ("sid", "actor", "categories", "state", "running", "restarts", "last error"),
+                [[s["sid"][:12], f"{s['realm']}/{s['name']}", ", ".join(s["categories"] or []), s["state"],
+                  "yes" if s["running"] else "no", s["restarts"], s["last_error"] or ""]
+                 for s in summary["supervised"]], title="Supervised"))
+        if summary["patrols"]:
+            output.show(output.table(("owner", "entry", "actor", "running / target"),
+                                     [[p["owner"], e["name"], e["actor"], f"{e['running']} / {e['target']}"]
+                                      for p in summary["patrols"] for e in p["entries"]], title="Patrol"))
+        return 0
+
+    return with_model(args, show)
+
+
+def nodes(args: argparse.Namespace) -> int:
+    """List the live nodes with their health; ``--wait N`` first waits (with progress) until N are up."""
+
+    async def show(model: ClusterModel) -> int:
+        if args.wait:
+            await _wait_for_nodes(model, args.wait, args.timeout)
+        emit(args, model.nodes(), NODE_COLUMNS, lambda: node_rows(model.nodes()))
+        return 0
+
+    return with_model(args, show)
+
+
+async def _wait_for_nodes(model: ClusterModel, count: int, timeout: float) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("waiting for nodes"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  transient=True) as progress:
+        task = progress.add_task("nodes", total=count)
+        while len(model.view.nodes) < count:
+            progress.update(task, completed=len(model.view.nodes))
+            if time.monotonic() > deadline:
+                raise BusError(f"only {len(model.view.nodes)} of {count} nodes came up within {timeout:g}s")
+            await asyncio.sleep(0.2)
+        progress.update(task, completed=count)
+
+
+def actors(args: argparse.Namespace) -> int:
+    """List the live actors (of a realm, under a category): where they run, their load and counters."""
+
+    async def show(model: ClusterModel) -> int:
+        found = model.actors(args.realm, args.category)
+        emit(args, found, ACTOR_COLUMNS, lambda: actor_rows(found))
+        return 0
+
+    return with_model(args, show, load=True)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``status``, ``nodes`` and ``actors``."""
+    p = sub.add_parser("status", help="the cluster at a glance", description=status.__doc__)
+    add_config(p)
+    add_json(p)
+    p.set_defaults(func=status)
+    p = sub.add_parser("nodes", help="list the nodes and their health", description=nodes.__doc__)
+    add_config(p)
+    add_json(p)
+    p.add_argument("--wait", type=int, default=0, metavar="N", help="first wait until N nodes are up")
+    p.add_argument("--timeout", type=float, default=120.0, help="how long --wait waits, in seconds (default 120)")
+    p.set_defaults(func=nodes)
+    p = sub.add_parser("actors", help="list the actors: where they run, their load", description=actors.__doc__)
+    add_config(p)
+    p.add_argument("--realm", default=None, help="only this realm (default: every realm)")
+    p.add_argument("--category", help="only actors under this category (by segment; needs --realm or 'global')")
+    add_json(p)
+    p.set_defaults(func=actors)

@@ -1,0 +1,100 @@
+"""``beach logs`` (the cluster's log lines, history and live) and ``beach stack`` (what an actor's
+process is doing right now)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from .. import logs, output, subjects
+from ..client import AsyncBeach
+from ..errors import UsageError
+from .common import add_config, add_json, connected, fail, failure_text
+
+_UID = re.compile(r"[0-9a-f]{32}")
+
+
+def show_logs(args: argparse.Namespace) -> int:
+    """Print the cluster's log lines: what actors log (``--system``: beach's own warnings), every
+    realm at info and above unless told otherwise; ``--follow`` keeps printing new ones."""
+    level = logs.LEVELS.get(args.level.lower())
+    if level is None:
+        raise UsageError(f"--level {args.level!r}: use one of {', '.join(logs.LEVELS)}")
+    try:
+        since = logs.since_time(args.since)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+    async def run(client: AsyncBeach) -> int:
+        uid = category = None
+        if args.target:
+            if _UID.fullmatch(args.target) or args.target in client.session.view.actors:
+                uid = args.target
+            else:
+                category = subjects.normalize(args.target)
+        kind = "sys" if args.system else "app"
+        subject = logs.subject_filter(kind, args.realm, uid)
+
+        def accept(line: dict[str, Any]) -> bool:
+            if line.get("levelno", 0) < level:
+                return False
+            return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
+
+        async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow, accept=accept):
+            print(output.dumps(line) if args.json else logs.format_line(line), flush=True)
+        return 0
+
+    return connected(args, run)
+
+
+def stack(args: argparse.Namespace) -> int:
+    """Print the Python stacks of every thread of the process running actor UID (and its asyncio
+    tasks with --tasks): "what is my actor doing right now?". Threads serving the actor are marked."""
+
+    async def run(client: AsyncBeach) -> int:
+        response = await client.getStacks(args.uid)
+        if not response.isSuccess:
+            return fail(failure_text(response))
+        data = response.data
+        if args.json:
+            print(output.dumps(data))
+            return 0
+        print(f"actor {data['uid']} ({data['actor']}) in process {data['pid']} ({data['host']} on {data['node']})")
+        threads = sorted(data["threads"], key=lambda t: not t["mine"])
+        for thread in threads:
+            serving = thread["serving"]
+            mark = ""
+            if serving:
+                mark = f"  <- serving {serving['request']!r}" + (" (this actor)" if thread["mine"] else
+                                                                  f" of {serving['uid'][:12]}")
+            print(f"\nThread {thread['name']}{mark}")
+            print("".join(thread["stack"]).rstrip())
+        if args.tasks:
+            for task in data["tasks"]:
+                print(f"\nTask {task['name']} ({task['coro']})")
+                print("\n".join(task["stack"]).rstrip())
+        return 0
+
+    return connected(args, run)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``logs`` and ``stack``."""
+    p = sub.add_parser("logs", help="show the cluster's log lines (history, and live with --follow)",
+                       description=show_logs.__doc__)
+    add_config(p)
+    p.add_argument("target", metavar="CATEGORY|UID", nargs="?", help="only this actor, or actors under this category")
+    p.add_argument("--realm", help="only this realm (default: every realm)")
+    p.add_argument("--since", help="from this long ago: 30s, 10m, 2h, 1d (default: all that is kept)")
+    p.add_argument("--level", default="info", help="the lowest level shown: debug, info, warning, error (default info)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come (Ctrl-C ends)")
+    p.add_argument("--system", action="store_true", help="beach's own warnings and errors instead of the actors'")
+    add_json(p)
+    p.set_defaults(func=show_logs)
+    p = sub.add_parser("stack", help="the Python stacks of an actor's process", description=stack.__doc__)
+    add_config(p)
+    p.add_argument("uid", metavar="UID", help="the actor")
+    p.add_argument("--tasks", action="store_true", help="also the asyncio tasks' stacks")
+    add_json(p)
+    p.set_defaults(func=stack)

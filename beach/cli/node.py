@@ -1,0 +1,98 @@
+"""``beach up`` (a one-node cluster in the foreground) and ``beach node`` (a node agent)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from .. import config as beach_config
+
+EXAMPLE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "examples", "multinode", "multinode.yaml")
+
+
+class Scripts:
+    """Deploy scripts run one after the other with this interpreter, stopped with the node."""
+
+    STOP_SECONDS = 5.0
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+        self.process: asyncio.subprocess.Process | None = None
+        self.stopped = False
+
+    async def run(self) -> None:
+        """Run the scripts in turn, logging each one's exit code."""
+        log = logging.getLogger("beach.up")
+        for path in self.paths:
+            if self.stopped:
+                return
+            self.process = await asyncio.create_subprocess_exec(sys.executable, path)
+            if self.stopped:  # stop() came while the process was starting
+                await self.stop()
+            code = await self.process.wait()
+            (log.info if code == 0 else log.warning)("%s exited with code %s", path, code)
+
+    async def stop(self) -> None:
+        """Terminate the script that is still running, if any (killed after `STOP_SECONDS`)."""
+        self.stopped = True
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), self.STOP_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+def up(args: argparse.Namespace) -> int:
+    """Run the embedded NATS server (unless the config names servers), a node agent and its actor
+    hosts in the foreground; run the deploy scripts once the node is up; stop on Ctrl-C."""
+    from nodeagent.agent import NodeAgent
+
+    config = beach_config.load(args.config or EXAMPLE_CONFIG)
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format="%(asctime)s node %(name)s %(levelname)s %(message)s")
+    agent = NodeAgent(config, args.node_id)
+
+    async def main() -> None:
+        node = asyncio.create_task(agent.run())
+        await asyncio.wait([node, asyncio.create_task(agent.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if node.done() or not args.run:
+            return await node
+        scripts = Scripts(args.run)
+        running = asyncio.create_task(scripts.run())
+        await asyncio.wait([node, asyncio.create_task(agent.stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await scripts.stop()  # a script still running when the node stops would only see errors
+        running.cancel()
+        await node
+
+    asyncio.run(main())
+    return 0
+
+
+def node(args: argparse.Namespace) -> int:
+    """Run a node agent (``python -m nodeagent CONFIG``)."""
+    from nodeagent.__main__ import main as node_main
+
+    return node_main([args.config] + (["--node-id", args.node_id] if args.node_id else []), prog="beach node")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``up`` and ``node``."""
+    p = sub.add_parser("up", help="run a one-node cluster in the foreground (embedded NATS, node agent, hosts)",
+                       description=up.__doc__)
+    p.add_argument("config", nargs="?", metavar="CONFIG", help=f"the config file (default: {EXAMPLE_CONFIG})")
+    p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
+    p.add_argument("--run", action="append", metavar="SCRIPT",
+                   help="a deploy script to run once the node is up (repeatable; run in order)")
+    p.set_defaults(func=up)
+    p = sub.add_parser("node", help="run a node agent (one per machine)", description=node.__doc__)
+    p.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
+    p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
+    p.set_defaults(func=node)

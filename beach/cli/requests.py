@@ -1,0 +1,79 @@
+"""``beach request`` and ``beach broadcast``: talking to actors from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from .. import output
+from ..client import AsyncBeach
+from .common import add_config, add_realm, connected, fail, failure_text
+
+
+def request(args: argparse.Namespace) -> int:
+    """Send one request (or, with --from-all, one to every actor of the category) and print the reply's
+    data as JSON; exit 1 if it failed (the reason on stderr)."""
+    data = output.parse_data(args.data, "--data")
+
+    async def run(client: AsyncBeach) -> int:
+        handle = client.getActorHandle(args.category, mode="affinity" if args.key is not None else "random",
+                                       ident=args.ident, timeout=args.timeout)
+        if args.from_all:
+            future = await handle.arequestFromAll(args.type, data, timeout=args.timeout)
+            responses = await future.wait(args.timeout + 1)
+            print(output.dumps([{"ok": r.isSuccess, "error": r.error, "data": r.data} for r in responses]))
+            if not responses:
+                return fail(f"no actors available in category {args.category!r} of realm {client.realm!r}")
+            return 0 if all(r.isSuccess for r in responses) else 1
+        started = time.monotonic()
+        response = await handle.arequest(args.type, data, key=args.key, nRetries=args.retries)
+        if args.verbose:
+            print(f"{(time.monotonic() - started) * 1000:.1f} ms", file=sys.stderr)
+        if response.isSuccess:
+            print(output.dumps(response.data))
+            return 0
+        return fail(failure_text(response))
+
+    return connected(args, run)
+
+
+def broadcast(args: argparse.Namespace) -> int:
+    """Send a request to every actor of the category without waiting for replies."""
+    data = output.parse_data(args.data, "--data")
+
+    async def run(client: AsyncBeach) -> int:
+        handle = client.getActorHandle(args.category, ident=args.ident)
+        count = handle.getNumAvailable()
+        await handle.abroadcast(args.type, data)
+        await client.session.nc.flush(5)
+        print(f"sent to {count} actor(s) of {args.category!r}")
+        return 0 if count else 1
+
+    return connected(args, run)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``request`` and ``broadcast``."""
+    p = sub.add_parser("request", help="send one request and print the reply", description=request.__doc__)
+    add_config(p)
+    p.add_argument("category", metavar="CATEGORY", help="where to send it (one actor of the category)")
+    p.add_argument("type", metavar="TYPE", help="the request type")
+    p.add_argument("--data", "-d", help="the request data: JSON or a Python literal (default {})")
+    add_realm(p)
+    p.add_argument("--ident", "-i", help="the trust ident to send")
+    p.add_argument("--timeout", "-t", type=float, default=10.0, help="seconds to wait for the reply (default 10)")
+    p.add_argument("--key", help="route by this affinity key (the actor that owns it)")
+    p.add_argument("--retries", type=int, default=0, help="retries after a timeout or 'busy' (default 0)")
+    p.add_argument("--from-all", "--all", action="store_true", dest="from_all",
+                   help="ask every actor of the category and print every reply")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print the round-trip time")
+    p.set_defaults(func=request)
+    p = sub.add_parser("broadcast", help="send a request to every actor of a category", description=broadcast.__doc__)
+    add_config(p)
+    p.add_argument("category", metavar="CATEGORY", help="every actor of this category gets it")
+    p.add_argument("type", metavar="TYPE", help="the request type")
+    p.add_argument("--data", "-d", help="the request data: JSON or a Python literal (default {})")
+    add_realm(p)
+    p.add_argument("--ident", "-i", help="the trust ident to send")
+    p.set_defaults(func=broadcast)

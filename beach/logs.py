@@ -1,0 +1,323 @@
+"""Cluster-wide logs: every actor's log lines (and beach's own warnings) on NATS, kept in a bounded
+JetStream stream, readable from any machine.
+
+Subjects (everything under ``beach.log.>`` is kept by the stream ``beach_logs``)::
+
+    beach.log.app.<realm>.<uid>     what an actor logs: Actor.log / logCritical and its own
+                                    ``logging`` records (the actor running is known from a context
+                                    variable the host sets around its code)
+    beach.log.sys.<node>.<process>  beach's own warnings and errors (node agents, actor hosts)
+
+A line is a msgpack map: ``v`` (format), ``t`` (time), ``level``, ``levelno``, ``kind`` (``app`` or
+``sys``), ``realm``, ``uid``, ``actor`` (class), ``categories``, ``node``, ``host``, ``logger``,
+``msg``. The stream's age and size limits come from the config's ``logs:`` section.
+
+A log flood must never slow the request path: `ClusterLogHandler.emit` only formats the line and
+appends it to a bounded queue; one task publishes (plain NATS publishes, the server stores them).
+Past ``logs.rate`` lines a second per actor (with a burst of ``logs.burst``) lines are dropped and
+counted, and a line saying how many were dropped follows once the flood stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from . import subjects, wire
+from .config import Config
+from .errors import BusError
+
+STREAM = "beach_logs"
+SUBJECTS = "beach.log.>"
+FORMAT = 1
+QUEUE_LIMIT = 10_000  # lines waiting to be published; past it they are dropped (and counted)
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+          "critical": logging.CRITICAL}
+
+
+@dataclass
+class Source:
+    """Who is logging: an actor (``kind='app'``) or a beach process (``kind='sys'``)."""
+
+    kind: str
+    node: str
+    host: str
+    realm: str = ""
+    uid: str = ""
+    actor: str = ""
+    categories: list[str] = field(default_factory=list)
+    dropped: int = 0  # lines lost to the rate limit or a full queue, in total
+    _tokens: float = 0.0
+    _refilled: float = 0.0
+    _unreported: int = 0
+
+    @property
+    def subject(self) -> str:
+        """The subject this source's lines go to."""
+        if self.kind == "app":
+            return f"beach.log.app.{subjects.escape(self.realm)}.{subjects.escape(self.uid)}"
+        return f"beach.log.sys.{subjects.escape(self.node)}.{subjects.escape(self.host)}"
+
+    def take(self, rate: float, burst: int) -> bool:
+        """Spend one token of this source's bucket; False (and counted) when it is empty."""
+        now = time.monotonic()
+        self._tokens = min(float(burst), self._tokens + (now - self._refilled) * rate) if self._refilled else burst
+        self._refilled = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        self.dropped += 1
+        self._unreported += 1
+        return False
+
+
+# The actor whose code runs now (set by the actor host around handlers, hooks and timers): its
+# plain `logging` calls are attributed to it.
+current_source: contextvars.ContextVar[Source | None] = contextvars.ContextVar("beach_log_source", default=None)
+
+
+def subject_filter(kind: str = "app", realm: str | None = None, uid: str | None = None) -> str:
+    """The stream subject that selects ``kind`` lines, of ``realm`` and/or actor ``uid`` if given."""
+    if kind == "sys":
+        return "beach.log.sys.>"
+    realm_token = subjects.escape(realm) if realm else "*"
+    return f"beach.log.app.{realm_token}.{subjects.escape(uid) if uid else '*'}"
+
+
+def record(source: Source, levelno: int, msg: str, logger: str, created: float | None = None) -> dict[str, Any]:
+    """A log line as it goes on the wire."""
+    return {"v": FORMAT, "t": time.time() if created is None else created, "level": logging.getLevelName(levelno),
+            "levelno": levelno, "kind": source.kind, "realm": source.realm, "uid": source.uid,
+            "actor": source.actor, "categories": list(source.categories), "node": source.node,
+            "host": source.host, "logger": logger, "msg": msg}
+
+
+def decode(body: bytes) -> dict[str, Any] | None:
+    """A log line off the wire, or None if it is not one (a bad line is skipped, never fatal)."""
+    try:
+        line = wire.unpack(body)
+    except ValueError:
+        return None
+    if not isinstance(line, dict) or not isinstance(line.get("msg"), str) or not isinstance(line.get("levelno"), int):
+        return None
+    if not isinstance(line.get("t"), (int, float)):
+        return None
+    return line
+
+
+class ClusterLogHandler(logging.Handler):
+    """A `logging` handler that sends lines to the cluster over a NATS connection.
+
+    ``system`` is the source for lines logged outside actor code; only WARNING and above of those
+    go out (beach's own INFO lines stay on the process's stderr).
+    """
+
+    def __init__(self, system: Source, rate: float, burst: int) -> None:
+        super().__init__(logging.DEBUG)
+        self.system = system
+        self.rate = rate
+        self.burst = burst
+        self._queue: deque[tuple[str, bytes]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._nc: Client | None = None
+        self._wake: asyncio.Event | None = None
+        self._wake_pending = False
+        self._task: asyncio.Task[None] | None = None
+        self._emitting = threading.local()
+        self._flooding: dict[int, Source] = {}  # sources with dropped lines not reported yet
+        self.sent = 0
+
+    def start(self, nc: Client) -> None:
+        """Start publishing over ``nc`` (call on its event loop)."""
+        self._nc = nc
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = self._loop.create_task(self._publish())
+
+    async def stop(self) -> None:
+        """Publish what is queued (briefly), then stop."""
+        if self._task is None:
+            return
+        if self._queue and self._wake is not None:
+            self._wake.set()
+            for _ in range(20):
+                if not self._queue:
+                    break
+                await asyncio.sleep(0.01)
+        self._task.cancel()
+        try:
+            await self._task
+        except BaseException:
+            pass
+        self._task = None
+
+    def emit(self, log_record: logging.LogRecord) -> None:
+        if getattr(self._emitting, "active", False):  # a line logged while sending one: drop it
+            return
+        source = getattr(log_record, "beach_source", None) or current_source.get()
+        if source is None:
+            if log_record.levelno < logging.WARNING:
+                return
+            source = self.system
+        if log_record.name.startswith("nats") and source is self.system:
+            return  # nats-py complaining about the connection these lines would travel on
+        self._emitting.active = True
+        try:
+            if not source.take(self.rate, self.burst):
+                self._flooding[id(source)] = source
+                return
+            self._enqueue(source, log_record.levelno, self.format(log_record), log_record.name, log_record.created)
+            self._report_drops(source)
+        except Exception:
+            self.handleError(log_record)
+        finally:
+            self._emitting.active = False
+
+    def _report_drops(self, source: Source) -> None:
+        if source._unreported:
+            lost, source._unreported = source._unreported, 0
+            self._flooding.pop(id(source), None)
+            self._enqueue(source, logging.WARNING, f"{lost} log lines dropped: over {self.rate:g} lines/s",
+                          "beach.logs", None)
+
+    def _enqueue(self, source: Source, levelno: int, msg: str, logger: str, created: float | None) -> None:
+        if len(self._queue) >= QUEUE_LIMIT or self._loop is None:
+            source.dropped += 1
+            source._unreported += 1
+            return
+        self._queue.append((source.subject, wire.pack(record(source, levelno, msg, logger, created))))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._loop.call_soon_threadsafe(self._wake_up)
+            except RuntimeError:  # the loop is closed: the process is ending
+                pass
+
+    def _wake_up(self) -> None:
+        self._wake_pending = False
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _publish(self) -> None:
+        assert self._wake is not None and self._nc is not None
+        while True:
+            try:  # a flood that stopped is reported within a second, even if nothing else is logged
+                await asyncio.wait_for(self._wake.wait(), 1.0 if self._flooding else None)
+            except TimeoutError:
+                for source in list(self._flooding.values()):
+                    if source.take(self.rate, self.burst):
+                        self._report_drops(source)
+            self._wake.clear()
+            while self._queue:
+                subject, body = self._queue.popleft()
+                try:
+                    await self._nc.publish(subject, body)
+                    self.sent += 1
+                except nats.errors.Error:  # no bus for now (its buffer is full): the line is lost
+                    self.system.dropped += 1
+
+
+def install(handler: ClusterLogHandler, nc: Client) -> None:
+    """Attach ``handler`` to the root logger and start it publishing over ``nc``."""
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.start(nc)
+    logging.getLogger().addHandler(handler)
+
+
+def uninstall(handler: ClusterLogHandler) -> None:
+    """Detach ``handler`` from the root logger."""
+    logging.getLogger().removeHandler(handler)
+
+
+async def open_stream(nc: Client, config: Config, replicas: int) -> None:
+    """Create the log stream, or bring its limits in line with the config (node agents do this)."""
+    js = nc.jetstream(timeout=5)
+    stream = StreamConfig(name=STREAM, subjects=[SUBJECTS], max_age=float(config.logs.max_age),
+                          max_bytes=int(config.logs.max_bytes), storage=StorageType.FILE,
+                          discard=DiscardPolicy.OLD, num_replicas=replicas)
+    try:
+        await js.stream_info(STREAM)
+    except NotFoundError:
+        try:
+            await js.add_stream(stream)
+            return
+        except nats.errors.Error as err:
+            if "already in use" not in str(err):
+                raise
+    await js.update_stream(stream)
+
+
+def since_time(text: str | None) -> datetime.datetime | None:
+    """``'10m'``, ``'2h'``, ``'30s'``, ``'1d'`` (or plain seconds) ago, as a UTC time; None for None.
+    Raises ``ValueError`` naming what it cannot read."""
+    if not text:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], text[-1]) if text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise ValueError(f"--since {text!r}: give a duration such as 30s, 10m, 2h or 1d") from None
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+
+
+async def read(nc: Client, filter_subject: str, since: datetime.datetime | None = None, follow: bool = False,
+               accept: Callable[[dict[str, Any]], bool] = lambda line: True,
+               idle: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+    """The lines of the log stream on ``filter_subject`` from ``since`` (default: all it keeps) that
+    ``accept`` takes, oldest first; with ``follow``, then every new one as it comes. Raises
+    `BusError` when there is no log stream (no node has started yet)."""
+    js = nc.jetstream(timeout=5)
+    try:
+        await js.stream_info(STREAM)
+    except NotFoundError:
+        raise BusError("no log stream on this bus yet: no beach node has run here") from None
+    except nats.errors.Error as err:
+        raise BusError(f"cannot read the log stream: {err or type(err).__name__}") from None
+    deliver = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()) \
+        if since else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+    sub = await js.subscribe(filter_subject, ordered_consumer=True, config=deliver)
+    try:
+        caught_up = False
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle if not caught_up else 3600)
+            except nats.errors.TimeoutError:
+                if not follow:
+                    return  # nothing more came: history is done
+                caught_up = True
+                continue
+            line = decode(msg.data)
+            if line is not None and accept(line):
+                yield line
+            if not follow and msg.metadata.num_pending == 0:
+                return
+    finally:
+        try:
+            await sub.unsubscribe()
+        except Exception:  # the connection may be closing
+            pass
+
+
+def format_line(line: dict[str, Any]) -> str:
+    """One log line for a terminal: time, level, where it comes from, the message."""
+    when = datetime.datetime.fromtimestamp(line["t"]).strftime("%Y-%m-%d %H:%M:%S")
+    if line.get("kind") == "app":
+        where = f"{line.get('realm')}/{line.get('actor')} {str(line.get('uid'))[:8]}"
+    else:
+        where = f"{line.get('host') or line.get('node')}"
+    return f"{when} {line.get('level', '?'):8} {where}  {line['msg']}"
