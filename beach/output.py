@@ -34,6 +34,11 @@ def dumps(value: Any) -> str:
     return json.dumps(value, indent=4, default=_jsonable, ensure_ascii=False)
 
 
+def dumps_line(value: Any) -> str:
+    """``value`` as one line of JSON (for streams such as ``beach logs --json``: JSON Lines)."""
+    return json.dumps(value, default=_jsonable, ensure_ascii=False)
+
+
 def parse_data(text: str | None, what: str = "data") -> Any:
     """Request data typed by a person: JSON (``{"a": 1}``) or a Python literal (``{'a': 1}``), never
     evaluated as code. Empty → ``{}``. Raises `UsageError` naming what could not be read."""

@@ -73,6 +73,10 @@ def read_mapping(text: str | None, what: str) -> dict[str, Any]:
     return value
 
 
+class NoActorsError(UsageError):
+    """A request to a category that has no live actor (the directory says so before anything is sent)."""
+
+
 class Replies(NamedTuple):
     """What a request brought back: the data to print, and one line per failure (empty: success)."""
 
@@ -85,14 +89,14 @@ def send_request(beach: Beach, category: str, request_type: str, data: Any = Non
     """Send one request to ``category`` of the current realm, or with ``from_all`` to each of its actors.
 
     One reply gives its data; ``from_all`` gives the list of every reply's data, waiting at most about
-    ``timeout`` seconds. Raises `UsageError` when the category has no actor, and what `ActorHandle.request`
-    raises for data that cannot be sent.
+    ``timeout`` seconds. Raises `NoActorsError` when the category has no actor, and what
+    `ActorHandle.request` raises for data that cannot be sent.
     """
     handle = beach.getActorHandle(category, ident=ident, timeout=timeout)
     try:
         expected = handle.getNumAvailable()
         if expected == 0:
-            raise UsageError(f"no actors available in category {category!r} of realm {beach.realm!r}")
+            raise NoActorsError(f"no actors available in category {category!r} of realm {beach.realm!r}")
         if not from_all:
             response = handle.request(request_type, data, timeout=timeout)
             return Replies(response.data, [] if response.isSuccess else [describe_failure(response)])
@@ -493,7 +497,10 @@ class BeachShell(cmd.Cmd):
         """Leave the shell (the connection to the cluster is closed)."""
         return True
 
-    do_quit = do_exit
+    @command()
+    def do_quit(self, args: argparse.Namespace) -> bool:
+        """Leave the shell (the same as exit)."""
+        return True
 
     @command()
     def do_EOF(self, args: argparse.Namespace) -> bool:
@@ -519,7 +526,7 @@ def _arguments(prog: str) -> argparse.ArgumentParser:
     once.add_argument("-rcmd", "--req-cmd", metavar="TYPE", help="the request type")
     once.add_argument("-rd", "--req-data", metavar="DATA", help="the data (JSON or a Python literal; default {})")
     once.add_argument("-ri", "--req-ident", metavar="IDENT", help="the ident to send")
-    once.add_argument("-b", "--is-broadcast", action="store_true",
+    once.add_argument("-b", "--is-broadcast", action="store_true", default=None,  # None: not given
                       help="ask every actor of the category; print the list of their replies' data")
     once.add_argument("-rt", "--req-timeout", type=float, metavar="S",
                       help=f"seconds to wait (default {DEFAULT_TIMEOUT:g}, also for -b)")
@@ -529,11 +536,11 @@ def _arguments(prog: str) -> argparse.ArgumentParser:
 def _one_shot(beach: Beach, args: argparse.Namespace, data: Any) -> int:
     try:
         replies = send_request(beach, args.req_cat, args.req_cmd, data, ident=args.req_ident,
-                               timeout=args.req_timeout or DEFAULT_TIMEOUT, from_all=args.is_broadcast)
-    except UsageError as err:  # no actor in the category
+                               timeout=args.req_timeout or DEFAULT_TIMEOUT, from_all=bool(args.is_broadcast))
+    except NoActorsError as err:
         print(f"beach: {one_line(str(err))}", file=sys.stderr)
         return 1
-    if args.is_broadcast or not replies.failures:
+    if args.is_broadcast or not replies.failures:  # a broadcast shows what came back, even with failures
         print(dumps(replies.data))
     for failure in replies.failures:
         print(f"beach: {failure}", file=sys.stderr)
@@ -548,7 +555,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.beach_cli")
     """
     parser = _arguments(prog)
     args = parser.parse_args(argv)
-    one_shot = any(getattr(args, dest) not in (None, False) for dest in (*ONE_SHOT_REQUIRED, *ONE_SHOT_OPTIONAL))
+    one_shot = any(getattr(args, dest) is not None for dest in (*ONE_SHOT_REQUIRED, *ONE_SHOT_OPTIONAL))
     missing = [flag for dest, flag in ONE_SHOT_REQUIRED.items() if getattr(args, dest) is None]
     if one_shot and missing:
         parser.error(f"one-shot mode needs {', '.join(missing)} too (-rm, -rcat and -rcmd go together)")

@@ -313,3 +313,29 @@ def test_a_spawn_whose_answer_cannot_be_sent_does_not_leave_the_actor_running(be
     wait_for(lambda: handle.getNumAvailable() == 0, 10, what="the actor nobody was told about to go")
     time.sleep(1.0)  # and it stays gone
     assert handle.getNumAvailable() == 0
+
+
+def test_sighup_stops_the_node_gracefully_and_legacy_keys_are_named_once(nats_server, tmp_path):
+    config = write_config(tmp_path / "beach.yaml", nats_server.url, n_processes=2, ops_port=4999,
+                          interface="eth0", directory_sync_seconds=60)
+    log = tmp_path / "node.log"
+    with open(log, "wb") as out:
+        node = subprocess.Popen([sys.executable, "-m", "nodeagent", str(config), "--node-id", "hup-node"],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with Beach(config) as client:
+            wait_for(lambda: "hup-node" in client._core.session.view.nodes, 30, what="the node to register")
+            marker = tmp_path / "deinit"
+            resp = client.addActor("DeinitMarker", "hup", strategy="host_affinity", strategy_hint="hup-node",
+                                   parameters={"path": str(marker)})
+            assert resp.isSuccess, resp
+            node.send_signal(signal.SIGHUP)  # the terminal it ran in closed
+            assert node.wait(40) == 0
+            assert marker.read_text() == resp.data["uid"], "the actor's deinit ran"
+        ignored = [line for line in log.read_text().splitlines() if "ignored" in line]
+        assert len(ignored) == 1, ignored  # the agent says it once; its two hosts say nothing
+        assert "'ops_port', 'interface', 'directory_sync_seconds' ignored" in ignored[0]
+    finally:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()

@@ -93,6 +93,10 @@ def test_help_and_argument_errors(shell):
     assert shell.error("xyz") == "error: unknown command 'xyz': type help"
     assert shell.error("help xyz") == "error: unknown command 'xyz': type help"
     assert shell.run("") == ""
+    shell.child.sendeof()  # Ctrl-D leaves
+    shell.child.expect(pexpect.EOF)
+    shell.child.close()
+    assert shell.child.exitstatus == 0
 
 
 def test_actors_directory_and_requests(shell, beach):
@@ -134,6 +138,10 @@ def test_actors_directory_and_requests(shell, beach):
     replies = shell.json("request shell/all ping --from-all -t 5")
     assert sorted(r["uid"] for r in replies) == sorted([first, second])
     assert sorted(shell.json("stop_actor -c shell/all")["stopped"]) == sorted([first, second])
+
+    shell.json("add_actor -n Pong -c shell/flushed --realm realm-one")
+    assert shell.json("flush --confirm") is True
+    wait_for(lambda: not beach.getDirectory()["realms"], 10, what="every realm to be empty")
 
 
 def test_completion_realm_keys_and_exit(shell, beach, tmp_path):
@@ -179,12 +187,14 @@ def test_history_ctrl_c_and_ctrl_d(beach, config_path, tmp_path):
         child.send("\x03")  # Ctrl-C drops the line and gives a new prompt
         child.expect_exact(shell.prompt)
         assert beach.addActor("Sleeper", "shell/sleep").isSuccess
-        child.sendline("request shell/sleep sleep -d \"{'seconds': 30}\" -t 40")
+        child.sendline("request shell/sleep sleep -d \"{'seconds': 5}\" -t 20")
         wait_for(lambda: any(v["inflight"] for v in beach.getLoadInfo().values()), 10, what="the request to run")
         child.send("\x03")  # Ctrl-C stops waiting for a reply
         child.expect_exact(shell.prompt)
         assert shell.run("realm") == "global"
-        child.sendeof()
+        child.send("\x03")  # two Ctrl-C in a row leave
+        child.expect_exact(shell.prompt)
+        child.send("\x03")
         child.expect(pexpect.EOF)
         child.close()
         assert child.exitstatus == 0
@@ -223,6 +233,11 @@ def test_one_shot(beach, config_path):
     result = beach_cli(str(config_path), "-rm", "global", "-rcat", "once/pong", "-rcmd", "nothing")
     assert result.returncode == 1 and "request type not supported" in assert_one_line(result)
 
+    assert beach.addActor("Faulty", "once/faulty").isSuccess
+    result = beach_cli(str(config_path), "-rm", "global", "-rcat", "once/faulty", "-rcmd", "raise")
+    assert result.returncode == 1 and result.stdout == ""
+    assert assert_one_line(result) == "beach: exception: RuntimeError: handler blew up on purpose\n"
+
     result = beach_cli(str(config_path), *request, "-rd", "{'a': ")
     assert result.returncode == 2 and "neither JSON nor a Python literal" in assert_one_line(result)
     assert result.stdout == ""
@@ -231,7 +246,7 @@ def test_one_shot(beach, config_path):
 def test_one_shot_interrupted(beach, config_path):
     assert beach.addActor("Sleeper", "once/sleep").isSuccess
     process = subprocess.Popen([sys.executable, "-m", "beach.beach_cli", str(config_path), "-rm", "global",
-                                "-rcat", "once/sleep", "-rcmd", "sleep", "-rd", "{'seconds': 30}", "-rt", "40"],
+                                "-rcat", "once/sleep", "-rcmd", "sleep", "-rd", "{'seconds': 5}", "-rt", "20"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: any(v["inflight"] for v in beach.getLoadInfo().values()), 15, what="the request to run")
@@ -256,3 +271,20 @@ def test_arguments_and_start_up_errors(tmp_path):
     result = beach_cli(str(unreachable))
     assert result.returncode == 2 and "cannot connect to NATS" in assert_one_line(result)
 
+
+
+def test_without_readline_in_process(beach, tmp_path, monkeypatch):
+    """The shell as a class, on plain streams and without readline: no history file, same output."""
+    from beach import shell as shell_module
+
+    monkeypatch.setattr(shell_module, "readline", None)
+    out = io.StringIO()
+    session = shell_module.BeachShell(beach, out=out)
+    session.use_rawinput = False
+    session.stdin = io.StringIO("realm realm-one\nget_dir -c x\nrealm\nget_dir\n")  # then end of input
+    session.run(str(tmp_path / "history"))
+    assert out.getvalue().splitlines() == [
+        INTRO, "(beach/global) (beach/realm-one) error: no category 'x' in realm 'realm-one'",
+        "(beach/realm-one) realm-one", "(beach/realm-one) {}", "(beach/realm-one) "]
+    assert not (tmp_path / "history").exists()
+    assert beach.realm == "realm-one"

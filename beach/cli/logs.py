@@ -42,7 +42,7 @@ def show_logs(args: argparse.Namespace) -> int:
             return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
 
         async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow, accept=accept):
-            print(output.dumps(line) if args.json else logs.format_line(line), flush=True)
+            print(output.dumps_line(line) if args.json else logs.format_line(line), flush=True)
         return 0
 
     return connected(args, run)
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--level", default="info", help="the lowest level shown: debug, info, warning, error (default info)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come (Ctrl-C ends)")
     p.add_argument("--system", action="store_true", help="beach's own warnings and errors instead of the actors'")
-    add_json(p)
+    p.add_argument("--json", action="store_true", help="print each line as JSON (JSON Lines, for scripts)")
     p.set_defaults(func=show_logs)
     p = sub.add_parser("stack", help="the Python stacks of an actor's process", description=stack.__doc__)
     add_config(p)
