@@ -272,7 +272,7 @@ def since_time(text: str | None) -> datetime.datetime | None:
         seconds = float(number) * units[unit]
     except ValueError:
         raise ValueError(f"--since {text!r}: give a duration such as 30s, 10m, 2h or 1d") from None
-    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    return datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=seconds)
 
 
 async def read(nc: Client, filter_subject: str, since: datetime.datetime | None = None, follow: bool = False,

@@ -349,7 +349,7 @@ class ClusterModel:
         if self.mirror is None:
             return []
         result = []
-        for key, (record, _) in sorted(self.mirror.under("sup.").items()):
+        for _key, (record, _) in sorted(self.mirror.under("sup.").items()):
             if not isinstance(record, dict) or not isinstance(record.get("spawn"), dict):
                 continue
             spawn = record["spawn"]

@@ -55,6 +55,23 @@ def parse_data(text: str | None, what: str = "data") -> Any:
         raise UsageError(f"{what} {text!r} is neither JSON nor a Python literal ({reason})") from None
 
 
+def one_line(text: str) -> str:
+    """``text`` on one line: its non-blank lines joined by spaces."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def describe_failure(response: Any) -> str:
+    """A failed `ActorResponse` in one line: its error, and the last line of the traceback (its
+    ``data['st']``) when there is one."""
+    text = response.error or "failed"
+    trace = response.data.get("st") if isinstance(response.data, dict) else None
+    if trace:
+        lines = [line for line in str(trace).splitlines() if line.strip()]
+        if lines:
+            text = f"{text}: {lines[-1].strip()}"
+    return one_line(text)
+
+
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Any:
     """A rich `Table` with ``columns`` and ``rows`` (cells are turned into text)."""
     from rich.table import Table

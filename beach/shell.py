@@ -27,7 +27,7 @@ from .beach_api import Beach
 from .errors import BeachError, UsageError
 from .handle import DEFAULT_TIMEOUT
 from .keys import generate_key
-from .output import dumps, parse_data
+from .output import describe_failure, dumps, one_line, parse_data
 from .response import ActorResponse
 
 readline: ModuleType | None
@@ -47,22 +47,6 @@ EXIT_INTERRUPTED = 130
 Options = Callable[[argparse.ArgumentParser], None]
 Command = Callable[["BeachShell", argparse.Namespace], "bool | None"]
 Handler = Callable[["BeachShell", str], "bool | None"]
-
-
-def one_line(text: str) -> str:
-    """``text`` on one line: its non-blank lines joined by spaces."""
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-def describe_failure(response: ActorResponse) -> str:
-    """A failed response in one line: its error, and the last line of the traceback when there is one."""
-    text = response.error or "failed"
-    trace = response.data.get("st") if isinstance(response.data, dict) else None
-    if trace:
-        lines = [line for line in str(trace).splitlines() if line.strip()]
-        if lines:
-            text = f"{text}: {lines[-1].strip()}"
-    return one_line(text)
 
 
 def read_mapping(text: str | None, what: str) -> dict[str, Any]:

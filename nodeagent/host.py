@@ -96,8 +96,9 @@ class ActorHost(ControlServer):
 
     def load(self) -> dict[str, Any]:
         """Each actor's load figures: in-flight requests, their bound, waiting messages, counters."""
-        return {uid: {"inflight": rt.inflight, "bound": rt.bound, "waiting": rt.waiting, "handlers": sorted(rt.handlers),
-                      "logs_dropped": rt.log_source.dropped, **rt.counters} for uid, rt in self.actors.items()}
+        return {uid: {"inflight": rt.inflight, "bound": rt.bound, "waiting": rt.waiting,
+                      "handlers": sorted(rt.handlers), "logs_dropped": rt.log_source.dropped, **rt.counters}
+                for uid, rt in self.actors.items()}
 
     async def _publish_stats(self) -> None:
         """Tell whoever watches (the tools' cluster model) how this host's actors are doing."""

@@ -22,10 +22,10 @@ from nats.aio.msg import Msg
 
 from beach import subjects, wire
 from beach.actor import Actor, ActorRequest
-from beach.logs import Source, current_source
 from beach.errors import BeachError
 from beach.group import ActorHandleGroup
 from beach.handle import ActorHandle
+from beach.logs import Source, current_source
 from beach.runner import Background
 from beach.session import current_deadline
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import output
 from ..client import AsyncBeach
-from .common import add_config, add_json, add_realm, connected, emit, fail, failure_text
+from .common import add_config, add_json, add_realm, connected, emit, fail
 
 
 def add(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def add(args: argparse.Namespace) -> int:
         emit(args, [r.data for r in started], ("uid", "node", "host"),
              lambda: [[r.data["uid"], r.data["node"], r.data["host"]] for r in started])
         if failed:
-            return fail(f"{len(failed)} of {args.count} not started: {failure_text(failed[0])}")
+            return fail(f"{len(failed)} of {args.count} not started: {output.describe_failure(failed[0])}")
         return 0
 
     return connected(args, start)
@@ -53,7 +53,7 @@ def stop(args: argparse.Namespace) -> int:
                                            delay=args.delay)
         emit(args, response.data, ("stopped", "not found"),
              lambda: [[", ".join(response.data["stopped"]) or "-", ", ".join(response.data["not_found"]) or "-"]])
-        return 0 if response.isSuccess else fail(failure_text(response))
+        return 0 if response.isSuccess else fail(output.describe_failure(response))
 
     return connected(args, run)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import BusError
 from ..model import ClusterModel
-from .common import add_config, add_json, add_realm, duration, emit, with_model
+from .common import add_config, add_json, duration, emit, with_model
 
 
 def _load_cell(actor: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 from .. import output
 from ..client import AsyncBeach
 from ..model import ClusterModel
-from ..response import ActorResponse
 
 T = TypeVar("T")
 
@@ -74,16 +73,6 @@ def fail(message: str) -> int:
     """Print a one-line failure to stderr; return exit code 1."""
     print(f"beach: {message}", file=sys.stderr)
     return 1
-
-
-def failure_text(response: ActorResponse) -> str:
-    """A failed response in one line (the last line of its traceback, if it has one)."""
-    text = response.error or "failed"
-    if isinstance(response.data, dict) and isinstance(response.data.get("st"), str):
-        last = response.data["st"].strip().splitlines()[-1:]
-        if last:
-            text += f": {last[0]}"
-    return text
 
 
 def duration(seconds: Any) -> str:

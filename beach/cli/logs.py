@@ -10,7 +10,7 @@ from typing import Any
 from .. import logs, output, subjects
 from ..client import AsyncBeach
 from ..errors import UsageError
-from .common import add_config, add_json, connected, fail, failure_text
+from .common import add_config, add_json, connected, fail
 
 _UID = re.compile(r"[0-9a-f]{32}")
 
@@ -55,7 +55,7 @@ def stack(args: argparse.Namespace) -> int:
     async def run(client: AsyncBeach) -> int:
         response = await client.getStacks(args.uid)
         if not response.isSuccess:
-            return fail(failure_text(response))
+            return fail(output.describe_failure(response))
         data = response.data
         if args.json:
             print(output.dumps(data))

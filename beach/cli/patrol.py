@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import time
 
-from .. import patrol as beach_patrol
 from ..client import AsyncBeach
 from ..errors import UsageError
 from ..model import ClusterModel

@@ -8,7 +8,7 @@ import time
 
 from .. import output
 from ..client import AsyncBeach
-from .common import add_config, add_realm, connected, fail, failure_text
+from .common import add_config, add_realm, connected, fail
 
 
 def request(args: argparse.Namespace) -> int:
@@ -33,7 +33,7 @@ def request(args: argparse.Namespace) -> int:
         if response.isSuccess:
             print(output.dumps(response.data))
             return 0
-        return fail(failure_text(response))
+        return fail(output.describe_failure(response))
 
     return connected(args, run)
 

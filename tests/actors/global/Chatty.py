@@ -11,7 +11,7 @@ class Chatty(Actor):
     handler, a timer, a thread it started), and floods on request."""
 
     def init(self, parameters):
-        self.log('chatty up: %s' % parameters.get('tag', '-'))
+        self.log(f"chatty up: {parameters.get('tag', '-')}")
         self.handle('say', self.say)
         self.handle('flood', self.flood)
         self.handle('thread', self.in_thread)
