@@ -31,7 +31,7 @@ def test_every_argument_of_every_subcommand_has_help():
     top = parser()
     [sub] = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
     expected = {"up", "node", "status", "nodes", "actors", "add", "stop", "flush", "request", "broadcast", "logs",
-                "stack", "patrol", "gen-key", "shell", "console"}
+                "stack", "patrol", "gen-key", "shell", "console", "dashboard", "restbridge"}
     assert expected <= set(sub.choices)
     for name, command in sub.choices.items():
         assert command.description, f"beach {name} has no description"

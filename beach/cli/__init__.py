@@ -10,7 +10,7 @@ error or a bad config). The subcommands live in this package, one module per kin
 * `beach.cli.requests` request, broadcast
 * `beach.cli.logs`     logs, stack
 * `beach.cli.patrol`   patrol apply | remove | list
-* `beach.cli.tools`    gen-key, shell, console
+* `beach.cli.tools`    gen-key, shell, console, dashboard, restbridge
 """
 
 from __future__ import annotations

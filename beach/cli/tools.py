@@ -1,5 +1,6 @@
-"""``beach gen-key``, ``beach shell`` (the original's interactive shell) and ``beach console``
-(the Textual console)."""
+"""``beach gen-key``, ``beach shell`` (the original's interactive shell), ``beach console`` (the
+Textual console), ``beach dashboard`` (the web dashboard) and ``beach restbridge`` (HTTP in front of
+actors)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,27 @@ def console(args: argparse.Namespace) -> int:
     return main([args.config, "--realm", args.realm], prog="beach console")
 
 
+def dashboard(args: argparse.Namespace) -> int:
+    """The live web dashboard (also ``python -m beach.dashboard [PORT] CONFIG``), on 127.0.0.1 unless
+    --host says otherwise."""
+    from ..dashboard import main
+
+    return main([args.config, "--host", args.host, "--port", str(args.port)], prog="beach dashboard")
+
+
+def restbridge(args: argparse.Namespace) -> int:
+    """HTTP(S) in front of a realm's actors (also ``python -m beach.restbridge PORT CONFIG REALM``)."""
+    from ..restbridge import main
+
+    argv = [str(args.port), args.config, args.realm, "--host", args.host]
+    argv += ["-s", args.secret] if args.secret else []
+    argv += ["-g"] if args.allow_get else []
+    argv += ["--ssl-cert", args.ssl_cert] if args.ssl_cert else []
+    argv += ["--ssl-key", args.ssl_key] if args.ssl_key else []
+    argv += ["--ssl-self-signed"] if args.ssl_self_signed else []
+    return main(argv, prog="beach restbridge")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``gen-key``, ``shell`` and ``console``."""
     p = sub.add_parser("gen-key", help="write a new random key file", description=gen_key.__doc__)
@@ -42,3 +64,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config(p)
     add_realm(p, "the realm to start in")
     p.set_defaults(func=console)
+    p = sub.add_parser("dashboard", help="the live web dashboard", description=dashboard.__doc__)
+    add_config(p)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="the port to listen on (default 8080)")
+    p.set_defaults(func=dashboard)
+    p = sub.add_parser("restbridge", help="HTTP(S) in front of a realm's actors", description=restbridge.__doc__)
+    add_config(p)
+    add_realm(p, "the realm whose actors it reaches")
+    p.add_argument("--port", type=int, default=8081, help="the port to listen on (default 8081)")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    p.add_argument("-s", "--secret", help="callers must send this as _secret (or Beach-Secret)")
+    p.add_argument("-g", "--allow-get", action="store_true", help="also accept GET requests")
+    p.add_argument("--ssl-cert", help="the TLS certificate (PEM)")
+    p.add_argument("--ssl-key", help="the TLS key (PEM)")
+    p.add_argument("--ssl-self-signed", action="store_true", help="HTTPS with a self-signed certificate, kept")
+    p.set_defaults(func=restbridge)
