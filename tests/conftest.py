@@ -112,3 +112,28 @@ def beach(node: NodeProcess, config_path: Path) -> Iterator[Beach]:
     client._admin_token = ADMIN_TOKEN
     assert client.flush()
     client.close()
+
+
+def holds_for(predicate, window: float, what: str, interval: float = 0.05) -> None:
+    """Check that ``predicate`` stays truthy for ``window`` seconds (a negative check needs a stated
+    window: nothing arriving *yet* proves nothing); fail the test naming ``what`` if it does not."""
+    deadline = time.monotonic() + window
+    while time.monotonic() < deadline:
+        if not predicate():
+            pytest.fail(f"{what} stopped holding within {window}s")
+        time.sleep(interval)
+
+
+LEDGER = "beach_test_actors:Ledger"
+
+
+def ledger(client: Beach, uid: str) -> list[dict]:
+    """What actor ``uid`` (a Ledger) has served: its records, oldest first."""
+    resp = client.getActorHandle(f"_ACTORS/{uid}").request("ledger", timeout=10)
+    assert resp.isSuccess, resp
+    return resp.data["entries"]
+
+
+def served(client: Beach, uids, tag: str) -> dict[str, int]:
+    """How many requests tagged ``tag`` each of the Ledger actors ``uids`` served."""
+    return {uid: sum(1 for e in ledger(client, uid) if e["tag"] == tag) for uid in uids}

@@ -231,32 +231,49 @@ def test_killed_node_disappears_by_itself(beach, configs):
 
 
 class Load:
-    """A steady request load in a thread, counting what happens to each request."""
+    """A steady request load in a thread, counting what happens to each request. A request that
+    raises counts as failed (with its error); a thread that dies, hangs or sent too little fails
+    the test in `stop`."""
 
     def __init__(self, beach, category: str, retries: int = 2, timeout: float = 1.0) -> None:
         self.handle = beach.getActorHandle(category)
         self.counts = {"sent": 0, "succeeded": 0, "retried": 0, "failed": 0}
         self.errors: list[str] = []
+        self.crashed: BaseException | None = None
         self.retries, self.timeout = retries, timeout
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.counts["sent"] += 1
-            resp = self.handle.request("ping", timeout=self.timeout)
-            if not resp.isSuccess:
-                self.counts["retried"] += 1
-                resp = self.handle.request("ping", timeout=self.timeout, nRetries=self.retries)
-            self.counts["succeeded" if resp.isSuccess else "failed"] += 1
-            if not resp.isSuccess:
-                self.errors.append(resp.error)
-            time.sleep(0.005)
+    def _request(self, retries: int):
+        try:
+            return self.handle.request("ping", timeout=self.timeout, nRetries=retries)
+        except Exception as err:  # never silently: a raise is a failed request
+            self.errors.append(f"raised {err!r}")
+            return None
 
-    def stop(self) -> dict[str, int]:
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.counts["sent"] += 1
+                resp = self._request(0)
+                if resp is None or not resp.isSuccess:
+                    self.counts["retried"] += 1
+                    resp = self._request(self.retries)
+                self.counts["succeeded" if resp is not None and resp.isSuccess else "failed"] += 1
+                if resp is not None and not resp.isSuccess:
+                    self.errors.append(resp.error)
+                time.sleep(0.005)
+        except BaseException as err:
+            self.crashed = err
+
+    def stop(self, minimum: int = 20) -> dict[str, int]:
         self._stop.set()
         self._thread.join(30)
+        assert not self._thread.is_alive(), f"the load thread hangs after {self.counts}"
+        assert self.crashed is None, f"the load thread died: {self.crashed!r}"
+        assert self.counts["sent"] >= minimum, f"only {self.counts['sent']} requests sent: {self.counts}"
+        assert self.counts["sent"] == self.counts["succeeded"] + self.counts["failed"]
         return self.counts
 
 

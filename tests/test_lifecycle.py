@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from beach.beach_api import Beach
+from beach.directory import NODE_TTL
 from beach.embedded import EmbeddedServer
 from beach.errors import BusError
 
@@ -67,7 +68,7 @@ def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(n
             time.sleep(1.0)  # the spawn is in the node's hands, waiting on init()
             os.killpg(node.process.pid, signal.SIGKILL)
             started = time.monotonic()
-            spawn.join(60)
+            spawn.join(NODE_TTL + 4)  # docs/operations.md: a call to a node that dies ends within the TTL
             if spawn.is_alive():
                 view = client._core.session.view
 
@@ -82,6 +83,7 @@ def test_a_call_to_a_node_that_dies_fails_when_it_leaves_not_after_the_timeout(n
                 pytest.fail(f"addActor still waits for a node that died; the view's nodes: {list(view.nodes)}, "
                             f"the bucket's: {stored}, pending departures: {view._departures}")
             print(f"addActor failed {time.monotonic() - started:.1f}s after the node died")
+            assert time.monotonic() - started <= NODE_TTL + 2
             assert not outcome[0].isSuccess
             assert "dying-node left the cluster" in outcome[0].error
             # stopping an actor of the dead node: nothing to do, and no error
@@ -106,7 +108,7 @@ def test_a_node_stops_within_bounds_when_nats_is_gone(tmp_path):
             started = time.monotonic()
             assert node.terminate(60) == 0
             print(f"the node agent stopped {time.monotonic() - started:.1f}s after SIGTERM, without NATS")
-            assert time.monotonic() - started < 30
+            assert time.monotonic() - started < 5, "docs/operations.md: 0.4 s measured, no wait per write"
             started = time.monotonic()
         assert time.monotonic() - started < 15, "closing a client of a dead server took too long"
     finally:

@@ -12,6 +12,31 @@ from beach.utils import isMessageSuccess
 from .conftest import ADMIN_TOKEN, wait_for
 
 
+def raw_requests(beach, realm: str, category: str, n: int) -> dict[str, int]:
+    """Send ``n`` requests with a plain NATS client on the category's subject; who answered, how often."""
+    import asyncio
+
+    import nats
+
+    from beach import subjects, wire
+
+    async def send() -> dict[str, int]:
+        nc = await nats.connect(beach._core.session.config.nats.urls)
+        try:
+            answered: dict[str, int] = {}
+            for i in range(n):
+                msg = await nc.request(subjects.request_subject(realm, category),
+                                       wire.pack_request(f"raw-{i}", "who", {}, None, 5.0), timeout=5)
+                ok, _, data = wire.unpack_reply(msg.data)
+                assert ok
+                answered[data["uid"]] = answered.get(data["uid"], 0) + 1
+            return answered
+        finally:
+            await nc.close()
+
+    return asyncio.run(send())
+
+
 def count(beach, category, realm="global"):
     return len(beach.getDirectory().get("realms", {}).get(realm, {}).get(category, {}))
 
@@ -156,9 +181,11 @@ def test_multi_category(beach):
     assert beach.addToCategory(a1.data["uid"], "newcat")
     assert count(beach, "newcat") == 1
     assert beach.getActorHandle("newcat").request("oob").data == {"cmdresult": 42}
-    # requests to 'oobers' now only reach a2
-    uids = {beach.getActorHandle("oobers").request("oob").isSuccess for _ in range(10)}
-    assert uids == {True}
+    # requests to 'oobers' now only reach a2: through NATS (the queue group), not only the client's view
+    uids = {beach.getActorHandle("oobers").request("who").data["uid"] for _ in range(20)}
+    assert uids == {a2.data["uid"]}
+    assert raw_requests(beach, "global", "oobers", 20) == {a2.data["uid"]: 20}
+    assert raw_requests(beach, "global", "newcat", 5) == {a1.data["uid"]: 5}
 
 
 def test_pending_metric(beach):

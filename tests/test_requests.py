@@ -13,14 +13,19 @@ from beach import subjects, wire
 from beach.beach_api import Beach
 from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, UsageError
 
+from .conftest import LEDGER, holds_for, ledger, served, wait_for
+
 
 def test_async_handlers_run_concurrently(beach):
-    assert beach.addActor("AsyncEcho", "echo").isSuccess
+    uid = beach.addActor(LEDGER, "echo").data["uid"]
     handle = beach.getActorHandle("echo")
-    futures = [handle.request("echo", {"sleep": 0.5, "n": i}, isWithFuture=True) for i in range(20)]
+    futures = [handle.request("work", {"seconds": 0.5, "tag": i}, isWithFuture=True) for i in range(20)]
     responses = [r for f in futures for r in f.waitAll(10)]
     assert len(responses) == 20 and all(r.isSuccess for r in responses)
-    assert sorted(r.data["echo"]["n"] for r in responses) == list(range(20))
+    entries = ledger(beach, uid)
+    assert sorted(e["tag"] for e in entries) == list(range(20)), "each request served exactly once"
+    # concurrent, not one after another: every request started before the first one ended
+    assert max(e["start"] for e in entries) < min(e["end"] for e in entries)
 
 
 def test_sync_handler_makes_blocking_request_to_another_actor(beach):
@@ -41,13 +46,17 @@ def test_async_handler_awaits_another_actor(beach):
 
 def test_inner_request_inherits_the_deadline(beach):
     assert beach.addActor("Sleeper", "sleepers").isSuccess
-    assert beach.addActor("Relay", "relays").isSuccess
+    relay = beach.addActor(LEDGER, "relays").data["uid"]
     started = time.monotonic()
-    resp = beach.getActorHandle("relays").request("deadline", {"category": "sleepers"}, timeout=1.5)
-    # the outer caller gave up after 1.5 s; the inner request (timeout=30) was capped at ~1.5 s too,
-    # so the relay answered long before the inner 30 s (its reply may come too late for the caller)
-    assert resp.isTimedOut or resp.data == {"inner_timed_out": True}
-    assert time.monotonic() - started < 10
+    resp = beach.getActorHandle("relays").request(
+        "inner", {"category": "sleepers", "req": "sleep", "data": {"seconds": 5}}, timeout=1.5)
+    assert resp.isTimedOut and time.monotonic() - started < 3
+    # The relay's own request asked for 30 s, to an actor that answers after 5 s: capped by what its
+    # request had left (1.5 s), it timed out at about 1.5 s instead of succeeding after 5 s.
+    [entry] = wait_for(lambda: [e for e in ledger(beach, relay) if "end" in e], 10, what="the relay to finish")
+    print(f"\ninner request ended after {entry['inner_elapsed']:.2f}s (outer budget 1.5 s)")
+    assert entry["inner_timed_out"] and not entry["inner_ok"]
+    assert 1.0 <= entry["inner_elapsed"] <= 2.5
 
 
 def test_handler_exception_text(beach):
@@ -141,8 +150,25 @@ def test_realms_are_separate(beach):
     assert beach.getActorHandle("pongers").request("ping").data == {"realm": "realm-one"}
     directory = beach.getDirectory()["realms"]
     assert "pongers" in directory["realm-one"] and "pongers" not in directory.get("global", {})
-    # the broadcast of one realm does not reach the other
-    assert beach.getActorHandle("pongers").broadcast("ping")
+
+
+def test_a_broadcast_reaches_each_actor_of_its_category_once_and_nothing_else(beach):
+    targets = [beach.addActor(LEDGER, "bc/team").data["uid"] for _ in range(3)]
+    deeper = beach.addActor(LEDGER, "bc/team/sub").data["uid"]  # under the category: it is one of them
+    beside = beach.addActor(LEDGER, "bc/teammate").data["uid"]   # a longer name, not a sub-category
+    other = beach.addActor(LEDGER, "bc/other").data["uid"]
+    elsewhere = beach.addActor(LEDGER, "bc/team", realm="realm-one").data["uid"]  # the same category, another realm
+    assert beach.getActorHandle("bc/team").broadcast("work", {"tag": "b1"})
+    wait_for(lambda: served(beach, targets + [deeper], "b1") == dict.fromkeys(targets + [deeper], 1), 10,
+             what="the broadcast at each actor of bc/team")
+    beach.setRealm("realm-one")
+    try:
+        holds_for(lambda: served(beach, [elsewhere], "b1") == {elsewhere: 0}, 1.0,
+                  "the other realm's actor not getting the broadcast")
+    finally:
+        beach.setRealm("global")
+    assert served(beach, [beside, other], "b1") == {beside: 0, other: 0}
+    assert served(beach, targets + [deeper], "b1") == dict.fromkeys(targets + [deeper], 1), "once, not twice"
 
 
 def test_empty_category_fails_at_once(beach):

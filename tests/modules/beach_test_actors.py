@@ -1,6 +1,7 @@
 """An actor loaded as ``module:Class`` (this directory is put on the hosts' PYTHONPATH by the tests)."""
 
 import asyncio
+import time
 
 from beach.actor import Actor
 
@@ -50,3 +51,47 @@ class CachedGate(Gate):
     """Gate with a reply cache: a retried request runs once."""
 
     reply_cache = 100
+
+
+class Ledger(Actor):
+    """Records everything it serves — ``(uid, request id, request type, tag)`` plus when it started
+    and ended — so tests can say exactly where each request went and how often. ``ledger`` returns
+    the records (and is not recorded itself)."""
+
+    def init(self, parameters):
+        self.entries = []
+        self.handle('work', self.work)
+        self.handle('work_sync', self.work_sync)
+        self.handle('who', self.work)
+        self.handle('inner', self.inner)
+        self.handle('ledger', lambda msg: (True, {'uid': self.name, 'entries': list(self.entries)}))
+
+    def record(self, msg, **extra):
+        tag = msg.data.get('tag') if isinstance(msg.data, dict) else None
+        entry = {'uid': self.name, 'id': msg.id, 'req': msg.req, 'tag': tag, 'start': time.time(), **extra}
+        self.entries.append(entry)
+        return entry
+
+    async def work(self, msg):
+        entry = self.record(msg)
+        await asyncio.sleep(msg.data.get('seconds', 0) if isinstance(msg.data, dict) else 0)
+        entry['end'] = time.time()
+        return (True, {'uid': self.name, 'id': msg.id})
+
+    def work_sync(self, msg):
+        entry = self.record(msg)
+        time.sleep(msg.data.get('seconds', 0))
+        entry['end'] = time.time()
+        return (True, {'uid': self.name, 'id': msg.id})
+
+    def inner(self, msg):
+        # A plain handler asking another actor with a long timeout of its own: what it gets is
+        # capped by the time left of the request it serves. Recorded, since its caller may have
+        # given up by the time it ends.
+        entry = self.record(msg)
+        started = time.monotonic()
+        resp = self.getActorHandle(msg.data['category']).request(msg.data.get('req', 'work'),
+                                                                 msg.data.get('data', {}), timeout=30)
+        entry.update(inner_elapsed=time.monotonic() - started, inner_timed_out=resp.isTimedOut,
+                     inner_ok=resp.isSuccess, end=time.time())
+        return (True, {'inner_timed_out': resp.isTimedOut})

@@ -7,3 +7,4 @@ class MultiPing(Actor):
     def init(self, parameters):
         self.handle('ping', lambda msg: (True, {'time': time.time()}))
         self.handle('oob', lambda msg: (True, {'cmdresult': 42}))
+        self.handle('who', lambda msg: (True, {'uid': self.name}))
