@@ -92,6 +92,7 @@ class Supervisor:
         records = self.mirror.under("sup.")
         for key, (record, revision) in records.items():
             await self._supervise(key, record, revision, now)
+        await self._stop_duplicates(records)
         # forget what concerns records that are gone
         self._seen &= {record["uid"] for record, _ in records.values()}
         self._noticed = {k: t for k, t in self._noticed.items() if k in records}
@@ -150,6 +151,25 @@ class Supervisor:
                     await self.client.stop_uids([record["uid"]])
         finally:
             self._busy.discard(key)
+
+    async def _stop_duplicates(self, records: dict[str, tuple[dict[str, Any], int]]) -> None:
+        """Stop older incarnations of supervised actors that came back: a node that was cut off
+        (paused, partitioned) keeps running its actors while the supervisor starts them elsewhere,
+        and they reappear with it. The record names the incarnation that counts; one started before
+        it is a leftover. (A newer one is a replacement whose record is being moved to it.)"""
+        current = {record.get("sid"): record.get("uid") for record, _ in records.values()
+                   if record.get("state") == "running"}
+        stale = []
+        for actor in self.view.live():
+            sid = actor.get("sid")
+            if not sid or sid not in current or actor["uid"] == current[sid]:
+                continue
+            keeper = self.view.actors.get(current[sid])
+            if keeper is not None and self.view.is_live(keeper) and actor["started"] < keeper["started"]:
+                stale.append(actor["uid"])
+        if stale:
+            log.warning("stopping %d leftover incarnation(s) of supervised actors: %s", len(stale), ", ".join(stale))
+            await self.client.stop_uids(stale)
 
     # ---------------------------------------------------------------- patrol
 

@@ -19,7 +19,7 @@ from beach.directory import NODE_TTL
 from beach.embedded import EmbeddedServer
 from beach.placement import Placer
 
-from .conftest import NodeProcess, free_port, wait_for, write_config
+from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
 
 NODES = ["node-a", "node-b", "node-c"]
 
@@ -235,9 +235,11 @@ class Load:
     raises counts as failed (with its error); a thread that dies, hangs or sent too little fails
     the test in `stop`."""
 
-    def __init__(self, beach, category: str, retries: int = 2, timeout: float = 1.0) -> None:
+    def __init__(self, beach, category: str, retries: int = 2, timeout: float = 1.0, request: str = "ping") -> None:
         self.handle = beach.getActorHandle(category)
+        self.request = request
         self.counts = {"sent": 0, "succeeded": 0, "retried": 0, "failed": 0}
+        self.attempts: dict[str, int] = {}  # tag → the most attempts its requests may have made
         self.errors: list[str] = []
         self.crashed: BaseException | None = None
         self.retries, self.timeout = retries, timeout
@@ -246,8 +248,10 @@ class Load:
         self._thread.start()
 
     def _request(self, retries: int):
+        tag = f"load-{self.counts['sent']}"
+        self.attempts[tag] = self.attempts.get(tag, 0) + 1 + retries
         try:
-            return self.handle.request("ping", timeout=self.timeout, nRetries=retries)
+            return self.handle.request(self.request, {"tag": tag}, timeout=self.timeout, nRetries=retries)
         except Exception as err:  # never silently: a raise is a failed request
             self.errors.append(f"raised {err!r}")
             return None
@@ -410,3 +414,87 @@ def test_losing_a_nats_server(beach, nats_cluster, configs):
     with Beach(write_config(configs[0].parent / "survivor.yaml", nats_cluster[2].url)) as fresh:
         assert {a["uid"] for a in fresh._core.session.view.find("global", "bus")} == uids
         assert all(fresh.getActorHandle("bus").request("ping", nRetries=2).isSuccess for _ in range(20))
+
+
+def served_by_tag(beach, uids) -> dict[str, list[str]]:
+    """Which Ledger actors served each tag: ``{tag: [uid, ...]}`` (a uid once per time it served it)."""
+    where: dict[str, list[str]] = {}
+    for uid in uids:
+        for entry in ledger(beach, uid):
+            if entry["tag"] is not None:
+                where.setdefault(entry["tag"], []).append(uid)
+    return where
+
+
+def test_a_paused_actor_host_is_failed_over_and_serves_again(beach):
+    """docs/operations.md: a host that hangs (SIGSTOP) is not dead, so nothing is restarted; requests
+    to it time out and their retries (same id) go elsewhere; it serves again once it resumes, and
+    each attempt is served at most once."""
+    uids = {node: beach.addActor(LEDGER, "hang/host", strategy="host_affinity", strategy_hint=node).data["uid"]
+            for node in NODES}
+    host_pid = beach._core.session.view.actors[uids["node-a"]]["pid"]
+    load = Load(beach, "hang/host", retries=3, timeout=0.5, request="work")
+    time.sleep(0.5)
+    os.kill(host_pid, signal.SIGSTOP)
+    try:
+        time.sleep(3)
+        paused = dict(load.counts)
+    finally:
+        os.kill(host_pid, signal.SIGCONT)
+    wait_for(lambda: beach.getActorHandle(f"_ACTORS/{uids['node-a']}").request("who", timeout=2).isSuccess, 10,
+             what="the resumed host to answer")
+    time.sleep(0.5)
+    counts = load.stop(minimum=50)
+    where = served_by_tag(beach, uids.values())
+    over = {tag: len(by) for tag, by in where.items() if len(by) > load.attempts.get(tag, 0)}
+    late = sum(1 for by in where.values() if len(by) > 1)
+    print(f"\nhost SIGSTOP 3 s: requests {counts} (during the pause: {paused}); {len(where)} tags served, "
+          f"{late} of them twice (a timed-out attempt served when the host resumed, and its retry)")
+    assert counts["failed"] == 0, load.errors[:5]
+    assert not over, f"served more often than attempted: {over}"
+    assert all(f"load-{i}" in where for i in range(counts["sent"]) if f"load-{i}" in load.attempts), \
+        "every request that succeeded was served somewhere"
+    assert uids["node-a"] in beach._core.session.view.actors, "a paused host is not taken for dead"
+
+
+def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
+    """docs/operations.md: a node agent that hangs leaves the registry after the TTL; its supervised
+    actors start elsewhere; when it resumes, its old incarnations come back with it and the
+    supervisor stops them: one incarnation per supervised actor once things settle."""
+    paused = NodeProcess(configs[1], "node-paused")
+    try:
+        paused.wait_registered(beach, timeout=60)
+        for node in NODES:  # repulsion from these puts the supervised actor on the new node
+            assert beach.addActor("Pong", "paused/anchor", strategy="host_affinity", strategy_hint=node).isSuccess
+        first = beach.addActor(LEDGER, "paused/sup", strategy="repulsion", strategy_hint="paused/anchor",
+                               restart="on-failure")
+        assert first.isSuccess and first.data["node"] == "node-paused", first
+        [sid] = [s for s, r in beach.getSupervised().items() if r["uid"] == first.data["uid"]]
+        view = beach._core.session.view
+
+        def incarnations() -> list[dict]:
+            return [a for a in view.live() if a.get("sid") == sid]
+
+        os.kill(paused.process.pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            wait_for(lambda: "node-paused" not in view.nodes, NODE_TTL + 2, what="the paused node to leave")
+            gone = time.monotonic() - stopped
+            wait_for(lambda: [a["node"] for a in incarnations()] not in ([], ["node-paused"]), NODE_TTL + 10,
+                     what="the supervised actor to start elsewhere")
+            moved = time.monotonic() - stopped
+        finally:
+            os.kill(paused.process.pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        wait_for(lambda: "node-paused" in view.nodes, 10, what="the node to register again")
+        wait_for(lambda: len(incarnations()) == 1 and first.data["uid"] not in view.actors, 15,
+                 what="the old incarnation to be stopped")
+        settled = time.monotonic() - resumed
+        holds_for(lambda: len(incarnations()) == 1, 3.0, "one incarnation of the supervised actor")
+        [current] = incarnations()
+        print(f"\nagent SIGSTOP: node out of the registry after {gone:.2f}s, actor re-placed after {moved:.2f}s; "
+              f"after SIGCONT the old incarnation was stopped within {settled:.2f}s")
+        assert current["node"] != "node-paused" and beach.getSupervised()[sid]["uid"] == current["uid"]
+        assert beach.getActorHandle("paused/sup").request("who").data["uid"] == current["uid"]
+    finally:
+        paused.terminate()
