@@ -26,6 +26,10 @@ ACTORS_BUCKET = "beach_actors"
 NODES_BUCKET = "beach_nodes"
 DESIRED_BUCKET = "beach_desired"
 CONNECT_TRIES = 3
+# A server that hangs (paused, cut off) is left for another once this many pings this far apart go
+# unanswered: within about 4-6 s, where nats-py's defaults (2 min, 2) would wait minutes.
+PING_SECONDS = 2
+PINGS_MISSED = 2
 JETSTREAM_WAIT = 20.0
 
 
@@ -68,7 +72,7 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
     # publish for ever (nats-py waits without limit by default)
     params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5, flush_timeout=2,
                                   max_reconnect_attempts=CONNECT_TRIES - 1, error_cb=_log_error,
-                                  ping_interval=10, max_outstanding_pings=3)
+                                  ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_MISSED)
     params.update(auth)
     params.update(options)
     try:

@@ -98,7 +98,8 @@ class ActorHandle:
             uid = self._owner(key, tried)
         elif self._mode == "local" and attempt == 0:
             uid = routing.local_choice(self._members(), self._session.node_id)
-        elif tried:  # a retry after known actors failed: pick another one ourselves
+        elif attempt:  # a retry: pick the actor ourselves, never one that already failed this request
+            # (a timeout through the queue group says nothing of who failed: choosing lets it count)
             uid = routing.random_choice(self._members(), tried)
         if uid is None:
             return self._subject, self._category

@@ -194,8 +194,9 @@ def test_logs_follow_shows_new_lines_live(beach, config_path):
         assert resp.data["uid"][:8] in seen
     finally:
         os.killpg(follower.pid, signal.SIGINT)
-        follower.wait(10)
-    assert "Traceback" not in follower.stderr.read()
+        os.set_blocking(follower.stdout.fileno(), True)
+        _, stderr = follower.communicate(timeout=10)
+    assert "Traceback" not in stderr
 
 
 def test_a_log_flood_is_bounded_and_counted(beach, config_path):

@@ -405,8 +405,11 @@ def test_losing_a_nats_server(beach, nats_cluster, configs):
     time.sleep(0.5)
     victim = nats_cluster[1]  # node-b's seed; the client is on server 0
     victim.kill()
-    time.sleep(6)
-    counts = load.stop()
+    try:
+        time.sleep(6)
+        counts = load.stop()
+    finally:  # the tests after this one get their cluster back whole
+        victim.start()
     print(f"\nNATS server SIGKILL: requests during the fault: {counts}")
     assert counts["failed"] == 0, load.errors[:5]
     wait_for(lambda: beach.getNodeCount() == 3, 15, what="every node to be registered again")
@@ -498,3 +501,42 @@ def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
         assert beach.getActorHandle("paused/sup").request("who").data["uid"] == current["uid"]
     finally:
         paused.terminate()
+
+
+def test_a_paused_nats_server_is_routed_around(beach, nats_cluster, configs):
+    """docs/operations.md: a NATS server that hangs (SIGSTOP) is left by its clients once their pings
+    go unanswered (2 s apart, 2 missed); until then, requests that went its way time out, and their
+    retries go to actors the client chose from its view, never one that already failed them — so no
+    request with nRetries >= 2 fails. When it resumes it rejoins the cluster."""
+    # a node whose agent and hosts are surely on server 2 (other nodes may have moved servers in
+    # earlier tests); the test's client is on server 0
+    stranded = NodeProcess(configs[2], "node-q")
+    try:
+        stranded.wait_registered(beach, timeout=60)
+        uids = [beach.addActor(LEDGER, "hang/bus", strategy="host_affinity", strategy_hint=node).data["uid"]
+                for node in [*NODES, "node-q", "node-q"]]
+        load = Load(beach, "hang/bus", retries=3, timeout=1.0, request="work")
+        time.sleep(0.5)
+        victim = nats_cluster[2]
+        victim.process.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        try:
+            time.sleep(8)
+        finally:
+            victim.process.send_signal(signal.SIGCONT)
+        wait_for(lambda: {"node-q", *NODES} <= set(beach._core.session.view.nodes), 20,
+                 what="every node to be registered again")
+        back = time.monotonic() - stopped
+        time.sleep(1)
+        counts = load.stop(minimum=50)
+        where = served_by_tag(beach, [u for u in uids if u in beach._core.session.view.actors])
+        over = {tag: len(by) for tag, by in where.items() if len(by) > load.attempts.get(tag, 0)}
+        print(f"\nNATS server SIGSTOP 8 s: requests {counts}; every node registered again {back:.1f}s after "
+              f"the pause began")
+        assert counts["retried"] > 0, "requests did meet the paused server"
+        assert counts["failed"] == 0, load.errors[:5]
+        assert not over, f"served more often than attempted: {over}"
+        assert sorted(live_nodes_of(beach, "hang/bus")) == sorted([*NODES, "node-q", "node-q"]), \
+            "no actor lost or doubled"
+    finally:
+        stranded.terminate()
