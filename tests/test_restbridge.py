@@ -29,11 +29,11 @@ class Bridge:
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.process = subprocess.Popen([sys.executable, "-m", "beach.restbridge", str(self.port), str(config),
-                                         "global", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         "global", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                         text=True)
 
         def up() -> bool:
-            assert self.process.poll() is None, self.process.communicate()
+            assert self.process.poll() is None, self.process.communicate()[1]
             try:
                 return httpx.get(f"{self.url}/healthz", verify=False, timeout=1).status_code == 200
             except httpx.HTTPError:
@@ -44,12 +44,11 @@ class Bridge:
     def stop(self) -> str:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        stderr = self.process.stderr.read() if self.process.stderr else ""
+        try:
+            _, stderr = self.process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            _, stderr = self.process.communicate()
         assert "Traceback" not in stderr, stderr
         return stderr
 
