@@ -93,6 +93,7 @@ def test_add_actors_stop_and_flush(beach, config_path):
 
 
 def test_status_nodes_and_actors_tables(beach, config_path, node):
+    wait_for(lambda: beach.getNodeCount() == 1, 10, what="the session's node alone in the registry")
     assert beach.addActor("Pong", "cli/status", restart="on-failure").isSuccess
     config = str(config_path)
     status = beach_cli("status", config)

@@ -391,6 +391,9 @@ def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
                  and victim.data["uid"] not in core.session.view.actors, 25, what="another agent to take over")
         print(f"\nsupervising agent SIGKILL: its supervised actor re-placed after {time.monotonic() - killed:.2f}s "
               f"by {beach._runner.run(lease_holder())}")
+        holds_for(lambda: beach.getActorHandle("survivor2").getNumAvailable() == 1
+                  and beach.getActorHandle("survivor").getNumAvailable() == 1, 3.0,
+                  "one incarnation of each supervised actor after the lease moved")
         assert beach._runner.run(lease_holder()) in NODES
         assert beach.getActorHandle("orphaned").getNumAvailable() == 0  # not supervised: gone
     finally:

@@ -89,3 +89,81 @@ def test_host_affinity_by_address(namespace, tmp_path):
         ns_node.terminate()
         root_node.terminate()
         server.stop()
+
+
+def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
+    """docs/operations.md: a node cut off from NATS (its link down) is a node that hangs, for the rest
+    of the cluster: it leaves the registry after the TTL, its supervised actors start elsewhere and
+    requests (nRetries >= 2) go to the actors that answer; healed, it comes back and the older
+    incarnation of each supervised actor is stopped."""
+    import threading
+    import time
+
+    from beach.directory import NODE_TTL
+
+    from .conftest import LEDGER, holds_for, wait_for
+
+    server = EmbeddedServer(free_port(), str(tmp_path / "js"), host=HOST_IP, log_file=str(tmp_path / "nats.log"))
+    server.start()
+    config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1)
+    root_node = NodeProcess(config, "root-node")
+    ns_node = NamespacedNode(config, "ns-node", namespace)
+    try:
+        with Beach(config) as client:
+            root_node.wait_registered(client, 60)
+            ns_node.wait_registered(client, 60)
+            view = client._core.session.view
+            anchor = client.addActor("Pong", "part/anchor", strategy="host_affinity", strategy_hint="root-node")
+            assert anchor.isSuccess
+            first = client.addActor(LEDGER, "part/sup", strategy="repulsion", strategy_hint="part/anchor",
+                                    restart="on-failure")
+            assert first.isSuccess and first.data["node"] == "ns-node", first
+            assert client.addActor(LEDGER, "part/sup", strategy="host_affinity", strategy_hint="root-node").isSuccess
+            [sid] = [s for s, r in client.getSupervised().items() if r["uid"] == first.data["uid"]]
+            counts = {"sent": 0, "succeeded": 0, "failed": 0}
+            errors: list[str] = []
+            stop = threading.Event()
+
+            def load() -> None:
+                handle = client.getActorHandle("part/sup")
+                while not stop.is_set():
+                    counts["sent"] += 1
+                    resp = handle.request("work", {"tag": counts["sent"]}, timeout=1.0, nRetries=3)
+                    counts["succeeded" if resp.isSuccess else "failed"] += 1
+                    if not resp.isSuccess:
+                        errors.append(resp.error)
+                    time.sleep(0.01)
+
+            loader = threading.Thread(target=load, daemon=True)
+            loader.start()
+            time.sleep(0.5)
+            ip("link", "set", HOST_IF, "down")  # the partition
+            cut = time.monotonic()
+            try:
+                wait_for(lambda: "ns-node" not in view.nodes, NODE_TTL + 2, what="the cut-off node to leave")
+                gone = time.monotonic() - cut
+                wait_for(lambda: any(a.get("sid") == sid and a["node"] == "root-node" for a in view.live()),
+                         NODE_TTL + 10, what="the supervised actor to start on the root node")
+                moved = time.monotonic() - cut
+            finally:
+                ip("link", "set", HOST_IF, "up")  # healed
+            healed = time.monotonic()
+            wait_for(lambda: "ns-node" in view.nodes, 30, what="the node to come back")
+            wait_for(lambda: [a["uid"] for a in view.live() if a.get("sid") == sid] != [first.data["uid"]]
+                     and first.data["uid"] not in view.actors, 20, what="the old incarnation to be stopped")
+            settled = time.monotonic() - healed
+            holds_for(lambda: len([a for a in view.live() if a.get("sid") == sid]) == 1, 3.0,
+                      "one incarnation of the supervised actor")
+            stop.set()
+            loader.join(30)
+            print(f"\npartition: node out after {gone:.2f}s, supervised actor re-placed after {moved:.2f}s; "
+                  f"healed: back and deduplicated within {settled:.2f}s; requests {counts}")
+            assert not loader.is_alive() and counts["sent"] >= 20
+            assert counts["failed"] == 0, errors[:5]
+            assert client.flush()
+        assert ns_node.terminate() == 0
+        assert root_node.terminate() == 0
+    finally:
+        ns_node.terminate()
+        root_node.terminate()
+        server.stop()

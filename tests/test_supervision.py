@@ -10,7 +10,7 @@ import time
 
 from nodeagent.supervisor import backoff
 
-from .conftest import wait_for
+from .conftest import holds_for, wait_for
 
 
 def supervised(beach, sid):
@@ -49,8 +49,7 @@ def test_crash_loop_hits_the_limit(beach):
     gaps = [b - a for a, b in zip(record["restarts"], record["restarts"][1:], strict=False)]
     assert all(gap >= backoff(n + 1) - 0.01 for n, gap in enumerate(gaps)), f"restarts back off: {gaps}"
     assert backoff(3) == 2 * backoff(2) > 0
-    time.sleep(1)
-    assert beach.getActorHandle("sup/crash").getNumAvailable() == 0
+    holds_for(lambda: beach.getActorHandle("sup/crash").getNumAvailable() == 0, 1.5, "a failed actor staying down")
 
 
 def test_stopping_on_purpose_ends_supervision(beach):
@@ -58,8 +57,8 @@ def test_stopping_on_purpose_ends_supervision(beach):
     assert beach.getSupervised()
     assert beach.stopActors(withId=resp.data["uid"]).isSuccess
     assert beach.getSupervised() == {}
-    time.sleep(2.5)
-    assert beach.getActorHandle("sup/stopped").getNumAvailable() == 0
+    # longer than the supervisor's grace for an incarnation it never saw (2 s) and its tick (0.5 s)
+    holds_for(lambda: beach.getActorHandle("sup/stopped").getNumAvailable() == 0, 3.0, "nothing restarting it")
 
 
 def test_an_actor_that_stops_itself(beach):
@@ -70,18 +69,19 @@ def test_an_actor_that_stops_itself(beach):
     assert beach.getActorHandle("sup/keep").request("quit").isSuccess
     wait_for(lambda: beach.getActorHandle("sup/keep").getNumAvailable() == 1
              and keeper.data["uid"] not in beach._core.session.view.actors, 10, what="'always' to restart it")
-    time.sleep(1)
-    assert beach.getActorHandle("sup/quit").getNumAvailable() == 0
+    holds_for(lambda: beach.getActorHandle("sup/quit").getNumAvailable() == 0, 1.5, "'on-failure' not restarting it")
     assert [r["categories"] for r in beach.getSupervised().values()] == [["sup/keep"]]
 
 
 def test_graceful_stop_finishes_requests_in_progress(beach, tmp_path):
     path = tmp_path / "hooks"
-    assert beach.addActor("Drainer", "drain", parameters={"path": str(path)}).isSuccess
+    resp = beach.addActor("Drainer", "drain", parameters={"path": str(path)})
+    assert resp.isSuccess
+    uid = resp.data["uid"]
     handle = beach.getActorHandle("drain")
     future = handle.request("slow", {"seconds": 1.5}, isWithFuture=True)
-    wait_for(lambda: handle.getPending(), 10, what="the request to be in flight")
-    time.sleep(0.2)
+    wait_for(lambda: beach.getLoadInfo()[uid]["inflight"] == 1, 10,
+             what="the request to be in progress at the actor")
     assert beach.stopActors(withCategory="drain").isSuccess
     [resp] = future.waitAll(5)
     assert resp.isSuccess, "the request in progress was served before the actor stopped"
