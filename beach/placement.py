@@ -30,7 +30,8 @@ def check_strategy(strategy: str | None) -> str:
     return strategy
 
 
-def _load(node: dict[str, Any]) -> float:
+def node_load(node: dict[str, Any]) -> float:
+    """What the resource strategy minimises: the mean of CPU (over the cores) and memory use, in percent."""
     cpu = node.get("cpu") or [0.0]
     return (fmean(cpu) + float(node.get("mem", 0.0))) / 2
 
@@ -60,7 +61,7 @@ class Placer:
         if strategy == "random":
             return random.choice(ids)
         if strategy == "resource":
-            return min(ids, key=lambda n: (_load(nodes[n]), random.random()))
+            return min(ids, key=lambda n: (node_load(nodes[n]), random.random()))
         if strategy == "roundrobin":
             self._next = (self._next + 1) % len(ids)
             return ids[self._next]
