@@ -253,6 +253,7 @@ class Load:
         self.request = request
         self.counts = {"sent": 0, "succeeded": 0, "retried": 0, "failed": 0}
         self.attempts: dict[str, int] = {}  # tag → the most attempts its requests may have made
+        self.calls: dict[str, int] = {}     # tag → how many request() calls (each keeps one id)
         self.errors: list[str] = []
         self.crashed: BaseException | None = None
         self.retries, self.timeout = retries, timeout
@@ -263,6 +264,7 @@ class Load:
     def _request(self, retries: int):
         tag = f"load-{self.counts['sent']}"
         self.attempts[tag] = self.attempts.get(tag, 0) + 1 + retries
+        self.calls[tag] = self.calls.get(tag, 0) + 1
         try:
             return self.handle.request(self.request, {"tag": tag}, timeout=self.timeout, nRetries=retries)
         except Exception as err:  # never silently: a raise is a failed request
@@ -435,13 +437,20 @@ def test_losing_a_nats_server(beach, nats_cluster, configs):
         assert all(fresh.getActorHandle("bus").request("ping", nRetries=2).isSuccess for _ in range(20))
 
 
-def served_by_tag(beach, uids) -> dict[str, list[str]]:
-    """Which Ledger actors served each tag: ``{tag: [uid, ...]}`` (a uid once per time it served it)."""
+def served_by_tag(beach, uids, load: Load | None = None) -> dict[str, list[str]]:
+    """Which Ledger actors served each tag: ``{tag: [uid, ...]}`` (a uid once per time it served it).
+    With ``load``, also check that the retries of one call kept its request id: a tag was served
+    under no more ids than the calls made for it."""
     where: dict[str, list[str]] = {}
+    ids: dict[str, set[str]] = {}
     for uid in uids:
         for entry in ledger(beach, uid):
             if entry["tag"] is not None:
                 where.setdefault(entry["tag"], []).append(uid)
+                ids.setdefault(entry["tag"], set()).add(entry["id"])
+    if load is not None:
+        more = {tag: len(found) for tag, found in ids.items() if len(found) > load.calls.get(tag, 0)}
+        assert not more, f"retries under new request ids: {more}"
     return where
 
 
@@ -464,7 +473,7 @@ def test_a_paused_actor_host_is_failed_over_and_serves_again(beach):
              what="the resumed host to answer")
     time.sleep(0.5)
     counts = load.stop(minimum=50)
-    where = served_by_tag(beach, uids.values())
+    where = served_by_tag(beach, uids.values(), load)
     over = {tag: len(by) for tag, by in where.items() if len(by) > load.attempts.get(tag, 0)}
     late = sum(1 for by in where.values() if len(by) > 1)
     print(f"\nhost SIGSTOP 3 s: requests {counts} (during the pause: {paused}); {len(where)} tags served, "
@@ -545,7 +554,7 @@ def test_a_paused_nats_server_is_routed_around(beach, nats_cluster, configs):
         back = time.monotonic() - stopped
         time.sleep(1)
         counts = load.stop(minimum=50)
-        where = served_by_tag(beach, [u for u in uids if u in beach._core.session.view.actors])
+        where = served_by_tag(beach, [u for u in uids if u in beach._core.session.view.actors], load)
         over = {tag: len(by) for tag, by in where.items() if len(by) > load.attempts.get(tag, 0)}
         print(f"\nNATS server SIGSTOP 8 s: requests {counts}; every node registered again {back:.1f}s after "
               f"the pause began")
