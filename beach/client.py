@@ -201,13 +201,15 @@ class AsyncBeach:
 
     async def getSupervised(self) -> dict[str, dict[str, Any]]:
         """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or
-        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error'}}``.
+        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error',
+        'waiting_for' (the node a host_affinity actor waits for, or None)}}``.
         Raises `BusError` when NATS cannot answer."""
         with bus.translated("cannot read the desired state"):
             entries = await desired.snapshot(await self._desired(), "sup.")
         return {v["sid"]: {"name": v["spawn"]["name"], "realm": v["spawn"]["realm"],
                            "categories": v["spawn"]["categories"], "state": v["state"], "uid": v["uid"],
-                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v.get("last_error")}
+                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v.get("last_error"),
+                           "waiting_for": v.get("waiting_for")}
                 for v, _ in entries.values()}
 
     async def stopActors(self, withId: str | Iterable[str] | None = None,

@@ -12,6 +12,9 @@ Keys (all optional)::
       max_bytes: 268435456      # the stream's size limit; the oldest lines go first
       rate: 100                 # lines per second one actor may send (past it: dropped, counted)
       burst: 500                # lines an actor may send at once before the rate applies
+    backlog:                    # broadcasts and plain shots waiting for a busy actor, per actor
+      messages: 10000           # past either limit they are dropped (and counted: 'dropped')
+      bytes: 4194304
     nats:
       servers: [nats://10.0.0.5:4222]   # the cluster's seed URLs; absent = embedded server
       port: 4222                # embedded server: client port on 127.0.0.1
@@ -83,6 +86,15 @@ class LogsConfig:
 
 
 @dataclass
+class BacklogConfig:
+    """The ``backlog:`` section: how many reply-less messages (broadcasts, plain shots) an actor past
+    its bound keeps waiting for a free slot; past either limit they are dropped and counted."""
+
+    messages: int = 10_000
+    bytes: int = 4 * 1024 * 1024
+
+
+@dataclass
 class Config:
     """A loaded, checked beach config."""
 
@@ -95,6 +107,7 @@ class Config:
     log_level: str = "INFO"
     nats: NatsConfig = field(default_factory=NatsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
+    backlog: BacklogConfig = field(default_factory=BacklogConfig)
     ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
     seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
 
@@ -115,8 +128,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
     "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
     "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
+    "messages": (int,), "bytes": (int,),
 }
-_POSITIVE = {"max_age", "max_bytes", "rate", "burst"}
+_POSITIVE = {"max_age", "max_bytes", "rate", "burst", "messages", "bytes"}
 
 
 def _check(where: str, key: str, value: Any) -> Any:
@@ -158,7 +172,7 @@ def parse(raw: Any, path: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
     config = Config(path=path)
-    sections = {"nats": config.nats, "logs": config.logs}
+    sections = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog}
     top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", *sections}
     raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}
     for key, value in raw.items():

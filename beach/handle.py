@@ -19,6 +19,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from . import routing, subjects, wire
+from .backoff import backoff
 from .errors import BusError, ClosedError, UsageError
 from .response import ActorResponse, FutureResults
 from .runner import Background
@@ -28,6 +29,11 @@ DEFAULT_TIMEOUT = 10.0
 """Seconds a request waits for its reply when neither the call nor the handle says otherwise."""
 
 RETRYABLE = (wire.TIMEOUT, wire.BUSY)
+# Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
+# takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
+ABSENT_BACKOFF, ABSENT_BACKOFF_MAX = 0.5, 4.0
+BUSY_BACKOFF, BUSY_BACKOFF_MAX = 0.05, 1.0
+
 
 log = logging.getLogger("beach.handle")
 
@@ -180,9 +186,11 @@ class ActorHandle:
                 tried.add(target)
             if response.error == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
                 tried.add(response.data["uid"])
-            if attempt < retries and (response.error.startswith((wire.NO_RESPONDERS, wire.BUS_UNAVAILABLE))
-                                      or (response.error == wire.BUSY and not self._others(tried))):
-                await asyncio.sleep(min(0.05 * 2 ** attempt, 1.0))  # nobody else to ask: back off
+            if attempt < retries:  # nobody else to ask now: back off before the next attempt
+                if response.error.startswith((wire.NO_RESPONDERS, wire.BUS_UNAVAILABLE)):
+                    await asyncio.sleep(backoff(attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX))
+                elif response.error == wire.BUSY and not self._others(tried):
+                    await asyncio.sleep(backoff(attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX))
         if not response.isSuccess and onFailure is not None:
             await _call_back(onFailure, data)
         return response

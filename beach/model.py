@@ -41,7 +41,7 @@ FINE_POINTS = 600          # 1 s apart: the last 10 minutes
 COARSE_STEP = 10.0         # then one point per 10 s ...
 COARSE_POINTS = 4320       # ... for 12 hours (the original dashboard's history)
 LOG_TAIL = 2000
-COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "logs_dropped")
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "logs_dropped")
 
 
 class Series:
@@ -359,7 +359,7 @@ class ClusterModel:
                            "categories": spawn.get("categories"), "state": record.get("state"), "uid": uid,
                            "running": running, "restart": record.get("restart"),
                            "restarts": len(record.get("restarts") or []), "last_error": record.get("last_error"),
-                           "last_restart": record.get("last_restart")})
+                           "last_restart": record.get("last_restart"), "waiting_for": record.get("waiting_for")})
         return result
 
     def patrols(self) -> list[dict[str, Any]]:

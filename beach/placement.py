@@ -45,6 +45,12 @@ def _count(actors: list[dict[str, Any]], category: str) -> dict[str, int]:
     return counts
 
 
+def hosts_matching(hint: str, nodes: dict[str, dict[str, Any]]) -> list[str]:
+    """The ids of the nodes a ``host_affinity`` hint names: by node id, hostname or address, sorted."""
+    return [n for n in sorted(nodes) if hint == n or hint == nodes[n].get("hostname")
+            or hint in (nodes[n].get("addresses") or [])]
+
+
 class Placer:
     """Chooses nodes for spawns; keeps the round-robin position between calls."""
 
@@ -68,8 +74,7 @@ class Placer:
         if strategy == "host_affinity":
             if not hint:
                 raise PlacementError("strategy 'host_affinity' needs strategy_hint: a node id, hostname or address")
-            fit = [n for n in ids if hint == n or hint == nodes[n].get("hostname")
-                   or hint in (nodes[n].get("addresses") or [])]
+            fit = hosts_matching(hint, nodes)
             if not fit:
                 raise PlacementError(f"no node matches host_affinity hint {hint!r} "
                                      f"(nodes: {', '.join(ids)})")

@@ -95,6 +95,7 @@ class NodeAgent(ControlServer):
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
             await self._start_logs()
+            await self._forget_previous_life()
             await self.serve_control(subjects.node_subject(self.node_id, "*"))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
@@ -131,6 +132,23 @@ class NodeAgent(ControlServer):
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, "agent"),
                                                   self.config.logs.rate, self.config.logs.burst)
         logs.install(self.log_handler, self.session.nc)
+
+    async def _forget_previous_life(self) -> None:
+        """Remove the directory entries of a previous agent with this node id (a machine that died
+        and came back under the same id): those actors died with it, and must not look alive again
+        when this node registers."""
+        view = self.session.view
+        stale = [a for a in list(view.actors.values()) if a["node"] == self.node_id]
+        for actor in stale:
+            try:
+                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"],
+                                                             actor["uid"])
+                view.apply_local(key, revision, None)
+            except Exception as err:  # another agent's orphan collection will get it
+                log.warning("could not remove actor %s of this node's previous run: %s", actor["uid"], err)
+        if stale:
+            log.warning("node %s: removed %d actor(s) left in the directory by its previous run", self.node_id,
+                        len(stale))
 
     async def _every(self, seconds: float, job: Any) -> None:
         while True:

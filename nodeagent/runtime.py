@@ -113,13 +113,16 @@ class ActorRuntime:
         self.handles: list[ActorHandle] = []
         self._handle_cache: dict[tuple[Any, ...], ActorHandle] = {}
         self._waiting: deque[tuple[Msg, float]] = deque()  # reply-less messages past the bound
+        self._waiting_bytes = 0
+        self.backlog = host.config.backlog
         self.groups: list[ActorHandleGroup] = []
         self.inflight = 0
         self.max_inflight: int | None = spec.get("max_concurrent")
         self.bound = self.max_inflight or MAX_INFLIGHT_ASYNC
         self._async_handlers: set[Callable[..., Any]] = set()
         self.last_error: str | None = None
-        self.counters = dict.fromkeys(("processed", "busy", "expired", "exceptions", "unauthorized", "invalid"), 0)
+        self.counters = dict.fromkeys(("processed", "busy", "expired", "exceptions", "unauthorized", "invalid",
+                                       "dropped"), 0)
         self.log_source = Source("app", host.node_id, host.host_id, self.realm, self.uid, type(actor).__name__,
                                  self.categories)
         # Requests run in copies of this context: what the actor logs is known to be its own.
@@ -332,8 +335,12 @@ class ActorRuntime:
             if msg.reply:  # the caller hears "busy" at once and can try another actor
                 self.counters["busy"] += 1
                 await self.host.session.nc.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
+            elif (len(self._waiting) >= self.backlog.messages
+                  or self._waiting_bytes + len(msg.data) > self.backlog.bytes):
+                self.counters["dropped"] += 1  # bounded: a burst must not exhaust the host's memory
             else:  # a broadcast or a shot: nobody to tell, so it waits its turn instead
                 self._waiting.append((msg, received))
+                self._waiting_bytes += len(msg.data)
                 self._idle.clear()
             return
         self.inflight += 1
@@ -368,7 +375,9 @@ class ActorRuntime:
                 await self._reply(msg.reply, *result)
         finally:
             if self._waiting:  # hand this slot to the oldest message that waits for one
-                self._background.spawn(self._serve(*self._waiting.popleft()))
+                waiting = self._waiting.popleft()
+                self._waiting_bytes -= len(waiting[0].data)
+                self._background.spawn(self._serve(*waiting))
             else:
                 self.inflight -= 1
                 if not self.inflight:

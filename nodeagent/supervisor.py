@@ -13,7 +13,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from beach import bus, desired, patrol
+from beach import bus, desired, patrol, placement
+from beach.backoff import backoff as exponential
 from beach.desired import Lease, Mirror
 from beach.runner import Background
 
@@ -32,7 +33,7 @@ NODE_GRACE = 2.0         # a node whose entry expired counts as lost this much l
 
 def backoff(failures: int) -> float:
     """Seconds to wait before the next attempt after ``failures`` recent ones (0 for the first)."""
-    return 0.0 if failures == 0 else min(BACKOFF_BASE * 2 ** (failures - 1), BACKOFF_MAX)
+    return 0.0 if failures == 0 else exponential(failures - 1, BACKOFF_BASE, BACKOFF_MAX)
 
 
 class Supervisor:
@@ -126,6 +127,14 @@ class Supervisor:
             return
         if now < record.get("last_restart", 0.0) + backoff(len(restarts)):
             return
+        spawn = record["spawn"]
+        hint = spawn.get("strategy_hint")
+        if spawn.get("strategy") == "host_affinity" and hint and not placement.hosts_matching(hint, self.view.nodes):
+            # pinned to a node that is away: wait for it (no attempt is made, none is counted)
+            if record.get("waiting_for") != hint:
+                log.warning("actor %s (%s) waits for node %s to come back", record["sid"], spawn["name"], hint)
+                await desired.update(self.kv, key, {**record, "waiting_for": hint}, revision)
+            return
         self._busy.add(key)
         self._background.spawn(self._restart(key, record, revision, restarts + [now], now))
 
@@ -134,6 +143,7 @@ class Supervisor:
         try:
             response = await self.client.spawn(record["spawn"])
             record = {**record, "restarts": restarts, "last_restart": now}
+            record.pop("waiting_for", None)
             if response.isSuccess:
                 record["uid"] = response.data["uid"]
                 self._seen.add(record["uid"])

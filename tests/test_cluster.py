@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -565,3 +567,36 @@ def test_a_paused_nats_server_is_routed_around(beach, nats_cluster, configs):
             "no actor lost or doubled"
     finally:
         stranded.terminate()
+
+
+def test_a_pinned_supervised_actor_waits_for_its_node_and_comes_back_with_it(beach, configs):
+    """docs/operations.md: a host_affinity actor whose node is away is not restarted elsewhere (it is
+    pinned) and not marked failed: it waits ("waiting for node X") and comes back with its node."""
+    pinned = NodeProcess(configs[2], "node-h")
+    try:
+        pinned.wait_registered(beach, timeout=60)
+        first = beach.addActor("Pong", "pinned", strategy="host_affinity", strategy_hint="node-h",
+                               restart="on-failure", max_restarts=3)
+        assert first.isSuccess and first.data["node"] == "node-h"
+        [sid] = [s for s, r in beach.getSupervised().items() if r["uid"] == first.data["uid"]]
+        lose_machine(beach, pinned)
+        wait_for(lambda: beach.getSupervised()[sid]["waiting_for"] == "node-h", NODE_TTL + 10,
+                 what="the record to say it waits for node-h")
+        holds_for(lambda: beach.getSupervised()[sid]["state"] == "running"
+                  and not beach.getActorHandle("pinned").getNumAvailable(), 4.0,
+                  "waiting: not failed, not started elsewhere")
+        status = subprocess.run([sys.executable, "-m", "beach.cli", "status", str(configs[0])], capture_output=True,
+                                text=True, timeout=60)
+        assert "waiting for node node-h" in status.stdout, status.stdout
+        pinned = NodeProcess(configs[2], "node-h")  # the machine is back
+        pinned.wait_registered(beach, timeout=60)
+        wait_for(lambda: [a["node"] for a in live_of(beach, "pinned")] == ["node-h"], 20,
+                 what="the actor to come back on its node")
+        record = beach.getSupervised()[sid]
+        assert record["state"] == "running" and not record["waiting_for"] and len(record["restarts"]) == 1
+    finally:
+        pinned.terminate()
+
+
+def live_of(beach, category):
+    return beach._core.session.view.find("global", category)

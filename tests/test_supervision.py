@@ -176,3 +176,17 @@ def test_memory_watermark_recycles_the_oldest_drainable_actor(nats_server, tmp_p
         assert node.terminate() == 0
     finally:
         node.terminate()
+
+
+def test_retries_ride_out_an_actor_restart(beach):
+    """README: retries after "no actor available" back off 0.5, 1, 2, 4 s, so nRetries=3 covers a
+    restart (0.5-2.5 s)."""
+    resp = beach.addActor("Pong", "sup/rides", restart="on-failure")
+    uid = resp.data["uid"]
+    os.kill(beach._core.session.view.actors[uid]["pid"], signal.SIGKILL)
+    wait_for(lambda: uid not in beach._core.session.view.actors, 5, what="the dead actor to leave the directory")
+    started = time.monotonic()
+    answer = beach.getActorHandle("sup/rides").request("ping", timeout=5, nRetries=3)
+    print(f"\nrequest during a restart: answered after {time.monotonic() - started:.2f}s")
+    assert answer.isSuccess, answer
+    assert answer.data["uid"] != uid

@@ -60,7 +60,8 @@ def status(args: argparse.Namespace) -> int:
         if summary["supervised"]:
             output.show(output.table(
                 ("sid", "actor", "categories", "state", "running", "restarts", "last error"),
-                [[s["sid"][:12], f"{s['realm']}/{s['name']}", ", ".join(s["categories"] or []), s["state"],
+                [[s["sid"][:12], f"{s['realm']}/{s['name']}", ", ".join(s["categories"] or []),
+                  f"waiting for node {s['waiting_for']}" if s["waiting_for"] and not s["running"] else s["state"],
                   "yes" if s["running"] else "no", s["restarts"], s["last_error"] or ""]
                  for s in summary["supervised"]], title="Supervised"))
         if summary["patrols"]:

@@ -1,0 +1,63 @@
+"""Memory no burst can exhaust: reply-less messages to a busy actor wait within a bound (the
+config's ``backlog``), the rest are dropped and counted, and the node's processes — nats-server
+included — grow by tens of MB at most under a flood."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+from beach.beach_api import Beach
+from beach.embedded import EmbeddedServer
+
+from .conftest import NodeProcess, free_port, wait_for, write_config
+
+GATE = "beach_test_actors:Gate"
+SHOTS = 20_000
+SIZE = 8 * 1024
+
+
+def rss(pids: list[int]) -> dict[int, int]:
+    return {pid: psutil.Process(pid).memory_info().rss for pid in pids}
+
+
+def test_a_flood_of_shots_to_a_slow_actor_is_bounded(tmp_path):
+    server = EmbeddedServer(free_port(), str(tmp_path / "js"), log_file=str(tmp_path / "nats.log")).start()
+    config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1)
+    node = NodeProcess(config, "flood-node", module="nodeagent")
+    try:
+        with Beach(config) as client:
+            node.wait_registered(client)
+            uid = client.addActor(GATE, "flood", max_concurrent=1).data["uid"]
+            pids = [server.process.pid, node.process.pid,
+                    *(h["pid"] for h in client._core.session.view.nodes["flood-node"]["hosts"].values())]
+            handle = client.getActorHandle("flood")
+            assert handle.request("ping").isSuccess
+            before = rss(pids)
+            assert handle.shoot("hold", {"seconds": 30, "blob": b""})  # holds the actor's one slot
+            blob = b"x" * SIZE
+            started = time.monotonic()
+            for i in range(SHOTS):
+                handle.shoot("hold", {"seconds": 0, "i": i, "blob": blob})
+
+            def received() -> dict:
+                load = client.getLoadInfo()[uid]
+                return load if load["waiting"] + load["dropped"] >= SHOTS else {}
+
+            load = wait_for(received, 60, 0.2, what="every shot to reach the actor")
+            during = rss(pids)
+            assert client.stopActors(withId=uid).isSuccess
+            after = rss(pids)
+            grown = {pid: (during[pid] - before[pid]) / 2**20 for pid in pids}
+            print(f"\n{SHOTS} shots of {SIZE // 1024} KiB in {time.monotonic() - started:.1f}s: {load['waiting']} "
+                  f"waiting ({load['waiting'] * SIZE / 2**20:.1f} MiB), {load['dropped']} dropped; growth MiB "
+                  f"(nats-server, agent, host): {[round(g, 1) for g in grown.values()]}; after the stop: "
+                  f"{[round((after[p] - before[p]) / 2**20, 1) for p in pids]}")
+            assert load["waiting"] * SIZE <= 4 * 2**20 + SIZE, "the default backlog bound: 4 MiB"
+            assert load["dropped"] >= SHOTS - 4 * 2**20 // SIZE - 1
+            assert sum(grown.values()) < 64, grown
+        assert node.terminate() == 0
+    finally:
+        node.terminate()
+        server.stop()
