@@ -1,0 +1,62 @@
+"""The JSON API under ``/api``: the pages' twins (``/api/cluster``, ``/api/nodes/{node}``,
+``/api/actors/{uid}``, ``/api/logs``) and the model's other reads. Described by ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import history as charts
+from . import params as read
+from .responses import JSON
+from .state import dashboard
+from .views import actors, logs, nodes, overview
+
+cluster = overview.PAGE.json
+node = nodes.PAGE.json
+actor = actors.PAGE.json
+log_lines = logs.PAGE.json
+
+
+async def node_list(request: Request) -> Response:
+    """``GET /api/nodes``: every live node."""
+    read.check_known(request.query_params, ())
+    return JSON({"nodes": dashboard(request).model.nodes()})
+
+
+async def actor_list(request: Request) -> Response:
+    """``GET /api/actors?realm=&category=``: the live actors (of a realm, under a category)."""
+    query = request.query_params
+    read.check_known(query, ("realm", "category"))
+    return JSON({"actors": dashboard(request).model.actors(read.realm(query), read.category(query))})
+
+
+async def categories(request: Request) -> Response:
+    """``GET /api/categories?realm=``: ``{realm: {category: number of actors}}``."""
+    query = request.query_params
+    read.check_known(query, ("realm",))
+    realm, realms = read.realm(query), dashboard(request).model.realms()
+    return JSON({"realms": realms if realm is None else {realm: realms.get(realm, {})}})
+
+
+async def supervision(request: Request) -> Response:
+    """``GET /api/supervision``: every supervised actor, what should run against what does."""
+    read.check_known(request.query_params, ())
+    return JSON({"supervision": dashboard(request).model.supervised()})
+
+
+async def patrols(request: Request) -> Response:
+    """``GET /api/patrols``: every patrol spec, with its target and running counts."""
+    read.check_known(request.query_params, ())
+    return JSON({"patrols": dashboard(request).model.patrols()})
+
+
+async def history(request: Request) -> Response:
+    """``GET /api/history?since=&node=&class=``: the charts' points (12 h at most)."""
+    query = request.query_params
+    read.check_known(query, ("since", "node", "class"))
+    node_id, klass = read.text(query, "node"), read.text(query, "class")
+    if node_id is not None and klass is not None:
+        raise read.BadParameter("give node or class, not both")
+    picked = charts.Query(node=node_id, klass=klass)
+    return JSON(charts.history(dashboard(request).model, picked, read.number(query, "since", 0.0)))

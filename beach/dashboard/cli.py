@@ -1,0 +1,147 @@
+"""`main`: ``python -m beach.dashboard [PORT] CONFIG`` (the original's form: the config last, an
+optional port before it) and ``CONFIG [--host H] [--port P]`` (what ``beach dashboard`` passes).
+
+It connects first, then listens (127.0.0.1:8080 unless told otherwise) and serves with uvicorn on
+the same loop. A bad config or an unreachable NATS is one line, ``beach: <message>``, and exit 2
+or 1; SIGINT or SIGTERM stops it cleanly (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from ..errors import BeachError, ConfigError, UsageError
+from .app import create_app
+from .state import Dashboard
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+GRACEFUL_SECONDS = 5  # a request still running at shutdown gets this long
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0 to 65535)")
+    return port
+
+
+def parser(prog: str) -> argparse.ArgumentParser:
+    """The command line."""
+    result = argparse.ArgumentParser(
+        prog=prog, usage="%(prog)s [PORT] CONFIG [--host HOST] [--port PORT]",
+        description="The live web dashboard of a beach cluster: nodes, actors, charts, logs, a JSON API "
+                    "(/api/openapi.json) and Prometheus metrics (/metrics).")
+    result.add_argument("args", nargs="+", metavar="[PORT] CONFIG",
+                        help=f"the cluster's config file (YAML), last; before it, optionally, the port "
+                             f"(default {DEFAULT_PORT})")
+    result.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"the address to listen on (default {DEFAULT_HOST}: this machine only)")
+    result.add_argument("--port", type=_port, default=None, help=f"the port (default {DEFAULT_PORT})")
+    return result
+
+
+def _where(args: argparse.Namespace, cli: argparse.ArgumentParser) -> tuple[str, str, int]:
+    if len(args.args) > 2:
+        cli.error("too many arguments: give [PORT] CONFIG")
+    port = args.port
+    if len(args.args) == 2:
+        if port is not None:
+            cli.error("give the port once: as PORT or as --port")
+        try:
+            port = _port(args.args[0])
+        except argparse.ArgumentTypeError as err:
+            cli.error(f"PORT: {err}")
+    return args.args[-1], args.host, DEFAULT_PORT if port is None else port
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as err:
+        raise BeachError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, ending the live streams as soon as it is told to stop (open streams would
+    hold its graceful shutdown until the timeout)."""
+
+    def __init__(self, config: uvicorn.Config, dash: Dashboard, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(config)
+        self._dash = dash
+        self._loop = loop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Stop serving, and end the live streams now."""
+        super().handle_exit(sig, frame)
+        self._loop.call_soon_threadsafe(self._dash.hub.close)  # we are in a signal handler
+
+
+@contextlib.contextmanager
+def _signals_handled_by_uvicorn() -> Iterator[None]:
+    # uvicorn re-raises the signal that stopped it once it is done, to the handler it found: make that
+    # one harmless, so the model and the connection are still closed (and the exit code is 0)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+async def serve(app: Starlette, host: str, port: int) -> None:
+    """Run the app's lifespan (connect, follow the cluster), then serve it on ``host:port`` until told
+    to stop."""
+    dash: Dashboard = app.state.dashboard
+    async with app.router.lifespan_context(app):  # connecting first: no port is taken for a dead cluster
+        sock = _listen(host, port)
+        config = uvicorn.Config(app, lifespan="off", log_level="warning", access_log=False,
+                                timeout_graceful_shutdown=GRACEFUL_SECONDS)
+        server = _Server(config, dash, asyncio.get_running_loop())
+        shown = f"[{host}]" if ":" in host else host
+        mode = "admin actions on" if dash.admin else "read-only: the config has no admin_token"
+        print(f"beach dashboard: http://{shown}:{sock.getsockname()[1]}/ ({mode})", file=sys.stderr, flush=True)
+        with _signals_handled_by_uvicorn():
+            await server.serve(sockets=[sock])
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m beach.dashboard") -> int:
+    """Run the dashboard; returns the exit code (0, 1 when the cluster cannot be reached, 2 for a bad
+    config or usage)."""
+    cli = parser(prog)
+    config, host, port = _where(cli.parse_args(argv), cli)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(create_app(config), host, port))
+    except (ConfigError, UsageError) as err:
+        print(f"beach: {err}", file=sys.stderr)
+        return 2
+    except BeachError as err:
+        print(f"beach: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,75 @@
+"""`Dashboard`: what a running dashboard holds, and how a request finds it."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING
+
+from starlette.requests import HTTPConnection
+
+from ..client import AsyncBeach
+from ..model import ClusterModel
+from .hub import Hub
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+
+class Dashboard:
+    """The client and cluster model of one dashboard (opened by the app's lifespan, on the server's
+    loop), the hub of its live streams, and the secret its CSRF tokens are made with."""
+
+    def __init__(self, config_path: str) -> None:
+        self.config_path = config_path
+        self.hub = Hub()
+        self.secret = secrets.token_bytes(32)  # per process: a restart only re-issues page tokens
+        self._client: AsyncBeach | None = None
+        self._model: ClusterModel | None = None
+
+    async def open(self) -> None:
+        """Connect and start following the cluster; raises `ConfigError` or `BusError`."""
+        client = await AsyncBeach.open(self.config_path)
+        model = ClusterModel(client)
+        try:
+            await model.start()
+        except BaseException:
+            await client.close()
+            raise
+        model.listeners.append(self.hub.notify)
+        self._client, self._model = client, model
+
+    async def close(self) -> None:
+        """End the live streams, stop following the cluster, disconnect."""
+        self.hub.close()
+        model, client, self._model, self._client = self._model, self._client, None, None
+        if model is not None:
+            if self.hub.notify in model.listeners:
+                model.listeners.remove(self.hub.notify)
+            await model.stop()
+        if client is not None:
+            await client.close()
+
+    @property
+    def client(self) -> AsyncBeach:
+        """The cluster client (only while the app runs)."""
+        if self._client is None:
+            raise RuntimeError("the dashboard is not running (its lifespan has not started)")
+        return self._client
+
+    @property
+    def model(self) -> ClusterModel:
+        """The cluster model (only while the app runs)."""
+        if self._model is None:
+            raise RuntimeError("the dashboard is not running (its lifespan has not started)")
+        return self._model
+
+    @property
+    def admin(self) -> bool:
+        """True when the config carries the admin token: only then are admin actions offered."""
+        return bool(self.client.session.config.admin_token)
+
+
+def dashboard(conn: HTTPConnection) -> Dashboard:
+    """The `Dashboard` of the app serving ``conn``."""
+    app: Starlette = conn.app
+    return app.state.dashboard  # type: ignore[no-any-return]

@@ -1,0 +1,92 @@
+"""The Jinja2 environment of the pages and their live fragments, with the filters they share."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from starlette.templating import Jinja2Templates
+
+from .. import __version__, output
+from ..cli.common import duration
+from ..model import LOG_TAIL
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def percent(value: Any) -> str:
+    """``12.3 %``; a dash when unknown."""
+    return f"{value:.1f} %" if isinstance(value, (int, float)) else "–"
+
+
+def rate(value: Any) -> str:
+    """Requests per second, to one decimal (``0`` stays short)."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    return "0" if value == 0 else f"{value:.1f}"
+
+
+def clock(value: Any) -> str:
+    """A time of day (``14:03:07``) from seconds since the epoch."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    return datetime.datetime.fromtimestamp(value).strftime("%H:%M:%S")
+
+
+def when(value: Any) -> str:
+    """A date and time (``2024-05-01 14:03:07``) from seconds since the epoch."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def size(value: Any) -> str:
+    """Bytes, human-sized (``15.6 GiB``)."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024:
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} TiB"
+
+
+def age(value: Any) -> str:
+    """How long ago a time (seconds since the epoch) was, shortly: ``45s``, ``12m``, ``3h``."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return "–"
+    return duration(max(0.0, time.time() - value))
+
+
+def shown(value: Any) -> str:
+    """A parameter value as text: strings as they are, the rest as JSON."""
+    return value if isinstance(value, str) else output.dumps_line(value)
+
+
+def _json(value: Any, **_: Any) -> str:
+    return output.dumps_line(value)
+
+
+def environment() -> jinja2.Environment:
+    """The environment: autoescaped HTML, undefined names are errors (a typo must not render blank)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(percent=percent, rate=rate, clock=clock, when=when, size=size, duration=duration,
+                       age=age, shown=shown)
+    env.policies["json.dumps_function"] = _json  # bytes and other msgpack values as `beach.output` shows them
+    env.policies["json.dumps_kwargs"] = {}
+    env.globals.update(version=__version__, log_tail=LOG_TAIL)
+    return env
+
+
+ENV = environment()
+templates = Jinja2Templates(env=ENV)
+
+
+def render(name: str, context: dict[str, Any]) -> str:
+    """Render template ``name`` (a page's fragment) with ``context``."""
+    return ENV.get_template(name).render(context)

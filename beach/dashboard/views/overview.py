@@ -1,0 +1,25 @@
+"""``/``: the whole cluster — counters, charts, nodes, realms and categories, actors, supervision,
+patrols and the live log tail. Its JSON twin is ``/api/cluster``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import history, logtail
+from .. import params as read
+from ..state import Dashboard
+from .page import Page
+
+
+def data(dash: Dashboard, params: read.Params) -> dict[str, Any]:
+    """Everything the overview shows; ``?realm=&category=`` narrow the actor table."""
+    model = dash.model
+    realm, category = read.realm(params), read.category(params)
+    return {"summary": model.summary(), "admin": dash.admin, "nodes": model.nodes(), "realms": model.realms(),
+            "actors": model.actors(realm, category), "filter": {"realm": realm, "category": category},
+            "supervision": model.supervised(), "patrols": model.patrols()}
+
+
+PAGE = Page("overview", "overview.html", data, params=("realm", "category"),
+            fragments=("summary", "nodes", "realms", "actors", "supervision", "patrols"),
+            logs=lambda params: logtail.LogQuery(), history=lambda params: history.Query())

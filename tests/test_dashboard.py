@@ -1,0 +1,379 @@
+"""The web dashboard, for real: ``python -m beach.dashboard`` in a subprocess against the session's
+nats-server and node agent, driven over HTTP (httpx) and in a real headless Chromium (Playwright
+with Debian's /usr/bin/chromium: no browser download, no network but 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from beach.beach_api import Beach
+
+from .conftest import NODE_ID, free_port, wait_for, write_config
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+class Dashboard:
+    """``python -m beach.dashboard ARGS...`` in a subprocess, on a free port of 127.0.0.1."""
+
+    def __init__(self, args: list[str], port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.output = tempfile.TemporaryFile("w+")  # not a pipe: a chatty dashboard must never block on it
+        self.process = subprocess.Popen([sys.executable, "-m", "beach.dashboard", *args], cwd=ROOT,
+                                        stdout=self.output, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True)
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def wait_ready(self) -> None:
+        def ready() -> bool:
+            assert self.process.poll() is None, f"the dashboard exited: {self.said()}"
+            try:
+                return NODE_ID in {n["id"] for n in self.http.get("/api/nodes").json()["nodes"]}
+            except httpx.TransportError:
+                return False
+        wait_for(ready, 30, 0.1, "the dashboard to answer")
+
+    def said(self) -> str:
+        """What the dashboard printed so far."""
+        self.output.seek(0)
+        return self.output.read()
+
+    def stop(self) -> int:
+        """SIGTERM, as a service manager would; the exit code."""
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            raise
+        finally:
+            self.output.close()
+        return code
+
+
+@pytest.fixture(scope="module")
+def dashboard(node: Any, config_path: Path) -> Iterator[Dashboard]:
+    """The dashboard with the admin token, started the original's way: ``PORT CONFIG``."""
+    port = free_port()
+    dash = Dashboard([str(port), str(config_path)], port)
+    dash.wait_ready()
+    assert f"beach dashboard: http://127.0.0.1:{port}/ (admin actions on)" in dash.said()
+    yield dash
+    assert dash.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A 1280×800 page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 800})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+    def open(self, url: str) -> Any:
+        self.page.goto(url)
+        self.page.wait_for_selector("#live.ok", timeout=5000)  # the live stream is up
+        return self.page
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Page]:
+    opened = Page(browser)
+    yield opened
+    opened.close()
+
+
+def csrf_session(dash: Dashboard) -> tuple[httpx.Client, str]:
+    """A client holding the dashboard's CSRF cookie, and the token of its page."""
+    client = httpx.Client(base_url=dash.url, timeout=10, headers={"Origin": dash.url})
+    html = client.get("/").text
+    token = html.split('<meta name="beach-csrf" content="', 1)[1].split('"', 1)[0]
+    return client, token
+
+
+# ---------------------------------------------------------------------------- in the browser
+
+
+def test_page_is_live_draws_charts_and_stops_an_actor(dashboard: Dashboard, page: Page, beach: Beach,
+                                                       tmp_path: Path) -> None:
+    p = page.open(dashboard.url)
+    assert p.inner_text("#summary .counter:first-child .value") == "1"
+    assert p.is_visible(f'#nodes tr[data-node="{NODE_ID}"]')
+    keep = beach.addActor("Pong", "dash/keep").data["uid"]
+    uid = beach.addActor("Pong", "dash/pong").data["uid"]
+    p.wait_for_selector(f'#actors tr[data-uid="{uid}"]', timeout=5000)  # no reload: the stream brought it
+    p.wait_for_selector('#realms a:text-is("dash/pong")', timeout=5000)
+    assert "global/Pong" in p.inner_text(f'#actors tr[data-uid="{uid}"]')
+
+    # the charts drew points: CPU and memory of the node, requests/s of the new actor class
+    p.wait_for_function("""() => ['node_cpu', 'node_mem', 'realm_rps', 'class_rps'].every(key => {
+        const chart = beach.charts[key];
+        return chart.plot && chart.plot.data[0].length > 0
+            && chart.plot.data.slice(1).some(ys => ys.some(v => v != null));
+    }) && beach.charts.class_rps.series.has('global/Pong')""", timeout=8000)
+    assert p.evaluate("document.documentElement.scrollWidth") <= 1280
+    p.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+    # cancelling the confirmation leaves the actor alone
+    p.click(f'tr[data-uid="{keep}"] button[data-action="stop"]')
+    p.wait_for_selector("#confirm[open]", timeout=2000)
+    assert "Stop actor global/Pong?" in p.inner_text("#confirm")
+    p.click("#confirm button[value=cancel]")
+    # confirming stops it: the row goes, and the actor leaves the directory
+    p.click(f'tr[data-uid="{uid}"] button[data-action="stop"]')
+    p.wait_for_selector("#confirm[open]", timeout=2000)
+    p.click("#confirm-ok")
+    p.wait_for_selector(f'#actors tr[data-uid="{uid}"]', state="detached", timeout=10000)
+    p.wait_for_selector('#toast:has-text("stopped")', timeout=5000)
+    wait_for(lambda: uid not in beach.getDirectory()["reverse"], 5, what="the actor to leave the directory")
+    assert keep in beach.getDirectory()["reverse"]
+    assert p.is_visible(f'#actors tr[data-uid="{keep}"]')
+    assert page.errors == []
+
+
+def test_detail_pages_show_parameters_counters_and_live_logs(dashboard: Dashboard, page: Page,
+                                                             beach: Beach) -> None:
+    uid = beach.addActor("Chatty", "dash/chatty", parameters={"tag": "visible-tag", "_token": "s3cret"}).data["uid"]
+    p = page.open(f"{dashboard.url}/actors/{uid}")
+    facts = p.inner_text("#actor")
+    assert "visible-tag" in facts and "private" in facts and "s3cret" not in p.content()
+    assert "dash/chatty" in facts and NODE_ID in facts
+    assert beach.getActorHandle("dash/chatty").request("say", data={"text": "hello from the test"}).isSuccess
+    p.wait_for_selector('#log-rows td.msg:text-is("hello from the test")', timeout=5000)
+    p.wait_for_function("() => /Processed\\s+1\\b/.test(document.querySelector('#actor').innerText)", timeout=5000)
+
+    p = page.open(f"{dashboard.url}/nodes/{NODE_ID}")
+    assert p.is_visible(f'#actors tr[data-uid="{uid}"]')
+    p.wait_for_selector('#log-rows td.msg:text-is("chatty up: visible-tag")', timeout=5000)
+    p.wait_for_function("() => beach.charts.node_cpu.plot && beach.charts.node_cpu.plot.data[0].length > 0",
+                        timeout=5000)
+
+    p = page.open(f"{dashboard.url}/actors/{uid}")
+    assert beach.stopActors(withId=uid).isSuccess
+    p.wait_for_selector("#gone", state="visible", timeout=5000)  # the page says its actor left
+    assert page.errors == []
+
+
+def test_without_the_admin_token_no_actions_and_403(node: Any, nats_server: Any, page: Page, beach: Beach,
+                                                     tmp_path: Path) -> None:
+    config = write_config(tmp_path / "read-only.yaml", nats_server.url, admin_token=None)
+    port = free_port()
+    dash = Dashboard([str(config), "--host", "127.0.0.1", "--port", str(port)], port)
+    try:
+        dash.wait_ready()
+        assert "read-only: the config has no admin_token" in dash.said()
+        uid = beach.addActor("Pong", "dash/readonly").data["uid"]
+        p = page.open(dash.url)
+        p.wait_for_selector(f'#actors tr[data-uid="{uid}"]', timeout=5000)
+        assert p.query_selector_all("button[data-action]") == []
+        assert "read-only" in p.inner_text("#status")
+        assert p.query_selector('meta[name="beach-csrf"]') is None
+        for path in (f"/api/actors/{uid}/stop", "/api/flush"):
+            response = dash.http.post(path, headers={"Origin": dash.url, "X-CSRF-Token": "x"})
+            assert response.status_code == 403
+            assert "admin_token" in response.json()["error"]
+        assert uid in beach.getDirectory()["reverse"]
+        assert page.errors == []
+    finally:
+        code = dash.stop()
+    assert code == 0
+    p.wait_for_selector("#banner", state="visible", timeout=5000)  # the stream dropped: the page says so
+    assert "reconnecting" in p.inner_text("#live")
+
+
+# ---------------------------------------------------------------------------- metrics, API, input
+
+
+def test_metrics_in_the_prometheus_format(dashboard: Dashboard, beach: Beach) -> None:
+    uid = beach.addActor("Pong", "dash/metrics").data["uid"]
+    handle = beach.getActorHandle("dash/metrics")
+    for i in range(5):
+        assert handle.request("ping", data={"i": i}).isSuccess
+
+    def families() -> dict[str, Any] | None:
+        response = dashboard.http.get("/metrics")
+        assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+        found = {f.name: f for f in text_string_to_metric_families(response.text)}
+        processed = [s.value for s in found["beach_actor_requests"].samples if s.labels.get("uid") == uid]
+        return found if processed and processed[0] >= 5 else None
+
+    found = wait_for(families, 10, 0.2, "the actor's figures in /metrics")
+    # the pages of the tests before are closed: their live streams have ended
+    wait_for(lambda: families() and families()["beach_dashboard_streams"].samples[0].value == 0, 5, 0.2,
+             "the closed pages' streams to end")
+    for name, kind in [("beach_connected", "gauge"), ("beach_nodes", "gauge"), ("beach_actors", "gauge"),
+                       ("beach_node_cpu_percent", "gauge"), ("beach_node_memory_percent", "gauge"),
+                       ("beach_actor_requests", "counter"), ("beach_actor_inflight", "gauge"),
+                       ("beach_actor_busy", "counter"), ("beach_actor_failures", "counter"),
+                       ("beach_actor_restarts", "gauge"), ("beach_category_requests", "counter"),
+                       ("beach_category_inflight", "gauge"), ("beach_category_busy", "counter"),
+                       ("beach_category_failures", "counter"), ("beach_category_restarts", "gauge")]:
+        assert found[name].type == kind, name
+    cpu = [s for s in found["beach_node_cpu_percent"].samples if s.labels["node"] == NODE_ID]
+    assert len(cpu) == 1 and set(cpu[0].labels) == {"node", "hostname"} and 0 <= cpu[0].value <= 100
+    actor = next(s for s in found["beach_actor_requests"].samples if s.labels.get("uid") == uid)
+    assert actor.name == "beach_actor_requests_total"
+    assert actor.labels == {"uid": uid, "realm": "global", "actor": "Pong", "node": NODE_ID}
+    category = next(s for s in found["beach_category_requests"].samples if s.labels["category"] == "dash/metrics")
+    assert category.labels == {"realm": "global", "category": "dash/metrics"} and category.value >= 5
+    assert next(s for s in found["beach_actor_failures"].samples if s.labels.get("uid") == uid).value == 0
+
+
+def _schema(spec: dict[str, Any], path: str, method: str = "get", status: str = "200") -> dict[str, Any]:
+    schema = spec["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+    return {**schema, "components": spec["components"]}  # so that "#/components/..." resolves
+
+
+def test_every_api_response_matches_its_openapi_schema(dashboard: Dashboard, beach: Beach) -> None:
+    spec = dashboard.http.get("/api/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    pong = beach.addActor("Pong", "dash/api", parameters={"_key": "k"}).data["uid"]
+    beach.addActor("Chatty", "dash/api/chatty", restart="on-failure", parameters={"tag": "api"})
+    beach.applyPatrol({"owner": "dashtest", "realm": "global",
+                       "actors": [{"name": "pongs", "actor": "Pong", "category": ["dash/patrolled"], "instances": 1}]})
+    assert beach.getActorHandle("dash/api").request("ping").isSuccess
+    wait_for(lambda: dashboard.http.get("/api/patrols").json()["patrols"]
+             and dashboard.http.get("/api/patrols").json()["patrols"][0]["entries"][0]["running"] == 1
+             and dashboard.http.get("/api/supervision").json()["supervision"]
+             and dashboard.http.get("/api/logs").json()["logs"], 15, 0.2, "patrol, supervision and logs in the API")
+
+    gets = [path for path, ops in spec["paths"].items() if "get" in ops]
+    assert {"/api/cluster", "/api/nodes", "/api/nodes/{node}", "/api/actors", "/api/actors/{uid}", "/api/categories",
+            "/api/logs", "/api/supervision", "/api/patrols", "/api/history"} <= set(gets)
+    extra = {"/api/actors": "?realm=global&category=dash", "/api/logs": "?level=debug&kind=all&limit=5",
+             "/api/history": f"?node={NODE_ID}", "/api/categories": "?realm=global", "/api/cluster": "?category=dash"}
+    for path in gets:
+        for query in ("", extra.get(path)):
+            if query is None:
+                continue
+            url = path.replace("{node}", NODE_ID).replace("{uid}", pong) + query
+            response = dashboard.http.get(url)
+            assert response.status_code == 200, (url, response.text)
+            jsonschema.validate(response.json(), _schema(spec, path), cls=jsonschema.Draft202012Validator)
+    actor = dashboard.http.get(f"/api/actors/{pong}").json()["actor"]
+    assert actor["params"] == {"_key": "<PRIVATE>"}
+    cluster = dashboard.http.get("/api/cluster").json()
+    assert cluster["admin"] is True and cluster["summary"]["nodes"] == 1
+    assert any(s["name"] == "Chatty" and s["running"] for s in cluster["supervision"])
+    history = dashboard.http.get("/api/history").json()
+    assert set(history) == {"node_cpu", "node_mem", "realm_rps", "class_rps"} and history["node_cpu"][NODE_ID]
+
+    error = dashboard.http.get("/api/actors/nope")
+    jsonschema.validate(error.json(), _schema(spec, "/api/actors/{uid}", status="404"))
+
+
+def test_bad_input_is_a_clear_4xx_with_a_json_error(dashboard: Dashboard, beach: Beach) -> None:
+    http = dashboard.http
+    cases = [("/api/actors/no-such-uid", 404, "no actor 'no-such-uid'"), ("/api/nodes/no-such-node", 404, "no node"),
+             ("/api/logs?level=loud", 400, "level 'loud'"), ("/api/logs?kind=x", 400, "kind 'x'"),
+             ("/api/logs?limit=0", 400, "limit"), ("/api/actors?categroy=x", 400, "unknown query parameter 'categroy'"),
+             ("/api/actors?category=a//b", 400, "empty segment"), ("/api/history?since=soon", 400, "since"),
+             ("/api/history?node=a&class=b", 400, "not both"), ("/events?view=nope", 400, "view 'nope'"),
+             ("/api/nowhere", 404, ""), ("/metrics?x=1", 400, "unknown query parameter")]
+    for url, status, message in cases:
+        response = http.get(url)
+        assert response.status_code == status, url
+        assert response.headers["content-type"] == "application/json", url
+        assert message in response.json()["error"], (url, response.json())
+    assert http.post("/api/flush").status_code == 403  # no Origin, no cookie, no token
+    assert http.get("/api/flush").status_code == 405
+    page = http.get("/actors/no-such-uid")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "no actor" in page.text and "Traceback" not in page.text
+    assert http.get("/logs?level=loud").status_code == 400
+
+    uid = beach.addActor("Pong", "dash/csrf").data["uid"]
+    client, token = csrf_session(dashboard)
+    try:
+        assert client.cookies.get("beach_csrf")
+        stop = f"/api/actors/{uid}/stop"
+        refused = [client.post(stop),  # the cookie and the Origin, but no token
+                   client.post(stop, headers={"X-CSRF-Token": token[:-1] + "0"}),  # a wrong token
+                   client.post(stop, headers={"X-CSRF-Token": token, "Origin": "http://evil.example"}),
+                   client.post(stop, headers={"X-CSRF-Token": token, "Origin": "null"})]
+        for response in refused:
+            assert response.status_code == 403 and response.json()["error"]
+        assert uid in beach.getDirectory()["reverse"]
+        assert client.post("/api/actors/no-such-uid/stop", headers={"X-CSRF-Token": token}).status_code == 404
+        done = client.post(stop, headers={"X-CSRF-Token": token})
+        assert done.status_code == 200 and done.json()["stopped"] == [uid]
+        headers = client.get("/").headers
+    finally:
+        client.close()
+    assert "default-src 'self'" in headers["content-security-policy"] and headers["x-frame-options"] == "DENY"
+
+
+# ---------------------------------------------------------------------------- the command line, the wheel
+
+
+def test_command_line_failures_are_one_line(tmp_path: Path) -> None:
+    dead = write_config(tmp_path / "dead.yaml", f"nats://127.0.0.1:{free_port()}")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nats: {servers: 5}\n")
+    runs = {name: subprocess.Popen([sys.executable, "-m", "beach.dashboard", *args], cwd=ROOT, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name, args in {"missing": [str(tmp_path / "nope.yaml")], "bad": [str(free_port()), str(bad)],
+                               "dead": [str(dead), "--port", str(free_port())],
+                               "usage": ["1", "2", "3"]}.items()}
+    results = {name: (run.wait(30), run.communicate()[1]) for name, run in runs.items()}
+    for name, code in {"missing": 2, "bad": 2, "dead": 1}.items():
+        status, stderr = results[name]
+        assert status == code, (name, stderr)
+        assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("beach: "), (name, stderr)
+        assert "Traceback" not in stderr
+    assert "cannot connect to NATS" in results["dead"][1] and "config file not found" in results["missing"][1]
+    assert results["usage"][0] == 2 and "too many arguments" in results["usage"][1]
+
+
+@pytest.mark.timeout(300)
+def test_the_wheel_ships_templates_and_assets(tmp_path: Path) -> None:
+    # built from a copy, so the build leaves nothing (build/, *.egg-info) in the work tree
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info",
+                                                                 "__pycache__", ".pytest_cache", "*beach-state"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(source)],
+                   check=True, timeout=280, capture_output=True)
+    (wheel,) = tmp_path.glob("beach-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {f"beach/dashboard/templates/{t}.html" for t in ("base", "overview", "node", "actor", "logs")}
+    expected |= {"beach/dashboard/static/dashboard.js", "beach/dashboard/static/dashboard.css",
+                 "beach/dashboard/static/vendor/uPlot.iife.min.js", "beach/dashboard/static/vendor/uPlot.min.css",
+                 "beach/dashboard/static/vendor/LICENSE", "beach/dashboard/__main__.py", "beach/dashboard/app.py"}
+    assert expected <= names, expected - names
