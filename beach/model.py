@@ -260,9 +260,9 @@ class ClusterModel:
                 self.realm_rps.setdefault(name, Series()).add(now, rate)
             for name, rate in by_class.items():
                 self.class_rps.setdefault(name, Series()).add(now, rate)
-            for series in (self.realm_rps, self.class_rps):  # gone since: they read 0 now
-                for name, s in series.items():
-                    if name not in by_realm and name not in by_class and s.last:
+            for series, current in ((self.realm_rps, by_realm), (self.class_rps, by_class)):
+                for name, s in series.items():  # gone since: they read 0 now
+                    if name not in current and s.last:
                         s.add(now, 0.0)
             self.changed("tick")
 
