@@ -100,7 +100,10 @@ class AsyncBeach:
             raise
         except BusError as err:
             return ActorResponse(False, f"{op} on node {node} not sent: {err}")
-        ok, error, data = wire.unpack_reply(msg.data)
+        try:
+            ok, error, data = wire.unpack_reply(msg.data)
+        except ValueError as err:
+            return ActorResponse(False, f"malformed answer from node {node} to {op}: {err}")
         return ActorResponse(ok, error, data)
 
     def _apply_stops(self, stopped: dict[str, Any]) -> None:

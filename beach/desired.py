@@ -18,13 +18,14 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from . import subjects, wire
+from . import records, subjects, wire
+from .bus import DESIRED_BUCKET
 from .kvwatch import BucketWatch
 
 LEASE_KEY = "lease.supervisor"
 LEASE_SECONDS = 6.0  # a lease whose revision has not moved this long is free
 
-RESTART_POLICIES = ("never", "on-failure", "always")
+RESTART_POLICIES = records.RESTART_POLICIES
 
 
 def supervision_key(realm: str, sid: str) -> str:
@@ -37,26 +38,40 @@ def patrol_key(owner: str) -> str:
     return f"patrol.{subjects.escape(owner)}"
 
 
+def read(key: str, body: bytes) -> Any:
+    """The checked record stored at ``key``, or None if it is not one (skipped, logged once, counted)."""
+    try:
+        return records.desired(key, wire.unpack(body))
+    except (ValueError, records.RecordError) as err:
+        records.reject(DESIRED_BUCKET, key, err)
+        return None
+
+
+def _body(value: Any) -> bytes:
+    return wire.pack({**value, "v": records.FORMAT})
+
+
 async def get(kv: KeyValue, key: str) -> tuple[Any, int] | None:
-    """``(value, revision)`` of ``key``, or None if it is absent."""
+    """``(record, revision)`` of ``key``, or None if it is absent (or not a record beach can read)."""
     try:
         entry = await kv.get(key)
     except KeyNotFoundError:
         return None
     if entry.value is None or entry.operation is not None:
         return None
-    return wire.unpack(entry.value), entry.revision
+    record = read(key, entry.value)
+    return None if record is None else (record, entry.revision)
 
 
 async def put(kv: KeyValue, key: str, value: Any) -> int:
-    """Write ``value`` at ``key``; return the revision."""
-    return await kv.put(key, wire.pack(value))
+    """Write ``value`` at ``key`` (in this release's format); return the revision."""
+    return await kv.put(key, _body(value))
 
 
 async def update(kv: KeyValue, key: str, value: Any, revision: int) -> int | None:
     """Write ``value`` if ``key`` is still at ``revision``; the new revision, or None if it moved."""
     try:
-        return await kv.update(key, wire.pack(value), last=revision)
+        return await kv.update(key, _body(value), last=revision)
     except KeyWrongLastSequenceError:
         return None
 
@@ -74,8 +89,9 @@ class Mirror(BucketWatch):
         self.entries: dict[str, tuple[Any, int]] = {}
 
     def _apply(self, entry: Any) -> None:
-        if entry.operation is None and entry.value:
-            self.entries[entry.key] = (wire.unpack(entry.value), entry.revision)
+        record = read(entry.key, entry.value) if entry.operation is None and entry.value else None
+        if record is not None:
+            self.entries[entry.key] = (record, entry.revision)
         else:
             self.entries.pop(entry.key, None)
 
@@ -108,7 +124,7 @@ class Lease:
 
     async def acquire(self) -> bool:
         """Take or renew the lease; True if this agent holds it now."""
-        mine = wire.pack({"holder": self.holder})
+        mine = _body({"holder": self.holder})
         current = await get(self.kv, LEASE_KEY)
         try:
             if current is None:

@@ -25,7 +25,7 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from . import subjects, wire
+from . import records, subjects, wire
 from .kvwatch import BucketWatch
 
 log = logging.getLogger("beach.directory")
@@ -90,7 +90,13 @@ class DirectoryView:
                     waiter.set_result(None)
             node_id_changed = node_id
         else:
-            node = wire.unpack(entry.value)
+            try:
+                node = records.NODE.check(wire.unpack(entry.value), entry.key)
+                if subjects.escape(node["id"]) != entry.key:
+                    raise records.RecordError(f"node record {entry.key}: its id {node['id']!r} is another node's")
+            except (ValueError, records.RecordError) as err:
+                records.reject("beach_nodes", entry.key, err)
+                return
             self.nodes[node["id"]] = node
             self.departed.pop(node["id"], None)
             node_id_changed = node["id"]
@@ -108,7 +114,18 @@ class DirectoryView:
 
     def _apply_actor(self, entry: Any) -> None:
         removed = entry.operation in (KV_DEL, KV_PURGE) or not entry.value
-        self.apply_actor(entry.key, entry.revision, None if removed else wire.unpack(entry.value))
+        actor = None
+        if not removed:
+            try:
+                actor = records.ACTOR.check(wire.unpack(entry.value), entry.key)
+                if subjects.actor_key(actor["realm"], actor["uid"]) != entry.key:
+                    raise records.RecordError(f"actor record {entry.key}: its realm and uid say another key")
+            except (ValueError, records.RecordError) as err:
+                # a bad value stands where an entry was: the actor is not known (its host writes it back)
+                records.reject("beach_actors", entry.key, err)
+        if "." not in entry.key:
+            return
+        self.apply_actor(entry.key, entry.revision, actor)
         if removed and self._revisions.get(f"a/{entry.key}", 0) <= entry.revision:
             # the (ordered) watch is past every write of this key: nothing older can arrive now
             del self._revisions[f"a/{entry.key}"]
@@ -177,9 +194,9 @@ class DirectoryView:
 # ---- writes ----
 
 async def put_actor(kv: KeyValue, actor: ActorEntry) -> tuple[str, int]:
-    """Write an actor entry; return ``(key, revision)``."""
+    """Write an actor entry (in this release's format); return ``(key, revision)``."""
     key = subjects.actor_key(actor["realm"], actor["uid"])
-    return key, await kv.put(key, wire.pack(actor))
+    return key, await kv.put(key, wire.pack({**actor, "v": records.FORMAT}))
 
 
 async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[str, int]:
@@ -192,7 +209,7 @@ async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[
 async def put_node(nc: Client, kv: KeyValue, node: NodeEntry) -> None:
     """Publish a node heartbeat with its TTL, so the entry expires if the node dies."""
     await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{subjects.escape(node['id'])}",
-                                          wire.pack(node), msg_ttl=NODE_TTL)
+                                          wire.pack({**node, "v": records.FORMAT}), msg_ttl=NODE_TTL)
 
 
 async def delete_node(nc: Client, kv: KeyValue, node_id: str) -> None:

@@ -59,7 +59,7 @@ def _check_rule(where: str, rule: Any) -> Any:
         return rule
     unknown = set(rule) - {"count", "per_node", "per_core", "min", "max"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} in 'instances' "
+        raise ConfigError(f"{where}: unknown key(s) {sorted(map(str, unknown))} in 'instances' "
                           f"(known: count, per_node, per_core, min, max)")
     for key, value in rule.items():
         kinds = (int, float) if key in ("per_node", "per_core") else (int,)
@@ -75,7 +75,7 @@ def check(raw: Any, where: str = "patrol spec") -> dict[str, Any]:
         raise ConfigError(f"{where}: a patrol spec must be a mapping with 'owner' and 'actors'")
     unknown = set(raw) - {"owner", "realm", "actors"}
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (known: owner, realm, actors)")
+        raise ConfigError(f"{where}: unknown key(s) {sorted(map(str, unknown))} (known: owner, realm, actors)")
     owner = raw.get("owner")
     if not isinstance(owner, str) or not owner or "/" in owner:
         raise ConfigError(f"{where}: 'owner' must be a non-empty name without '/', not {owner!r}")
@@ -90,7 +90,7 @@ def check(raw: Any, where: str = "patrol spec") -> dict[str, Any]:
             raise ConfigError(f"{at} must be a mapping")
         unknown = set(entry) - ENTRY_KEYS - SPAWN_KEYS
         if unknown:
-            raise ConfigError(f"{at}: unknown key(s) {sorted(unknown)} "
+            raise ConfigError(f"{at}: unknown key(s) {sorted(map(str, unknown))} "
                               f"(known: {', '.join(sorted(ENTRY_KEYS | SPAWN_KEYS))})")
         for key in ("name", "actor"):
             if not isinstance(entry.get(key), str) or not entry[key]:

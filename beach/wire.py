@@ -2,7 +2,8 @@
 
 A request body is the msgpack array ``[1, id, req, data, ident, ttl]``: format version, request id
 (the same on every retry), request type, payload, the caller's trust ident (or nil) and the time
-budget left in seconds (or nil). A reply body is ``[ok, error, data]``. Nothing travels in NATS
+budget left in seconds (or nil). A reply body is ``[1, ok, error, data]`` (the previous release's
+``[ok, error, data]`` is read too). Nothing travels in NATS
 headers, so a future whole-body AEAD seal covers everything but the subject.
 
 Lists stay lists. Sets become lists. Anything else msgpack cannot carry is an `EncodeError` at the
@@ -101,15 +102,23 @@ def unpack_request(body: bytes) -> Request:
 
 def pack_reply(ok: bool, error: str, data: Any) -> bytes:
     """Encode a reply envelope."""
-    return pack([ok, error, data], what="reply data")
+    return pack([VERSION, ok, error, data], what="reply data")
 
 
 def unpack_reply(body: bytes) -> tuple[bool, str, Any]:
-    """Decode a reply envelope; raise ``ValueError`` if it is not one."""
+    """Decode a reply envelope (this format, or the previous one without a version); raise
+    ``ValueError`` if it is not one, or comes from a newer beach."""
     value = unpack(body)
-    if not isinstance(value, list) or len(value) != 3 or not isinstance(value[0], bool):
+    if isinstance(value, list) and len(value) == 3:  # format 0: [ok, error, data]
+        value = [0, *value]
+    if not isinstance(value, list) or len(value) != 4 or not isinstance(value[1], bool):
         raise ValueError("not a beach reply envelope")
-    return value[0], value[1] or "", value[2]
+    version, ok, error, data = value
+    if not isinstance(version, int) or version > VERSION:
+        raise ValueError(f"a reply of format {version!r} (from a newer beach?); this one reads up to {VERSION}")
+    if not isinstance(error, str) and error is not None:
+        raise ValueError("a reply's error must be a string")
+    return ok, error or "", data
 
 
 def normalize_return(ret: Any) -> tuple[bool, str, Any]:

@@ -21,11 +21,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from beach import bus, desired, directory, logs, subjects, wire
+from beach import bus, desired, directory, logs, records, subjects, wire
 from beach.client import AsyncBeach
 from beach.config import Config, warn_ignored
 from beach.embedded import EmbeddedServer, die_with_parent
-from beach.errors import BeachError, CategoryError
+from beach.errors import BeachError
 from beach.runner import Background, Runner
 from beach.session import Session
 
@@ -363,7 +363,10 @@ class NodeAgent(ControlServer):
             msg = await self.session.nc.request(subjects.host_subject(host_id, op), wire.pack(args), timeout=timeout)
         except Exception as err:
             return False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {}
-        reply = wire.unpack_reply(msg.data)
+        try:
+            reply = wire.unpack_reply(msg.data)
+        except ValueError as err:
+            return False, f"malformed answer from actor host {host_id} to {op}: {err}", {}
         host = self.hosts.get(host_id)
         if host is not None and host.isolated and op in ("spawn", "stop", "flush") and (op != "spawn" or not reply[0]):
             host.leaving = True  # an isolated host exits with its one actor
@@ -459,7 +462,7 @@ class NodeAgent(ControlServer):
         for key, value in args.get("put", {}).items():
             if not key.startswith(("sup.", "patrol.")):
                 raise ValueError(f"not a desired-state key: {key!r}")
-            await desired.put(kv, key, value)
+            await desired.put(kv, key, records.desired(key, value))  # a bad record is refused, not stored
         doomed = list(args.get("delete", []))
         for prefix in args.get("prefixes", []):
             doomed += list(await desired.snapshot(kv, prefix))
@@ -486,30 +489,8 @@ class NodeAgent(ControlServer):
 
 
 def _spawn_spec(args: dict[str, Any]) -> dict[str, Any]:
-    """Check a spawn request; raise ``ValueError``/`CategoryError` naming the bad field."""
-    name = args.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"'name' must be an actor class name, not {name!r}")
-    categories = args.get("categories")
-    if not isinstance(categories, list) or not categories:
-        raise CategoryError(f"'categories' must be a non-empty list, not {categories!r}")
-    realm = subjects.check_realm(args.get("realm") or "global")
-    for key in ("parameters", "resources"):
-        if args.get(key) is not None and not isinstance(args[key], dict):
-            raise ValueError(f"'{key}' must be a dict, not {type(args[key]).__name__}")
-    trusted = args.get("trusted") or []
-    if not isinstance(trusted, list):
-        raise ValueError(f"'trusted' must be a list of idents, not {type(trusted).__name__}")
-    max_concurrent = args.get("max_concurrent")
-    if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
-        raise ValueError(f"'max_concurrent' must be a positive int, not {max_concurrent!r}")
-    return {
-        "name": name, "realm": realm, "categories": [subjects.normalize(c) for c in categories],
-        "parameters": args.get("parameters") or {}, "resources": args.get("resources") or {},
-        "ident": args.get("ident"), "trusted": trusted, "isolated": bool(args.get("isolated")),
-        "n_concurrent": args.get("n_concurrent") or 1, "max_concurrent": max_concurrent,
-        "is_drainable": bool(args.get("is_drainable")), "time_to_drain": args.get("time_to_drain"),
-        "owner": args.get("owner"), "log_level": args.get("log_level"),
-        "strategy": args.get("strategy") or "random", "strategy_hint": args.get("strategy_hint"),
-        "sid": args.get("sid"), "restart": args.get("restart") or "never", "timeout": args.get("timeout"),
-    }
+    """Check a spawn request; raise `RecordError` (a ``ValueError``) or `CategoryError` naming the bad field."""
+    spec = records.SPAWN.check(args, "spawn request")
+    spec["realm"] = subjects.check_realm(spec["realm"])
+    spec["categories"] = [subjects.normalize(c) for c in spec["categories"]]
+    return spec

@@ -125,7 +125,7 @@ class Supervisor:
             await desired.update(self.kv, key, {**record, "state": "failed", "restarts": restarts,
                                                 "failed_at": now}, revision)
             return
-        if now < record.get("last_restart", 0.0) + backoff(len(restarts)):
+        if now < (record.get("last_restart") or 0.0) + backoff(len(restarts)):
             return
         spawn = record["spawn"]
         hint = spawn.get("strategy_hint")

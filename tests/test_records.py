@@ -1,0 +1,121 @@
+"""Every decoder of what comes off the bus, fuzzed: it returns a clean record or raises its own
+error (`RecordError` / ``ValueError``), never anything else; formats that upgrade."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beach import logs, records, wire
+from beach.records import RecordError
+
+# msgpack-shaped values: what a careless client can write into a bucket or onto a subject
+scalars = st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=True) | st.text(max_size=20) \
+    | st.binary(max_size=20)
+values = st.recursive(scalars, lambda children: st.lists(children, max_size=5)
+                      | st.dictionaries(st.text(max_size=12) | st.integers(-2**63, 2**63), children, max_size=6),
+                      max_leaves=25)
+
+GOOD_SPAWN = {"name": "Pong", "categories": ["a/b"], "realm": "global"}
+GOOD = {
+    "actor": (records.ACTOR, {"uid": "u1", "realm": "global", "name": "Pong", "categories": ["a"], "node": "n1",
+                              "host": "n1-h1", "pid": 12, "started": 1.5}),
+    "node": (records.NODE, {"id": "n1", "hostname": "h", "cpu": [1.0, 2.0], "mem": 3.0, "updated": 2.0}),
+    "spawn": (records.SPAWN, GOOD_SPAWN),
+    "supervision": (records.SUPERVISION, {"sid": "s1", "spawn": GOOD_SPAWN, "restart": "on-failure", "uid": "u1"}),
+    "lease": (records.LEASE, {"holder": "n1"}),
+}
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def mutations(good: dict) -> st.SearchStrategy[dict]:
+    """A good record with fields dropped, replaced by anything, or added."""
+    return st.builds(lambda drop, put, extra: {**{k: v for k, v in good.items() if k not in drop}, **put, **extra},
+                     st.sets(st.sampled_from(sorted(good))), st.dictionaries(st.sampled_from(sorted(good)), values,
+                                                                            max_size=3),
+                     st.dictionaries(st.text(max_size=8), values, max_size=2))
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+def test_good_records_and_their_defaults(kind):
+    schema, good = GOOD[kind]
+    record = schema.check(good)
+    assert record["v"] == records.FORMAT
+    assert all(record[k] == v or isinstance(v, dict) and v.items() <= record[k].items() for k, v in good.items())
+    assert all(f.name in record for f in schema.fields)
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+@FUZZ
+@given(data=st.data())
+def test_a_decoder_takes_anything_and_raises_only_its_own_error(kind, data):
+    schema, good = GOOD[kind]
+    value = data.draw(values | mutations(good))
+    try:
+        record = schema.check(value, "k")
+    except RecordError as err:
+        assert str(err).startswith(f"{kind} record")
+    else:  # what passes is clean: every field of the kind it must be
+        for f in schema.fields:
+            test, _ = records.KINDS[f.kind]
+            assert record[f.name] is None and f.optional or test(record[f.name]), (f.name, record[f.name])
+
+
+@FUZZ
+@given(key=st.sampled_from(["sup.global.s1", "patrol.shop", "lease.supervisor", "other.x", "sup."]), value=values)
+def test_desired_records_by_key(key, value):
+    try:
+        records.desired(key, value)
+    except RecordError:
+        pass
+
+
+@FUZZ
+@given(body=st.binary(max_size=200) | values.map(lambda v: msgpack.packb(v, use_bin_type=True)))
+def test_envelopes_and_lines_off_the_wire(body):
+    for decode in (wire.unpack_request, wire.unpack_reply):
+        try:
+            decode(body)
+        except ValueError:
+            pass
+    line = logs.decode(body)
+    assert line is None or (isinstance(line["msg"], str) and isinstance(line["levelno"], int))
+
+
+def test_formats_upgrade():
+    # the previous release wrote no version: read, with the same meaning
+    old = {"sid": "s1", "spawn": GOOD_SPAWN, "restart": "always", "uid": "u1", "state": "running",
+           "restarts": [1.0], "max_restarts": 5, "restart_window": 60, "created": 1.0}
+    record = records.SUPERVISION.check(old)
+    assert record["v"] == 1 and record["restart"] == "always" and record["spawn"]["isolated"] is False
+    old_reply = wire.pack([True, "", {"a": 1}])
+    assert wire.unpack_reply(old_reply) == (True, "", {"a": 1})
+    assert wire.unpack_reply(wire.pack_reply(False, "e", 1)) == (False, "e", 1)
+    # a newer release's record is refused, saying so
+    with pytest.raises(RecordError, match="written by a newer beach .format 2; this one reads formats up to 1"):
+        records.ACTOR.check({**GOOD["actor"][1], "v": 2})
+    with pytest.raises(RecordError, match="newer beach"):
+        records.desired("patrol.x", {"v": 7, "owner": "x", "actors": []})
+    with pytest.raises(ValueError, match="from a newer beach"):
+        wire.unpack_reply(wire.pack([9, True, "", {}]))
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"id": "n", "cpu": "x"}, "'cpu' must be a list of numbers"),
+    ({"hostname": "h"}, "'id' is missing"),
+    ({"id": "n", "cores": True}, "'cores' must be a whole number"),
+    ([1, 2], "must be a map, not list"),
+])
+def test_bad_node_records_name_the_field(value, message):
+    with pytest.raises(RecordError, match=message):
+        records.NODE.check(value, "n")
+
+
+def test_a_rejected_record_is_logged_once_per_key_and_counted(caplog):
+    before = records.rejected["test-bucket"]
+    for _ in range(3):
+        records.reject("test-bucket", "some.key", RecordError("bad"))
+    assert records.rejected["test-bucket"] == before + 3
+    assert caplog.text.count("some.key") == 1
