@@ -55,6 +55,25 @@ def parse_data(text: str | None, what: str = "data") -> Any:
         raise UsageError(f"{what} {text!r} is neither JSON nor a Python literal ({reason})") from None
 
 
+def parse_mapping(text: str | None, what: str) -> dict[str, Any]:
+    """Data typed by a person that must be a mapping (actor parameters, resources); empty → ``{}``.
+    Raises `UsageError` naming ``what``."""
+    value = parse_data(text, what)
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a mapping such as {{'key': 1}}, not {type(value).__name__}")
+    return value
+
+
+def duration(seconds: Any) -> str:
+    """A short human duration: 45s, 12m, 3h, 2d (``-`` for what is not a number)."""
+    if not isinstance(seconds, (int, float)):
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
 def one_line(text: str) -> str:
     """``text`` on one line: its non-blank lines joined by spaces."""
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip())

@@ -27,7 +27,7 @@ from .beach_api import Beach
 from .errors import BeachError, UsageError
 from .handle import DEFAULT_TIMEOUT
 from .keys import generate_key
-from .output import describe_failure, dumps, one_line, parse_data
+from .output import describe_failure, dumps, one_line, parse_data, parse_mapping
 from .response import ActorResponse
 
 readline: ModuleType | None
@@ -47,14 +47,6 @@ EXIT_INTERRUPTED = 130
 Options = Callable[[argparse.ArgumentParser], None]
 Command = Callable[["BeachShell", argparse.Namespace], "bool | None"]
 Handler = Callable[["BeachShell", str], "bool | None"]
-
-
-def read_mapping(text: str | None, what: str) -> dict[str, Any]:
-    """Data typed by a person that must be a mapping (actor parameters, resources). Raises `UsageError`."""
-    value = parse_data(text, what)
-    if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a mapping such as {{'key': 1}}, not {type(value).__name__}")
-    return value
 
 
 class NoActorsError(UsageError):
@@ -421,7 +413,7 @@ class BeachShell(cmd.Cmd):
         """Start an actor and print where it runs ({'uid', 'node', 'host'})."""
         response = self.beach.addActor(
             args.name, args.category, strategy=args.strategy, strategy_hint=args.strategy_hint, realm=args.realm,
-            parameters=read_mapping(args.params, "--params"), resources=read_mapping(args.resources, "--resources"),
+            parameters=parse_mapping(args.params, "--params"), resources=parse_mapping(args.resources, "--resources"),
             isIsolated=args.isolated, secretIdent=args.ident, trustedIdents=args.trusted,
             n_concurrent=args.n_concurrent, max_concurrent=args.max_concurrent, is_drainable=args.drainable,
             time_to_drain=args.time_to_drain, owner=args.owner, log_level=_log_level(args.log_level),

@@ -12,8 +12,8 @@ from beach import logs, records, wire
 from beach.records import RecordError
 
 # msgpack-shaped values: what a careless client can write into a bucket or onto a subject
-scalars = st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=True) | st.text(max_size=20) \
-    | st.binary(max_size=20)
+scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=True)
+           | st.text(max_size=20) | st.binary(max_size=20))
 values = st.recursive(scalars, lambda children: st.lists(children, max_size=5)
                       | st.dictionaries(st.text(max_size=12) | st.integers(-2**63, 2**63), children, max_size=6),
                       max_leaves=25)

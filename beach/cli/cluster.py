@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import BusError
 from ..model import ClusterModel
-from .common import add_config, add_json, duration, emit, with_model
+from ..output import duration
+from .common import add_config, add_json, emit, with_model
 
 
 def _load_cell(actor: dict[str, Any]) -> str:

@@ -73,13 +73,3 @@ def fail(message: str) -> int:
     """Print a one-line failure to stderr; return exit code 1."""
     print(f"beach: {message}", file=sys.stderr)
     return 1
-
-
-def duration(seconds: Any) -> str:
-    """A short human duration: 45s, 12m, 3h, 2d."""
-    if not isinstance(seconds, (int, float)):
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"

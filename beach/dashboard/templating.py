@@ -11,8 +11,8 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from .. import __version__, output
-from ..cli.common import duration
 from ..model import LOG_TAIL
+from ..output import duration
 
 TEMPLATES = Path(__file__).with_name("templates")
 

@@ -1,0 +1,9 @@
+"""``python -m beach.console CONFIG [--realm REALM]``."""
+
+from __future__ import annotations
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""A long fuzz run of every decoder of what comes off the bus (the suite runs a few hundred inputs
+each; this runs as many as asked), with the strategies of tests/test_records.py:
+
+    .venv/bin/python -m tests.fuzz_decoders --examples 100000
+
+Exits 1 with the failing input if a decoder raises anything but its own error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import msgpack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from beach import logs, records, wire
+from beach.records import RecordError
+
+from .test_records import GOOD, mutations, values
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.fuzz_decoders", description=__doc__)
+    parser.add_argument("--examples", type=int, default=100_000, help="inputs per decoder (default 100000)")
+    args = parser.parse_args()
+    run = settings(max_examples=args.examples, deadline=None, database=None,
+                   suppress_health_check=list(HealthCheck))
+    counts: dict[str, int] = {}
+
+    def count(name: str) -> None:
+        counts[name] = counts.get(name, 0) + 1
+
+    def fuzz_record(kind: str, schema: records.Schema, good: dict) -> None:
+        @run
+        @given(value=values | mutations(good))
+        def record(value: object) -> None:
+            count(kind)
+            try:
+                schema.check(value, "fuzz")
+            except RecordError:
+                pass
+
+        record()
+
+    for kind, (schema, good) in sorted(GOOD.items()):
+        started = time.monotonic()
+        fuzz_record(kind, schema, good)
+        print(f"{kind:12} {counts[kind]:>8} inputs in {time.monotonic() - started:6.1f}s: no stray exception")
+
+    @run
+    @given(key=st.sampled_from(["sup.a.b", "patrol.x", "lease.supervisor", "x"]), value=values)
+    def desired(key: str, value: object) -> None:
+        count("desired")
+        try:
+            records.desired(key, value)
+        except RecordError:
+            pass
+
+    @run
+    @given(body=st.binary(max_size=300) | values.map(lambda v: msgpack.packb(v, use_bin_type=True)))
+    def envelopes(body: bytes) -> None:
+        count("envelopes")
+        for decode in (wire.unpack_request, wire.unpack_reply):
+            try:
+                decode(body)
+            except ValueError:
+                pass
+        logs.decode(body)
+
+    for name, fuzz in (("desired", desired), ("envelopes", envelopes)):
+        started = time.monotonic()
+        fuzz()
+        print(f"{name:12} {counts[name]:>8} inputs in {time.monotonic() - started:6.1f}s: no stray exception")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
