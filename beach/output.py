@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .errors import UsageError
@@ -72,6 +72,37 @@ def duration(seconds: Any) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def size(n_bytes: Any, unknown: str = "?") -> str:
+    """A byte count for people: ``'15.6 GiB'`` (``unknown`` when it is not a count)."""
+    if not isinstance(n_bytes, (int, float)) or isinstance(n_bytes, bool) or n_bytes < 0:
+        return unknown
+    value = float(n_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def run_tool(main: Callable[[], int | None]) -> int:
+    """Run a tool's ``main`` and turn what it raises into one line on stderr and an exit code: 2 for
+    a usage or config error, 1 for any other `BeachError`, 130 for Ctrl-C (never a traceback)."""
+    import sys
+
+    from .errors import BeachError, ConfigError
+
+    try:
+        return int(main() or 0)
+    except (UsageError, ConfigError) as err:
+        print(f"beach: {one_line(str(err))}", file=sys.stderr)
+        return 2
+    except BeachError as err:
+        print(f"beach: {one_line(str(err))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 def one_line(text: str) -> str:

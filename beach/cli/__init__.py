@@ -16,9 +16,8 @@ error or a bad config). The subcommands live in this package, one module per kin
 from __future__ import annotations
 
 import argparse
-import sys
 
-from ..errors import BeachError, ConfigError, UsageError
+from ..output import run_tool
 from . import actors, cluster, logs, node, patrol, requests, tools
 
 COMMANDS = (node, cluster, actors, requests, logs, patrol, tools)
@@ -37,13 +36,4 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``beach`` command; returns the exit code."""
     args = parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (UsageError, ConfigError) as err:
-        print(f"beach: {err}", file=sys.stderr)
-        return 2
-    except BeachError as err:
-        print(f"beach: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_tool(lambda: args.func(args))

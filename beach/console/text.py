@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.style import Style
 from rich.text import Text
 
-from ..output import duration, one_line
+from ..output import duration, one_line, size
 
 if TYPE_CHECKING:
     from ..model import Series
@@ -82,18 +82,6 @@ def level(value: float) -> str:
 def percent(value: float) -> str:
     """A percentage in at most four cells: ``' 7%'``, ``'42%'``, ``'100%'``."""
     return f"{value:3.0f}%"
-
-
-def size(n_bytes: Any) -> str:
-    """A byte count for people: ``'15.6 GiB'`` (``'?'`` when unknown)."""
-    if not isinstance(n_bytes, (int, float)) or n_bytes < 0:
-        return "?"
-    value = float(n_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 def address(node: dict[str, Any]) -> str:

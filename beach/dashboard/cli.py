@@ -22,7 +22,8 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from ..errors import BeachError, ConfigError, UsageError
+from ..errors import BeachError
+from ..output import run_tool
 from .app import create_app
 from .state import Dashboard
 
@@ -134,14 +135,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.dashboard")
     cli = parser(prog)
     config, host, port = _where(cli.parse_args(argv), cli)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        asyncio.run(serve(create_app(config), host, port))
-    except (ConfigError, UsageError) as err:
-        print(f"beach: {err}", file=sys.stderr)
-        return 2
-    except BeachError as err:
-        print(f"beach: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_tool(lambda: asyncio.run(serve(create_app(config), host, port)))

@@ -13,6 +13,7 @@ from starlette.templating import Jinja2Templates
 from .. import __version__, output
 from ..model import LOG_TAIL
 from ..output import duration
+from ..output import size as byte_size
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -43,18 +44,6 @@ def when(value: Any) -> str:
     return datetime.datetime.fromtimestamp(value).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def size(value: Any) -> str:
-    """Bytes, human-sized (``15.6 GiB``)."""
-    if not isinstance(value, (int, float)):
-        return "–"
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if amount < 1024:
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
-
-
 def age(value: Any) -> str:
     """How long ago a time (seconds since the epoch) was, shortly: ``45s``, ``12m``, ``3h``."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -75,8 +64,8 @@ def environment() -> jinja2.Environment:
     """The environment: autoescaped HTML, undefined names are errors (a typo must not render blank)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(percent=percent, rate=rate, clock=clock, when=when, size=size, duration=duration,
-                       age=age, shown=shown)
+    env.filters.update(percent=percent, rate=rate, clock=clock, when=when, duration=duration, age=age, shown=shown,
+                       size=lambda value: byte_size(value, "–"))
     env.policies["json.dumps_function"] = _json  # bytes and other msgpack values as `beach.output` shows them
     env.policies["json.dumps_kwargs"] = {}
     env.globals.update(version=__version__, log_tail=LOG_TAIL)
