@@ -269,3 +269,21 @@ def test_listing_commands_print_json_for_scripts(beach, config_path, command):
         assert all(json.loads(line)["kind"] == "app" for line in result.stdout.splitlines())
     else:
         json.loads(result.stdout)
+
+
+def test_the_shell_and_console_subcommands(beach, config_path, tmp_path):
+    import pexpect
+
+    shell = pexpect.spawn(sys.executable, ["-m", "beach.cli", "shell", str(config_path), "--realm", "other"],
+                          encoding="utf-8", timeout=30, env={**os.environ, "BEACH_HISTORY": str(tmp_path / "h")})
+    try:
+        shell.expect_exact("(beach/other) ")
+        shell.sendline("realm")
+        shell.expect_exact("other")
+        shell.sendline("exit")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close(force=True)
+    assert shell.exitstatus == 0
+    result = beach_cli("console", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and result.stderr.startswith("beach: config file not found")
