@@ -6,6 +6,7 @@ veth pair between the test's own namespace and the root namespace: no traffic le
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -62,7 +63,10 @@ class NamespacedNode(NodeProcess):
                                          str(config), "--node-id", node_id], start_new_session=True, env=env)
 
 
-def test_host_affinity_by_address(namespace, tmp_path):
+@contextlib.contextmanager
+def two_nodes(namespace: str, tmp_path: Path) -> Iterator[Beach]:
+    """A nats-server on the host's side of the veth, a node there and one in the namespace, and a
+    client; at the end both nodes must stop cleanly (exit 0)."""
     server = EmbeddedServer(free_port(), str(tmp_path / "js"), host=HOST_IP, log_file=str(tmp_path / "nats.log"))
     server.start()
     config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1)
@@ -72,16 +76,7 @@ def test_host_affinity_by_address(namespace, tmp_path):
         with Beach(config) as client:
             root_node.wait_registered(client, 60)
             ns_node.wait_registered(client, 60)
-            health = client.getClusterHealth()
-            assert NS_IP in health["ns-node"]["addresses"]
-            assert NS_IP not in health["root-node"]["addresses"] and HOST_IP in health["root-node"]["addresses"]
-            for hint, expected in ((NS_IP, "ns-node"), (HOST_IP, "root-node")):
-                for _ in range(3):
-                    resp = client.addActor("Pong", "where", strategy="host_affinity", strategy_hint=hint)
-                    assert resp.isSuccess and resp.data["node"] == expected
-            # requests cross the veth both ways
-            uids = {client.getActorHandle("where").request("ping").data["uid"] for _ in range(40)}
-            assert len(uids) >= 4
+            yield client
             assert client.flush()
         assert ns_node.terminate() == 0
         assert root_node.terminate() == 0
@@ -89,6 +84,20 @@ def test_host_affinity_by_address(namespace, tmp_path):
         ns_node.terminate()
         root_node.terminate()
         server.stop()
+
+
+def test_host_affinity_by_address(namespace, tmp_path):
+    with two_nodes(namespace, tmp_path) as client:
+        health = client.getClusterHealth()
+        assert NS_IP in health["ns-node"]["addresses"]
+        assert NS_IP not in health["root-node"]["addresses"] and HOST_IP in health["root-node"]["addresses"]
+        for hint, expected in ((NS_IP, "ns-node"), (HOST_IP, "root-node")):
+            for _ in range(3):
+                resp = client.addActor("Pong", "where", strategy="host_affinity", strategy_hint=hint)
+                assert resp.isSuccess and resp.data["node"] == expected
+        # requests cross the veth both ways
+        uids = {client.getActorHandle("where").request("ping").data["uid"] for _ in range(40)}
+        assert len(uids) >= 4
 
 
 def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
@@ -103,67 +112,52 @@ def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
 
     from .conftest import LEDGER, holds_for, wait_for
 
-    server = EmbeddedServer(free_port(), str(tmp_path / "js"), host=HOST_IP, log_file=str(tmp_path / "nats.log"))
-    server.start()
-    config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1)
-    root_node = NodeProcess(config, "root-node")
-    ns_node = NamespacedNode(config, "ns-node", namespace)
-    try:
-        with Beach(config) as client:
-            root_node.wait_registered(client, 60)
-            ns_node.wait_registered(client, 60)
-            view = client._core.session.view
-            anchor = client.addActor("Pong", "part/anchor", strategy="host_affinity", strategy_hint="root-node")
-            assert anchor.isSuccess
-            first = client.addActor(LEDGER, "part/sup", strategy="repulsion", strategy_hint="part/anchor",
-                                    restart="on-failure")
-            assert first.isSuccess and first.data["node"] == "ns-node", first
-            assert client.addActor(LEDGER, "part/sup", strategy="host_affinity", strategy_hint="root-node").isSuccess
-            [sid] = [s for s, r in client.getSupervised().items() if r["uid"] == first.data["uid"]]
-            counts = {"sent": 0, "succeeded": 0, "failed": 0}
-            errors: list[str] = []
-            stop = threading.Event()
+    with two_nodes(namespace, tmp_path) as client:
+        view = client._core.session.view
+        anchor = client.addActor("Pong", "part/anchor", strategy="host_affinity", strategy_hint="root-node")
+        assert anchor.isSuccess
+        first = client.addActor(LEDGER, "part/sup", strategy="repulsion", strategy_hint="part/anchor",
+                                restart="on-failure")
+        assert first.isSuccess and first.data["node"] == "ns-node", first
+        assert client.addActor(LEDGER, "part/sup", strategy="host_affinity", strategy_hint="root-node").isSuccess
+        [sid] = [s for s, r in client.getSupervised().items() if r["uid"] == first.data["uid"]]
+        counts = {"sent": 0, "succeeded": 0, "failed": 0}
+        errors: list[str] = []
+        stop = threading.Event()
 
-            def load() -> None:
-                handle = client.getActorHandle("part/sup")
-                while not stop.is_set():
-                    counts["sent"] += 1
-                    resp = handle.request("work", {"tag": counts["sent"]}, timeout=1.0, nRetries=3)
-                    counts["succeeded" if resp.isSuccess else "failed"] += 1
-                    if not resp.isSuccess:
-                        errors.append(resp.error)
-                    time.sleep(0.01)
+        def load() -> None:
+            handle = client.getActorHandle("part/sup")
+            while not stop.is_set():
+                counts["sent"] += 1
+                resp = handle.request("work", {"tag": counts["sent"]}, timeout=1.0, nRetries=3)
+                counts["succeeded" if resp.isSuccess else "failed"] += 1
+                if not resp.isSuccess:
+                    errors.append(resp.error)
+                time.sleep(0.01)
 
-            loader = threading.Thread(target=load, daemon=True)
-            loader.start()
-            time.sleep(0.5)
-            ip("link", "set", HOST_IF, "down")  # the partition
-            cut = time.monotonic()
-            try:
-                wait_for(lambda: "ns-node" not in view.nodes, NODE_TTL + 2, what="the cut-off node to leave")
-                gone = time.monotonic() - cut
-                wait_for(lambda: any(a.get("sid") == sid and a["node"] == "root-node" for a in view.live()),
-                         NODE_TTL + 10, what="the supervised actor to start on the root node")
-                moved = time.monotonic() - cut
-            finally:
-                ip("link", "set", HOST_IF, "up")  # healed
-            healed = time.monotonic()
-            wait_for(lambda: "ns-node" in view.nodes, 30, what="the node to come back")
-            wait_for(lambda: [a["uid"] for a in view.live() if a.get("sid") == sid] != [first.data["uid"]]
-                     and first.data["uid"] not in view.actors, 20, what="the old incarnation to be stopped")
-            settled = time.monotonic() - healed
-            holds_for(lambda: len([a for a in view.live() if a.get("sid") == sid]) == 1, 3.0,
-                      "one incarnation of the supervised actor")
-            stop.set()
-            loader.join(30)
-            print(f"\npartition: node out after {gone:.2f}s, supervised actor re-placed after {moved:.2f}s; "
-                  f"healed: back and deduplicated within {settled:.2f}s; requests {counts}")
-            assert not loader.is_alive() and counts["sent"] >= 20
-            assert counts["failed"] == 0, errors[:5]
-            assert client.flush()
-        assert ns_node.terminate() == 0
-        assert root_node.terminate() == 0
-    finally:
-        ns_node.terminate()
-        root_node.terminate()
-        server.stop()
+        loader = threading.Thread(target=load, daemon=True)
+        loader.start()
+        time.sleep(0.5)
+        ip("link", "set", HOST_IF, "down")  # the partition
+        cut = time.monotonic()
+        try:
+            wait_for(lambda: "ns-node" not in view.nodes, NODE_TTL + 2, what="the cut-off node to leave")
+            gone = time.monotonic() - cut
+            wait_for(lambda: any(a.get("sid") == sid and a["node"] == "root-node" for a in view.live()),
+                     NODE_TTL + 10, what="the supervised actor to start on the root node")
+            moved = time.monotonic() - cut
+        finally:
+            ip("link", "set", HOST_IF, "up")  # healed
+        healed = time.monotonic()
+        wait_for(lambda: "ns-node" in view.nodes, 30, what="the node to come back")
+        wait_for(lambda: [a["uid"] for a in view.live() if a.get("sid") == sid] != [first.data["uid"]]
+                 and first.data["uid"] not in view.actors, 20, what="the old incarnation to be stopped")
+        settled = time.monotonic() - healed
+        holds_for(lambda: len([a for a in view.live() if a.get("sid") == sid]) == 1, 3.0,
+                  "one incarnation of the supervised actor")
+        stop.set()
+        loader.join(30)
+        print(f"\npartition: node out after {gone:.2f}s, supervised actor re-placed after {moved:.2f}s; "
+              f"healed: back and deduplicated within {settled:.2f}s; requests {counts}")
+        assert not loader.is_alive() and counts["sent"] >= 20
+        assert counts["failed"] == 0, errors[:5]
