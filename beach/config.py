@@ -3,6 +3,7 @@
 Keys (all optional)::
 
     code_directory: ./          # actor code: <code_directory>/<realm>/<Name>.py
+    actor_modules: [myapp]      # modules (and their submodules) 'module:Class' actors may come from
     n_processes: 0              # shared actor host processes per node; 0 = CPU count
     admin_token: secret         # nodes accept spawn/stop/flush only with this token
     private_key: ./key.aes      # reserved for message encryption (read, not yet used)
@@ -100,6 +101,7 @@ class Config:
 
     path: str | None = None
     code_directory: str = "."
+    actor_modules: list[str] = field(default_factory=list)
     n_processes: int = 0
     admin_token: str | None = None
     private_key: str | None = None
@@ -123,7 +125,8 @@ class Config:
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
-    "code_directory": (str,), "n_processes": (int,), "admin_token": (str,), "private_key": (str,),
+    "code_directory": (str,), "actor_modules": (list,), "n_processes": (int,), "admin_token": (str,),
+    "private_key": (str,),
     "high_mem_watermark": (int, float), "log_level": (str, int),
     "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
     "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
@@ -140,6 +143,10 @@ def _check(where: str, key: str, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in expected)
         raise ConfigError(f"{where}: '{key}' must be {names}, not {type(value).__name__} ({value!r})")
+    if key == "actor_modules":
+        for module in value:
+            if not isinstance(module, str) or not module.replace(".", "").replace("_", "").isalnum():
+                raise ConfigError(f"{where}: 'actor_modules' entries must be module names, not {module!r}")
     if key == "servers":
         for url in value:
             if not isinstance(url, str) or not url:
@@ -206,6 +213,8 @@ def parse(raw: Any, path: str | None = None) -> Config:
     base = config.base_dir
     config.code_directory = _relative(base, config.code_directory or ".") or base
     config.private_key = _relative(base, config.private_key)
+    if config.private_key:
+        _check_key(where, config.private_key)
     config.nats.credentials = _relative(base, config.nats.credentials)
     if config.nats.store_dir:
         config.nats.store_dir = _relative(base, config.nats.store_dir) or ""
@@ -215,6 +224,18 @@ def parse(raw: Any, path: str | None = None) -> Config:
             raise ConfigError(f"{where}: 'log_level' {config.log_level!r} is not a logging level")
         config.log_level = config.log_level.upper()
     return config
+
+
+def _check_key(where: str, path: str) -> None:
+    """A ``private_key`` file must exist and hold a key (32 bytes, as ``beach gen-key`` writes): said
+    when the config is read, before anything connects."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as err:
+        raise ConfigError(f"{where}: 'private_key' {path}: {err.strerror or err}") from None
+    if size != 32:
+        raise ConfigError(f"{where}: 'private_key' {path} holds {size} bytes, not a key (32 bytes; "
+                          f"make one with 'beach gen-key PATH')")
 
 
 def warn_ignored(config: Config) -> None:

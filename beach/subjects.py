@@ -65,10 +65,18 @@ def normalize(category: str) -> str:
     return "/".join(segments(category))
 
 
+_REALM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
 def check_realm(realm: str) -> str:
-    """Return ``realm`` if it is a usable realm name, else raise `CategoryError`."""
-    if not isinstance(realm, str) or not realm:
-        raise CategoryError(f"a realm must be a non-empty string, not {realm!r}")
+    """Return ``realm`` if it is a usable realm name, else raise `CategoryError`.
+
+    A realm is also a directory (``<code_directory>/<realm>/``): letters, digits, ``_``, ``-`` and
+    ``.`` (not first, never ``..``), at most 128 characters, so no realm can name a path outside.
+    """
+    if not isinstance(realm, str) or not _REALM.fullmatch(realm) or ".." in realm:
+        raise CategoryError(f"{realm!r} is not a realm name: use letters, digits, '_', '-' and '.' "
+                            f"(not first, never '..'), at most 128 of them")
     return realm
 
 

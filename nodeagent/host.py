@@ -142,7 +142,7 @@ class ActorHost(ControlServer):
         """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
         name = spec["name"]
         try:
-            cls = load_actor_class(self.config.code_directory, spec["realm"], name)
+            cls = load_actor_class(self.config.code_directory, spec["realm"], name, self.config.actor_modules)
             actor = cls()
             runtime = ActorRuntime(self, actor, spec)
             timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)

@@ -1,4 +1,8 @@
-"""Finding an actor's class: ``<code_directory>/<realm>/<Name>.py`` or an importable ``module:Class``.
+"""Finding an actor's class: ``<code_directory>/<realm>/<Name>.py`` or ``module:Class`` from an allowed module.
+
+Confined: a name with ``..``, an absolute path, a URL, or a link that leads out of the realm's
+directory is refused, and ``module:Class`` imports only modules the config lists in
+``actor_modules`` (importing runs a module's code).
 
 A file is loaded under a module name that includes a hash of its content, so a changed file is
 loaded fresh by the next spawn while actors started from the old version keep running it.
@@ -13,8 +17,9 @@ import os
 import sys
 from typing import Any
 
+from beach import subjects
 from beach.actor import Actor
-from beach.errors import ActorLoadError
+from beach.errors import ActorLoadError, CategoryError
 
 
 def _check(cls: Any, what: str) -> type[Actor]:
@@ -23,8 +28,12 @@ def _check(cls: Any, what: str) -> type[Actor]:
     return cls
 
 
-def _from_module(name: str) -> type[Actor]:
+def _from_module(name: str, allowed: list[str]) -> type[Actor]:
     module_name, _, class_name = name.partition(":")
+    if not any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in allowed):
+        # importing runs a module's code: only the ones the operator listed may be named
+        raise ActorLoadError(f"actor {name!r}: module {module_name!r} is not in the config's actor_modules "
+                             f"({', '.join(allowed) or 'none listed'})")
     try:
         module = importlib.import_module(module_name)
     except Exception as err:
@@ -38,7 +47,15 @@ def _from_module(name: str) -> type[Actor]:
 
 def _from_file(code_directory: str, realm: str, name: str) -> type[Actor]:
     root = code_directory[len("file://"):] if code_directory.startswith("file://") else code_directory
-    path = os.path.normpath(os.path.join(root, realm, name if name.endswith(".py") else name + ".py"))
+    segments = name.split("/")
+    if (name.startswith("/") or "\\" in name or "\x00" in name or any(s in ("", ".", "..") for s in segments)
+            or "://" in name):
+        raise ActorLoadError(f"actor name {name!r} is not a name: a class <Name> (or <dir>/<Name>) under "
+                             f"<code_directory>/<realm>/, without '..', '/' first, or a URL")
+    realm_dir = os.path.realpath(os.path.join(root, subjects.check_realm(realm)))
+    path = os.path.realpath(os.path.join(realm_dir, name if name.endswith(".py") else name + ".py"))
+    if os.path.commonpath([realm_dir, path]) != realm_dir:  # a link that leads out of the realm
+        raise ActorLoadError(f"actor {name!r} resolves outside {realm_dir}: refused")
     class_name = os.path.splitext(os.path.basename(path))[0]
     try:
         with open(path, "rb") as f:
@@ -68,10 +85,15 @@ def _from_file(code_directory: str, realm: str, name: str) -> type[Actor]:
     return _check(cls, f"{class_name} in {path}")
 
 
-def load_actor_class(code_directory: str, realm: str, name: str) -> type[Actor]:
-    """The Actor subclass named ``name``; raise `ActorLoadError` saying why it cannot be had."""
+def load_actor_class(code_directory: str, realm: str, name: str, modules: list[str] | None = None) -> type[Actor]:
+    """The Actor subclass named ``name``: from ``<code_directory>/<realm>/<name>.py`` (nothing outside
+    that directory, whatever the name says), or ``module:Class`` from a module under one of
+    ``modules`` (the config's ``actor_modules``). Raises `ActorLoadError` saying why it cannot be had."""
     if not isinstance(name, str) or not name:
         raise ActorLoadError(f"an actor name must be a non-empty string, not {name!r}")
-    if ":" in name and "://" not in name:
-        return _from_module(name)
-    return _from_file(code_directory, realm, name)
+    try:
+        if ":" in name and "://" not in name:
+            return _from_module(name, modules or [])
+        return _from_file(code_directory, realm, name)
+    except CategoryError as err:
+        raise ActorLoadError(str(err)) from None

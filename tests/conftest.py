@@ -34,7 +34,7 @@ def free_port() -> int:
 def write_config(path: Path, nats_url: str, **extra: object) -> Path:
     """Write a beach config naming ``nats_url`` and the test actors' code directory."""
     raw = {"code_directory": str(ACTORS), "n_processes": 2, "admin_token": ADMIN_TOKEN,
-           "nats": {"servers": [nats_url]}}
+           "actor_modules": ["beach_test_actors"], "nats": {"servers": [nats_url]}}
     raw.update(extra)
     path.write_text(yaml.safe_dump(raw))
     return path

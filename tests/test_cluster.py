@@ -19,6 +19,7 @@ import pytest
 from beach.beach_api import Beach
 from beach.directory import NODE_TTL
 from beach.embedded import EmbeddedServer
+from beach.errors import BusError
 from beach.placement import Placer
 
 from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
@@ -69,6 +70,13 @@ def nodes(configs) -> Iterator[dict[str, NodeProcess]]:
 @pytest.fixture
 def beach(nodes, configs) -> Iterator[Beach]:
     client = Beach(configs[0])
+    # each test starts from the cluster's three nodes: one an earlier test killed may still be expiring
+    view = client._core.session.view
+    deadline = time.monotonic() + NODE_TTL + 6
+    while set(view.nodes) != set(NODES):
+        if time.monotonic() > deadline:
+            pytest.fail(f"the registry holds {sorted(view.nodes)}, not the cluster's three nodes only")
+        time.sleep(0.05)
     yield client
     assert client.flush()
     client.close()
@@ -417,6 +425,19 @@ def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
         leader.terminate()
 
 
+def restart(server: EmbeddedServer) -> None:
+    """Start a killed server again on its port. A client reconnecting to that port can be connected to
+    itself for a moment (TCP self-connect from the same ephemeral port), so retry a few times."""
+    for attempt in range(20):
+        try:
+            server.start()
+            return
+        except BusError:
+            if attempt == 19:
+                raise
+            time.sleep(0.25)
+
+
 def test_losing_a_nats_server(beach, nats_cluster, configs):
     for _ in range(6):
         assert beach.addActor("Pong", "bus", strategy="roundrobin").isSuccess
@@ -429,7 +450,7 @@ def test_losing_a_nats_server(beach, nats_cluster, configs):
         time.sleep(6)
         counts = load.stop()
     finally:  # the tests after this one get their cluster back whole
-        victim.start()
+        restart(victim)
     print(f"\nNATS server SIGKILL: requests during the fault: {counts}")
     assert counts["failed"] == 0, load.errors[:5]
     wait_for(lambda: beach.getNodeCount() == 3, 15, what="every node to be registered again")
@@ -494,6 +515,9 @@ def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
     paused = NodeProcess(configs[1], "node-paused")
     try:
         paused.wait_registered(beach, timeout=60)
+        # a node an earlier test killed may still be expiring: placement must see only these
+        wait_for(lambda: set(beach._core.session.view.nodes) == {*NODES, "node-paused"}, NODE_TTL + 2,
+                 what="the registry to hold the cluster's nodes and node-paused only")
         for node in NODES:  # repulsion from these puts the supervised actor on the new node
             assert beach.addActor("Pong", "paused/anchor", strategy="host_affinity", strategy_hint=node).isSuccess
         first = beach.addActor(LEDGER, "paused/sup", strategy="repulsion", strategy_hint="paused/anchor",

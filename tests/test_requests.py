@@ -103,10 +103,30 @@ def test_unknown_actor_class(beach):
     resp = beach.addActor("NoSuchActor", "nowhere")
     assert not resp.isSuccess
     assert "unknown actor class 'NoSuchActor'" in resp.error and "NoSuchActor.py" in resp.error
-    resp = beach.addActor("no_such_module:Thing", "nowhere")
-    assert not resp.isSuccess and "cannot import module 'no_such_module'" in resp.error
+    resp = beach.addActor("beach_test_actors_missing:Thing", "nowhere")
+    assert not resp.isSuccess and "module 'beach_test_actors_missing' is not in the config's actor_modules" \
+        in resp.error
     resp = beach.addActor("json:JSONDecoder", "nowhere")
-    assert not resp.isSuccess and "not a subclass of beach.actor.Actor" in resp.error
+    assert not resp.isSuccess and "module 'json' is not in the config's actor_modules (beach_test_actors)" \
+        in resp.error
+    resp = beach.addActor("beach_test_actors:NotAnActor", "nowhere")
+    assert not resp.isSuccess and "module 'beach_test_actors' has no class 'NotAnActor'" in resp.error
+
+
+def test_code_loading_is_confined_to_the_realms_directory(beach, tmp_path):
+    marker = tmp_path / "ran"
+    evil = tmp_path / "Evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('planted code ran')\n"
+                    "from beach.actor import Actor\nclass Evil(Actor):\n    pass\n")
+    for name in (str(tmp_path / "Evil"), "../" * 12 + str(tmp_path / "Evil").lstrip("/"), "sub/../../global/Pong",
+                 "file:///etc/passwd", "./Pong", "a//Pong"):
+        resp = beach.addActor(name, "confined")
+        assert not resp.isSuccess and "is not a name" in resp.error, (name, resp.error)
+    for realm in ("../..", "a/b", ".hidden", "x" * 200, "tmp/../global"):
+        with pytest.raises(CategoryError, match="is not a realm name"):
+            beach.addActor("Pong", "confined", realm=realm)
+    assert not marker.exists(), "the planted file never runs"
+    assert beach.addActor("Pong", "confined").isSuccess, "a plain name still loads"
 
 
 def test_actor_from_importable_module(beach):

@@ -122,3 +122,21 @@ def test_config_errors_name_the_problem(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         config.load(tmp_path / "nope.yaml")
+
+
+def test_a_private_key_that_is_missing_or_not_a_key_is_named_when_the_config_is_read(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("private_key: nope.key\n")
+    with pytest.raises(ConfigError, match=r"'private_key' .*nope.key: No such file"):
+        config.load(path)
+    (tmp_path / "short.key").write_bytes(b"x" * 5)
+    path.write_text("private_key: short.key\n")
+    with pytest.raises(ConfigError, match="holds 5 bytes, not a key"):
+        config.load(path)
+    (tmp_path / "good.key").write_bytes(bytes(32))
+    path.write_text("private_key: good.key\nactor_modules: [myapp.actors]\n")
+    loaded = config.load(path)
+    assert loaded.private_key == str(tmp_path / "good.key") and loaded.actor_modules == ["myapp.actors"]
+    path.write_text("actor_modules: ['os; rm']\n")
+    with pytest.raises(ConfigError, match="'actor_modules' entries must be module names"):
+        config.load(path)
