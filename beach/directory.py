@@ -32,6 +32,11 @@ log = logging.getLogger("beach.directory")
 
 HEARTBEAT = 1.0
 NODE_TTL = 4  # whole seconds (NATS per-message TTL granularity)
+# A node this view has not heard from for this long is gone, purge marker or not: a JetStream server
+# that restarts can bring back entries that had expired (ghosts), and their expiry is not sent again.
+SILENCE = NODE_TTL + 2.0
+# A heartbeat written this long ago (by the node's clock) is such a ghost from the start.
+STALE = 30.0
 
 ActorEntry = dict[str, Any]
 NodeEntry = dict[str, Any]
@@ -40,7 +45,9 @@ NodeEntry = dict[str, Any]
 class DirectoryView:
     """A live in-memory copy of the directory buckets, fed by KV watches."""
 
-    def __init__(self, actors_kv: KeyValue, nodes_kv: KeyValue) -> None:
+    def __init__(self, actors_kv: KeyValue, nodes_kv: KeyValue,
+                 connected: Callable[[], bool] = lambda: True) -> None:
+        self.connected = connected  # is this process's connection to NATS up now?
         self.actors_kv = actors_kv
         self.nodes_kv = nodes_kv
         self.actors: dict[str, ActorEntry] = {}   # uid → entry
@@ -52,6 +59,8 @@ class DirectoryView:
         self._watches = [BucketWatch(nodes_kv, self._apply_node), BucketWatch(actors_kv, self._apply_actor)]
         # called with ("node" | "actor", id) after every change applied, heartbeats included
         self.listeners: list[Callable[[str, str], None]] = []
+        self._heard: dict[str, float] = {}  # node id → when this view last heard its heartbeat
+        self._sweeper: asyncio.Task[None] | None = None
 
     def _notify(self, kind: str, ident: str) -> None:
         for listener in self.listeners:
@@ -64,11 +73,42 @@ class DirectoryView:
         """Start watching both buckets; return once the current contents are loaded."""
         for watch in self._watches:
             await watch.start()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def stop(self) -> None:
         """Stop watching."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         for watch in self._watches:
             await watch.stop()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            self.forget_silent()
+
+    def forget_silent(self) -> None:
+        """Drop the nodes this view has not heard from for `SILENCE` seconds (as if they expired).
+        While this process is cut off from NATS nothing can be heard: the nodes get a whole `SILENCE`
+        from the moment it is back."""
+        now = time.monotonic()
+        if not self.connected():
+            self._heard = dict.fromkeys(self.nodes, now)
+            return
+        for node_id in [n for n in self.nodes if now - self._heard.get(n, now) > SILENCE]:
+            log.info("node %s has been silent for %.0fs: gone", node_id, SILENCE)
+            self._depart(node_id)
+            self.generation += 1
+            if self.listeners:
+                self._notify("node", node_id)
+
+    def _depart(self, node_id: str) -> None:
+        if self.nodes.pop(node_id, None) is not None:
+            self.departed[node_id] = time.monotonic()
+        self._heard.pop(node_id, None)
+        for waiter in self._departures.pop(node_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _newer(self, bucket: str, key: str, revision: int) -> bool:
         slot = f"{bucket}/{key}"
@@ -82,13 +122,8 @@ class DirectoryView:
             return
         known = len(self.nodes)
         if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-            node_id = subjects.unescape(entry.key)
-            if self.nodes.pop(node_id, None) is not None:
-                self.departed[node_id] = time.monotonic()
-            for waiter in self._departures.pop(node_id, ()):
-                if not waiter.done():
-                    waiter.set_result(None)
-            node_id_changed = node_id
+            node_id_changed = subjects.unescape(entry.key)
+            self._depart(node_id_changed)
         else:
             try:
                 node = records.NODE.check(wire.unpack(entry.value), entry.key)
@@ -97,9 +132,14 @@ class DirectoryView:
             except (ValueError, records.RecordError) as err:
                 records.reject("beach_nodes", entry.key, err)
                 return
-            self.nodes[node["id"]] = node
-            self.departed.pop(node["id"], None)
             node_id_changed = node["id"]
+            if time.time() - node["updated"] > STALE:  # a ghost a restarted server brought back
+                log.info("ignoring node %s's heartbeat of %.0fs ago", node_id_changed, time.time() - node["updated"])
+                self._depart(node_id_changed)
+            else:
+                self.nodes[node_id_changed] = node
+                self._heard[node_id_changed] = time.monotonic()
+                self.departed.pop(node_id_changed, None)
         if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
             self.generation += 1
         if self.listeners:

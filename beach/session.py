@@ -55,7 +55,7 @@ class Session:
         try:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
             with bus.translated("cannot load the directory from NATS"):
-                view = DirectoryView(actors_kv, nodes_kv)
+                view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected)
                 await view.start()
                 inbox = Inbox(nc)
                 await inbox.start()
