@@ -137,15 +137,8 @@ class NodeAgent(ControlServer):
         """Remove the directory entries of a previous agent with this node id (a machine that died
         and came back under the same id): those actors died with it, and must not look alive again
         when this node registers."""
-        view = self.session.view
-        stale = [a for a in list(view.actors.values()) if a["node"] == self.node_id]
-        for actor in stale:
-            try:
-                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"],
-                                                             actor["uid"])
-                view.apply_local(key, revision, None)
-            except Exception as err:  # another agent's orphan collection will get it
-                log.warning("could not remove actor %s of this node's previous run: %s", actor["uid"], err)
+        stale = {a["uid"]: a["realm"] for a in list(self.session.view.actors.values()) if a["node"] == self.node_id}
+        await self._forget(stale, "of this node's previous run")
         if stale:
             log.warning("node %s: removed %d actor(s) left in the directory by its previous run", self.node_id,
                         len(stale))
@@ -249,16 +242,23 @@ class NodeAgent(ControlServer):
         gone.update({a["uid"]: a["realm"] for a in view.actors.values()
                      if a["node"] == self.node_id and a["host"] in host_ids})
 
+        await self._forget(gone, "of a dead host")
+
+    async def _forget(self, actors: dict[str, str], whose: str) -> None:
+        """Delete the directory entries of ``actors`` (``{uid: realm}``) that are gone; a delete that
+        fails is logged (another agent's orphan collection gets it)."""
+        view = self.session.view
+
         async def forget(uid: str, realm: str) -> None:
             self.placed.pop(uid, None)
             try:
                 key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
                 view.apply_local(key, revision, None)
             except Exception as err:
-                log.warning("could not remove actor %s of a dead host: %s", uid, err)
+                log.warning("could not remove actor %s %s: %s", uid, whose, err)
 
         # all at once: with the bus down, each delete waits out its own timeout
-        await asyncio.gather(*(forget(uid, realm) for uid, realm in gone.items()))
+        await asyncio.gather(*(forget(uid, realm) for uid, realm in actors.items()))
 
     async def collect_orphans(self) -> None:
         """Delete directory entries whose node has been gone for `ORPHAN_GRACE` seconds."""
