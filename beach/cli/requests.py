@@ -56,12 +56,7 @@ def broadcast(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``request`` and ``broadcast``."""
     p = sub.add_parser("request", help="send one request and print the reply", description=request.__doc__)
-    add_config(p)
-    p.add_argument("category", metavar="CATEGORY", help="where to send it (one actor of the category)")
-    p.add_argument("type", metavar="TYPE", help="the request type")
-    p.add_argument("--data", "-d", help="the request data: JSON or a Python literal (default {})")
-    add_realm(p)
-    p.add_argument("--ident", "-i", help="the trust ident to send")
+    _message(p, "where to send it (one actor of the category)")
     p.add_argument("--timeout", "-t", type=float, default=10.0, help="seconds to wait for the reply (default 10)")
     p.add_argument("--key", help="route by this affinity key (the actor that owns it)")
     p.add_argument("--retries", type=int, default=0, help="retries after a timeout or 'busy' (default 0)")
@@ -70,10 +65,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="also print the round-trip time")
     p.set_defaults(func=request)
     p = sub.add_parser("broadcast", help="send a request to every actor of a category", description=broadcast.__doc__)
-    add_config(p)
-    p.add_argument("category", metavar="CATEGORY", help="every actor of this category gets it")
-    p.add_argument("type", metavar="TYPE", help="the request type")
-    p.add_argument("--data", "-d", help="the request data: JSON or a Python literal (default {})")
-    add_realm(p)
-    p.add_argument("--ident", "-i", help="the trust ident to send")
+    _message(p, "every actor of this category gets it")
     p.set_defaults(func=broadcast)
+
+
+def _message(parser: argparse.ArgumentParser, where: str) -> None:
+    """The arguments of a message to actors: config, category, type, data, realm, ident."""
+    add_config(parser)
+    parser.add_argument("category", metavar="CATEGORY", help=where)
+    parser.add_argument("type", metavar="TYPE", help="the request type")
+    parser.add_argument("--data", "-d", help="the request data: JSON or a Python literal (default {})")
+    add_realm(parser)
+    parser.add_argument("--ident", "-i", help="the trust ident to send")
