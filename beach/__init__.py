@@ -12,6 +12,8 @@ from .errors import (
                      ConfigError,
                      EncodeError,
                      PayloadTooLarge,
+                     PermissionDenied,
+                     SealError,
                      UsageError,
 )
 from .group import ActorHandleGroup
@@ -38,5 +40,7 @@ __all__ = [
     "EncodeError",
     "FutureResults",
     "PayloadTooLarge",
+    "PermissionDenied",
+    "SealError",
     "UsageError",
 ]

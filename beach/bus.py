@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +20,7 @@ from nats.js.kv import KeyValue
 
 from .config import Config
 from .errors import CLOSED, BusError, ClosedError
+from .sealedkv import SealedBucket
 
 log = logging.getLogger("beach.bus")
 
@@ -54,6 +56,38 @@ async def _log_error(err: Exception) -> None:
     log.debug("nats: %s", err)
 
 
+_REFUSAL = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.IGNORECASE)
+
+
+class Refusals:
+    """An ``error_cb`` for nats-py that turns the server's permission violations into calls of
+    ``listeners(action, subject, message)`` (action: 'publish' or 'subscription'), so that whoever
+    waits on the refused subject hears why at once instead of timing out. nats-py hands the
+    server's error over in lower case: ``subject`` is lower case, and ``message`` has a
+    ``{subject}`` field for the listener to fill with the subject as it sent it."""
+
+    def __init__(self, user: str | None = None) -> None:
+        self.user = user
+        self.listeners: list[Callable[[str, str, str], None]] = []
+        self._logged: set[tuple[str, str]] = set()
+
+    async def error_cb(self, err: Exception) -> None:
+        """nats-py's error callback."""
+        found = _REFUSAL.search(str(err))
+        if found is None:
+            log.debug("nats: %s", err)
+            return
+        action, subject = found.group(1).lower(), found.group(2)
+        who = f"NATS user {self.user!r}" if self.user else "this connection's NATS credentials"
+        verb = "publish to" if action == "publish" else "subscribe to"
+        message = f"permission denied: {who} may not {verb} '{{subject}}' (the NATS server's authorization refused it)"
+        if (action, subject) not in self._logged and len(self._logged) < 1000:
+            self._logged.add((action, subject))
+            log.warning("%s", message.format(subject=subject))
+        for listener in self.listeners:
+            listener(action, subject, message)
+
+
 async def connect(config: Config, name: str, **options: Any) -> Client:
     """Connect to the NATS servers the config names; raise `BusError` if none answers.
 
@@ -70,6 +104,13 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
         auth["user_credentials"] = config.nats.credentials
     # flush_timeout: a full outgoing buffer to a server that stopped reading must not block a
     # publish for ever (nats-py waits without limit by default)
+    if config.nats.inbox_prefix:
+        auth["inbox_prefix"] = config.nats.inbox_prefix
+    if config.nats.tls:
+        from .certs import client_context  # cryptography-free, but only TLS users need it loaded
+
+        tls = config.nats.tls
+        auth["tls"] = client_context(tls.get("ca"), tls.get("cert"), tls.get("key"))
     params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5, flush_timeout=2,
                                   max_reconnect_attempts=CONNECT_TRIES - 1, error_cb=_log_error,
                                   ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_MISSED)
@@ -162,9 +203,17 @@ async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
     # Node entries carry a per-message TTL, so a dead node's entry expires on its own and
     # watchers see a PURGE marker (needs limit_marker_ttl on the bucket).
     nodes = await open_bucket(js, NODES_BUCKET, replicas, limit_marker_ttl=1)
-    return actors, nodes
+    return sealed(actors, config), sealed(nodes, config)
 
 
 async def open_desired(nc: Client, config: Config) -> KeyValue:
     """Open (or create) the persistent desired-state bucket (supervision, patrol, lease)."""
-    return await open_bucket(nc.jetstream(timeout=5), DESIRED_BUCKET, config.nats.kv_replicas or auto_replicas(nc))
+    kv = await open_bucket(nc.jetstream(timeout=5), DESIRED_BUCKET, config.nats.kv_replicas or auto_replicas(nc))
+    return sealed(kv, config)
+
+
+def sealed(kv: KeyValue, config: Config) -> KeyValue:
+    """``kv`` with its values sealed when the config has a ``private_key`` (else ``kv`` itself)."""
+    sealer = config.sealer
+    # SealedBucket offers KeyValue's API: typed as one so that its users need not know
+    return kv if sealer is None else SealedBucket(kv, sealer)  # type: ignore[return-value]

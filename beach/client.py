@@ -18,9 +18,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 
-from . import bus, desired, patrol, placement, subjects, wire
+from . import authority, bus, desired, patrol, placement, subjects, wire
 from . import config as beach_config
-from .errors import BusError, ClosedError, UsageError
+from .errors import BusError, ClosedError, PermissionDenied, UsageError
 from .group import ActorHandleGroup
 from .handle import ActorHandle
 from .response import ActorResponse
@@ -39,6 +39,8 @@ class AsyncBeach:
         self._session = session
         self._realm = subjects.check_realm(realm)
         self._admin_token = session.config.admin_token
+        self._scoped = authority.scope(session.config) is not None  # a realm admin's subjects name the realm
+        self._who = authority.caller(session.config)
         self._placer = placement.Placer()
         self._desired_kv: KeyValue | None = None
 
@@ -72,11 +74,24 @@ class AsyncBeach:
 
     # ---------------------------------------------------------------- node control
 
-    async def _node_call(self, node: str, op: str, args: dict[str, Any], timeout: float) -> ActorResponse:
-        if self._admin_token:
-            args = dict(args, admin_token=self._admin_token)
-        payload = wire.pack(args, what=f"{op} arguments")
-        call = asyncio.ensure_future(self._session.inbox.request(subjects.node_subject(node, op), payload, timeout))
+    async def _exchange(self, node: str, op: str, args: dict[str, Any], timeout: float, realm: str | None) -> Any:
+        scope = (realm or self._realm) if self._scoped else None
+        subject = authority.control_subject(node, op, scope, self._who)
+        token = None
+        if op in authority.ADMIN_OPS and self._admin_token and not authority.nats_authority(self._session.config):
+            token = self._admin_token
+        body = await authority.control_body(self._session.inbox, subject,
+                                            authority.control_subject(node, "challenge", scope, self._who),
+                                            args, token, f"{op} arguments", timeout)
+        return await self._session.inbox.request(subject, body, timeout)
+
+    async def _node_call(self, node: str, op: str, args: dict[str, Any], timeout: float,
+                         realm: str | None = None) -> ActorResponse:
+        """Run control operation ``op`` on ``node`` (acting on ``realm``, default the current one);
+        a failed response says why it did not run. Raises `PermissionDenied` when the NATS
+        credentials do not allow it, `ClosedError` once closed."""
+        wire.pack(args, what=f"{op} arguments")  # data that cannot be sent fails here, at once
+        call = asyncio.ensure_future(self._exchange(node, op, args, timeout, realm))
         if node in self._session.view.nodes:
             # a node that stops or dies while working on the call will never answer: say so at once
             gone = self._session.view.departure(node)
@@ -96,9 +111,11 @@ class AsyncBeach:
             return ActorResponse(False, f"node {node} is not answering (it left the cluster?)", {"gone": True})
         except (TimeoutError, NatsTimeout):
             return ActorResponse(False, f"node {node} did not answer {op} within {timeout}s", isTimedOut=True)
-        except ClosedError:
+        except (ClosedError, PermissionDenied):
             raise
         except BusError as err:
+            return ActorResponse(False, f"{op} on node {node} not sent: {err}")
+        except ValueError as err:  # a malformed challenge (an old node, or not a node at all)
             return ActorResponse(False, f"{op} on node {node} not sent: {err}")
         try:
             ok, error, data = wire.unpack_reply(msg.data)
@@ -163,7 +180,7 @@ class AsyncBeach:
             return ActorResponse(False, str(err))
         # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
         budget = float(args.get("timeout") or SPAWN_TIMEOUT) + 10 + (HOST_START_SECONDS if args.get("isolated") else 0)
-        response = await self._node_call(node, "spawn", args, budget)
+        response = await self._node_call(node, "spawn", args, budget, args["realm"])
         if response.isSuccess:
             data = response.data
             view.apply_local(data["key"], data["revision"], data["entry"])
@@ -297,7 +314,8 @@ class AsyncBeach:
         actor = self._session.view.actors.get(actorId)
         if actor is None:
             return False
-        response = await self._node_call(actor["node"], op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT)
+        response = await self._node_call(actor["node"], op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT,
+                                         actor["realm"])
         if response.isSuccess:
             data = response.data
             self._session.view.apply_local(data["key"], data["revision"], data["entry"])
@@ -357,7 +375,7 @@ class AsyncBeach:
         actor = self._session.view.actors.get(uid)
         if actor is None:
             return ActorResponse(False, f"no actor {uid!r} in the directory")
-        return await self._node_call(actor["node"], "stack", {"uid": uid}, 15)
+        return await self._node_call(actor["node"], "stack", {"uid": uid}, 15, actor["realm"])
 
     def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
         """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private

@@ -5,8 +5,10 @@ Keys (all optional)::
     code_directory: ./          # actor code: <code_directory>/<realm>/<Name>.py
     actor_modules: [myapp]      # modules (and their submodules) 'module:Class' actors may come from
     n_processes: 0              # shared actor host processes per node; 0 = CPU count
-    admin_token: secret         # nodes accept spawn/stop/flush only with this token
-    private_key: ./key.aes      # reserved for message encryption (read, not yet used)
+    admin_token: secret         # on a bus without authorization: spawn/stop/flush need this token
+    private_key: ./key.aes      # seal every message and value with this key (AES-256-GCM)
+    accepted_keys: [./old.aes]  # keys also accepted (not used to seal): for a key rotation
+    replay_window: 15           # seconds a sealed live message stays acceptable (clocks must agree)
     log_level: INFO             # node agent, hosts and actors
     logs:                       # cluster-wide logs (the JetStream stream beach_logs)
       max_age: 86400            # seconds a log line is kept
@@ -22,6 +24,10 @@ Keys (all optional)::
       store_dir: ./beach-state  # embedded server: JetStream state directory
       kv_replicas: 0            # directory buckets' replicas; 0 = automatic
       user: / password: / token: / credentials:   # NATS authentication, as the server wants it
+      auth_file: ./secure/client.auth   # user, password and inbox prefix ('beach secure init' writes it)
+      inbox_prefix: _INBOX_client       # where replies to this process go (its NATS user may read only there)
+      tls: {ca: ca.pem, cert: node.pem, key: node-key.pem}   # TLS to the servers (cert/key: client certificate)
+      server_config: ./secure/nats-server.conf   # embedded server: load this config too (users, TLS)
 
 Paths are relative to the config file. An unknown key or a value of the wrong type raises
 `ConfigError` naming it. The original's keys that NATS made meaningless (``ops_port``,
@@ -40,6 +46,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .seal import Sealer, read_key
 
 log = logging.getLogger("beach.config")
 
@@ -64,6 +71,12 @@ class NatsConfig:
     password: str | None = None
     token: str | None = None
     credentials: str | None = None
+    auth_file: str | None = None
+    inbox_prefix: str | None = None
+    tls: dict[str, str] | None = None
+    server_config: str | None = None
+    role: str | None = None  # from the auth file: the role 'beach secure init' gave these credentials
+    realm: str | None = None  # from the auth file: a realm admin's realm
 
     @property
     def embedded(self) -> bool:
@@ -105,6 +118,8 @@ class Config:
     n_processes: int = 0
     admin_token: str | None = None
     private_key: str | None = None
+    accepted_keys: list[str] = field(default_factory=list)
+    replay_window: float = 15.0
     high_mem_watermark: float = 80.0
     log_level: str = "INFO"
     nats: NatsConfig = field(default_factory=NatsConfig)
@@ -112,6 +127,17 @@ class Config:
     backlog: BacklogConfig = field(default_factory=BacklogConfig)
     ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
     seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
+    secure_dir: str | None = None  # set by use_secure_dir: what 'beach secure init' wrote, for the hosts
+    keys: list[bytes] = field(default_factory=list, repr=False)  # private_key's, then accepted_keys'
+    _sealer: Sealer | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals this process's messages and values (one per config, so one replay memory),
+        or None without a ``private_key``."""
+        if self._sealer is None and self.keys:
+            self._sealer = Sealer(self.keys, self.replay_window)
+        return self._sealer
 
     @property
     def base_dir(self) -> str:
@@ -126,14 +152,15 @@ class Config:
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "code_directory": (str,), "actor_modules": (list,), "n_processes": (int,), "admin_token": (str,),
-    "private_key": (str,),
+    "private_key": (str,), "accepted_keys": (list,), "replay_window": (int, float),
+    "auth_file": (str,), "inbox_prefix": (str,), "tls": (dict,), "server_config": (str,),
     "high_mem_watermark": (int, float), "log_level": (str, int),
     "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
     "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
     "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
     "messages": (int,), "bytes": (int,),
 }
-_POSITIVE = {"max_age", "max_bytes", "rate", "burst", "messages", "bytes"}
+_POSITIVE = {"replay_window", "max_age", "max_bytes", "rate", "burst", "messages", "bytes"}
 
 
 def _check(where: str, key: str, value: Any) -> Any:
@@ -147,6 +174,14 @@ def _check(where: str, key: str, value: Any) -> Any:
         for module in value:
             if not isinstance(module, str) or not module.replace(".", "").replace("_", "").isalnum():
                 raise ConfigError(f"{where}: 'actor_modules' entries must be module names, not {module!r}")
+    if key == "accepted_keys" and not all(isinstance(p, str) and p for p in value):
+        raise ConfigError(f"{where}: 'accepted_keys' entries must be paths of key files")
+    if key == "tls":
+        unknown = set(value) - {"ca", "cert", "key"}
+        if unknown or not all(isinstance(v, str) and v for v in value.values()):
+            raise ConfigError(f"{where}: 'nats.tls' takes paths 'ca', 'cert' and 'key', not {value!r}")
+        if ("cert" in value) != ("key" in value):
+            raise ConfigError(f"{where}: 'nats.tls' needs 'cert' and 'key' together (a client certificate)")
     if key == "servers":
         for url in value:
             if not isinstance(url, str) or not url:
@@ -180,7 +215,8 @@ def parse(raw: Any, path: str | None = None) -> Config:
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
     config = Config(path=path)
     sections = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog}
-    top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", *sections}
+    top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", "secure_dir", "keys", "_sealer",
+                                              *sections}
     raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}
     for key, value in raw.items():
         if key in sections:
@@ -213,9 +249,27 @@ def parse(raw: Any, path: str | None = None) -> Config:
     base = config.base_dir
     config.code_directory = _relative(base, config.code_directory or ".") or base
     config.private_key = _relative(base, config.private_key)
-    if config.private_key:
-        _check_key(where, config.private_key)
+    config.accepted_keys = [_relative(base, p) or p for p in config.accepted_keys]
+    if config.accepted_keys and not config.private_key:
+        raise ConfigError(f"{where}: 'accepted_keys' without a 'private_key' (the key that seals)")
+    try:
+        config.keys = [read_key(p, what) for p, what in
+                       [(config.private_key, "private_key")] + [(p, "accepted_keys") for p in config.accepted_keys]
+                       if p]
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     config.nats.credentials = _relative(base, config.nats.credentials)
+    config.nats.auth_file = _relative(base, config.nats.auth_file) or os.environ.get(AUTH_FILE_ENV) or None
+    config.nats.server_config = _relative(base, config.nats.server_config)
+    if config.nats.server_config and not os.path.isfile(config.nats.server_config):
+        raise ConfigError(f"{where}: 'nats.server_config' {config.nats.server_config}: no such file")
+    if config.nats.auth_file:
+        _read_auth_file(where, config.nats)
+    if config.nats.tls:
+        config.nats.tls = {k: _relative(base, v) or v for k, v in config.nats.tls.items()}
+        for k, v in config.nats.tls.items():
+            if not os.path.isfile(v):
+                raise ConfigError(f"{where}: 'nats.tls.{k}' {v}: no such file")
     if config.nats.store_dir:
         config.nats.store_dir = _relative(base, config.nats.store_dir) or ""
     if isinstance(config.log_level, str):
@@ -226,16 +280,51 @@ def parse(raw: Any, path: str | None = None) -> Config:
     return config
 
 
-def _check_key(where: str, path: str) -> None:
-    """A ``private_key`` file must exist and hold a key (32 bytes, as ``beach gen-key`` writes): said
-    when the config is read, before anything connects."""
+AUTH_KEYS = {"user", "password", "inbox_prefix", "role", "realm", "ca"}
+AUTH_FILE_ENV = "BEACH_AUTH_FILE"  # an auth file for configs that name none (the deploy scripts of 'beach up')
+
+
+def _read_auth_file(where: str, section: NatsConfig) -> None:
+    """Fill the connection's user, password and inbox prefix from an auth file (a YAML mapping, as
+    ``beach secure init`` writes one per role); raise `ConfigError` naming the file and the fault."""
+    path = section.auth_file or ""
     try:
-        size = os.path.getsize(path)
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
     except OSError as err:
-        raise ConfigError(f"{where}: 'private_key' {path}: {err.strerror or err}") from None
-    if size != 32:
-        raise ConfigError(f"{where}: 'private_key' {path} holds {size} bytes, not a key (32 bytes; "
-                          f"make one with 'beach gen-key PATH')")
+        raise ConfigError(f"{where}: 'nats.auth_file' {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: 'nats.auth_file' {path} is not YAML: {err}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("user"), str) or not isinstance(raw.get("password"), str):
+        raise ConfigError(f"{where}: 'nats.auth_file' {path} must be a mapping with 'user' and 'password'")
+    unknown = set(raw) - AUTH_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: 'nats.auth_file' {path}: unknown key(s) {', '.join(sorted(unknown))}")
+    section.user, section.password = raw["user"], raw["password"]
+    section.inbox_prefix = section.inbox_prefix or raw.get("inbox_prefix")
+    section.role, section.realm = raw.get("role"), raw.get("realm")
+    ca = raw.get("ca")
+    if ca and not section.tls:
+        ca = os.path.join(os.path.dirname(path), ca)
+        if not os.path.isfile(ca):
+            raise ConfigError(f"{where}: 'nats.auth_file' {path}: its CA {ca}: no such file")
+        section.tls = {"ca": ca}
+
+
+def use_secure_dir(config: Config, directory: str, user: str = "node") -> Config:
+    """Point ``config`` at what ``beach secure init`` wrote in ``directory``: ``user``'s auth file,
+    the server config (for an embedded server) and the CA (when it made one). Raises
+    `ConfigError` naming what is missing."""
+    where = config.path or "config"
+    config.secure_dir = os.path.abspath(directory)
+    config.nats.auth_file = os.path.join(os.path.abspath(directory), f"{user}.auth")
+    _read_auth_file(where, config.nats)
+    server = os.path.join(os.path.abspath(directory), "nats-server.conf")
+    if config.nats.embedded:
+        if not os.path.isfile(server):
+            raise ConfigError(f"{directory}: no nats-server.conf (made by 'beach secure init {directory}')")
+        config.nats.server_config = server
+    return config
 
 
 def warn_ignored(config: Config) -> None:

@@ -38,6 +38,12 @@ def patrol_key(owner: str) -> str:
     return f"patrol.{subjects.escape(owner)}"
 
 
+def realm_of(record: dict[str, Any]) -> str:
+    """The realm a supervision record or a patrol spec acts in."""
+    spawn = record.get("spawn")
+    return str(spawn["realm"] if isinstance(spawn, dict) else record.get("realm") or "global")
+
+
 def read(key: str, body: bytes) -> Any:
     """The checked record stored at ``key``, or None if it is not one (skipped, logged once, counted)."""
     try:

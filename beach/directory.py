@@ -27,6 +27,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from . import records, subjects, wire
 from .kvwatch import BucketWatch
+from .sealedkv import seal_value
 
 log = logging.getLogger("beach.directory")
 
@@ -248,8 +249,10 @@ async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[
 
 async def put_node(nc: Client, kv: KeyValue, node: NodeEntry) -> None:
     """Publish a node heartbeat with its TTL, so the entry expires if the node dies."""
-    await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{subjects.escape(node['id'])}",
-                                          wire.pack({**node, "v": records.FORMAT}), msg_ttl=NODE_TTL)
+    key = subjects.escape(node["id"])
+    await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{key}",
+                                          seal_value(kv, key, wire.pack({**node, "v": records.FORMAT})),
+                                          msg_ttl=NODE_TTL)
 
 
 async def delete_node(nc: Client, kv: KeyValue, node_id: str) -> None:

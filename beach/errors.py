@@ -9,6 +9,9 @@ Every error beach raises is a :class:`BeachError`::
     ├── PayloadTooLarge      an encoded message over the server's max_payload
     ├── ActorLoadError       an actor class that cannot be found or imported
     ├── BusError             NATS cannot be reached, or a bus operation failed
+    │   ├── ClosedError      the connection was closed before or during the call
+    │   └── PermissionDenied NATS refused a publish or subscription (names the subject and the user)
+    ├── SealError            a sealed message or value refused: tampered, replayed, unknown key
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed
@@ -63,3 +66,17 @@ class ClosedError(BusError):
 
 class UsageError(BeachError, ValueError):
     """The API was called with an argument it cannot accept."""
+
+
+class PermissionDenied(BusError, PermissionError):
+    """The NATS server refused a publish or a subscription: the credentials this connection uses
+    do not allow it. The message names the subject (and the user, when known)."""
+
+
+class SealError(BeachError, ValueError):
+    """A sealed body was refused (``reason``: not sealed, unknown key, tampered or misplaced,
+    outside the replay window, replayed)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason

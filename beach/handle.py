@@ -20,7 +20,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from . import routing, subjects, wire
 from .backoff import backoff
-from .errors import BusError, ClosedError, UsageError
+from .errors import BusError, ClosedError, PermissionDenied, UsageError
 from .response import ActorResponse, FutureResults
 from .runner import Background
 from .session import Session, remaining
@@ -127,6 +127,8 @@ class ActorHandle:
             return ActorResponse.timeout()
         except ClosedError:
             raise
+        except PermissionDenied as err:  # the credentials do not allow it: retrying will not help
+            return ActorResponse(False, str(err))
         except BusError as err:  # NATS takes no more for now (reconnecting, its buffer full): retryable
             return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {err}")
         try:

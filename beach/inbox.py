@@ -18,7 +18,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from . import bus
-from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError
+from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError, PermissionDenied, SealError
+from .seal import Sealer
 
 NO_RESPONDERS = "503"
 
@@ -26,10 +27,12 @@ NO_RESPONDERS = "503"
 class Inbox:
     """Sends requests and routes their replies back to the callers."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, sealer: Sealer | None = None) -> None:
         self.nc = nc
+        self.sealer = sealer
         self.prefix = nc.new_inbox() + "."
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._subjects: dict[str, str] = {}  # token → subject, to fail the calls NATS refused
         self._tokens = itertools.count()
         self.closed = False
 
@@ -38,9 +41,26 @@ class Inbox:
         await self.nc.subscribe(self.prefix + "*", cb=self._on_reply, pending_msgs_limit=-1, pending_bytes_limit=-1)
 
     async def _on_reply(self, msg: Msg) -> None:
-        future = self._waiting.pop(msg.subject[len(self.prefix):], None)
+        token = msg.subject[len(self.prefix):]
+        if self.sealer is not None and msg.data:  # (a no-responders status has no body)
+            try:
+                msg.data = self.sealer.open(f"{msg.subject} ", msg.data)
+            except SealError:
+                return  # forged or replayed: counted; the real reply may still come
+        future = self._waiting.pop(token, None)
         if future is not None and not future.done():
             future.set_result(msg)
+
+    def refused(self, action: str, subject: str, message: str) -> None:
+        """NATS refused to let this connection ``action`` ('publish', 'subscription') on
+        ``subject`` (in lower case, as nats-py reports it): fail the requests waiting on a publish
+        there with `PermissionDenied` (``message`` with the subject as sent)."""
+        if action != "publish":
+            return
+        for token, sent_to in list(self._subjects.items()):
+            future = self._waiting.get(token)
+            if sent_to.lower() == subject and future is not None and not future.done():
+                future.set_exception(PermissionDenied(message.format(subject=sent_to)))
 
     def close(self) -> None:
         """Fail every request still waiting for its reply, and every later one, with `ClosedError`."""
@@ -63,16 +83,21 @@ class Inbox:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = future
+        self._subjects[token] = subject
         timer = loop.call_later(timeout, _expire, future)
+        reply = self.prefix + token
+        if self.sealer is not None:
+            payload = self.sealer.seal(f"{subject} {reply}", payload)
         try:
             try:
-                await self.nc.publish(subject, payload, reply=self.prefix + token)
+                await self.nc.publish(subject, payload, reply=reply)
             except nats.errors.Error as err:
                 raise bus.failure(err, f"cannot send a request to {subject}") from None
             msg = await future
         finally:
             timer.cancel()
             self._waiting.pop(token, None)
+            del self._subjects[token]
         if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
             raise NoRespondersError
         return msg

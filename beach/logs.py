@@ -33,12 +33,14 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from . import subjects, wire
 from .config import Config
-from .errors import BusError
+from .errors import BusError, SealError
+from .seal import Sealer
 
 STREAM = "beach_logs"
 SUBJECTS = "beach.log.>"
@@ -119,6 +121,18 @@ def decode(body: bytes) -> dict[str, Any] | None:
     return line
 
 
+def from_msg(msg: Msg, sealer: Sealer | None) -> dict[str, Any] | None:
+    """The log line a message (live or from the stream) carries, opened with ``sealer`` when lines
+    are sealed; None if it is not one or does not open (counted by the sealer)."""
+    body = msg.data
+    if sealer is not None:
+        try:  # lines are read long after they were sent: no replay window
+            body = sealer.open(f"{msg.subject} ", body, fresh=False)
+        except SealError:
+            return None
+    return decode(body)
+
+
 class ClusterLogHandler(logging.Handler):
     """A `logging` handler that sends lines to the cluster over a NATS connection.
 
@@ -134,6 +148,7 @@ class ClusterLogHandler(logging.Handler):
         self._queue: deque[tuple[str, bytes]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._nc: Client | None = None
+        self._sealer: Sealer | None = None
         self._wake: asyncio.Event | None = None
         self._wake_pending = False
         self._task: asyncio.Task[None] | None = None
@@ -141,9 +156,10 @@ class ClusterLogHandler(logging.Handler):
         self._flooding: dict[int, Source] = {}  # sources with dropped lines not reported yet
         self.sent = 0
 
-    def start(self, nc: Client) -> None:
-        """Start publishing over ``nc`` (call on its event loop)."""
+    def start(self, nc: Client, sealer: Sealer | None = None) -> None:
+        """Start publishing over ``nc`` (call on its event loop), sealing lines with ``sealer``."""
         self._nc = nc
+        self._sealer = sealer
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._task = self._loop.create_task(self._publish())
@@ -224,6 +240,8 @@ class ClusterLogHandler(logging.Handler):
             self._wake.clear()
             while self._queue:
                 subject, body = self._queue.popleft()
+                if self._sealer is not None:  # here, on the loop, so that emit() stays cheap
+                    body = self._sealer.seal(f"{subject} ", body)
                 try:
                     await self._nc.publish(subject, body)
                     self.sent += 1
@@ -231,10 +249,10 @@ class ClusterLogHandler(logging.Handler):
                     self.system.dropped += 1
 
 
-def install(handler: ClusterLogHandler, nc: Client) -> None:
-    """Attach ``handler`` to the root logger and start it publishing over ``nc``."""
+def install(handler: ClusterLogHandler, nc: Client, sealer: Sealer | None = None) -> None:
+    """Attach ``handler`` to the root logger and start it publishing over ``nc`` (sealed by ``sealer``)."""
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.start(nc)
+    handler.start(nc, sealer)
     logging.getLogger().addHandler(handler)
 
 
@@ -277,20 +295,24 @@ def since_time(text: str | None) -> datetime.datetime | None:
 
 async def read(nc: Client, filter_subject: str, since: datetime.datetime | None = None, follow: bool = False,
                accept: Callable[[dict[str, Any]], bool] = lambda line: True,
-               idle: float = 1.0) -> AsyncIterator[dict[str, Any]]:
+               idle: float = 1.0, sealer: Sealer | None = None, stream: str = STREAM,
+               decoder: Callable[[Msg, Sealer | None], dict[str, Any] | None] = from_msg,
+               ) -> AsyncIterator[dict[str, Any]]:
     """The lines of the log stream on ``filter_subject`` from ``since`` (default: all it keeps) that
     ``accept`` takes, oldest first; with ``follow``, then every new one as it comes. Raises
-    `BusError` when there is no log stream (no node has started yet)."""
+    `BusError` when there is no log stream (no node has started yet). ``stream`` and ``decoder``
+    read another stream of records the same way (the audit log)."""
     js = nc.jetstream(timeout=5)
+    what = "log stream" if stream == STREAM else f"stream {stream}"
     try:
-        await js.stream_info(STREAM)
+        await js.stream_info(stream)
     except NotFoundError:
-        raise BusError("no log stream on this bus yet: no beach node has run here") from None
+        raise BusError(f"no {what} on this bus yet: no beach node has run here") from None
     except nats.errors.Error as err:
-        raise BusError(f"cannot read the log stream: {err or type(err).__name__}") from None
+        raise BusError(f"cannot read the {what}: {err or type(err).__name__}") from None
     deliver = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()) \
         if since else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    sub = await js.subscribe(filter_subject, ordered_consumer=True, config=deliver)
+    sub = await js.subscribe(filter_subject, stream=stream, ordered_consumer=True, config=deliver)
     try:
         caught_up = False
         while True:
@@ -301,7 +323,7 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
                     return  # nothing more came: history is done
                 caught_up = True
                 continue
-            line = decode(msg.data)
+            line = decoder(msg, sealer)
             if line is not None and accept(line):
                 yield line
             if not follow and msg.metadata.num_pending == 0:

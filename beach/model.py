@@ -41,7 +41,8 @@ FINE_POINTS = 600          # 1 s apart: the last 10 minutes
 COARSE_STEP = 10.0         # then one point per 10 s ...
 COARSE_POINTS = 4320       # ... for 12 hours (the original dashboard's history)
 LOG_TAIL = 2000
-COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "logs_dropped")
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused",
+            "logs_dropped")
 
 
 class Series:
@@ -211,13 +212,13 @@ class ClusterModel:
 
     async def _on_stats(self, msg: Msg) -> None:
         try:
-            stats = wire.unpack(msg.data)
+            stats = wire.unpack(self.session.unseal(msg, fresh=False))
             load = stats["load"]
             when = float(stats["t"])
             if not isinstance(load, dict):
                 raise TypeError("load is not a map")
         except (ValueError, KeyError, TypeError):
-            return  # not ours, or from a newer beach: skip it
+            return  # not ours, from a newer beach, or refused by the seal: skip it
         self._take_load(load, when)
         self.changed("stats")
 
@@ -236,7 +237,7 @@ class ClusterModel:
             self._rates[uid] = (when, processed, rate)
 
     async def _on_log(self, msg: Msg) -> None:
-        line = logs.decode(msg.data)
+        line = logs.from_msg(msg, self.session.sealer)
         if line is not None:
             self.log_lines.append(line)
             self.changed("logs")

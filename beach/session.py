@@ -13,6 +13,7 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from . import bus
 from .config import Config
@@ -20,6 +21,7 @@ from .directory import DirectoryView
 from .errors import PayloadTooLarge
 from .inbox import Inbox
 from .runner import Runner
+from .seal import OVERHEAD
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.
@@ -46,18 +48,21 @@ class Session:
         self.view = view
         self.inbox = inbox
         self.node_id = node_id
+        self.sealer = config.sealer
 
     @classmethod
     async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
                    **options: Any) -> Session:
         """Connect, open the directory buckets and load the view; raise `BusError` on failure."""
-        nc = await bus.connect(config, name, **options)
+        refusals = bus.Refusals(config.nats.user)
+        nc = await bus.connect(config, name, error_cb=refusals.error_cb, **options)
         try:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
             with bus.translated("cannot load the directory from NATS"):
                 view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected)
                 await view.start()
-                inbox = Inbox(nc)
+                inbox = Inbox(nc, config.sealer)
+                refusals.listeners.append(inbox.refused)
                 await inbox.start()
         except BaseException:
             await bus.close(nc)
@@ -73,16 +78,26 @@ class Session:
         await bus.close(self.nc, timeout)
         self.inbox.close()  # after the drain, which delivers the replies already on their way
 
-    async def publish(self, subject: str, payload: bytes) -> None:
-        """Publish ``payload`` on ``subject``; raise `ClosedError` once the connection is closed,
-        `BusError` when NATS takes no more (a full reconnect buffer)."""
+    async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        """Publish ``payload`` (sealed, with a key) on ``subject``; raise `ClosedError` once the
+        connection is closed, `BusError` when NATS takes no more (a full reconnect buffer)."""
+        if self.sealer is not None:
+            payload = self.sealer.seal(f"{subject} {reply}", payload)
         try:
-            await self.nc.publish(subject, payload)
+            await self.nc.publish(subject, payload, reply=reply)
         except nats.errors.Error as err:
             raise bus.failure(err, f"cannot publish to {subject}") from None
 
+    def unseal(self, msg: Msg, fresh: bool = True) -> bytes:
+        """The body of a received message: opened (and checked fresh, for live messages) when
+        messages are sealed. Raises `SealError` for one that must be refused."""
+        if self.sealer is None:
+            return msg.data
+        return self.sealer.open(f"{msg.subject} {msg.reply or ''}", msg.data, fresh)
+
     def check_size(self, payload: bytes, what: str) -> None:
-        """Raise `PayloadTooLarge` if ``payload`` exceeds the server's max_payload."""
+        """Raise `PayloadTooLarge` if ``payload`` (sealed, with a key) exceeds the server's max_payload."""
         limit = self.nc.max_payload
-        if limit and len(payload) > limit:
-            raise PayloadTooLarge(len(payload), limit, what)
+        size = len(payload) + (OVERHEAD if self.sealer is not None else 0)
+        if limit and size > limit:
+            raise PayloadTooLarge(size, limit, what)

@@ -53,11 +53,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(directory: str, nats_url: str, n_processes: int = 1) -> str:
-    """Write the beach config of the benchmark cluster; return its path."""
+def write_config(directory: str, nats_url: str, n_processes: int = 1, **extra: Any) -> str:
+    """Write the beach config of the benchmark cluster (with ``extra`` keys); return its path."""
     path = os.path.join(directory, "beach.yaml")
     raw = {"code_directory": str(ACTORS), "n_processes": n_processes, "log_level": "WARNING",
-           "nats": {"servers": [nats_url]}}
+           "nats": {"servers": [nats_url]}, **extra}
     with open(path, "w") as f:
         yaml.safe_dump(raw, f)
     return path
@@ -102,12 +102,13 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(tmp: str, n_processes: int = 1) -> Iterator[Cluster]:
-    """A nats-server and a node agent with ``n_processes`` actor hosts, state and logs in ``tmp``."""
+def cluster(tmp: str, n_processes: int = 1, **extra: Any) -> Iterator[Cluster]:
+    """A nats-server and a node agent with ``n_processes`` actor hosts, state and logs in ``tmp``
+    (``extra``: more config keys)."""
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
                                                     log_file=os.path.join(tmp, "nats.log")))
-        config = write_config(tmp, server.url, n_processes)
+        config = write_config(tmp, server.url, n_processes, **extra)
         node_log = os.path.join(tmp, "node.log")
         node = stack.enter_context(node_agent(config, node_log))
         assert server.process is not None

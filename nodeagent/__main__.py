@@ -20,9 +20,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> in
                                      "names no servers).")
     parser.add_argument("config", help="the beach config file (YAML)")
     parser.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
+    parser.add_argument("--secure", metavar="DIR",
+                        help="use the NATS users, permissions and TLS of 'beach secure init DIR' (as the node user)")
     args = parser.parse_args(argv)
     try:
         config = beach_config.load(args.config)
+        if args.secure:
+            beach_config.use_secure_dir(config, args.secure)
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 2

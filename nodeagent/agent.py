@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from beach import bus, desired, directory, logs, records, subjects, wire
+from beach import audit, authority, bus, desired, directory, logs, records, subjects, wire
 from beach.client import AsyncBeach
 from beach.config import Config, warn_ignored
 from beach.embedded import EmbeddedServer, die_with_parent
@@ -30,7 +30,7 @@ from beach.runner import Background, Runner
 from beach.session import Session
 
 from . import health
-from .control import ControlServer, Reply
+from .control import ControlServer, Reply, in_scope, scope
 from .supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
@@ -59,7 +59,7 @@ class NodeAgent(ControlServer):
     """Runs one node: its registry entry, its actor host processes and its control API."""
 
     kind = "node"
-    privileged = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "desired"})
+    privileged = authority.ADMIN_OPS
 
     def __init__(self, config: Config, node_id: str | None = None) -> None:
         self.config = config
@@ -89,14 +89,15 @@ class NodeAgent(ControlServer):
             loop.add_signal_handler(sig, self.stopping.set)
         warn_ignored(self.config)
         if self.config.nats.embedded:
-            self.server = EmbeddedServer(self.config.nats.port, self.config.nats.store_dir)
+            self.server = EmbeddedServer(self.config.nats.port, self.config.nats.store_dir,
+                                         config_file=self.config.nats.server_config)
             self.server.start()  # from this thread: the server dies with it (PR_SET_PDEATHSIG)
             log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
             await self._start_logs()
             await self._forget_previous_life()
-            await self.serve_control(subjects.node_subject(self.node_id, "*"))
+            await self.serve_control(subjects.node_subject(self.node_id, ""))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
             # Register only now: a node in the registry must be able to take spawns.
@@ -129,9 +130,13 @@ class NodeAgent(ControlServer):
                                    self.config.nats.kv_replicas or bus.auto_replicas(self.session.nc))
         except Exception as err:  # logs are a convenience: the node runs without them
             log.warning("cannot set up the log stream %s: %s", logs.STREAM, err)
+        try:
+            await audit.open_stream(self.session.nc, self.config.nats.kv_replicas or bus.auto_replicas(self.session.nc))
+        except Exception as err:
+            log.warning("cannot set up the audit stream %s: %s", audit.STREAM, err)
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, "agent"),
                                                   self.config.logs.rate, self.config.logs.burst)
-        logs.install(self.log_handler, self.session.nc)
+        logs.install(self.log_handler, self.session.nc, self.config.sealer)
 
     async def _forget_previous_life(self) -> None:
         """Remove the directory entries of a previous agent with this node id (a machine that died
@@ -191,6 +196,8 @@ class NodeAgent(ControlServer):
             host_id = f"{self.node_id}-h{self._shared_count}"
         cmd = [sys.executable, "-m", "nodeagent.host", self.config.path or "", "--node", self.node_id,
                "--host", host_id] + (["--isolated"] if isolated else [])
+        if self.config.secure_dir:  # the hosts connect with the node's credentials too
+            cmd += ["--secure", self.config.secure_dir]
         if not self.config.path:
             raise BeachError("the node agent needs a config file path to start actor hosts")
         # Own session: terminal signals reach the agent only, which stops its hosts in order.
@@ -357,10 +364,13 @@ class NodeAgent(ControlServer):
         return True, "", {}
 
     async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
-        if self.admin_token:
-            args = {**args, "admin_token": self.admin_token}
+        subject = subjects.host_subject(host_id, op)
+        token = self.admin_token if op in authority.HOST_ADMIN_OPS and self._token_needed else None
         try:
-            msg = await self.session.nc.request(subjects.host_subject(host_id, op), wire.pack(args), timeout=timeout)
+            body = await authority.control_body(self.session.inbox, subject,
+                                                subjects.host_subject(host_id, "challenge"), args, token,
+                                                f"{op} arguments", timeout)
+            msg = await self.session.inbox.request(subject, body, timeout)
         except Exception as err:
             return False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {}
         try:
@@ -379,6 +389,7 @@ class NodeAgent(ControlServer):
     async def op_spawn(self, args: dict[str, Any]) -> Reply:
         """Start an actor in a shared host (or a new isolated one) and return once ``init()`` ran."""
         spec = _spawn_spec(args)
+        in_scope(spec["realm"])
         spec["uid"] = uuid.uuid4().hex
         spec["node"] = self.node_id
         if spec["isolated"]:
@@ -411,9 +422,35 @@ class NodeAgent(ControlServer):
                 by_host.setdefault(host, []).append(uid)
         return by_host
 
+    def audited(self, op: str, realm: str | None, who: str, args: dict[str, Any], reply: Reply) -> None:
+        """Write the operation to the audit log (in the background: the caller does not wait)."""
+        entry = audit.record(self.node_id, op, realm, who, args, reply[0], reply[1])
+
+        async def publish() -> None:
+            try:
+                await self.session.publish(audit.subject(self.node_id), wire.pack(entry))
+            except Exception as err:  # the bus is away: said in this node's own log at least
+                log.warning("audit record of %s by %s not written (%s): %s", op, who, err, entry)
+
+        self.background.spawn(publish())
+
+    def _check_scope(self, uid: str) -> None:
+        """Raise `OutOfScope` if actor ``uid`` (when this node knows it) is outside the realm the
+        operation being served is confined to."""
+        if scope.get() is None:
+            return
+        realm = self.placed.get(uid, (None, None))[1]
+        if realm is None:
+            actor = self.session.view.actors.get(uid)
+            realm = actor["realm"] if actor is not None else None
+        if realm is not None:
+            in_scope(realm)
+
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the given actors of this node (unknown uids are listed as not found)."""
         uids = list(args.get("uids") or [])
+        for uid in uids:
+            self._check_scope(uid)
         replies = await asyncio.gather(*(self._to_host(h, "stop", {"uids": u}, HOST_STOP_SECONDS)
                                          for h, u in self._hosts_of(uids).items()))
         errors, stopped = self._merge_stops(replies)
@@ -423,8 +460,10 @@ class NodeAgent(ControlServer):
         return True, "", {"stopped": stopped, "not_found": missing}
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:
-        """Stop every actor of this node."""
-        replies = await asyncio.gather(*(self._to_host(h.id, "flush", {}, HOST_STOP_SECONDS)
+        """Stop every actor of this node (of its realm only, for a realm admin)."""
+        realm = scope.get()
+        replies = await asyncio.gather(*(self._to_host(h.id, "flush", {} if realm is None else {"realm": realm},
+                                                       HOST_STOP_SECONDS)
                                          for h in self._running_hosts()))
         errors, stopped = self._merge_stops(replies)
         return (not errors), "; ".join(errors), {"stopped": stopped}
@@ -441,6 +480,7 @@ class NodeAgent(ControlServer):
 
     async def _recategorize(self, op: str, args: dict[str, Any]) -> Reply:
         uid = args["uid"]
+        self._check_scope(uid)
         subjects.normalize(args["category"])
         hosts = self._hosts_of([uid])
         if not hosts:
@@ -459,13 +499,24 @@ class NodeAgent(ControlServer):
         """Change the desired state (supervision records, patrol specs): ``put`` {key: value},
         ``delete`` [keys], ``prefixes`` [key prefixes to delete]."""
         kv = await bus.open_desired(self.session.nc, self.config)
+        realm = scope.get()
+        puts = {}
         for key, value in args.get("put", {}).items():
             if not key.startswith(("sup.", "patrol.")):
                 raise ValueError(f"not a desired-state key: {key!r}")
-            await desired.put(kv, key, records.desired(key, value))  # a bad record is refused, not stored
+            puts[key] = records.desired(key, value)  # a bad record is refused, not stored
+            in_scope(desired.realm_of(puts[key]))
         doomed = list(args.get("delete", []))
+        if realm is not None:  # a realm admin deletes only its realm's records
+            for key in doomed:
+                current = await desired.get(kv, key)
+                if current is not None:
+                    in_scope(desired.realm_of(current[0]))
         for prefix in args.get("prefixes", []):
-            doomed += list(await desired.snapshot(kv, prefix))
+            doomed += [key for key, (record, _) in (await desired.snapshot(kv, prefix)).items()
+                       if realm is None or desired.realm_of(record) == realm]
+        for key, record in puts.items():
+            await desired.put(kv, key, record)
         for key in doomed:
             await desired.delete(kv, key)
         return True, "", {"deleted": len(doomed)}
@@ -473,6 +524,7 @@ class NodeAgent(ControlServer):
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of the process running actor ``args['uid']`` (every thread)."""
         uid = args["uid"]
+        self._check_scope(uid)
         hosts = self._hosts_of([uid])
         if not hosts:
             return False, f"actor {uid} is not hosted on node {self.node_id}", {}

@@ -1,29 +1,52 @@
 """The control protocol of node agents and actor hosts: ``op_<name>`` coroutine methods served on
-``<prefix>.<name>`` subjects, a msgpack map in and an ``[ok, error, data]`` reply out."""
+``<prefix><name>[.<realm>.<who>]`` subjects, a msgpack map in and an ``[ok, error, data]`` reply out.
+
+Who may call a privileged operation is for NATS to decide where its credentials are the authority
+(see `beach.authority`); elsewhere, with an ``admin_token`` set, the caller proves it knows the
+token by answering a one-time ``challenge``. A realm admin's subjects name its realm: the handlers
+keep such an operation inside that realm (`scope`, `in_scope`).
+"""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import traceback
 from typing import Any
 
-import nats.errors
 from nats.aio.msg import Msg
 
-from beach import wire
-from beach.errors import BeachError, PayloadTooLarge
+from beach import authority, wire
+from beach.errors import BeachError, BusError, PayloadTooLarge, SealError
 from beach.runner import Background
 from beach.session import Session
 
 log = logging.getLogger("beach.control")
 
 Reply = tuple[bool, str, Any]
+UNPRIVILEGED = "unprivileged"  # the original's answer to a missing or wrong admin token
+
+# The realm the operation being served is confined to (its subject's), None for cluster-wide.
+scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("beach_control_scope", default=None)
+
+
+class OutOfScope(BeachError, ValueError):
+    """A realm admin's operation reached outside its realm."""
+
+
+def in_scope(realm: str) -> None:
+    """Raise `OutOfScope` if the operation being served may not touch ``realm``."""
+    allowed = scope.get()
+    if allowed is not None and realm != allowed:
+        raise OutOfScope(f"permission denied: this operation was sent for realm {allowed!r} and may not "
+                         f"touch realm {realm!r}")
 
 
 class ControlServer:
     """Mixin: dispatches control requests to ``op_<name>`` methods, each in a task of its own.
 
-    Operations named in ``privileged`` need the ``admin_token`` (when ``admin_token`` is set).
+    Operations named in ``privileged`` need the ``admin_token`` (when ``admin_token`` is set and
+    NATS credentials are not the authority), proven by challenge-response.
     """
 
     kind = "control"
@@ -32,40 +55,77 @@ class ControlServer:
     background: Background
     session: Session
 
-    async def serve_control(self, subject: str) -> None:
-        """Start answering control requests on ``subject`` (a wildcard such as ``beach.n.<id>.*``)
-        over this process's session."""
-        await self.session.nc.subscribe(subject, cb=self._on_control)
+    async def serve_control(self, prefix: str) -> None:
+        """Start answering control requests under ``prefix`` (``beach.n.<id>.``) over this
+        process's session."""
+        self._prefix = prefix
+        self._challenges = authority.Challenges()
+        self._token_needed = bool(self.admin_token) and not authority.nats_authority(self.session.config)
+        await self.session.nc.subscribe(prefix + ">", cb=self._on_control)
 
     async def _on_control(self, msg: Msg) -> None:
         self.background.spawn(self._control(msg))
 
     async def _control(self, msg: Msg) -> None:
-        op = msg.subject.rsplit(".", 1)[1]
         try:
-            args = wire.unpack(msg.data) if msg.data else {}
-            if not isinstance(args, dict):
+            op, realm, who = authority.parse_control(msg.subject, self._prefix)
+            body = self.session.unseal(msg)
+        except (ValueError, SealError):  # not ours, or refused by the seal (counted there): no answer
+            return
+        reply: Reply
+        args: dict[str, Any] = {}
+        try:
+            unpacked = wire.unpack(body) if body else {}
+            if not isinstance(unpacked, dict):
                 raise ValueError("control arguments must be a map")
             handler = getattr(self, f"op_{op}", None)
-            if handler is None:
-                reply: Reply = (False, f"unknown {self.kind} operation {op!r}", {})
-            elif op in self.privileged and self.admin_token and args.pop("admin_token", None) != self.admin_token:
-                reply = (False, "unprivileged", {})
+            if op == "challenge":
+                reply = (True, "", {"challenge": self._challenges.issue()})
+            elif handler is None:
+                reply = (False, f"unknown {self.kind} operation {op!r}", {})
+            elif op in self.privileged and self._token_needed:
+                verified = self._challenges.verify(self.admin_token or "", msg.subject, unpacked)
+                if verified is None:
+                    reply = (False, UNPRIVILEGED, {})
+                else:
+                    args = verified
+                    reply = await self._run(handler, args, realm)
             else:
-                args.pop("admin_token", None)  # checked; never stored with what it authorized
-                reply = await handler(args)
+                signed = unpacked.get(authority.SIGNED)
+                args = wire.unpack(signed) if isinstance(signed, bytes) else unpacked
+                if not isinstance(args, dict):
+                    raise ValueError("control arguments must be a map")
+                reply = await self._run(handler, args, realm)
+        except OutOfScope as err:
+            reply = (False, str(err), {})
         except (BeachError, ValueError, KeyError, TypeError) as err:
             reply = (False, f"bad {op} request: {err}", {})
         except Exception:
             log.exception("%s operation %s failed", self.kind, op)
             reply = (False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
+        if op in self.privileged:
+            self.audited(op, realm, who, args, reply)
         if msg.reply:
-            payload = wire.pack_reply(*reply)
-            try:
-                self.session.check_size(payload, "it")
-            except PayloadTooLarge as err:
-                payload = wire.pack_reply(False, f"the reply to {op} is too large to send: {err}", {})
-            try:
-                await self.session.nc.publish(msg.reply, payload)
-            except nats.errors.Error as err:  # shutting down, or the bus is gone: the caller times out
-                log.warning("cannot answer %s operation %s: %s", self.kind, op, err)
+            await self._answer(msg.reply, op, reply)
+
+    async def _run(self, handler: Any, args: dict[str, Any], realm: str | None) -> Reply:
+        token = scope.set(realm)
+        try:
+            result: Reply = await handler(args)
+            return result
+        finally:
+            scope.reset(token)
+
+    async def _answer(self, to: str, op: str, reply: Reply) -> None:
+        payload = wire.pack_reply(*reply)
+        try:
+            self.session.check_size(payload, "it")
+        except PayloadTooLarge as err:
+            payload = wire.pack_reply(False, f"the reply to {op} is too large to send: {err}", {})
+        try:
+            await self.session.publish(to, payload)
+        except BusError as err:  # shutting down, or the bus is gone: the caller times out
+            log.warning("cannot answer %s operation %s: %s", self.kind, op, err)
+
+    def audited(self, op: str, realm: str | None, who: str, args: dict[str, Any], reply: Reply) -> None:
+        """Called after each privileged operation (a node agent writes it to the audit log)."""

@@ -23,7 +23,7 @@ import time
 import traceback
 from typing import Any
 
-from beach import bus, desired, directory, logs, subjects, wire
+from beach import authority, bus, desired, directory, logs, subjects, wire
 from beach import config as beach_config
 from beach.errors import BeachError
 from beach.runner import Background, Runner
@@ -48,7 +48,7 @@ class ActorHost(ControlServer):
     kind = "host"
     # hosts take orders from their node agent only; with an admin token, anyone else on the bus
     # is refused like at the agent
-    privileged = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "spec"})
+    privileged = authority.HOST_ADMIN_OPS
 
     def __init__(self, config: beach_config.Config, node_id: str, host_id: str, isolated: bool = False) -> None:
         self.config = config
@@ -74,10 +74,11 @@ class ActorHost(ControlServer):
         nc = self.session.nc
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, self.host_id),
                                                   self.config.logs.rate, self.config.logs.burst)
-        logs.install(self.log_handler, nc)
-        await self.serve_control(subjects.host_subject(self.host_id, "*"))
-        await nc.request(subjects.node_subject(self.node_id, "hello"),
-                         wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}), timeout=10)
+        logs.install(self.log_handler, nc, self.config.sealer)
+        await self.serve_control(subjects.host_subject(self.host_id, ""))
+        await self.session.inbox.request(subjects.node_subject(self.node_id, "hello"),
+                                         wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}),
+                                         timeout=10)
         watchdog = loop.create_task(self._watch_parent())
         await self.stopped.wait()
         watchdog.cancel()
@@ -107,7 +108,7 @@ class ActorHost(ControlServer):
         body = wire.pack({"v": 1, "host": self.host_id, "node": self.node_id, "t": time.time(), "load": self.load()})
         if len(body) <= (self.session.nc.max_payload or len(body)):
             try:
-                await self.session.nc.publish(STATS_PREFIX + subjects.escape(self.host_id), body)
+                await self.session.publish(STATS_PREFIX + subjects.escape(self.host_id), body)
             except Exception:  # the bus is away for now: the next second tries again
                 pass
 
@@ -226,8 +227,9 @@ class ActorHost(ControlServer):
         return True, "", {"stopped": stopped}
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:
-        """Stop every actor here."""
-        return await self.op_stop({"uids": list(self.actors)})
+        """Stop every actor here (of realm ``args['realm']`` only, if given)."""
+        realm = args.get("realm")
+        return await self.op_stop({"uids": [uid for uid, rt in self.actors.items() if realm in (None, rt.realm)]})
 
     async def _recategorize(self, uid: str, change: Any) -> Reply:
         runtime = self.actors.get(uid)
@@ -301,8 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", required=True)
     parser.add_argument("--host", required=True)
     parser.add_argument("--isolated", action="store_true")
+    parser.add_argument("--secure", metavar="DIR", help="connect as the node user of 'beach secure init DIR'")
     args = parser.parse_args(argv)
     config = beach_config.load(args.config)
+    if args.secure:
+        beach_config.use_secure_dir(config, args.secure)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s")
     host = ActorHost(config, args.node, args.host, args.isolated)

@@ -52,7 +52,10 @@ def _from_file(code_directory: str, realm: str, name: str) -> type[Actor]:
             or "://" in name):
         raise ActorLoadError(f"actor name {name!r} is not a name: a class <Name> (or <dir>/<Name>) under "
                              f"<code_directory>/<realm>/, without '..', '/' first, or a URL")
-    realm_dir = os.path.realpath(os.path.join(root, subjects.check_realm(realm)))
+    top = os.path.realpath(root)
+    realm_dir = os.path.realpath(os.path.join(top, subjects.check_realm(realm)))
+    if os.path.commonpath([top, realm_dir]) != top:  # the realm's directory is a link to elsewhere
+        raise ActorLoadError(f"realm {realm!r} resolves outside the code directory {top}: refused")
     path = os.path.realpath(os.path.join(realm_dir, name if name.endswith(".py") else name + ".py"))
     if os.path.commonpath([realm_dir, path]) != realm_dir:  # a link that leads out of the realm
         raise ActorLoadError(f"actor {name!r} resolves outside {realm_dir}: refused")

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 
 from beach import subjects, wire
 from beach.actor import Actor, ActorRequest
-from beach.errors import BeachError
+from beach.errors import BeachError, SealError
 from beach.group import ActorHandleGroup
 from beach.handle import ActorHandle
 from beach.logs import Source, current_source
@@ -122,7 +122,7 @@ class ActorRuntime:
         self._async_handlers: set[Callable[..., Any]] = set()
         self.last_error: str | None = None
         self.counters = dict.fromkeys(("processed", "busy", "expired", "exceptions", "unauthorized", "invalid",
-                                       "dropped"), 0)
+                                       "dropped", "refused"), 0)
         self.log_source = Source("app", host.node_id, host.host_id, self.realm, self.uid, type(actor).__name__,
                                  self.categories)
         # Requests run in copies of this context: what the actor logs is known to be its own.
@@ -331,10 +331,17 @@ class ActorRuntime:
     async def _on_msg(self, msg: Msg) -> None:
         # Runs inside nats-py's one-at-a-time callback loop: hand off at once, never block here.
         received = time.monotonic()
+        session = self.host.session
+        if session.sealer is not None:
+            try:  # at arrival, so that a message waiting its turn does not age out of the replay window
+                msg.data = session.unseal(msg)
+            except SealError:  # tampered, replayed or not sealed: counted, never run, never answered
+                self.counters["refused"] += 1
+                return
         if self.inflight >= self.bound:
             if msg.reply:  # the caller hears "busy" at once and can try another actor
                 self.counters["busy"] += 1
-                await self.host.session.nc.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
+                await session.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
             elif (len(self._waiting) >= self.backlog.messages
                   or self._waiting_bytes + len(msg.data) > self.backlog.bytes):
                 self.counters["dropped"] += 1  # bounded: a burst must not exhaust the host's memory
@@ -463,7 +470,7 @@ class ActorRuntime:
         except BeachError as err:
             log.error("actor %s could not send its reply: %s", self.uid, err)
             payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
-        await session.nc.publish(reply, payload)
+        await session.publish(reply, payload)
 
     @property
     def waiting(self) -> int:

@@ -55,11 +55,11 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 class NodeProcess:
     """A node agent started as ``python -m <module> CONFIG --node-id ID`` in a subprocess."""
 
-    def __init__(self, config: Path, node_id: str, module: str = "beach.hostmanager") -> None:
+    def __init__(self, config: Path, node_id: str, module: str = "beach.hostmanager", args: list[str] = ()) -> None:
         self.node_id = node_id
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             filter(None, [str(HERE / "modules"), os.environ.get("PYTHONPATH")])))
-        self.process = subprocess.Popen([sys.executable, "-m", module, str(config), "--node-id", node_id],
+        self.process = subprocess.Popen([sys.executable, "-m", module, str(config), "--node-id", node_id, *args],
                                         start_new_session=True, env=env)
 
     def wait_registered(self, client: Beach, timeout: float = 30.0) -> None:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 
 from ..output import run_tool
-from . import actors, cluster, logs, node, patrol, requests, tools
+from . import actors, cluster, logs, node, patrol, requests, secure, tools
 
-COMMANDS = (node, cluster, actors, requests, logs, patrol, tools)
+COMMANDS = (node, cluster, actors, requests, logs, patrol, secure, tools)
 
 
 def parser() -> argparse.ArgumentParser:

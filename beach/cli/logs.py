@@ -41,7 +41,8 @@ def show_logs(args: argparse.Namespace) -> int:
                 return False
             return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
 
-        async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow, accept=accept):
+        async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow, accept=accept,
+                                   sealer=client.session.sealer):
             print(output.dumps_line(line) if args.json else logs.format_line(line), flush=True)
         return 0
 

@@ -19,8 +19,9 @@ class Scripts:
 
     STOP_SECONDS = 5.0
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], env: dict[str, str] | None = None) -> None:
         self.paths = paths
+        self.env = env
         self.process: asyncio.subprocess.Process | None = None
         self.stopped = False
 
@@ -30,7 +31,7 @@ class Scripts:
         for path in self.paths:
             if self.stopped:
                 return
-            self.process = await asyncio.create_subprocess_exec(sys.executable, path)
+            self.process = await asyncio.create_subprocess_exec(sys.executable, path, env=self.env)
             if self.stopped:  # stop() came while the process was starting
                 await self.stop()
             code = await self.process.wait()
@@ -56,6 +57,8 @@ def up(args: argparse.Namespace) -> int:
     from nodeagent.agent import NodeAgent
 
     config = beach_config.load(args.config or EXAMPLE_CONFIG)
+    if args.secure:
+        beach_config.use_secure_dir(config, args.secure)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s node %(name)s %(levelname)s %(message)s")
     agent = NodeAgent(config, args.node_id)
@@ -65,7 +68,10 @@ def up(args: argparse.Namespace) -> int:
         await asyncio.wait([node, asyncio.create_task(agent.ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if node.done() or not args.run:
             return await node
-        scripts = Scripts(args.run)
+        env = None
+        if args.secure:  # the deploy scripts act as the admin user (their configs need not say)
+            env = dict(os.environ, BEACH_AUTH_FILE=os.path.join(os.path.abspath(args.secure), "admin.auth"))
+        scripts = Scripts(args.run, env)
         running = asyncio.create_task(scripts.run())
         await asyncio.wait([node, asyncio.create_task(agent.stopping.wait())], return_when=asyncio.FIRST_COMPLETED)
         await scripts.stop()  # a script still running when the node stops would only see errors
@@ -80,7 +86,8 @@ def node(args: argparse.Namespace) -> int:
     """Run a node agent (``python -m nodeagent CONFIG``)."""
     from nodeagent.__main__ import main as node_main
 
-    return node_main([args.config] + (["--node-id", args.node_id] if args.node_id else []), prog="beach node")
+    return node_main([args.config] + (["--node-id", args.node_id] if args.node_id else [])
+                     + (["--secure", args.secure] if args.secure else []), prog="beach node")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -91,8 +98,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
     p.add_argument("--run", action="append", metavar="SCRIPT",
                    help="a deploy script to run once the node is up (repeatable; run in order)")
+    p.add_argument("--secure", metavar="DIR", help="use the NATS users, permissions (and TLS) that 'beach secure "
+                   "init DIR' wrote: the node connects as the node user, the deploy scripts as admin")
     p.set_defaults(func=up)
     p = sub.add_parser("node", help="run a node agent (one per machine)", description=node.__doc__)
     p.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
     p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
+    p.add_argument("--secure", metavar="DIR", help="connect as the node user of 'beach secure init DIR'")
     p.set_defaults(func=node)

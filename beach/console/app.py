@@ -13,6 +13,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
+from .. import authority
 from .. import config as beach_config
 from ..client import AsyncBeach
 from ..errors import BeachError
@@ -135,7 +136,7 @@ class BeachConsole(App[None]):
             return
         self.client, self.model = client, model
         model.listeners.append(self._model_changed)
-        self.query_one(StatusBar).set_access(None if self.admin else READ_ONLY)
+        self.query_one(StatusBar).set_access(self.read_only)
         self.refresh_bindings()
         self._show(set(ALL_PARTS))
 
@@ -186,8 +187,16 @@ class BeachConsole(App[None]):
 
     @property
     def admin(self) -> bool:
-        """True when the config has an admin token (the nodes accept changes)."""
-        return self.client is not None and bool(self.client.session.config.admin_token)
+        """True when this console may change the cluster (see `read_only`)."""
+        return self.client is not None and self.read_only is None
+
+    @property
+    def read_only(self) -> str | None:
+        """Why the actions are disabled (no admin token, or NATS credentials without admin rights),
+        or None when they are enabled."""
+        if self.client is None:
+            return READ_ONLY
+        return authority.read_only(self.client.session.config)
 
     def unavailable(self, action: str) -> str | None:
         """Why ``action`` cannot run now, or None if it can."""
@@ -196,7 +205,7 @@ class BeachConsole(App[None]):
         if self.model is None:
             return "not connected to the cluster yet"
         if action in ADMIN_ACTIONS and not self.admin:
-            return READ_ONLY
+            return self.read_only
         pick = self.pick
         if action in ACTOR_ACTIONS and (pick is None or pick.uid is None):
             return "select an actor in the Actors pane first"

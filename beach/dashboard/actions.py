@@ -9,6 +9,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import authority
 from . import csrf
 from .responses import JSON, error
 from .state import Dashboard, dashboard
@@ -17,7 +18,7 @@ from .state import Dashboard, dashboard
 async def _allowed(request: Request) -> Dashboard:
     dash = dashboard(request)
     if not dash.admin:
-        raise csrf.Forbidden("admin actions are off: this dashboard's config has no admin_token")
+        raise csrf.Forbidden(f"admin actions are off: {authority.read_only(dash.client.session.config)}")
     await csrf.check(request, dash)
     return dash
 

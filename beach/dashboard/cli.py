@@ -22,6 +22,7 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
+from .. import authority
 from ..errors import BeachError
 from ..output import run_tool
 from .app import create_app
@@ -123,7 +124,7 @@ async def serve(app: Starlette, host: str, port: int) -> None:
                                 timeout_graceful_shutdown=GRACEFUL_SECONDS)
         server = _Server(config, dash, asyncio.get_running_loop())
         shown = f"[{host}]" if ":" in host else host
-        mode = "admin actions on" if dash.admin else "read-only: the config has no admin_token"
+        mode = "admin actions on" if dash.admin else authority.read_only(dash.client.session.config)
         print(f"beach dashboard: http://{shown}:{sock.getsockname()[1]}/ ({mode})", file=sys.stderr, flush=True)
         with _signals_handled_by_uvicorn():
             await server.serve(sockets=[sock])

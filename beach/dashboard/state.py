@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
+from .. import authority
 from ..client import AsyncBeach
 from ..model import ClusterModel
 from .hub import Hub
@@ -66,7 +67,7 @@ class Dashboard:
     @property
     def admin(self) -> bool:
         """True when the config carries the admin token: only then are admin actions offered."""
-        return bool(self.client.session.config.admin_token)
+        return authority.read_only(self.client.session.config) is None
 
 
 def dashboard(conn: HTTPConnection) -> Dashboard:

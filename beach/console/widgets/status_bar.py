@@ -40,7 +40,9 @@ class StatusBar(Horizontal, Live):
         """Show on the right ``admin``, or (short, the whole reason in its tooltip) why actions are
         disabled: ``read_only``."""
         access = self.query_one("#status-access", Label)
-        access.update("admin" if read_only is None else "read-only: no admin_token")
+        short = read_only if read_only is None else read_only.split(":")[0] + (
+            ": no admin_token" if "admin_token" in read_only else ": no admin rights")
+        access.update("admin" if short is None else short)
         access.tooltip = read_only
         access.set_class(read_only is not None, "-read-only")
 

@@ -1,0 +1,499 @@
+"""Safe on a shared bus: roles enforced by the NATS server (``beach secure init``), TLS, sealed
+messages, the admin token proven by challenge-response, the audit log.
+
+Each test plays someone else on the bus with a plain nats-py connection (no beach code) where the
+finding was made that way: a client that publishes to a control subject, writes a KV bucket, joins
+the actors' queue group or reads another client's replies; a sniffer looking for secrets; a
+forger flipping a byte, replaying a message or moving a KV value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+import yaml
+
+from beach import PermissionDenied, authority, seal, secure, wire
+from beach import config as beach_config
+from beach.beach_api import Beach
+from beach.certs import client_context
+from beach.embedded import EmbeddedServer
+from beach.sealedkv import REFUSED, SealedBucket
+
+from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
+
+MARKER = "zebra-7f3c"  # in data, private parameters, idents and log lines: never on the wire in clear
+
+
+def auth(creds: Path, user: str) -> dict[str, Any]:
+    """nats-py connect options for ``user`` of a ``beach secure init`` directory (TLS included)."""
+    record = yaml.safe_load((creds / f"{user}.auth").read_text())
+    return {"user": record["user"], "password": record["password"], "inbox_prefix": record["inbox_prefix"],
+            "tls": client_context(str(creds / record["ca"]))}
+
+
+class Refusals:
+    """Collects the permission violations the server reports to a raw connection."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def cb(self, err: Exception) -> None:
+        self.seen.append(str(err))
+
+    def about(self, subject: str) -> bool:
+        # nats-py hands the server's error over in lower case
+        return any("permissions violation" in s.lower() and f'"{subject.lower()}"' in s.lower() for s in self.seen)
+
+
+async def raw(url: str, refusals: Refusals | None = None, **options: Any) -> nats.NATS:
+    return await nats.connect(url, connect_timeout=3, max_reconnect_attempts=0, allow_reconnect=False,
+                              error_cb=(refusals or Refusals()).cb, **options)
+
+
+# ---------------------------------------------------------------------------- a secured cluster
+
+
+class Secured:
+    """A one-node cluster on its own embedded server with beach's roles, over TLS."""
+
+    def __init__(self, root: Path) -> None:
+        self.creds = root / "creds"
+        secure.init(str(self.creds), realm_admins=["team"], clients=["alice", "bob"], tls_hosts=["127.0.0.1"])
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        node_config = write_config(root / "node.yaml", self.url, admin_token=None,
+                                   nats={"port": self.port, "store_dir": str(root / "js")})
+        self.node = NodeProcess(node_config, "secure-node", args=["--secure", str(self.creds)])
+        self.configs = {user: write_config(root / f"{user}.yaml", self.url, admin_token=None,
+                                           nats={"servers": [self.url], "auth_file": str(self.creds / f"{user}.auth")})
+                        for user in ("admin", "alice", "bob", "observer", "admin-team")}
+
+    def client(self, user: str, realm: str = "global") -> Beach:
+        return Beach(self.configs[user], realm=realm)
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    cluster = Secured(tmp_path_factory.mktemp("secured"))
+    try:
+        wait_for(lambda: _connects(cluster), 30, what="the secured node's server")
+        with cluster.client("admin") as admin:
+            cluster.node.wait_registered(admin)
+        yield cluster
+    finally:
+        assert cluster.node.terminate() == 0
+
+
+def _connects(cluster: Secured) -> bool:
+    if cluster.node.process.poll() is not None:
+        pytest.fail(f"the secured node exited with {cluster.node.process.returncode}")
+    try:
+        with cluster.client("observer") as observer:
+            return cluster.node.node_id in observer._core.session.view.nodes
+    except Exception:
+        return False
+
+
+@pytest.fixture
+def admin(secured: Secured) -> Iterator[Beach]:
+    client = secured.client("admin")
+    yield client
+    assert client.flush()
+    client.close()
+
+
+def test_the_server_refuses_plain_text_and_a_client_without_credentials(secured: Secured) -> None:
+    async def attempts() -> list[str]:
+        failures = []
+        for options in ({}, {"tls": client_context(str(secured.creds / "tls" / "ca.pem"))}):
+            try:
+                nc = await raw(secured.url, **options)
+            except Exception as err:
+                failures.append(type(err).__name__)
+            else:
+                await nc.close()
+        return failures
+
+    # no CA: the server's certificate is not trusted; the CA but no user: authorization refused
+    assert len(asyncio.run(attempts())) == 2
+
+
+def test_a_client_may_not_publish_control_write_kv_or_join_the_actors_queue(secured: Secured, admin: Beach) -> None:
+    uid = admin.addActor("Pong", "sec/pong").data["uid"]
+
+    async def misbehave() -> tuple[Refusals, dict[str, int]]:
+        refusals = Refusals()
+        nc = await raw(secured.url, refusals, **auth(secured.creds, "alice"))
+        spy = await nc.subscribe("beach.r.global.sec.pong", queue="beach", cb=_forge_reply(nc))
+        await nc.publish(authority.control_subject("secure-node", "flush", None, "alice"), b"")
+        await nc.publish("beach.n.secure-node.flush", b"")
+        await nc.publish("$KV.beach_actors.global.fake", b"planted")
+        await nc.publish("$KV.beach_desired.lease.supervisor", b"planted")
+        await nc.publish("beach.h.secure-node-h1.stop", b"")
+        await nc.flush()
+        await asyncio.sleep(0.5)
+        await spy.unsubscribe()
+        await nc.close()
+        return refusals, {}
+
+    refusals, _ = asyncio.run(misbehave())
+    for subject in ("beach.r.global.sec.pong", authority.control_subject("secure-node", "flush", None, "alice"),
+                    "beach.n.secure-node.flush", "$KV.beach_actors.global.fake", "$KV.beach_desired.lease.supervisor",
+                    "beach.h.secure-node-h1.stop"):
+        assert refusals.about(subject), (subject, refusals.seen)
+    # nothing was stopped, planted or forged: every one of 40 requests gets the real actor's answer
+    assert uid in admin.getDirectory()["reverse"] and "fake" not in admin.getDirectory()["reverse"]
+    with secured.client("alice") as alice:
+        handle = alice.getActorHandle("sec/pong")
+        replies = [handle.request("ping", {"n": i}, timeout=10) for i in range(40)]
+    assert all(r.isSuccess and r.data["uid"] == uid for r in replies), [r for r in replies if not r.isSuccess][:3]
+
+
+def _forge_reply(nc: nats.NATS):
+    async def forge(msg: Any) -> None:
+        await nc.publish(msg.reply, b"forged")
+
+    return forge
+
+
+def test_no_client_reads_another_clients_replies(secured: Secured, admin: Beach) -> None:
+    admin.addActor("Pong", "sec/private")
+
+    async def eavesdrop() -> tuple[Refusals, list[bytes]]:
+        refusals = Refusals()
+        bob = await raw(secured.url, refusals, **auth(secured.creds, "bob"))
+        heard: list[bytes] = []
+
+        async def keep(msg: Any) -> None:
+            heard.append(msg.data)
+
+        for subject in ("_INBOX_alice.>", "_INBOX.>", ">", "beach.r.>"):
+            await bob.subscribe(subject, cb=keep)
+        await bob.flush()
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(alice_asks)  # alice's request and its reply, while bob listens
+        await asyncio.sleep(0.3)
+        await bob.close()
+        return refusals, heard
+
+    def alice_asks() -> None:
+        with secured.client("alice") as alice:
+            assert alice.getActorHandle("sec/private").request("ping", {"m": MARKER}, timeout=10).isSuccess
+
+    refusals, heard = asyncio.run(eavesdrop())
+    for subject in ("_INBOX_alice.>", "_INBOX.>", ">", "beach.r.>"):
+        assert refusals.about(subject), (subject, refusals.seen)
+    assert not heard
+
+
+def test_library_calls_without_the_right_get_a_clear_permission_error(secured: Secured, admin: Beach) -> None:
+    admin.addActor("Pong", "sec/observed")
+    with secured.client("alice") as alice:
+        started = time.monotonic()
+        with pytest.raises(PermissionDenied, match=r"permission denied: NATS user 'alice' may not publish to "
+                                                   r"'beach\.n\.secure-node\.spawn\._\.alice'"):
+            alice.addActor("Pong", "sec/nope")
+        assert time.monotonic() - started < 5  # told at once, not after the control timeout
+    with secured.client("observer") as observer:
+        response = observer.getActorHandle("sec/observed").request("ping", timeout=10, nRetries=0)
+        assert not response.isSuccess and "permission denied: NATS user 'observer' may not publish to" in response.error
+        assert observer.getDirectory()["realms"]["global"]["sec/observed"]  # reading is allowed
+
+
+def test_a_realm_admins_rights_stop_at_its_realm(secured: Secured, admin: Beach) -> None:
+    # (realms without code directories here: the test actors' module serves every realm)
+    admin.setRealm("team")
+    ours = admin.addActor(LEDGER, "sec/ours").data["uid"]
+    admin.setRealm("other")
+    theirs = admin.addActor(LEDGER, "sec/theirs").data["uid"]
+    admin.setRealm("global")
+    with secured.client("admin-team", realm="team") as team:
+        assert team.addActor(LEDGER, "sec/more").isSuccess
+        team.setRealm("other")
+        with pytest.raises(PermissionDenied, match="may not publish to"):
+            team.addActor(LEDGER, "sec/intruder")
+        team.setRealm("team")
+        assert team.flush()  # the team's flush: its realm only
+    wait_for(lambda: ours not in admin.getDirectory()["reverse"], 10, what="the team's actors to go")
+    reverse = admin.getDirectory()["reverse"]
+    assert theirs in reverse and not any(a["realm"] == "team" for a in admin._core.session.view.live())
+
+
+def test_admin_operations_are_in_the_audit_log(secured: Secured, admin: Beach) -> None:
+    admin.addActor("Pong", "sec/audited", parameters={"_secret": MARKER})
+    with secured.client("admin-team", realm="team") as team:
+        team.flush()
+    result = subprocess.run([sys.executable, "-m", "beach.cli", "audit", str(secured.configs["observer"]), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    spawn = [e for e in entries if e["op"] == "spawn" and e["what"]["categories"] == ["sec/audited"]]
+    assert spawn and spawn[-1]["who"] == "admin" and spawn[-1]["ok"] and spawn[-1]["node"] == "secure-node"
+    assert any(e["op"] == "flush" and e["who"] == "admin-team" and e["realm"] == "team" for e in entries)
+    assert MARKER not in result.stdout  # parameters are never recorded
+    text = subprocess.run([sys.executable, "-m", "beach.cli", "audit", str(secured.configs["observer"]),
+                           "--who", "admin-team"], capture_output=True, text=True, timeout=60)
+    assert " admin-team flush realm=team on secure-node" in text.stdout and " admin spawn" not in text.stdout
+
+
+def test_the_tools_follow_the_credentials(secured: Secured) -> None:
+    for user, read_only in (("admin", None), ("admin-team", None), ("alice", "role client"),
+                            ("observer", "role observer")):
+        config = beach_config.load(secured.configs[user])
+        reason = authority.read_only(config)
+        assert (reason is None) if read_only is None else (read_only in reason), (user, reason)
+
+
+# ---------------------------------------------------------------------------- sealed messages
+
+
+class Sealed:
+    """A one-node cluster on its own server whose config has a private_key (and an admin token)."""
+
+    def __init__(self, root: Path) -> None:
+        self.server = EmbeddedServer(free_port(), str(root / "js"), name="beach-sealed",
+                                     log_file=str(root / "nats.log")).start()
+        self.key = root / "cluster.key"
+        self.key.write_bytes(os.urandom(32))
+        self.token = f"token-{MARKER}"
+        self.config = write_config(root / "sealed.yaml", self.server.url, private_key=str(self.key),
+                                   admin_token=self.token)
+        self.node = NodeProcess(self.config, "sealed-node")
+
+
+@pytest.fixture(scope="module")
+def sealed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sealed]:
+    cluster = Sealed(tmp_path_factory.mktemp("sealed"))
+    try:
+        with Beach(cluster.config) as client:
+            cluster.node.wait_registered(client)
+        yield cluster
+    finally:
+        try:
+            assert cluster.node.terminate() == 0
+        finally:
+            cluster.server.stop()
+
+
+def test_a_sniffer_sees_no_secret_anywhere_when_messages_are_sealed(sealed: Sealed) -> None:
+    captured: list[tuple[str, bytes]] = []
+
+    async def sniff(stop: asyncio.Event) -> None:
+        nc = await raw(sealed.server.url)
+
+        async def keep(msg: Any) -> None:
+            captured.append((msg.subject, msg.data))
+
+        await nc.subscribe(">", cb=keep)
+        await nc.flush()
+        await stop.wait()
+        await asyncio.sleep(1.5)  # a stats push and a heartbeat or two
+        await nc.close()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        sniffer = asyncio.create_task(sniff(stop))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(work)
+        stop.set()
+        await sniffer
+
+    def work() -> None:
+        with Beach(sealed.config) as client:
+            pong = client.addActor("Pong", "sealed/pong", parameters={"_secret": MARKER}, trustedIdents=[MARKER])
+            assert pong.isSuccess, pong
+            chatty = client.addActor("Chatty", "sealed/chatty")
+            handle = client.getActorHandle("sealed/pong", ident=MARKER)
+            reply = handle.request("ping", {"text": MARKER}, timeout=10)
+            assert reply.isSuccess and reply.data["echo"] == {"text": MARKER}
+            client.getActorHandle("sealed/chatty").broadcast("say", {"text": f"said {MARKER}"})
+            client.getActorHandle("sealed/chatty").shoot("say", {"text": f"shot {MARKER}"})
+            wait_for(lambda: _logged(client, f"shot {MARKER}"), 15, what="the actor's log line")
+            assert client.stopActors(withId=chatty.data["uid"]).isSuccess
+            assert client.flush()
+
+    asyncio.run(main())
+    assert len(captured) > 50
+    kinds = {s.split(".")[0] + "." + s.split(".")[1] for s, _ in captured if "." in s}
+    assert {"beach.n", "beach.h", "beach.r", "$KV.beach_actors", "beach.log", "beach.audit"} <= kinds, kinds
+    leaks = [(s, d[:80]) for s, d in captured if MARKER.encode() in d or b"zebra" in d]
+    assert not leaks
+
+
+def _logged(client: Beach, text: str) -> bool:
+    async def read() -> bool:
+        from beach import logs
+
+        session = client._core.session
+        async for line in logs.read(session.nc, "beach.log.app.>", sealer=session.sealer):
+            if line["msg"] == text:
+                return True
+        return False
+
+    return client._core.session.runner.run(read())
+
+
+def test_a_flipped_byte_a_replay_and_an_unsealed_message_are_refused_and_counted(sealed: Sealed) -> None:
+    with Beach(sealed.config) as client:
+        uid = client.addActor(LEDGER, "sealed/ledger").data["uid"]
+        subject = f"beach.a.global.{uid}"
+
+        async def forge() -> None:
+            nc = await raw(sealed.server.url)
+            original: list[Any] = []
+
+            async def keep(msg: Any) -> None:
+                original.append(msg)
+
+            await nc.subscribe(subject, cb=keep)  # a plain subscriber: sees the sealed request too
+            await nc.flush()
+            await asyncio.to_thread(lambda: client.getActorHandle(f"_ACTORS/{uid}").request(
+                "work", {"tag": "real"}, timeout=10))
+            await asyncio.sleep(0.2)
+            assert len(original) == 1
+            body = original[0].data
+            flipped = bytearray(body)
+            flipped[-20] ^= 1
+            await nc.publish(subject, bytes(flipped), reply=original[0].reply)
+            await nc.publish(subject, body, reply=original[0].reply)  # the very same message again
+            await nc.publish(subject, b"\x96\x01\xa1x\xa4work\x81\xa3tag\xa6forged\xc0\xc0")  # unsealed
+            await nc.flush()
+            await nc.close()
+
+        asyncio.run(forge())
+        holds_for(lambda: [e["tag"] for e in ledger(client, uid)] == ["real"], 1.5, "only the real request served")
+        assert client.getLoadInfo()[uid]["refused"] == 3
+
+
+def test_a_kv_value_moved_to_another_key_is_refused(sealed: Sealed) -> None:
+    with Beach(sealed.config) as client:
+        uid = client.addActor("Pong", "sealed/moved").data["uid"]
+        sealer = beach_config.load(sealed.config).sealer
+        assert sealer is not None
+        moved = f"global.{'f' * 32}"
+
+        async def move() -> tuple[Any, Any]:
+            nc = await raw(sealed.server.url)
+            kv = await nc.jetstream().key_value("beach_actors")
+            entry = await kv.get(f"global.{uid}")
+            assert MARKER.encode() not in entry.value and seal.is_sealed(entry.value)
+            await kv.put(moved, entry.value)  # a copy under another key
+            opened = SealedBucket(kv, sealer)  # read as beach reads its buckets
+            here, there = await opened.get(f"global.{uid}"), await opened.get(moved)
+            await nc.close()
+            return here.value, there.value
+
+        here, there = asyncio.run(move())
+        assert wire.unpack(here)["uid"] == uid and there == REFUSED
+        assert sealer.rejected[seal.TAMPERED] == 1
+        holds_for(lambda: "f" * 32 not in client.getDirectory()["reverse"] and uid in client.getDirectory()["reverse"],
+                  1.0, "the moved value staying out of the directory")
+
+
+def test_the_admin_token_never_crosses_the_bus_and_a_captured_spawn_cannot_be_replayed(sealed: Sealed,
+                                                                                        tmp_path: Path) -> None:
+    # no key here: what the challenge-response alone protects (the seal would hide the rest)
+    server = EmbeddedServer(free_port(), str(tmp_path / "js"), name="beach-token").start()
+    config = write_config(tmp_path / "token.yaml", server.url, admin_token=sealed.token)
+    node = NodeProcess(config, "token-node")
+    try:
+        captured: list[Any] = []
+
+        async def run() -> tuple[bytes, bool]:
+            nc = await raw(server.url)
+
+            async def keep(msg: Any) -> None:
+                captured.append(msg)
+
+            await nc.subscribe("beach.n.>", cb=keep)
+            await nc.subscribe("beach.h.>", cb=keep)
+            await nc.flush()
+
+            def spawn() -> None:
+                with Beach(config) as client:
+                    node.wait_registered(client)
+                    assert client.addActor("Pong", "token/pong").isSuccess
+                    assert client.flush()
+
+            await asyncio.to_thread(spawn)
+            await asyncio.sleep(0.2)
+            spawn_msg = next(m for m in captured if ".spawn." in m.subject)
+            replayed = await nc.request(spawn_msg.subject, spawn_msg.data, timeout=10)
+            await nc.close()
+            return replayed.data, any(sealed.token.encode() in m.data for m in captured)
+
+        answer, leaked = asyncio.run(run())
+        assert not leaked
+        assert b"unprivileged" in answer  # the challenge was used up by the real spawn
+        with Beach(config) as wrong:
+            wrong._admin_token = "not-the-token"
+            assert wrong.addActor("Pong", "token/pong").error == "unprivileged"
+    finally:
+        assert node.terminate() == 0
+        server.stop()
+
+
+def test_keys_rotate_old_and_new_accepted_during_a_rotation(sealed: Sealed, tmp_path: Path) -> None:
+    new_key = tmp_path / "new.key"
+    new_key.write_bytes(os.urandom(32))
+    # step 1 of a rotation: a node that seals with the old key and accepts the new one as well
+    accepting = write_config(tmp_path / "accepting.yaml", sealed.server.url, private_key=str(sealed.key),
+                             accepted_keys=[str(new_key)], admin_token=sealed.token)
+    # step 2, on one client already: it seals with the new key and still accepts the old
+    rotated = write_config(tmp_path / "rotated.yaml", sealed.server.url, private_key=str(new_key),
+                           accepted_keys=[str(sealed.key)], admin_token=sealed.token)
+    node = NodeProcess(accepting, "rotating-node")
+    try:
+        with Beach(sealed.config) as old:
+            node.wait_registered(old)
+            on_old = old.addActor("Pong", "rotation/old-only", strategy="host_affinity", strategy_hint="sealed-node")
+            on_new = old.addActor("Pong", "rotation/accepting", strategy="host_affinity",
+                                  strategy_hint="rotating-node")
+            assert on_old.isSuccess and on_new.isSuccess, (on_old, on_new)
+            with Beach(rotated) as new:
+                assert new.getActorHandle("rotation/accepting").request("ping", timeout=10).isSuccess
+                # the node that knows only the old key refuses what the new one sealed
+                assert new.getActorHandle("rotation/old-only").request("ping", timeout=2, nRetries=0).isTimedOut
+                assert new.getDirectory()["realms"]["global"]["rotation/old-only"]  # old-key values open
+            assert old.flush()
+    finally:
+        assert node.terminate() == 0
+
+
+def test_a_missing_or_malformed_key_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("private_key: k.key\naccepted_keys: [old.key]\n")
+    (tmp_path / "k.key").write_bytes(os.urandom(32))
+    with pytest.raises(beach_config.ConfigError, match=r"'accepted_keys' .*old\.key: No such file"):
+        beach_config.load(path)
+    (tmp_path / "old.key").write_text("not a key")
+    with pytest.raises(beach_config.ConfigError, match=r"'accepted_keys' .*old\.key holds 9 bytes"):
+        beach_config.load(path)
+
+
+def test_a_symlink_out_of_the_realms_directory_does_not_load(tmp_path: Path) -> None:
+    from beach.errors import ActorLoadError
+    from nodeagent.loader import load_actor_class
+
+    marker = tmp_path / "ran"
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "Evil.py").write_text(f"open({str(marker)!r}, 'w').write('planted code ran')\n")
+    realm = tmp_path / "code" / "global"
+    realm.mkdir(parents=True)
+    (realm / "Evil.py").symlink_to(tmp_path / "outside" / "Evil.py")
+    (tmp_path / "code" / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
+    for realm_name, name in (("global", "Evil"), ("linked", "Evil")):
+        with pytest.raises(ActorLoadError, match="outside"):
+            load_actor_class(str(tmp_path / "code"), realm_name, name)
+    assert not marker.exists()
