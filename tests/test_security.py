@@ -247,12 +247,32 @@ def test_admin_operations_are_in_the_audit_log(secured: Secured, admin: Beach) -
     assert " admin-team flush realm=team on secure-node" in text.stdout and " admin spawn" not in text.stdout
 
 
-def test_the_tools_follow_the_credentials(secured: Secured) -> None:
+def test_the_tools_follow_the_credentials(secured: Secured, tmp_path: Path) -> None:
     for user, read_only in (("admin", None), ("admin-team", None), ("alice", "role client"),
                             ("observer", "role observer")):
         config = beach_config.load(secured.configs[user])
         reason = authority.read_only(config)
         assert (reason is None) if read_only is None else (read_only in reason), (user, reason)
+    from textual.widgets import Label
+
+    from beach.console import BeachConsole
+
+    async def console(user: str) -> tuple[str, str | None, str | None]:
+        app = BeachConsole(secured.configs[user])
+        async with app.run_test(size=(100, 32)) as pilot:
+            for _ in range(200):
+                if app.model is not None:
+                    break
+                await pilot.pause(0.05)
+            await pilot.pause(0.3)
+            app.save_screenshot(f"console-{user}.svg", str(tmp_path))
+            return str(app.query_one("#status-access", Label).render()), app.unavailable("flush"), \
+                app.unavailable("add_actor")
+
+    access, flush, add = asyncio.run(console("observer"))
+    assert access == "read-only: no admin rights" and flush == add and "role observer" in (flush or "")
+    access, flush, add = asyncio.run(console("admin"))
+    assert access == "admin" and flush is None and add is None
 
 
 # ---------------------------------------------------------------------------- sealed messages
