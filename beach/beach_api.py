@@ -2,7 +2,8 @@
 
 ``Beach(configFile, realm='global')`` connects; ``addActor``, ``stopActors``, ``flush``,
 ``getActorHandle``, ... work as the original's. Each blocking method runs the `AsyncBeach` coroutine
-of the same name on a private event loop thread: one implementation, two faces. PEP 8 names
+of the same name on a private event loop, driven by the calling thread while it waits (see
+`beach.runner.DrivenLoop`): one implementation, two faces. PEP 8 names
 (``add_actor``, ``get_actor_handle``, ...) are the same methods.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 from . import config as beach_config
 from .client import AsyncBeach
-from .runner import LoopThread
+from .runner import DrivenLoop
 
 
 def _blocking(coro_fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
@@ -38,7 +39,7 @@ class Beach:
 
     def __init__(self, configFile: str | os.PathLike[str] | beach_config.Config | None = None,
                  realm: str = "global") -> None:
-        self._runner = LoopThread()
+        self._runner = DrivenLoop()
         try:
             self._core: AsyncBeach = self._runner.run(AsyncBeach.open(configFile, realm, self._runner))
         except BaseException:
@@ -61,7 +62,7 @@ class Beach:
     def close(self) -> None:
         """Disconnect and stop the private loop thread; blocking calls still in flight in other
         threads fail with `ClosedError`."""
-        if self._runner.loop.is_running():
+        if not self._runner.closed:
             try:
                 self._runner.run(self._core.close())
             finally:

@@ -62,7 +62,7 @@ class ActorHandleGroup:
                        nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Send the request to one actor of each sub-category; return a `FutureResults` of the replies."""
         handles = self._current()
-        future = FutureResults(len(handles))
+        future = FutureResults(len(handles), self._session.runner)
         for handle in handles:
             handle._check(requestType, data, key, nRetries)
         for handle in handles:

@@ -243,7 +243,7 @@ class ActorHandle:
                               onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Start a request and return at once a `FutureResults` that will hold its response."""
         self._check(requestType, data, key, nRetries)
-        future = FutureResults(1)
+        future = FutureResults(1, self._session.runner)
         self._into(future, self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         return future
 
@@ -281,7 +281,7 @@ class ActorHandle:
         members = self._members()
         budget = remaining(timeout or self._timeout) or 0.0
         payload = self._encode(requestType, data, new_id(), budget)
-        future = FutureResults(len(members))
+        future = FutureResults(len(members), self._session.runner)
         for actor in members:
             if budget <= 0:  # the request being served has no time left
                 future._add(ActorResponse.timeout())
@@ -312,8 +312,20 @@ class ActorHandle:
                 nRetries: int | None = None, isWithFuture: bool = False,
                 onFailure: Callable[[Any], Any] | None = None) -> Any:
         """Blocking `arequest`; with ``isWithFuture=True`` return a `FutureResults` at once instead."""
-        if isWithFuture:
-            return self._session.runner.run(self.arequest_future(requestType, data, timeout, key, nRetries, onFailure))
+        if isWithFuture:  # started, not waited for: no trip into the loop before the future is returned
+            self._check(requestType, data, key, nRetries)
+            future = FutureResults(1, self._session.runner)
+            request = self.arequest(requestType, data, timeout, key, nRetries, onFailure)
+
+            async def start() -> None:
+                self._into(future, request)
+
+            try:
+                self._session.runner.start(start())
+            except BaseException:
+                request.close()  # never started: not a coroutine left unawaited
+                raise
+            return future
         return self._session.runner.run(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
 
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from . import wire
+from .runner import Runner
 
 
 class ActorResponse:
@@ -83,8 +84,10 @@ class FutureResults:
     code (``await future.wait()``). With ``n == 0`` it is finished at once.
     """
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, runner: Runner | None = None) -> None:
         self._expected = n
+        # A DrivenLoop has nobody driving it while its caller waits here: waits drive it themselves
+        self._driver = runner if runner is not None and runner.drives else None
         self._all: list[ActorResponse] = []
         self._unread: list[ActorResponse] = []
         self._cond = threading.Condition()
@@ -104,9 +107,16 @@ class FutureResults:
             self._cond.notify_all()
         for loop, fut in waiters:
             loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
+        if self._driver is not None:
+            self._driver.changed()  # a thread driving the loop until this has news looks again
 
     def waitForResults(self, timeout: float = 0) -> bool:
         """Wait up to ``timeout`` seconds (0: don't wait) for unread results; True if there are some."""
+        if self._driver is not None:
+            if not self._unread and not self._done.is_set():
+                self._driver.wait(lambda: bool(self._unread) or self._done.is_set(), timeout or 0)
+            with self._cond:
+                return bool(self._unread)
         deadline = time.monotonic() + (timeout or 0)
         with self._cond:
             while not self._unread and not self._done.is_set():
@@ -124,6 +134,8 @@ class FutureResults:
 
     def isFinished(self) -> bool:
         """True once all ``n`` results have arrived."""
+        if not self._done.is_set() and self._driver is not None:
+            self._driver.pump()  # what has arrived is handled now, in this thread: no hop
         return self._done.is_set()
 
     def getAllResults(self) -> list[ActorResponse]:
@@ -133,7 +145,9 @@ class FutureResults:
 
     def waitAll(self, timeout: float | None = None) -> list[ActorResponse]:
         """Block until finished (or ``timeout``); return every result received."""
-        self._done.wait(timeout)
+        if self._driver is not None:
+            self._driver.wait(self._done.is_set, timeout)
+        self._done.wait(timeout if self._driver is None else 0)
         return self.getAllResults()
 
     async def wait(self, timeout: float | None = None) -> list[ActorResponse]:
