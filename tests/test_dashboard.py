@@ -324,8 +324,9 @@ def test_bad_input_is_a_clear_4xx_with_a_json_error(dashboard: Dashboard, beach:
     try:
         assert client.cookies.get("beach_csrf")
         stop = f"/api/actors/{uid}/stop"
+        wrong = token[:-1] + ("1" if token.endswith("0") else "0")
         refused = [client.post(stop),  # the cookie and the Origin, but no token
-                   client.post(stop, headers={"X-CSRF-Token": token[:-1] + "0"}),  # a wrong token
+                   client.post(stop, headers={"X-CSRF-Token": wrong}),
                    client.post(stop, headers={"X-CSRF-Token": token, "Origin": "http://evil.example"}),
                    client.post(stop, headers={"X-CSRF-Token": token, "Origin": "null"})]
         for response in refused:
