@@ -117,9 +117,10 @@ class DrivenLoop(Runner):
     hop into a loop on another thread costs 110-210 µs here, more than the request itself). While
     no caller has driven it for `GRACE` seconds, a daemon helper thread drives it, so that the
     connection stays alive, pings are answered, the directory follows and reconnects happen while
-    the script sleeps; a caller takes it back by stopping the helper's run. One thread drives at a
-    time (``_driving``); a caller that finds another driving hands its coroutine to that one and
-    waits, taking over if the other stops first.
+    the script sleeps; a caller alone takes it back by stopping the helper's run. One thread drives
+    at a time (``_driving``); a caller that finds another caller driving hands its coroutine over
+    and waits, and while threads wait the helper drives for them all (as a loop thread would):
+    several threads calling at once pay a thread switch per call, one thread pays none.
     """
 
     drives = True
@@ -127,7 +128,7 @@ class DrivenLoop(Runner):
     def __init__(self, name: str = "beach-loop") -> None:
         super().__init__(asyncio.new_event_loop())
         self._driving = threading.Lock()
-        self._changed = threading.Condition()  # a call finished, the loop was let go, or we close
+        self._changed = threading.Condition()  # guards the helper's state; the helper waits on it
         self._helping = False  # the helper thread drives now
         self._claimed = False  # a lone caller asked the helper for the loop
         self._starving = 0     # callers that cannot drive (their thread runs a loop of its own)
