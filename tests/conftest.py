@@ -98,8 +98,12 @@ def config_path(nats_server: EmbeddedServer, tmp_path_factory: pytest.TempPathFa
 def node(config_path: Path) -> Iterator[NodeProcess]:
     """One node agent (2 shared actor hosts) for the session; SIGTERM at the end must exit 0."""
     node = NodeProcess(config_path, NODE_ID)
-    with Beach(config_path) as client:
-        node.wait_registered(client)
+    try:
+        with Beach(config_path) as client:
+            node.wait_registered(client)
+    except BaseException:  # a failed start must not leave the node running
+        node.terminate()
+        raise
     yield node
     assert node.terminate() == 0
 
