@@ -6,7 +6,9 @@ Ray and Thespian are not beach's dependencies: they live in a venv of their own,
     .venv/bin/python benchmarks/peers/run.py [--quick]
 
 Each system echoes a small dict from one actor (one responder process for raw nats-py), called
-sequentially and with 64 calls in flight; everything runs on 127.0.0.1 and is stopped at the end.
+sequentially and with 64 calls in flight; beach twice: its async API, and the seed's blocking API
+(``request()``, and ``isWithFuture=True`` futures for 64 in flight). Everything runs on 127.0.0.1
+and is stopped at the end. Without the peers' venv, Ray and Thespian are left out.
 """
 
 from __future__ import annotations
@@ -88,6 +90,24 @@ async def beach_and_raw(bench, n_seq: int, n_par: int) -> dict[str, dict[str, fl
     return results
 
 
+SEED = "beach, blocking API"
+
+
+def seed_api(bench, n_seq: int, n_par: int) -> dict[str, float]:
+    """The seed's blocking API on the same actor: sequential ``request()``, and 64 in flight through
+    ``request(..., isWithFuture=True)`` polled with ``isFinished()`` (`benchmarks/seed_api.py`)."""
+    from seed_api import blocking_futures, blocking_sequential
+
+    from beach.beach_api import Beach
+
+    with Beach(bench.config) as client:
+        handle = client.getActorHandle("bench/echo", timeout=TIMEOUT)
+        blocking_sequential(handle, 300)  # warm up
+        seq = blocking_sequential(handle, n_seq)
+        par = blocking_futures(handle, n_par)
+    return {"sequential": seq.rate, "p50_us": seq.p50 or 0.0, "in_flight_64": par.rate}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--install", action="store_true", help="create the peers' venv (Ray, Thespian) and exit")
@@ -96,18 +116,19 @@ def main() -> int:
     if args.install:
         install()
         return 0
-    if not (VENV / "bin" / "python").exists():
-        print(f"no peers venv at {VENV}: run with --install first", file=sys.stderr)
-        return 2
+    peers = (VENV / "bin" / "python").exists()
+    if not peers:
+        print(f"no peers venv at {VENV}: Ray and Thespian left out (run with --install first)", file=sys.stderr)
     n_seq, n_par = (300, 2000) if args.quick else (2000, 10000)
     with tempfile.TemporaryDirectory(prefix="beach-peers-") as tmp, cluster(tmp) as bench:
         figures = asyncio.run(beach_and_raw(bench, n_seq, n_par))
-    for name, (_, script) in PEERS.items():
+        figures[SEED] = seed_api(bench, n_seq, n_par)
+    for name, (_, script) in PEERS.items() if peers else ():
         figures[name] = run_peer(script, n_seq, n_par)
     raw = figures["raw nats-py"]
     table = Table(header=("system", "sequential req/s", "p50 µs", "64 in flight req/s", "vs raw (64 in flight)"))
     for name, f in figures.items():
-        table.row(name if name in ("raw nats-py", "beach") else f.get("peer", name), f"{f['sequential']:,.0f}",
+        table.row(name if name in ("raw nats-py", "beach", SEED) else f.get("peer", name), f"{f['sequential']:,.0f}",
                   f"{f['p50_us']:,.0f}", f"{f['in_flight_64']:,.0f}", f"{f['in_flight_64'] / raw['in_flight_64']:.2f}")
     print(table)
     return 0
