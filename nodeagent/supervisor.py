@@ -142,6 +142,16 @@ class Supervisor:
                        now: float) -> None:
         try:
             response = await self.client.spawn(record["spawn"])
+            spawn = record["spawn"]
+            if (not response.isSuccess and isinstance(response.data, dict) and response.data.get("gone")
+                    and spawn.get("strategy") == "host_affinity"):
+                # its node died and is not out of the registry yet: it waits for its node (the
+                # attempt is not the actor's failure and is not counted), as when the node is away
+                hint = spawn.get("strategy_hint")
+                if record.get("waiting_for") != hint:
+                    log.warning("actor %s (%s) waits for node %s to come back", record["sid"], spawn["name"], hint)
+                    await desired.update(self.kv, key, {**record, "waiting_for": hint, "last_restart": now}, revision)
+                return
             record = {**record, "restarts": restarts, "last_restart": now}
             record.pop("waiting_for", None)
             if response.isSuccess:
