@@ -155,7 +155,9 @@ def test_rolling_restart_under_load_loses_no_request(beach):
     # timed out on this shared machine is its noise, not the recycling (its retry succeeded).
     assert set(errors) <= {"timeout"} and counts["retried"] <= 3, errors[:5]
     assert len(seen - first) >= 3, "every actor was recycled at least once"
-    assert handle.getNumAvailable() == 3
+    # a recycling may be half-way (the new actor up, the old one about to leave): it settles at 3
+    wait_for(lambda: handle.getNumAvailable() == 3, 10, what="three actors once the recycling settles")
+    holds_for(lambda: handle.getNumAvailable() in (3, 4), 1.0, "never fewer than three, nor a leftover")
     records = beach.getSupervised().values()
     assert len(records) == 3 and {r["uid"] for r in records} <= {a["uid"] for a in beach._core.session.view.live()}
     assert all(r["restarts"] == [] for r in records), "recycling is not a crash"
