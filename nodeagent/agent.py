@@ -52,6 +52,7 @@ class HostProcess:
     process: subprocess.Popen[bytes]
     isolated: bool
     ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    exited: asyncio.Event = field(default_factory=asyncio.Event)  # set once watch_hosts sees it gone
     leaving: bool = False
 
 
@@ -221,6 +222,7 @@ class NodeAgent(ControlServer):
             if code is None:
                 continue
             del self.hosts[host.id]
+            host.exited.set()  # calls waiting for its answer give up now
             dead.append(host.id)
             if not host.ready.done():
                 host.ready.set_exception(BeachError(f"actor host {host.id} exited with code {code} at start"))
@@ -366,11 +368,26 @@ class NodeAgent(ControlServer):
     async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
         subject = subjects.host_subject(host_id, op)
         token = self.admin_token if op in authority.HOST_ADMIN_OPS and self._token_needed else None
-        try:
+
+        async def exchange() -> Any:
             body = await authority.control_body(self.session.inbox, subject,
                                                 subjects.host_subject(host_id, "challenge"), args, token,
                                                 f"{op} arguments", timeout)
-            msg = await self.session.inbox.request(subject, body, timeout)
+            return await self.session.inbox.request(subject, body, timeout)
+
+        call = asyncio.ensure_future(exchange())
+        host = self.hosts.get(host_id)
+        if host is not None:  # a host that dies while it has the call will never answer: say so then
+            exited = asyncio.ensure_future(host.exited.wait())
+            try:
+                await asyncio.wait({call, exited}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                exited.cancel()
+            if not call.done():
+                call.cancel()
+                return False, f"actor host {host_id} died before answering {op}", {}
+        try:
+            msg = await call
         except Exception as err:
             return False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {}
         try:
