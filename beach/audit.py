@@ -19,8 +19,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from . import subjects, wire
-from .errors import SealError
-from .seal import Sealer
+from .seal import Sealer, stored_body
 
 STREAM = "beach_audit"
 SUBJECTS = "beach.audit.>"
@@ -54,12 +53,9 @@ def record(node: str, op: str, realm: str | None, who: str, args: dict[str, Any]
 
 def from_msg(msg: Msg, sealer: Sealer | None) -> dict[str, Any] | None:
     """The audit record a stream message carries, or None if it is not one or does not open."""
-    body = msg.data
-    if sealer is not None:
-        try:
-            body = sealer.open(f"{msg.subject} ", body, fresh=False)
-        except SealError:
-            return None
+    body = stored_body(sealer, msg.subject, msg.data)
+    if body is None:
+        return None
     try:
         value = wire.unpack(body)
     except ValueError:

@@ -39,8 +39,8 @@ from nats.js.errors import NotFoundError
 
 from . import subjects, wire
 from .config import Config
-from .errors import BusError, SealError
-from .seal import Sealer
+from .errors import BusError
+from .seal import Sealer, stored_body
 
 STREAM = "beach_logs"
 SUBJECTS = "beach.log.>"
@@ -124,13 +124,8 @@ def decode(body: bytes) -> dict[str, Any] | None:
 def from_msg(msg: Msg, sealer: Sealer | None) -> dict[str, Any] | None:
     """The log line a message (live or from the stream) carries, opened with ``sealer`` when lines
     are sealed; None if it is not one or does not open (counted by the sealer)."""
-    body = msg.data
-    if sealer is not None:
-        try:  # lines are read long after they were sent: no replay window
-            body = sealer.open(f"{msg.subject} ", body, fresh=False)
-        except SealError:
-            return None
-    return decode(body)
+    body = stored_body(sealer, msg.subject, msg.data)
+    return None if body is None else decode(body)
 
 
 class ClusterLogHandler(logging.Handler):

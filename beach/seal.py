@@ -145,6 +145,17 @@ class Sealer:
         return SealError(f"refused: {reason}" + (f" ({detail})" if detail else ""), reason)
 
 
+def stored_body(sealer: Sealer | None, subject: str, body: bytes) -> bytes | None:
+    """The body of a message read back from a stream (sent on ``subject`` with no reply), opened
+    when messages are sealed: no replay window, it was sent long ago; None if it does not open."""
+    if sealer is None:
+        return body
+    try:
+        return sealer.open(f"{subject} ", body, fresh=False)
+    except SealError:  # counted and logged by the sealer
+        return None
+
+
 def read_key(path: str, what: str = "private_key") -> bytes:
     """The key in the file at ``path``; raise `beach.errors.ConfigError` naming the file and what
     is wrong with it (missing, unreadable, not 32 bytes)."""
