@@ -68,7 +68,7 @@ class ActorHandle:
         self._cached_members: list[dict[str, Any]] = []
         self._ring: routing.Ring | None = None
         self._actor_subjects: dict[str, str] = {}
-        self._background = Background()
+        self._background = Background(session.runner.loop)
 
     @property
     def category(self) -> str:
@@ -316,12 +316,8 @@ class ActorHandle:
             self._check(requestType, data, key, nRetries)
             future = FutureResults(1, self._session.runner)
             request = self.arequest(requestType, data, timeout, key, nRetries, onFailure)
-
-            async def start() -> None:
-                self._into(future, request)
-
             try:
-                self._session.runner.start(start())
+                self._session.runner.soon(lambda: self._into(future, request))
             except BaseException:
                 request.close()  # never started: not a coroutine left unawaited
                 raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 from . import wire
@@ -90,70 +90,76 @@ class FutureResults:
         self._driver = runner if runner is not None and runner.drives else None
         self._all: list[ActorResponse] = []
         self._unread: list[ActorResponse] = []
-        self._cond = threading.Condition()
-        self._done = threading.Event()
+        # A plain lock and a flag: one of these is made per request of the futures API, and a
+        # Condition or an Event costs more than the rest of it; threads that wait without a driver
+        # make the condition they wait on (`_sleeper`).
+        self._lock = threading.Lock()
+        self._cond: threading.Condition | None = None
+        self._finished = n == 0
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        if n == 0:
-            self._done.set()
 
     def _add(self, response: ActorResponse) -> None:
-        with self._cond:
+        with self._lock:
             self._all.append(response)
             self._unread.append(response)
-            finished = len(self._all) >= self._expected
-            if finished:
-                self._done.set()
+            finished = self._finished = len(self._all) >= self._expected
             waiters, self._waiters = (self._waiters, []) if finished else ([], self._waiters)
-            self._cond.notify_all()
+            cond = self._cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
         for loop, fut in waiters:
             loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
         if self._driver is not None:
             self._driver.changed()  # a thread driving the loop until this has news looks again
 
+    def _sleeper(self) -> threading.Condition:
+        with self._lock:
+            if self._cond is None:
+                self._cond = threading.Condition()
+            return self._cond
+
+    def _wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Wait until ``ready()`` or ``timeout`` seconds (None: no limit); return ``ready()``."""
+        if ready():
+            return True
+        if self._driver is not None:
+            return self._driver.wait(ready, timeout)
+        cond = self._sleeper()
+        with cond:
+            return cond.wait_for(ready, timeout)
+
     def waitForResults(self, timeout: float = 0) -> bool:
         """Wait up to ``timeout`` seconds (0: don't wait) for unread results; True if there are some."""
-        if self._driver is not None:
-            if not self._unread and not self._done.is_set():
-                self._driver.wait(lambda: bool(self._unread) or self._done.is_set(), timeout or 0)
-            with self._cond:
-                return bool(self._unread)
-        deadline = time.monotonic() + (timeout or 0)
-        with self._cond:
-            while not self._unread and not self._done.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return bool(self._unread)
+        self._wait_until(lambda: bool(self._unread) or self._finished, timeout or 0)
+        return bool(self._unread)
 
     def getNewResults(self) -> list[ActorResponse]:
         """Return the results not handed out yet (each result is handed out once)."""
-        with self._cond:
+        with self._lock:
             new, self._unread = self._unread, []
             return new
 
     def isFinished(self) -> bool:
         """True once all ``n`` results have arrived."""
-        if not self._done.is_set() and self._driver is not None:
+        if not self._finished and self._driver is not None:
             self._driver.pump()  # what has arrived is handled now, in this thread: no hop
-        return self._done.is_set()
+        return self._finished
 
     def getAllResults(self) -> list[ActorResponse]:
         """Every result received so far, read or not."""
-        with self._cond:
+        with self._lock:
             return list(self._all)
 
     def waitAll(self, timeout: float | None = None) -> list[ActorResponse]:
         """Block until finished (or ``timeout``); return every result received."""
-        if self._driver is not None:
-            self._driver.wait(self._done.is_set, timeout)
-        self._done.wait(timeout if self._driver is None else 0)
+        self._wait_until(lambda: self._finished, timeout)
         return self.getAllResults()
 
     async def wait(self, timeout: float | None = None) -> list[ActorResponse]:
         """Await until finished (or ``timeout``); return every result received."""
-        with self._cond:
-            if not self._done.is_set():
+        with self._lock:
+            if not self._finished:
                 fut = asyncio.get_running_loop().create_future()
                 self._waiters.append((asyncio.get_running_loop(), fut))
             else:

@@ -92,16 +92,22 @@ class Runner:
                              "loop; await the async form instead (e.g. `await handle.arequest(...)`)")
         return self.submit(coro).result()
 
-    def start(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Start ``coro`` on the loop without waiting for it (its outcome is its own business:
-        it must report it, as `FutureResults` do). Raises `ClosedError` once closed."""
-        self.submit(coro)
+    def soon(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` (which must not block) on the loop's side without waiting for it: at once
+        on the loop's own thread, else from the loop soon. Raises `ClosedError` once closed."""
+        if self.loop.is_closed() or not self.loop.is_running():
+            raise ClosedError(CLOSED)
+        if self.in_loop_thread():
+            fn()
+        else:
+            self.loop.call_soon_threadsafe(fn)
 
 
 GRACE = 0.005  # seconds without a caller before the helper thread drives the loop
 HELP_WAITING = 0.001  # how often the helper looks while threads wait for a loop another drives
 PUMP_SECONDS = 0.0002  # polls closer together than this share one pump
 PUMP_TURNS = 32
+PUMP_WAIT = 0.001  # a poll that comes back with nothing new waits this long for news, in the selector
 
 
 def _outcome_unread(task: asyncio.Task[Any]) -> None:
@@ -139,6 +145,11 @@ class DrivenLoop(Runner):
         # (waking them all at each reply would be a herd)
         self._waiting_threads: list[threading.Event] = []
         self._pumped = 0.0
+        self._news = 0  # calls to `changed`: a poll that saw none since the last pump waits for one
+        self._news_seen = 0
+        # the calls in `wait` or a waiting pump, for which `changed` stops the loop (a set: adding
+        # and discarding are atomic, where a count's += from several threads may lose an update)
+        self._watching: set[object] = set()
         self.thread = threading.Thread(target=self._help, name=name, daemon=True)
         self.thread.start()
 
@@ -215,22 +226,23 @@ class DrivenLoop(Runner):
         result.add_done_callback(self._finished)
         return result
 
-    def start(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Start ``coro`` without waiting: when the loop is free, as a task that the next thread to
-        drive it runs (a poll, the next call, or the helper within `GRACE`), so that many started
-        in a row go out together; else handed to whoever drives. Raises `ClosedError` once closed."""
+    def soon(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` (which must not block: it typically creates a task) on the loop's side
+        without waiting: here and now when the loop is free, holding it (the tasks it creates run
+        when a thread next drives the loop: a poll, the next call, or the helper within `GRACE`,
+        so that many started in a row go out together); else handed to whoever drives it.
+        Raises `ClosedError` once closed."""
         if self._closed or self.loop.is_closed():
-            coro.close()
             raise ClosedError(CLOSED)
         if asyncio._get_running_loop() is None and self._driving.acquire(blocking=False):
             try:
-                task = self.loop.create_task(coro, context=contextvars.copy_context())
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                fn()
             finally:
                 self._driving.release()  # (nobody to wake: the loop has only work for later)
-            return
-        self.submit(coro)
+        elif self.in_loop_thread():
+            fn()
+        else:
+            self.loop.call_soon_threadsafe(fn)
 
     def _finished(self, result: Future[Any]) -> None:
         self.changed()
@@ -239,7 +251,8 @@ class DrivenLoop(Runner):
         """Something a waiting thread may wait for has happened (a call finished, a result came):
         the thread driving the loop, if this runs on it, stops to look (and drives on if it was
         not its own)."""
-        if self.in_loop_thread():
+        self._news += 1
+        if self._watching and self.in_loop_thread():
             self.loop.stop()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -296,6 +309,8 @@ class DrivenLoop(Runner):
             with self._changed:
                 self._starving += 1
                 self._changed.notify_all()
+        watch = object()
+        self._watching.add(watch)
         try:
             while not done():
                 # With other threads waiting, the helper drives for them all (as a loop thread of
@@ -328,22 +343,30 @@ class DrivenLoop(Runner):
                         self._waiting_threads.remove(wake)
                         wake.clear()
         finally:
+            self._watching.discard(watch)
             if foreign:
                 with self._changed:
                     self._starving -= 1
         return True
 
     def pump(self) -> None:
-        """Let the loop handle what has arrived, without waiting, if nobody else drives it: what
-        a poll (`FutureResults.isFinished`) calls. At most every `PUMP_SECONDS`, so that polling
-        many futures in a row costs one turn."""
+        """Let the loop handle what has arrived, if nobody else drives it: what a poll
+        (`FutureResults.isFinished`) calls. Polls closer together than `PUMP_SECONDS` share one
+        pump; one that finds nothing new since the last pump waits up to `PUMP_WAIT` for news in
+        the loop's selector. A script spinning on ``isFinished()`` thus sleeps where raw asyncio
+        would, instead of burning a core the server and the actors need."""
         now = time.monotonic()
+        wait = 0.0
         if now - self._pumped < PUMP_SECONDS:
-            return
-        self._pumped = now
-        if asyncio._get_running_loop() is None and self._driving.acquire(blocking=False):
+            if self._news != self._news_seen:
+                return
+            wait = PUMP_WAIT
+        # (the helper, if it drives, is asked for the loop: else it drives on while this thread
+        # spins on its polls, the two passing the GIL back and forth)
+        if asyncio._get_running_loop() is None and self._take(PUMP_WAIT):
             loop = self.loop
             try:
+                self._news_seen = self._news
                 # a reply takes a few iterations (socket, parser, subscription, the waiting call):
                 # turn until nothing is ready (asyncio has no public way to ask, hence _ready)
                 for _ in range(PUMP_TURNS):
@@ -351,8 +374,18 @@ class DrivenLoop(Runner):
                     loop.run_forever()
                     if not getattr(loop, "_ready", None):
                         break
+                if wait and self._news == self._news_seen:
+                    timer = loop.call_later(wait, loop.stop)  # `changed` stops it sooner
+                    watch = object()
+                    self._watching.add(watch)
+                    try:
+                        loop.run_forever()
+                    finally:
+                        self._watching.discard(watch)
+                        timer.cancel()
+                self._news_seen = self._news
             finally:
-                self._released = time.monotonic()
+                self._pumped = self._released = time.monotonic()
                 self._let_go()
 
     @property
@@ -395,12 +428,14 @@ class Background:
     """Fire-and-forget tasks, referenced until they finish (the event loop keeps only weak
     references to tasks, so an unreferenced one may vanish mid-flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop  # None: the running loop of each spawn
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> asyncio.Task[T]:
-        """Start ``coro`` as a task on the running loop (in ``context`` if given)."""
-        task = asyncio.get_running_loop().create_task(coro, context=context)
+        """Start ``coro`` as a task on the loop given (or the running one; in ``context`` if given).
+        Off the loop's thread, only a thread that holds a `DrivenLoop` may call this."""
+        task = (self._loop or asyncio.get_running_loop()).create_task(coro, context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
