@@ -6,6 +6,7 @@ from .client import AsyncBeach
 from .errors import (
                      ActorLoadError,
                      BeachError,
+                     BundleError,
                      BusError,
                      CategoryError,
                      ClosedError,
@@ -13,6 +14,7 @@ from .errors import (
                      EncodeError,
                      PayloadTooLarge,
                      PermissionDenied,
+                     Refused,
                      SealError,
                      UsageError,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "AsyncBeach",
     "Beach",
     "BeachError",
+    "BundleError",
     "BusError",
     "CategoryError",
     "ClosedError",
@@ -41,6 +44,7 @@ __all__ = [
     "FutureResults",
     "PayloadTooLarge",
     "PermissionDenied",
+    "Refused",
     "SealError",
     "UsageError",
 ]

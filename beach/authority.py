@@ -55,6 +55,16 @@ def read_only(config: Config) -> str | None:
     return None
 
 
+def require_admin(config: Config, what: str) -> None:
+    """Raise `UsageError` saying why ``what`` cannot be done with this config's rights (before any
+    of it is sent: an upload refused half-way helps nobody)."""
+    reason = read_only(config)
+    if reason is not None:
+        from .errors import UsageError
+
+        raise UsageError(f"{what} needs admin rights, and this config is {reason}")
+
+
 def caller(config: Config) -> str:
     """The name a caller's control subjects carry: its NATS user, else ``user@host`` (a claim only,
     on a bus without authorization)."""
@@ -92,7 +102,8 @@ def parse_control(subject: str, prefix: str) -> tuple[str, str | None, str]:
 
 
 # The node operations that need admin rights (a host's also include 'spec').
-ADMIN_OPS = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "desired", "stack"})
+ADMIN_OPS = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "desired", "stack", "replace",
+                       "cordon", "config"})
 HOST_ADMIN_OPS = ADMIN_OPS | {"spec"}
 
 

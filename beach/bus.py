@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -19,8 +19,10 @@ from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from .config import Config
-from .errors import CLOSED, BusError, ClosedError
+from .errors import CLOSED, BusError, ClosedError, PermissionDenied
 from .sealedkv import SealedBucket
+
+T = TypeVar("T")
 
 log = logging.getLogger("beach.bus")
 
@@ -86,6 +88,31 @@ class Refusals:
             log.warning("%s", message.format(subject=subject))
         for listener in self.listeners:
             listener(action, subject, message)
+
+
+    async def guard(self, call: Awaitable[T], prefixes: tuple[str, ...]) -> T:
+        """Await ``call``; if the server refuses a publish to a subject under one of ``prefixes``
+        (lower case) meanwhile, cancel it and raise `PermissionDenied` at once (a refused JetStream
+        API request is otherwise a timeout, seconds later, that says nothing)."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(call)
+        refused: asyncio.Future[str] = loop.create_future()
+
+        def listener(action: str, subject: str, message: str) -> None:
+            if action == "publish" and subject.startswith(prefixes) and not refused.done():
+                refused.set_result(message.format(subject=subject))
+
+        self.listeners.append(listener)
+        try:
+            await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                task.cancel()
+                raise PermissionDenied(refused.result())
+            return task.result()
+        finally:
+            self.listeners.remove(listener)
+            if not refused.done():
+                refused.cancel()
 
 
 async def connect(config: Config, name: str, **options: Any) -> Client:

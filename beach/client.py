@@ -72,6 +72,11 @@ class AsyncBeach:
         """The current realm."""
         return self._realm
 
+    @property
+    def caller(self) -> str:
+        """Who this client says it is on control subjects (its NATS user, else ``user@host``)."""
+        return self._who
+
     # ---------------------------------------------------------------- node control
 
     async def _exchange(self, node: str, op: str, args: dict[str, Any], timeout: float, realm: str | None) -> Any:
@@ -135,7 +140,8 @@ class AsyncBeach:
                        time_to_drain: float | None = None, owner: str | None = None,
                        log_level: int | str | None = None, log_dest: str | None = None,
                        max_concurrent: int | None = None, restart: str = "never", max_restarts: int = 5,
-                       restart_window: float = 60.0, timeout: float = SPAWN_TIMEOUT) -> ActorResponse:
+                       restart_window: float = 60.0, timeout: float = SPAWN_TIMEOUT,
+                       version: str | None = None) -> ActorResponse:
         """Start actor class ``actorName`` in ``category`` (a name or a list) on a node chosen by
         ``strategy``; return once its ``init()`` has run.
 
@@ -149,6 +155,9 @@ class AsyncBeach:
         itself; ``'never'`` (default) does not. Restarts back off exponentially; more than
         ``max_restarts`` in ``restart_window`` seconds marks it failed (see `getSupervised`).
 
+        ``version``: run that deployed version of the realm's code (default: the realm's current
+        version, or the code directory for a realm never deployed; see `beach.deploy`).
+
         Raises `CategoryError` for a bad category and `UsageError` for an unknown strategy or
         restart policy; ``log_dest`` is accepted and ignored (hosts log to their stderr).
         """
@@ -159,7 +168,7 @@ class AsyncBeach:
                           isIsolated=isIsolated, secretIdent=secretIdent, trustedIdents=trustedIdents,
                           n_concurrent=n_concurrent, max_concurrent=max_concurrent, is_drainable=is_drainable,
                           time_to_drain=time_to_drain, owner=owner, log_level=log_level, restart=restart,
-                          timeout=timeout)
+                          timeout=timeout, version=version)
         if restart != "never":
             args["sid"] = uuid.uuid4().hex
         response = await self.spawn(args)
@@ -289,14 +298,14 @@ class AsyncBeach:
         return ActorResponse(not errors, "; ".join(errors), {"stopped": stopped, "not_found": missing})
 
     async def _change_desired(self, put: dict[str, Any] | None = None, delete: list[str] | None = None,
-                              prefixes: list[str] | None = None) -> ActorResponse:
+                              prefixes: list[str] | None = None, realm: str | None = None) -> ActorResponse:
         """Change the desired state through a node agent, which checks the admin token (the
-        supervisor acts on it with the token's authority)."""
+        supervisor acts on it with the token's authority); ``realm``: the one the change acts on."""
         nodes = sorted(self._session.view.nodes)
         if not nodes:
             return ActorResponse(False, "no beach node is running (the node registry is empty)")
         return await self._node_call(nodes[0], "desired", {"put": put or {}, "delete": delete or [],
-                                                            "prefixes": prefixes or []}, CONTROL_TIMEOUT)
+                                                            "prefixes": prefixes or []}, CONTROL_TIMEOUT, realm)
 
     async def flush(self) -> bool:
         """Stop every actor on every node, in every realm, and forget every supervised actor and

@@ -18,6 +18,12 @@ Keys (all optional)::
     backlog:                    # broadcasts and plain shots waiting for a busy actor, per actor
       messages: 10000           # past either limit they are dropped (and counted: 'dropped')
       bytes: 4194304
+    code:                       # realms deployed with 'beach deploy' (the JetStream object store)
+      cache: ~/.cache/beach/code  # where a node keeps the bundles it fetched, unpacked
+      cache_bytes: 536870912    # the cache's bound; the least recently used bundles go first
+      max_bundle_bytes: 67108864  # bigger bundles are refused before any upload
+      pip: false                # may a realm's requirements.txt be pip-installed on the nodes?
+      pip_args: []              # extra pip arguments (an index, --no-index --find-links DIR)
     nats:
       servers: [nats://10.0.0.5:4222]   # the cluster's seed URLs; absent = embedded server
       port: 4222                # embedded server: client port on 127.0.0.1
@@ -109,6 +115,18 @@ class BacklogConfig:
 
 
 @dataclass
+class CodeConfig:
+    """The ``code:`` section: where a node caches deployed bundles, how big one may be, and whether
+    a realm's pip requirements may be installed."""
+
+    cache: str = "~/.cache/beach/code"
+    cache_bytes: int = 512 * 1024 * 1024
+    max_bundle_bytes: int = 64 * 1024 * 1024
+    pip: bool = False
+    pip_args: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     """A loaded, checked beach config."""
 
@@ -125,6 +143,7 @@ class Config:
     nats: NatsConfig = field(default_factory=NatsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     backlog: BacklogConfig = field(default_factory=BacklogConfig)
+    code: CodeConfig = field(default_factory=CodeConfig)
     ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
     seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
     secure_dir: str | None = None  # set by use_secure_dir: what 'beach secure init' wrote, for the hosts
@@ -159,21 +178,25 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
     "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
     "messages": (int,), "bytes": (int,),
+    "cache": (str,), "cache_bytes": (int,), "max_bundle_bytes": (int,), "pip": (bool,), "pip_args": (list,),
 }
-_POSITIVE = {"replay_window", "max_age", "max_bytes", "rate", "burst", "messages", "bytes"}
+_POSITIVE = {"replay_window", "max_age", "max_bytes", "rate", "burst", "messages", "bytes", "cache_bytes",
+             "max_bundle_bytes"}
 
 
 def _check(where: str, key: str, value: Any) -> Any:
     expected = _TYPES[key]
     if value is None and key not in ("n_processes", "port", "kv_replicas", "servers"):
         return None
-    if isinstance(value, bool) or not isinstance(value, expected):
+    if isinstance(value, bool) != (bool in expected) or not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in expected)
         raise ConfigError(f"{where}: '{key}' must be {names}, not {type(value).__name__} ({value!r})")
     if key == "actor_modules":
         for module in value:
             if not isinstance(module, str) or not module.replace(".", "").replace("_", "").isalnum():
                 raise ConfigError(f"{where}: 'actor_modules' entries must be module names, not {module!r}")
+    if key == "pip_args" and not all(isinstance(a, str) for a in value):
+        raise ConfigError(f"{where}: 'code.pip_args' entries must be strings")
     if key == "accepted_keys" and not all(isinstance(p, str) and p for p in value):
         raise ConfigError(f"{where}: 'accepted_keys' entries must be paths of key files")
     if key == "tls":
@@ -214,7 +237,7 @@ def parse(raw: Any, path: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
     config = Config(path=path)
-    sections = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog}
+    sections = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog, "code": config.code}
     top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", "secure_dir", "keys", "_sealer",
                                               *sections}
     raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}
@@ -249,6 +272,7 @@ def parse(raw: Any, path: str | None = None) -> Config:
     base = config.base_dir
     config.code_directory = _relative(base, config.code_directory or ".") or base
     config.private_key = _relative(base, config.private_key)
+    config.code.cache = _relative(base, config.code.cache) or config.code.cache
     config.accepted_keys = [_relative(base, p) or p for p in config.accepted_keys]
     if config.accepted_keys and not config.private_key:
         raise ConfigError(f"{where}: 'accepted_keys' without a 'private_key' (the key that seals)")

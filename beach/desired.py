@@ -6,6 +6,8 @@ Keys in ``beach_desired``:
   incarnation (uid) and its restart history. ``sid`` is the uid of its first incarnation.
 * ``patrol.<owner>``     a patrol spec (see `beach.patrol`).
 * ``lease.supervisor``   which node agent acts on the desired state now (one at a time, see `Lease`).
+* ``code.<realm>.v.<version>``, ``code.<realm>.current``   deployed code (see `beach.codestore`).
+* ``cordon.<node>``      a node that takes no new actors (``beach drain``), until uncordoned.
 
 This is the only state beach needs to survive the loss of processes; the directory is soft state.
 """
@@ -36,6 +38,11 @@ def supervision_key(realm: str, sid: str) -> str:
 def patrol_key(owner: str) -> str:
     """The key of a patrol spec."""
     return f"patrol.{subjects.escape(owner)}"
+
+
+def cordon_key(node: str) -> str:
+    """The key that marks a node cordoned."""
+    return f"cordon.{subjects.escape(node)}"
 
 
 def realm_of(record: dict[str, Any]) -> str:

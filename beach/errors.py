@@ -12,6 +12,9 @@ Every error beach raises is a :class:`BeachError`::
     │   ├── ClosedError      the connection was closed before or during the call
     │   └── PermissionDenied NATS refused a publish or subscription (names the subject and the user)
     ├── SealError            a sealed message or value refused: tampered, replayed, unknown key
+    ├── BundleError          code that cannot be deployed or run: an empty directory, a link, an
+    │                        entry out of bounds, a digest mismatch (`beach.bundle`)
+    ├── Refused              a node refused or failed an admin operation (says why)
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed
@@ -71,6 +74,16 @@ class UsageError(BeachError, ValueError):
 class PermissionDenied(BusError, PermissionError):
     """The NATS server refused a publish or a subscription: the credentials this connection uses
     do not allow it. The message names the subject (and the user, when known)."""
+
+
+class BundleError(BeachError, ValueError):
+    """A code bundle was refused: a directory that cannot be packed, an archive that cannot be
+    safely unpacked, a digest that does not match, or a requirement that is not a plain specifier."""
+
+
+class Refused(BeachError):
+    """A node refused or could not do an admin operation (deploy, rollback, restore, cordon...):
+    its reason, e.g. ``unprivileged``, is in the message."""
 
 
 class SealError(BeachError, ValueError):

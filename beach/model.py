@@ -288,6 +288,7 @@ class ClusterModel:
                 "mem_total": node.get("mem_total"), "n_actors": node.get("n_actors") or 0,
                 "actors_by_realm": node.get("actors_by_realm") or {}, "hosts": hosts, "pid": node.get("pid"),
                 "started": node.get("started"), "updated": node.get("updated"),
+                "cordoned": bool(node.get("cordoned")),
             })
         return result
 
@@ -320,7 +321,7 @@ class ClusterModel:
                 "node": a["node"], "host": a["host"], "pid": a.get("pid"), "isolated": bool(a.get("isolated")),
                 "params": a.get("params") or {}, "resources": a.get("resources") or {}, "owner": a.get("owner"),
                 "started": a.get("started"), "uptime": max(0.0, now - _number(a.get("started"))),
-                "sid": a.get("sid"), "restart": a.get("restart", "never"),
+                "sid": a.get("sid"), "restart": a.get("restart", "never"), "version": a.get("version"),
                 "restarts": len(record.get("restarts") or []) if record else 0,
                 "inflight": inflight, "bound": bound, "waiting": figures.get("waiting"),
                 "counters": {k: figures.get(k, 0) for k in COUNTERS} if figures else {},

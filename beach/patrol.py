@@ -11,6 +11,7 @@ A spec (YAML) names its owner and lists entries::
         instances: {per_node: 2, min: 2, max: 20}   # or an int, or {per_core: 1}
         strategy: repulsion      # optional: any addActor argument by its name
         parameters: {port: 8080}
+        version: v3              # optional: a deployed version of the realm's code (default: current)
 
 ``beach patrol apply SPEC`` stores the spec in the desired state; the supervising node agent then
 keeps the cluster matching it: it starts missing instances, stops extra ones, and stops every
@@ -32,7 +33,8 @@ from .spawn import spawn_args
 
 ENTRY_KEYS = {"name", "actor", "category", "instances"}
 SPAWN_KEYS = {"strategy", "strategy_hint", "parameters", "resources", "isIsolated", "secretIdent",
-              "trustedIdents", "n_concurrent", "max_concurrent", "is_drainable", "time_to_drain", "log_level"}
+              "trustedIdents", "n_concurrent", "max_concurrent", "is_drainable", "time_to_drain", "log_level",
+              "version"}
 
 
 def owner_tag(owner: str, entry: str) -> str:

@@ -63,6 +63,10 @@ class Placer:
         gives the live actors of the realm (only affinity and repulsion need them)."""
         if not nodes:
             raise PlacementError("no beach node is running (the node registry is empty)")
+        open_nodes = {n: entry for n, entry in nodes.items() if not entry.get("cordoned")}
+        if not open_nodes:
+            raise PlacementError(f"every node is cordoned ({', '.join(sorted(nodes))}): 'beach uncordon' one")
+        nodes = open_nodes  # a cordoned node (drained for maintenance) takes no new actor
         ids = sorted(nodes)
         if strategy == "random":
             return random.choice(ids)

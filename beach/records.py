@@ -154,6 +154,7 @@ SPAWN = Schema("spawn", [
     Field("log_level", "any", optional=True), Field("timeout", "number", optional=True),
     Field("strategy", "name", default="random"), Field("strategy_hint", "str", optional=True),
     Field("restart", "name", default="never"), Field("sid", "str", optional=True),
+    Field("version", "str", optional=True),
 ], _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES)))
 """What a node agent needs to start an actor (addActor's arguments, checked)."""
 
@@ -203,6 +204,32 @@ LEASE = Schema("lease", [Field("holder", "str")])
 """The supervisor lease (``beach_desired``, ``lease.supervisor``)."""
 
 
+def _digest(record: dict[str, Any], what: str) -> None:
+    digest = record["digest"]
+    if not (digest.startswith("sha256:") and len(digest) == 71
+            and all(c in "0123456789abcdef" for c in digest[7:])):
+        raise RecordError(f"{what}: 'digest' must be sha256:<64 hex digits>, not {digest!r:.80}")
+
+
+CODE_VERSION = Schema("code version", [
+    Field("realm", "name"), Field("version", "name"), Field("digest", "name"), Field("size", "int"),
+    Field("files", "int", default=0), Field("who", "str", default="?"), Field("when", "number", default=0.0),
+    Field("requirements", "names", default=list), Field("sealed", "bool", default=False),
+], _digest)
+"""One deployed version of a realm's code (``beach_desired``, ``code.<realm>.v.<version>``): the
+bundle in the object store it names by digest, who deployed it and when."""
+
+CODE_CURRENT = Schema("current code", [
+    Field("realm", "name"), Field("version", "name"), Field("who", "str", default="?"),
+    Field("when", "number", default=0.0), Field("previous", "str", optional=True),
+])
+"""Which version of a realm new actors run (``beach_desired``, ``code.<realm>.current``)."""
+
+CORDON = Schema("cordon", [Field("node", "name"), Field("who", "str", default="?"),
+                           Field("when", "number", default=0.0)])
+"""A cordoned node: no new actor is placed there (``beach_desired``, ``cordon.<node>``)."""
+
+
 def _patrol(value: Any, where: str = "") -> dict[str, Any]:
     from . import patrol
     from .errors import BeachError
@@ -228,4 +255,8 @@ def desired(key: str, value: Any) -> dict[str, Any]:
         return _patrol(value, key)
     if key.startswith("lease."):
         return LEASE.check(value, key)
-    raise RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*)")
+    if key.startswith("code."):
+        return (CODE_CURRENT if key.endswith(".current") else CODE_VERSION).check(value, key)
+    if key.startswith("cordon."):
+        return CORDON.check(value, key)
+    raise RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")

@@ -7,8 +7,10 @@ it alone may subscribe to. What each may publish (``allow`` lists: anything not 
 =============  ===========================================================================
 node           everything (node agents and actor hosts: they serve requests, write the KV
                buckets, the lease, the logs and the audit log)
-admin          requests, broadcasts, node control (``beach.n.*.*.*.<user>``), reading state
-realm-admin    requests and node control within its realm (``beach.n.*.*.<realm>.<user>``)
+admin          requests, broadcasts, node control (``beach.n.*.*.*.<user>``), reading state,
+               uploading code (the object store ``beach_code``; nodes record the versions)
+realm-admin    requests and node control within its realm (``beach.n.*.*.<realm>.<user>``),
+               uploading code
 client         requests, shots and broadcasts (``beach.r/b/a.>``), reading state
 observer       reading state only (the dashboard's role)
 =============  ===========================================================================
@@ -29,6 +31,7 @@ import yaml
 
 from . import subjects
 from .bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET
+from .codestore import CODE_BUCKET
 from .errors import UsageError
 
 AUDIT_STREAM = "beach_audit"
@@ -76,6 +79,13 @@ def permissions(user: User) -> dict[str, object]:
     who = subjects.escape(user.name)
     if user.role in ("client", "admin"):
         publish += ["beach.r.>", "beach.b.>", "beach.a.>"]
+    if user.role in ("admin", "realm-admin"):  # deploying code: the object store (nodes record versions)
+        stream = f"OBJ_{CODE_BUCKET}"
+        publish += [f"$O.{CODE_BUCKET}.>", f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.PURGE.{stream}",
+                    f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>",
+                    f"$JS.API.STREAM.MSG.GET.{stream}",
+                    f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+                    f"$JS.API.CONSUMER.DELETE.{stream}.>", f"$JS.API.CONSUMER.INFO.{stream}.>", f"$JS.FC.{stream}.>"]
     if user.role == "admin":
         publish.append(f"beach.n.*.*.*.{who}")
     if user.role == "realm-admin":

@@ -41,8 +41,9 @@ class Session:
     """The shared state behind a client or an actor host."""
 
     def __init__(self, config: Config, runner: Runner, nc: Client, view: DirectoryView, inbox: Inbox,
-                 node_id: str | None = None) -> None:
+                 node_id: str | None = None, refusals: bus.Refusals | None = None) -> None:
         self.config = config
+        self.refusals = refusals or bus.Refusals(config.nats.user)  # the server's permission errors
         self.runner = runner
         self.nc = nc
         self.view = view
@@ -67,7 +68,7 @@ class Session:
         except BaseException:
             await bus.close(nc)
             raise
-        return cls(config, runner, nc, view, inbox, node_id)
+        return cls(config, runner, nc, view, inbox, node_id, refusals)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import desired, placement, subjects
+from . import codestore, desired, placement, subjects
 from .errors import CategoryError, UsageError
 
 SPAWN_TIMEOUT = 60.0
@@ -18,7 +18,7 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
                trustedIdents: Iterable[str] = (), n_concurrent: int = 1, max_concurrent: int | None = None,
                is_drainable: bool = False, time_to_drain: float | None = None, owner: str | None = None,
                log_level: int | str | None = None, restart: str = "never",
-               timeout: float = SPAWN_TIMEOUT) -> dict[str, Any]:
+               timeout: float = SPAWN_TIMEOUT, version: str | None = None) -> dict[str, Any]:
     """Check `AsyncBeach.addActor`'s arguments and build the spawn request a node agent takes.
 
     Raises `CategoryError` for a bad category or realm, `UsageError` for an unknown strategy or
@@ -40,6 +40,7 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
         "n_concurrent": n_concurrent, "max_concurrent": max_concurrent, "is_drainable": bool(is_drainable),
         "time_to_drain": time_to_drain, "owner": owner, "log_level": log_level, "timeout": timeout,
         "strategy": placement.check_strategy(strategy), "strategy_hint": strategy_hint, "restart": restart,
+        "version": None if version is None else codestore.check_version(version),
     }
 
 

@@ -21,16 +21,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from beach import audit, authority, bus, desired, directory, logs, records, subjects, wire
+from beach import audit, authority, bus, clusterconfig, codestore, desired, directory, logs, records, subjects, wire
 from beach.client import AsyncBeach
 from beach.config import Config, warn_ignored
 from beach.embedded import EmbeddedServer, die_with_parent
 from beach.errors import BeachError
+from beach.rollout import LEAVE_GRACE
 from beach.runner import Background, Runner
 from beach.session import Session
 
-from . import health
-from .control import ControlServer, Reply, in_scope, scope
+from . import control, health
+from .control import ControlServer, OutOfScope, Reply, in_scope, scope
 from .supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
@@ -79,6 +80,7 @@ class NodeAgent(ControlServer):
         self._recycling: set[str] = set()
         self.placed: dict[str, tuple[str, str]] = {}  # uid → (host, realm), from the hosts' own replies
         self._memory_recycled = 0.0
+        self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
 
     # ---------------------------------------------------------------- life
 
@@ -98,6 +100,11 @@ class NodeAgent(ControlServer):
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
             await self._start_logs()
             await self._forget_previous_life()
+            await self._read_cordon()
+            try:
+                await codestore.open_store(self.session, create=True)
+            except Exception as err:  # deployed code will not load until a node makes it
+                log.warning("cannot set up the code store %s: %s", codestore.CODE_BUCKET, err)
             await self.serve_control(subjects.node_subject(self.node_id, ""))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
@@ -138,6 +145,16 @@ class NodeAgent(ControlServer):
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, "agent"),
                                                   self.config.logs.rate, self.config.logs.burst)
         logs.install(self.log_handler, self.session.nc, self.config.sealer)
+
+    async def _read_cordon(self) -> None:
+        """Stay cordoned across a restart (maintenance may restart the agent)."""
+        try:
+            kv = await bus.open_desired(self.session.nc, self.config)
+            self.cordoned = await desired.get(kv, desired.cordon_key(self.node_id)) is not None
+        except Exception as err:
+            log.warning("cannot read whether node %s is cordoned: %s", self.node_id, err)
+        if self.cordoned:
+            log.warning("node %s is cordoned: no new actor is placed here ('beach uncordon' to undo)", self.node_id)
 
     async def _forget_previous_life(self) -> None:
         """Remove the directory entries of a previous agent with this node id (a machine that died
@@ -305,24 +322,79 @@ class NodeAgent(ControlServer):
             self.background.spawn(self.recycle(actor))
 
     async def recycle(self, actor: dict[str, Any]) -> None:
-        """Replace an actor with a fresh one: start the replacement first (same spec, strategy and
-        supervision), then stop the old one gracefully, so no request is lost."""
-        uid = actor["uid"]
+        """Replace a drainable actor whose time is up with a fresh one (see `replace`)."""
         try:
-            ok, error, data = await self._to_host(actor["host"], "spec", {"uid": uid}, 10)
-            if not ok:
-                return
-            spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
-            response = await self.client.spawn(spec)
-            if not response.isSuccess:
-                log.error("could not start a replacement for actor %s: %s", uid, response.error)
-                return
-            if spec.get("sid"):
-                await self._move_supervision(spec["realm"], spec["sid"], uid, response.data["uid"])
-            log.info("recycled actor %s (%s) as %s", uid, spec["name"], response.data["uid"])
-            await self.op_stop({"uids": [uid]})
+            ok, error, data = await self.replace(actor["uid"])
+            if ok:
+                log.info("recycled actor %s as %s", actor["uid"], data["uid"])
+            elif not data.get("gone"):
+                log.error("could not recycle actor %s: %s", actor["uid"], error)
         finally:
-            self._recycling.discard(uid)
+            self._recycling.discard(actor["uid"])
+
+    async def replace(self, uid: str, version: str | None = None, grace: float = 0.0, away: bool = False) -> Reply:
+        """Replace one of this node's actors with a new one: same spec, strategy and supervision
+        (running ``version`` of its realm's code, if given), started first; then the old one leaves
+        the directory, keeps serving for ``grace`` seconds (clients that have not seen it leave
+        yet still reach it) and stops gracefully, so no request is lost. ``away`` (a drain): an
+        actor pinned here by ``host_affinity`` is placed by ``resource`` instead (it cannot stay)."""
+        hosts = self._hosts_of([uid])
+        if not hosts:
+            return False, f"actor {uid} is not hosted on node {self.node_id}", {"gone": True}
+        ok, error, data = await self._to_host(next(iter(hosts)), "spec", {"uid": uid}, 10)
+        if not ok:
+            return False, error, {"gone": True}
+        spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
+        in_scope(spec["realm"])
+        if version is not None:
+            spec["version"] = version
+        if away and spec.get("strategy") == "host_affinity":
+            log.warning("actor %s is pinned to %s by host_affinity: its replacement goes where there is room",
+                        uid, spec.get("strategy_hint"))
+            spec["strategy"], spec["strategy_hint"] = "resource", None
+        response = await self.client.spawn(spec)
+        if not response.isSuccess:
+            return False, f"no replacement for actor {uid} started: {response.error}", {}
+        new = response.data["uid"]
+        if spec.get("sid"):
+            await self._move_supervision(spec["realm"], spec["sid"], uid, new)
+        await self._stop_gracefully(uid, grace)
+        return True, "", {"uid": new, "node": response.data["node"], "old": uid}
+
+    async def _stop_gracefully(self, uid: str, grace: float) -> None:
+        hosts = self._hosts_of([uid])
+        if hosts:
+            await self._to_host(next(iter(hosts)), "stop", {"uids": [uid], "grace": grace}, HOST_STOP_SECONDS + grace)
+        self.placed.pop(uid, None)
+
+    async def op_replace(self, args: dict[str, Any]) -> Reply:
+        """Replace actor ``uid`` (of this node) with one running ``version`` (see `replace`);
+        reply ``{'uid': new, 'node', 'old'}``."""
+        version = args.get("version")
+        if version is not None:
+            codestore.check_version(version)
+        grace = float(args.get("grace", LEAVE_GRACE))
+        if not 0 <= grace <= 60:
+            raise ValueError(f"grace must be 0 to 60 seconds, not {grace}")
+        self._check_scope(args["uid"])
+        return await self.replace(args["uid"], version, grace, bool(args.get("away")))
+
+    async def op_cordon(self, args: dict[str, Any]) -> Reply:
+        """Cordon this node (``on``: no new actor is placed here; kept across restarts in the
+        desired state) or uncordon it."""
+        if scope.get() is not None:
+            raise OutOfScope("permission denied: cordoning a node is an operation on the whole cluster")
+        on = bool(args.get("on", True))
+        kv = await bus.open_desired(self.session.nc, self.config)
+        key = desired.cordon_key(self.node_id)
+        if on:
+            await desired.put(kv, key, records.CORDON.new(node=self.node_id, who=control.caller.get(),
+                                                          when=time.time()))
+        else:
+            await desired.delete(kv, key)
+        self.cordoned = on
+        await self.heartbeat()
+        return True, "", {"node": self.node_id, "cordoned": on}
 
     async def _move_supervision(self, realm: str, sid: str, old: str, new: str) -> None:
         kv = await bus.open_desired(self.session.nc, self.config)
@@ -348,6 +420,7 @@ class NodeAgent(ControlServer):
             "id": self.node_id, "hostname": socket.gethostname(), "addresses": health.addresses(),
             "pid": os.getpid(), "started": self.started, "updated": time.time(), "hosts": hosts,
             "n_actors": sum(per_realm.values()), "actors_by_realm": per_realm, **health.sample(),
+            "cordoned": self.cordoned,
         }
 
     async def heartbeat(self) -> None:
@@ -519,10 +592,18 @@ class NodeAgent(ControlServer):
         realm = scope.get()
         puts = {}
         for key, value in args.get("put", {}).items():
-            if not key.startswith(("sup.", "patrol.")):
+            if not key.startswith(("sup.", "patrol.", "code.", "cordon.")):
                 raise ValueError(f"not a desired-state key: {key!r}")
             puts[key] = records.desired(key, value)  # a bad record is refused, not stored
+            if key.startswith("cordon.") and realm is not None:
+                raise OutOfScope("permission denied: cordoning a node is an operation on the whole cluster")
             in_scope(desired.realm_of(puts[key]))
+            if key.startswith("code.") and not key.endswith(".current"):
+                await self._check_bundle(puts[key])
+            elif key.startswith("code."):  # the version it names must exist (or come in this change)
+                version = codestore.version_key(puts[key]["realm"], puts[key]["version"])
+                if version not in args.get("put", {}) and await desired.get(kv, version) is None:
+                    raise ValueError(f"realm {puts[key]['realm']!r} has no version {puts[key]['version']!r}")
         doomed = list(args.get("delete", []))
         if realm is not None:  # a realm admin deletes only its realm's records
             for key in doomed:
@@ -537,6 +618,29 @@ class NodeAgent(ControlServer):
         for key in doomed:
             await desired.delete(kv, key)
         return True, "", {"deleted": len(doomed)}
+
+    async def _check_bundle(self, record: dict[str, Any]) -> None:
+        """Refuse a code version whose bundle the store does not hold (or holds at another size)."""
+        store = await codestore.open_store(self.session, create=True)
+        size = await codestore.has(store, record["digest"])
+        if size is None:
+            raise ValueError(f"bundle {record['digest']} of realm {record['realm']!r} version "
+                             f"{record['version']!r} is not in the code store: upload it first")
+        if not record["sealed"] and size != record["size"]:
+            raise ValueError(f"bundle {record['digest']} in the code store has {size} bytes, the version "
+                             f"record says {record['size']}")
+
+    async def op_config(self, args: dict[str, Any]) -> Reply:
+        """Store the cluster's shareable config (``beach config push``) for nodes that join with
+        a NATS URL only; secrets and local paths in it are left out (and named in the reply)."""
+        if scope.get() is not None:
+            raise OutOfScope("permission denied: the cluster's config is not a realm's to push")
+        raw = args.get("config")
+        if not isinstance(raw, dict):
+            raise ValueError("'config' must be the config file's mapping")
+        pushed, left = clusterconfig.shareable(raw)
+        revision = await clusterconfig.store(self.session.nc, self.config, pushed)
+        return True, "", {"pushed": sorted(pushed), "left_out": left, "revision": revision}
 
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of the process running actor ``args['uid']`` (every thread)."""

@@ -28,6 +28,8 @@ UNPRIVILEGED = "unprivileged"  # the original's answer to a missing or wrong adm
 
 # The realm the operation being served is confined to (its subject's), None for cluster-wide.
 scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("beach_control_scope", default=None)
+# Who sent the operation being served (its subject's last token: NATS's word where it is the authority).
+caller: contextvars.ContextVar[str] = contextvars.ContextVar("beach_control_caller", default="?")
 
 
 class OutOfScope(BeachError, ValueError):
@@ -89,13 +91,13 @@ class ControlServer:
                     reply = (False, UNPRIVILEGED, {})
                 else:
                     args = verified
-                    reply = await self._run(handler, args, realm)
+                    reply = await self._run(handler, args, realm, who)
             else:
                 signed = unpacked.get(authority.SIGNED)
                 args = wire.unpack(signed) if isinstance(signed, bytes) else unpacked
                 if not isinstance(args, dict):
                     raise ValueError("control arguments must be a map")
-                reply = await self._run(handler, args, realm)
+                reply = await self._run(handler, args, realm, who)
         except OutOfScope as err:
             reply = (False, str(err), {})
         except (BeachError, ValueError, KeyError, TypeError) as err:
@@ -108,12 +110,13 @@ class ControlServer:
         if msg.reply:
             await self._answer(msg.reply, op, reply)
 
-    async def _run(self, handler: Any, args: dict[str, Any], realm: str | None) -> Reply:
-        token = scope.set(realm)
+    async def _run(self, handler: Any, args: dict[str, Any], realm: str | None, who: str) -> Reply:
+        token, named = scope.set(realm), caller.set(who)
         try:
             result: Reply = await handler(args)
             return result
         finally:
+            caller.reset(named)
             scope.reset(token)
 
     async def _answer(self, to: str, op: str, reply: Reply) -> None:

@@ -30,6 +30,7 @@ from beach.runner import Background, Runner
 from beach.session import Session
 
 from .control import ControlServer, Reply
+from .deployed import DeployedCode
 from .loader import load_actor_class
 from .runtime import SERVING, ActorInitError, ActorRuntime
 from .workers import WorkerPool
@@ -71,6 +72,7 @@ class ActorHost(ControlServer):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopped.set)
         self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
+        self.code = DeployedCode(self.session, self.config)
         nc = self.session.nc
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, self.host_id),
                                                   self.config.logs.rate, self.config.logs.burst)
@@ -143,9 +145,11 @@ class ActorHost(ControlServer):
         """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
         name = spec["name"]
         try:
-            cls = load_actor_class(self.config.code_directory, spec["realm"], name, self.config.actor_modules)
+            deployed = None if ":" in name else await self.code.find(spec["realm"], spec.get("version"))
+            cls = load_actor_class(self.config.code_directory, spec["realm"], name, self.config.actor_modules,
+                                   None if deployed is None else (deployed.directory, deployed.digest))
             actor = cls()
-            runtime = ActorRuntime(self, actor, spec)
+            runtime = ActorRuntime(self, actor, spec, None if deployed is None else deployed.version)
             timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
         except BeachError as err:
             self._maybe_exit()  # an isolated host made for this actor has nothing left to do
@@ -188,12 +192,13 @@ class ActorHost(ControlServer):
             await runtime.stop()
         self._maybe_exit()
 
-    async def stop_actor(self, uid: str, by_itself: bool = False) -> tuple[str, int] | None:
+    async def stop_actor(self, uid: str, by_itself: bool = False, grace: float = 0.0) -> tuple[str, int] | None:
         """Stop one actor: out of the directory first (so no new request picks it), then drain and
         ``deinit``. Return the directory delete's ``(key, revision)``, or None if it is not here.
 
         ``by_itself``: the actor called ``stop()``; under ``restart='on-failure'`` that ends its
-        supervision (``'always'`` restarts it)."""
+        supervision (``'always'`` restarts it). ``grace``: seconds it keeps serving once out of the
+        directory, for the clients that have not seen it leave yet (a replacement's)."""
         runtime = self.actors.pop(uid, None)
         if runtime is None:
             return None
@@ -212,6 +217,8 @@ class ActorHost(ControlServer):
                 self.session.view.apply_local(key, revision, None)
             except Exception as err:
                 log.warning("could not remove actor %s from the directory: %s", uid, err)
+        if grace > 0:
+            await asyncio.sleep(grace)
         await runtime.stop()
         self._maybe_exit()
         return key, revision
@@ -222,7 +229,8 @@ class ActorHost(ControlServer):
 
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the actors ``args['uids']`` that live here."""
-        results = await asyncio.gather(*(self.stop_actor(uid) for uid in args.get("uids", [])))
+        grace = float(args.get("grace") or 0)
+        results = await asyncio.gather(*(self.stop_actor(uid, grace=grace) for uid in args.get("uids", [])))
         stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results, strict=True) if r is not None}
         return True, "", {"stopped": stopped}
 

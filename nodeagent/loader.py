@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -45,13 +46,48 @@ def _from_module(name: str, allowed: list[str]) -> type[Actor]:
     return _check(cls, name)
 
 
-def _from_file(code_directory: str, realm: str, name: str) -> type[Actor]:
-    root = code_directory[len("file://"):] if code_directory.startswith("file://") else code_directory
+def _segments(name: str) -> list[str]:
     segments = name.split("/")
     if (name.startswith("/") or "\\" in name or "\x00" in name or any(s in ("", ".", "..") for s in segments)
             or "://" in name):
         raise ActorLoadError(f"actor name {name!r} is not a name: a class <Name> (or <dir>/<Name>) under "
                              f"<code_directory>/<realm>/, without '..', '/' first, or a URL")
+    return segments
+
+
+def _from_bundle(directory: str, digest: str, name: str) -> type[Actor]:
+    """``name`` from a deployed bundle unpacked in ``directory``: its files are the modules of a
+    package named after the digest, so two versions of one module live side by side in a process
+    (and a bundle's modules import each other relatively: ``from . import helpers``)."""
+    segments = _segments(name[:-3] if name.endswith(".py") else name)
+    top = os.path.realpath(directory)
+    path = os.path.realpath(os.path.join(top, *segments) + ".py")
+    if os.path.commonpath([top, path]) != top:
+        raise ActorLoadError(f"actor {name!r} resolves outside its bundle: refused")
+    if not os.path.isfile(path):
+        raise ActorLoadError(f"unknown actor class {name!r}: the deployed bundle {digest} has no "
+                             f"{'/'.join(segments)}.py")
+    package = "beach_bundle_" + digest.split(":", 1)[-1][:16]
+    if package not in sys.modules:
+        module = importlib.util.module_from_spec(importlib.machinery.ModuleSpec(package, None, is_package=True))
+        module.__path__ = [top]
+        sys.modules[package] = module
+    module_name = ".".join([package, *segments])
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as err:
+        sys.modules.pop(module_name, None)
+        raise ActorLoadError(f"cannot load actor {name!r} from bundle {digest}: {type(err).__name__}: {err}") from None
+    class_name = segments[-1]
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ActorLoadError(f"{'/'.join(segments)}.py of bundle {digest} defines no class {class_name!r}")
+    return _check(cls, f"{class_name} in bundle {digest}")
+
+
+def _from_file(code_directory: str, realm: str, name: str) -> type[Actor]:
+    root = code_directory[len("file://"):] if code_directory.startswith("file://") else code_directory
+    _segments(name)
     top = os.path.realpath(root)
     realm_dir = os.path.realpath(os.path.join(top, subjects.check_realm(realm)))
     if os.path.commonpath([top, realm_dir]) != top:  # the realm's directory is a link to elsewhere
@@ -88,15 +124,19 @@ def _from_file(code_directory: str, realm: str, name: str) -> type[Actor]:
     return _check(cls, f"{class_name} in {path}")
 
 
-def load_actor_class(code_directory: str, realm: str, name: str, modules: list[str] | None = None) -> type[Actor]:
-    """The Actor subclass named ``name``: from ``<code_directory>/<realm>/<name>.py`` (nothing outside
-    that directory, whatever the name says), or ``module:Class`` from a module under one of
-    ``modules`` (the config's ``actor_modules``). Raises `ActorLoadError` saying why it cannot be had."""
+def load_actor_class(code_directory: str, realm: str, name: str, modules: list[str] | None = None,
+                     bundle: tuple[str, str] | None = None) -> type[Actor]:
+    """The Actor subclass named ``name``: from the deployed ``bundle`` (``(directory, digest)``)
+    when the realm has one, else from ``<code_directory>/<realm>/<name>.py`` (nothing outside that
+    directory, whatever the name says), or ``module:Class`` from a module under one of ``modules``
+    (the config's ``actor_modules``). Raises `ActorLoadError` saying why it cannot be had."""
     if not isinstance(name, str) or not name:
         raise ActorLoadError(f"an actor name must be a non-empty string, not {name!r}")
     try:
         if ":" in name and "://" not in name:
             return _from_module(name, modules or [])
+        if bundle is not None:
+            return _from_bundle(bundle[0], bundle[1], name)
         return _from_file(code_directory, realm, name)
     except CategoryError as err:
         raise ActorLoadError(str(err)) from None

@@ -101,10 +101,11 @@ def _run_sync(handler: Callable[..., Any], request: ActorRequest, deadline: floa
 class ActorRuntime:
     """Runs one actor: init, subscriptions, request dispatch, timers, stop and deinit."""
 
-    def __init__(self, host: ActorHost, actor: Actor, spec: dict[str, Any]) -> None:
+    def __init__(self, host: ActorHost, actor: Actor, spec: dict[str, Any], version: str | None = None) -> None:
         self.host = host
         self.actor = actor
         self.spec = spec
+        self.version = version  # the deployed version of the realm's code it runs (None: code directory)
         self.uid: str = spec["uid"]
         self.realm: str = spec["realm"]
         self.categories: list[str] = list(spec["categories"])
@@ -493,4 +494,5 @@ class ActorRuntime:
             "time_to_drain": spec.get("time_to_drain"), "n_concurrent": spec.get("n_concurrent", 1),
             "sid": spec.get("sid"), "restart": spec.get("restart", "never"),
             "strategy": spec.get("strategy", "random"), "strategy_hint": spec.get("strategy_hint"),
+            "version": self.version,
         }

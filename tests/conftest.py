@@ -34,7 +34,8 @@ def free_port() -> int:
 def write_config(path: Path, nats_url: str, **extra: object) -> Path:
     """Write a beach config naming ``nats_url`` and the test actors' code directory."""
     raw = {"code_directory": str(ACTORS), "n_processes": 2, "admin_token": ADMIN_TOKEN,
-           "actor_modules": ["beach_test_actors"], "nats": {"servers": [nats_url]}}
+           "actor_modules": ["beach_test_actors"], "nats": {"servers": [nats_url]},
+           "code": {"cache": str(path.parent / "code-cache")}}  # the test's own, not ~/.cache
     raw.update(extra)
     path.write_text(yaml.safe_dump(raw))
     return path

@@ -31,11 +31,16 @@ def test_every_argument_of_every_subcommand_has_help():
     top = parser()
     [sub] = [a for a in top._actions if isinstance(a, argparse._SubParsersAction)]
     expected = {"up", "node", "status", "nodes", "actors", "add", "stop", "flush", "request", "broadcast", "logs",
-                "stack", "patrol", "gen-key", "shell", "console", "dashboard", "restbridge"}
+                "stack", "patrol", "gen-key", "shell", "console", "dashboard", "restbridge", "deploy", "code",
+                "rollout", "drain", "uncordon", "backup", "restore", "config"}
     assert expected <= set(sub.choices)
-    for name, command in sub.choices.items():
+    commands = list(sub.choices.items())
+    while commands:  # and the subcommands' own (beach code list, beach config push)
+        name, command = commands.pop()
         assert command.description, f"beach {name} has no description"
         for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                commands += [(f"{name} {n}", c) for n, c in action.choices.items()]
             if not isinstance(action, argparse._HelpAction):
                 assert action.help, f"beach {name}: {action.dest} has no help text"
     assert beach_cli("add", "--help").returncode == 0

@@ -23,7 +23,7 @@ import nats
 import pytest
 import yaml
 
-from beach import PermissionDenied, authority, seal, secure, wire
+from beach import PermissionDenied, UsageError, authority, seal, secure, wire
 from beach import config as beach_config
 from beach.beach_api import Beach
 from beach.certs import client_context
@@ -230,6 +230,31 @@ def test_a_realm_admins_rights_stop_at_its_realm(secured: Secured, admin: Beach)
     assert theirs in reverse and not any(a["realm"] == "team" for a in admin._core.session.view.live())
 
 
+def test_deploying_code_takes_admin_credentials(secured: Secured, admin: Beach, tmp_path: Path) -> None:
+    from beach import bundle, codestore, deploy
+
+    from .test_code import write_realm
+
+    code = write_realm(tmp_path / "code", "secure-one")
+    record = admin._runner.run(deploy.deploy(admin._core, "secreal", code))
+    admin.setRealm("secreal")
+    assert admin.addActor("Echo", "sec/echo").isSuccess
+    assert admin.getActorHandle("sec/echo").request("echo", {"n": 1}).data == {"version": "secure-one", "n": 1}
+    with secured.client("alice") as alice:
+        with pytest.raises(UsageError, match="deploy needs admin rights.*user 'alice', role client"):
+            alice._runner.run(deploy.deploy(alice._core, "secreal", code))
+        packed = bundle.pack(write_realm(tmp_path / "evil", "evil"))  # straight at the store: NATS says no
+        with pytest.raises(PermissionDenied, match="NATS user 'alice' may not publish to '.*obj_beach_code"):
+            alice._runner.run(codestore.upload(alice._core.session, packed))
+    with secured.client("admin-team", realm="team") as team:
+        assert team._runner.run(deploy.deploy(team._core, "team", code))["version"] == "v1"
+        with pytest.raises(PermissionDenied, match="may not publish to 'beach.n.secure-node.desired.other"):
+            team._runner.run(deploy.deploy(team._core, "other", code))
+    versions = admin._runner.run(deploy.versions(admin._core))
+    assert {(v["realm"], v["version"]) for v in versions} == {("secreal", "v1"), ("team", "v1")}
+    assert [v["who"] for v in versions if v["realm"] == "secreal"] == ["admin"] and record["who"] == "admin"
+
+
 def test_admin_operations_are_in_the_audit_log(secured: Secured, admin: Beach) -> None:
     admin.addActor("Pong", "sec/audited", parameters={"_secret": MARKER})
     with secured.client("admin-team", realm="team") as team:
@@ -394,6 +419,32 @@ def test_a_flipped_byte_a_replay_and_an_unsealed_message_are_refused_and_counted
         asyncio.run(forge())
         holds_for(lambda: [e["tag"] for e in ledger(client, uid)] == ["real"], 1.5, "only the real request served")
         assert client.getLoadInfo()[uid]["refused"] == 3
+
+
+def test_a_bundle_is_sealed_in_the_store(sealed: Sealed, tmp_path: Path) -> None:
+    from beach import codestore, deploy
+
+    from .test_code import write_realm
+
+    code = write_realm(tmp_path / "code", f"sealed-{MARKER}")
+    with Beach(sealed.config, realm="sealedcode") as client:
+        record = client._runner.run(deploy.deploy(client._core, "sealedcode", code))
+        assert record["sealed"]
+        assert client.addActor("Echo", "sealed/echo").isSuccess
+        answer = client.getActorHandle("sealed/echo").request("echo", {"n": 2})
+        assert answer.data == {"version": f"sealed-{MARKER}", "n": 2}, answer
+
+    async def stored() -> bytes:
+        nc = await raw(sealed.server.url)
+        try:
+            store = await nc.jetstream().object_store(codestore.CODE_BUCKET)
+            return bytes((await store.get(codestore.object_name(record["digest"]))).data)
+        finally:
+            await nc.close()
+
+    data = asyncio.run(stored())
+    assert data and MARKER.encode() not in data and not data.startswith(b"\x1f\x8b")  # no gzip: sealed
+    assert seal.is_sealed(data)
 
 
 def test_a_kv_value_moved_to_another_key_is_refused(sealed: Sealed) -> None:

@@ -10,6 +10,8 @@ error or a bad config). The subcommands live in this package, one module per kin
 * `beach.cli.requests` request, broadcast
 * `beach.cli.logs`     logs, stack
 * `beach.cli.patrol`   patrol apply | remove | list
+* `beach.cli.code`     deploy, code list | rollback, rollout
+* `beach.cli.operations`  drain, uncordon, backup, restore, config push
 * `beach.cli.tools`    gen-key, shell, console, dashboard, restbridge
 """
 
@@ -18,9 +20,9 @@ from __future__ import annotations
 import argparse
 
 from ..output import run_tool
-from . import actors, cluster, logs, node, patrol, requests, secure, tools
+from . import actors, cluster, code, logs, node, operations, patrol, requests, secure, tools
 
-COMMANDS = (node, cluster, actors, requests, logs, patrol, secure, tools)
+COMMANDS = (node, cluster, actors, requests, logs, patrol, code, operations, secure, tools)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -22,19 +22,20 @@ def _load_cell(actor: dict[str, Any]) -> str:
 
 def actor_rows(actors: list[dict[str, Any]]) -> list[list[Any]]:
     """Table rows for actors (shared by ``actors`` and ``status``)."""
-    return [[a["uid"][:12], f"{a['realm']}/{a['name']}", ", ".join(a["categories"]), a["node"], a["pid"],
-             "yes" if a["isolated"] else "", _load_cell(a), f"{a['rps']:.1f}", a["counters"].get("processed", "-"),
-             a["restarts"] or "", duration(a["uptime"])] for a in actors]
+    return [[a["uid"][:12], f"{a['realm']}/{a['name']}", a.get("version") or "-", ", ".join(a["categories"]),
+             a["node"], a["pid"], "yes" if a["isolated"] else "", _load_cell(a), f"{a['rps']:.1f}",
+             a["counters"].get("processed", "-"), a["restarts"] or "", duration(a["uptime"])] for a in actors]
 
 
-ACTOR_COLUMNS = ("uid", "realm/class", "categories", "node", "pid", "isolated", "in-flight", "req/s", "served",
-                 "restarts", "up")
+ACTOR_COLUMNS = ("uid", "realm/class", "code", "categories", "node", "pid", "isolated", "in-flight", "req/s",
+                 "served", "restarts", "up")
 
 
 def node_rows(nodes: list[dict[str, Any]]) -> list[list[Any]]:
     """Table rows for nodes."""
-    return [[n["id"], n["hostname"], ", ".join(a for a in n["addresses"] if not a.startswith("127."))
-             or "127.0.0.1", n["cores"], f"{n['cpu']:.0f}%", f"{n['mem']:.0f}%", n["n_actors"], len(n["hosts"])]
+    return [[n["id"] + (" (cordoned)" if n.get("cordoned") else ""), n["hostname"],
+             ", ".join(a for a in n["addresses"] if not a.startswith("127.")) or "127.0.0.1", n["cores"],
+             f"{n['cpu']:.0f}%", f"{n['mem']:.0f}%", n["n_actors"], len(n["hosts"])]
             for n in nodes]
 
 

@@ -83,11 +83,41 @@ def up(args: argparse.Namespace) -> int:
 
 
 def node(args: argparse.Namespace) -> int:
-    """Run a node agent (``python -m nodeagent CONFIG``)."""
+    """Run a node agent (``python -m nodeagent CONFIG``); given a NATS URL instead of a config,
+    join the cluster there with the config it keeps on the bus (``beach config push``)."""
     from nodeagent.__main__ import main as node_main
 
-    return node_main([args.config] + (["--node-id", args.node_id] if args.node_id else [])
+    config = args.config
+    if "://" in config:
+        config = join(args)
+    return node_main([config] + (["--node-id", args.node_id] if args.node_id else [])
                      + (["--secure", args.secure] if args.secure else []), prog="beach node")
+
+
+def join(args: argparse.Namespace) -> str:
+    """Read the cluster's pushed config through the NATS URL ``args.config`` and write this node's
+    config from it (with this machine's own secrets and paths); return its path."""
+    from .. import bus, clusterconfig
+
+    url = args.config
+    state = os.path.abspath(args.state or os.path.join(os.path.expanduser("~"), ".local", "state", "beach",
+                                                       "node-" + (args.node_id or "default")))
+    bootstrap = beach_config.parse({"nats": {"servers": [url]}, **({"private_key": os.path.abspath(args.key)}
+                                                                   if args.key else {})})
+    if args.secure:
+        beach_config.use_secure_dir(bootstrap, args.secure)
+
+    async def read() -> dict[str, object]:
+        nc = await bus.connect(bootstrap, "beach-node join")
+        try:
+            return await clusterconfig.fetch(nc, bootstrap)
+        finally:
+            await bus.close(nc)
+
+    pushed = asyncio.run(read())
+    path = clusterconfig.joined(pushed, url, state, args.key, args.admin_token_file)
+    print(f"beach: joined through {url}; this node's config: {path}", file=sys.stderr)
+    return path
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,7 +132,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "init DIR' wrote: the node connects as the node user, the deploy scripts as admin")
     p.set_defaults(func=up)
     p = sub.add_parser("node", help="run a node agent (one per machine)", description=node.__doc__)
-    p.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
+    p.add_argument("config", metavar="CONFIG|URL", help="the cluster's config file (YAML), or a NATS URL "
+                   "(nats://HOST:4222) to join with the config the cluster keeps on the bus")
     p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
     p.add_argument("--secure", metavar="DIR", help="connect as the node user of 'beach secure init DIR'")
+    p.add_argument("--key", metavar="FILE", help="joining by URL: the cluster's private_key file (a sealed cluster)")
+    p.add_argument("--admin-token-file", metavar="FILE",
+                   help="joining by URL: a file holding the cluster's admin_token (secrets never travel on the bus)")
+    p.add_argument("--state", metavar="DIR", help="joining by URL: where this node keeps its config and code "
+                   "cache (default: ~/.local/state/beach/node-<id>)")
     p.set_defaults(func=node)

@@ -46,13 +46,16 @@ SCHEMAS: dict[str, Schema] = {
         "id": STRING, "hostname": STRING, "addresses": _array(STRING), "cores": INTEGER, "cpu": NUMBER,
         "cpu_per_core": _array(NUMBER), "mem": NUMBER, "mem_total": _nullable("integer"), "n_actors": INTEGER,
         "actors_by_realm": _map(INTEGER), "hosts": _map({"type": "object"}), "pid": _nullable("integer"),
-        "started": _nullable("number"), "updated": _nullable("number")}),
+        "started": _nullable("number"), "updated": _nullable("number"),
+        "cordoned": {"type": "boolean", "description": "drained: takes no new actors"}}),
     "Actor": _object({
         "uid": STRING, "realm": STRING, "name": STRING, "categories": _array(STRING), "node": STRING,
         "host": STRING, "pid": _nullable("integer"), "isolated": BOOLEAN,
         "params": {"type": "object", "description": "private parameters (names starting with _) show as <PRIVATE>"},
         "resources": {"type": "object"}, "owner": _nullable("string"), "started": _nullable("number"),
         "uptime": NUMBER, "sid": _nullable("string"), "restart": STRING, "restarts": INTEGER,
+        "version": {"type": ["string", "null"], "description": "the deployed version of its realm's code it runs "
+                    "(null: the code directory)"},
         "inflight": _nullable("integer"), "bound": _nullable("integer"), "waiting": _nullable("integer"),
         "counters": _map(INTEGER), "rps": NUMBER, "saturated": BOOLEAN}),
     "Realms": {"description": "{realm: {category: number of actors}}", **_map(_map(INTEGER))},

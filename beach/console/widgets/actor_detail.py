@@ -86,6 +86,7 @@ class ActorDetail(VerticalScroll, Live):
         grid.add_row("restarts", f"{actor['restarts']} (restart: {actor['restart']})")
         grid.add_row("uptime", duration(actor["uptime"]))
         grid.add_row("owner", actor["owner"] or "-")
+        grid.add_row("code", f"version {actor['version']} (deployed)" if actor.get("version") else "code directory")
         grid.add_row("parameters", self._highlight(Text(dumps(actor["params"]))) if actor["params"] else "{}")
         if actor["resources"]:
             grid.add_row("resources", self._highlight(Text(dumps(actor["resources"]))))

@@ -1,0 +1,498 @@
+"""Code bundles (beach.bundle): deterministic packing, safe unpacking, requirements, the node cache."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from beach import bundle as bundle_module
+from beach.bundle import (
+    MAX_BUNDLE_BYTES,
+    REQUIREMENTS,
+    Bundle,
+    BundleError,
+    Cache,
+    digest_of,
+    pack,
+    requirements,
+    unpack,
+    verify,
+)
+from beach.errors import BeachError
+
+
+def make_tree(root: Path) -> Path:
+    """A small realm: a nested package, a data file, an executable script."""
+    (root / "shop" / "orders").mkdir(parents=True)
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "orders" / "__init__.py").write_text("from .actor import Orders\n")
+    (root / "shop" / "orders" / "actor.py").write_text("class Orders:\n    pass\n")
+    (root / "shop" / "data").mkdir()
+    (root / "shop" / "data" / "prices.json").write_bytes(b'{"apple": 3}\n')
+    (root / "bin").mkdir()
+    (root / "bin" / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(root / "bin" / "run.sh", 0o755)
+    os.chmod(root / "shop" / "data" / "prices.json", 0o600)
+    return root
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def tgz(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    """A hand-crafted gzip'd tar: each member with its content (None for non-files)."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, content in members:
+            if content is not None:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+            else:
+                tar.addfile(info)
+    return gzip.compress(raw.getvalue())
+
+
+def member(name: str, content: bytes | None = b"x", kind: bytes = tarfile.REGTYPE, **attrs) -> tuple:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    return info, content
+
+
+# --- pack -------------------------------------------------------------------------------------------
+
+
+def test_pack_is_deterministic_across_times_permissions_and_copies(tmp_path):
+    tree = make_tree(tmp_path / "a")
+    first = pack(tree)
+    assert isinstance(first, Bundle)
+    assert first.digest == "sha256:" + hashlib.sha256(first.data).hexdigest()
+    assert first.size == len(first.data)
+    assert first.files == 5
+    assert pack(tree) == first
+
+    for path in tree.rglob("*"):
+        os.utime(path, (1_000_000, 1_000_000))
+    assert pack(tree).data == first.data
+
+    copy = tmp_path / "elsewhere" / "b"
+    shutil.copytree(tree, copy)
+    time.sleep(0.01)
+    (copy / "shop" / "__init__.py").write_text("")  # rewritten: a new mtime, same content
+    os.chmod(copy / "shop" / "data" / "prices.json", 0o664)  # same "not executable"
+    again = pack(copy)
+    assert again.data == first.data
+    assert again.digest == first.digest
+
+
+def test_pack_archive_carries_no_owner_time_or_extra_mode(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    with tarfile.open(fileobj=io.BytesIO(pack(tree).data), mode="r:gz") as tar:
+        infos = tar.getmembers()
+    names = [i.name for i in infos]
+    assert names == sorted(names)
+    assert all(i.isreg() for i in infos)
+    assert {(i.uid, i.gid, i.uname, i.gname, i.mtime) for i in infos} == {(0, 0, "", "", 0)}
+    modes = {i.name: i.mode for i in infos}
+    assert modes["bin/run.sh"] == 0o755
+    assert modes["shop/data/prices.json"] == 0o644
+    assert modes["shop/orders/actor.py"] == 0o644
+
+
+def test_different_content_gives_a_different_digest(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    before = pack(tree).digest
+    (tree / "shop" / "orders" / "actor.py").write_text("class Orders:\n    pass  \n")
+    changed = pack(tree).digest
+    assert changed != before
+    os.chmod(tree / "shop" / "orders" / "actor.py", 0o755)
+    assert pack(tree).digest != changed  # the executable bit is part of the content
+    (tree / "shop" / "orders" / "renamed.py").write_text("")
+    assert pack(tree).digest not in (before, changed)
+
+
+def test_round_trip_keeps_packages_data_and_the_executable_bit(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    out = tmp_path / "out" / "code"
+    unpack(pack(tree).data, out)
+    assert files_of(out) == files_of(tree)
+    assert (out / "bin" / "run.sh").stat().st_mode & 0o777 == 0o755
+    assert (out / "shop" / "data" / "prices.json").stat().st_mode & 0o777 == 0o644
+    assert (out / "shop" / "orders").stat().st_mode & 0o777 == 0o755
+    assert sorted(p.name for p in out.parent.iterdir()) == ["code"]  # no temporary directory left
+
+
+def test_pack_skips_pycache_dotfiles_and_pyc(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    plain = pack(tree)
+    (tree / "shop" / "__pycache__").mkdir()
+    (tree / "shop" / "__pycache__" / "actor.cpython-311.pyc").write_bytes(b"\x00bytecode")
+    (tree / "stray.pyc").write_bytes(b"\x00")
+    (tree / ".git" / "objects").mkdir(parents=True)
+    (tree / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (tree / "shop" / ".env").write_text("SECRET=1\n")
+    (tree / ".venv").symlink_to("/usr")  # skipped by name, so not refused as a link
+    packed = pack(tree)
+    assert packed.digest == plain.digest
+    assert packed.files == plain.files
+
+
+def test_symlinks_are_refused_not_followed(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    (tree / "shop" / "link.py").symlink_to(tree / "shop" / "__init__.py")
+    with pytest.raises(BundleError, match=r"link\.py is a symbolic link: links are refused"):
+        pack(tree)
+    (tree / "shop" / "link.py").unlink()
+    (tree / "outside").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(BundleError, match=r"outside is a symbolic link"):
+        pack(tree)
+
+
+def test_special_files_are_refused(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    os.mkfifo(tree / "shop" / "pipe")
+    with pytest.raises(BundleError, match=r"pipe is a fifo"):
+        pack(tree)
+
+
+def test_missing_not_a_directory_and_empty_are_refused(tmp_path):
+    with pytest.raises(BundleError, match=r"no such directory: .*nowhere"):
+        pack(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BundleError, match=r"no such directory: .*file is not a directory"):
+        pack(tmp_path / "file")
+    empty = tmp_path / "empty"
+    (empty / "__pycache__").mkdir(parents=True)
+    (empty / "__pycache__" / "x.pyc").write_bytes(b"")
+    (empty / ".git").mkdir()
+    (empty / "sub").mkdir()
+    with pytest.raises(BundleError, match=r"nothing to deploy in .*empty"):
+        pack(empty)
+
+
+def test_size_limit_is_refused_while_walking(tmp_path, monkeypatch):
+    tree = tmp_path / "big"
+    tree.mkdir()
+    for i in range(3):
+        (tree / f"f{i}.bin").write_bytes(b"z" * 1000)
+
+    def no_reading(*args):
+        raise AssertionError("a file was read before the size check")
+
+    monkeypatch.setattr(bundle_module, "_read", no_reading)
+    with pytest.raises(BundleError, match=r"at least 0\.0 MB \(2000 bytes\).*limit of 0\.0 MB \(1500 bytes\)") as e:
+        pack(tree, limit=1500)
+    assert "before any upload" in str(e.value)
+
+
+def test_a_huge_sparse_file_is_refused_without_reading_it(tmp_path):
+    tree = tmp_path / "sparse"
+    tree.mkdir()
+    with open(tree / "huge.bin", "wb") as f:
+        f.truncate(16 * 1024**3)
+    started = time.monotonic()
+    with pytest.raises(BundleError, match=r"16384\.0 MB .* over the bundle limit of 64\.0 MB"):
+        pack(tree)
+    assert time.monotonic() - started < 2
+
+
+def test_archive_size_is_checked_after_packing(tmp_path):
+    tree = tmp_path / "random"
+    tree.mkdir()
+    (tree / "noise.bin").write_bytes(os.urandom(20_000))  # incompressible: the archive is larger
+    with pytest.raises(BundleError, match=r"compressed, over the bundle limit of 0\.0 MB \(20000 bytes\)"):
+        pack(tree, limit=20_000)
+    assert pack(tree, limit=30_000).files == 1
+
+
+def test_digest_and_verify():
+    assert digest_of(b"") == "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    verify(b"abc", digest_of(b"abc"))
+    with pytest.raises(BundleError, match=r"bundle digest mismatch: expected sha256:0+, got sha256:ba7816bf"):
+        verify(b"abc", "sha256:" + "0" * 64)
+    assert issubclass(BundleError, BeachError) and issubclass(BundleError, ValueError)
+    assert MAX_BUNDLE_BYTES == 64 * 1024 * 1024 and REQUIREMENTS == "requirements.txt"
+
+
+# --- unpack -----------------------------------------------------------------------------------------
+
+
+def assert_refused(tmp_path: Path, data: bytes, match: str, limit: int = MAX_BUNDLE_BYTES) -> None:
+    """Unpacking ``data`` is refused with ``match``, and leaves nothing behind anywhere."""
+    area = tmp_path / f"area{len(list(tmp_path.glob('area*')))}"
+    area.mkdir()
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(BundleError, match=match):
+        unpack(data, area / "dest", limit=limit)
+    assert list(area.iterdir()) == []  # no destination, no temporary sibling
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "x").exists()
+
+
+def test_unpack_refuses_a_parent_segment(tmp_path):
+    data = tgz(member("ok.py", b"fine"), member("../evil", b"owned"))
+    assert_refused(tmp_path, data, r"'\.\./evil' has a '\.\.' segment")
+
+
+def test_unpack_refuses_a_nested_parent_segment(tmp_path):
+    data = tgz(member("a/ok.py", b"fine"), member("a/../../x", b"owned"))
+    assert_refused(tmp_path, data, r"'a/\.\./\.\./x' has a '\.\.' segment")
+
+
+def test_unpack_refuses_an_absolute_name(tmp_path):
+    target = tmp_path / "evil"
+    data = tgz(member("ok.py"), member(str(target), b"owned"))
+    assert_refused(tmp_path, data, r"has an absolute name")
+    assert_refused(tmp_path, tgz(member("/abs", b"owned")), r"'/abs' has an absolute name")
+
+
+def test_unpack_refuses_backslash_and_nul(tmp_path):
+    assert_refused(tmp_path, tgz(member("a\\..\\..\\evil")), r"has a backslash")
+    # a ustar name stops at a NUL, so it has to come in a pax header
+    assert_refused(tmp_path, tgz(member("ab", pax_headers={"path": "a\x00b"})), r"'a\\x00b' has a NUL")
+
+
+def test_unpack_refuses_a_symlink_member(tmp_path):
+    data = tgz(member("ok.py"), member("link", None, tarfile.SYMTYPE, linkname="/etc/passwd"))
+    assert_refused(tmp_path, data, r"'link' is a symbolic link \(to '/etc/passwd'\)")
+
+
+def test_unpack_refuses_a_hardlink_member(tmp_path):
+    data = tgz(member("ok.py"), member("hard", None, tarfile.LNKTYPE, linkname="ok.py"))
+    assert_refused(tmp_path, data, r"'hard' is a hard link")
+
+
+@pytest.mark.parametrize("kind,words", [
+    (tarfile.CHRTYPE, "a character device"),
+    (tarfile.BLKTYPE, "a block device"),
+    (tarfile.FIFOTYPE, "a fifo"),
+])
+def test_unpack_refuses_devices_and_fifos(tmp_path, kind, words):
+    data = tgz(member("ok.py"), member("dev", None, kind, devmajor=1, devminor=3))
+    assert_refused(tmp_path, data, rf"'dev' is {words}")
+
+
+def test_unpack_refuses_a_gzip_bomb(tmp_path):
+    data = tgz(member("zeros.bin", b"\x00" * (2 * 1024 * 1024)))
+    assert len(data) < 10_000
+    assert_refused(tmp_path, data, r"'zeros\.bin' would take the bundle past the limit of 1\.0 MB", limit=1024 * 1024)
+
+
+def test_unpack_counts_the_total_over_many_files(tmp_path):
+    data = tgz(*(member(f"part{i}.bin", b"\x00" * 400_000) for i in range(3)))
+    assert_refused(tmp_path, data, r"'part2\.bin' would take the bundle past the limit", limit=1_000_000)
+
+
+def test_unpack_counts_the_stream_not_just_the_headers(tmp_path):
+    # Headers all claim nothing (thousands of empty files), or the archive ends early and zeros follow
+    # inside the gzip: the sizes in the headers are small, the stream is not.
+    empties = tgz(*(member(f"e{i}", b"") for i in range(2400)))
+    assert len(empties) < 20_000
+    assert_refused(tmp_path, empties, r"bundle expands to more than 1\.0 MB .* \(a gzip bomb\?\)", limit=20_000)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("ok.py")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"ok"))
+    padded = gzip.compress(raw.getvalue() + b"\x00" * (4 * 1024 * 1024))
+    assert_refused(tmp_path, padded, r"bundle expands to more than", limit=1024 * 1024)
+
+
+def test_unpack_refuses_garbage_and_truncated_archives(tmp_path):
+    assert_refused(tmp_path, b"this is not a tarball", r"not a beach bundle: .*gzip")
+    assert_refused(tmp_path, gzip.compress(b"neither is this, once unzipped" * 40), r"not a beach bundle")
+    data = pack(make_tree(tmp_path / "tree")).data
+    assert_refused(tmp_path, data[: len(data) // 2], r"not a beach bundle")
+    assert_refused(tmp_path, data[:-4], r"not a beach bundle")  # only the gzip trailer is cut
+    assert_refused(tmp_path, data + b"trailing junk", r"not a beach bundle")
+    assert_refused(tmp_path, gzip.compress(b"\x00" * 10240), r"not a beach bundle: .*no files")
+
+
+def test_unpack_refuses_duplicates_and_file_directory_clashes(tmp_path):
+    assert_refused(tmp_path, tgz(member("a.py"), member("a.py")), r"'a\.py' appears twice")
+    assert_refused(tmp_path, tgz(member("a"), member("a/b.py")), r"'a/b\.py' is under 'a', which is a file")
+
+
+def test_unpack_accepts_directories_and_dot_prefixes(tmp_path):
+    dir_info = tarfile.TarInfo("./pkg")
+    dir_info.type = tarfile.DIRTYPE
+    root_info = tarfile.TarInfo(".")
+    root_info.type = tarfile.DIRTYPE
+    data = tgz((root_info, None), (dir_info, None), member("./pkg/a.py", b"A", mode=0o700),
+               member("pkg//b.py", b"B", mode=0o640))
+    unpack(data, tmp_path / "out")
+    assert files_of(tmp_path / "out") == {"pkg/a.py": b"A", "pkg/b.py": b"B"}
+    assert (tmp_path / "out" / "pkg" / "a.py").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / "pkg" / "b.py").stat().st_mode & 0o777 == 0o644
+
+
+def test_unpack_destination_must_be_absent_or_empty(tmp_path):
+    data = pack(make_tree(tmp_path / "tree")).data
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    unpack(data, empty)
+    assert (empty / "bin" / "run.sh").is_file()
+    with pytest.raises(BundleError, match=r"empty.*exists and is not empty"):
+        unpack(data, empty)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BundleError, match=r"afile.*exists and is not a directory"):
+        unpack(data, tmp_path / "afile")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_unpack_keeps_a_destination_that_appeared_meanwhile(tmp_path, monkeypatch):
+    data = pack(make_tree(tmp_path / "tree")).data
+    dest = tmp_path / "area" / "code"
+    real_rename = os.rename
+
+    def racing_rename(src, dst):
+        # Another process finishes unpacking the same digest just before this one.
+        Path(dst).mkdir()
+        Path(dst, "theirs").write_text("first")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(bundle_module.os, "rename", racing_rename)
+    unpack(data, dest)
+    assert files_of(dest) == {"theirs": b"first"}
+    assert [p.name for p in dest.parent.iterdir()] == ["code"]
+
+
+def test_unpack_refuses_an_archive_over_the_limit_as_is(tmp_path):
+    data = tgz(member("noise.bin", os.urandom(5000)))
+    assert_refused(tmp_path, data, r"bundle is 0\.0 MB \(\d+ bytes\), over the bundle limit", limit=4000)
+
+
+# --- requirements -----------------------------------------------------------------------------------
+
+
+def test_requirements_are_plain_specifiers(tmp_path):
+    assert requirements(tmp_path) == []
+    (tmp_path / REQUIREMENTS).write_text(
+        "# pinned for the realm\n\nsix==1.16.0\nattrs>=22  # inline comment\n"
+        "rich[jupyter] ~= 13.0, != 13.1 ; python_version >= \"3.11\"\n   \nPyYAML\n"
+    )
+    assert requirements(tmp_path) == [
+        "six==1.16.0", "attrs>=22", 'rich[jupyter] ~= 13.0, != 13.1 ; python_version >= "3.11"', "PyYAML",
+    ]
+
+
+@pytest.mark.parametrize("line,what", [
+    ("-e .", "is a pip option"),
+    ("--index-url x", "is a pip option"),
+    ("-r other.txt", "is a pip option"),
+    ("http://x", "is a URL"),
+    ("git+https://github.com/x/y", "is a URL"),
+    ("./local", "is a path"),
+    ("/opt/pkg", "is a path"),
+    ("pkg/sub", "is a path"),
+    ("pkg @ file:pkg", "is a direct reference"),
+    ("six --index-url=evil", "carries a pip option"),
+    ("pkg.whl", "looks like an archive"),
+    ("${HOME}", "is not a plain requirement specifier"),
+])
+def test_requirements_refuse_what_points_pip_anywhere(tmp_path, line, what):
+    (tmp_path / REQUIREMENTS).write_text(f"six==1.16.0\n{line}\n")
+    with pytest.raises(BundleError, match=rf"requirements\.txt:2: .* {what}"):
+        requirements(tmp_path)
+
+
+# --- cache ------------------------------------------------------------------------------------------
+
+
+def packed(tmp_path: Path, name: str, size: int = 3000) -> Bundle:
+    tree = tmp_path / "src" / name
+    tree.mkdir(parents=True)
+    (tree / f"{name}.py").write_bytes(os.urandom(size))  # incompressible: entries of a known size
+    return pack(tree)
+
+
+def entry_bytes(cache_root: Path, digest: str) -> int:
+    entry = cache_root / digest.removeprefix("sha256:")
+    return sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+
+
+def test_cache_put_and_get(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    b = packed(tmp_path, "alpha")
+    assert cache.get(b.digest) is None
+    code = cache.put(b.data, b.digest)
+    hexd = b.digest.removeprefix("sha256:")
+    assert code == tmp_path / "cache" / hexd / "code" == cache.path(b.digest)
+    assert (code / "alpha.py").read_bytes() == (tmp_path / "src" / "alpha" / "alpha.py").read_bytes()
+    assert (tmp_path / "cache" / hexd / "bundle.tgz").read_bytes() == b.data
+    assert cache.get(b.digest) == code
+    assert cache.put(b.data, b.digest) == code  # already there: unchanged
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [hexd]
+
+
+def test_cache_put_verifies(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    b = packed(tmp_path, "alpha")
+    other = "sha256:" + "1" * 64
+    with pytest.raises(BundleError, match="bundle digest mismatch"):
+        cache.put(b.data, other)
+    assert cache.get(other) is None
+
+
+def test_cache_detects_a_tampered_archive(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    b = packed(tmp_path, "alpha")
+    code = cache.put(b.data, b.digest)
+    archive = code.parent / "bundle.tgz"
+    archive.write_bytes(b.data[:-1] + bytes([b.data[-1] ^ 1]))
+    with pytest.raises(BundleError, match=rf"cached bundle {b.digest} was tampered with or is corrupt"):
+        cache.get(b.digest)
+    assert not code.parent.exists()
+    assert cache.get(b.digest) is None
+    assert cache.put(b.data, b.digest) == code  # stored afresh
+    assert cache.get(b.digest) == code
+
+
+def test_cache_evicts_the_least_recently_used(tmp_path):
+    a, b, c = (packed(tmp_path, name) for name in ("alpha", "beta", "gamma"))
+    measure = Cache(tmp_path / "measure")
+    for x in (a, b, c):
+        measure.put(x.data, x.digest)
+    sizes = [entry_bytes(tmp_path / "measure", x.digest) for x in (a, b, c)]
+    assert all(s > 6000 for s in sizes)  # archive and code, both counted
+
+    cache = Cache(tmp_path / "cache", max_bytes=sum(sizes) - 1)  # room for any two, not three
+    cache.put(a.data, a.digest)
+    cache.put(b.data, b.digest)
+    assert cache.get(a.digest) is not None  # now beta is the least recently used
+    cache.put(c.data, c.digest)
+    assert cache.get(b.digest) is None
+    assert not (tmp_path / "cache" / b.digest.removeprefix("sha256:")).exists()
+    assert cache.get(a.digest) is not None
+    assert cache.get(c.digest) is not None
+
+
+def test_cache_keeps_the_new_entry_even_over_budget(tmp_path):
+    cache = Cache(tmp_path / "cache", max_bytes=10)
+    a, b = packed(tmp_path, "alpha"), packed(tmp_path, "beta")
+    cache.put(a.data, a.digest)
+    code = cache.put(b.data, b.digest)
+    assert (code / "beta.py").is_file()
+    assert cache.get(a.digest) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "md5:" + "0" * 32, "sha256:" + "0" * 63, "sha256:" + "A" * 64, "sha256:../../etc", "0" * 64,
+    "sha256:" + "0" * 64 + "/x",
+])
+def test_cache_refuses_a_malformed_digest(tmp_path, bad):
+    cache = Cache(tmp_path / "cache")
+    for call in (cache.path, cache.get, lambda d: cache.put(b"", d)):
+        with pytest.raises(BundleError, match=r"not a bundle digest"):
+            call(bad)
+    assert not (tmp_path / "cache").exists()
