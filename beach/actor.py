@@ -21,7 +21,7 @@ from .group import ActorHandleGroup
 from .handle import ActorHandle
 
 if TYPE_CHECKING:
-    from nodeagent.runtime import ActorRuntime
+    from .runtime import ActorRuntime
 
 
 class ActorRequest:

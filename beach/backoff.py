@@ -6,4 +6,5 @@ from __future__ import annotations
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (counted from 0): ``base * 2**attempt``,
     at most ``cap``."""
-    return min(base * 2 ** attempt, cap)
+    # 2.0: `2 ** int` is typed Any (int or float); at most 2 ** 64: 2.0 ** 1024 overflows (a huge nRetries)
+    return min(base * 2.0 ** min(attempt, 64), cap)

@@ -162,7 +162,7 @@ def _read(path: Path, most: int) -> bytes:
         return f.read(most + 1)
 
 
-def pack(directory: str | os.PathLike, limit: int = MAX_BUNDLE_BYTES) -> Bundle:
+def pack(directory: str | os.PathLike[str], limit: int = MAX_BUNDLE_BYTES) -> Bundle:
     """Pack every regular file under ``directory`` into a deterministic, content-addressed bundle.
 
     The archive is a gzip'd tar of relative POSIX names in sorted order, with only what the code
@@ -236,6 +236,20 @@ class _Capped:
                 f"{_mb(self.limit)} allows (a gzip bomb?)"
             )
         return chunk
+
+    # The rest of what `tarfile.open` asks of a file object; a stream ("r|") only reads.
+
+    def tell(self) -> int:
+        return self.total
+
+    def seek(self, pos: int, /) -> int:
+        raise io.UnsupportedOperation("seek")
+
+    def write(self, b: bytes, /) -> int:
+        raise io.UnsupportedOperation("write")
+
+    def close(self) -> None:
+        self.stream.close()
 
 
 def _corrupt(e: BaseException) -> BundleError:
@@ -377,7 +391,7 @@ def _extract(data: bytes, into: Path, limit: int) -> int:
     return files
 
 
-def unpack(data: bytes, destination: str | os.PathLike, limit: int = MAX_BUNDLE_BYTES) -> None:
+def unpack(data: bytes, destination: str | os.PathLike[str], limit: int = MAX_BUNDLE_BYTES) -> None:
     """Unpack the bundle ``data`` into the directory ``destination``, which is created.
 
     Only regular files and directories are written (files 0o644, or 0o755 when executable in the
@@ -452,7 +466,7 @@ def _refusal(line: str) -> str | None:
     return None
 
 
-def requirements(directory: str | os.PathLike) -> list[str]:
+def requirements(directory: str | os.PathLike[str]) -> list[str]:
     """The pip requirements a bundle declares: the non-empty, non-comment lines of
     ``<directory>/requirements.txt``, in order, or ``[]`` when there is no such file.
 
@@ -528,7 +542,7 @@ class Cache:
     directory disappears, so callers must not evict under a running host (size the budget for it).
     """
 
-    def __init__(self, root: str | os.PathLike, max_bytes: int = 512 * 1024 * 1024,
+    def __init__(self, root: str | os.PathLike[str], max_bytes: int = 512 * 1024 * 1024,
                  bundle_limit: int = MAX_BUNDLE_BYTES) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes

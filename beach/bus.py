@@ -104,7 +104,8 @@ class Refusals:
 
         self.listeners.append(listener)
         try:
-            await asyncio.wait({task, refused}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {task, refused}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if not task.done():
                 task.cancel()
                 raise PermissionDenied(refused.result())

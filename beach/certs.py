@@ -20,12 +20,13 @@ import os
 import secrets
 import ssl
 from collections.abc import Sequence
+from typing import TypeGuard, get_args
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from .errors import ConfigError
@@ -96,6 +97,8 @@ def make_cert(
     issuer_key = _load_key(ca_key)
     if issuer_key.public_key() != issuer.public_key():
         raise ConfigError(f"{ca_key} is not the private key of the CA certificate {ca_cert}")
+    if not _can_sign(issuer_key):
+        raise ConfigError(f"{ca_key} is a {type(issuer_key).__name__}, which cannot sign certificates")
 
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
@@ -213,6 +216,11 @@ def _load_key(path: str) -> PrivateKeyTypes:
         raise ConfigError(f"{path} is an encrypted private key; an unencrypted one is needed") from None
     except (ValueError, UnsupportedAlgorithm):
         raise ConfigError(f"{path} is not a PEM private key file") from None
+
+
+def _can_sign(key: PrivateKeyTypes) -> TypeGuard[CertificateIssuerPrivateKeyTypes]:
+    # not every private key signs (DH, X25519...); the alias is a typing.Union, get_args gives its classes
+    return isinstance(key, get_args(CertificateIssuerPrivateKeyTypes))
 
 
 def _not_after(cert: x509.Certificate) -> datetime.datetime:

@@ -26,10 +26,9 @@ from .handle import ActorHandle
 from .response import ActorResponse
 from .runner import Runner
 from .session import Session
-from .spawn import SPAWN_TIMEOUT, spawn_args
+from .spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
 
 CONTROL_TIMEOUT = 60.0
-HOST_START_SECONDS = 30.0  # the node agent's bound on starting a host process (nodeagent.agent)
 
 
 class AsyncBeach:

@@ -16,7 +16,6 @@ credentials only admins and realm admins may write the object store.
 from __future__ import annotations
 
 import io
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,23 +28,15 @@ from nats.js.object_store import ObjectStore
 from . import bus, desired, subjects
 from .bundle import Bundle, BundleError, verify
 from .errors import BusError, SealError, UsageError
+from .subjects import check_version
 
 if TYPE_CHECKING:
     from .session import Session
 
 CODE_BUCKET = "beach_code"
 CHUNK = 128 * 1024
-VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
-
-
-def check_version(version: str) -> str:
-    """``version`` if it is a version name (letters, digits, ``_.+-``, up to 64); else `UsageError`."""
-    if not isinstance(version, str) or not VERSION_NAME.match(version):
-        raise UsageError(f"{version!r} is not a version name: use letters, digits and _ . + - (up to 64, "
-                         f"starting with a letter or digit)")
-    return version
 
 
 def version_key(realm: str, version: str) -> str:

@@ -47,12 +47,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .errors import ConfigError
 from .seal import Sealer, read_key
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 log = logging.getLogger("beach.config")
 
@@ -169,7 +172,8 @@ class Config:
         return self.n_processes or os.cpu_count() or 1
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
+# type[Any]: a value that passes its isinstance check stays Any (the checks below need its contents)
+_TYPES: dict[str, tuple[type[Any], ...]] = {
     "code_directory": (str,), "actor_modules": (list,), "n_processes": (int,), "admin_token": (str,),
     "private_key": (str,), "accepted_keys": (list,), "replay_window": (int, float),
     "auth_file": (str,), "inbox_prefix": (str,), "tls": (dict,), "server_config": (str,),
@@ -223,10 +227,10 @@ def _relative(base: str, path: str | None) -> str | None:
 
 
 def _seed_url(seed: Any) -> str:
-    seed = str(seed)
-    if "://" in seed:
-        return seed
-    return f"nats://{seed}" if ":" in seed else f"nats://{seed}:{DEFAULT_PORT}"
+    url = str(seed)
+    if "://" in url:
+        return url
+    return f"nats://{url}" if ":" in url else f"nats://{url}:{DEFAULT_PORT}"
 
 
 def parse(raw: Any, path: str | None = None) -> Config:
@@ -237,7 +241,8 @@ def parse(raw: Any, path: str | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
     config = Config(path=path)
-    sections = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog, "code": config.code}
+    sections: dict[str, DataclassInstance] = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog,
+                                              "code": config.code}
     top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", "secure_dir", "keys", "_sealer",
                                               *sections}
     raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}

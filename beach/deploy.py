@@ -38,7 +38,7 @@ async def deploy(client: AsyncBeach, realm: str, directory: str | os.PathLike[st
     name already taken by other code, `PermissionDenied` / `BusError` from the bus."""
     realm = subjects.check_realm(realm)
     if version is not None:
-        codestore.check_version(version)
+        subjects.check_version(version)
     config = client.session.config
     authority.require_admin(config, "deploy")
     packed = bundle.pack(directory, config.code.max_bundle_bytes)

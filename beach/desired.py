@@ -51,7 +51,7 @@ def realm_of(record: dict[str, Any]) -> str:
     return str(spawn["realm"] if isinstance(spawn, dict) else record.get("realm") or "global")
 
 
-def read(key: str, body: bytes) -> Any:
+def read(key: str, body: bytes) -> dict[str, Any] | None:
     """The checked record stored at ``key``, or None if it is not one (skipped, logged once, counted)."""
     try:
         return records.desired(key, wire.unpack(body))
@@ -64,13 +64,13 @@ def _body(value: Any) -> bytes:
     return wire.pack({**value, "v": records.FORMAT})
 
 
-async def get(kv: KeyValue, key: str) -> tuple[Any, int] | None:
+async def get(kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
     """``(record, revision)`` of ``key``, or None if it is absent (or not a record beach can read)."""
     try:
         entry = await kv.get(key)
     except KeyNotFoundError:
         return None
-    if entry.value is None or entry.operation is not None:
+    if entry.value is None or entry.operation is not None or entry.revision is None:
         return None
     record = read(key, entry.value)
     return None if record is None else (record, entry.revision)
@@ -99,7 +99,7 @@ class Mirror(BucketWatch):
 
     def __init__(self, kv: KeyValue) -> None:
         super().__init__(kv, self._apply)
-        self.entries: dict[str, tuple[Any, int]] = {}
+        self.entries: dict[str, tuple[dict[str, Any], int]] = {}
 
     def _apply(self, entry: Any) -> None:
         record = read(entry.key, entry.value) if entry.operation is None and entry.value else None
@@ -108,12 +108,12 @@ class Mirror(BucketWatch):
         else:
             self.entries.pop(entry.key, None)
 
-    def under(self, prefix: str) -> dict[str, tuple[Any, int]]:
+    def under(self, prefix: str) -> dict[str, tuple[dict[str, Any], int]]:
         """The entries whose key starts with ``prefix``."""
         return {k: v for k, v in self.entries.items() if k.startswith(prefix)}
 
 
-async def snapshot(kv: KeyValue, prefix: str) -> dict[str, tuple[Any, int]]:
+async def snapshot(kv: KeyValue, prefix: str) -> dict[str, tuple[dict[str, Any], int]]:
     """Every live entry under ``prefix`` (e.g. ``'sup.'``): ``{key: (value, revision)}``."""
     mirror = Mirror(kv)
     await mirror.start()

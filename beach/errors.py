@@ -8,6 +8,7 @@ Every error beach raises is a :class:`BeachError`::
     ├── EncodeError          a value msgpack cannot carry (names its type)
     ├── PayloadTooLarge      an encoded message over the server's max_payload
     ├── ActorLoadError       an actor class that cannot be found or imported
+    ├── ActorInitError       an actor's init() raised (the traceback is the message)
     ├── BusError             NATS cannot be reached, or a bus operation failed
     │   ├── ClosedError      the connection was closed before or during the call
     │   └── PermissionDenied NATS refused a publish or subscription (names the subject and the user)
@@ -53,6 +54,10 @@ class PayloadTooLarge(BeachError, ValueError):
 
 class ActorLoadError(BeachError):
     """An actor class that cannot be found, imported or is not an Actor subclass."""
+
+
+class ActorInitError(BeachError):
+    """An actor's ``init()`` raised; the message holds the traceback (a spawn reports it)."""
 
 
 class BusError(BeachError, ConnectionError):

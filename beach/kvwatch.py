@@ -58,9 +58,14 @@ class BucketWatch:
 
     async def _follow(self, ready: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
+
+        def settled() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
         async for entry in self._watcher:
             if entry is None:
-                loop.call_later(SETTLE_SECONDS, lambda: ready.done() or ready.set_result(None))
+                loop.call_later(SETTLE_SECONDS, settled)
                 continue
             try:
                 self.apply(entry)

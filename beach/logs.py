@@ -305,7 +305,7 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
         raise BusError(f"no {what} on this bus yet: no beach node has run here") from None
     except nats.errors.Error as err:
         raise BusError(f"cannot read the {what}: {err or type(err).__name__}") from None
-    deliver = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since.isoformat()) \
+    deliver = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since) \
         if since else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     sub = await js.subscribe(filter_subject, stream=stream, ordered_consumer=True, config=deliver)
     try:

@@ -300,7 +300,8 @@ class ClusterModel:
         """Supervision records by the uid of their current incarnation."""
         if self.mirror is None:
             return {}
-        return {v.get("uid"): v for v, _ in self.mirror.under("sup.").values() if isinstance(v, dict)}
+        return {v["uid"]: v for v, _ in self.mirror.under("sup.").values()
+                if isinstance(v, dict) and isinstance(v.get("uid"), str)}
 
     def actors(self, realm: str | None = None, category: str | None = None) -> list[dict[str, Any]]:
         """Every live actor (of ``realm``, under ``category`` by segment, if given), sorted by realm,

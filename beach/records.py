@@ -20,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import patrol, spawn
+from .errors import BeachError
+
 log = logging.getLogger("beach.records")
 
 FORMAT = 1
@@ -142,7 +145,7 @@ def _non_empty(name: str) -> Callable[[dict[str, Any], str], None]:
     return check
 
 
-RESTART_POLICIES = ("never", "on-failure", "always")
+RESTART_POLICIES = spawn.RESTART_POLICIES
 
 SPAWN = Schema("spawn", [
     Field("name", "name"), Field("categories", "names"), Field("realm", "name"),
@@ -231,9 +234,6 @@ CORDON = Schema("cordon", [Field("node", "name"), Field("who", "str", default="?
 
 
 def _patrol(value: Any, where: str = "") -> dict[str, Any]:
-    from . import patrol
-    from .errors import BeachError
-
     if isinstance(value, dict):
         version = value.get("v", 0)
         if isinstance(version, int) and version > FORMAT:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import wire
-from .runner import Runner
+from .runner import DrivenLoop, Runner
 
 
 class ActorResponse:
@@ -77,6 +77,11 @@ class ActorResponse:
     __str__ = __repr__
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class FutureResults:
     """Replies that arrive over time: ``n`` expected `ActorResponse` objects.
 
@@ -87,7 +92,7 @@ class FutureResults:
     def __init__(self, n: int, runner: Runner | None = None) -> None:
         self._expected = n
         # A DrivenLoop has nobody driving it while its caller waits here: waits drive it themselves
-        self._driver = runner if runner is not None and runner.drives else None
+        self._driver = runner if isinstance(runner, DrivenLoop) else None
         self._all: list[ActorResponse] = []
         self._unread: list[ActorResponse] = []
         # A plain lock and a flag: one of these is made per request of the futures API, and a
@@ -109,7 +114,7 @@ class FutureResults:
             with cond:
                 cond.notify_all()
         for loop, fut in waiters:
-            loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
+            loop.call_soon_threadsafe(_wake, fut)
         if self._driver is not None:
             self._driver.changed()  # a thread driving the loop until this has news looks again
 

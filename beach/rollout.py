@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import authority, codestore, subjects
+from . import authority, codestore, deploy, subjects
 from .errors import Refused, UsageError
 
 if TYPE_CHECKING:
@@ -84,8 +84,6 @@ async def rollout(client: AsyncBeach, realm: str, category: str, version: str | 
     the current one current again and roll back to it. Returns ``{'version', 'replaced': [{old,
     new, node}], 'failed': {uid: error}}`` once no actor of another version is left (or one could
     not be replaced). Raises `UsageError` for a realm with no deployed code or an unknown version."""
-    from . import deploy
-
     realm = subjects.check_realm(realm)
     category = subjects.normalize(category)
     authority.require_admin(client.session.config, "rollout")

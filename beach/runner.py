@@ -60,8 +60,8 @@ class Runner:
                 return
             if task.cancelled():  # only the loop's shutdown cancels these tasks
                 result.set_exception(ClosedError(CLOSED_DURING_CALL))
-            elif task.exception() is not None:
-                result.set_exception(task.exception())  # type: ignore[arg-type]
+            elif (error := task.exception()) is not None:
+                result.set_exception(error)
             else:
                 result.set_result(task.result())
 

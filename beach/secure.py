@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
@@ -120,8 +121,8 @@ def _write(path: str, text: str, private: bool = False) -> None:
         f.write(text)
 
 
-def init(directory: str, realm_admins: list[str] = (), clients: list[str] = (), tls_hosts: list[str] | None = None,
-         overwrite: bool = False) -> dict[str, str]:
+def init(directory: str, realm_admins: Sequence[str] = (), clients: Sequence[str] = (),
+         tls_hosts: list[str] | None = None, overwrite: bool = False) -> dict[str, str]:
     """Write, into ``directory``: ``auth.conf`` (the server's users and permissions), ``<user>.auth``
     for each user (what the config's ``nats.auth_file`` names: user, password, inbox prefix, role;
     readable by its owner only), ``nats-server.conf`` (includes them; what the embedded server or

@@ -20,7 +20,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from types import ModuleType
-from typing import IO, Any, NamedTuple, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from . import subjects
 from .beach_api import Beach
@@ -29,6 +29,9 @@ from .handle import DEFAULT_TIMEOUT
 from .keys import generate_key
 from .output import describe_failure, dumps, one_line, parse_data, parse_mapping
 from .response import ActorResponse
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 readline: ModuleType | None
 try:
@@ -98,11 +101,11 @@ class ShellArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.out = out
 
-    def print_help(self, file: IO[str] | None = None) -> None:
+    def print_help(self, file: SupportsWrite[str] | None = None) -> None:
         """Print the help to the shell's output."""
         super().print_help(file or self.out)
 
-    def print_usage(self, file: IO[str] | None = None) -> None:
+    def print_usage(self, file: SupportsWrite[str] | None = None) -> None:
         """Print the usage line to the shell's output."""
         super().print_usage(file or self.out)
 
@@ -280,10 +283,9 @@ class BeachShell(cmd.Cmd):
         """An empty line does nothing (cmd.Cmd would repeat the last command)."""
         return False
 
-    def default(self, line: str) -> bool:
-        """An unknown command: say so."""
+    def default(self, line: str) -> None:
+        """An unknown command: say so (and go on: `onecmd` takes None as False)."""
         self._error(f"unknown command {self.parseline(line)[0] or line!r}: type help")
-        return False
 
     def get_names(self) -> list[str]:
         """The attribute names cmd.Cmd lists and completes, without ``do_EOF`` (Ctrl-D is no command)."""
@@ -342,7 +344,8 @@ class BeachShell(cmd.Cmd):
 
     def _directory(self) -> dict[str, dict[str, str]]:
         # getDirectory lists only the realms that have live actors
-        return self.beach.getDirectory()["realms"].get(self.beach.realm, {})
+        directory: dict[str, dict[str, str]] = self.beach.getDirectory()["realms"].get(self.beach.realm, {})
+        return directory
 
     def _categories(self) -> list[str]:
         hidden = subjects.ACTORS_CATEGORY + "/"

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import codestore, desired, placement, subjects
+from . import placement, subjects
 from .errors import CategoryError, UsageError
 
-SPAWN_TIMEOUT = 60.0
+SPAWN_TIMEOUT = 60.0  # seconds a spawn waits for the actor's init() (addActor's timeout=)
+HOST_START_SECONDS = 30.0  # a node agent's bound on starting an actor host process
+RESTART_POLICIES = ("never", "on-failure", "always")
 
 
 def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strategy: str = "random",
@@ -31,8 +33,8 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
     categories = [category] if isinstance(category, str) else list(category)
     if not categories:
         raise CategoryError("addActor needs at least one category")
-    if restart not in desired.RESTART_POLICIES:
-        raise UsageError(f"unknown restart policy {restart!r}: use one of {', '.join(desired.RESTART_POLICIES)}")
+    if restart not in RESTART_POLICIES:
+        raise UsageError(f"unknown restart policy {restart!r}: use one of {', '.join(RESTART_POLICIES)}")
     return {
         "name": actorName, "categories": [subjects.normalize(c) for c in categories],
         "realm": subjects.check_realm(realm), "parameters": parameters or {}, "resources": resources or {},
@@ -40,7 +42,7 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
         "n_concurrent": n_concurrent, "max_concurrent": max_concurrent, "is_drainable": bool(is_drainable),
         "time_to_drain": time_to_drain, "owner": owner, "log_level": log_level, "timeout": timeout,
         "strategy": placement.check_strategy(strategy), "strategy_hint": strategy_hint, "restart": restart,
-        "version": None if version is None else codestore.check_version(version),
+        "version": None if version is None else subjects.check_version(version),
     }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import CategoryError
+from .errors import CategoryError, UsageError
 
 QUEUE = "beach"
 ACTORS_CATEGORY = "_ACTORS"
@@ -78,6 +78,18 @@ def check_realm(realm: str) -> str:
         raise CategoryError(f"{realm!r} is not a realm name: use letters, digits, '_', '-' and '.' "
                             f"(not first, never '..'), at most 128 of them")
     return realm
+
+
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+
+def check_version(version: str) -> str:
+    """``version`` if it is a name for a deployed version of a realm's code (letters, digits,
+    ``_.+-``, up to 64, starting with a letter or digit); else `UsageError`."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise UsageError(f"{version!r} is not a version name: use letters, digits and _ . + - (up to 64, "
+                         f"starting with a letter or digit)")
+    return version
 
 
 def matches(category: str, prefix: str) -> bool:

@@ -9,7 +9,9 @@ def isMessageSuccess(msg: Any) -> bool:
     """True if ``msg`` (an `ActorResponse` or an original-style envelope dict) is a success."""
     if msg is None or msg is False:
         return False
-    status = msg.get("status") if hasattr(msg, "get") else None
+    if not hasattr(msg, "get"):
+        return False
+    status = msg.get("status")
     return bool(status) and status.get("success") is not False
 
 

@@ -13,7 +13,7 @@ sender, never a silent ``str()``.
 from __future__ import annotations
 
 import threading
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import msgpack
 
@@ -55,7 +55,7 @@ def pack(value: Any, what: str = "value") -> bytes:
     """Encode ``value`` with msgpack; raise `EncodeError` naming the type it cannot carry."""
     packer = _packer()
     try:
-        return packer.pack(value)
+        return cast(bytes, packer.pack(value))  # (msgpack is untyped)
     except (TypeError, ValueError, OverflowError) as err:
         packer.reset()  # a failed pack may leave partial output in the buffer
         raise EncodeError(f"{what} cannot be sent: {err} (beach sends msgpack: dict, list, str, "

@@ -29,6 +29,7 @@ from beach.errors import BeachError
 from beach.rollout import LEAVE_GRACE
 from beach.runner import Background, Runner
 from beach.session import Session
+from beach.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT
 
 from . import control, health
 from .control import ControlServer, OutOfScope, Reply, in_scope, scope
@@ -36,11 +37,11 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
 
-HOST_START_SECONDS = 30.0
 HOST_STOP_SECONDS = 30.0
-SPAWN_SECONDS = 60.0
 ORPHAN_GRACE = 10.0
 RECYCLE_CHECK = 1.0
+HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
+ORPHAN_CHECK = 2.0  # how often the directory is swept for actors of vanished nodes
 MEMORY_RECYCLE_PERIOD = 10.0
 
 
@@ -117,8 +118,8 @@ class NodeAgent(ControlServer):
             self.supervisor = Supervisor(self)
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
                      loop.create_task(self._every(RECYCLE_CHECK, self.recycle_due)),
-                     loop.create_task(self._every(0.25, self.watch_hosts)),
-                     loop.create_task(self._every(2.0, self.collect_orphans)),
+                     loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
+                     loop.create_task(self._every(ORPHAN_CHECK, self.collect_orphans)),
                      loop.create_task(self.supervisor.run())]
             await self.stopping.wait()
             for task in tasks:
@@ -372,7 +373,7 @@ class NodeAgent(ControlServer):
         reply ``{'uid': new, 'node', 'old'}``."""
         version = args.get("version")
         if version is not None:
-            codestore.check_version(version)
+            subjects.check_version(version)
         grace = float(args.get("grace", LEAVE_GRACE))
         if not 0 <= grace <= 60:
             raise ValueError(f"grace must be 0 to 60 seconds, not {grace}")
@@ -493,7 +494,7 @@ class NodeAgent(ControlServer):
                 return False, f"node {self.node_id} has no running actor host", {}
             host = random.choice(shared)
         # the host enforces the timeout itself; the margin lets its answer arrive
-        reply = await self._to_host(host.id, "spawn", spec, float(spec["timeout"] or SPAWN_SECONDS) + 5)
+        reply = await self._to_host(host.id, "spawn", spec, float(spec["timeout"] or SPAWN_TIMEOUT) + 5)
         if reply[0]:
             self.placed[spec["uid"]] = (host.id, spec["realm"])
         else:  # the caller hears "failed": if the host got it running all the same (its answer was

@@ -25,17 +25,17 @@ from typing import Any
 
 from beach import authority, bus, desired, directory, logs, subjects, wire
 from beach import config as beach_config
-from beach.errors import BeachError
+from beach.errors import ActorInitError, BeachError
 from beach.runner import Background, Runner
+from beach.runtime import SERVING, ActorRuntime
 from beach.session import Session
+from beach.spawn import SPAWN_TIMEOUT
+from beach.workers import WorkerPool
 
 from .control import ControlServer, Reply
 from .deployed import DeployedCode
 from .loader import load_actor_class
-from .runtime import SERVING, ActorInitError, ActorRuntime
-from .workers import WorkerPool
 
-SPAWN_TIMEOUT = 60.0
 STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
 
 log = logging.getLogger("beach.host")

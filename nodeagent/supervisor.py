@@ -177,8 +177,8 @@ class Supervisor:
         (paused, partitioned) keeps running its actors while the supervisor starts them elsewhere,
         and they reappear with it. The record names the incarnation that counts; one started before
         it is a leftover. (A newer one is a replacement whose record is being moved to it.)"""
-        current = {record.get("sid"): record.get("uid") for record, _ in records.values()
-                   if record.get("state") == "running"}
+        current: dict[str, str] = {record["sid"]: record["uid"] for record, _ in records.values()
+                                   if record.get("state") == "running"}  # (both are required fields)
         stale = []
         for actor in self.view.live():
             sid = actor.get("sid")

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import output
 from ..client import AsyncBeach
+from ..response import ActorResponse
 from .common import add_config, add_json, add_realm, connected, emit, fail
 
 
@@ -23,7 +24,8 @@ def add(args: argparse.Namespace) -> int:
     async def start(client: AsyncBeach) -> int:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-        started, failed = [], []
+        started: list[ActorResponse] = []
+        failed: list[ActorResponse] = []
         with Progress(TextColumn(f"starting {args.name}"), BarColumn(), MofNCompleteColumn(), transient=True,
                       disable=args.count < 2 or args.json) as progress:
             task = progress.add_task("add", total=args.count)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import BusError
@@ -20,7 +21,7 @@ def _load_cell(actor: dict[str, Any]) -> str:
     return f"{actor['inflight']}/{actor['bound']}{mark}"
 
 
-def actor_rows(actors: list[dict[str, Any]]) -> list[list[Any]]:
+def actor_rows(actors: list[dict[str, Any]]) -> list[Sequence[Any]]:
     """Table rows for actors (shared by ``actors`` and ``status``)."""
     return [[a["uid"][:12], f"{a['realm']}/{a['name']}", a.get("version") or "-", ", ".join(a["categories"]),
              a["node"], a["pid"], "yes" if a["isolated"] else "", _load_cell(a), f"{a['rps']:.1f}",
@@ -31,7 +32,7 @@ ACTOR_COLUMNS = ("uid", "realm/class", "code", "categories", "node", "pid", "iso
                  "served", "restarts", "up")
 
 
-def node_rows(nodes: list[dict[str, Any]]) -> list[list[Any]]:
+def node_rows(nodes: list[dict[str, Any]]) -> list[Sequence[Any]]:
     """Table rows for nodes."""
     return [[n["id"] + (" (cordoned)" if n.get("cordoned") else ""), n["hostname"],
              ", ".join(a for a in n["addresses"] if not a.startswith("127.")) or "127.0.0.1", n["cores"],

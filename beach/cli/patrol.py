@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from typing import Any
 
 from ..client import AsyncBeach
 from ..errors import UsageError
@@ -20,7 +21,8 @@ async def _wait_for_patrol(model: ClusterModel, owner: str, timeout: float) -> b
                   transient=True) as progress:
         task = progress.add_task("patrol", total=None)
         while time.monotonic() < deadline:
-            [spec] = [p for p in model.patrols() if p["owner"] == owner] or [None]
+            found: list[dict[str, Any] | None] = [p for p in model.patrols() if p["owner"] == owner]
+            [spec] = found or [None]
             if spec is not None:
                 target = sum(e["target"] or 0 for e in spec["entries"])
                 running = sum(min(e["running"], e["target"] or 0) for e in spec["entries"])
@@ -83,26 +85,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--timeout", type=float, default=120.0, help="how long --wait waits, in seconds (default 120)")
     add_json(p)
     p.set_defaults(func=patrol)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m beach.patrol CONFIG FILE``, the original's form: apply the spec (node agents keep
-    it true from then on; nothing has to keep running here)."""
-    parser = argparse.ArgumentParser(prog="python -m beach.patrol", description=main.__doc__)
-    parser.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
-    parser.add_argument("spec", metavar="FILE", help="the patrol file (the original's .py, or YAML)")
-    parser.add_argument("--patrol-name", dest="owner", help="the owner name (default: the file's name)")
-    parser.add_argument("--realm", default="global", help="the realm of a Python patrol file (default global)")
-    for legacy in ("--log-dest", "--set-scale", "--frequency"):
-        parser.add_argument(legacy, help="accepted for compatibility, ignored")
-    args = parser.parse_args(argv)
-    from . import main as beach_main
-
-    return beach_main(["patrol", "apply", args.config, args.spec, "--realm", args.realm]
-                      + (["--owner", args.owner] if args.owner else []))
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

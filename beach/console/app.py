@@ -270,8 +270,12 @@ class BeachConsole(App[None]):
             classes |= {p.stem for p in Path(self.client.session.config.code_directory, realm).glob("[!_]*.py")}
         except OSError:
             pass
-        self.push_screen(AddActorScreen(realm, sorted(classes)),
-                         lambda kwargs: self._act("add actor", self._spawn_actor(kwargs)) if kwargs else None)
+
+        def spawn(kwargs: dict[str, Any] | None) -> None:
+            if kwargs:
+                self._act("add actor", self._spawn_actor(kwargs))
+
+        self.push_screen(AddActorScreen(realm, sorted(classes)), spawn)
 
     async def _spawn_actor(self, kwargs: dict[str, Any]) -> str:
         assert self.client is not None
@@ -282,9 +286,13 @@ class BeachConsole(App[None]):
 
     def action_flush(self) -> None:
         """Stop every actor of the cluster, after a confirmation."""
+
+        def flush(yes: bool | None) -> None:
+            if yes:
+                self._act("flush", self._flush_cluster())
+
         self.push_screen(ConfirmScreen("Flush the whole cluster?", "Every actor on every node, in every realm, "
-                                       "stops; supervised actors and patrol specs are forgotten.", yes="Flush"),
-                         lambda yes: self._act("flush", self._flush_cluster()) if yes else None)
+                                       "stops; supervised actors and patrol specs are forgotten.", yes="Flush"), flush)
 
     async def _flush_cluster(self) -> str:
         assert self.client is not None
@@ -301,9 +309,13 @@ class BeachConsole(App[None]):
         else:
             uids = [a["uid"] for a in self.model.actors(pick.realm, pick.category)]
             question = f"Stop the {len(uids)} actor(s) of {pick.category} in realm {pick.realm}?"
+
+        def stop(yes: bool | None) -> None:
+            if yes:
+                self._act("stop", self._stop_actors(uids))
+
         self.push_screen(ConfirmScreen(question, "In-flight requests finish, deinit runs; a supervised actor "
-                                       "is not restarted.", yes="Stop"),
-                         lambda yes: self._act("stop", self._stop_actors(uids)) if yes else None)
+                                       "is not restarted.", yes="Stop"), stop)
 
     async def _stop_actors(self, uids: list[str]) -> str:
         assert self.client is not None
@@ -317,20 +329,26 @@ class BeachConsole(App[None]):
         """Ask for a category to add to the selected actor."""
         assert self.pick is not None and self.pick.uid is not None
         uid = self.pick.uid
-        self.push_screen(PromptScreen(f"Add a category to actor {short(uid)}", "a/b", ok="Add"),
-                         lambda category: self._act("add category", self._recategorize(True, uid, category))
-                         if category else None)
+
+        def add(category: str | None) -> None:
+            if category:
+                self._act("add category", self._recategorize(True, uid, category))
+
+        self.push_screen(PromptScreen(f"Add a category to actor {short(uid)}", "a/b", ok="Add"), add)
 
     def action_remove_category(self) -> None:
         """Ask which category to take from the selected actor."""
         assert self.pick is not None and self.pick.uid is not None and self.model is not None
         uid = self.pick.uid
         actor = self.model.actor(uid)
+
+        def remove(category: str | None) -> None:
+            if category:
+                self._act("remove category", self._recategorize(False, uid, category))
+
         self.push_screen(PromptScreen(f"Remove a category from actor {short(uid)}", "a/b",
                                       choices=actor["categories"] if actor else [], value=self.pick.category or "",
-                                      ok="Remove"),
-                         lambda category: self._act("remove category", self._recategorize(False, uid, category))
-                         if category else None)
+                                      ok="Remove"), remove)
 
     async def _recategorize(self, add: bool, uid: str, category: str) -> str:
         assert self.client is not None

@@ -9,7 +9,7 @@ own open live streams.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +65,8 @@ def _value(value: float) -> str:
 
 
 # (name suffix, type, help, what to read from an actor dict) for the per-actor and per-category families
-LOAD = (
+# (suffix, type, help, how to read it from a model actor)
+LOAD: tuple[tuple[str, str, str, Callable[[dict[str, Any]], Any]], ...] = (
     ("requests_total", "counter", "requests processed", lambda a: a["counters"].get("processed")),
     ("inflight", "gauge", "requests being served now", lambda a: a["inflight"]),
     ("busy_total", "counter", "requests refused as busy (at the in-flight bound)", lambda a: a["counters"].get("busy")),

@@ -86,13 +86,18 @@ class ActorTree(Tree[Pick], Live):
             return node
         siblings = parent.children
         before = None
-        if siblings and self._order[siblings[-1].data] > order:  # (not after the last one: look for its place)
-            before = next(child for child in siblings if self._order[child.data] > order)
+        if siblings and self._place(siblings[-1]) > order:  # (not after the last one: look for its place)
+            before = next(child for child in siblings if self._place(child) > order)
         leaf = pick.uid is not None
         node = parent.add(label, pick, before=before, expand=not leaf, allow_expand=not leaf)
         self._by_pick[pick] = node
         self._order[pick] = order
         return node
+
+    def _place(self, node: TreeNode[Pick]) -> Any:
+        """Where ``node`` sorts among its siblings."""
+        assert node.data is not None  # every node below the root is added by `_ensure`, with its pick
+        return self._order[node.data]
 
     def _prune(self, wanted: set[Pick]) -> None:
         """Remove what is no longer there; a cursor on a removed node moves to what is left above it."""

@@ -74,5 +74,5 @@ class LiveTable(DataTable[Any]):
         for key, cells in rows.items():
             self.add_row(*cells, key=key)
         self._order = list(rows)
-        if keep in rows:
+        if keep is not None and keep in rows:
             self.move_cursor(row=self._order.index(keep), animate=False)

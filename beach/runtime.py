@@ -1,4 +1,7 @@
-"""`ActorRuntime`: one actor inside an actor host — its lifecycle, subscriptions and dispatch.
+"""`ActorRuntime`: what runs one actor — its lifecycle, subscriptions, dispatch, timers and stop.
+
+It lives beside `beach.actor.Actor` in the library; the process that hosts actors (the node
+agent's actor host, `nodeagent.host`) gives it what it needs through the `Host` protocol.
 
 Each NATS message is handed to a task at once (nats-py runs a subscription's callbacks one at a
 time, and a slow callback makes the server drop messages). Requests in progress are bounded per
@@ -16,21 +19,20 @@ import time
 import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 
-from beach import subjects, wire
-from beach.actor import Actor, ActorRequest
-from beach.errors import BeachError, SealError
-from beach.group import ActorHandleGroup
-from beach.handle import ActorHandle
-from beach.logs import Source, current_source
-from beach.runner import Background
-from beach.session import current_deadline
-
-if TYPE_CHECKING:
-    from .host import ActorHost
+from . import subjects, wire
+from .actor import Actor, ActorRequest
+from .config import Config
+from .errors import ActorInitError, BeachError, SealError
+from .group import ActorHandleGroup
+from .handle import ActorHandle
+from .logs import Source, current_source
+from .runner import Background, Runner
+from .session import Session, current_deadline
+from .workers import WorkerPool
 
 log = logging.getLogger("beach.runtime")
 
@@ -40,8 +42,21 @@ STOP_DRAIN_SECONDS = 10.0
 HOOK_SECONDS = 5.0  # drain() and deinit() each; with the drain above, a stop stays within the agent's 30 s
 
 
-class ActorInitError(BeachError):
-    """The actor's ``init()`` raised; the message holds the traceback."""
+class Host(Protocol):
+    """What an actor runtime needs of the process hosting it (`nodeagent.host.ActorHost`)."""
+
+    config: Config
+    session: Session
+    runner: Runner
+    pool: WorkerPool
+    background: Background
+    node_id: str
+    host_id: str
+    pid: int
+
+    async def stop_actor(self, uid: str, by_itself: bool = False, grace: float = 0.0) -> tuple[str, int] | None:
+        """Stop actor ``uid`` of this host (see `nodeagent.host.ActorHost.stop_actor`)."""
+        ...
 
 
 Result = tuple[Any, str, Any]  # (ok or None for "no reply", error, data)
@@ -101,7 +116,7 @@ def _run_sync(handler: Callable[..., Any], request: ActorRequest, deadline: floa
 class ActorRuntime:
     """Runs one actor: init, subscriptions, request dispatch, timers, stop and deinit."""
 
-    def __init__(self, host: ActorHost, actor: Actor, spec: dict[str, Any], version: str | None = None) -> None:
+    def __init__(self, host: Host, actor: Actor, spec: dict[str, Any], version: str | None = None) -> None:
         self.host = host
         self.actor = actor
         self.spec = spec
@@ -174,7 +189,7 @@ class ActorRuntime:
 
     async def subscribe(self) -> None:
         """Subscribe to every subject this actor answers on (adding the missing ones only)."""
-        wanted = {subjects.actor_subject(self.realm, self.uid): None}
+        wanted: dict[str, str | None] = {subjects.actor_subject(self.realm, self.uid): None}
         for prefix in subjects.prefix_categories(self.categories):
             wanted[subjects.request_subject(self.realm, prefix)] = subjects.QUEUE
             wanted[subjects.broadcast_subject(self.realm, prefix)] = None
@@ -213,8 +228,10 @@ class ActorRuntime:
         except TimeoutError:
             log.warning("actor %s stopped with %d requests still in progress", self.uid, self.inflight)
         await self._background.cancel()
-        for handle in [*self.handles, *self.groups]:
+        for handle in self.handles:
             await handle.aclose()
+        for group in self.groups:
+            await group.aclose()
         await self._hook(self.actor.deinit, "deinit")
 
     async def _hook(self, hook: Callable[[], Any], name: str) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from . import subjects
-from .errors import BeachError, ConfigError
-from .spawn import spawn_args
+from .. import subjects
+from ..errors import BeachError, ConfigError
+from ..spawn import spawn_args
 
 ENTRY_KEYS = {"name", "actor", "category", "instances"}
 SPAWN_KEYS = {"strategy", "strategy_hint", "parameters", "resources", "isIsolated", "secretIdent",
@@ -174,10 +174,3 @@ def entry_spawn_args(entry: dict[str, Any], realm: str, tag: str) -> dict[str, A
     options = {"strategy": "repulsion", **{k: v for k, v in entry.items() if k in SPAWN_KEYS}}
     return spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from .cli.patrol import main
-
-    sys.exit(main())
