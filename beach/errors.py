@@ -16,6 +16,7 @@ Every error beach raises is a :class:`BeachError`::
     ├── BundleError          code that cannot be deployed or run: an empty directory, a link, an
     │                        entry out of bounds, a digest mismatch (`beach.bundle`)
     ├── Refused              a node refused or failed an admin operation (says why)
+    ├── PlacementError       no node fits a spawn's strategy (beach.placement; a failed spawn)
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed

@@ -28,7 +28,6 @@ from .session import Session, remaining
 DEFAULT_TIMEOUT = 10.0
 """Seconds a request waits for its reply when neither the call nor the handle says otherwise."""
 
-RETRYABLE = (wire.TIMEOUT, wire.BUSY)
 # Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
 # takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
 ABSENT_BACKOFF, ABSENT_BACKOFF_MAX = 0.5, 4.0
@@ -115,7 +114,7 @@ class ActorHandle:
         return subject, uid
 
     def _no_actor(self) -> ActorResponse:
-        return ActorResponse(False, f"{wire.NO_RESPONDERS} in category '{self._category}' "
+        return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self._category}' "
                                     f"of realm '{self._realm}'")
 
     async def _send(self, subject: str, payload: bytes, budget: float) -> ActorResponse:
@@ -186,12 +185,12 @@ class ActorHandle:
                 break
             if target != self._category:
                 tried.add(target)
-            if response.error == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
+            if response.failure == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
                 tried.add(response.data["uid"])
             if attempt < retries:  # nobody else to ask now: back off before the next attempt
-                if response.error.startswith((wire.NO_RESPONDERS, wire.BUS_UNAVAILABLE)):
+                if response.failure in (wire.NO_ACTOR, wire.BUS_UNAVAILABLE):
                     await asyncio.sleep(backoff(attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX))
-                elif response.error == wire.BUSY and not self._others(tried):
+                elif response.failure == wire.BUSY and not self._others(tried):
                     await asyncio.sleep(backoff(attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX))
         if not response.isSuccess and onFailure is not None:
             await _call_back(onFailure, data)
@@ -202,8 +201,7 @@ class ActorHandle:
 
     @staticmethod
     def _retryable(response: ActorResponse) -> bool:
-        return (response.isTimedOut or response.error in RETRYABLE
-                or response.error.startswith((wire.NO_RESPONDERS, wire.BUS_UNAVAILABLE)))
+        return response.isTimedOut or response.failure in wire.RETRYABLE
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         return self._background.spawn(coro)

@@ -21,7 +21,7 @@ from . import bus
 from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError, PermissionDenied, SealError
 from .seal import Sealer
 
-NO_RESPONDERS = "503"
+NO_RESPONDERS_STATUS = "503"  # the status header of NATS's answer when no subscriber has the subject
 
 
 class Inbox:
@@ -98,7 +98,7 @@ class Inbox:
             timer.cancel()
             self._waiting.pop(token, None)
             del self._subjects[token]
-        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
             raise NoRespondersError
         return msg
 

@@ -13,13 +13,13 @@ from statistics import fmean
 from typing import Any
 
 from . import subjects
-from .errors import UsageError
+from .errors import BeachError, UsageError
 
 STRATEGIES = ("random", "resource", "affinity", "host_affinity", "repulsion", "roundrobin")
 
 
-class PlacementError(Exception):
-    """No node fits the strategy (reported to the caller as a failed spawn)."""
+class PlacementError(BeachError):
+    """No node fits the strategy (reported to the caller as a failed spawn, not raised)."""
 
 
 def check_strategy(strategy: str | None) -> str:

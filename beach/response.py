@@ -17,7 +17,8 @@ class ActorResponse:
     A success has ``error == ''``. A failure's ``error`` is the handler's error string, or one of
     beach's: ``'timeout'``, ``'unauthorized'``, ``'exception'`` (data ``{'st': traceback}``),
     ``'busy'``, ``'request type not supported by actor'``, ``'invalid response format'``,
-    ``'no actor available ...'``. ``bool(response)`` is ``isSuccess``.
+    ``'no actor available ...'``; ``failure`` names the kind (`beach.wire.Failure`, None for a
+    handler's own error). ``bool(response)`` is ``isSuccess``.
     """
 
     __slots__ = ("isSuccess", "isTimedOut", "error", "data")
@@ -32,6 +33,11 @@ class ActorResponse:
     def timeout(cls) -> ActorResponse:
         """A timed-out failure."""
         return cls(False, wire.TIMEOUT, {}, isTimedOut=True)
+
+    @property
+    def failure(self) -> wire.Failure | None:
+        """The kind of failure this is (None for a success, or a handler's own error string)."""
+        return None if self.isSuccess else wire.Failure.of(self.error)
 
     @property
     def is_success(self) -> bool:

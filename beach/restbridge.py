@@ -209,7 +209,7 @@ async def serve(request: Request) -> Response:
         return _answer({"error": str(err), "data": {}}, fmt, 400)
     if response.isSuccess:
         return _answer(response.data, fmt)
-    status = 408 if response.isTimedOut else 404 if response.error.startswith(wire.NO_RESPONDERS) else 400
+    status = 408 if response.isTimedOut else 404 if response.failure == wire.NO_ACTOR else 400
     return _answer({"error": response.error, "data": response.data}, fmt, status)
 
 

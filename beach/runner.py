@@ -25,8 +25,6 @@ T = TypeVar("T")
 class Runner:
     """Submits coroutines to one event loop from other threads and waits for them."""
 
-    drives = False  # True for a DrivenLoop: waiting threads must drive the loop themselves
-
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._waiting: set[Future[Any]] = set()  # calls submitted and not finished, for `abandon`
@@ -128,8 +126,6 @@ class DrivenLoop(Runner):
     and waits, and while threads wait the helper drives for them all (as a loop thread would):
     several threads calling at once pay a thread switch per call, one thread pays none.
     """
-
-    drives = True
 
     def __init__(self, name: str = "beach-loop") -> None:
         super().__init__(asyncio.new_event_loop())

@@ -13,6 +13,7 @@ sender, never a silent ``str()``.
 from __future__ import annotations
 
 import threading
+from enum import StrEnum
 from typing import Any, NamedTuple, cast
 
 import msgpack
@@ -21,16 +22,44 @@ from .errors import EncodeError
 
 VERSION = 1
 
-# Error strings a caller may see in ActorResponse.error (the original's, where they exist).
-TIMEOUT = "timeout"
-UNAUTHORIZED = "unauthorized"
-EXCEPTION = "exception"
-UNSUPPORTED = "request type not supported by actor"
-INVALID_RESPONSE = "invalid response format"
-INVALID_REQUEST = "invalid request"
-BUSY = "busy"
-NO_RESPONDERS = "no actor available"
-BUS_UNAVAILABLE = "bus unavailable"
+class Failure(StrEnum):
+    """The kinds of failure a request can come back with. Each is carried on the wire as the start
+    of the reply's error text — the original's strings, where it had them — so a caller reading
+    ``ActorResponse.error`` sees what it always saw, and one reading ``ActorResponse.failure``
+    gets the kind (`of` reads it back from the text)."""
+
+    TIMEOUT = "timeout"
+    UNAUTHORIZED = "unauthorized"
+    EXCEPTION = "exception"
+    UNSUPPORTED = "request type not supported by actor"
+    INVALID_RESPONSE = "invalid response format"
+    INVALID_REQUEST = "invalid request"
+    BUSY = "busy"
+    NO_ACTOR = "no actor available"  # in the category (NATS had no responder for its subject)
+    BUS_UNAVAILABLE = "bus unavailable"  # NATS takes no more for now (reconnecting, its buffer full)
+    PERMISSION_DENIED = "permission denied"  # the NATS credentials do not allow it
+    MALFORMED_REPLY = "malformed reply"
+
+    @classmethod
+    def of(cls, error: str) -> Failure | None:
+        """The kind of an error text, or None (a handler's own error string). The kinds that carry
+        details (``no actor available in category ...``, ``bus unavailable: ...``) are read by
+        their first words; the others are the whole text, so a handler's ``'timeout calling
+        the bank'`` is its own error, not a timeout."""
+        try:
+            return cls(error)
+        except ValueError:
+            return next((kind for kind in _DETAILED if error.startswith(kind.value)), None)
+
+
+_DETAILED = (Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE, Failure.PERMISSION_DENIED, Failure.MALFORMED_REPLY)
+RETRYABLE = frozenset({Failure.TIMEOUT, Failure.BUSY, Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE})
+"""The failures worth another attempt (``nRetries``): the next one may find a free actor."""
+
+# The names the code used before the enum (each is the kind itself: a str)
+TIMEOUT, UNAUTHORIZED, EXCEPTION = Failure.TIMEOUT, Failure.UNAUTHORIZED, Failure.EXCEPTION
+UNSUPPORTED, INVALID_RESPONSE, INVALID_REQUEST = Failure.UNSUPPORTED, Failure.INVALID_RESPONSE, Failure.INVALID_REQUEST
+BUSY, NO_ACTOR, BUS_UNAVAILABLE = Failure.BUSY, Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE
 
 
 def _default(value: Any) -> Any:

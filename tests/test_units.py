@@ -140,3 +140,22 @@ def test_a_private_key_that_is_missing_or_not_a_key_is_named_when_the_config_is_
     path.write_text("actor_modules: ['os; rm']\n")
     with pytest.raises(ConfigError, match="'actor_modules' entries must be module names"):
         config.load(path)
+
+
+def test_failure_kinds_are_read_back_from_the_error_text():
+    from beach import wire
+    from beach.response import ActorResponse
+
+    assert ActorResponse(False, "busy").failure is wire.Failure.BUSY
+    assert ActorResponse(False, "no actor available in category 'x' of realm 'global'").failure is wire.Failure.NO_ACTOR
+    assert ActorResponse(False, "bus unavailable: reconnecting").failure is wire.Failure.BUS_UNAVAILABLE
+    assert ActorResponse.timeout().failure is wire.Failure.TIMEOUT
+    # a handler's own text is its own error, even when it starts like one of ours
+    assert ActorResponse(False, "timeout calling the bank").failure is None
+    assert ActorResponse(False, "busy doing x").failure is None
+    assert ActorResponse(True, "", {}).failure is None
+    # the seed's strings stay what callers compare with
+    assert wire.BUSY == "busy" and f"{wire.NO_ACTOR} in" == "no actor available in"
+    assert wire.unpack(wire.pack_reply(False, wire.BUSY, {})) == [1, False, "busy", {}]
+    assert wire.RETRYABLE == {wire.Failure.TIMEOUT, wire.Failure.BUSY, wire.Failure.NO_ACTOR,
+                              wire.Failure.BUS_UNAVAILABLE}
