@@ -138,7 +138,7 @@ class Actor:
 
     def isCategoryAvailable(self, category: str) -> bool:
         """True if ``category`` has at least one live actor in this actor's realm."""
-        return bool(self._runtime.host.session.view.find(self._realm, category))
+        return self._runtime.category_available(category)
 
     def getPending(self) -> list[dict[str, int]]:
         """The in-flight requests of each of this actor's handles (see `ActorHandle.getPending`)."""

@@ -495,6 +495,10 @@ class ActorRuntime:
         """Reply-less messages past the bound, waiting for a free slot."""
         return len(self._waiting)
 
+    def category_available(self, category: str) -> bool:
+        """True if ``category`` has at least one live actor in this actor's realm (the view)."""
+        return bool(self.host.session.view.find(self.realm, category))
+
     # ---------------------------------------------------------------- directory
 
     def entry(self) -> dict[str, Any]:

@@ -115,7 +115,7 @@ class NodeAgent(ControlServer):
             log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
                      ", ".join(self.config.nats.urls))
             self.client = AsyncBeach(self.session)
-            self.supervisor = Supervisor(self)
+            self.supervisor = Supervisor(self.client, self.node_id)
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
                      loop.create_task(self._every(RECYCLE_CHECK, self.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),

@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from beach import bus, desired, patrol, placement
 from beach.backoff import backoff as exponential
+from beach.client import AsyncBeach
 from beach.desired import Lease, Mirror
 from beach.runner import Background
-
-if TYPE_CHECKING:
-    from .agent import NodeAgent
 
 log = logging.getLogger("beach.supervisor")
 
@@ -37,12 +35,14 @@ def backoff(failures: int) -> float:
 
 
 class Supervisor:
-    """Acts on the desired state while this node agent holds the supervisor lease."""
+    """Acts on the desired state while this node agent holds the supervisor lease: through
+    ``client`` (the agent's own, over its session), as node ``node_id``."""
 
-    def __init__(self, agent: NodeAgent) -> None:
-        self.agent = agent
-        self.view = agent.session.view
-        self.client = agent.client
+    def __init__(self, client: AsyncBeach, node_id: str) -> None:
+        self.client = client
+        self.session = client.session
+        self.node_id = node_id
+        self.view = client.session.view
         self.kv: Any = None
         self.lease: Lease
         self.mirror: Mirror | None = None
@@ -57,15 +57,15 @@ class Supervisor:
 
     async def run(self) -> None:
         """Take the lease when it is free and reconcile every `TICK` seconds while holding it."""
-        self.kv = await bus.open_desired(self.agent.session.nc, self.agent.config)
-        self.lease = Lease(self.kv, self.agent.node_id)
+        self.kv = await bus.open_desired(self.session.nc, self.session.config)
+        self.lease = Lease(self.kv, self.node_id)
         self.mirror = Mirror(self.kv)
         await self.mirror.start()
         while True:
             try:
                 leading = await self.lease.acquire()
                 if leading != self.leading:
-                    log.info("node %s %s the supervisor lease", self.agent.node_id, "holds" if leading else "lost")
+                    log.info("node %s %s the supervisor lease", self.node_id, "holds" if leading else "lost")
                     self.leading = leading
                 if leading:
                     await self.reconcile()
@@ -80,7 +80,7 @@ class Supervisor:
         await self._background.cancel()
         if self.mirror is not None:
             await self.mirror.stop()
-        if self.leading and self.agent.session.nc.is_connected:  # else the lease runs out by itself
+        if self.leading and self.session.nc.is_connected:  # else the lease runs out by itself
             try:
                 await self.lease.release()
             except Exception:
