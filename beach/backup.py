@@ -77,5 +77,10 @@ async def restore(client: AsyncBeach, content: dict[str, Any]) -> dict[str, int]
         response = await client._change_desired(put=records)
         if not response.isSuccess:
             raise Refused(f"the desired state was not restored: {response.error}")
-    kinds = {kind.rstrip("."): sum(1 for k in records if k.startswith(kind)) for kind in KEPT}
+    return counts({**content, "desired": records})
+
+
+def counts(content: dict[str, Any]) -> dict[str, int]:
+    """How many records of each kind (``sup``, ``patrol``, ``code``) and bundles a backup holds."""
+    kinds = {kind.rstrip("."): sum(1 for k in content["desired"] if k.startswith(kind)) for kind in KEPT}
     return {**kinds, "bundles": len(content["bundles"])}

@@ -17,7 +17,7 @@ import yaml
 from nats.aio.client import Client
 
 from . import bus, wire
-from .config import Config, parse
+from .config import Config, parse, read
 from .errors import ConfigError
 
 CONFIG_BUCKET = "beach_config"
@@ -50,12 +50,9 @@ def shareable(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def read_raw(path: str) -> dict[str, Any]:
     """The YAML mapping of the config file at ``path`` (checked as a config). Raises `ConfigError`."""
-    from .config import load
-
-    load(path)  # the whole config must be right before any of it is shared
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
-    return dict(raw)
+    raw = read(path)
+    parse(raw, os.path.abspath(path))  # the whole config must be right before any of it is shared
+    return dict(raw or {})
 
 
 async def open_bucket(nc: Client, config: Config) -> Any:

@@ -214,6 +214,11 @@ async def resolve(kv: KeyValue, realm: str, version: str | None = None) -> dict[
     return found[0]
 
 
+def pointer(realm: str, version: str, who: str, previous: str | None) -> dict[str, Any]:
+    """The ``code.<realm>.current`` record naming ``version`` (and the one it replaces)."""
+    return {"realm": realm, "version": version, "who": who, "when": time.time(), "previous": previous}
+
+
 def version_record(realm: str, version: str, bundle: Bundle, who: str, requirements: list[str],
                    sealed: bool) -> dict[str, Any]:
     """The desired-state record of a new version."""

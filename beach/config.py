@@ -363,18 +363,23 @@ def warn_ignored(config: Config) -> None:
                     ", ".join(repr(k) for k in config.ignored))
 
 
-def load(path: str | os.PathLike[str] | None) -> Config:
-    """Read and check the config file at ``path`` (None: all defaults, embedded server)."""
-    if path is None:
-        return parse({}, None)
+def read(path: str | os.PathLike[str]) -> Any:
+    """The YAML document of the config file at ``path``, not checked yet (see `parse`). Raises
+    `ConfigError` for a file that is missing, unreadable or not YAML."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+            return yaml.safe_load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: {err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    return parse(raw, os.path.abspath(path))
+
+
+def load(path: str | os.PathLike[str] | None) -> Config:
+    """Read and check the config file at ``path`` (None: all defaults, embedded server)."""
+    if path is None:
+        return parse({}, None)
+    return parse(read(path), os.path.abspath(os.fspath(path)))

@@ -11,7 +11,6 @@ token's (the node checks it).
 from __future__ import annotations
 
 import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from . import authority, bundle, codestore, subjects
@@ -51,14 +50,12 @@ async def deploy(client: AsyncBeach, realm: str, directory: str | os.PathLike[st
         raise UsageError(f"realm {realm!r} already has a version {name!r} with other code ({same['digest']}): "
                          f"versions are immutable, give the new one another name")
     await codestore.upload(client.session, packed, progress)
-    record = codestore.version_record(realm, name, packed, client.caller, requirements, config.sealer is not None)
-    if same is not None:
-        record = same
-    pointer = await codestore.current(kv, realm)
+    # (a listed version carries its `current` flag: not a field of the record)
+    record = ({k: v for k, v in same.items() if k != "current"} if same is not None else
+              codestore.version_record(realm, name, packed, client.caller, requirements, config.sealer is not None))
+    current = next((v["version"] for v in known if v["current"]), None)
     put = {codestore.version_key(realm, name): record,
-           codestore.current_key(realm): {"realm": realm, "version": name, "who": client.caller,
-                                          "when": record["when"],
-                                          "previous": None if pointer is None else pointer["version"]}}
+           codestore.current_key(realm): codestore.pointer(realm, name, client.caller, current)}
     response = await client._change_desired(put=put, realm=realm)
     if not response.isSuccess:
         raise Refused(f"realm {realm!r} version {name!r} uploaded but not recorded: {response.error}")
@@ -81,8 +78,7 @@ async def rollback(client: AsyncBeach, realm: str, version: str | None = None) -
             raise UsageError(f"realm {realm!r} has only version {pointer['version']!r}: nothing before it")
     target = await codestore.resolve(kv, realm, version)
     assert target is not None
-    record = {"realm": realm, "version": target["version"], "who": client.caller, "when": time.time(),
-              "previous": pointer["version"]}
+    record = codestore.pointer(realm, target["version"], client.caller, pointer["version"])
     response = await client._change_desired(put={codestore.current_key(realm): record}, realm=realm)
     if not response.isSuccess:
         raise Refused(f"realm {realm!r} not rolled back: {response.error}")

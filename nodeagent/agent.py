@@ -359,14 +359,8 @@ class NodeAgent(ControlServer):
         new = response.data["uid"]
         if spec.get("sid"):
             await self._move_supervision(spec["realm"], spec["sid"], uid, new)
-        await self._stop_gracefully(uid, grace)
+        await self._stop([uid], grace)
         return True, "", {"uid": new, "node": response.data["node"], "old": uid}
-
-    async def _stop_gracefully(self, uid: str, grace: float) -> None:
-        hosts = self._hosts_of([uid])
-        if hosts:
-            await self._to_host(next(iter(hosts)), "stop", {"uids": [uid], "grace": grace}, HOST_STOP_SECONDS + grace)
-        self.placed.pop(uid, None)
 
     async def op_replace(self, args: dict[str, Any]) -> Reply:
         """Replace actor ``uid`` (of this node) with one running ``version`` (see `replace`);
@@ -542,7 +536,12 @@ class NodeAgent(ControlServer):
         uids = list(args.get("uids") or [])
         for uid in uids:
             self._check_scope(uid)
-        replies = await asyncio.gather(*(self._to_host(h, "stop", {"uids": u}, HOST_STOP_SECONDS)
+        return await self._stop(uids)
+
+    async def _stop(self, uids: list[str], grace: float = 0.0) -> Reply:
+        """Stop ``uids`` in their hosts (each serving on ``grace`` seconds once out of the directory)."""
+        replies = await asyncio.gather(*(self._to_host(h, "stop", {"uids": u, "grace": grace},
+                                                       HOST_STOP_SECONDS + grace)
                                          for h, u in self._hosts_of(uids).items()))
         errors, stopped = self._merge_stops(replies)
         missing = [uid for uid in uids if uid not in stopped]

@@ -49,13 +49,15 @@ class DeployedCode:
                            config.code.max_bundle_bytes)
         self._fetching: dict[str, asyncio.Future[str]] = {}  # digest → its fetch, shared by spawns
         self._on_path: set[str] = set()
+        self._kv: Any = None  # the desired-state bucket, opened on the first spawn (not once per spawn)
 
     async def find(self, realm: str, version: str | None) -> Deployed | None:
         """The deployed code a spawn in ``realm`` runs (``version``, else the current one), or None
         for a realm that was never deployed. Raises `ActorLoadError` saying why it cannot be had."""
         try:
-            kv = await bus.open_desired(self.session.nc, self.config)
-            record = await codestore.resolve(kv, realm, version)
+            if self._kv is None:
+                self._kv = await bus.open_desired(self.session.nc, self.config)
+            record = await codestore.resolve(self._kv, realm, version)
         except BeachError as err:
             raise ActorLoadError(str(err)) from None
         if record is None:

@@ -231,6 +231,45 @@ def spawn_on_each(client: Beach, realm: str, category: str, **options: Any) -> l
     return uids
 
 
+class SteadyLoad:
+    """Requests one after the other, as fast as they come back, with ``nRetries=0``, from a thread
+    of their own while the ``with`` block runs (half a second before the block's work starts):
+    ``counts`` (sent, ok, failed), the failures' ``errors``, and how many answers each code
+    ``version`` gave. Affinity mode spreads its requests over 50 keys."""
+
+    def __init__(self, client: Beach, category: str, mode: str = "random") -> None:
+        self.client, self.category, self.mode = client, category, mode
+        self.counts = {"sent": 0, "ok": 0, "failed": 0}
+        self.errors: list[str] = []
+        self.seen: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            self.counts["sent"] += 1
+            response = self._handle.request("echo", {"n": i}, key=f"k{i % 50}" if self.mode == "affinity" else None)
+            if response.isSuccess:
+                self.counts["ok"] += 1
+                self.seen[response.data["version"]] = self.seen.get(response.data["version"], 0) + 1
+            else:
+                self.counts["failed"] += 1
+                self.errors.append(response.error)
+
+    def __enter__(self) -> SteadyLoad:
+        self._handle = self.client.getActorHandle(self.category, mode=self.mode, nRetries=0, timeout=10)
+        self._thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the load thread did not stop"
+
+
 def current_record(client: Beach, realm: str) -> dict[str, Any]:
     async def read() -> Any:
         return await codestore.resolve(await client._core._desired(), realm)
@@ -271,47 +310,22 @@ def test_a_rollout_under_load_fails_no_request_and_rolls_back(cluster, client, t
     v2 = deployed(cluster, realm, write_realm(tmp_path / "v2", "two"))
     assert v2 == "v2"
     assert versions_running(client, realm, "svc") == ["v1", "v1", "v1"]  # a deploy moves nothing by itself
-    counts = {"sent": 0, "ok": 0, "failed": 0}
-    seen: dict[str, int] = {}
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        handle = client.getActorHandle("svc", mode=mode, nRetries=0, timeout=10)
-        i = 0
-        while not stop.is_set():
-            i += 1
-            counts["sent"] += 1
-            response = handle.request("echo", {"n": i}, key=f"k{i % 50}" if mode == "affinity" else None)
-            if response.isSuccess:
-                counts["ok"] += 1
-                seen[response.data["version"]] = seen.get(response.data["version"], 0) + 1
-            else:
-                counts["failed"] += 1
-                errors.append(response.error)
-
     client.setRealm(realm)
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
-    try:
-        time.sleep(0.5)
+    with SteadyLoad(client, "svc", mode) as load:
         result = cli("rollout", str(cluster.client_config), realm, "svc", "--json")
         assert result.returncode == 0, result.stderr
         rolled = yaml.safe_load(result.stdout)
         assert rolled["version"] == "v2" and len(rolled["replaced"]) == 3 and not rolled["failed"]
         assert versions_running(client, realm, "svc") == ["v2", "v2", "v2"]
-        during = dict(counts)
+        during = dict(load.counts)
         time.sleep(0.5)
         back = cli("rollout", str(cluster.client_config), realm, "svc", "--rollback", "--json")
         assert back.returncode == 0, back.stderr
         assert yaml.safe_load(back.stdout)["version"] == "v1"
         time.sleep(0.5)
-    finally:
-        stop.set()
-        loader.join(30)
-    print(f"\nrollout ({mode}): {during}; after the rollback too: {counts}; answers by version {seen}")
-    assert counts["failed"] == 0, errors[:5]
-    assert counts["ok"] > 100 and seen.get("one") and seen.get("two")
+    print(f"\nrollout ({mode}): {during}; after the rollback too: {load.counts}; answers by version {load.seen}")
+    assert load.counts["failed"] == 0, load.errors[:5]
+    assert load.counts["ok"] > 100 and load.seen.get("one") and load.seen.get("two")
     assert versions_running(client, realm, "svc") == ["v1", "v1", "v1"]
     current = [v for v in yaml.safe_load(cli("code", "list", str(cluster.client_config), realm, "--json").stdout)
                if v["current"]]
@@ -478,33 +492,15 @@ def test_a_drained_node_loses_no_request_and_takes_no_new_actor(cluster, client,
         assert client.addActor("Echo", "d", realm=realm, strategy="host_affinity", strategy_hint=target).isSuccess
     assert client.addActor("Echo", "d", realm=realm, strategy="host_affinity", strategy_hint=NODES[0]).isSuccess
     view = client._core.session.view
-    counts = {"ok": 0, "failed": 0}
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        handle = client.getActorHandle("d", nRetries=0, timeout=10)
-        while not stop.is_set():
-            response = handle.request("echo", {"n": 1})
-            counts["ok" if response.isSuccess else "failed"] += 1
-            if not response.isSuccess:
-                errors.append(response.error)
-
     client.setRealm(realm)
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
-    try:
-        time.sleep(0.5)
+    with SteadyLoad(client, "d") as load:
         drained = cli("drain", str(cluster.client_config), target, "--json")
         assert drained.returncode == 0, drained.stderr
         time.sleep(0.5)
-    finally:
-        stop.set()
-        loader.join(30)
-    print(f"\ndrain of {target}: requests {counts}")
+    print(f"\ndrain of {target}: requests {load.counts}")
     try:
-        assert counts["failed"] == 0, errors[:5]
-        assert counts["ok"] > 50
+        assert load.counts["failed"] == 0, load.errors[:5]
+        assert load.counts["ok"] > 50
         assert not [a for a in view.find(realm, "d") if a["node"] == target]
         assert len(view.find(realm, "d")) == 4
         wait_for(lambda: view.nodes[target].get("cordoned"), 10, what="the cordon in the registry")

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from .. import deploy, output, rollout
 from ..client import AsyncBeach
-from .common import add_config, add_json, connected, emit, fail
-
-
-@contextmanager
-def _bar(what: str, quiet: bool, total: int | None = None) -> Iterator[Any]:
-    """A progress bar on stderr (none with ``quiet``); yields ``update(done, total)``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn
-
-    columns = [TextColumn(what), BarColumn(), DownloadColumn() if total is None else MofNCompleteColumn(),
-               TextColumn("{task.fields[last]}")]
-    console = Console(stderr=True)
-    with Progress(*columns, console=console, transient=True, disable=quiet or not console.is_terminal) as progress:
-        task = progress.add_task(what, total=total, last="")
-
-        def update(done: int, total: int, last: str = "") -> None:
-            progress.update(task, completed=done, total=total, last=last)
-
-        yield update
+from .common import add_config, add_json, connected, emit, progress_bar, replaced
 
 
 def _version_row(v: dict[str, Any]) -> list[Any]:
@@ -46,7 +26,7 @@ def deploy_command(args: argparse.Namespace) -> int:
     Needs admin rights."""
 
     async def run(client: AsyncBeach) -> int:
-        with _bar(f"uploading {args.directory}", args.json) as update:
+        with progress_bar(f"uploading {args.directory}", args.json) as update:
             record = await deploy.deploy(client, args.realm, args.directory, args.version, update)
         emit(args, record, VERSION_COLUMNS, lambda: [_version_row({**record, "current": True})])
         return 0
@@ -84,16 +64,11 @@ def rollout_command(args: argparse.Namespace) -> int:
     --rollback goes back to the version before the current one. Needs admin rights."""
 
     async def run(client: AsyncBeach) -> int:
-        with _bar(f"rolling out {args.category}", args.json, total=0) as update:
+        with progress_bar(f"rolling out {args.category}", args.json, total=0) as update:
             result = await rollout.rollout(client, args.realm, args.category, args.version, args.batch,
                                            args.rollback, args.grace, update)
-        emit(args, result, ("old", "new", "node"),
-             lambda: [[r["old"], r["new"], r["node"]] for r in result["replaced"]],
-             title=f"{args.category} now runs version {result['version']}: {len(result['replaced'])} replaced")
-        if result["failed"]:
-            uid, error = next(iter(result["failed"].items()))
-            return fail(f"{len(result['failed'])} actor(s) not replaced; {uid}: {error}")
-        return 0
+        return replaced(args, result, f"{args.category} now runs version {result['version']}: "
+                                      f"{len(result['replaced'])} replaced", "replaced")
 
     return connected(args, run)
 

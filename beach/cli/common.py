@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .. import output
@@ -73,3 +74,33 @@ def fail(message: str) -> int:
     """Print a one-line failure to stderr; return exit code 1."""
     print(f"beach: {message}", file=sys.stderr)
     return 1
+
+
+@contextmanager
+def progress_bar(what: str, quiet: bool, total: int | None = None) -> Iterator[Any]:
+    """A progress bar on stderr (none with ``quiet``, or when stderr is not a terminal); yields
+    ``update(done, total[, last])``. ``total=None``: bytes (an upload), else a count."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn
+
+    columns = [TextColumn(what), BarColumn(), DownloadColumn() if total is None else MofNCompleteColumn(),
+               TextColumn("{task.fields[last]}")]
+    console = Console(stderr=True)
+    with Progress(*columns, console=console, transient=True, disable=quiet or not console.is_terminal) as progress:
+        task = progress.add_task(what, total=total, last="")
+
+        def update(done: int, total: int, last: str = "") -> None:
+            progress.update(task, completed=done, total=total, last=last)
+
+        yield update
+
+
+def replaced(args: argparse.Namespace, result: dict[str, Any], title: str, verb: str) -> int:
+    """Print what a rollout or a drain replaced (old → new, on which node); fail naming the first
+    actor that was not ``verb``."""
+    emit(args, result, ("old", "new", "node"), lambda: [[r["old"], r["new"], r["node"]] for r in result["replaced"]],
+         title=title)
+    if result["failed"]:
+        uid, error = next(iter(result["failed"].items()))
+        return fail(f"{len(result['failed'])} actor(s) not {verb}; {uid}: {error}")
+    return 0

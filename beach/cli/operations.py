@@ -7,8 +7,7 @@ import argparse
 
 from .. import authority, backup, clusterconfig, output, rollout
 from ..client import AsyncBeach
-from .code import _bar
-from .common import add_config, add_json, connected, emit, fail
+from .common import add_config, add_json, connected, emit, fail, progress_bar, replaced
 
 
 def drain(args: argparse.Namespace) -> int:
@@ -16,15 +15,10 @@ def drain(args: argparse.Namespace) -> int:
     request: before maintenance. 'beach uncordon NODE' lets actors back. Needs admin rights."""
 
     async def run(client: AsyncBeach) -> int:
-        with _bar(f"draining {args.node}", args.json, total=0) as update:
+        with progress_bar(f"draining {args.node}", args.json, total=0) as update:
             result = await rollout.drain(client, args.node, args.batch, args.grace, update)
-        emit(args, result, ("old", "new", "node"),
-             lambda: [[r["old"], r["new"], r["node"]] for r in result["replaced"]],
-             title=f"node {args.node} cordoned and drained: {len(result['replaced'])} actor(s) moved")
-        if result["failed"]:
-            uid, error = next(iter(result["failed"].items()))
-            return fail(f"{len(result['failed'])} actor(s) not moved; {uid}: {error}")
-        return 0
+        return replaced(args, result, f"node {args.node} cordoned and drained: {len(result['replaced'])} actor(s) "
+                                      f"moved", "moved")
 
     return connected(args, run)
 
@@ -47,8 +41,7 @@ def backup_command(args: argparse.Namespace) -> int:
     async def run(client: AsyncBeach) -> int:
         content = await backup.backup(client)
         size = backup.write(args.file, content)
-        counts = {kind.rstrip("."): sum(1 for k in content["desired"] if k.startswith(kind)) for kind in backup.KEPT}
-        summary = {"file": args.file, "bytes": size, **counts, "bundles": len(content["bundles"])}
+        summary = {"file": args.file, "bytes": size, **backup.counts(content)}
         emit(args, summary, tuple(summary), lambda: [[summary[k] if k != "bytes" else output.size(size)
                                                       for k in summary]])
         return 0
