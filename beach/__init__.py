@@ -1,26 +1,26 @@
 """beach: a Python private compute cloud. Plain Python actors, routed by category over NATS."""
 
-from .actor import Actor, ActorRequest
-from .beach_api import Beach
-from .client import AsyncBeach
-from .errors import (
-                     ActorLoadError,
-                     BeachError,
-                     BundleError,
-                     BusError,
-                     CategoryError,
-                     ClosedError,
-                     ConfigError,
-                     EncodeError,
-                     PayloadTooLarge,
-                     PermissionDenied,
-                     Refused,
-                     SealError,
-                     UsageError,
+from beach.actor import Actor, ActorRequest
+from beach.beach_api import Beach
+from beach.client import AsyncBeach
+from beach.errors import (
+    ActorLoadError,
+    BeachError,
+    BundleError,
+    BusError,
+    CategoryError,
+    ClosedError,
+    ConfigError,
+    EncodeError,
+    PayloadTooLarge,
+    PermissionDenied,
+    Refused,
+    SealError,
+    UsageError,
 )
-from .group import ActorHandleGroup
-from .handle import DEFAULT_TIMEOUT, ActorHandle
-from .response import ActorResponse, FutureResults
+from beach.group import ActorHandleGroup
+from beach.handle import DEFAULT_TIMEOUT, ActorHandle
+from beach.response import ActorResponse, FutureResults
 
 __version__ = "0.1.0"
 

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .group import ActorHandleGroup
-from .handle import ActorHandle
+from beach.group import ActorHandleGroup
+from beach.handle import ActorHandle
 
 if TYPE_CHECKING:
-    from .runtime import ActorRuntime
+    from beach.runtime import ActorRuntime
 
 
 class ActorRequest:

@@ -18,8 +18,8 @@ from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from . import subjects, wire
-from .seal import Sealer, stored_body
+from beach import subjects, wire
+from beach.seal import Sealer, stored_body
 
 STREAM = "beach_audit"
 SUBJECTS = "beach.audit.>"

@@ -24,9 +24,9 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from . import subjects, wire
-from .config import Config
-from .inbox import Inbox
+from beach import subjects, wire
+from beach.config import Config
+from beach.inbox import Inbox
 
 CLUSTER = "_"  # the scope token of an operation on every realm
 SIGNED, CHALLENGE, PROOF = "_s", "_c", "_p"  # a signed body's keys (short: it rides beside the arguments)
@@ -60,7 +60,7 @@ def require_admin(config: Config, what: str) -> None:
     of it is sent: an upload refused half-way helps nobody)."""
     reason = read_only(config)
     if reason is not None:
-        from .errors import UsageError
+        from beach.errors import UsageError
 
         raise UsageError(f"{what} needs admin rights, and this config is {reason}")
 

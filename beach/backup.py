@@ -13,12 +13,12 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import authority, codestore, desired, wire
-from .bundle import Bundle, verify
-from .errors import Refused, UsageError
+from beach import authority, codestore, desired, wire
+from beach.bundle import Bundle, verify
+from beach.errors import Refused, UsageError
 
 if TYPE_CHECKING:
-    from .client import AsyncBeach
+    from beach.client import AsyncBeach
 
 FORMAT = "beach-backup"
 VERSION = 1

@@ -14,9 +14,9 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import config as beach_config
-from .client import AsyncBeach
-from .runner import DrivenLoop
+from beach import config as beach_config
+from beach.client import AsyncBeach
+from beach.runner import DrivenLoop
 
 
 def _blocking(coro_fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:

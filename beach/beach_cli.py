@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from .shell import main
+from beach.shell import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BundleError
+from beach.errors import BundleError
 
 __all__ = [
     "MAX_BUNDLE_BYTES",

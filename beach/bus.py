@@ -18,9 +18,9 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-from .config import Config
-from .errors import CLOSED, BusError, ClosedError, PermissionDenied
-from .sealedkv import SealedBucket
+from beach.config import Config
+from beach.errors import CLOSED, BusError, ClosedError, PermissionDenied
+from beach.sealedkv import SealedBucket
 
 T = TypeVar("T")
 
@@ -135,7 +135,7 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
     if config.nats.inbox_prefix:
         auth["inbox_prefix"] = config.nats.inbox_prefix
     if config.nats.tls:
-        from .certs import client_context  # cryptography-free, but only TLS users need it loaded
+        from beach.certs import client_context  # cryptography-free, but only TLS users need it loaded
 
         tls = config.nats.tls
         auth["tls"] = client_context(tls.get("ca"), tls.get("cert"), tls.get("key"))

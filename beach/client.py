@@ -18,15 +18,15 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 
-from . import authority, bus, desired, patrol, placement, subjects, wire
-from . import config as beach_config
-from .errors import BusError, ClosedError, PermissionDenied, UsageError
-from .group import ActorHandleGroup
-from .handle import ActorHandle
-from .response import ActorResponse
-from .runner import Runner
-from .session import Session
-from .spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
+from beach import authority, bus, desired, patrol, placement, subjects, wire
+from beach import config as beach_config
+from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
+from beach.group import ActorHandleGroup
+from beach.handle import ActorHandle
+from beach.response import ActorResponse
+from beach.runner import Runner
+from beach.session import Session
+from beach.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
 
 CONTROL_TIMEOUT = 60.0
 

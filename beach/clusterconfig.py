@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from nats.aio.client import Client
 
-from . import bus, wire
-from .config import Config, parse, read
-from .errors import ConfigError
+from beach import bus, wire
+from beach.config import Config, parse, read
+from beach.errors import ConfigError
 
 CONFIG_BUCKET = "beach_config"
 KEY = "cluster"

@@ -25,13 +25,13 @@ from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
-from . import bus, desired, subjects
-from .bundle import Bundle, BundleError, verify
-from .errors import BusError, SealError, UsageError
-from .subjects import check_version
+from beach import bus, desired, subjects
+from beach.bundle import Bundle, BundleError, verify
+from beach.errors import BusError, SealError, UsageError
+from beach.subjects import check_version
 
 if TYPE_CHECKING:
-    from .session import Session
+    from beach.session import Session
 
 CODE_BUCKET = "beach_code"
 CHUNK = 128 * 1024

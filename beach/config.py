@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .errors import ConfigError
-from .seal import Sealer, read_key
+from beach.errors import ConfigError
+from beach.seal import Sealer, read_key
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import authority, bundle, codestore, subjects
-from .codestore import Progress
-from .errors import Refused, UsageError
+from beach import authority, bundle, codestore, subjects
+from beach.codestore import Progress
+from beach.errors import Refused, UsageError
 
 if TYPE_CHECKING:
-    from .client import AsyncBeach
+    from beach.client import AsyncBeach
 
 
 def _next_version(known: list[dict[str, Any]]) -> str:

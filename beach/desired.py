@@ -20,9 +20,9 @@ from typing import Any
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from . import records, subjects, wire
-from .bus import DESIRED_BUCKET
-from .kvwatch import BucketWatch
+from beach import records, subjects, wire
+from beach.bus import DESIRED_BUCKET
+from beach.kvwatch import BucketWatch
 
 LEASE_KEY = "lease.supervisor"
 LEASE_SECONDS = 6.0  # a lease whose revision has not moved this long is free

@@ -25,9 +25,9 @@ from typing import Any
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from . import records, subjects, wire
-from .kvwatch import BucketWatch
-from .sealedkv import seal_value
+from beach import records, subjects, wire
+from beach.kvwatch import BucketWatch
+from beach.sealedkv import seal_value
 
 log = logging.getLogger("beach.directory")
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from .errors import BusError
+from beach.errors import BusError
 
 
 def server_binary() -> str:

@@ -12,10 +12,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from . import subjects
-from .handle import ActorHandle
-from .response import FutureResults
-from .session import Session
+from beach import subjects
+from beach.handle import ActorHandle
+from beach.response import FutureResults
+from beach.session import Session
 
 
 class ActorHandleGroup:

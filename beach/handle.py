@@ -18,12 +18,12 @@ from typing import Any
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from . import routing, subjects, wire
-from .backoff import backoff
-from .errors import BusError, ClosedError, PermissionDenied, UsageError
-from .response import ActorResponse, FutureResults
-from .runner import Background
-from .session import Session, remaining
+from beach import routing, subjects, wire
+from beach.backoff import backoff
+from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
+from beach.response import ActorResponse, FutureResults
+from beach.runner import Background
+from beach.session import Session, remaining
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a request waits for its reply when neither the call nor the handle says otherwise."""

@@ -17,9 +17,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from . import bus
-from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError, PermissionDenied, SealError
-from .seal import Sealer
+from beach import bus
+from beach.errors import CLOSED, CLOSED_DURING_CALL, ClosedError, PermissionDenied, SealError
+from beach.seal import Sealer
 
 NO_RESPONDERS_STATUS = "503"  # the status header of NATS's answer when no subscriber has the subject
 

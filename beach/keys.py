@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import UsageError
+from beach.errors import UsageError
 
 KEY_BYTES = 32
 

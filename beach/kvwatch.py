@@ -12,7 +12,7 @@ import nats.errors
 from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-from .errors import BusError
+from beach.errors import BusError
 
 log = logging.getLogger("beach.kvwatch")
 

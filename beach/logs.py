@@ -37,10 +37,10 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from . import subjects, wire
-from .config import Config
-from .errors import BusError
-from .seal import Sealer, stored_body
+from beach import subjects, wire
+from beach.config import Config
+from beach.errors import BusError
+from beach.seal import Sealer, stored_body
 
 STREAM = "beach_logs"
 SUBJECTS = "beach.log.>"

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
-from . import bus, desired, logs, patrol, subjects, wire
+from beach import bus, desired, logs, patrol, subjects, wire
 
 if TYPE_CHECKING:
-    from .client import AsyncBeach
+    from beach.client import AsyncBeach
 
 log = logging.getLogger("beach.model")
 

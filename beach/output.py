@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .errors import UsageError
+from beach.errors import UsageError
 
 
 def _jsonable(value: Any) -> Any:
@@ -91,7 +91,7 @@ def run_tool(main: Callable[[], int | None]) -> int:
     a usage or config error, 1 for any other `BeachError`, 130 for Ctrl-C (never a traceback)."""
     import sys
 
-    from .errors import BeachError, ConfigError
+    from beach.errors import BeachError, ConfigError
 
     try:
         return int(main() or 0)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from statistics import fmean
 from typing import Any
 
-from . import subjects
-from .errors import BeachError, UsageError
+from beach import subjects
+from beach.errors import BeachError, UsageError
 
 STRATEGIES = ("random", "resource", "affinity", "host_affinity", "repulsion", "roundrobin")
 

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import patrol, spawn
-from .errors import BeachError
+from beach import patrol, spawn
+from beach.errors import BeachError
 
 log = logging.getLogger("beach.records")
 

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import wire
-from .runner import DrivenLoop, Runner
+from beach import wire
+from beach.runner import DrivenLoop, Runner
 
 
 class ActorResponse:

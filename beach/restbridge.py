@@ -50,11 +50,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import config as beach_config
-from . import output, wire
-from .client import AsyncBeach
-from .errors import BeachError, CategoryError, UsageError
-from .handle import DEFAULT_TIMEOUT, ActorHandle
+from beach import config as beach_config
+from beach import output, wire
+from beach.client import AsyncBeach
+from beach.errors import BeachError, CategoryError, UsageError
+from beach.handle import DEFAULT_TIMEOUT, ActorHandle
 
 HEADERS = {"action": "Beach-Action", "ident": "Beach-Ident", "timeout": "Beach-Timeout",
            "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All"}

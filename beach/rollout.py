@@ -14,11 +14,11 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import authority, codestore, deploy, subjects
-from .errors import Refused, UsageError
+from beach import authority, codestore, deploy, subjects
+from beach.errors import Refused, UsageError
 
 if TYPE_CHECKING:
-    from .client import AsyncBeach
+    from beach.client import AsyncBeach
 
 REPLACE_SECONDS = 120.0
 LEAVE_GRACE = 1.0

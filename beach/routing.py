@@ -13,7 +13,7 @@ import hashlib
 import random
 from typing import Any
 
-from .errors import UsageError
+from beach.errors import UsageError
 
 MODES = ("random", "local", "affinity")
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from .errors import CLOSED, CLOSED_DURING_CALL, ClosedError, UsageError
+from beach.errors import CLOSED, CLOSED_DURING_CALL, ClosedError, UsageError
 
 T = TypeVar("T")
 

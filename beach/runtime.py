@@ -23,16 +23,16 @@ from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 
-from . import subjects, wire
-from .actor import Actor, ActorRequest
-from .config import Config
-from .errors import ActorInitError, BeachError, SealError
-from .group import ActorHandleGroup
-from .handle import ActorHandle
-from .logs import Source, current_source
-from .runner import Background, Runner
-from .session import Session, current_deadline
-from .workers import WorkerPool
+from beach import subjects, wire
+from beach.actor import Actor, ActorRequest
+from beach.config import Config
+from beach.errors import ActorInitError, BeachError, SealError
+from beach.group import ActorHandleGroup
+from beach.handle import ActorHandle
+from beach.logs import Source, current_source
+from beach.runner import Background, Runner
+from beach.session import Session, current_deadline
+from beach.workers import WorkerPool
 
 log = logging.getLogger("beach.runtime")
 

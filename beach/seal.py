@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .errors import SealError
+from beach.errors import SealError
 
 log = logging.getLogger("beach.seal")
 
@@ -159,7 +159,7 @@ def stored_body(sealer: Sealer | None, subject: str, body: bytes) -> bytes | Non
 def read_key(path: str, what: str = "private_key") -> bytes:
     """The key in the file at ``path``; raise `beach.errors.ConfigError` naming the file and what
     is wrong with it (missing, unreadable, not 32 bytes)."""
-    from .errors import ConfigError
+    from beach.errors import ConfigError
 
     try:
         size = os.path.getsize(path)

@@ -14,8 +14,8 @@ from typing import Any
 
 from nats.js.kv import KeyValue
 
-from .errors import SealError
-from .seal import Sealer
+from beach.errors import SealError
+from beach.seal import Sealer
 
 # A msgpack byte that starts no value: decoding it fails, so a refused value reads as a bad record.
 REFUSED = b"\xc1"

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import subjects
-from .bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET
-from .codestore import CODE_BUCKET
-from .errors import UsageError
+from beach import subjects
+from beach.bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET
+from beach.codestore import CODE_BUCKET
+from beach.errors import UsageError
 
 AUDIT_STREAM = "beach_audit"
 LOG_STREAM = "beach_logs"
@@ -158,7 +158,7 @@ def init(directory: str, realm_admins: Sequence[str] = (), clients: Sequence[str
     includes = [AUTH_CONFIG]
     ca_file = None
     if tls_hosts is not None:
-        from .certs import make_ca, make_cert
+        from beach.certs import make_ca, make_cert
 
         tls_dir = os.path.join(directory, "tls")
         ca, ca_key = make_ca(tls_dir)

@@ -15,13 +15,13 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from . import bus
-from .config import Config
-from .directory import DirectoryView
-from .errors import PayloadTooLarge
-from .inbox import Inbox
-from .runner import Runner
-from .seal import OVERHEAD
+from beach import bus
+from beach.config import Config
+from beach.directory import DirectoryView
+from beach.errors import PayloadTooLarge
+from beach.inbox import Inbox
+from beach.runner import Runner
+from beach.seal import OVERHEAD
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.

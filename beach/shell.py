@@ -22,13 +22,13 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from . import subjects
-from .beach_api import Beach
-from .errors import BeachError, UsageError
-from .handle import DEFAULT_TIMEOUT
-from .keys import generate_key
-from .output import describe_failure, dumps, one_line, parse_data, parse_mapping
-from .response import ActorResponse
+from beach import subjects
+from beach.beach_api import Beach
+from beach.errors import BeachError, UsageError
+from beach.handle import DEFAULT_TIMEOUT
+from beach.keys import generate_key
+from beach.output import describe_failure, dumps, one_line, parse_data, parse_mapping
+from beach.response import ActorResponse
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite

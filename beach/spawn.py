@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from . import placement, subjects
-from .errors import CategoryError, UsageError
+from beach import placement, subjects
+from beach.errors import CategoryError, UsageError
 
 SPAWN_TIMEOUT = 60.0  # seconds a spawn waits for the actor's init() (addActor's timeout=)
 HOST_START_SECONDS = 30.0  # a node agent's bound on starting an actor host process

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import CategoryError, UsageError
+from beach.errors import CategoryError, UsageError
 
 QUEUE = "beach"
 ACTORS_CATEGORY = "_ACTORS"

@@ -18,7 +18,7 @@ from typing import Any, NamedTuple, cast
 
 import msgpack
 
-from .errors import EncodeError
+from beach.errors import EncodeError
 
 VERSION = 1
 

@@ -9,8 +9,7 @@ import sys
 
 from beach import config as beach_config
 from beach.errors import BeachError
-
-from .agent import NodeAgent
+from nodeagent.agent import NodeAgent
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> int:

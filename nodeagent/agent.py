@@ -30,10 +30,9 @@ from beach.rollout import LEAVE_GRACE
 from beach.runner import Background, Runner
 from beach.session import Session
 from beach.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT
-
-from . import control, health
-from .control import ControlServer, OutOfScope, Reply, in_scope, scope
-from .supervisor import Supervisor
+from nodeagent import control, health
+from nodeagent.control import ControlServer, OutOfScope, Reply, in_scope, scope
+from nodeagent.supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
 

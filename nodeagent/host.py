@@ -31,10 +31,9 @@ from beach.runtime import SERVING, ActorRuntime
 from beach.session import Session
 from beach.spawn import SPAWN_TIMEOUT
 from beach.workers import WorkerPool
-
-from .control import ControlServer, Reply
-from .deployed import DeployedCode
-from .loader import load_actor_class
+from nodeagent.control import ControlServer, Reply
+from nodeagent.deployed import DeployedCode
+from nodeagent.loader import load_actor_class
 
 STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..output import run_tool
-from . import actors, cluster, code, logs, node, operations, patrol, requests, secure, tools
+from beach.cli import actors, cluster, code, logs, node, operations, patrol, requests, secure, tools
+from beach.output import run_tool
 
 COMMANDS = (node, cluster, actors, requests, logs, patrol, code, operations, secure, tools)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import output
-from ..client import AsyncBeach
-from ..response import ActorResponse
-from .common import add_config, add_json, add_realm, connected, emit, fail
+from beach import output
+from beach.cli.common import add_config, add_json, add_realm, connected, emit, fail
+from beach.client import AsyncBeach
+from beach.response import ActorResponse
 
 
 def add(args: argparse.Namespace) -> int:

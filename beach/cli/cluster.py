@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import BusError
-from ..model import ClusterModel
-from ..output import duration
-from .common import add_config, add_json, emit, with_model
+from beach.cli.common import add_config, add_json, emit, with_model
+from beach.errors import BusError
+from beach.model import ClusterModel
+from beach.output import duration
 
 
 def _load_cell(actor: dict[str, Any]) -> str:
@@ -52,7 +52,7 @@ def status(args: argparse.Namespace) -> int:
         if args.json:
             emit(args, summary)
             return 0
-        from .. import output
+        from beach import output
 
         output.show(f"[bold]{summary['nodes'].__len__()} node(s)[/bold], {model.summary()['actors']} actor(s) in "
                     f"{len(summary['realms'])} realm(s)")

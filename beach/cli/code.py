@@ -6,9 +6,9 @@ import argparse
 import time
 from typing import Any
 
-from .. import deploy, output, rollout
-from ..client import AsyncBeach
-from .common import add_config, add_json, connected, emit, progress_bar, replaced
+from beach import deploy, output, rollout
+from beach.cli.common import add_config, add_json, connected, emit, progress_bar, replaced
+from beach.client import AsyncBeach
 
 
 def _version_row(v: dict[str, Any]) -> list[Any]:

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .. import output
-from ..client import AsyncBeach
-from ..model import ClusterModel
+from beach import output
+from beach.client import AsyncBeach
+from beach.model import ClusterModel
 
 T = TypeVar("T")
 

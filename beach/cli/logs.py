@@ -7,10 +7,10 @@ import argparse
 import re
 from typing import Any
 
-from .. import logs, output, subjects
-from ..client import AsyncBeach
-from ..errors import UsageError
-from .common import add_config, add_json, connected, fail
+from beach import logs, output, subjects
+from beach.cli.common import add_config, add_json, connected, fail
+from beach.client import AsyncBeach
+from beach.errors import UsageError
 
 _UID = re.compile(r"[0-9a-f]{32}")
 

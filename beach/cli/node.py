@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from .. import config as beach_config
+from beach import config as beach_config
 
 EXAMPLE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "examples", "multinode", "multinode.yaml")
@@ -97,7 +97,7 @@ def node(args: argparse.Namespace) -> int:
 def join(args: argparse.Namespace) -> str:
     """Read the cluster's pushed config through the NATS URL ``args.config`` and write this node's
     config from it (with this machine's own secrets and paths); return its path."""
-    from .. import bus, clusterconfig
+    from beach import bus, clusterconfig
 
     url = args.config
     state = os.path.abspath(args.state or os.path.join(os.path.expanduser("~"), ".local", "state", "beach",

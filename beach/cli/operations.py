@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from .. import authority, backup, clusterconfig, output, rollout
-from ..client import AsyncBeach
-from .common import add_config, add_json, connected, emit, fail, progress_bar, replaced
+from beach import authority, backup, clusterconfig, output, rollout
+from beach.cli.common import add_config, add_json, connected, emit, fail, progress_bar, replaced
+from beach.client import AsyncBeach
 
 
 def drain(args: argparse.Namespace) -> int:

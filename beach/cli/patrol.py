@@ -7,10 +7,10 @@ import asyncio
 import time
 from typing import Any
 
-from ..client import AsyncBeach
-from ..errors import UsageError
-from ..model import ClusterModel
-from .common import add_config, add_json, connected, emit, fail
+from beach.cli.common import add_config, add_json, connected, emit, fail
+from beach.client import AsyncBeach
+from beach.errors import UsageError
+from beach.model import ClusterModel
 
 
 async def _wait_for_patrol(model: ClusterModel, owner: str, timeout: float) -> bool:

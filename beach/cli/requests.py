@@ -6,9 +6,9 @@ import argparse
 import sys
 import time
 
-from .. import output
-from ..client import AsyncBeach
-from .common import add_config, add_realm, connected, fail
+from beach import output
+from beach.cli.common import add_config, add_realm, connected, fail
+from beach.client import AsyncBeach
 
 
 def request(args: argparse.Namespace) -> int:

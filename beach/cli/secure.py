@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from .. import audit, logs, output, secure
-from ..client import AsyncBeach
-from ..errors import UsageError
-from .common import add_config, connected
+from beach import audit, logs, output, secure
+from beach.cli.common import add_config, connected
+from beach.client import AsyncBeach
+from beach.errors import UsageError
 
 
 def init(args: argparse.Namespace) -> int:

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import keys
-from .common import add_config, add_realm
+from beach import keys
+from beach.cli.common import add_config, add_realm
 
 
 def gen_key(args: argparse.Namespace) -> int:
@@ -18,14 +18,14 @@ def gen_key(args: argparse.Namespace) -> int:
 
 def shell(args: argparse.Namespace) -> int:
     """The interactive shell of the original's beach_cli (also ``python -m beach.beach_cli CONFIG``)."""
-    from ..shell import main
+    from beach.shell import main
 
     return main([args.config, "--realm", args.realm], prog="beach shell")
 
 
 def console(args: argparse.Namespace) -> int:
     """The live terminal console: nodes, actors, requests, logs (also ``python -m beach.console CONFIG``)."""
-    from ..console import main
+    from beach.console import main
 
     return main([args.config, "--realm", args.realm], prog="beach console")
 
@@ -33,14 +33,14 @@ def console(args: argparse.Namespace) -> int:
 def dashboard(args: argparse.Namespace) -> int:
     """The live web dashboard (also ``python -m beach.dashboard [PORT] CONFIG``), on 127.0.0.1 unless
     --host says otherwise."""
-    from ..dashboard import main
+    from beach.dashboard import main
 
     return main([args.config, "--host", args.host, "--port", str(args.port)], prog="beach dashboard")
 
 
 def restbridge(args: argparse.Namespace) -> int:
     """HTTP(S) in front of a realm's actors (also ``python -m beach.restbridge PORT CONFIG REALM``)."""
-    from ..restbridge import main
+    from beach.restbridge import main
 
     argv = [str(args.port), args.config, args.realm, "--host", args.host]
     argv += ["-s", args.secret] if args.secret else []

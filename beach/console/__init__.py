@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import config as beach_config
-from .. import subjects
-from ..errors import BeachError
-from .app import BeachConsole
+from beach import config as beach_config
+from beach import subjects
+from beach.console.app import BeachConsole
+from beach.errors import BeachError
 
 __all__ = ["BeachConsole", "main"]
 

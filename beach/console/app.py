@@ -13,29 +13,29 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from .. import authority
-from .. import config as beach_config
-from ..client import AsyncBeach
-from ..errors import BeachError
-from ..model import ClusterModel
-from ..output import describe_failure
-from .commands import BeachCommands
-from .live import ALL_PARTS, Live, shown
-from .messages import ModelChanged, Pick, Picked
-from .screens.add_actor import AddActorScreen
-from .screens.confirm import ConfirmScreen
-from .screens.prompt import PromptScreen
-from .screens.stacks import StacksScreen
-from .text import one_line, short
-from .widgets.actor_detail import ActorDetail
-from .widgets.actor_tree import ActorTree
-from .widgets.logs_pane import LogsPane
-from .widgets.node_detail import NodeDetail
-from .widgets.nodes_table import NodesTable
-from .widgets.rates_panel import RatesPanel
-from .widgets.request_panel import RequestPanel
-from .widgets.status_bar import StatusBar
-from .widgets.supervision_pane import SupervisionPane
+from beach import authority
+from beach import config as beach_config
+from beach.client import AsyncBeach
+from beach.console.commands import BeachCommands
+from beach.console.live import ALL_PARTS, Live, shown
+from beach.console.messages import ModelChanged, Pick, Picked
+from beach.console.screens.add_actor import AddActorScreen
+from beach.console.screens.confirm import ConfirmScreen
+from beach.console.screens.prompt import PromptScreen
+from beach.console.screens.stacks import StacksScreen
+from beach.console.text import one_line, short
+from beach.console.widgets.actor_detail import ActorDetail
+from beach.console.widgets.actor_tree import ActorTree
+from beach.console.widgets.logs_pane import LogsPane
+from beach.console.widgets.node_detail import NodeDetail
+from beach.console.widgets.nodes_table import NodesTable
+from beach.console.widgets.rates_panel import RatesPanel
+from beach.console.widgets.request_panel import RequestPanel
+from beach.console.widgets.status_bar import StatusBar
+from beach.console.widgets.supervision_pane import SupervisionPane
+from beach.errors import BeachError
+from beach.model import ClusterModel
+from beach.output import describe_failure
 
 READ_ONLY = "read-only: the config has no admin_token"
 ADMIN_ACTIONS = frozenset({"add_actor", "flush", "stop", "add_category", "remove_category"})

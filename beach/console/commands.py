@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from .text import short
+from beach.console.text import short
 
 if TYPE_CHECKING:
-    from .app import BeachConsole
+    from beach.console.app import BeachConsole
 
 
 class Command(NamedTuple):

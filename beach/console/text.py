@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 from rich.style import Style
 from rich.text import Text
 
-from ..output import duration, one_line, size
+from beach.output import duration, one_line, size
 
 if TYPE_CHECKING:
-    from ..model import Series
+    from beach.model import Series
 
 __all__ = ["BARS", "address", "bar", "duration", "level", "meter", "one_line", "percent", "recent", "short", "size",
            "spark", "window"]

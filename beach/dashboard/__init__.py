@@ -28,7 +28,7 @@ The package, a module per concept:
 
 from __future__ import annotations
 
-from .app import create_app
-from .cli import main
+from beach.dashboard.app import create_app
+from beach.dashboard.cli import main
 
 __all__ = ["create_app", "main"]

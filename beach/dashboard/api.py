@@ -6,11 +6,11 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import history as charts
-from . import params as read
-from .responses import JSON
-from .state import dashboard
-from .views import actors, logs, nodes, overview
+from beach.dashboard import history as charts
+from beach.dashboard import params as read
+from beach.dashboard.responses import JSON
+from beach.dashboard.state import dashboard
+from beach.dashboard.views import actors, logs, nodes, overview
 
 cluster = overview.PAGE.json
 node = nodes.PAGE.json

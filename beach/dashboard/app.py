@@ -19,12 +19,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import actions, api, events, metrics, openapi
-from .headers import SecurityHeaders
-from .responses import error
-from .state import Dashboard, dashboard
-from .templating import templates
-from .views import actors, logs, nodes, overview
+from beach.dashboard import actions, api, events, metrics, openapi
+from beach.dashboard.headers import SecurityHeaders
+from beach.dashboard.responses import error
+from beach.dashboard.state import Dashboard, dashboard
+from beach.dashboard.templating import templates
+from beach.dashboard.views import actors, logs, nodes, overview
 
 log = logging.getLogger("beach.dashboard")
 

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .state import Dashboard
+from beach.dashboard.state import Dashboard
 
 COOKIE = "beach_csrf"
 HEADER = "x-csrf-token"

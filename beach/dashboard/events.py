@@ -20,14 +20,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .. import output
-from . import history, logtail
-from . import params as read
-from .hub import CLOSING
-from .state import Dashboard, dashboard
-from .templating import render
-from .views import actors, logs, nodes, overview
-from .views.page import NotFound, Page
+from beach import output
+from beach.dashboard import history, logtail
+from beach.dashboard import params as read
+from beach.dashboard.hub import CLOSING
+from beach.dashboard.state import Dashboard, dashboard
+from beach.dashboard.templating import render
+from beach.dashboard.views import actors, logs, nodes, overview
+from beach.dashboard.views.page import NotFound, Page
 
 PAGES = {page.name: page for page in (overview.PAGE, nodes.PAGE, actors.PAGE, logs.PAGE)}
 KEEPALIVE = 15.0       # seconds: a comment line, so a dead connection is noticed

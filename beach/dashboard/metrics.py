@@ -16,9 +16,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..model import ClusterModel
-from .params import check_known
-from .state import dashboard
+from beach.dashboard.params import check_known
+from beach.dashboard.state import dashboard
+from beach.model import ClusterModel
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

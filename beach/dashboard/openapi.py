@@ -8,9 +8,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import __version__
-from . import history, logtail, params
-from .responses import JSON
+from beach import __version__
+from beach.dashboard import history, logtail, params
+from beach.dashboard.responses import JSON
 
 Schema = dict[str, Any]
 

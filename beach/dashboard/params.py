@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 
-from .. import logs, subjects
-from ..errors import CategoryError
+from beach import logs, subjects
+from beach.errors import CategoryError
 
 Params = Mapping[str, str]
 

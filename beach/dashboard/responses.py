@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from .. import output
+from beach import output
 
 
 class JSON(JSONResponse):

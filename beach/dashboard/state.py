@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from .. import authority
-from ..client import AsyncBeach
-from ..model import ClusterModel
-from .hub import Hub
+from beach import authority
+from beach.client import AsyncBeach
+from beach.dashboard.hub import Hub
+from beach.model import ClusterModel
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

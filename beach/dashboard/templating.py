@@ -10,10 +10,10 @@ from typing import Any
 import jinja2
 from starlette.templating import Jinja2Templates
 
-from .. import __version__, output
-from ..model import LOG_TAIL
-from ..output import duration
-from ..output import size as byte_size
+from beach import __version__, output
+from beach.model import LOG_TAIL
+from beach.output import duration
+from beach.output import size as byte_size
 
 TEMPLATES = Path(__file__).with_name("templates")
 

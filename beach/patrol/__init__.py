@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from .. import subjects
-from ..errors import BeachError, ConfigError
-from ..spawn import spawn_args
+from beach import subjects
+from beach.errors import BeachError, ConfigError
+from beach.spawn import spawn_args
 
 ENTRY_KEYS = {"name", "actor", "category", "instances"}
 SPAWN_KEYS = {"strategy", "strategy_hint", "parameters", "resources", "isIsolated", "secretIdent",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import main as beach_main
+from beach.cli import main as beach_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,12 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Switch
 
-from ...desired import RESTART_POLICIES
-from ...errors import BeachError, UsageError
-from ...output import parse_mapping
-from ...placement import STRATEGIES
-from ...spawn import spawn_args
-from ..text import one_line
+from beach.console.text import one_line
+from beach.desired import RESTART_POLICIES
+from beach.errors import BeachError, UsageError
+from beach.output import parse_mapping
+from beach.placement import STRATEGIES
+from beach.spawn import spawn_args
 
 
 class AddActorScreen(ModalScreen[dict[str, Any] | None]):

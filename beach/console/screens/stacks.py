@@ -12,13 +12,13 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Collapsible, Footer, Label, LoadingIndicator, Static
 
-from ...errors import BeachError
-from ...output import describe_failure
-from ...response import ActorResponse
-from ..text import short
+from beach.console.text import short
+from beach.errors import BeachError
+from beach.output import describe_failure
+from beach.response import ActorResponse
 
 if TYPE_CHECKING:
-    from ...client import AsyncBeach
+    from beach.client import AsyncBeach
 
 
 class StacksScreen(ModalScreen[None]):

@@ -14,14 +14,14 @@ from textual.containers import VerticalScroll
 from textual.reactive import var
 from textual.widgets import Static
 
-from ...model import COUNTERS
-from ...output import dumps
-from ..live import Live, component_style
-from ..messages import Pick
-from ..text import duration, short
+from beach.console.live import Live, component_style
+from beach.console.messages import Pick
+from beach.console.text import duration, short
+from beach.model import COUNTERS
+from beach.output import dumps
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel
+    from beach.model import ClusterModel
 
 NBSP = "\u00a0"
 HINT = "Move the cursor in the tree to an actor, a category or a realm."

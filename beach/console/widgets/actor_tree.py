@@ -10,12 +10,12 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ..live import Live, component_style
-from ..messages import Pick, Picked
-from ..text import short
+from beach.console.live import Live, component_style
+from beach.console.messages import Pick, Picked
+from beach.console.text import short
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel
+    from beach.model import ClusterModel
 
 
 class ActorTree(Tree[Pick], Live):

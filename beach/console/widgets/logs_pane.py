@@ -12,11 +12,11 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Checkbox, Input, RichLog, Select
 
-from ...logs import format_line
-from ..live import Live, component_style
+from beach.console.live import Live, component_style
+from beach.logs import format_line
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel
+    from beach.model import ClusterModel
 
 SHOWN = 500  # lines kept on screen (the model keeps its own, longer, tail)
 LEVELS = (("debug", logging.DEBUG), ("info", logging.INFO), ("warning", logging.WARNING),

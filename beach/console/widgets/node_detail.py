@@ -13,12 +13,12 @@ from textual import events
 from textual.reactive import var
 from textual.widgets import Static
 
-from ...model import FINE_POINTS
-from ..live import Live, component_style
-from ..text import bar, duration, level, meter, recent, size, window
+from beach.console.live import Live, component_style
+from beach.console.text import bar, duration, level, meter, recent, size, window
+from beach.model import FINE_POINTS
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel
+    from beach.model import ClusterModel
 
 LABEL_WIDTH = 9
 SPARK_SECONDS = float(FINE_POINTS)  # all the fine history the model keeps: the last 10 minutes

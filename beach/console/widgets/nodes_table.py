@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from rich.text import Text
 from textual import events
 
-from ..live import Live, component_style
-from ..text import address, level, meter, recent
-from .live_table import Column, LiveTable
+from beach.console.live import Live, component_style
+from beach.console.text import address, level, meter, recent
+from beach.console.widgets.live_table import Column, LiveTable
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel, Series
+    from beach.model import ClusterModel, Series
 
 SPARK_SECONDS = 180.0   # the table's sparklines: the last 3 minutes
 MIN_SPARK, MAX_SPARK = 6, 40

@@ -11,12 +11,12 @@ from rich.text import Text
 from textual import events
 from textual.widgets import Static
 
-from ...model import FINE_POINTS
-from ..live import Live, component_style
-from ..text import duration, recent, spark, window
+from beach.console.live import Live, component_style
+from beach.console.text import duration, recent, spark, window
+from beach.model import FINE_POINTS
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel, Series
+    from beach.model import ClusterModel, Series
 
 SPARK_SECONDS = float(FINE_POINTS)
 NAME_WIDTH = 24

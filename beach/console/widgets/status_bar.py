@@ -8,10 +8,10 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Label
 
-from ..live import Live
+from beach.console.live import Live
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel
+    from beach.model import ClusterModel
 
 
 PLURALS = {"nodes": "node", "actors": "actor", "realms": "realm", "categories": "category"}

@@ -10,12 +10,12 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label
 
-from ..live import Live, component_style
-from ..text import one_line, short
-from .live_table import Column, LiveTable
+from beach.console.live import Live, component_style
+from beach.console.text import one_line, short
+from beach.console.widgets.live_table import Column, LiveTable
 
 if TYPE_CHECKING:
-    from ...model import ClusterModel
+    from beach.model import ClusterModel
 
 SUPERVISED = (Column("sid", "sid"), Column("actor", "actor"), Column("categories", "categories"),
               Column("state", "state"), Column("running", "running"), Column("restarts", "restarts"),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import logtail
-from .. import params as read
-from ..state import Dashboard
-from .page import Page
+from beach.dashboard import logtail
+from beach.dashboard import params as read
+from beach.dashboard.state import Dashboard
+from beach.dashboard.views.page import Page
 
 
 def data(dash: Dashboard, params: read.Params) -> dict[str, Any]:

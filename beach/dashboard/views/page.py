@@ -16,12 +16,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import csrf, history, logtail
-from ..logtail import LogQuery
-from ..params import Params, check_known
-from ..responses import JSON
-from ..state import Dashboard, dashboard
-from ..templating import templates
+from beach.dashboard import csrf, history, logtail
+from beach.dashboard.logtail import LogQuery
+from beach.dashboard.params import Params, check_known
+from beach.dashboard.responses import JSON
+from beach.dashboard.state import Dashboard, dashboard
+from beach.dashboard.templating import templates
 
 
 class NotFound(HTTPException):
