@@ -1,8 +1,11 @@
 """beach: a Python private compute cloud. Plain Python actors, routed by category over NATS."""
 
 from beach.actor import Actor, ActorRequest
-from beach.beach_api import Beach
-from beach.client import AsyncBeach
+from beach.client.blocking import Beach
+from beach.client.core import AsyncBeach
+from beach.client.group import ActorHandleGroup
+from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
+from beach.client.response import ActorResponse, FutureResults
 from beach.errors import (
     ActorLoadError,
     BeachError,
@@ -18,9 +21,6 @@ from beach.errors import (
     SealError,
     UsageError,
 )
-from beach.group import ActorHandleGroup
-from beach.handle import DEFAULT_TIMEOUT, ActorHandle
-from beach.response import ActorResponse, FutureResults
 
 __version__ = "0.1.0"
 

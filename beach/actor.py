@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from beach.group import ActorHandleGroup
-from beach.handle import ActorHandle
+from beach.client.group import ActorHandleGroup
+from beach.client.handle import ActorHandle
 
 if TYPE_CHECKING:
-    from beach.runtime import ActorRuntime
+    from beach.runtime.actor_runtime import ActorRuntime
 
 
 class ActorRequest:

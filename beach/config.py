@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from beach.errors import ConfigError
-from beach.seal import Sealer, read_key
+from beach.security.seal import Sealer, read_key
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -14,9 +14,9 @@ Every error beach raises is a :class:`BeachError`::
     │   └── PermissionDenied NATS refused a publish or subscription (names the subject and the user)
     ├── SealError            a sealed message or value refused: tampered, replayed, unknown key
     ├── BundleError          code that cannot be deployed or run: an empty directory, a link, an
-    │                        entry out of bounds, a digest mismatch (`beach.bundle`)
+    │                        entry out of bounds, a digest mismatch (`beach.code.bundle`)
     ├── Refused              a node refused or failed an admin operation (says why)
-    ├── PlacementError       no node fits a spawn's strategy (beach.placement; a failed spawn)
+    ├── PlacementError       no node fits a spawn's strategy (beach.state.placement; a failed spawn)
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed

@@ -37,10 +37,11 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from beach import subjects, wire
+from beach import wire
 from beach.config import Config
 from beach.errors import BusError
-from beach.seal import Sealer, stored_body
+from beach.security.seal import Sealer, stored_body
+from beach.wire import subjects
 
 STREAM = "beach_logs"
 SUBJECTS = "beach.log.>"

@@ -52,9 +52,9 @@ from starlette.routing import Route
 
 from beach import config as beach_config
 from beach import output, wire
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
+from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
 from beach.errors import BeachError, CategoryError, UsageError
-from beach.handle import DEFAULT_TIMEOUT, ActorHandle
 
 HEADERS = {"action": "Beach-Action", "ident": "Beach-Ident", "timeout": "Beach-Timeout",
            "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All"}

@@ -22,13 +22,13 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from beach import subjects
-from beach.beach_api import Beach
+from beach.client.blocking import Beach
+from beach.client.handle import DEFAULT_TIMEOUT
+from beach.client.response import ActorResponse
 from beach.errors import BeachError, UsageError
-from beach.handle import DEFAULT_TIMEOUT
-from beach.keys import generate_key
 from beach.output import describe_failure, dumps, one_line, parse_data, parse_mapping
-from beach.response import ActorResponse
+from beach.security.keys import generate_key
+from beach.wire import subjects
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite

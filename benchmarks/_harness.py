@@ -32,8 +32,8 @@ import nats
 import psutil
 import yaml
 
-from beach.client import AsyncBeach
-from beach.embedded import EmbeddedServer, die_with_parent
+from beach.bus.embedded import EmbeddedServer, die_with_parent
+from beach.client.core import AsyncBeach
 
 ACTORS = Path(__file__).resolve().parent / "actors"
 NODE_ID = "bench-node"

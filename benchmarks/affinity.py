@@ -58,8 +58,8 @@ from _harness import (
     wait_registered,
 )
 
-from beach import routing
-from beach.client import AsyncBeach
+from beach.client import routing
+from beach.client.core import AsyncBeach
 
 CATEGORY = "bench/aff"
 N_ACTORS = 8

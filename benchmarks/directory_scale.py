@@ -42,7 +42,7 @@ from typing import Any
 import psutil
 from _harness import Cluster, arguments, checked, cluster, host_pids, main_guard, publish, wait_registered
 
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 CATEGORY = "scale"
 OPEN_RUNS = 3
@@ -52,7 +52,7 @@ OPEN_TIMEOUT = 120.0
 OPEN_CLIENT = """
 import asyncio, json, resource, sys, time
 import psutil
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 async def main(config, expected):
     process = psutil.Process()

@@ -60,7 +60,7 @@ from _harness import (
     wait_registered,
 )
 
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 RAW_SUBJECT = "bench.raw.hit"
 RAW_CONTROL = "bench.raw.control"

@@ -52,7 +52,7 @@ from _harness import (
     wait_registered,
 )
 
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 PAYLOAD = 64 * 1024
 LEVELS = (1, 64)

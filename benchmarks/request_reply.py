@@ -1,6 +1,6 @@
 """Request/reply through beach versus raw nats-py, against one nats-server started here.
 
-The script starts, on 127.0.0.1 only: a nats-server (`beach.embedded.EmbeddedServer`, temporary
+The script starts, on 127.0.0.1 only: a nats-server (`beach.bus.embedded.EmbeddedServer`, temporary
 store), a beach node agent with one actor host (``python -m nodeagent``) running the actors of
 ``benchmarks/actors`` (``Echo``: ``async def`` handler; ``SyncEcho``: plain ``def`` handler), and a
 raw responder process that answers with nats-py alone (``await nc.publish(msg.reply, msg.data)``).
@@ -55,7 +55,7 @@ from _harness import (
 )
 
 from beach.beach_api import Beach
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,8 @@ from _harness import (
 )
 
 from beach.beach_api import Beach
-from beach.client import AsyncBeach
-from beach.keys import generate_key
+from beach.client.core import AsyncBeach
+from beach.security.keys import generate_key
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from _harness import (
 )
 
 from beach.beach_api import Beach
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 RELAY_SUBJECT = "bench.raw.relay"
 RAW_RELAY = """

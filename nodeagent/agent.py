@@ -21,15 +21,19 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from beach import audit, authority, bus, clusterconfig, codestore, desired, directory, logs, records, subjects, wire
-from beach.client import AsyncBeach
+from beach import bus, logs, wire
+from beach.bus.embedded import EmbeddedServer, die_with_parent
+from beach.client.core import AsyncBeach
+from beach.client.runner import Background, Runner
+from beach.client.session import Session
+from beach.code import store as codestore
 from beach.config import Config, warn_ignored
-from beach.embedded import EmbeddedServer, die_with_parent
 from beach.errors import BeachError
-from beach.rollout import LEAVE_GRACE
-from beach.runner import Background, Runner
-from beach.session import Session
-from beach.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT
+from beach.operations.rollout import LEAVE_GRACE
+from beach.security import audit, authority
+from beach.state import clusterconfig, desired, directory, records
+from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT
+from beach.wire import subjects
 from nodeagent import control, health
 from nodeagent.control import ControlServer, OutOfScope, Reply, in_scope, scope
 from nodeagent.supervisor import Supervisor

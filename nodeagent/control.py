@@ -2,7 +2,7 @@
 ``<prefix><name>[.<realm>.<who>]`` subjects, a msgpack map in and an ``[ok, error, data]`` reply out.
 
 Who may call a privileged operation is for NATS to decide where its credentials are the authority
-(see `beach.authority`); elsewhere, with an ``admin_token`` set, the caller proves it knows the
+(see `beach.security.authority`); elsewhere, with an ``admin_token`` set, the caller proves it knows the
 token by answering a one-time ``challenge``. A realm admin's subjects name its realm: the handlers
 keep such an operation inside that realm (`scope`, `in_scope`).
 """
@@ -16,10 +16,11 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import authority, wire
+from beach import wire
+from beach.client.runner import Background
+from beach.client.session import Session
 from beach.errors import BeachError, BusError, PayloadTooLarge, SealError
-from beach.runner import Background
-from beach.session import Session
+from beach.security import authority
 
 log = logging.getLogger("beach.control")
 

@@ -13,11 +13,12 @@ import logging
 import time
 from typing import Any
 
-from beach import bus, desired, patrol, placement
+from beach import bus, patrol
 from beach.backoff import backoff as exponential
-from beach.client import AsyncBeach
-from beach.desired import Lease, Mirror
-from beach.runner import Background
+from beach.client.core import AsyncBeach
+from beach.client.runner import Background
+from beach.state import desired, placement
+from beach.state.desired import Lease, Mirror
 
 log = logging.getLogger("beach.supervisor")
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from beach.beach_api import Beach
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
 
 HERE = Path(__file__).parent
 ACTORS = HERE / "actors"

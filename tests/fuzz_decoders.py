@@ -16,8 +16,9 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beach import logs, records, wire
-from beach.records import RecordError
+from beach import logs, wire
+from beach.state import records
+from beach.state.records import RecordError
 
 from .test_records import GOOD, mutations, values
 

@@ -169,13 +169,15 @@ def test_no_import_cycle_anywhere():
 
 def test_the_checks_catch_what_they_are_for(tmp_path):
     # the graph sees a lazy import, the layer check and the cycle finder see a break
-    (tmp_path / "m.py").write_text("def f():\n    from beach import runtime\n")
-    known = {"m": tmp_path / "m.py", "beach.runtime": ROOT / "beach" / "runtime.py"}
-    assert imports_of("m", tmp_path / "m.py", known) == {"beach.runtime"}
+    (tmp_path / "m.py").write_text("def f():\n    from beach.runtime import actor_runtime\n")
+    known = {"m": tmp_path / "m.py", "beach.runtime.actor_runtime": ROOT / "beach" / "runtime" / "actor_runtime.py"}
+    assert imports_of("m", tmp_path / "m.py", known) == {"beach.runtime.actor_runtime"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c"]]
     [layered] = [c for c in contracts() if c["type"] == "layers"]
     layers = parsed_layers(layered)
-    assert layer_of("beach.wire", layers) > layer_of("beach.client", layers) > layer_of("nodeagent.agent", layers)
+    assert layer_of("beach.wire", layers) > layer_of("beach.client.handle", layers) > layer_of("nodeagent.agent",
+                                                                                               layers)
+    assert layer_of("beach.state.model", layers) < layer_of("beach.state.directory", layers)  # the most specific wins
     assert layer_of("beach.dashboard.views.page", layers) == layer_of("beach.cli", layers)
 
 

@@ -1,4 +1,4 @@
-"""Code bundles (beach.bundle): deterministic packing, safe unpacking, requirements, the node cache."""
+"""Code bundles (beach.code.bundle): deterministic packing, safe unpacking, requirements, the node cache."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from beach import bundle as bundle_module
-from beach.bundle import (
+from beach.code import bundle as bundle_module
+from beach.code.bundle import (
     MAX_BUNDLE_BYTES,
     REQUIREMENTS,
     Bundle,

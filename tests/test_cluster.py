@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 from beach.beach_api import Beach
-from beach.directory import NODE_TTL
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
 from beach.errors import BusError
-from beach.placement import Placer
+from beach.state.directory import NODE_TTL
+from beach.state.placement import Placer
 
 from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
 
@@ -148,7 +148,7 @@ def test_resource_strategy():
 
 
 def test_resource_strategy_live(beach):
-    from beach.placement import node_load
+    from beach.state.placement import node_load
 
     view = beach._core.session.view
 
@@ -365,7 +365,8 @@ def test_patrol_keeps_its_count_through_node_loss(beach, configs):
 
 
 def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
-    from beach import bus, desired
+    from beach import bus
+    from beach.state import desired
 
     leader = NodeProcess(configs[1], "node-lead")
     try:

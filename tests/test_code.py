@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 import yaml
 
-from beach import bundle, codestore
 from beach.beach_api import Beach
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
+from beach.code import bundle
+from beach.code import store as codestore
 
 from .conftest import ADMIN_TOKEN, HERE, NodeProcess, free_port, wait_for
 
@@ -607,7 +608,7 @@ def test_a_large_bundle_goes_up_and_down_in_chunks(cluster, client, tmp_path):
     realm = "large"
     code = write_realm(tmp_path / "code", "one")
     (code / "blob.bin").write_bytes(os.urandom(24 * 1024 * 1024))
-    from beach import deploy
+    from beach.code import deploy
 
     seen: list[tuple[int, int]] = []
     record = client._runner.run(deploy.deploy(client._core, realm, code, progress=lambda d, t: seen.append((d, t))))

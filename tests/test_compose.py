@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from beach.embedded import server_binary
+from beach.bus.embedded import server_binary
 
 from .conftest import free_port, wait_for
 

@@ -23,6 +23,7 @@ from textual.pilot import Pilot
 from textual.widgets import Collapsible, Input, Label, RichLog, Static
 
 from beach.beach_api import Beach
+from beach.bus.embedded import EmbeddedServer
 from beach.console import BeachConsole, main
 from beach.console.app import READ_ONLY
 from beach.console.commands import commands
@@ -33,7 +34,6 @@ from beach.console.widgets.actor_tree import ActorTree
 from beach.console.widgets.logs_pane import LogsPane
 from beach.console.widgets.nodes_table import NodesTable
 from beach.console.widgets.status_bar import StatusBar
-from beach.embedded import EmbeddedServer
 
 from .conftest import NodeProcess, free_port, write_config
 

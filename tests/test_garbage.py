@@ -14,10 +14,10 @@ import sys
 import msgpack
 import nats
 
-from beach import records
 from beach.beach_api import Beach
-from beach.directory import NODE_TTL
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
+from beach.state import records
+from beach.state.directory import NODE_TTL
 
 from .conftest import NodeProcess, free_port, holds_for, wait_for, write_config
 

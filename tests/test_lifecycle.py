@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from beach.beach_api import Beach
-from beach.directory import NODE_TTL
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
 from beach.errors import BusError
+from beach.state.directory import NODE_TTL
 
 from .conftest import NodeProcess, free_port, holds_for, wait_for, write_config
 
@@ -238,7 +238,7 @@ def test_dead_nats_server_is_a_clear_error(tmp_path):
 
 
 def test_nats_without_jetstream_is_a_clear_error(tmp_path):
-    from beach.embedded import EmbeddedServer
+    from beach.bus.embedded import EmbeddedServer
 
     with EmbeddedServer(free_port(), jetstream=False, log_file=str(tmp_path / "nats.log")) as server:
         config = write_config(tmp_path / "beach.yaml", server.url)

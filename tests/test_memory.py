@@ -9,7 +9,7 @@ import time
 import psutil
 
 from beach.beach_api import Beach
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
 
 from .conftest import NodeProcess, free_port, wait_for, write_config
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from beach.beach_api import Beach
-from beach.embedded import EmbeddedServer
+from beach.bus.embedded import EmbeddedServer
 
 from .conftest import HERE, NodeProcess, free_port, write_config
 
@@ -108,7 +108,7 @@ def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
     import threading
     import time
 
-    from beach.directory import NODE_TTL
+    from beach.state.directory import NODE_TTL
 
     from .conftest import LEDGER, holds_for, wait_for
 

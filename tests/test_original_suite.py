@@ -18,7 +18,8 @@ def raw_requests(beach, realm: str, category: str, n: int) -> dict[str, int]:
 
     import nats
 
-    from beach import subjects, wire
+    from beach import wire
+    from beach.wire import subjects
 
     async def send() -> dict[str, int]:
         nc = await nats.connect(beach._core.session.config.nats.urls)

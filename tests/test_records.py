@@ -8,8 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beach import logs, records, wire
-from beach.records import RecordError
+from beach import logs, wire
+from beach.state import records
+from beach.state.records import RecordError
 
 # msgpack-shaped values: what a careless client can write into a bucket or onto a subject
 scalars = (st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=True)

@@ -9,9 +9,10 @@ import time
 import nats
 import pytest
 
-from beach import subjects, wire
+from beach import wire
 from beach.beach_api import Beach
 from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, UsageError
+from beach.wire import subjects
 
 from .conftest import LEDGER, holds_for, ledger, served, wait_for
 

@@ -10,8 +10,9 @@ import sys
 import nats
 import pytest
 
-from beach import subjects, wire
-from beach.client import AsyncBeach
+from beach import wire
+from beach.client.core import AsyncBeach
+from beach.wire import subjects
 
 from .conftest import wait_for
 

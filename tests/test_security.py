@@ -23,12 +23,13 @@ import nats
 import pytest
 import yaml
 
-from beach import PermissionDenied, UsageError, authority, seal, secure, wire
+from beach import PermissionDenied, UsageError, wire
 from beach import config as beach_config
 from beach.beach_api import Beach
-from beach.certs import client_context
-from beach.embedded import EmbeddedServer
-from beach.sealedkv import REFUSED, SealedBucket
+from beach.bus.embedded import EmbeddedServer
+from beach.security import authority, roles, seal
+from beach.security.certs import client_context
+from beach.security.sealedkv import REFUSED, SealedBucket
 
 from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
 
@@ -69,7 +70,7 @@ class Secured:
 
     def __init__(self, root: Path) -> None:
         self.creds = root / "creds"
-        secure.init(str(self.creds), realm_admins=["team"], clients=["alice", "bob"], tls_hosts=["127.0.0.1"])
+        roles.init(str(self.creds), realm_admins=["team"], clients=["alice", "bob"], tls_hosts=["127.0.0.1"])
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         node_config = write_config(root / "node.yaml", self.url, admin_token=None,
@@ -231,7 +232,8 @@ def test_a_realm_admins_rights_stop_at_its_realm(secured: Secured, admin: Beach)
 
 
 def test_deploying_code_takes_admin_credentials(secured: Secured, admin: Beach, tmp_path: Path) -> None:
-    from beach import bundle, codestore, deploy
+    from beach.code import bundle, deploy
+    from beach.code import store as codestore
 
     from .test_code import write_realm
 
@@ -422,7 +424,8 @@ def test_a_flipped_byte_a_replay_and_an_unsealed_message_are_refused_and_counted
 
 
 def test_a_bundle_is_sealed_in_the_store(sealed: Sealed, tmp_path: Path) -> None:
-    from beach import codestore, deploy
+    from beach.code import deploy
+    from beach.code import store as codestore
 
     from .test_code import write_realm
 
@@ -555,7 +558,7 @@ def test_a_missing_or_malformed_key_file_is_a_config_error_naming_it(tmp_path: P
 
 def test_a_symlink_out_of_the_realms_directory_does_not_load(tmp_path: Path) -> None:
     from beach.errors import ActorLoadError
-    from nodeagent.loader import load_actor_class
+    from nodeagent.host.loader import load_actor_class
 
     marker = tmp_path / "ran"
     (tmp_path / "outside").mkdir()

@@ -1,4 +1,4 @@
-"""beach.certs: the PKI it makes loads in ssl, and real nats-servers serve clients and routes with it."""
+"""beach.security.certs: the PKI it makes loads in ssl, and real nats-servers serve clients and routes with it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import nats
 import pytest
 from cryptography import x509
 
-from beach.certs import client_context, make_ca, make_cert
 from beach.errors import ConfigError
+from beach.security.certs import client_context, make_ca, make_cert
 
 from .conftest import free_port
 

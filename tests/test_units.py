@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from beach import config, subjects, wire
+from beach import config, wire
+from beach.client.routing import affinity_choice
 from beach.errors import CategoryError, ConfigError, EncodeError
-from beach.routing import affinity_choice
+from beach.wire import subjects
 
 
 @pytest.mark.parametrize("name", ["plain", "1.2", "a b", "*", ">", "=", "ü", "tab\tx", "$sys", "x=3D"])
@@ -144,7 +145,7 @@ def test_a_private_key_that_is_missing_or_not_a_key_is_named_when_the_config_is_
 
 def test_failure_kinds_are_read_back_from_the_error_text():
     from beach import wire
-    from beach.response import ActorResponse
+    from beach.client.response import ActorResponse
 
     assert ActorResponse(False, "busy").failure is wire.Failure.BUSY
     assert ActorResponse(False, "no actor available in category 'x' of realm 'global'").failure is wire.Failure.NO_ACTOR

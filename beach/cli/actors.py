@@ -7,8 +7,8 @@ from typing import Any
 
 from beach import output
 from beach.cli.common import add_config, add_json, add_realm, connected, emit, fail
-from beach.client import AsyncBeach
-from beach.response import ActorResponse
+from beach.client.core import AsyncBeach
+from beach.client.response import ActorResponse
 
 
 def add(args: argparse.Namespace) -> int:

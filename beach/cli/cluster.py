@@ -10,8 +10,8 @@ from typing import Any
 
 from beach.cli.common import add_config, add_json, emit, with_model
 from beach.errors import BusError
-from beach.model import ClusterModel
 from beach.output import duration
+from beach.state.model import ClusterModel
 
 
 def _load_cell(actor: dict[str, Any]) -> str:

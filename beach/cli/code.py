@@ -6,9 +6,11 @@ import argparse
 import time
 from typing import Any
 
-from beach import deploy, output, rollout
+from beach import output
 from beach.cli.common import add_config, add_json, connected, emit, progress_bar, replaced
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
+from beach.code import deploy
+from beach.operations import rollout
 
 
 def _version_row(v: dict[str, Any]) -> list[Any]:

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from beach import output
-from beach.client import AsyncBeach
-from beach.model import ClusterModel
+from beach.client.core import AsyncBeach
+from beach.state.model import ClusterModel
 
 T = TypeVar("T")
 

@@ -7,10 +7,11 @@ import argparse
 import re
 from typing import Any
 
-from beach import logs, output, subjects
+from beach import logs, output
 from beach.cli.common import add_config, add_json, connected, fail
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 from beach.errors import UsageError
+from beach.wire import subjects
 
 _UID = re.compile(r"[0-9a-f]{32}")
 

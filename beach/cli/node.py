@@ -97,7 +97,8 @@ def node(args: argparse.Namespace) -> int:
 def join(args: argparse.Namespace) -> str:
     """Read the cluster's pushed config through the NATS URL ``args.config`` and write this node's
     config from it (with this machine's own secrets and paths); return its path."""
-    from beach import bus, clusterconfig
+    from beach import bus
+    from beach.state import clusterconfig
 
     url = args.config
     state = os.path.abspath(args.state or os.path.join(os.path.expanduser("~"), ".local", "state", "beach",

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from beach import authority, backup, clusterconfig, output, rollout
+from beach import output
 from beach.cli.common import add_config, add_json, connected, emit, fail, progress_bar, replaced
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
+from beach.operations import backup, rollout
+from beach.security import authority
+from beach.state import clusterconfig
 
 
 def drain(args: argparse.Namespace) -> int:

@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 from beach.cli.common import add_config, add_json, connected, emit, fail
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 from beach.errors import UsageError
-from beach.model import ClusterModel
+from beach.state.model import ClusterModel
 
 
 async def _wait_for_patrol(model: ClusterModel, owner: str, timeout: float) -> bool:

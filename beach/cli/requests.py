@@ -8,7 +8,7 @@ import time
 
 from beach import output
 from beach.cli.common import add_config, add_realm, connected, fail
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 
 
 def request(args: argparse.Namespace) -> int:

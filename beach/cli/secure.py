@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from beach import audit, logs, output, secure
+from beach import logs, output
 from beach.cli.common import add_config, connected
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 from beach.errors import UsageError
+from beach.security import audit, roles
 
 
 def init(args: argparse.Namespace) -> int:
@@ -19,7 +20,7 @@ def init(args: argparse.Namespace) -> int:
     hosts = None
     if args.tls:
         hosts = args.host or ["127.0.0.1", "localhost"]
-    written = secure.init(args.dir, args.realm_admin or [], args.client or [], hosts, overwrite=args.force)
+    written = roles.init(args.dir, args.realm_admin or [], args.client or [], hosts, overwrite=args.force)
     where = os.path.abspath(args.dir)
     print(f"NATS users and permissions written to {where}:")
     for what, path in written.items():

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from beach import keys
 from beach.cli.common import add_config, add_realm
+from beach.security import keys
 
 
 def gen_key(args: argparse.Namespace) -> int:

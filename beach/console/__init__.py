@@ -13,9 +13,9 @@ import argparse
 import sys
 
 from beach import config as beach_config
-from beach import subjects
 from beach.console.app import BeachConsole
 from beach.errors import BeachError
+from beach.wire import subjects
 
 __all__ = ["BeachConsole", "main"]
 

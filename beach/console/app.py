@@ -13,9 +13,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
-from beach import authority
 from beach import config as beach_config
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 from beach.console.commands import BeachCommands
 from beach.console.live import ALL_PARTS, Live, shown
 from beach.console.messages import ModelChanged, Pick, Picked
@@ -34,8 +33,9 @@ from beach.console.widgets.request_panel import RequestPanel
 from beach.console.widgets.status_bar import StatusBar
 from beach.console.widgets.supervision_pane import SupervisionPane
 from beach.errors import BeachError
-from beach.model import ClusterModel
 from beach.output import describe_failure
+from beach.security import authority
+from beach.state.model import ClusterModel
 
 READ_ONLY = "read-only: the config has no admin_token"
 ADMIN_ACTIONS = frozenset({"add_actor", "flush", "stop", "add_category", "remove_category"})

@@ -8,7 +8,7 @@ from rich.style import Style
 from textual.widget import Widget
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 ALL_PARTS = frozenset({"nodes", "actors", "stats", "logs", "desired", "connection", "tick", "realm"})
 

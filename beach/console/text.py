@@ -11,7 +11,7 @@ from rich.text import Text
 from beach.output import duration, one_line, size
 
 if TYPE_CHECKING:
-    from beach.model import Series
+    from beach.state.model import Series
 
 __all__ = ["BARS", "address", "bar", "duration", "level", "meter", "one_line", "percent", "recent", "short", "size",
            "spark", "window"]

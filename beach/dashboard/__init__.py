@@ -1,4 +1,4 @@
-"""The beach web dashboard: the cluster model (`beach.model.ClusterModel`) as live web pages, a JSON
+"""The beach web dashboard: the cluster model (`beach.state.model.ClusterModel`) as live web pages, a JSON
 API with its OpenAPI description, and Prometheus metrics.
 
 Run it with ``python -m beach.dashboard [PORT] CONFIG`` (the original's form) or ``beach dashboard

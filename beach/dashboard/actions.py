@@ -9,10 +9,10 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from beach import authority
 from beach.dashboard import csrf
 from beach.dashboard.responses import JSON, error
 from beach.dashboard.state import Dashboard, dashboard
+from beach.security import authority
 
 
 async def _allowed(request: Request) -> Dashboard:

@@ -22,11 +22,11 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from beach import authority
 from beach.dashboard.app import create_app
 from beach.dashboard.state import Dashboard
 from beach.errors import BeachError
 from beach.output import run_tool
+from beach.security import authority
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080

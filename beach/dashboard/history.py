@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from beach.model import ClusterModel, Series
+from beach.state.model import ClusterModel, Series
 
 CHARTS = ("node_cpu", "node_mem", "realm_rps", "class_rps")
 

@@ -1,6 +1,6 @@
 """`Hub`: the model's change notices, fanned out to every open live stream.
 
-The model calls its listeners (at most every `beach.model.NOTIFY_SECONDS`) with the parts that
+The model calls its listeners (at most every `beach.state.model.NOTIFY_SECONDS`) with the parts that
 changed; each stream collects them until it is ready to send, so a slow browser never makes the
 model wait and never gets a backlog: only "what changed since you last looked".
 """

@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from beach import model as beach_model
 from beach.dashboard import params as read
+from beach.state import model as beach_model
 
 LIMIT = 100  # lines a page shows (and ``/api/logs`` gives by default)
 

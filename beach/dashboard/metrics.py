@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from beach.dashboard.params import check_known
 from beach.dashboard.state import dashboard
-from beach.model import ClusterModel
+from beach.state.model import ClusterModel
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

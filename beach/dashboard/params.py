@@ -9,8 +9,9 @@ from collections.abc import Iterable, Mapping
 
 from starlette.exceptions import HTTPException
 
-from beach import logs, subjects
+from beach import logs
 from beach.errors import CategoryError
+from beach.wire import subjects
 
 Params = Mapping[str, str]
 

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import HTTPConnection
 
-from beach import authority
-from beach.client import AsyncBeach
+from beach.client.core import AsyncBeach
 from beach.dashboard.hub import Hub
-from beach.model import ClusterModel
+from beach.security import authority
+from beach.state.model import ClusterModel
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

@@ -11,9 +11,9 @@ import jinja2
 from starlette.templating import Jinja2Templates
 
 from beach import __version__, output
-from beach.model import LOG_TAIL
 from beach.output import duration
 from beach.output import size as byte_size
+from beach.state.model import LOG_TAIL
 
 TEMPLATES = Path(__file__).with_name("templates")
 

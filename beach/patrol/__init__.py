@@ -27,9 +27,9 @@ from typing import Any
 
 import yaml
 
-from beach import subjects
 from beach.errors import BeachError, ConfigError
-from beach.spawn import spawn_args
+from beach.state.spawn import spawn_args
+from beach.wire import subjects
 
 ENTRY_KEYS = {"name", "actor", "category", "instances"}
 SPAWN_KEYS = {"strategy", "strategy_hint", "parameters", "resources", "isIsolated", "secretIdent",

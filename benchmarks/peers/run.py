@@ -41,7 +41,7 @@ from _harness import (  # noqa: E402
     wait_registered,
 )
 
-from beach.client import AsyncBeach  # noqa: E402
+from beach.client.core import AsyncBeach  # noqa: E402
 
 VENV = HERE / ".venv"
 PEERS = {"ray": ("ray==2.60.0", "ray_echo.py"), "thespian": ("thespian==4.0.1", "thespian_echo.py")}

@@ -14,18 +14,18 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, Select, Switch
 
 from beach.console.text import one_line
-from beach.desired import RESTART_POLICIES
 from beach.errors import BeachError, UsageError
 from beach.output import parse_mapping
-from beach.placement import STRATEGIES
-from beach.spawn import spawn_args
+from beach.state.desired import RESTART_POLICIES
+from beach.state.placement import STRATEGIES
+from beach.state.spawn import spawn_args
 
 
 class AddActorScreen(ModalScreen[dict[str, Any] | None]):
     """Class name, categories, strategy and its hint, parameters, isolated, restart policy.
 
-    Dismisses with the keyword arguments of `beach.client.AsyncBeach.addActor` once they pass its
-    own checks (`beach.spawn.spawn_args`), or None when cancelled; what is wrong shows in one line.
+    Dismisses with the keyword arguments of `beach.client.core.AsyncBeach.addActor` once they pass its
+    own checks (`beach.state.spawn.spawn_args`), or None when cancelled; what is wrong shows in one line.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]

@@ -12,17 +12,17 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Collapsible, Footer, Label, LoadingIndicator, Static
 
+from beach.client.response import ActorResponse
 from beach.console.text import short
 from beach.errors import BeachError
 from beach.output import describe_failure
-from beach.response import ActorResponse
 
 if TYPE_CHECKING:
-    from beach.client import AsyncBeach
+    from beach.client.core import AsyncBeach
 
 
 class StacksScreen(ModalScreen[None]):
-    """Asks the actor's node for the stacks (`beach.client.AsyncBeach.getStacks`) and shows one
+    """Asks the actor's node for the stacks (`beach.client.core.AsyncBeach.getStacks`) and shows one
     section per thread: those serving a request of this actor first and open, the others closed;
     then the process's asyncio tasks. ``r`` asks again, Escape closes."""
 

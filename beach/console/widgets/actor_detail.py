@@ -17,11 +17,11 @@ from textual.widgets import Static
 from beach.console.live import Live, component_style
 from beach.console.messages import Pick
 from beach.console.text import duration, short
-from beach.model import COUNTERS
 from beach.output import dumps
+from beach.state.model import COUNTERS
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 NBSP = "\u00a0"
 HINT = "Move the cursor in the tree to an actor, a category or a realm."

@@ -15,7 +15,7 @@ from beach.console.messages import Pick, Picked
 from beach.console.text import short
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 
 class ActorTree(Tree[Pick], Live):

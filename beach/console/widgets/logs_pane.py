@@ -16,7 +16,7 @@ from beach.console.live import Live, component_style
 from beach.logs import format_line
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 SHOWN = 500  # lines kept on screen (the model keeps its own, longer, tail)
 LEVELS = (("debug", logging.DEBUG), ("info", logging.INFO), ("warning", logging.WARNING),

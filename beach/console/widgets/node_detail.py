@@ -15,10 +15,10 @@ from textual.widgets import Static
 
 from beach.console.live import Live, component_style
 from beach.console.text import bar, duration, level, meter, recent, size, window
-from beach.model import FINE_POINTS
+from beach.state.model import FINE_POINTS
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 LABEL_WIDTH = 9
 SPARK_SECONDS = float(FINE_POINTS)  # all the fine history the model keeps: the last 10 minutes

@@ -12,7 +12,7 @@ from beach.console.text import address, level, meter, recent
 from beach.console.widgets.live_table import Column, LiveTable
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel, Series
+    from beach.state.model import ClusterModel, Series
 
 SPARK_SECONDS = 180.0   # the table's sparklines: the last 3 minutes
 MIN_SPARK, MAX_SPARK = 6, 40
@@ -23,7 +23,7 @@ COLUMNS = (Column("node", "node"), Column("address", "address"), Column("cpu", "
 
 
 class NodesTable(LiveTable, Live):
-    """One row per live node (see `beach.model.ClusterModel.nodes`); the sparklines take the width
+    """One row per live node (see `beach.state.model.ClusterModel.nodes`); the sparklines take the width
     the other columns leave. The highlighted row's node is detailed by `NodeDetail`."""
 
     PARTS: ClassVar[frozenset[str]] = frozenset({"nodes"})

@@ -13,10 +13,10 @@ from textual.widgets import Static
 
 from beach.console.live import Live, component_style
 from beach.console.text import duration, recent, spark, window
-from beach.model import FINE_POINTS
+from beach.state.model import FINE_POINTS
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel, Series
+    from beach.state.model import ClusterModel, Series
 
 SPARK_SECONDS = float(FINE_POINTS)
 NAME_WIDTH = 24

@@ -13,15 +13,15 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Static
 
+from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
 from beach.console.live import Live
 from beach.console.text import one_line
 from beach.errors import BeachError, UsageError
-from beach.handle import DEFAULT_TIMEOUT, ActorHandle
 from beach.output import describe_failure, dumps, parse_data
 
 if TYPE_CHECKING:
-    from beach.client import AsyncBeach
-    from beach.model import ClusterModel
+    from beach.client.core import AsyncBeach
+    from beach.state.model import ClusterModel
 
 # requestFromAll's replies each time out after the timeout: a little more lets the last ones arrive
 FROM_ALL_MARGIN = 1.0

@@ -11,7 +11,7 @@ from textual.widgets import Label
 from beach.console.live import Live
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 
 PLURALS = {"nodes": "node", "actors": "actor", "realms": "realm", "categories": "category"}

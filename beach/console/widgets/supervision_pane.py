@@ -15,7 +15,7 @@ from beach.console.text import one_line, short
 from beach.console.widgets.live_table import Column, LiveTable
 
 if TYPE_CHECKING:
-    from beach.model import ClusterModel
+    from beach.state.model import ClusterModel
 
 SUPERVISED = (Column("sid", "sid"), Column("actor", "actor"), Column("categories", "categories"),
               Column("state", "state"), Column("running", "running"), Column("restarts", "restarts"),

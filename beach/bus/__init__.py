@@ -1,0 +1,34 @@
+"""The bus: beach's connection to NATS and what it opens there (I/O; the format is `beach.wire`).
+
+* `beach.bus.connection`  connecting (retries, pings, refusals), closing, the JetStream KV buckets
+  (its names are re-exported here: ``from beach import bus; await bus.connect(...)``);
+* `beach.bus.inbox`       one reply subscription shared by every request of a connection;
+* `beach.bus.kvwatch`     following a KV bucket: its current values, then every change;
+* `beach.bus.embedded`    running a ``nats-server`` for a one-machine cluster (``beach up``).
+"""
+
+from beach.bus.connection import (
+    ACTORS_BUCKET,
+    CONNECT_TRIES,
+    DESIRED_BUCKET,
+    JETSTREAM_WAIT,
+    NODES_BUCKET,
+    PING_SECONDS,
+    PINGS_MISSED,
+    Refusals,
+    auto_replicas,
+    close,
+    connect,
+    failure,
+    open_bucket,
+    open_buckets,
+    open_desired,
+    sealed,
+    translated,
+)
+
+__all__ = [
+    "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "NODES_BUCKET", "PINGS_MISSED",
+    "PING_SECONDS", "Refusals", "auto_replicas", "close", "connect", "failure", "open_bucket", "open_buckets",
+    "open_desired", "sealed", "translated",
+]

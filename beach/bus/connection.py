@@ -1,0 +1,247 @@
+"""Connecting to NATS and opening beach's JetStream KV buckets."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, ConnectionDrainingError, NoRespondersError
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
+
+from beach.config import Config
+from beach.errors import CLOSED, BusError, ClosedError, PermissionDenied
+from beach.security.sealedkv import SealedBucket
+
+T = TypeVar("T")
+
+log = logging.getLogger("beach.bus")
+
+ACTORS_BUCKET = "beach_actors"
+NODES_BUCKET = "beach_nodes"
+DESIRED_BUCKET = "beach_desired"
+CONNECT_TRIES = 3
+# A server that hangs (paused, cut off) is left for another once this many pings this far apart go
+# unanswered: within about 4-6 s, where nats-py's defaults (2 min, 2) would wait minutes.
+PING_SECONDS = 2
+PINGS_MISSED = 2
+JETSTREAM_WAIT = 20.0
+
+
+def failure(err: nats.errors.Error, what: str) -> BusError:
+    """Our exception for nats-py's ``err``: `ClosedError` once the connection is closed or
+    draining, else `BusError` saying ``what`` failed (a full reconnect buffer, a timeout...)."""
+    if isinstance(err, (ConnectionClosedError, ConnectionDrainingError)):
+        return ClosedError(CLOSED)
+    return BusError(f"{what}: {str(err) or type(err).__name__}")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Raise nats-py's errors from inside the block as ours (see `failure`)."""
+    try:
+        yield
+    except nats.errors.Error as err:
+        raise failure(err, what) from None
+
+
+async def _log_error(err: Exception) -> None:
+    log.debug("nats: %s", err)
+
+
+_REFUSAL = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.IGNORECASE)
+
+
+class Refusals:
+    """An ``error_cb`` for nats-py that turns the server's permission violations into calls of
+    ``listeners(action, subject, message)`` (action: 'publish' or 'subscription'), so that whoever
+    waits on the refused subject hears why at once instead of timing out. nats-py hands the
+    server's error over in lower case: ``subject`` is lower case, and ``message`` has a
+    ``{subject}`` field for the listener to fill with the subject as it sent it."""
+
+    def __init__(self, user: str | None = None) -> None:
+        self.user = user
+        self.listeners: list[Callable[[str, str, str], None]] = []
+        self._logged: set[tuple[str, str]] = set()
+
+    async def error_cb(self, err: Exception) -> None:
+        """nats-py's error callback."""
+        found = _REFUSAL.search(str(err))
+        if found is None:
+            log.debug("nats: %s", err)
+            return
+        action, subject = found.group(1).lower(), found.group(2)
+        who = f"NATS user {self.user!r}" if self.user else "this connection's NATS credentials"
+        verb = "publish to" if action == "publish" else "subscribe to"
+        message = f"permission denied: {who} may not {verb} '{{subject}}' (the NATS server's authorization refused it)"
+        if (action, subject) not in self._logged and len(self._logged) < 1000:
+            self._logged.add((action, subject))
+            log.warning("%s", message.format(subject=subject))
+        for listener in self.listeners:
+            listener(action, subject, message)
+
+
+    async def guard(self, call: Awaitable[T], prefixes: tuple[str, ...]) -> T:
+        """Await ``call``; if the server refuses a publish to a subject under one of ``prefixes``
+        (lower case) meanwhile, cancel it and raise `PermissionDenied` at once (a refused JetStream
+        API request is otherwise a timeout, seconds later, that says nothing)."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(call)
+        refused: asyncio.Future[str] = loop.create_future()
+
+        def listener(action: str, subject: str, message: str) -> None:
+            if action == "publish" and subject.startswith(prefixes) and not refused.done():
+                refused.set_result(message.format(subject=subject))
+
+        self.listeners.append(listener)
+        try:
+            waiting: set[asyncio.Future[Any]] = {task, refused}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                task.cancel()
+                raise PermissionDenied(refused.result())
+            return task.result()
+        finally:
+            self.listeners.remove(listener)
+            if not refused.done():
+                refused.cancel()
+
+
+async def connect(config: Config, name: str, **options: Any) -> Client:
+    """Connect to the NATS servers the config names; raise `BusError` if none answers.
+
+    The first connection is tried a few times and then fails with a clear error (a dead server
+    must not hang the caller); once connected, the client reconnects for ever.
+    """
+    urls = config.nats.urls
+    auth: dict[str, Any] = {}
+    if config.nats.user:
+        auth.update(user=config.nats.user, password=config.nats.password)
+    if config.nats.token:
+        auth["token"] = config.nats.token
+    if config.nats.credentials:
+        auth["user_credentials"] = config.nats.credentials
+    # flush_timeout: a full outgoing buffer to a server that stopped reading must not block a
+    # publish for ever (nats-py waits without limit by default)
+    if config.nats.inbox_prefix:
+        auth["inbox_prefix"] = config.nats.inbox_prefix
+    if config.nats.tls:
+        from beach.security.certs import client_context  # cryptography-free, but only TLS users need it loaded
+
+        tls = config.nats.tls
+        auth["tls"] = client_context(tls.get("ca"), tls.get("cert"), tls.get("key"))
+    params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5, flush_timeout=2,
+                                  max_reconnect_attempts=CONNECT_TRIES - 1, error_cb=_log_error,
+                                  ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_MISSED)
+    params.update(auth)
+    params.update(options)
+    try:
+        nc = await nats.connect(urls, **params)
+    except Exception as err:
+        hint = ""
+        if config.nats.embedded:
+            hint = (" (is the node running? with no nats.servers in the config, the node agent starts the "
+                    "embedded server)")
+        elif config.seed_nodes:
+            hint = (f" (the config's seed_nodes {config.seed_nodes} are read as NATS servers: in this version "
+                    f"beach nodes meet through NATS, so name NATS servers there or in nats.servers, or remove "
+                    f"them to use the embedded server)")
+        raise BusError(f"cannot connect to NATS at {', '.join(urls)}: {err or type(err).__name__}{hint}") from None
+    nc.options["max_reconnect_attempts"] = -1
+    return nc
+
+
+async def close(nc: Client, timeout: float = 5.0) -> None:
+    """Drain ``nc`` if it is connected, then close it; never raises, never hangs.
+
+    nats-py on Python 3.11 can lose the cancellation of its reconnect loop (``asyncio.wait_for``
+    swallows a cancel when the refused connect has already failed), which then retries a dead
+    server for ever and keeps ``asyncio.run`` from returning. Bounding the attempts first makes
+    such a loop end on its own.
+    """
+    nc.options["max_reconnect_attempts"] = 1
+    if nc.is_connected:
+        try:
+            await asyncio.wait_for(nc.drain(), timeout)
+        except Exception:  # a drain that fails or overruns still ends in a close
+            pass
+    if not nc.is_closed:
+        try:
+            await asyncio.wait_for(nc.close(), timeout)
+        except Exception:  # the server went away under us: nothing is left to flush
+            pass
+    reconnecting = nc._reconnection_task  # private, but the only handle on the loop above
+    if reconnecting is not None and not reconnecting.done():
+        await asyncio.wait({reconnecting}, timeout=timeout)
+
+
+async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params: Any) -> KeyValue:
+    """Bind to a KV bucket, creating it if it does not exist yet (several processes may race).
+
+    A fresh cluster may not have elected its JetStream leader yet: creation is retried for up to
+    `JETSTREAM_WAIT` seconds before it fails with `BusError`.
+    """
+    deadline = asyncio.get_running_loop().time() + JETSTREAM_WAIT
+    problem: Exception
+    while True:
+        try:
+            return await js.key_value(bucket)
+        except (NoRespondersError, ServiceUnavailableError) as err:
+            if not getattr(err, "err_code", None):  # nobody serves the JetStream API at all
+                raise BusError("JetStream is not enabled on the NATS server (nobody answers its API): beach "
+                               "keeps its directory in JetStream KV; start nats-server with -js") from None
+            problem = err  # JetStream is there but not ready yet (a new cluster electing its leader)
+        except BucketNotFoundError:
+            try:
+                return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
+                                                                storage=StorageType.FILE, **params))
+            except Exception as err:  # another process created it first, or JetStream is not ready
+                problem = err
+        except Exception as err:  # JetStream not (yet) available
+            problem = err
+        if asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"cannot open the JetStream KV bucket {bucket!r} with {replicas} replica(s): "
+                           f"{problem} (is JetStream enabled on the NATS servers? a bucket with 3 replicas "
+                           f"needs 3 JetStream servers; set nats.kv_replicas to choose)")
+        await asyncio.sleep(0.25)
+
+
+def auto_replicas(nc: Client) -> int:
+    """3 replicas when the server is part of a cluster of at least 3, else 1."""
+    info = nc._server_info or {}
+    if info.get("cluster") and len(info.get("connect_urls") or []) >= 3:
+        return 3
+    return 1
+
+
+async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
+    """Open (or create) the actor and node directory buckets: ``(actors, nodes)``."""
+    js = nc.jetstream(timeout=5)
+    replicas = config.nats.kv_replicas or auto_replicas(nc)
+    actors = await open_bucket(js, ACTORS_BUCKET, replicas)
+    # Node entries carry a per-message TTL, so a dead node's entry expires on its own and
+    # watchers see a PURGE marker (needs limit_marker_ttl on the bucket).
+    nodes = await open_bucket(js, NODES_BUCKET, replicas, limit_marker_ttl=1)
+    return sealed(actors, config), sealed(nodes, config)
+
+
+async def open_desired(nc: Client, config: Config) -> KeyValue:
+    """Open (or create) the persistent desired-state bucket (supervision, patrol, lease)."""
+    kv = await open_bucket(nc.jetstream(timeout=5), DESIRED_BUCKET, config.nats.kv_replicas or auto_replicas(nc))
+    return sealed(kv, config)
+
+
+def sealed(kv: KeyValue, config: Config) -> KeyValue:
+    """``kv`` with its values sealed when the config has a ``private_key`` (else ``kv`` itself)."""
+    sealer = config.sealer
+    # SealedBucket offers KeyValue's API: typed as one so that its users need not know
+    return kv if sealer is None else SealedBucket(kv, sealer)  # type: ignore[return-value]

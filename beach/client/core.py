@@ -1,0 +1,402 @@
+"""`AsyncBeach`: the cluster API as coroutines — the one implementation behind `beach.Beach`.
+
+Spawns choose a node from the live directory view (see `beach.state.placement`) and ask its node agent
+(``beach.n.<node>.spawn``), which replies once the actor's ``init()`` ran. Replies are applied to
+the view at once, so ``getDirectory()`` shows a successful spawn (or stop) immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.kv import KeyValue
+
+from beach import bus, patrol, wire
+from beach import config as beach_config
+from beach.client.group import ActorHandleGroup
+from beach.client.handle import ActorHandle
+from beach.client.response import ActorResponse
+from beach.client.runner import Runner
+from beach.client.session import Session
+from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
+from beach.security import authority
+from beach.state import desired, placement
+from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
+from beach.wire import subjects
+
+CONTROL_TIMEOUT = 60.0
+
+
+class AsyncBeach:
+    """A connection to a beach cluster, for async code. Open it with ``await AsyncBeach.open(...)``."""
+
+    def __init__(self, session: Session, realm: str = "global") -> None:
+        self._session = session
+        self._realm = subjects.check_realm(realm)
+        self._admin_token = session.config.admin_token
+        self._scoped = authority.scope(session.config) is not None  # a realm admin's subjects name the realm
+        self._who = authority.caller(session.config)
+        self._placer = placement.Placer()
+        self._desired_kv: KeyValue | None = None
+
+    @classmethod
+    async def open(cls, configFile: str | os.PathLike[str] | beach_config.Config | None, realm: str = "global",
+                   runner: Runner | None = None) -> AsyncBeach:
+        """Connect to the cluster the config names; raise `ConfigError` or `BusError` if it cannot."""
+        config = configFile if isinstance(configFile, beach_config.Config) else beach_config.load(configFile)
+        runner = runner or Runner(asyncio.get_running_loop())
+        session = await Session.open(config, runner, "beach-client")
+        return cls(session, realm)
+
+    @property
+    def session(self) -> Session:
+        """The session (connection and directory view) this client uses."""
+        return self._session
+
+    async def close(self) -> None:
+        """Disconnect."""
+        await self._session.close()
+
+    def setRealm(self, realm: str) -> str:
+        """Use ``realm`` for later handles, spawns and stops; return the previous realm."""
+        previous, self._realm = self._realm, subjects.check_realm(realm)
+        return previous
+
+    @property
+    def realm(self) -> str:
+        """The current realm."""
+        return self._realm
+
+    @property
+    def caller(self) -> str:
+        """Who this client says it is on control subjects (its NATS user, else ``user@host``)."""
+        return self._who
+
+    # ---------------------------------------------------------------- node control
+
+    async def _exchange(self, node: str, op: str, args: dict[str, Any], timeout: float, realm: str | None) -> Any:
+        scope = (realm or self._realm) if self._scoped else None
+        subject = authority.control_subject(node, op, scope, self._who)
+        token = None
+        if op in authority.ADMIN_OPS and self._admin_token and not authority.nats_authority(self._session.config):
+            token = self._admin_token
+        body = await authority.control_body(self._session.inbox, subject,
+                                            authority.control_subject(node, "challenge", scope, self._who),
+                                            args, token, f"{op} arguments", timeout)
+        return await self._session.inbox.request(subject, body, timeout)
+
+    async def _node_call(self, node: str, op: str, args: dict[str, Any], timeout: float,
+                         realm: str | None = None) -> ActorResponse:
+        """Run control operation ``op`` on ``node`` (acting on ``realm``, default the current one);
+        a failed response says why it did not run. Raises `PermissionDenied` when the NATS
+        credentials do not allow it, `ClosedError` once closed."""
+        wire.pack(args, what=f"{op} arguments")  # data that cannot be sent fails here, at once
+        call = asyncio.ensure_future(self._exchange(node, op, args, timeout, realm))
+        if node in self._session.view.nodes:
+            # a node that stops or dies while working on the call will never answer: say so at once
+            gone = self._session.view.departure(node)
+            try:
+                await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                gone.cancel()
+                left = not call.done()
+                if left:
+                    call.cancel()
+            if left:
+                return ActorResponse(False, f"node {node} left the cluster before answering {op}", {"gone": True})
+        try:
+            msg = await call
+        except NoRespondersError:
+            # no node agent behind the subject: the node is gone, and its actors with it
+            return ActorResponse(False, f"node {node} is not answering (it left the cluster?)", {"gone": True})
+        except (TimeoutError, NatsTimeout):
+            return ActorResponse(False, f"node {node} did not answer {op} within {timeout}s", isTimedOut=True)
+        except (ClosedError, PermissionDenied):
+            raise
+        except BusError as err:
+            return ActorResponse(False, f"{op} on node {node} not sent: {err}")
+        except ValueError as err:  # a malformed challenge (an old node, or not a node at all)
+            return ActorResponse(False, f"{op} on node {node} not sent: {err}")
+        try:
+            ok, error, data = wire.unpack_reply(msg.data)
+        except ValueError as err:
+            return ActorResponse(False, f"malformed answer from node {node} to {op}: {err}")
+        return ActorResponse(ok, error, data)
+
+    def _apply_stops(self, stopped: dict[str, Any]) -> None:
+        for key, revision in stopped.values():
+            self._session.view.apply_local(key, revision, None)
+
+    async def addActor(self, actorName: str, category: str | Iterable[str], strategy: str = "random",
+                       strategy_hint: str | None = None, realm: str | None = None,
+                       parameters: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
+                       isIsolated: bool = False, secretIdent: str | None = None,
+                       trustedIdents: Iterable[str] = (), n_concurrent: int = 1, is_drainable: bool = False,
+                       time_to_drain: float | None = None, owner: str | None = None,
+                       log_level: int | str | None = None, log_dest: str | None = None,
+                       max_concurrent: int | None = None, restart: str = "never", max_restarts: int = 5,
+                       restart_window: float = 60.0, timeout: float = SPAWN_TIMEOUT,
+                       version: str | None = None) -> ActorResponse:
+        """Start actor class ``actorName`` in ``category`` (a name or a list) on a node chosen by
+        ``strategy``; return once its ``init()`` has run.
+
+        Success: ``ActorResponse`` with ``data = {'uid', 'node', 'host'}``, visible in
+        ``getDirectory()`` at once. Failure (unknown class, import error, init raising, no node
+        fitting the strategy, ``'unprivileged'``) comes back as a failed response with the reason
+        (and ``data['st']``, the traceback, where there is one).
+
+        ``restart`` keeps the actor alive: ``'on-failure'`` restarts it (on any node, by the same
+        strategy) when it dies, its host dies or its node is lost; ``'always'`` also when it stopped
+        itself; ``'never'`` (default) does not. Restarts back off exponentially; more than
+        ``max_restarts`` in ``restart_window`` seconds marks it failed (see `getSupervised`).
+
+        ``version``: run that deployed version of the realm's code (default: the realm's current
+        version, or the code directory for a realm never deployed; see `beach.code.deploy`).
+
+        Raises `CategoryError` for a bad category and `UsageError` for an unknown strategy or
+        restart policy; ``log_dest`` is accepted and ignored (hosts log to their stderr).
+        """
+        if owner is not None and owner.startswith("patrol/"):
+            raise UsageError(f"owner {owner!r}: owners starting with 'patrol/' belong to patrol specs")
+        args = spawn_args(actorName, category, realm or self._realm, strategy=strategy,
+                          strategy_hint=strategy_hint, parameters=parameters, resources=resources,
+                          isIsolated=isIsolated, secretIdent=secretIdent, trustedIdents=trustedIdents,
+                          n_concurrent=n_concurrent, max_concurrent=max_concurrent, is_drainable=is_drainable,
+                          time_to_drain=time_to_drain, owner=owner, log_level=log_level, restart=restart,
+                          timeout=timeout, version=version)
+        if restart != "never":
+            args["sid"] = uuid.uuid4().hex
+        response = await self.spawn(args)
+        if response.isSuccess and restart != "never":
+            record = {"kind": "actor", "sid": args["sid"], "spawn": args, "restart": restart,
+                      "max_restarts": max_restarts, "restart_window": restart_window,
+                      "uid": response.data["uid"], "state": "running", "restarts": [], "created": time.time()}
+            await self._change_desired(put={desired.supervision_key(args["realm"], args["sid"]): record})
+        return response
+
+    async def spawn(self, args: dict[str, Any]) -> ActorResponse:
+        """Place and start one actor from checked spawn arguments (what `addActor` builds)."""
+        view = self._session.view
+        try:
+            node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
+                                       lambda: view.live(args["realm"]), args["categories"])
+        except placement.PlacementError as err:
+            return ActorResponse(False, str(err))
+        # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
+        budget = float(args.get("timeout") or SPAWN_TIMEOUT) + 10 + (HOST_START_SECONDS if args.get("isolated") else 0)
+        response = await self._node_call(node, "spawn", args, budget, args["realm"])
+        if response.isSuccess:
+            data = response.data
+            view.apply_local(data["key"], data["revision"], data["entry"])
+            response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"]}
+        return response
+
+    async def _desired(self) -> KeyValue:
+        if self._desired_kv is None:
+            self._desired_kv = await bus.open_desired(self._session.nc, self._session.config)
+        return self._desired_kv
+
+    async def applyPatrol(self, spec: str | os.PathLike[str] | dict[str, Any],
+                          owner: str | None = None, realm: str | None = None) -> dict[str, Any]:
+        """Store a patrol spec (a file path, YAML or the original's ``.py``, or a parsed mapping);
+        the supervising node agent makes the cluster match it and keeps it matched. Applying a spec
+        again with the same owner replaces it. ``realm``: the realm of a Python patrol file (a YAML
+        spec names its own; default: the current realm). Raises `ConfigError` for a bad spec."""
+        checked = patrol.check(spec) if isinstance(spec, dict) else patrol.load(os.fspath(spec), owner,
+                                                                                 realm or self._realm)
+        response = await self._change_desired(put={desired.patrol_key(checked["owner"]): checked})
+        if not response.isSuccess:
+            raise UsageError(f"patrol spec {checked['owner']!r} not applied: {response.error}")
+        return checked
+
+    async def removePatrol(self, owner: str) -> bool:
+        """Forget a patrol spec: the supervisor stops its actors. False if there was none."""
+        key = desired.patrol_key(owner)
+        with bus.translated("cannot read the desired state"):
+            if await desired.get(await self._desired(), key) is None:
+                return False
+        return (await self._change_desired(delete=[key])).isSuccess
+
+    async def getPatrols(self) -> dict[str, dict[str, Any]]:
+        """Every patrol spec, by owner. Raises `BusError` when NATS cannot answer."""
+        with bus.translated("cannot read the desired state"):
+            specs = await desired.snapshot(await self._desired(), "patrol.")
+        return {v["owner"]: v for v, _ in specs.values()}
+
+    async def getSupervised(self) -> dict[str, dict[str, Any]]:
+        """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or
+        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error',
+        'waiting_for' (the node a host_affinity actor waits for, or None)}}``.
+        Raises `BusError` when NATS cannot answer."""
+        with bus.translated("cannot read the desired state"):
+            entries = await desired.snapshot(await self._desired(), "sup.")
+        return {v["sid"]: {"name": v["spawn"]["name"], "realm": v["spawn"]["realm"],
+                           "categories": v["spawn"]["categories"], "state": v["state"], "uid": v["uid"],
+                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v.get("last_error"),
+                           "waiting_for": v.get("waiting_for")}
+                for v, _ in entries.values()}
+
+    async def stopActors(self, withId: str | Iterable[str] | None = None,
+                         withCategory: str | Iterable[str] | None = None, delay: float | None = None) -> ActorResponse:
+        """Stop actors by uid (one or several) and/or by category prefix (current realm); each one
+        leaves the directory, finishes its in-flight requests and runs ``deinit``. With ``delay``,
+        stop them one at a time, ``delay`` seconds apart (a rolling stop).
+
+        Returns a response with ``data = {'stopped': [uids], 'not_found': [uids]}``.
+        """
+        uids: list[str] = [withId] if isinstance(withId, str) else list(withId or [])
+        if withCategory is not None:
+            cats = [withCategory] if isinstance(withCategory, str) else list(withCategory)
+            for cat in cats:
+                uids += [a["uid"] for a in self._session.view.find(self._realm, cat) if a["uid"] not in uids]
+        sids = {desired.supervision_key(a["realm"], a["sid"]) for a in map(self._session.view.actors.get, uids)
+                if a is not None and a.get("sid")}
+        if sids:  # a stop on purpose ends the supervision first (else the supervisor restarts them)
+            response = await self._change_desired(delete=sorted(sids))
+            if not response.isSuccess:
+                return response
+        return await self.stop_uids(uids, delay)
+
+    async def stop_uids(self, uids: list[str], delay: float | None = None) -> ActorResponse:
+        """Stop actors by uid on their nodes, leaving any supervision record alone (`stopActors`
+        without its first step; the supervisor uses it for duplicates)."""
+        by_node: dict[str, list[str]] = {}
+        missing: list[str] = []
+        for uid in uids:
+            actor = self._session.view.actors.get(uid)
+            if actor is None:
+                missing.append(uid)
+            else:
+                by_node.setdefault(actor["node"], []).append(uid)
+        if delay:  # one at a time, delay apart
+            calls = []
+            for i, (node, uid) in enumerate((n, u) for n, node_uids in by_node.items() for u in node_uids):
+                if i:
+                    await asyncio.sleep(delay)
+                calls.append(([uid], await self._node_call(node, "stop", {"uids": [uid]}, CONTROL_TIMEOUT)))
+        else:
+            responses = await asyncio.gather(*(self._node_call(node, "stop", {"uids": node_uids}, CONTROL_TIMEOUT)
+                                               for node, node_uids in by_node.items()))
+            calls = list(zip(by_node.values(), responses, strict=True))
+        stopped: list[str] = []
+        errors = []
+        for asked, response in calls:
+            if isinstance(response.data, dict):
+                self._apply_stops(response.data.get("stopped", {}))
+                stopped += list(response.data.get("stopped", {}))
+                missing += response.data.get("not_found", [])
+                if response.data.get("gone"):  # the node left, and its actors with it
+                    missing += asked
+                    continue
+            if not response.isSuccess:
+                errors.append(response.error)
+        return ActorResponse(not errors, "; ".join(errors), {"stopped": stopped, "not_found": missing})
+
+    async def _change_desired(self, put: dict[str, Any] | None = None, delete: list[str] | None = None,
+                              prefixes: list[str] | None = None, realm: str | None = None) -> ActorResponse:
+        """Change the desired state through a node agent, which checks the admin token (the
+        supervisor acts on it with the token's authority); ``realm``: the one the change acts on."""
+        nodes = sorted(self._session.view.nodes)
+        if not nodes:
+            return ActorResponse(False, "no beach node is running (the node registry is empty)")
+        return await self._node_call(nodes[0], "desired", {"put": put or {}, "delete": delete or [],
+                                                            "prefixes": prefixes or []}, CONTROL_TIMEOUT, realm)
+
+    async def flush(self) -> bool:
+        """Stop every actor on every node, in every realm, and forget every supervised actor and
+        patrol spec (so nothing comes back); True if every node succeeded."""
+        if not (await self._change_desired(prefixes=["sup.", "patrol."])).isSuccess:
+            return False
+        responses = await asyncio.gather(*(self._node_call(node, "flush", {}, CONTROL_TIMEOUT)
+                                           for node in list(self._session.view.nodes)))
+        for response in responses:
+            if isinstance(response.data, dict):
+                self._apply_stops(response.data.get("stopped", {}))
+        return all(r.isSuccess or r.data.get("gone") for r in responses)
+
+    async def _recategorize(self, op: str, actorId: str, category: str) -> bool:
+        actor = self._session.view.actors.get(actorId)
+        if actor is None:
+            return False
+        response = await self._node_call(actor["node"], op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT,
+                                         actor["realm"])
+        if response.isSuccess:
+            data = response.data
+            self._session.view.apply_local(data["key"], data["revision"], data["entry"])
+        return response.isSuccess
+
+    async def addToCategory(self, actorId: str, category: str) -> bool:
+        """Add ``category`` to a running actor (it starts receiving its requests at once)."""
+        return await self._recategorize("associate", actorId, category)
+
+    async def removeFromCategory(self, actorId: str, category: str) -> bool:
+        """Remove ``category`` from a running actor; False if it is not in it."""
+        return await self._recategorize("disassociate", actorId, category)
+
+    # ---------------------------------------------------------------- reading the cluster
+
+    def getActorHandle(self, category: str, mode: str = "random", nRetries: int | None = None,
+                       timeout: float | None = None, ident: str | None = None) -> ActorHandle:
+        """A handle on ``category`` in the current realm (see `ActorHandle`)."""
+        return ActorHandle(self._session, self._realm, category, mode, nRetries, timeout, ident)
+
+    def getActorHandleGroup(self, categoryRoot: str, mode: str = "random", nRetries: int | None = None,
+                            timeout: float | None = None, ident: str | None = None) -> ActorHandleGroup:
+        """A group on the sub-categories of ``categoryRoot`` in the current realm (see `ActorHandleGroup`)."""
+        return ActorHandleGroup(self._session, self._realm, categoryRoot, mode, nRetries, timeout, ident)
+
+    def getDirectory(self, timeout: float = 10, isForce: bool = False, nRetries: int = 3) -> dict[str, Any]:
+        """``{'realms': {realm: {category: {uid: 'node/host'}}}, 'reverse': {uid: 'node/host'},
+        'is_inited': True}`` from the live view (the arguments are accepted for compatibility)."""
+        view = self._session.view
+        realms = {realm: view.categories(realm) for realm in view.realms()}
+        reverse = {a["uid"]: f"{a['node']}/{a['host']}" for a in view.live()}
+        return {"realms": realms, "reverse": reverse, "is_inited": True}
+
+    def getNodeCount(self) -> int:
+        """The number of live nodes."""
+        return len(self._session.view.nodes)
+
+    def getClusterHealth(self) -> dict[str, dict[str, Any]]:
+        """``{node: {'cpu': [percent per core], 'mem': percent, ...}}`` from the node registry."""
+        keys = ("cpu", "mem", "cores", "mem_total", "mem_available", "n_actors", "hostname", "addresses", "updated")
+        return {node_id: {k: node.get(k) for k in keys} for node_id, node in self._session.view.nodes.items()}
+
+    async def getLoadInfo(self) -> dict[str, Any]:
+        """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
+        responses = await asyncio.gather(*(self._node_call(n, "info", {}, 10) for n in list(self._session.view.nodes)))
+        load: dict[str, Any] = {}
+        for response in responses:
+            if response.isSuccess:
+                load.update(response.data["load"])
+        return load
+
+    async def getStacks(self, uid: str) -> ActorResponse:
+        """The current Python stacks of the process running actor ``uid``: ``data = {'pid', 'host',
+        'node', 'actor', 'threads': [{'name', 'serving', 'mine', 'stack'}], 'tasks': [...]}``;
+        ``mine`` marks the threads serving a request of this actor now. A failed response if the
+        actor is not in the directory or its node does not answer."""
+        actor = self._session.view.actors.get(uid)
+        if actor is None:
+            return ActorResponse(False, f"no actor {uid!r} in the directory")
+        return await self._node_call(actor["node"], "stack", {"uid": uid}, 15, actor["realm"])
+
+    def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
+        """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private
+        parameters (names starting with ``_``) show as ``'<PRIVATE>'``."""
+        result: dict[str, dict[str, Any]] = {node: {"status": {"success": True}, "data": {"mtd": {}}}
+                                             for node in self._session.view.nodes}
+        for a in self._session.view.live():
+            result[a["node"]]["data"]["mtd"][a["uid"]] = {
+                "name": a["name"], "realm": a["realm"], "categories": a["categories"], "instance_id": a["host"],
+                "pid": a["pid"], "isolated": a["isolated"], "owner": a["owner"], "resources": a["resources"],
+                "time_to_drain": a["time_to_drain"], "start": int(a["started"]), "params": a["params"],
+            }
+        return result

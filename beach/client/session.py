@@ -1,0 +1,104 @@
+"""A `Session`: one NATS connection, the directory view, and the loop they live on.
+
+Clients (`beach.Beach`) and actor hosts each open one session; every handle made from them shares
+it. Nothing here blocks: the blocking faces go through the session's `Runner`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from beach import bus
+from beach.bus.inbox import Inbox
+from beach.client.runner import Runner
+from beach.config import Config
+from beach.errors import PayloadTooLarge
+from beach.security.seal import OVERHEAD
+from beach.state.directory import DirectoryView
+
+# The monotonic deadline of the request the current handler serves (None outside handlers):
+# requests made while serving it get no more than the time it has left.
+current_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("beach_deadline", default=None)
+
+
+def remaining(timeout: float | None) -> float | None:
+    """The time budget for a new request: ``timeout`` capped by the inherited deadline, if any."""
+    deadline = current_deadline.get()
+    if deadline is None:
+        return timeout
+    left = max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
+
+
+class Session:
+    """The shared state behind a client or an actor host."""
+
+    def __init__(self, config: Config, runner: Runner, nc: Client, view: DirectoryView, inbox: Inbox,
+                 node_id: str | None = None, refusals: bus.Refusals | None = None) -> None:
+        self.config = config
+        self.refusals = refusals or bus.Refusals(config.nats.user)  # the server's permission errors
+        self.runner = runner
+        self.nc = nc
+        self.view = view
+        self.inbox = inbox
+        self.node_id = node_id
+        self.sealer = config.sealer
+
+    @classmethod
+    async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
+                   **options: Any) -> Session:
+        """Connect, open the directory buckets and load the view; raise `BusError` on failure."""
+        refusals = bus.Refusals(config.nats.user)
+        nc = await bus.connect(config, name, error_cb=refusals.error_cb, **options)
+        try:
+            actors_kv, nodes_kv = await bus.open_buckets(nc, config)
+            with bus.translated("cannot load the directory from NATS"):
+                view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected)
+                await view.start()
+                inbox = Inbox(nc, config.sealer)
+                refusals.listeners.append(inbox.refused)
+                await inbox.start()
+        except BaseException:
+            await bus.close(nc)
+            raise
+        return cls(config, runner, nc, view, inbox, node_id, refusals)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""
+        try:
+            await asyncio.wait_for(self.view.stop(), timeout)
+        except (TimeoutError, Exception):
+            pass
+        await bus.close(self.nc, timeout)
+        self.inbox.close()  # after the drain, which delivers the replies already on their way
+
+    async def publish(self, subject: str, payload: bytes, reply: str = "") -> None:
+        """Publish ``payload`` (sealed, with a key) on ``subject``; raise `ClosedError` once the
+        connection is closed, `BusError` when NATS takes no more (a full reconnect buffer)."""
+        if self.sealer is not None:
+            payload = self.sealer.seal(f"{subject} {reply}", payload)
+        try:
+            await self.nc.publish(subject, payload, reply=reply)
+        except nats.errors.Error as err:
+            raise bus.failure(err, f"cannot publish to {subject}") from None
+
+    def unseal(self, msg: Msg, fresh: bool = True) -> bytes:
+        """The body of a received message: opened (and checked fresh, for live messages) when
+        messages are sealed. Raises `SealError` for one that must be refused."""
+        if self.sealer is None:
+            return msg.data
+        return self.sealer.open(f"{msg.subject} {msg.reply or ''}", msg.data, fresh)
+
+    def check_size(self, payload: bytes, what: str) -> None:
+        """Raise `PayloadTooLarge` if ``payload`` (sealed, with a key) exceeds the server's max_payload."""
+        limit = self.nc.max_payload
+        size = len(payload) + (OVERHEAD if self.sealer is not None else 0)
+        if limit and size > limit:
+            raise PayloadTooLarge(size, limit, what)

@@ -1,0 +1,93 @@
+"""Deploying realms' code over the bus: what ``beach deploy``, ``beach code list`` and ``beach code
+rollback`` do, as coroutines over a connected `AsyncBeach`.
+
+A deploy packs the directory (refused before any upload when it is empty, holds a link or is over
+``code.max_bundle_bytes``), uploads the bundle unless the store holds it already, then asks a node
+to record the version and make it current; the node checks the bundle is there first. Both steps
+need admin rights: the NATS credentials' (the object store is theirs to write) or the admin
+token's (the node checks it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from beach.code import bundle
+from beach.code import store as codestore
+from beach.code.store import Progress
+from beach.errors import Refused, UsageError
+from beach.security import authority
+from beach.wire import subjects
+
+if TYPE_CHECKING:
+    from beach.client.core import AsyncBeach
+
+
+def _next_version(known: list[dict[str, Any]]) -> str:
+    taken = {v["version"] for v in known}
+    n = len(known) + 1
+    while f"v{n}" in taken:
+        n += 1
+    return f"v{n}"
+
+
+async def deploy(client: AsyncBeach, realm: str, directory: str | os.PathLike[str], version: str | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Upload ``directory`` as the code of ``realm`` and make it the realm's current version
+    (named ``version``, default ``v<n>``); return the version record. Raises `BundleError` for a
+    directory that cannot be deployed, `UsageError` for a bad realm or version name or a version
+    name already taken by other code, `PermissionDenied` / `BusError` from the bus."""
+    realm = subjects.check_realm(realm)
+    if version is not None:
+        subjects.check_version(version)
+    config = client.session.config
+    authority.require_admin(config, "deploy")
+    packed = bundle.pack(directory, config.code.max_bundle_bytes)
+    requirements = bundle.requirements(directory)
+    kv = await client._desired()
+    known = await codestore.versions(kv, realm)
+    name = version or _next_version(known)
+    same = next((v for v in known if v["version"] == name), None)
+    if same is not None and same["digest"] != packed.digest:
+        raise UsageError(f"realm {realm!r} already has a version {name!r} with other code ({same['digest']}): "
+                         f"versions are immutable, give the new one another name")
+    await codestore.upload(client.session, packed, progress)
+    # (a listed version carries its `current` flag: not a field of the record)
+    record = ({k: v for k, v in same.items() if k != "current"} if same is not None else
+              codestore.version_record(realm, name, packed, client.caller, requirements, config.sealer is not None))
+    current = next((v["version"] for v in known if v["current"]), None)
+    put = {codestore.version_key(realm, name): record,
+           codestore.current_key(realm): codestore.pointer(realm, name, client.caller, current)}
+    response = await client._change_desired(put=put, realm=realm)
+    if not response.isSuccess:
+        raise Refused(f"realm {realm!r} version {name!r} uploaded but not recorded: {response.error}")
+    return {k: v for k, v in record.items() if k != "v"}
+
+
+async def rollback(client: AsyncBeach, realm: str, version: str | None = None) -> dict[str, Any]:
+    """Make ``version`` (default: the one before the current) the realm's current version again;
+    return the new current record. Raises `UsageError` when there is nothing to go back to or the
+    version is unknown."""
+    realm = subjects.check_realm(realm)
+    authority.require_admin(client.session.config, "rollback")
+    kv = await client._desired()
+    pointer = await codestore.current(kv, realm)
+    if pointer is None:
+        raise UsageError(f"realm {realm!r} has no deployed code to roll back")
+    if version is None:
+        version = pointer.get("previous")
+        if not version:
+            raise UsageError(f"realm {realm!r} has only version {pointer['version']!r}: nothing before it")
+    target = await codestore.resolve(kv, realm, version)
+    assert target is not None
+    record = codestore.pointer(realm, target["version"], client.caller, pointer["version"])
+    response = await client._change_desired(put={codestore.current_key(realm): record}, realm=realm)
+    if not response.isSuccess:
+        raise Refused(f"realm {realm!r} not rolled back: {response.error}")
+    return record
+
+
+async def versions(client: AsyncBeach, realm: str | None = None) -> list[dict[str, Any]]:
+    """Every deployed version (of ``realm``, or of every realm), oldest first, with ``current``."""
+    return await codestore.versions(await client._desired(), None if realm is None else subjects.check_realm(realm))

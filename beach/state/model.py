@@ -1,0 +1,416 @@
+"""`ClusterModel`: one live model of the cluster's state, for every tool that shows it.
+
+The CLI tables, the console and the dashboard (its pages, JSON API and ``/metrics``) all read this
+model; none keeps a copy of its own. It is fed by what the cluster pushes, never by re-reading
+everything in a loop:
+
+* the directory view's watches (actors, nodes and their heartbeats: CPU and memory),
+* the desired-state bucket's watch (supervised actors, patrol specs),
+* each actor host's load figures, published every second on ``beach.stats.<host>``,
+* the live log lines on ``beach.log.>`` (a bounded tail).
+
+It keeps bounded history (`Series`: 1 s points for the last minutes, 10 s points for 12 hours) of
+each node's CPU and memory and of the requests per second of each realm and actor class. Readers
+get plain dicts (ready for JSON); ``listeners`` hear, at most every `NOTIFY_SECONDS`, which parts
+changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from statistics import fmean
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.msg import Msg
+
+from beach import bus, logs, patrol, wire
+from beach.state import desired
+from beach.wire import subjects
+
+if TYPE_CHECKING:
+    from beach.client.core import AsyncBeach
+
+log = logging.getLogger("beach.model")
+
+NOTIFY_SECONDS = 0.1
+TICK_SECONDS = 1.0
+STATS_SUBJECT = "beach.stats.>"
+FINE_POINTS = 600          # 1 s apart: the last 10 minutes
+COARSE_STEP = 10.0         # then one point per 10 s ...
+COARSE_POINTS = 4320       # ... for 12 hours (the original dashboard's history)
+LOG_TAIL = 2000
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused",
+            "logs_dropped")
+
+
+class Series:
+    """A bounded time series: recent points as they come (at most `FINE_POINTS`), older ones
+    averaged into `COARSE_STEP` buckets (at most `COARSE_POINTS`)."""
+
+    __slots__ = ("fine", "coarse", "_bucket")
+
+    def __init__(self, fine: int = FINE_POINTS, coarse: int = COARSE_POINTS) -> None:
+        self.fine: deque[tuple[float, float]] = deque(maxlen=fine)
+        self.coarse: deque[tuple[float, float]] = deque(maxlen=coarse)
+        self._bucket: list[float] = []  # [start, sum, count]
+
+    def add(self, t: float, value: float) -> None:
+        """Record ``value`` at time ``t`` (seconds since the epoch)."""
+        self.fine.append((t, value))
+        start = t - t % COARSE_STEP
+        if self._bucket and self._bucket[0] != start:
+            self.coarse.append((self._bucket[0], self._bucket[1] / self._bucket[2]))
+            self._bucket = []
+        if not self._bucket:
+            self._bucket = [start, 0.0, 0]
+        self._bucket[1] += value
+        self._bucket[2] += 1
+
+    def recent(self, seconds: float) -> list[float]:
+        """The values of the last ``seconds`` (fine points), oldest first."""
+        if not self.fine:
+            return []
+        since = self.fine[-1][0] - seconds
+        return [v for t, v in self.fine if t >= since]
+
+    def points(self, since: float = 0.0) -> list[tuple[float, float]]:
+        """Every point after ``since``: coarse ones older than the fine window, then the fine ones."""
+        first_fine = self.fine[0][0] if self.fine else float("inf")
+        older = [(t, v) for t, v in self.coarse if since <= t < first_fine]
+        return older + [(t, v) for t, v in self.fine if t >= since]
+
+    @property
+    def last(self) -> float | None:
+        """The latest value, or None."""
+        return self.fine[-1][1] if self.fine else None
+
+
+def mean_cpu(node: dict[str, Any]) -> float:
+    """A node's CPU use: the mean of its cores, in percent."""
+    cpu = node.get("cpu") or []
+    try:
+        return float(fmean(cpu)) if cpu else 0.0
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+class ClusterModel:
+    """The live state of a cluster, as seen by ``client`` (see the module docs).
+
+    ``await start()`` subscribes to what feeds it; ``await stop()`` ends that. Raises `BusError`
+    from `start` when NATS cannot answer.
+    """
+
+    def __init__(self, client: AsyncBeach, log_tail: int = LOG_TAIL) -> None:
+        self.client = client
+        self.session = client.session
+        self.view = client.session.view
+        self.listeners: list[Callable[[set[str]], None]] = []
+        self.load: dict[str, dict[str, Any]] = {}          # uid → latest load figures
+        self._rates: dict[str, tuple[float, float, float]] = {}  # uid → (t, processed, req/s)
+        self.node_cpu: dict[str, Series] = {}
+        self.node_mem: dict[str, Series] = {}
+        self.realm_rps: dict[str, Series] = {}
+        self.class_rps: dict[str, Series] = {}            # 'realm/Class' → req/s
+        self.log_lines: deque[dict[str, Any]] = deque(maxlen=log_tail)
+        self.mirror: desired.Mirror | None = None
+        self.connected = True
+        self.started = time.time()
+        self._pending: set[str] = set()
+        self._flush: asyncio.TimerHandle | None = None
+        self._subs: list[Any] = []
+        self._tick: asyncio.Task[None] | None = None
+
+    # ---------------------------------------------------------------- feeding
+
+    async def start(self) -> None:
+        """Start following the cluster."""
+        self.view.listeners.append(self._on_directory)
+        for node_id, node in self.view.nodes.items():
+            self._sample_node(node_id, node)
+        nc = self.session.nc
+        with bus.translated("cannot follow the cluster"):
+            self._subs.append(await nc.subscribe(STATS_SUBJECT, cb=self._on_stats))
+            self._subs.append(await nc.subscribe(logs.SUBJECTS, cb=self._on_log))
+            self.mirror = desired.Mirror(await bus.open_desired(nc, self.session.config))
+            apply = self.mirror.apply
+
+            def apply_desired(entry: Any) -> None:
+                apply(entry)
+                self.changed("desired")
+
+            self.mirror.apply = apply_desired
+            await self.mirror.start()
+        self._tick = asyncio.get_running_loop().create_task(self._ticking())
+
+    async def stop(self) -> None:
+        """Stop following the cluster."""
+        if self._on_directory in self.view.listeners:
+            self.view.listeners.remove(self._on_directory)
+        if self._tick is not None:
+            self._tick.cancel()
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may be gone
+                pass
+        self._subs = []
+        if self.mirror is not None:
+            await self.mirror.stop()
+        if self._flush is not None:
+            self._flush.cancel()
+
+    async def refresh_load(self) -> None:
+        """Ask every node for its actors' load now (for one-shot tools that cannot wait a second
+        for the hosts' next figures)."""
+        self._take_load(await self.client.getLoadInfo(), time.time())
+        self.changed("stats")
+
+    def changed(self, what: str) -> None:
+        """Note that ``what`` changed; listeners hear of it soon, coalesced."""
+        self._pending.add(what)
+        if self._flush is None:
+            try:
+                self._flush = asyncio.get_running_loop().call_later(NOTIFY_SECONDS, self._notify)
+            except RuntimeError:  # no loop (a read from another thread): nobody listens there
+                pass
+
+    def _notify(self) -> None:
+        self._flush = None
+        what, self._pending = self._pending, set()
+        for listener in list(self.listeners):
+            try:
+                listener(what)
+            except Exception:
+                log.exception("a cluster model listener failed")
+
+    def _on_directory(self, kind: str, ident: str) -> None:
+        if kind == "node":
+            node = self.view.nodes.get(ident)
+            if node is not None:
+                self._sample_node(ident, node)
+            self.changed("nodes")
+        else:
+            if ident not in self.view.actors:
+                self.load.pop(ident, None)
+                self._rates.pop(ident, None)
+            self.changed("actors")
+
+    def _sample_node(self, node_id: str, node: dict[str, Any]) -> None:
+        t = _number(node.get("updated")) or time.time()
+        cpu = self.node_cpu.setdefault(node_id, Series())
+        if cpu.fine and cpu.fine[-1][0] >= t:
+            return  # the same heartbeat again (a client's own write, a watch restart)
+        cpu.add(t, mean_cpu(node))
+        self.node_mem.setdefault(node_id, Series()).add(t, _number(node.get("mem")))
+
+    async def _on_stats(self, msg: Msg) -> None:
+        try:
+            stats = wire.unpack(self.session.unseal(msg, fresh=False))
+            load = stats["load"]
+            when = float(stats["t"])
+            if not isinstance(load, dict):
+                raise TypeError("load is not a map")
+        except (ValueError, KeyError, TypeError):
+            return  # not ours, from a newer beach, or refused by the seal: skip it
+        self._take_load(load, when)
+        self.changed("stats")
+
+    def _take_load(self, load: dict[str, Any], when: float) -> None:
+        for uid, figures in load.items():
+            if not isinstance(figures, dict) or uid not in self.view.actors:
+                continue
+            self.load[uid] = figures
+            processed = _number(figures.get("processed"))
+            previous = self._rates.get(uid)
+            rate = 0.0
+            if previous is not None and when > previous[0]:
+                rate = max(0.0, (processed - previous[1]) / (when - previous[0]))
+            elif previous is not None:
+                continue  # the same figures again
+            self._rates[uid] = (when, processed, rate)
+
+    async def _on_log(self, msg: Msg) -> None:
+        line = logs.from_msg(msg, self.session.sealer)
+        if line is not None:
+            self.log_lines.append(line)
+            self.changed("logs")
+
+    async def _ticking(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            connected = self.session.nc.is_connected
+            if connected != self.connected:
+                self.connected = connected
+                self.changed("connection")
+            now = time.time()
+            by_realm: dict[str, float] = {}
+            by_class: dict[str, float] = {}
+            for actor in self.view.live():
+                rate = self.rate(actor["uid"])
+                by_realm[actor["realm"]] = by_realm.get(actor["realm"], 0.0) + rate
+                key = f"{actor['realm']}/{actor['name']}"
+                by_class[key] = by_class.get(key, 0.0) + rate
+            for name, rate in by_realm.items():
+                self.realm_rps.setdefault(name, Series()).add(now, rate)
+            for name, rate in by_class.items():
+                self.class_rps.setdefault(name, Series()).add(now, rate)
+            for series, current in ((self.realm_rps, by_realm), (self.class_rps, by_class)):
+                for name, s in series.items():  # gone since: they read 0 now
+                    if name not in current and s.last:
+                        s.add(now, 0.0)
+            self.changed("tick")
+
+    # ---------------------------------------------------------------- reading
+
+    def rate(self, uid: str) -> float:
+        """Requests per second actor ``uid`` served lately (0 when its figures are stale)."""
+        entry = self._rates.get(uid)
+        if entry is None or time.time() - entry[0] > 5 * TICK_SECONDS:
+            return 0.0
+        return entry[2]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every live node, sorted by id."""
+        result = []
+        for node_id, node in sorted(self.view.nodes.items()):
+            hosts = node.get("hosts") if isinstance(node.get("hosts"), dict) else {}
+            result.append({
+                "id": node_id, "hostname": node.get("hostname") or "?", "addresses": node.get("addresses") or [],
+                "cores": node.get("cores") or len(node.get("cpu") or []) or 1, "cpu": mean_cpu(node),
+                "cpu_per_core": node.get("cpu") or [], "mem": _number(node.get("mem")),
+                "mem_total": node.get("mem_total"), "n_actors": node.get("n_actors") or 0,
+                "actors_by_realm": node.get("actors_by_realm") or {}, "hosts": hosts, "pid": node.get("pid"),
+                "started": node.get("started"), "updated": node.get("updated"),
+                "cordoned": bool(node.get("cordoned")),
+            })
+        return result
+
+    def node(self, node_id: str) -> dict[str, Any] | None:
+        """One node, or None."""
+        return next((n for n in self.nodes() if n["id"] == node_id), None)
+
+    def _restarts(self) -> dict[str, dict[str, Any]]:
+        """Supervision records by the uid of their current incarnation."""
+        if self.mirror is None:
+            return {}
+        return {v["uid"]: v for v, _ in self.mirror.under("sup.").values()
+                if isinstance(v, dict) and isinstance(v.get("uid"), str)}
+
+    def actors(self, realm: str | None = None, category: str | None = None) -> list[dict[str, Any]]:
+        """Every live actor (of ``realm``, under ``category`` by segment, if given), sorted by realm,
+        class and uid."""
+        if category is not None:
+            live = self.view.find(realm or self.client.realm, category)
+        else:
+            live = self.view.live(realm)
+        supervision = self._restarts()
+        now = time.time()
+        result = []
+        for a in sorted(live, key=lambda a: (a["realm"], a["name"], a["uid"])):
+            figures = self.load.get(a["uid"], {})
+            record = supervision.get(a["uid"])
+            inflight, bound = figures.get("inflight"), figures.get("bound")
+            result.append({
+                "uid": a["uid"], "realm": a["realm"], "name": a["name"], "categories": a["categories"],
+                "node": a["node"], "host": a["host"], "pid": a.get("pid"), "isolated": bool(a.get("isolated")),
+                "params": a.get("params") or {}, "resources": a.get("resources") or {}, "owner": a.get("owner"),
+                "started": a.get("started"), "uptime": max(0.0, now - _number(a.get("started"))),
+                "sid": a.get("sid"), "restart": a.get("restart", "never"), "version": a.get("version"),
+                "restarts": len(record.get("restarts") or []) if record else 0,
+                "inflight": inflight, "bound": bound, "waiting": figures.get("waiting"),
+                "counters": {k: figures.get(k, 0) for k in COUNTERS} if figures else {},
+                "rps": self.rate(a["uid"]),
+                "saturated": isinstance(inflight, int) and isinstance(bound, int) and inflight >= bound,
+            })
+        return result
+
+    def actor(self, uid: str) -> dict[str, Any] | None:
+        """One live actor, or None."""
+        entry = self.view.actors.get(uid)
+        if entry is None:
+            return None
+        return next((a for a in self.actors(entry["realm"]) if a["uid"] == uid), None)
+
+    def realms(self) -> dict[str, dict[str, int]]:
+        """``{realm: {category: number of actors}}`` (the hidden ``_ACTORS/<uid>`` ones left out)."""
+        result: dict[str, dict[str, int]] = {}
+        for actor in self.view.live():
+            categories = result.setdefault(actor["realm"], {})
+            for category in actor["categories"]:
+                categories[category] = categories.get(category, 0) + 1
+        return {realm: dict(sorted(cats.items())) for realm, cats in sorted(result.items())}
+
+    def supervised(self) -> list[dict[str, Any]]:
+        """Every supervised actor: what should run against what does."""
+        if self.mirror is None:
+            return []
+        result = []
+        for _key, (record, _) in sorted(self.mirror.under("sup.").items()):
+            if not isinstance(record, dict) or not isinstance(record.get("spawn"), dict):
+                continue
+            spawn = record["spawn"]
+            uid = record.get("uid")
+            running = uid in self.view.actors and self.view.is_live(self.view.actors[uid])
+            result.append({"sid": record.get("sid"), "name": spawn.get("name"), "realm": spawn.get("realm"),
+                           "categories": spawn.get("categories"), "state": record.get("state"), "uid": uid,
+                           "running": running, "restart": record.get("restart"),
+                           "restarts": len(record.get("restarts") or []), "last_error": record.get("last_error"),
+                           "last_restart": record.get("last_restart"), "waiting_for": record.get("waiting_for")})
+        return result
+
+    def patrols(self) -> list[dict[str, Any]]:
+        """Every patrol spec, each entry with its target and running counts."""
+        if self.mirror is None:
+            return []
+        nodes = self.view.nodes
+        cores = sum(int(n.get("cores") or 1) for n in nodes.values())
+        result = []
+        for _, (spec, _) in sorted(self.mirror.under("patrol.").items()):
+            if not isinstance(spec, dict):
+                continue
+            entries = []
+            for entry in spec.get("actors") or []:
+                tag = patrol.owner_tag(spec["owner"], entry["name"])
+                running = sum(1 for a in self.view.live(spec.get("realm")) if a.get("owner") == tag)
+                try:
+                    target = patrol.instances(entry["instances"], len(nodes), cores)
+                except (KeyError, TypeError, AttributeError):
+                    target = None
+                entries.append({"name": entry["name"], "actor": entry.get("actor"), "category": entry.get("category"),
+                                "target": target, "running": running})
+            result.append({"owner": spec.get("owner"), "realm": spec.get("realm"), "entries": entries})
+        return result
+
+    def logs(self, realm: str | None = None, category: str | None = None, uid: str | None = None,
+             level: int = logging.INFO, kind: str | None = "app", limit: int = 200) -> list[dict[str, Any]]:
+        """The latest live log lines that match, oldest first (at most ``limit``)."""
+        prefix = subjects.normalize(category) if category else None
+        picked: list[dict[str, Any]] = []
+        for line in reversed(self.log_lines):
+            if line.get("levelno", 0) < level or (kind and line.get("kind") != kind):
+                continue
+            if (realm and line.get("realm") != realm) or (uid and line.get("uid") != uid):
+                continue
+            if prefix and not any(subjects.matches(c, prefix) for c in line.get("categories") or []):
+                continue
+            picked.append(line)
+            if len(picked) >= limit:
+                break
+        return picked[::-1]
+
+    def summary(self) -> dict[str, Any]:
+        """The counters at the top of a dashboard: nodes, actors, realms, categories, requests/s."""
+        live = self.view.live()
+        realms = self.realms()
+        return {"connected": self.connected, "nodes": len(self.view.nodes), "actors": len(live),
+                "realms": len(realms), "categories": sum(len(c) for c in realms.values()),
+                "rps": sum(self.rate(a["uid"]) for a in live)}

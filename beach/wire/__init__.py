@@ -1,0 +1,37 @@
+"""The wire protocol: what travels on the bus, with no I/O.
+
+* `beach.wire.messages`  request and reply envelopes (msgpack), failure kinds, handler returns
+  (its names are re-exported here: ``from beach import wire; wire.pack_request(...)``);
+* `beach.wire.subjects`  the NATS subjects: categories, actors, control, broadcasts, and their names.
+
+Sealing (encrypting and authenticating a message) is `beach.security.seal`.
+"""
+
+from beach.wire.messages import (
+    BUS_UNAVAILABLE,
+    BUSY,
+    EXCEPTION,
+    INVALID_REQUEST,
+    INVALID_RESPONSE,
+    NO_ACTOR,
+    RETRYABLE,
+    TIMEOUT,
+    UNAUTHORIZED,
+    UNSUPPORTED,
+    VERSION,
+    Failure,
+    Request,
+    normalize_return,
+    pack,
+    pack_reply,
+    pack_request,
+    unpack,
+    unpack_reply,
+    unpack_request,
+)
+
+__all__ = [
+    "BUSY", "BUS_UNAVAILABLE", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR", "RETRYABLE",
+    "TIMEOUT", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Request", "normalize_return", "pack",
+    "pack_reply", "pack_request", "unpack", "unpack_reply", "unpack_request",
+]

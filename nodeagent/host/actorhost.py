@@ -1,0 +1,330 @@
+"""The actor host: one asyncio process with one NATS connection, running many actors.
+
+The node agent starts ``n_processes`` shared hosts plus one per isolated actor::
+
+    python -m nodeagent.host CONFIG --node NODE_ID --host HOST_ID [--isolated]
+
+It answers the agent on ``beach.h.<host>.<op>`` (spawn, stop, flush, associate, disassociate,
+info), writes its actors' directory entries, and on SIGTERM stops every actor (``deinit``) and
+exits 0. It exits by itself if its node agent dies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+from beach import bus, logs, wire
+from beach import config as beach_config
+from beach.client.runner import Background, Runner
+from beach.client.session import Session
+from beach.errors import ActorInitError, BeachError
+from beach.runtime.actor_runtime import SERVING, ActorRuntime
+from beach.runtime.workers import WorkerPool
+from beach.security import authority
+from beach.state import desired, directory
+from beach.state.spawn import SPAWN_TIMEOUT
+from beach.wire import subjects
+from nodeagent.control import ControlServer, Reply
+from nodeagent.host.deployed import DeployedCode
+from nodeagent.host.loader import load_actor_class
+
+STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
+
+log = logging.getLogger("beach.host")
+
+
+
+
+class ActorHost(ControlServer):
+    """The actors of one host process, and the control API the node agent drives."""
+
+    kind = "host"
+    # hosts take orders from their node agent only; with an admin token, anyone else on the bus
+    # is refused like at the agent
+    privileged = authority.HOST_ADMIN_OPS
+
+    def __init__(self, config: beach_config.Config, node_id: str, host_id: str, isolated: bool = False) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.host_id = host_id
+        self.isolated = isolated
+        self.admin_token = config.admin_token
+        self.pid = os.getpid()
+        self.actors: dict[str, ActorRuntime] = {}
+        self.pool = WorkerPool(name=f"{host_id}-worker")
+        self.stopped = asyncio.Event()
+        self.background = Background()
+        self.session: Session
+        self.runner: Runner
+
+    async def run(self) -> None:
+        """Connect, announce this host to the node agent, serve until told to stop, then stop."""
+        loop = asyncio.get_running_loop()
+        self.runner = Runner(loop)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopped.set)
+        self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
+        self.code = DeployedCode(self.session, self.config)
+        nc = self.session.nc
+        self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, self.host_id),
+                                                  self.config.logs.rate, self.config.logs.burst)
+        logs.install(self.log_handler, nc, self.config.sealer)
+        await self.serve_control(subjects.host_subject(self.host_id, ""))
+        await self.session.inbox.request(subjects.node_subject(self.node_id, "hello"),
+                                         wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}),
+                                         timeout=10)
+        watchdog = loop.create_task(self._watch_parent())
+        await self.stopped.wait()
+        watchdog.cancel()
+        await self.shutdown()
+
+    async def _watch_parent(self) -> None:
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(1)
+            if os.getppid() != parent:
+                log.error("node agent %s is gone: stopping host %s", self.node_id, self.host_id)
+                self.stopped.set()
+                return
+            await self._republish()
+            await self._publish_stats()
+
+    def load(self) -> dict[str, Any]:
+        """Each actor's load figures: in-flight requests, their bound, waiting messages, counters."""
+        return {uid: {"inflight": rt.inflight, "bound": rt.bound, "waiting": rt.waiting,
+                      "handlers": sorted(rt.handlers), "logs_dropped": rt.log_source.dropped, **rt.counters}
+                for uid, rt in self.actors.items()}
+
+    async def _publish_stats(self) -> None:
+        """Tell whoever watches (the tools' cluster model) how this host's actors are doing."""
+        if not self.actors:
+            return
+        body = wire.pack({"v": 1, "host": self.host_id, "node": self.node_id, "t": time.time(), "load": self.load()})
+        if len(body) <= (self.session.nc.max_payload or len(body)):
+            try:
+                await self.session.publish(STATS_PREFIX + subjects.escape(self.host_id), body)
+            except Exception:  # the bus is away for now: the next second tries again
+                pass
+
+    async def _republish(self) -> None:
+        """Write back the directory entries of this host's actors that went missing (the directory
+        is soft state: an entry lost in KV, or removed while this node seemed dead, heals here)."""
+        view = self.session.view
+        for uid, runtime in list(self.actors.items()):
+            if uid not in view.actors and uid in self.actors:
+                try:
+                    entry = runtime.entry()
+                    key, revision = await directory.put_actor(view.actors_kv, entry)
+                    if uid not in self.actors:  # stopped meanwhile: take the entry back out
+                        await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, uid)
+                        continue
+                    view.apply_local(key, revision, entry)
+                    log.warning("actor %s was missing from the directory: published again", uid)
+                except Exception as err:
+                    log.warning("could not publish actor %s again: %s", uid, err)
+
+    async def shutdown(self) -> None:
+        """Stop every actor (their ``deinit`` runs), remove them from the directory, disconnect."""
+        await asyncio.gather(*(self.stop_actor(uid) for uid in list(self.actors)), return_exceptions=True)
+        await self.log_handler.stop()
+        logs.uninstall(self.log_handler)
+        await self.session.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---------------------------------------------------------------- control
+
+    async def op_spawn(self, spec: dict[str, Any]) -> Reply:
+        """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
+        name = spec["name"]
+        try:
+            deployed = None if ":" in name else await self.code.find(spec["realm"], spec.get("version"))
+            cls = load_actor_class(self.config.code_directory, spec["realm"], name, self.config.actor_modules,
+                                   None if deployed is None else (deployed.directory, deployed.digest))
+            actor = cls()
+            runtime = ActorRuntime(self, actor, spec, None if deployed is None else deployed.version)
+            timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
+        except BeachError as err:
+            self._maybe_exit()  # an isolated host made for this actor has nothing left to do
+            return False, str(err), {}
+        except Exception:
+            self._maybe_exit()
+            return False, f"creating actor {name!r} raised", {"st": traceback.format_exc()}
+        start = asyncio.ensure_future(runtime.start())
+        try:
+            await asyncio.wait_for(asyncio.shield(start), timeout)
+        except ActorInitError as err:
+            self._maybe_exit()
+            return False, f"init() of actor {name!r} raised", {"st": str(err)}
+        except TimeoutError:
+            # the caller is told it failed: so it must not come up later
+            self.background.spawn(self._abandon(runtime, start))
+            return False, f"init() of actor {name!r} did not finish within {timeout}s", {}
+        if runtime.stop_requested:  # init() called stop(): it never comes up
+            await runtime.stop()
+            self._maybe_exit()
+            return False, f"actor {name!r} stopped itself during init()", {}
+        self.actors[runtime.uid] = runtime
+        entry = runtime.entry()
+        try:
+            key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        except Exception as err:  # not in the directory: it must not serve either
+            del self.actors[runtime.uid]
+            await runtime.stop()
+            self._maybe_exit()
+            return False, f"actor {name!r} could not be published in the directory: {err}", {}
+        self.session.view.apply_local(key, revision, entry)
+        return True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision}
+
+    async def _abandon(self, runtime: ActorRuntime, start: asyncio.Future[None]) -> None:
+        try:
+            await start
+        except Exception:
+            pass
+        else:
+            await runtime.stop()
+        self._maybe_exit()
+
+    async def stop_actor(self, uid: str, by_itself: bool = False, grace: float = 0.0) -> tuple[str, int] | None:
+        """Stop one actor: out of the directory first (so no new request picks it), then drain and
+        ``deinit``. Return the directory delete's ``(key, revision)``, or None if it is not here.
+
+        ``by_itself``: the actor called ``stop()``; under ``restart='on-failure'`` that ends its
+        supervision (``'always'`` restarts it). ``grace``: seconds it keeps serving once out of the
+        directory, for the clients that have not seen it leave yet (a replacement's)."""
+        runtime = self.actors.pop(uid, None)
+        if runtime is None:
+            return None
+        sid = runtime.spec.get("sid")
+        if by_itself and sid and runtime.spec.get("restart") == "on-failure":
+            try:
+                kv = await bus.open_desired(self.session.nc, self.config)
+                await desired.delete(kv, desired.supervision_key(runtime.realm, sid))
+            except Exception as err:  # stop it all the same; the supervisor will restart it
+                log.warning("could not end the supervision of actor %s: %s", uid, err)
+        key, revision = subjects.actor_key(runtime.realm, uid), 0
+        if self.session.nc.is_connected or not self.stopped.is_set():  # leaving without NATS: others collect it
+            try:
+                key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
+                                                             runtime.realm, uid)
+                self.session.view.apply_local(key, revision, None)
+            except Exception as err:
+                log.warning("could not remove actor %s from the directory: %s", uid, err)
+        if grace > 0:
+            await asyncio.sleep(grace)
+        await runtime.stop()
+        self._maybe_exit()
+        return key, revision
+
+    def _maybe_exit(self) -> None:
+        if self.isolated and not self.actors:
+            self.stopped.set()  # an isolated host lives and dies with its actor
+
+    async def op_stop(self, args: dict[str, Any]) -> Reply:
+        """Stop the actors ``args['uids']`` that live here."""
+        grace = float(args.get("grace") or 0)
+        results = await asyncio.gather(*(self.stop_actor(uid, grace=grace) for uid in args.get("uids", [])))
+        stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results, strict=True) if r is not None}
+        return True, "", {"stopped": stopped}
+
+    async def op_flush(self, args: dict[str, Any]) -> Reply:
+        """Stop every actor here (of realm ``args['realm']`` only, if given)."""
+        realm = args.get("realm")
+        return await self.op_stop({"uids": [uid for uid, rt in self.actors.items() if realm in (None, rt.realm)]})
+
+    async def _recategorize(self, uid: str, change: Any) -> Reply:
+        runtime = self.actors.get(uid)
+        if runtime is None:
+            return False, f"actor {uid} is not hosted here", {}
+        change(runtime.categories)
+        await runtime.subscribe()
+        entry = runtime.entry()
+        key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        self.session.view.apply_local(key, revision, entry)
+        return True, "", {"entry": entry, "key": key, "revision": revision}
+
+    async def op_associate(self, args: dict[str, Any]) -> Reply:
+        """Add a category to an actor."""
+        category = subjects.normalize(args["category"])
+        return await self._recategorize(args["uid"], lambda cats: category in cats or cats.append(category))
+
+    async def op_disassociate(self, args: dict[str, Any]) -> Reply:
+        """Remove a category from an actor."""
+        category = subjects.normalize(args["category"])
+        runtime = self.actors.get(args["uid"])
+        if runtime is not None and category not in runtime.categories:
+            return False, f"actor {args['uid']} is not in category {category!r}", {}
+        return await self._recategorize(args["uid"], lambda cats: cats.remove(category))
+
+    async def op_spec(self, args: dict[str, Any]) -> Reply:
+        """The full spawn spec of one actor here (private parameters included: agent only)."""
+        runtime = self.actors.get(args["uid"])
+        if runtime is None:
+            return False, f"actor {args['uid']} is not hosted here", {}
+        return True, "", {"spec": runtime.spec}
+
+    async def op_info(self, args: dict[str, Any]) -> Reply:
+        """Load figures of each actor here: in-flight requests, their bound, and request counters."""
+        return True, "", {"load": self.load()}
+
+    async def op_stack(self, args: dict[str, Any]) -> Reply:
+        """The Python stacks of every thread of this process, and of its asyncio tasks; the threads
+        serving a request of actor ``args['uid']`` (if given) are marked."""
+        uid = args.get("uid")
+        if uid is not None and uid not in self.actors:
+            return False, f"actor {uid} is not hosted here", {}
+        frames = sys._current_frames()
+        threads = []
+        for thread in threading.enumerate():
+            frame = frames.get(thread.ident or -1)
+            if frame is None:
+                continue
+            serving = SERVING.get(thread.ident or -1)
+            threads.append({"name": thread.name, "ident": thread.ident, "daemon": thread.daemon,
+                            "serving": {"uid": serving[0], "request": serving[1]} if serving else None,
+                            "mine": bool(serving and serving[0] == uid),
+                            "stack": traceback.format_stack(frame)})
+        tasks = []
+        for task in asyncio.all_tasks():
+            if task is asyncio.current_task():
+                continue
+            text = io.StringIO()
+            task.print_stack(limit=30, file=text)
+            tasks.append({"name": task.get_name(), "coro": getattr(task.get_coro(), "__qualname__", "?"),
+                          "stack": text.getvalue().splitlines()[1:]})
+        actor = self.actors.get(uid) if uid else None
+        return True, "", {"pid": self.pid, "host": self.host_id, "node": self.node_id, "uid": uid,
+                          "actor": actor.spec["name"] if actor else None, "threads": threads, "tasks": tasks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of an actor host process."""
+    parser = argparse.ArgumentParser(prog="python -m nodeagent.host", description=__doc__)
+    parser.add_argument("config")
+    parser.add_argument("--node", required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--isolated", action="store_true")
+    parser.add_argument("--secure", metavar="DIR", help="connect as the node user of 'beach secure init DIR'")
+    args = parser.parse_args(argv)
+    config = beach_config.load(args.config)
+    if args.secure:
+        beach_config.use_secure_dir(config, args.secure)
+    logging.basicConfig(level=config.log_level, stream=sys.stderr,
+                        format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s")
+    host = ActorHost(config, args.node, args.host, args.isolated)
+    try:
+        asyncio.run(host.run())
+    except BeachError as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
