@@ -33,9 +33,9 @@ from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
 from beach.state import clusterconfig, desired, directory, records
 from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT
-from beach.wire import subjects
+from beach.wire import Reply, subjects
 from nodeagent import control, health
-from nodeagent.control import ControlServer, OutOfScope, Reply, in_scope, scope
+from nodeagent.control import ControlServer, OutOfScope, in_scope, scope
 from nodeagent.supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
@@ -344,10 +344,10 @@ class NodeAgent(ControlServer):
         actor pinned here by ``host_affinity`` is placed by ``resource`` instead (it cannot stay)."""
         hosts = self._hosts_of([uid])
         if not hosts:
-            return False, f"actor {uid} is not hosted on node {self.node_id}", {"gone": True}
+            return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {"gone": True})
         ok, error, data = await self._to_host(next(iter(hosts)), "spec", {"uid": uid}, 10)
         if not ok:
-            return False, error, {"gone": True}
+            return Reply(False, error, {"gone": True})
         spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
         in_scope(spec["realm"])
         if version is not None:
@@ -358,12 +358,12 @@ class NodeAgent(ControlServer):
             spec["strategy"], spec["strategy_hint"] = "resource", None
         response = await self.client.spawn(spec)
         if not response.isSuccess:
-            return False, f"no replacement for actor {uid} started: {response.error}", {}
+            return Reply(False, f"no replacement for actor {uid} started: {response.error}", {})
         new = response.data["uid"]
         if spec.get("sid"):
             await self._move_supervision(spec["realm"], spec["sid"], uid, new)
         await self._stop([uid], grace)
-        return True, "", {"uid": new, "node": response.data["node"], "old": uid}
+        return Reply(True, "", {"uid": new, "node": response.data["node"], "old": uid})
 
     async def op_replace(self, args: dict[str, Any]) -> Reply:
         """Replace actor ``uid`` (of this node) with one running ``version`` (see `replace`);
@@ -392,7 +392,7 @@ class NodeAgent(ControlServer):
             await desired.delete(kv, key)
         self.cordoned = on
         await self.heartbeat()
-        return True, "", {"node": self.node_id, "cordoned": on}
+        return Reply(True, "", {"node": self.node_id, "cordoned": on})
 
     async def _move_supervision(self, realm: str, sid: str, old: str, new: str) -> None:
         kv = await bus.open_desired(self.session.nc, self.config)
@@ -434,7 +434,7 @@ class NodeAgent(ControlServer):
         if host is not None and not host.ready.done():
             host.ready.set_result(None)
         await self.heartbeat()
-        return True, "", {}
+        return Reply(True, "", {})
 
     async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
         subject = subjects.host_subject(host_id, op)
@@ -456,17 +456,14 @@ class NodeAgent(ControlServer):
                 exited.cancel()
             if not call.done():
                 call.cancel()
-                return False, f"actor host {host_id} died before answering {op}", {}
+                return Reply(False, f"actor host {host_id} died before answering {op}", {})
         try:
             msg = await call
         except Exception as err:
-            return False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {}
-        try:
-            reply = wire.unpack_reply(msg.data)
-        except ValueError as err:
-            return False, f"malformed answer from actor host {host_id} to {op}: {err}", {}
+            return Reply(False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {})
+        reply = wire.read_reply(msg.data, f"actor host {host_id} to {op}")
         host = self.hosts.get(host_id)
-        if host is not None and host.isolated and op in ("spawn", "stop", "flush") and (op != "spawn" or not reply[0]):
+        if host is not None and host.isolated and op in ("spawn", "stop", "flush") and (op != "spawn" or not reply.ok):
             host.leaving = True  # an isolated host exits with its one actor
         return reply
 
@@ -484,11 +481,11 @@ class NodeAgent(ControlServer):
             try:
                 host = await self.start_host(isolated=True)
             except BeachError as err:
-                return False, str(err), {}
+                return Reply(False, str(err), {})
         else:
             shared = [h for h in self._running_hosts() if not h.isolated]
             if not shared:
-                return False, f"node {self.node_id} has no running actor host", {}
+                return Reply(False, f"node {self.node_id} has no running actor host", {})
             host = random.choice(shared)
         # the host enforces the timeout itself; the margin lets its answer arrive
         reply = await self._to_host(host.id, "spawn", spec, float(spec["timeout"] or SPAWN_TIMEOUT) + 5)
@@ -549,8 +546,8 @@ class NodeAgent(ControlServer):
         errors, stopped = self._merge_stops(replies)
         missing = [uid for uid in uids if uid not in stopped]
         if errors:
-            return False, "; ".join(errors), {"stopped": stopped, "not_found": missing}
-        return True, "", {"stopped": stopped, "not_found": missing}
+            return Reply(False, "; ".join(errors), {"stopped": stopped, "not_found": missing})
+        return Reply(True, "", {"stopped": stopped, "not_found": missing})
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:
         """Stop every actor of this node (of its realm only, for a realm admin)."""
@@ -559,7 +556,7 @@ class NodeAgent(ControlServer):
                                                        HOST_STOP_SECONDS)
                                          for h in self._running_hosts()))
         errors, stopped = self._merge_stops(replies)
-        return (not errors), "; ".join(errors), {"stopped": stopped}
+        return Reply((not errors), "; ".join(errors), {"stopped": stopped})
 
     def _merge_stops(self, replies: list[Reply]) -> tuple[list[str], dict[str, Any]]:
         """The errors and the stopped actors (``{uid: [key, revision]}``) of the hosts' replies."""
@@ -577,7 +574,7 @@ class NodeAgent(ControlServer):
         subjects.normalize(args["category"])
         hosts = self._hosts_of([uid])
         if not hosts:
-            return False, f"actor {uid} is not hosted on node {self.node_id}", {}
+            return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
         return await self._to_host(next(iter(hosts)), op, {"uid": uid, "category": args["category"]}, 10)
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
@@ -620,7 +617,7 @@ class NodeAgent(ControlServer):
             await desired.put(kv, key, record)
         for key in doomed:
             await desired.delete(kv, key)
-        return True, "", {"deleted": len(doomed)}
+        return Reply(True, "", {"deleted": len(doomed)})
 
     async def _check_bundle(self, record: dict[str, Any]) -> None:
         """Refuse a code version whose bundle the store does not hold (or holds at another size)."""
@@ -643,7 +640,7 @@ class NodeAgent(ControlServer):
             raise ValueError("'config' must be the config file's mapping")
         pushed, left = clusterconfig.shareable(raw)
         revision = await clusterconfig.store(self.session.nc, self.config, pushed)
-        return True, "", {"pushed": sorted(pushed), "left_out": left, "revision": revision}
+        return Reply(True, "", {"pushed": sorted(pushed), "left_out": left, "revision": revision})
 
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of the process running actor ``args['uid']`` (every thread)."""
@@ -651,7 +648,7 @@ class NodeAgent(ControlServer):
         self._check_scope(uid)
         hosts = self._hosts_of([uid])
         if not hosts:
-            return False, f"actor {uid} is not hosted on node {self.node_id}", {}
+            return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
         return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, 10)
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
@@ -661,7 +658,7 @@ class NodeAgent(ControlServer):
         for ok, _, data in replies:
             if ok:
                 load.update(data["load"])
-        return True, "", {"node": self.entry(), "load": load}
+        return Reply(True, "", {"node": self.entry(), "load": load})
 
 
 def _spawn_spec(args: dict[str, Any]) -> dict[str, Any]:

@@ -21,10 +21,10 @@ from beach.client.runner import Background
 from beach.client.session import Session
 from beach.errors import BeachError, BusError, PayloadTooLarge, SealError
 from beach.security import authority
+from beach.wire import Reply
 
 log = logging.getLogger("beach.control")
 
-Reply = tuple[bool, str, Any]
 UNPRIVILEGED = "unprivileged"  # the original's answer to a missing or wrong admin token
 
 # The realm the operation being served is confined to (its subject's), None for cluster-wide.
@@ -83,13 +83,13 @@ class ControlServer:
                 raise ValueError("control arguments must be a map")
             handler = getattr(self, f"op_{op}", None)
             if op == "challenge":
-                reply = (True, "", {"challenge": self._challenges.issue()})
+                reply = Reply(True, "", {"challenge": self._challenges.issue()})
             elif handler is None:
-                reply = (False, f"unknown {self.kind} operation {op!r}", {})
+                reply = Reply(False, f"unknown {self.kind} operation {op!r}", {})
             elif op in self.privileged and self._token_needed:
                 verified = self._challenges.verify(self.admin_token or "", msg.subject, unpacked)
                 if verified is None:
-                    reply = (False, UNPRIVILEGED, {})
+                    reply = Reply(False, UNPRIVILEGED, {})
                 else:
                     args = verified
                     reply = await self._run(handler, args, realm, who)
@@ -100,12 +100,12 @@ class ControlServer:
                     raise ValueError("control arguments must be a map")
                 reply = await self._run(handler, args, realm, who)
         except OutOfScope as err:
-            reply = (False, str(err), {})
+            reply = Reply(False, str(err), {})
         except (BeachError, ValueError, KeyError, TypeError) as err:
-            reply = (False, f"bad {op} request: {err}", {})
+            reply = Reply(False, f"bad {op} request: {err}", {})
         except Exception:
             log.exception("%s operation %s failed", self.kind, op)
-            reply = (False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
+            reply = Reply(False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
         if op in self.privileged:
             self.audited(op, realm, who, args, reply)
         if msg.reply:
@@ -114,8 +114,7 @@ class ControlServer:
     async def _run(self, handler: Any, args: dict[str, Any], realm: str | None, who: str) -> Reply:
         token, named = scope.set(realm), caller.set(who)
         try:
-            result: Reply = await handler(args)
-            return result
+            return Reply(*await handler(args))  # (a plain tuple from a handler becomes a Reply)
         finally:
             caller.reset(named)
             scope.reset(token)

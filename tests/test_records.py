@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beach import logs, wire
+from beach.client.response import ActorResponse
 from beach.state import records
 from beach.state.records import RecordError
 
@@ -101,6 +102,18 @@ def test_formats_upgrade():
         records.desired("patrol.x", {"v": 7, "owner": "x", "actors": []})
     with pytest.raises(ValueError, match="from a newer beach"):
         wire.unpack_reply(wire.pack([9, True, "", {}]))
+
+
+def test_every_reply_has_one_shape():
+    # an actor's reply, a handler's return, a control answer and a body that is not a reply are
+    # all a wire.Reply; a client reads any of them as an ActorResponse, failure kind included
+    assert wire.normalize_return((True, {"a": 1})) == wire.Reply(True, "", {"a": 1})
+    assert wire.normalize_return({"not": "a tuple"}).error == wire.Failure.INVALID_RESPONSE
+    assert wire.read_reply(wire.pack_reply(False, "busy", {"uid": "u"}), "x").data == {"uid": "u"}
+    broken = wire.read_reply(b"\xc1", "node n1 to spawn")
+    assert broken.ok is False and broken.error.startswith("malformed reply from node n1 to spawn: ")
+    response = ActorResponse(*broken)
+    assert response.failure is wire.Failure.MALFORMED_REPLY and not response.isSuccess
 
 
 @pytest.mark.parametrize("value, message", [

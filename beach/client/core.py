@@ -124,11 +124,7 @@ class AsyncBeach:
             return ActorResponse(False, f"{op} on node {node} not sent: {err}")
         except ValueError as err:  # a malformed challenge (an old node, or not a node at all)
             return ActorResponse(False, f"{op} on node {node} not sent: {err}")
-        try:
-            ok, error, data = wire.unpack_reply(msg.data)
-        except ValueError as err:
-            return ActorResponse(False, f"malformed answer from node {node} to {op}: {err}")
-        return ActorResponse(ok, error, data)
+        return ActorResponse(*wire.read_reply(msg.data, f"node {node} to {op}"))
 
     def _apply_stops(self, stopped: dict[str, Any]) -> None:
         for key, revision in stopped.values():

@@ -132,11 +132,7 @@ class ActorHandle:
             return ActorResponse(False, str(err))
         except BusError as err:  # NATS takes no more for now (reconnecting, its buffer full): retryable
             return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {err}")
-        try:
-            ok, error, data = wire.unpack_reply(msg.data)
-        except ValueError as err:
-            return ActorResponse(False, f"malformed reply from {subject}: {err}")
-        return ActorResponse(ok, error, data)
+        return ActorResponse(*wire.read_reply(msg.data, subject))
 
     def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None) -> bytes:
         if not isinstance(requestType, str):

@@ -60,7 +60,7 @@ class Host(Protocol):
         ...
 
 
-Result = tuple[Any, str, Any]  # (ok or None for "no reply", error, data)
+Result = wire.Reply | None  # None: no reply (the caller has given up)
 _EXPIRED = object()
 
 
@@ -394,11 +394,11 @@ class ActorRuntime:
                 request = wire.unpack_request(msg.data)
             except ValueError as err:
                 self.counters["invalid"] += 1
-                result: Result = (False, wire.INVALID_REQUEST, {"reason": str(err)})
+                result: Result = wire.Reply(False, wire.INVALID_REQUEST, {"reason": str(err)})
             else:
                 result = await self._dispatch(request, received)
-            if result[0] is not None and msg.reply:
-                await self._reply(msg.reply, *result)
+            if result is not None and msg.reply:
+                await self._reply(msg.reply, result)
         finally:
             if self._waiting:  # hand this slot to the oldest message that waits for one
                 waiting = self._waiting.popleft()
@@ -412,11 +412,11 @@ class ActorRuntime:
     async def _dispatch(self, request: wire.Request, received: float) -> Result:
         if self.trusted and request.ident not in self.trusted:
             self.counters["unauthorized"] += 1
-            return False, wire.UNAUTHORIZED, {}
+            return wire.Reply(False, wire.UNAUTHORIZED, {})
         handler = self.handlers.get(request.req)
         if handler is None:
             self.actor.logCritical(f"request type not supported: {request.req!r}")
-            return False, wire.UNSUPPORTED, {}
+            return wire.Reply(False, wire.UNSUPPORTED, {})
         deadline = None if request.ttl is None else received + request.ttl
         actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
         if self.replies is None:
@@ -431,19 +431,19 @@ class ActorRuntime:
         running = self._running.get(request.id)
         if running is not None:
             result = await asyncio.shield(running)
-            if result[0] is not None:
+            if result is not None:
                 return result
             # the first run expired before it started: this retry still has time of its own
         future: asyncio.Future[Result] = self.loop.create_future()
         self._running[request.id] = future
-        result = (None, "", None)
+        result = None
         try:
             result = await self._run(handler, request, deadline)
         finally:
             if self._running.get(request.id) is future:
                 del self._running[request.id]
             future.set_result(result)
-            if result[0] is not None:
+            if result is not None:
                 self.replies[request.id] = result
                 while len(self.replies) > self.reply_cache:
                     self.replies.popitem(last=False)
@@ -454,7 +454,7 @@ class ActorRuntime:
         the caller has given up); turn its return or its exception into a reply."""
         if deadline is not None and time.monotonic() >= deadline:
             self.counters["expired"] += 1
-            return None, "", None
+            return None
         token = current_deadline.set(deadline)
         try:
             if handler in self._async_handlers:
@@ -464,7 +464,7 @@ class ActorRuntime:
                 ret = await self.host.pool.run(run, _run_sync, handler, request, deadline)
                 if ret is _EXPIRED:  # waited for a worker thread past its deadline
                     self.counters["expired"] += 1
-                    return None, "", None
+                    return None
         except (Exception, asyncio.CancelledError, SystemExit, KeyboardInterrupt) as err:
             # A handler's CancelledError, sys.exit() or KeyboardInterrupt is its own failure: it must
             # neither end this subscription nor take the shared host down. Only a real cancellation
@@ -475,21 +475,21 @@ class ActorRuntime:
             self.counters["exceptions"] += 1
             self.last_error = traceback.format_exc()
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, self.last_error)
-            return False, wire.EXCEPTION, {"st": self.last_error}
+            return wire.Reply(False, wire.EXCEPTION, {"st": self.last_error})
         finally:
             current_deadline.reset(token)
         self.counters["processed"] += 1
         return wire.normalize_return(ret)
 
-    async def _reply(self, reply: str, ok: bool, error: str, data: Any) -> None:
+    async def _reply(self, to: str, reply: wire.Reply) -> None:
         session = self.host.session
         try:
-            payload = wire.pack_reply(ok, error, data)
+            payload = wire.pack_reply(*reply)
             session.check_size(payload, "reply")
         except BeachError as err:
             log.error("actor %s could not send its reply: %s", self.uid, err)
             payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
-        await session.publish(reply, payload)
+        await session.publish(to, payload)
 
     @property
     def waiting(self) -> int:

@@ -20,11 +20,13 @@ from beach.wire.messages import (
     UNSUPPORTED,
     VERSION,
     Failure,
+    Reply,
     Request,
     normalize_return,
     pack,
     pack_reply,
     pack_request,
+    read_reply,
     unpack,
     unpack_reply,
     unpack_request,
@@ -32,6 +34,6 @@ from beach.wire.messages import (
 
 __all__ = [
     "BUSY", "BUS_UNAVAILABLE", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR", "RETRYABLE",
-    "TIMEOUT", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Request", "normalize_return", "pack",
-    "pack_reply", "pack_request", "unpack", "unpack_reply", "unpack_request",
+    "TIMEOUT", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply", "Request", "normalize_return", "pack",
+    "pack_reply", "pack_request", "read_reply", "unpack", "unpack_reply", "unpack_request",
 ]

@@ -129,12 +129,23 @@ def unpack_request(body: bytes) -> Request:
     return Request(req_id, req, data, ident, ttl)
 
 
+class Reply(NamedTuple):
+    """A reply as it travels, the one shape every answer has: an actor's to a request, a node
+    agent's or an actor host's to a control operation. ``error`` is ``''`` for a success; a
+    failure's starts with its kind (`Failure`) where beach made it, else it is the handler's own
+    text. A client sees it as an `ActorResponse`."""
+
+    ok: bool
+    error: str
+    data: Any
+
+
 def pack_reply(ok: bool, error: str, data: Any) -> bytes:
     """Encode a reply envelope."""
     return pack([VERSION, ok, error, data], what="reply data")
 
 
-def unpack_reply(body: bytes) -> tuple[bool, str, Any]:
+def unpack_reply(body: bytes) -> Reply:
     """Decode a reply envelope (this format, or the previous one without a version); raise
     ``ValueError`` if it is not one, or comes from a newer beach."""
     value = unpack(body)
@@ -147,10 +158,19 @@ def unpack_reply(body: bytes) -> tuple[bool, str, Any]:
         raise ValueError(f"a reply of format {version!r} (from a newer beach?); this one reads up to {VERSION}")
     if not isinstance(error, str) and error is not None:
         raise ValueError("a reply's error must be a string")
-    return ok, error or "", data
+    return Reply(ok, error or "", data)
 
 
-def normalize_return(ret: Any) -> tuple[bool, str, Any]:
+def read_reply(body: bytes, source: str) -> Reply:
+    """`unpack_reply`, never raising: a body that is not a reply is the failure ``malformed reply
+    from <source>: <why>`` (`Failure.MALFORMED_REPLY`)."""
+    try:
+        return unpack_reply(body)
+    except ValueError as err:
+        return Reply(False, f"{Failure.MALFORMED_REPLY.value} from {source}: {err}", {})
+
+
+def normalize_return(ret: Any) -> Reply:
     """Turn a handler's return value into ``(ok, error, data)`` by the original's rules.
 
     ``(True,)`` → ok, ``{}``; ``(True, d)`` → ok, ``d``; ``(True, a, b)`` → ok, ``{}``;
@@ -160,8 +180,8 @@ def normalize_return(ret: Any) -> tuple[bool, str, Any]:
     """
     if isinstance(ret, (tuple, list)) and ret and isinstance(ret[0], bool):
         if ret[0]:
-            return True, "", ret[1] if len(ret) == 2 else {}
+            return Reply(True, "", ret[1] if len(ret) == 2 else {})
         error = ret[1] if len(ret) >= 2 else "error"
         data = ret[2] if len(ret) >= 3 else {}
-        return False, str(error), data
-    return False, INVALID_RESPONSE, ret
+        return Reply(False, str(error), data)
+    return Reply(False, INVALID_RESPONSE, ret)

@@ -33,8 +33,8 @@ from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory
 from beach.state.spawn import SPAWN_TIMEOUT
-from beach.wire import subjects
-from nodeagent.control import ControlServer, Reply
+from beach.wire import Reply, subjects
+from nodeagent.control import ControlServer
 from nodeagent.host.deployed import DeployedCode
 from nodeagent.host.loader import load_actor_class
 
@@ -155,24 +155,24 @@ class ActorHost(ControlServer):
             timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
         except BeachError as err:
             self._maybe_exit()  # an isolated host made for this actor has nothing left to do
-            return False, str(err), {}
+            return Reply(False, str(err), {})
         except Exception:
             self._maybe_exit()
-            return False, f"creating actor {name!r} raised", {"st": traceback.format_exc()}
+            return Reply(False, f"creating actor {name!r} raised", {"st": traceback.format_exc()})
         start = asyncio.ensure_future(runtime.start())
         try:
             await asyncio.wait_for(asyncio.shield(start), timeout)
         except ActorInitError as err:
             self._maybe_exit()
-            return False, f"init() of actor {name!r} raised", {"st": str(err)}
+            return Reply(False, f"init() of actor {name!r} raised", {"st": str(err)})
         except TimeoutError:
             # the caller is told it failed: so it must not come up later
             self.background.spawn(self._abandon(runtime, start))
-            return False, f"init() of actor {name!r} did not finish within {timeout}s", {}
+            return Reply(False, f"init() of actor {name!r} did not finish within {timeout}s", {})
         if runtime.stop_requested:  # init() called stop(): it never comes up
             await runtime.stop()
             self._maybe_exit()
-            return False, f"actor {name!r} stopped itself during init()", {}
+            return Reply(False, f"actor {name!r} stopped itself during init()", {})
         self.actors[runtime.uid] = runtime
         entry = runtime.entry()
         try:
@@ -181,9 +181,9 @@ class ActorHost(ControlServer):
             del self.actors[runtime.uid]
             await runtime.stop()
             self._maybe_exit()
-            return False, f"actor {name!r} could not be published in the directory: {err}", {}
+            return Reply(False, f"actor {name!r} could not be published in the directory: {err}", {})
         self.session.view.apply_local(key, revision, entry)
-        return True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision}
+        return Reply(True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision})
 
     async def _abandon(self, runtime: ActorRuntime, start: asyncio.Future[None]) -> None:
         try:
@@ -234,7 +234,7 @@ class ActorHost(ControlServer):
         grace = float(args.get("grace") or 0)
         results = await asyncio.gather(*(self.stop_actor(uid, grace=grace) for uid in args.get("uids", [])))
         stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results, strict=True) if r is not None}
-        return True, "", {"stopped": stopped}
+        return Reply(True, "", {"stopped": stopped})
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:
         """Stop every actor here (of realm ``args['realm']`` only, if given)."""
@@ -244,13 +244,13 @@ class ActorHost(ControlServer):
     async def _recategorize(self, uid: str, change: Any) -> Reply:
         runtime = self.actors.get(uid)
         if runtime is None:
-            return False, f"actor {uid} is not hosted here", {}
+            return Reply(False, f"actor {uid} is not hosted here", {})
         change(runtime.categories)
         await runtime.subscribe()
         entry = runtime.entry()
         key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
         self.session.view.apply_local(key, revision, entry)
-        return True, "", {"entry": entry, "key": key, "revision": revision}
+        return Reply(True, "", {"entry": entry, "key": key, "revision": revision})
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to an actor."""
@@ -262,26 +262,26 @@ class ActorHost(ControlServer):
         category = subjects.normalize(args["category"])
         runtime = self.actors.get(args["uid"])
         if runtime is not None and category not in runtime.categories:
-            return False, f"actor {args['uid']} is not in category {category!r}", {}
+            return Reply(False, f"actor {args['uid']} is not in category {category!r}", {})
         return await self._recategorize(args["uid"], lambda cats: cats.remove(category))
 
     async def op_spec(self, args: dict[str, Any]) -> Reply:
         """The full spawn spec of one actor here (private parameters included: agent only)."""
         runtime = self.actors.get(args["uid"])
         if runtime is None:
-            return False, f"actor {args['uid']} is not hosted here", {}
-        return True, "", {"spec": runtime.spec}
+            return Reply(False, f"actor {args['uid']} is not hosted here", {})
+        return Reply(True, "", {"spec": runtime.spec})
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """Load figures of each actor here: in-flight requests, their bound, and request counters."""
-        return True, "", {"load": self.load()}
+        return Reply(True, "", {"load": self.load()})
 
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of every thread of this process, and of its asyncio tasks; the threads
         serving a request of actor ``args['uid']`` (if given) are marked."""
         uid = args.get("uid")
         if uid is not None and uid not in self.actors:
-            return False, f"actor {uid} is not hosted here", {}
+            return Reply(False, f"actor {uid} is not hosted here", {})
         frames = sys._current_frames()
         threads = []
         for thread in threading.enumerate():
@@ -302,8 +302,8 @@ class ActorHost(ControlServer):
             tasks.append({"name": task.get_name(), "coro": getattr(task.get_coro(), "__qualname__", "?"),
                           "stack": text.getvalue().splitlines()[1:]})
         actor = self.actors.get(uid) if uid else None
-        return True, "", {"pid": self.pid, "host": self.host_id, "node": self.node_id, "uid": uid,
-                          "actor": actor.spec["name"] if actor else None, "threads": threads, "tasks": tasks}
+        return Reply(True, "", {"pid": self.pid, "host": self.host_id, "node": self.node_id, "uid": uid,
+                          "actor": actor.spec["name"] if actor else None, "threads": threads, "tasks": tasks})
 
 
 def main(argv: list[str] | None = None) -> int:
