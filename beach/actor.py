@@ -117,7 +117,8 @@ class Actor:
         self._logger.info("%s", msg, extra={"beach_source": self._runtime.log_source})
 
     def logCritical(self, msg: str) -> None:
-        """Log ``msg`` at ERROR (the original's name for it), like `log`."""
+        """Log ``msg`` at ERROR, like `log` (the original's name, and its level: ``log_error``
+        is the same method under a name that says so)."""
         self._logger.error("%s", msg, extra={"beach_source": self._runtime.log_source})
 
     # ---- other actors ----
@@ -161,6 +162,6 @@ class Actor:
     # PEP 8 names
     get_actor_handle = getActorHandle
     get_actor_handle_group = getActorHandleGroup
-    log_critical = logCritical
+    log_error = log_critical = logCritical  # (log_critical: the name of earlier releases)
     is_running = isRunning
     get_last_error = getLastError

@@ -14,15 +14,12 @@ import os
 import random
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from beach import bus, logs, wire
-from beach.bus.embedded import EmbeddedServer, die_with_parent
+from beach.bus.embedded import EmbeddedServer
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
@@ -32,37 +29,26 @@ from beach.errors import BeachError
 from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
 from beach.state import clusterconfig, desired, directory, records
-from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT
+from beach.state.records import NodeEntry, SpawnSpec
+from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent import control, health
 from nodeagent.control import ControlServer, OutOfScope, in_scope, scope
+from nodeagent.hosts import HOST_STOP_SECONDS, HostPool
+from nodeagent.recycling import RECYCLE_CHECK, Recycler
 from nodeagent.supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
 
-HOST_STOP_SECONDS = 30.0
 ORPHAN_GRACE = 10.0
-RECYCLE_CHECK = 1.0
 HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
 ORPHAN_CHECK = 2.0  # how often the directory is swept for actors of vanished nodes
-MEMORY_RECYCLE_PERIOD = 10.0
 
-
-
-@dataclass
-class HostProcess:
-    """An actor host process this agent started."""
-
-    id: str
-    process: subprocess.Popen[bytes]
-    isolated: bool
-    ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    exited: asyncio.Event = field(default_factory=asyncio.Event)  # set once watch_hosts sees it gone
-    leaving: bool = False
 
 
 class NodeAgent(ControlServer):
-    """Runs one node: its registry entry, its actor host processes and its control API."""
+    """Runs one node: its registry entry, its actor hosts (a `HostPool`), its control API, the
+    cleaning up after dead hosts and vanished nodes, and the recycling of drainable actors."""
 
     kind = "node"
     privileged = authority.ADMIN_OPS
@@ -71,19 +57,14 @@ class NodeAgent(ControlServer):
         self.config = config
         self.admin_token = config.admin_token
         self.node_id = node_id or health.default_node_id()
-        self.hosts: dict[str, HostProcess] = {}
+        self.pool = HostPool(config, self.node_id)
         self.stopping = asyncio.Event()
         self.background = Background()
         self.ready = asyncio.Event()  # set once the node is registered and its hosts are up
         self.started = time.time()
         self.server: EmbeddedServer | None = None
         self.session: Session
-        self._isolated_count = 0
-        self._shared_count = 0
         self._missing_since: dict[str, float] = {}
-        self._recycling: set[str] = set()
-        self.placed: dict[str, tuple[str, str]] = {}  # uid → (host, realm), from the hosts' own replies
-        self._memory_recycled = 0.0
         self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
 
     # ---------------------------------------------------------------- life
@@ -111,16 +92,17 @@ class NodeAgent(ControlServer):
                 log.warning("cannot set up the code store %s: %s", codestore.CODE_BUCKET, err)
             await self.serve_control(subjects.node_subject(self.node_id, ""))
             health.sample()  # prime psutil's CPU counters
-            await asyncio.gather(*(self.start_host() for _ in range(self.config.processes)))
+            await asyncio.gather(*(self.pool.start() for _ in range(self.config.processes)))
             # Register only now: a node in the registry must be able to take spawns.
             self.ready.set()
             await self.heartbeat()
             log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
                      ", ".join(self.config.nats.urls))
             self.client = AsyncBeach(self.session)
+            self.recycler = Recycler(self.config, self.node_id, self.session.view, self.replace, self.background)
             self.supervisor = Supervisor(self.client, self.node_id)
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
-                     loop.create_task(self._every(RECYCLE_CHECK, self.recycle_due)),
+                     loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
                      loop.create_task(self._every(ORPHAN_CHECK, self.collect_orphans)),
                      loop.create_task(self.supervisor.run())]
@@ -183,21 +165,9 @@ class NodeAgent(ControlServer):
     async def shutdown(self) -> None:
         """Stop every host (their actors' ``deinit`` runs), leave the registry, disconnect."""
         log.info("node %s stopping", self.node_id)
-        hosts = list(self.hosts.values())
-        for host in hosts:
-            host.leaving = True
-            if host.process.poll() is None:
-                host.process.terminate()
-        deadline = time.monotonic() + HOST_STOP_SECONDS
-        for host in hosts:
-            while host.process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            if host.process.poll() is None:
-                log.error("host %s did not stop in %ss: killing it", host.id, HOST_STOP_SECONDS)
-                host.process.kill()
-                host.process.wait()
+        stopped = await self.pool.stop_all()
         if self.session.nc.is_connected:
-            await self._forget_hosts([h.id for h in hosts])
+            await self._forget_hosts(stopped)
             try:
                 await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
             except Exception as err:
@@ -208,67 +178,27 @@ class NodeAgent(ControlServer):
 
     # ---------------------------------------------------------------- hosts
 
-    async def start_host(self, isolated: bool = False) -> HostProcess:
-        """Start an actor host process and wait until it has announced itself."""
-        if isolated:
-            self._isolated_count += 1
-            host_id = f"{self.node_id}-i{self._isolated_count}"
-        else:
-            self._shared_count += 1
-            host_id = f"{self.node_id}-h{self._shared_count}"
-        cmd = [sys.executable, "-m", "nodeagent.host", self.config.path or "", "--node", self.node_id,
-               "--host", host_id] + (["--isolated"] if isolated else [])
-        if self.config.secure_dir:  # the hosts connect with the node's credentials too
-            cmd += ["--secure", self.config.secure_dir]
-        if not self.config.path:
-            raise BeachError("the node agent needs a config file path to start actor hosts")
-        # Own session: terminal signals reach the agent only, which stops its hosts in order.
-        process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent,
-                                   start_new_session=True)
-        host = HostProcess(host_id, process, isolated)
-        self.hosts[host_id] = host
-        try:
-            await asyncio.wait_for(asyncio.shield(host.ready), HOST_START_SECONDS)
-        except TimeoutError:
-            host.leaving = True
-            process.kill()
-            raise BeachError(f"actor host {host_id} did not start within {HOST_START_SECONDS}s") from None
-        return host
-
     async def watch_hosts(self) -> None:
         """Notice host processes that exited; clean up after them and replace shared ones."""
-        dead = []
-        for host in list(self.hosts.values()):
-            code = host.process.poll()
-            if code is None:
-                continue
-            del self.hosts[host.id]
-            host.exited.set()  # calls waiting for its answer give up now
-            dead.append(host.id)
-            if not host.ready.done():
-                host.ready.set_exception(BeachError(f"actor host {host.id} exited with code {code} at start"))
-                host.ready.exception()  # mark retrieved
-            if not host.leaving and not self.stopping.is_set():
-                log.error("actor host %s died (exit code %s)", host.id, code)
+        dead = self.pool.reap(self.stopping.is_set())
         if not dead:
             return
         if not self.stopping.is_set():  # keep n_processes shared hosts (a failed start is retried here too)
-            shared = sum(1 for h in self.hosts.values() if not h.isolated and not h.leaving)
-            for _ in range(self.config.processes - shared):
-                self.background.spawn(self._replace_host())
+            for _ in range(self.pool.shared_missing()):
+                self.background.start(self._replace_host())
         await self._forget_hosts(dead)
         await self.heartbeat()
 
     async def _replace_host(self) -> None:
         try:
-            await self.start_host()
+            await self.pool.start()
         except BeachError as err:
             log.error("could not replace a shared actor host: %s", err)
 
     async def _forget_hosts(self, host_ids: list[str]) -> None:
         """Remove the directory entries of actors that lived in the given (dead) hosts."""
         view = self.session.view
-        gone = {uid: realm for uid, (host, realm) in self.placed.items() if host in host_ids}
+        gone = {uid: realm for uid, (host, realm) in self.pool.placed.items() if host in host_ids}
         gone.update({a["uid"]: a["realm"] for a in view.actors.values()
                      if a["node"] == self.node_id and a["host"] in host_ids})
 
@@ -280,7 +210,7 @@ class NodeAgent(ControlServer):
         view = self.session.view
 
         async def forget(uid: str, realm: str) -> None:
-            self.placed.pop(uid, None)
+            self.pool.placed.pop(uid, None)
             try:
                 key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
                 view.apply_local(key, revision, None)
@@ -306,35 +236,7 @@ class NodeAgent(ControlServer):
                 view.apply_local(key, revision, None)
         self._missing_since = {uid: t for uid, t in self._missing_since.items() if uid in seen}
 
-    # ---------------------------------------------------------------- recycling
-
-    async def recycle_due(self) -> None:
-        """Recycle this node's drainable actors whose ``time_to_drain`` is up, and the oldest one
-        while memory is over ``high_mem_watermark`` (one per `MEMORY_RECYCLE_PERIOD`)."""
-        now = time.time()
-        mine = sorted((a for a in self.session.view.actors.values()
-                       if a["node"] == self.node_id and a["is_drainable"] and a["uid"] not in self._recycling),
-                      key=lambda a: a["started"])
-        due = [a for a in mine if a["time_to_drain"] and now > a["started"] + a["time_to_drain"]]
-        if (mine and now - self._memory_recycled > MEMORY_RECYCLE_PERIOD
-                and health.sample()["mem"] >= self.config.high_mem_watermark):
-            self._memory_recycled = now
-            log.warning("memory at or over %s%%: recycling actor %s", self.config.high_mem_watermark, mine[0]["uid"])
-            due.insert(0, mine[0])
-        for actor in due[:1]:  # one at a time: a rolling restart
-            self._recycling.add(actor["uid"])
-            self.background.spawn(self.recycle(actor))
-
-    async def recycle(self, actor: dict[str, Any]) -> None:
-        """Replace a drainable actor whose time is up with a fresh one (see `replace`)."""
-        try:
-            ok, error, data = await self.replace(actor["uid"])
-            if ok:
-                log.info("recycled actor %s as %s", actor["uid"], data["uid"])
-            elif not data.get("gone"):
-                log.error("could not recycle actor %s: %s", actor["uid"], error)
-        finally:
-            self._recycling.discard(actor["uid"])
+    # ---------------------------------------------------------------- replacement
 
     async def replace(self, uid: str, version: str | None = None, grace: float = 0.0, away: bool = False) -> Reply:
         """Replace one of this node's actors with a new one: same spec, strategy and supervision
@@ -356,7 +258,7 @@ class NodeAgent(ControlServer):
             log.warning("actor %s is pinned to %s by host_affinity: its replacement goes where there is room",
                         uid, spec.get("strategy_hint"))
             spec["strategy"], spec["strategy_hint"] = "resource", None
-        response = await self.client.spawn(spec)
+        response = await self.client.place_actor(spec)
         if not response.isSuccess:
             return Reply(False, f"no replacement for actor {uid} started: {response.error}", {})
         new = response.data["uid"]
@@ -404,7 +306,7 @@ class NodeAgent(ControlServer):
 
     # ---------------------------------------------------------------- registry
 
-    def entry(self) -> dict[str, Any]:
+    def entry(self) -> NodeEntry:
         """This node's registry entry: identity, health, its hosts and how many actors it runs."""
         per_host: dict[str, int] = {}
         per_realm: dict[str, int] = {}
@@ -413,13 +315,12 @@ class NodeAgent(ControlServer):
                 per_host[actor["host"]] = per_host.get(actor["host"], 0) + 1
                 per_realm[actor["realm"]] = per_realm.get(actor["realm"], 0) + 1
         hosts = {h.id: {"pid": h.process.pid, "isolated": h.isolated, "n_actors": per_host.get(h.id, 0)}
-                 for h in self._running_hosts()}
-        return {
-            "id": self.node_id, "hostname": socket.gethostname(), "addresses": health.addresses(),
-            "pid": os.getpid(), "started": self.started, "updated": time.time(), "hosts": hosts,
-            "n_actors": sum(per_realm.values()), "actors_by_realm": per_realm, **health.sample(),
-            "cordoned": self.cordoned,
-        }
+                 for h in self.pool.running()}
+        return records.NODE.new(
+            id=self.node_id, hostname=socket.gethostname(), addresses=health.addresses(), pid=os.getpid(),
+            started=self.started, updated=time.time(), hosts=hosts, n_actors=sum(per_realm.values()),
+            actors_by_realm=per_realm, cordoned=self.cordoned, **health.sample(),
+        )
 
     async def heartbeat(self) -> None:
         """Publish this node's entry (with its TTL), once the node is ready."""
@@ -430,86 +331,45 @@ class NodeAgent(ControlServer):
 
     async def op_hello(self, args: dict[str, Any]) -> Reply:
         """A host of this node is connected and ready."""
-        host = self.hosts.get(args["host"])
-        if host is not None and not host.ready.done():
-            host.ready.set_result(None)
+        self.pool.announced(args["host"])
         await self.heartbeat()
         return Reply(True, "", {})
 
     async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
-        subject = subjects.host_subject(host_id, op)
         token = self.admin_token if op in authority.HOST_ADMIN_OPS and self._token_needed else None
-
-        async def exchange() -> Any:
-            body = await authority.control_body(self.session.inbox, subject,
-                                                subjects.host_subject(host_id, "challenge"), args, token,
-                                                f"{op} arguments", timeout)
-            return await self.session.inbox.request(subject, body, timeout)
-
-        call = asyncio.ensure_future(exchange())
-        host = self.hosts.get(host_id)
-        if host is not None:  # a host that dies while it has the call will never answer: say so then
-            exited = asyncio.ensure_future(host.exited.wait())
-            try:
-                await asyncio.wait({call, exited}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                exited.cancel()
-            if not call.done():
-                call.cancel()
-                return Reply(False, f"actor host {host_id} died before answering {op}", {})
-        try:
-            msg = await call
-        except Exception as err:
-            return Reply(False, f"actor host {host_id} did not answer {op}: {type(err).__name__}", {})
-        reply = wire.read_reply(msg.data, f"actor host {host_id} to {op}")
-        host = self.hosts.get(host_id)
-        if host is not None and host.isolated and op in ("spawn", "stop", "flush") and (op != "spawn" or not reply.ok):
-            host.leaving = True  # an isolated host exits with its one actor
-        return reply
-
-    def _running_hosts(self) -> list[HostProcess]:
-        return [h for h in self.hosts.values() if not h.leaving and h.ready.done()
-                and not h.ready.exception() and h.process.poll() is None]
+        return await self.pool.call(self.session, host_id, op, args, timeout, token)
 
     async def op_spawn(self, args: dict[str, Any]) -> Reply:
         """Start an actor in a shared host (or a new isolated one) and return once ``init()`` ran."""
         spec = _spawn_spec(args)
         in_scope(spec["realm"])
-        spec["uid"] = uuid.uuid4().hex
+        spec["uid"] = uid = uuid.uuid4().hex
         spec["node"] = self.node_id
         if spec["isolated"]:
             try:
-                host = await self.start_host(isolated=True)
+                host = await self.pool.start(isolated=True)
             except BeachError as err:
                 return Reply(False, str(err), {})
         else:
-            shared = [h for h in self._running_hosts() if not h.isolated]
+            shared = self.pool.running(shared_only=True)
             if not shared:
                 return Reply(False, f"node {self.node_id} has no running actor host", {})
             host = random.choice(shared)
         # the host enforces the timeout itself; the margin lets its answer arrive
-        reply = await self._to_host(host.id, "spawn", spec, float(spec["timeout"] or SPAWN_TIMEOUT) + 5)
-        if reply[0]:
-            self.placed[spec["uid"]] = (host.id, spec["realm"])
+        reply = await self._to_host(host.id, "spawn", dict(spec), float(spec["timeout"] or SPAWN_TIMEOUT) + 5)
+        if reply.ok:
+            self.pool.placed[uid] = (host.id, spec["realm"])
         else:  # the caller hears "failed": if the host got it running all the same (its answer was
             # lost or late), it must not stay up
-            self.background.spawn(self._to_host(host.id, "stop", {"uids": [spec["uid"]]}, HOST_STOP_SECONDS))
+            self.background.start(self._to_host(host.id, "stop", {"uids": [uid]}, HOST_STOP_SECONDS))
         return reply
 
     def _hosts_of(self, uids: list[str]) -> dict[str, list[str]]:
-        by_host: dict[str, list[str]] = {}
-        for uid in uids:
-            host = self.placed.get(uid, (None, None))[0]
-            if host is None:  # placed before this agent knew (or by the view only)
-                actor = self.session.view.actors.get(uid)
-                host = actor["host"] if actor is not None and actor["node"] == self.node_id else None
-            if host in self.hosts and not self.hosts[host].leaving:
-                by_host.setdefault(host, []).append(uid)
-        return by_host
+        return self.pool.of(uids, self.session.view)
 
     def audited(self, op: str, realm: str | None, who: str, args: dict[str, Any], reply: Reply) -> None:
         """Write the operation to the audit log (in the background: the caller does not wait)."""
-        entry = audit.record(self.node_id, op, realm, who, args, reply[0], reply[1])
+        entry = audit.record(self.node_id, op, realm, who, args, reply.ok, reply.error)
 
         async def publish() -> None:
             try:
@@ -517,14 +377,14 @@ class NodeAgent(ControlServer):
             except Exception as err:  # the bus is away: said in this node's own log at least
                 log.warning("audit record of %s by %s not written (%s): %s", op, who, err, entry)
 
-        self.background.spawn(publish())
+        self.background.start(publish())
 
     def _check_scope(self, uid: str) -> None:
         """Raise `OutOfScope` if actor ``uid`` (when this node knows it) is outside the realm the
         operation being served is confined to."""
         if scope.get() is None:
             return
-        realm = self.placed.get(uid, (None, None))[1]
+        realm = self.pool.placed.get(uid, (None, None))[1]
         if realm is None:
             actor = self.session.view.actors.get(uid)
             realm = actor["realm"] if actor is not None else None
@@ -543,7 +403,7 @@ class NodeAgent(ControlServer):
         replies = await asyncio.gather(*(self._to_host(h, "stop", {"uids": u, "grace": grace},
                                                        HOST_STOP_SECONDS + grace)
                                          for h, u in self._hosts_of(uids).items()))
-        errors, stopped = self._merge_stops(replies)
+        errors, stopped = self.pool.stopped(replies)
         missing = [uid for uid in uids if uid not in stopped]
         if errors:
             return Reply(False, "; ".join(errors), {"stopped": stopped, "not_found": missing})
@@ -554,19 +414,9 @@ class NodeAgent(ControlServer):
         realm = scope.get()
         replies = await asyncio.gather(*(self._to_host(h.id, "flush", {} if realm is None else {"realm": realm},
                                                        HOST_STOP_SECONDS)
-                                         for h in self._running_hosts()))
-        errors, stopped = self._merge_stops(replies)
+                                         for h in self.pool.running()))
+        errors, stopped = self.pool.stopped(replies)
         return Reply((not errors), "; ".join(errors), {"stopped": stopped})
-
-    def _merge_stops(self, replies: list[Reply]) -> tuple[list[str], dict[str, Any]]:
-        """The errors and the stopped actors (``{uid: [key, revision]}``) of the hosts' replies."""
-        stopped: dict[str, Any] = {}
-        for ok, _, data in replies:
-            if ok:
-                stopped.update(data["stopped"])
-        for uid in stopped:
-            self.placed.pop(uid, None)
-        return [error for ok, error, _ in replies if not ok], stopped
 
     async def _recategorize(self, op: str, args: dict[str, Any]) -> Reply:
         uid = args["uid"]
@@ -653,7 +503,7 @@ class NodeAgent(ControlServer):
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """This node's entry and the load of each of its actors."""
-        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, 5) for h in self._running_hosts()))
+        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, 5) for h in self.pool.running()))
         load: dict[str, Any] = {}
         for ok, _, data in replies:
             if ok:
@@ -661,7 +511,7 @@ class NodeAgent(ControlServer):
         return Reply(True, "", {"node": self.entry(), "load": load})
 
 
-def _spawn_spec(args: dict[str, Any]) -> dict[str, Any]:
+def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:
     """Check a spawn request; raise `RecordError` (a ``ValueError``) or `CategoryError` naming the bad field."""
     spec = records.SPAWN.check(args, "spawn request")
     spec["realm"] = subjects.check_realm(spec["realm"])

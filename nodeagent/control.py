@@ -67,7 +67,7 @@ class ControlServer:
         await self.session.nc.subscribe(prefix + ">", cb=self._on_control)
 
     async def _on_control(self, msg: Msg) -> None:
-        self.background.spawn(self._control(msg))
+        self.background.start(self._control(msg))
 
     async def _control(self, msg: Msg) -> None:
         try:

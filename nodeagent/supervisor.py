@@ -137,12 +137,12 @@ class Supervisor:
                 await desired.update(self.kv, key, {**record, "waiting_for": hint}, revision)
             return
         self._busy.add(key)
-        self._background.spawn(self._restart(key, record, revision, restarts + [now], now))
+        self._background.start(self._restart(key, record, revision, restarts + [now], now))
 
     async def _restart(self, key: str, record: dict[str, Any], revision: int, restarts: list[float],
                        now: float) -> None:
         try:
-            response = await self.client.spawn(record["spawn"])
+            response = await self.client.place_actor(record["spawn"])
             spawn = record["spawn"]
             if (not response.isSuccess and isinstance(response.data, dict) and response.data.get("gone")
                     and spawn.get("strategy") == "host_affinity"):
@@ -169,7 +169,7 @@ class Supervisor:
                 # it): unless it names this incarnation, this one is a duplicate and must go
                 current = await desired.get(self.kv, key)
                 if current is None or current[0]["uid"] != record["uid"]:
-                    await self.client.stop_uids([record["uid"]])
+                    await self.client.stopActors(withId=record["uid"], keepSupervision=True)
         finally:
             self._busy.discard(key)
 
@@ -190,7 +190,7 @@ class Supervisor:
                 stale.append(actor["uid"])
         if stale:
             log.warning("stopping %d leftover incarnation(s) of supervised actors: %s", len(stale), ", ".join(stale))
-            await self.client.stop_uids(stale)
+            await self.client.stopActors(withId=stale, keepSupervision=True)
 
     # ---------------------------------------------------------------- patrol
 
@@ -211,7 +211,7 @@ class Supervisor:
                 if failures and now < failures[-1] + backoff(len(failures)):
                     continue
                 self._patrol_pending[tag] = pending + missing
-                self._background.spawn(self._scale_up(spec["realm"], tag, entry, missing))
+                self._background.start(self._scale_up(spec["realm"], tag, entry, missing))
             elif missing < 0 and not pending:
                 if now - self._over_since.setdefault(tag, now) >= SCALE_DOWN_GRACE:
                     # the oldest go first: an actor being recycled is already on its way out
@@ -226,7 +226,7 @@ class Supervisor:
         try:
             args = patrol.entry_spawn_args(entry, realm, tag)
             for _ in range(count):  # one at a time, so each placement sees the previous ones
-                response = await self.client.spawn(dict(args))
+                response = await self.client.place_actor(dict(args))
                 self._patrol_pending[tag] -= 1
                 if not response.isSuccess:
                     self._patrol_failures.setdefault(tag, []).append(time.time())

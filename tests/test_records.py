@@ -3,6 +3,8 @@ error (`RecordError` / ``ValueError``), never anything else; formats that upgrad
 
 from __future__ import annotations
 
+from typing import get_args, get_type_hints
+
 import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,6 +40,18 @@ def mutations(good: dict) -> st.SearchStrategy[dict]:
                      st.sets(st.sampled_from(sorted(good))), st.dictionaries(st.sampled_from(sorted(good)), values,
                                                                             max_size=3),
                      st.dictionaries(st.text(max_size=8), values, max_size=2))
+
+
+@pytest.mark.parametrize("kind", sorted(GOOD))
+def test_a_record_is_its_type_and_nothing_else(kind):
+    # the TypedDict is the one definition: a checked record has exactly its keys, each of its kind
+    schema, good = GOOD[kind]
+    record = schema.check(good)
+    hints = get_type_hints(schema.type)
+    assert set(record) == set(hints)
+    assert record["v"] == records.FORMAT
+    optional = {f.name for f in schema.fields if f.optional}
+    assert optional == {name for name, hint in hints.items() if type(None) in get_args(hint)}
 
 
 @pytest.mark.parametrize("kind", sorted(GOOD))

@@ -126,7 +126,7 @@ def test_awaitable_futures_and_groups(beach, config_path):
             for category in ("aw/one", "aw/two", "aw/two"):
                 assert (await client.addActor("Pong", category)).isSuccess
             handle = client.getActorHandle("aw")
-            future = await handle.arequest_future("ping", {"n": 1})
+            future = await handle.arequestFuture("ping", {"n": 1})
             [resp] = await future.wait(5)
             assert resp.isSuccess
             everyone = await (await handle.arequestFromAll("ping")).wait(5)

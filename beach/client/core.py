@@ -169,7 +169,7 @@ class AsyncBeach:
                           timeout=timeout, version=version)
         if restart != "never":
             args["sid"] = uuid.uuid4().hex
-        response = await self.spawn(args)
+        response = await self.place_actor(args)
         if response.isSuccess and restart != "never":
             record = {"kind": "actor", "sid": args["sid"], "spawn": args, "restart": restart,
                       "max_restarts": max_restarts, "restart_window": restart_window,
@@ -177,7 +177,7 @@ class AsyncBeach:
             await self._change_desired(put={desired.supervision_key(args["realm"], args["sid"]): record})
         return response
 
-    async def spawn(self, args: dict[str, Any]) -> ActorResponse:
+    async def place_actor(self, args: dict[str, Any]) -> ActorResponse:
         """Place and start one actor from checked spawn arguments (what `addActor` builds)."""
         view = self._session.view
         try:
@@ -240,10 +240,13 @@ class AsyncBeach:
                 for v, _ in entries.values()}
 
     async def stopActors(self, withId: str | Iterable[str] | None = None,
-                         withCategory: str | Iterable[str] | None = None, delay: float | None = None) -> ActorResponse:
+                         withCategory: str | Iterable[str] | None = None, delay: float | None = None,
+                         keepSupervision: bool = False) -> ActorResponse:
         """Stop actors by uid (one or several) and/or by category prefix (current realm); each one
         leaves the directory, finishes its in-flight requests and runs ``deinit``. With ``delay``,
-        stop them one at a time, ``delay`` seconds apart (a rolling stop).
+        stop them one at a time, ``delay`` seconds apart (a rolling stop). A stop on purpose ends
+        the actors' supervision first; ``keepSupervision=True`` leaves it (the supervisor stopping a
+        leftover duplicate of an actor it keeps).
 
         Returns a response with ``data = {'stopped': [uids], 'not_found': [uids]}``.
         """
@@ -252,17 +255,15 @@ class AsyncBeach:
             cats = [withCategory] if isinstance(withCategory, str) else list(withCategory)
             for cat in cats:
                 uids += [a["uid"] for a in self._session.view.find(self._realm, cat) if a["uid"] not in uids]
-        sids = {desired.supervision_key(a["realm"], a["sid"]) for a in map(self._session.view.actors.get, uids)
-                if a is not None and a.get("sid")}
-        if sids:  # a stop on purpose ends the supervision first (else the supervisor restarts them)
+        sids = {desired.supervision_key(a["realm"], sid) for a in map(self._session.view.actors.get, uids)
+                if a is not None and (sid := a["sid"])}
+        if sids and not keepSupervision:  # (else the supervisor would restart them)
             response = await self._change_desired(delete=sorted(sids))
             if not response.isSuccess:
                 return response
-        return await self.stop_uids(uids, delay)
+        return await self._stop_on_nodes(uids, delay)
 
-    async def stop_uids(self, uids: list[str], delay: float | None = None) -> ActorResponse:
-        """Stop actors by uid on their nodes, leaving any supervision record alone (`stopActors`
-        without its first step; the supervisor uses it for duplicates)."""
+    async def _stop_on_nodes(self, uids: list[str], delay: float | None) -> ActorResponse:
         by_node: dict[str, list[str]] = {}
         missing: list[str] = []
         for uid in uids:
@@ -396,3 +397,22 @@ class AsyncBeach:
                 "time_to_drain": a["time_to_drain"], "start": int(a["started"]), "params": a["params"],
             }
         return result
+
+    # PEP 8 names (the same methods)
+    set_realm = setRealm
+    add_actor = addActor
+    apply_patrol = applyPatrol
+    remove_patrol = removePatrol
+    get_patrols = getPatrols
+    get_supervised = getSupervised
+    stop_actors = stopActors
+    add_to_category = addToCategory
+    remove_from_category = removeFromCategory
+    get_actor_handle = getActorHandle
+    get_actor_handle_group = getActorHandleGroup
+    get_directory = getDirectory
+    get_node_count = getNodeCount
+    get_cluster_health = getClusterHealth
+    get_load_info = getLoadInfo
+    get_stacks = getStacks
+    get_all_node_metadata = getAllNodeMetadata

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal, overload
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -25,6 +25,7 @@ from beach.client.response import ActorResponse, FutureResults
 from beach.client.runner import Background
 from beach.client.session import Session, remaining
 from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
+from beach.state.records import ActorEntry
 from beach.wire import subjects
 
 DEFAULT_TIMEOUT = 10.0
@@ -66,7 +67,7 @@ class ActorHandle:
         self._ident = ident
         self._pending: dict[str, int] = {}
         self._generation = -1
-        self._cached_members: list[dict[str, Any]] = []
+        self._cached_members: list[ActorEntry] = []
         self._ring: routing.Ring | None = None
         self._actor_subjects: dict[str, str] = {}
         self._background = Background(session.runner.loop)
@@ -81,7 +82,7 @@ class ActorHandle:
 
     # ---------------------------------------------------------------- async core
 
-    def _members(self) -> list[dict[str, Any]]:
+    def _members(self) -> list[ActorEntry]:
         view = self._session.view
         if self._generation != view.generation:
             self._generation = view.generation
@@ -201,8 +202,8 @@ class ActorHandle:
     def _retryable(response: ActorResponse) -> bool:
         return response.isTimedOut or response.failure in wire.RETRYABLE
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        return self._background.spawn(coro)
+    def _in_background(self, coro: Any) -> asyncio.Task[Any]:
+        return self._background.start(coro)
 
     def _check_arguments(self, key: Any, nRetries: int | None) -> None:
         if self._mode == "affinity" and key is None:
@@ -232,9 +233,9 @@ class ActorHandle:
                 coro.close()
                 future._add(ActorResponse(False, "cancelled: the handle was closed"))
 
-        self._spawn(run()).add_done_callback(cancelled)
+        self._in_background(run()).add_done_callback(cancelled)
 
-    async def arequest_future(self, requestType: str, data: Any = None, timeout: float | None = None,
+    async def arequestFuture(self, requestType: str, data: Any = None, timeout: float | None = None,
                               key: Any = None, nRetries: int | None = None,
                               onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Start a request and return at once a `FutureResults` that will hold its response."""
@@ -256,7 +257,7 @@ class ActorHandle:
         self._check_arguments(key, nRetries)
         if (self._retries if nRetries is None else nRetries) or onFailure is not None:
             self._check(requestType, data, key, nRetries)
-            self._spawn(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+            self._in_background(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         else:
             payload = self._encode(requestType, {} if data is None else data, new_id(), None)
             await self._session.publish(self._route(key, 0, set())[0], payload)
@@ -304,10 +305,28 @@ class ActorHandle:
 
     # ---------------------------------------------------------------- blocking face
 
+    @overload
+    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                nRetries: int | None = None, isWithFuture: Literal[False] = False,
+                onFailure: Callable[[Any], Any] | None = None) -> ActorResponse: ...
+
+    @overload
+    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                nRetries: int | None = None, *, isWithFuture: Literal[True],
+                onFailure: Callable[[Any], Any] | None = None) -> FutureResults: ...
+
+    @overload
     def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
                 nRetries: int | None = None, isWithFuture: bool = False,
-                onFailure: Callable[[Any], Any] | None = None) -> Any:
-        """Blocking `arequest`; with ``isWithFuture=True`` return a `FutureResults` at once instead."""
+                onFailure: Callable[[Any], Any] | None = None) -> ActorResponse | FutureResults: ...
+
+    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                nRetries: int | None = None, isWithFuture: bool = False,
+                onFailure: Callable[[Any], Any] | None = None) -> ActorResponse | FutureResults:
+        """Blocking `arequest`: the `ActorResponse`; with ``isWithFuture=True`` a `FutureResults`
+        returned at once instead, the request sent in the background. Raises what `arequest`
+        raises (`EncodeError`, `PayloadTooLarge`, `UsageError`), at once also with a future, and
+        `ClosedError` once the client is closed."""
         if isWithFuture:  # started, not waited for: no trip into the loop before the future is returned
             self._check(requestType, data, key, nRetries)
             future = FutureResults(1, self._session.runner)
@@ -350,6 +369,7 @@ class ActorHandle:
     # PEP 8 names
     request_from_all = requestFromAll
     arequest_from_all = arequestFromAll
+    arequest_future = arequestFuture
     get_num_available = getNumAvailable
     is_available = isAvailable
     get_pending = getPending

@@ -11,9 +11,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beach.errors import UsageError
+
+if TYPE_CHECKING:
+    from beach.state.records import ActorEntry
 
 MODES = ("random", "local", "affinity")
 
@@ -72,13 +75,13 @@ def affinity_choice(key: Any, uids: list[str]) -> str | None:
     return Ring(uids).owner(key)
 
 
-def random_choice(actors: list[dict[str, Any]], exclude: set[str]) -> str | None:
+def random_choice(actors: list[ActorEntry], exclude: set[str]) -> str | None:
     """A random uid among ``actors`` outside ``exclude``, or None if none is left."""
     left = [a["uid"] for a in actors if a["uid"] not in exclude]
     return random.choice(left) if left else None
 
 
-def local_choice(actors: list[dict[str, Any]], node_id: str | None) -> str | None:
+def local_choice(actors: list[ActorEntry], node_id: str | None) -> str | None:
     """A random uid among ``actors`` on node ``node_id``, or None if none is there."""
     if node_id is None:
         return None

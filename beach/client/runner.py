@@ -425,10 +425,10 @@ class Background:
     references to tasks, so an unreferenced one may vanish mid-flight)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self._loop = loop  # None: the running loop of each spawn
+        self._loop = loop  # None: the running loop of each start
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> asyncio.Task[T]:
+    def start(self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None) -> asyncio.Task[T]:
         """Start ``coro`` as a task on the loop given (or the running one; in ``context`` if given).
         Off the loop's thread, only a thread that holds a `DrivenLoop` may call this."""
         task = (self._loop or asyncio.get_running_loop()).create_task(coro, context=context)

@@ -18,6 +18,7 @@ from beach.code import deploy
 from beach.code import store as codestore
 from beach.errors import Refused, UsageError
 from beach.security import authority
+from beach.state.records import ActorEntry
 from beach.wire import subjects
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ LEAVE_GRACE = 1.0
 Step = Callable[[int, int, str], None]  # (done, total, what just happened)
 
 
-async def _replace(client: AsyncBeach, actor: dict[str, Any], version: str | None, grace: float,
+async def _replace(client: AsyncBeach, actor: ActorEntry, version: str | None, grace: float,
                    away: bool) -> Any:
     args: dict[str, Any] = {"uid": actor["uid"], "grace": grace, "away": away}
     if version is not None:
@@ -37,7 +38,7 @@ async def _replace(client: AsyncBeach, actor: dict[str, Any], version: str | Non
     return await client._node_call(actor["node"], "replace", args, REPLACE_SECONDS + grace, actor["realm"])
 
 
-async def _replace_all(client: AsyncBeach, pick: Callable[[], list[dict[str, Any]]], version: str | None,
+async def _replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]], version: str | None,
                        batch: int, grace: float, progress: Step | None, away: bool = False) -> dict[str, Any]:
     """Replace what ``pick()`` returns, ``batch`` at a time, until it returns nothing (actors that
     appear meanwhile are picked too) or an actor cannot be replaced."""
@@ -99,8 +100,8 @@ async def rollout(client: AsyncBeach, realm: str, category: str, version: str | 
         raise UsageError(f"realm {realm!r} has no deployed code: 'beach deploy' it first")
     target = record["version"]
 
-    def pick() -> list[dict[str, Any]]:
-        return sorted((a for a in client.session.view.find(realm, category) if a.get("version") != target),
+    def pick() -> list[ActorEntry]:
+        return sorted((a for a in client.session.view.find(realm, category) if a["version"] != target),
                       key=lambda a: a["started"])
 
     result = await _replace_all(client, pick, target, batch, grace, progress)
@@ -114,7 +115,7 @@ async def drain(client: AsyncBeach, node: str, batch: int = 1, grace: float = LE
     `UsageError` for an unknown node."""
     await cordon(client, node, True)
 
-    def pick() -> list[dict[str, Any]]:
+    def pick() -> list[ActorEntry]:
         return sorted((a for a in client.session.view.actors.values() if a["node"] == node),
                       key=lambda a: a["started"])
 
@@ -139,5 +140,5 @@ async def _seen(client: AsyncBeach, node: str, cordoned: bool, timeout: float = 
     view = client.session.view
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while bool(view.nodes.get(node, {}).get("cordoned")) != cordoned and loop.time() < deadline:
+    while (node in view.nodes and view.nodes[node]["cordoned"]) != cordoned and loop.time() < deadline:
         await asyncio.sleep(0.05)

@@ -33,6 +33,8 @@ from beach.config import Config
 from beach.errors import ActorInitError, BeachError, SealError
 from beach.logs import Source, current_source
 from beach.runtime.workers import WorkerPool
+from beach.state import records
+from beach.state.records import ActorEntry
 from beach.wire import subjects
 
 log = logging.getLogger("beach.runtime")
@@ -249,7 +251,7 @@ class ActorRuntime:
         """Ask the host to stop this actor (from any thread)."""
         self.stop_requested = True  # seen by a spawn whose init() called stop()
         stop = self.host.stop_actor
-        self.loop.call_soon_threadsafe(lambda: self.host.background.spawn(stop(self.uid, by_itself=True)))
+        self.loop.call_soon_threadsafe(lambda: self.host.background.start(stop(self.uid, by_itself=True)))
 
     # ---------------------------------------------------------------- calling user code
 
@@ -270,17 +272,17 @@ class ActorRuntime:
         """A fresh copy of this actor's context (for threads the actor starts)."""
         return self._context.copy()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        return self._background.spawn(coro)
+    def _in_background(self, coro: Any) -> asyncio.Task[Any]:
+        return self._background.start(coro)
 
     def _in_loop(self) -> bool:
         return self.host.runner.in_loop_thread()
 
     def _soon(self, coro_fn: Callable[[], Any]) -> None:
         if self._in_loop():
-            self._spawn(coro_fn())
+            self._in_background(coro_fn())
         else:
-            self.loop.call_soon_threadsafe(lambda: self._spawn(coro_fn()))
+            self.loop.call_soon_threadsafe(lambda: self._in_background(coro_fn()))
 
     # ---------------------------------------------------------------- Actor API backends
 
@@ -386,7 +388,7 @@ class ActorRuntime:
             # escaping into nats-py's callback loop would end this subscription (a CancelledError does)
             log.exception("actor %s failed to serve a message", self.uid)
             return
-        self._background.spawn(_carry_on(coro, waiting_on), context)
+        self._background.start(_carry_on(coro, waiting_on), context)
 
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
@@ -403,7 +405,7 @@ class ActorRuntime:
             if self._waiting:  # hand this slot to the oldest message that waits for one
                 waiting = self._waiting.popleft()
                 self._waiting_bytes -= len(waiting[0].data)
-                self._background.spawn(self._serve(*waiting))
+                self._background.start(self._serve(*waiting))
             else:
                 self.inflight -= 1
                 if not self.inflight:
@@ -502,12 +504,13 @@ class ActorRuntime:
 
     # ---------------------------------------------------------------- directory
 
-    def entry(self) -> dict[str, Any]:
+    def entry(self) -> ActorEntry:
         """The actor's public directory entry (private ``_`` parameters masked)."""
         spec = self.spec
         params = {k: ("<PRIVATE>" if isinstance(k, str) and k.startswith("_") else v)
                   for k, v in (spec.get("parameters") or {}).items()}
         return {
+            "v": records.FORMAT,
             "uid": self.uid, "realm": self.realm, "name": spec["name"], "categories": self.categories,
             "node": self.host.node_id, "host": self.host.host_id, "pid": self.host.pid,
             "isolated": bool(spec.get("isolated")), "params": params,

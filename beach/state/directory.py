@@ -29,6 +29,7 @@ from beach import wire
 from beach.bus.kvwatch import BucketWatch
 from beach.security.sealedkv import seal_value
 from beach.state import records
+from beach.state.records import ActorEntry, NodeEntry
 from beach.wire import subjects
 
 log = logging.getLogger("beach.directory")
@@ -41,8 +42,6 @@ SILENCE = NODE_TTL + 2.0
 # A heartbeat written this long ago (by the node's clock) is such a ghost from the start.
 STALE = 30.0
 
-ActorEntry = dict[str, Any]
-NodeEntry = dict[str, Any]
 
 
 class DirectoryView:

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 
 from beach import bus, logs, patrol, wire
 from beach.state import desired
+from beach.state.records import NodeEntry
 from beach.wire import subjects
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class Series:
         return self.fine[-1][1] if self.fine else None
 
 
-def mean_cpu(node: dict[str, Any]) -> float:
+def mean_cpu(node: NodeEntry) -> float:
     """A node's CPU use: the mean of its cores, in percent."""
     cpu = node.get("cpu") or []
     try:
@@ -204,7 +205,7 @@ class ClusterModel:
                 self._rates.pop(ident, None)
             self.changed("actors")
 
-    def _sample_node(self, node_id: str, node: dict[str, Any]) -> None:
+    def _sample_node(self, node_id: str, node: NodeEntry) -> None:
         t = _number(node.get("updated")) or time.time()
         cpu = self.node_cpu.setdefault(node_id, Series())
         if cpu.fine and cpu.fine[-1][0] >= t:

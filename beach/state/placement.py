@@ -10,10 +10,13 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from statistics import fmean
-from typing import Any
+from typing import TYPE_CHECKING
 
 from beach.errors import BeachError, UsageError
 from beach.wire import subjects
+
+if TYPE_CHECKING:
+    from beach.state.records import ActorEntry, NodeEntry
 
 STRATEGIES = ("random", "resource", "affinity", "host_affinity", "repulsion", "roundrobin")
 
@@ -30,13 +33,13 @@ def check_strategy(strategy: str | None) -> str:
     return strategy
 
 
-def node_load(node: dict[str, Any]) -> float:
+def node_load(node: NodeEntry) -> float:
     """What the resource strategy minimises: the mean of CPU (over the cores) and memory use, in percent."""
     cpu = node.get("cpu") or [0.0]
     return (fmean(cpu) + float(node.get("mem", 0.0))) / 2
 
 
-def _count(actors: list[dict[str, Any]], category: str) -> dict[str, int]:
+def _count(actors: list[ActorEntry], category: str) -> dict[str, int]:
     prefix = subjects.normalize(category)
     counts: dict[str, int] = {}
     for actor in actors:
@@ -45,7 +48,7 @@ def _count(actors: list[dict[str, Any]], category: str) -> dict[str, int]:
     return counts
 
 
-def hosts_matching(hint: str, nodes: dict[str, dict[str, Any]]) -> list[str]:
+def hosts_matching(hint: str, nodes: dict[str, NodeEntry]) -> list[str]:
     """The ids of the nodes a ``host_affinity`` hint names: by node id, hostname or address, sorted."""
     return [n for n in sorted(nodes) if hint == n or hint == nodes[n].get("hostname")
             or hint in (nodes[n].get("addresses") or [])]
@@ -57,8 +60,8 @@ class Placer:
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, strategy: str, hint: str | None, nodes: dict[str, dict[str, Any]],
-               actors: Callable[[], list[dict[str, Any]]], categories: list[str]) -> str:
+    def choose(self, strategy: str, hint: str | None, nodes: dict[str, NodeEntry],
+               actors: Callable[[], list[ActorEntry]], categories: list[str]) -> str:
         """The id of the node to spawn on; raise `PlacementError` if no node fits. ``actors``
         gives the live actors of the realm (only affinity and repulsion need them)."""
         if not nodes:

@@ -1,11 +1,15 @@
 """Typed records: every value beach reads off the bus is checked here, at the boundary.
 
-One schema per record — the directory's actor and node entries, the desired state's supervision
-records, patrol specs and lease, the spawn spec — defines its fields once. `Schema.check` turns a
-decoded value into a clean record (defaults filled in, the format version migrated) or raises
-`RecordError` naming the field that is wrong. Readers skip a bad record, log it once with its key
-and count it (`reject`); nothing downstream (heartbeats, supervision, placement, the tools) ever
-sees one.
+One type per record — the directory's actor and node entries (`ActorEntry`, `NodeEntry`), the
+spawn spec (`SpawnSpec`), the desired state's supervision records, lease, code versions and cordons
+— is a ``TypedDict`` whose annotations are the one definition of its fields: each names its Python
+type (what mypy checks in every reader) and, in ``Annotated``, its kind for the check at the
+boundary and its default. Its `Schema` is derived from it: `Schema.check` turns a decoded value into
+a clean record of that type (defaults filled in, the format version migrated) or raises
+`RecordError` naming the field that is wrong. A record stays a plain dict at run time (no
+conversion on the hot path, where the view's entries are read on every request). Readers skip a
+bad record, log it once with its key and count it (`reject`); nothing downstream (heartbeats,
+supervision, placement, the tools) ever sees one.
 
 Every record carries its format version in ``v``. This release writes `FORMAT`; it reads what the
 previous release wrote (no ``v``: format 0, the same fields) and refuses a record from a newer
@@ -18,7 +22,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Generic, TypedDict, TypeVar, cast, get_args, get_type_hints
 
 from beach import patrol
 from beach.errors import BeachError
@@ -92,16 +96,34 @@ class Field:
         return value
 
 
-class Schema:
-    """The fields of one kind of record, and how to read older formats of it."""
+R = TypeVar("R")
 
-    def __init__(self, kind: str, fields: list[Field],
+
+def fields_of(record_type: type) -> list[Field]:
+    """The `Field` of each annotation of a record ``TypedDict`` but ``v``: ``Annotated[T, kind]``
+    or ``Annotated[T, kind, default]`` (a callable default makes a fresh value each time);
+    a ``T`` that admits None is optional."""
+    fields = []
+    for name, hint in get_type_hints(record_type, include_extras=True).items():
+        if name == "v":
+            continue
+        kind, *default = hint.__metadata__
+        optional = type(None) in get_args(get_args(hint)[0]) or get_args(hint)[0] is type(None)
+        fields.append(Field(name, kind, optional, default[0] if default else _MISSING))
+    return fields
+
+
+class Schema(Generic[R]):
+    """The fields of one kind of record (from its ``TypedDict``), and how to read older formats of it."""
+
+    def __init__(self, kind: str, record_type: type[R],
                  check: Callable[[dict[str, Any], str], None] | None = None) -> None:
         self.kind = kind
-        self.fields = fields
+        self.type = record_type
+        self.fields = fields_of(record_type)
         self._extra = check
 
-    def check(self, value: Any, where: str = "") -> dict[str, Any]:
+    def check(self, value: Any, where: str = "") -> R:
         """The record ``value`` (decoded msgpack) as this release uses it; raises `RecordError`."""
         what = f"{self.kind} record{' ' + where if where else ''}"
         if not isinstance(value, dict):
@@ -118,9 +140,9 @@ class Schema:
             record[f.name] = f.check(value, what)
         if self._extra is not None:
             self._extra(record, what)
-        return record
+        return cast(R, record)  # (checked field by field above)
 
-    def new(self, **values: Any) -> dict[str, Any]:
+    def new(self, **values: Any) -> R:
         """A record of this release's format from ``values`` (checked: a bug here is ours)."""
         return self.check({**values, "v": FORMAT})
 
@@ -148,43 +170,147 @@ def _non_empty(name: str) -> Callable[[dict[str, Any], str], None]:
 
 RESTART_POLICIES = spawn.RESTART_POLICIES
 
-SPAWN = Schema("spawn", [
-    Field("name", "name"), Field("categories", "names"), Field("realm", "name"),
-    Field("parameters", "map", default=dict), Field("resources", "map", default=dict),
-    Field("ident", "str", optional=True), Field("trusted", "names", default=list),
-    Field("isolated", "bool", default=False), Field("n_concurrent", "int", default=1),
-    Field("max_concurrent", "int", optional=True), Field("is_drainable", "bool", default=False),
-    Field("time_to_drain", "number", optional=True), Field("owner", "str", optional=True),
-    Field("log_level", "any", optional=True), Field("timeout", "number", optional=True),
-    Field("strategy", "name", default="random"), Field("strategy_hint", "str", optional=True),
-    Field("restart", "name", default="never"), Field("sid", "str", optional=True),
-    Field("version", "str", optional=True),
-], _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES)))
-"""What a node agent needs to start an actor (addActor's arguments, checked)."""
+class SpawnSpec(TypedDict):
+    """What a node agent needs to start an actor (`AsyncBeach.addActor`'s arguments, checked)."""
 
-ACTOR = Schema("actor", [
-    Field("uid", "name"), Field("realm", "name"), Field("name", "name"), Field("categories", "names"),
-    Field("node", "name"), Field("host", "name"), Field("pid", "int", optional=True),
-    Field("isolated", "bool", default=False), Field("params", "map", default=dict),
-    Field("resources", "map", default=dict), Field("owner", "str", optional=True),
-    Field("started", "number", default=0.0), Field("is_drainable", "bool", default=False),
-    Field("time_to_drain", "number", optional=True), Field("n_concurrent", "int", default=1),
-    Field("sid", "str", optional=True), Field("restart", "str", default="never"),
-    Field("strategy", "str", default="random"), Field("strategy_hint", "str", optional=True),
-    Field("version", "str", optional=True),
-])
-"""An actor's directory entry (``beach_actors``): where it runs and how it was started."""
+    v: int
+    name: Annotated[str, "name"]
+    categories: Annotated[list[str], "names"]
+    realm: Annotated[str, "name"]
+    parameters: Annotated[dict[str, Any], "map", dict]
+    resources: Annotated[dict[str, Any], "map", dict]
+    ident: Annotated[str | None, "str"]
+    trusted: Annotated[list[str], "names", list]
+    isolated: Annotated[bool, "bool", False]
+    n_concurrent: Annotated[int, "int", 1]
+    max_concurrent: Annotated[int | None, "int"]
+    is_drainable: Annotated[bool, "bool", False]
+    time_to_drain: Annotated[float | None, "number"]
+    owner: Annotated[str | None, "str"]
+    log_level: Annotated[Any | None, "any"]
+    timeout: Annotated[float | None, "number"]
+    strategy: Annotated[str, "name", "random"]
+    strategy_hint: Annotated[str | None, "str"]
+    restart: Annotated[str, "name", "never"]
+    sid: Annotated[str | None, "str"]
+    version: Annotated[str | None, "str"]
+    uid: Annotated[str | None, "str"]  # the new actor's: chosen by the node agent that takes the spawn
+    node: Annotated[str | None, "str"]  # that node agent's
 
-NODE = Schema("node", [
-    Field("id", "name"), Field("hostname", "str", default="?"), Field("addresses", "names", default=list),
-    Field("pid", "int", optional=True), Field("started", "number", default=0.0),
-    Field("updated", "number", default=0.0), Field("hosts", "map", default=dict),
-    Field("n_actors", "int", default=0), Field("actors_by_realm", "map", default=dict),
-    Field("cores", "int", default=1), Field("cpu", "numbers", default=list), Field("mem", "number", default=0.0),
-    Field("mem_total", "int", optional=True), Field("mem_available", "int", optional=True),
-    Field("cordoned", "bool", default=False),
-])
-"""A node's registry entry (``beach_nodes``): identity and health, refreshed every second."""
+
+class ActorEntry(TypedDict):
+    """An actor's directory entry (``beach_actors``): where it runs and how it was started."""
+
+    v: int
+    uid: Annotated[str, "name"]
+    realm: Annotated[str, "name"]
+    name: Annotated[str, "name"]
+    categories: Annotated[list[str], "names"]
+    node: Annotated[str, "name"]
+    host: Annotated[str, "name"]
+    pid: Annotated[int | None, "int"]
+    isolated: Annotated[bool, "bool", False]
+    params: Annotated[dict[str, Any], "map", dict]
+    resources: Annotated[dict[str, Any], "map", dict]
+    owner: Annotated[str | None, "str"]
+    started: Annotated[float, "number", 0.0]
+    is_drainable: Annotated[bool, "bool", False]
+    time_to_drain: Annotated[float | None, "number"]
+    n_concurrent: Annotated[int, "int", 1]
+    sid: Annotated[str | None, "str"]
+    restart: Annotated[str, "str", "never"]
+    strategy: Annotated[str, "str", "random"]
+    strategy_hint: Annotated[str | None, "str"]
+    version: Annotated[str | None, "str"]
+
+
+class NodeEntry(TypedDict):
+    """A node's registry entry (``beach_nodes``): identity and health, refreshed every second."""
+
+    v: int
+    id: Annotated[str, "name"]
+    hostname: Annotated[str, "str", "?"]
+    addresses: Annotated[list[str], "names", list]
+    pid: Annotated[int | None, "int"]
+    started: Annotated[float, "number", 0.0]
+    updated: Annotated[float, "number", 0.0]
+    hosts: Annotated[dict[str, Any], "map", dict]
+    n_actors: Annotated[int, "int", 0]
+    actors_by_realm: Annotated[dict[str, int], "map", dict]
+    cores: Annotated[int, "int", 1]
+    cpu: Annotated[list[float], "numbers", list]
+    mem: Annotated[float, "number", 0.0]
+    mem_total: Annotated[int | None, "int"]
+    mem_available: Annotated[int | None, "int"]
+    cordoned: Annotated[bool, "bool", False]
+
+
+class SupervisionRecord(TypedDict):
+    """A supervised actor in the desired state (``beach_desired``, ``sup.<realm>.<sid>``)."""
+
+    v: int
+    kind: Annotated[str, "str", "actor"]
+    sid: Annotated[str, "name"]
+    spawn: Annotated[SpawnSpec, "map"]
+    restart: Annotated[str, "name"]
+    max_restarts: Annotated[int, "int", 5]
+    restart_window: Annotated[float, "number", 60.0]
+    uid: Annotated[str, "name"]
+    state: Annotated[str, "name", "running"]
+    restarts: Annotated[list[float], "numbers", list]
+    created: Annotated[float, "number", 0.0]
+    last_restart: Annotated[float | None, "number"]
+    last_error: Annotated[str | None, "str"]
+    waiting_for: Annotated[str | None, "str"]
+    failed_at: Annotated[float | None, "number"]
+
+
+class Lease(TypedDict):
+    """The supervisor lease (``beach_desired``, ``lease.supervisor``)."""
+
+    v: int
+    holder: Annotated[str, "str"]
+
+
+class CodeVersion(TypedDict):
+    """One deployed version of a realm's code (``beach_desired``, ``code.<realm>.v.<version>``):
+    the bundle in the object store it names by digest, who deployed it and when."""
+
+    v: int
+    realm: Annotated[str, "name"]
+    version: Annotated[str, "name"]
+    digest: Annotated[str, "name"]
+    size: Annotated[int, "int"]
+    files: Annotated[int, "int", 0]
+    who: Annotated[str, "str", "?"]
+    when: Annotated[float, "number", 0.0]
+    requirements: Annotated[list[str], "names", list]
+    sealed: Annotated[bool, "bool", False]
+
+
+class CodeCurrent(TypedDict):
+    """Which version of a realm new actors run (``beach_desired``, ``code.<realm>.current``)."""
+
+    v: int
+    realm: Annotated[str, "name"]
+    version: Annotated[str, "name"]
+    who: Annotated[str, "str", "?"]
+    when: Annotated[float, "number", 0.0]
+    previous: Annotated[str | None, "str"]
+
+
+class Cordon(TypedDict):
+    """A cordoned node: no new actor is placed there (``beach_desired``, ``cordon.<node>``)."""
+
+    v: int
+    node: Annotated[str, "name"]
+    who: Annotated[str, "str", "?"]
+    when: Annotated[float, "number", 0.0]
+
+
+SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES)))
+ACTOR = Schema("actor", ActorEntry)
+NODE = Schema("node", NodeEntry)
 
 
 def _spawn_inside(record: dict[str, Any], what: str) -> None:
@@ -194,18 +320,9 @@ def _spawn_inside(record: dict[str, Any], what: str) -> None:
         raise RecordError(f"{what}: 'spawn': {err}") from None
 
 
-SUPERVISION = Schema("supervision", [
-    Field("kind", "str", default="actor"), Field("sid", "name"), Field("spawn", "map"),
-    Field("restart", "name"), Field("max_restarts", "int", default=5), Field("restart_window", "number", default=60.0),
-    Field("uid", "name"), Field("state", "name", default="running"), Field("restarts", "numbers", default=list),
-    Field("created", "number", default=0.0), Field("last_restart", "number", optional=True),
-    Field("last_error", "str", optional=True), Field("waiting_for", "str", optional=True),
-    Field("failed_at", "number", optional=True),
-], _all(_one_of("restart", RESTART_POLICIES), _one_of("state", ("running", "failed")), _spawn_inside))
-"""A supervised actor in the desired state (``beach_desired``, ``sup.<realm>.<sid>``)."""
-
-LEASE = Schema("lease", [Field("holder", "str")])
-"""The supervisor lease (``beach_desired``, ``lease.supervisor``)."""
+SUPERVISION = Schema("supervision", SupervisionRecord,
+                     _all(_one_of("restart", RESTART_POLICIES), _one_of("state", ("running", "failed")), _spawn_inside))
+LEASE = Schema("lease", Lease)
 
 
 def _digest(record: dict[str, Any], what: str) -> None:
@@ -215,23 +332,9 @@ def _digest(record: dict[str, Any], what: str) -> None:
         raise RecordError(f"{what}: 'digest' must be sha256:<64 hex digits>, not {digest!r:.80}")
 
 
-CODE_VERSION = Schema("code version", [
-    Field("realm", "name"), Field("version", "name"), Field("digest", "name"), Field("size", "int"),
-    Field("files", "int", default=0), Field("who", "str", default="?"), Field("when", "number", default=0.0),
-    Field("requirements", "names", default=list), Field("sealed", "bool", default=False),
-], _digest)
-"""One deployed version of a realm's code (``beach_desired``, ``code.<realm>.v.<version>``): the
-bundle in the object store it names by digest, who deployed it and when."""
-
-CODE_CURRENT = Schema("current code", [
-    Field("realm", "name"), Field("version", "name"), Field("who", "str", default="?"),
-    Field("when", "number", default=0.0), Field("previous", "str", optional=True),
-])
-"""Which version of a realm new actors run (``beach_desired``, ``code.<realm>.current``)."""
-
-CORDON = Schema("cordon", [Field("node", "name"), Field("who", "str", default="?"),
-                           Field("when", "number", default=0.0)])
-"""A cordoned node: no new actor is placed there (``beach_desired``, ``cordon.<node>``)."""
+CODE_VERSION = Schema("code version", CodeVersion, _digest)
+CODE_CURRENT = Schema("current code", CodeCurrent)
+CORDON = Schema("cordon", Cordon)
 
 
 def _patrol(value: Any, where: str = "") -> dict[str, Any]:
@@ -249,15 +352,20 @@ def _patrol(value: Any, where: str = "") -> dict[str, Any]:
 
 
 def desired(key: str, value: Any) -> dict[str, Any]:
-    """A desired-state record by its key; raises `RecordError` for a bad one or an unknown key."""
+    """A desired-state record by its key (a `SupervisionRecord`, a patrol spec, a `Lease`, a
+    `CodeVersion` or `CodeCurrent`, a `Cordon`: which one the key says); raises `RecordError` for a
+    bad one or an unknown key."""
+    schema: Schema[Any]
     if key.startswith("sup."):
-        return SUPERVISION.check(value, key)
-    if key.startswith("patrol."):
+        schema = SUPERVISION
+    elif key.startswith("patrol."):
         return _patrol(value, key)
-    if key.startswith("lease."):
-        return LEASE.check(value, key)
-    if key.startswith("code."):
-        return (CODE_CURRENT if key.endswith(".current") else CODE_VERSION).check(value, key)
-    if key.startswith("cordon."):
-        return CORDON.check(value, key)
-    raise RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")
+    elif key.startswith("lease."):
+        schema = LEASE
+    elif key.startswith("code."):
+        schema = CODE_CURRENT if key.endswith(".current") else CODE_VERSION
+    elif key.startswith("cordon."):
+        schema = CORDON
+    else:
+        raise RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")
+    return cast(dict[str, Any], schema.check(value, key))

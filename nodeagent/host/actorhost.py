@@ -167,7 +167,7 @@ class ActorHost(ControlServer):
             return Reply(False, f"init() of actor {name!r} raised", {"st": str(err)})
         except TimeoutError:
             # the caller is told it failed: so it must not come up later
-            self.background.spawn(self._abandon(runtime, start))
+            self.background.start(self._abandon(runtime, start))
             return Reply(False, f"init() of actor {name!r} did not finish within {timeout}s", {})
         if runtime.stop_requested:  # init() called stop(): it never comes up
             await runtime.stop()
