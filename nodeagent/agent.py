@@ -270,21 +270,22 @@ class NodeAgent(ControlServer):
     async def op_replace(self, args: dict[str, Any]) -> Reply:
         """Replace actor ``uid`` (of this node) with one running ``version`` (see `replace`);
         reply ``{'uid': new, 'node', 'old'}``."""
-        version = args.get("version")
+        checked = records.REPLACE_ARGS.check(args)
+        version = checked["version"]
         if version is not None:
             subjects.check_version(version)
-        grace = float(args.get("grace", LEAVE_GRACE))
+        grace = LEAVE_GRACE if checked["grace"] is None else float(checked["grace"])
         if not 0 <= grace <= 60:
             raise ValueError(f"grace must be 0 to 60 seconds, not {grace}")
-        self._check_scope(args["uid"])
-        return await self.replace(args["uid"], version, grace, bool(args.get("away")))
+        self._check_scope(checked["uid"])
+        return await self.replace(checked["uid"], version, grace, checked["away"])
 
     async def op_cordon(self, args: dict[str, Any]) -> Reply:
         """Cordon this node (``on``: no new actor is placed here; kept across restarts in the
         desired state) or uncordon it."""
         if scope.get() is not None:
             raise OutOfScope("permission denied: cordoning a node is an operation on the whole cluster")
-        on = bool(args.get("on", True))
+        on = records.CORDON_ARGS.check(args)["on"]
         kv = await bus.open_desired(self.session.nc, self.config)
         key = desired.cordon_key(self.node_id)
         if on:
@@ -331,7 +332,7 @@ class NodeAgent(ControlServer):
 
     async def op_hello(self, args: dict[str, Any]) -> Reply:
         """A host of this node is connected and ready."""
-        self.pool.announced(args["host"])
+        self.pool.announced(records.HELLO_ARGS.check(args)["host"])
         await self.heartbeat()
         return Reply(True, "", {})
 
@@ -393,7 +394,7 @@ class NodeAgent(ControlServer):
 
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the given actors of this node (unknown uids are listed as not found)."""
-        uids = list(args.get("uids") or [])
+        uids = records.STOP_ARGS.check(args)["uids"]
         for uid in uids:
             self._check_scope(uid)
         return await self._stop(uids)
@@ -419,13 +420,14 @@ class NodeAgent(ControlServer):
         return Reply((not errors), "; ".join(errors), {"stopped": stopped})
 
     async def _recategorize(self, op: str, args: dict[str, Any]) -> Reply:
-        uid = args["uid"]
+        checked = records.CATEGORY_ARGS.check(args)
+        uid = checked["uid"]
         self._check_scope(uid)
-        subjects.normalize(args["category"])
+        subjects.normalize(checked["category"])
         hosts = self._hosts_of([uid])
         if not hosts:
             return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
-        return await self._to_host(next(iter(hosts)), op, {"uid": uid, "category": args["category"]}, 10)
+        return await self._to_host(next(iter(hosts)), op, {"uid": uid, "category": checked["category"]}, 10)
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to one of this node's actors."""
@@ -438,10 +440,11 @@ class NodeAgent(ControlServer):
     async def op_desired(self, args: dict[str, Any]) -> Reply:
         """Change the desired state (supervision records, patrol specs): ``put`` {key: value},
         ``delete`` [keys], ``prefixes`` [key prefixes to delete]."""
+        change = records.DESIRED_ARGS.check(args)
         kv = await bus.open_desired(self.session.nc, self.config)
         realm = scope.get()
         puts = {}
-        for key, value in args.get("put", {}).items():
+        for key, value in change["put"].items():
             if not key.startswith(("sup.", "patrol.", "code.", "cordon.")):
                 raise ValueError(f"not a desired-state key: {key!r}")
             puts[key] = records.desired(key, value)  # a bad record is refused, not stored
@@ -452,15 +455,15 @@ class NodeAgent(ControlServer):
                 await self._check_bundle(puts[key])
             elif key.startswith("code."):  # the version it names must exist (or come in this change)
                 version = codestore.version_key(puts[key]["realm"], puts[key]["version"])
-                if version not in args.get("put", {}) and await desired.get(kv, version) is None:
+                if version not in change["put"] and await desired.get(kv, version) is None:
                     raise ValueError(f"realm {puts[key]['realm']!r} has no version {puts[key]['version']!r}")
-        doomed = list(args.get("delete", []))
+        doomed = list(change["delete"])
         if realm is not None:  # a realm admin deletes only its realm's records
             for key in doomed:
                 current = await desired.get(kv, key)
                 if current is not None:
                     in_scope(desired.realm_of(current[0]))
-        for prefix in args.get("prefixes", []):
+        for prefix in change["prefixes"]:
             doomed += [key for key, (record, _) in (await desired.snapshot(kv, prefix)).items()
                        if realm is None or desired.realm_of(record) == realm]
         for key, record in puts.items():
@@ -485,16 +488,13 @@ class NodeAgent(ControlServer):
         a NATS URL only; secrets and local paths in it are left out (and named in the reply)."""
         if scope.get() is not None:
             raise OutOfScope("permission denied: the cluster's config is not a realm's to push")
-        raw = args.get("config")
-        if not isinstance(raw, dict):
-            raise ValueError("'config' must be the config file's mapping")
-        pushed, left = clusterconfig.shareable(raw)
+        pushed, left = clusterconfig.shareable(records.CONFIG_ARGS.check(args)["config"])
         revision = await clusterconfig.store(self.session.nc, self.config, pushed)
         return Reply(True, "", {"pushed": sorted(pushed), "left_out": left, "revision": revision})
 
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of the process running actor ``args['uid']`` (every thread)."""
-        uid = args["uid"]
+        uid = records.ACTOR_ARGS.check(args)["uid"]
         self._check_scope(uid)
         hosts = self._hosts_of([uid])
         if not hosts:

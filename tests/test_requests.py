@@ -341,3 +341,21 @@ def test_a_handler_that_cancels_or_exits_is_a_failure_and_the_actor_lives_on(bea
             assert handle.request("ping", timeout=5).isSuccess
     finally:
         beach.stopActors(withId=resp.data["uid"])
+
+
+def test_bad_control_arguments_are_refused_naming_the_field(beach, node):
+    # what a careless tool or a hand-made message sends a node agent: one clear line back, and
+    # the node goes on serving (a string for 'uids' used to be read as a list of its letters)
+    core = beach._core
+    cases = [("stop", {"uids": "abc"}, "bad stop request: stop arguments: 'uids' must be a list of names, not str"),
+             ("stack", {"uid": 5}, "bad stack request: actor arguments: 'uid' must be a non-empty string, not int"),
+             ("replace", {"grace": 1}, "bad replace request: replace arguments: 'uid' is missing"),
+             ("associate", {"uid": "u", "category": ""}, "bad associate request: category arguments: 'category' "
+                                                          "must be a non-empty string"),
+             ("desired", {"delete": "sup.x"}, "bad desired request: desired arguments: 'delete' must be a list"),
+             ("cordon", {"on": "yes"}, "bad cordon request: cordon arguments: 'on' must be true or false"),
+             ("config", {"config": [1]}, "bad config request: config arguments: 'config' must be a map")]
+    for op, args, message in cases:
+        response = beach._runner.run(core._node_call(node.node_id, op, args, 10))
+        assert not response.isSuccess and response.error.startswith(message), (op, response.error)
+    assert beach.addActor("AsyncEcho", "after-bad-control").isSuccess

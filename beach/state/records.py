@@ -117,15 +117,16 @@ class Schema(Generic[R]):
     """The fields of one kind of record (from its ``TypedDict``), and how to read older formats of it."""
 
     def __init__(self, kind: str, record_type: type[R],
-                 check: Callable[[dict[str, Any], str], None] | None = None) -> None:
+                 check: Callable[[dict[str, Any], str], None] | None = None, noun: str = "record") -> None:
         self.kind = kind
+        self.noun = noun
         self.type = record_type
         self.fields = fields_of(record_type)
         self._extra = check
 
     def check(self, value: Any, where: str = "") -> R:
         """The record ``value`` (decoded msgpack) as this release uses it; raises `RecordError`."""
-        what = f"{self.kind} record{' ' + where if where else ''}"
+        what = f"{self.kind} {self.noun}{' ' + where if where else ''}"
         if not isinstance(value, dict):
             raise RecordError(f"{what}: must be a map, not {type(value).__name__}")
         version = value.get("v", 0)
@@ -335,6 +336,85 @@ def _digest(record: dict[str, Any], what: str) -> None:
 CODE_VERSION = Schema("code version", CodeVersion, _digest)
 CODE_CURRENT = Schema("current code", CodeCurrent)
 CORDON = Schema("cordon", Cordon)
+
+
+# ---------------------------------------------------------------- control operations' arguments
+# What a node agent's operations take (``beach.n.<node>.<op>``; the spawn's is `SpawnSpec`): checked
+# as the operation starts, so a bad argument is refused naming it ("bad stop request: stop
+# arguments: 'uids' must be a list of names, not str").
+
+
+class StopArgs(TypedDict):
+    """``stop``: the actors of this node to stop."""
+
+    v: int
+    uids: Annotated[list[str], "names", list]
+
+
+class ReplaceArgs(TypedDict):
+    """``replace``: an actor to replace, with the version its successor runs, the old one's grace
+    in seconds (None: the default) and whether it must leave the node (a drain)."""
+
+    v: int
+    uid: Annotated[str, "name"]
+    version: Annotated[str | None, "str"]
+    grace: Annotated[float | None, "number"]
+    away: Annotated[bool, "bool", False]
+
+
+class CordonArgs(TypedDict):
+    """``cordon``: on (no new actor is placed on the node) or off."""
+
+    v: int
+    on: Annotated[bool, "bool", True]
+
+
+class DesiredArgs(TypedDict):
+    """``desired``: desired-state records to put, keys to delete, key prefixes to delete."""
+
+    v: int
+    put: Annotated[dict[str, Any], "map", dict]
+    delete: Annotated[list[str], "names", list]
+    prefixes: Annotated[list[str], "names", list]
+
+
+class ConfigArgs(TypedDict):
+    """``config``: the config file's mapping, for ``beach config push``."""
+
+    v: int
+    config: Annotated[dict[str, Any], "map"]
+
+
+class ActorArgs(TypedDict):
+    """``stack``: one actor of the node."""
+
+    v: int
+    uid: Annotated[str, "name"]
+
+
+class CategoryArgs(TypedDict):
+    """``associate`` / ``disassociate``: one actor of the node and a category."""
+
+    v: int
+    uid: Annotated[str, "name"]
+    category: Annotated[str, "name"]
+
+
+class HelloArgs(TypedDict):
+    """``hello``: an actor host of the node says it is up."""
+
+    v: int
+    host: Annotated[str, "name"]
+
+
+STOP_ARGS = Schema("stop", StopArgs, noun="arguments")
+REPLACE_ARGS = Schema("replace", ReplaceArgs, noun="arguments")
+CORDON_ARGS = Schema("cordon", CordonArgs, noun="arguments")
+DESIRED_ARGS = Schema("desired", DesiredArgs, noun="arguments")
+CONFIG_ARGS = Schema("config", ConfigArgs, noun="arguments")
+ACTOR_ARGS = Schema("actor", ActorArgs, noun="arguments")
+CATEGORY_ARGS = Schema("category", CategoryArgs, noun="arguments")
+HELLO_ARGS = Schema("hello", HelloArgs, noun="arguments")
 
 
 def _patrol(value: Any, where: str = "") -> dict[str, Any]:
