@@ -255,12 +255,13 @@ class AsyncBeach:
             cats = [withCategory] if isinstance(withCategory, str) else list(withCategory)
             for cat in cats:
                 uids += [a["uid"] for a in self._session.view.find(self._realm, cat) if a["uid"] not in uids]
-        sids = {desired.supervision_key(a["realm"], sid) for a in map(self._session.view.actors.get, uids)
-                if a is not None and (sid := a["sid"])}
-        if sids and not keepSupervision:  # (else the supervisor would restart them)
-            response = await self._change_desired(delete=sorted(sids))
-            if not response.isSuccess:
-                return response
+        if not keepSupervision:  # end their supervision first (else the supervisor would restart them)
+            sids = {desired.supervision_key(a["realm"], sid) for a in map(self._session.view.actors.get, uids)
+                    if a is not None and (sid := a["sid"])}
+            if sids:
+                response = await self._change_desired(delete=sorted(sids))
+                if not response.isSuccess:
+                    return response
         return await self._stop_on_nodes(uids, delay)
 
     async def _stop_on_nodes(self, uids: list[str], delay: float | None) -> ActorResponse:

@@ -202,9 +202,6 @@ class ActorHandle:
     def _retryable(response: ActorResponse) -> bool:
         return response.isTimedOut or response.failure in wire.RETRYABLE
 
-    def _in_background(self, coro: Any) -> asyncio.Task[Any]:
-        return self._background.start(coro)
-
     def _check_arguments(self, key: Any, nRetries: int | None) -> None:
         if self._mode == "affinity" and key is None:
             raise UsageError(f"{self!r} routes by key: pass key= to request()")
@@ -233,11 +230,11 @@ class ActorHandle:
                 coro.close()
                 future._add(ActorResponse(False, "cancelled: the handle was closed"))
 
-        self._in_background(run()).add_done_callback(cancelled)
+        self._background.start(run()).add_done_callback(cancelled)
 
     async def arequestFuture(self, requestType: str, data: Any = None, timeout: float | None = None,
-                              key: Any = None, nRetries: int | None = None,
-                              onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
+                             key: Any = None, nRetries: int | None = None,
+                             onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Start a request and return at once a `FutureResults` that will hold its response."""
         self._check(requestType, data, key, nRetries)
         future = FutureResults(1, self._session.runner)
@@ -257,7 +254,7 @@ class ActorHandle:
         self._check_arguments(key, nRetries)
         if (self._retries if nRetries is None else nRetries) or onFailure is not None:
             self._check(requestType, data, key, nRetries)
-            self._in_background(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+            self._background.start(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         else:
             payload = self._encode(requestType, {} if data is None else data, new_id(), None)
             await self._session.publish(self._route(key, 0, set())[0], payload)

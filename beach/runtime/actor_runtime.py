@@ -272,17 +272,14 @@ class ActorRuntime:
         """A fresh copy of this actor's context (for threads the actor starts)."""
         return self._context.copy()
 
-    def _in_background(self, coro: Any) -> asyncio.Task[Any]:
-        return self._background.start(coro)
-
     def _in_loop(self) -> bool:
         return self.host.runner.in_loop_thread()
 
     def _soon(self, coro_fn: Callable[[], Any]) -> None:
         if self._in_loop():
-            self._in_background(coro_fn())
+            self._background.start(coro_fn())
         else:
-            self.loop.call_soon_threadsafe(lambda: self._in_background(coro_fn()))
+            self.loop.call_soon_threadsafe(lambda: self._background.start(coro_fn()))
 
     # ---------------------------------------------------------------- Actor API backends
 

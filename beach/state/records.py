@@ -108,7 +108,8 @@ def fields_of(record_type: type) -> list[Field]:
         if name == "v":
             continue
         kind, *default = hint.__metadata__
-        optional = type(None) in get_args(get_args(hint)[0]) or get_args(hint)[0] is type(None)
+        base = get_args(hint)[0]  # T of Annotated[T, ...]
+        optional = base is type(None) or type(None) in get_args(base)
         fields.append(Field(name, kind, optional, default[0] if default else _MISSING))
     return fields
 
