@@ -28,7 +28,8 @@ from beach import config as beach_config
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
 from beach.errors import ActorInitError, BeachError
-from beach.runtime.actor_runtime import SERVING, ActorRuntime
+from beach.runtime.actor_runtime import ActorRuntime
+from beach.runtime.dispatch import SERVING
 from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory
@@ -101,9 +102,7 @@ class ActorHost(ControlServer):
 
     def load(self) -> dict[str, Any]:
         """Each actor's load figures: in-flight requests, their bound, waiting messages, counters."""
-        return {uid: {"inflight": rt.inflight, "bound": rt.bound, "waiting": rt.waiting,
-                      "handlers": sorted(rt.handlers), "logs_dropped": rt.log_source.dropped, **rt.counters}
-                for uid, rt in self.actors.items()}
+        return {uid: {**rt.dispatcher.load(), "logs_dropped": rt.log_source.dropped} for uid, rt in self.actors.items()}
 
     async def _publish_stats(self) -> None:
         """Tell whoever watches (the tools' cluster model) how this host's actors are doing."""

@@ -1,0 +1,236 @@
+"""`Dispatcher`: serves one actor's requests — from the NATS message to the reply.
+
+Each message is handed on at once (nats-py runs a subscription's callbacks one at a time, and a
+slow callback makes the server drop messages). Requests in progress are bounded per actor; past
+the bound a request is answered ``'busy'`` at once so the caller can try another actor, and a
+reply-less message (a broadcast, a plain shot) waits its turn in a bounded backlog. A request is
+checked for trust, run by its handler unless its deadline passed first (then it gets no reply:
+the caller has given up), and its return or exception becomes the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import logging
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from beach import wire
+from beach.actor import ActorRequest
+from beach.client.runner import Background
+from beach.client.session import Session, current_deadline
+from beach.config import BacklogConfig
+from beach.errors import BeachError, SealError
+from beach.runtime import eager
+from beach.runtime.replycache import ReplyCache, Result
+from beach.runtime.workers import WorkerPool
+
+log = logging.getLogger("beach.runtime")
+
+MAX_INFLIGHT_ASYNC = 1000
+MAX_INFLIGHT_SYNC = 64
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused")
+_EXPIRED = object()
+
+# Worker thread id → (actor uid, request type) while a def handler runs there, for `stacks`.
+SERVING: dict[int, tuple[str, str]] = {}
+
+
+def _run_sync(handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Any:
+    if deadline is not None and time.monotonic() >= deadline:
+        return _EXPIRED
+    ident = threading.get_ident()
+    SERVING[ident] = (request.dst, request.req)
+    try:
+        return handler(request)
+    finally:
+        del SERVING[ident]
+
+
+class Dispatcher:
+    """The requests of actor ``uid``: its handlers by request type, the bound on requests in
+    progress (``max_concurrent``, else a default that depends on whether handlers are ``def``),
+    the backlog, the trusted idents, the optional reply cache, and the counters the tools show.
+
+    ``context`` is the actor's (each request runs in a copy of it); ``unsupported`` logs a request
+    of a type nobody handles; ``report`` records a handler's traceback as the actor's last error.
+    """
+
+    def __init__(self, uid: str, session: Session, pool: WorkerPool, context: contextvars.Context, *,
+                 trusted: set[str], max_inflight: int | None, backlog: BacklogConfig, reply_cache: int,
+                 unsupported: Callable[[str], None], report: Callable[[str], None]) -> None:
+        self.uid = uid
+        self.session = session
+        self.pool = pool
+        self.context = context
+        self.trusted = trusted
+        self.max_inflight = max_inflight
+        self.backlog = backlog
+        self.replies = ReplyCache(reply_cache) if reply_cache > 0 else None
+        self._unsupported = unsupported
+        self._report = report
+        self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
+        self._async_handlers: set[Callable[..., Any]] = set()
+        self.bound = max_inflight or MAX_INFLIGHT_ASYNC
+        self.inflight = 0
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._waiting: deque[tuple[Msg, float]] = deque()  # reply-less messages past the bound
+        self._waiting_bytes = 0
+        self._background = Background()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    # ---------------------------------------------------------------- handlers
+
+    def handle(self, request_type: str, func: Callable[[ActorRequest], Any]) -> Callable[..., Any] | None:
+        """Serve ``request_type`` with ``func``; return the handler it replaces, if any."""
+        previous = self.handlers.get(request_type)
+        self.handlers[request_type] = func
+        self._set_bound()
+        return previous
+
+    def unhandle(self, request_type: str) -> bool:
+        """Stop serving ``request_type``; True if it was served."""
+        removed = self.handlers.pop(request_type, None) is not None
+        self._set_bound()
+        return removed
+
+    def _set_bound(self) -> None:
+        self._async_handlers = {h for h in self.handlers.values() if inspect.iscoroutinefunction(h)}
+        # Sync handlers hold a worker thread each, so they get the smaller default bound.
+        sync = len(self._async_handlers) < len(self.handlers)
+        self.bound = self.max_inflight or (MAX_INFLIGHT_SYNC if sync else MAX_INFLIGHT_ASYNC)
+
+    @property
+    def waiting(self) -> int:
+        """Reply-less messages past the bound, waiting for a free slot."""
+        return len(self._waiting)
+
+    def load(self) -> dict[str, Any]:
+        """The figures the tools show: requests in progress, their bound, messages waiting, the
+        request types served, and the counters."""
+        return {"inflight": self.inflight, "bound": self.bound, "waiting": len(self._waiting),
+                "handlers": sorted(self.handlers), **self.counters}
+
+    async def cancel(self) -> None:
+        """Cancel the requests still in progress (the actor stops)."""
+        await self._background.cancel()
+
+    # ---------------------------------------------------------------- serving
+
+    async def on_msg(self, msg: Msg) -> None:
+        """The subscriptions' callback: admit ``msg`` (or answer busy, or queue it) and start it."""
+        # Runs inside nats-py's one-at-a-time callback loop: hand off at once, never block here.
+        received = time.monotonic()
+        session = self.session
+        if session.sealer is not None:
+            try:  # at arrival, so that a message waiting its turn does not age out of the replay window
+                msg.data = session.unseal(msg)
+            except SealError:  # tampered, replayed or not sealed: counted, never run, never answered
+                self.counters["refused"] += 1
+                return
+        if self.inflight >= self.bound:
+            if msg.reply:  # the caller hears "busy" at once and can try another actor
+                self.counters["busy"] += 1
+                await session.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
+            elif (len(self._waiting) >= self.backlog.messages
+                  or self._waiting_bytes + len(msg.data) > self.backlog.bytes):
+                self.counters["dropped"] += 1  # bounded: a burst must not exhaust the host's memory
+            else:  # a broadcast or a shot: nobody to tell, so it waits its turn instead
+                self._waiting.append((msg, received))
+                self._waiting_bytes += len(msg.data)
+                self.idle.clear()
+            return
+        self.inflight += 1
+        self.idle.clear()
+        try:
+            eager.start(self._serve(msg, received), self.context.copy(), self._background)
+        except (Exception, asyncio.CancelledError):  # _serve answers handler errors itself: a bug
+            # escaping into nats-py's callback loop would end this subscription (a CancelledError does)
+            log.exception("actor %s failed to serve a message", self.uid)
+
+    async def _serve(self, msg: Msg, received: float) -> None:
+        try:
+            try:
+                request = wire.unpack_request(msg.data)
+            except ValueError as err:
+                self.counters["invalid"] += 1
+                result: Result = wire.Reply(False, wire.INVALID_REQUEST, {"reason": str(err)})
+            else:
+                result = await self._dispatch(request, received)
+            if result is not None and msg.reply:
+                await self._reply(msg.reply, result)
+        finally:
+            if self._waiting:  # hand this slot to the oldest message that waits for one
+                waiting = self._waiting.popleft()
+                self._waiting_bytes -= len(waiting[0].data)
+                self._background.start(self._serve(*waiting))
+            else:
+                self.inflight -= 1
+                if not self.inflight:
+                    self.idle.set()
+
+    async def _dispatch(self, request: wire.Request, received: float) -> Result:
+        if self.trusted and request.ident not in self.trusted:
+            self.counters["unauthorized"] += 1
+            return wire.Reply(False, wire.UNAUTHORIZED, {})
+        handler = self.handlers.get(request.req)
+        if handler is None:
+            self._unsupported(f"request type not supported: {request.req!r}")
+            return wire.Reply(False, wire.UNSUPPORTED, {})
+        deadline = None if request.ttl is None else received + request.ttl
+        actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
+        if self.replies is None:
+            return await self._run(handler, actor_request, deadline)
+        return await self.replies.run_once(request.id, lambda: self._run(handler, actor_request, deadline))
+
+    async def _run(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Result:
+        """Run the handler unless the request's deadline passed before it started (then no reply:
+        the caller has given up); turn its return or its exception into a reply."""
+        if deadline is not None and time.monotonic() >= deadline:
+            self.counters["expired"] += 1
+            return None
+        token = current_deadline.set(deadline)
+        try:
+            if handler in self._async_handlers:
+                ret = await handler(request)
+            else:
+                run = contextvars.copy_context().run
+                ret = await self.pool.run(run, _run_sync, handler, request, deadline)
+                if ret is _EXPIRED:  # waited for a worker thread past its deadline
+                    self.counters["expired"] += 1
+                    return None
+        except (Exception, asyncio.CancelledError, SystemExit, KeyboardInterrupt) as err:
+            # A handler's CancelledError, sys.exit() or KeyboardInterrupt is its own failure: it must
+            # neither end this subscription nor take the shared host down. Only a real cancellation
+            # of this task (the actor stopping) goes on up.
+            task = asyncio.current_task()
+            if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
+            self.counters["exceptions"] += 1
+            error = traceback.format_exc()
+            self._report(error)
+            log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, error)
+            return wire.Reply(False, wire.EXCEPTION, {"st": error})
+        finally:
+            current_deadline.reset(token)
+        self.counters["processed"] += 1
+        return wire.normalize_return(ret)
+
+    async def _reply(self, to: str, reply: wire.Reply) -> None:
+        session = self.session
+        try:
+            payload = wire.pack_reply(*reply)
+            session.check_size(payload, "reply")
+        except BeachError as err:
+            log.error("actor %s could not send its reply: %s", self.uid, err)
+            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
+        await session.publish(to, payload)
