@@ -25,7 +25,6 @@ from beach.client.response import ActorResponse, FutureResults
 from beach.client.runner import Background
 from beach.client.session import Session, remaining
 from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
-from beach.state.records import ActorEntry
 from beach.wire import subjects
 
 DEFAULT_TIMEOUT = 10.0
@@ -59,17 +58,13 @@ class ActorHandle:
         self._session = session
         self._realm = subjects.check_realm(realm)
         self._category = category
-        self._subject = subjects.request_subject(realm, category)
         self._broadcast_subject = subjects.broadcast_subject(realm, category)
         self._mode = routing.check_mode(mode)
+        self._targets = routing.Targets(session.view, self._realm, category, mode, session.node_id)
         self._retries = nRetries or 0
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._ident = ident
         self._pending: dict[str, int] = {}
-        self._generation = -1
-        self._cached_members: list[ActorEntry] = []
-        self._ring: routing.Ring | None = None
-        self._actor_subjects: dict[str, str] = {}
         self._background = Background(session.runner.loop)
 
     @property
@@ -81,40 +76,6 @@ class ActorHandle:
         return f"<ActorHandle {self._realm}:{self._category} mode={self._mode}>"
 
     # ---------------------------------------------------------------- async core
-
-    def _members(self) -> list[ActorEntry]:
-        view = self._session.view
-        if self._generation != view.generation:
-            self._generation = view.generation
-            self._cached_members = view.find(self._realm, self._category)
-            self._ring = None
-            self._actor_subjects = {}
-        return self._cached_members
-
-    def _owner(self, key: Any, exclude: set[str]) -> str | None:
-        members = self._members()
-        if exclude:
-            return routing.Ring([a["uid"] for a in members if a["uid"] not in exclude]).owner(key)
-        if self._ring is None:
-            self._ring = routing.Ring([a["uid"] for a in members])
-        return self._ring.owner(key)
-
-    def _route(self, key: Any, attempt: int, tried: set[str]) -> tuple[str, str]:
-        """``(subject, pending-key)`` for one attempt; ``tried`` holds the actors that failed it."""
-        uid: str | None = None
-        if self._mode == "affinity":
-            uid = self._owner(key, tried)
-        elif self._mode == "local" and attempt == 0:
-            uid = routing.local_choice(self._members(), self._session.node_id)
-        elif attempt:  # a retry: pick the actor ourselves, never one that already failed this request
-            # (a timeout through the queue group says nothing of who failed: choosing lets it count)
-            uid = routing.random_choice(self._members(), tried)
-        if uid is None:
-            return self._subject, self._category
-        subject = self._actor_subjects.get(uid)
-        if subject is None:
-            subject = self._actor_subjects[uid] = subjects.actor_subject(self._realm, uid)
-        return subject, uid
 
     def _no_actor(self) -> ActorResponse:
         return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self._category}' "
@@ -170,7 +131,7 @@ class ActorHandle:
             if attempt == 0 or budget != encoded_budget:
                 payload = self._encode(requestType, data, req_id, budget)
                 encoded_budget = budget
-            subject, target = self._route(key, attempt, tried)
+            subject, target = self._targets.route(key, attempt, tried)
             self._pending[target] = self._pending.get(target, 0) + 1
             try:
                 response = await self._send(subject, payload, budget or attempt_timeout)
@@ -189,14 +150,11 @@ class ActorHandle:
             if attempt < retries:  # nobody else to ask now: back off before the next attempt
                 if response.failure in (wire.NO_ACTOR, wire.BUS_UNAVAILABLE):
                     await asyncio.sleep(backoff(attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX))
-                elif response.failure == wire.BUSY and not self._others(tried):
+                elif response.failure == wire.BUSY and not self._targets.others(tried):
                     await asyncio.sleep(backoff(attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX))
         if not response.isSuccess and onFailure is not None:
             await _call_back(onFailure, data)
         return response
-
-    def _others(self, tried: set[str]) -> bool:
-        return any(a["uid"] not in tried for a in self._members())
 
     @staticmethod
     def _retryable(response: ActorResponse) -> bool:
@@ -257,7 +215,7 @@ class ActorHandle:
             self._background.start(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         else:
             payload = self._encode(requestType, {} if data is None else data, new_id(), None)
-            await self._session.publish(self._route(key, 0, set())[0], payload)
+            await self._session.publish(self._targets.route(key, 0, set())[0], payload)
         return True
 
     async def abroadcast(self, requestType: str, data: Any = None) -> bool:
@@ -272,7 +230,7 @@ class ActorHandle:
 
         The future is finished at once when the category is empty.
         """
-        members = self._members()
+        members = self._targets.members()
         budget = remaining(timeout or self._timeout) or 0.0
         payload = self._encode(requestType, data, new_id(), budget)
         future = FutureResults(len(members), self._session.runner)
@@ -285,11 +243,11 @@ class ActorHandle:
 
     def getNumAvailable(self) -> int:
         """The number of live actors in the category (from the directory view; no I/O)."""
-        return len(self._members())
+        return len(self._targets.members())
 
     def isAvailable(self) -> bool:
         """True if the category has at least one live actor."""
-        return bool(self._members())
+        return bool(self._targets.members())
 
     def getPending(self) -> dict[str, int]:
         """In-flight requests: ``{target: count}``; the target is the actor uid when the client chose

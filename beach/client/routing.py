@@ -1,6 +1,8 @@
-"""Choosing the actor a request goes to, when the client chooses (affinity, local).
+"""Choosing the actor a request goes to, when the client chooses (affinity, local, a retry).
 
 Random routing needs no choice here: it is the NATS queue group on the category's subject.
+`Targets` holds one category's live actors (from the directory view) and says, attempt by
+attempt, which subject a request goes to.
 Affinity uses a consistent-hash ring over the live members of the category: a stable hash
 (blake2b, not Python's salted ``hash()``), the same answer in every process, and when one of N
 actors joins or leaves only the keys of that actor move (about 1/N of them).
@@ -14,8 +16,10 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from beach.errors import UsageError
+from beach.wire import subjects
 
 if TYPE_CHECKING:
+    from beach.state.directory import DirectoryView
     from beach.state.records import ActorEntry
 
 MODES = ("random", "local", "affinity")
@@ -87,3 +91,64 @@ def local_choice(actors: list[ActorEntry], node_id: str | None) -> str | None:
         return None
     here = [a["uid"] for a in actors if a["node"] == node_id]
     return random.choice(here) if here else None
+
+
+class Targets:
+    """The live actors of category ``category`` of ``realm`` (the directory view's, re-read when
+    it changes) and where each attempt of a request goes under routing ``mode``."""
+
+    __slots__ = ("_view", "_realm", "_category", "_mode", "_node_id", "_subject", "_generation", "_members",
+                 "_ring", "_actor_subjects")
+
+    def __init__(self, view: DirectoryView, realm: str, category: str, mode: str, node_id: str | None) -> None:
+        self._view = view
+        self._realm = realm
+        self._category = category
+        self._mode = check_mode(mode)
+        self._node_id = node_id
+        self._subject = subjects.request_subject(realm, category)
+        self._generation = -1
+        self._members: list[ActorEntry] = []
+        self._ring: Ring | None = None
+        self._actor_subjects: dict[str, str] = {}
+
+    def members(self) -> list[ActorEntry]:
+        """The category's live actors."""
+        view = self._view
+        if self._generation != view.generation:
+            self._generation = view.generation
+            self._members = view.find(self._realm, self._category)
+            self._ring = None
+            self._actor_subjects = {}
+        return self._members
+
+    def others(self, tried: set[str]) -> bool:
+        """True if some live actor of the category is not in ``tried``."""
+        return any(a["uid"] not in tried for a in self.members())
+
+    def _owner(self, key: Any, exclude: set[str]) -> str | None:
+        members = self.members()
+        if exclude:
+            return Ring([a["uid"] for a in members if a["uid"] not in exclude]).owner(key)
+        if self._ring is None:
+            self._ring = Ring([a["uid"] for a in members])
+        return self._ring.owner(key)
+
+    def route(self, key: Any, attempt: int, tried: set[str]) -> tuple[str, str]:
+        """``(subject, target)`` for attempt ``attempt`` (0 first) of a request, ``tried`` holding
+        the actors that failed it: the target is the actor's uid when this side chose the actor,
+        else the category (the queue group chooses)."""
+        uid: str | None = None
+        if self._mode == "affinity":
+            uid = self._owner(key, tried)
+        elif self._mode == "local" and attempt == 0:
+            uid = local_choice(self.members(), self._node_id)
+        elif attempt:  # a retry: pick the actor ourselves, never one that already failed this request
+            # (a timeout through the queue group says nothing of who failed: choosing lets it count)
+            uid = random_choice(self.members(), tried)
+        if uid is None:
+            return self._subject, self._category
+        subject = self._actor_subjects.get(uid)
+        if subject is None:
+            subject = self._actor_subjects[uid] = subjects.actor_subject(self._realm, uid)
+        return subject, uid
