@@ -513,7 +513,7 @@ class NodeAgent(ControlServer):
 
 def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:
     """Check a spawn request; raise `RecordError` (a ``ValueError``) or `CategoryError` naming the bad field."""
-    spec = records.SPAWN.check(args, "spawn request")
+    spec = records.SPAWN.check(args)
     spec["realm"] = subjects.check_realm(spec["realm"])
     spec["categories"] = [subjects.normalize(c) for c in spec["categories"]]
     return spec

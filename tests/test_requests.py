@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import nats
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from beach import wire
 from beach.beach_api import Beach
 from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, UsageError
+from beach.security import authority
 from beach.wire import subjects
 
 from .conftest import LEDGER, holds_for, ledger, served, wait_for
@@ -359,3 +361,34 @@ def test_bad_control_arguments_are_refused_naming_the_field(beach, node):
         response = beach._runner.run(core._node_call(node.node_id, op, args, 10))
         assert not response.isSuccess and response.error.startswith(message), (op, response.error)
     assert beach.addActor("AsyncEcho", "after-bad-control").isSuccess
+
+
+def test_bad_arguments_to_an_actor_host_are_refused_naming_the_field(beach):
+    # an actor host takes orders from its node agent only, but checks them all the same: a bug in
+    # the agent (or a hand-made message) gets one clear line, and the host goes on serving
+    resp = beach.addActor("AsyncEcho", "host-bad-control")
+    assert resp.isSuccess, resp
+    host = resp.data["host"]
+    session = beach._core._session
+    cases = [("stop", {"uids": "abc"}, "bad stop request: stop arguments: 'uids' must be a list of names, not str"),
+             ("stop", {"uids": [], "grace": "1s"}, "bad stop request: stop arguments: 'grace' must be a number"),
+             ("flush", {"realm": 3}, "bad flush request: flush arguments: 'realm' must be a string, not int"),
+             ("spec", {}, "bad spec request: actor arguments: 'uid' is missing"),
+             ("stack", {"uid": ["x"]}, "bad stack request: stack arguments: 'uid' must be a string, not list"),
+             ("associate", {"uid": resp.data["uid"]}, "bad associate request: category arguments: 'category' "
+                                                      "is missing"),
+             ("spawn", {"name": "AsyncEcho", "categories": ["x"], "realm": "global"},
+              "bad spawn request: spawn record: 'uid' must not be empty")]
+    token = session.config.admin_token  # what the node agent proves it holds
+
+    async def call(op: str, args: dict) -> Any:
+        subject = subjects.host_subject(host, op)
+        body = await authority.control_body(session.inbox, subject, subjects.host_subject(host, "challenge"),
+                                            args, token, op, 10)
+        return await session.inbox.request(subject, body, 10)
+
+    for op, args, message in cases:
+        msg = beach._runner.run(call(op, args))
+        reply = wire.read_reply(msg.data, f"host {host}")
+        assert not reply.ok and reply.error.startswith(message), (op, reply.error)
+    assert beach.getActorHandle("host-bad-control").request("echo", {"x": 1}, timeout=10).isSuccess

@@ -408,6 +408,32 @@ class HelloArgs(TypedDict):
     host: Annotated[str, "name"]
 
 
+# What an actor host's operations take (``beach.h.<host>.<op>``, from its node agent only).
+
+
+class HostStopArgs(TypedDict):
+    """``stop`` at a host: its actors to stop, and the seconds each keeps serving once out of the
+    directory (a replacement's grace)."""
+
+    v: int
+    uids: Annotated[list[str], "names", list]
+    grace: Annotated[float, "number", 0.0]
+
+
+class FlushArgs(TypedDict):
+    """``flush`` at a host: stop its actors (of one realm only, if given)."""
+
+    v: int
+    realm: Annotated[str | None, "str"]
+
+
+class StackArgs(TypedDict):
+    """``stack`` at a host: its threads' and tasks' stacks (those serving actor ``uid`` marked)."""
+
+    v: int
+    uid: Annotated[str | None, "str"]
+
+
 STOP_ARGS = Schema("stop", StopArgs, noun="arguments")
 REPLACE_ARGS = Schema("replace", ReplaceArgs, noun="arguments")
 CORDON_ARGS = Schema("cordon", CordonArgs, noun="arguments")
@@ -416,6 +442,11 @@ CONFIG_ARGS = Schema("config", ConfigArgs, noun="arguments")
 ACTOR_ARGS = Schema("actor", ActorArgs, noun="arguments")
 CATEGORY_ARGS = Schema("category", CategoryArgs, noun="arguments")
 HELLO_ARGS = Schema("hello", HelloArgs, noun="arguments")
+HOST_SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("uid"), _non_empty("categories"),
+                                             _one_of("restart", RESTART_POLICIES)))
+HOST_STOP_ARGS = Schema("stop", HostStopArgs, noun="arguments")
+FLUSH_ARGS = Schema("flush", FlushArgs, noun="arguments")
+STACK_ARGS = Schema("stack", StackArgs, noun="arguments")
 
 
 def _patrol(value: Any, where: str = "") -> dict[str, Any]:

@@ -32,7 +32,7 @@ from beach.runtime.actor_runtime import ActorRuntime
 from beach.runtime.dispatch import SERVING
 from beach.runtime.workers import WorkerPool
 from beach.security import authority
-from beach.state import desired, directory
+from beach.state import desired, directory, records
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent.control import ControlServer
@@ -142,15 +142,16 @@ class ActorHost(ControlServer):
 
     # ---------------------------------------------------------------- control
 
-    async def op_spawn(self, spec: dict[str, Any]) -> Reply:
+    async def op_spawn(self, args: dict[str, Any]) -> Reply:
         """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
+        spec = records.HOST_SPAWN.check(args)
         name = spec["name"]
         try:
             deployed = None if ":" in name else await self.code.find(spec["realm"], spec.get("version"))
             cls = load_actor_class(self.config.code_directory, spec["realm"], name, self.config.actor_modules,
                                    None if deployed is None else (deployed.directory, deployed.digest))
             actor = cls()
-            runtime = ActorRuntime(self, actor, spec, None if deployed is None else deployed.version)
+            runtime = ActorRuntime(self, actor, dict(spec), None if deployed is None else deployed.version)
             timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
         except BeachError as err:
             self._maybe_exit()  # an isolated host made for this actor has nothing left to do
@@ -230,14 +231,15 @@ class ActorHost(ControlServer):
 
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the actors ``args['uids']`` that live here."""
-        grace = float(args.get("grace") or 0)
-        results = await asyncio.gather(*(self.stop_actor(uid, grace=grace) for uid in args.get("uids", [])))
-        stopped = {uid: list(r) for uid, r in zip(args.get("uids", []), results, strict=True) if r is not None}
+        checked = records.HOST_STOP_ARGS.check(args)
+        uids, grace = checked["uids"], checked["grace"]
+        results = await asyncio.gather(*(self.stop_actor(uid, grace=grace) for uid in uids))
+        stopped = {uid: list(r) for uid, r in zip(uids, results, strict=True) if r is not None}
         return Reply(True, "", {"stopped": stopped})
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:
         """Stop every actor here (of realm ``args['realm']`` only, if given)."""
-        realm = args.get("realm")
+        realm = records.FLUSH_ARGS.check(args)["realm"]
         return await self.op_stop({"uids": [uid for uid, rt in self.actors.items() if realm in (None, rt.realm)]})
 
     async def _recategorize(self, uid: str, change: Any) -> Reply:
@@ -253,22 +255,25 @@ class ActorHost(ControlServer):
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to an actor."""
-        category = subjects.normalize(args["category"])
-        return await self._recategorize(args["uid"], lambda cats: category in cats or cats.append(category))
+        checked = records.CATEGORY_ARGS.check(args)
+        category = subjects.normalize(checked["category"])
+        return await self._recategorize(checked["uid"], lambda cats: category in cats or cats.append(category))
 
     async def op_disassociate(self, args: dict[str, Any]) -> Reply:
         """Remove a category from an actor."""
-        category = subjects.normalize(args["category"])
-        runtime = self.actors.get(args["uid"])
+        checked = records.CATEGORY_ARGS.check(args)
+        uid, category = checked["uid"], subjects.normalize(checked["category"])
+        runtime = self.actors.get(uid)
         if runtime is not None and category not in runtime.categories:
-            return Reply(False, f"actor {args['uid']} is not in category {category!r}", {})
-        return await self._recategorize(args["uid"], lambda cats: cats.remove(category))
+            return Reply(False, f"actor {uid} is not in category {category!r}", {})
+        return await self._recategorize(uid, lambda cats: cats.remove(category))
 
     async def op_spec(self, args: dict[str, Any]) -> Reply:
         """The full spawn spec of one actor here (private parameters included: agent only)."""
-        runtime = self.actors.get(args["uid"])
+        uid = records.ACTOR_ARGS.check(args)["uid"]
+        runtime = self.actors.get(uid)
         if runtime is None:
-            return Reply(False, f"actor {args['uid']} is not hosted here", {})
+            return Reply(False, f"actor {uid} is not hosted here", {})
         return Reply(True, "", {"spec": runtime.spec})
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
@@ -278,7 +283,7 @@ class ActorHost(ControlServer):
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of every thread of this process, and of its asyncio tasks; the threads
         serving a request of actor ``args['uid']`` (if given) are marked."""
-        uid = args.get("uid")
+        uid = records.STACK_ARGS.check(args)["uid"]
         if uid is not None and uid not in self.actors:
             return Reply(False, f"actor {uid} is not hosted here", {})
         frames = sys._current_frames()
