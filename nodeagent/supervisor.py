@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from beach import bus, patrol
 from beach.backoff import backoff as exponential
@@ -98,7 +98,8 @@ class Supervisor:
         # forget what concerns records that are gone
         self._seen &= {record["uid"] for record, _ in records.values()}
         self._noticed = {k: t for k, t in self._noticed.items() if k in records}
-        specs = [spec for spec, _ in self.mirror.under("patrol.").values()]
+        # (checked as read)
+        specs = [cast(patrol.PatrolSpec, spec) for spec, _ in self.mirror.under("patrol.").values()]
         for spec in specs:
             await self._patrol(spec, now)
         await self._stop_unowned(specs)
@@ -194,7 +195,7 @@ class Supervisor:
 
     # ---------------------------------------------------------------- patrol
 
-    async def _patrol(self, spec: dict[str, Any], now: float) -> None:
+    async def _patrol(self, spec: patrol.PatrolSpec, now: float) -> None:
         nodes = self.view.nodes
         cores = sum(int(n.get("cores") or 1) for n in nodes.values())
         for entry in spec["actors"]:
@@ -222,7 +223,7 @@ class Supervisor:
             else:
                 self._over_since.pop(tag, None)
 
-    async def _scale_up(self, realm: str, tag: str, entry: dict[str, Any], count: int) -> None:
+    async def _scale_up(self, realm: str, tag: str, entry: patrol.PatrolEntry, count: int) -> None:
         try:
             args = patrol.entry_spawn_args(entry, realm, tag)
             for _ in range(count):  # one at a time, so each placement sees the previous ones
@@ -235,7 +236,7 @@ class Supervisor:
         finally:
             self._patrol_pending.pop(tag, None)
 
-    async def _stop_unowned(self, specs: list[dict[str, Any]]) -> None:
+    async def _stop_unowned(self, specs: list[patrol.PatrolSpec]) -> None:
         """Stop patrol actors whose spec or entry was removed."""
         wanted = {patrol.owner_tag(s["owner"], e["name"]) for s in specs for e in s["actors"]}
         stale = [a["uid"] for a in self.view.live()

@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -200,7 +200,7 @@ class AsyncBeach:
         return self._desired_kv
 
     async def applyPatrol(self, spec: str | os.PathLike[str] | dict[str, Any],
-                          owner: str | None = None, realm: str | None = None) -> dict[str, Any]:
+                          owner: str | None = None, realm: str | None = None) -> patrol.PatrolSpec:
         """Store a patrol spec (a file path, YAML or the original's ``.py``, or a parsed mapping);
         the supervising node agent makes the cluster match it and keeps it matched. Applying a spec
         again with the same owner replaces it. ``realm``: the realm of a Python patrol file (a YAML
@@ -220,11 +220,11 @@ class AsyncBeach:
                 return False
         return (await self._change_desired(delete=[key])).isSuccess
 
-    async def getPatrols(self) -> dict[str, dict[str, Any]]:
+    async def getPatrols(self) -> dict[str, patrol.PatrolSpec]:
         """Every patrol spec, by owner. Raises `BusError` when NATS cannot answer."""
         with bus.translated("cannot read the desired state"):
             specs = await desired.snapshot(await self._desired(), "patrol.")
-        return {v["owner"]: v for v, _ in specs.values()}
+        return {v["owner"]: cast(patrol.PatrolSpec, v) for v, _ in specs.values()}  # (checked as read)
 
     async def getSupervised(self) -> dict[str, dict[str, Any]]:
         """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or

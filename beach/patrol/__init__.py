@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import yaml
 
@@ -31,10 +31,57 @@ from beach.errors import BeachError, ConfigError
 from beach.state.spawn import spawn_args
 from beach.wire import subjects
 
-ENTRY_KEYS = {"name", "actor", "category", "instances"}
-SPAWN_KEYS = {"strategy", "strategy_hint", "parameters", "resources", "isIsolated", "secretIdent",
-              "trustedIdents", "n_concurrent", "max_concurrent", "is_drainable", "time_to_drain", "log_level",
-              "version"}
+
+class Instances(TypedDict, total=False):
+    """How many instances an entry asks for, when not a plain number: ``count`` plus ``per_node``
+    per node plus ``per_core`` per core, at least ``min``, at most ``max``."""
+
+    count: int
+    per_node: float
+    per_core: float
+    min: int
+    max: int
+
+
+class _Entry(TypedDict):
+    name: str
+    actor: str
+    category: list[str]
+    instances: int | Instances
+
+
+class PatrolEntry(_Entry, total=False):
+    """One entry of a spec, checked: its name, the actor class, its categories (normalized), how
+    many instances, and any `addActor` argument by its name (the optional keys)."""
+
+    strategy: str
+    strategy_hint: str
+    parameters: dict[str, Any]
+    resources: dict[str, Any]
+    isIsolated: bool
+    secretIdent: str
+    trustedIdents: list[str]
+    n_concurrent: int
+    max_concurrent: int
+    is_drainable: bool
+    time_to_drain: float
+    log_level: Any
+    version: str
+
+
+class PatrolSpec(TypedDict):
+    """A checked spec: its owner, its realm and its entries (in the desired state, with the
+    record format ``v`` too)."""
+
+    owner: str
+    realm: str
+    actors: list[PatrolEntry]
+
+
+# (the split by totality, not NotRequired: under postponed annotations Python 3.11 cannot tell
+# NotRequired keys at run time, and these two sets are read at run time)
+ENTRY_KEYS = PatrolEntry.__required_keys__
+SPAWN_KEYS = PatrolEntry.__optional_keys__  # passed on to addActor as they are
 
 
 def owner_tag(owner: str, entry: str) -> str:
@@ -42,7 +89,7 @@ def owner_tag(owner: str, entry: str) -> str:
     return f"patrol/{owner}/{entry}"
 
 
-def instances(rule: Any, n_nodes: int, n_cores: int) -> int:
+def instances(rule: int | Instances, n_nodes: int, n_cores: int) -> int:
     """How many instances ``rule`` asks for in a cluster of ``n_nodes`` nodes and ``n_cores`` cores."""
     if isinstance(rule, int):
         return rule
@@ -71,7 +118,7 @@ def _check_rule(where: str, rule: Any) -> Any:
     return rule
 
 
-def check(raw: Any, where: str = "patrol spec") -> dict[str, Any]:
+def check(raw: Any, where: str = "patrol spec") -> PatrolSpec:
     """Check a spec (parsed YAML) and return it normalized; raise `ConfigError` naming the problem."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a patrol spec must be a mapping with 'owner' and 'actors'")
@@ -85,7 +132,8 @@ def check(raw: Any, where: str = "patrol spec") -> dict[str, Any]:
     entries = raw.get("actors") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{where}: 'actors' must be a list")
-    actors, names = [], set()
+    actors: list[PatrolEntry] = []
+    names = set()
     for i, entry in enumerate(entries):
         at = f"{where}: actors[{i}]"
         if not isinstance(entry, dict):
@@ -104,8 +152,8 @@ def check(raw: Any, where: str = "patrol spec") -> dict[str, Any]:
         categories = [category] if isinstance(category, str) else category
         if not isinstance(categories, list) or not categories:
             raise ConfigError(f"{at}: 'category' must be a category or a non-empty list of them")
-        checked = {**entry, "category": [subjects.normalize(c) for c in categories],
-                   "instances": _check_rule(at, entry.get("instances", 1))}
+        checked = cast(PatrolEntry, {**entry, "category": [subjects.normalize(c) for c in categories],
+                                     "instances": _check_rule(at, entry.get("instances", 1))})
         try:
             entry_spawn_args(checked, realm, owner_tag(owner, entry["name"]))
         except (BeachError, TypeError) as err:
@@ -151,7 +199,7 @@ def _python_spec(path: str, owner: str | None, realm: str) -> dict[str, Any]:
     return {"owner": owner or os.path.splitext(os.path.basename(path))[0], "realm": realm, "actors": entries}
 
 
-def load(path: str, owner: str | None = None, realm: str = "global") -> dict[str, Any]:
+def load(path: str, owner: str | None = None, realm: str = "global") -> PatrolSpec:
     """Read a patrol spec: YAML, or the original's Python patrol file (``.py``)."""
     try:
         if path.endswith(".py"):
@@ -168,9 +216,9 @@ def load(path: str, owner: str | None = None, realm: str = "global") -> dict[str
     return check(raw, path)
 
 
-def entry_spawn_args(entry: dict[str, Any], realm: str, tag: str) -> dict[str, Any]:
+def entry_spawn_args(entry: PatrolEntry, realm: str, tag: str) -> dict[str, Any]:
     """The spawn request for one instance of a spec entry (placed by ``repulsion`` unless the
     entry names a strategy); raises what `spawn_args` raises for bad arguments."""
-    options = {"strategy": "repulsion", **{k: v for k, v in entry.items() if k in SPAWN_KEYS}}
+    options: dict[str, Any] = {"strategy": "repulsion", **{k: v for k, v in entry.items() if k in SPAWN_KEYS}}
     return spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)
 
