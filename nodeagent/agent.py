@@ -33,6 +33,7 @@ from beach.state.records import NodeEntry, SpawnSpec
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent import control, health
+from nodeagent.cleanup import ORPHAN_CHECK, Cleanup
 from nodeagent.control import ControlServer, OutOfScope, in_scope, scope
 from nodeagent.hosts import HOST_STOP_SECONDS, HostPool
 from nodeagent.recycling import RECYCLE_CHECK, Recycler
@@ -40,15 +41,14 @@ from nodeagent.supervisor import Supervisor
 
 log = logging.getLogger("beach.nodeagent")
 
-ORPHAN_GRACE = 10.0
 HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
-ORPHAN_CHECK = 2.0  # how often the directory is swept for actors of vanished nodes
 
 
 
 class NodeAgent(ControlServer):
-    """Runs one node: its registry entry, its actor hosts (a `HostPool`), its control API, the
-    cleaning up after dead hosts and vanished nodes, and the recycling of drainable actors."""
+    """Runs one node: its registry entry and its control API, over its actor hosts (a `HostPool`),
+    the clean-up after dead hosts and vanished nodes (`Cleanup`), the recycling of drainable
+    actors (`Recycler`) and, on the node that holds the lease, supervision (`Supervisor`)."""
 
     kind = "node"
     privileged = authority.ADMIN_OPS
@@ -64,7 +64,6 @@ class NodeAgent(ControlServer):
         self.started = time.time()
         self.server: EmbeddedServer | None = None
         self.session: Session
-        self._missing_since: dict[str, float] = {}
         self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
 
     # ---------------------------------------------------------------- life
@@ -84,7 +83,8 @@ class NodeAgent(ControlServer):
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
             await self._start_logs()
-            await self._forget_previous_life()
+            self.cleanup = Cleanup(self.session, self.node_id, self.pool)
+            await self.cleanup.previous_life()
             await self._read_cordon()
             try:
                 await codestore.open_store(self.session, create=True)
@@ -104,7 +104,7 @@ class NodeAgent(ControlServer):
             tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
                      loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
-                     loop.create_task(self._every(ORPHAN_CHECK, self.collect_orphans)),
+                     loop.create_task(self._every(ORPHAN_CHECK, self.cleanup.orphans)),
                      loop.create_task(self.supervisor.run())]
             await self.stopping.wait()
             for task in tasks:
@@ -142,16 +142,6 @@ class NodeAgent(ControlServer):
         if self.cordoned:
             log.warning("node %s is cordoned: no new actor is placed here ('beach uncordon' to undo)", self.node_id)
 
-    async def _forget_previous_life(self) -> None:
-        """Remove the directory entries of a previous agent with this node id (a machine that died
-        and came back under the same id): those actors died with it, and must not look alive again
-        when this node registers."""
-        stale = {a["uid"]: a["realm"] for a in list(self.session.view.actors.values()) if a["node"] == self.node_id}
-        await self._forget(stale, "of this node's previous run")
-        if stale:
-            log.warning("node %s: removed %d actor(s) left in the directory by its previous run", self.node_id,
-                        len(stale))
-
     async def _every(self, seconds: float, job: Any) -> None:
         while True:
             try:
@@ -167,7 +157,7 @@ class NodeAgent(ControlServer):
         log.info("node %s stopping", self.node_id)
         stopped = await self.pool.stop_all()
         if self.session.nc.is_connected:
-            await self._forget_hosts(stopped)
+            await self.cleanup.dead_hosts(stopped)
             try:
                 await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
             except Exception as err:
@@ -186,7 +176,7 @@ class NodeAgent(ControlServer):
         if not self.stopping.is_set():  # keep n_processes shared hosts (a failed start is retried here too)
             for _ in range(self.pool.shared_missing()):
                 self.background.start(self._replace_host())
-        await self._forget_hosts(dead)
+        await self.cleanup.dead_hosts(dead)
         await self.heartbeat()
 
     async def _replace_host(self) -> None:
@@ -194,47 +184,6 @@ class NodeAgent(ControlServer):
             await self.pool.start()
         except BeachError as err:
             log.error("could not replace a shared actor host: %s", err)
-
-    async def _forget_hosts(self, host_ids: list[str]) -> None:
-        """Remove the directory entries of actors that lived in the given (dead) hosts."""
-        view = self.session.view
-        gone = {uid: realm for uid, (host, realm) in self.pool.placed.items() if host in host_ids}
-        gone.update({a["uid"]: a["realm"] for a in view.actors.values()
-                     if a["node"] == self.node_id and a["host"] in host_ids})
-
-        await self._forget(gone, "of a dead host")
-
-    async def _forget(self, actors: dict[str, str], whose: str) -> None:
-        """Delete the directory entries of ``actors`` (``{uid: realm}``) that are gone; a delete that
-        fails is logged (another agent's orphan collection gets it)."""
-        view = self.session.view
-
-        async def forget(uid: str, realm: str) -> None:
-            self.pool.placed.pop(uid, None)
-            try:
-                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
-                view.apply_local(key, revision, None)
-            except Exception as err:
-                log.warning("could not remove actor %s %s: %s", uid, whose, err)
-
-        # all at once: with the bus down, each delete waits out its own timeout
-        await asyncio.gather(*(forget(uid, realm) for uid, realm in actors.items()))
-
-    async def collect_orphans(self) -> None:
-        """Delete directory entries whose node has been gone for `ORPHAN_GRACE` seconds."""
-        view = self.session.view
-        now = time.monotonic()
-        seen: set[str] = set()
-        for actor in list(view.actors.values()):
-            uid = actor["uid"]
-            if actor["node"] in view.nodes:
-                continue
-            seen.add(uid)
-            since = self._missing_since.setdefault(uid, now)
-            if now - since >= ORPHAN_GRACE:
-                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"], uid)
-                view.apply_local(key, revision, None)
-        self._missing_since = {uid: t for uid, t in self._missing_since.items() if uid in seen}
 
     # ---------------------------------------------------------------- replacement
 

@@ -1,0 +1,82 @@
+"""`Cleanup`: taking the directory entries of actors that are gone out of the directory — those of
+this node's dead actor hosts, those a previous run of this node left behind, and (any node does
+it) those of nodes that vanished without saying so.
+
+The directory is soft state: an entry whose actor is gone must not stay, or requests are routed
+to nobody. A delete that fails is logged; the next sweep, here or on another node, gets it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from beach.client.session import Session
+from beach.state import directory
+from nodeagent.hosts import HostPool
+
+log = logging.getLogger("beach.nodeagent")
+
+ORPHAN_GRACE = 10.0  # seconds an actor's node must be out of the registry before its entry goes
+ORPHAN_CHECK = 2.0  # how often the directory is swept for actors of vanished nodes
+
+
+class Cleanup:
+    """Removes the directory entries of node ``node_id``'s actors that died, and of actors whose
+    node is gone."""
+
+    def __init__(self, session: Session, node_id: str, pool: HostPool) -> None:
+        self.session = session
+        self.node_id = node_id
+        self.pool = pool
+        self._missing_since: dict[str, float] = {}  # uid → when its node was first seen missing
+
+    async def previous_life(self) -> None:
+        """Remove the entries a previous agent with this node id left (a machine that died and came
+        back under the same id): those actors died with it, and must not look alive again when
+        this node registers."""
+        stale = {a["uid"]: a["realm"] for a in list(self.session.view.actors.values()) if a["node"] == self.node_id}
+        await self.forget(stale, "of this node's previous run")
+        if stale:
+            log.warning("node %s: removed %d actor(s) left in the directory by its previous run", self.node_id,
+                        len(stale))
+
+    async def dead_hosts(self, host_ids: list[str]) -> None:
+        """Remove the entries of actors that lived in the given (dead or stopped) hosts."""
+        view = self.session.view
+        gone = {uid: realm for uid, (host, realm) in self.pool.placed.items() if host in host_ids}
+        gone.update({a["uid"]: a["realm"] for a in view.actors.values()
+                     if a["node"] == self.node_id and a["host"] in host_ids})
+        await self.forget(gone, "of a dead host")
+
+    async def forget(self, actors: dict[str, str], whose: str) -> None:
+        """Delete the entries of ``actors`` (``{uid: realm}``), all at once (with the bus down, each
+        delete waits out its own timeout); ``whose`` says why, in the log of a delete that fails."""
+        view = self.session.view
+
+        async def forget(uid: str, realm: str) -> None:
+            self.pool.placed.pop(uid, None)
+            try:
+                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
+                view.apply_local(key, revision, None)
+            except Exception as err:
+                log.warning("could not remove actor %s %s: %s", uid, whose, err)
+
+        await asyncio.gather(*(forget(uid, realm) for uid, realm in actors.items()))
+
+    async def orphans(self) -> None:
+        """Delete the entries whose node has been out of the registry for `ORPHAN_GRACE` seconds."""
+        view = self.session.view
+        now = time.monotonic()
+        seen: set[str] = set()
+        for actor in list(view.actors.values()):
+            uid = actor["uid"]
+            if actor["node"] in view.nodes:
+                continue
+            seen.add(uid)
+            since = self._missing_since.setdefault(uid, now)
+            if now - since >= ORPHAN_GRACE:
+                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"], uid)
+                view.apply_local(key, revision, None)
+        self._missing_since = {uid: t for uid, t in self._missing_since.items() if uid in seen}
