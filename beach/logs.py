@@ -38,6 +38,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageTyp
 from nats.js.errors import NotFoundError
 
 from beach import wire
+from beach.bus.connection import JS_TIMEOUT
 from beach.config import Config
 from beach.errors import BusError
 from beach.security.seal import Sealer, stored_body
@@ -259,7 +260,7 @@ def uninstall(handler: ClusterLogHandler) -> None:
 
 async def open_stream(nc: Client, config: Config, replicas: int) -> None:
     """Create the log stream, or bring its limits in line with the config (node agents do this)."""
-    js = nc.jetstream(timeout=5)
+    js = nc.jetstream(timeout=JS_TIMEOUT)
     stream = StreamConfig(name=STREAM, subjects=[SUBJECTS], max_age=float(config.logs.max_age),
                           max_bytes=int(config.logs.max_bytes), storage=StorageType.FILE,
                           discard=DiscardPolicy.OLD, num_replicas=replicas)
@@ -298,7 +299,7 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
     ``accept`` takes, oldest first; with ``follow``, then every new one as it comes. Raises
     `BusError` when there is no log stream (no node has started yet). ``stream`` and ``decoder``
     read another stream of records the same way (the audit log)."""
-    js = nc.jetstream(timeout=5)
+    js = nc.jetstream(timeout=JS_TIMEOUT)
     what = "log stream" if stream == STREAM else f"stream {stream}"
     try:
         await js.stream_info(stream)

@@ -42,6 +42,9 @@ from nodeagent.supervisor import Supervisor
 log = logging.getLogger("beach.nodeagent")
 
 HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
+HOST_CALL_SECONDS = 10.0  # an actor host's answer to spec, associate, stack
+HOST_INFO_SECONDS = 5.0  # an actor host's load figures (asked of every host at once)
+SPAWN_MARGIN = 5.0  # a spawn at a host: the actor's init() timeout, plus loading its class and publishing
 
 
 
@@ -196,7 +199,7 @@ class NodeAgent(ControlServer):
         hosts = self._hosts_of([uid])
         if not hosts:
             return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {"gone": True})
-        ok, error, data = await self._to_host(next(iter(hosts)), "spec", {"uid": uid}, 10)
+        ok, error, data = await self._to_host(next(iter(hosts)), "spec", {"uid": uid}, HOST_CALL_SECONDS)
         if not ok:
             return Reply(False, error, {"gone": True})
         spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
@@ -306,7 +309,8 @@ class NodeAgent(ControlServer):
                 return Reply(False, f"node {self.node_id} has no running actor host", {})
             host = random.choice(shared)
         # the host enforces the timeout itself; the margin lets its answer arrive
-        reply = await self._to_host(host.id, "spawn", dict(spec), float(spec["timeout"] or SPAWN_TIMEOUT) + 5)
+        budget = float(spec["timeout"] or SPAWN_TIMEOUT) + SPAWN_MARGIN
+        reply = await self._to_host(host.id, "spawn", dict(spec), budget)
         if reply.ok:
             self.pool.placed[uid] = (host.id, spec["realm"])
         else:  # the caller hears "failed": if the host got it running all the same (its answer was
@@ -376,7 +380,8 @@ class NodeAgent(ControlServer):
         hosts = self._hosts_of([uid])
         if not hosts:
             return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
-        return await self._to_host(next(iter(hosts)), op, {"uid": uid, "category": checked["category"]}, 10)
+        change = {"uid": uid, "category": checked["category"]}
+        return await self._to_host(next(iter(hosts)), op, change, HOST_CALL_SECONDS)
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to one of this node's actors."""
@@ -448,11 +453,12 @@ class NodeAgent(ControlServer):
         hosts = self._hosts_of([uid])
         if not hosts:
             return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
-        return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, 10)
+        return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, HOST_CALL_SECONDS)
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """This node's entry and the load of each of its actors."""
-        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, 5) for h in self.pool.running()))
+        hosts = self.pool.running()
+        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, HOST_INFO_SECONDS) for h in hosts))
         load: dict[str, Any] = {}
         for ok, _, data in replies:
             if ok:

@@ -12,6 +12,7 @@ from beach.bus.connection import (
     CONNECT_TRIES,
     DESIRED_BUCKET,
     JETSTREAM_WAIT,
+    JS_TIMEOUT,
     NODES_BUCKET,
     PING_SECONDS,
     PINGS_MISSED,
@@ -28,7 +29,7 @@ from beach.bus.connection import (
 )
 
 __all__ = [
-    "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "NODES_BUCKET", "PINGS_MISSED",
+    "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
     "PING_SECONDS", "Refusals", "auto_replicas", "close", "connect", "failure", "open_bucket", "open_buckets",
     "open_desired", "sealed", "translated",
 ]

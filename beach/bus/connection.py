@@ -35,6 +35,7 @@ CONNECT_TRIES = 3
 PING_SECONDS = 2
 PINGS_MISSED = 2
 JETSTREAM_WAIT = 20.0
+JS_TIMEOUT = 5.0  # seconds a JetStream API call (a bucket's or stream's set-up, a KV write) waits
 
 
 def failure(err: nats.errors.Error, what: str) -> BusError:
@@ -225,7 +226,7 @@ def auto_replicas(nc: Client) -> int:
 
 async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
     """Open (or create) the actor and node directory buckets: ``(actors, nodes)``."""
-    js = nc.jetstream(timeout=5)
+    js = nc.jetstream(timeout=JS_TIMEOUT)
     replicas = config.nats.kv_replicas or auto_replicas(nc)
     actors = await open_bucket(js, ACTORS_BUCKET, replicas)
     # Node entries carry a per-message TTL, so a dead node's entry expires on its own and
@@ -236,7 +237,8 @@ async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
 
 async def open_desired(nc: Client, config: Config) -> KeyValue:
     """Open (or create) the persistent desired-state bucket (supervision, patrol, lease)."""
-    kv = await open_bucket(nc.jetstream(timeout=5), DESIRED_BUCKET, config.nats.kv_replicas or auto_replicas(nc))
+    replicas = config.nats.kv_replicas or auto_replicas(nc)
+    kv = await open_bucket(nc.jetstream(timeout=JS_TIMEOUT), DESIRED_BUCKET, replicas)
     return sealed(kv, config)
 
 

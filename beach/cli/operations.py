@@ -12,6 +12,8 @@ from beach.operations import backup, rollout
 from beach.security import authority
 from beach.state import clusterconfig
 
+CONFIG_PUSH_SECONDS = 30.0  # the node checks, seals and writes the shareable settings
+
 
 def drain(args: argparse.Namespace) -> int:
     """Cordon NODE (no new actors go there) and move every actor off it, new ones first, losing no
@@ -75,7 +77,7 @@ def config_push(args: argparse.Namespace) -> int:
         nodes = sorted(client.session.view.nodes)
         if not nodes:
             return fail("no beach node is running to store the config")
-        response = await client._node_call(nodes[0], "config", {"config": raw}, 30.0, None)
+        response = await client._node_call(nodes[0], "config", {"config": raw}, CONFIG_PUSH_SECONDS, None)
         if not response.isSuccess:
             return fail(f"config not pushed: {output.describe_failure(response)}")
         emit(args, response.data, ("pushed", "left out"),

@@ -31,7 +31,9 @@ from beach.state import desired, placement
 from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
 from beach.wire import subjects
 
-CONTROL_TIMEOUT = 60.0
+CONTROL_TIMEOUT = 60.0  # seconds a control operation (stop, flush, associate, desired writes) may take
+INFO_TIMEOUT = 10.0  # seconds each node has to report its load figures
+STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which has HOST_CALL_SECONDS
 
 
 class AsyncBeach:
@@ -369,7 +371,8 @@ class AsyncBeach:
 
     async def getLoadInfo(self) -> dict[str, Any]:
         """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
-        responses = await asyncio.gather(*(self._node_call(n, "info", {}, 10) for n in list(self._session.view.nodes)))
+        nodes = list(self._session.view.nodes)
+        responses = await asyncio.gather(*(self._node_call(n, "info", {}, INFO_TIMEOUT) for n in nodes))
         load: dict[str, Any] = {}
         for response in responses:
             if response.isSuccess:
@@ -384,7 +387,7 @@ class AsyncBeach:
         actor = self._session.view.actors.get(uid)
         if actor is None:
             return ActorResponse(False, f"no actor {uid!r} in the directory")
-        return await self._node_call(actor["node"], "stack", {"uid": uid}, 15, actor["realm"])
+        return await self._node_call(actor["node"], "stack", {"uid": uid}, STACK_TIMEOUT, actor["realm"])
 
     def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
         """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private

@@ -60,13 +60,14 @@ def _context(digest: str) -> str:
     return f"$O.{CODE_BUCKET}.{object_name(digest)}"
 
 
+STORE_TIMEOUT = 10.0  # seconds an object store call waits (a chunk of a bundle is 128 KiB)
 GUARDED = ("$js.api.", "$o.")  # what a refused store call publishes to (as NATS reports it)
 
 
 async def open_store(session: Session, create: bool = False) -> ObjectStore:
     """The code bucket (created when ``create``, as nodes do). Raises `BusError` when it is not
     there (no node has started yet) or NATS cannot answer, `PermissionDenied` when it refuses."""
-    js = session.nc.jetstream(timeout=10)
+    js = session.nc.jetstream(timeout=STORE_TIMEOUT)
     with bus.translated("cannot open the code store"):
         try:
             return await session.refusals.guard(js.object_store(CODE_BUCKET), GUARDED)

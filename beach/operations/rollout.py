@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 REPLACE_SECONDS = 120.0
 LEAVE_GRACE = 1.0
+CORDON_SECONDS = 30.0  # a cordon is one desired-state write on the node
 
 Step = Callable[[int, int, str], None]  # (done, total, what just happened)
 
@@ -128,7 +129,7 @@ async def cordon(client: AsyncBeach, node: str, on: bool = True) -> dict[str, An
     authority.require_admin(client.session.config, "cordoning a node")
     if node not in client.session.view.nodes:
         raise UsageError(f"no node {node!r} in the registry (nodes: {', '.join(sorted(client.session.view.nodes))})")
-    response = await client._node_call(node, "cordon", {"on": on}, 30.0, None)
+    response = await client._node_call(node, "cordon", {"on": on}, CORDON_SECONDS, None)
     if not response.isSuccess:
         raise Refused(f"node {node} not {'cordoned' if on else 'uncordoned'}: {response.error}")
     await _seen(client, node, on)

@@ -19,6 +19,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from beach import wire
+from beach.bus.connection import JS_TIMEOUT
 from beach.security.seal import Sealer, stored_body
 from beach.wire import subjects
 
@@ -70,7 +71,7 @@ def from_msg(msg: Msg, sealer: Sealer | None) -> dict[str, Any] | None:
 
 async def open_stream(nc: Client, replicas: int) -> None:
     """Create the audit stream if it does not exist yet (node agents do, at start)."""
-    js = nc.jetstream(timeout=5)
+    js = nc.jetstream(timeout=JS_TIMEOUT)
     try:
         await js.stream_info(STREAM)
     except NotFoundError:

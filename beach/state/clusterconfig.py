@@ -57,7 +57,8 @@ def read_raw(path: str) -> dict[str, Any]:
 
 async def open_bucket(nc: Client, config: Config) -> Any:
     """The pushed-config bucket (created if missing: nodes do)."""
-    kv = await bus.open_bucket(nc.jetstream(timeout=5), CONFIG_BUCKET, config.nats.kv_replicas or bus.auto_replicas(nc))
+    replicas = config.nats.kv_replicas or bus.auto_replicas(nc)
+    kv = await bus.open_bucket(nc.jetstream(timeout=bus.JS_TIMEOUT), CONFIG_BUCKET, replicas)
     return bus.sealed(kv, config)
 
 

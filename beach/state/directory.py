@@ -26,6 +26,7 @@ from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from beach import wire
+from beach.bus.connection import JS_TIMEOUT
 from beach.bus.kvwatch import BucketWatch
 from beach.security.sealedkv import seal_value
 from beach.state import records
@@ -244,14 +245,14 @@ async def put_actor(kv: KeyValue, actor: ActorEntry) -> tuple[str, int]:
 async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[str, int]:
     """Delete an actor entry; return ``(key, revision)`` of the delete marker."""
     key = subjects.actor_key(realm, uid)
-    ack = await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{key}", b"", headers={"KV-Operation": "DEL"})
+    ack = await nc.jetstream(timeout=JS_TIMEOUT).publish(f"$KV.{kv._name}.{key}", b"", headers={"KV-Operation": "DEL"})
     return key, ack.seq
 
 
 async def put_node(nc: Client, kv: KeyValue, node: NodeEntry) -> None:
     """Publish a node heartbeat with its TTL, so the entry expires if the node dies."""
     key = subjects.escape(node["id"])
-    await nc.jetstream(timeout=5).publish(f"$KV.{kv._name}.{key}",
+    await nc.jetstream(timeout=JS_TIMEOUT).publish(f"$KV.{kv._name}.{key}",
                                           seal_value(kv, key, wire.pack({**node, "v": records.FORMAT})),
                                           msg_ttl=NODE_TTL)
 

@@ -40,6 +40,7 @@ from nodeagent.host.deployed import DeployedCode
 from nodeagent.host.loader import load_actor_class
 
 STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
+HELLO_SECONDS = 10.0  # the node agent's answer to this host's hello
 
 log = logging.getLogger("beach.host")
 
@@ -83,7 +84,7 @@ class ActorHost(ControlServer):
         await self.serve_control(subjects.host_subject(self.host_id, ""))
         await self.session.inbox.request(subjects.node_subject(self.node_id, "hello"),
                                          wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}),
-                                         timeout=10)
+                                         timeout=HELLO_SECONDS)
         watchdog = loop.create_task(self._watch_parent())
         await self.stopped.wait()
         watchdog.cancel()
