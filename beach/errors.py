@@ -17,6 +17,8 @@ Every error beach raises is a :class:`BeachError`::
     │                        entry out of bounds, a digest mismatch (`beach.code.bundle`)
     ├── Refused              a node refused or failed an admin operation (says why)
     ├── PlacementError       no node fits a spawn's strategy (beach.state.placement; a failed spawn)
+    ├── RecordError          a record off the bus that is not one: names the record and the field
+    │                        (beach.state.records; also a ValueError)
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed

@@ -36,8 +36,9 @@ rejected: Counter[str] = Counter()  # bucket or stream → bad records met by th
 _logged: set[tuple[str, str]] = set()
 
 
-class RecordError(ValueError):
-    """A value off the bus that is not a record beach can use (names what is wrong)."""
+class RecordError(BeachError, ValueError):
+    """A value off the bus that is not a record beach can use: a bucket's record, a control
+    operation's arguments (names the record and the field)."""
 
 
 def reject(where: str, key: str, err: Exception) -> None:
