@@ -69,14 +69,7 @@ class Cleanup:
         """Delete the entries whose node has been out of the registry for `ORPHAN_GRACE` seconds."""
         view = self.session.view
         now = time.monotonic()
-        seen: set[str] = set()
-        for actor in list(view.actors.values()):
-            uid = actor["uid"]
-            if actor["node"] in view.nodes:
-                continue
-            seen.add(uid)
-            since = self._missing_since.setdefault(uid, now)
-            if now - since >= ORPHAN_GRACE:
-                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, actor["realm"], uid)
-                view.apply_local(key, revision, None)
-        self._missing_since = {uid: t for uid, t in self._missing_since.items() if uid in seen}
+        orphans = {a["uid"]: a["realm"] for a in view.actors.values() if a["node"] not in view.nodes}
+        self._missing_since = {uid: self._missing_since.get(uid, now) for uid in orphans}
+        await self.forget({uid: realm for uid, realm in orphans.items()
+                           if now - self._missing_since[uid] >= ORPHAN_GRACE}, "of a vanished node")

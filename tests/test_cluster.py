@@ -21,6 +21,7 @@ from beach.bus.embedded import EmbeddedServer
 from beach.errors import BusError
 from beach.state.directory import NODE_TTL
 from beach.state.placement import Placer
+from nodeagent.cleanup import ORPHAN_CHECK, ORPHAN_GRACE
 
 from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
 
@@ -248,6 +249,29 @@ def test_killed_node_disappears_by_itself(beach, configs):
         wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                                  for p in hosts), 5, what="its actor hosts to exit")
         assert beach.getNodeCount() == 3
+    finally:
+        doomed.terminate()
+
+
+def test_the_entries_of_a_node_that_died_with_its_hosts_are_collected_by_the_others(beach, configs):
+    # the machine is gone (agent and actor hosts at once): nobody of that node can take its actors
+    # out of the directory, so the live nodes do, ORPHAN_GRACE after the node left the registry
+    doomed = NodeProcess(configs[1], "node-gone")
+    try:
+        doomed.wait_registered(beach, timeout=60)
+        resp = beach.addActor("Pong", "gone", strategy="host_affinity", strategy_hint="node-gone")
+        assert resp.isSuccess
+        uid = resp.data["uid"]
+        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-gone"]["hosts"].values()]
+        doomed.process.kill()
+        for pid in hosts:  # before their watchdog (1 s) sees the agent gone and they leave cleanly
+            os.kill(pid, signal.SIGKILL)
+        doomed.process.wait()
+        wait_for(lambda: "node-gone" not in beach._core.session.view.nodes, NODE_TTL + 3,
+                 what=f"the dead node's entry to expire (TTL {NODE_TTL}s)")
+        assert uid in beach._core.session.view.actors  # still there: only the others can remove it
+        wait_for(lambda: uid not in beach._core.session.view.actors, ORPHAN_GRACE + 2 * ORPHAN_CHECK + 3,
+                 what="the dead node's actor entry to be collected")
     finally:
         doomed.terminate()
 

@@ -59,8 +59,8 @@ class ActorHandle:
         self._realm = subjects.check_realm(realm)
         self._category = category
         self._broadcast_subject = subjects.broadcast_subject(realm, category)
-        self._mode = routing.check_mode(mode)
-        self._targets = routing.Targets(session.view, self._realm, category, mode, session.node_id)
+        self._targets = routing.Targets(session.view, self._realm, category, mode, session.node_id)  # checks mode
+        self._mode = mode
         self._retries = nRetries or 0
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._ident = ident

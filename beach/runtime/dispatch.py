@@ -109,11 +109,6 @@ class Dispatcher:
         sync = len(self._async_handlers) < len(self.handlers)
         self.bound = self.max_inflight or (MAX_INFLIGHT_SYNC if sync else MAX_INFLIGHT_ASYNC)
 
-    @property
-    def waiting(self) -> int:
-        """Reply-less messages past the bound, waiting for a free slot."""
-        return len(self._waiting)
-
     def load(self) -> dict[str, Any]:
         """The figures the tools show: requests in progress, their bound, messages waiting, the
         request types served, and the counters."""

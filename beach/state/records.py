@@ -311,7 +311,8 @@ class Cordon(TypedDict):
     when: Annotated[float, "number", 0.0]
 
 
-SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES)))
+_SPAWN_CHECKS = _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES))
+SPAWN = Schema("spawn", SpawnSpec, _SPAWN_CHECKS)
 ACTOR = Schema("actor", ActorEntry)
 NODE = Schema("node", NodeEntry)
 
@@ -443,8 +444,7 @@ CONFIG_ARGS = Schema("config", ConfigArgs, noun="arguments")
 ACTOR_ARGS = Schema("actor", ActorArgs, noun="arguments")
 CATEGORY_ARGS = Schema("category", CategoryArgs, noun="arguments")
 HELLO_ARGS = Schema("hello", HelloArgs, noun="arguments")
-HOST_SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("uid"), _non_empty("categories"),
-                                             _one_of("restart", RESTART_POLICIES)))
+HOST_SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("uid"), _SPAWN_CHECKS))  # the agent has chosen the uid
 HOST_STOP_ARGS = Schema("stop", HostStopArgs, noun="arguments")
 FLUSH_ARGS = Schema("flush", FlushArgs, noun="arguments")
 STACK_ARGS = Schema("stack", StackArgs, noun="arguments")
