@@ -11,17 +11,16 @@ loop: await the handle's ``a*`` methods there).
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
-
-if TYPE_CHECKING:
-    from beach.runtime.actor_runtime import ActorRuntime
+from beach.logs import Source
 
 
 class ActorRequest:
@@ -38,6 +37,51 @@ class ActorRequest:
 
     def __repr__(self) -> str:
         return f"ActorRequest(id={self.id!r}, req={self.req!r}, ident={self.ident!r}, data={self.data!r})"
+
+
+class Backend(Protocol):
+    """What an actor's methods call: the node's `beach.runtime.actor_runtime.ActorRuntime`, or the
+    in-process stand-in of `beach.testing.ActorHarness` (no NATS)."""
+
+    log_source: Source
+    last_error: str | None
+    handles: list[ActorHandle]
+
+    def handle(self, request_type: str, func: Callable[[ActorRequest], Any]) -> Callable[..., Any] | None:
+        """`Actor.handle`."""
+        ...
+
+    def unhandle(self, request_type: str) -> bool:
+        """`Actor.unhandle`."""
+        ...
+
+    def schedule(self, delay: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """`Actor.schedule`."""
+        ...
+
+    def delay(self, delay: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """`Actor.delay`."""
+        ...
+
+    def actor_context(self) -> contextvars.Context:
+        """A context in which what runs is this actor's (for `Actor.newThread`)."""
+        ...
+
+    def make_handle(self, category: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandle:
+        """`Actor.getActorHandle`."""
+        ...
+
+    def make_group(self, root: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandleGroup:
+        """`Actor.getActorHandleGroup`."""
+        ...
+
+    def category_available(self, category: str) -> bool:
+        """`Actor.isCategoryAvailable`."""
+        ...
+
+    def request_stop(self) -> None:
+        """`Actor.stop`."""
+        ...
 
 
 class Actor:
@@ -61,7 +105,7 @@ class Actor:
     _resources: dict[str, Any]
     _ident: str | None
     _trusted: list[str]
-    _runtime: ActorRuntime
+    _runtime: Backend
     _logger: logging.Logger
 
     # ---- hooks (override) ----

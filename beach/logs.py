@@ -24,6 +24,7 @@ import asyncio
 import contextvars
 import datetime
 import logging
+import re
 import threading
 import time
 from collections import deque
@@ -92,6 +93,21 @@ class Source:
 # The actor whose code runs now (set by the actor host around handlers, hooks and timers): its
 # plain `logging` calls are attributed to it.
 current_source: contextvars.ContextVar[Source | None] = contextvars.ContextVar("beach_log_source", default=None)
+
+
+UID = re.compile(r"[0-9a-f]{32}")
+"""What an actor uid looks like (to tell one from a category, where either may be given)."""
+
+
+def accept(level: int = 0, category: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized),
+    if given."""
+    def accepted(line: dict[str, Any]) -> bool:
+        if line.get("levelno", 0) < level:
+            return False
+        return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
+
+    return accepted
 
 
 def subject_filter(kind: str = "app", realm: str | None = None, uid: str | None = None) -> str:

@@ -212,7 +212,9 @@ class NodeAgent(ControlServer):
             spec["strategy"], spec["strategy_hint"] = "resource", None
         response = await self.client.place_actor(spec)
         if not response.isSuccess:
-            return Reply(False, f"no replacement for actor {uid} started: {response.error}", {})
+            st = response.data.get("st") if isinstance(response.data, dict) else None  # (init's traceback)
+            return Reply(False, f"no replacement for actor {uid} started: {response.error}",
+                         {"st": st} if isinstance(st, str) else {})
         new = response.data["uid"]
         if spec.get("sid"):
             await self._move_supervision(spec["realm"], spec["sid"], uid, new)

@@ -558,7 +558,7 @@ def test_a_missing_or_malformed_key_file_is_a_config_error_naming_it(tmp_path: P
 
 def test_a_symlink_out_of_the_realms_directory_does_not_load(tmp_path: Path) -> None:
     from beach.errors import ActorLoadError
-    from nodeagent.host.loader import load_actor_class
+    from beach.runtime.loader import load_actor_class
 
     marker = tmp_path / "ran"
     (tmp_path / "outside").mkdir()

@@ -11,6 +11,7 @@ error or a bad config). The subcommands live in this package, one module per kin
 * `beach.cli.logs`     logs, stack
 * `beach.cli.patrol`   patrol apply | remove | list
 * `beach.cli.code`     deploy, code list | rollback, rollout
+* `beach.cli.dev`      dev (deploy on save)
 * `beach.cli.operations`  drain, uncordon, backup, restore, config push
 * `beach.cli.tools`    gen-key, shell, console, dashboard, restbridge
 """
@@ -19,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 
-from beach.cli import actors, cluster, code, logs, node, operations, patrol, requests, secure, tools
+from beach.cli import actors, cluster, code, dev, logs, node, operations, patrol, requests, secure, tools
 from beach.output import run_tool
 
-COMMANDS = (node, cluster, actors, requests, logs, patrol, code, operations, secure, tools)
+COMMANDS = (node, cluster, actors, requests, logs, patrol, code, dev, operations, secure, tools)
 
 
 def parser() -> argparse.ArgumentParser:

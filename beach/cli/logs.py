@@ -4,16 +4,12 @@ process is doing right now)."""
 from __future__ import annotations
 
 import argparse
-import re
-from typing import Any
 
 from beach import logs, output
 from beach.cli.common import add_config, add_json, connected, fail
 from beach.client.core import AsyncBeach
 from beach.errors import UsageError
 from beach.wire import subjects
-
-_UID = re.compile(r"[0-9a-f]{32}")
 
 
 def show_logs(args: argparse.Namespace) -> int:
@@ -30,19 +26,15 @@ def show_logs(args: argparse.Namespace) -> int:
     async def run(client: AsyncBeach) -> int:
         uid = category = None
         if args.target:
-            if _UID.fullmatch(args.target) or args.target in client.session.view.actors:
+            if logs.UID.fullmatch(args.target) or args.target in client.session.view.actors:
                 uid = args.target
             else:
                 category = subjects.normalize(args.target)
         kind = "sys" if args.system else "app"
         subject = logs.subject_filter(kind, args.realm, uid)
 
-        def accept(line: dict[str, Any]) -> bool:
-            if line.get("levelno", 0) < level:
-                return False
-            return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
-
-        async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow, accept=accept,
+        async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow,
+                                   accept=logs.accept(level, category),
                                    sealer=client.session.sealer):
             print(output.dumps_line(line) if args.json else logs.format_line(line), flush=True)
         return 0

@@ -35,6 +35,7 @@ __all__ = [
     "BundleError",
     "Cache",
     "digest_of",
+    "files",
     "pack",
     "requirements",
     "unpack",
@@ -430,6 +431,15 @@ def unpack(data: bytes, destination: str | os.PathLike[str], limit: int = MAX_BU
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def files(data: bytes, limit: int = MAX_BUNDLE_BYTES) -> dict[str, bytes]:
+    """The files of the bundle ``data``, ``{relative POSIX name: content}``, refused as `unpack`
+    refuses (it unpacks into a temporary directory and reads them back)."""
+    with tempfile.TemporaryDirectory(prefix="beach-bundle-") as tmp:
+        root = Path(tmp) / "b"
+        unpack(data, root, limit)
+        return {rel: path.read_bytes() for rel, path, _ in _walk(root, limit)}
 
 
 # --- requirements -------------------------------------------------------------------------------

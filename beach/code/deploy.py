@@ -18,6 +18,7 @@ from beach.code import store as codestore
 from beach.code.store import Progress
 from beach.errors import Refused, UsageError
 from beach.security import authority
+from beach.state import desired
 from beach.wire import subjects
 
 if TYPE_CHECKING:
@@ -38,13 +39,19 @@ async def deploy(client: AsyncBeach, realm: str, directory: str | os.PathLike[st
     (named ``version``, default ``v<n>``); return the version record. Raises `BundleError` for a
     directory that cannot be deployed, `UsageError` for a bad realm or version name or a version
     name already taken by other code, `PermissionDenied` / `BusError` from the bus."""
+    authority.require_admin(client.session.config, "deploy")
+    packed = bundle.pack(directory, client.session.config.code.max_bundle_bytes)
+    return await deploy_bundle(client, realm, packed, bundle.requirements(directory), version, progress)
+
+
+async def deploy_bundle(client: AsyncBeach, realm: str, packed: bundle.Bundle, requirements: list[str],
+                        version: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """`deploy` of a bundle packed already (with its pip ``requirements``)."""
     realm = subjects.check_realm(realm)
     if version is not None:
         subjects.check_version(version)
     config = client.session.config
     authority.require_admin(config, "deploy")
-    packed = bundle.pack(directory, config.code.max_bundle_bytes)
-    requirements = bundle.requirements(directory)
     kv = await client._desired()
     known = await codestore.versions(kv, realm)
     name = version or _next_version(known)
@@ -86,6 +93,37 @@ async def rollback(client: AsyncBeach, realm: str, version: str | None = None) -
     if not response.isSuccess:
         raise Refused(f"realm {realm!r} not rolled back: {response.error}")
     return record
+
+
+async def prune(client: AsyncBeach, realm: str, doomed: list[str]) -> list[str]:
+    """Forget the versions ``doomed`` of ``realm`` — except the current one, the one before it, and
+    any a live actor runs or a supervision record or patrol spec names — and delete from the store
+    the bundles no version names any more; return the versions forgotten. Needs admin rights."""
+    realm = subjects.check_realm(realm)
+    authority.require_admin(client.session.config, "prune")
+    kv = await client._desired()
+    pointer = await codestore.current(kv, realm)
+    kept = {a["version"] for a in client.session.view.live() if a["realm"] == realm}
+    if pointer is not None:
+        kept |= {pointer["version"], pointer.get("previous")}
+    for record, _ in (await desired.snapshot(kv, "sup.")).values():
+        if record["spawn"]["realm"] == realm:
+            kept.add(record["spawn"].get("version"))
+    for record, _ in (await desired.snapshot(kv, "patrol.")).values():
+        if record["realm"] == realm:
+            kept |= {a.get("version") for a in record["actors"]}
+    known = await codestore.versions(kv)
+    forget = [v for v in known if v["realm"] == realm and v["version"] in doomed and v["version"] not in kept]
+    if not forget:
+        return []
+    response = await client._change_desired(delete=[codestore.version_key(realm, v["version"]) for v in forget],
+                                            realm=realm)
+    if not response.isSuccess:
+        raise Refused(f"versions of realm {realm!r} not forgotten: {response.error}")
+    named = {v["digest"] for v in known if v not in forget}
+    for digest in sorted({v["digest"] for v in forget} - named):
+        await codestore.delete(client.session, digest)
+    return [v["version"] for v in forget]
 
 
 async def versions(client: AsyncBeach, realm: str | None = None) -> list[dict[str, Any]]:

@@ -39,14 +39,18 @@ async def _replace(client: AsyncBeach, actor: ActorEntry, version: str | None, g
     return await client._node_call(actor["node"], "replace", args, REPLACE_SECONDS + grace, actor["realm"])
 
 
-async def _replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]], version: str | None,
-                       batch: int, grace: float, progress: Step | None, away: bool = False) -> dict[str, Any]:
-    """Replace what ``pick()`` returns, ``batch`` at a time, until it returns nothing (actors that
-    appear meanwhile are picked too) or an actor cannot be replaced."""
+async def replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]], version: str | None,
+                      batch: int = 1, grace: float = LEAVE_GRACE, progress: Step | None = None,
+                      away: bool = False) -> dict[str, Any]:
+    """Replace what ``pick()`` returns with actors running ``version`` (None: the same), ``batch``
+    at a time, until it returns nothing (actors that appear meanwhile are picked too) or an actor
+    cannot be replaced. Returns ``{'replaced': [{old, new, node}], 'failed': {uid: error},
+    'tracebacks': {uid: traceback}}`` (the tracebacks of replacements whose ``init`` raised)."""
     if batch < 1:
         raise UsageError(f"batch must be 1 or more, not {batch}")
     replaced: list[dict[str, str]] = []
     failed: dict[str, str] = {}
+    tracebacks: dict[str, str] = {}
     total = len(pick())
     while True:
         todo = [a for a in pick() if a["uid"] not in failed]
@@ -64,13 +68,15 @@ async def _replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]],
                 failed[actor["uid"]] = ""
             else:
                 failed[actor["uid"]] = response.error
+                if isinstance(response.data, dict) and isinstance(response.data.get("st"), str):
+                    tracebacks[actor["uid"]] = response.data["st"]
                 what = f"{actor['uid']} NOT replaced: {response.error}"
             if progress is not None:
                 progress(len(replaced) + len(failed), total, what)
         if any(failed.values()) or len(replaced) > 2 * total + 10:
             break  # (actors of the old version that keep appearing: the supervisor restarting them elsewhere)
         await _seen_gone(client, [a["uid"] for a in step])
-    return {"replaced": replaced, "failed": {uid: e for uid, e in failed.items() if e}}
+    return {"replaced": replaced, "failed": {uid: e for uid, e in failed.items() if e}, "tracebacks": tracebacks}
 
 
 async def _seen_gone(client: AsyncBeach, uids: list[str], timeout: float = 10.0) -> None:
@@ -105,7 +111,7 @@ async def rollout(client: AsyncBeach, realm: str, category: str, version: str | 
         return sorted((a for a in client.session.view.find(realm, category) if a["version"] != target),
                       key=lambda a: a["started"])
 
-    result = await _replace_all(client, pick, target, batch, grace, progress)
+    result = await replace_all(client, pick, target, batch, grace, progress)
     return {"version": target, **result}
 
 
@@ -120,7 +126,7 @@ async def drain(client: AsyncBeach, node: str, batch: int = 1, grace: float = LE
         return sorted((a for a in client.session.view.actors.values() if a["node"] == node),
                       key=lambda a: a["started"])
 
-    return {"node": node, **await _replace_all(client, pick, None, batch, grace, progress, away=True)}
+    return {"node": node, **await replace_all(client, pick, None, batch, grace, progress, away=True)}
 
 
 async def cordon(client: AsyncBeach, node: str, on: bool = True) -> dict[str, Any]:

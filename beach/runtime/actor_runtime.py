@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from beach.actor import Actor, ActorRequest
+from beach.actor import Actor, ActorRequest, Backend
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
 from beach.client.runner import Background, Runner
@@ -56,6 +56,24 @@ class Host(Protocol):
         ...
 
 
+def bind(actor: Actor, backend: Backend, spec: dict[str, Any]) -> None:
+    """Give ``actor`` what its methods need before ``init``: its uid, realm, parameters, resources,
+    ident, trusted idents (from ``spec``), its stop event, logger, and the ``backend`` its methods
+    call (an `ActorRuntime`, or `beach.testing.ActorHarness`'s stand-in)."""
+    actor.name = spec["uid"]
+    actor.stopEvent = threading.Event()
+    actor._realm = spec["realm"]
+    actor._parameters = dict(spec.get("parameters") or {})
+    actor._resources = dict(spec.get("resources") or {})
+    actor._ident = spec.get("ident")
+    actor._trusted = list(spec.get("trusted") or ())
+    actor._runtime = backend
+    actor._logger = logging.getLogger(f"beach.actor.{type(actor).__name__}")
+    level = spec.get("log_level")
+    if level is not None:
+        actor._logger.setLevel(level)
+
+
 class ActorRuntime:
     """Runs one actor: init, subscriptions, stop and deinit, and what its `Actor` methods do."""
 
@@ -89,18 +107,7 @@ class ActorRuntime:
         self._subs: dict[str, Any] = {}
         self._stopping = False
         self.stop_requested = False
-        actor.name = self.uid
-        actor.stopEvent = threading.Event()
-        actor._realm = self.realm
-        actor._parameters = dict(spec.get("parameters") or {})
-        actor._resources = dict(spec.get("resources") or {})
-        actor._ident = spec.get("ident")
-        actor._trusted = list(self.trusted)
-        actor._runtime = self
-        actor._logger = logging.getLogger(f"beach.actor.{type(actor).__name__}")
-        level = spec.get("log_level")
-        if level is not None:
-            actor._logger.setLevel(level)
+        bind(actor, self, spec)
 
     def _report(self, error: str) -> None:
         self.last_error = error

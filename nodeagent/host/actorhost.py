@@ -30,6 +30,7 @@ from beach.client.session import Session
 from beach.errors import ActorInitError, BeachError
 from beach.runtime.actor_runtime import ActorRuntime
 from beach.runtime.dispatch import SERVING
+from beach.runtime.loader import load_actor_class
 from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory, records
@@ -37,7 +38,6 @@ from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent.control import ControlServer
 from nodeagent.host.deployed import DeployedCode
-from nodeagent.host.loader import load_actor_class
 
 STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
 HELLO_SECONDS = 10.0  # the node agent's answer to this host's hello

@@ -1,0 +1,730 @@
+"""`ActorHarness`: one actor in this process, no NATS — a handler's unit test in a few lines.
+
+The actor is created and its ``init`` runs as on a node; requests go through the wire encoding
+both ways (data a cluster could not carry fails here too, and a tuple comes back a list), its
+handlers' returns become `ActorResponse` by the same rules, and it gets:
+
+* handles to other categories that call the test's stubs (``stub('other/category', fn)``; every
+  call is in `ActorHarness.calls`); a category nobody stubbed answers "no actor available", as an
+  empty category does;
+* a fake clock: ``schedule`` and ``delay`` run when the test moves the clock (`advance`);
+* ``self.state`` in memory (`beach.testing.state.MemoryState`), a request's writes applied when
+  its handler returns;
+* what it logs captured (`logs`, `log_records`), and what raised in a timer or hook in `errors`.
+
+Blocking methods (``request``, ``shoot``, ``advance``, ``stop``) run ``async def`` handlers on a
+private event loop; in async code await their ``a*`` forms instead (``async with ActorHarness(...)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import inspect
+import itertools
+import logging
+import os
+import traceback
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from beach import wire
+from beach.actor import Actor, ActorRequest
+from beach.client.group import ActorHandleGroup
+from beach.client.handle import ActorHandle
+from beach.client.response import ActorResponse, FutureResults
+from beach.errors import ActorInitError, BeachError, UsageError
+from beach.logs import Source, current_source
+from beach.runtime.actor_runtime import bind
+from beach.runtime.loader import load_actor_class
+from beach.runtime.replycache import ReplyCache
+from beach.testing.state import MemoryState
+from beach.wire import subjects
+
+T = TypeVar("T")
+Stub = Callable[[str, Any], Any]
+"""A stand-in for the actors of a category: ``fn(requestType, data)`` returns the reply's data, or
+``(True, data)`` / ``(False, error[, data])`` as a handler does; raising is an ``'exception'``."""
+
+
+@dataclass(frozen=True)
+class StubCall:
+    """One message the actor sent to a stubbed (or empty) category: ``kind`` is ``'request'``,
+    ``'shoot'`` or ``'broadcast'``."""
+
+    category: str
+    kind: str
+    requestType: str
+    data: Any
+    key: Any = None
+
+
+@dataclass(order=True)
+class _Timer:
+    due: float
+    seq: int
+    func: Callable[..., Any] = field(compare=False)
+    args: tuple[Any, ...] = field(compare=False)
+    kwargs: dict[str, Any] = field(compare=False)
+    every: float | None = field(compare=False, default=None)  # a schedule's period; None: a delay
+
+
+class _Capture(logging.Handler):
+    """Keeps the log records of one actor: those its code emits (from any thread it started)."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(logging.DEBUG)
+        self.source = source
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "beach_source", None) is self.source or current_source.get() is self.source:
+            self.records.append(record)
+
+
+def _close(loop: asyncio.AbstractEventLoop | None, capture: _Capture) -> None:
+    """What a harness holds outside itself (run at `ActorHarness.stop`, or when it is collected)."""
+    logging.getLogger().removeHandler(capture)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
+class ActorHarness:
+    """Runs one actor in this process, without NATS.
+
+    ``actor`` is an `Actor` subclass, or the name of one (``'Counter'``, ``'sub/Name'``) loaded
+    from ``<code_directory>/<realm>/`` as a node loads it (the same import rule). ``parameters``
+    and ``resources`` go to ``init``; ``category`` (one, or a list) is what the actor serves, and
+    its first category's state is ``self.state``; ``trusted`` idents are checked as on a node.
+
+    ``init`` runs at once (in async code: at ``async with`` or the first awaited call); one that
+    raises makes the constructor raise `ActorInitError` with its traceback.
+    """
+
+    def __init__(self, actor: type[Actor] | str, parameters: dict[str, Any] | None = None, *,
+                 code_directory: str | os.PathLike[str] | None = None, realm: str = "global",
+                 category: str | Sequence[str] = "test", resources: dict[str, Any] | None = None,
+                 trusted: Sequence[str] = (), uid: str | None = None) -> None:
+        self.realm = subjects.check_realm(realm)
+        categories = [category] if isinstance(category, str) else list(category)
+        if not categories:
+            raise UsageError("an actor needs at least one category")
+        self.categories = [subjects.normalize(c) for c in categories]
+        cls = self._resolve(actor, code_directory)
+        self.uid = uid or uuid.uuid4().hex
+        self.clock = 0.0
+        """Seconds of fake time since the harness started (moved by `advance`)."""
+        self.calls: list[StubCall] = []
+        """Every message the actor sent to other categories, oldest first."""
+        self.errors: list[str] = []
+        """Tracebacks of what raised in a timer, a hook or a handler, oldest first."""
+        self.state = MemoryState(self.realm, self.categories[0])
+        """The actor's ``self.state``: seed it before a request, read it after."""
+        self._states = {self.categories[0]: self.state}
+        self._stubs: list[tuple[str, Stub]] = []
+        self._timers: list[_Timer] = []
+        self._seq = itertools.count()
+        self._in_async = False  # the harness is awaiting the actor's async code (timers then wait for the clock)
+        self._stop_requested = False
+        self._started = False
+        self.stopped = False
+        """True once the actor has stopped (`stop`, or its own ``self.stop()``)."""
+        self.actor = cls()
+        """The actor instance."""
+        self.source = Source("app", "harness", "harness", self.realm, self.uid, cls.__name__, self.categories)
+        self._backend = _Backend(self)
+        self._context = contextvars.copy_context()
+        self._context.run(current_source.set, self.source)
+        self._capture = _Capture(self.source)
+        logging.getLogger().addHandler(self._capture)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finalizer = weakref.finalize(self, _close, None, self._capture)
+        self._replies = ReplyCache(int(getattr(cls, "reply_cache", 0) or 0)) if getattr(cls, "reply_cache", 0) else None
+        bind(self.actor, self._backend, {"uid": self.uid, "realm": self.realm, "parameters": parameters or {},
+                                         "resources": resources or {}, "trusted": list(trusted),
+                                         "log_level": logging.DEBUG})
+        # (what a node's actors will have as self.state: a keyed store of their category)
+        self.actor.__dict__["state"] = self.state
+        self.actor.__dict__["stateFor"] = self.state_for
+        self._trusted = set(trusted)
+        if not _loop_running():
+            self.start()
+
+    def _resolve(self, actor: type[Actor] | str, code_directory: str | os.PathLike[str] | None) -> type[Actor]:
+        if isinstance(actor, str):
+            if ":" in actor and "://" not in actor:  # module:Class (the test names the module: it may be imported)
+                return load_actor_class("", self.realm, actor, [actor.partition(":")[0]])
+            if code_directory is None:
+                raise UsageError(f"ActorHarness({actor!r}): give code_directory= to load an actor by name")
+            return load_actor_class(os.fspath(code_directory), self.realm, actor)
+        if not (isinstance(actor, type) and issubclass(actor, Actor)):
+            raise UsageError(f"ActorHarness needs an Actor subclass or its name, not {actor!r}")
+        return actor
+
+    def __repr__(self) -> str:
+        return f"<ActorHarness {type(self.actor).__name__} {self.realm}:{self.categories[0]} t={self.clock:g}>"
+
+    # ---------------------------------------------------------------- the blocking face
+
+    def start(self) -> None:
+        """Run the actor's ``init`` (the constructor does, outside async code)."""
+        self._run(self.astart())
+
+    def request(self, requestType: str, data: Any = None, *, ident: str | None = None,
+                request_id: str | None = None) -> ActorResponse:
+        """Send the actor a request and return its `ActorResponse` (``ident``: the trust token
+        the caller sends; ``request_id``: the same one twice is a retry)."""
+        return self._run(self.arequest(requestType, data, ident=ident, request_id=request_id))
+
+    def shoot(self, requestType: str, data: Any = None, *, ident: str | None = None) -> bool:
+        """Send the actor a request without a reply; it has been served when this returns."""
+        return self._run(self.ashoot(requestType, data, ident=ident))
+
+    def advance(self, seconds: float) -> int:
+        """Move the fake clock ``seconds`` on, running every ``schedule`` and ``delay`` that falls
+        due meanwhile, in order; return how many ran."""
+        return self._run(self.aadvance(seconds))
+
+    def stop(self) -> None:
+        """Stop the actor: ``drain()``, then ``deinit()``; later requests find no actor."""
+        if not self.stopped:
+            self._run(self.astop())
+        self._finalizer()
+
+    def __enter__(self) -> ActorHarness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- the async core
+
+    async def astart(self) -> None:
+        """Run the actor's ``init``; raise `ActorInitError` (with the traceback) if it raises."""
+        if self._started:
+            return
+        self._started = True
+        init = self.actor.init
+        params = inspect.signature(init).parameters
+        args: tuple[Any, ...] = (self.actor._parameters,)
+        if len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params.values()):
+            args += (self.actor._resources,)
+        try:
+            await self._turn(init, *args)
+        except Exception as err:
+            self.actor.stopEvent.set()
+            self._timers.clear()
+            self.stopped = True
+            raise ActorInitError(f"init() of {type(self.actor).__name__} raised:\n{traceback.format_exc()}") from err
+        if self._stop_requested:
+            await self.astop()
+            raise ActorInitError(f"{type(self.actor).__name__} stopped itself during init()")
+
+    async def arequest(self, requestType: str, data: Any = None, *, ident: str | None = None,
+                       request_id: str | None = None) -> ActorResponse:
+        """`request`, awaited."""
+        await self.astart()
+        request = self._encode(requestType, data, ident, request_id)
+        if self.stopped:
+            return self._no_actor()
+        if self._trusted and request.ident not in self._trusted:
+            return ActorResponse(False, wire.UNAUTHORIZED, {})
+        handler = self._backend.handlers.get(request.req)
+        if handler is None:
+            self.actor.logCritical(f"request type not supported: {request.req!r}")
+            return ActorResponse(False, wire.UNSUPPORTED, {})
+        actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
+
+        async def run() -> wire.Reply:
+            return await self._serve(handler, actor_request)
+
+        reply = await (run() if self._replies is None else self._replies.run_once(request.id, run))
+        assert reply is not None
+        await self._after()
+        try:
+            payload = wire.pack_reply(*reply)
+        except BeachError as err:
+            self.actor.logCritical(f"could not send its reply: {err}")
+            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
+        return ActorResponse(*wire.read_reply(payload, self.uid))
+
+    async def ashoot(self, requestType: str, data: Any = None, *, ident: str | None = None) -> bool:
+        """`shoot`, awaited."""
+        await self.arequest(requestType, data, ident=ident)
+        return True
+
+    async def aadvance(self, seconds: float) -> int:
+        """`advance`, awaited."""
+        if not isinstance(seconds, (int, float)) or seconds < 0:
+            raise UsageError(f"advance() takes a number of seconds, 0 or more, not {seconds!r}")
+        await self.astart()
+        until = self.clock + seconds
+        fired = 0
+        while self._timers and self._timers[0].due <= until and not self.stopped:
+            timer = heapq.heappop(self._timers)
+            self.clock = max(self.clock, timer.due)
+            fired += 1
+            try:
+                await self._turn(timer.func, *timer.args, **timer.kwargs)
+            except Exception:
+                self._failed(f"timer {getattr(timer.func, '__name__', timer.func)}")
+            if timer.every is not None and not self.stopped:
+                self._add(self.clock + timer.every, timer.func, timer.args, timer.kwargs, timer.every)
+            await self._after()
+        self.clock = max(self.clock, until)
+        return fired
+
+    async def astop(self) -> None:
+        """`stop`, awaited."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.actor.stopEvent.set()
+        self._timers.clear()
+        for hook in (self.actor.drain, self.actor.deinit):
+            try:
+                await self._turn(hook)
+            except Exception:
+                self._failed(f"{hook.__name__}()")
+        logging.getLogger().removeHandler(self._capture)
+
+    async def __aenter__(self) -> ActorHarness:
+        await self.astart()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+        self._finalizer()
+
+    # ---------------------------------------------------------------- stubs, state, logs
+
+    def stub(self, category: str, fn: Stub) -> None:
+        """Answer the actor's messages to ``category`` (and the categories under it) with
+        ``fn(requestType, data)``; a later stub of the same category replaces it."""
+        category = subjects.normalize(category)
+        if not callable(fn):
+            raise UsageError(f"stub({category!r}, fn): fn must be callable, not {fn!r}")
+        self._stubs = [(c, f) for c, f in self._stubs if c != category] + [(category, fn)]
+
+    def state_for(self, category: str) -> MemoryState:
+        """The state of another category of the actor's realm (``self.stateFor(category)``)."""
+        category = subjects.normalize(category)
+        if category not in self._states:
+            self._states[category] = MemoryState(self.realm, category)
+        return self._states[category]
+
+    @property
+    def log_records(self) -> list[logging.LogRecord]:
+        """What the actor logged (``self.log``, ``self.logCritical``, its own ``logging`` calls at
+        the level the test's logging lets through), oldest first."""
+        return list(self._capture.records)
+
+    @property
+    def logs(self) -> list[str]:
+        """The messages of `log_records`."""
+        return [r.getMessage() for r in self._capture.records]
+
+    @property
+    def last_error(self) -> str | None:
+        """The traceback of the last exception a handler or timer raised (``getLastError()``)."""
+        return self._backend.last_error
+
+    # ---------------------------------------------------------------- inside
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if _loop_running():
+            coro.close()
+            raise UsageError("this ActorHarness method blocks: in async code, await its a* form "
+                             "(arequest, ashoot, aadvance, astop) or use 'async with ActorHarness(...)'")
+        if self._loop is None or self._loop.is_closed():
+            self._loop = asyncio.new_event_loop()
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _close, self._loop, self._capture)
+        return self._loop.run_until_complete(coro)
+
+    def _encode(self, requestType: str, data: Any, ident: str | None, request_id: str | None) -> wire.Request:
+        if not isinstance(requestType, str):
+            raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
+        payload = wire.pack_request(request_id or uuid.uuid4().hex[:24], requestType, {} if data is None else data,
+                                    ident, None)
+        return wire.unpack_request(payload)
+
+    def _no_actor(self) -> ActorResponse:
+        return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self.categories[0]}' of realm '{self.realm}' "
+                                    f"(the actor has stopped)")
+
+    async def _serve(self, handler: Callable[..., Any], request: ActorRequest) -> wire.Reply:
+        try:
+            ret = await self._turn(handler, request)
+        except Exception:
+            error = self._failed(f"handler {request.req!r}")
+            return wire.Reply(False, wire.EXCEPTION, {"st": error})
+        return wire.normalize_return(ret)
+
+    async def _turn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Call the actor's code as its host does (awaited, or called: it is this actor's for
+        logging), in a turn of its state: applied if it returns, forgotten if it raises."""
+        states = list(self._states.values())
+        for state in states:
+            state.begin()
+        try:
+            if inspect.iscoroutinefunction(func):
+                token = current_source.set(self.source)
+                was, self._in_async = self._in_async, True
+                try:
+                    result = await func(*args, **kwargs)
+                finally:
+                    self._in_async = was
+                    current_source.reset(token)
+            else:
+                result = self._context.copy().run(func, *args, **kwargs)
+        except BaseException:
+            for state in states:
+                state.discard()
+            raise
+        for state in states:
+            state.commit()
+        return result
+
+    async def _after(self) -> None:
+        if self._stop_requested and not self.stopped:
+            await self.astop()
+
+    def _failed(self, what: str) -> str:
+        error = traceback.format_exc()
+        self._backend.last_error = error
+        self.errors.append(error)
+        logging.getLogger("beach.runtime").error("%s of actor %s raised:\n%s", what, self.uid, error)
+        return error
+
+    def _add(self, due: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             every: float | None = None) -> None:
+        heapq.heappush(self._timers, _Timer(due, next(self._seq), func, args, kwargs, every))
+
+    def _stubbed(self, category: str) -> list[tuple[str, Stub]]:
+        return [(c, f) for c, f in self._stubs if subjects.matches(c, category)]
+
+    def _send(self, category: str, kind: str, requestType: str, data: Any, key: Any,
+              fn: Stub | None) -> ActorResponse | Awaitable[ActorResponse]:
+        """Hand a message of the actor to the stub ``fn`` (None: nobody); the response, or an
+        awaitable of it when the stub is ``async def``."""
+        if not isinstance(requestType, str):
+            raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
+        data = wire.unpack_request(wire.pack_request("-" * 24, requestType, {} if data is None else data,
+                                                     None, None)).data
+        self.calls.append(StubCall(category, kind, requestType, data, key))
+        if fn is None:
+            return ActorResponse(False, f"{wire.NO_ACTOR} in category '{category}' of realm '{self.realm}' "
+                                        f"(no stub: ActorHarness.stub({category!r}, fn))")
+        try:
+            result = fn(requestType, data)
+        except Exception:
+            return ActorResponse(False, wire.EXCEPTION, {"st": traceback.format_exc()})
+        if inspect.isawaitable(result):
+            return _replied(result)
+        return _reply(result)
+
+
+async def _replied(result: Awaitable[Any]) -> ActorResponse:
+    try:
+        return _reply(await result)
+    except Exception:
+        return ActorResponse(False, wire.EXCEPTION, {"st": traceback.format_exc()})
+
+
+def _reply(result: Any) -> ActorResponse:
+    """A stub's return as the actor receives it: data, or a handler-style ``(ok, ...)`` tuple."""
+    if isinstance(result, (tuple, list)) and result and isinstance(result[0], bool):
+        reply = wire.normalize_return(result)
+    else:
+        reply = wire.Reply(True, "", {} if result is None else result)
+    return ActorResponse(*wire.read_reply(wire.pack_reply(*reply), "stub"))
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _Backend:
+    """What the actor's methods call (`beach.actor.Backend`), in the harness."""
+
+    def __init__(self, harness: ActorHarness) -> None:
+        self._harness = harness
+        self.log_source = harness.source
+        self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
+        self.handles: list[ActorHandle] = []
+        self.last_error: str | None = None
+        self._handle_cache: dict[tuple[Any, ...], ActorHandle] = {}
+
+    def handle(self, request_type: str, func: Callable[[ActorRequest], Any]) -> Callable[..., Any] | None:
+        previous = self.handlers.get(request_type)
+        self.handlers[request_type] = func
+        return previous
+
+    def unhandle(self, request_type: str) -> bool:
+        return self.handlers.pop(request_type, None) is not None
+
+    def schedule(self, delay: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        harness = self._harness
+        if harness.stopped:
+            return
+        if not harness._in_async and not inspect.iscoroutinefunction(func):
+            func(*args, **kwargs)  # as on a node: from plain code, the first call runs in the caller
+            harness._add(harness.clock + delay, func, args, kwargs, delay)
+        else:
+            harness._add(harness.clock, func, args, kwargs, delay)
+
+    def delay(self, delay: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        harness = self._harness
+        if not harness.stopped:
+            harness._add(harness.clock + delay, func, args, kwargs)
+
+    def actor_context(self) -> contextvars.Context:
+        return self._harness._context.copy()
+
+    def make_handle(self, category: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandle:
+        key = (category, mode, retries, timeout)
+        if key not in self._handle_cache:
+            if mode not in ("random", "local", "affinity"):
+                raise UsageError(f"unknown handle mode {mode!r}: use 'random', 'local' or 'affinity'")
+            # (a stand-in with ActorHandle's methods: typed as one, for the actor's code)
+            self._handle_cache[key] = cast(ActorHandle, StubHandle(self._harness, subjects.normalize(category), mode))
+            self.handles.append(self._handle_cache[key])
+        return self._handle_cache[key]
+
+    def make_group(self, root: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandleGroup:
+        return cast(ActorHandleGroup, StubGroup(self._harness, subjects.normalize(root)))
+
+    def category_available(self, category: str) -> bool:
+        return bool(self._harness._stubbed(subjects.normalize(category)))
+
+    def request_stop(self) -> None:
+        self._harness._stop_requested = True
+
+
+class StubHandle:
+    """What ``self.getActorHandle(category)`` gives an actor in the harness: `ActorHandle`'s
+    methods, answered by the test's stub of the category."""
+
+    def __init__(self, harness: ActorHarness, category: str, mode: str) -> None:
+        self._harness = harness
+        self._category = category
+        self._mode = mode
+
+    @property
+    def category(self) -> str:
+        """The category this handle addresses."""
+        return self._category
+
+    def __repr__(self) -> str:
+        return f"<StubHandle {self._harness.realm}:{self._category} mode={self._mode}>"
+
+    def _fn(self) -> Stub | None:
+        found = self._harness._stubbed(self._category)
+        return found[-1][1] if found else None
+
+    def _message(self, kind: str, requestType: str, data: Any, key: Any) -> ActorResponse | Awaitable[ActorResponse]:
+        if kind == "request" and self._mode == "affinity" and key is None:
+            raise UsageError(f"{self!r} routes by key: pass key= to request()")
+        return self._harness._send(self._category, kind, requestType, data, key, self._fn())
+
+    def _now(self, kind: str, requestType: str, data: Any, key: Any) -> ActorResponse:
+        response = self._message(kind, requestType, data, key)
+        if not isinstance(response, ActorResponse):
+            cast(Coroutine[Any, Any, Any], response).close()
+            raise UsageError(f"the stub of {self._category!r} is async def: the actor's blocking call cannot "
+                             f"await it (make the stub a plain function)")
+        return response
+
+    async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                       nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> ActorResponse:
+        """The stub's response."""
+        response = self._message("request", requestType, data, key)
+        if not isinstance(response, ActorResponse):
+            response = await response
+        if not response.isSuccess and onFailure is not None:
+            result = onFailure(data)
+            if inspect.isawaitable(result):
+                await result
+        return response
+
+    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                nRetries: int | None = None, isWithFuture: bool = False,
+                onFailure: Callable[[Any], Any] | None = None) -> ActorResponse | FutureResults:
+        """The stub's response (in a finished `FutureResults` with ``isWithFuture``)."""
+        response = self._now("request", requestType, data, key)
+        if not response.isSuccess and onFailure is not None:
+            onFailure(data)
+        if isWithFuture:
+            future = FutureResults(1)
+            future._add(response)
+            return future
+        return response
+
+    async def arequestFuture(self, requestType: str, data: Any = None, timeout: float | None = None,
+                             key: Any = None, nRetries: int | None = None,
+                             onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
+        """A finished `FutureResults` holding the stub's response."""
+        future = FutureResults(1)
+        future._add(await self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        return future
+
+    async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                     nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
+        """Hand the message to the stub (its reply is dropped)."""
+        response = self._message("shoot", requestType, data, key)
+        if not isinstance(response, ActorResponse):
+            await response
+        return True
+
+    def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+              nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
+        """Hand the message to the stub (its reply is dropped)."""
+        self._now("shoot", requestType, data, key)
+        return True
+
+    async def abroadcast(self, requestType: str, data: Any = None) -> bool:
+        """Hand the message to the stub, as to every actor of the category."""
+        response = self._message("broadcast", requestType, data, None)
+        if not isinstance(response, ActorResponse):
+            await response
+        return True
+
+    def broadcast(self, requestType: str, data: Any = None) -> bool:
+        """Hand the message to the stub, as to every actor of the category."""
+        self._now("broadcast", requestType, data, None)
+        return True
+
+    async def arequestFromAll(self, requestType: str, data: Any = None, timeout: float | None = None) -> FutureResults:
+        """A finished `FutureResults`: the stub's response (none if nobody is stubbed)."""
+        stubbed = self._fn() is not None
+        future = FutureResults(1 if stubbed else 0)
+        if stubbed:
+            future._add(await self.arequest(requestType, data))
+        return future
+
+    def requestFromAll(self, requestType: str, data: Any = None, timeout: float | None = None) -> FutureResults:
+        """A finished `FutureResults`: the stub's response (none if nobody is stubbed)."""
+        stubbed = self._fn() is not None
+        future = FutureResults(1 if stubbed else 0)
+        if stubbed:
+            future._add(self._now("request", requestType, data, None))
+        return future
+
+    def getNumAvailable(self) -> int:
+        """1 if the category is stubbed, else 0."""
+        return 1 if self._fn() is not None else 0
+
+    def isAvailable(self) -> bool:
+        """True if the category is stubbed."""
+        return self._fn() is not None
+
+    def getPending(self) -> dict[str, int]:
+        """Nothing is ever in flight: the stubs answer at once."""
+        return {}
+
+    async def aclose(self) -> None:
+        """Nothing to cancel."""
+
+    def close(self) -> None:
+        """Nothing to cancel."""
+
+    request_from_all = requestFromAll
+    arequest_from_all = arequestFromAll
+    arequest_future = arequestFuture
+    get_num_available = getNumAvailable
+    is_available = isAvailable
+    get_pending = getPending
+
+
+class StubGroup:
+    """What ``self.getActorHandleGroup(root)`` gives an actor in the harness: one answer per
+    stubbed category under ``root``."""
+
+    def __init__(self, harness: ActorHarness, root: str) -> None:
+        self._harness = harness
+        self._root = root
+
+    def subcategories(self) -> list[str]:
+        """The stubbed categories under the root."""
+        return sorted({c for c, _ in self._harness._stubs if subjects.matches(c, self._root) and c != self._root})
+
+    def _handles(self) -> list[StubHandle]:
+        return [StubHandle(self._harness, c, "random") for c in self.subcategories()]
+
+    async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                       nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
+        """A finished `FutureResults`: one response per stubbed sub-category."""
+        handles = self._handles()
+        future = FutureResults(len(handles))
+        for handle in handles:
+            future._add(await handle.arequest(requestType, data, key=key, onFailure=onFailure))
+        return future
+
+    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
+        """A finished `FutureResults`: one response per stubbed sub-category."""
+        handles = self._handles()
+        future = FutureResults(len(handles))
+        for handle in handles:
+            future._add(cast(ActorResponse, handle.request(requestType, data, key=key, onFailure=onFailure)))
+        return future
+
+    async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+                     nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
+        """Hand the message to each stubbed sub-category."""
+        for handle in self._handles():
+            await handle.ashoot(requestType, data, key=key)
+        return True
+
+    def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
+              nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
+        """Hand the message to each stubbed sub-category."""
+        for handle in self._handles():
+            handle.shoot(requestType, data, key=key)
+        return True
+
+    async def abroadcast(self, requestType: str, data: Any = None) -> bool:
+        """Hand the message to each stubbed sub-category."""
+        for handle in self._handles():
+            await handle.abroadcast(requestType, data)
+        return True
+
+    def broadcast(self, requestType: str, data: Any = None) -> bool:
+        """Hand the message to each stubbed sub-category."""
+        for handle in self._handles():
+            handle.broadcast(requestType, data)
+        return True
+
+    def getNumAvailable(self) -> int:
+        """The number of stubbed sub-categories."""
+        return len(self.subcategories())
+
+    def isAvailable(self) -> bool:
+        """True if a sub-category is stubbed."""
+        return bool(self.subcategories())
+
+    def getPending(self) -> list[dict[str, int]]:
+        """Nothing is ever in flight."""
+        return []
+
+    def forceRefresh(self) -> None:
+        """Nothing to refresh: the stubs are read at each call."""
+
+    async def aclose(self) -> None:
+        """Nothing to cancel."""
+
+    def close(self) -> None:
+        """Nothing to cancel."""
+
+    get_num_available = getNumAvailable
+    is_available = isAvailable
+    get_pending = getPending
