@@ -18,6 +18,7 @@ import asyncio
 import datetime
 import os
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -165,8 +166,8 @@ class DevLoop:
     async def _revert(self, target: str, pointer: dict[str, Any] | None, old: dict[str, ActorEntry],
                       replaced: list[dict[str, str]]) -> None:
         """Go back to the version before ``target``: the realm's pointer, and the actors replaced."""
-        if pointer is not None and pointer["version"] != target:
-            await deploy.rollback(self.client, self.realm, pointer["version"])
+        if pointer is not None and pointer["version"] != target:  # the pointer as it was
+            await deploy.set_current(self.client, self.realm, pointer["version"], pointer.get("previous"))
         back: dict[str | None, set[str]] = {}
         for r in replaced:
             back.setdefault(old[r["old"]]["version"], set()).add(r["new"])
@@ -237,6 +238,7 @@ def dev(args: argparse.Namespace) -> int:
     subjects.check_realm(args.realm)
     if args.keep < 1:
         raise UsageError(f"--keep must be 1 or more, not {args.keep}")
+    signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops it as Ctrl-C does (the local cluster too)
     if args.config:
         return asyncio.run(_run(args.config, args))
     from beach.testing.cluster import LocalCluster
@@ -247,6 +249,10 @@ def dev(args: argparse.Namespace) -> int:
             return asyncio.run(_run(cluster.config_path, args))
         except KeyboardInterrupt:
             return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

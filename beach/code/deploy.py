@@ -88,7 +88,13 @@ async def rollback(client: AsyncBeach, realm: str, version: str | None = None) -
             raise UsageError(f"realm {realm!r} has only version {pointer['version']!r}: nothing before it")
     target = await codestore.resolve(kv, realm, version)
     assert target is not None
-    record = codestore.pointer(realm, target["version"], client.caller, pointer["version"])
+    return await set_current(client, realm, target["version"], pointer["version"])
+
+
+async def set_current(client: AsyncBeach, realm: str, version: str, previous: str | None) -> dict[str, Any]:
+    """Make ``version`` (deployed) the realm's current version, naming ``previous`` as the one
+    before it; return the pointer record. Raises `Refused` if the node refuses."""
+    record = codestore.pointer(realm, version, client.caller, previous)
     response = await client._change_desired(put={codestore.current_key(realm): record}, realm=realm)
     if not response.isSuccess:
         raise Refused(f"realm {realm!r} not rolled back: {response.error}")
