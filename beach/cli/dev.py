@@ -239,16 +239,17 @@ def dev(args: argparse.Namespace) -> int:
     if args.keep < 1:
         raise UsageError(f"--keep must be 1 or more, not {args.keep}")
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops it as Ctrl-C does (the local cluster too)
-    if args.config:
-        return asyncio.run(_run(args.config, args))
-    from beach.testing.cluster import LocalCluster
+    try:  # Ctrl-C (or SIGTERM) is how it ends: exit code 0
+        if args.config:
+            return asyncio.run(_run(args.config, args))
+        from beach.testing.cluster import LocalCluster
 
-    with LocalCluster(nodes=args.nodes, realm=args.realm) as cluster:
-        say(f"local cluster: {args.nodes} node(s), config {cluster.config_path} (nats {cluster.url})")
-        try:
+        with LocalCluster(nodes=args.nodes, realm=args.realm) as cluster:
+            say(f"local cluster: {args.nodes} node(s), config {cluster.config_path} (nats {cluster.url})")
             return asyncio.run(_run(cluster.config_path, args))
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:
+        say("stopped")
+        return 0
 
 
 def _interrupt(signum: int, frame: object) -> None:
