@@ -466,3 +466,22 @@ def test_a_failing_test_and_ctrl_c_leave_nothing_running(tmp_path):
     assert marker.exists() and "KeyboardInterrupt" in result.stdout, result.stdout
     assert family.kinds() == {"nats-server", "beach.cli node", "nodeagent.host"}, family.seen
     assert family.left() == []
+
+
+def test_the_testing_page_runs_as_written(tmp_path):
+    page = (ROOT / "docs" / "testing.md").read_text()
+    files = {}
+    for block in re.findall(r"```(?:python|ini)\n(.*?)```", page, re.S):
+        first, _, rest = block.partition("\n")
+        if re.fullmatch(r"# [\w/.]+\.(py|ini)", first):
+            files[first[2:]] = block
+    assert {"pytest.ini", "code/global/Counter.py", "tests/test_counter.py", "tests/test_on_a_cluster.py",
+            "tests/test_with_the_fixture.py", "tests/test_failures.py"} <= set(files)
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    result, family, took = run_pytest(tmp_path, "-ra")
+    print(f"\ndocs/testing.md's examples: {took:.1f}s\n{result.stdout[-400:]}")
+    assert result.returncode == 0, result.stdout
+    assert re.search(r"\b8 passed\b", result.stdout), result.stdout
+    assert family.left() == []
