@@ -32,6 +32,7 @@ from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.code import bundle
 from beach.code import store as codestore
+from beach.testing import LocalCluster
 
 from .conftest import ADMIN_TOKEN, HERE, NodeProcess, free_port, wait_for
 
@@ -534,33 +535,20 @@ def test_backup_and_restore_into_a_fresh_cluster(cluster, client, tmp_path):
     assert client.stopActors(withId=sup.data["uid"]).isSuccess
 
     # a fresh cluster on loopback: its own server and a node with an empty code directory
-    fresh = tmp_path / "fresh"
-    fresh.mkdir()
-    server = EmbeddedServer(free_port(), str(fresh / "js"), log_file=str(fresh / "nats.log")).start()
-    (fresh / "code").mkdir()
-    config = fresh / "beach.yaml"
-    config.write_text(yaml.safe_dump({"code_directory": str(fresh / "code"), "n_processes": 1,
-                                      "admin_token": ADMIN_TOKEN, "nats": {"servers": [server.url]},
-                                      "code": {"cache": str(fresh / "cache")}}))
-    node = NodeProcess(config, "fresh-node", module="nodeagent")
-    try:
-        with Beach(config) as other:
-            node.wait_registered(other, 60)
-            restored = cli("restore", str(config), str(backup_file), "--json")
-            assert restored.returncode == 0, restored.stderr
-            assert yaml.safe_load(restored.stdout)["bundles"] == summary["bundles"]
-            view = other._core.session.view
-            wait_for(lambda: len(view.find(realm, "kept/patrol")) == 2 and len(view.find(realm, "kept/sup")) == 1,
-                     40, what="the supervised actor and the patrol's two to start from the restored state")
-            other.setRealm(realm)
-            assert other.getActorHandle("kept/sup").request("echo", {"n": 5}).data == {"version": "two", "n": 5}
-            listing = yaml.safe_load(cli("code", "list", str(config), realm, "--json").stdout)
-            assert [(v["version"], v["current"]) for v in listing] == [("v1", False), ("v2", True)]
-            assert other.flush()
-        assert node.terminate() == 0
-    finally:
-        node.terminate()
-        server.stop()
+    with LocalCluster(nodes=1) as fresh:
+        other = fresh.client()
+        restored = cli("restore", fresh.config_path, str(backup_file), "--json")
+        assert restored.returncode == 0, restored.stderr
+        assert yaml.safe_load(restored.stdout)["bundles"] == summary["bundles"]
+        view = other._core.session.view
+        wait_for(lambda: len(view.find(realm, "kept/patrol")) == 2 and len(view.find(realm, "kept/sup")) == 1,
+                 40, what="the supervised actor and the patrol's two to start from the restored state")
+        other.setRealm(realm)
+        assert other.getActorHandle("kept/sup").request("echo", {"n": 5}).data == {"version": "two", "n": 5}
+        listing = yaml.safe_load(cli("code", "list", fresh.config_path, realm, "--json").stdout)
+        assert [(v["version"], v["current"]) for v in listing] == [("v1", False), ("v2", True)]
+        assert other.flush()
+        assert fresh.stop_node("local-1") == 0
 
 
 def test_deploy_needs_admin_rights(cluster, tmp_path):

@@ -201,8 +201,8 @@ def test_three_saves_under_load_fail_no_request(tmp_path):
             out.wait(r"not rolled out: dev-2 keeps serving", saved)
             time.sleep(1)
             assert set(load.since(saved)) == {"three"}
-            assert [(v["version"], v["current"]) for v in code_list(cluster.config_path)] == [("v1", False), ("dev-1", False),
-                                                                        ("dev-2", True)], "dev-3 was forgotten"
+            listed = [(v["version"], v["current"]) for v in code_list(cluster.config_path)]
+            assert listed == [("v1", False), ("dev-1", False), ("dev-2", True)], "dev-3 was forgotten"
         finally:
             if load is not None:
                 load.stop()

@@ -4,14 +4,14 @@ included — grow by tens of MB at most under a flood."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import psutil
 
-from beach.beach_api import Beach
-from beach.bus.embedded import EmbeddedServer
+from beach.testing import LocalCluster
 
-from .conftest import NodeProcess, free_port, wait_for, write_config
+from .conftest import ACTORS, HERE, wait_for
 
 GATE = "beach_test_actors:Gate"
 SHOTS = 20_000
@@ -22,16 +22,15 @@ def rss(pids: list[int]) -> dict[int, int]:
     return {pid: psutil.Process(pid).memory_info().rss for pid in pids}
 
 
-def test_a_flood_of_shots_to_a_slow_actor_is_bounded(tmp_path):
-    server = EmbeddedServer(free_port(), str(tmp_path / "js"), log_file=str(tmp_path / "nats.log")).start()
-    config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1)
-    node = NodeProcess(config, "flood-node", module="nodeagent")
-    try:
-        with Beach(config) as client:
-            node.wait_registered(client)
+def test_a_flood_of_shots_to_a_slow_actor_is_bounded(monkeypatch):
+    # (the node's hosts import the test actors' module: beach_test_actors:Gate)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE / "modules"),
+                                                                   os.environ.get("PYTHONPATH")])))
+    with LocalCluster(ACTORS, n_processes=1, actor_modules=["beach_test_actors"]) as cluster:
+        with cluster.client() as client:
             uid = client.addActor(GATE, "flood", max_concurrent=1).data["uid"]
-            pids = [server.process.pid, node.process.pid,
-                    *(h["pid"] for h in client._core.session.view.nodes["flood-node"]["hosts"].values())]
+            pids = [cluster.server.process.pid, cluster.nodes["local-1"].pid,
+                    *(h["pid"] for h in client._core.session.view.nodes["local-1"]["hosts"].values())]
             handle = client.getActorHandle("flood")
             assert handle.request("ping").isSuccess
             before = rss(pids)
@@ -57,7 +56,4 @@ def test_a_flood_of_shots_to_a_slow_actor_is_bounded(tmp_path):
             assert load["waiting"] * SIZE <= 4 * 2**20 + SIZE, "the default backlog bound: 4 MiB"
             assert load["dropped"] >= SHOTS - 4 * 2**20 // SIZE - 1
             assert sum(grown.values()) < 64, grown
-        assert node.terminate() == 0
-    finally:
-        node.terminate()
-        server.stop()
+        assert cluster.stop_node("local-1") == 0

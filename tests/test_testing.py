@@ -264,7 +264,8 @@ def test_a_local_cluster_comes_up_fast_and_survives_a_killed_node(tmp_path):
         third = cluster.add_node()
         assert third == "local-3" and client.getNodeCount() >= 2
         assert client.addActor("Greeter", "greet/late", strategy="host_affinity", strategy_hint=third).isSuccess
-        assert client.getActorHandle(f"_ACTORS/{uids[1]}").request("nope").error == "request type not supported by actor"
+        assert client.getActorHandle(f"_ACTORS/{uids[1]}").request("nope").error == \
+            "request type not supported by actor"
         line = cluster.wait_for_log("request type not supported: 'nope'", timeout=10)
         assert line["uid"] == uids[1] and line["level"] == "ERROR"
         assert [line["msg"] for line in cluster.logs(uids[1])] == ["request type not supported: 'nope'"]

@@ -202,8 +202,8 @@ class LocalCluster:
                 if self.directory:
                     shutil.rmtree(self.directory, ignore_errors=True)
 
-    def _stop_nodes(self, node_ids: list[str]) -> None:
-        family = {n: _family(self.nodes[n]) for n in node_ids}
+    def _stop_nodes(self, node_ids: list[str]) -> dict[str, int]:
+        family = {n: _descendants(self.nodes[n]) for n in node_ids}
         try:
             for node_id in node_ids:
                 if self.nodes[node_id].poll() is None:
@@ -215,10 +215,8 @@ class LocalCluster:
                 except subprocess.TimeoutExpired:
                     pass
         finally:  # also on Ctrl-C while waiting: nothing of a node outlives this
-            for node_id in node_ids:
-                _kill(family[node_id])
-                self.nodes[node_id].wait()
-                del self.nodes[node_id]
+            codes = {n: _kill(self.nodes.pop(n), family[n]) for n in node_ids}
+        return codes
 
     def __enter__(self) -> LocalCluster:
         return self.start()
@@ -266,14 +264,14 @@ class LocalCluster:
         """Kill node ``node_id`` at once, as a crash would: SIGKILL to its agent and its actor hosts
         together. The others notice as they would on a cluster (see docs/operations.md)."""
         process = self._node(node_id)
-        _kill(_family(process))
-        process.wait()
+        _kill(process, _descendants(process))
         del self.nodes[node_id]
 
-    def stop_node(self, node_id: str) -> None:
-        """Stop node ``node_id`` gracefully (SIGTERM: its actors stop, their ``deinit`` runs)."""
+    def stop_node(self, node_id: str) -> int:
+        """Stop node ``node_id`` gracefully (SIGTERM: its actors stop, their ``deinit`` runs;
+        killed after `STOP_SECONDS`); return its agent's exit code (0: a clean stop)."""
         self._node(node_id)
-        self._stop_nodes([node_id])
+        return self._stop_nodes([node_id])[node_id]
 
     def _node(self, node_id: str) -> subprocess.Popen[bytes]:
         if node_id not in self.nodes:
@@ -372,21 +370,23 @@ def _blocking(coro: Coroutine[Any, Any, T]) -> T:
     raise UsageError("this LocalCluster method blocks: in async code, await its a* form (alogs, await_for_log)")
 
 
-def _family(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
-    """A node agent's process and its descendants (its actor hosts), while they run."""
+def _descendants(process: subprocess.Popen[bytes]) -> list[psutil.Process]:
+    """A node agent's descendants (its actor hosts), while they run."""
     try:
-        parent = psutil.Process(process.pid)
-        return [parent, *parent.children(recursive=True)]
-    except psutil.Error:
+        return list(psutil.Process(process.pid).children(recursive=True))
+    except psutil.Error:  # the agent is gone already
         return []
 
 
-def _kill(family: list[psutil.Process]) -> None:
-    for p in family:
+def _kill(process: subprocess.Popen[bytes], descendants: list[psutil.Process]) -> int:
+    """SIGKILL a node agent and its ``descendants`` at once; return the agent's exit code."""
+    if process.poll() is None:
+        process.kill()
+    for p in descendants:
         try:
             p.send_signal(signal.SIGKILL)
         except psutil.Error:  # gone already
             pass
-    psutil.wait_procs(family, timeout=5)
-
-
+    code = process.wait()
+    psutil.wait_procs(descendants, timeout=5)
+    return code
