@@ -269,6 +269,17 @@ def test_a_local_cluster_comes_up_fast_and_survives_a_killed_node(tmp_path):
         line = cluster.wait_for_log("request type not supported: 'nope'", timeout=10)
         assert line["uid"] == uids[1] and line["level"] == "ERROR"
         assert [line["msg"] for line in cluster.logs(uids[1])] == ["request type not supported: 'nope'"]
+
+        async def awaited() -> None:
+            aclient = await cluster.aclient()
+            try:
+                assert aclient.getNodeCount() == 2
+                assert [line["uid"] for line in await cluster.alogs(realm="global")] == [uids[1]]
+            finally:
+                await aclient.close()
+
+        asyncio.run(awaited())
+        assert cluster.stop_node(third) == 0, "a clean stop"
         directory = cluster.directory
     assert not os.path.exists(directory)
 
@@ -452,6 +463,11 @@ def test_a_users_project_tests_its_actors_with_pytest_and_leaves_nothing_running
     assert result.returncode == 0, result.stdout
     assert re.search(r"\b4 passed, 2 skipped\b", result.stdout), result.stdout
     assert family.kinds() == {"nats-server", "beach.cli node", "nodeagent.host"}, family.seen
+    assert family.left() == []
+    # the command line's code directory wins over the ini file's
+    result, family, _ = run_pytest(project, "-k", "two_nodes", "--beach-code-directory", str(project / "code"),
+                                   "-o", "beach_code_directory=nowhere")
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout
     assert family.left() == []
 
 
