@@ -74,6 +74,14 @@ def bind(actor: Actor, backend: Backend, spec: dict[str, Any]) -> None:
         actor._logger.setLevel(level)
 
 
+def init_args(actor: Actor) -> tuple[Any, ...]:
+    """What ``actor.init`` is called with: its parameters, and its resources if it takes two."""
+    params = inspect.signature(actor.init).parameters
+    if len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params.values()):
+        return (actor._parameters, actor._resources)
+    return (actor._parameters,)
+
+
 class ActorRuntime:
     """Runs one actor: init, subscriptions, stop and deinit, and what its `Actor` methods do."""
 
@@ -116,13 +124,8 @@ class ActorRuntime:
 
     async def start(self) -> None:
         """Run ``init`` and subscribe; raise `ActorInitError` (with the traceback) if init raises."""
-        init = self.actor.init
-        params = inspect.signature(init).parameters
-        args: tuple[Any, ...] = (self.actor._parameters,)
-        if len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params.values()):
-            args += (self.actor._resources,)
         try:
-            await self.call(init, *args)
+            await self.call(self.actor.init, *init_args(self.actor))
         except Exception:
             self.actor.stopEvent.set()
             await self.timers.cancel()

@@ -11,7 +11,8 @@ See docs/testing.md.
 """
 
 from beach.testing.cluster import LocalCluster
-from beach.testing.harness import ActorHarness, StubCall
+from beach.testing.harness import ActorHarness
 from beach.testing.state import MemoryState
+from beach.testing.stubs import StubCall
 
 __all__ = ["ActorHarness", "LocalCluster", "MemoryState", "StubCall"]

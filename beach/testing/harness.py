@@ -28,7 +28,7 @@ import os
 import traceback
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -36,33 +36,17 @@ from beach import wire
 from beach.actor import Actor, ActorRequest
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
-from beach.client.response import ActorResponse, FutureResults
+from beach.client.response import ActorResponse
 from beach.errors import ActorInitError, BeachError, UsageError
 from beach.logs import Source, current_source
-from beach.runtime.actor_runtime import bind
+from beach.runtime.actor_runtime import bind, init_args
 from beach.runtime.loader import load_actor_class
 from beach.runtime.replycache import ReplyCache
 from beach.testing.state import MemoryState
+from beach.testing.stubs import Stub, StubCall, StubGroup, StubHandle, Stubs
 from beach.wire import subjects
 
 T = TypeVar("T")
-Stub = Callable[[str, Any], Any]
-"""A stand-in for the actors of a category: ``fn(requestType, data)`` returns the reply's data, or
-``(True, data)`` / ``(False, error[, data])`` as a handler does; raising is an ``'exception'``."""
-
-
-@dataclass(frozen=True)
-class StubCall:
-    """One message the actor sent to a stubbed (or empty) category: ``kind`` is ``'request'``,
-    ``'shoot'`` or ``'broadcast'``."""
-
-    category: str
-    kind: str
-    requestType: str
-    data: Any
-    key: Any = None
-
-
 @dataclass(order=True)
 class _Timer:
     due: float
@@ -118,14 +102,12 @@ class ActorHarness:
         self.uid = uid or uuid.uuid4().hex
         self.clock = 0.0
         """Seconds of fake time since the harness started (moved by `advance`)."""
-        self.calls: list[StubCall] = []
-        """Every message the actor sent to other categories, oldest first."""
         self.errors: list[str] = []
         """Tracebacks of what raised in a timer, a hook or a handler, oldest first."""
         self.state = MemoryState(self.realm, self.categories[0])
         """The actor's ``self.state``: seed it before a request, read it after."""
         self._states = {self.categories[0]: self.state}
-        self._stubs: list[tuple[str, Stub]] = []
+        self._stubs = Stubs(self.realm)
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._in_async = False  # the harness is awaiting the actor's async code (timers then wait for the clock)
@@ -208,13 +190,8 @@ class ActorHarness:
         if self._started:
             return
         self._started = True
-        init = self.actor.init
-        params = inspect.signature(init).parameters
-        args: tuple[Any, ...] = (self.actor._parameters,)
-        if len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params.values()):
-            args += (self.actor._resources,)
         try:
-            await self._turn(init, *args)
+            await self._turn(self.actor.init, *init_args(self.actor))
         except Exception as err:
             self.actor.stopEvent.set()
             self._timers.clear()
@@ -304,11 +281,15 @@ class ActorHarness:
 
     def stub(self, category: str, fn: Stub) -> None:
         """Answer the actor's messages to ``category`` (and the categories under it) with
-        ``fn(requestType, data)``; a later stub of the same category replaces it."""
-        category = subjects.normalize(category)
-        if not callable(fn):
-            raise UsageError(f"stub({category!r}, fn): fn must be callable, not {fn!r}")
-        self._stubs = [(c, f) for c, f in self._stubs if c != category] + [(category, fn)]
+        ``fn(requestType, data)``: it returns the data, or ``(True, data)`` / ``(False, error[,
+        data])`` as a handler does, and raising is an ``'exception'``; a later stub of the same
+        category replaces it."""
+        self._stubs.add(category, fn)
+
+    @property
+    def calls(self) -> list[StubCall]:
+        """Every message the actor sent to other categories (`StubCall`), oldest first."""
+        return self._stubs.calls
 
     def state_for(self, category: str) -> MemoryState:
         """The state of another category of the actor's realm (``self.stateFor(category)``)."""
@@ -405,46 +386,6 @@ class ActorHarness:
              every: float | None = None) -> None:
         heapq.heappush(self._timers, _Timer(due, next(self._seq), func, args, kwargs, every))
 
-    def _stubbed(self, category: str) -> list[tuple[str, Stub]]:
-        return [(c, f) for c, f in self._stubs if subjects.matches(c, category)]
-
-    def _send(self, category: str, kind: str, requestType: str, data: Any, key: Any,
-              fn: Stub | None) -> ActorResponse | Awaitable[ActorResponse]:
-        """Hand a message of the actor to the stub ``fn`` (None: nobody); the response, or an
-        awaitable of it when the stub is ``async def``."""
-        if not isinstance(requestType, str):
-            raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
-        data = wire.unpack_request(wire.pack_request("-" * 24, requestType, {} if data is None else data,
-                                                     None, None)).data
-        self.calls.append(StubCall(category, kind, requestType, data, key))
-        if fn is None:
-            return ActorResponse(False, f"{wire.NO_ACTOR} in category '{category}' of realm '{self.realm}' "
-                                        f"(no stub: ActorHarness.stub({category!r}, fn))")
-        try:
-            result = fn(requestType, data)
-        except Exception:
-            return ActorResponse(False, wire.EXCEPTION, {"st": traceback.format_exc()})
-        if inspect.isawaitable(result):
-            return _replied(result)
-        return _reply(result)
-
-
-async def _replied(result: Awaitable[Any]) -> ActorResponse:
-    try:
-        return _reply(await result)
-    except Exception:
-        return ActorResponse(False, wire.EXCEPTION, {"st": traceback.format_exc()})
-
-
-def _reply(result: Any) -> ActorResponse:
-    """A stub's return as the actor receives it: data, or a handler-style ``(ok, ...)`` tuple."""
-    if isinstance(result, (tuple, list)) and result and isinstance(result[0], bool):
-        reply = wire.normalize_return(result)
-    else:
-        reply = wire.Reply(True, "", {} if result is None else result)
-    return ActorResponse(*wire.read_reply(wire.pack_reply(*reply), "stub"))
-
-
 def _loop_running() -> bool:
     try:
         asyncio.get_running_loop()
@@ -496,235 +437,16 @@ class _Backend:
             if mode not in ("random", "local", "affinity"):
                 raise UsageError(f"unknown handle mode {mode!r}: use 'random', 'local' or 'affinity'")
             # (a stand-in with ActorHandle's methods: typed as one, for the actor's code)
-            self._handle_cache[key] = cast(ActorHandle, StubHandle(self._harness, subjects.normalize(category), mode))
+            stub = StubHandle(self._harness._stubs, subjects.normalize(category), mode)
+            self._handle_cache[key] = cast(ActorHandle, stub)
             self.handles.append(self._handle_cache[key])
         return self._handle_cache[key]
 
     def make_group(self, root: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandleGroup:
-        return cast(ActorHandleGroup, StubGroup(self._harness, subjects.normalize(root)))
+        return cast(ActorHandleGroup, StubGroup(self._harness._stubs, subjects.normalize(root)))
 
     def category_available(self, category: str) -> bool:
-        return bool(self._harness._stubbed(subjects.normalize(category)))
+        return bool(self._harness._stubs.matching(subjects.normalize(category)))
 
     def request_stop(self) -> None:
         self._harness._stop_requested = True
-
-
-class StubHandle:
-    """What ``self.getActorHandle(category)`` gives an actor in the harness: `ActorHandle`'s
-    methods, answered by the test's stub of the category."""
-
-    def __init__(self, harness: ActorHarness, category: str, mode: str) -> None:
-        self._harness = harness
-        self._category = category
-        self._mode = mode
-
-    @property
-    def category(self) -> str:
-        """The category this handle addresses."""
-        return self._category
-
-    def __repr__(self) -> str:
-        return f"<StubHandle {self._harness.realm}:{self._category} mode={self._mode}>"
-
-    def _fn(self) -> Stub | None:
-        found = self._harness._stubbed(self._category)
-        return found[-1][1] if found else None
-
-    def _message(self, kind: str, requestType: str, data: Any, key: Any) -> ActorResponse | Awaitable[ActorResponse]:
-        if kind == "request" and self._mode == "affinity" and key is None:
-            raise UsageError(f"{self!r} routes by key: pass key= to request()")
-        return self._harness._send(self._category, kind, requestType, data, key, self._fn())
-
-    def _now(self, kind: str, requestType: str, data: Any, key: Any) -> ActorResponse:
-        response = self._message(kind, requestType, data, key)
-        if not isinstance(response, ActorResponse):
-            cast(Coroutine[Any, Any, Any], response).close()
-            raise UsageError(f"the stub of {self._category!r} is async def: the actor's blocking call cannot "
-                             f"await it (make the stub a plain function)")
-        return response
-
-    async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-                       nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> ActorResponse:
-        """The stub's response."""
-        response = self._message("request", requestType, data, key)
-        if not isinstance(response, ActorResponse):
-            response = await response
-        if not response.isSuccess and onFailure is not None:
-            result = onFailure(data)
-            if inspect.isawaitable(result):
-                await result
-        return response
-
-    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-                nRetries: int | None = None, isWithFuture: bool = False,
-                onFailure: Callable[[Any], Any] | None = None) -> ActorResponse | FutureResults:
-        """The stub's response (in a finished `FutureResults` with ``isWithFuture``)."""
-        response = self._now("request", requestType, data, key)
-        if not response.isSuccess and onFailure is not None:
-            onFailure(data)
-        if isWithFuture:
-            future = FutureResults(1)
-            future._add(response)
-            return future
-        return response
-
-    async def arequestFuture(self, requestType: str, data: Any = None, timeout: float | None = None,
-                             key: Any = None, nRetries: int | None = None,
-                             onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
-        """A finished `FutureResults` holding the stub's response."""
-        future = FutureResults(1)
-        future._add(await self.arequest(requestType, data, timeout, key, nRetries, onFailure))
-        return future
-
-    async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-                     nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
-        """Hand the message to the stub (its reply is dropped)."""
-        response = self._message("shoot", requestType, data, key)
-        if not isinstance(response, ActorResponse):
-            await response
-        return True
-
-    def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-              nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
-        """Hand the message to the stub (its reply is dropped)."""
-        self._now("shoot", requestType, data, key)
-        return True
-
-    async def abroadcast(self, requestType: str, data: Any = None) -> bool:
-        """Hand the message to the stub, as to every actor of the category."""
-        response = self._message("broadcast", requestType, data, None)
-        if not isinstance(response, ActorResponse):
-            await response
-        return True
-
-    def broadcast(self, requestType: str, data: Any = None) -> bool:
-        """Hand the message to the stub, as to every actor of the category."""
-        self._now("broadcast", requestType, data, None)
-        return True
-
-    async def arequestFromAll(self, requestType: str, data: Any = None, timeout: float | None = None) -> FutureResults:
-        """A finished `FutureResults`: the stub's response (none if nobody is stubbed)."""
-        stubbed = self._fn() is not None
-        future = FutureResults(1 if stubbed else 0)
-        if stubbed:
-            future._add(await self.arequest(requestType, data))
-        return future
-
-    def requestFromAll(self, requestType: str, data: Any = None, timeout: float | None = None) -> FutureResults:
-        """A finished `FutureResults`: the stub's response (none if nobody is stubbed)."""
-        stubbed = self._fn() is not None
-        future = FutureResults(1 if stubbed else 0)
-        if stubbed:
-            future._add(self._now("request", requestType, data, None))
-        return future
-
-    def getNumAvailable(self) -> int:
-        """1 if the category is stubbed, else 0."""
-        return 1 if self._fn() is not None else 0
-
-    def isAvailable(self) -> bool:
-        """True if the category is stubbed."""
-        return self._fn() is not None
-
-    def getPending(self) -> dict[str, int]:
-        """Nothing is ever in flight: the stubs answer at once."""
-        return {}
-
-    async def aclose(self) -> None:
-        """Nothing to cancel."""
-
-    def close(self) -> None:
-        """Nothing to cancel."""
-
-    request_from_all = requestFromAll
-    arequest_from_all = arequestFromAll
-    arequest_future = arequestFuture
-    get_num_available = getNumAvailable
-    is_available = isAvailable
-    get_pending = getPending
-
-
-class StubGroup:
-    """What ``self.getActorHandleGroup(root)`` gives an actor in the harness: one answer per
-    stubbed category under ``root``."""
-
-    def __init__(self, harness: ActorHarness, root: str) -> None:
-        self._harness = harness
-        self._root = root
-
-    def subcategories(self) -> list[str]:
-        """The stubbed categories under the root."""
-        return sorted({c for c, _ in self._harness._stubs if subjects.matches(c, self._root) and c != self._root})
-
-    def _handles(self) -> list[StubHandle]:
-        return [StubHandle(self._harness, c, "random") for c in self.subcategories()]
-
-    async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-                       nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
-        """A finished `FutureResults`: one response per stubbed sub-category."""
-        handles = self._handles()
-        future = FutureResults(len(handles))
-        for handle in handles:
-            future._add(await handle.arequest(requestType, data, key=key, onFailure=onFailure))
-        return future
-
-    def request(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-                nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
-        """A finished `FutureResults`: one response per stubbed sub-category."""
-        handles = self._handles()
-        future = FutureResults(len(handles))
-        for handle in handles:
-            future._add(cast(ActorResponse, handle.request(requestType, data, key=key, onFailure=onFailure)))
-        return future
-
-    async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-                     nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
-        """Hand the message to each stubbed sub-category."""
-        for handle in self._handles():
-            await handle.ashoot(requestType, data, key=key)
-        return True
-
-    def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
-              nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
-        """Hand the message to each stubbed sub-category."""
-        for handle in self._handles():
-            handle.shoot(requestType, data, key=key)
-        return True
-
-    async def abroadcast(self, requestType: str, data: Any = None) -> bool:
-        """Hand the message to each stubbed sub-category."""
-        for handle in self._handles():
-            await handle.abroadcast(requestType, data)
-        return True
-
-    def broadcast(self, requestType: str, data: Any = None) -> bool:
-        """Hand the message to each stubbed sub-category."""
-        for handle in self._handles():
-            handle.broadcast(requestType, data)
-        return True
-
-    def getNumAvailable(self) -> int:
-        """The number of stubbed sub-categories."""
-        return len(self.subcategories())
-
-    def isAvailable(self) -> bool:
-        """True if a sub-category is stubbed."""
-        return bool(self.subcategories())
-
-    def getPending(self) -> list[dict[str, int]]:
-        """Nothing is ever in flight."""
-        return []
-
-    def forceRefresh(self) -> None:
-        """Nothing to refresh: the stubs are read at each call."""
-
-    async def aclose(self) -> None:
-        """Nothing to cancel."""
-
-    def close(self) -> None:
-        """Nothing to cancel."""
-
-    get_num_available = getNumAvailable
-    is_available = isAvailable
-    get_pending = getPending
