@@ -202,7 +202,10 @@ class DevLoop:
 
         async for _ in watchfiles.awatch(self.directory, stop_event=stop, debounce=DEBOUNCE_MS, step=STEP_MS,
                                          watch_filter=lambda _, path: not _skipped(path, self.directory)):
-            await self.reload()
+            try:
+                await self.reload()
+            except BeachError as err:  # the bus or a node refused this once: the next save tries again
+                say(f"reload failed: {err}; the previous version keeps serving")
 
 
 async def _run(config: str, args: argparse.Namespace) -> int:

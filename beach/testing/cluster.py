@@ -80,7 +80,8 @@ class LocalCluster:
     ``code_directory`` is the config's (actors load from ``<code_directory>/<realm>/<Name>.py``;
     default: an empty directory — deploy code, or name ``module:Class`` actors); ``realm`` is the
     one `client` uses by default; ``config`` adds or overrides config keys (nested sections are
-    merged: ``logs={'rate': 10}``). The config has an admin token, so its clients are admins.
+    merged: ``logs={'rate': 10}``; each node runs one actor host unless ``n_processes`` says
+    otherwise). The config has an admin token, so its clients are admins.
     Raises `BeachError` (with the node's log) if the cluster does not come up.
     """
 
