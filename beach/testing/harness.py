@@ -129,9 +129,9 @@ class ActorHarness:
         bind(self.actor, self._backend, {"uid": self.uid, "realm": self.realm, "parameters": parameters or {},
                                          "resources": resources or {}, "trusted": list(trusted),
                                          "log_level": logging.DEBUG})
-        # (what a node's actors will have as self.state: a keyed store of their category)
-        self.actor.__dict__["state"] = self.state
-        self.actor.__dict__["stateFor"] = self.state_for
+        setattr(self.actor, "state", self.state)  # (as a node sets it: the state of its first category)  # noqa: B010
+        if not hasattr(cls, "stateFor"):  # (Actor.stateFor asks the backend's state_for where it has one)
+            self.actor.__dict__["stateFor"] = self.state_for
         self._trusted = set(trusted)
         if not _loop_running():
             self.start()
@@ -447,6 +447,9 @@ class _Backend:
 
     def category_available(self, category: str) -> bool:
         return bool(self._harness._stubs.matching(subjects.normalize(category)))
+
+    def state_for(self, category: str) -> MemoryState:
+        return self._harness.state_for(category)
 
     def request_stop(self) -> None:
         self._harness._stop_requested = True

@@ -1,11 +1,11 @@
 """`MemoryState`: an actor's ``self.state`` in memory, for `beach.testing.ActorHarness`.
 
 It has the API of the keyed store every actor gets (``get``, ``set``, ``delete``, ``update``,
-``keys``) and its rules, so a handler tested with it behaves the same on a cluster: values are
-encoded as request data is (an unencodable value raises `EncodeError` at once, naming its type,
-and what ``get`` returns is a decoded copy: a tuple comes back a list), and the writes of one
-request are kept aside until its handler returns, then applied together — a handler that raises
-applies none of them.
+``keys``; ``aget``, ``aset``... in ``async def`` code) and its rules, so a handler tested with it
+behaves the same on a cluster: values are encoded as request data is (an unencodable value raises
+`EncodeError` at once, naming its type, and what ``get`` returns is a decoded copy: a tuple comes
+back a list), and the writes of one request are kept aside until its handler returns, then
+applied together — a handler that raises applies none of them.
 """
 
 from __future__ import annotations
@@ -61,6 +61,28 @@ class MemoryState:
         for key, body in (self._turn or {}).items():
             (found.discard if body is _DELETED else found.add)(key)
         return sorted(k for k in found if k.startswith(prefix))
+
+    # the awaitable forms, for async def handlers (nothing to wait for in memory)
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """`get`, awaited."""
+        return self.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        """`set`, awaited."""
+        self.set(key, value)
+
+    async def adelete(self, key: str) -> None:
+        """`delete`, awaited."""
+        self.delete(key)
+
+    async def aupdate(self, key: str, fn: Callable[[Any], Any]) -> Any:
+        """`update`, awaited."""
+        return self.update(key, fn)
+
+    async def akeys(self, prefix: str = "") -> list[str]:
+        """`keys`, awaited."""
+        return self.keys(prefix)
 
     # ---------------------------------------------------------------- turns (the harness's)
 
