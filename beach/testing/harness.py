@@ -196,6 +196,7 @@ class ActorHarness:
             self.actor.stopEvent.set()
             self._timers.clear()
             self.stopped = True
+            logging.getLogger().removeHandler(self._capture)
             raise ActorInitError(f"init() of {type(self.actor).__name__} raised:\n{traceback.format_exc()}") from err
         if self._stop_requested:
             await self.astop()
