@@ -2,6 +2,7 @@
 
 Keys (all optional)::
 
+    realm: global               # the realm clients and tools work in unless told otherwise
     code_directory: ./          # actor code: <code_directory>/<realm>/<Name>.py
     actor_modules: [myapp]      # modules (and their submodules) 'module:Class' actors may come from
     n_processes: 0              # shared actor host processes per node; 0 = CPU count
@@ -10,6 +11,7 @@ Keys (all optional)::
     accepted_keys: [./old.aes]  # keys also accepted (not used to seal): for a key rotation
     replay_window: 15           # seconds a sealed live message stays acceptable (clocks must agree)
     log_level: INFO             # node agent, hosts and actors
+    interface: eth0             # the network interface whose IPv4 address a node announces
     logs:                       # cluster-wide logs (the JetStream stream beach_logs)
       max_age: 86400            # seconds a log line is kept
       max_bytes: 268435456      # the stream's size limit; the oldest lines go first
@@ -51,8 +53,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from beach.errors import ConfigError
+from beach.errors import BeachError, ConfigError
 from beach.security.seal import Sealer, read_key
+from beach.wire import subjects
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -62,7 +65,7 @@ log = logging.getLogger("beach.config")
 DEFAULT_PORT = 4222
 
 LEGACY_KEYS = {
-    "directory_port", "ops_port", "port_range_start", "port_range_end", "interface",
+    "directory_port", "ops_port", "port_range_start", "port_range_end",
     "peer_keepalive_seconds", "instance_keepalive_seconds", "directory_sync_seconds",
     "tombstone_culling_seconds", "instance_strategy",
 }
@@ -134,6 +137,7 @@ class Config:
     """A loaded, checked beach config."""
 
     path: str | None = None
+    realm: str = "global"
     code_directory: str = "."
     actor_modules: list[str] = field(default_factory=list)
     n_processes: int = 0
@@ -143,6 +147,7 @@ class Config:
     replay_window: float = 15.0
     high_mem_watermark: float = 80.0
     log_level: str = "INFO"
+    interface: str | None = None
     nats: NatsConfig = field(default_factory=NatsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     backlog: BacklogConfig = field(default_factory=BacklogConfig)
@@ -174,7 +179,8 @@ class Config:
 
 # type[Any]: a value that passes its isinstance check stays Any (the checks below need its contents)
 _TYPES: dict[str, tuple[type[Any], ...]] = {
-    "code_directory": (str,), "actor_modules": (list,), "n_processes": (int,), "admin_token": (str,),
+    "realm": (str,), "interface": (str,), "code_directory": (str,), "actor_modules": (list,),
+    "n_processes": (int,), "admin_token": (str,),
     "private_key": (str,), "accepted_keys": (list,), "replay_window": (int, float),
     "auth_file": (str,), "inbox_prefix": (str,), "tls": (dict,), "server_config": (str,),
     "high_mem_watermark": (int, float), "log_level": (str, int),
@@ -190,7 +196,7 @@ _POSITIVE = {"replay_window", "max_age", "max_bytes", "rate", "burst", "messages
 
 def _check(where: str, key: str, value: Any) -> Any:
     expected = _TYPES[key]
-    if value is None and key not in ("n_processes", "port", "kv_replicas", "servers"):
+    if value is None and key not in ("realm", "n_processes", "port", "kv_replicas", "servers"):
         return None
     if isinstance(value, bool) != (bool in expected) or not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in expected)
@@ -213,6 +219,11 @@ def _check(where: str, key: str, value: Any) -> Any:
         for url in value:
             if not isinstance(url, str) or not url:
                 raise ConfigError(f"{where}: 'nats.servers' entries must be URLs, not {url!r}")
+    if key == "realm":
+        try:
+            subjects.check_realm(value)
+        except BeachError as err:
+            raise ConfigError(f"{where}: 'realm': {err}") from None
     if key in ("n_processes", "kv_replicas") and value < 0:
         raise ConfigError(f"{where}: '{key}' must be 0 or more, not {value}")
     if key in _POSITIVE and value <= 0:
@@ -294,6 +305,8 @@ def parse(raw: Any, path: str | None = None) -> Config:
         raise ConfigError(f"{where}: 'nats.server_config' {config.nats.server_config}: no such file")
     if config.nats.auth_file:
         _read_auth_file(where, config.nats)
+        if "realm" not in raw and config.nats.realm:  # a realm admin works in its realm
+            config.realm = config.nats.realm
     if config.nats.tls:
         config.nats.tls = {k: _relative(base, v) or v for k, v in config.nats.tls.items()}
         for k, v in config.nats.tls.items():
@@ -363,6 +376,11 @@ def warn_ignored(config: Config) -> None:
                     ", ".join(repr(k) for k in config.ignored))
 
 
+def is_url(target: str) -> bool:
+    """True when a tool's CONFIG argument is a URL (``nats://HOST:PORT``) rather than a file."""
+    return "://" in target
+
+
 def read(path: str | os.PathLike[str]) -> Any:
     """The YAML document of the config file at ``path``, not checked yet (see `parse`). Raises
     `ConfigError` for a file that is missing, unreadable or not YAML."""
@@ -382,4 +400,6 @@ def load(path: str | os.PathLike[str] | None) -> Config:
     """Read and check the config file at ``path`` (None: all defaults, embedded server)."""
     if path is None:
         return parse({}, None)
+    if is_url(os.fspath(path)):
+        raise ConfigError(f"{os.fspath(path)!r} is a URL: a config file is needed here")
     return parse(read(path), os.path.abspath(os.fspath(path)))

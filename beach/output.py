@@ -117,7 +117,7 @@ def describe_failure(response: Any) -> str:
     trace = response.data.get("st") if isinstance(response.data, dict) else None
     if trace:
         lines = [line for line in str(trace).splitlines() if line.strip()]
-        if lines:
+        if lines and lines[-1].strip() not in text:  # a handler's exception already names itself
             text = f"{text}: {lines[-1].strip()}"
     return one_line(text)
 

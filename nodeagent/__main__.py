@@ -1,19 +1,21 @@
-"""``python -m nodeagent CONFIG [--node-id NAME]``: run a beach node."""
+"""``python -m nodeagent CONFIG [--node-id NAME] [-i IFACE] [--log-level N] [--log-dest PATH]``: run a
+beach node (also ``python -m beach.hostmanager``, with the original's flags)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from beach import config as beach_config
 from beach.errors import BeachError
+from nodeagent import health, logsetup
 from nodeagent.agent import NodeAgent
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> int:
-    """Run a node agent in the foreground until SIGTERM or Ctrl-C; return the exit code."""
+    """Run a node agent in the foreground until SIGTERM or Ctrl-C; return the exit code (2 for a bad
+    config or flag, 1 when the node fails)."""
     parser = argparse.ArgumentParser(prog=prog, description="Run a beach node: the node agent and "
                                      "its actor hosts (and the embedded NATS server when the config "
                                      "names no servers).")
@@ -21,18 +23,29 @@ def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> in
     parser.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
     parser.add_argument("--secure", metavar="DIR",
                         help="use the NATS users, permissions and TLS of 'beach secure init DIR' (as the node user)")
+    parser.add_argument("-i", "--iface", metavar="IFACE",
+                        help="the network interface whose address this node announces (default: the config's "
+                             "'interface', else every address of the machine)")
+    parser.add_argument("--log-level", metavar="N", help="the lowest level logged: a number as in the original "
+                        "(10 debug, 20 info, 30 warning...) or a name (default: the config's log_level)")
+    parser.add_argument("--log-dest", metavar="PATH", help="also log there: a syslog socket such as /dev/log "
+                        "(the original's destination), else a file appended to (default: stderr only)")
     args = parser.parse_args(argv)
     try:
         config = beach_config.load(args.config)
         if args.secure:
             beach_config.use_secure_dir(config, args.secure)
+        if args.iface:
+            config.interface = args.iface
+        if args.log_level:
+            config.log_level = logsetup.level(args.log_level)
+        health.announced(config.interface)  # an interface without an address: said now, not at the first heartbeat
+        logsetup.configure(config.log_level, "node", args.log_dest)
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format="%(asctime)s node %(name)s %(levelname)s %(message)s")
     try:
-        asyncio.run(NodeAgent(config, args.node_id).run())
+        asyncio.run(NodeAgent(config, args.node_id, args.log_dest).run())
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 1

@@ -56,11 +56,12 @@ class NodeAgent(ControlServer):
     kind = "node"
     privileged = authority.ADMIN_OPS
 
-    def __init__(self, config: Config, node_id: str | None = None) -> None:
+    def __init__(self, config: Config, node_id: str | None = None, log_dest: str | None = None) -> None:
         self.config = config
         self.admin_token = config.admin_token
         self.node_id = node_id or health.default_node_id()
-        self.pool = HostPool(config, self.node_id)
+        self.addresses = health.announced(config.interface)
+        self.pool = HostPool(config, self.node_id, log_dest)
         self.stopping = asyncio.Event()
         self.background = Background()
         self.ready = asyncio.Event()  # set once the node is registered and its hosts are up
@@ -99,8 +100,12 @@ class NodeAgent(ControlServer):
             # Register only now: a node in the registry must be able to take spawns.
             self.ready.set()
             await self.heartbeat()
-            log.info("node %s up: %d actor hosts, NATS %s", self.node_id, self.config.processes,
-                     ", ".join(self.config.nats.urls))
+            log.info("node %s up: %d actor hosts, NATS %s, announcing %s", self.node_id, self.config.processes,
+                     ", ".join(self.config.nats.urls), ", ".join(self.addresses))
+            exposed = bus.exposed(self.session.nc)
+            notice = authority.open_notice(self.config, (), exposed)
+            if notice:
+                (log.warning if exposed else log.info)("%s", notice)
             self.client = AsyncBeach(self.session)
             self.recycler = Recycler(self.config, self.node_id, self.session.view, self.replace, self.background)
             self.supervisor = Supervisor(self.client, self.node_id)
@@ -272,9 +277,10 @@ class NodeAgent(ControlServer):
         hosts = {h.id: {"pid": h.process.pid, "isolated": h.isolated, "n_actors": per_host.get(h.id, 0)}
                  for h in self.pool.running()}
         return records.NODE.new(
-            id=self.node_id, hostname=socket.gethostname(), addresses=health.addresses(), pid=os.getpid(),
+            id=self.node_id, hostname=socket.gethostname(), addresses=self.addresses, pid=os.getpid(),
             started=self.started, updated=time.time(), hosts=hosts, n_actors=sum(per_realm.values()),
-            actors_by_realm=per_realm, cordoned=self.cordoned, **health.sample(),
+            actors_by_realm=per_realm, cordoned=self.cordoned, open=authority.open_node(self.config),
+            **health.sample(),
         )
 
     async def heartbeat(self) -> None:

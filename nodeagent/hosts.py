@@ -52,9 +52,10 @@ class HostProcess:
 class HostPool:
     """The actor host processes of node ``node_id``, and where each of its actors runs."""
 
-    def __init__(self, config: Config, node_id: str) -> None:
+    def __init__(self, config: Config, node_id: str, log_dest: str | None = None) -> None:
         self.config = config
         self.node_id = node_id
+        self.log_dest = log_dest  # the node's --log-dest, which its hosts log to as well
         self.hosts: dict[str, HostProcess] = {}
         self.placed: dict[str, tuple[str, str]] = {}  # uid → (host, realm), from the hosts' own replies
         self._started = {True: 0, False: 0}  # isolated → how many were started
@@ -67,7 +68,9 @@ class HostPool:
         self._started[isolated] += 1
         host_id = f"{self.node_id}-{'i' if isolated else 'h'}{self._started[isolated]}"
         cmd = [sys.executable, "-m", "nodeagent.host", self.config.path, "--node", self.node_id,
-               "--host", host_id] + (["--isolated"] if isolated else [])
+               "--host", host_id, "--log-level", str(self.config.log_level)] + (["--isolated"] if isolated else [])
+        if self.log_dest:
+            cmd += ["--log-dest", self.log_dest]
         if self.config.secure_dir:  # the hosts connect with the node's credentials too
             cmd += ["--secure", self.config.secure_dir]
         # Own session: terminal signals reach the agent only, which stops its hosts in order.

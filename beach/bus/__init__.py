@@ -20,6 +20,7 @@ from beach.bus.connection import (
     auto_replicas,
     close,
     connect,
+    exposed,
     failure,
     open_bucket,
     open_buckets,
@@ -30,6 +31,6 @@ from beach.bus.connection import (
 
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
-    "PING_SECONDS", "Refusals", "auto_replicas", "close", "connect", "failure", "open_bucket", "open_buckets",
-    "open_desired", "sealed", "translated",
+    "PING_SECONDS", "Refusals", "auto_replicas", "close", "connect", "exposed", "failure", "open_bucket",
+    "open_buckets", "open_desired", "sealed", "translated",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterator
@@ -214,6 +215,26 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params
                            f"{problem} (is JetStream enabled on the NATS servers? a bucket with 3 replicas "
                            f"needs 3 JetStream servers; set nats.kv_replicas to choose)")
         await asyncio.sleep(0.25)
+
+
+def exposed(nc: Client) -> str | None:
+    """Where the NATS server ``nc`` is connected to (or another of its cluster) listens beyond
+    loopback, as its INFO tells (``0.0.0.0`` included: every interface), or None for loopback only."""
+    info = nc._server_info or {}
+    url = nc.connected_url
+    for where in [info.get("host"), *(info.get("connect_urls") or []), url.hostname if url else None]:
+        if not isinstance(where, str) or not where:
+            continue
+        host = where.rsplit(":", 1)[0] if where.count(":") == 1 else where
+        host = host.strip("[]")
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                continue
+        except ValueError:
+            if host == "localhost":
+                continue
+        return where
+    return None
 
 
 def auto_replicas(nc: Client) -> int:

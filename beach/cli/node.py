@@ -103,10 +103,7 @@ def join(args: argparse.Namespace) -> str:
     url = args.config
     state = os.path.abspath(args.state or os.path.join(os.path.expanduser("~"), ".local", "state", "beach",
                                                        "node-" + (args.node_id or "default")))
-    bootstrap = beach_config.parse({"nats": {"servers": [url]}, **({"private_key": os.path.abspath(args.key)}
-                                                                   if args.key else {})})
-    if args.secure:
-        beach_config.use_secure_dir(bootstrap, args.secure)
+    bootstrap = clusterconfig.bootstrap(url, args.key, args.secure)
 
     async def read() -> dict[str, object]:
         nc = await bus.connect(bootstrap, "beach-node join")
@@ -137,9 +134,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "(nats://HOST:4222) to join with the config the cluster keeps on the bus")
     p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
     p.add_argument("--secure", metavar="DIR", help="connect as the node user of 'beach secure init DIR'")
-    p.add_argument("--key", metavar="FILE", help="joining by URL: the cluster's private_key file (a sealed cluster)")
-    p.add_argument("--admin-token-file", metavar="FILE",
-                   help="joining by URL: a file holding the cluster's admin_token (secrets never travel on the bus)")
+    p.add_argument("--key", metavar="FILE", help="joining by URL: the cluster's private_key file (a sealed "
+                   "cluster; default: $BEACH_PRIVATE_KEY_FILE)")
+    p.add_argument("--admin-token-file", metavar="FILE", help="joining by URL: a file holding the cluster's "
+                   "admin_token (secrets never travel on the bus; default: $BEACH_ADMIN_TOKEN_FILE)")
     p.add_argument("--state", metavar="DIR", help="joining by URL: where this node keeps its config and code "
                    "cache (default: ~/.local/state/beach/node-<id>)")
     p.set_defaults(func=node)

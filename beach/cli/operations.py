@@ -9,7 +9,6 @@ from beach import output
 from beach.cli.common import add_config, add_json, connected, emit, fail, progress_bar, replaced
 from beach.client.core import AsyncBeach
 from beach.operations import backup, rollout
-from beach.security import authority
 from beach.state import clusterconfig
 
 CONFIG_PUSH_SECONDS = 30.0  # the node checks, seals and writes the shareable settings
@@ -73,7 +72,7 @@ def config_push(args: argparse.Namespace) -> int:
     raw = clusterconfig.read_raw(args.config)
 
     async def run(client: AsyncBeach) -> int:
-        authority.require_admin(client.session.config, "config push")
+        client.session.require_admin("config push")
         nodes = sorted(client.session.view.nodes)
         if not nodes:
             return fail("no beach node is running to store the config")

@@ -34,11 +34,13 @@ def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Beach:
-    """A connection to a beach cluster for blocking code. Raises `ConfigError` for a bad config
-    and `BusError` when NATS cannot be reached."""
+    """A connection to a beach cluster for blocking code: ``configFile`` is a config file, a loaded
+    `Config` or a NATS URL (the cluster's pushed config is read from the bus); ``realm`` defaults to
+    the config's ``realm:`` (else ``global``). Raises `ConfigError` for a bad config and `BusError`
+    when NATS cannot be reached."""
 
     def __init__(self, configFile: str | os.PathLike[str] | beach_config.Config | None = None,
-                 realm: str = "global") -> None:
+                 realm: str | None = None) -> None:
         self._runner = DrivenLoop()
         try:
             self._core: AsyncBeach = self._runner.run(AsyncBeach.open(configFile, realm, self._runner))

@@ -27,7 +27,7 @@ from beach.client.runner import Runner
 from beach.client.session import Session
 from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
 from beach.security import authority
-from beach.state import desired, placement
+from beach.state import clusterconfig, desired, placement
 from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
 from beach.wire import subjects
 
@@ -39,9 +39,9 @@ STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which ha
 class AsyncBeach:
     """A connection to a beach cluster, for async code. Open it with ``await AsyncBeach.open(...)``."""
 
-    def __init__(self, session: Session, realm: str = "global") -> None:
+    def __init__(self, session: Session, realm: str | None = None) -> None:
         self._session = session
-        self._realm = subjects.check_realm(realm)
+        self._realm = subjects.check_realm(realm or session.config.realm)
         self._admin_token = session.config.admin_token
         self._scoped = authority.scope(session.config) is not None  # a realm admin's subjects name the realm
         self._who = authority.caller(session.config)
@@ -49,10 +49,13 @@ class AsyncBeach:
         self._desired_kv: KeyValue | None = None
 
     @classmethod
-    async def open(cls, configFile: str | os.PathLike[str] | beach_config.Config | None, realm: str = "global",
+    async def open(cls, configFile: str | os.PathLike[str] | beach_config.Config | None, realm: str | None = None,
                    runner: Runner | None = None) -> AsyncBeach:
-        """Connect to the cluster the config names; raise `ConfigError` or `BusError` if it cannot."""
-        config = configFile if isinstance(configFile, beach_config.Config) else beach_config.load(configFile)
+        """Connect to the cluster ``configFile`` names: a config file, a loaded `Config`, or a NATS
+        URL (``nats://host:4222``: the cluster's pushed config is read from the bus, see
+        `beach.state.clusterconfig.resolve`). ``realm``: default the config's ``realm:`` (else
+        ``global``). Raise `ConfigError` or `BusError` if it cannot."""
+        config = await clusterconfig.resolve(configFile)
         runner = runner or Runner(asyncio.get_running_loop())
         session = await Session.open(config, runner, "beach-client")
         return cls(session, realm)

@@ -15,7 +15,8 @@ class ActorResponse:
     """The outcome of one request: ``isSuccess``, ``isTimedOut``, ``error`` and ``data``.
 
     A success has ``error == ''``. A failure's ``error`` is the handler's error string, or one of
-    beach's: ``'timeout'``, ``'unauthorized'``, ``'exception'`` (data ``{'st': traceback}``),
+    beach's: ``'timeout'``, ``'unauthorized'``, ``'exception: KeyError: ...'`` (the handler raised;
+    data ``{'st': traceback}``, trimmed to the actor's own frames),
     ``'busy'``, ``'request type not supported by actor'``, ``'invalid response format'``,
     ``'no actor available ...'``; ``failure`` names the kind (`beach.wire.Failure`, None for a
     handler's own error). ``bool(response)`` is ``isSuccess``.

@@ -20,6 +20,7 @@ from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
 from beach.errors import PayloadTooLarge
+from beach.security import authority
 from beach.security.seal import OVERHEAD
 from beach.state.directory import DirectoryView
 
@@ -95,6 +96,20 @@ class Session:
         if self.sealer is None:
             return msg.data
         return self.sealer.open(f"{msg.subject} {msg.reply or ''}", msg.data, fresh)
+
+    def read_only(self) -> str | None:
+        """Why this session may not run admin operations, or None if it may (one rule for the
+        library and every tool: `beach.security.authority.read_only`, with the nodes' entries)."""
+        return authority.read_only(self.config, self.view.nodes.values())
+
+    def require_admin(self, what: str) -> None:
+        """Raise `UsageError` saying why ``what`` needs rights this session lacks (before any of it
+        is sent)."""
+        authority.require_admin(self.config, what, self.view.nodes.values())
+
+    def open_notice(self) -> str | None:
+        """The one line to say on an open cluster (louder when NATS listens beyond loopback), or None."""
+        return authority.open_notice(self.config, self.view.nodes.values(), bus.exposed(self.nc))
 
     def check_size(self, payload: bytes, what: str) -> None:
         """Raise `PayloadTooLarge` if ``payload`` (sealed, with a key) exceeds the server's max_payload."""

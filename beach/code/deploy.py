@@ -17,7 +17,6 @@ from beach.code import bundle
 from beach.code import store as codestore
 from beach.code.store import Progress
 from beach.errors import Refused, UsageError
-from beach.security import authority
 from beach.state import desired
 from beach.wire import subjects
 
@@ -39,7 +38,7 @@ async def deploy(client: AsyncBeach, realm: str, directory: str | os.PathLike[st
     (named ``version``, default ``v<n>``); return the version record. Raises `BundleError` for a
     directory that cannot be deployed, `UsageError` for a bad realm or version name or a version
     name already taken by other code, `PermissionDenied` / `BusError` from the bus."""
-    authority.require_admin(client.session.config, "deploy")
+    client.session.require_admin("deploy")
     packed = bundle.pack(directory, client.session.config.code.max_bundle_bytes)
     return await deploy_bundle(client, realm, packed, bundle.requirements(directory), version, progress)
 
@@ -51,7 +50,7 @@ async def deploy_bundle(client: AsyncBeach, realm: str, packed: bundle.Bundle, r
     if version is not None:
         subjects.check_version(version)
     config = client.session.config
-    authority.require_admin(config, "deploy")
+    client.session.require_admin("deploy")
     kv = await client._desired()
     known = await codestore.versions(kv, realm)
     name = version or _next_version(known)
@@ -77,7 +76,7 @@ async def rollback(client: AsyncBeach, realm: str, version: str | None = None) -
     return the new current record. Raises `UsageError` when there is nothing to go back to or the
     version is unknown."""
     realm = subjects.check_realm(realm)
-    authority.require_admin(client.session.config, "rollback")
+    client.session.require_admin("rollback")
     kv = await client._desired()
     pointer = await codestore.current(kv, realm)
     if pointer is None:
@@ -106,7 +105,7 @@ async def prune(client: AsyncBeach, realm: str, doomed: list[str]) -> list[str]:
     any a live actor runs or a supervision record or patrol spec names — and delete from the store
     the bundles no version names any more; return the versions forgotten. Needs admin rights."""
     realm = subjects.check_realm(realm)
-    authority.require_admin(client.session.config, "prune")
+    client.session.require_admin("prune")
     kv = await client._desired()
     pointer = await codestore.current(kv, realm)
     kept = {a["version"] for a in client.session.view.live() if a["realm"] == realm}

@@ -17,7 +17,6 @@ from beach import wire
 from beach.code import store as codestore
 from beach.code.bundle import Bundle, verify
 from beach.errors import Refused, UsageError
-from beach.security import authority
 from beach.state import desired
 
 if TYPE_CHECKING:
@@ -70,8 +69,7 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
 async def restore(client: AsyncBeach, content: dict[str, Any]) -> dict[str, int]:
     """Upload the backup's bundles (checked against their digests) and write its records; return
     how many of each. Raises `BundleError` for a damaged bundle, `UsageError` when a node refuses."""
-    config = client.session.config
-    authority.require_admin(config, "restore")
+    client.session.require_admin("restore")
     for digest, data in content["bundles"].items():
         verify(data, digest)
         await codestore.upload(client.session, Bundle(data, digest, len(data), 0))

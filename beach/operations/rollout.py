@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from beach.code import deploy
 from beach.code import store as codestore
 from beach.errors import Refused, UsageError
-from beach.security import authority
 from beach.state.records import ActorEntry
 from beach.wire import subjects
 
@@ -97,7 +96,7 @@ async def rollout(client: AsyncBeach, realm: str, category: str, version: str | 
     not be replaced). Raises `UsageError` for a realm with no deployed code or an unknown version."""
     realm = subjects.check_realm(realm)
     category = subjects.normalize(category)
-    authority.require_admin(client.session.config, "rollout")
+    client.session.require_admin("rollout")
     if rollback:
         if version is not None:
             raise UsageError("rollout: give --version or --rollback, not both")
@@ -132,7 +131,7 @@ async def drain(client: AsyncBeach, node: str, batch: int = 1, grace: float = LE
 async def cordon(client: AsyncBeach, node: str, on: bool = True) -> dict[str, Any]:
     """Cordon ``node`` (no new actors; ``on=False``: uncordon it). Raises `UsageError` for a node
     that is not in the registry or refuses."""
-    authority.require_admin(client.session.config, "cordoning a node")
+    client.session.require_admin("cordoning a node")
     if node not in client.session.view.nodes:
         raise UsageError(f"no node {node!r} in the registry (nodes: {', '.join(sorted(client.session.view.nodes))})")
     response = await client._node_call(node, "cordon", {"on": on}, CORDON_SECONDS, None)

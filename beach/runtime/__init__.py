@@ -8,6 +8,7 @@
 * `beach.runtime.eager`          run a coroutine up to its first wait before making it a task;
 * `beach.runtime.replycache`     `ReplyCache`: a request run at most once per id (opt-in);
 * `beach.runtime.timers`         `Timers`: ``schedule`` and ``delay``;
+* `beach.runtime.trace`          what a person sees of an exception in actor code (one line, their frames);
 * `beach.runtime.workers`        `WorkerPool`: the threads that run ``def`` handlers.
 
 The process that hosts actors is the node agent's actor host (`nodeagent.host`).

@@ -14,7 +14,6 @@ import inspect
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -26,6 +25,7 @@ from beach.client.session import Session
 from beach.config import Config
 from beach.errors import ActorInitError
 from beach.logs import Source, current_source
+from beach.runtime import trace
 from beach.runtime.dispatch import Dispatcher
 from beach.runtime.timers import Timers
 from beach.runtime.workers import WorkerPool
@@ -126,10 +126,10 @@ class ActorRuntime:
         """Run ``init`` and subscribe; raise `ActorInitError` (with the traceback) if init raises."""
         try:
             await self.call(self.actor.init, *init_args(self.actor))
-        except Exception:
+        except Exception as err:
             self.actor.stopEvent.set()
             await self.timers.cancel()
-            raise ActorInitError(traceback.format_exc()) from None
+            raise ActorInitError(trace.user_traceback(err)) from None
         await self.subscribe()
 
     async def subscribe(self) -> None:
@@ -187,8 +187,8 @@ class ActorRuntime:
         except TimeoutError:  # a def hook's thread cannot be stopped: it is left to finish alone
             self.last_error = f"{name}() did not finish within {HOOK_SECONDS:g}s"
             log.error("%s of actor %s did not finish within %gs: going on without it", name, self.uid, HOOK_SECONDS)
-        except Exception:
-            self.last_error = traceback.format_exc()
+        except Exception as err:
+            self.last_error = trace.user_traceback(err)
             log.error("%s of actor %s raised:\n%s", name, self.uid, self.last_error)
 
     def request_stop(self) -> None:

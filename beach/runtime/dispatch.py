@@ -16,7 +16,6 @@ import inspect
 import logging
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +28,7 @@ from beach.client.runner import Background
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
 from beach.errors import BeachError, SealError
-from beach.runtime import eager
+from beach.runtime import eager, trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
 
@@ -211,10 +210,10 @@ class Dispatcher:
             if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
                 raise
             self.counters["exceptions"] += 1
-            error = traceback.format_exc()
+            error = trace.user_traceback(err)
             self._report(error)
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, error)
-            return wire.Reply(False, wire.EXCEPTION, {"st": error})
+            return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error})
         finally:
             current_deadline.reset(token)
         self.counters["processed"] += 1

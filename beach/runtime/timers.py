@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from beach.client.runner import Background
+from beach.runtime import trace
 
 log = logging.getLogger("beach.runtime")
 
@@ -74,7 +74,7 @@ class Timers:
     async def _guarded(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
             await self._call(func, *args, **kwargs)
-        except Exception:
-            error = traceback.format_exc()
+        except Exception as err:
+            error = trace.user_traceback(err)
             self._report(error)
             log.error("timer %s of actor %s raised:\n%s", getattr(func, "__name__", func), self.uid, error)

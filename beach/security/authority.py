@@ -11,6 +11,11 @@ Two authorities, one per kind of bus:
   asks the node for a one-time challenge and sends ``HMAC-SHA256(token, challenge | subject |
   arguments)`` with the arguments, so a sniffer (or another key holder) learns neither the token
   nor anything it could replay.
+
+With neither, the cluster is **open**, as py-beach's was without an ``admin_token``: everyone who
+reaches NATS may do everything (spawn, stop, flush, deploy, push config). Every node says so in its
+registry entry (``open``), so the library and every tool apply one rule (`read_only`), and each says
+it once (`open_notice`), louder when NATS listens beyond loopback.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import os
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from beach import wire
@@ -42,28 +48,56 @@ def nats_authority(config: Config) -> bool:
     return bool(config.nats.role)
 
 
-def read_only(config: Config) -> str | None:
-    """Why a tool with this config may not offer admin actions, or None if it may: with NATS
-    authority, the role its credentials have; on a bus without, whether it has the admin token."""
+OPEN = "this cluster is open: anyone who reaches its NATS port is admin"
+NO_TOKEN = "read-only: the config has no admin_token (the cluster's nodes need one)"
+
+
+def open_node(config: Config) -> bool:
+    """True when a node with this config takes admin operations from anyone (no NATS authority, no
+    admin token): what its registry entry says as ``open``."""
+    return not nats_authority(config) and not config.admin_token
+
+
+def is_open(config: Config, nodes: Iterable[Mapping[str, object]] = ()) -> bool:
+    """True when this caller may do anything because nobody is asked to prove anything: it has no
+    role and no admin token, and no node (of ``nodes``, registry entries) needs either."""
+    return open_node(config) and all(node.get("open") for node in nodes)
+
+
+def read_only(config: Config, nodes: Iterable[Mapping[str, object]] = ()) -> str | None:
+    """Why a caller with this config may not run admin operations, or None if it may: with NATS
+    authority, the role its credentials have; on a bus without, whether it has the admin token the
+    nodes (``nodes``, their registry entries) need — an open cluster needs none."""
     if nats_authority(config):
         role = config.nats.role
         if role in ADMIN_ROLES:
             return None
         return (f"read-only: the NATS credentials (user {config.nats.user!r}, role {role}) allow no admin "
                 f"operations")
-    if not config.admin_token:
-        return "read-only: the config has no admin_token"
+    if not config.admin_token and not is_open(config, nodes):
+        return NO_TOKEN
     return None
 
 
-def require_admin(config: Config, what: str) -> None:
+def require_admin(config: Config, what: str, nodes: Iterable[Mapping[str, object]] = ()) -> None:
     """Raise `UsageError` saying why ``what`` cannot be done with this config's rights (before any
     of it is sent: an upload refused half-way helps nobody)."""
-    reason = read_only(config)
+    reason = read_only(config, nodes)
     if reason is not None:
         from beach.errors import UsageError
 
         raise UsageError(f"{what} needs admin rights, and this config is {reason}")
+
+
+def open_notice(config: Config, nodes: Iterable[Mapping[str, object]], exposed: str | None) -> str | None:
+    """The one line a tool (or a node) says on an open cluster, None on another; ``exposed``: an
+    address beyond loopback where NATS listens (then the line says so, as a warning)."""
+    if not is_open(config, nodes):
+        return None
+    if exposed is None:
+        return f"note: {OPEN} (NATS listens on loopback only)"
+    return (f"WARNING: {OPEN}, and NATS listens on {exposed}, beyond this machine: set an admin_token "
+            f"or run 'beach secure init' (docs/security.md)")
 
 
 def caller(config: Config) -> str:

@@ -6,6 +6,11 @@ cluster's key, if any). What is shared is what every node should agree on (`SHAR
 counts, log and backlog limits, code settings, ``actor_modules``, the NATS servers. Secrets (the
 admin token, keys, credentials) and machine-local paths (code directory, state directories)
 never travel: a joining node is given its own on its command line.
+
+`resolve` is where "a config file or a NATS URL" is decided, for the library (``Beach(URL)``) and
+every tool: given a URL, the config is the pushed one (when there is one this caller may read),
+with the URL first among the servers and this machine's secrets from the environment
+(`KEY_FILE_ENV`, `ADMIN_TOKEN_FILE_ENV`, and ``BEACH_AUTH_FILE`` as for any config).
 """
 
 from __future__ import annotations
@@ -15,17 +20,20 @@ from typing import Any
 
 import yaml
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 
 from beach import bus, wire
-from beach.config import Config, parse, read
-from beach.errors import ConfigError
+from beach.config import Config, is_url, load, parse, read, use_secure_dir
+from beach.errors import BusError, ConfigError
 
 CONFIG_BUCKET = "beach_config"
 KEY = "cluster"
-SHARED = {"n_processes", "actor_modules", "replay_window", "high_mem_watermark", "log_level", "logs", "backlog",
-          "code"}
+SHARED = {"realm", "n_processes", "actor_modules", "replay_window", "high_mem_watermark", "log_level", "logs",
+          "backlog", "code"}
 SHARED_NATS = {"servers", "kv_replicas"}
 LOCAL_CODE = {"cache"}  # a node's own path
+KEY_FILE_ENV = "BEACH_PRIVATE_KEY_FILE"  # by URL: the cluster's private_key file
+ADMIN_TOKEN_FILE_ENV = "BEACH_ADMIN_TOKEN_FILE"  # by URL: a file holding the cluster's admin_token
 
 
 def shareable(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -69,15 +77,22 @@ async def store(nc: Client, config: Config, pushed: dict[str, Any]) -> int:
     return int(await kv.put(KEY, wire.pack({"v": 1, "config": pushed})))
 
 
-async def fetch(nc: Client, config: Config) -> dict[str, Any]:
-    """The pushed config. Raises `ConfigError` when none was pushed or it does not read."""
-    from nats.js.errors import KeyNotFoundError
+NOT_PUSHED = "the cluster has no config on the bus: run 'beach config push CONFIG' first"
 
-    kv = await open_bucket(nc, config)
+
+async def fetch(nc: Client, config: Config, create: bool = True) -> dict[str, Any]:
+    """The pushed config (``create=False``: never make its bucket; a client only reads). Raises
+    `ConfigError` when none was pushed or it does not read."""
+    from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+
     try:
+        if create:
+            kv = await open_bucket(nc, config)
+        else:
+            kv = bus.sealed(await nc.jetstream(timeout=bus.JS_TIMEOUT).key_value(CONFIG_BUCKET), config)
         entry = await kv.get(KEY)
-    except KeyNotFoundError:
-        raise ConfigError("the cluster has no config on the bus: run 'beach config push CONFIG' first") from None
+    except (KeyNotFoundError, BucketNotFoundError):
+        raise ConfigError(NOT_PUSHED) from None
     try:
         value = wire.unpack(entry.value or b"")
         pushed = value["config"]
@@ -87,18 +102,13 @@ async def fetch(nc: Client, config: Config) -> dict[str, Any]:
     return dict(pushed)
 
 
-def joined(pushed: dict[str, Any], url: str, state_dir: str, private_key: str | None = None,
-           admin_token_file: str | None = None) -> str:
-    """Write the config of a node that joined through ``url``: the pushed settings, ``url`` first
-    among the servers, this machine's own code directory, cache and secrets. Return its path."""
-    os.makedirs(state_dir, exist_ok=True)
-    raw = dict(pushed)
-    servers = [url] + [s for s in (raw.get("nats") or {}).get("servers", []) if s != url]
-    raw["nats"] = {**(raw.get("nats") or {}), "servers": servers}
-    code_dir = os.path.join(state_dir, "code")
-    os.makedirs(code_dir, exist_ok=True)  # empty: this node runs deployed code only
-    raw["code_directory"] = code_dir
-    raw["code"] = {**(raw.get("code") or {}), "cache": os.path.join(state_dir, "code-cache")}
+def secrets(private_key: str | None = None, admin_token_file: str | None = None) -> dict[str, Any]:
+    """This machine's secrets for a config read by URL (they never travel on the bus): the key
+    file and the admin token from the arguments, else from `KEY_FILE_ENV` and
+    `ADMIN_TOKEN_FILE_ENV`. Raises `ConfigError` for a token file that cannot be read."""
+    raw: dict[str, Any] = {}
+    private_key = private_key or os.environ.get(KEY_FILE_ENV)
+    admin_token_file = admin_token_file or os.environ.get(ADMIN_TOKEN_FILE_ENV)
     if private_key:
         raw["private_key"] = os.path.abspath(private_key)
     if admin_token_file:
@@ -107,6 +117,74 @@ def joined(pushed: dict[str, Any], url: str, state_dir: str, private_key: str | 
                 raw["admin_token"] = f.read().strip()
         except OSError as err:
             raise ConfigError(f"admin token file {admin_token_file}: {err.strerror or err}") from None
+    return raw
+
+
+def bootstrap(url: str, private_key: str | None = None, secure_dir: str | None = None) -> Config:
+    """The config that reaches the bus at ``url`` to read the pushed config: ``url``, the key (the
+    argument, else `KEY_FILE_ENV`) and this machine's NATS credentials (``secure_dir``'s node
+    user, else ``BEACH_AUTH_FILE``)."""
+    check_url(url)
+    config = parse({"nats": {"servers": [url]}, **secrets(private_key)})
+    if secure_dir:
+        use_secure_dir(config, secure_dir)
+    return config
+
+
+def check_url(url: str) -> str:
+    """``url`` if it is a NATS URL beach can connect to, else `ConfigError` naming it."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("nats", "tls", "ws", "wss") or not rest.strip("/"):
+        raise ConfigError(f"{url!r} is not a NATS URL (nats://HOST:PORT) nor a config file")
+    return url
+
+
+def from_pushed(pushed: dict[str, Any], url: str) -> dict[str, Any]:
+    """The pushed settings with ``url`` first among the servers."""
+    raw = dict(pushed)
+    servers = [url] + [s for s in (raw.get("nats") or {}).get("servers", []) if s != url]
+    raw["nats"] = {**(raw.get("nats") or {}), "servers": servers}
+    return raw
+
+
+async def resolve(target: str | os.PathLike[str] | Config | None) -> Config:
+    """The config ``target`` names: a loaded `Config` as it is, a config file (None: the defaults)
+    loaded, or a NATS URL read from the bus (the pushed config, or the URL alone when none was
+    pushed or this caller may not read it) with this machine's secrets (see `secrets`). Raises
+    `ConfigError` (a bad file, a pushed config sealed with another key) or `BusError`."""
+    if isinstance(target, Config):
+        return target
+    if target is None or not is_url(os.fspath(target)):
+        return load(target)
+    url = os.fspath(target)
+    boot = bootstrap(url)
+    if boot.nats.role not in (None, "node"):  # where NATS credentials rule, only nodes may read it
+        return boot
+    nc = await bus.connect(boot, "beach-client config")
+    try:
+        pushed = await fetch(nc, boot, create=False)
+    except ConfigError as err:
+        if str(err) != NOT_PUSHED:
+            raise
+        return boot
+    except (BusError, NatsError, TimeoutError):  # not readable here: the URL alone will do
+        return boot
+    finally:
+        await bus.close(nc)
+    return parse({**from_pushed(pushed, url), **secrets()})
+
+
+def joined(pushed: dict[str, Any], url: str, state_dir: str, private_key: str | None = None,
+           admin_token_file: str | None = None) -> str:
+    """Write the config of a node that joined through ``url``: the pushed settings, ``url`` first
+    among the servers, this machine's own code directory, cache and secrets. Return its path."""
+    os.makedirs(state_dir, exist_ok=True)
+    raw = from_pushed(pushed, url)
+    code_dir = os.path.join(state_dir, "code")
+    os.makedirs(code_dir, exist_ok=True)  # empty: this node runs deployed code only
+    raw["code_directory"] = code_dir
+    raw["code"] = {**(raw.get("code") or {}), "cache": os.path.join(state_dir, "code-cache")}
+    raw.update(secrets(private_key, admin_token_file))
     path = os.path.join(state_dir, "beach.yaml")
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold the token
     with os.fdopen(descriptor, "w", encoding="utf-8") as f:

@@ -246,6 +246,7 @@ class NodeEntry(TypedDict):
     mem_total: Annotated[int | None, "int"]
     mem_available: Annotated[int | None, "int"]
     cordoned: Annotated[bool, "bool", False]
+    open: Annotated[bool, "bool", False]  # it takes admin operations from anyone (no authority, no token)
 
 
 class SupervisionRecord(TypedDict):

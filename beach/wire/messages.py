@@ -49,6 +49,8 @@ class Failure(StrEnum):
         try:
             return cls(error)
         except ValueError:
+            if error.startswith(f"{cls.EXCEPTION.value}: "):  # 'exception: KeyError: ...' (a handler raised)
+                return cls.EXCEPTION
             return next((kind for kind in _DETAILED if error.startswith(kind.value)), None)
 
 

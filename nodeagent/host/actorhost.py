@@ -36,6 +36,7 @@ from beach.security import authority
 from beach.state import desired, directory, records
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
+from nodeagent import logsetup
 from nodeagent.control import ControlServer
 from nodeagent.host.deployed import DeployedCode
 
@@ -319,12 +320,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", required=True)
     parser.add_argument("--isolated", action="store_true")
     parser.add_argument("--secure", metavar="DIR", help="connect as the node user of 'beach secure init DIR'")
+    parser.add_argument("--log-level", help="the node's log level (its --log-level, else the config's)")
+    parser.add_argument("--log-dest", help="the node's --log-dest: log there too")
     args = parser.parse_args(argv)
     config = beach_config.load(args.config)
     if args.secure:
         beach_config.use_secure_dir(config, args.secure)
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format=f"%(asctime)s {args.host} %(name)s %(levelname)s %(message)s")
+    if args.log_level:
+        config.log_level = args.log_level
+    logsetup.configure(config.log_level, args.host, args.log_dest)
     host = ActorHost(config, args.node, args.host, args.isolated)
     try:
         asyncio.run(host.run())
