@@ -19,6 +19,7 @@ Every error beach raises is a :class:`BeachError`::
     ├── PlacementError       no node fits a spawn's strategy (beach.state.placement; a failed spawn)
     ├── RecordError          a record off the bus that is not one: names the record and the field
     │                        (beach.state.records; also a ValueError)
+    ├── NotFound             no live actor has that uid (or uid prefix); also a LookupError
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed
@@ -77,6 +78,10 @@ class ClosedError(BusError):
 
 class UsageError(BeachError, ValueError):
     """The API was called with an argument it cannot accept."""
+
+
+class NotFound(BeachError, LookupError):
+    """No live actor has the uid (or the uid prefix) given."""
 
 
 class PermissionDenied(BusError, PermissionError):

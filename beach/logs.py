@@ -99,11 +99,14 @@ UID = re.compile(r"[0-9a-f]{32}")
 """What an actor uid looks like (to tell one from a category, where either may be given)."""
 
 
-def accept(level: int = 0, category: str | None = None) -> Callable[[dict[str, Any]], bool]:
-    """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized),
-    if given."""
+def accept(level: int = 0, category: str | None = None,
+           uid_prefix: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized)
+    and of an actor whose uid starts with ``uid_prefix``, if given."""
     def accepted(line: dict[str, Any]) -> bool:
         if line.get("levelno", 0) < level:
+            return False
+        if uid_prefix and not str(line.get("uid") or "").startswith(uid_prefix):
             return False
         return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
 
@@ -349,10 +352,14 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
 
 
 def format_line(line: dict[str, Any]) -> str:
-    """One log line for a terminal: time, level, where it comes from, the message."""
+    """One log line for a terminal: time, level, where it comes from (the node always: an actor's
+    realm/class and uid ``@node``; beach's own lines ``node/process``), the message."""
     when = datetime.datetime.fromtimestamp(line["t"]).strftime("%Y-%m-%d %H:%M:%S")
+    node = line.get("node") or "?"
     if line.get("kind") == "app":
-        where = f"{line.get('realm')}/{line.get('actor')} {str(line.get('uid'))[:8]}"
+        where = f"{line.get('realm')}/{line.get('actor')} {str(line.get('uid'))[:8]} @{node}"
     else:
-        where = f"{line.get('host') or line.get('node')}"
+        host = str(line.get("host") or "")
+        process = host[len(node) + 1:] if host.startswith(f"{node}-") else host  # hosts are named <node>-h1
+        where = f"{node}/{process}" if process else node
     return f"{when} {line.get('level', '?'):8} {where}  {line['msg']}"

@@ -51,8 +51,30 @@ def parse_data(text: str | None, what: str = "data") -> Any:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as err:
-        reason = err.msg if isinstance(err, SyntaxError) else str(err) or type(err).__name__
+        reason = err.msg if isinstance(err, SyntaxError) else _not_literal(text) or str(err) or type(err).__name__
         raise UsageError(f"{what} {text!r} is neither JSON nor a Python literal ({reason})") from None
+
+
+_LITERALS = (ast.Expression, ast.Constant, ast.Dict, ast.Set, ast.List, ast.Tuple, ast.UnaryOp, ast.BinOp,
+             ast.USub, ast.UAdd, ast.Add, ast.Sub, ast.Load)
+
+
+def _not_literal(text: str) -> str | None:
+    """What in ``text`` is not a literal, for a person: ``'foo' is a name: quote text ("foo")``."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, _LITERALS):
+            continue
+        source = ast.get_source_segment(text.strip(), node) or type(node).__name__
+        if isinstance(node, ast.Name):
+            return f"{source} is a name, not a value: quote text ('{source}')"
+        if isinstance(node, ast.Call):
+            return f"{source} is a call: only values are read, never run"
+        return f"{source} is an expression, not a value"
+    return None
 
 
 def parse_mapping(text: str | None, what: str) -> dict[str, Any]:

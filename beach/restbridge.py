@@ -50,11 +50,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from beach import config as beach_config
 from beach import output, wire
 from beach.client.core import AsyncBeach
 from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
 from beach.errors import BeachError, CategoryError, UsageError
+from beach.state import clusterconfig
 
 HEADERS = {"action": "Beach-Action", "ident": "Beach-Ident", "timeout": "Beach-Timeout",
            "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All"}
@@ -75,10 +75,10 @@ class BadRequest(Exception):
 class Bridge:
     """The bridge's state: the client, its cached handles, and its settings."""
 
-    def __init__(self, config_path: str, realm: str, secret: str | None = None, allow_get: bool = False,
+    def __init__(self, config_path: str, realm: str | None, secret: str | None = None, allow_get: bool = False,
                  client: AsyncBeach | None = None) -> None:
         self.config_path = config_path
-        self.realm = realm
+        self.realm = realm or (client.realm if client is not None else "")  # else the config's, once connected
         self.secret = secret
         self.allow_get = allow_get
         self.client = client
@@ -97,7 +97,8 @@ class Bridge:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         """Connect at start-up (unless given a client), disconnect at shutdown."""
         if self.client is None:
-            self.client = await AsyncBeach.open(self.config_path, realm=self.realm)
+            self.client = await AsyncBeach.open(self.config_path, realm=self.realm or None)
+            self.realm = self.client.realm
         try:
             yield
         finally:
@@ -254,7 +255,7 @@ def openapi(request: Request) -> Response:
                                                        "version": "1"}, "paths": paths})
 
 
-def create_app(config_path: str, realm: str = "global", secret: str | None = None, allow_get: bool = False,
+def create_app(config_path: str, realm: str | None = None, secret: str | None = None, allow_get: bool = False,
                client: AsyncBeach | None = None) -> Starlette:
     """The bridge as an ASGI app: it uses ``client``, or connects to the cluster of ``config_path``
     when it starts."""
@@ -299,8 +300,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.restbridge"
     parser = argparse.ArgumentParser(prog=prog, description="HTTP(S) in front of a realm's actors: "
                                      "POST /<category> with _action and data. See beach/restbridge.py.")
     parser.add_argument("port", type=int, metavar="PORT", help="the port to listen on")
-    parser.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
-    parser.add_argument("realm", metavar="REALM", help="the realm whose actors it reaches")
+    parser.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML), or a NATS URL")
+    parser.add_argument("realm", metavar="REALM", nargs="?",
+                        help="the realm whose actors it reaches (default: the config's realm, else global)")
     parser.add_argument("-s", "--secret", help="callers must send this as _secret (or Beach-Secret)")
     parser.add_argument("-g", "--allow-get", action="store_true", help="also accept GET requests")
     parser.add_argument("--host", default="127.0.0.1",
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.restbridge"
                         help="serve HTTPS with a self-signed certificate, made once and kept")
     args = parser.parse_args(argv)
     try:
-        beach_config.load(args.config)  # a bad config is a one-line error before anything starts
+        clusterconfig.check(args.config)  # a bad config is a one-line error before anything starts
         if bool(args.ssl_cert) != bool(args.ssl_key) and not args.ssl_self_signed:
             raise UsageError("give both --ssl-cert and --ssl-key (or --ssl-self-signed)")
         tls: dict[str, Any] = {}
@@ -337,8 +339,11 @@ async def _serve(args: argparse.Namespace, tls: dict[str, Any]) -> int:
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 1
+    notice = client.session.open_notice()
+    if notice:
+        print(f"beach: {notice}", file=sys.stderr)
     try:
-        app = create_app(args.config, args.realm, args.secret, args.allow_get, client=client)
+        app = create_app(args.config, client.realm, args.secret, args.allow_get, client=client)
         server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                                lifespan="on", **tls))
         await server.serve()

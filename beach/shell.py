@@ -183,13 +183,13 @@ def _add_actor_options(p: argparse.ArgumentParser) -> None:
 
 
 def _stop_actor_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--id", nargs="+", default=[], metavar="ID", help="actor uids")
+    p.add_argument("-i", "--id", nargs="+", default=[], metavar="ID", help="actor uids (or unique prefixes of them)")
     p.add_argument("-c", "--category", nargs="+", default=[], metavar="CAT", help="every actor under these categories")
     p.add_argument("-d", "--delay", type=float, metavar="S", help="stop them one at a time, S seconds apart")
 
 
 def _recategorize_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--id", required=True, help="the actor's uid")
+    p.add_argument("-i", "--id", required=True, help="the actor's uid (or a unique prefix of it)")
     p.add_argument("-c", "--category", required=True, help="the category")
 
 
@@ -428,7 +428,8 @@ class BeachShell(cmd.Cmd):
         """Stop actors by uid and/or by category (current realm); print {'stopped': [...], 'not_found': [...]}."""
         if not args.id and not args.category:
             raise UsageError("stop_actor: name the actors with -i ID or -c CATEGORY (see help stop_actor)")
-        self._show(self.beach.stopActors(withId=args.id, withCategory=args.category or None, delay=args.delay),
+        uids = [self.beach.resolveUid(uid) for uid in args.id]
+        self._show(self.beach.stopActors(withId=uids, withCategory=args.category or None, delay=args.delay),
                    "stop_actor")
 
     @command()
@@ -449,14 +450,14 @@ class BeachShell(cmd.Cmd):
     @command(_recategorize_options)
     def do_add_to_category(self, args: argparse.Namespace) -> None:
         """Add a category to a running actor: it serves that category's requests at once."""
-        if not self.beach.addToCategory(args.id, args.category):
+        if not self.beach.addToCategory(self.beach.resolveUid(args.id), args.category):
             raise UsageError(f"add_to_category: actor {args.id!r} is not running (or its node refused)")
         self._print(True)
 
     @command(_recategorize_options)
     def do_remove_from_category(self, args: argparse.Namespace) -> None:
         """Remove a category from a running actor."""
-        if not self.beach.removeFromCategory(args.id, args.category):
+        if not self.beach.removeFromCategory(self.beach.resolveUid(args.id), args.category):
             raise UsageError(f"remove_from_category: actor {args.id!r} is not running or not in {args.category!r}")
         self._print(True)
 
@@ -497,8 +498,8 @@ ONE_SHOT_OPTIONAL = ("req_ident", "req_data", "req_timeout", "is_broadcast")
 
 def _arguments(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="The beach shell, or with -rm/-rcat/-rcmd one request.")
-    parser.add_argument("config", help="the beach config file")
-    parser.add_argument("--realm", default="global", help="the shell's realm (default global)")
+    parser.add_argument("config", help="the beach config file, or a NATS URL (nats://HOST:4222)")
+    parser.add_argument("--realm", default=None, help="the shell's realm (default: the config's realm, else global)")
     once = parser.add_argument_group("one-shot request (instead of the shell; -rm, -rcat and -rcmd together)")
     once.add_argument("-rm", "--req-realm", metavar="REALM", help="the realm")
     once.add_argument("-rcat", "--req-cat", metavar="CATEGORY", help="the category")
@@ -543,6 +544,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.beach_cli")
     try:
         data = parse_data(args.req_data, "-rd/--req-data") if one_shot else None
         with Beach(args.config, realm=args.req_realm if one_shot else args.realm) as beach:
+            notice = beach._core.session.open_notice()
+            if notice:
+                print(f"beach: {notice}", file=sys.stderr)
             if one_shot:
                 return _one_shot(beach, args, data)
             history = os.path.expanduser(os.environ.get(HISTORY_ENV) or DEFAULT_HISTORY)

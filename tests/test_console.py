@@ -20,7 +20,7 @@ import pexpect
 import psutil
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Collapsible, Input, Label, RichLog, Static
+from textual.widgets import Collapsible, Input, Label, RichLog, Static, TabbedContent
 
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
@@ -299,3 +299,29 @@ def test_an_unreachable_nats_is_one_line_and_exit_1(tmp_path: Path) -> None:
     lines = re.findall(r"beach: [^\r\n]*", ESCAPES.sub("", child.before))  # (after the screen's last frame)
     assert len(lines) == 1 and "cannot connect to NATS" in lines[0], child.before
     assert "Traceback" not in child.before
+
+
+def test_keys_go_to_the_focused_input_and_tab_moves_on(beach: Beach, config_path: Path, tmp_path: Path) -> None:
+    assert beach.addActor("Pong", "console/pong").isSuccess
+
+    async def scenario(app: BeachConsole, pilot: Pilot[None]) -> None:
+        tabs = app.query_one(TabbedContent)
+        await pilot.press("3")
+        category = app.query_one("#req-category", Input)
+        await until(pilot, lambda: category.has_focus and "console/pong" in text_of(app.query_one("#req-categories",
+                                                                                                   Label)),
+                    what="the category field, with the realm's categories")
+        await pilot.press(*"cons")
+        await until(pilot, lambda: category._suggestion == "console/pong", what="the suggestion")
+        await pilot.press("tab")  # moves on; the suggestion is not taken
+        assert app.focused is not None and app.focused.id == "req-type", app.focused
+        assert category.value == "cons"
+        await pilot.press(*"top12345")  # digits typed into a field stay there: no pane switch
+        await pilot.pause(0.2)
+        assert tabs.active == "request" and app.query_one("#req-type", Input).value == "top12345"
+        await pilot.press("tab")
+        assert app.focused is not None and app.focused.id == "req-data", app.focused
+        await pilot.press(*"{'n': 5}", "1", "2")
+        assert tabs.active == "request" and app.query_one("#req-data", Input).value == "{'n': 5}12"
+
+    run_console(config_path, scenario, tmp_path / "keys.svg")

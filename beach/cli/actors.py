@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from beach import output
-from beach.cli.common import add_config, add_json, add_realm, connected, emit, fail
+from beach.cli.common import add_config, add_json, add_realm, connected, emit, fail, uids
 from beach.client.core import AsyncBeach
 from beach.client.response import ActorResponse
 
@@ -51,11 +51,20 @@ def stop(args: argparse.Namespace) -> int:
         return fail("say which actors to stop: give UIDs and/or --category")
 
     async def run(client: AsyncBeach) -> int:
-        response = await client.stopActors(withId=args.uids or None, withCategory=args.category or None,
+        given = uids(client, args.uids)  # every prefix resolved before anything stops
+        response = await client.stopActors(withId=given or None, withCategory=args.category or None,
                                            delay=args.delay)
         emit(args, response.data, ("stopped", "not found"),
              lambda: [[", ".join(response.data["stopped"]) or "-", ", ".join(response.data["not_found"]) or "-"]])
-        return 0 if response.isSuccess else fail(output.describe_failure(response))
+        if not response.isSuccess:
+            return fail(output.describe_failure(response))
+        if response.data["not_found"]:
+            return fail(f"not found (gone meanwhile?): {', '.join(response.data['not_found'])}")
+        if not response.data["stopped"]:
+            elsewhere = [e for c in args.category or [] if (e := client.session.view.elsewhere(client.realm, c))]
+            return fail(f"no actor under {', '.join(map(repr, args.category or []))} in realm {client.realm!r}"
+                        + (f"; {elsewhere[0]} (--realm)" if elsewhere else ""))
+        return 0
 
     return connected(args, run)
 
@@ -106,7 +115,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=add)
     p = sub.add_parser("stop", help="stop actors by uid or category", description=stop.__doc__)
     add_config(p)
-    p.add_argument("uids", metavar="UID", nargs="*", help="actors to stop")
+    p.add_argument("uids", metavar="UID", nargs="*", help="actors to stop (a uid, or a unique prefix of one)")
     p.add_argument("-c", "--category", action="append", help="stop every actor under this category (repeatable)")
     add_realm(p, "the realm of --category")
     p.add_argument("--delay", type=float, help="stop them one at a time, this many seconds apart")

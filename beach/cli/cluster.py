@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -109,6 +110,11 @@ def actors(args: argparse.Namespace) -> int:
     async def show(model: ClusterModel) -> int:
         found = model.actors(args.realm, args.category)
         emit(args, found, ACTOR_COLUMNS, lambda: actor_rows(found))
+        if args.category and not found:  # a forgotten --realm must not look like an empty cluster
+            realm = args.realm or model.client.realm
+            elsewhere = model.view.elsewhere(realm, args.category)
+            print(f"beach: no actor under {args.category!r} in realm {realm!r}" + (
+                f"; {elsewhere} (--realm)" if elsewhere else ""), file=sys.stderr)
         return 0
 
     return with_model(args, show, load=True)
@@ -129,6 +135,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("actors", help="list the actors: where they run, their load", description=actors.__doc__)
     add_config(p)
     p.add_argument("--realm", default=None, help="only this realm (default: every realm)")
-    p.add_argument("--category", help="only actors under this category (by segment; needs --realm or 'global')")
+    p.add_argument("--category", help="only actors under this category (by segment; in --realm, default the "
+                   "config's realm)")
     add_json(p)
     p.set_defaults(func=actors)

@@ -17,14 +17,18 @@ from beach.state.model import ClusterModel
 T = TypeVar("T")
 
 
+CONFIG_HELP = ("the cluster's config file (YAML), or a NATS URL (nats://HOST:4222: the config the cluster keeps on "
+               "the bus; secrets from $BEACH_PRIVATE_KEY_FILE, $BEACH_ADMIN_TOKEN_FILE, $BEACH_AUTH_FILE)")
+
+
 def add_config(parser: argparse.ArgumentParser) -> None:
-    """The positional CONFIG argument every cluster command takes."""
-    parser.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
+    """The positional CONFIG argument every cluster command takes: a config file or a NATS URL."""
+    parser.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
 
 
 def add_realm(parser: argparse.ArgumentParser, what: str = "the realm to work in") -> None:
-    """The ``--realm`` option."""
-    parser.add_argument("--realm", default="global", help=f"{what} (default: global)")
+    """The ``--realm`` option (default: the config's ``realm:``, else global)."""
+    parser.add_argument("--realm", default=None, help=f"{what} (default: the config's realm, else global)")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -32,12 +36,16 @@ def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of a table")
 
 
-def connected(args: argparse.Namespace, work: Callable[[AsyncBeach], Awaitable[T]], realm: str = "global") -> T:
-    """Connect to the cluster of ``args.config``, run ``work(client)`` and disconnect."""
+def connected(args: argparse.Namespace, work: Callable[[AsyncBeach], Awaitable[T]]) -> T:
+    """Connect to the cluster of ``args.config`` (a file or a URL) in ``args.realm`` (default: the
+    config's), say once whether the cluster is open to anyone, run ``work(client)`` and disconnect."""
 
     async def run() -> T:
-        client = await AsyncBeach.open(args.config, realm=getattr(args, "realm", None) or realm)
+        client = await AsyncBeach.open(args.config, realm=getattr(args, "realm", None))
         try:
+            notice = client.session.open_notice()
+            if notice:
+                print(f"beach: {notice}", file=sys.stderr)
             return await work(client)
         finally:
             await client.close()
@@ -68,6 +76,12 @@ def emit(args: argparse.Namespace, value: Any, columns: Sequence[str] = (),
         print(output.dumps(value))
     else:
         output.show(output.table(columns, rows(), title=title))
+
+
+def uids(client: AsyncBeach, given: Sequence[str]) -> list[str]:
+    """The full uids of actors given by uid or unique uid prefix (see `AsyncBeach.resolveUid`):
+    `UsageError` for an ambiguous one, `NotFound` (exit 1) for one no live actor has."""
+    return [client.resolveUid(uid) for uid in given]
 
 
 def fail(message: str) -> int:

@@ -4,12 +4,15 @@ process is doing right now)."""
 from __future__ import annotations
 
 import argparse
+import re
 
 from beach import logs, output
 from beach.cli.common import add_config, add_json, connected, fail
 from beach.client.core import AsyncBeach
-from beach.errors import UsageError
+from beach.errors import NotFound, UsageError
 from beach.wire import subjects
+
+_PREFIX = re.compile(r"[0-9a-f]{4,31}")  # what may be a uid prefix (at least MIN_UID_PREFIX hex digits)
 
 
 def show_logs(args: argparse.Namespace) -> int:
@@ -24,22 +27,41 @@ def show_logs(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
 
     async def run(client: AsyncBeach) -> int:
-        uid = category = None
-        if args.target:
-            if logs.UID.fullmatch(args.target) or args.target in client.session.view.actors:
-                uid = args.target
-            else:
-                category = subjects.normalize(args.target)
+        uid, prefix, category = _target(client, args.target)
         kind = "sys" if args.system else "app"
         subject = logs.subject_filter(kind, args.realm, uid)
+        shown = 0
 
         async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow,
-                                   accept=logs.accept(level, category),
+                                   accept=logs.accept(level, category, prefix),
                                    sealer=client.session.sealer):
             print(output.dumps_line(line) if args.json else logs.format_line(line), flush=True)
+            shown += 1
+        if prefix and not shown:
+            return fail(f"no live actor, and no log line of one, has a uid starting with {prefix!r}")
         return 0
 
     return connected(args, run)
+
+
+def _target(client: AsyncBeach, target: str | None) -> tuple[str | None, str | None, str | None]:
+    """``(uid, uid prefix, category)`` of the logs' CATEGORY|UID argument: a full uid; a category
+    some live actor has; a unique prefix of a live actor's uid (ambiguous: `UsageError`); else a
+    prefix of a gone actor's uid when it looks like one (its lines outlive it), or a category."""
+    if not target:
+        return None, None, None
+    if logs.UID.fullmatch(target):
+        return target, None, None
+    view = client.session.view
+    category = subjects.normalize(target)
+    if any(view.find(realm, category) for realm in view.realms()):
+        return None, None, category
+    if _PREFIX.fullmatch(target):
+        try:
+            return client.resolveUid(target), None, None
+        except NotFound:
+            return None, target, None
+    return None, None, category
 
 
 def stack(args: argparse.Namespace) -> int:
@@ -47,7 +69,7 @@ def stack(args: argparse.Namespace) -> int:
     tasks with --tasks): "what is my actor doing right now?". Threads serving the actor are marked."""
 
     async def run(client: AsyncBeach) -> int:
-        response = await client.getStacks(args.uid)
+        response = await client.getStacks(client.resolveUid(args.uid))
         if not response.isSuccess:
             return fail(output.describe_failure(response))
         data = response.data
@@ -78,7 +100,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("logs", help="show the cluster's log lines (history, and live with --follow)",
                        description=show_logs.__doc__)
     add_config(p)
-    p.add_argument("target", metavar="CATEGORY|UID", nargs="?", help="only this actor, or actors under this category")
+    p.add_argument("target", metavar="CATEGORY|UID", nargs="?",
+                   help="only this actor (a uid or a unique prefix of one), or actors under this category")
     p.add_argument("--realm", help="only this realm (default: every realm)")
     p.add_argument("--since", help="from this long ago: 30s, 10m, 2h, 1d (default: all that is kept)")
     p.add_argument("--level", default="info", help="the lowest level shown: debug, info, warning, error (default info)")
@@ -88,7 +111,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=show_logs)
     p = sub.add_parser("stack", help="the Python stacks of an actor's process", description=stack.__doc__)
     add_config(p)
-    p.add_argument("uid", metavar="UID", help="the actor")
+    p.add_argument("uid", metavar="UID", help="the actor (a uid, or a unique prefix of one)")
     p.add_argument("--tasks", action="store_true", help="also the asyncio tasks' stacks")
     add_json(p)
     p.set_defaults(func=stack)

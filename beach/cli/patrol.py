@@ -80,7 +80,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config(p)
     p.add_argument("target", nargs="?", metavar="SPEC|OWNER", help="the spec file (apply) or its owner (remove)")
     p.add_argument("--owner", help="apply: the owner name (default: the spec's, or the file's name)")
-    p.add_argument("--realm", default="global", help="apply: the realm of a Python patrol file (default global)")
+    p.add_argument("--realm", default=None,
+                   help="apply: the realm of a Python patrol file (default: the config's realm, else global)")
     p.add_argument("--wait", action="store_true", help="apply: wait (with progress) until every actor runs")
     p.add_argument("--timeout", type=float, default=120.0, help="how long --wait waits, in seconds (default 120)")
     add_json(p)

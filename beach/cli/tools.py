@@ -20,14 +20,14 @@ def shell(args: argparse.Namespace) -> int:
     """The interactive shell of the original's beach_cli (also ``python -m beach.beach_cli CONFIG``)."""
     from beach.shell import main
 
-    return main([args.config, "--realm", args.realm], prog="beach shell")
+    return main([args.config] + (["--realm", args.realm] if args.realm else []), prog="beach shell")
 
 
 def console(args: argparse.Namespace) -> int:
     """The live terminal console: nodes, actors, requests, logs (also ``python -m beach.console CONFIG``)."""
     from beach.console import main
 
-    return main([args.config, "--realm", args.realm], prog="beach console")
+    return main([args.config] + (["--realm", args.realm] if args.realm else []), prog="beach console")
 
 
 def dashboard(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def restbridge(args: argparse.Namespace) -> int:
     """HTTP(S) in front of a realm's actors (also ``python -m beach.restbridge PORT CONFIG REALM``)."""
     from beach.restbridge import main
 
-    argv = [str(args.port), args.config, args.realm, "--host", args.host]
+    argv = [str(args.port), args.config] + ([args.realm] if args.realm else []) + ["--host", args.host]
     argv += ["-s", args.secret] if args.secret else []
     argv += ["-g"] if args.allow_get else []
     argv += ["--ssl-cert", args.ssl_cert] if args.ssl_cert else []

@@ -94,3 +94,4 @@ class Beach:
     getClusterHealth = get_cluster_health = _plain(AsyncBeach.getClusterHealth)
     getAllNodeMetadata = get_all_node_metadata = _plain(AsyncBeach.getAllNodeMetadata)
     setRealm = set_realm = _plain(AsyncBeach.setRealm)
+    resolveUid = resolve_uid = _plain(AsyncBeach.resolveUid)

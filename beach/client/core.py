@@ -25,7 +25,7 @@ from beach.client.handle import ActorHandle
 from beach.client.response import ActorResponse
 from beach.client.runner import Runner
 from beach.client.session import Session
-from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
+from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.security import authority
 from beach.state import clusterconfig, desired, placement
 from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
@@ -34,6 +34,7 @@ from beach.wire import subjects
 CONTROL_TIMEOUT = 60.0  # seconds a control operation (stop, flush, associate, desired writes) may take
 INFO_TIMEOUT = 10.0  # seconds each node has to report its load figures
 STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which has HOST_CALL_SECONDS
+MIN_UID_PREFIX = 4  # as git: shorter prefixes match too much to be typed on purpose
 
 
 class AsyncBeach:
@@ -392,6 +393,25 @@ class AsyncBeach:
             return ActorResponse(False, f"no actor {uid!r} in the directory")
         return await self._node_call(actor["node"], "stack", {"uid": uid}, STACK_TIMEOUT, actor["realm"])
 
+    def resolveUid(self, uid: str) -> str:
+        """The uid of the one live actor (of any realm) whose uid starts with ``uid``, as git takes
+        a unique hash prefix (at least `MIN_UID_PREFIX` characters). Raises `UsageError` for a
+        prefix that is too short or matches several (naming them) and `NotFound` when none has it."""
+        prefix = uid.strip().lower()
+        actors = self._session.view.actors
+        if prefix in actors and self._session.view.is_live(actors[prefix]):
+            return prefix
+        if len(prefix) < MIN_UID_PREFIX:
+            raise UsageError(f"uid {uid!r}: give at least {MIN_UID_PREFIX} characters of it")
+        found = sorted((a for a in self._session.view.live() if a["uid"].startswith(prefix)), key=lambda a: a["uid"])
+        if not found:
+            raise NotFound(f"no live actor has a uid starting with {uid!r}")
+        if len(found) > 1:
+            shown = ", ".join(f"{a['uid']} ({a['realm']}/{a['name']} on {a['node']})" for a in found[:10])
+            more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+            raise UsageError(f"uid prefix {uid!r} is ambiguous: {len(found)} actors have it: {shown}{more}")
+        return found[0]["uid"]
+
     def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
         """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private
         parameters (names starting with ``_``) show as ``'<PRIVATE>'``."""
@@ -422,4 +442,5 @@ class AsyncBeach:
     get_cluster_health = getClusterHealth
     get_load_info = getLoadInfo
     get_stacks = getStacks
+    resolve_uid = resolveUid
     get_all_node_metadata = getAllNodeMetadata

@@ -78,8 +78,9 @@ class ActorHandle:
     # ---------------------------------------------------------------- async core
 
     def _no_actor(self) -> ActorResponse:
+        elsewhere = self._session.view.elsewhere(self._realm, self._category)
         return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self._category}' "
-                                    f"of realm '{self._realm}'")
+                                    f"of realm '{self._realm}'" + (f" ({elsewhere})" if elsewhere else ""))
 
     async def _send(self, subject: str, payload: bytes, budget: float) -> ActorResponse:
         try:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from beach import config as beach_config
 from beach.console.app import BeachConsole
 from beach.errors import BeachError
+from beach.state import clusterconfig
 from beach.wire import subjects
 
 __all__ = ["BeachConsole", "main"]
@@ -24,13 +24,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.console") -
     """Run the console; return the exit status: 0 when the person quit, 2 for a bad config, 1 when
     the cluster cannot be reached (one line on stderr, ``beach: <what went wrong>``)."""
     parser = argparse.ArgumentParser(prog=prog, description="The live terminal console of a beach cluster.")
-    parser.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML)")
-    parser.add_argument("--realm", default="global", help="the realm to start in (default: global)")
+    parser.add_argument("config", metavar="CONFIG", help="the cluster's config file (YAML), or a NATS URL")
+    parser.add_argument("--realm", default=None, help="the realm to start in (default: the config's realm, "
+                        "else global)")
     args = parser.parse_args(argv)
     try:
         # check the config and the realm here, so that a mistake is told before the screen is taken
-        beach_config.load(args.config)
-        subjects.check_realm(args.realm)
+        clusterconfig.check(args.config)
+        if args.realm is not None:
+            subjects.check_realm(args.realm)
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
-from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
 from beach import config as beach_config
 from beach.client.core import AsyncBeach
@@ -32,12 +32,12 @@ from beach.console.widgets.rates_panel import RatesPanel
 from beach.console.widgets.request_panel import RequestPanel
 from beach.console.widgets.status_bar import StatusBar
 from beach.console.widgets.supervision_pane import SupervisionPane
-from beach.errors import BeachError
+from beach.errors import BeachError, ConfigError
 from beach.output import describe_failure
 from beach.security import authority
 from beach.state.model import ClusterModel
 
-READ_ONLY = "read-only: the config has no admin_token"
+READ_ONLY = authority.NO_TOKEN
 ADMIN_ACTIONS = frozenset({"add_actor", "flush", "stop", "add_category", "remove_category"})
 ACTOR_ACTIONS = frozenset({"stacks", "add_category", "remove_category"})
 GUARDED_ACTIONS = ADMIN_ACTIONS | ACTOR_ACTIONS
@@ -55,7 +55,10 @@ class BeachConsole(App[None]):
     It connects on mount (on Textual's own loop), follows the cluster through one `ClusterModel`
     and updates only the widgets whose part of the model changed, as it changes. A connection that
     cannot be made ends the app with `error` set (see `beach.console.main`). Actions that change the
-    cluster need the config's ``admin_token``; without it they show disabled, with the reason.
+    cluster need admin rights (the config's ``admin_token`` where the nodes have one, an admin role
+    where NATS credentials rule; anyone on an open cluster, which the console says once); without
+    them they show disabled, with the reason. Keys that switch panes are ignored while a text field
+    has focus (they are typed there).
     """
 
     TABS: ClassVar[tuple[tuple[str, str], ...]] = (
@@ -72,7 +75,7 @@ class BeachConsole(App[None]):
         *(Binding(str(i), f"show_tab('{tab}')", label, show=False) for i, (tab, label) in enumerate(TABS, 1)),
     ]
 
-    def __init__(self, config_path: str | os.PathLike[str], realm: str = "global") -> None:
+    def __init__(self, config_path: str | os.PathLike[str], realm: str | None = None) -> None:
         super().__init__()
         self.config_path = os.fspath(config_path)
         self.start_realm = realm
@@ -109,6 +112,10 @@ class BeachConsole(App[None]):
         """Start connecting (in a worker: the console answers keys meanwhile)."""
         self._live = [widget for widget in self.query("*") if isinstance(widget, Live)]
         self.query_one(NodesTable).focus()
+        if beach_config.is_url(self.config_path):
+            self.query_one(StatusBar).connecting(self.config_path)
+            self._connect(self.config_path)
+            return
         try:
             config = beach_config.load(self.config_path)
         except BeachError as err:
@@ -119,9 +126,13 @@ class BeachConsole(App[None]):
         self._connect(config)
 
     @work(exclusive=True, group="connect")
-    async def _connect(self, config: beach_config.Config) -> None:
+    async def _connect(self, config: beach_config.Config | str) -> None:
         try:
             client = await AsyncBeach.open(config, realm=self.start_realm)
+        except ConfigError as err:
+            self.error = err
+            self.exit(return_code=2)
+            return
         except BeachError as err:
             self.error = err
             self.exit(return_code=1)
@@ -136,7 +147,11 @@ class BeachConsole(App[None]):
             return
         self.client, self.model = client, model
         model.listeners.append(self._model_changed)
-        self.query_one(StatusBar).set_access(self.read_only)
+        notice = client.session.open_notice()
+        self.query_one(StatusBar).set_access(self.read_only, notice)
+        if notice:  # said once: the status bar keeps it (its tooltip)
+            self.notify(notice, title="open cluster", severity="warning" if notice.startswith("WARNING") else
+                        "information", timeout=10)
         self.refresh_bindings()
         self._show(set(ALL_PARTS))
 
@@ -154,6 +169,8 @@ class BeachConsole(App[None]):
 
     def on_model_changed(self, message: ModelChanged) -> None:
         """Update the widgets that show what changed (those in view: the others catch up when shown)."""
+        if "nodes" in message.parts and self.client is not None:  # a node's 'open' decides the rights
+            self.query_one(StatusBar).set_access(self.read_only, self.client.session.open_notice())
         if "connection" in message.parts and self.model is not None:
             if self.model.connected:
                 self.notify("Connected to NATS again.", title="connection")
@@ -196,7 +213,7 @@ class BeachConsole(App[None]):
         or None when they are enabled."""
         if self.client is None:
             return READ_ONLY
-        return authority.read_only(self.client.session.config)
+        return self.client.session.read_only()
 
     def unavailable(self, action: str) -> str | None:
         """Why ``action`` cannot run now, or None if it can."""
@@ -214,7 +231,10 @@ class BeachConsole(App[None]):
         return None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Unavailable actions show disabled (None): their keys do nothing."""
+        """Unavailable actions show disabled (None): their keys do nothing. The pane keys do nothing
+        while a text field has focus: what is typed there goes there."""
+        if action == "show_tab" and isinstance(self.focused, Input):
+            return False
         return None if self.unavailable(action) else True
 
     async def palette_run(self, action: str) -> None:

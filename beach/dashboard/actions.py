@@ -12,13 +12,12 @@ from starlette.responses import Response
 from beach.dashboard import csrf
 from beach.dashboard.responses import JSON, error
 from beach.dashboard.state import Dashboard, dashboard
-from beach.security import authority
 
 
 async def _allowed(request: Request) -> Dashboard:
     dash = dashboard(request)
     if not dash.admin:
-        raise csrf.Forbidden(f"admin actions are off: {authority.read_only(dash.client.session.config)}")
+        raise csrf.Forbidden(f"admin actions are off: {dash.client.session.read_only()}")
     await csrf.check(request, dash)
     return dash
 

@@ -26,7 +26,6 @@ from beach.dashboard.app import create_app
 from beach.dashboard.state import Dashboard
 from beach.errors import BeachError
 from beach.output import run_tool
-from beach.security import authority
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -124,8 +123,11 @@ async def serve(app: Starlette, host: str, port: int) -> None:
                                 timeout_graceful_shutdown=GRACEFUL_SECONDS)
         server = _Server(config, dash, asyncio.get_running_loop())
         shown = f"[{host}]" if ":" in host else host
-        mode = "admin actions on" if dash.admin else authority.read_only(dash.client.session.config)
+        mode = "admin actions on" if dash.admin else dash.client.session.read_only()
         print(f"beach dashboard: http://{shown}:{sock.getsockname()[1]}/ ({mode})", file=sys.stderr, flush=True)
+        notice = dash.client.session.open_notice()
+        if notice:
+            print(f"beach: {notice}", file=sys.stderr, flush=True)
         with _signals_handled_by_uvicorn():
             await server.serve(sockets=[sock])
 

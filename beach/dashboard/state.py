@@ -9,7 +9,6 @@ from starlette.requests import HTTPConnection
 
 from beach.client.core import AsyncBeach
 from beach.dashboard.hub import Hub
-from beach.security import authority
 from beach.state.model import ClusterModel
 
 if TYPE_CHECKING:
@@ -66,8 +65,14 @@ class Dashboard:
 
     @property
     def admin(self) -> bool:
-        """True when the config carries the admin token: only then are admin actions offered."""
-        return authority.read_only(self.client.session.config) is None
+        """True when this dashboard has admin rights (the nodes' admin token, an admin role, or an
+        open cluster): only then are admin actions offered."""
+        return self.client.session.read_only() is None
+
+    @property
+    def open_notice(self) -> str | None:
+        """What the pages say about an open cluster (see `beach.security.authority.open_notice`)."""
+        return self.client.session.open_notice()
 
 
 def dashboard(conn: HTTPConnection) -> Dashboard:

@@ -139,6 +139,15 @@ def check_url(url: str) -> str:
     return url
 
 
+def check(target: str) -> None:
+    """Fail early, with `ConfigError`, on a CONFIG argument that cannot work: a config file that
+    does not load, or a URL that is not a NATS URL (what the bus says comes when connecting)."""
+    if is_url(target):
+        check_url(target)
+    else:
+        load(target)
+
+
 def from_pushed(pushed: dict[str, Any], url: str) -> dict[str, Any]:
     """The pushed settings with ``url`` first among the servers."""
     raw = dict(pushed)

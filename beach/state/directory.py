@@ -28,6 +28,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from beach import wire
 from beach.bus.connection import JS_TIMEOUT
 from beach.bus.kvwatch import BucketWatch
+from beach.errors import BeachError
 from beach.security.sealedkv import seal_value
 from beach.state import records
 from beach.state.records import ActorEntry, NodeEntry
@@ -232,6 +233,18 @@ class DirectoryView:
     def realms(self) -> list[str]:
         """Every realm with at least one live actor."""
         return sorted({a["realm"] for a in self.live()})
+
+    def elsewhere(self, realm: str, category: str) -> str:
+        """For a category with no live actor in ``realm``: ``"realm 'x' has some"`` when other realms
+        have actors under it (``""`` when none has), so a person who forgot ``--realm`` is told."""
+        try:
+            found = [r for r in self.realms() if r != realm and self.find(r, category)]
+        except BeachError:  # a category that cannot be routed has no actor anywhere
+            return ""
+        if not found:
+            return ""
+        names = ", ".join(repr(r) for r in found)
+        return f"realm {names} has some" if len(found) == 1 else f"realms {names} have some"
 
 
 # ---- writes ----

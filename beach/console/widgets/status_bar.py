@@ -36,15 +36,20 @@ class StatusBar(Horizontal, Live):
         self.query_one("#status-connection", Label).update("○ connecting")
         self.query_one("#status-counters", Label).update(f"to {where} …")
 
-    def set_access(self, read_only: str | None) -> None:
-        """Show on the right ``admin``, or (short, the whole reason in its tooltip) why actions are
-        disabled: ``read_only``."""
+    def set_access(self, read_only: str | None, notice: str | None = None) -> None:
+        """Show on the right ``admin`` (``admin (open cluster)`` with an open-cluster ``notice``, in
+        full in its tooltip), or (short, the whole reason in its tooltip) why actions are disabled:
+        ``read_only``."""
         access = self.query_one("#status-access", Label)
-        short = read_only if read_only is None else read_only.split(":")[0] + (
-            ": no admin_token" if "admin_token" in read_only else ": no admin rights")
-        access.update("admin" if short is None else short)
-        access.tooltip = read_only
+        if read_only is None:
+            access.update("admin (open cluster)" if notice else "admin")
+            access.tooltip = notice
+        else:
+            access.update(read_only.split(":")[0] + (": no admin_token" if "admin_token" in read_only
+                                                     else ": no admin rights"))
+            access.tooltip = read_only
         access.set_class(read_only is not None, "-read-only")
+        access.set_class(read_only is None and notice is not None and notice.startswith("WARNING"), "-exposed")
 
     def show_model(self, model: ClusterModel, parts: set[str]) -> None:
         """Show the connection and the counters."""

@@ -57,7 +57,8 @@ class Page:
 
     def context(self, dash: Dashboard, params: Params) -> dict[str, Any]:
         """What the page's templates (and fragments) are rendered with."""
-        return {"summary": dash.model.summary(), **self.read(dash, params), "admin": dash.admin, "page": self.name}
+        return {"summary": dash.model.summary(), **self.read(dash, params), "admin": dash.admin,
+                "open_notice": dash.open_notice, "page": self.name}
 
     def stream_url(self, params: Params) -> str:
         """The query of this page's live stream (``/events?...``)."""
