@@ -7,6 +7,8 @@ matches ``pingers``), so the prefix test uses ``p/...`` categories; ``addActor``
 
 from __future__ import annotations
 
+import pytest
+
 from beach.utils import isMessageSuccess
 
 from .conftest import ADMIN_TOKEN, wait_for
@@ -213,3 +215,114 @@ def test_tons_of_actors(beach):
     assert len(responses) == 50 and all(r.data == {"cmdresult": 42} for r in responses)
     assert beach.flush()
     assert count(beach, "pingers") == 0
+
+
+def test_the_originals_start_line_with_each_of_its_flags(nats_server, tmp_path):
+    """``python -m beach.hostmanager CONFIG --log-level 10 --log-dest PATH -i IFACE``, as py-beach's
+    test fixture and users' unit files start a node: it joins, announces the interface's address,
+    logs at DEBUG into PATH (its actor hosts too) and exits 0 on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from beach.beach_api import Beach
+    from beach.utils import _getIpv4ForIface
+
+    from .conftest import write_config
+
+    config = write_config(tmp_path / "simple.yaml", nats_server.url, n_processes=1)
+    log = tmp_path / "node.log"
+    node = subprocess.Popen([sys.executable, "-m", "beach.hostmanager", str(config), "--log-level", "10",
+                             "--log-dest", str(log), "-i", "lo"], start_new_session=True)
+    node_id = f"{__import__('socket').gethostname()}-{node.pid}"
+    try:
+        with Beach(config) as client:
+            wait_for(lambda: node_id in client._core.session.view.nodes or node.poll() is not None, 30,
+                     what="the node to register")
+            assert node.poll() is None, f"the node exited with {node.returncode}"
+            assert client._core.session.view.nodes[node_id]["addresses"] == [_getIpv4ForIface("lo")] == ["127.0.0.1"]
+        text = log.read_text()
+        assert " DEBUG " in text, "--log-level 10 is DEBUG"
+        assert f"{node_id}-h1 " in text, "the actor hosts log to --log-dest too"
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(40) == 0
+    finally:
+        if node.poll() is None:
+            os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    bad = subprocess.run([sys.executable, "-m", "beach.hostmanager", str(config), "-i", "nosuch0"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert "interface 'nosuch0' has no IPv4 address (interfaces with one: " in bad.stderr and "lo" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "beach.hostmanager", str(config), "--log-level", "loud"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--log-level 'loud'" in bad.stderr, bad.stderr
+
+
+def test_the_originals_utils(tmp_path):
+    import threading
+    import time
+
+    import beach.utils as utils
+    from beach.utils import (
+        Counter,
+        CreateOnAccess,
+        RWLock,
+        _getIpv4ForIface,
+        _getPublicInterfaces,
+        errorMessage,
+        loadModuleFrom,
+        parallelExec,
+        successMessage,
+    )
+
+    namespace: dict[str, object] = {}
+    exec("from beach.utils import *", namespace)  # the original's test suite imports it so
+    assert {"isMessageSuccess", "errorMessage", "successMessage", "parallelExec"} <= set(namespace)
+    assert errorMessage("nope") == {"status": {"success": False, "error": "nope"}}
+    assert errorMessage("nope", {"st": "x"}) == {"status": {"success": False, "error": "nope"}, "data": {"st": "x"}}
+    assert successMessage() == {"status": {"success": True}}
+    assert successMessage({"a": 1}) == {"status": {"success": True}, "data": {"a": 1}}
+    assert isMessageSuccess(successMessage()) and not isMessageSuccess(errorMessage("x"))
+    assert not isMessageSuccess(None) and not isMessageSuccess(False)
+    assert _getIpv4ForIface("lo") == "127.0.0.1" and _getIpv4ForIface("nosuch0") is None
+    assert "lo" not in _getPublicInterfaces()
+    assert all(_getIpv4ForIface(i) for i in _getPublicInterfaces())
+
+    def work(n):
+        if n == 0:
+            raise ValueError("zero")
+        time.sleep(n / 10)
+        return n
+
+    results = parallelExec(work, [3, 1, 0, 2])
+    assert isinstance(results[0], ValueError) and results[1:] == [1, 2, 3], "in completion order"
+    started = time.monotonic()
+    assert parallelExec(work, [1, 30], timeout=0.5) == [1], "what finished within the timeout"
+    assert time.monotonic() - started < 5
+
+    lock, seen = RWLock(), []
+    with lock.reader(), lock.reader():  # readers share it
+        writer = threading.Thread(target=lambda: (lock.wLock(), seen.append("w"), lock.wUnlock()))
+        writer.start()
+        time.sleep(0.2)
+        assert seen == [], "a writer waits for the readers"
+    writer.join(5)
+    assert seen == ["w"]
+
+    counter = Counter()
+    for _ in range(3):
+        counter.count()
+    assert list(counter.counters.values()) == [3]
+    built = []
+    lazy = CreateOnAccess(lambda x: built.append(x) or {"k": x}, 7)
+    assert built == [] and lazy.get("k") == 7 and built == [7]
+
+    module = tmp_path / "Helper.py"
+    module.write_text("VALUE = 42\n")
+    loaded = loadModuleFrom(f"file://{module}", "global")
+    assert loaded.VALUE == 42 and loaded._beach_realm == "global"
+    assert loadModuleFrom(str(module), "global") is loaded, "once per content"
+    with pytest.raises(utils.UsageError, match="only files of this machine"):
+        loadModuleFrom("https://example.invalid/Helper.py", "global")

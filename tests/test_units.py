@@ -93,13 +93,14 @@ def test_config_defaults_and_relative_paths(tmp_path):
 
 def test_config_legacy_keys(tmp_path, caplog):
     path = tmp_path / "c.yaml"
-    path.write_text("seed_nodes: [10.1.2.3]\nops_port: 4999\ninterface: eth0\n")
+    path.write_text("seed_nodes: [10.1.2.3]\nops_port: 4999\ndirectory_port: ipc:///tmp/x\ninterface: eth0\n")
     c = config.load(path)
     assert c.nats.servers == ["nats://10.1.2.3:4222"] and c.seed_nodes == ["10.1.2.3"]
+    assert c.interface == "eth0", "the original's interface: the one whose address a node announces"
     assert caplog.text == "", "loading a config says nothing: the node agent warns, once"
     config.warn_ignored(c)
     [line] = caplog.text.splitlines()
-    assert "'ops_port', 'interface' ignored" in line
+    assert "'ops_port', 'directory_port' ignored" in line
 
 
 @pytest.mark.parametrize("text, message", [

@@ -12,7 +12,7 @@ from beach.client.core import AsyncBeach
 from beach.errors import NotFound, UsageError
 from beach.wire import subjects
 
-_PREFIX = re.compile(r"[0-9a-f]{4,31}")  # what may be a uid prefix (at least MIN_UID_PREFIX hex digits)
+_PREFIX = re.compile(r"[0-9a-f]{1,31}")  # what may be a uid prefix
 
 
 def show_logs(args: argparse.Namespace) -> int:
@@ -46,8 +46,8 @@ def show_logs(args: argparse.Namespace) -> int:
 
 def _target(client: AsyncBeach, target: str | None) -> tuple[str | None, str | None, str | None]:
     """``(uid, uid prefix, category)`` of the logs' CATEGORY|UID argument: a full uid; a category
-    some live actor has; a unique prefix of a live actor's uid (ambiguous: `UsageError`); else a
-    prefix of a gone actor's uid when it looks like one (its lines outlive it), or a category."""
+    some live actor has; a unique prefix of a live actor's uid (ambiguous: `UsageError`); else, if
+    it looks like one, a prefix of a gone actor's uid (its lines outlive it); else a category."""
     if not target:
         return None, None, None
     if logs.UID.fullmatch(target):

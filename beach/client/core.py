@@ -34,7 +34,6 @@ from beach.wire import subjects
 CONTROL_TIMEOUT = 60.0  # seconds a control operation (stop, flush, associate, desired writes) may take
 INFO_TIMEOUT = 10.0  # seconds each node has to report its load figures
 STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which has HOST_CALL_SECONDS
-MIN_UID_PREFIX = 4  # as git: shorter prefixes match too much to be typed on purpose
 
 
 class AsyncBeach:
@@ -395,14 +394,14 @@ class AsyncBeach:
 
     def resolveUid(self, uid: str) -> str:
         """The uid of the one live actor (of any realm) whose uid starts with ``uid``, as git takes
-        a unique hash prefix (at least `MIN_UID_PREFIX` characters). Raises `UsageError` for a
-        prefix that is too short or matches several (naming them) and `NotFound` when none has it."""
+        a unique hash prefix. Raises `UsageError` for an empty one or one that several actors have
+        (naming them), and `NotFound` when none has it."""
         prefix = uid.strip().lower()
         actors = self._session.view.actors
         if prefix in actors and self._session.view.is_live(actors[prefix]):
             return prefix
-        if len(prefix) < MIN_UID_PREFIX:
-            raise UsageError(f"uid {uid!r}: give at least {MIN_UID_PREFIX} characters of it")
+        if not prefix:
+            raise UsageError("an empty uid: give an actor's uid, or the first characters of it")
         found = sorted((a for a in self._session.view.live() if a["uid"].startswith(prefix)), key=lambda a: a["uid"])
         if not found:
             raise NotFound(f"no live actor has a uid starting with {uid!r}")
