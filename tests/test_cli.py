@@ -166,7 +166,7 @@ def test_an_actors_log_lines_outlive_it_and_are_read_from_another_process(beach,
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if marker in line]
     assert [line.split()[2] for line in lines] == ["INFO", "INFO", "ERROR", "WARNING", "INFO"]
-    assert all(f"global/Chatty {uid[:8]}" in line for line in lines)
+    assert all(f"global/Chatty {uid[:8]} @test-node-1 " in line for line in lines), "the node, always"
     assert not any("!!!~~~!!!" in line for line in lines)
     by_category = beach_cli("logs", str(config_path), "cli/chatty", "--since", "10m", "--level", "warning", "--json")
     found = [json.loads(x) for x in by_category.stdout.splitlines()]
@@ -239,7 +239,7 @@ def test_stack_shows_what_a_handler_is_doing(beach, config_path):
     data = json.loads(beach_cli("stack", str(config_path), uid, "--json", "--tasks").stdout)
     assert data["uid"] == uid and data["actor"] == "Sleeper" and data["tasks"]
     result = beach_cli("stack", str(config_path), "0" * 32)
-    assert result.returncode == 1 and result.stderr == f"beach: no actor '{'0' * 32}' in the directory\n"
+    assert result.returncode == 1 and result.stderr == f"beach: no live actor has a uid starting with '{'0' * 32}'\n"
     future.waitAll(10)
 
 
@@ -292,3 +292,92 @@ def test_the_shell_and_console_subcommands(beach, config_path, tmp_path):
     assert shell.exitstatus == 0
     result = beach_cli("console", str(tmp_path / "missing.yaml"))
     assert result.returncode == 2 and result.stderr.startswith("beach: config file not found")
+
+
+def test_uid_prefixes_for_stop_stack_and_logs(beach, config_path):
+    config = str(config_path)
+    chatty = beach.addActor("Chatty", "cli/prefix/chatty")
+    assert chatty.isSuccess
+    uid = chatty.data["uid"]
+    pongs = [beach.addActor("Pong", "cli/prefix/pong") for _ in range(16)]
+    assert all(r.isSuccess for r in pongs)
+    live = [uid] + [r.data["uid"] for r in pongs]
+    # 17 uids, 16 hex digits: two start alike (pigeonhole)
+    first = next(c for c in "0123456789abcdef" if sum(u.startswith(c) for u in live) >= 2)
+    result = beach_cli("stop", config, first)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert f"uid prefix '{first}' is ambiguous" in result.stderr
+    assert all(u in result.stderr for u in live if u.startswith(first)), "the matches are listed"
+    assert beach.getActorHandle("cli/prefix").getNumAvailable() == 17, "nothing stopped"
+    # the shortest prefix of Chatty's uid that no other uid has
+    prefix = next(uid[:n] for n in range(1, 33) if not any(u.startswith(uid[:n]) for u in live if u != uid))
+    assert beach.getActorHandle("cli/prefix/chatty").request("say", {"text": f"prefix {uid}"}).isSuccess
+    wait_for(lambda: f"prefix {uid}" in beach_cli("logs", config, prefix).stdout, 10, what="the line, by prefix")
+    result = beach_cli("stack", config, prefix, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["uid"] == uid, result.stderr
+    result = beach_cli("stop", config, prefix, "--json")
+    assert result.returncode == 0 and json.loads(result.stdout) == {"stopped": [uid], "not_found": []}, result.stderr
+    # gone: its logs are still there by prefix; stop and stack say "not found" and exit 1
+    assert f"prefix {uid}" in beach_cli("logs", config, uid[:12]).stdout
+    for command in ("stop", "stack"):
+        result = beach_cli(command, config, uid[:12])
+        assert result.returncode == 1, (command, result)
+        assert result.stderr == f"beach: no live actor has a uid starting with '{uid[:12]}'\n"
+    unknown = next(p for p in ("ffffffff", "eeeeeeee", "dddddddd") if not any(u.startswith(p) for u in live))
+    result = beach_cli("logs", config, unknown)
+    assert result.returncode == 1 and "no log line of one, has a uid starting with" in result.stderr
+
+
+def test_the_configs_realm_is_the_default_of_the_library_and_the_tools(beach, config_path, nats_server, tmp_path):
+    from beach.beach_api import Beach
+
+    dev = write_config(tmp_path / "dev.yaml", nats_server.url, realm="realm-one")
+    with Beach(dev) as client:
+        assert client.realm == "realm-one"
+        assert client.addActor("Pong", "realmed/one").isSuccess
+    result = beach_cli("add", str(dev), "Pong", "realmed/two", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(beach_cli("actors", str(dev), "--category", "realmed", "--json").stdout)
+    assert sorted((a["realm"], a["categories"][0]) for a in listed) == [("realm-one", "realmed/one"),
+                                                                         ("realm-one", "realmed/two")]
+    result = beach_cli("request", str(dev), "realmed/one", "ping")
+    assert result.returncode == 0 and json.loads(result.stdout) == {"realm": "realm-one"}, result.stderr
+    # the session's config has no realm: global, where nothing matches; the other realm is named
+    result = beach_cli("actors", str(config_path), "--category", "realmed")
+    assert result.returncode == 0 and "no actor under 'realmed' in realm 'global'; realm 'realm-one' has some" in \
+        result.stderr, result.stderr
+    result = beach_cli("request", str(config_path), "realmed/one", "ping")
+    assert result.returncode == 1 and "of realm 'global' (realm 'realm-one' has some)" in result.stderr, result.stderr
+    result = beach_cli("stop", str(config_path), "-c", "realmed")
+    assert result.returncode == 1 and "realm 'realm-one' has some" in result.stderr, result.stderr
+    result = beach_cli("stop", str(dev), "-c", "realmed/two")
+    assert result.returncode == 0, result.stderr
+    remaining = json.loads(beach_cli("actors", str(dev), "--json").stdout)
+    assert [a["categories"] for a in remaining if a["realm"] == "realm-one"] == [["realmed/one"]]
+
+
+def test_a_client_and_commands_by_url(beach, config_path, nats_server, tmp_path, monkeypatch):
+    from beach.beach_api import Beach
+
+    from .conftest import ADMIN_TOKEN
+
+    shared = write_config(tmp_path / "shared.yaml", nats_server.url, realm="realm-one")
+    result = beach_cli("config", "push", str(shared), "--json")
+    assert result.returncode == 0 and "realm" in json.loads(result.stdout)["pushed"], result.stderr
+    token = tmp_path / "token"
+    token.write_text(ADMIN_TOKEN + "\n")
+    monkeypatch.setenv("BEACH_ADMIN_TOKEN_FILE", str(token))  # secrets never travel: this machine's own
+    with Beach(nats_server.url) as client:
+        assert client.realm == "realm-one", "the pushed config's realm"
+        assert client._core.session.config.admin_token == ADMIN_TOKEN
+        started = client.addActor("Pong", "url/pong")
+        assert started.isSuccess, started
+        assert client.getActorHandle("url/pong").request("ping").isSuccess
+    listed = json.loads(beach_cli("actors", nats_server.url, "--category", "url/pong", "--json").stdout)
+    assert [(a["uid"], a["realm"]) for a in listed] == [(started.data["uid"], "realm-one")]
+    result = beach_cli("request", nats_server.url, "url/pong", "ping", "--data", "{'by': 'url'}")
+    assert result.returncode == 0 and json.loads(result.stdout) == {"realm": "realm-one"}, result.stderr
+    result = beach_cli("stop", nats_server.url, started.data["uid"][:10], "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)["stopped"] == [started.data["uid"]], result.stderr
+    result = beach_cli("status", "http://example.invalid/")
+    assert result.returncode == 2 and "is not a NATS URL" in result.stderr, result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -66,8 +67,18 @@ def test_handler_exception_text(beach):
     assert beach.addActor("Faulty", "faulty").isSuccess
     resp = beach.getActorHandle("faulty").request("raise")
     assert not resp.isSuccess and not resp.isTimedOut
-    assert resp.error == "exception"
+    assert resp.error == "exception: RuntimeError: handler blew up on purpose"
+    assert resp.failure == wire.Failure.EXCEPTION
     assert "RuntimeError: handler blew up on purpose" in resp.data["st"]
+    resp = beach.getActorHandle("faulty").request("lookup", {"title": "no doc"})
+    assert resp.error == "exception: KeyError: 'doc'", resp
+    # the traceback as Python prints it, with the actor's own frames only (not beach's, not asyncio's)
+    trace = resp.data["st"]
+    lines = trace.splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "KeyError: 'doc'", trace
+    files = [line.split('"')[1] for line in lines if line.startswith('  File "')]
+    assert [os.path.basename(f) for f in files] == ["Faulty.py", "Faulty.py"], trace
+    assert "in lookup" in trace and "in _title" in trace and "data['doc']" in trace
     # the actor keeps working
     assert beach.getActorHandle("faulty").request("ok1").isSuccess
 
@@ -339,7 +350,7 @@ def test_a_handler_that_cancels_or_exits_is_a_failure_and_the_actor_lives_on(bea
     try:
         for _ in range(2):  # the second time proves the first left the actor (and its host) serving
             failed = handle.request(request_type, timeout=5)
-            assert not failed.isSuccess and failed.error == "exception", failed
+            assert not failed.isSuccess and failed.failure == wire.Failure.EXCEPTION, failed
             assert handle.request("ping", timeout=5).isSuccess
     finally:
         beach.stopActors(withId=resp.data["uid"])

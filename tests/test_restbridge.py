@@ -100,7 +100,7 @@ def test_every_status_code(beach, bridge):
     resp = post(bridge, "rest/pong", headers={"Beach-Secret": SECRET})  # without _action, the headers count
     assert resp.status_code == 400 and "no request type" in resp.json()["error"]
     resp = post(bridge, "rest/faulty", data={**ok, "_action": "raise"})
-    assert resp.status_code == 400 and resp.json()["error"] == "exception"
+    assert resp.status_code == 400 and resp.json()["error"] == "exception: RuntimeError: handler blew up on purpose"
     assert "handler blew up on purpose" in resp.json()["data"]["st"]
     resp = post(bridge, "rest/faulty", data={**ok, "_action": "fail"})
     assert resp.status_code == 400 and resp.json() == {"error": "it went wrong", "data": {"why": "test"}}

@@ -571,3 +571,43 @@ def test_a_symlink_out_of_the_realms_directory_does_not_load(tmp_path: Path) -> 
         with pytest.raises(ActorLoadError, match="outside"):
             load_actor_class(str(tmp_path / "code"), realm_name, name)
     assert not marker.exists()
+
+
+def test_an_open_cluster_lets_everyone_deploy_and_says_so_once(tmp_path: Path) -> None:
+    """No NATS authorization and no admin_token anywhere: as in py-beach, everyone is admin — addActor,
+    deploy and config push alike — and the node agent and every tool say so, once, in one line."""
+    server = EmbeddedServer(free_port(), str(tmp_path / "js"), name=f"open-{os.getpid()}",
+                            log_file=str(tmp_path / "nats.log")).start()
+    config = write_config(tmp_path / "open.yaml", server.url, admin_token=None, n_processes=1)
+    log = tmp_path / "node.log"
+    node = NodeProcess(config, f"open-{os.getpid()}", args=["--log-dest", str(log)])
+    try:
+        with Beach(config) as client:
+            node.wait_registered(client)
+            session = client._core.session
+            assert authority.is_open(session.config, session.view.nodes.values())
+            assert session.read_only() is None
+            assert client.addActor("Pong", "open/pong").isSuccess
+        code = tmp_path / "realm"
+        code.mkdir()
+        (code / "Echo.py").write_text("from beach.actor import Actor\n\nclass Echo(Actor):\n"
+                                      "    def init(self, parameters):\n"
+                                      "        self.handle('echo', lambda msg: (True, msg.data))\n")
+        notice = ("beach: note: this cluster is open: anyone who reaches its NATS port is admin "
+                  "(NATS listens on loopback only)\n")
+        for command in (["deploy", str(config), "opened", str(code), "--json"], ["config", "push", str(config)]):
+            result = subprocess.run([sys.executable, "-m", "beach.cli", *command], capture_output=True, text=True,
+                                    timeout=120)
+            assert result.returncode == 0, (command, result.stderr)
+            assert result.stderr == notice, result.stderr  # that line, once, and nothing else
+        said = [line for line in log.read_text().splitlines() if "this cluster is open" in line]
+        assert len(said) == 1 and " INFO " in said[0], said  # loopback only: said, not shouted
+    finally:
+        assert node.terminate() == 0
+        server.stop()
+    # beyond loopback the same line is a warning naming where NATS listens
+    loud = authority.open_notice(beach_config.parse({}), [], "0.0.0.0")
+    assert loud is not None and loud.startswith("WARNING: this cluster is open") and "0.0.0.0" in loud
+    assert authority.open_notice(beach_config.parse({"admin_token": "x"}), [], "0.0.0.0") is None
+    assert authority.read_only(beach_config.parse({}), [{"open": False}]) == authority.NO_TOKEN, \
+        "nodes that need a token make a tool without one read-only: one rule, both sides"

@@ -4,6 +4,7 @@ from beach.actor import Actor
 class Faulty(Actor):
     def init(self, parameters):
         self.handle('raise', self.raiser)
+        self.handle('lookup', self.lookup)
         self.handle('dict', lambda msg: {'not': 'a tuple'})
         self.handle('string', lambda msg: 'just a string')
         self.handle('fail', lambda msg: (False, 'it went wrong', {'why': 'test'}))
@@ -15,3 +16,9 @@ class Faulty(Actor):
 
     def raiser(self, msg):
         raise RuntimeError('handler blew up on purpose')
+
+    def lookup(self, msg):
+        return (True, self._title(msg.data))
+
+    def _title(self, data):
+        return data['doc'].title()
