@@ -385,6 +385,8 @@ def read(path: str | os.PathLike[str]) -> Any:
     """The YAML document of the config file at ``path``, not checked yet (see `parse`). Raises
     `ConfigError` for a file that is missing, unreadable or not YAML."""
     path = os.fspath(path)
+    if is_url(path):
+        raise ConfigError(f"{path!r} is a URL: a config file is needed here (it is what is read or pushed)")
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -400,6 +402,4 @@ def load(path: str | os.PathLike[str] | None) -> Config:
     """Read and check the config file at ``path`` (None: all defaults, embedded server)."""
     if path is None:
         return parse({}, None)
-    if is_url(os.fspath(path)):
-        raise ConfigError(f"{os.fspath(path)!r} is a URL: a config file is needed here")
     return parse(read(path), os.path.abspath(os.fspath(path)))

@@ -323,5 +323,15 @@ def test_keys_go_to_the_focused_input_and_tab_moves_on(beach: Beach, config_path
         assert app.focused is not None and app.focused.id == "req-data", app.focused
         await pilot.press(*"{'n': 5}", "1", "2")
         assert tabs.active == "request" and app.query_one("#req-data", Input).value == "{'n': 5}12"
+        status = app.query_one("#req-status", Label)
+        await type_into(pilot, "#req-data", "{'n': five}")
+        await pilot.press("enter")  # bad data: one line naming what is wrong
+        await until(pilot, lambda: "neither JSON nor a Python literal" in text_of(status), what="the data error")
+        assert "five is a name, not a value: quote text ('five')" in text_of(status), text_of(status)
+        assert "\n" not in text_of(status) and "object at 0x" not in text_of(status)
+        await pilot.press("tab", "tab", "tab")  # past ident and timeout to the Send button
+        assert app.focused is not None and app.focused.id == "req-send", app.focused
+        await pilot.press("2")  # no text field has focus: the key shows the Actors pane
+        await until(pilot, lambda: tabs.active == "actors", what="the Actors pane")
 
     run_console(config_path, scenario, tmp_path / "keys.svg")

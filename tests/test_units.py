@@ -6,7 +6,7 @@ import pytest
 
 from beach import config, wire
 from beach.client.routing import affinity_choice
-from beach.errors import CategoryError, ConfigError, EncodeError
+from beach.errors import CategoryError, ConfigError, EncodeError, UsageError
 from beach.wire import subjects
 
 
@@ -161,3 +161,28 @@ def test_failure_kinds_are_read_back_from_the_error_text():
     assert wire.unpack(wire.pack_reply(False, wire.BUSY, {})) == [1, False, "busy", {}]
     assert wire.RETRYABLE == {wire.Failure.TIMEOUT, wire.Failure.BUSY, wire.Failure.NO_ACTOR,
                               wire.Failure.BUS_UNAVAILABLE}
+
+
+def test_a_log_line_names_its_node_actor_or_system():
+    from beach import logs
+
+    app = {"t": 0, "level": "INFO", "kind": "app", "realm": "global", "actor": "Pong", "uid": "ab" * 16,
+           "node": "n1", "host": "n1-h2", "msg": "hello"}
+    assert logs.format_line(app).endswith(" INFO     global/Pong abababab @n1  hello")
+    agent = {**app, "kind": "sys", "host": "agent", "msg": "disk full"}
+    assert logs.format_line(agent).endswith(" INFO     n1/agent  disk full")
+    host = {**agent, "host": "n1-h2"}
+    assert logs.format_line(host).endswith(" INFO     n1/h2  disk full")
+
+
+def test_data_a_person_types_is_read_or_refused_in_one_line_naming_the_problem():
+    from beach.output import parse_data
+
+    assert parse_data("{'n': 5}") == {"n": 5} and parse_data('{"n": 5}') == {"n": 5} and parse_data("") == {}
+    for text, problem in (("foo", "foo is a name, not a value: quote text ('foo')"),
+                          ("{'a': f(1)}", "f(1) is a call: only values are read, never run"),
+                          ("{'a': ", "'{' was never closed"), ("1 if 2 else 3", "is an expression, not a value")):
+        with pytest.raises(UsageError) as caught:
+            parse_data(text, "data")
+        message = str(caught.value)
+        assert problem in message and "\n" not in message and "object at 0x" not in message, message

@@ -169,8 +169,6 @@ class BeachConsole(App[None]):
 
     def on_model_changed(self, message: ModelChanged) -> None:
         """Update the widgets that show what changed (those in view: the others catch up when shown)."""
-        if "nodes" in message.parts and self.client is not None:  # a node's 'open' decides the rights
-            self.query_one(StatusBar).set_access(self.read_only, self.client.session.open_notice())
         if "connection" in message.parts and self.model is not None:
             if self.model.connected:
                 self.notify("Connected to NATS again.", title="connection")

@@ -49,7 +49,7 @@ def parser(prog: str) -> argparse.ArgumentParser:
         description="The live web dashboard of a beach cluster: nodes, actors, charts, logs, a JSON API "
                     "(/api/openapi.json) and Prometheus metrics (/metrics).")
     result.add_argument("args", nargs="+", metavar="[PORT] CONFIG",
-                        help=f"the cluster's config file (YAML), last; before it, optionally, the port "
+                        help=f"the cluster's config file (YAML) or a NATS URL, last; before it, optionally, the port "
                              f"(default {DEFAULT_PORT})")
     result.add_argument("--host", default=DEFAULT_HOST,
                         help=f"the address to listen on (default {DEFAULT_HOST}: this machine only)")

@@ -52,7 +52,11 @@ class StatusBar(Horizontal, Live):
         access.set_class(read_only is None and notice is not None and notice.startswith("WARNING"), "-exposed")
 
     def show_model(self, model: ClusterModel, parts: set[str]) -> None:
-        """Show the connection and the counters."""
+        """Show the connection, the counters and (the nodes' entries say whether the cluster is
+        open) the access mode."""
+        if "nodes" in parts:
+            session = model.client.session
+            self.set_access(session.read_only(), session.open_notice())
         summary = model.summary()
         connected = bool(summary["connected"])
         self.set_class(not connected, "-disconnected")
