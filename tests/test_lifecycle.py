@@ -319,7 +319,7 @@ def test_a_spawn_whose_answer_cannot_be_sent_does_not_leave_the_actor_running(be
 
 def test_sighup_stops_the_node_gracefully_and_legacy_keys_are_named_once(nats_server, tmp_path):
     config = write_config(tmp_path / "beach.yaml", nats_server.url, n_processes=2, ops_port=4999,
-                          interface="eth0", directory_sync_seconds=60)
+                          port_range_start=5000, directory_sync_seconds=60)
     log = tmp_path / "node.log"
     with open(log, "wb") as out:
         node = subprocess.Popen([sys.executable, "-m", "nodeagent", str(config), "--node-id", "hup-node"],
@@ -336,7 +336,7 @@ def test_sighup_stops_the_node_gracefully_and_legacy_keys_are_named_once(nats_se
             assert marker.read_text() == resp.data["uid"], "the actor's deinit ran"
         ignored = [line for line in log.read_text().splitlines() if "ignored" in line]
         assert len(ignored) == 1, ignored  # the agent says it once; its two hosts say nothing
-        assert all(f"'{key}'" in ignored[0] for key in ("ops_port", "interface", "directory_sync_seconds"))
+        assert all(f"'{key}'" in ignored[0] for key in ("ops_port", "port_range_start", "directory_sync_seconds"))
     finally:
         if node.poll() is None:
             os.killpg(node.pid, signal.SIGKILL)

@@ -66,11 +66,11 @@ def _machine(request: Request) -> bool:
 def _error_page(request: Request, status: int, message: str) -> Response:
     dash = dashboard(request)
     try:
-        summary, admin = dash.model.summary(), dash.admin
+        summary, admin, notice = dash.model.summary(), dash.admin, dash.open_notice
     except RuntimeError:  # not running (yet): the page still says what went wrong
-        summary, admin = {"connected": False}, False
-    context = {"status": status, "message": message, "summary": summary, "admin": admin, "page": "error",
-               "root": request.scope.get("root_path", ""), "stream": None, "csrf_token": None}
+        summary, admin, notice = {"connected": False}, False, None
+    context = {"status": status, "message": message, "summary": summary, "admin": admin, "open_notice": notice,
+               "page": "error", "root": request.scope.get("root_path", ""), "stream": None, "csrf_token": None}
     return templates.TemplateResponse(request, "error.html", context, status_code=status)
 
 

@@ -76,7 +76,8 @@ class LiveView:
     def fragments(self) -> list[str]:
         """The fragments that changed (and ``gone``, once, when the page's subject left)."""
         model = self.dash.model
-        base = {"root": self.root, "admin": self.dash.admin, "page": self.page.name}
+        base = {"root": self.root, "admin": self.dash.admin, "open_notice": self.dash.open_notice,
+                "page": self.page.name}
         html = {"status": render("_status.html", {**base, "summary": model.summary()})}
         result = []
         try:
