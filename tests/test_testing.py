@@ -110,7 +110,7 @@ def test_requests_go_through_the_wire_rules():
         assert shop.request("buy", {"item": "apple"}).error.startswith("no price: no actor available in category "
                                                                         "'shop/prices'")
         failed = shop.request("boom")
-        assert failed.error == "exception" and "ValueError: broken" in failed.data["st"]
+        assert failed.error == "exception: ValueError: broken" and "ValueError: broken" in failed.data["st"]
         assert shop.last_error is not None and "ValueError: broken" in shop.last_error
         assert shop.state.get("spent") is None, "the raising turn's write was not applied"
         # a retry (the same request id) gets the first run's reply: reply_cache

@@ -210,6 +210,9 @@ class DevLoop:
 
 async def _run(config: str, args: argparse.Namespace) -> int:
     client = await AsyncBeach.open(config, realm=args.realm)
+    notice = client.session.open_notice()
+    if notice:
+        say(notice)
     loop = DevLoop(client, args.realm, args.directory, args.keep, args.grace)
     tasks: list[asyncio.Task[Any]] = []
     scripts = Scripts(args.run or [], dict(os.environ, BEACH_CONFIG=config))

@@ -25,6 +25,7 @@ import inspect
 import itertools
 import logging
 import os
+import sys
 import traceback
 import uuid
 import weakref
@@ -39,6 +40,7 @@ from beach.client.handle import ActorHandle
 from beach.client.response import ActorResponse
 from beach.errors import ActorInitError, BeachError, UsageError
 from beach.logs import Source, current_source
+from beach.runtime import trace
 from beach.runtime.actor_runtime import bind, init_args
 from beach.runtime.loader import load_actor_class
 from beach.runtime.replycache import ReplyCache
@@ -342,9 +344,9 @@ class ActorHarness:
     async def _serve(self, handler: Callable[..., Any], request: ActorRequest) -> wire.Reply:
         try:
             ret = await self._turn(handler, request)
-        except Exception:
+        except Exception as err:
             error = self._failed(f"handler {request.req!r}")
-            return wire.Reply(False, wire.EXCEPTION, {"st": error})
+            return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error})
         return wire.normalize_return(ret)
 
     async def _turn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -377,7 +379,8 @@ class ActorHarness:
             await self.astop()
 
     def _failed(self, what: str) -> str:
-        error = traceback.format_exc()
+        raised = sys.exc_info()[1]  # as a node reports it: the actor's own frames
+        error = trace.user_traceback(raised) if raised is not None else traceback.format_exc()
         self._backend.last_error = error
         self.errors.append(error)
         logging.getLogger("beach.runtime").error("%s of actor %s raised:\n%s", what, self.uid, error)

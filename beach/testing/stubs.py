@@ -10,7 +10,6 @@ methods of `ActorHandle` and `ActorHandleGroup`, answered by the stubs, every me
 from __future__ import annotations
 
 import inspect
-import traceback
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,6 +17,7 @@ from typing import Any, cast
 from beach import wire
 from beach.client.response import ActorResponse, FutureResults
 from beach.errors import UsageError
+from beach.runtime import trace
 from beach.wire import subjects
 
 Stub = Callable[[str, Any], Any]
@@ -70,8 +70,8 @@ class Stubs:
                                         f"(no stub: ActorHarness.stub({category!r}, fn))")
         try:
             result = fn(requestType, data)
-        except Exception:
-            return ActorResponse(False, wire.EXCEPTION, {"st": traceback.format_exc()})
+        except Exception as err:
+            return _raised(err)
         if inspect.isawaitable(result):
             return _replied(result)
         return _reply(result)
@@ -80,8 +80,13 @@ class Stubs:
 async def _replied(result: Awaitable[Any]) -> ActorResponse:
     try:
         return _reply(await result)
-    except Exception:
-        return ActorResponse(False, wire.EXCEPTION, {"st": traceback.format_exc()})
+    except Exception as err:
+        return _raised(err)
+
+
+def _raised(err: Exception) -> ActorResponse:
+    """A stub that raised, as an actor's handler that raised comes back."""
+    return ActorResponse(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": trace.user_traceback(err)})
 
 
 def _reply(result: Any) -> ActorResponse:
