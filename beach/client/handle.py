@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, Literal, overload
@@ -18,7 +19,7 @@ from typing import Any, Literal, overload
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from beach import wire
+from beach import metering, wire
 from beach.backoff import backoff
 from beach.client import routing
 from beach.client.response import ActorResponse, FutureResults
@@ -58,6 +59,8 @@ class ActorHandle:
         self._session = session
         self._realm = subjects.check_realm(realm)
         self._category = category
+        self._label = subjects.normalize(category)  # what its calls are counted under, in:
+        self._calls = session.calls_in(self._realm)
         self._broadcast_subject = subjects.broadcast_subject(realm, category)
         self._targets = routing.Targets(session.view, self._realm, category, mode, session.node_id)  # checks mode
         self._mode = mode
@@ -119,6 +122,7 @@ class ActorHandle:
         data = {} if data is None else data
         retries = self._retries if nRetries is None else nRetries
         req_id = new_id()
+        started = time.monotonic()  # the call (a client span's extent): every attempt, backoff included
         attempt_timeout = timeout or self._timeout
         payload = b""
         response = ActorResponse.timeout()
@@ -129,6 +133,8 @@ class ActorHandle:
             if budget is not None and budget <= 0:
                 response = ActorResponse.timeout()
                 break
+            if attempt:
+                self._calls.row(self._label, requestType).retries += 1
             if attempt == 0 or budget != encoded_budget:
                 payload = self._encode(requestType, data, req_id, budget)
                 encoded_budget = budget
@@ -153,6 +159,8 @@ class ActorHandle:
                     await asyncio.sleep(backoff(attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX))
                 elif response.failure == wire.BUSY and not self._targets.others(tried):
                     await asyncio.sleep(backoff(attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX))
+        self._calls.add(self._label, requestType, metering.outcome(response.isSuccess, response.error),
+                                time.monotonic() - started)
         if not response.isSuccess and onFailure is not None:
             await _call_back(onFailure, data)
         return response

@@ -15,7 +15,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from beach import bus
+from beach import bus, metering
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
@@ -51,6 +51,14 @@ class Session:
         self.inbox = inbox
         self.node_id = node_id
         self.sealer = config.sealer
+        self.calls: dict[str, metering.Meter] = {}  # by realm: the requests its handles made
+
+    def calls_in(self, realm: str) -> metering.Meter:
+        """The meter of the requests this session's handles make in ``realm`` (`ActorHandle.arequest`)."""
+        meter = self.calls.get(realm)
+        if meter is None:
+            meter = self.calls[realm] = metering.Meter()
+        return meter
 
     @classmethod
     async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,

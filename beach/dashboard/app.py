@@ -25,6 +25,7 @@ from beach.dashboard.responses import error
 from beach.dashboard.state import Dashboard, dashboard
 from beach.dashboard.templating import templates
 from beach.dashboard.views import actors, logs, nodes, overview
+from beach.metering import HttpMeter
 
 log = logging.getLogger("beach.dashboard")
 
@@ -106,7 +107,8 @@ def create_app(config_path: str) -> Starlette:
         finally:
             await dash.close()
 
-    app = Starlette(routes=routes(), lifespan=lifespan, middleware=[Middleware(SecurityHeaders)],
+    middleware = [Middleware(HttpMeter, stats=dash.http), Middleware(SecurityHeaders)]
+    app = Starlette(routes=routes(), lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.dashboard = dash
     return app

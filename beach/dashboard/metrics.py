@@ -1,125 +1,87 @@
 """``/metrics``: the cluster model in the Prometheus text format (version 0.0.4), on the dashboard's
 own port, so one scrape job watches the whole cluster.
 
-Per node: CPU and memory. Per actor (labels ``uid``, ``realm``, ``actor`` (its class), ``node``) and
-per category (labels ``realm``, ``category``, summed over its actors): requests processed,
-in-flight, busy refusals, failures (handlers that raised), and recent restarts. And the dashboard's
-own open live streams.
+* ``beach_build_info`` (the dashboard's beach and Python versions), ``beach_connected``, ``beach_nodes``,
+  ``beach_actors``;
+* per node: ``beach_node_cpu_ratio`` and ``beach_node_memory_ratio`` (0-1), ``beach_node_actors``;
+* per realm, category and request type (only the types the actors handle; the rest is ``other``):
+  ``beach_requests_total`` (every request an actor got, by ``outcome``: ok, error, exception, busy,
+  unauthorized, unsupported, invalid_request, invalid_response, expired, dropped, refused) and the
+  histogram ``beach_request_duration_seconds`` (from arrival to reply, the requests that reached a
+  handler); as the actors' handles made them: ``beach_calls_total`` (by outcome: the caller's
+  ``timeout``, ``no_actor``, ``busy``...), ``beach_call_duration_seconds`` (retries and backoff
+  included) and ``beach_call_retries_total``. Each request counts in one category only (the one
+  addressed; by uid: the actor's first), so categories do not double-count an actor in several;
+* per category: ``beach_category_actors``;
+* per actor (labels ``uid``, ``realm``, ``actor`` (its class), ``node``): ``beach_actor_requests_total``
+  by outcome, ``beach_actor_inflight``, ``beach_actor_inflight_bound``, ``beach_actor_waiting``,
+  ``beach_actor_restarts``, ``beach_actor_log_lines_dropped_total``;
+* the dashboard itself: ``beach_dashboard_streams``, ``beach_dashboard_http_requests_total`` and
+  ``beach_dashboard_http_request_duration_seconds``.
+
+The sums keep the figures of actors that left, so counters only grow while the dashboard runs (a
+restarted dashboard starts them again from the live actors' figures: a counter reset).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+import platform
+from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+import beach
 from beach.dashboard.params import check_known
 from beach.dashboard.state import dashboard
+from beach.metering import CONTENT_TYPE, Family, exposition, request_families
 from beach.state.model import ClusterModel
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-Labels = dict[str, str]
-
-
-@dataclass
-class Family:
-    """One metric: its name, type, help text and samples."""
-
-    name: str
-    kind: str
-    help: str
-    samples: list[tuple[Labels, float]] = field(default_factory=list)
-
-    def add(self, labels: Labels, value: Any) -> None:
-        """Add a sample (skipped when the value is unknown)."""
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            self.samples.append((labels, value))
-
-    def text(self) -> str:
-        """The family in the text format."""
-        lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
-        lines += [f"{self.name}{_labels(labels)} {_value(value)}" for labels, value in self.samples]
-        return "\n".join(lines)
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(labels: Labels) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{key}="{_escape(str(value))}"' for key, value in labels.items()) + "}"
-
-
-def _value(value: float) -> str:
-    return str(value) if isinstance(value, int) else repr(float(value))
-
-
-# (name suffix, type, help, what to read from an actor dict) for the per-actor and per-category families
-# (suffix, type, help, how to read it from a model actor)
-LOAD: tuple[tuple[str, str, str, Callable[[dict[str, Any]], Any]], ...] = (
-    ("requests_total", "counter", "requests processed", lambda a: a["counters"].get("processed")),
-    ("inflight", "gauge", "requests being served now", lambda a: a["inflight"]),
-    ("busy_total", "counter", "requests refused as busy (at the in-flight bound)", lambda a: a["counters"].get("busy")),
-    ("failures_total", "counter", "requests whose handler raised", lambda a: a["counters"].get("exceptions")),
-    ("restarts", "gauge", "restarts by the supervisor within its restart window", lambda a: a["restarts"]),
-)
 
 
 def families(model: ClusterModel) -> Iterable[Family]:
-    """Every metric family, from the model as it is now."""
+    """Every metric family of the cluster, from the model as it is now."""
     summary = model.summary()
+    yield Family("beach_build_info", "gauge", "always 1: the beach and Python versions of the dashboard",
+                 [({"version": beach.__version__, "python": platform.python_version()}, 1)])
     yield Family("beach_connected", "gauge", "1 while the dashboard is connected to NATS",
                  [({}, int(summary["connected"]))])
     yield Family("beach_nodes", "gauge", "live nodes", [({}, summary["nodes"])])
     yield Family("beach_actors", "gauge", "live actors", [({}, summary["actors"])])
-    cpu = Family("beach_node_cpu_percent", "gauge", "CPU use of a node, the mean of its cores, in percent")
-    mem = Family("beach_node_memory_percent", "gauge", "memory use of a node, in percent")
+    cpu = Family("beach_node_cpu_ratio", "gauge", "CPU use of a node, the mean of its cores (0-1)")
+    mem = Family("beach_node_memory_ratio", "gauge", "memory use of a node (0-1)")
     count = Family("beach_node_actors", "gauge", "actors running on a node")
     for node in model.nodes():
         labels = {"node": node["id"], "hostname": str(node["hostname"])}
-        cpu.add(labels, node["cpu"])
-        mem.add(labels, node["mem"])
+        cpu.add(labels, node["cpu"] / 100)
+        mem.add(labels, node["mem"] / 100)
         count.add(labels, node["n_actors"])
     yield from (cpu, mem, count)
 
-    actors = model.actors()
-    per_actor = [Family(f"beach_actor_{suffix}", kind, f"{text} (one actor)") for suffix, kind, text, _ in LOAD]
-    bound = Family("beach_actor_inflight_bound", "gauge", "the most requests an actor serves at once")
-    waiting = Family("beach_actor_waiting", "gauge", "requests an actor's handlers are waiting on (pending)")
-    for actor in actors:
-        labels = {"uid": actor["uid"], "realm": actor["realm"], "actor": actor["name"], "node": actor["node"]}
-        for family, (_, _, _, read) in zip(per_actor, LOAD, strict=True):
-            family.add(labels, read(actor))
-        bound.add(labels, actor["bound"])
-        waiting.add(labels, actor["waiting"])
-    yield from per_actor
-    yield from (bound, waiting)
-
-    per_category = [Family(f"beach_category_{suffix}", kind, f"{text} (summed over a category's actors)")
-                    for suffix, kind, text, _ in LOAD]
+    yield from request_families("beach_request", "requests served by actors", model.requests())
+    yield from request_families("beach_call", "requests made by actors", model.calls(), retries=True)
     members = Family("beach_category_actors", "gauge", "live actors in a category")
     for realm, categories in model.realms().items():
-        in_realm = [a for a in actors if a["realm"] == realm]
         for category, n in categories.items():
-            labels = {"realm": realm, "category": category}
-            members.add(labels, n)
-            serving = [a for a in in_realm if category in a["categories"]]
-            for family, (_, _, _, read) in zip(per_category, LOAD, strict=True):
-                values = [v for v in map(read, serving) if isinstance(v, (int, float))]
-                if values:
-                    family.add(labels, sum(values))
+            members.add({"realm": realm, "category": category}, n)
     yield members
-    yield from per_category
+
+    requests = Family("beach_actor_requests_total", "counter", "requests an actor got, by outcome")
+    inflight = Family("beach_actor_inflight", "gauge", "requests an actor is serving now")
+    bound = Family("beach_actor_inflight_bound", "gauge", "the most requests an actor serves at once")
+    waiting = Family("beach_actor_waiting", "gauge", "reply-less messages waiting for one of an actor's slots")
+    restarts = Family("beach_actor_restarts", "gauge", "restarts by the supervisor within its restart window")
+    logs_dropped = Family("beach_actor_log_lines_dropped_total", "counter",
+                          "log lines of an actor dropped (over its rate limit, or a full queue)")
+    for actor in model.actors():
+        labels = {"uid": actor["uid"], "realm": actor["realm"], "actor": actor["name"], "node": actor["node"]}
+        for outcome, n in sorted(actor["outcomes"].items()):
+            requests.add({**labels, "outcome": outcome}, n)
+        inflight.add(labels, actor["inflight"])
+        bound.add(labels, actor["bound"])
+        waiting.add(labels, actor["waiting"])
+        restarts.add(labels, actor["restarts"])
+        logs_dropped.add(labels, actor["counters"].get("logs_dropped"))
+    yield from (requests, inflight, bound, waiting, restarts, logs_dropped)
 
 
 async def endpoint(request: Request) -> Response:
@@ -127,5 +89,5 @@ async def endpoint(request: Request) -> Response:
     check_known(request.query_params, ())
     dash = dashboard(request)
     streams = Family("beach_dashboard_streams", "gauge", "live page streams open", [({}, len(dash.hub))])
-    body = "\n".join(family.text() for family in (*families(dash.model), streams)) + "\n"
+    body = exposition((*families(dash.model), streams, *dash.http.families()))
     return Response(body, media_type=CONTENT_TYPE)

@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 
 from beach.client.core import AsyncBeach
 from beach.dashboard.hub import Hub
+from beach.metering import HttpStats
 from beach.state.model import ClusterModel
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ class Dashboard:
     def __init__(self, config_path: str) -> None:
         self.config_path = config_path
         self.hub = Hub()
+        self.http = HttpStats("beach_dashboard")  # its own HTTP requests, for /metrics
         self.secret = secrets.token_bytes(32)  # per process: a restart only re-issues page tokens
         self._client: AsyncBeach | None = None
         self._model: ClusterModel | None = None

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from beach import metering
 from beach.actor import Actor, ActorRequest, Backend
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
@@ -135,9 +136,18 @@ class ActorRuntime:
     async def subscribe(self) -> None:
         """Subscribe to every subject this actor answers on (adding the missing ones only)."""
         wanted: dict[str, str | None] = {subjects.actor_subject(self.realm, self.uid): None}
+        # What each subject's requests are counted under: one of the actor's own categories (the
+        # first under the prefix addressed; its first one when addressed by uid), so that a request
+        # counts once, in a category the tools list.
+        first = self.categories[0] if self.categories else metering.OTHER
+        counted = {subjects.actor_subject(self.realm, self.uid): first}
         for prefix in subjects.prefix_categories(self.categories):
-            wanted[subjects.request_subject(self.realm, prefix)] = subjects.QUEUE
-            wanted[subjects.broadcast_subject(self.realm, prefix)] = None
+            category = next((c for c in self.categories if subjects.matches(subjects.normalize(c), prefix)), first)
+            for subject, queue in ((subjects.request_subject(self.realm, prefix), subjects.QUEUE),
+                                   (subjects.broadcast_subject(self.realm, prefix), None)):
+                wanted[subject] = queue
+                counted[subject] = category
+        self.dispatcher.categories, self.dispatcher.category = counted, first
         nc = self.host.session.nc
         for subject in list(self._subs):
             if subject not in wanted:

@@ -6,6 +6,12 @@ the bound a request is answered ``'busy'`` at once so the caller can try another
 reply-less message (a broadcast, a plain shot) waits its turn in a bounded backlog. A request is
 checked for trust, run by its handler unless its deadline passed first (then it gets no reply:
 the caller has given up), and its return or exception becomes the reply.
+
+Every message is counted once in the dispatcher's `Meter`, under the category it was addressed to
+and its request type (``other`` for a type the actor does not handle), with its outcome; a request
+that reached its handler also with its duration, from its arrival to its reply. Where a request is
+served — `Dispatcher._dispatch`, from the handler's start to its end — is where a tracing span
+belongs too.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import wire
+from beach import metering, wire
 from beach.actor import ActorRequest
 from beach.client.runner import Background
 from beach.client.session import Session, current_deadline
@@ -38,6 +44,8 @@ MAX_INFLIGHT_ASYNC = 1000
 MAX_INFLIGHT_SYNC = 64
 COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused")
 _EXPIRED = object()
+# Outcomes of a request that never reached its handler: counted, but not timed.
+_NOT_RUN = frozenset(metering.FAILURES[kind] for kind in (wire.UNAUTHORIZED, wire.UNSUPPORTED))
 
 # Worker thread id → (actor uid, request type) while a def handler runs there, for `stacks`.
 SERVING: dict[int, tuple[str, str]] = {}
@@ -81,6 +89,11 @@ class Dispatcher:
         self.bound = max_inflight or MAX_INFLIGHT_ASYNC
         self.inflight = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.meter = metering.Meter()
+        # The subjects it subscribes to → the category a request on one is counted under (set by
+        # its runtime with its subscriptions): a request counts once, in one category.
+        self.categories: dict[str, str] = {}
+        self.category = metering.OTHER  # for a subject not in that map
         self._waiting: deque[tuple[Msg, float]] = deque()  # reply-less messages past the bound
         self._waiting_bytes = 0
         self._background = Background()
@@ -110,9 +123,19 @@ class Dispatcher:
 
     def load(self) -> dict[str, Any]:
         """The figures the tools show: requests in progress, their bound, messages waiting, the
-        request types served, and the counters."""
+        request types served, the counters, and the meter's rows (`Meter.snapshot`)."""
         return {"inflight": self.inflight, "bound": self.bound, "waiting": len(self._waiting),
-                "handlers": sorted(self.handlers), **self.counters}
+                "handlers": sorted(self.handlers), **self.counters, "meter": self.meter.snapshot()}
+
+    def _count(self, msg: Msg, outcome: str, request_type: str | None = None) -> None:
+        """Count a message that was not served (busy, dropped, refused, invalid)."""
+        if request_type is None and outcome != metering.REFUSED:  # a sealed one that did not open has no type
+            request_type = wire.request_type(msg.data)
+        self.meter.add(self.categories.get(msg.subject, self.category), self._type(request_type), outcome)
+
+    def _type(self, request_type: str | None) -> str:
+        """The request type label: the type itself if the actor handles it, else ``other``."""
+        return request_type if request_type is not None and request_type in self.handlers else metering.OTHER
 
     async def cancel(self) -> None:
         """Cancel the requests still in progress (the actor stops)."""
@@ -130,14 +153,17 @@ class Dispatcher:
                 msg.data = session.unseal(msg)
             except SealError:  # tampered, replayed or not sealed: counted, never run, never answered
                 self.counters["refused"] += 1
+                self._count(msg, metering.REFUSED)
                 return
         if self.inflight >= self.bound:
             if msg.reply:  # the caller hears "busy" at once and can try another actor
                 self.counters["busy"] += 1
+                self._count(msg, metering.FAILURES[wire.BUSY])
                 await session.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
             elif (len(self._waiting) >= self.backlog.messages
                   or self._waiting_bytes + len(msg.data) > self.backlog.bytes):
                 self.counters["dropped"] += 1  # bounded: a burst must not exhaust the host's memory
+                self._count(msg, metering.DROPPED)
             else:  # a broadcast or a shot: nobody to tell, so it waits its turn instead
                 self._waiting.append((msg, received))
                 self._waiting_bytes += len(msg.data)
@@ -157,9 +183,11 @@ class Dispatcher:
                 request = wire.unpack_request(msg.data)
             except ValueError as err:
                 self.counters["invalid"] += 1
+                self._count(msg, metering.FAILURES[wire.INVALID_REQUEST], metering.OTHER)
                 result: Result = wire.Reply(False, wire.INVALID_REQUEST, {"reason": str(err)})
             else:
                 result = await self._dispatch(request, received)
+                self._measure(msg.subject, request.req, result, received)
             if result is not None and msg.reply:
                 await self._reply(msg.reply, result)
         finally:
@@ -171,6 +199,16 @@ class Dispatcher:
                 self.inflight -= 1
                 if not self.inflight:
                     self.idle.set()
+
+    def _measure(self, subject: str, request_type: str, result: Result, received: float) -> None:
+        """Count a request that was dispatched, by its result; time it if its handler ran."""
+        category, label = self.categories.get(subject, self.category), self._type(request_type)
+        if result is None:
+            self.meter.add(category, label, metering.EXPIRED)
+            return
+        outcome = metering.outcome(result.ok, result.error)
+        ran = outcome not in _NOT_RUN
+        self.meter.add(category, label, outcome, time.monotonic() - received if ran else None)
 
     async def _dispatch(self, request: wire.Request, received: float) -> Result:
         if self.trusted and request.ident not in self.trusted:

@@ -6,13 +6,18 @@ everything in a loop:
 
 * the directory view's watches (actors, nodes and their heartbeats: CPU and memory),
 * the desired-state bucket's watch (supervised actors, patrol specs),
-* each actor host's load figures, published every second on ``beach.stats.<host>``,
+* each actor host's load figures, published every second on ``beach.stats.<host>``: its actors'
+  counters and request figures (`beach.metering`: outcomes and durations per category and request
+  type, as served) and its handles' calls (as made: outcomes, durations, retries),
 * the live log lines on ``beach.log.>`` (a bounded tail).
 
-It keeps bounded history (`Series`: 1 s points for the last minutes, 10 s points for 12 hours) of
-each node's CPU and memory and of the requests per second of each realm and actor class. Readers
-get plain dicts (ready for JSON); ``listeners`` hear, at most every `NOTIFY_SECONDS`, which parts
-changed.
+Request figures are summed per realm, category and request type (`requests`, `calls`); the figures
+of an actor that left (or of a host not heard from for `STALE_SECONDS`) are kept in the sums, so
+that a counter only grows while the model runs. It keeps bounded history (`Series`: 1 s points for
+the last minutes, 10 s points for 12 hours) of each node's CPU and memory, of the requests per
+second of each realm and actor class, and of each category's latency (p50, p99) and error ratio
+over the last `WINDOW_SECONDS`. Readers get plain dicts (ready for JSON); ``listeners`` hear, at
+most every `NOTIFY_SECONDS`, which parts changed.
 """
 
 from __future__ import annotations
@@ -22,12 +27,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from itertools import chain
 from statistics import fmean
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
-from beach import bus, logs, patrol, wire
+from beach import bus, logs, metering, patrol, wire
 from beach.state import desired
 from beach.state.records import NodeEntry
 from beach.wire import subjects
@@ -44,6 +50,10 @@ FINE_POINTS = 600          # 1 s apart: the last 10 minutes
 COARSE_STEP = 10.0         # then one point per 10 s ...
 COARSE_POINTS = 4320       # ... for 12 hours (the original dashboard's history)
 LOG_TAIL = 2000
+WINDOW_SECONDS = 10        # a category's latency and error ratio: over the last 10 s
+STALE_SECONDS = 30.0       # a host silent this long has gone: its calls are folded into the sums
+NOT_SERVED = (metering.FAILURES[wire.BUSY], metering.DROPPED, metering.REFUSED)  # never reached a handler
+Key = tuple[str, str, str]  # realm, category, request type
 COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused",
             "logs_dropped")
 
@@ -121,6 +131,14 @@ class ClusterModel:
         self.node_mem: dict[str, Series] = {}
         self.realm_rps: dict[str, Series] = {}
         self.class_rps: dict[str, Series] = {}            # 'realm/Class' → req/s
+        self.category_p50: dict[str, Series] = {}         # 'realm/category' → seconds
+        self.category_p99: dict[str, Series] = {}
+        self.category_errors: dict[str, Series] = {}      # 'realm/category' → failed / requests (0-1)
+        self._served: dict[str, dict[Key, metering.Row]] = {}   # uid → its rows, as last heard
+        self._host_calls: dict[str, tuple[float, dict[Key, metering.Row]]] = {}  # host → (t, rows)
+        self._departed: dict[Key, metering.Row] = {}      # the rows of actors that left
+        self._departed_calls: dict[Key, metering.Row] = {}
+        self._window: deque[dict[tuple[str, str], metering.Row]] = deque(maxlen=WINDOW_SECONDS + 1)
         self.log_lines: deque[dict[str, Any]] = deque(maxlen=log_tail)
         self.mirror: desired.Mirror | None = None
         self.connected = True
@@ -203,6 +221,7 @@ class ClusterModel:
             if ident not in self.view.actors:
                 self.load.pop(ident, None)
                 self._rates.pop(ident, None)
+                _fold(self._departed, self._served.pop(ident, {}))
             self.changed("actors")
 
     def _sample_node(self, node_id: str, node: NodeEntry) -> None:
@@ -223,6 +242,10 @@ class ClusterModel:
         except (ValueError, KeyError, TypeError):
             return  # not ours, from a newer beach, or refused by the seal: skip it
         self._take_load(load, when)
+        calls = stats.get("calls")
+        if isinstance(calls, dict):
+            self._host_calls[str(stats.get("host"))] = (time.time(), {
+                (str(realm), *key): row for realm, rows in calls.items() for key, row in metering.rows_of(rows)})
         self.changed("stats")
 
     def _take_load(self, load: dict[str, Any], when: float) -> None:
@@ -230,7 +253,12 @@ class ClusterModel:
             if not isinstance(figures, dict) or uid not in self.view.actors:
                 continue
             self.load[uid] = figures
-            processed = _number(figures.get("processed"))
+            realm = self.view.actors[uid]["realm"]
+            rows = {(realm, *key): row for key, row in metering.rows_of(figures.get("meter"))}
+            self._served[uid] = rows
+            # requests per second: every request that reached the actor's handlers, failures included
+            processed = (sum(r.total - sum(r.outcomes.get(k, 0) for k in NOT_SERVED) for r in rows.values())
+                         if rows else _number(figures.get("processed")))
             previous = self._rates.get(uid)
             rate = 0.0
             if previous is not None and when > previous[0]:
@@ -268,7 +296,33 @@ class ClusterModel:
                 for name, s in series.items():  # gone since: they read 0 now
                     if name not in current and s.last:
                         s.add(now, 0.0)
+            self._sample_categories(now)
             self.changed("tick")
+
+    def _sample_categories(self, now: float) -> None:
+        """Add each category's latency and error ratio over the last `WINDOW_SECONDS` to its series."""
+        for host, (heard, rows) in list(self._host_calls.items()):
+            if now - heard > STALE_SECONDS:
+                _fold(self._departed_calls, rows)
+                del self._host_calls[host]
+        by_category: dict[tuple[str, str], metering.Row] = {}
+        for (realm, category, _), row in self._served_rows().items():
+            by_category.setdefault((realm, category), metering.Row()).merge(row)
+        self._window.append(by_category)
+        before = self._window[0]
+        for (realm, category), row in by_category.items():
+            delta = row.since(before.get((realm, category)))
+            served = delta.total - sum(delta.outcomes.get(k, 0) for k in NOT_SERVED)
+            name = f"{realm}/{category}"
+            if delta.total > 0:
+                self.category_errors.setdefault(name, Series()).add(now, delta.failed / delta.total)
+            for q, series in ((0.5, self.category_p50), (0.99, self.category_p99)):
+                value = delta.quantile(q) if served > 0 else None
+                if value is not None:
+                    series.setdefault(name, Series()).add(now, value)
+
+    def _served_rows(self) -> dict[Key, metering.Row]:
+        return metering.merged(chain(self._departed.items(), *(rows.items() for rows in self._served.values())))
 
     # ---------------------------------------------------------------- reading
 
@@ -329,6 +383,7 @@ class ClusterModel:
                 "restarts": len(record.get("restarts") or []) if record else 0,
                 "inflight": inflight, "bound": bound, "waiting": figures.get("waiting"),
                 "counters": {k: figures.get(k, 0) for k in COUNTERS} if figures else {},
+                "outcomes": _outcomes(self._served.get(a["uid"], {})),
                 "rps": self.rate(a["uid"]),
                 "saturated": isinstance(inflight, int) and isinstance(bound, int) and inflight >= bound,
             })
@@ -339,7 +394,10 @@ class ClusterModel:
         entry = self.view.actors.get(uid)
         if entry is None:
             return None
-        return next((a for a in self.actors(entry["realm"]) if a["uid"] == uid), None)
+        actor = next((a for a in self.actors(entry["realm"]) if a["uid"] == uid), None)
+        if actor is not None:
+            actor["requests"] = _rows(self._served.get(uid, {}), None)
+        return actor
 
     def realms(self) -> dict[str, dict[str, int]]:
         """``{realm: {category: number of actors}}`` (the hidden ``_ACTORS/<uid>`` ones left out)."""
@@ -408,6 +466,34 @@ class ClusterModel:
                 break
         return picked[::-1]
 
+    def requests(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """The requests the actors served, per realm, category and request type (see
+        `beach.metering`), actors that left included: ``outcomes``, ``buckets`` (the histogram's
+        counts per bucket, not cumulative, bounds in ``metering.BUCKETS``), ``sum`` (seconds),
+        ``count`` (timed), ``total``, ``failed``, ``p50`` and ``p99`` (seconds, or None)."""
+        return _rows(self._served_rows(), realm)
+
+    def calls(self, realm: str | None = None) -> list[dict[str, Any]]:
+        """The requests the actors made (their handles), the same way as `requests`, and ``retries``."""
+        rows = metering.merged(chain(self._departed_calls.items(),
+                                     *(rows.items() for _, rows in self._host_calls.values())))
+        return _rows(rows, realm)
+
+    def category_figures(self) -> dict[str, dict[str, float | None]]:
+        """Each category's (``realm/category``) latest latency and error ratio: ``p50``, ``p99``
+        (seconds) and ``errors`` (0-1) over the last `WINDOW_SECONDS`, None when it served nothing."""
+        names = set(self.category_p50) | set(self.category_errors)
+        result = {}
+        for name in sorted(names):
+            figures: dict[str, float | None] = {}
+            for key, series in (("p50", self.category_p50), ("p99", self.category_p99),
+                                ("errors", self.category_errors)):
+                s = series.get(name)
+                fresh = s is not None and s.fine and time.time() - s.fine[-1][0] <= 2 * TICK_SECONDS
+                figures[key] = s.last if fresh and s is not None else None
+            result[name] = figures
+        return result
+
     def summary(self) -> dict[str, Any]:
         """The counters at the top of a dashboard: nodes, actors, realms, categories, requests/s."""
         live = self.view.live()
@@ -415,3 +501,30 @@ class ClusterModel:
         return {"connected": self.connected, "nodes": len(self.view.nodes), "actors": len(live),
                 "realms": len(realms), "categories": sum(len(c) for c in realms.values()),
                 "rps": sum(self.rate(a["uid"]) for a in live)}
+
+
+def _outcomes(rows: dict[Key, metering.Row]) -> dict[str, int]:
+    result: dict[str, int] = {}
+    for row in rows.values():
+        for name, n in row.outcomes.items():
+            result[name] = result.get(name, 0) + n
+    return dict(sorted(result.items()))
+
+
+def _fold(into: dict[Key, metering.Row], rows: dict[Key, metering.Row]) -> None:
+    for key, row in rows.items():
+        if key in into:
+            into[key].merge(row)
+        else:
+            into[key] = row.copy()
+
+
+def _rows(rows: dict[Key, metering.Row], realm: str | None) -> list[dict[str, Any]]:
+    result = []
+    for (r, category, request_type), row in sorted(rows.items()):
+        if realm is not None and r != realm:
+            continue
+        result.append({"realm": r, "category": category, "type": request_type, **row.dump(),
+                       "count": sum(row.counts), "total": row.total, "failed": row.failed,
+                       "p50": row.quantile(0.5), "p99": row.quantile(0.99)})
+    return result

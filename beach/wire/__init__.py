@@ -27,6 +27,7 @@ from beach.wire.messages import (
     pack_reply,
     pack_request,
     read_reply,
+    request_type,
     unpack,
     unpack_reply,
     unpack_request,
@@ -35,5 +36,5 @@ from beach.wire.messages import (
 __all__ = [
     "BUSY", "BUS_UNAVAILABLE", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR", "RETRYABLE",
     "TIMEOUT", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply", "Request", "normalize_return", "pack",
-    "pack_reply", "pack_request", "read_reply", "unpack", "unpack_reply", "unpack_request",
+    "pack_reply", "pack_request", "read_reply", "request_type", "unpack", "unpack_reply", "unpack_request",
 ]

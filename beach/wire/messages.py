@@ -131,6 +131,21 @@ def unpack_request(body: bytes) -> Request:
     return Request(req_id, req, data, ident, ttl)
 
 
+def request_type(body: bytes) -> str | None:
+    """The request type of a request envelope, read without decoding its data (for counting a
+    request that is refused before it is served); None if ``body`` is not a request envelope."""
+    unpacker = msgpack.Unpacker(raw=False)
+    unpacker.feed(body)
+    try:
+        if unpacker.read_array_header() != 6 or unpacker.unpack() != VERSION:
+            return None
+        unpacker.skip()  # the request id
+        req = unpacker.unpack()
+    except Exception:  # msgpack raises several unrelated types on garbage
+        return None
+    return req if isinstance(req, str) else None
+
+
 class Reply(NamedTuple):
     """A reply as it travels, the one shape every answer has: an actor's to a request, a node
     agent's or an actor host's to a control operation. ``error`` is ``''`` for a success; a

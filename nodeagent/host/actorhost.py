@@ -110,7 +110,9 @@ class ActorHost(ControlServer):
         """Tell whoever watches (the tools' cluster model) how this host's actors are doing."""
         if not self.actors:
             return
-        body = wire.pack({"v": 1, "host": self.host_id, "node": self.node_id, "t": time.time(), "load": self.load()})
+        calls = {realm: meter.snapshot() for realm, meter in self.session.calls.items()}
+        body = wire.pack({"v": 1, "host": self.host_id, "node": self.node_id, "t": time.time(), "load": self.load(),
+                          "calls": calls})
         if len(body) <= (self.session.nc.max_payload or len(body)):
             try:
                 await self.session.publish(STATS_PREFIX + subjects.escape(self.host_id), body)
