@@ -20,6 +20,7 @@ import jsonschema
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from beach import __version__ as beach_version
 from beach.beach_api import Beach
 
 from .conftest import NODE_ID, free_port, wait_for, write_config
@@ -221,39 +222,93 @@ def test_without_the_admin_token_no_actions_and_403(node: Any, nats_server: Any,
 # ---------------------------------------------------------------------------- metrics, API, input
 
 
+def _samples(found: dict[str, Any], family: str, **labels: str) -> dict[str, float]:
+    """``{sample name + the labels not given: value}`` of ``family``'s samples that carry ``labels``."""
+    result = {}
+    for sample in found[family].samples:
+        if all(sample.labels.get(k) == v for k, v in labels.items()):
+            rest = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k not in labels)
+            result[f"{sample.name}{{{rest}}}"] = sample.value
+    return result
+
+
 def test_metrics_in_the_prometheus_format(dashboard: Dashboard, beach: Beach) -> None:
     uid = beach.addActor("Pong", "dash/metrics").data["uid"]
+    beach.addActor("Faulty", "dash/faulty")
+    beach.addActor("Relay", "dash/relay")
+    both = beach.addActor("Pong", ["dash/first", "dash/second"]).data["uid"]
     handle = beach.getActorHandle("dash/metrics")
     for i in range(5):
         assert handle.request("ping", data={"i": i}).isSuccess
+    assert handle.request("no such type").failure == "request type not supported by actor"
+    faulty = beach.getActorHandle("dash/faulty")
+    assert [faulty.request(t).failure for t in ("raise", "raise", "fail")] == ["exception", "exception", None]
+    relay = beach.getActorHandle("dash/relay")
+    assert relay.request("relay", {"category": "dash/metrics"}).isSuccess
+    assert not relay.request("relay", {"category": "dash/nobody"}).isSuccess  # the relay's call: no actor
+    for category, n in (("dash/first", 3), ("dash/second", 2)):  # one actor, two categories
+        for _ in range(n):
+            assert beach.getActorHandle(category).request("ping").isSuccess
 
     def families() -> dict[str, Any] | None:
         response = dashboard.http.get("/metrics")
         assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
         found = {f.name: f for f in text_string_to_metric_families(response.text)}
-        processed = [s.value for s in found["beach_actor_requests"].samples if s.labels.get("uid") == uid]
-        return found if processed and processed[0] >= 5 else None
+        calls = _samples(found, "beach_calls", category="dash/nobody")
+        second = _samples(found, "beach_requests", category="dash/second")
+        return (found, response.text) if calls and second else None
 
-    found = wait_for(families, 10, 0.2, "the actor's figures in /metrics")
-    # the pages of the tests before are closed: their live streams have ended
-    wait_for(lambda: families() and families()["beach_dashboard_streams"].samples[0].value == 0, 5, 0.2,
-             "the closed pages' streams to end")
-    for name, kind in [("beach_connected", "gauge"), ("beach_nodes", "gauge"), ("beach_actors", "gauge"),
-                       ("beach_node_cpu_percent", "gauge"), ("beach_node_memory_percent", "gauge"),
-                       ("beach_actor_requests", "counter"), ("beach_actor_inflight", "gauge"),
-                       ("beach_actor_busy", "counter"), ("beach_actor_failures", "counter"),
-                       ("beach_actor_restarts", "gauge"), ("beach_category_requests", "counter"),
-                       ("beach_category_inflight", "gauge"), ("beach_category_busy", "counter"),
-                       ("beach_category_failures", "counter"), ("beach_category_restarts", "gauge")]:
+    found, text = wait_for(families, 10, 0.2, "the actors' figures in /metrics")
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked
+    for name, kind in [("beach_build_info", "gauge"), ("beach_connected", "gauge"), ("beach_nodes", "gauge"),
+                       ("beach_actors", "gauge"), ("beach_node_cpu_ratio", "gauge"),
+                       ("beach_node_memory_ratio", "gauge"), ("beach_requests", "counter"),
+                       ("beach_request_duration_seconds", "histogram"), ("beach_calls", "counter"),
+                       ("beach_call_duration_seconds", "histogram"), ("beach_call_retries", "counter"),
+                       ("beach_category_actors", "gauge"), ("beach_actor_requests", "counter"),
+                       ("beach_actor_inflight", "gauge"), ("beach_actor_restarts", "gauge"),
+                       ("beach_actor_log_lines_dropped", "counter"), ("beach_dashboard_streams", "gauge"),
+                       ("beach_dashboard_http_requests", "counter"),
+                       ("beach_dashboard_http_request_duration_seconds", "histogram")]:
         assert found[name].type == kind, name
-    cpu = [s for s in found["beach_node_cpu_percent"].samples if s.labels["node"] == NODE_ID]
-    assert len(cpu) == 1 and set(cpu[0].labels) == {"node", "hostname"} and 0 <= cpu[0].value <= 100
-    actor = next(s for s in found["beach_actor_requests"].samples if s.labels.get("uid") == uid)
-    assert actor.name == "beach_actor_requests_total"
-    assert actor.labels == {"uid": uid, "realm": "global", "actor": "Pong", "node": NODE_ID}
-    category = next(s for s in found["beach_category_requests"].samples if s.labels["category"] == "dash/metrics")
-    assert category.labels == {"realm": "global", "category": "dash/metrics"} and category.value >= 5
-    assert next(s for s in found["beach_actor_failures"].samples if s.labels.get("uid") == uid).value == 0
+    cpu = [s for s in found["beach_node_cpu_ratio"].samples if s.labels["node"] == NODE_ID]
+    assert len(cpu) == 1 and set(cpu[0].labels) == {"node", "hostname"} and 0 <= cpu[0].value <= 1
+    assert found["beach_build_info"].samples[0].labels["version"] == beach_version
+
+    # every request is counted, failures included, by outcome; unknown types are "other"
+    pong = {"realm": "global", "category": "dash/metrics"}
+    assert _samples(found, "beach_requests", **pong) == {  # five, and the relay's (addressed by uid: local)
+        "beach_requests_total{outcome=ok,request_type=ping}": 6.0,
+        "beach_requests_total{outcome=unsupported,request_type=other}": 1.0}
+    assert _samples(found, "beach_requests", category="dash/faulty") == {
+        "beach_requests_total{outcome=error,realm=global,request_type=fail}": 1.0,
+        "beach_requests_total{outcome=exception,realm=global,request_type=raise}": 2.0}
+    histogram = _samples(found, "beach_request_duration_seconds", **pong, request_type="ping")
+    assert histogram["beach_request_duration_seconds_count{}"] == 6.0
+    assert histogram["beach_request_duration_seconds_bucket{le=+Inf}"] == 6.0
+    assert 0 < histogram["beach_request_duration_seconds_sum{}"] < 6
+    assert set(histogram) >= {f"beach_request_duration_seconds_bucket{{le={b}}}" for b in ("0.005", "0.1", "10.0")}
+    # the relay's own calls, as made: one answered, one to a category with nobody in it
+    assert _samples(found, "beach_calls", category="dash/metrics", request_type="ping")[
+        "beach_calls_total{outcome=ok,realm=global}"] >= 1.0
+    assert _samples(found, "beach_calls", category="dash/nobody") == {
+        "beach_calls_total{outcome=no_actor,realm=global,request_type=ping}": 1.0}
+    # an actor serving two categories is counted in the one each request was addressed to
+    for category, n in (("dash/first", 3.0), ("dash/second", 2.0)):
+        assert _samples(found, "beach_requests", category=category) == {
+            "beach_requests_total{outcome=ok,realm=global,request_type=ping}": n}
+    assert _samples(found, "beach_actor_requests", uid=both)[
+        "beach_actor_requests_total{actor=Pong,node=" + NODE_ID + ",outcome=ok,realm=global}"] == 5.0
+    actor = next(s for s in found["beach_actor_requests"].samples if s.labels.get("uid") == uid
+                 and s.labels["outcome"] == "unsupported")
+    assert actor.name == "beach_actor_requests_total" and actor.value == 1
+    assert actor.labels == {"uid": uid, "realm": "global", "actor": "Pong", "node": NODE_ID, "outcome": "unsupported"}
+    # the dashboard's own HTTP requests, by route template
+    assert _samples(found, "beach_dashboard_http_requests", route="/api/nodes", status="200")
+    # the pages of the tests before are closed: their live streams have ended
+    wait_for(lambda: families() and families()[0]["beach_dashboard_streams"].samples[0].value == 0, 5, 0.2,
+             "the closed pages' streams to end")
 
 
 def _schema(spec: dict[str, Any], path: str, method: str = "get", status: str = "200") -> dict[str, Any]:
