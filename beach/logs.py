@@ -10,7 +10,16 @@ Subjects (everything under ``beach.log.>`` is kept by the stream ``beach_logs``)
 
 A line is a msgpack map: ``v`` (format), ``t`` (time), ``level``, ``levelno``, ``kind`` (``app`` or
 ``sys``), ``realm``, ``uid``, ``actor`` (class), ``categories``, ``node``, ``host``, ``logger``,
-``msg``. The stream's age and size limits come from the config's ``logs:`` section.
+``msg``, and ``req``: the id of the request being served when the line was logged (None outside a
+request; the context variable `current_request`, which the actor host sets around a handler), and
+``trace``: the W3C trace id of that request (None until requests carry a trace context). The
+stream's age and size limits come from the config's ``logs:`` section.
+
+``beach logs --request ID`` reads the lines of one request: every actor that served that id (each
+retry, every actor of a broadcast or ``requestFromAll``), on every node. The id travels inside the
+(possibly sealed) line, not in its subject, so the reader scans the lines its subject filter and
+``--since`` select and keeps those of the id (`accept`): the server is spared a subject per request
+in its index, and sealed lines, which the server cannot read, are found the same way.
 
 A log flood must never slow the request path: `ClusterLogHandler.emit` only formats the line and
 appends it to a bounded queue; one task publishes (plain NATS publishes, the server stores them).
@@ -94,17 +103,22 @@ class Source:
 # plain `logging` calls are attributed to it.
 current_source: contextvars.ContextVar[Source | None] = contextvars.ContextVar("beach_log_source", default=None)
 
+# The request being served now (its id; set by the actor host around its handler): a line logged
+# while serving it carries it.
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("beach_request", default=None)
+
 
 UID = re.compile(r"[0-9a-f]{32}")
 """What an actor uid looks like (to tell one from a category, where either may be given)."""
 
 
-def accept(level: int = 0, category: str | None = None,
-           uid_prefix: str | None = None) -> Callable[[dict[str, Any]], bool]:
-    """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized)
-    and of an actor whose uid starts with ``uid_prefix``, if given."""
+def accept(level: int = 0, category: str | None = None, uid_prefix: str | None = None,
+           request: str | None = None) -> Callable[[dict[str, Any]], bool]:
+    """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized),
+    of an actor whose uid starts with ``uid_prefix``, logged while serving request ``request``, if
+    given."""
     def accepted(line: dict[str, Any]) -> bool:
-        if line.get("levelno", 0) < level:
+        if line.get("levelno", 0) < level or (request is not None and line.get("req") != request):
             return False
         if uid_prefix and not str(line.get("uid") or "").startswith(uid_prefix):
             return False
@@ -121,12 +135,13 @@ def subject_filter(kind: str = "app", realm: str | None = None, uid: str | None 
     return f"beach.log.app.{realm_token}.{subjects.escape(uid) if uid else '*'}"
 
 
-def record(source: Source, levelno: int, msg: str, logger: str, created: float | None = None) -> dict[str, Any]:
-    """A log line as it goes on the wire."""
+def record(source: Source, levelno: int, msg: str, logger: str, created: float | None = None,
+           request: str | None = None, trace: str | None = None) -> dict[str, Any]:
+    """A log line as it goes on the wire (``request``: the id of the request being served)."""
     return {"v": FORMAT, "t": time.time() if created is None else created, "level": logging.getLevelName(levelno),
             "levelno": levelno, "kind": source.kind, "realm": source.realm, "uid": source.uid,
             "actor": source.actor, "categories": list(source.categories), "node": source.node,
-            "host": source.host, "logger": logger, "msg": msg}
+            "host": source.host, "logger": logger, "msg": msg, "req": request, "trace": trace}
 
 
 def decode(body: bytes) -> dict[str, Any] | None:
@@ -212,7 +227,8 @@ class ClusterLogHandler(logging.Handler):
             if not source.take(self.rate, self.burst):
                 self._flooding[id(source)] = source
                 return
-            self._enqueue(source, log_record.levelno, self.format(log_record), log_record.name, log_record.created)
+            self._enqueue(source, log_record.levelno, self.format(log_record), log_record.name, log_record.created,
+                          current_request.get())
             self._report_drops(source)
         except Exception:
             self.handleError(log_record)
@@ -226,12 +242,13 @@ class ClusterLogHandler(logging.Handler):
             self._enqueue(source, logging.WARNING, f"{lost} log lines dropped: over {self.rate:g} lines/s",
                           "beach.logs", None)
 
-    def _enqueue(self, source: Source, levelno: int, msg: str, logger: str, created: float | None) -> None:
+    def _enqueue(self, source: Source, levelno: int, msg: str, logger: str, created: float | None,
+                 request: str | None = None) -> None:
         if len(self._queue) >= QUEUE_LIMIT or self._loop is None:
             source.dropped += 1
             source._unreported += 1
             return
-        self._queue.append((source.subject, wire.pack(record(source, levelno, msg, logger, created))))
+        self._queue.append((source.subject, wire.pack(record(source, levelno, msg, logger, created, request))))
         if not self._wake_pending:
             self._wake_pending = True
             try:

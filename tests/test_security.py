@@ -611,3 +611,38 @@ def test_an_open_cluster_lets_everyone_deploy_and_says_so_once(tmp_path: Path) -
     assert authority.open_notice(beach_config.parse({"admin_token": "x"}), [], "0.0.0.0") is None
     assert authority.read_only(beach_config.parse({}), [{"open": False}]) == authority.NO_TOKEN, \
         "nodes that need a token make a tool without one read-only: one rule, both sides"
+
+
+def test_beach_logs_request_shows_the_lines_of_one_request_across_actors_and_nodes(sealed: Sealed) -> None:
+    """A requestFromAll is one request (one id) served by two actors on two nodes of a sealed
+    cluster: ``beach logs --request ID`` shows both actors' lines of it, and no other line."""
+    second = NodeProcess(sealed.config, "sealed-node-2")
+    try:
+        with Beach(sealed.config) as client:
+            second.wait_registered(client)
+            uids = {client.addActor("Chatty", "sealed/bylog", strategy="host_affinity", strategy_hint=node)
+                    .data["uid"]: node for node in ("sealed-node", "sealed-node-2")}
+            handle = client.getActorHandle("sealed/bylog")
+            marker = os.urandom(6).hex()
+            replies = handle.requestFromAll("say", {"text": f"asked {marker}"}).waitAll(10)
+            assert len(replies) == 2 and all(r.isSuccess for r in replies)
+            assert handle.request("say", {"text": f"another request {marker}"}).isSuccess
+
+        def cli(*args: str) -> list[dict[str, Any]]:
+            result = subprocess.run([sys.executable, "-m", "beach.cli", "logs", str(sealed.config), *args, "--json"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+            return [json.loads(line) for line in result.stdout.splitlines()]
+
+        # as an operator would: a line names its request; then every line of that request
+        lines = wait_for(lambda: [x for x in cli("sealed/bylog") if marker in x["msg"]] if
+                         len([x for x in cli("sealed/bylog") if marker in x["msg"]]) == 3 else None,
+                         15, 0.3, "the three lines in the stream")
+        asked = {x["req"] for x in lines if x["msg"] == f"asked {marker}"}
+        assert len(asked) == 1 and None not in asked and all(x["trace"] is None for x in lines)
+        found = cli("--request", asked.pop())
+        assert sorted((x["uid"], x["node"], x["msg"]) for x in found) == sorted(
+            (uid, node, f"asked {marker}") for uid, node in uids.items())
+        assert cli("--request", "0" * 24) == []
+    finally:
+        assert second.terminate() == 0

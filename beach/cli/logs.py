@@ -17,7 +17,9 @@ _PREFIX = re.compile(r"[0-9a-f]{1,31}")  # what may be a uid prefix
 
 def show_logs(args: argparse.Namespace) -> int:
     """Print the cluster's log lines: what actors log (``--system``: beach's own warnings), every
-    realm at info and above unless told otherwise; ``--follow`` keeps printing new ones."""
+    realm at info and above unless told otherwise; ``--follow`` keeps printing new ones;
+    ``--request ID`` only the lines logged while serving request ID, by every actor and node that
+    served it (it reads every line the other options select: narrow it with --since)."""
     level = logs.LEVELS.get(args.level.lower())
     if level is None:
         raise UsageError(f"--level {args.level!r}: use one of {', '.join(logs.LEVELS)}")
@@ -33,7 +35,7 @@ def show_logs(args: argparse.Namespace) -> int:
         shown = 0
 
         async for line in logs.read(client.session.nc, subject, since=since, follow=args.follow,
-                                   accept=logs.accept(level, category, prefix),
+                                   accept=logs.accept(level, category, prefix, args.request),
                                    sealer=client.session.sealer):
             print(output.dumps_line(line) if args.json else logs.format_line(line), flush=True)
             shown += 1
@@ -107,6 +109,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--level", default="info", help="the lowest level shown: debug, info, warning, error (default info)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come (Ctrl-C ends)")
     p.add_argument("--system", action="store_true", help="beach's own warnings and errors instead of the actors'")
+    p.add_argument("--request", metavar="ID", help="only the lines logged while serving request ID (the 'req' of "
+                                                    "a line: beach logs --json), by every actor that served it")
     p.add_argument("--json", action="store_true", help="print each line as JSON (JSON Lines, for scripts)")
     p.set_defaults(func=show_logs)
     p = sub.add_parser("stack", help="the Python stacks of an actor's process", description=stack.__doc__)

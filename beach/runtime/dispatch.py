@@ -28,7 +28,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import metering, wire
+from beach import logs, metering, wire
 from beach.actor import ActorRequest
 from beach.client.runner import Background
 from beach.client.session import Session, current_deadline
@@ -211,6 +211,9 @@ class Dispatcher:
         self.meter.add(category, label, outcome, time.monotonic() - received if ran else None)
 
     async def _dispatch(self, request: wire.Request, received: float) -> Result:
+        # What is logged from here on (the handler's lines, its failure) carries the request's id.
+        # This task serves this one request, in a context of its own: nothing to reset.
+        logs.current_request.set(request.id)
         if self.trusted and request.ident not in self.trusted:
             self.counters["unauthorized"] += 1
             return wire.Reply(False, wire.UNAUTHORIZED, {})
