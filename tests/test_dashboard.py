@@ -331,9 +331,10 @@ def test_every_api_response_matches_its_openapi_schema(dashboard: Dashboard, bea
 
     gets = [path for path, ops in spec["paths"].items() if "get" in ops]
     assert {"/api/cluster", "/api/nodes", "/api/nodes/{node}", "/api/actors", "/api/actors/{uid}", "/api/categories",
-            "/api/logs", "/api/supervision", "/api/patrols", "/api/history"} <= set(gets)
+            "/api/logs", "/api/supervision", "/api/patrols", "/api/history", "/api/requests"} <= set(gets)
     extra = {"/api/actors": "?realm=global&category=dash", "/api/logs": "?level=debug&kind=all&limit=5",
-             "/api/history": f"?node={NODE_ID}", "/api/categories": "?realm=global", "/api/cluster": "?category=dash"}
+             "/api/history": f"?node={NODE_ID}", "/api/categories": "?realm=global", "/api/cluster": "?category=dash",
+             "/api/requests": "?realm=global"}
     for path in gets:
         for query in ("", extra.get(path)):
             if query is None:
@@ -348,7 +349,8 @@ def test_every_api_response_matches_its_openapi_schema(dashboard: Dashboard, bea
     assert cluster["admin"] is True and cluster["summary"]["nodes"] == 1
     assert any(s["name"] == "Chatty" and s["running"] for s in cluster["supervision"])
     history = dashboard.http.get("/api/history").json()
-    assert set(history) == {"node_cpu", "node_mem", "realm_rps", "class_rps"} and history["node_cpu"][NODE_ID]
+    assert set(history) == {"node_cpu", "node_mem", "realm_rps", "class_rps", "category_p50", "category_p99",
+                            "category_errors"} and history["node_cpu"][NODE_ID]
 
     error = dashboard.http.get("/api/actors/nope")
     jsonschema.validate(error.json(), _schema(spec, "/api/actors/{uid}", status="404"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
+from beach import metering
 from beach.dashboard import history as charts
 from beach.dashboard import params as read
 from beach.dashboard.responses import JSON
@@ -37,6 +38,20 @@ async def categories(request: Request) -> Response:
     read.check_known(query, ("realm",))
     realm, realms = read.realm(query), dashboard(request).model.realms()
     return JSON({"realms": realms if realm is None else {realm: realms.get(realm, {})}})
+
+
+async def requests(request: Request) -> Response:
+    """``GET /api/requests?realm=``: the requests served (``requests``) and made by actors (``calls``),
+    per realm, category and request type, each category's latest latency and error ratio
+    (``categories``), and the histogram's bucket bounds in seconds (``buckets``)."""
+    query = request.query_params
+    read.check_known(query, ("realm",))
+    model, realm = dashboard(request).model, read.realm(query)
+    figures = model.category_figures()
+    if realm is not None:
+        figures = {name: f for name, f in figures.items() if name.startswith(realm + "/")}
+    return JSON({"requests": model.requests(realm), "calls": model.calls(realm), "categories": figures,
+                 "buckets": list(metering.BUCKETS)})
 
 
 async def supervision(request: Request) -> Response:

@@ -50,6 +50,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/actors", api.actor_list),
         Route("/api/actors/{uid}", api.actor),
         Route("/api/categories", api.categories),
+        Route("/api/requests", api.requests),
         Route("/api/logs", api.log_lines),
         Route("/api/supervision", api.supervision),
         Route("/api/patrols", api.patrols),

@@ -1,4 +1,6 @@
-"""The charts' series: CPU and memory per node, requests per second per realm and per actor class.
+"""The charts' series: CPU and memory per node (percent), requests per second per realm and per
+actor class, and per category (``realm/category``) the p50 and p99 latency (milliseconds) and the
+error rate (percent of its requests that failed) over the model's last ten seconds.
 
 The model keeps them (bounded: 1 s points for 10 minutes, then 10 s points for 12 hours); this
 module only picks and shapes them: ``{chart: {series name: [[t, value], ...]}}``, oldest first.
@@ -11,7 +13,8 @@ from dataclasses import dataclass
 
 from beach.state.model import ClusterModel, Series
 
-CHARTS = ("node_cpu", "node_mem", "realm_rps", "class_rps")
+CHARTS = ("node_cpu", "node_mem", "realm_rps", "class_rps", "category_p50", "category_p99", "category_errors")
+SCALE = {"category_p50": 1000.0, "category_p99": 1000.0, "category_errors": 100.0}  # s → ms, ratio → %
 
 Points = list[list[float]]
 
@@ -35,6 +38,7 @@ class Query:
 
 
 def _series(model: ClusterModel, query: Query) -> Iterator[tuple[str, str, Series]]:
+    # (the charts of categories are only drawn for the whole cluster: Query picks none of them otherwise)
     for chart in query.charts:
         wanted = query.node if chart.startswith("node_") else query.klass
         for name, series in sorted(getattr(model, chart).items()):
@@ -42,15 +46,16 @@ def _series(model: ClusterModel, query: Query) -> Iterator[tuple[str, str, Serie
                 yield chart, name, series
 
 
-def _shape(points: list[tuple[float, float]]) -> Points:
-    return [[round(t, 2), round(v, 2)] for t, v in points]
+def _shape(points: list[tuple[float, float]], chart: str) -> Points:
+    scale = SCALE.get(chart, 1.0)
+    return [[round(t, 2), round(v * scale, 2)] for t, v in points]
 
 
 def history(model: ClusterModel, query: Query = Query(), since: float = 0.0) -> dict[str, dict[str, Points]]:
     """Every point after ``since`` of the series ``query`` picks."""
     result: dict[str, dict[str, Points]] = {chart: {} for chart in query.charts}
     for chart, name, series in _series(model, query):
-        result[chart][name] = _shape(series.points(since))
+        result[chart][name] = _shape(series.points(since), chart)
     return result
 
 
@@ -65,5 +70,5 @@ def increments(model: ClusterModel, query: Query, sent: dict[tuple[str, str], fl
         fresh = [(t, v) for t, v in series.points(last) if t > last]
         if fresh:
             sent[(chart, name)] = fresh[-1][0]
-            result.setdefault(chart, {})[name] = _shape(fresh)
+            result.setdefault(chart, {})[name] = _shape(fresh, chart)
     return result or None

@@ -23,6 +23,20 @@ def percent(value: Any) -> str:
     return f"{value:.1f} %" if isinstance(value, (int, float)) else "–"
 
 
+def ms(value: Any) -> str:
+    """Seconds as milliseconds (``12.3 ms``), ``–`` when unknown."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    return f"{value * 1000:.0f} ms" if value >= 0.1 else f"{value * 1000:.1f} ms"
+
+
+def ratio(value: Any) -> str:
+    """A ratio 0-1 as a percentage (``2.5 %``), ``–`` when unknown."""
+    if not isinstance(value, (int, float)):
+        return "–"
+    return f"{value * 100:.1f} %"
+
+
 def rate(value: Any) -> str:
     """Requests per second, to one decimal (``0`` stays short)."""
     if not isinstance(value, (int, float)):
@@ -64,7 +78,8 @@ def environment() -> jinja2.Environment:
     """The environment: autoescaped HTML, undefined names are errors (a typo must not render blank)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(percent=percent, rate=rate, clock=clock, when=when, duration=duration, age=age, shown=shown,
+    env.filters.update(percent=percent, ms=ms, ratio=ratio, rate=rate, clock=clock, when=when, duration=duration,
+                       age=age, shown=shown,
                        size=lambda value: byte_size(value, "–"))
     env.policies["json.dumps_function"] = _json  # bytes and other msgpack values as `beach.output` shows them
     env.policies["json.dumps_kwargs"] = {}

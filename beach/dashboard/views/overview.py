@@ -17,6 +17,7 @@ def data(dash: Dashboard, params: read.Params) -> dict[str, Any]:
     realm, category = read.realm(params), read.category(params)
     return {"summary": model.summary(), "admin": dash.admin, "nodes": model.nodes(), "realms": model.realms(),
             "actors": model.actors(realm, category), "filter": {"realm": realm, "category": category},
+            "latency": model.category_figures(),
             "supervision": model.supervised(), "patrols": model.patrols()}
 
 
