@@ -169,6 +169,65 @@ def test_page_is_live_draws_charts_and_stops_an_actor(dashboard: Dashboard, page
     assert page.errors == []
 
 
+AXE = Path(__file__).with_name("vendor") / "axe.min.js"
+SCREENSHOTS = os.environ.get("BEACH_SCREENSHOTS")  # a folder to keep the pages' screenshots in, to look at them
+
+
+def _axe(p: Any) -> list[dict[str, Any]]:
+    """The serious and critical violations axe-core finds on the page."""
+    p.add_script_tag(path=str(AXE))
+    found = p.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']})).violations.map(
+        v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' ' +
+                                                                          (n.failureSummary || ''))}))""")
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("width,height", [(390, 844), (1280, 800)], ids=["phone", "desktop"])
+def test_every_page_reads_on_a_phone_and_passes_axe(dashboard: Dashboard, browser: Any, beach: Beach,
+                                                    tmp_path: Path, width: int, height: int) -> None:
+    uid = beach.addActor("Chatty", "dash/phone/a-rather-long-category-name", parameters={"tag": "phone"}).data["uid"]
+    handle = beach.getActorHandle("dash/phone")
+    for i in range(3):
+        assert handle.request("say", {"text": f"line {i}: a log line long enough to wrap on a phone's screen, "
+                                               "as the lines of real actors are"}).isSuccess
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    # the context bypasses the pages' Content-Security-Policy, so that axe-core can be injected: the test only
+    context = browser.new_context(viewport={"width": width, "height": height}, bypass_csp=True)
+    problems: list[str] = []
+    try:
+        p = context.new_page()
+        pages = {"overview": "/", "node": f"/nodes/{NODE_ID}", "actor": f"/actors/{uid}", "logs": "/logs",
+                 "error": "/nodes/no-such-node"}
+        for name, path in pages.items():
+            p.goto(dashboard.url + path)
+            if name != "error":
+                p.wait_for_selector("#live.ok", timeout=5000)
+            if name in ("actor", "logs"):
+                p.wait_for_selector('#log-rows td.msg:has-text("long enough to wrap")', timeout=5000)
+            p.screenshot(path=str(folder / f"{name}-{width}x{height}.png"), full_page=True)
+            wide = p.evaluate("document.documentElement.scrollWidth")
+            if wide > width:
+                problems.append(f"{name}: the page is {wide} px wide in a {width} px viewport")
+            for box in p.eval_on_selector_all("header.top .pill, header.top nav a",
+                                              "els => els.map(e => e.getBoundingClientRect().right)"):
+                if box > width:
+                    problems.append(f"{name}: a header item ends at {box:.0f} px, off the {width} px screen")
+            if name in ("overview", "node"):  # the actors' actions, without scrolling sideways
+                for right in p.eval_on_selector_all("#actors button[data-action]",
+                                                    "els => els.map(e => e.getBoundingClientRect().right)"):
+                    if right > width:
+                        problems.append(f"{name}: an actor's action button ends at {right:.0f} px")
+            if name in ("actor", "logs", "overview"):
+                for cell in p.eval_on_selector_all("#log-rows td.msg", "els => els.map(e => e.clientWidth)"):
+                    if cell < min(200, width // 2):
+                        problems.append(f"{name}: the log message column is {cell} px wide")
+            problems += [f"{name}: axe {v['id']} ({v['impact']}): {v['nodes']}" for v in _axe(p)]
+    finally:
+        context.close()
+    assert problems == []
+
+
 def test_detail_pages_show_parameters_counters_and_live_logs(dashboard: Dashboard, page: Page,
                                                              beach: Beach) -> None:
     uid = beach.addActor("Chatty", "dash/chatty", parameters={"tag": "visible-tag", "_token": "s3cret"}).data["uid"]
