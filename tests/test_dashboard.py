@@ -204,11 +204,19 @@ def test_every_page_reads_on_a_phone_and_passes_axe(dashboard: Dashboard, browse
             if name != "error":
                 p.wait_for_selector("#live.ok", timeout=5000)
             if name in ("actor", "logs"):
-                p.wait_for_selector('#log-rows td.msg:has-text("long enough to wrap")', timeout=5000)
+                p.wait_for_selector('#log-rows td.msg:has-text("long enough to wrap")', state="attached", timeout=5000)
             p.screenshot(path=str(folder / f"{name}-{width}x{height}.png"), full_page=True)
             wide = p.evaluate("document.documentElement.scrollWidth")
             if wide > width:
-                problems.append(f"{name}: the page is {wide} px wide in a {width} px viewport")
+                culprits = p.evaluate("""(width) => {  // what sticks out: past the right edge, and not clipped
+                    const clipped = (e) => { for (let a = e.parentElement; a; a = a.parentElement)
+                        if (getComputedStyle(a).overflowX !== 'visible') return true; return false; };
+                    return [...document.querySelectorAll('body *')]
+                        .filter(e => e.getBoundingClientRect().right > width
+                                     && (!clipped(e) || getComputedStyle(e).position === 'absolute')).slice(0, 3)
+                        .map(e => `${e.tagName}.${e.className} ${Math.round(e.getBoundingClientRect().right)}`);
+                }""", width)
+                problems.append(f"{name}: the page is {wide} px wide in a {width} px viewport: {culprits}")
             for box in p.eval_on_selector_all("header.top .pill, header.top nav a",
                                               "els => els.map(e => e.getBoundingClientRect().right)"):
                 if box > width:
@@ -225,7 +233,7 @@ def test_every_page_reads_on_a_phone_and_passes_axe(dashboard: Dashboard, browse
             problems += [f"{name}: axe {v['id']} ({v['impact']}): {v['nodes']}" for v in _axe(p)]
     finally:
         context.close()
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def test_detail_pages_show_parameters_counters_and_live_logs(dashboard: Dashboard, page: Page,

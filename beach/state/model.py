@@ -309,9 +309,10 @@ class ClusterModel:
         for (realm, category, _), row in self._served_rows().items():
             by_category.setdefault((realm, category), metering.Row()).merge(row)
         self._window.append(by_category)
-        before = self._window[0]
         for (realm, category), row in by_category.items():
-            delta = row.since(before.get((realm, category)))
+            # against the oldest figures of the window (a category new since: its first ones, so that
+            # what it served before this model saw it is not taken for the last seconds' figures)
+            delta = row.since(next(w[(realm, category)] for w in self._window if (realm, category) in w))
             served = delta.total - sum(delta.outcomes.get(k, 0) for k in NOT_SERVED)
             name = f"{realm}/{category}"
             if delta.total > 0:
