@@ -14,7 +14,7 @@ kinds of `beach.wire.Failure` in snake case (``exception``, ``timeout``, ``busy`
 ...); and the server's own ``expired`` (the deadline passed before the handler started: no reply),
 ``dropped`` (a reply-less message past a full backlog) and ``refused`` (a message the seal refused).
 
-The durations are Prometheus's default buckets, in seconds. Figures travel (in the hosts' load
+The durations go into fixed buckets (`BUCKETS`, in seconds). Figures travel (in the hosts' load
 messages) as plain lists: `Meter.snapshot` / `rows_of`.
 
 `Family` writes the Prometheus text format; `HttpMeter` (ASGI middleware) counts and times an HTTP
@@ -35,9 +35,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from beach.wire import Failure
 
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds of the duration histogram's buckets, in seconds (Prometheus's defaults; a last
-bucket, +Inf, holds the rest)."""
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+"""Upper bounds of the duration histogram's buckets, in seconds: Prometheus's defaults (5 ms to
+10 s), with three below them (a beach request on one machine takes well under a millisecond) and
+two above (handlers that work for a minute); a last bucket, +Inf, holds the rest."""
 
 OTHER = "other"
 MAX_ROWS = 256

@@ -7,10 +7,12 @@ runs the console saves a screenshot in its tmp_path."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import pexpect
 import psutil
 import pytest
+from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Collapsible, Input, Label, RichLog, Static, TabbedContent
 
@@ -108,6 +111,44 @@ def test_an_actor_started_elsewhere_appears_by_itself(beach: Beach, config_path:
         assert "1 actor" in text_of(app.query_one("#status-counters", Label))
 
     run_console(config_path, scenario, tmp_path / "actor-appears.svg")
+
+
+def rendered(widget: Static) -> str:
+    """What a Static shows (any rich renderable), as plain text."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(widget.content)
+    return console.export_text()
+
+
+def test_the_cluster_pane_shows_latency_and_error_rate_per_category(beach: Beach, config_path: Path,
+                                                                    tmp_path: Path) -> None:
+    beach.addActor("Pong", "console/latency")
+    beach.addActor("Faulty", "console/failing")
+
+    async def scenario(app: BeachConsole, pilot: Pilot[None]) -> None:
+        done = threading.Event()
+
+        def traffic() -> None:  # steady: the figures are those of the last seconds
+            latency, failing = beach.getActorHandle("console/latency"), beach.getActorHandle("console/failing")
+            for _ in range(200):
+                assert latency.request("ping").isSuccess
+                assert [failing.request(t).isSuccess for t in ("raise", "ok1")] == [False, True]
+                if done.wait(0.1):
+                    return
+
+        sender = asyncio.create_task(asyncio.to_thread(traffic))
+        try:
+            rates = app.query_one("#rates", Static)
+            lines = lambda: rendered(rates).splitlines()  # noqa: E731
+            await until(pilot, lambda: any("global/console/failing" in x and "50.0%" in x for x in lines()),
+                        what="the failing category's error rate")
+            latency = next(x for x in lines() if "global/console/latency" in x)
+            assert re.search(r"global/console/latency\s+\d+\.\d ms\s+\d+\.\d ms\s+0\.0%", latency), latency
+        finally:
+            done.set()
+            await sender
+
+    run_console(config_path, scenario, tmp_path / "latency.svg")
 
 
 def test_a_request_typed_in_the_panel_shows_its_reply(beach: Beach, config_path: Path, tmp_path: Path) -> None:

@@ -309,10 +309,15 @@ class ClusterModel:
         for (realm, category, _), row in self._served_rows().items():
             by_category.setdefault((realm, category), metering.Row()).merge(row)
         self._window.append(by_category)
+        full = len(self._window) == self._window.maxlen
         for (realm, category), row in by_category.items():
-            # against the oldest figures of the window (a category new since: its first ones, so that
-            # what it served before this model saw it is not taken for the last seconds' figures)
-            delta = row.since(next(w[(realm, category)] for w in self._window if (realm, category) in w))
+            # Against the window's oldest figures. A category not in them is new since, and all it did is
+            # recent; unless this model is younger than the window: then what it did before the model saw
+            # it is of unknown age, and its first figures seen are the base.
+            oldest = self._window[0].get((realm, category))
+            if oldest is None and not full:
+                oldest = next(w[(realm, category)] for w in self._window if (realm, category) in w)
+            delta = row.since(oldest)
             served = delta.total - sum(delta.outcomes.get(k, 0) for k in NOT_SERVED)
             name = f"{realm}/{category}"
             if delta.total > 0:

@@ -1,4 +1,6 @@
-"""`RatesPanel`: requests per second of each realm and actor class, over the last minutes."""
+"""`RatesPanel`: requests per second of each realm and actor class, over the last minutes; and per
+category its latency (p50, p99) and error rate over the last 10 seconds, with its p99 over the
+last minutes."""
 
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ VALUE_WIDTH = 9
 
 class RatesPanel(Static, Live):
     """One sparkline per realm, and under it one per actor class of the realm (busiest first), each
-    scaled to its own peak (written beside it), over up to the last 10 minutes."""
+    scaled to its own peak (written beside it), over up to the last 10 minutes; then a line per
+    category that served requests: p50, p99, error rate, and a sparkline of its p99."""
 
     PARTS: ClassVar[frozenset[str]] = frozenset({"tick"})
     COMPONENT_CLASSES: ClassVar[set[str]] = {"rates-panel--title", "rates-panel--realm", "rates-panel--class",
@@ -64,7 +67,30 @@ class RatesPanel(Static, Live):
             classes = [(name, s) for name, s in model.class_rps.items() if name.startswith(f"{realm}/")]
             for name, s in sorted(classes, key=lambda item: -(item[1].last or 0.0)):
                 self._row(grid, Text(f"  {name.split('/', 1)[1]}", style=self._style("class")), s, seconds, width)
-        self.update(Group(title, grid))
+        self.update(Group(title, grid, *self._latency(model, seconds)))
+
+    def _latency(self, model: ClusterModel, seconds: float) -> list[Table | Text]:
+        """Each category's p50, p99 and error rate now, and its p99 over the time scale of the rates."""
+        figures = model.category_figures()
+        if not figures:
+            return []
+        width = max(0, self.content_size.width - NAME_WIDTH - 3 * VALUE_WIDTH - 4)
+        title = Text.assemble(("\nlatency and errors per category", self._style("title")),
+                              ("  p50 · p99 · failed, last 10 s; the line: p99", self._style("muted")))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=NAME_WIDTH, no_wrap=True, overflow="ellipsis")
+        for _ in range(3):
+            grid.add_column(width=VALUE_WIDTH, justify="right", no_wrap=True)
+        grid.add_column(no_wrap=True, style=self._style("spark"))
+        for name, now in figures.items():
+            points = recent(model.category_p99[name], seconds) if name in model.category_p99 else []
+            peak = max((v for _, v in points), default=0.0)
+            errors = now["errors"]
+            grid.add_row(Text(name, style=self._style("class")), _ms(now["p50"]), _ms(now["p99"]),
+                         Text("–" if errors is None else f"{errors:.1%}",
+                              style="bold red" if errors else self._style("muted")),
+                         spark(points, seconds, width, top=max(peak, 0.001)))
+        return [title, grid]
 
     def _row(self, grid: Table, name: Text, series: Series, seconds: float, width: int) -> None:
         points = recent(series, seconds)
@@ -75,3 +101,7 @@ class RatesPanel(Static, Live):
 
     def _style(self, name: str) -> Style:
         return component_style(self, f"rates-panel--{name}")
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.1f} ms"
