@@ -26,6 +26,8 @@ stream's: its whole life).
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import time
 from bisect import bisect_left
 from collections.abc import Hashable, Iterable, Iterator
@@ -238,6 +240,17 @@ class Family:
         lines = [f"# HELP {self.name} {_escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
         lines += [f"{self.name}{suffix}{_labels(labels)} {_value(value)}" for suffix, labels, value in self.samples]
         return "\n".join(lines)
+
+
+def build_info(what: str) -> Family:
+    """``beach_build_info``: always 1, labelled with the beach and Python versions of the ``what``
+    serving it."""
+    try:
+        version = importlib.metadata.version("beach")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "unknown"
+    return Family("beach_build_info", "gauge", f"always 1: the beach and Python versions of the {what}",
+                  [({"version": version, "python": platform.python_version()}, 1)])
 
 
 def exposition(families: Iterable[Family]) -> str:

@@ -26,7 +26,12 @@ headers ``Beach-Action``, ``Beach-Ident``, ``Beach-Timeout``, ``Beach-N-Retries`
 Answers: 200 with the data; 400 ``{error, data}`` when the request failed (or was malformed); 401 on a
 wrong secret (compared in constant time); 404 when the category has no actor; 405 for ``GET``
 unless ``-g``; 408 on a timeout; 413 for a body over the bus's message size. ``GET /healthz`` tells
-whether the bridge is connected; ``GET /openapi.json`` describes all this.
+whether the bridge is connected; ``GET /openapi.json`` describes all this; ``GET /metrics`` gives, in
+the Prometheus text format, the bridge's own HTTP requests (``beach_restbridge_http_requests_total``
+by method, route and status, ``beach_restbridge_http_request_duration_seconds``) and the requests it
+made to actors (``beach_calls_total`` by outcome, ``beach_call_duration_seconds``,
+``beach_call_retries_total``, per realm, category and request type). (These three paths are the
+bridge's own: a category named ``healthz``, ``openapi.json`` or ``metrics`` is reached by ``POST``.)
 
 The bridge binds 127.0.0.1 unless ``--host`` says otherwise. ``--ssl-self-signed`` makes a
 certificate with ``cryptography`` once and keeps it (in ``--ssl-cert`` / ``--ssl-key``).
@@ -46,11 +51,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from beach import output, wire
+from beach import metering, output, wire
 from beach.client.core import AsyncBeach
 from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
 from beach.errors import BeachError, CategoryError, UsageError
@@ -84,6 +90,7 @@ class Bridge:
         self.client = client
         self._owns_client = client is None
         self._handles: dict[tuple[str, str | None], ActorHandle] = {}
+        self.http = metering.HttpStats("beach_restbridge")  # its own HTTP requests, for /metrics
 
     def handle(self, category: str, ident: str | None) -> ActorHandle:
         """The handle on ``category`` sending ``ident`` (cached: one per pair)."""
@@ -223,6 +230,19 @@ async def healthz(request: Request) -> Response:
                          "nodes": len(bridge.client.session.view.nodes) if bridge.client else 0}, 200 if ok else 503)
 
 
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: the bridge's HTTP requests and its calls to actors, for Prometheus."""
+    bridge: Bridge = request.app.state.bridge
+    calls = []
+    if bridge.client is not None:
+        for realm, meter in sorted(bridge.client.session.calls.items()):
+            for (category, request_type), row in sorted(meter.rows.items()):
+                calls.append({"realm": realm, "category": category, "type": request_type, **row.dump()})
+    families = [metering.build_info("REST bridge"), *bridge.http.families(),
+                *metering.request_families("beach_call", "requests the bridge made to actors", calls, retries=True)]
+    return Response(metering.exposition(families), media_type=metering.CONTENT_TYPE)
+
+
 def openapi(request: Request) -> Response:
     """``GET /openapi.json``: this bridge described in OpenAPI 3."""
     params = [{"name": f"_{name}", "in": "query", "required": False, "schema": {"type": "string"},
@@ -251,6 +271,9 @@ def openapi(request: Request) -> Response:
         paths["/{category}"]["get"] = operation
     paths["/healthz"] = {"get": {"summary": "is the bridge connected", "responses": {
         "200": {"description": "connected"}, "503": {"description": "not connected"}}}}
+    paths["/metrics"] = {"get": {"summary": "its HTTP requests and its calls to actors (Prometheus text format)",
+                                 "responses": {"200": {"description": "the metrics",
+                                                       "content": {"text/plain": {}}}}}}
     return JSONResponse({"openapi": "3.0.3", "info": {"title": f"beach REST bridge, realm {bridge.realm}",
                                                        "version": "1"}, "paths": paths})
 
@@ -262,8 +285,9 @@ def create_app(config_path: str, realm: str | None = None, secret: str | None = 
     bridge = Bridge(config_path, realm, secret, allow_get, client)
     app = Starlette(routes=[Route("/healthz", healthz, methods=["GET"]),
                             Route("/openapi.json", openapi, methods=["GET"]),
+                            Route("/metrics", metrics, methods=["GET"]),
                             Route("/{category:path}", serve, methods=["GET", "POST"])],
-                    lifespan=bridge.lifespan)
+                    lifespan=bridge.lifespan, middleware=[Middleware(metering.HttpMeter, stats=bridge.http)])
     app.state.bridge = bridge
     return app
 

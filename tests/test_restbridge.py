@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import msgpack
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import free_port, wait_for
 
@@ -167,6 +168,27 @@ def test_health_and_openapi(bridge):
     assert spec["openapi"].startswith("3.") and "/{category}" in spec["paths"]
     assert {p["name"] for p in spec["paths"]["/{category}"]["post"]["parameters"]} >= {"_action", "_from_all"}
     assert set(spec["paths"]["/{category}"]["post"]["responses"]) == {"200", "400", "401", "404", "405", "408", "413"}
+
+
+def test_metrics_count_the_bridges_http_requests_and_its_calls(bridge, beach):
+    assert beach.addActor("Pong", "rest/metered").isSuccess
+    for _ in range(3):
+        assert httpx.post(f"{bridge.url}/rest/metered", data={"_action": "ping", "_secret": SECRET}).status_code == 200
+    assert httpx.post(f"{bridge.url}/rest/nobody-here", data={"_action": "ping", "_secret": SECRET}).status_code == 404
+    text = httpx.get(f"{bridge.url}/metrics").text
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    route = (("method", "POST"), ("route", "/{category:path}"))
+    assert samples[("beach_restbridge_http_requests_total", (*route, ("status", "200")))] >= 3
+    assert samples[("beach_restbridge_http_requests_total", (*route, ("status", "404")))] >= 1
+    assert samples[("beach_restbridge_http_request_duration_seconds_count", route)] >= 4
+    call = (("category", "rest/metered"), ("outcome", "ok"), ("realm", "global"), ("request_type", "ping"))
+    assert samples[("beach_calls_total", call)] == 3
+    assert samples[("beach_calls_total", (("category", "rest/nobody-here"), ("outcome", "no_actor"),
+                                          ("realm", "global"), ("request_type", "ping")))] == 1
+    assert any(name == "beach_build_info" for name, _ in samples)
 
 
 def test_get_with_g_and_https_with_a_kept_self_signed_certificate(beach, config_path, tmp_path):

@@ -25,24 +25,21 @@ restarted dashboard starts them again from the live actors' figures: a counter r
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Iterable
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-import beach
 from beach.dashboard.params import check_known
 from beach.dashboard.state import dashboard
-from beach.metering import CONTENT_TYPE, Family, exposition, request_families
+from beach.metering import CONTENT_TYPE, Family, build_info, exposition, request_families
 from beach.state.model import ClusterModel
 
 
 def families(model: ClusterModel) -> Iterable[Family]:
     """Every metric family of the cluster, from the model as it is now."""
     summary = model.summary()
-    yield Family("beach_build_info", "gauge", "always 1: the beach and Python versions of the dashboard",
-                 [({"version": beach.__version__, "python": platform.python_version()}, 1)])
+    yield build_info("dashboard")
     yield Family("beach_connected", "gauge", "1 while the dashboard is connected to NATS",
                  [({}, int(summary["connected"]))])
     yield Family("beach_nodes", "gauge", "live nodes", [({}, summary["nodes"])])
