@@ -174,7 +174,8 @@ def test_metrics_count_the_bridges_http_requests_and_its_calls(bridge, beach):
     assert beach.addActor("Pong", "rest/metered").isSuccess
     for _ in range(3):
         assert httpx.post(f"{bridge.url}/rest/metered", data={"_action": "ping", "_secret": SECRET}).status_code == 200
-    assert httpx.post(f"{bridge.url}/rest/nobody-here", data={"_action": "ping", "_secret": SECRET}).status_code == 404
+    assert httpx.post(f"{bridge.url}/rest/nobody-here",  # tried twice: one retry
+                      data={"_action": "ping", "_secret": SECRET, "_n_retries": "1"}).status_code == 404
     text = httpx.get(f"{bridge.url}/metrics").text
     checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked
@@ -188,6 +189,9 @@ def test_metrics_count_the_bridges_http_requests_and_its_calls(bridge, beach):
     assert samples[("beach_calls_total", call)] == 3
     assert samples[("beach_calls_total", (("category", "rest/nobody-here"), ("outcome", "no_actor"),
                                           ("realm", "global"), ("request_type", "ping")))] == 1
+    assert samples[("beach_call_retries_total", (("category", "rest/nobody-here"), ("realm", "global"),
+                                                 ("request_type", "ping")))] == 1
+    assert samples[("beach_call_retries_total", call[:1] + call[2:])] == 0
     assert any(name == "beach_build_info" for name, _ in samples)
 
 
