@@ -326,6 +326,7 @@ def test_metrics_in_the_prometheus_format(dashboard: Dashboard, beach: Beach) ->
         return (found, response.text) if calls and second else None
 
     found, text = wait_for(families, 10, 0.2, "the actors' figures in /metrics")
+    assert shutil.which("promtool"), "needs promtool: apt-get install prometheus (as .ci/run does)"
     checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
     assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked
     for name, kind in [("beach_build_info", "gauge"), ("beach_connected", "gauge"), ("beach_nodes", "gauge"),
