@@ -115,10 +115,12 @@ UID = re.compile(r"[0-9a-f]{32}")
 def accept(level: int = 0, category: str | None = None, uid_prefix: str | None = None,
            request: str | None = None) -> Callable[[dict[str, Any]], bool]:
     """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized),
-    of an actor whose uid starts with ``uid_prefix``, logged while serving request ``request``, if
-    given."""
+    of an actor whose uid starts with ``uid_prefix``, logged while serving a request whose id starts
+    with ``request`` (the 8 characters `format_line` shows will do), if given."""
     def accepted(line: dict[str, Any]) -> bool:
-        if line.get("levelno", 0) < level or (request is not None and line.get("req") != request):
+        if line.get("levelno", 0) < level:
+            return False
+        if request is not None and not str(line.get("req") or "").startswith(request):
             return False
         if uid_prefix and not str(line.get("uid") or "").startswith(uid_prefix):
             return False
@@ -370,11 +372,14 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
 
 def format_line(line: dict[str, Any]) -> str:
     """One log line for a terminal: time, level, where it comes from (the node always: an actor's
-    realm/class and uid ``@node``; beach's own lines ``node/process``), the message."""
+    realm/class and uid ``@node``, and ``req`` with the start of the request's id when it was logged
+    while serving one; beach's own lines ``node/process``), the message."""
     when = datetime.datetime.fromtimestamp(line["t"]).strftime("%Y-%m-%d %H:%M:%S")
     node = line.get("node") or "?"
     if line.get("kind") == "app":
         where = f"{line.get('realm')}/{line.get('actor')} {str(line.get('uid'))[:8]} @{node}"
+        if line.get("req"):
+            where += f" req {str(line['req'])[:8]}"
     else:
         host = str(line.get("host") or "")
         process = host[len(node) + 1:] if host.startswith(f"{node}-") else host  # hosts are named <node>-h1

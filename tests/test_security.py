@@ -640,9 +640,18 @@ def test_beach_logs_request_shows_the_lines_of_one_request_across_actors_and_nod
                          15, 0.3, "the three lines in the stream")
         asked = {x["req"] for x in lines if x["msg"] == f"asked {marker}"}
         assert len(asked) == 1 and None not in asked and all(x["trace"] is None for x in lines)
-        found = cli("--request", asked.pop())
+        req = asked.pop()
+        found = cli("--request", req)
         assert sorted((x["uid"], x["node"], x["msg"]) for x in found) == sorted(
             (uid, node, f"asked {marker}") for uid, node in uids.items())
         assert cli("--request", "0" * 24) == []
+        # as a person reads it: the start of the id on each line, and that start is enough to ask for
+        shown = subprocess.run([sys.executable, "-m", "beach.cli", "logs", str(sealed.config), "--request", req[:8]],
+                               capture_output=True, text=True, timeout=60)
+        lines = [x for x in shown.stdout.splitlines() if marker in x]
+        assert len(lines) == 2 and all(f"req {req[:8]}" in x and f"asked {marker}" in x for x in lines), shown
+        short = subprocess.run([sys.executable, "-m", "beach.cli", "logs", str(sealed.config), "--request", "abc"],
+                               capture_output=True, text=True, timeout=60)
+        assert short.returncode == 2 and "at least its first 8 characters" in short.stderr
     finally:
         assert second.terminate() == 0

@@ -15,6 +15,9 @@ from beach.wire import subjects
 _PREFIX = re.compile(r"[0-9a-f]{1,31}")  # what may be a uid prefix
 
 
+REQUEST_PREFIX = 8  # the characters of a request id `beach logs` shows, and the fewest --request takes
+
+
 def show_logs(args: argparse.Namespace) -> int:
     """Print the cluster's log lines: what actors log (``--system``: beach's own warnings), every
     realm at info and above unless told otherwise; ``--follow`` keeps printing new ones;
@@ -23,6 +26,9 @@ def show_logs(args: argparse.Namespace) -> int:
     level = logs.LEVELS.get(args.level.lower())
     if level is None:
         raise UsageError(f"--level {args.level!r}: use one of {', '.join(logs.LEVELS)}")
+    if args.request is not None and len(args.request) < REQUEST_PREFIX:
+        raise UsageError(f"--request {args.request!r}: give a request id, or at least its first {REQUEST_PREFIX} "
+                         f"characters (as beach logs shows them)")
     try:
         since = logs.since_time(args.since)
     except ValueError as err:
@@ -109,8 +115,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--level", default="info", help="the lowest level shown: debug, info, warning, error (default info)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come (Ctrl-C ends)")
     p.add_argument("--system", action="store_true", help="beach's own warnings and errors instead of the actors'")
-    p.add_argument("--request", metavar="ID", help="only the lines logged while serving request ID (the 'req' of "
-                                                    "a line: beach logs --json), by every actor that served it")
+    p.add_argument("--request", metavar="ID", help="only the lines logged while serving request ID (its 'req': "
+                                                    "the first 8 characters will do), by every actor that served it")
     p.add_argument("--json", action="store_true", help="print each line as JSON (JSON Lines, for scripts)")
     p.set_defaults(func=show_logs)
     p = sub.add_parser("stack", help="the Python stacks of an actor's process", description=stack.__doc__)
