@@ -192,7 +192,10 @@ def test_logs_follow_shows_new_lines_live(beach, config_path):
 
         def arrived() -> bool:
             nonlocal seen
-            seen += follower.stdout.read() or ""
+            try:  # the raw bytes: a text read of an empty non-blocking pipe can raise TypeError (CPython)
+                seen += os.read(follower.stdout.fileno(), 65536).decode()
+            except BlockingIOError:
+                pass
             return marker in seen
 
         wait_for(arrived, 15, what="the live line in beach logs --follow")
