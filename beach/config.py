@@ -26,6 +26,13 @@ Keys (all optional)::
       max_bundle_bytes: 67108864  # bigger bundles are refused before any upload
       pip: false                # may a realm's requirements.txt be pip-installed on the nodes?
       pip_args: []              # extra pip arguments (an index, --no-index --find-links DIR)
+    restbridge:                 # the REST bridge's bounds on what one HTTP request may ask
+      max_timeout: 60           # seconds: the longest _timeout (larger: 400)
+      max_retries: 10           # the most _n_retries (more: 400)
+      max_json_depth: 64        # how deeply a JSON body (or _json_data) may nest (deeper: 400)
+    dashboard:                  # the dashboard's live streams (past either cap: 503, the page polls)
+      max_streams: 64           # open at once, in all
+      max_streams_per_client: 4 # open at once from one client address
     nats:
       servers: [nats://10.0.0.5:4222]   # the cluster's seed URLs; absent = embedded server
       port: 4222                # embedded server: client port on 127.0.0.1
@@ -47,6 +54,7 @@ version seeds name NATS servers (port 4222 unless given), not beach nodes.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
@@ -133,6 +141,24 @@ class CodeConfig:
 
 
 @dataclass
+class RestBridgeConfig:
+    """The ``restbridge:`` section: the bounds of what one HTTP request to the REST bridge may ask."""
+
+    max_timeout: float = 60.0
+    max_retries: int = 10
+    max_json_depth: int = 64
+
+
+@dataclass
+class DashboardConfig:
+    """The ``dashboard:`` section: how many live streams the dashboard keeps open (past either cap a
+    page gets a 503 and polls instead, so that streams never slow the rest of the dashboard down)."""
+
+    max_streams: int = 64
+    max_streams_per_client: int = 4
+
+
+@dataclass
 class Config:
     """A loaded, checked beach config."""
 
@@ -152,6 +178,8 @@ class Config:
     logs: LogsConfig = field(default_factory=LogsConfig)
     backlog: BacklogConfig = field(default_factory=BacklogConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
+    restbridge: RestBridgeConfig = field(default_factory=RestBridgeConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
     seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
     secure_dir: str | None = None  # set by use_secure_dir: what 'beach secure init' wrote, for the hosts
@@ -189,9 +217,11 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
     "messages": (int,), "bytes": (int,),
     "cache": (str,), "cache_bytes": (int,), "max_bundle_bytes": (int,), "pip": (bool,), "pip_args": (list,),
+    "max_timeout": (int, float), "max_retries": (int,), "max_json_depth": (int,),
+    "max_streams": (int,), "max_streams_per_client": (int,),
 }
 _POSITIVE = {"replay_window", "max_age", "max_bytes", "rate", "burst", "messages", "bytes", "cache_bytes",
-             "max_bundle_bytes"}
+             "max_bundle_bytes", "max_timeout", "max_json_depth", "max_streams", "max_streams_per_client"}
 
 
 def _check(where: str, key: str, value: Any) -> Any:
@@ -224,8 +254,10 @@ def _check(where: str, key: str, value: Any) -> Any:
             subjects.check_realm(value)
         except BeachError as err:
             raise ConfigError(f"{where}: 'realm': {err}") from None
-    if key in ("n_processes", "kv_replicas") and value < 0:
+    if key in ("n_processes", "kv_replicas", "max_retries") and value < 0:
         raise ConfigError(f"{where}: '{key}' must be 0 or more, not {value}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be a finite number, not {value}")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"{where}: '{key}' must be above 0, not {value}")
     return value
@@ -253,7 +285,8 @@ def parse(raw: Any, path: str | None = None) -> Config:
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
     config = Config(path=path)
     sections: dict[str, DataclassInstance] = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog,
-                                              "code": config.code}
+                                              "code": config.code, "restbridge": config.restbridge,
+                                              "dashboard": config.dashboard}
     top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", "secure_dir", "keys", "_sealer",
                                               *sections}
     raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -34,9 +35,34 @@ def dumps(value: Any) -> str:
     return json.dumps(value, indent=4, default=_jsonable, ensure_ascii=False)
 
 
+JSON_DEPTH = 200
+"""The deepest value `dumps_line` writes (a reply can nest deeper than JSON tools read)."""
+
+
 def dumps_line(value: Any) -> str:
-    """``value`` as one line of JSON (for streams such as ``beach logs --json``: JSON Lines)."""
-    return json.dumps(value, default=_jsonable, ensure_ascii=False)
+    """``value`` as one line of valid JSON (for streams such as ``beach logs --json``: JSON Lines,
+    and the HTTP answers of the dashboard and the REST bridge). JSON has no words for NaN and
+    ±Infinity: they are written as ``null`` (as JavaScript's ``JSON.stringify`` does). Raises
+    ``ValueError`` for a value nested deeper than `JSON_DEPTH` (or holding itself)."""
+    try:
+        return json.dumps(value, default=_jsonable, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):  # NaN or Infinity, a key JSON cannot have; or too deep
+        return json.dumps(_finite(value, 0), default=_jsonable, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any, depth: int) -> Any:
+    """``value`` with every float that is not finite replaced by None and every map key JSON cannot
+    have (bytes, a tuple: msgpack carries them) made text; ``ValueError`` past `JSON_DEPTH`."""
+    if depth > JSON_DEPTH:
+        raise ValueError(f"the value is nested more than {JSON_DEPTH} levels deep (the most beach writes as JSON)")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k if k is None or isinstance(k, (str, int, float)) else str(_jsonable(k)): _finite(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_finite(v, depth + 1) for v in value]
+    return value
 
 
 def parse_data(text: str | None, what: str = "data") -> Any:

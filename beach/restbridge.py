@@ -10,8 +10,8 @@ data. Parameters come from the query string and the form (or a JSON object body)
 ===============  ==============================================================
 ``_action``      the request type (required, here or in ``Beach-Action``)
 ``_ident``       the trust ident to send
-``_timeout``     seconds to wait for the reply (default 10)
-``_n_retries``   retries after a timeout or "busy"
+``_timeout``     seconds to wait for the reply (default 10, at most ``restbridge.max_timeout``)
+``_n_retries``   retries after a timeout or "busy" (at most ``restbridge.max_retries``)
 ``_key``         route by this affinity key
 ``_secret``      must equal ``-s SECRET`` when the bridge has one
 ``_format``      ``json`` (default) or ``msgpack``, for the answer
@@ -19,19 +19,33 @@ data. Parameters come from the query string and the form (or a JSON object body)
 ``_from_all``    ``true``: ask every actor, answer the list of the successful replies' data
 ===============  ==============================================================
 
-Every other parameter becomes a field of the request data (as a string). Without ``_action``, the
-headers ``Beach-Action``, ``Beach-Ident``, ``Beach-Timeout``, ``Beach-N-Retries``, ``Beach-Key``,
-``Beach-Secret`` and ``Beach-From-All`` are read instead (and the form's ``_`` parameters ignored).
+Every other parameter becomes a field of the request data (as a string; typed, from a JSON body).
+Without ``_action``, the headers ``Beach-Action``, ``Beach-Ident``, ``Beach-Timeout``,
+``Beach-N-Retries``, ``Beach-Key``, ``Beach-Secret`` and ``Beach-From-All`` are read instead (and
+the form's ``_`` parameters ignored).
 
-Answers: 200 with the data; 400 ``{error, data}`` when the request failed (or was malformed); 401 on a
-wrong secret (compared in constant time); 404 when the category has no actor; 405 for ``GET``
-unless ``-g``; 408 on a timeout; 413 for a body over the bus's message size. ``GET /healthz`` tells
-whether the bridge is connected; ``GET /openapi.json`` describes all this; ``GET /metrics`` gives, in
-the Prometheus text format, the bridge's own HTTP requests (``beach_restbridge_http_requests_total``
-by method, route and status, ``beach_restbridge_http_request_duration_seconds``) and the requests it
-made to actors (``beach_calls_total`` by outcome, ``beach_call_duration_seconds``,
-``beach_call_retries_total``, per realm, category and request type). (These three paths are the
-bridge's own: a category named ``healthz``, ``openapi.json`` or ``metrics`` is reached by ``POST``.)
+Answers: 200 with the data. Every error is JSON ``{"error": message, "kind": kind, "data": ...}``
+(`KINDS` lists the kinds): 400 when the request failed (the actor's own failure, ``failed``, or a
+beach one such as ``busy``) or was malformed; 401 on a wrong secret (compared in constant time);
+404 when the category has no actor (or names beach's hidden ``_ACTORS`` one); 405 for a method
+the path does not take (with ``Allow``); 408 on a timeout; 413 for a body over the bus's message
+size; 415 for a body that is neither JSON nor a form; 502 for a reply JSON cannot carry; 503 when
+the bridge has lost its bus. An actor that raised is reported by kind and message only
+(``exception``, ``data: {exception, message}``): the traceback stays in ``beach logs``. JSON has
+no NaN or Infinity: a reply's are sent as ``null``. ``GET /healthz`` tells whether the bridge is
+connected; ``GET /openapi.json`` describes all this; ``GET /metrics`` gives, in the Prometheus text
+format, the bridge's own HTTP requests (``beach_restbridge_http_requests_total`` by method, route
+and status, ``beach_restbridge_http_request_duration_seconds``) and the requests it made to actors
+(``beach_calls_total`` by outcome, ``beach_call_duration_seconds``, ``beach_call_retries_total``,
+per realm, category and request type). These three paths are the bridge's own, never categories
+(any other method there is a 405).
+
+Bounds: the body is read as it comes and refused (413) as soon as it passes the server's
+``max_payload`` (at once when ``Content-Length`` says so), within `BODY_SECONDS`; JSON may nest
+``restbridge.max_json_depth`` levels; ``_timeout`` and ``_n_retries`` are capped by the config
+(`beach.config.RestBridgeConfig`); and when the HTTP client goes away, its request is abandoned
+(no more retries, nothing delivered later). If the NATS server closes the bridge's connection for
+good, the bridge exits (code 1) naming the server's reason, for its supervisor to restart it.
 
 The bridge binds 127.0.0.1 unless ``--host`` says otherwise. ``--ssl-self-signed`` makes a
 certificate with ``cryptography`` once and keeps it (in ``--ssl-cert`` / ``--ssl-key``).
@@ -45,37 +59,76 @@ import contextlib
 import datetime
 import hmac
 import json
+import logging
+import math
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Message
 
 from beach import metering, output, wire
 from beach.client.core import AsyncBeach
 from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
-from beach.errors import BeachError, CategoryError, UsageError
+from beach.config import RestBridgeConfig
+from beach.errors import BeachError, BusError, CategoryError, ClosedError, PayloadTooLarge, UsageError
 from beach.state import clusterconfig
+from beach.wire import subjects
+
+log = logging.getLogger("beach.restbridge")
 
 HEADERS = {"action": "Beach-Action", "ident": "Beach-Ident", "timeout": "Beach-Timeout",
            "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All"}
 DEFAULT_CERT = "rest.beach.crt"
 DEFAULT_KEY = "rest.beach.key"
+BODY_SECONDS = 30.0  # a body must have arrived whole within this long (a trickling client is a 408)
+RESERVED = ("healthz", "openapi.json")  # the bridge's own paths: never categories
+JSON_TYPE = "application/json"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
+
+KINDS = {
+    "bad_request": "the request is malformed: a parameter, the body, the category",
+    "wrong_secret": "the secret is missing or wrong (401)",
+    "not_found": "the path is not a category the bridge serves (404)",
+    "method_not_allowed": "the path does not take this method (405, with Allow)",
+    "too_large": "the body, or the request it makes, is over the bus's max_payload (413)",
+    "unsupported_media_type": "the body is neither JSON nor a form (415)",
+    "failed": "the actor answered with a failure of its own (400)",
+    "exception": "the actor's handler raised: data holds its exception type and message (400)",
+    **{failure.name.lower(): f"beach's failure {failure.value!r}" for failure in wire.Failure
+       if failure not in (wire.Failure.EXCEPTION,)},
+    "bad_reply": "the actor's reply cannot be sent as JSON (502)",
+    "unavailable": "the bridge has no bus connection (503)",
+    "internal": "a bug in the bridge (500; its log has the details)",
+}
+"""Every error kind an answer can carry, and what it means."""
 
 
-class BadRequest(Exception):
-    """A request the bridge cannot send: the status and the text to answer with."""
+class BridgeError(Exception):
+    """A request the bridge answers with an error: its status, kind (`KINDS`), message, data and
+    extra headers."""
 
-    def __init__(self, status: int, error: str, data: Any = None) -> None:
+    def __init__(self, status: int, kind: str, error: str, data: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
         self.status = status
+        self.kind = kind
         self.error = error
         self.data = {} if data is None else data
+        self.headers = headers or {}
+
+
+def _bad(error: str) -> BridgeError:
+    return BridgeError(400, "bad_request", error)
 
 
 class Bridge:
@@ -87,7 +140,9 @@ class Bridge:
         self.realm = realm or (client.realm if client is not None else "")  # else the config's, once connected
         self.secret = secret
         self.allow_get = allow_get
+        self.methods = ("GET", "POST") if allow_get else ("POST",)
         self.client = client
+        self.limits = client.session.config.restbridge if client is not None else RestBridgeConfig()
         self._owns_client = client is None
         self._handles: dict[tuple[str, str | None], ActorHandle] = {}
         self.http = metering.HttpStats("beach_restbridge")  # its own HTTP requests, for /metrics
@@ -100,12 +155,19 @@ class Bridge:
             self._handles[key] = self.client.getActorHandle(category, ident=ident)
         return self._handles[key]
 
+    @property
+    def connected(self) -> bool:
+        """True while the client is connected to the bus (and the server has not closed it for good)."""
+        session = self.client.session if self.client is not None else None
+        return bool(session and session.lost is None and session.nc.is_connected)
+
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         """Connect at start-up (unless given a client), disconnect at shutdown."""
         if self.client is None:
             self.client = await AsyncBeach.open(self.config_path, realm=self.realm or None)
             self.realm = self.client.realm
+            self.limits = self.client.session.config.restbridge
         try:
             yield
         finally:
@@ -115,26 +177,93 @@ class Bridge:
                 await self.client.close()
 
 
-async def _parameters(request: Request, limit: int) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _body(request: Request, limit: int) -> bytes:
+    """The request's body, read as it comes: `BridgeError` 413 as soon as it passes ``limit`` bytes
+    (at once when its ``Content-Length`` says it will), 408 when it takes over `BODY_SECONDS`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
+        raise BridgeError(413, "too_large", f"the request body is {int(declared)} bytes, over the bus's limit of "
+                                            f"{limit} (the NATS server's max_payload)")
+    if declared == "0" and "transfer-encoding" not in request.headers:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BridgeError(413, "too_large", f"the request body is over {size} bytes, over the bus's "
+                                                        f"limit of {limit} (the NATS server's max_payload)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BridgeError(408, "timeout", f"the request body did not arrive within {BODY_SECONDS:.0f}s") from None
+    return b"".join(chunks)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
+
+
+def parse_json(text: bytes | str, what: str, max_depth: int) -> Any:
+    """The JSON value in ``text``; `BridgeError` 400 naming ``what`` when it is not JSON, holds a
+    number that is not finite (``NaN``, ``1e999``), or nests deeper than ``max_depth``."""
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise _bad(f"{what} nests deeper than {max_depth} levels, the bridge's limit "
+                   f"(restbridge.max_json_depth)") from None
+    except ValueError as err:  # (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        raise _bad(f"{what} is not valid JSON: {err}") from None
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:  # breadth first, without recursion
+        item, depth = level.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise _bad(f"{what} nests deeper than {max_depth} levels, the bridge's limit "
+                           f"(restbridge.max_json_depth)")
+            level.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def _parameters(request: Request, limit: int, max_depth: int) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(options, data)`` from the query string and the body: the ``_`` parameters, and the rest."""
-    body = await request.body()
-    if len(body) > limit:
-        raise BadRequest(413, f"the request body is {len(body)} bytes, over the bus's limit of {limit}")
+    media = _media_type(request)
+    unreadable = BridgeError(415, "unsupported_media_type",
+                             f"a body of type {media or '(none given)'!r} cannot be read: send {JSON_TYPE} (an "
+                             f"object of parameters) or a form ({', '.join(FORM_TYPES)})")
+    supported = media == JSON_TYPE or media in FORM_TYPES
+    declared = request.headers.get("content-length", "")
+    if not supported and declared.isdigit() and 0 < int(declared) <= limit:
+        raise unreadable  # (a body over the limit is a 413 first)
+    body = await _body(request, limit)
+    if body and not supported:
+        raise unreadable
     fields: dict[str, Any] = dict(request.query_params)
-    content_type = request.headers.get("content-type", "")
-    if body and content_type.startswith("application/json"):
-        try:
-            parsed = json.loads(body)
-        except ValueError as err:
-            raise BadRequest(400, f"the body is not valid JSON: {err}") from None
+    if body and media == JSON_TYPE:
+        parsed = parse_json(body, "the body", max_depth)
         if not isinstance(parsed, dict):
-            raise BadRequest(400, "a JSON body must be an object of parameters")
+            raise _bad("a JSON body must be an object of parameters")
         fields.update(parsed)
     elif body:
+        async def replay() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
         try:
-            form = await request.form()
+            form = await Request(request.scope, replay).form()
         except Exception as err:  # malformed multipart or urlencoded data
-            raise BadRequest(400, f"the body is not a form: {err}") from None
+            raise _bad(f"the body is not a form: {err}") from None
         fields.update({k: v for k, v in form.items() if isinstance(v, str)})
     options = {k[1:]: v for k, v in fields.items() if k.startswith("_")}
     data = {k: v for k, v in fields.items() if not k.startswith("_")}
@@ -148,90 +277,205 @@ def _options(request: Request, options: dict[str, Any]) -> dict[str, Any]:
     return {name: request.headers[header] for name, header in HEADERS.items() if header in request.headers}
 
 
-def _number(options: dict[str, Any], name: str, kind: type, default: Any) -> Any:
+def _text(options: dict[str, Any], name: str) -> str | None:
     value = options.get(name)
-    if value in (None, ""):
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _bad(f"_{name} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _number(options: dict[str, Any], name: str, kind: type, default: Any, most: float, setting: str) -> Any:
+    value = options.get(name)
+    if value is None or value == "":
         return default
     try:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise TypeError
         number = kind(value)
-    except (TypeError, ValueError):
-        raise BadRequest(400, f"_{name} must be a number, not {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise _bad(f"_{name} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise _bad(f"_{name} must be a finite number, not {value!r}")
     if number < 0:
-        raise BadRequest(400, f"_{name} must be 0 or more, not {value!r}")
+        raise _bad(f"_{name} must be 0 or more, not {value!r}")
+    if number > most:
+        raise _bad(f"_{name} {value!r} is over the bridge's limit of {most:g} (restbridge.{setting})")
     return number
 
 
+def _flag(options: dict[str, Any], name: str) -> bool:
+    value = options.get(name)
+    if isinstance(value, bool) or value is None:
+        return bool(value)
+    if isinstance(value, str) and value.lower() in TRUE + FALSE:
+        return value.lower() in TRUE
+    raise _bad(f"_{name} must be true or false, not {value!r}")
+
+
+def _category(request: Request) -> str:
+    """The category the path names; `BridgeError` for the bridge's own paths and beach's hidden
+    one-actor category (the bridge reaches categories, not single actors)."""
+    category = str(request.path_params.get("category", ""))
+    try:
+        parts = subjects.segments(category)
+    except CategoryError as err:
+        raise _bad(str(err)) from None
+    if parts[0] == subjects.ACTORS_CATEGORY:
+        raise BridgeError(404, "not_found", f"{subjects.ACTORS_CATEGORY}/... is beach's hidden one-actor category: "
+                                            f"the bridge reaches categories only")
+    return category
+
+
 def _answer(value: Any, fmt: str, status: int = 200) -> Response:
-    if fmt == "msgpack":
-        return Response(wire.pack(value, what="the answer"), status, media_type="application/msgpack")
-    return Response(output.dumps_line(value), status, media_type="application/json")
+    """``value`` in the format asked for; 502 ``bad_reply`` when it cannot be written in it."""
+    try:
+        if fmt == "msgpack":
+            return Response(wire.pack(value, what="the reply"), status, media_type="application/msgpack")
+        return Response(output.dumps_line(value), status, media_type=JSON_TYPE)
+    except ValueError as err:  # (EncodeError is a TypeError and a BeachError)
+        return error_response(502, "bad_reply", f"the actor's reply cannot be sent as {fmt}: {err}")
+    except BeachError as err:
+        return error_response(502, "bad_reply", str(err))
+
+
+def error_response(status: int, kind: str, error: str, data: Any = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    """An error answer: JSON ``{"error", "kind", "data"}`` (see `KINDS`)."""
+    try:
+        body = output.dumps_line({"error": error, "kind": kind, "data": {} if data is None else data})
+    except ValueError:  # data JSON cannot carry: the error alone
+        body = output.dumps_line({"error": error, "kind": kind, "data": {}})
+    return Response(body, status, headers=headers, media_type=JSON_TYPE)
+
+
+def _failure(error: str, data: Any, timed_out: bool) -> BridgeError:
+    """The HTTP answer to a failed reply: its kind and status; an exception by type and message only."""
+    failure = wire.Failure.of(error)
+    if timed_out or failure is wire.Failure.TIMEOUT:
+        return BridgeError(408, "timeout", error or "timeout", data)
+    if failure is wire.Failure.EXCEPTION:
+        trace = data.get("st") if isinstance(data, dict) else None
+        lines = [line.strip() for line in str(trace or "").splitlines() if line.strip()]
+        last = lines[-1] if lines else "an exception"
+        name, _, message = last.partition(": ")
+        return BridgeError(400, "exception", f"the actor's handler raised {last}",
+                           {"exception": name, "message": message})
+    if failure is None:
+        return BridgeError(400, "failed", error, data)
+    return BridgeError(404 if failure is wire.Failure.NO_ACTOR else 400, failure.name.lower(), error, data)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the HTTP client has gone away (the body is read by then: what is left to receive
+    is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
+    """``work``'s answer, or — when the client goes away first — ``work`` cancelled: no retry goes
+    on, nothing is delivered later, for nobody."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
+    return task.result()
+
+
+async def _send(bridge: Bridge, handle: ActorHandle, action: str, data: dict[str, Any], options: dict[str, Any],
+                fmt: str) -> Response:
+    limits = bridge.limits
+    timeout = _number(options, "timeout", float, DEFAULT_TIMEOUT, limits.max_timeout, "max_timeout") or DEFAULT_TIMEOUT
+    retries = _number(options, "n_retries", int, 0, limits.max_retries, "max_retries")
+    key = options.get("key")
+    if _flag(options, "from_all"):
+        if not handle.getNumAvailable():
+            raise BridgeError(404, "no_actor", f"no actor available in category {handle.category!r} of realm "
+                                               f"{bridge.realm!r}")
+        future = await handle.arequestFromAll(action, data, timeout=timeout)
+        replies = await future.wait(timeout + 1)
+        return _answer([r.data for r in replies if r.isSuccess], fmt)
+    response = await handle.arequest(action, data, timeout=timeout, nRetries=retries,
+                                     key=None if key in (None, "") else key)
+    if response.isSuccess:
+        return _answer(response.data, fmt)
+    raise _failure(response.error, response.data, response.isTimedOut)
 
 
 async def serve(request: Request) -> Response:
     """``POST /<category>``: send one request (or one to every actor) and answer with its data."""
     bridge: Bridge = request.app.state.bridge
-    fmt = "json"
     try:
-        if request.method == "GET" and not bridge.allow_get:
-            raise BadRequest(405, "GET is not allowed: use POST (or run the bridge with -g)")
-        assert bridge.client is not None
+        _allow(request, bridge.methods)
+        category = _category(request)
+        if not bridge.connected or bridge.client is None:
+            raise ClosedError("the bridge is not connected to the bus")
         limit = bridge.client.session.nc.max_payload or 1024 * 1024
-        raw_options, data = await _parameters(request, limit)
+        raw_options, data = await _parameters(request, limit, bridge.limits.max_json_depth)
         options = _options(request, raw_options)
-        fmt = str(options.get("format") or "json")
+        fmt = _text(options, "format") or "json"
         if fmt not in ("json", "msgpack"):
-            fmt = "json"
-            raise BadRequest(400, f"_format must be json or msgpack, not {options.get('format')!r}")
+            raise _bad(f"_format must be json or msgpack, not {fmt!r}")
         if bridge.secret is not None and not hmac.compare_digest(
                 str(options.get("secret") or "").encode(), bridge.secret.encode()):
-            raise BadRequest(401, "wrong or missing secret")
-        action = options.get("action")
+            raise BridgeError(401, "wrong_secret", "wrong or missing secret")
+        action = _text(options, "action")
         if not action:
-            raise BadRequest(400, "no request type: give _action (or the Beach-Action header)")
-        if options.get("json_data"):
-            try:
-                extra = json.loads(options["json_data"])
-            except ValueError as err:
-                raise BadRequest(400, f"_json_data is not valid JSON: {err}") from None
+            raise _bad("no request type: give _action (or the Beach-Action header)")
+        extra = options.get("json_data")
+        if isinstance(extra, str) and extra:
+            extra = parse_json(extra, "_json_data", bridge.limits.max_json_depth)
+        if extra not in (None, ""):
             if not isinstance(extra, dict):
-                raise BadRequest(400, "_json_data must be a JSON object")
+                raise _bad("_json_data must be a JSON object")
             data.update(extra)
-        category = request.path_params["category"]
         try:
-            handle = bridge.handle(category, options.get("ident") or None)
+            handle = bridge.handle(category, _text(options, "ident"))
         except CategoryError as err:
-            raise BadRequest(400, str(err)) from None
-        timeout = _number(options, "timeout", float, DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
-        if str(options.get("from_all", "")).lower() in ("true", "1", "yes"):
-            if not handle.getNumAvailable():
-                raise BadRequest(404, f"no actor available in category {category!r} of realm {bridge.realm!r}")
-            future = await handle.arequestFromAll(str(action), data, timeout=timeout)
-            replies = await future.wait(timeout + 1)
-            return _answer([r.data for r in replies if r.isSuccess], fmt)
-        response = await handle.arequest(str(action), data, timeout=timeout,
-                                         nRetries=_number(options, "n_retries", int, 0),
-                                         key=options.get("key") or None)
-    except BadRequest as err:
-        return _answer({"error": err.error, "data": err.data}, fmt, err.status)
-    except BeachError as err:  # data the bus cannot carry, an affinity handle without key...
-        return _answer({"error": str(err), "data": {}}, fmt, 400)
-    if response.isSuccess:
-        return _answer(response.data, fmt)
-    status = 408 if response.isTimedOut else 404 if response.failure == wire.NO_ACTOR else 400
-    return _answer({"error": response.error, "data": response.data}, fmt, status)
+            raise _bad(str(err)) from None
+        return await _unless_gone(request, _send(bridge, handle, action, data, options, fmt))
+    except BridgeError as err:
+        return error_response(err.status, err.kind, err.error, err.data, err.headers)
+    except ClientDisconnect:
+        return Response(status_code=499)
+    except PayloadTooLarge as err:
+        return error_response(413, "too_large", str(err))
+    except ClosedError as err:
+        return error_response(503, "unavailable", str(err))
+    except BusError as err:
+        return error_response(503, "bus_unavailable", str(err))
+    except BeachError as err:  # data the bus cannot carry, a category too long, an affinity handle without key...
+        return error_response(400, "bad_request", str(err))
+
+
+def _allow(request: Request, methods: tuple[str, ...]) -> None:
+    """`BridgeError` 405 (with ``Allow``) unless ``request`` uses one of ``methods``."""
+    if request.method not in methods:
+        hint = ": use POST (or run the bridge with -g)" if request.method == "GET" else ""
+        raise BridgeError(405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}{hint}",
+                          headers={"Allow": ", ".join(methods)})
 
 
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: 200 while the bridge is connected to the bus, 503 when it is not."""
+    _allow(request, ("GET",))
     bridge: Bridge = request.app.state.bridge
-    nc = bridge.client.session.nc if bridge.client else None
-    ok = bool(nc and nc.is_connected)
-    return JSONResponse({"ok": ok, "realm": bridge.realm,
-                         "nodes": len(bridge.client.session.view.nodes) if bridge.client else 0}, 200 if ok else 503)
+    ok = bridge.connected
+    body = {"ok": ok, "realm": bridge.realm, "nodes": len(bridge.client.session.view.nodes) if bridge.client else 0}
+    return Response(output.dumps_line(body), 200 if ok else 503, media_type=JSON_TYPE)
 
 
 async def metrics(request: Request) -> Response:
     """``GET /metrics``: the bridge's HTTP requests and its calls to actors, for Prometheus."""
+    _allow(request, ("GET",))
     bridge: Bridge = request.app.state.bridge
     calls = []
     if bridge.client is not None:
@@ -243,39 +487,91 @@ async def metrics(request: Request) -> Response:
     return Response(metering.exposition(families), media_type=metering.CONTENT_TYPE)
 
 
-def openapi(request: Request) -> Response:
-    """``GET /openapi.json``: this bridge described in OpenAPI 3."""
-    params = [{"name": f"_{name}", "in": "query", "required": False, "schema": {"type": "string"},
-               "description": text} for name, text in (
-        ("action", "the request type (or the Beach-Action header)"), ("ident", "the trust ident"),
-        ("timeout", "seconds to wait (default 10)"), ("n_retries", "retries after a timeout or busy"),
-        ("key", "affinity key"), ("secret", "the bridge's secret"), ("format", "json or msgpack"),
-        ("json_data", "a JSON object merged into the data"), ("from_all", "true: every actor"))]
-    error = {"type": "object", "properties": {"error": {"type": "string"}, "data": {}}, "required": ["error"]}
-    responses = {
-        "200": {"description": "the reply's data (a list of them with _from_all)",
-                "content": {"application/json": {"schema": {}}, "application/msgpack": {}}},
-        **{code: {"description": text, "content": {"application/json": {"schema": error}}} for code, text in (
-            ("400", "the request failed, or was malformed"), ("401", "wrong secret"),
-            ("404", "no actor in the category"), ("405", "GET without -g"), ("408", "timeout"),
-            ("413", "body too large"))}}
+def _schema_error() -> dict[str, Any]:
+    return {"type": "object", "required": ["error", "kind"], "properties": {
+        "error": {"type": "string", "description": "what went wrong"},
+        "kind": {"type": "string", "enum": list(KINDS),
+                 "description": "; ".join(f"{k}: {v}" for k, v in KINDS.items())},
+        "data": {"description": "the failure's data (an exception: its type and message)"}}}
+
+
+def openapi_document(bridge: Bridge) -> dict[str, Any]:
+    """This bridge described in OpenAPI 3 (every status code it answers with, every error's shape)."""
+    limits = bridge.limits
+    string: dict[str, Any] = {"type": "string"}
+    params = [{"name": f"_{name}", "in": "query", "required": False, "schema": schema, "description": text}
+              for name, schema, text in (
+        ("action", {"type": "string", "minLength": 1}, "the request type (or the Beach-Action header)"),
+        ("ident", string, "the trust ident"),
+        ("timeout", {"type": "number", "minimum": 0, "maximum": limits.max_timeout},
+         f"seconds to wait (default {DEFAULT_TIMEOUT:g}, 0: the default)"),
+        ("n_retries", {"type": "integer", "minimum": 0, "maximum": limits.max_retries},
+         "retries after a timeout or busy"),
+        ("key", string, "affinity key"), ("secret", string, "the bridge's secret"),
+        ("format", {"type": "string", "enum": ["json", "msgpack"]}, "the answer's format"),
+        ("json_data", string, "a JSON object merged into the data"),
+        ("from_all", {"type": "string", "enum": list(TRUE + FALSE)}, "true: every actor"))]
+    error = {"content": {JSON_TYPE: {"schema": _schema_error()}}}
+    allow = {"Allow": {"description": "the methods the path takes", "schema": string}}
+    errors = {code: {"description": text, **error} for code, text in (
+        ("400", "the request failed (the actor's failure, busy...), or was malformed"),
+        ("401", "wrong or missing secret"),
+        ("404", "no actor in the category (or the hidden _ACTORS category)"),
+        ("408", "timeout (of the reply, or of the body's arrival)"),
+        ("413", "body (or the request it makes) over the bus's max_payload"),
+        ("415", "a body that is neither JSON nor a form"),
+        ("502", "a reply that cannot be sent in the format asked for"),
+        ("503", "the bridge is not connected to the bus"))}
+    errors["405"] = {"description": "a method the path does not take (and the bridge's own paths)",
+                     "headers": allow, **error}
+    responses = {"200": {"description": "the reply's data (a list of them with _from_all); NaN and Infinity "
+                                        "are written as null",
+                         "content": {JSON_TYPE: {"schema": {}}, "application/msgpack": {}}}, **errors}
+    body = {"type": "object", "additionalProperties": True}
     operation = {"summary": "send a request to one actor of the category", "parameters": params,
                  "requestBody": {"required": False, "content": {
-                     "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
-                     "application/json": {"schema": {"type": "object"}}}},
+                     "application/x-www-form-urlencoded": {"schema": body},
+                     "multipart/form-data": {"schema": body}, JSON_TYPE: {"schema": body}}},
                  "responses": responses}
-    bridge: Bridge = request.app.state.bridge
     paths: dict[str, Any] = {"/{category}": {"post": operation, "parameters": [
-        {"name": "category", "in": "path", "required": True, "schema": {"type": "string"}}]}}
+        {"name": "category", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1},
+         "description": "the category (its segments separated by /)"}]}}
     if bridge.allow_get:
         paths["/{category}"]["get"] = operation
-    paths["/healthz"] = {"get": {"summary": "is the bridge connected", "responses": {
-        "200": {"description": "connected"}, "503": {"description": "not connected"}}}}
+    own = {"405": errors["405"]}
+    paths["/healthz"] = {"get": {"summary": "is the bridge connected to the bus", "responses": {
+        "200": {"description": "connected", "content": {JSON_TYPE: {"schema": {"type": "object"}}}},
+        "503": {"description": "not connected", "content": {JSON_TYPE: {"schema": {"type": "object"}}}}, **own}}}
     paths["/metrics"] = {"get": {"summary": "its HTTP requests and its calls to actors (Prometheus text format)",
-                                 "responses": {"200": {"description": "the metrics",
-                                                       "content": {"text/plain": {}}}}}}
-    return JSONResponse({"openapi": "3.0.3", "info": {"title": f"beach REST bridge, realm {bridge.realm}",
-                                                       "version": "1"}, "paths": paths})
+                                 "responses": {"200": {"description": "the metrics", "content": {"text/plain": {}}},
+                                               **own}}}
+    paths["/openapi.json"] = {"get": {"summary": "this document", "responses": {
+        "200": {"description": "OpenAPI 3", "content": {JSON_TYPE: {"schema": {"type": "object"}}}}, **own}}}
+    return {"openapi": "3.0.3", "info": {"title": f"beach REST bridge, realm {bridge.realm}", "version": "1",
+                                         "description": __doc__.split("Bounds:")[0].split("Answers:")[1].strip()},
+            "paths": paths}
+
+
+async def openapi(request: Request) -> Response:
+    """``GET /openapi.json``: this bridge described in OpenAPI 3."""
+    _allow(request, ("GET",))
+    return Response(output.dumps_line(openapi_document(request.app.state.bridge)), media_type=JSON_TYPE)
+
+
+async def _bridge_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BridgeError)
+    return error_response(exc.status, exc.kind, exc.error, exc.data, exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    return error_response(exc.status_code, kind, exc.detail, headers=dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", f"internal error ({type(exc).__name__}); the bridge's log has the details")
 
 
 def create_app(config_path: str, realm: str | None = None, secret: str | None = None, allow_get: bool = False,
@@ -283,11 +579,15 @@ def create_app(config_path: str, realm: str | None = None, secret: str | None = 
     """The bridge as an ASGI app: it uses ``client``, or connects to the cluster of ``config_path``
     when it starts."""
     bridge = Bridge(config_path, realm, secret, allow_get, client)
-    app = Starlette(routes=[Route("/healthz", healthz, methods=["GET"]),
-                            Route("/openapi.json", openapi, methods=["GET"]),
-                            Route("/metrics", metrics, methods=["GET"]),
-                            Route("/{category:path}", serve, methods=["GET", "POST"])],
-                    lifespan=bridge.lifespan, middleware=[Middleware(metering.HttpMeter, stats=bridge.http)])
+    # every route takes every method and checks its own, so that each 405 says Allow and none falls
+    # through to the category route (POST /healthz is not the category "healthz")
+    app = Starlette(routes=[Route("/healthz", healthz, methods=ANY_METHOD),
+                            Route("/openapi.json", openapi, methods=ANY_METHOD),
+                            Route("/metrics", metrics, methods=ANY_METHOD),
+                            Route("/{category:path}", serve, methods=ANY_METHOD)],
+                    lifespan=bridge.lifespan, middleware=[Middleware(metering.HttpMeter, stats=bridge.http)],
+                    exception_handlers={BridgeError: _bridge_error, HTTPException: _http_error,
+                                        Exception: _server_error})
     app.state.bridge = bridge
     return app
 
@@ -370,7 +670,18 @@ async def _serve(args: argparse.Namespace, tls: dict[str, Any]) -> int:
         app = create_app(args.config, client.realm, args.secret, args.allow_get, client=client)
         server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                                                lifespan="on", **tls))
+        lost: list[str] = []
+
+        def stop(reason: str) -> None:  # deaf, the bridge must not go on answering 503s: it exits
+            lost.append(reason)
+            server.should_exit = True
+
+        client.session.lost_listeners.append(stop)
         await server.serve()
+        if lost:
+            print(f"beach: the NATS server closed the REST bridge's connection for good ({lost[0]}): exiting",
+                  file=sys.stderr)
+            return 1
         return 0 if server.started else 1
     finally:
         await client.close()

@@ -25,7 +25,7 @@ from beach.client.runner import Background, Runner
 from beach.client.session import Session
 from beach.code import store as codestore
 from beach.config import Config, warn_ignored
-from beach.errors import BeachError
+from beach.errors import BeachError, BusError
 from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
 from beach.state import clusterconfig, desired, directory, records
@@ -86,6 +86,7 @@ class NodeAgent(ControlServer):
             log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
         try:
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
+            lost = control.lost_bus(self.session, self.stopping.set)  # deaf, the node stops (exit 1)
             await self._start_logs()
             self.cleanup = Cleanup(self.session, self.node_id, self.pool)
             await self.cleanup.previous_life()
@@ -120,6 +121,8 @@ class NodeAgent(ControlServer):
             await self.supervisor.stop()
             await self.shutdown()
             logs.uninstall(self.log_handler)
+            if lost:
+                raise BusError(f"node {self.node_id} stops: the NATS server closed its connection for good ({lost[0]})")
         finally:
             if self.server is not None:
                 self.server.stop()
@@ -478,5 +481,5 @@ def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:
     """Check a spawn request; raise `RecordError` (a ``ValueError``) or `CategoryError` naming the bad field."""
     spec = records.SPAWN.check(args)
     spec["realm"] = subjects.check_realm(spec["realm"])
-    spec["categories"] = [subjects.normalize(c) for c in spec["categories"]]
+    spec["categories"] = [subjects.routable(spec["realm"], c) for c in spec["categories"]]
     return spec

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -26,6 +27,20 @@ from beach.wire import Reply
 log = logging.getLogger("beach.control")
 
 UNPRIVILEGED = "unprivileged"  # the original's answer to a missing or wrong admin token
+BUS_LOST_EXIT = 3  # an actor host's exit code when the NATS server closed its connection for good
+
+
+def lost_bus(session: Session, stop: Callable[[], None]) -> list[str]:
+    """Have ``stop()`` called if the server closes ``session``'s connection for good (a process of
+    the daemon must not live on deaf); the list returned gets the server's reason then."""
+    reasons: list[str] = []
+
+    def lost(reason: str) -> None:
+        reasons.append(reason)
+        stop()
+
+    session.lost_listeners.append(lost)
+    return reasons
 
 # The realm the operation being served is confined to (its subject's), None for cluster-wide.
 scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("beach_control_scope", default=None)

@@ -24,6 +24,7 @@ from beach.security import authority
 from beach.state.directory import DirectoryView
 from beach.state.spawn import HOST_START_SECONDS
 from beach.wire import Reply, read_reply, subjects
+from nodeagent.control import BUS_LOST_EXIT
 
 log = logging.getLogger("beach.nodeagent")
 
@@ -106,7 +107,10 @@ class HostPool:
             if not host.ready.done():
                 host.ready.set_exception(BeachError(f"actor host {host.id} exited with code {code} at start"))
                 host.ready.exception()  # mark retrieved
-            if not host.leaving and not stopping:
+            if code == BUS_LOST_EXIT and not stopping:
+                log.error("actor host %s exited: the NATS server closed its connection for good (its log says "
+                          "why); its actors are gone%s", host.id, "" if host.isolated else ", and it is replaced")
+            elif not host.leaving and not stopping:
                 log.error("actor host %s died (exit code %s)", host.id, code)
         return dead
 

@@ -16,12 +16,14 @@ from beach.bus.connection import (
     NODES_BUCKET,
     PING_SECONDS,
     PINGS_MISSED,
+    BusClient,
     Refusals,
     auto_replicas,
     close,
     connect,
     exposed,
     failure,
+    lost_reason,
     open_bucket,
     open_buckets,
     open_desired,
@@ -31,6 +33,6 @@ from beach.bus.connection import (
 
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
-    "PING_SECONDS", "Refusals", "auto_replicas", "close", "connect", "exposed", "failure", "open_bucket",
-    "open_buckets", "open_desired", "sealed", "translated",
+    "PING_SECONDS", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed", "failure",
+    "lost_reason", "open_bucket", "open_buckets", "open_desired", "sealed", "translated",
 ]

@@ -20,8 +20,9 @@ from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from beach.config import Config
-from beach.errors import CLOSED, BusError, ClosedError, PermissionDenied
+from beach.errors import CLOSED, BusError, ClosedError, PayloadTooLarge, PermissionDenied
 from beach.security.sealedkv import SealedBucket
+from beach.wire import subjects
 
 T = TypeVar("T")
 
@@ -39,11 +40,12 @@ JETSTREAM_WAIT = 20.0
 JS_TIMEOUT = 5.0  # seconds a JetStream API call (a bucket's or stream's set-up, a KV write) waits
 
 
-def failure(err: nats.errors.Error, what: str) -> BusError:
+def failure(err: nats.errors.Error, what: str, reason: str = "") -> BusError:
     """Our exception for nats-py's ``err``: `ClosedError` once the connection is closed or
-    draining, else `BusError` saying ``what`` failed (a full reconnect buffer, a timeout...)."""
+    draining (its message ending with ``reason``, why it was lost), else `BusError` saying
+    ``what`` failed (a full reconnect buffer, a timeout...)."""
     if isinstance(err, (ConnectionClosedError, ConnectionDrainingError)):
-        return ClosedError(CLOSED)
+        return ClosedError(CLOSED + reason)
     return BusError(f"{what}: {str(err) or type(err).__name__}")
 
 
@@ -118,11 +120,50 @@ class Refusals:
                 refused.cancel()
 
 
-async def connect(config: Config, name: str, **options: Any) -> Client:
+class BusClient(Client):
+    """nats-py's client, refusing what would make a NATS server close the connection for good:
+    a protocol line over the server's ``max_control_line`` (`subjects.check_line`: `UsageError`)
+    and a message over its ``max_payload`` (`PayloadTooLarge`), each before anything is sent. One
+    bad name must cost its caller an error, never the whole process its connection.
+
+    It also knows whether its close was asked for (`bus.close` sets ``closing``): a close that was
+    not is the server's doing (a protocol error, an authorization revoked, a kick), for good."""
+
+    closing = False
+
+    async def publish(self, subject: str, payload: bytes = b"", reply: str = "",
+                      headers: dict[str, str] | None = None) -> None:
+        """nats-py's publish, after the checks of the class docs."""
+        subjects.check_line(subject, reply)
+        limit = self.max_payload
+        size = len(payload)
+        if headers:
+            size += sum(len(k) + len(v) + 4 for k, v in headers.items()) + 12  # NATS/1.0 and CRLFs
+        if limit and size > limit:
+            raise PayloadTooLarge(size, limit, f"a message to {subjects.shown(subject)}")
+        await super().publish(subject, payload, reply, headers)
+
+    async def subscribe(self, subject: str, queue: str = "", *args: Any, **kwargs: Any) -> Any:
+        """nats-py's subscribe, after the line check of the class docs."""
+        subjects.check_line(subject, queue, "subscribe to")
+        return await super().subscribe(subject, queue, *args, **kwargs)
+
+
+def lost_reason(nc: Client) -> str:
+    """Why the server closed ``nc``, in words (its last error, as nats-py kept it)."""
+    err = nc.last_error
+    text = str(err or "").removeprefix("nats: ").strip("' ")
+    return text or (type(err).__name__ if err is not None else "no reason given")
+
+
+async def connect(config: Config, name: str, on_lost: Callable[[str], None] | None = None,
+                  **options: Any) -> Client:
     """Connect to the NATS servers the config names; raise `BusError` if none answers.
 
     The first connection is tried a few times and then fails with a clear error (a dead server
-    must not hang the caller); once connected, the client reconnects for ever.
+    must not hang the caller); once connected, the client reconnects for ever. A connection the
+    server closes for good (nats-py does not reconnect after a protocol error) is logged, with the
+    server's reason, and ``on_lost(reason)`` is called: the process must not stay alive but deaf.
     """
     urls = config.nats.urls
     auth: dict[str, Any] = {}
@@ -146,8 +187,19 @@ async def connect(config: Config, name: str, **options: Any) -> Client:
                                   ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_MISSED)
     params.update(auth)
     params.update(options)
+    nc = BusClient()
+
+    async def closed() -> None:
+        if nc.closing:
+            return
+        reason = lost_reason(nc)
+        log.info("%s: the NATS server closed the connection for good: %s", name, reason)
+        if on_lost is not None:
+            on_lost(reason)
+
+    params["closed_cb"] = closed
     try:
-        nc = await nats.connect(urls, **params)
+        await nc.connect(urls, **params)
     except Exception as err:
         hint = ""
         if config.nats.embedded:
@@ -170,6 +222,8 @@ async def close(nc: Client, timeout: float = 5.0) -> None:
     server for ever and keeps ``asyncio.run`` from returning. Bounding the attempts first makes
     such a loop end on its own.
     """
+    if isinstance(nc, BusClient):
+        nc.closing = True
     nc.options["max_reconnect_attempts"] = 1
     if nc.is_connected:
         try:

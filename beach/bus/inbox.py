@@ -35,6 +35,7 @@ class Inbox:
         self._subjects: dict[str, str] = {}  # token → subject, to fail the calls NATS refused
         self._tokens = itertools.count()
         self.closed = False
+        self.reason = ""  # why it was closed, when it was not by its owner (" (...)", appended to messages)
 
     async def start(self) -> None:
         """Subscribe to the inbox (once, before the first request)."""
@@ -62,12 +63,14 @@ class Inbox:
             if sent_to.lower() == subject and future is not None and not future.done():
                 future.set_exception(PermissionDenied(message.format(subject=sent_to)))
 
-    def close(self) -> None:
-        """Fail every request still waiting for its reply, and every later one, with `ClosedError`."""
+    def close(self, reason: str = "") -> None:
+        """Fail every request still waiting for its reply, and every later one, with `ClosedError`
+        (whose message ends with ``reason``, when the connection was lost rather than closed)."""
         self.closed = True
+        self.reason = self.reason or (f": {reason}" if reason else "")
         for future in self._waiting.values():
             if not future.done():
-                future.set_exception(ClosedError(CLOSED_DURING_CALL))
+                future.set_exception(ClosedError(CLOSED_DURING_CALL + self.reason))
         self._waiting.clear()
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> Msg:
@@ -78,7 +81,7 @@ class Inbox:
         connection is closed, and `BusError` when NATS takes no more (a full reconnect buffer).
         """
         if self.closed:
-            raise ClosedError(CLOSED)
+            raise ClosedError(CLOSED + self.reason)
         token = format(next(self._tokens), "x")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Msg] = loop.create_future()
@@ -92,7 +95,7 @@ class Inbox:
             try:
                 await self.nc.publish(subject, payload, reply=reply)
             except nats.errors.Error as err:
-                raise bus.failure(err, f"cannot send a request to {subject}") from None
+                raise bus.failure(err, f"cannot send a request to {subject}", self.reason) from None
             msg = await future
         finally:
             timer.cancel()

@@ -328,6 +328,7 @@ class AsyncBeach:
         actor = self._session.view.actors.get(actorId)
         if actor is None:
             return False
+        subjects.routable(actor["realm"], category)  # a bad category is a CategoryError here, not a failed call
         response = await self._node_call(actor["node"], op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT,
                                          actor["realm"])
         if response.isSuccess:

@@ -25,7 +25,7 @@ class ActorHandleGroup:
                  nRetries: int | None = None, timeout: float | None = None, ident: str | None = None) -> None:
         self._session = session
         self._realm = subjects.check_realm(realm)
-        self._root = subjects.normalize(categoryRoot)
+        self._root = subjects.routable(self._realm, categoryRoot)  # (a root too long can have nothing under it)
         self._options = (mode, nRetries, timeout, ident)
         self._handles: dict[str, ActorHandle] = {}
         self._generation = -1

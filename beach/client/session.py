@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import nats.errors
@@ -23,6 +25,8 @@ from beach.errors import PayloadTooLarge
 from beach.security import authority
 from beach.security.seal import OVERHEAD
 from beach.state.directory import DirectoryView
+
+log = logging.getLogger("beach.session")
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.
@@ -51,6 +55,8 @@ class Session:
         self.inbox = inbox
         self.node_id = node_id
         self.sealer = config.sealer
+        self.lost: str | None = None  # why the server closed the connection for good, once it did
+        self.lost_listeners: list[Callable[[str], None]] = []  # told that reason (the process must act)
         self.calls: dict[str, metering.Meter] = {}  # by realm: the requests its handles made
 
     def calls_in(self, realm: str) -> metering.Meter:
@@ -63,9 +69,18 @@ class Session:
     @classmethod
     async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
                    **options: Any) -> Session:
-        """Connect, open the directory buckets and load the view; raise `BusError` on failure."""
+        """Connect, open the directory buckets and load the view; raise `BusError` on failure.
+
+        If the server later closes the connection for good, every call waiting on it and every
+        later one raises `ClosedError` naming the server's reason, and ``lost_listeners`` hear it."""
         refusals = bus.Refusals(config.nats.user)
-        nc = await bus.connect(config, name, error_cb=refusals.error_cb, **options)
+        opened: list[Session] = []  # the session, once made (the connection comes first)
+
+        def lost(reason: str) -> None:
+            for session in opened:
+                session._on_lost(reason)
+
+        nc = await bus.connect(config, name, on_lost=lost, error_cb=refusals.error_cb, **options)
         try:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
             with bus.translated("cannot load the directory from NATS"):
@@ -77,7 +92,17 @@ class Session:
         except BaseException:
             await bus.close(nc)
             raise
-        return cls(config, runner, nc, view, inbox, node_id, refusals)
+        opened.append(cls(config, runner, nc, view, inbox, node_id, refusals))
+        return opened[0]
+
+    def _on_lost(self, reason: str) -> None:
+        self.lost = reason
+        self.inbox.close(f"the NATS server closed it for good ({reason})")
+        if not self.lost_listeners:  # a library client: its next call raises ClosedError saying so
+            log.warning("the NATS server closed this beach connection for good (%s): every call now raises "
+                        "ClosedError", reason)
+        for listener in list(self.lost_listeners):
+            listener(reason)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""
@@ -96,7 +121,7 @@ class Session:
         try:
             await self.nc.publish(subject, payload, reply=reply)
         except nats.errors.Error as err:
-            raise bus.failure(err, f"cannot publish to {subject}") from None
+            raise bus.failure(err, f"cannot publish to {subject}", self.inbox.reason) from None
 
     def unseal(self, msg: Msg, fresh: bool = True) -> bytes:
         """The body of a received message: opened (and checked fresh, for live messages) when

@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 
 from beach.dashboard.app import create_app
 from beach.dashboard.state import Dashboard
-from beach.errors import BeachError
+from beach.errors import BeachError, BusError
 from beach.output import run_tool
 
 DEFAULT_HOST = "127.0.0.1"
@@ -115,7 +115,7 @@ def _signals_handled_by_uvicorn() -> Iterator[None]:
 
 async def serve(app: Starlette, host: str, port: int) -> None:
     """Run the app's lifespan (connect, follow the cluster), then serve it on ``host:port`` until told
-    to stop."""
+    to stop; raise `BusError` if the NATS server closes the connection for good (the dashboard exits 1)."""
     dash: Dashboard = app.state.dashboard
     async with app.router.lifespan_context(app):  # connecting first: no port is taken for a dead cluster
         sock = _listen(host, port)
@@ -128,8 +128,18 @@ async def serve(app: Starlette, host: str, port: int) -> None:
         notice = dash.client.session.open_notice()
         if notice:
             print(f"beach: {notice}", file=sys.stderr, flush=True)
+        lost: list[str] = []
+
+        def stop(reason: str) -> None:  # deaf, the dashboard would only show a frozen cluster: it exits
+            lost.append(reason)
+            server.should_exit = True
+            dash.hub.close()
+
+        dash.client.session.lost_listeners.append(stop)
         with _signals_handled_by_uvicorn():
             await server.serve(sockets=[sock])
+    if lost:
+        raise BusError(f"the NATS server closed the dashboard's connection for good ({lost[0]}): exiting")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m beach.dashboard") -> int:

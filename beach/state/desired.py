@@ -38,8 +38,8 @@ def supervision_key(realm: str, sid: str) -> str:
 
 
 def patrol_key(owner: str) -> str:
-    """The key of a patrol spec."""
-    return f"patrol.{subjects.escape(owner)}"
+    """The key of a patrol spec; `CategoryError` for an owner too long for a key."""
+    return subjects.check_key(f"patrol.{subjects.escape(owner)}", f"patrol owner {subjects.shown(owner)}")
 
 
 def cordon_key(node: str) -> str:

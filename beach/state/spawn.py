@@ -37,7 +37,7 @@ def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strate
     if restart not in RESTART_POLICIES:
         raise UsageError(f"unknown restart policy {restart!r}: use one of {', '.join(RESTART_POLICIES)}")
     return {
-        "name": actorName, "categories": [subjects.normalize(c) for c in categories],
+        "name": actorName, "categories": [subjects.routable(subjects.check_realm(realm), c) for c in categories],
         "realm": subjects.check_realm(realm), "parameters": parameters or {}, "resources": resources or {},
         "ident": secretIdent, "trusted": list(trustedIdents or ()), "isolated": bool(isIsolated),
         "n_concurrent": n_concurrent, "max_concurrent": max_concurrent, "is_drainable": bool(is_drainable),

@@ -16,6 +16,12 @@ are ignored, so ``/foo/`` is ``foo``; an empty segment inside (``a//b``) is an e
 Tokens are escaped reversibly: every byte outside ``[A-Za-z0-9_-]`` becomes ``=XX`` (hex), so
 ``1.2`` is the token ``1=2E2``. Plain names stay readable, and the result is legal both in a
 subject and in a JetStream KV key.
+
+Lengths: nats-server closes, for good, a connection that sends a protocol line longer than its
+``max_control_line`` (4096 bytes; servers do not announce it): a ``PUB`` naming a 5,000-byte
+subject would take the whole process's connection down. So every subject made here is checked
+(`check_length`: at most `MAX_SUBJECT` bytes, a `CategoryError` naming the name that is too long),
+and the bus's client checks every line it sends (`check_line`, a `UsageError`) whatever built it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,17 @@ from beach.errors import CategoryError, UsageError
 
 QUEUE = "beach"
 ACTORS_CATEGORY = "_ACTORS"
+
+MAX_CONTROL_LINE = 4096
+"""The longest protocol line nats-server reads (its ``max_control_line`` default; INFO does not
+announce it): past it the server answers ``-ERR 'maximum control line exceeded'`` and closes the
+connection."""
+LINE_ROOM = 256
+"""Bytes of a line kept for all but the subject: the verb, a reply subject, the sizes
+(``HPUB <subject> <reply> <header size> <total size>``)."""
+MAX_SUBJECT = MAX_CONTROL_LINE - LINE_ROOM
+"""The longest subject (and KV key) beach makes, in bytes."""
+_LINE_FIXED = len("HPUB    \r\n") + 2 * 10  # the verb, the spaces, CRLF and two sizes of up to 10 digits
 
 _PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 _UNSAFE = re.compile(rb"[^A-Za-z0-9_-]")
@@ -38,6 +55,37 @@ def escape(token: str) -> str:
         return token
     raw = token.encode("utf-8")
     return _UNSAFE.sub(lambda m: b"=%02X" % m.group()[0], raw).decode("ascii")
+
+
+def shown(name: str, limit: int = 40) -> str:
+    """``name`` for an error message: quoted, cut to ``limit`` characters with its length when longer."""
+    if len(name) <= limit:
+        return repr(name)
+    return f"{name[:limit]!r}… ({len(name)} characters)"
+
+
+def check_length(subject: str, what: str, limit: int = MAX_SUBJECT) -> str:
+    """``subject`` if a NATS server will take it (at most ``limit`` bytes, `MAX_SUBJECT`); else
+    `CategoryError` saying that ``what`` (the name it was made from) is too long, and why."""
+    size = len(subject) if subject.isascii() else len(subject.encode("utf-8"))
+    if size > limit:
+        raise CategoryError(f"{what} is too long: its NATS subject would be {size} bytes, over the {limit} "
+                            f"beach allows (a NATS server closes the connection of a client that sends a protocol "
+                            f"line over its max_control_line of {MAX_CONTROL_LINE} bytes)")
+    return subject
+
+
+def check_line(subject: str, reply: str = "", verb: str = "publish to") -> None:
+    """Raise `UsageError` if a protocol line naming ``subject`` (and ``reply``) would be longer than a
+    NATS server reads (`MAX_CONTROL_LINE`): sending it would make the server close the connection.
+    The bus's client calls this before every publish and subscription."""
+    if (len(subject) + len(reply)) * 4 + _LINE_FIXED <= MAX_CONTROL_LINE:
+        return  # fits even at 4 bytes a character (the usual case: no encoding needed)
+    size = len(subject.encode("utf-8")) + len(reply.encode("utf-8")) + _LINE_FIXED
+    if size > MAX_CONTROL_LINE:
+        raise UsageError(f"cannot {verb} the NATS subject {shown(subject)}: the protocol line would be about "
+                         f"{size} bytes, over the NATS server's max_control_line of {MAX_CONTROL_LINE} bytes "
+                         f"(the server would close the connection); nothing was sent")
 
 
 def unescape(token: str) -> str:
@@ -110,11 +158,12 @@ def _tokens(category: str) -> str:
 
 
 def request_subject(realm: str, category: str) -> str:
-    """The subject a request to ``category`` is published on (one actor of the category)."""
+    """The subject a request to ``category`` is published on (one actor of the category). Raises
+    `CategoryError` for a category beach cannot route, or one too long for a subject."""
     uid = actor_uid(category)
     if uid is not None:
         return actor_subject(realm, uid)
-    return f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}"
+    return check_length(f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}", f"category {shown(category)}")
 
 
 def broadcast_subject(realm: str, category: str) -> str:
@@ -122,12 +171,19 @@ def broadcast_subject(realm: str, category: str) -> str:
     uid = actor_uid(category)
     if uid is not None:
         return actor_subject(realm, uid)
-    return f"beach.b.{escape(check_realm(realm))}.{_tokens(category)}"
+    return check_length(f"beach.b.{escape(check_realm(realm))}.{_tokens(category)}", f"category {shown(category)}")
+
+
+def routable(realm: str, category: str) -> str:
+    """The normalized ``category`` if actors of ``realm`` can serve it (its subjects fit, see
+    `check_length`); else `CategoryError`."""
+    request_subject(realm, category)
+    return normalize(category)
 
 
 def actor_subject(realm: str, uid: str) -> str:
     """The subject only the actor ``uid`` listens on."""
-    return f"beach.a.{escape(check_realm(realm))}.{escape(uid)}"
+    return check_length(f"beach.a.{escape(check_realm(realm))}.{escape(uid)}", f"actor uid {shown(uid)}")
 
 
 def prefix_categories(categories: list[str]) -> list[str]:
@@ -142,14 +198,23 @@ def prefix_categories(categories: list[str]) -> list[str]:
 
 def node_subject(node_id: str, op: str) -> str:
     """Control subject ``op`` of the node agent ``node_id``."""
-    return f"beach.n.{escape(node_id)}.{op}"
+    return check_length(f"beach.n.{escape(node_id)}.{op}", f"node id {shown(node_id)}")
 
 
 def host_subject(host_id: str, op: str) -> str:
     """Control subject ``op`` of the actor host ``host_id``."""
-    return f"beach.h.{escape(host_id)}.{op}"
+    return check_length(f"beach.h.{escape(host_id)}.{op}", f"actor host id {shown(host_id)}")
 
 
 def actor_key(realm: str, uid: str) -> str:
     """The directory (KV) key of an actor."""
-    return f"{escape(check_realm(realm))}.{escape(uid)}"
+    return check_key(f"{escape(check_realm(realm))}.{escape(uid)}", f"actor uid {shown(uid)}")
+
+
+KV_ROOM = 64  # a KV key travels in a subject after ``$KV.<bucket>.`` (beach's buckets' names are short)
+
+
+def check_key(key: str, what: str) -> str:
+    """``key`` if it fits in a KV subject (`MAX_SUBJECT` less `KV_ROOM`); else `CategoryError` naming
+    ``what``, the name it was made from."""
+    return check_length(key, what, MAX_SUBJECT - KV_ROOM)

@@ -27,7 +27,7 @@ from beach import bus, logs, wire
 from beach import config as beach_config
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
-from beach.errors import ActorInitError, BeachError
+from beach.errors import ActorInitError, BeachError, BusError
 from beach.runtime.actor_runtime import ActorRuntime
 from beach.runtime.dispatch import SERVING
 from beach.runtime.loader import load_actor_class
@@ -37,7 +37,7 @@ from beach.state import desired, directory, records
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent import logsetup
-from nodeagent.control import ControlServer
+from nodeagent.control import BUS_LOST_EXIT, ControlServer, lost_bus
 from nodeagent.host.deployed import DeployedCode
 
 STATS_PREFIX = "beach.stats."  # + host id: each host's actors' load figures, every second
@@ -69,6 +69,7 @@ class ActorHost(ControlServer):
         self.background = Background()
         self.session: Session
         self.runner: Runner
+        self.lost: list[str] = []  # the server's reason, once it closed this host's connection for good
 
     async def run(self) -> None:
         """Connect, announce this host to the node agent, serve until told to stop, then stop."""
@@ -77,6 +78,9 @@ class ActorHost(ControlServer):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopped.set)
         self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
+        # a host whose connection the server closed can serve nothing: it stops, and its node sees it
+        # exit (BUS_LOST_EXIT), collects its actors' entries and replaces it, as after a crash
+        self.lost = lost_bus(self.session, self.stopped.set)
         self.code = DeployedCode(self.session, self.config)
         nc = self.session.nc
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, self.host_id),
@@ -90,6 +94,9 @@ class ActorHost(ControlServer):
         await self.stopped.wait()
         watchdog.cancel()
         await self.shutdown()
+        if self.lost:
+            raise BusError(f"actor host {self.host_id} stops: the NATS server closed its connection for good "
+                           f"({self.lost[0]})")
 
     async def _watch_parent(self) -> None:
         parent = os.getppid()
@@ -260,7 +267,8 @@ class ActorHost(ControlServer):
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to an actor."""
         checked = records.CATEGORY_ARGS.check(args)
-        category = subjects.normalize(checked["category"])
+        runtime = self.actors.get(checked["uid"])
+        category = subjects.routable(runtime.realm if runtime else "global", checked["category"])
         return await self._recategorize(checked["uid"], lambda cats: category in cats or cats.append(category))
 
     async def op_disassociate(self, args: dict[str, Any]) -> Reply:
@@ -336,6 +344,6 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(host.run())
     except BeachError as err:
         log.error("%s", err)
-        return 1
+        return BUS_LOST_EXIT if host.lost else 1
     return 0
 

@@ -13,6 +13,15 @@ class Faulty(Actor):
         self.handle('ok3', lambda msg: (True, 1, 2))
         self.handle('unencodable', lambda msg: (True, {'obj': object()}))
         self.handle('big', lambda msg: (True, b'x' * (2 * 1024 * 1024)))
+        self.handle('nan', lambda msg: (True, {'nan': float('nan'), 'inf': float('inf'), 'ninf': float('-inf'),
+                                               'ok': 1.5}))
+        self.handle('deep', self.deep)
+
+    def deep(self, msg):
+        value = []
+        for _ in range(msg.data.get('depth', 300)):
+            value = [value]
+        return (True, value)
 
     def raiser(self, msg):
         raise RuntimeError('handler blew up on purpose')
