@@ -75,6 +75,7 @@ from starlette.routing import Route
 from starlette.types import Message
 
 from beach import metering, output, wire
+from beach.client import routing
 from beach.client.core import AsyncBeach
 from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
 from beach.config import RestBridgeConfig
@@ -144,15 +145,15 @@ class Bridge:
         self.client = client
         self.limits = client.session.config.restbridge if client is not None else RestBridgeConfig()
         self._owns_client = client is None
-        self._handles: dict[tuple[str, str | None], ActorHandle] = {}
+        self._handles: dict[tuple[str, str | None, str], ActorHandle] = {}
         self.http = metering.HttpStats("beach_restbridge")  # its own HTTP requests, for /metrics
 
-    def handle(self, category: str, ident: str | None) -> ActorHandle:
-        """The handle on ``category`` sending ``ident`` (cached: one per pair)."""
+    def handle(self, category: str, ident: str | None, mode: str = "random") -> ActorHandle:
+        """The handle on ``category`` sending ``ident``, routing by ``mode`` (cached: one of each)."""
         assert self.client is not None
-        key = (category, ident)
+        key = (category, ident, mode)
         if key not in self._handles:
-            self._handles[key] = self.client.getActorHandle(category, ident=ident)
+            self._handles[key] = self.client.getActorHandle(category, mode=mode, ident=ident)
         return self._handles[key]
 
     @property
@@ -355,13 +356,14 @@ def _failure(error: str, data: Any, timed_out: bool) -> BridgeError:
     failure = wire.Failure.of(error)
     if timed_out or failure is wire.Failure.TIMEOUT:
         return BridgeError(408, "timeout", error or "timeout", data)
-    if failure is wire.Failure.EXCEPTION:
-        trace = data.get("st") if isinstance(data, dict) else None
-        lines = [line.strip() for line in str(trace or "").splitlines() if line.strip()]
-        last = lines[-1] if lines else "an exception"
-        name, _, message = last.partition(": ")
-        return BridgeError(400, "exception", f"the actor's handler raised {last}",
-                           {"exception": name, "message": message})
+    if failure is wire.Failure.EXCEPTION:  # 'exception: KeyError: ...' (an older host: its traceback's last line)
+        said = error.removeprefix(f"{wire.EXCEPTION.value}: ") if error != wire.EXCEPTION.value else ""
+        if not said:
+            trace = data.get("st") if isinstance(data, dict) else None
+            lines = [line.strip() for line in str(trace or "").splitlines() if line.strip()]
+            said = lines[-1] if lines else "an exception"
+        name, _, message = said.partition(": ")
+        return BridgeError(400, "exception", f"{wire.EXCEPTION.value}: {said}", {"exception": name, "message": message})
     if failure is None:
         return BridgeError(400, "failed", error, data)
     return BridgeError(404 if failure is wire.Failure.NO_ACTOR else 400, failure.name.lower(), error, data)
@@ -385,17 +387,17 @@ async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
         gone.cancel()
         if not task.done():
             task.cancel()
+            await asyncio.wait({task})
     if task.cancelled():
         return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
     return task.result()
 
 
 async def _send(bridge: Bridge, handle: ActorHandle, action: str, data: dict[str, Any], options: dict[str, Any],
-                fmt: str) -> Response:
+                key: Any, fmt: str) -> Response:
     limits = bridge.limits
     timeout = _number(options, "timeout", float, DEFAULT_TIMEOUT, limits.max_timeout, "max_timeout") or DEFAULT_TIMEOUT
     retries = _number(options, "n_retries", int, 0, limits.max_retries, "max_retries")
-    key = options.get("key")
     if _flag(options, "from_all"):
         if not handle.getNumAvailable():
             raise BridgeError(404, "no_actor", f"no actor available in category {handle.category!r} of realm "
@@ -403,8 +405,7 @@ async def _send(bridge: Bridge, handle: ActorHandle, action: str, data: dict[str
         future = await handle.arequestFromAll(action, data, timeout=timeout)
         replies = await future.wait(timeout + 1)
         return _answer([r.data for r in replies if r.isSuccess], fmt)
-    response = await handle.arequest(action, data, timeout=timeout, nRetries=retries,
-                                     key=None if key in (None, "") else key)
+    response = await handle.arequest(action, data, timeout=timeout, nRetries=retries, key=key)
     if response.isSuccess:
         return _answer(response.data, fmt)
     raise _failure(response.error, response.data, response.isTimedOut)
@@ -425,7 +426,7 @@ async def serve(request: Request) -> Response:
         if fmt not in ("json", "msgpack"):
             raise _bad(f"_format must be json or msgpack, not {fmt!r}")
         if bridge.secret is not None and not hmac.compare_digest(
-                str(options.get("secret") or "").encode(), bridge.secret.encode()):
+                (_text(options, "secret") or "").encode(), bridge.secret.encode()):
             raise BridgeError(401, "wrong_secret", "wrong or missing secret")
         action = _text(options, "action")
         if not action:
@@ -437,11 +438,16 @@ async def serve(request: Request) -> Response:
             if not isinstance(extra, dict):
                 raise _bad("_json_data must be a JSON object")
             data.update(extra)
+        key = options.get("key")
+        if key in (None, ""):
+            key = None
+        else:
+            routing.key_bytes(key)  # a key that is not one is a UsageError (400) here
         try:
-            handle = bridge.handle(category, _text(options, "ident"))
+            handle = bridge.handle(category, _text(options, "ident"), "random" if key is None else "affinity")
         except CategoryError as err:
             raise _bad(str(err)) from None
-        return await _unless_gone(request, _send(bridge, handle, action, data, options, fmt))
+        return await _unless_gone(request, _send(bridge, handle, action, data, options, key, fmt))
     except BridgeError as err:
         return error_response(err.status, err.kind, err.error, err.data, err.headers)
     except ClientDisconnect:

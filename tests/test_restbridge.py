@@ -8,6 +8,7 @@ import asyncio
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import httpx
 import msgpack
+import psutil
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import free_port, wait_for
+from .conftest import LEDGER, free_port, ledger, wait_for
 
 SECRET = "sesame"
 
@@ -28,6 +31,7 @@ class Bridge:
     """A REST bridge process on a free port."""
 
     def __init__(self, config: Path, *extra: str, scheme: str = "http") -> None:
+        self.config = config
         self.port = free_port()
         self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.process = subprocess.Popen([sys.executable, "-m", "beach.restbridge", str(self.port), str(config),
@@ -102,10 +106,14 @@ def test_every_status_code(beach, bridge):
     resp = post(bridge, "rest/pong", headers={"Beach-Secret": SECRET})  # without _action, the headers count
     assert resp.status_code == 400 and "no request type" in resp.json()["error"]
     resp = post(bridge, "rest/faulty", data={**ok, "_action": "raise"})
-    assert resp.status_code == 400 and resp.json()["error"] == "exception: RuntimeError: handler blew up on purpose"
-    assert "handler blew up on purpose" in resp.json()["data"]["st"]
+    # the exception's kind and message only: the traceback (file paths, beach's insides) stays in beach logs
+    assert resp.status_code == 400 and resp.json() == {
+        "error": "exception: RuntimeError: handler blew up on purpose", "kind": "exception",
+        "data": {"exception": "RuntimeError", "message": "handler blew up on purpose"}}
+    assert "Traceback" not in resp.text and ".py" not in resp.text
     resp = post(bridge, "rest/faulty", data={**ok, "_action": "fail"})
-    assert resp.status_code == 400 and resp.json() == {"error": "it went wrong", "data": {"why": "test"}}
+    assert resp.status_code == 400 and resp.json() == {"error": "it went wrong", "kind": "failed",
+                                                       "data": {"why": "test"}}
     resp = post(bridge, "rest/sleepy", data={**ok, "_action": "sleep", "_json_data": json.dumps({"seconds": 3}),
                                              "_timeout": "0.5"})
     assert resp.status_code == 408 and resp.json()["error"] == "timeout"
@@ -168,7 +176,8 @@ def test_health_and_openapi(bridge):
     spec = httpx.get(f"{bridge.url}/openapi.json").json()
     assert spec["openapi"].startswith("3.") and "/{category}" in spec["paths"]
     assert {p["name"] for p in spec["paths"]["/{category}"]["post"]["parameters"]} >= {"_action", "_from_all"}
-    assert set(spec["paths"]["/{category}"]["post"]["responses"]) == {"200", "400", "401", "404", "405", "408", "413"}
+    assert set(spec["paths"]["/{category}"]["post"]["responses"]) == {"200", "400", "401", "404", "405", "408", "413",
+                                                                      "415", "502", "503"}
 
 
 def test_metrics_count_the_bridges_http_requests_and_its_calls(bridge, beach):
@@ -228,3 +237,175 @@ def test_bad_config_and_dead_bus_are_one_line(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stderr.startswith("beach: cannot connect to NATS")
     assert result.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------- hostile input: bounded, never a 500
+
+
+def _error(resp: httpx.Response, status: int, kind: str, words: str = "") -> dict:
+    """The JSON error of ``resp``, checked: its status, its kind, and that it says ``words``."""
+    assert resp.status_code == status and resp.headers["content-type"] == "application/json", (status, resp.text)
+    body = resp.json()
+    assert body["kind"] == kind and words in body["error"], (kind, words, body)
+    return body
+
+
+def test_a_5000_character_category_is_a_400_and_the_bridge_keeps_serving(beach, bridge):
+    assert beach.addActor("Pong", "rest/pong").isSuccess
+    for _ in range(3):
+        resp = post(bridge, "a" * 5000, params={"_action": "echo", "_secret": SECRET})
+        _error(resp, 400, "bad_request", "max_control_line of 4096 bytes")
+    assert httpx.get(f"{bridge.url}/healthz").status_code == 200
+    assert post(bridge, "rest/pong", data={"_action": "ping", "_secret": SECRET}).status_code == 200
+
+
+def test_json_that_nests_too_deep_is_a_400_naming_the_limit(beach, bridge):
+    assert beach.addActor("Pong", "rest/pong").isSuccess
+    ok = {"_action": "ping", "_secret": SECRET}
+
+    def nested(depth: int) -> str:  # {"a": [[...]]}: the object itself is level 1
+        return f'{{"_action": "ping", "_secret": "{SECRET}", "a": {"[" * (depth - 1)}{"]" * (depth - 1)}}}'
+
+    resp = post(bridge, "rest/pong", content=nested(64), headers={"content-type": "application/json"})
+    assert resp.status_code == 200, resp.text
+    for depth in (65, 1000, 100_000):
+        resp = post(bridge, "rest/pong", content=nested(depth), headers={"content-type": "application/json"})
+        _error(resp, 400, "bad_request", "nests deeper than 64 levels, the bridge's limit (restbridge.max_json_depth)")
+    resp = post(bridge, "rest/pong", data={**ok, "_json_data": "[" * 1000 + "]" * 1000})
+    _error(resp, 400, "bad_request", "_json_data nests deeper than 64 levels")
+    # _json_data as an object in a JSON body is merged; anything else is a clear 400, never a TypeError's 500
+    resp = post(bridge, "rest/pong", json={**ok, "_json_data": {"n": 1}})
+    assert resp.status_code == 200 and resp.json()["echo"] == {"n": 1}
+    _error(post(bridge, "rest/pong", json={**ok, "_json_data": 5}), 400, "bad_request", "_json_data must be")
+    for name in ("_ident", "_action", "_format", "_secret"):
+        _error(post(bridge, "rest/pong", json={**ok, name: {"a": 1}}), 400, "bad_request", f"{name} must be a string")
+    _error(post(bridge, "rest/pong", json={**ok, "_key": {"a": 1}}), 400, "bad_request", "affinity key")
+    _error(post(bridge, "rest/pong", content=b'{"_action": "ping", "x": NaN}',
+                headers={"content-type": "application/json"}), 400, "bad_request", "NaN is not a JSON number")
+    _error(post(bridge, "rest/pong", content=b'{"_action": "ping", "x": 1e999}',
+                headers={"content-type": "application/json"}), 400, "bad_request", "out of range")
+
+
+def test_a_body_over_max_payload_is_refused_before_it_is_read(beach, bridge):
+    process = psutil.Process(bridge.process.pid)
+    before = process.memory_info().rss
+    huge = 300 * 1024 * 1024
+    # the Content-Length says it: 413 at once, without reading a byte of the body
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
+        sock.sendall(b"POST /rest/pong?_action=ping HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{" % huge)
+        head = b""
+        while b"}" not in head and (data := sock.recv(65536)):  # the head, then the JSON body
+            head += data
+        head = head.decode()
+    assert head.startswith("HTTP/1.1 413 ") and '"kind": "too_large"' in head and f"{huge} bytes" in head, head
+    assert time.monotonic() - started < 5
+
+    # no Content-Length (chunked): answered 413 as soon as the limit is passed, while the client still
+    # has 298 MB to go (it stops here, and waits for the answer)
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
+        sock.sendall(b"POST /rest/pong?_action=ping HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+        for _ in range(2 * 1024 * 1024 // 65536):
+            sock.sendall(chunk)
+        answer = b""
+        while b"}" not in answer and (data := sock.recv(65536)):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"over the bus's limit of 1048576" in answer, answer
+    grown = process.memory_info().rss - before
+    print(f"\n300 MB bodies refused; the bridge's memory grew by {grown / 1e6:.1f} MB")
+    assert grown < 50 * 1024 * 1024
+    assert httpx.get(f"{bridge.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("options, words", [
+    ({"_timeout": "nan"}, "_timeout must be a finite number"),
+    ({"_timeout": "inf"}, "_timeout must be a finite number"),
+    ({"_timeout": "1e309"}, "_timeout must be a finite number"),
+    ({"_timeout": "61"}, "_timeout '61' is over the bridge's limit of 60 (restbridge.max_timeout)"),
+    ({"_n_retries": "1000"}, "_n_retries '1000' is over the bridge's limit of 10 (restbridge.max_retries)"),
+    ({"_n_retries": "1.5"}, "_n_retries must be a number"),
+    ({"_from_all": "maybe"}, "_from_all must be true or false"),
+])
+def test_unbounded_waits_are_refused(beach, bridge, options, words):
+    assert beach.addActor("Pong", "rest/pong").isSuccess
+    _error(post(bridge, "rest/pong", data={"_action": "ping", "_secret": SECRET, **options}), 400, "bad_request", words)
+
+
+def test_a_request_whose_http_client_went_away_is_abandoned(beach, bridge):
+    # an empty category with retries: the bridge would back off and retry for seconds after the
+    # client gave up, and deliver the request to an actor started meanwhile
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{bridge.url}/rest/later", timeout=2, data={
+            "_action": "work", "_secret": SECRET, "_n_retries": "10", "_timeout": "60", "tag": "abandoned"})
+    time.sleep(1)
+    uid = beach.addActor(LEDGER, "rest/later").data["uid"]
+    time.sleep(12)  # the backoff (0.5, 1, 2, 4, 4... s) would have retried by now
+    assert [e for e in ledger(beach, uid) if e["tag"] == "abandoned"] == []
+
+
+def test_every_error_is_json_with_its_kind(beach, bridge):
+    assert beach.addActor("Pong", "rest/pong").isSuccess
+    assert beach.addActor("Faulty", "rest/faulty").isSuccess
+    ok = {"_action": "ping", "_secret": SECRET}
+    url = bridge.url
+    _error(httpx.get(f"{url}/rest/pong", params=ok), 405, "method_not_allowed", "GET is not allowed")
+    assert httpx.get(f"{url}/rest/pong", params=ok).headers["allow"] == "POST"
+    for method in ("PUT", "DELETE", "PATCH"):
+        resp = httpx.request(method, f"{url}/rest/pong", params=ok)
+        assert _error(resp, 405, "method_not_allowed") and resp.headers["allow"] == "POST"
+    # the bridge's own paths are never categories
+    for path in ("/healthz", "/openapi.json"):
+        resp = httpx.post(f"{url}{path}", data=ok)
+        assert _error(resp, 405, "method_not_allowed") and resp.headers["allow"] == "GET"
+    uid = beach.getActorHandle("rest/pong").request("ping").data["uid"]
+    _error(post(bridge, f"_ACTORS/{uid}", data=ok), 404, "not_found", "hidden one-actor category")
+    _error(post(bridge, f"/_ACTORS/{uid}/", data=ok), 404, "not_found")
+    # bodies that are neither JSON nor a form: 415, not a silent {}
+    for content_type, body in (("text/plain", b"hello"), ("application/msgpack", b"\xc1\xc1garbage"), ("", b"x=1")):
+        resp = post(bridge, "rest/pong", params=ok, content=body, headers={"content-type": content_type})
+        _error(resp, 415, "unsupported_media_type", "cannot be read")
+    _error(post(bridge, "rest/pong", data={**ok, "_secret": "no"}), 401, "wrong_secret")
+    _error(post(bridge, "rest/nobody", data=ok), 404, "no_actor", "no actor available")
+    _error(post(bridge, "rest/faulty", data={**ok, "_action": "nope"}), 400, "unsupported")
+    # a reply as deep as msgpack carries is still valid JSON; NaN and Infinity are written as null
+    deep = post(bridge, "rest/faulty", data={**ok, "_action": "deep", "depth": "500"})
+    assert deep.status_code == 200 and json.loads(deep.text)
+    deep = post(bridge, "rest/faulty", data={**ok, "_action": "deep", "_format": "msgpack"})
+    assert deep.status_code == 200 and deep.headers["content-type"] == "application/msgpack"
+    resp = post(bridge, "rest/faulty", data={**ok, "_action": "nan"})
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+    strict = json.loads(resp.text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert strict == {"nan": None, "inf": None, "ninf": None, "ok": 1.5}
+
+
+def test_the_openapi_document_passes_a_schemathesis_fuzz_run(beach, bridge, tmp_path):
+    """A bounded schemathesis run (a few hundred cases per operation) against /openapi.json, with its
+    checks: no 5xx, every status code, content type and header the document's; errors as described."""
+    assert beach.addActor("AsyncEcho", "fuzz").isSuccess
+    # half the cases reach a real actor (random categories are empty: 404s teach little)
+    (tmp_path / "schemathesis.toml").write_text(
+        '[dictionaries.categories]\nvalues = ["fuzz", "_ACTORS/x", "fuzz/a.b"]\n'
+        '[dictionaries.actions]\nvalues = ["echo"]\n'
+        '[parameters]\n"path.category" = { dictionary = "categories", probability = 0.5 }\n'
+        '"query._action" = { dictionary = "actions", probability = 0.5 }\n')
+    # tighter bounds than the defaults, so that no case waits long (an empty category retried: 0.5 + 1 s)
+    config = yaml.safe_load(bridge.config.read_text())
+    config["restbridge"] = {"max_timeout": 5, "max_retries": 2}
+    (tmp_path / "fuzz.yaml").write_text(yaml.safe_dump(config))
+    fuzz = Bridge(tmp_path / "fuzz.yaml", "-g")
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("st")), "run", f"{fuzz.url}/openapi.json", "--checks", "all",
+             "--exclude-checks", "positive_data_acceptance", "--max-examples", "300", "--seed", "25",
+             "--max-response-time", "20", "--generation-database", "none", "--request-timeout", "30",
+             "--no-color", "--workers", "2",
+             "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all"],
+            capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    finally:
+        stderr = fuzz.stop()
+    print(result.stdout[-3000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Traceback" not in stderr

@@ -19,7 +19,7 @@ class Faulty(Actor):
 
     def deep(self, msg):
         value = []
-        for _ in range(msg.data.get('depth', 300)):
+        for _ in range(int(msg.data.get('depth', 300))):
             value = [value]
         return (True, value)
 
