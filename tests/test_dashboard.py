@@ -4,12 +4,16 @@ with Debian's /usr/bin/chromium: no browser download, no network but 127.0.0.1).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from beach import __version__ as beach_version
@@ -503,3 +508,196 @@ def test_the_wheel_ships_templates_and_assets(tmp_path: Path) -> None:
                  "beach/dashboard/static/vendor/uPlot.iife.min.js", "beach/dashboard/static/vendor/uPlot.min.css",
                  "beach/dashboard/static/vendor/LICENSE", "beach/dashboard/__main__.py", "beach/dashboard/app.py"}
     assert expected <= names, expected - names
+
+
+# ---------------------------------------------------------------------------- hostile input
+
+
+def test_dns_rebinding_is_refused_with_a_forged_host_and_origin(dashboard: Dashboard, beach: Beach) -> None:
+    uid = beach.addActor("Pong", "dash/rebind").data["uid"]
+    port = dashboard.url.rsplit(":", 1)[1]
+    forged = f"attacker.example:{port}"
+    # the attacker's page, its name now resolving to 127.0.0.1: Host and Origin are its own, and match
+    attacker = httpx.Client(base_url=dashboard.url, timeout=10,
+                            headers={"Host": forged, "Origin": f"http://{forged}"})
+    try:
+        for path in ("/", "/api/cluster", "/events", "/metrics", "/static/dashboard.js"):
+            response = attacker.get(path)
+            assert response.status_code == 400, path
+            assert "attacker.example" in response.json()["error"] and "--allowed-host" in response.json()["error"]
+            assert "beach_csrf" not in response.cookies and "beach-csrf" not in response.text
+        stop = attacker.post(f"/api/actors/{uid}/stop", headers={"X-CSRF-Token": "x"})
+        assert stop.status_code == 400
+    finally:
+        attacker.close()
+    assert uid in beach.getDirectory()["reverse"]
+    # with a token of a real page: an Origin outside the allow-list is refused, whatever the Host says
+    client, token = csrf_session(dashboard)
+    try:
+        for origin in (f"http://{forged}", "http://127.0.0.1:1", "http://localhost.attacker.example"):
+            refused = client.post(f"/api/actors/{uid}/stop", headers={"X-CSRF-Token": token, "Origin": origin})
+            assert refused.status_code == 403 and "not one of this dashboard's" in refused.json()["error"]
+        assert client.get("/", headers={"Host": f"localhost:{port}"}).status_code == 200  # a localhost form
+    finally:
+        client.close()
+    assert uid in beach.getDirectory()["reverse"]
+
+
+def test_allowed_host_names_are_served(node: Any, config_path: Path, beach: Beach) -> None:
+    port = free_port()
+    dash = Dashboard([str(config_path), "--port", str(port), "--allowed-host", "dash.test",
+                      "--allowed-host", "*.corp.test"], port)
+    try:
+        dash.wait_ready()
+        uid = beach.addActor("Pong", "dash/allowed").data["uid"]
+        for name in ("dash.test", "a.corp.test", "DASH.TEST."):
+            assert dash.http.get("/api/nodes", headers={"Host": f"{name}:{port}"}).status_code == 200, name
+        assert dash.http.get("/api/nodes", headers={"Host": f"corp.test:{port}"}).status_code == 400
+        # a page loaded through an allowed name posts from that origin
+        client = httpx.Client(base_url=dash.url, timeout=10,
+                              headers={"Host": f"dash.test:{port}", "Origin": f"http://dash.test:{port}"})
+        try:
+            html = client.get("/").text
+            token = html.split('<meta name="beach-csrf" content="', 1)[1].split('"', 1)[0]
+            done = client.post(f"/api/actors/{uid}/stop", headers={"X-CSRF-Token": token})
+            assert done.status_code == 200 and done.json()["stopped"] == [uid]
+        finally:
+            client.close()
+    finally:
+        assert dash.stop() == 0
+
+
+def capped(config_path: Path, tmp_path: Path, **limits: int) -> tuple[Dashboard, Path]:
+    """A dashboard whose config caps its live streams."""
+    raw = yaml.safe_load(config_path.read_text())
+    raw["dashboard"] = limits
+    config = tmp_path / "capped.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    port = free_port()
+    dash = Dashboard([str(config), "--port", str(port)], port)
+    dash.wait_ready()
+    return dash, config
+
+
+def run_async(coroutine: Any) -> Any:
+    """Run ``coroutine`` to its end in a thread of its own (Playwright's sync API holds this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _open_streams(url: str, addresses: list[str]) -> tuple[list[Any], list[httpx.Response]]:
+    """Open one stream from each of ``addresses`` (loopback source addresses); the open ones (still
+    streaming: close them) and the refused responses."""
+    opened, refused = [], []
+    for address in addresses:
+        client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(local_address=address), timeout=10)
+        response = await client.send(client.build_request("GET", f"{url}/events?view=overview"), stream=True)
+        if response.status_code == 200:
+            opened.append((client, response))
+        else:
+            await response.aread()
+            refused.append(response)
+            await client.aclose()
+    return opened, refused
+
+
+async def _close_streams(opened: list[Any]) -> None:
+    for client, response in opened:
+        await response.aclose()
+        await client.aclose()
+
+
+def test_live_streams_are_capped_per_client_and_in_all(node: Any, config_path: Path, tmp_path: Path) -> None:
+    dash, _ = capped(config_path, tmp_path, max_streams=5, max_streams_per_client=2)
+    try:
+        async def run() -> None:
+            opened, refused = await _open_streams(dash.url, ["127.0.0.1"] * 3)
+            assert len(opened) == 2 and len(refused) == 1
+            body = refused[0]
+            assert body.status_code == 503 and body.headers["retry-after"] == "30"
+            assert "127.0.0.1 has 2 live streams open" in body.json()["error"]
+            assert "dashboard.max_streams_per_client" in body.json()["error"] and "polling" in body.json()["error"]
+            more, refused = await _open_streams(dash.url, ["127.0.0.2", "127.0.0.2", "127.0.0.3", "127.0.0.3"])
+            assert len(more) == 3 and len(refused) == 1, "five in all"
+            assert "its limit (dashboard.max_streams)" in refused[0].json()["error"]
+            # polling works meanwhile, for every page
+            frames = dash.http.get("/events/poll", params={"view": "overview"}).json()
+            assert set(frames) == {"fragments", "logs", "history", "gone"} and "nodes" in frames["fragments"]
+            assert NODE_ID in frames["fragments"]["nodes"]
+            # a stream that ends gives its place back
+            await _close_streams(more[:1])
+            wait_for(lambda: metric(dash, "beach_dashboard_streams") == 4, 5, 0.1, "the closed stream's place")
+            again, refused = await _open_streams(dash.url, ["127.0.0.4"])
+            assert len(again) == 1 and not refused
+            assert metric(dash, "beach_dashboard_streams_refused") == 2
+            await _close_streams(opened + more[1:] + again)
+
+        run_async(run())
+    finally:
+        assert dash.stop() == 0
+
+
+def metric(dash: Dashboard, name: str) -> float:
+    families = {f.name: f for f in text_string_to_metric_families(dash.http.get("/metrics").text)}
+    return families[name].samples[0].value
+
+
+def test_a_page_refused_a_stream_polls_instead(node: Any, config_path: Path, tmp_path: Path, browser: Any,
+                                               beach: Beach) -> None:
+    dash, _ = capped(config_path, tmp_path, max_streams=1, max_streams_per_client=1)
+    first, second = Page(browser), Page(browser)
+    try:
+        first.open(dash.url)  # takes the one stream
+        p = second.page
+        p.goto(dash.url)
+        p.wait_for_selector("#live.warn", timeout=10000)
+        assert p.inner_text("#live") == "polling" and p.is_hidden("#banner")
+        assert "refreshes every 5 s" in p.get_attribute("#live", "title")
+        uid = beach.addActor("Pong", "dash/polled").data["uid"]
+        p.wait_for_selector(f'#actors tr[data-uid="{uid}"]', timeout=12000)  # the next poll brought it
+        p.screenshot(path=str(tmp_path / "polling.png"), full_page=True)
+        shutil.copy(tmp_path / "polling.png", Path(tempfile.gettempdir()) / "beach-dashboard-polling.png")
+        assert first.page.inner_text("#live") == "live"
+        assert second.errors == [] or all("503" in e for e in second.errors), second.errors
+    finally:
+        first.close()
+        second.close()
+        assert dash.stop() == 0
+
+
+def test_300_streams_against_the_dashboard_while_its_api_is_timed(node: Any, config_path: Path, beach: Beach) -> None:
+    """Reported, not asserted (speed is measured in benchmarks/dashboard_streams.py): /api/cluster's
+    time alone and with 300 streams asked for (at most dashboard.max_streams of them open)."""
+    for _ in range(20):
+        assert beach.addActor("Pong", "dash/load").isSuccess
+    port = free_port()
+    dash = Dashboard([str(config_path), "--port", str(port)], port)
+    try:
+        dash.wait_ready()
+
+        async def timed(client: httpx.AsyncClient, n: int = 20) -> list[float]:
+            times = []
+            for _ in range(n):
+                started = time.monotonic()
+                assert (await client.get(f"{dash.url}/api/cluster")).status_code == 200
+                times.append(time.monotonic() - started)
+            return times
+
+        async def run() -> tuple[list[float], list[float], int, int]:
+            async with httpx.AsyncClient(timeout=60) as client:
+                alone = await timed(client)
+                addresses = [f"127.0.{i // 200}.{i % 200 + 2}" for i in range(300)]
+                opened, refused = await _open_streams(dash.url, addresses)
+                await asyncio.sleep(2)
+                loaded = await timed(client)
+                await _close_streams(opened)
+                return alone, loaded, len(opened), len(refused)
+
+        alone, loaded, n_open, n_refused = run_async(run())
+        assert n_open + n_refused == 300 and n_open <= 64
+        print(f"\n/api/cluster (20 actors): median {statistics.median(alone) * 1000:.1f} ms alone, "
+              f"{statistics.median(loaded) * 1000:.1f} ms with 300 streams asked for ({n_open} open, {n_refused} "
+              f"refused 503): x{statistics.median(loaded) / statistics.median(alone):.2f} (machine shared with "
+              f"other work)")
+    finally:
+        assert dash.stop() == 0

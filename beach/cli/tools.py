@@ -35,7 +35,8 @@ def dashboard(args: argparse.Namespace) -> int:
     --host says otherwise."""
     from beach.dashboard import main
 
-    return main([args.config, "--host", args.host, "--port", str(args.port)], prog="beach dashboard")
+    extra = [option for name in args.allowed_host for option in ("--allowed-host", name)]
+    return main([args.config, "--host", args.host, "--port", str(args.port), *extra], prog="beach dashboard")
 
 
 def restbridge(args: argparse.Namespace) -> int:
@@ -68,6 +69,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config(p)
     p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="the port to listen on (default 8080)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests addressed to NAME (repeatable; others are refused: DNS rebinding)")
     p.set_defaults(func=dashboard)
     p = sub.add_parser("restbridge", help="HTTP(S) in front of a realm's actors", description=restbridge.__doc__)
     add_config(p)

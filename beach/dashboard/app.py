@@ -7,7 +7,7 @@ closes them at shutdown); every page, API route, the live stream and ``/metrics`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 
 from beach.dashboard import actions, api, events, metrics, openapi
 from beach.dashboard.headers import SecurityHeaders
+from beach.dashboard.hosts import AllowedHosts, HostCheck
 from beach.dashboard.responses import error
 from beach.dashboard.state import Dashboard, dashboard
 from beach.dashboard.templating import templates
@@ -42,6 +43,7 @@ def routes() -> list[BaseRoute]:
         Route("/actors/{uid}", actors.PAGE.html, name="actor"),
         Route("/logs", logs.PAGE.html, name="logs"),
         Route("/events", events.stream, name="events"),
+        Route("/events/poll", events.poll, name="poll"),
         Route("/metrics", metrics.endpoint, name="metrics"),
         Route("/api/openapi.json", openapi.endpoint, name="openapi"),
         Route("/api/cluster", api.cluster),
@@ -95,9 +97,11 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return error(500, message) if _machine(request) else _error_page(request, 500, message)
 
 
-def create_app(config_path: str) -> Starlette:
-    """The dashboard of the cluster that the config at ``config_path`` names (see the module docs)."""
-    dash = Dashboard(config_path)
+def create_app(config_path: str, host: str = "127.0.0.1", allowed_hosts: Iterable[str] = ()) -> Starlette:
+    """The dashboard of the cluster that the config at ``config_path`` names (see the module docs),
+    listening on ``host`` and answering requests addressed to it, to localhost, or to one of
+    ``allowed_hosts`` (`beach.dashboard.hosts`)."""
+    dash = Dashboard(config_path, AllowedHosts(host, allowed_hosts))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -108,7 +112,8 @@ def create_app(config_path: str) -> Starlette:
         finally:
             await dash.close()
 
-    middleware = [Middleware(HttpMeter, stats=dash.http), Middleware(SecurityHeaders)]
+    middleware = [Middleware(HttpMeter, stats=dash.http), Middleware(HostCheck, allowed=dash.allowed),
+                  Middleware(SecurityHeaders)]
     app = Starlette(routes=routes(), lifespan=lifespan, middleware=middleware,
                     exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.dashboard = dash

@@ -1,5 +1,6 @@
 """`main`: ``python -m beach.dashboard [PORT] CONFIG`` (the original's form: the config last, an
-optional port before it) and ``CONFIG [--host H] [--port P]`` (what ``beach dashboard`` passes).
+optional port before it) and ``CONFIG [--host H] [--port P] [--allowed-host NAME]...`` (what
+``beach dashboard`` passes).
 
 It connects first, then listens (127.0.0.1:8080 unless told otherwise) and serves with uvicorn on
 the same loop. A bad config or an unreachable NATS is one line, ``beach: <message>``, and exit 2
@@ -45,7 +46,7 @@ def _port(text: str) -> int:
 def parser(prog: str) -> argparse.ArgumentParser:
     """The command line."""
     result = argparse.ArgumentParser(
-        prog=prog, usage="%(prog)s [PORT] CONFIG [--host HOST] [--port PORT]",
+        prog=prog, usage="%(prog)s [PORT] CONFIG [--host HOST] [--port PORT] [--allowed-host NAME]...",
         description="The live web dashboard of a beach cluster: nodes, actors, charts, logs, a JSON API "
                     "(/api/openapi.json) and Prometheus metrics (/metrics).")
     result.add_argument("args", nargs="+", metavar="[PORT] CONFIG",
@@ -54,6 +55,10 @@ def parser(prog: str) -> argparse.ArgumentParser:
     result.add_argument("--host", default=DEFAULT_HOST,
                         help=f"the address to listen on (default {DEFAULT_HOST}: this machine only)")
     result.add_argument("--port", type=_port, default=None, help=f"the port (default {DEFAULT_PORT})")
+    result.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                        help="also answer requests addressed to NAME (a DNS name of this machine, or a proxy's; "
+                             "*.example.com for every name under it); may be repeated. Requests for any other "
+                             "host are refused (DNS rebinding)")
     return result
 
 
@@ -146,6 +151,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.dashboard")
     """Run the dashboard; returns the exit code (0, 1 when the cluster cannot be reached, 2 for a bad
     config or usage)."""
     cli = parser(prog)
-    config, host, port = _where(cli.parse_args(argv), cli)
+    args = cli.parse_args(argv)
+    config, host, port = _where(args, cli)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_tool(lambda: asyncio.run(serve(create_app(config), host, port)))
+    return run_tool(lambda: asyncio.run(serve(create_app(config, host, args.allowed_host), host, port)))

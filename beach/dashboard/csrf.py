@@ -3,7 +3,9 @@
 Three checks, all required:
 
 * the request comes from the dashboard's own origin: its ``Origin`` header (or, without one, its
-  ``Referer``) names this host;
+  ``Referer``) names a host of the dashboard's allow-list (`beach.dashboard.hosts`: never taken
+  from the request's own ``Host``, which a DNS-rebinding page controls) on the port the request
+  came to;
 * it carries the cookie ``beach_csrf`` (``SameSite=Strict``, ``HttpOnly``: another site's page
   cannot make the browser send it, nor read it);
 * it carries the token tied to that cookie — an HMAC of the cookie's nonce with a per-process secret,
@@ -23,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from beach.dashboard.hosts import split_host
 from beach.dashboard.state import Dashboard
 
 COOKIE = "beach_csrf"
@@ -65,22 +68,26 @@ def issue(request: Request, dash: Dashboard) -> Issued:
     return Issued(_token(dash, nonce), nonce, new)
 
 
-def _origin(url: str) -> str:
+def _ours(url: str, request: Request, dash: Dashboard) -> bool:
+    """True if ``url`` (an Origin, a Referer) is of a host the dashboard serves, on this request's port."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    if parts.scheme not in ("http", "https"):
+        return False
+    host, port = split_host(parts.netloc)
+    return dash.allowed.allows(host) and port == split_host(request.headers.get("host", ""))[1]
 
 
 async def check(request: Request, dash: Dashboard) -> None:
     """Raise `Forbidden` unless ``request`` passes the three checks of the module docs."""
-    own = _origin(str(request.url))
     origin = request.headers.get("origin")
     referer = request.headers.get("referer")
     if origin is not None:  # "null" too (a sandboxed frame, a redirect from elsewhere): refused
-        if origin.lower() != own:
-            raise Forbidden(f"cross-site request refused: Origin {origin} is not {own}")
+        if not _ours(origin, request, dash):
+            raise Forbidden(f"cross-site request refused: Origin {origin} is not one of this dashboard's "
+                            f"({dash.allowed.describe()})")
     elif referer:
-        if _origin(referer) != own:
-            raise Forbidden(f"cross-site request refused: Referer {referer} is not from {own}")
+        if not _ours(referer, request, dash):
+            raise Forbidden(f"cross-site request refused: Referer {referer} is not from this dashboard")
     else:
         raise Forbidden("cross-site request refused: the request names no Origin or Referer")
     nonce = request.cookies.get(COOKIE, "")

@@ -3,11 +3,17 @@
 The model calls its listeners (at most every `beach.state.model.NOTIFY_SECONDS`) with the parts that
 changed; each stream collects them until it is ready to send, so a slow browser never makes the
 model wait and never gets a backlog: only "what changed since you last looked".
+
+The hub also bounds the streams: at most ``max_streams`` in all and ``per_client`` from one client
+address (``dashboard.max_streams``, ``dashboard.max_streams_per_client``); past either, `subscribe`
+raises `Full` (the stream is answered 503, and the page polls instead). It also keeps what was
+rendered for each page lately (``rendered``), for its other streams to reuse.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 CLOSING = "closing"  # the part a stream hears when the dashboard shuts down
 
@@ -35,24 +41,53 @@ class Subscription:
         return parts
 
 
+class Full(Exception):
+    """No more live streams now (the message says which cap, and its config key)."""
+
+
 class Hub:
     """Every open stream's `Subscription`; `notify` is a `ClusterModel` listener."""
 
-    def __init__(self) -> None:
-        self._subscriptions: set[Subscription] = set()
+    def __init__(self, max_streams: int = 64, per_client: int = 4) -> None:
+        self._subscriptions: dict[Subscription, str] = {}  # → the client address it serves
+        self._per_client: dict[str, int] = {}
         self.closed = False
+        self.rendered: dict[Any, tuple[float, Any]] = {}  # page → (when, what): shared by its streams
+        self.refused = 0  # streams refused at a cap, since the start
+        self.limit(max_streams, per_client)
 
-    def subscribe(self) -> Subscription:
-        """A new subscription (already told everything changed, so the stream starts complete)."""
+    def limit(self, max_streams: int, per_client: int) -> None:
+        """Set the caps (see the module docs)."""
+        self.max_streams = max_streams
+        self.max_per_client = per_client
+
+    def subscribe(self, client: str = "") -> Subscription:
+        """A new subscription for a stream to ``client`` (already told everything changed, so the
+        stream starts complete); `Full` past a cap."""
+        if len(self._subscriptions) >= self.max_streams:
+            self.refused += 1
+            raise Full(f"the dashboard has {len(self._subscriptions)} live streams open, its limit "
+                       f"(dashboard.max_streams)")
+        if self._per_client.get(client, 0) >= self.max_per_client:
+            self.refused += 1
+            raise Full(f"{client or 'this client'} has {self.max_per_client} live streams open, the limit for one "
+                       f"client (dashboard.max_streams_per_client)")
         subscription = Subscription()
         if self.closed:
             subscription.add({CLOSING})
-        self._subscriptions.add(subscription)
+        self._subscriptions[subscription] = client
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Forget ``subscription``."""
-        self._subscriptions.discard(subscription)
+        client = self._subscriptions.pop(subscription, None)
+        if client is not None:
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
 
     def notify(self, parts: set[str]) -> None:
         """Tell every stream that ``parts`` changed."""

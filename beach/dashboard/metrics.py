@@ -86,5 +86,7 @@ async def endpoint(request: Request) -> Response:
     check_known(request.query_params, ())
     dash = dashboard(request)
     streams = Family("beach_dashboard_streams", "gauge", "live page streams open", [({}, len(dash.hub))])
-    body = exposition((*families(dash.model), streams, *dash.http.families()))
+    refused = Family("beach_dashboard_streams_refused_total", "counter", "live page streams refused at a cap "
+                     "(dashboard.max_streams, max_streams_per_client): those pages poll", [({}, dash.hub.refused)])
+    body = exposition((*families(dash.model), streams, refused, *dash.http.families()))
     return Response(body, media_type=CONTENT_TYPE)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import HTTPConnection
 
 from beach.client.core import AsyncBeach
+from beach.dashboard.hosts import AllowedHosts
 from beach.dashboard.hub import Hub
 from beach.metering import HttpStats
 from beach.state.model import ClusterModel
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
 
 class Dashboard:
     """The client and cluster model of one dashboard (opened by the app's lifespan, on the server's
-    loop), the hub of its live streams, and the secret its CSRF tokens are made with."""
+    loop), the hub of its live streams, the secret its CSRF tokens are made with, and the host
+    names it answers to."""
 
-    def __init__(self, config_path: str) -> None:
+    def __init__(self, config_path: str, allowed: AllowedHosts | None = None) -> None:
         self.config_path = config_path
+        self.allowed = allowed or AllowedHosts()
         self.hub = Hub()
         self.http = HttpStats("beach_dashboard")  # its own HTTP requests, for /metrics
         self.secret = secrets.token_bytes(32)  # per process: a restart only re-issues page tokens
@@ -31,6 +34,8 @@ class Dashboard:
     async def open(self) -> None:
         """Connect and start following the cluster; raises `ConfigError` or `BusError`."""
         client = await AsyncBeach.open(self.config_path)
+        limits = client.session.config.dashboard
+        self.hub.limit(limits.max_streams, limits.max_streams_per_client)
         model = ClusterModel(client)
         try:
             await model.start()

@@ -3,7 +3,9 @@
  * - Live: one EventSource on /events (the page's own view and parameters). The server sends the
  *   page's fragments re-rendered from the same templates ("fragments"), new log rows ("logs"), new
  *   chart points ("history"), or that the page's subject left ("gone"). EventSource reconnects by
- *   itself; while it is down a banner says so.
+ *   itself; while it is down a banner says so. A stream refused outright (the dashboard is at its
+ *   cap of live streams: 503) makes the page poll /events/poll instead, every POLL_MS, for the same
+ *   frames; it tries the stream again every STREAM_RETRY_MS.
  * - Charts: uPlot, one per <figure data-chart>, fed first by the JSON embedded in the page, then by
  *   the stream. Drag to zoom, double-click to reset; a zoomed chart stays put as points arrive.
  * - Admin actions: buttons with data-action, confirmed in a <dialog>, sent as POSTs with the page's
@@ -21,7 +23,9 @@
   const COARSE_STEP = 10;          // ... older points averaged into 10 s buckets
   const MAX_POINTS = 6000;         // per series, before compacting
   const STALE_SECONDS = 15;        // a legend shows no value for a series silent this long
-  const beach = { charts: {}, stream: null, connected: false };
+  const POLL_MS = 5000;            // refused a stream: how often the page asks for its frames instead
+  const STREAM_RETRY_MS = 60000;   // ... and how often it tries the stream again
+  const beach = { charts: {}, stream: null, connected: false, polling: false };
   window.beach = beach;            // for the curious (and the tests)
 
   // ------------------------------------------------------------------ charts
@@ -252,12 +256,14 @@
   }
 
   let bannerTimer = null;
-  function setLive(up) {
+  function setLive(up, polled) {
     beach.connected = up;
     const live = document.getElementById("live");
     if (live) {
-      live.textContent = up ? "live" : "reconnecting…";
-      live.className = "pill " + (up ? "ok" : "bad");
+      live.textContent = up ? (polled ? "polling" : "live") : "reconnecting…";
+      live.className = "pill " + (up ? (polled ? "warn" : "ok") : "bad");
+      live.title = polled ? "the dashboard has as many live streams open as it takes: this page refreshes every "
+                            + POLL_MS / 1000 + " s instead" : "live updates from the dashboard";
     }
     const banner = document.getElementById("banner");
     clearTimeout(bannerTimer);
@@ -271,15 +277,51 @@
     return t ? t - 5 : 0;  // a little before: node heartbeats may be timed a bit behind the latest tick
   }
 
+  function applyFrames(frames) {
+    if (frames.fragments) applyFragments(frames.fragments);
+    if (frames.logs) applyLogs(frames.logs);
+    if (frames.history) applyHistory(frames.history);
+    if (frames.gone) showGone(frames.gone.message);
+  }
+
+  let pollTimer = null;
+  async function poll() {
+    try {
+      const response = await fetch(root + "/events/poll?" + body.dataset.stream + "&since=" + since(),
+                                   { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      applyFrames(await response.json());
+      if (beach.polling) setLive(true, true);
+    } catch (err) {
+      setLive(false);  // the dashboard itself is away
+    }
+  }
+
+  function startPolling() {
+    beach.polling = true;
+    if (pollTimer === null) {
+      poll();
+      pollTimer = setInterval(poll, POLL_MS);
+    }
+    setTimeout(connect, STREAM_RETRY_MS);
+  }
+
+  function stopPolling() {
+    beach.polling = false;
+    if (pollTimer !== null) clearInterval(pollTimer);
+    pollTimer = null;
+  }
+
   function connect() {
     if (!body.dataset.stream) return;
     const stream = new EventSource(root + "/events?" + body.dataset.stream + "&since=" + since());
     beach.stream = stream;
-    stream.addEventListener("open", () => setLive(true));
+    stream.addEventListener("open", () => { stopPolling(); setLive(true); });
     stream.addEventListener("error", () => {
-      setLive(false);
-      if (stream.readyState === EventSource.CLOSED) {  // refused outright (not just dropped): try again later
-        setTimeout(connect, 5000);
+      if (stream.readyState === EventSource.CLOSED) {  // refused outright (at the cap, or down): poll meanwhile
+        startPolling();
+      } else {
+        setLive(false);
       }
     });
     stream.addEventListener("fragments", (e) => applyFragments(JSON.parse(e.data)));
