@@ -505,8 +505,9 @@ def openapi_document(bridge: Bridge) -> dict[str, Any]:
     """This bridge described in OpenAPI 3 (every status code it answers with, every error's shape)."""
     limits = bridge.limits
     string: dict[str, Any] = {"type": "string"}
-    params = [{"name": f"_{name}", "in": "query", "required": False, "schema": schema, "description": text}
-              for name, schema, text in (
+    # an empty value is the parameter left out (what a form sends for a field left blank), but for _action
+    params = [{"name": f"_{name}", "in": "query", "required": False, "schema": schema, "description": text,
+               "allowEmptyValue": name != "action"} for name, schema, text in (
         ("action", {"type": "string", "minLength": 1}, "the request type (or the Beach-Action header)"),
         ("ident", string, "the trust ident"),
         ("timeout", {"type": "number", "minimum": 0, "maximum": limits.max_timeout},

@@ -701,3 +701,20 @@ def test_300_streams_against_the_dashboard_while_its_api_is_timed(node: Any, con
               f"other work)")
     finally:
         assert dash.stop() == 0
+
+
+def test_the_openapi_document_passes_a_schemathesis_fuzz_run(dashboard: Dashboard, beach: Beach,
+                                                             tmp_path: Path) -> None:
+    """A bounded schemathesis run (a hundred cases per operation, a dozen operations) against
+    /api/openapi.json with its checks: no 5xx, every status code, content type, header and response
+    schema the document's. The admin POSTs are fuzzed too: without a page's CSRF token, all 403."""
+    uid = beach.addActor("Pong", "dash/fuzz").data["uid"]
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("st")), "run", f"{dashboard.url}/api/openapi.json", "--checks", "all",
+         "--exclude-checks", "positive_data_acceptance", "--max-examples", "100", "--seed", "25",
+         "--generation-database", "none", "--request-timeout", "20", "--no-color", "--workers", "2",
+         "--phases", "examples,coverage,fuzzing", "--suppress-health-check", "all"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    print(result.stdout[-2000:])
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert uid in beach.getDirectory()["reverse"], "no fuzzed POST got past the CSRF check"

@@ -36,7 +36,8 @@ def _array(items: Schema) -> Schema:
 
 
 STRING, NUMBER, INTEGER, BOOLEAN = ({"type": t} for t in ("string", "number", "integer", "boolean"))
-POINTS = _array({"type": "array", "prefixItems": [NUMBER, NUMBER], "minItems": 2, "maxItems": 2})
+POINTS = _array({"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2,
+                 "description": "[time (s since the epoch), value]"})
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _object({"error": STRING}),
@@ -99,7 +100,9 @@ SCHEMAS: dict[str, Schema] = {
 
 
 def _query(name: str, description: str, schema: Schema | None = None) -> Schema:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or STRING}
+    # an empty value is the parameter left out (what a page's form sends for a field left blank)
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or STRING,
+            "allowEmptyValue": True}
 
 
 def _path(name: str, description: str) -> Schema:
