@@ -26,7 +26,7 @@ from beach.security import authority
 from beach.security.seal import OVERHEAD
 from beach.state.directory import DirectoryView
 
-log = logging.getLogger("beach.session")
+log = logging.getLogger("beach.bus")  # (the connection's)
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.
