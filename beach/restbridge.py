@@ -555,7 +555,7 @@ def openapi_document(bridge: Bridge) -> dict[str, Any]:
     paths["/openapi.json"] = {"get": {"summary": "this document", "responses": {
         "200": {"description": "OpenAPI 3", "content": {JSON_TYPE: {"schema": {"type": "object"}}}}, **own}}}
     return {"openapi": "3.0.3", "info": {"title": f"beach REST bridge, realm {bridge.realm}", "version": "1",
-                                         "description": __doc__.split("Bounds:")[0].split("Answers:")[1].strip()},
+                                         "description": "See beach/restbridge.py: " + "; ".join(KINDS)},
             "paths": paths}
 
 

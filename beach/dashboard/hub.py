@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from beach.config import DashboardConfig
+
 CLOSING = "closing"  # the part a stream hears when the dashboard shuts down
 
 
@@ -48,29 +50,24 @@ class Full(Exception):
 class Hub:
     """Every open stream's `Subscription`; `notify` is a `ClusterModel` listener."""
 
-    def __init__(self, max_streams: int = 64, per_client: int = 4) -> None:
+    def __init__(self, limits: DashboardConfig | None = None) -> None:
         self._subscriptions: dict[Subscription, str] = {}  # → the client address it serves
         self._per_client: dict[str, int] = {}
         self.closed = False
         self.rendered: dict[Any, tuple[float, Any]] = {}  # page → (when, what): shared by its streams
         self.refused = 0  # streams refused at a cap, since the start
-        self.limit(max_streams, per_client)
-
-    def limit(self, max_streams: int, per_client: int) -> None:
-        """Set the caps (see the module docs)."""
-        self.max_streams = max_streams
-        self.max_per_client = per_client
+        self.limits = limits or DashboardConfig()  # the caps (see the module docs): the config's, once read
 
     def subscribe(self, client: str = "") -> Subscription:
         """A new subscription for a stream to ``client`` (already told everything changed, so the
         stream starts complete); `Full` past a cap."""
-        if len(self._subscriptions) >= self.max_streams:
+        if len(self._subscriptions) >= self.limits.max_streams:
             self.refused += 1
             raise Full(f"the dashboard has {len(self._subscriptions)} live streams open, its limit "
                        f"(dashboard.max_streams)")
-        if self._per_client.get(client, 0) >= self.max_per_client:
+        if self._per_client.get(client, 0) >= self.limits.max_streams_per_client:
             self.refused += 1
-            raise Full(f"{client or 'this client'} has {self.max_per_client} live streams open, the limit for one "
+            raise Full(f"{client or 'this client'} has {self._per_client[client]} live streams open, the limit for one "
                        f"client (dashboard.max_streams_per_client)")
         subscription = Subscription()
         if self.closed:

@@ -34,8 +34,7 @@ class Dashboard:
     async def open(self) -> None:
         """Connect and start following the cluster; raises `ConfigError` or `BusError`."""
         client = await AsyncBeach.open(self.config_path)
-        limits = client.session.config.dashboard
-        self.hub.limit(limits.max_streams, limits.max_streams_per_client)
+        self.hub.limits = client.session.config.dashboard
         model = ClusterModel(client)
         try:
             await model.start()
