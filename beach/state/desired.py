@@ -39,7 +39,7 @@ def supervision_key(realm: str, sid: str) -> str:
 
 def patrol_key(owner: str) -> str:
     """The key of a patrol spec; `CategoryError` for an owner too long for a key."""
-    return subjects.check_key(f"patrol.{subjects.escape(owner)}", f"patrol owner {subjects.shown(owner)}")
+    return subjects.check_key(f"patrol.{subjects.escape(owner)}", "patrol owner", owner)
 
 
 def cordon_key(node: str) -> str:

@@ -64,14 +64,14 @@ def shown(name: str, limit: int = 40) -> str:
     return f"{name[:limit]!r}… ({len(name)} characters)"
 
 
-def check_length(subject: str, what: str, limit: int = MAX_SUBJECT) -> str:
+def check_length(subject: str, kind: str, name: str, limit: int = MAX_SUBJECT) -> str:
     """``subject`` if a NATS server will take it (at most ``limit`` bytes, `MAX_SUBJECT`); else
-    `CategoryError` saying that ``what`` (the name it was made from) is too long, and why."""
+    `CategoryError` saying that the ``kind`` ``name`` it was made from is too long, and why."""
     size = len(subject) if subject.isascii() else len(subject.encode("utf-8"))
     if size > limit:
-        raise CategoryError(f"{what} is too long: its NATS subject would be {size} bytes, over the {limit} "
-                            f"beach allows (a NATS server closes the connection of a client that sends a protocol "
-                            f"line over its max_control_line of {MAX_CONTROL_LINE} bytes)")
+        raise CategoryError(f"{kind} {shown(name)} is too long: its NATS subject would be {size} bytes, over the "
+                            f"{limit} beach allows (a NATS server closes the connection of a client that sends a "
+                            f"protocol line over its max_control_line of {MAX_CONTROL_LINE} bytes)")
     return subject
 
 
@@ -163,7 +163,7 @@ def request_subject(realm: str, category: str) -> str:
     uid = actor_uid(category)
     if uid is not None:
         return actor_subject(realm, uid)
-    return check_length(f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}", f"category {shown(category)}")
+    return check_length(f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}", "category", category)
 
 
 def broadcast_subject(realm: str, category: str) -> str:
@@ -171,7 +171,7 @@ def broadcast_subject(realm: str, category: str) -> str:
     uid = actor_uid(category)
     if uid is not None:
         return actor_subject(realm, uid)
-    return check_length(f"beach.b.{escape(check_realm(realm))}.{_tokens(category)}", f"category {shown(category)}")
+    return check_length(f"beach.b.{escape(check_realm(realm))}.{_tokens(category)}", "category", category)
 
 
 def routable(realm: str, category: str) -> str:
@@ -183,7 +183,7 @@ def routable(realm: str, category: str) -> str:
 
 def actor_subject(realm: str, uid: str) -> str:
     """The subject only the actor ``uid`` listens on."""
-    return check_length(f"beach.a.{escape(check_realm(realm))}.{escape(uid)}", f"actor uid {shown(uid)}")
+    return check_length(f"beach.a.{escape(check_realm(realm))}.{escape(uid)}", "actor uid", uid)
 
 
 def prefix_categories(categories: list[str]) -> list[str]:
@@ -198,23 +198,23 @@ def prefix_categories(categories: list[str]) -> list[str]:
 
 def node_subject(node_id: str, op: str) -> str:
     """Control subject ``op`` of the node agent ``node_id``."""
-    return check_length(f"beach.n.{escape(node_id)}.{op}", f"node id {shown(node_id)}")
+    return check_length(f"beach.n.{escape(node_id)}.{op}", "node id", node_id)
 
 
 def host_subject(host_id: str, op: str) -> str:
     """Control subject ``op`` of the actor host ``host_id``."""
-    return check_length(f"beach.h.{escape(host_id)}.{op}", f"actor host id {shown(host_id)}")
+    return check_length(f"beach.h.{escape(host_id)}.{op}", "actor host id", host_id)
 
 
 def actor_key(realm: str, uid: str) -> str:
     """The directory (KV) key of an actor."""
-    return check_key(f"{escape(check_realm(realm))}.{escape(uid)}", f"actor uid {shown(uid)}")
+    return check_key(f"{escape(check_realm(realm))}.{escape(uid)}", "actor uid", uid)
 
 
 KV_ROOM = 64  # a KV key travels in a subject after ``$KV.<bucket>.`` (beach's buckets' names are short)
 
 
-def check_key(key: str, what: str) -> str:
+def check_key(key: str, kind: str, name: str) -> str:
     """``key`` if it fits in a KV subject (`MAX_SUBJECT` less `KV_ROOM`); else `CategoryError` naming
-    ``what``, the name it was made from."""
-    return check_length(key, what, MAX_SUBJECT - KV_ROOM)
+    the ``kind`` ``name`` it was made from."""
+    return check_length(key, kind, name, MAX_SUBJECT - KV_ROOM)
