@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+import nats.aio.client
 import pexpect
 import psutil
 import pytest
@@ -322,6 +323,18 @@ def test_a_lost_nats_shows_as_disconnected_until_it_comes_back(tmp_path: Path) -
         run_console(write_config(tmp_path / "own.yaml", server.url), scenario, tmp_path / "reconnected.svg")
     finally:
         server.stop()
+
+
+def test_a_connection_the_server_closes_for_good_ends_the_console_saying_why(nats_server: EmbeddedServer,
+                                                                            config_path: Path, tmp_path: Path) -> None:
+    async def scenario(app: BeachConsole, pilot: Pilot[None]) -> None:
+        assert app.client is not None
+        # an over-long line, the raw nats-py way (beach's client refuses it): the server closes the connection
+        await nats.aio.client.Client.publish(app.client.session.nc, "x" * 5000, b"")
+        await until(pilot, lambda: app.return_code == 1, what="the console to end")
+        assert "closed the console's connection for good (maximum control line exceeded)" in str(app.error)
+
+    run_console(config_path, scenario, tmp_path / "lost.svg")  # (main() prints app.error, one line)
 
 
 def test_a_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

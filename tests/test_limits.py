@@ -5,8 +5,9 @@ in the library, a tool and inside an actor — and the connection that would hav
 stays up (the REST bridge's case is in test_restbridge.py). A process whose connection the server
 closes for good says so and does not linger: an actor host exits and its node reports it and
 replaces it, a client raises `ClosedError` naming the server's reason, and a node agent, the REST
-bridge and the dashboard exit non-zero. The faults are real: an over-long line sent the raw nats-py way (the
-server closes the connection), or an ``-ERR`` injected into the server's stream by a TCP proxy."""
+bridge, the dashboard and ``beach logs --follow`` exit non-zero (the console: test_console.py).
+The faults are real: an over-long line sent the raw nats-py way (the server closes the
+connection), or an ``-ERR`` injected into the server's stream by a TCP proxy."""
 
 from __future__ import annotations
 
@@ -230,7 +231,8 @@ def test_a_node_the_bridge_and_the_dashboard_exit_when_the_server_closes_their_c
     ports = {"bridge": free_port(), "dashboard": free_port()}
     commands = {"bridge": ["beach.restbridge", str(ports["bridge"]), str(config), "global"],
                 "dashboard": ["beach.dashboard", str(config), "--port", str(ports["dashboard"])],
-                "node": ["nodeagent", str(config), "--node-id", "proxied-node"]}
+                "node": ["nodeagent", str(config), "--node-id", "proxied-node"],
+                "logs": ["beach.cli", "logs", str(config), "--follow", "--system"]}
     health = {"bridge": "/healthz", "dashboard": "/api/cluster"}
     processes = {name: subprocess.Popen([sys.executable, "-m", *command], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
@@ -249,12 +251,14 @@ def test_a_node_the_bridge_and_the_dashboard_exit_when_the_server_closes_their_c
             wait_for(lambda name=name: up(name), 30, 0.1, what=f"the {name} to serve")
         with Beach(direct) as client:
             wait_for(lambda: "proxied-node" in client._core.session.view.nodes, 30, what="the node to register")
+        # the bridge, the dashboard, the node agent, its host and beach logs --follow
+        wait_for(lambda: len(proxy.writers) >= 5, 30, what="every process to be connected through the proxy")
         proxy.inject(b"-ERR 'Unknown Protocol Operation'\r\n")
         for name, process in processes.items():
             code = process.wait(40)
             stderr = process.communicate()[1]
             assert code == 1, (name, code, stderr)
-            assert "connection for good" in stderr and "unknown protocol operation" in stderr.lower(), stderr
+            assert "closed" in stderr and "for good (unknown protocol operation)" in stderr.lower(), stderr
             assert "Traceback" not in stderr, stderr
         for name in health:  # nothing listens: a health check fails
             with pytest.raises(httpx.TransportError):

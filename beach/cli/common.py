@@ -38,7 +38,9 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 
 def connected(args: argparse.Namespace, work: Callable[[AsyncBeach], Awaitable[T]]) -> T:
     """Connect to the cluster of ``args.config`` (a file or a URL) in ``args.realm`` (default: the
-    config's), say once whether the cluster is open to anyone, run ``work(client)`` and disconnect."""
+    config's), say once whether the cluster is open to anyone, run ``work(client)`` and disconnect;
+    `ClosedError` if the server closes the connection for good meanwhile (a tool never waits on a
+    dead one)."""
 
     async def run() -> T:
         client = await AsyncBeach.open(args.config, realm=getattr(args, "realm", None))
@@ -46,7 +48,7 @@ def connected(args: argparse.Namespace, work: Callable[[AsyncBeach], Awaitable[T
             notice = client.session.open_notice()
             if notice:
                 print(f"beach: {notice}", file=sys.stderr)
-            return await work(client)
+            return await client.session.unless_lost(work(client))
         finally:
             await client.close()
 

@@ -10,8 +10,8 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client
@@ -21,12 +21,13 @@ from beach import bus, metering
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
-from beach.errors import PayloadTooLarge
+from beach.errors import CLOSED, ClosedError, PayloadTooLarge
 from beach.security import authority
 from beach.security.seal import OVERHEAD
 from beach.state.directory import DirectoryView
 
 log = logging.getLogger("beach.bus")  # (the connection's)
+T = TypeVar("T")
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
 # requests made while serving it get no more than the time it has left.
@@ -94,6 +95,32 @@ class Session:
             raise
         opened.append(cls(config, runner, nc, view, inbox, node_id, refusals))
         return opened[0]
+
+    async def unless_lost(self, work: Awaitable[T]) -> T:
+        """``work``'s result; or, if the server closes the connection for good first, ``work``
+        cancelled and `ClosedError` naming the server's reason (for a tool that would otherwise wait
+        for ever on a connection that is gone: ``beach logs --follow``)."""
+        task = asyncio.ensure_future(work)
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        def listener(reason: str) -> None:
+            if not lost.done():
+                lost.set_result(reason)
+
+        if self.lost is not None:
+            listener(self.lost)
+        self.lost_listeners.append(listener)
+        waiting: set[asyncio.Future[Any]] = {task, lost}
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.lost_listeners.remove(listener)
+            if not task.done():
+                task.cancel()
+                await asyncio.wait({task})
+        if lost.done() and (task.cancelled() or task.exception() is not None):
+            raise ClosedError(f"{CLOSED}: the NATS server closed it for good ({lost.result()})")
+        return task.result()
 
     def _on_lost(self, reason: str) -> None:
         self.lost = reason

@@ -32,7 +32,7 @@ from beach.console.widgets.rates_panel import RatesPanel
 from beach.console.widgets.request_panel import RequestPanel
 from beach.console.widgets.status_bar import StatusBar
 from beach.console.widgets.supervision_pane import SupervisionPane
-from beach.errors import BeachError, ConfigError
+from beach.errors import BeachError, ClosedError, ConfigError
 from beach.output import describe_failure
 from beach.security import authority
 from beach.state.model import ClusterModel
@@ -146,6 +146,7 @@ class BeachConsole(App[None]):
             self.exit(return_code=1)
             return
         self.client, self.model = client, model
+        client.session.lost_listeners.append(self._lost)
         model.listeners.append(self._model_changed)
         notice = client.session.open_notice()
         self.query_one(StatusBar).set_access(self.read_only, notice)
@@ -154,6 +155,11 @@ class BeachConsole(App[None]):
                         "information", timeout=10)
         self.refresh_bindings()
         self._show(set(ALL_PARTS))
+
+    def _lost(self, reason: str) -> None:
+        """The server closed the connection for good: the console would only show a frozen cluster."""
+        self.error = ClosedError(f"the NATS server closed the console's connection for good ({reason})")
+        self.exit(return_code=1)
 
     async def on_unmount(self) -> None:
         """Stop following the cluster and disconnect."""
