@@ -223,7 +223,7 @@ async def _run(config: str, args: argparse.Namespace) -> int:
         if args.run:
             tasks.append(asyncio.create_task(scripts.run()))
         say(f"watching {loop.directory} (Ctrl-C ends)")
-        await loop.watch(asyncio.Event())
+        await client.session.unless_lost(loop.watch(asyncio.Event()))  # a connection gone for good ends it
         return 0
     finally:
         await scripts.stop()

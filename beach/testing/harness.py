@@ -99,7 +99,7 @@ class ActorHarness:
         categories = [category] if isinstance(category, str) else list(category)
         if not categories:
             raise UsageError("an actor needs at least one category")
-        self.categories = [subjects.normalize(c) for c in categories]
+        self.categories = [subjects.routable(self.realm, c) for c in categories]
         cls = self._resolve(actor, code_directory)
         self.uid = uid or uuid.uuid4().hex
         self.clock = 0.0
@@ -441,13 +441,13 @@ class _Backend:
             if mode not in ("random", "local", "affinity"):
                 raise UsageError(f"unknown handle mode {mode!r}: use 'random', 'local' or 'affinity'")
             # (a stand-in with ActorHandle's methods: typed as one, for the actor's code)
-            stub = StubHandle(self._harness._stubs, subjects.normalize(category), mode)
+            stub = StubHandle(self._harness._stubs, subjects.routable(self._harness.realm, category), mode)
             self._handle_cache[key] = cast(ActorHandle, stub)
             self.handles.append(self._handle_cache[key])
         return self._handle_cache[key]
 
     def make_group(self, root: str, mode: str, retries: int | None, timeout: float | None) -> ActorHandleGroup:
-        return cast(ActorHandleGroup, StubGroup(self._harness._stubs, subjects.normalize(root)))
+        return cast(ActorHandleGroup, StubGroup(self._harness._stubs, subjects.routable(self._harness.realm, root)))
 
     def category_available(self, category: str) -> bool:
         return bool(self._harness._stubs.matching(subjects.normalize(category)))

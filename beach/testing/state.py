@@ -15,6 +15,7 @@ from typing import Any
 
 from beach import wire
 from beach.errors import UsageError
+from beach.wire import subjects
 
 _DELETED = None  # in a turn's writes: the key is deleted
 
@@ -120,4 +121,5 @@ class MemoryState:
 def _check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise UsageError(f"a state key must be a non-empty string, not {key!r}")
+    subjects.check_key(subjects.escape(key), "state key", key)  # a key NATS could not carry: CategoryError
     return key
