@@ -12,8 +12,10 @@ render. Then, for each dashboard configuration — the default caps (``dashboard
    every byte they send (counted);
 3. after 3 s, times ``GET /api/cluster`` again the same way, while the streams stay open;
 4. reports, per configuration: the streams open and refused (503), the median and 90th percentile
-   of /api/cluster alone and with the streams, their ratio, and what the streams carried (MB/s,
-   over the 10 s or more they were open, their first frames included).
+   of /api/cluster alone and with the streams, their ratio, what the streams carried (MB/s, over
+   the 10 s or more they were open, their first frames included), and the dashboard process's CPU
+   use (percent of one core) idle and while the streams were open — the figure least moved by
+   other work on the machine.
 
 Run it from the repository root::
 
@@ -37,6 +39,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+import psutil
 import yaml
 from _harness import arguments, cluster, free_port, main_guard, publish, running, wait_registered
 
@@ -56,6 +59,8 @@ class Result:
     alone: list[float]
     loaded: list[float]
     carried: float  # bytes per second, all streams together
+    cpu_alone: float  # the dashboard process's CPU use, percent of one core
+    cpu_loaded: float
 
     def row(self) -> str:
         def ms(values: list[float], q: float) -> str:
@@ -64,7 +69,8 @@ class Result:
 
         ratio = statistics.median(self.loaded) / statistics.median(self.alone)
         return (f"| {self.name} | {self.opened} | {self.refused} | {ms(self.alone, 0.5)} / {ms(self.alone, 0.9)} | "
-                f"{ms(self.loaded, 0.5)} / {ms(self.loaded, 0.9)} | x{ratio:.2f} | {self.carried / 1e6:.2f} |\n")
+                f"{ms(self.loaded, 0.5)} / {ms(self.loaded, 0.9)} | x{ratio:.2f} | {self.carried / 1e6:.2f} | "
+                f"{self.cpu_alone:.0f} % / {self.cpu_loaded:.0f} % |\n")
 
 
 async def timed(client: httpx.AsyncClient, url: str, n: int) -> list[float]:
@@ -79,8 +85,9 @@ async def timed(client: httpx.AsyncClient, url: str, n: int) -> list[float]:
     return times
 
 
-async def measure(name: str, url: str, streams: int, requests: int) -> Result:
-    """Steps 1-3 of the module docs against the dashboard at ``url``."""
+async def measure(name: str, url: str, streams: int, requests: int, pid: int) -> Result:
+    """Steps 1-3 of the module docs against the dashboard at ``url`` (process ``pid``)."""
+    dashboard = psutil.Process(pid)
     carried = 0
     readers: list[asyncio.Task[None]] = []
     clients: list[httpx.AsyncClient] = []
@@ -93,6 +100,9 @@ async def measure(name: str, url: str, streams: int, requests: int) -> Result:
                 carried += len(chunk)
 
     async with httpx.AsyncClient(timeout=120) as api:
+        dashboard.cpu_percent()
+        await asyncio.sleep(5)  # idle, but following the cluster
+        cpu_alone = dashboard.cpu_percent()
         alone = await timed(api, url, requests)
         try:
             for i in range(streams):
@@ -108,15 +118,17 @@ async def measure(name: str, url: str, streams: int, requests: int) -> Result:
                     await response.aread()
             started = time.perf_counter()
             await asyncio.sleep(3)
+            dashboard.cpu_percent()
             loaded = await timed(api, url, requests)
             await asyncio.sleep(max(0.0, 10 - (time.perf_counter() - started)))  # 10 s of streams at least
+            cpu_loaded = dashboard.cpu_percent()
             rate = carried / (time.perf_counter() - started)
         finally:
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
             await asyncio.gather(*(c.aclose() for c in clients), return_exceptions=True)
-    return Result(name, opened, refused, alone, loaded, rate)
+    return Result(name, opened, refused, alone, loaded, rate, cpu_alone, cpu_loaded)
 
 
 async def run(tmp: str, actors: int, streams: int, requests: int) -> list[Result]:
@@ -137,7 +149,7 @@ async def run(tmp: str, actors: int, streams: int, requests: int) -> list[Result
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             with running([sys.executable, "-m", "beach.dashboard", config, "--port", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as dashboard:
                 deadline = time.monotonic() + 30
                 while True:
                     try:
@@ -148,7 +160,7 @@ async def run(tmp: str, actors: int, streams: int, requests: int) -> list[Result
                     if time.monotonic() > deadline:
                         raise RuntimeError("the dashboard did not come up with every actor")
                     await asyncio.sleep(0.2)
-                results.append(await measure(name, url, streams, requests))
+                results.append(await measure(name, url, streams, requests, dashboard.pid))
     return results
 
 
@@ -164,8 +176,9 @@ def main() -> int:
         results = asyncio.run(run(tmp, args.actors, args.streams, args.requests))
     text = (f"/api/cluster with {args.streams} live streams asked for ({args.actors} actors; "
             f"{args.requests} requests each; ms median / p90)\n\n"
-            "| dashboard | streams open | refused (503) | alone | with the streams | ratio | streams' MB/s |\n"
-            "|---|---|---|---|---|---|---|\n" + "".join(r.row() for r in results))
+            "| dashboard | streams open | refused (503) | alone | with the streams | ratio | streams' MB/s "
+            "| dashboard CPU, alone / with the streams |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "".join(r.row() for r in results))
     publish(text, args.out)
     return 0
 
