@@ -3,7 +3,8 @@
 ``beach config push CONFIG`` asks a node to store the shareable part of a config in the KV bucket
 `CONFIG_BUCKET` (only nodes may read it where NATS credentials are the authority; sealed with the
 cluster's key, if any). What is shared is what every node should agree on (`SHARED`): host
-counts, log and backlog limits, code settings, ``actor_modules``, the NATS servers. Secrets (the
+counts, log and backlog limits, code settings, ``actor_modules``, the NATS servers, and the bounds
+of the REST bridge and the dashboard (tools started by URL read them). Secrets (the
 admin token, keys, credentials) and machine-local paths (code directory, state directories)
 never travel: a joining node is given its own on its command line.
 
@@ -29,7 +30,7 @@ from beach.errors import BusError, ConfigError
 CONFIG_BUCKET = "beach_config"
 KEY = "cluster"
 SHARED = {"realm", "n_processes", "actor_modules", "replay_window", "high_mem_watermark", "log_level", "logs",
-          "backlog", "code"}
+          "backlog", "code", "restbridge", "dashboard"}
 SHARED_NATS = {"servers", "kv_replicas"}
 LOCAL_CODE = {"cache"}  # a node's own path
 KEY_FILE_ENV = "BEACH_PRIVATE_KEY_FILE"  # by URL: the cluster's private_key file
