@@ -24,7 +24,7 @@ import nats.aio.client
 import psutil
 import pytest
 
-from beach import bus
+from beach import bus, wire
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.errors import CategoryError, ClosedError, UsageError
@@ -77,8 +77,9 @@ def test_a_5000_character_category_from_inside_an_actor_leaves_its_host_serving(
         assert neighbours[-1].isSuccess
     assert any(n.data["host"] == host for n in neighbours)
     response = beach.getActorHandle("limits/relay").request("relay", data={"category": LONG}, timeout=10)
-    assert not response.isSuccess and response.error == "exception"
-    assert "CategoryError" in response.data["st"] and LIMIT_WORDS in response.data["st"]
+    assert not response.isSuccess and response.failure == wire.Failure.EXCEPTION
+    assert response.error.startswith("exception: beach.errors.CategoryError: category 'aaaa")
+    assert LIMIT_WORDS in response.error
     # the host still serves: the relay itself, and every actor next to it, for as long as we look
     for _ in range(5):
         inner = beach.getActorHandle("limits/relay").request("relay", data={"category": "limits/pong"}, timeout=10)
