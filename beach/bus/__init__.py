@@ -24,6 +24,7 @@ from beach.bus.connection import (
     exposed,
     failure,
     lost_reason,
+    lost_suffix,
     open_bucket,
     open_buckets,
     open_desired,
@@ -34,5 +35,5 @@ from beach.bus.connection import (
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
     "PING_SECONDS", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed", "failure",
-    "lost_reason", "open_bucket", "open_buckets", "open_desired", "sealed", "translated",
+    "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "sealed", "translated",
 ]

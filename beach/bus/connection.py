@@ -156,6 +156,15 @@ def lost_reason(nc: Client) -> str:
     return text or (type(err).__name__ if err is not None else "no reason given")
 
 
+def lost_suffix(nc: Client) -> str:
+    """What to add to `CLOSED` when ``nc`` was closed for good by the server rather than by us:
+    ``": the NATS server closed it for good (<reason>)"``, else ``""``. (Known as soon as nats-py
+    closes it: before its ``closed_cb`` has run.)"""
+    if not nc.is_closed or getattr(nc, "closing", True):
+        return ""
+    return f": the NATS server closed it for good ({lost_reason(nc)})"
+
+
 async def connect(config: Config, name: str, on_lost: Callable[[str], None] | None = None,
                   **options: Any) -> Client:
     """Connect to the NATS servers the config names; raise `BusError` if none answers.

@@ -95,7 +95,8 @@ class Inbox:
             try:
                 await self.nc.publish(subject, payload, reply=reply)
             except nats.errors.Error as err:
-                raise bus.failure(err, f"cannot send a request to {subject}", self.reason) from None
+                reason = self.reason or bus.lost_suffix(self.nc)
+                raise bus.failure(err, f"cannot send a request to {subject}", reason) from None
             msg = await future
         finally:
             timer.cancel()

@@ -120,6 +120,8 @@ class Session:
                 await asyncio.wait({task})
         if lost.done() and (task.cancelled() or task.exception() is not None):
             raise ClosedError(f"{CLOSED}: the NATS server closed it for good ({lost.result()})")
+        if isinstance(task.exception(), ClosedError) and bus.lost_suffix(self.nc):  # (before closed_cb ran)
+            raise ClosedError(CLOSED + bus.lost_suffix(self.nc))
         return task.result()
 
     def _on_lost(self, reason: str) -> None:
@@ -148,7 +150,8 @@ class Session:
         try:
             await self.nc.publish(subject, payload, reply=reply)
         except nats.errors.Error as err:
-            raise bus.failure(err, f"cannot publish to {subject}", self.inbox.reason) from None
+            reason = self.inbox.reason or bus.lost_suffix(self.nc)
+            raise bus.failure(err, f"cannot publish to {subject}", reason) from None
 
     def unseal(self, msg: Msg, fresh: bool = True) -> bytes:
         """The body of a received message: opened (and checked fresh, for live messages) when
