@@ -411,7 +411,8 @@ class Descendants:
         while not self._done.is_set():
             try:
                 for p in self.root.children(recursive=True):
-                    if p.pid not in self.seen:
+                    # A child caught between fork and exec has an empty command line: look again.
+                    if not self.seen.get(p.pid, (0.0, ""))[1]:
                         self.seen[p.pid] = (p.create_time(), " ".join(p.cmdline()))
             except psutil.Error:
                 pass
