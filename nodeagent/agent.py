@@ -110,16 +110,24 @@ class NodeAgent(ControlServer):
             self.client = AsyncBeach(self.session)
             self.recycler = Recycler(self.config, self.node_id, self.session.view, self.replace, self.background)
             self.supervisor = Supervisor(self.client, self.node_id)
-            tasks = [loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat)),
-                     loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
+            beating = loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat))
+            tasks = [loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
                      loop.create_task(self._every(ORPHAN_CHECK, self.cleanup.orphans)),
                      loop.create_task(self.supervisor.run())]
             await self.stopping.wait()
             for task in tasks:
                 task.cancel()
+            # say "stopping" first, so no new actor is placed here while the actors stop (they
+            # leave the directory one by one, and their supervisor re-places them elsewhere); the
+            # heartbeat goes on until the node leaves the registry
+            if self.session.nc.is_connected:
+                try:
+                    await asyncio.wait_for(self.heartbeat(), directory.HEARTBEAT)
+                except Exception as err:
+                    log.warning("node %s could not say it is stopping: %s", self.node_id, err)
             await self.supervisor.stop()
-            await self.shutdown()
+            await self.shutdown(beating)
             logs.uninstall(self.log_handler)
             if lost:
                 raise BusError(f"node {self.node_id} stops: the NATS server closed its connection for good ({lost[0]})")
@@ -154,6 +162,10 @@ class NodeAgent(ControlServer):
             log.warning("node %s is cordoned: no new actor is placed here ('beach uncordon' to undo)", self.node_id)
 
     async def _every(self, seconds: float, job: Any) -> None:
+        """Run ``job`` every ``seconds``, on a fixed beat: a job that takes a while does not push
+        the next one later (heartbeats stay one period apart, and others see them on time)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
             try:
                 await job()
@@ -161,12 +173,16 @@ class NodeAgent(ControlServer):
                 raise
             except Exception as err:
                 log.warning("%s failed: %s", job.__name__, err)
-            await asyncio.sleep(seconds)
+            due = max(due + seconds, loop.time())  # (a job longer than the period: no burst to catch up)
+            await asyncio.sleep(due - loop.time())
 
-    async def shutdown(self) -> None:
-        """Stop every host (their actors' ``deinit`` runs), leave the registry, disconnect."""
+    async def shutdown(self, beating: asyncio.Task[None] | None = None) -> None:
+        """Stop every host (their actors' ``deinit`` runs), leave the registry, disconnect;
+        ``beating``: the heartbeat task, ended just before the node leaves the registry."""
         log.info("node %s stopping", self.node_id)
         stopped = await self.pool.stop_all()
+        if beating is not None:
+            beating.cancel()
         if self.session.nc.is_connected:
             await self.cleanup.dead_hosts(stopped)
             try:
@@ -212,6 +228,9 @@ class NodeAgent(ControlServer):
             return Reply(False, error, {"gone": True})
         spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
         in_scope(spec["realm"])
+        old = self.session.view.actors.get(uid)
+        if version is None and old is not None and old["version"] is not None:
+            version = old["version"]  # a drain or a recycle keeps the version it runs
         if version is not None:
             spec["version"] = version
         if away and spec.get("strategy") == "host_affinity":
@@ -225,7 +244,7 @@ class NodeAgent(ControlServer):
                          {"st": st} if isinstance(st, str) else {})
         new = response.data["uid"]
         if spec.get("sid"):
-            await self._move_supervision(spec["realm"], spec["sid"], uid, new)
+            await self._move_supervision(spec["realm"], spec["sid"], uid, new, response.data["version"])
         await self._stop([uid], grace)
         return Reply(True, "", {"uid": new, "node": response.data["node"], "old": uid})
 
@@ -259,12 +278,14 @@ class NodeAgent(ControlServer):
         await self.heartbeat()
         return Reply(True, "", {"node": self.node_id, "cordoned": on})
 
-    async def _move_supervision(self, realm: str, sid: str, old: str, new: str) -> None:
+    async def _move_supervision(self, realm: str, sid: str, old: str, new: str, version: str | None) -> None:
+        """Point a supervised actor's record at its replacement ``new``, which runs ``version``."""
         kv = await bus.open_desired(self.session.nc, self.config)
         key = desired.supervision_key(realm, sid)
         while (current := await desired.get(kv, key)) is not None:
             record, revision = current
-            if record["uid"] != old or await desired.update(kv, key, {**record, "uid": new}, revision) is not None:
+            if record["uid"] != old or await desired.update(kv, key, {**record, "uid": new, "version": version},
+                                                            revision) is not None:
                 return
 
     # ---------------------------------------------------------------- registry
@@ -283,7 +304,7 @@ class NodeAgent(ControlServer):
             id=self.node_id, hostname=socket.gethostname(), addresses=self.addresses, pid=os.getpid(),
             started=self.started, updated=time.time(), hosts=hosts, n_actors=sum(per_realm.values()),
             actors_by_realm=per_realm, cordoned=self.cordoned, open=authority.open_node(self.config),
-            **health.sample(),
+            stopping=self.stopping.is_set(), **health.sample(),
         )
 
     async def heartbeat(self) -> None:
@@ -307,6 +328,8 @@ class NodeAgent(ControlServer):
         """Start an actor in a shared host (or a new isolated one) and return once ``init()`` ran."""
         spec = _spawn_spec(args)
         in_scope(spec["realm"])
+        if self.stopping.is_set():  # ("unavailable": the caller tries another node at once)
+            return Reply(False, f"node {self.node_id} is stopping", {"unavailable": True})
         spec["uid"] = uid = uuid.uuid4().hex
         spec["node"] = self.node_id
         if spec["isolated"]:
@@ -317,7 +340,7 @@ class NodeAgent(ControlServer):
         else:
             shared = self.pool.running(shared_only=True)
             if not shared:
-                return Reply(False, f"node {self.node_id} has no running actor host", {})
+                return Reply(False, f"node {self.node_id} has no running actor host", {"unavailable": True})
             host = random.choice(shared)
         # the host enforces the timeout itself; the margin lets its answer arrive
         budget = float(spec["timeout"] or SPAWN_TIMEOUT) + SPAWN_MARGIN
@@ -467,14 +490,16 @@ class NodeAgent(ControlServer):
         return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, HOST_CALL_SECONDS)
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
-        """This node's entry and the load of each of its actors."""
+        """This node's entry, the load of each of its actors and whether each of its actor hosts
+        answered (``hosts``: {host id: None, or why not})."""
         hosts = self.pool.running()
         replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, HOST_INFO_SECONDS) for h in hosts))
         load: dict[str, Any] = {}
         for ok, _, data in replies:
             if ok:
                 load.update(data["load"])
-        return Reply(True, "", {"node": self.entry(), "load": load})
+        answered = {h.id: None if ok else error for h, (ok, error, _) in zip(hosts, replies, strict=True)}
+        return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered})
 
 
 def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:

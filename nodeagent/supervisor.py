@@ -17,7 +17,7 @@ from beach import bus, patrol
 from beach.backoff import backoff as exponential
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background
-from beach.state import desired, placement
+from beach.state import desired
 from beach.state.desired import Lease, Mirror
 
 log = logging.getLogger("beach.supervisor")
@@ -27,7 +27,7 @@ UNSEEN_GRACE = 2.0       # an incarnation never seen live gets this long to show
 BACKOFF_BASE = 0.5
 BACKOFF_MAX = 30.0
 SCALE_DOWN_GRACE = 3.0   # a patrol entry must be over its target this long before actors are stopped
-NODE_GRACE = 2.0         # a node whose entry expired counts as lost this much later (heartbeat stalls)
+NODE_GRACE = 1.0         # a node whose entry expired counts as lost one heartbeat later (a stalled heartbeat)
 
 
 def backoff(failures: int) -> float:
@@ -117,6 +117,8 @@ class Supervisor:
         if self._alive(uid):
             self._seen.add(uid)
             self._noticed.pop(key, None)
+            if record["last_error"] or record["waiting_for"]:  # it runs (again): that is past
+                await desired.update(self.kv, key, {**record, "last_error": None, "waiting_for": None}, revision)
             return
         if uid not in self._seen and now - self._noticed.setdefault(key, now) < UNSEEN_GRACE:
             return  # written just now by a client whose spawn the view has not shown yet
@@ -127,44 +129,30 @@ class Supervisor:
             await desired.update(self.kv, key, {**record, "state": "failed", "restarts": restarts,
                                                 "failed_at": now}, revision)
             return
-        if now < (record.get("last_restart") or 0.0) + backoff(len(restarts)):
-            return
-        spawn = record["spawn"]
-        hint = spawn.get("strategy_hint")
-        if spawn.get("strategy") == "host_affinity" and hint and not placement.hosts_matching(hint, self.view.nodes):
-            # pinned to a node that is away: wait for it (no attempt is made, none is counted)
-            if record.get("waiting_for") != hint:
-                log.warning("actor %s (%s) waits for node %s to come back", record["sid"], spawn["name"], hint)
-                await desired.update(self.kv, key, {**record, "waiting_for": hint}, revision)
+        if now < (record["last_restart"] or 0.0) + backoff(len(restarts)):
             return
         self._busy.add(key)
-        self._background.start(self._restart(key, record, revision, restarts + [now], now))
+        self._background.start(self._restart(key, record, revision, restarts, now))
 
     async def _restart(self, key: str, record: dict[str, Any], revision: int, restarts: list[float],
                        now: float) -> None:
         try:
-            response = await self.client.place_actor(record["spawn"])
             spawn = record["spawn"]
-            if (not response.isSuccess and isinstance(response.data, dict) and response.data.get("gone")
-                    and spawn.get("strategy") == "host_affinity"):
-                # its node died and is not out of the registry yet: it waits for its node (the
-                # attempt is not the actor's failure and is not counted), as when the node is away
-                hint = spawn.get("strategy_hint")
-                if record.get("waiting_for") != hint:
-                    log.warning("actor %s (%s) waits for node %s to come back", record["sid"], spawn["name"], hint)
-                    await desired.update(self.kv, key, {**record, "waiting_for": hint, "last_restart": now}, revision)
+            # the version it ran before, not whatever the realm's current one is now
+            args = spawn if record["version"] is None else {**spawn, "version": record["version"]}
+            response = await self.client.place_actor(args)
+            if not response.isSuccess and isinstance(response.data, dict) and response.data.get("unavailable"):
+                await self._wait(key, record, revision, response.error)
                 return
-            record = {**record, "restarts": restarts, "last_restart": now}
-            record.pop("waiting_for", None)
+            record = {**record, "restarts": restarts + [now], "last_restart": now, "waiting_for": None}
             if response.isSuccess:
-                record["uid"] = response.data["uid"]
+                record.update(uid=response.data["uid"], version=response.data["version"], last_error=None)
                 self._seen.add(record["uid"])
-                log.info("restarted actor %s (%s) as %s on %s", record["sid"], record["spawn"]["name"],
-                         record["uid"], response.data["node"])
+                log.info("restarted actor %s (%s) as %s on %s", record["sid"], spawn["name"], record["uid"],
+                         response.data["node"])
             else:
                 record["last_error"] = response.error
-                log.warning("restarting actor %s (%s) failed: %s", record["sid"], record["spawn"]["name"],
-                            response.error)
+                log.warning("restarting actor %s (%s) failed: %s", record["sid"], spawn["name"], response.error)
             if await desired.update(self.kv, key, record, revision) is None and response.isSuccess:
                 # the record moved meanwhile (stopped on purpose, or another supervisor restarted
                 # it): unless it names this incarnation, this one is a duplicate and must go
@@ -173,6 +161,20 @@ class Supervisor:
                     await self.client.stopActors(withId=record["uid"], keepSupervision=True)
         finally:
             self._busy.discard(key)
+
+    async def _wait(self, key: str, record: dict[str, Any], revision: int, error: str) -> None:
+        """No node can take the actor now (none is up, or the one it is pinned to by host_affinity is
+        away): not the actor's failure, so nothing is counted; it is tried again next round, and its
+        record says what it waits for."""
+        spawn = record["spawn"]
+        hint = spawn["strategy_hint"] if spawn["strategy"] == "host_affinity" else None
+        if (record["waiting_for"], record["last_error"]) == (hint, error):
+            return
+        if hint:
+            log.warning("actor %s (%s) waits for node %s: %s", record["sid"], spawn["name"], hint, error)
+        else:
+            log.warning("actor %s (%s) waits for a node: %s", record["sid"], spawn["name"], error)
+        await desired.update(self.kv, key, {**record, "waiting_for": hint, "last_error": error}, revision)
 
     async def _stop_duplicates(self, records: dict[str, tuple[dict[str, Any], int]]) -> None:
         """Stop older incarnations of supervised actors that came back: a node that was cut off

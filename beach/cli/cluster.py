@@ -35,13 +35,22 @@ ACTOR_COLUMNS = ("uid", "realm/class", "code", "categories", "node", "pid", "iso
 
 def node_rows(nodes: list[dict[str, Any]]) -> list[Sequence[Any]]:
     """Table rows for nodes."""
-    return [[n["id"] + (" (cordoned)" if n.get("cordoned") else ""), n["hostname"],
+    return [[n["id"] + (" (stopping)" if n.get("stopping") else " (cordoned)" if n.get("cordoned") else ""),
+             n["hostname"],
              ", ".join(a for a in n["addresses"] if not a.startswith("127.")) or "127.0.0.1", n["cores"],
              f"{n['cpu']:.0f}%", f"{n['mem']:.0f}%", n["n_actors"], len(n["hosts"])]
             for n in nodes]
 
 
 NODE_COLUMNS = ("node", "hostname", "addresses", "cores", "cpu", "mem", "actors", "hosts")
+
+
+def _supervised_state(actor: dict[str, Any]) -> str:
+    if actor["running"] or actor["state"] != "running":
+        return str(actor["state"])
+    if actor["waiting_for"]:
+        return f"waiting for node {actor['waiting_for']}"
+    return "waiting for a node" if actor["last_error"] else "restarting"
 
 
 def status(args: argparse.Namespace) -> int:
@@ -63,10 +72,9 @@ def status(args: argparse.Namespace) -> int:
         output.show(output.table(("realm", "category", "actors"), rows, title="Categories"))
         if summary["supervised"]:
             output.show(output.table(
-                ("sid", "actor", "categories", "state", "running", "restarts", "last error"),
-                [[s["sid"][:12], f"{s['realm']}/{s['name']}", ", ".join(s["categories"] or []),
-                  f"waiting for node {s['waiting_for']}" if s["waiting_for"] and not s["running"] else s["state"],
-                  "yes" if s["running"] else "no", s["restarts"], s["last_error"] or ""]
+                ("sid", "actor", "code", "categories", "state", "running", "restarts", "last error"),
+                [[s["sid"][:12], f"{s['realm']}/{s['name']}", s["version"] or "-", ", ".join(s["categories"] or []),
+                  _supervised_state(s), "yes" if s["running"] else "no", s["restarts"], s["last_error"] or ""]
                  for s in summary["supervised"]], title="Supervised"))
         if summary["patrols"]:
             output.show(output.table(("owner", "entry", "actor", "running / target"),

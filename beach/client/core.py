@@ -148,7 +148,7 @@ class AsyncBeach:
         """Start actor class ``actorName`` in ``category`` (a name or a list) on a node chosen by
         ``strategy``; return once its ``init()`` has run.
 
-        Success: ``ActorResponse`` with ``data = {'uid', 'node', 'host'}``, visible in
+        Success: ``ActorResponse`` with ``data = {'uid', 'node', 'host', 'version'}``, visible in
         ``getDirectory()`` at once. Failure (unknown class, import error, init raising, no node
         fitting the strategy, ``'unprivileged'``) comes back as a failed response with the reason
         (and ``data['st']``, the traceback, where there is one).
@@ -159,7 +159,9 @@ class AsyncBeach:
         ``max_restarts`` in ``restart_window`` seconds marks it failed (see `getSupervised`).
 
         ``version``: run that deployed version of the realm's code (default: the realm's current
-        version, or the code directory for a realm never deployed; see `beach.code.deploy`).
+        version, or the code directory for a realm never deployed; see `beach.code.deploy`). A
+        supervised actor keeps the version it started with through its restarts; only a rollout
+        moves it (``data['version']``: the one it runs, None for the code directory).
 
         Raises `CategoryError` for a bad category and `UsageError` for an unknown strategy or
         restart policy; ``log_dest`` is accepted and ignored (hosts log to their stderr).
@@ -178,26 +180,45 @@ class AsyncBeach:
         if response.isSuccess and restart != "never":
             record = {"kind": "actor", "sid": args["sid"], "spawn": args, "restart": restart,
                       "max_restarts": max_restarts, "restart_window": restart_window,
-                      "uid": response.data["uid"], "state": "running", "restarts": [], "created": time.time()}
+                      "uid": response.data["uid"], "state": "running", "restarts": [], "created": time.time(),
+                      "version": response.data["version"]}  # what it runs, its restarts run too
             await self._change_desired(put={desired.supervision_key(args["realm"], args["sid"]): record})
         return response
 
     async def place_actor(self, args: dict[str, Any]) -> ActorResponse:
-        """Place and start one actor from checked spawn arguments (what `addActor` builds)."""
+        """Place and start one actor from checked spawn arguments (what `addActor` builds).
+
+        Only a node that is up is chosen (see `beach.state.placement`). A node that fails the spawn
+        on its side — gone, stopping, no actor host — is skipped for a while and the next choice is
+        tried at once; one that does not answer in time is skipped too, but not retried at once (the
+        actor may still start there). Success: ``data = {'uid', 'node', 'host', 'version'}``. A
+        failure with ``data['unavailable']`` says no node could take the actor now: a missing node,
+        not the actor's fault."""
         view = self._session.view
-        try:
-            node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
-                                       lambda: view.live(args["realm"]), args["categories"])
-        except placement.PlacementError as err:
-            return ActorResponse(False, str(err))
         # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
         budget = float(args.get("timeout") or SPAWN_TIMEOUT) + 10 + (HOST_START_SECONDS if args.get("isolated") else 0)
-        response = await self._node_call(node, "spawn", args, budget, args["realm"])
-        if response.isSuccess:
-            data = response.data
-            view.apply_local(data["key"], data["revision"], data["entry"])
-            response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"]}
-        return response
+        tried: list[str] = []
+        while True:
+            try:
+                node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
+                                           lambda: view.live(args["realm"]), args["categories"], view.unavailable())
+            except placement.PlacementError as err:
+                return ActorResponse(False, str(err), {"unavailable": err.unavailable})
+            response = await self._node_call(node, "spawn", args, budget, args["realm"])
+            if response.isSuccess:
+                data = response.data
+                view.apply_local(data["key"], data["revision"], data["entry"])
+                response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"],
+                                 "version": data["entry"]["version"]}
+                return response
+            node_side = response.isTimedOut or (isinstance(response.data, dict) and (
+                response.data.get("gone") or response.data.get("unavailable")))
+            if not node_side:
+                return response  # the actor's own failure (its class, its init)
+            self._placer.spawn_failed(node, response.error)
+            tried.append(response.error)
+            if response.isTimedOut or len(tried) > len(view.nodes):
+                return ActorResponse(False, "; ".join(tried), {"unavailable": True}, isTimedOut=response.isTimedOut)
 
     async def _desired(self) -> KeyValue:
         if self._desired_kv is None:
@@ -233,15 +254,16 @@ class AsyncBeach:
 
     async def getSupervised(self) -> dict[str, dict[str, Any]]:
         """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or
-        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error',
-        'waiting_for' (the node a host_affinity actor waits for, or None)}}``.
+        'failed'), 'uid' (current incarnation), 'restarts' (recent restart times), 'last_error'
+        (of the last attempt that failed, None once it runs again), 'waiting_for' (the node a
+        host_affinity actor waits for, or None), 'version' (of its realm's code it runs)}}``.
         Raises `BusError` when NATS cannot answer."""
         with bus.translated("cannot read the desired state"):
             entries = await desired.snapshot(await self._desired(), "sup.")
         return {v["sid"]: {"name": v["spawn"]["name"], "realm": v["spawn"]["realm"],
                            "categories": v["spawn"]["categories"], "state": v["state"], "uid": v["uid"],
-                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v.get("last_error"),
-                           "waiting_for": v.get("waiting_for")}
+                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v["last_error"],
+                           "waiting_for": v["waiting_for"], "version": v["version"]}
                 for v, _ in entries.values()}
 
     async def stopActors(self, withId: str | Iterable[str] | None = None,

@@ -48,7 +48,8 @@ SCHEMAS: dict[str, Schema] = {
         "cpu_per_core": _array(NUMBER), "mem": NUMBER, "mem_total": _nullable("integer"), "n_actors": INTEGER,
         "actors_by_realm": _map(INTEGER), "hosts": _map({"type": "object"}), "pid": _nullable("integer"),
         "started": _nullable("number"), "updated": _nullable("number"),
-        "cordoned": {"type": "boolean", "description": "drained: takes no new actors"}}),
+        "cordoned": {"type": "boolean", "description": "drained: takes no new actors"},
+        "stopping": {"type": "boolean", "description": "shutting down: takes no new actors"}}),
     "Actor": _object({
         "uid": STRING, "realm": STRING, "name": STRING, "categories": _array(STRING), "node": STRING,
         "host": STRING, "pid": _nullable("integer"), "isolated": BOOLEAN,
@@ -80,7 +81,10 @@ SCHEMAS: dict[str, Schema] = {
         "sid": _nullable("string"), "name": _nullable("string"), "realm": _nullable("string"),
         "categories": {"type": ["array", "null"], "items": STRING}, "state": _nullable("string"),
         "uid": _nullable("string"), "running": BOOLEAN, "restart": _nullable("string"), "restarts": INTEGER,
-        "last_error": _nullable("string"), "last_restart": _nullable("number")}),
+        "last_error": _nullable("string"), "last_restart": _nullable("number"),
+        "waiting_for": _nullable("string"),
+        "version": {"type": ["string", "null"], "description": "the deployed version of its realm's code it runs, "
+                    "and runs again when restarted (null: the code directory)"}}),
     "Patrol": _object({
         "owner": _nullable("string"), "realm": _nullable("string"),
         "entries": _array(_object({"name": STRING, "actor": _nullable("string"),

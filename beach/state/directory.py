@@ -38,6 +38,9 @@ log = logging.getLogger("beach.directory")
 
 HEARTBEAT = 1.0
 NODE_TTL = 4  # whole seconds (NATS per-message TTL granularity)
+# A node whose heartbeat this view has not heard for this long (1.5 periods) is late: no new actor
+# is placed there (it may be dying; its entry expires only after NODE_TTL).
+LATE = 1.5 * HEARTBEAT
 # A node this view has not heard from for this long is gone, purge marker or not: a JetStream server
 # that restarts can bring back entries that had expired (ghosts), and their expiry is not sent again.
 SILENCE = NODE_TTL + 2.0
@@ -196,6 +199,18 @@ class DirectoryView:
     def is_live(self, actor: ActorEntry) -> bool:
         """True if the actor's node is live."""
         return actor["node"] in self.nodes
+
+    def unavailable(self) -> dict[str, str]:
+        """The registered nodes that take no new actor now, each with why: stopping, or its heartbeat
+        is late (not heard for over `LATE` seconds). Lateness counts only while some node is heard
+        on time: when every heartbeat is late, it is this process or the bus that stalled."""
+        now = time.monotonic()
+        away = {n: "is stopping" for n, entry in self.nodes.items() if entry["stopping"]}
+        silent = {n: now - self._heard.get(n, now) for n in self.nodes}
+        if any(age <= LATE for age in silent.values()):
+            away.update({n: f"has sent no heartbeat for over {LATE:g}s" for n, age in silent.items()
+                         if age > LATE and n not in away})
+        return away
 
     def lost(self, actor: ActorEntry, grace: float) -> bool:
         """True if the actor's node is gone and has stayed gone for ``grace`` seconds: a node whose

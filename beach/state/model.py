@@ -351,7 +351,7 @@ class ClusterModel:
                 "mem_total": node.get("mem_total"), "n_actors": node.get("n_actors") or 0,
                 "actors_by_realm": node.get("actors_by_realm") or {}, "hosts": hosts, "pid": node.get("pid"),
                 "started": node.get("started"), "updated": node.get("updated"),
-                "cordoned": bool(node.get("cordoned")),
+                "cordoned": bool(node.get("cordoned")), "stopping": bool(node.get("stopping")),
             })
         return result
 
@@ -429,7 +429,8 @@ class ClusterModel:
                            "categories": spawn.get("categories"), "state": record.get("state"), "uid": uid,
                            "running": running, "restart": record.get("restart"),
                            "restarts": len(record.get("restarts") or []), "last_error": record.get("last_error"),
-                           "last_restart": record.get("last_restart"), "waiting_for": record.get("waiting_for")})
+                           "last_restart": record.get("last_restart"), "waiting_for": record.get("waiting_for"),
+                           "version": record.get("version")})
         return result
 
     def patrols(self) -> list[dict[str, Any]]:

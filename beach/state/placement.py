@@ -3,11 +3,17 @@
 Every strategy reads the client's live directory view, which already holds the client's own
 earlier placements (a spawn's reply is applied to the view at once), so back-to-back ``addActor``
 calls see each other: ten ``repulsion`` spawns over three nodes end up 4/3/3.
+
+Only nodes that are up take a new actor: not cordoned, not stopping, heard from on time (the view
+says which are not, `DirectoryView.unavailable`), and not one that failed a spawn on its side
+(gone, stopping, no actor host, no answer) in the last `FAILED_SPAWN_SECONDS` (the `Placer`
+remembers).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from statistics import fmean
 from typing import TYPE_CHECKING
@@ -19,10 +25,16 @@ if TYPE_CHECKING:
     from beach.state.records import ActorEntry, NodeEntry
 
 STRATEGIES = ("random", "resource", "affinity", "host_affinity", "repulsion", "roundrobin")
+FAILED_SPAWN_SECONDS = 10.0  # a node that failed a spawn on its side takes no new actor for this long
 
 
 class PlacementError(BeachError):
-    """No node fits the strategy (reported to the caller as a failed spawn, not raised)."""
+    """No node fits the strategy (reported to the caller as a failed spawn, not raised).
+    ``unavailable``: nodes are missing or not up, so it may fit later (not the spawn's own fault)."""
+
+    def __init__(self, message: str, unavailable: bool = True) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 def check_strategy(strategy: str | None) -> str:
@@ -54,22 +66,56 @@ def hosts_matching(hint: str, nodes: dict[str, NodeEntry]) -> list[str]:
             or hint in (nodes[n].get("addresses") or [])]
 
 
+def _why(away: dict[str, str]) -> str:
+    return "; ".join(f"{node} {why}" for node, why in sorted(away.items()))
+
+
 class Placer:
-    """Chooses nodes for spawns; keeps the round-robin position between calls."""
+    """Chooses nodes for spawns; keeps the round-robin position and the nodes that failed a spawn
+    lately between calls."""
 
     def __init__(self) -> None:
         self._next = 0
+        self._failed: dict[str, tuple[float, str]] = {}  # node → (monotonic time, error) of its last failure
+
+    def spawn_failed(self, node: str, error: str) -> None:
+        """Note that ``node`` failed a spawn on its side: it is skipped for `FAILED_SPAWN_SECONDS`."""
+        self._failed[node] = (time.monotonic(), error)
+
+    def _recently_failed(self) -> dict[str, str]:
+        now = time.monotonic()
+        self._failed = {n: failure for n, failure in self._failed.items() if now - failure[0] < FAILED_SPAWN_SECONDS}
+        return {n: f"failed a spawn lately ({error})" for n, (_, error) in self._failed.items()}
 
     def choose(self, strategy: str, hint: str | None, nodes: dict[str, NodeEntry],
-               actors: Callable[[], list[ActorEntry]], categories: list[str]) -> str:
+               actors: Callable[[], list[ActorEntry]], categories: list[str],
+               unavailable: dict[str, str] | None = None) -> str:
         """The id of the node to spawn on; raise `PlacementError` if no node fits. ``actors``
-        gives the live actors of the realm (only affinity and repulsion need them)."""
+        gives the live actors of the realm (only affinity and repulsion need them);
+        ``unavailable``: registered nodes that are not up, with why (they are skipped)."""
         if not nodes:
             raise PlacementError("no beach node is running (the node registry is empty)")
-        open_nodes = {n: entry for n, entry in nodes.items() if not entry.get("cordoned")}
-        if not open_nodes:
+        if all(entry.get("cordoned") for entry in nodes.values()):
             raise PlacementError(f"every node is cordoned ({', '.join(sorted(nodes))}): 'beach uncordon' one")
-        nodes = open_nodes  # a cordoned node (drained for maintenance) takes no new actor
+        # a cordoned node (drained for maintenance) takes no new actor, nor one that is not up
+        away = {n: "is cordoned" for n, entry in nodes.items() if entry.get("cordoned")}
+        away.update({n: why for n, why in {**(unavailable or {}), **self._recently_failed()}.items()
+                     if n in nodes and n not in away})
+        if strategy == "host_affinity":
+            if not hint:
+                raise PlacementError("strategy 'host_affinity' needs strategy_hint: a node id, hostname or address",
+                                     unavailable=False)
+            fit = hosts_matching(hint, nodes)
+            if not fit:
+                raise PlacementError(f"no node matches host_affinity hint {hint!r} (nodes: {', '.join(sorted(nodes))})")
+            up = [n for n in fit if n not in away]
+            if not up:
+                raise PlacementError(f"no node that host_affinity hint {hint!r} names can take it now: "
+                                     f"{_why({n: away[n] for n in fit})}")
+            return random.choice(up)
+        nodes = {n: entry for n, entry in nodes.items() if n not in away}
+        if not nodes:
+            raise PlacementError(f"no node can take a new actor now: {_why(away)}")
         ids = sorted(nodes)
         if strategy == "random":
             return random.choice(ids)
@@ -78,14 +124,6 @@ class Placer:
         if strategy == "roundrobin":
             self._next = (self._next + 1) % len(ids)
             return ids[self._next]
-        if strategy == "host_affinity":
-            if not hint:
-                raise PlacementError("strategy 'host_affinity' needs strategy_hint: a node id, hostname or address")
-            fit = hosts_matching(hint, nodes)
-            if not fit:
-                raise PlacementError(f"no node matches host_affinity hint {hint!r} "
-                                     f"(nodes: {', '.join(ids)})")
-            return random.choice(fit)
         if strategy == "affinity":
             counts = _count(actors(), hint) if hint else {}
             fit = [n for n in ids if counts.get(n)]

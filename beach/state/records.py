@@ -247,6 +247,7 @@ class NodeEntry(TypedDict):
     mem_available: Annotated[int | None, "int"]
     cordoned: Annotated[bool, "bool", False]
     open: Annotated[bool, "bool", False]  # it takes admin operations from anyone (no authority, no token)
+    stopping: Annotated[bool, "bool", False]  # shutting down: takes no new actor
 
 
 class SupervisionRecord(TypedDict):
@@ -267,6 +268,10 @@ class SupervisionRecord(TypedDict):
     last_error: Annotated[str | None, "str"]
     waiting_for: Annotated[str | None, "str"]
     failed_at: Annotated[float | None, "number"]
+    # the deployed version of its realm's code the current incarnation runs, which a restart or a
+    # re-placement runs again (a rollout moves it); None: the code directory, or a record written
+    # before versions were kept (a restart then runs the realm's current version)
+    version: Annotated[str | None, "str"]
 
 
 class Lease(TypedDict):

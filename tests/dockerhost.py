@@ -1,0 +1,236 @@
+"""A Docker engine for the compose test: the running one, or a ``dockerd`` started (and stopped) here,
+and local stand-ins for the two base images deploy/ names, since no registry is reachable.
+
+How the stand-ins are made is ../shared/reference/compose-standin.md's recipe: ``python:3.11-slim``
+from a Debian bookworm ``debootstrap`` with Python 3.11, and the nats image ``FROM scratch`` with
+the venv's own ``nats-server`` binary and a static busybox (``sh`` and the ``wget`` of its health
+check). Both are kept between runs (built once per machine, under a lock); the rootfs and build
+directories are removed once imported.
+
+Several test runs may share the machine: each holds a shared lock on the engine while it uses it;
+the run that ends with nobody else holding it stops the ``dockerd`` that a test run started (a
+marker file says which one), and never one that it did not start (CI's, or a person's).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from beach.bus.embedded import server_binary
+
+STATE = Path(tempfile.gettempdir()) / "beach-tests-docker"
+ENGINE_LOCK = STATE / "engine.lock"
+STARTED = STATE / "dockerd.pid"  # written when a test run started the engine
+BUILD_LOCK = STATE / "standins.lock"
+PYTHON_IMAGE = "python:3.11-slim"
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+START_SECONDS = 60.0
+ENV = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the classic builder: a fresh machine has no buildx
+
+
+class Unavailable(Exception):
+    """No Docker engine can run here (the reason is the message)."""
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the docker CLI; raise `AssertionError` with its output when ``check`` and it fails."""
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env=ENV,
+                            **kwargs)  # type: ignore[call-overload]
+    if check and result.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+    return result
+
+
+def answering() -> bool:
+    """True if a Docker engine answers the CLI."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return docker("info", "--format", "{{.ServerVersion}}", timeout=20, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _start() -> None:
+    """Start ``dockerd`` (as root) and wait until it answers; raise `Unavailable` saying why not."""
+    if shutil.which("dockerd") is None:
+        raise Unavailable("no Docker engine answers and dockerd is not installed (Debian: apt-get install docker.io)")
+    if os.geteuid() != 0:
+        raise Unavailable("no Docker engine answers, and starting dockerd needs root")
+    log = open(STATE / "dockerd.log", "ab")
+    process = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)  # outlives a Ctrl-C of pytest: the next run stops it
+    log.close()
+    STARTED.write_text(str(process.pid))
+    deadline = time.monotonic() + START_SECONDS
+    while not answering():
+        if process.poll() is not None or time.monotonic() > deadline:
+            _stop()
+            tail = (STATE / "dockerd.log").read_text(errors="replace")[-1500:]
+            raise Unavailable(f"dockerd did not start: {tail}")
+        time.sleep(0.5)
+
+
+def _stop() -> None:
+    """Stop the ``dockerd`` a test run started (SIGTERM, then SIGKILL after 60 s)."""
+    try:
+        pid = int(STARTED.read_text())
+    except (OSError, ValueError):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our child: reap it
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    STARTED.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def engine() -> Iterator[None]:
+    """A Docker engine for the duration; raise `Unavailable` where none can run."""
+    STATE.mkdir(parents=True, exist_ok=True)
+    with open(ENGINE_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time decides whether to start it
+        try:
+            if not answering():
+                STARTED.unlink(missing_ok=True)  # (a marker of an engine that is gone)
+                _start()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_SH)  # users share it
+        try:
+            yield
+        finally:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody else uses it now
+            except BlockingIOError:
+                pass
+            else:
+                _stop()
+
+
+# ---------------------------------------------------------------- stand-in base images
+
+def has_image(name: str) -> bool:
+    """True if the engine holds image ``name``."""
+    return docker("image", "inspect", name, check=False).returncode == 0
+
+
+def _unmount_under(path: Path) -> None:
+    """Unmount what debootstrap may have left mounted in ``path`` (before it is removed)."""
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(str(path) + "/")), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+
+
+def build_python(name: str = PYTHON_IMAGE) -> None:
+    """``python:3.11-slim``: Debian bookworm (its Python is 3.11) with pip, as the official image has."""
+    for tool in ("debootstrap", "chroot"):
+        if shutil.which(tool) is None:
+            raise AssertionError(f"{tool} is needed to build the {name} stand-in: apt-get install debootstrap "
+                                 "(.ci/run does)")
+    root = Path(tempfile.mkdtemp(prefix="beach-rootfs-", dir="/var/tmp"))
+    try:
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,"
+                        "ca-certificates", "bookworm", str(root), DEBIAN_MIRROR],
+                       check=True, capture_output=True, timeout=900)
+        for link, target in (("python", "/usr/bin/python3"), ("python3", "/usr/bin/python3"),
+                             ("pip", "/usr/bin/pip3"), ("pip3", "/usr/bin/pip3")):
+            (root / "usr/local/bin" / link).symlink_to(target)
+        # Debian marks its Python externally managed; the official image does not
+        (root / "etc/pip.conf").write_text("[global]\nbreak-system-packages = true\n")
+        # PyPI may be reached through a TLS-intercepting proxy: this machine's extra CAs, trusted inside too
+        for cert in Path("/usr/local/share/ca-certificates").glob("*.crt"):
+            shutil.copy(cert, root / "usr/local/share/ca-certificates" / cert.name)
+        subprocess.run(["chroot", str(root), "update-ca-certificates"], check=True, capture_output=True, timeout=120)
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (root / cache).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        docker("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', "-", name, stdin=tar.stdout,
+               timeout=600)
+        tar.wait()
+    finally:
+        _unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+ENTRYPOINT = """#!/bin/sh
+set -e
+# as the official image: arguments that start with '-' go to nats-server
+if [ "${1#-}" != "$1" ]; then
+    set -- nats-server "$@"
+fi
+exec "$@"
+"""
+
+NATS_CONF = """port: 4222
+monitor_port: 8222
+cluster {
+  name: NATS
+  port: 6222
+  routes: []
+}
+"""
+
+NATS_DOCKERFILE = """FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+COPY nats-server docker-entrypoint.sh /usr/local/bin/
+COPY nats-server.conf /etc/nats/nats-server.conf
+RUN mkdir -p /tmp && chmod 1777 /tmp
+EXPOSE 4222 8222 6222
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["nats-server", "--config", "/etc/nats/nats-server.conf"]
+"""
+
+
+def build_nats(name: str) -> None:
+    """The nats image (tag ``name``): the venv's static nats-server and a static busybox, FROM scratch."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise AssertionError(f"a static busybox is needed to build the {name} stand-in: apt-get install "
+                             "busybox-static (.ci/run does)")
+    with tempfile.TemporaryDirectory(prefix="beach-nats-image-") as context:
+        here = Path(context)
+        shutil.copy(busybox, here / "busybox")
+        shutil.copy(server_binary(), here / "nats-server")
+        (here / "docker-entrypoint.sh").write_text(ENTRYPOINT)
+        (here / "docker-entrypoint.sh").chmod(0o755)
+        (here / "nats-server.conf").write_text(NATS_CONF)
+        (here / "Dockerfile").write_text(NATS_DOCKERFILE)
+        docker("build", "-q", "-t", name, context, timeout=300)
+
+
+def standins(nats_image: str) -> dict[str, float]:
+    """Make sure both base images exist (building what is missing, one run at a time); return the
+    seconds each build took (none when both were there)."""
+    STATE.mkdir(parents=True, exist_ok=True)
+    took: dict[str, float] = {}
+    with open(BUILD_LOCK, "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name, build in ((PYTHON_IMAGE, build_python), (nats_image, build_nats)):
+            if not has_image(name):
+                started = time.monotonic()
+                build(name)
+                took[name] = time.monotonic() - started
+    return took
