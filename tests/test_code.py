@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -363,6 +364,59 @@ def test_supervised_and_patrol_actors_keep_their_specs_through_a_rollout(cluster
         client.removePatrol("ks")
         client.setRealm(realm)
         client.stopActors(withCategory="ks/svc")
+
+
+def test_a_supervised_actor_keeps_its_version_through_restarts_until_a_rollout_moves_it(cluster, client, tmp_path):
+    """A restarted (or drained) supervised actor runs the version it ran before, not the realm's
+    current one, which its operator deployed but did not roll out; a rollout moves it, and its
+    restarts follow. `beach status` shows the version."""
+    realm = "pinned"
+    deployed(cluster, realm, write_realm(tmp_path / "v1", "one"))
+    first = client.addActor("Echo", "pin/svc", realm=realm, restart="on-failure")
+    assert first.isSuccess and first.data["version"] == "v1", first
+    [sid] = [s for s, r in client.getSupervised().items() if r["uid"] == first.data["uid"]]
+    deployed(cluster, realm, write_realm(tmp_path / "v2", "two"))  # current now, not rolled out
+    client.setRealm(realm)
+    view = client._core.session.view
+    handle = client.getActorHandle("pin/svc")
+
+    def restarted(uid: str) -> dict[str, Any]:
+        os.kill(view.actors[uid]["pid"], signal.SIGKILL)  # its actor host dies: the supervisor starts it again
+
+        def back() -> bool:
+            now = client.getSupervised()[sid]["uid"]
+            return now != uid and now in view.actors
+        wait_for(back, 30, what="the supervised actor to be restarted")
+        return client.getSupervised()[sid]
+
+    try:
+        # a drain moves it off its node, still on v1
+        node = first.data["node"]
+        drained = cli("drain", str(cluster.client_config), node, "--json")
+        assert drained.returncode == 0, drained.stderr
+        assert cli("uncordon", str(cluster.client_config), node).returncode == 0
+        record = client.getSupervised()[sid]
+        assert record["version"] == "v1" and view.actors[record["uid"]]["node"] != node
+        assert view.actors[record["uid"]]["version"] == "v1"
+        # restarted, still on v1
+        record = restarted(record["uid"])
+        assert record["version"] == "v1" and view.actors[record["uid"]]["version"] == "v1", record
+        assert handle.request("echo", {"n": 1}).data["version"] == "one"
+        status = cli("status", str(cluster.client_config))
+        assert status.returncode == 0, status.stderr
+        [row] = [line for line in status.stdout.splitlines() if "pinned/Echo" in line]
+        assert "v1" in row and "v2" not in row, status.stdout
+        # a rollout moves it to v2: its record follows, and so do its restarts
+        rolled = cli("rollout", str(cluster.client_config), realm, "pin/svc", "--json")
+        assert rolled.returncode == 0, rolled.stderr
+        record = client.getSupervised()[sid]
+        assert record["version"] == "v2", record
+        record = restarted(record["uid"])
+        assert record["version"] == "v2" and handle.request("echo", {"n": 2}).data["version"] == "two"
+        assert len(record["restarts"]) == 2 and record["last_error"] is None
+    finally:
+        client.stopActors(withCategory="pin/svc")
+        cli("uncordon", str(cluster.client_config), first.data["node"])
 
 
 def test_two_versions_of_one_module_side_by_side_in_one_host(cluster, client, tmp_path):
