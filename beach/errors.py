@@ -16,6 +16,8 @@ Every error beach raises is a :class:`BeachError`::
     ├── BundleError          code that cannot be deployed or run: an empty directory, a link, an
     │                        entry out of bounds, a digest mismatch (`beach.code.bundle`)
     ├── Refused              a node refused or failed an admin operation (says why)
+    ├── Unhealthy            a health probe failed: the bus or a node is not up (says why;
+    │                        beach.operations.health)
     ├── PlacementError       no node fits a spawn's strategy (beach.state.placement; a failed spawn)
     ├── RecordError          a record off the bus that is not one: names the record and the field
     │                        (beach.state.records; also a ValueError)
@@ -97,6 +99,11 @@ class BundleError(BeachError, ValueError):
 class Refused(BeachError):
     """A node refused or could not do an admin operation (deploy, rollback, restore, cordon...):
     its reason, e.g. ``unprivileged``, is in the message."""
+
+
+class Unhealthy(BeachError):
+    """A health probe failed (`beach.operations.health`, ``beach health``): the bus is not ready or
+    the node is not up; the message says what is wrong."""
 
 
 class SealError(BeachError, ValueError):

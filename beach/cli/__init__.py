@@ -5,7 +5,7 @@ Every subcommand has ``--help``. Listing commands print human tables by default 
 error or a bad config). The subcommands live in this package, one module per kind of work:
 
 * `beach.cli.node`     up, node
-* `beach.cli.cluster`  status, nodes, actors
+* `beach.cli.cluster`  status, nodes, health, actors
 * `beach.cli.actors`   add, stop, flush
 * `beach.cli.requests` request, broadcast
 * `beach.cli.logs`     logs, stack

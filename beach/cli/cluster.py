@@ -1,4 +1,5 @@
-"""``beach status``, ``beach nodes`` and ``beach actors``: what runs where, from the cluster model."""
+"""``beach status``, ``beach nodes`` and ``beach actors``: what runs where, from the cluster model;
+``beach health``: is the bus ready, is a node up (a readiness probe)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from beach.cli.common import add_config, add_json, emit, with_model
-from beach.errors import BusError
+from beach.client.core import AsyncBeach
+from beach.errors import BusError, Unhealthy
 from beach.output import duration
 from beach.state.model import ClusterModel
 
@@ -112,6 +114,39 @@ async def _wait_for_nodes(model: ClusterModel, count: int, timeout: float) -> No
         progress.update(task, completed=count)
 
 
+def health(args: argparse.Namespace) -> int:
+    """Exit 0 if the bus is ready (NATS answers, JetStream has a leader) and, with --node, if that
+    node is up: its agent in the registry and sending heartbeats now, not stopping, each of its
+    actor hosts answering. Otherwise print what is wrong and exit 1. With --wait, keep trying
+    that long first (a start-up gate: compose starts the beach services after it)."""
+    from beach.operations import health as probes
+
+    async def attempt() -> dict[str, Any]:
+        client = await AsyncBeach.open(args.config)
+        try:
+            return await probes.probe(client, args.node)
+        finally:
+            await client.close()
+
+    async def run() -> dict[str, Any]:
+        deadline = time.monotonic() + args.wait
+        while True:
+            try:
+                return await attempt()
+            except (BusError, Unhealthy) as err:
+                if time.monotonic() + 1 > deadline:
+                    raise Unhealthy(f"{err} (waited {args.wait:g}s)" if args.wait else str(err)) from None
+            await asyncio.sleep(1)
+
+    result = asyncio.run(run())
+    if args.json:
+        emit(args, result)
+    else:
+        print("healthy: bus ready" + (f"; node {result['node']} up, {len(result['hosts'])} actor host(s) answering"
+                                      if "node" in result else ""))
+    return 0
+
+
 def actors(args: argparse.Namespace) -> int:
     """List the live actors (of a realm, under a category): where they run, their load and counters."""
 
@@ -129,7 +164,7 @@ def actors(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``status``, ``nodes`` and ``actors``."""
+    """Add ``status``, ``nodes``, ``health`` and ``actors``."""
     p = sub.add_parser("status", help="the cluster at a glance", description=status.__doc__)
     add_config(p)
     add_json(p)
@@ -140,6 +175,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--wait", type=int, default=0, metavar="N", help="first wait until N nodes are up")
     p.add_argument("--timeout", type=float, default=120.0, help="how long --wait waits, in seconds (default 120)")
     p.set_defaults(func=nodes)
+    p = sub.add_parser("health", help="is the bus ready, is a node up (exit 0 or 1)", description=health.__doc__)
+    add_config(p)
+    add_json(p)
+    p.add_argument("--node", metavar="ID", help="also check this node ('local': the node agent of this machine)")
+    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="keep trying this long before failing (default: one try)")
+    p.set_defaults(func=health)
     p = sub.add_parser("actors", help="list the actors: where they run, their load", description=actors.__doc__)
     add_config(p)
     p.add_argument("--realm", default=None, help="only this realm (default: every realm)")

@@ -19,6 +19,15 @@ actor = actors.PAGE.json
 log_lines = logs.PAGE.json
 
 
+async def healthz(request: Request) -> Response:
+    """``GET /healthz``: 200 while the dashboard is connected to NATS, 503 when it is not (so a
+    health check sees a dashboard that shows nothing live)."""
+    read.check_known(request.query_params, ())
+    summary = dashboard(request).model.summary()
+    return JSON({"ok": summary["connected"], "connected": summary["connected"], "nodes": summary["nodes"]},
+                200 if summary["connected"] else 503)
+
+
 async def node_list(request: Request) -> Response:
     """``GET /api/nodes``: every live node."""
     read.check_known(request.query_params, ())

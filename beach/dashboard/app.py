@@ -31,7 +31,7 @@ from beach.metering import HttpMeter
 log = logging.getLogger("beach.dashboard")
 
 STATIC = Path(__file__).with_name("static")
-MACHINE_PATHS = ("/api", "/events", "/metrics")  # answered in JSON, errors included
+MACHINE_PATHS = ("/api", "/events", "/metrics", "/healthz")  # answered in JSON, errors included
 
 
 def routes() -> list[BaseRoute]:
@@ -45,6 +45,7 @@ def routes() -> list[BaseRoute]:
         Route("/events", events.stream, name="events"),
         Route("/events/poll", events.poll, name="poll"),
         Route("/metrics", metrics.endpoint, name="metrics"),
+        Route("/healthz", api.healthz, name="healthz"),
         Route("/api/openapi.json", openapi.endpoint, name="openapi"),
         Route("/api/cluster", api.cluster),
         Route("/api/nodes", api.node_list),

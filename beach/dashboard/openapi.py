@@ -41,6 +41,7 @@ POINTS = _array({"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2,
 
 SCHEMAS: dict[str, Schema] = {
     "Error": _object({"error": STRING}),
+    "Health": _object({"ok": BOOLEAN, "connected": BOOLEAN, "nodes": INTEGER}),
     "Summary": _object({"connected": BOOLEAN, "nodes": INTEGER, "actors": INTEGER, "realms": INTEGER,
                         "categories": INTEGER, "rps": NUMBER}),
     "Node": _object({
@@ -151,6 +152,11 @@ PATHS: dict[str, Schema] = {
         "actors": _array(_ref("Actor")), "filter": _ref("Filter"), "supervision": _array(_ref("Supervised")),
         "patrols": _array(_ref("Patrol")), "latency": _ref("Latency"), "logs": LOGS}), [REALM, CATEGORY]),
     "/api/nodes": _get("every live node", _object({"nodes": _array(_ref("Node"))})),
+    "/healthz": {"get": {"summary": "is the dashboard connected to NATS (its health check)", "parameters": [],
+                         "responses": {"200": {"description": "connected", "content": {"application/json": {
+                                           "schema": _ref("Health")}}},
+                                       "503": {"description": "not connected to NATS: nothing it shows is live",
+                                               "content": {"application/json": {"schema": _ref("Health")}}}}}},
     "/api/nodes/{node}": _get("one node and its actors (the twin of /nodes/{node})", _object({
         "node": _ref("Node"), "actors": _array(_ref("Actor")), "logs": LOGS}), [_path("node", "a node id")], True),
     "/api/actors": _get("the live actors", _object({"actors": _array(_ref("Actor"))}), [REALM, CATEGORY]),
