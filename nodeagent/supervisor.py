@@ -70,6 +70,8 @@ class Supervisor:
                     self.leading = leading
                 if leading:
                     await self.reconcile()
+                else:
+                    self._watch()
             except asyncio.CancelledError:
                 raise
             except Exception as err:
@@ -105,6 +107,13 @@ class Supervisor:
         await self._stop_unowned(specs)
 
     # ---------------------------------------------------------------- supervised actors
+
+    def _watch(self) -> None:
+        """While another agent supervises: note which incarnations run, so that on taking over this
+        one restarts an actor that died meanwhile at once (not after `UNSEEN_GRACE`)."""
+        assert self.mirror is not None
+        uids = {record["uid"] for record, _ in self.mirror.under("sup.").values()}
+        self._seen = {uid for uid in self._seen if uid in uids} | {uid for uid in uids if self._alive(uid)}
 
     def _alive(self, uid: str) -> bool:
         actor = self.view.actors.get(uid)

@@ -4,6 +4,8 @@ as the file gives it, run outside containers against a real nats-server."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -11,13 +13,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer, server_binary
+from beach.state.directory import NODE_TTL
 
+from . import dockerhost
 from .conftest import free_port, wait_for
 
 REPO = Path(__file__).parent.parent
@@ -217,3 +223,212 @@ def test_the_gate_waits_for_a_jetstream_leader(tmp_path):
             gate.wait()
         for server in servers:
             server.stop()
+
+
+# ---------------------------------------------------------------- docker-compose up, for real
+# deploy/compose.yaml built and run by a real Docker engine (Debian's docker.io; a dockerd is
+# started here if none runs, and stopped after), with local stand-ins for its two base images
+# (tests/dockerhost.py). Skipped, saying why, only where no Docker daemon can start.
+
+TAG = f"beach-test-{os.getpid()}"
+
+
+def compose_command() -> list[str]:
+    """``docker-compose`` (Debian's 1.29), else Compose v2's ``docker compose``."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return ["docker", "compose"]
+
+
+class Stack:
+    """One compose project of deploy/compose.yaml: its own name, image tag, ports and host config."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.project = TAG
+        self.ports = {"BEACH_DASHBOARD_PORT": free_port(), "BEACH_RESTBRIDGE_PORT": free_port(),
+                      "BEACH_NATS_PORT": free_port()}
+        self.env = {**os.environ, "BEACH_IMAGE": f"{TAG}:latest", "BEACH_CODE": str(REPO / "examples" / "multinode"),
+                    "COMPOSE_PROJECT_NAME": self.project, **{k: str(v) for k, v in self.ports.items()}}
+        self.host_config = tmp / "host.yaml"
+        host = yaml.safe_load((REPO / "deploy" / "compose" / "host.yaml").read_text())
+        host["nats"]["servers"] = [f"nats://127.0.0.1:{self.ports['BEACH_NATS_PORT']}"]
+        self.host_config.write_text(yaml.safe_dump(host))
+
+    def __call__(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([*compose_command(), "-f", str(COMPOSE), *args], capture_output=True, text=True,
+                                timeout=timeout, env={**self.env, "DOCKER_BUILDKIT": "0"})
+        assert not check or result.returncode == 0, f"compose {' '.join(args)}: {result.stderr[-3000:]}"
+        return result
+
+    def containers(self, service: str | None = None) -> list[str]:
+        """The ids of the project's containers (of one service), running or not."""
+        labels = ["--filter", f"label=com.docker.compose.project={self.project}"]
+        if service:
+            labels += ["--filter", f"label=com.docker.compose.service={service}"]
+        return dockerhost.docker("ps", "-aq", *labels).stdout.split()
+
+    def states(self) -> list[tuple[str, str]]:
+        """``[(service, its health, or its state and exit code when it has no health check)]``."""
+        ids = self.containers()
+        if not ids:
+            return []
+        out = dockerhost.docker("inspect", "--format", '{{index .Config.Labels "com.docker.compose.service"}} '
+                                "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}/"
+                                "{{.State.ExitCode}}{{end}}", *ids).stdout
+        return sorted(tuple(line.split(" ", 1)) for line in out.splitlines())  # type: ignore[misc]
+
+    def health(self, container: str) -> str:
+        return dockerhost.docker("inspect", "--format", "{{.State.Health.Status}}", container).stdout.strip()
+
+    def wait_healthy(self, nodes: int, timeout: float) -> float:
+        """Wait until the gate has exited 0 and every other service (``nodes`` nodes) is healthy;
+        return the seconds it took."""
+        wanted = sorted([("bus", "exited/0"), ("dashboard", "healthy"), ("nats", "healthy"),
+                         ("restbridge", "healthy"), *[("node", "healthy")] * nodes])
+        started = time.monotonic()
+        while (states := self.states()) != wanted:
+            if time.monotonic() - started > timeout:
+                pytest.fail(f"not every service healthy after {timeout}s: {states}")
+            time.sleep(1)
+        return time.monotonic() - started
+
+    def leftovers(self) -> dict[str, list[str]]:
+        label = f"label=com.docker.compose.project={self.project}"
+        return {"containers": self.containers(),
+                "networks": dockerhost.docker("network", "ls", "-q", "--filter", label).stdout.split(),
+                "volumes": dockerhost.docker("volume", "ls", "-q", "--filter", label).stdout.split()}
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[None]:
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(dockerhost.engine())
+    except dockerhost.Unavailable as err:
+        pytest.skip(f"no Docker daemon can run here: {err}")
+    with stack:
+        yield
+
+
+@pytest.fixture(scope="module")
+def stack(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    images = yaml.safe_load(COMPOSE.read_text())["services"]["nats"]["image"]
+    took = dockerhost.standins(images)
+    if took:
+        print(f"\nbuilt the stand-in base images: {', '.join(f'{k} in {v:.0f}s' for k, v in took.items())}")
+    stack = Stack(tmp_path_factory.mktemp("compose"))
+    try:
+        started = time.monotonic()
+        stack("build")
+        built = time.monotonic() - started
+        stack("up", "-d", "--scale", "node=2")
+        healthy = stack.wait_healthy(2, 240)
+        print(f"\ncompose: image built in {built:.0f}s; every service healthy {healthy:.0f}s after `up`")
+        yield stack
+    finally:
+        stack("down", "-v", "--remove-orphans", check=False, timeout=300)
+        dockerhost.docker("rmi", "-f", f"{TAG}:latest", check=False)
+
+
+def host_client(stack: Stack) -> Beach:
+    return Beach(str(stack.host_config))
+
+
+def node_container(stack: Stack, node_id: str) -> str:
+    """The container whose agent is node ``node_id`` (its id is <container hostname>-1)."""
+    for container in stack.containers("node"):
+        hostname = dockerhost.docker("inspect", "--format", "{{.Config.Hostname}}", container).stdout.strip()
+        if node_id == f"{hostname}-1":
+            return container
+    raise AssertionError(f"no node container runs {node_id}")
+
+
+# the first test also waits for the stand-in images (built once per machine) and the beach image
+docker_test = pytest.mark.timeout(1200)
+
+
+@docker_test
+def test_compose_up_every_service_healthy_and_a_request_through_a_node(stack: Stack):
+    """`up` from the repository root: every service healthy (the gate exited 0); a request made in a
+    node container, one through the REST bridge and one from this machine (deploy/compose/host.yaml
+    with the published NATS port) all reach the actor; the dashboard's /healthz answers."""
+    started = stack("exec", "-T", "node", "beach", "add", "/config/beach.yaml", "Pong", "compose/pong", "--json")
+    assert json.loads(started.stdout)[0]["uid"]
+    reply = stack("exec", "-T", "node", "beach", "request", "/config/beach.yaml", "compose/pong", "ping")
+    assert "time" in json.loads(reply.stdout), reply.stdout
+    bridge = f"http://127.0.0.1:{stack.ports['BEACH_RESTBRIDGE_PORT']}/compose/pong?_action=ping"
+    answer = urllib.request.urlopen(urllib.request.Request(bridge, data=b"{}", method="POST",
+                                                           headers={"Content-Type": "application/json"}), timeout=10)
+    assert answer.status == 200 and "time" in json.loads(answer.read())
+    dashboard = urllib.request.urlopen(f"http://127.0.0.1:{stack.ports['BEACH_DASHBOARD_PORT']}/healthz", timeout=10)
+    assert json.loads(dashboard.read())["connected"] is True
+    with host_client(stack) as client:
+        assert client.getNodeCount() == 2
+        assert client.getActorHandle("compose/pong").request("ping").isSuccess
+    # a code directory that does not exist: `up` refuses, naming it (another project, same file)
+    wrong = str(REPO / "no-such-code")
+    bad = subprocess.run([*compose_command(), "-p", f"{TAG}-bad", "-f", str(COMPOSE), "up", "-d", "--no-deps", "bus"],
+                         capture_output=True, text=True, timeout=120, env={**stack.env, "BEACH_CODE": wrong,
+                                                                          "COMPOSE_PROJECT_NAME": f"{TAG}-bad"})
+    subprocess.run([*compose_command(), "-p", f"{TAG}-bad", "-f", str(COMPOSE), "down", "-v"], capture_output=True,
+                   timeout=120, env={**stack.env, "COMPOSE_PROJECT_NAME": f"{TAG}-bad"})
+    assert bad.returncode != 0 and wrong in bad.stderr, bad.stderr
+
+
+@docker_test
+def test_compose_scale_to_three(stack: Stack):
+    stack("up", "-d", "--no-recreate", "--scale", "node=3")
+    stack.wait_healthy(3, 120)
+    with host_client(stack) as client:
+        wait_for(lambda: client.getNodeCount() == 3, 30, what="three nodes in the registry")
+
+
+@docker_test
+def test_compose_a_frozen_node_turns_unhealthy(stack: Stack):
+    """A node whose agent hangs (SIGSTOP, from the host) is unhealthy within 30 s, and healthy again
+    once it resumes."""
+    [container, *_] = stack.containers("node")
+    pid = int(dockerhost.docker("inspect", "--format", "{{.State.Pid}}", container).stdout)
+    os.kill(pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        wait_for(lambda: stack.health(container) == "unhealthy", 45, 0.5, what="the frozen node to be unhealthy")
+        took = time.monotonic() - frozen
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print(f"\ncompose: a frozen node unhealthy after {took:.1f}s")
+    assert took <= 30, f"unhealthy only after {took:.1f}s"
+    wait_for(lambda: stack.health(container) == "healthy", 60, 0.5, what="the node healthy again")
+
+
+@docker_test
+def test_compose_a_stopped_node_has_its_supervised_actor_replaced_once(stack: Stack):
+    """`docker stop` of the node a supervised actor runs on: it is started again on a live node,
+    one restart counted, no error left, within the node TTL plus 2 s."""
+    with host_client(stack) as client:
+        wait_for(lambda: client.getNodeCount() >= 2, 60, what="two nodes or more")
+        response = client.addActor("Pong", "compose/kept", restart="on-failure")
+        assert response.isSuccess, response
+        [sid] = [s for s, r in client.getSupervised().items() if r["uid"] == response.data["uid"]]
+        container = node_container(stack, response.data["node"])
+        stopping = time.monotonic()
+        dockerhost.docker("stop", container, timeout=90)
+        view = client._core.session.view
+
+        def moved() -> bool:
+            uid = client.getSupervised()[sid]["uid"]
+            return uid != response.data["uid"] and uid in view.actors and view.is_live(view.actors[uid])
+        wait_for(moved, NODE_TTL + 2, what="the supervised actor re-placed")
+        took = time.monotonic() - stopping
+        record = client.getSupervised()[sid]
+        print(f"\ncompose: docker stop of its node; the supervised actor re-placed after {took:.1f}s, "
+              f"restarts {len(record['restarts'])}")
+        assert view.actors[record["uid"]]["node"] != response.data["node"]
+        assert len(record["restarts"]) == 1 and record["last_error"] is None, record
+        assert client.getActorHandle("compose/kept").request("ping").isSuccess
+
+
+@docker_test
+def test_compose_down_v_leaves_nothing(stack: Stack):
+    stack("down", "-v", "--remove-orphans")
+    assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
