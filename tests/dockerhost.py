@@ -35,6 +35,7 @@ PYTHON_IMAGE = "python:3.11-slim"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 START_SECONDS = 60.0
 ENV = {**os.environ, "DOCKER_BUILDKIT": "0"}  # the classic builder: a fresh machine has no buildx
+_process: subprocess.Popen[bytes] | None = None  # the dockerd this run started
 
 
 class Unavailable(Exception):
@@ -60,16 +61,33 @@ def answering() -> bool:
         return False
 
 
+def _starting() -> bool:
+    """True once a ``dockerd`` that was already starting (CI's, say) answers; False if none runs.
+    Raise `Unavailable` if one runs but does not answer within `START_SECONDS`."""
+    try:
+        pid = int(Path("/var/run/docker.pid").read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    deadline = time.monotonic() + START_SECONDS
+    while not answering():
+        if time.monotonic() > deadline:
+            raise Unavailable(f"dockerd (pid {pid}) runs but does not answer")
+        time.sleep(0.5)
+    return True
+
+
 def _start() -> None:
     """Start ``dockerd`` (as root) and wait until it answers; raise `Unavailable` saying why not."""
     if shutil.which("dockerd") is None:
         raise Unavailable("no Docker engine answers and dockerd is not installed (Debian: apt-get install docker.io)")
     if os.geteuid() != 0:
         raise Unavailable("no Docker engine answers, and starting dockerd needs root")
-    log = open(STATE / "dockerd.log", "ab")
-    process = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)  # outlives a Ctrl-C of pytest: the next run stops it
-    log.close()
+    global _process
+    with open(STATE / "dockerd.log", "ab") as log:
+        process = _process = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, start_new_session=True)
+    # (its own session: it outlives a Ctrl-C of pytest, and the next run stops it)
     STARTED.write_text(str(process.pid))
     deadline = time.monotonic() + START_SECONDS
     while not answering():
@@ -82,22 +100,26 @@ def _start() -> None:
 
 def _stop() -> None:
     """Stop the ``dockerd`` a test run started (SIGTERM, then SIGKILL after 60 s)."""
+    global _process
     try:
         pid = int(STARTED.read_text())
     except (OSError, ValueError):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
+    if _process is not None and _process.pid == pid:  # this run's child: wait for it (and reap it)
+        _process.terminate()
+        try:
+            _process.wait(60)
+        except subprocess.TimeoutExpired:
+            _process.kill()
+            _process.wait()
+        _process = None
+    else:  # another run started it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
                 os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # our child: reap it
-            time.sleep(0.2)
-        else:
+                time.sleep(0.2)
             os.kill(pid, signal.SIGKILL)
     STARTED.unlink(missing_ok=True)
 
@@ -109,7 +131,7 @@ def engine() -> Iterator[None]:
     with open(ENGINE_LOCK, "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one run at a time decides whether to start it
         try:
-            if not answering():
+            if not answering() and not _starting():
                 STARTED.unlink(missing_ok=True)  # (a marker of an engine that is gone)
                 _start()
         finally:
