@@ -202,8 +202,8 @@ class AsyncBeach:
             try:
                 node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
                                            lambda: view.live(args["realm"]), args["categories"], view.unavailable())
-            except placement.PlacementError as err:
-                return ActorResponse(False, str(err), {"unavailable": err.unavailable})
+            except placement.PlacementError as err:  # (after a failed try, say that first: it is why)
+                return ActorResponse(False, "; then ".join([*tried, str(err)]), {"unavailable": err.unavailable})
             response = await self._node_call(node, "spawn", args, budget, args["realm"])
             if response.isSuccess:
                 data = response.data
