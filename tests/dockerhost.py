@@ -84,7 +84,7 @@ def _start() -> None:
     if os.geteuid() != 0:
         raise Unavailable("no Docker engine answers, and starting dockerd needs root")
     global _process
-    with open(STATE / "dockerd.log", "ab") as log:
+    with open(STATE / "dockerd.log", "wb") as log:
         process = _process = subprocess.Popen(["dockerd"], stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, start_new_session=True)
     # (its own session: it outlives a Ctrl-C of pytest, and the next run stops it)
