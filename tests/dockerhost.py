@@ -161,6 +161,25 @@ def _unmount_under(path: Path) -> None:
         subprocess.run(["umount", "-l", mount], check=False)
 
 
+def debian_mirror() -> str:
+    """The Debian mirror this machine's apt uses (where a fresh machine's one update went), else
+    deb.debian.org."""
+    sources = [*Path("/etc/apt/sources.list.d").glob("*.sources"), Path("/etc/apt/sources.list"),
+               *Path("/etc/apt/sources.list.d").glob("*.list")]
+    for path in sources:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            words = line.split()
+            if words[:1] in (["URIs:"], ["deb"]):
+                urls = [w for w in words[1:] if "://" in w and not w.rstrip("/").endswith("-security")]
+                if urls:
+                    return urls[0]
+    return DEBIAN_MIRROR
+
+
 def build_python(name: str = PYTHON_IMAGE) -> None:
     """``python:3.11-slim``: Debian bookworm (its Python is 3.11) with pip, as the official image has."""
     for tool in ("debootstrap", "chroot"):
@@ -170,7 +189,7 @@ def build_python(name: str = PYTHON_IMAGE) -> None:
     root = Path(tempfile.mkdtemp(prefix="beach-rootfs-", dir="/var/tmp"))
     try:
         subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,python3-pip,"
-                        "ca-certificates", "bookworm", str(root), DEBIAN_MIRROR],
+                        "ca-certificates", "bookworm", str(root), debian_mirror()],
                        check=True, capture_output=True, timeout=900)
         for link, target in (("python", "/usr/bin/python3"), ("python3", "/usr/bin/python3"),
                              ("pip", "/usr/bin/pip3"), ("pip3", "/usr/bin/pip3")):
