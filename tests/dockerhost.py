@@ -5,7 +5,10 @@ How the stand-ins are made is ../shared/reference/compose-standin.md's recipe: `
 from a Debian bookworm ``debootstrap`` with Python 3.11, and the nats image ``FROM scratch`` with
 the venv's own ``nats-server`` binary and a static busybox (``sh`` and the ``wget`` of its health
 check). Both are kept between runs (built once per machine, under a lock); the rootfs and build
-directories are removed once imported.
+directories are removed once imported. Each run builds on the first a base with a wheelhouse of the
+project's dependencies (`offline_base`), so that building the beach image needs no network: the
+stand-ins come from the Debian mirror apt uses and this machine's files, the wheels from where this
+machine's pip installed the venv.
 
 Several test runs may share the machine: each holds a shared lock on the engine while it uses it;
 the run that ends with nobody else holding it stops the ``dockerd`` that a test run started (a
@@ -20,10 +23,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+
+import psutil
 
 from beach.bus.embedded import server_binary
 
@@ -259,7 +266,61 @@ def build_nats(name: str) -> None:
         (here / "docker-entrypoint.sh").chmod(0o755)
         (here / "nats-server.conf").write_text(NATS_CONF)
         (here / "Dockerfile").write_text(NATS_DOCKERFILE)
-        docker("build", "-q", "-t", name, context, timeout=300)
+        docker("build", "-q", "--force-rm", "-t", name, context, timeout=300)
+
+
+OFFLINE_DOCKERFILE = f"""FROM {PYTHON_IMAGE}
+COPY wheels /wheels
+ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels
+"""
+
+
+def offline_base(name: str, repo: Path) -> None:
+    """Image ``name``: `PYTHON_IMAGE` with a wheelhouse of the project's dependencies (and its build
+    backend) that its pip installs from, never an index: the beach image is then built without the
+    network. The wheels are fetched by this machine's pip, from where it installed the venv.
+    Raise `AssertionError` if this machine's Python cannot make wheels for the image's (3.11)."""
+    if sys.version_info[:2] != (3, 11):
+        raise AssertionError(f"the wheelhouse for the {PYTHON_IMAGE} stand-in needs Python 3.11 here "
+                             f"(this is {sys.version.split()[0]}): its compiled wheels must fit the image's")
+    project = tomllib.loads((repo / "pyproject.toml").read_text())
+    wanted = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    with tempfile.TemporaryDirectory(prefix="beach-offline-base-") as context:
+        here = Path(context)
+        result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(here / "wheels"), *wanted],
+                                capture_output=True, text=True, timeout=600, cwd=context)
+        if result.returncode != 0:
+            raise AssertionError(f"pip wheel of the project's dependencies failed: {result.stderr[-2000:]}")
+        (here / "Dockerfile").write_text(OFFLINE_DOCKERFILE)
+        docker("build", "-q", "--force-rm", "-t", name, context, timeout=300)
+
+
+def remove_image(name: str) -> None:
+    """Remove image ``name`` (and its untagged layers) if it exists."""
+    docker("rmi", "-f", name, check=False)
+
+
+def sweep(prefix: str) -> list[str]:
+    """Remove what an earlier test run that died (SIGKILL, a timeout) left: the containers, networks
+    and volumes of compose projects, and the images, named ``prefix<pid>...`` whose process is gone
+    (never those of a run still going). Return what was removed."""
+    def dead(name: str) -> bool:
+        pid = name.removeprefix(prefix).split("-")[0].split(":")[0]
+        return name.startswith(prefix) and pid.isdigit() and not psutil.pid_exists(int(pid))
+
+    label = '{{.Label "com.docker.compose.project"}}'
+    removed = []
+    kinds = (("container", ["ps", "-a", "--format", f"{{{{.ID}}}} {label}"], ["rm", "-f", "-v"]),
+             ("network", ["network", "ls", "--format", f"{{{{.ID}}}} {label}"], ["network", "rm"]),
+             ("volume", ["volume", "ls", "--format", f"{{{{.Name}}}} {label}"], ["volume", "rm", "-f"]),
+             ("image", ["images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"], ["rmi", "-f"]))
+    for kind, listing, remove in kinds:
+        for line in docker(*listing).stdout.splitlines():
+            ident, _, name = line.partition(" ")
+            if dead(name):
+                docker(*remove, ident, check=False)
+                removed.append(f"{kind} {name}")
+    return removed
 
 
 def standins(nats_image: str) -> dict[str, float]:
