@@ -211,11 +211,13 @@ def build_python(name: str = PYTHON_IMAGE) -> None:
             for item in (root / cache).glob("*"):
                 if item.is_file():
                     item.unlink()
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        docker("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', "-", name, stdin=tar.stdout,
-               timeout=600)
-        tar.wait()
+        with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+            docker("import", "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', "-", name, stdin=tar.stdout,
+                   timeout=600)
+        if tar.returncode != 0:
+            remove_image(name)
+            raise AssertionError(f"tar of the {name} rootfs failed ({tar.returncode})")
     finally:
         _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)

@@ -242,15 +242,21 @@ def compose_command() -> list[str]:
 
 
 class Stack:
-    """One compose project of deploy/compose.yaml: its own name, image tag, ports and host config."""
+    """One compose project of deploy/compose.yaml: its own name, image tag, ports and host config;
+    ``cluster``: with the profile "cluster" (three NATS servers, beach-cluster.yaml)."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.project = TAG
+    def __init__(self, tmp: Path, project: str = TAG, cluster: bool = False) -> None:
+        self.project = project
+        self.cluster = cluster
         self.ports = {"BEACH_DASHBOARD_PORT": free_port(), "BEACH_RESTBRIDGE_PORT": free_port(),
                       "BEACH_NATS_PORT": free_port()}
+        if cluster:
+            self.ports.update({f"BEACH_NATS_PORT_{i}": free_port() for i in (1, 2, 3)})
         self.env = {**os.environ, "BEACH_IMAGE": f"{TAG}:latest", "BEACH_PYTHON_IMAGE": f"{TAG}-base:latest",
                     "BEACH_CODE": str(REPO / "examples" / "multinode"),
                     "COMPOSE_PROJECT_NAME": self.project, **{k: str(v) for k, v in self.ports.items()}}
+        if cluster:
+            self.env.update(COMPOSE_PROFILES="cluster", BEACH_CONFIG="./compose/beach-cluster.yaml")
         self.host_config = tmp / "host.yaml"
         host = yaml.safe_load((REPO / "deploy" / "compose" / "host.yaml").read_text())
         host["nats"]["servers"] = [f"nats://127.0.0.1:{self.ports['BEACH_NATS_PORT']}"]
@@ -295,7 +301,8 @@ class Stack:
         """Wait until the gate has exited 0 and every other service (``nodes`` nodes) is healthy;
         return the seconds it took."""
         wanted = sorted([("bus", "exited/0"), ("dashboard", "healthy"), ("nats", "healthy"),
-                         ("restbridge", "healthy"), *[("node", "healthy")] * nodes])
+                         ("restbridge", "healthy"), *[("node", "healthy")] * nodes,
+                         *[(f"nats-{i}", "healthy") for i in (1, 2, 3) if self.cluster]])
         started = time.monotonic()
         while (states := self.states()) != wanted:
             if time.monotonic() - started > timeout:
@@ -451,3 +458,27 @@ def test_compose_a_stopped_node_has_its_supervised_actor_replaced_once(stack: St
 def test_compose_down_v_leaves_nothing(stack: Stack):
     stack("down", "-v", "--remove-orphans")
     assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
+
+
+@docker_test
+def test_compose_cluster_profile_every_service_healthy(stack: Stack, tmp_path: Path):
+    """`--profile cluster` with beach-cluster.yaml (a project of its own, the same image): the gate
+    waits for the three servers and a JetStream leader, every service turns healthy, an actor
+    started in a node container answers, its directory is replicated on all three servers, and
+    `down -v` leaves nothing."""
+    cluster = Stack(tmp_path, project=f"{TAG}-cluster", cluster=True)
+    try:
+        cluster("up", "-d", "--scale", "node=2")
+        took = cluster.wait_healthy(2, 240)
+        print(f"\ncompose --profile cluster: every service healthy {took:.0f}s after `up`")
+        cluster("exec", "-T", "node", "beach", "add", "/config/beach.yaml", "Pong", "compose/pong")
+        reply = cluster("exec", "-T", "node", "beach", "request", "/config/beach.yaml", "compose/pong", "ping")
+        assert "time" in json.loads(reply.stdout), reply.stdout
+        monitor = cluster("exec", "-T", "nats-1", "wget", "-q", "-O", "-",
+                          "http://127.0.0.1:8222/jsz?streams=true&config=true")
+        streams = {s["name"]: s for account in json.loads(monitor.stdout)["account_details"]
+                   for s in account.get("stream_detail") or []}
+        assert streams["KV_beach_actors"]["config"]["num_replicas"] == 3, sorted(streams)
+    finally:
+        cluster("down", "-v", "--remove-orphans", check=False, timeout=300)
+    assert cluster.leftovers() == {"containers": [], "networks": [], "volumes": []}
