@@ -1,5 +1,5 @@
 """A long fuzz run of every decoder of what comes off the bus (the suite runs a few hundred inputs
-each; this runs as many as asked), with the strategies of tests/test_records.py:
+each; this runs as many as asked), with the strategies of tests/unit/test_records.py:
 
     .venv/bin/python -m tests.fuzz_decoders --examples 100000
 
@@ -20,7 +20,7 @@ from beach import logs, wire
 from beach.state import records
 from beach.state.records import RecordError
 
-from .test_records import GOOD, mutations, values
+from .unit.test_records import GOOD, mutations, values
 
 
 def main() -> int:

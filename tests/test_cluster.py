@@ -142,12 +142,6 @@ def test_affinity_and_host_affinity(beach):
     assert not resp.isSuccess and "no node matches host_affinity hint 'no-such-node'" in resp.error
 
 
-def test_resource_strategy():
-    nodes = {"busy": {"cpu": [90.0, 80.0], "mem": 70.0}, "idle": {"cpu": [5.0, 15.0], "mem": 30.0},
-             "mid": {"cpu": [50.0, 50.0], "mem": 10.0}}
-    assert Placer().choose("resource", None, nodes, list, ["x"]) == "idle"
-
-
 def test_resource_strategy_live(beach):
     from beach.state.placement import node_load
 

@@ -545,17 +545,6 @@ def test_keys_rotate_old_and_new_accepted_during_a_rotation(sealed: Sealed, tmp_
         assert node.terminate() == 0
 
 
-def test_a_missing_or_malformed_key_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
-    path = tmp_path / "c.yaml"
-    path.write_text("private_key: k.key\naccepted_keys: [old.key]\n")
-    (tmp_path / "k.key").write_bytes(os.urandom(32))
-    with pytest.raises(beach_config.ConfigError, match=r"'accepted_keys' .*old\.key: No such file"):
-        beach_config.load(path)
-    (tmp_path / "old.key").write_text("not a key")
-    with pytest.raises(beach_config.ConfigError, match=r"'accepted_keys' .*old\.key holds 9 bytes"):
-        beach_config.load(path)
-
-
 def test_a_symlink_out_of_the_realms_directory_does_not_load(tmp_path: Path) -> None:
     from beach.errors import ActorLoadError
     from beach.runtime.loader import load_actor_class

@@ -537,7 +537,7 @@ def _tree_bytes(path: Path) -> int:
 def _touch(path: Path) -> None:
     # An explicit nanosecond time: a plain touch takes the kernel's coarse clock, which can give two
     # uses in quick succession the same time and the eviction order a coin toss.
-    path.touch()
+    path.touch(mode=0o644)
     now = time.time_ns()
     os.utime(path, ns=(now, now))
 
@@ -611,13 +611,16 @@ class Cache:
         if found is not None:
             self._evict(keep=hexd)
             return found
-        self.root.mkdir(parents=True, exist_ok=True)
+        # never writable by others (whatever the umask): an entry planted there would be run as code
+        self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
         entry = self.root / hexd
         if entry.exists():
             shutil.rmtree(entry)  # the leftover of an interrupted put: no code or no archive
         tmp = Path(tempfile.mkdtemp(prefix=f".{hexd[:16]}.storing-", dir=self.root))
         try:
-            (tmp / "bundle.tgz").write_bytes(data)
+            fd = os.open(tmp / "bundle.tgz", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # whatever the umask
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             unpack(data, tmp / "code", self.bundle_limit)
             _touch(tmp / "used")
             os.chmod(tmp, 0o755)

@@ -98,7 +98,8 @@ def unpack(body: bytes) -> Any:
     try:
         return msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as err:  # msgpack raises several unrelated types on garbage
-        raise ValueError(f"malformed message body: {err}") from None
+        # (some with no text at all: FormatError() for a reserved byte)
+        raise ValueError(f"malformed message body: {str(err) or type(err).__name__}") from None
 
 
 class Request(NamedTuple):

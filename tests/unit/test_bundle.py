@@ -87,12 +87,23 @@ def test_pack_is_deterministic_across_times_permissions_and_copies(tmp_path):
 
     copy = tmp_path / "elsewhere" / "b"
     shutil.copytree(tree, copy)
-    time.sleep(0.01)
-    (copy / "shop" / "__init__.py").write_text("")  # rewritten: a new mtime, same content
+    (copy / "shop" / "__init__.py").write_text("")  # rewritten: same content...
+    os.utime(copy / "shop" / "__init__.py", (2_000_000_000, 2_000_000_000))  # ...a new mtime
     os.chmod(copy / "shop" / "data" / "prices.json", 0o664)  # same "not executable"
     again = pack(copy)
     assert again.data == first.data
     assert again.digest == first.digest
+
+
+def test_the_digest_does_not_depend_on_the_time_of_packing(tmp_path, monkeypatch):
+    # gzip writes the time of compression into its header unless told otherwise: pack "years apart"
+    tree = make_tree(tmp_path / "t")
+    monkeypatch.setattr(time, "time", lambda: 1_000_000_000.0)
+    then = pack(tree)
+    monkeypatch.setattr(time, "time", lambda: 2_000_000_000.0)
+    now = pack(tree)
+    assert now.digest == then.digest
+    assert now.data[4:8] == b"\0\0\0\0"  # the gzip header's MTIME field: none
 
 
 def test_pack_archive_carries_no_owner_time_or_extra_mode(tmp_path):
@@ -496,3 +507,131 @@ def test_cache_refuses_a_malformed_digest(tmp_path, bad):
         with pytest.raises(BundleError, match=r"not a bundle digest"):
             call(bad)
     assert not (tmp_path / "cache").exists()
+
+
+def test_eviction_goes_on_until_the_cache_is_within_budget(tmp_path):
+    a, b, c = (packed(tmp_path, name) for name in ("alpha", "beta", "gamma"))
+    big = packed(tmp_path, "delta", size=9000)
+    measure = Cache(tmp_path / "measure")
+    for x in (a, b, c, big):
+        measure.put(x.data, x.digest)
+    size = {x.digest: entry_bytes(tmp_path / "measure", x.digest) for x in (a, b, c, big)}
+    assert size[big.digest] > size[a.digest] + size[b.digest]
+    # room for a, b and c, or for c and the big one: when the big one comes, the two least recently
+    # used (a, b) must both go
+    budget = size[c.digest] + size[big.digest] + 10
+    assert size[a.digest] + size[b.digest] + size[c.digest] <= budget
+    assert budget < size[b.digest] + size[c.digest] + size[big.digest]
+    cache = Cache(tmp_path / "cache", max_bytes=budget)
+    for x in (a, b, c):
+        cache.put(x.data, x.digest)
+    cache.put(big.data, big.digest)
+    assert [cache.get(x.digest) is not None for x in (a, b, c, big)] == [False, False, True, True]
+
+
+def test_a_cache_exactly_at_its_budget_evicts_nothing(tmp_path):
+    a, b = packed(tmp_path, "alpha"), packed(tmp_path, "beta")
+    measure = Cache(tmp_path / "measure")
+    for x in (a, b):
+        measure.put(x.data, x.digest)
+    exact = entry_bytes(tmp_path / "measure", a.digest) + entry_bytes(tmp_path / "measure", b.digest)
+    cache = Cache(tmp_path / "cache", max_bytes=exact)
+    cache.put(a.data, a.digest)
+    cache.put(b.data, b.digest)
+    assert cache.get(a.digest) is not None and cache.get(b.digest) is not None
+    smaller = Cache(tmp_path / "cache", max_bytes=exact - 1)
+    smaller.put(b.data, b.digest)  # already there: still evicts down to the budget, keeping b
+    assert smaller.get(a.digest) is None and smaller.get(b.digest) is not None
+
+
+def test_eviction_leaves_what_is_not_a_cache_entry_alone(tmp_path):
+    cache = Cache(tmp_path / "cache", max_bytes=10)
+    root = tmp_path / "cache"
+    root.mkdir()
+    strays = [root / ".0123456789abcdef.storing-x", root / "notes", root / ("f" * 63), root / ("A" * 64)]
+    for stray in strays:
+        stray.mkdir()
+        (stray / "big").write_bytes(b"x" * 5000)
+    a, b = packed(tmp_path, "alpha"), packed(tmp_path, "beta")
+    cache.put(a.data, a.digest)
+    cache.put(b.data, b.digest)
+    assert all((stray / "big").is_file() for stray in strays)
+    assert cache.get(a.digest) is None and cache.get(b.digest) is not None
+
+
+def test_an_entry_without_a_use_file_is_ordered_by_its_own_time(tmp_path):
+    a, b, c = (packed(tmp_path, name) for name in ("alpha", "beta", "gamma"))
+    measure = Cache(tmp_path / "measure")
+    for x in (a, b, c):
+        measure.put(x.data, x.digest)
+    two = max(entry_bytes(tmp_path / "measure", x.digest) for x in (a, b, c)) * 2
+    cache = Cache(tmp_path / "cache", max_bytes=two)
+    cache.put(a.data, a.digest)
+    cache.put(b.data, b.digest)
+    entry_a = tmp_path / "cache" / a.digest.removeprefix("sha256:")
+    (entry_a / "used").unlink()  # (an entry of an older release, or one whose use file was lost)
+    os.utime(entry_a, ns=(time.time_ns() + 10**12, time.time_ns() + 10**12))  # newer than b's use
+    cache.put(c.data, c.digest)
+    assert cache.get(a.digest) is not None and cache.get(b.digest) is None
+
+
+def test_the_cache_unpacks_within_its_bundle_limit(tmp_path):
+    tree = tmp_path / "src" / "roomy"
+    tree.mkdir(parents=True)
+    (tree / "zeros.bin").write_bytes(b"\0" * 50_000)  # compresses to little: only unpacking sees the size
+    b = pack(tree)
+    assert b.size < 1000
+    assert Cache(tmp_path / "default").bundle_limit == MAX_BUNDLE_BYTES
+    tight = Cache(tmp_path / "tight", bundle_limit=40_000)  # the config's max_bundle_bytes
+    with pytest.raises(BundleError, match=r"'zeros\.bin' would take the bundle past the limit of 0\.0 MB \(40000"):
+        tight.put(b.data, b.digest)
+    assert tight.get(b.digest) is None
+    assert [p.name for p in (tmp_path / "tight").iterdir()] == []  # no entry, no temporary directory
+    assert (Cache(tmp_path / "roomy", bundle_limit=50_000).put(b.data, b.digest) / "zeros.bin").stat().st_size == 50_000
+
+
+def test_no_cache_path_is_writable_by_others_whatever_the_umask(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    b = pack(tree)
+    old = os.umask(0)
+    try:
+        code = Cache(tmp_path / "cache").put(b.data, b.digest)
+    finally:
+        os.umask(old)
+    entry = code.parent
+    assert {p.stat().st_mode & 0o777 for p in (tmp_path / "cache", entry, code)} == {0o755}
+    modes = {p.relative_to(code).as_posix(): p.stat().st_mode & 0o777 for p in code.rglob("*")}
+    assert modes == {"bin": 0o755, "bin/run.sh": 0o755, "shop": 0o755, "shop/__init__.py": 0o644,
+                     "shop/data": 0o755, "shop/data/prices.json": 0o644, "shop/orders": 0o755,
+                     "shop/orders/__init__.py": 0o644, "shop/orders/actor.py": 0o644}
+    assert all(not p.stat().st_mode & 0o022 for p in entry.rglob("*")), "writable by group or others"
+
+
+def test_a_leftover_of_an_interrupted_put_is_replaced(tmp_path):
+    b = packed(tmp_path, "alpha")
+    entry = tmp_path / "cache" / b.digest.removeprefix("sha256:")
+    entry.mkdir(parents=True)
+    (entry / "bundle.tgz").write_bytes(b.data)  # the archive, but no code: an interrupted put
+    (entry / "junk").write_text("left over")
+    cache = Cache(tmp_path / "cache")
+    assert cache.get(b.digest) is None
+    code = cache.put(b.data, b.digest)
+    assert sorted(p.name for p in entry.iterdir()) == ["bundle.tgz", "code", "used"]
+    assert (code / "alpha.py").is_file()
+
+
+def test_a_put_racing_another_process_keeps_theirs(tmp_path, monkeypatch):
+    b = packed(tmp_path, "alpha")
+    cache = Cache(tmp_path / "cache")
+    real_rename = os.rename
+
+    def racing_rename(src, dst):
+        if Path(dst).name == b.digest.removeprefix("sha256:"):
+            (Path(dst) / "code").mkdir(parents=True)  # another process stored the same digest first
+            (Path(dst) / "code" / "theirs").write_text("first")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(bundle_module.os, "rename", racing_rename)
+    code = cache.put(b.data, b.digest)
+    assert files_of(code) == {"theirs": b"first"}
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [b.digest.removeprefix("sha256:")]

@@ -1,0 +1,290 @@
+"""beach.wire.messages: the envelopes, the handler-return rules, the failure kinds.
+
+The oracles: the envelope layout of the module's docstring, decoded with msgpack itself (not with
+the module's ``unpack``); round trips through both ends; and the seed's handler-return table.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from beach import wire
+from beach.client.response import ActorResponse
+from beach.errors import EncodeError
+from beach.wire import messages
+
+# What the wire can carry, and how it comes back (tuples as lists)
+carried = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False) | st.text()
+    | st.binary(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text() | st.integers(-2**63, 2**63), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+def plain(body: bytes):
+    """The body as msgpack reads it: the independent oracle of every envelope here."""
+    return msgpack.unpackb(body, raw=False, strict_map_key=False)
+
+
+@pytest.mark.parametrize("ret, expected", [
+    ((True,), (True, "", {})),
+    ((True, {"a": 1}), (True, "", {"a": 1})),
+    ((True, 1, 2), (True, "", {})),
+    ((False,), (False, "error", {})),
+    ((False, "bad"), (False, "bad", {})),
+    ((False, "bad", [1]), (False, "bad", [1])),
+    ((False, "bad", [1], "extra"), (False, "bad", [1])),
+    ((False, 5), (False, "5", {})),  # the error is always text
+    ((False, None, 2), (False, "None", 2)),
+    ([True, 5], (True, "", 5)),
+    ([False, "e"], (False, "e", {})),
+    ((True, None), (True, "", None)),
+    ({"a": 1}, (False, wire.INVALID_RESPONSE, {"a": 1})),
+    ("text", (False, wire.INVALID_RESPONSE, "text")),
+    ((), (False, wire.INVALID_RESPONSE, ())),
+    ([], (False, wire.INVALID_RESPONSE, [])),
+    ((1, "x"), (False, wire.INVALID_RESPONSE, (1, "x"))),  # 1 is not a bool
+    (("True", {}), (False, wire.INVALID_RESPONSE, ("True", {}))),
+    (None, (False, wire.INVALID_RESPONSE, None)),
+    (True, (False, wire.INVALID_RESPONSE, True)),
+])
+def test_handler_return_normalisation(ret, expected):
+    reply = wire.normalize_return(ret)
+    assert reply == expected
+    assert isinstance(reply, wire.Reply) and type(reply.ok) is bool and isinstance(reply.error, str)
+    assert wire.INVALID_RESPONSE == "invalid response format"
+
+
+def test_wire_keeps_lists_and_refuses_objects():
+    body = wire.pack_request("id", "t", {"l": [1, 2], "t": (3, 4), "s": {5}, "b": b"\x00"}, None, 1.5)
+    request = wire.unpack_request(body)
+    assert request.data == {"l": [1, 2], "t": [3, 4], "s": [5], "b": b"\x00"}
+    assert request.ttl == 1.5
+    with pytest.raises(EncodeError, match="object"):
+        wire.pack_request("id", "t", {"x": object()}, None, None)
+
+
+def test_a_request_envelope_is_the_documented_array():
+    body = wire.pack_request("r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5)
+    assert plain(body) == [1, "r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5]
+    assert wire.unpack_request(body) == wire.Request("r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5)
+    assert plain(wire.pack_request("r", "t", None, None, None)) == [1, "r", "t", None, None, None]
+    assert wire.VERSION == 1
+
+
+@given(req_id=st.text(), req=st.text(), data=carried, ident=st.none() | st.text(),
+       ttl=st.none() | st.floats(allow_nan=False) | st.integers(0, 10**6))
+def test_request_round_trip(req_id, req, data, ident, ttl):
+    body = wire.pack_request(req_id, req, data, ident, ttl)
+    assert plain(body) == [1, req_id, req, data, ident, ttl]
+    assert wire.unpack_request(body) == (req_id, req, data, ident, ttl)
+
+
+@given(ok=st.booleans(), error=st.text(), data=carried)
+def test_reply_round_trip(ok, error, data):
+    body = wire.pack_reply(ok, error, data)
+    assert plain(body) == [1, ok, error, data]
+    assert wire.unpack_reply(body) == (ok, error, data)
+    assert wire.read_reply(body, "anyone") == (ok, error, data)
+
+
+def test_sets_travel_as_lists_and_bytes_as_bytes():
+    assert plain(wire.pack({"s": {1}, "f": frozenset({2}), "b": b"\xff\x00", "t": "\xff"})) == \
+        {"s": [1], "f": [2], "b": b"\xff\x00", "t": "\xff"}
+    assert wire.unpack(wire.pack({1: "int key", "k": None})) == {1: "int key", "k": None}
+
+
+@pytest.mark.parametrize("value, named", [
+    (object(), "object"),
+    ({"when": datetime.datetime(2024, 1, 1)}, "datetime"),  # never a silent timestamp extension
+    ([1, {"deep": complex(1, 2)}], "complex"),
+])
+def test_what_msgpack_cannot_carry_is_an_encode_error_naming_it(value, named):
+    with pytest.raises(EncodeError) as err:
+        wire.pack(value, what="data of request 'x'")
+    assert str(err.value) == (f"data of request 'x' cannot be sent: cannot serialize {named} (beach sends msgpack: "
+                              f"dict, list, str, bytes, int, float, bool, None)")
+    with pytest.raises(EncodeError, match=f"^value cannot be sent: cannot serialize {named} "):
+        wire.pack(value)
+
+
+def test_numbers_and_nesting_msgpack_refuses_are_encode_errors():
+    with pytest.raises(EncodeError, match="^reply data cannot be sent: "):
+        wire.pack_reply(True, "", 2**64)  # too big for msgpack's integers
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(EncodeError, match="^value cannot be sent: recursion limit exceeded"):
+        wire.pack(deep)  # ValueError inside msgpack (its recursion limit)
+    with pytest.raises(EncodeError, match="^data of request 'r' cannot be sent: "):
+        wire.pack_request("i", "r", {2**70}, None, None)
+
+
+def test_a_failed_pack_leaves_nothing_behind_for_the_next():
+    with pytest.raises(EncodeError):
+        wire.pack(["partial", "output", object()])
+    assert wire.pack(["next"]) == msgpack.packb(["next"], use_bin_type=True)
+
+
+def test_each_thread_packs_on_its_own():
+    # a Packer is not thread-safe: every thread gets its own, and all of them pack the same bytes
+    results: dict[int, list[bytes]] = {}
+
+    def work(n: int) -> None:
+        results[n] = [wire.pack({"n": n, "i": i, "pad": "x" * 200}) for i in range(300)]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, bodies in results.items():
+        assert [plain(b) for b in bodies] == [{"n": n, "i": i, "pad": "x" * 200} for i in range(300)]
+    assert len(results) == 4
+
+
+@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x93\x01\x02", b"\x92", wire.pack({"a": 1})[:-1], b"\x01\x02"])
+def test_unpack_refuses_what_is_not_msgpack(body):
+    with pytest.raises(ValueError, match="^malformed message body: "):
+        wire.unpack(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x93\x01\x02\x03", wire.pack({"a": 1}),
+                                  wire.pack([2, "i", "r", {}, None, None])])
+def test_malformed_request_bodies_are_rejected(body):
+    with pytest.raises(ValueError):
+        wire.unpack_request(body)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"a": 1}, "not a beach request envelope"),
+    ("text", "not a beach request envelope"),
+    ([1, "i", "r", {}, None], "not a beach request envelope"),
+    ([1, "i", "r", {}, None, None, None], "not a beach request envelope"),
+    ([2, "i", "r", {}, None, None], "not a beach request envelope"),
+    ([0, "i", "r", {}, None, None], "not a beach request envelope"),
+    ([1, 5, "r", {}, None, None], "request id and type must be strings"),
+    ([1, "i", None, {}, None, None], "request id and type must be strings"),
+    ([1, "i", "r", {}, 7, None], "request ident must be a string"),
+    ([1, "i", "r", {}, b"alice", None], "request ident must be a string"),
+    ([1, "i", "r", {}, None, "soon"], "request ttl must be a number"),
+    ([1, "i", "r", {}, None, [1]], "request ttl must be a number"),
+])
+def test_malformed_requests_name_what_is_wrong(value, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        wire.unpack_request(msgpack.packb(value, use_bin_type=True))
+
+
+def test_request_ttl_and_ident_may_be_absent_or_of_their_kind():
+    assert wire.unpack_request(msgpack.packb([1, "i", "r", None, None, 3])).ttl == 3
+    assert wire.unpack_request(msgpack.packb([1, "i", "r", None, "me", 0.25])) == ("i", "r", None, "me", 0.25)
+
+
+def test_a_reply_envelope_is_the_documented_array():
+    assert plain(wire.pack_reply(False, "busy", {"uid": "u"})) == [1, False, "busy", {"uid": "u"}]
+    assert wire.unpack_reply(wire.pack_reply(True, "", [1])) == wire.Reply(True, "", [1])
+
+
+@pytest.mark.parametrize("value, reply", [
+    ([True, "", {"a": 1}], (True, "", {"a": 1})),  # format 0: the previous release's, without a version
+    ([False, "busy", None], (False, "busy", None)),
+    ([0, True, "", 5], (True, "", 5)),
+    ([1, False, None, 5], (False, "", 5)),  # a nil error is no error text
+    ([-3, True, "", None], (True, "", None)),
+])
+def test_replies_of_this_and_the_previous_format_are_read(value, reply):
+    assert wire.unpack_reply(msgpack.packb(value)) == reply
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"ok": True}, "^not a beach reply envelope$"),
+    ([True, ""], "^not a beach reply envelope$"),
+    ([1, True, "", {}, 5], "^not a beach reply envelope$"),
+    ([1, 1, "", {}], "^not a beach reply envelope$"),  # ok must be a bool
+    ([1, "yes", "", {}], "^not a beach reply envelope$"),
+    ([2, True, "", {}], r"^a reply of format 2 \(from a newer beach\?\); this one reads up to 1$"),
+    (["1", True, "", {}], r"^a reply of format '1' \(from a newer beach\?\); this one reads up to 1$"),
+    ([1.0, True, "", {}], r"^a reply of format 1\.0 "),
+    ([1, False, 3, {}], "^a reply's error must be a string$"),
+    ([1, False, b"err", {}], "^a reply's error must be a string$"),
+])
+def test_malformed_replies_name_what_is_wrong(value, message):
+    body = msgpack.packb(value, use_bin_type=True)
+    with pytest.raises(ValueError, match=message):
+        wire.unpack_reply(body)
+    broken = wire.read_reply(body, "node n1 to spawn")
+    assert broken.ok is False and broken.data == {}
+    assert broken.error.startswith("malformed reply from node n1 to spawn: ")
+    assert ActorResponse(*broken).failure is wire.Failure.MALFORMED_REPLY
+
+
+def test_read_reply_names_the_source_and_the_reason():
+    # 0xc1 is msgpack's one reserved byte: its error has no text of its own, so the reason is its type
+    assert wire.read_reply(b"\xc1", "actor u1") == \
+        (False, "malformed reply from actor u1: malformed message body: FormatError", {})
+    assert wire.read_reply(msgpack.packb({"x": 1}), "host h") == \
+        (False, "malformed reply from host h: not a beach reply envelope", {})
+
+
+@given(body=st.binary(max_size=64))
+def test_read_reply_never_raises(body):
+    reply = wire.read_reply(body, "x")
+    assert isinstance(reply, wire.Reply)
+    assert reply.ok or reply.error
+
+
+def test_failure_kinds_are_read_back_from_the_error_text():
+    assert ActorResponse(False, "busy").failure is wire.Failure.BUSY
+    assert ActorResponse(False, "no actor available in category 'x' of realm 'global'").failure is wire.Failure.NO_ACTOR
+    assert ActorResponse(False, "bus unavailable: reconnecting").failure is wire.Failure.BUS_UNAVAILABLE
+    assert ActorResponse.timeout().failure is wire.Failure.TIMEOUT
+    # a handler's own text is its own error, even when it starts like one of ours
+    assert ActorResponse(False, "timeout calling the bank").failure is None
+    assert ActorResponse(False, "busy doing x").failure is None
+    assert ActorResponse(True, "", {}).failure is None
+    # the seed's strings stay what callers compare with
+    assert wire.BUSY == "busy" and f"{wire.NO_ACTOR} in" == "no actor available in"
+    assert wire.unpack(wire.pack_reply(False, wire.BUSY, {})) == [1, False, "busy", {}]
+    assert wire.RETRYABLE == {wire.Failure.TIMEOUT, wire.Failure.BUSY, wire.Failure.NO_ACTOR,
+                              wire.Failure.BUS_UNAVAILABLE}
+
+
+@pytest.mark.parametrize("kind", list(wire.Failure))
+def test_every_failure_kind_reads_back_from_its_own_text(kind):
+    assert wire.Failure.of(kind.value) is kind
+    assert wire.Failure.of(str(kind)) is kind
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("no actor available in category 'a' of realm 'r'", wire.Failure.NO_ACTOR),
+    ("bus unavailable: reconnecting", wire.Failure.BUS_UNAVAILABLE),
+    ("permission denied: publish to beach.r.x", wire.Failure.PERMISSION_DENIED),
+    ("malformed reply from actor u: not a beach reply envelope", wire.Failure.MALFORMED_REPLY),
+    ("timeout calling the bank", None),
+    ("timeout: after 2s", None),  # only the kinds that carry details are read by their first words
+    ("exception in handler", None),
+    ("busy doing x", None),
+    ("Busy", None),
+    ("", None),
+    ("the bus unavailable", None),
+])
+def test_failure_kinds_with_details_are_read_by_their_first_words(text, kind):
+    assert wire.Failure.of(text) is kind
+
+
+def test_the_failure_texts_are_the_seeds():
+    assert {kind.name: kind.value for kind in wire.Failure} == {
+        "TIMEOUT": "timeout", "UNAUTHORIZED": "unauthorized", "EXCEPTION": "exception",
+        "UNSUPPORTED": "request type not supported by actor", "INVALID_RESPONSE": "invalid response format",
+        "INVALID_REQUEST": "invalid request", "BUSY": "busy", "NO_ACTOR": "no actor available",
+        "BUS_UNAVAILABLE": "bus unavailable", "PERMISSION_DENIED": "permission denied",
+        "MALFORMED_REPLY": "malformed reply",
+    }
+    assert messages.TIMEOUT is wire.Failure.TIMEOUT and messages.EXCEPTION == "exception"

@@ -1,0 +1,254 @@
+"""beach.wire.subjects: categories, realms, tokens and the subjects they map to.
+
+The oracles: subjects written out by hand from the module's documented layout (``beach.r.<realm>.a.b``),
+round trips (``unescape(escape(x)) == x``), and what NATS itself requires of a token (no ``.``, no
+wildcard, no white space), checked character by character rather than with the module's own regex.
+"""
+
+from __future__ import annotations
+
+import string
+
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from beach.errors import CategoryError, UsageError
+from beach.wire import subjects
+
+# What a token may hold, spelled out here (not the module's regex): letters, digits, '_', '-', and the
+# escape character '='.
+TOKEN_CHARS = set(string.ascii_letters + string.digits + "_-=")
+
+
+@pytest.mark.parametrize("name", ["plain", "1.2", "a b", "*", ">", "=", "ü", "tab\tx", "$sys", "x=3D"])
+def test_escape_roundtrip(name):
+    token = subjects.escape(name)
+    assert subjects.unescape(token) == name
+    assert all(c.isalnum() or c in "_-=" for c in token), token
+
+
+@pytest.mark.parametrize("name, token", [
+    ("plain", "plain"),
+    ("my_crypt-actor", "my_crypt-actor"),
+    ("1.2", "1=2E2"),
+    ("a b", "a=20b"),
+    ("*", "=2A"),
+    (">", "=3E"),
+    ("=", "=3D"),
+    ("x=3D", "x=3D3D"),
+    ("ü", "=C3=BC"),  # the UTF-8 bytes, each escaped
+    ("€", "=E2=82=AC"),
+    ("tab\tx", "tab=09x"),
+    ("$sys", "=24sys"),
+    ("Zz", "Zz"),
+    ("", ""),
+])
+def test_escape_known_tokens(name, token):
+    assert subjects.escape(name) == token
+    assert subjects.unescape(token) == name
+
+
+@pytest.mark.parametrize("token, name", [
+    ("nothing-escaped", "nothing-escaped"),
+    ("a=2Eb=2Ec", "a.b.c"),
+    ("=3d", "=3d"),  # lowercase hex is not an escape beach writes: left as it is
+    ("=G0", "=G0"),
+    ("trailing=", "trailing="),
+])
+def test_unescape_known_tokens(token, name):
+    assert subjects.unescape(token) == name
+
+
+def test_unescaping_bytes_that_are_not_utf8_is_an_error_not_garbage():
+    # escape never writes them: a token that holds them was not made by beach
+    with pytest.raises(UnicodeDecodeError):
+        subjects.unescape("=FF=FE")
+
+
+@given(st.text())
+@example("X")
+@example("a.b")
+@example("=")
+def test_escape_is_a_reversible_token(name):
+    token = subjects.escape(name)
+    assert subjects.unescape(token) == name
+    assert set(token) <= TOKEN_CHARS, token
+    assert not token or "." not in token and "*" not in token and ">" not in token
+
+
+@given(st.text(), st.text())
+def test_escape_is_injective(a, b):
+    # two names never share a token, so two realms, actors or nodes never share a subject
+    assert (subjects.escape(a) == subjects.escape(b)) == (a == b)
+
+
+def test_plain_names_stay_readable():
+    assert subjects.escape("my_crypt-actor") == "my_crypt-actor"
+    assert subjects.request_subject("global", "my_crypt_actor/1.2") == "beach.r.global.my_crypt_actor.1=2E2"
+
+
+def test_category_segments():
+    assert subjects.normalize("/foo/bars/") == "foo/bars"
+    assert subjects.prefix_categories(["a/b/c", "a/d"]) == ["a", "a/b", "a/b/c", "a/d"]
+    assert subjects.matches("myactors/pongers", "myactors")
+    assert not subjects.matches("myactors/pongers", "myactors/pong")
+    with pytest.raises(CategoryError, match="empty segment"):
+        subjects.normalize("a//b")
+    with pytest.raises(CategoryError, match="empty category"):
+        subjects.normalize("/")
+    with pytest.raises(CategoryError, match="must be a string"):
+        subjects.normalize(3)
+
+
+@pytest.mark.parametrize("category, parts", [
+    ("a", ["a"]),
+    ("a/b/c", ["a", "b", "c"]),
+    ("/a/b/", ["a", "b"]),
+    ("//a//", ["a"]),  # every leading and trailing '/' goes
+    ("Xa/bX", ["Xa", "bX"]),
+    ("1.2/ü b", ["1.2", "ü b"]),
+])
+def test_segments_known_answers(category, parts):
+    assert subjects.segments(category) == parts
+    assert subjects.normalize(category) == "/".join(parts)
+
+
+@pytest.mark.parametrize("category, message", [
+    ("", r"empty category '': a category needs at least one segment"),
+    ("/", r"empty category '/'"),
+    ("///", r"empty category '///'"),
+    ("a//b", r"category 'a//b' has an empty segment \('//'\)"),
+    (None, r"a category must be a string, not NoneType: None"),
+    (["a"], r"a category must be a string, not list: \['a'\]"),
+    (b"a", r"a category must be a string, not bytes"),
+])
+def test_unroutable_categories_are_named(category, message):
+    with pytest.raises(CategoryError, match=f"^{message}"):
+        subjects.segments(category)
+
+
+@given(st.lists(st.text(min_size=1).filter(lambda s: "/" not in s), min_size=1, max_size=5))
+def test_segments_round_trip(parts):
+    category = "/".join(parts)
+    assert subjects.segments(category) == parts
+    assert subjects.segments(f"/{category}/") == parts
+    assert subjects.normalize(subjects.normalize(category)) == category
+
+
+@pytest.mark.parametrize("category, prefix, expected", [
+    ("a", "a", True),
+    ("a/b", "a", True),
+    ("a/b/c", "a/b", True),
+    ("ab", "a", False),
+    ("a", "a/b", False),
+    ("b/a", "a", False),
+    ("a/bc", "a/b", False),
+    ("myactors/pongers", "myactors/pong", False),
+])
+def test_matches_is_by_segment(category, prefix, expected):
+    assert subjects.matches(category, prefix) is expected
+
+
+@pytest.mark.parametrize("realm", ["global", "r", "realm-one", "a.b", "_x", "9", "A" * 128, "v1.2-rc_3"])
+def test_good_realms(realm):
+    assert subjects.check_realm(realm) == realm
+
+
+@pytest.mark.parametrize("realm", ["", ".", ".hidden", "-x", "a..b", "..", "a/b", "a b", "ü", "A" * 129,
+                                   None, 3, "a\n"])
+def test_bad_realms_are_refused_naming_them(realm):
+    with pytest.raises(CategoryError) as err:
+        subjects.check_realm(realm)
+    assert str(err.value) == (f"{realm!r} is not a realm name: use letters, digits, '_', '-' and '.' "
+                              f"(not first, never '..'), at most 128 of them")
+
+
+@pytest.mark.parametrize("version", ["1", "v2", "2024.01.02", "1.0+local", "a_b-c", "x" * 64])
+def test_good_versions(version):
+    assert subjects.check_version(version) == version
+
+
+@pytest.mark.parametrize("version", ["", "-1", ".1", "_a", "a b", "a/b", "x" * 65, None, 1.0, "ü"])
+def test_bad_versions_are_refused_naming_them(version):
+    with pytest.raises(UsageError) as err:
+        subjects.check_version(version)
+    assert str(err.value) == (f"{version!r} is not a version name: use letters, digits and _ . + - (up to 64, "
+                              f"starting with a letter or digit)")
+
+
+@pytest.mark.parametrize("category, uid", [
+    ("_ACTORS/abc", "abc"),
+    ("/_ACTORS/abc/", "abc"),
+    ("_ACTORS", None),
+    ("_ACTORS/abc/def", None),
+    ("x/abc", None),
+    ("x/_ACTORS", None),
+    ("_actors/abc", None),
+])
+def test_actor_uid(category, uid):
+    assert subjects.actor_uid(category) == uid
+
+
+def test_hidden_actor_category():
+    assert subjects.request_subject("r", "_ACTORS/abc") == subjects.actor_subject("r", "abc")
+    assert subjects.request_subject("r", "_ACTORS/abc") == "beach.a.r.abc"
+    assert subjects.broadcast_subject("r", "_ACTORS/abc") == "beach.a.r.abc"
+
+
+@pytest.mark.parametrize("realm, category, to_one, to_all", [
+    ("global", "a", "beach.r.global.a", "beach.b.global.a"),
+    ("global", "/a/b/c/", "beach.r.global.a.b.c", "beach.b.global.a.b.c"),
+    ("r.1", "x y/1.2", "beach.r.r=2E1.x=20y.1=2E2", "beach.b.r=2E1.x=20y.1=2E2"),
+    ("realm-one", "_ACTORS", "beach.r.realm-one._ACTORS", "beach.b.realm-one._ACTORS"),
+])
+def test_request_and_broadcast_subjects(realm, category, to_one, to_all):
+    assert subjects.request_subject(realm, category) == to_one
+    assert subjects.broadcast_subject(realm, category) == to_all
+
+
+@pytest.mark.parametrize("make", [subjects.request_subject, subjects.broadcast_subject])
+def test_subjects_check_the_realm_and_the_category(make):
+    with pytest.raises(CategoryError, match="is not a realm name"):
+        make("a..b", "x")
+    with pytest.raises(CategoryError, match="is not a realm name"):
+        make("a b", "_ACTORS/u1")
+    with pytest.raises(CategoryError, match="empty segment"):
+        make("global", "a//b")
+
+
+@given(st.lists(st.text(min_size=1).filter(lambda s: "/" not in s), min_size=1, max_size=4))
+def test_a_subject_has_one_token_per_segment(parts):
+    # the realm and every segment are one token each, whatever they hold: no name can add or merge levels
+    for subject, kind in ((subjects.request_subject("global", "/".join(parts)), "r"),
+                          (subjects.broadcast_subject("global", "/".join(parts)), "b")):
+        if subjects.actor_uid("/".join(parts)) is not None:
+            continue
+        tokens = subject.split(".")
+        assert tokens[:3] == ["beach", kind, "global"]
+        assert [subjects.unescape(t) for t in tokens[3:]] == parts
+
+
+def test_actor_node_and_host_subjects_and_keys():
+    assert subjects.actor_subject("global", "u-1") == "beach.a.global.u-1"
+    assert subjects.actor_subject("r.x", "u.1") == "beach.a.r=2Ex.u=2E1"
+    assert subjects.node_subject("node-a", "spawn") == "beach.n.node-a.spawn"
+    assert subjects.node_subject("host.example", "info") == "beach.n.host=2Eexample.info"
+    assert subjects.host_subject("n1-h2", "stop") == "beach.h.n1-h2.stop"
+    assert subjects.host_subject("n 1", "stop") == "beach.h.n=201.stop"
+    assert subjects.actor_key("global", "u1") == "global.u1"
+    assert subjects.actor_key("r.x", "u 1") == "r=2Ex.u=201"
+    with pytest.raises(CategoryError, match="is not a realm name"):
+        subjects.actor_subject("..", "u1")
+    with pytest.raises(CategoryError, match="is not a realm name"):
+        subjects.actor_key("", "u1")
+
+
+def test_prefix_categories():
+    assert subjects.prefix_categories([]) == []
+    assert subjects.prefix_categories(["a"]) == ["a"]
+    assert subjects.prefix_categories(["/a/b/c/"]) == ["a", "a/b", "a/b/c"]
+    assert subjects.prefix_categories(["a/b", "a/b", "a"]) == ["a", "a/b"]
+    assert subjects.prefix_categories(["x/y", "a/b/c", "x/z"]) == ["x", "x/y", "a", "a/b", "a/b/c", "x/z"]
+    with pytest.raises(CategoryError, match="empty segment"):
+        subjects.prefix_categories(["a", "b//c"])
