@@ -1,0 +1,245 @@
+"""Mutation testing of beach's pure core against the unit layer (tests/unit/) alone, module by module:
+
+    .venv/bin/pip install -e '.[test,mutation]'
+    nice -n 19 .venv/bin/python -m tests.mutation                      # the settled modules, one at a time
+    nice -n 19 .venv/bin/python -m tests.mutation beach/backoff.py     # the modules named
+    .venv/bin/python -m tests.mutation --report                        # the table of the last runs
+
+mutmut (its configuration is ``[tool.mutmut]`` in pyproject.toml) makes the mutants of each module
+and runs, for each, the unit tests that reach the mutated function, in processes forked from one
+that has already run the suite. Code that runs once per process (a packer made on first use, a
+value cached at import) is then exercised in the parent only, so its mutants seem to survive:
+every mutant mutmut reports as surviving (or reached by no test) is run again here in a fresh
+process (``python -m pytest tests/unit`` with ``MUTANT_UNDER_TEST`` set), and counts as killed if
+a test fails there.
+
+A mutant that still survives is either equivalent (no test can tell it from the original: it is
+listed in `EQUIVALENT` with the reason, matched by its mutated line) or a gap in the tests: each is
+printed with its diff. The score is killed or timed out over all generated mutants; the exit status
+is 1 when a module scores under ``--min`` (90 %) or a survivor is not known to be equivalent.
+Results are kept in ``mutants/`` (mutmut's own, and ``mutants/fresh.json``) so ``--report`` prints
+the table of every module run so far; the table is what docs/testing.md records, with its date
+and commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MUTANTS = ROOT / "mutants"
+FRESH = MUTANTS / "fresh.json"
+
+# The modules whose scores are held at 90 % (the rest of [tool.mutmut] only_mutate is measured when
+# named: their tests are in tests/unit/, their scores are chased once the modules settle)
+SETTLED = [
+    "beach/wire/subjects.py",
+    "beach/wire/messages.py",
+    "beach/security/seal.py",
+    "beach/backoff.py",
+    "beach/code/bundle.py",
+    "beach/client/routing.py",
+]
+
+# Survivors no test can kill, by module: (the mutated line as mutmut writes it, stripped; why). Besides
+# these, a mutant that only changes the case of a codec's name ("utf-8" → "UTF-8") is equivalent
+# everywhere (`same_codec`).
+EQUIVALENT: dict[str, list[tuple[str, str]]] = {
+    "beach/wire/subjects.py": [
+        ("for n in range(1, len(parts) + 2):",
+         "the extra prefix parts[:len + 1] is the whole category again, already in the dict"),
+        ('seen["/".join(parts[:n])] = ""', "the dict is an ordered set: its values are never read"),
+    ],
+}
+
+DETECTED = {"killed", "timeout", "segfault"}  # a timeout or a crash (SIGKILL, SIGSEGV) is a failing test too
+
+
+def module_name(path: str) -> str:
+    return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
+def mutant_glob(path: str) -> str:
+    # "beach.wire.subjects.x*": the module's own functions (x_f) and methods (xǁClassǁm), not a submodule's
+    return module_name(path) + ".x*"
+
+
+@dataclass
+class Row:
+    path: str
+    total: int = 0
+    detected: int = 0
+    fresh: int = 0  # of the detected: killed only in a fresh process
+    timeout: int = 0
+    equivalent: list[tuple[str, str, str]] = field(default_factory=list)  # (mutant, line, why)
+    survived: list[tuple[str, str]] = field(default_factory=list)  # (mutant, diff)
+
+    @property
+    def score(self) -> float:
+        return 100.0 * self.detected / self.total if self.total else 0.0
+
+
+def run_mutmut(path: str, children: int) -> None:
+    """mutmut run on one module's mutants (its results land in mutants/<path>.meta)."""
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), mutant_glob(path)]
+    # mutmut keeps which tests reach which function from run to run, and refreshes it when the code
+    # changes, not when the tests do: start afresh, so a test added since counts
+    (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
+    print(f"$ {' '.join(cmd[2:])}", flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def exit_codes(path: str) -> dict[str, int | None]:
+    meta = MUTANTS / f"{path}.meta"
+    if not meta.exists():
+        return {}
+    prefix = module_name(path) + ".x"
+    codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+    return {name: code for name, code in codes.items() if name.startswith(prefix)}
+
+
+def load_fresh() -> dict[str, int]:
+    return json.loads(FRESH.read_text()) if FRESH.exists() else {}
+
+
+def run_fresh(mutant: str) -> int:
+    """Run the whole unit layer in a new process with ``mutant`` switched on (not only the tests mutmut
+    saw reach it: what runs at import is credited to whichever test ran first); its exit code."""
+    env = dict(os.environ, MUTANT_UNDER_TEST=mutant, PYTHONPATH=str(MUTANTS))
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests/unit"]
+    return subprocess.run(cmd, cwd=MUTANTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          timeout=600).returncode
+
+
+def recheck(path: str) -> None:
+    """Run every mutant of ``path`` that mutmut did not see killed again, in a fresh process."""
+    from mutmut.stats import status_by_exit_code
+
+    fresh = load_fresh()
+    todo = [m for m, code in exit_codes(path).items() if status_by_exit_code[code] not in DETECTED]
+    print(f"  {len(todo)} not killed under mutmut: running each in a fresh process", flush=True)
+    for mutant in todo:
+        fresh[mutant] = run_fresh(mutant)
+        FRESH.write_text(json.dumps(fresh, indent=1, sort_keys=True))
+
+
+def diff_of(mutant: str, path: str) -> str:
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return get_diff_for_mutant(mutant, path=Path(path))
+    finally:
+        os.chdir(cwd)
+
+
+def mutated_line(diff: str) -> str:
+    return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")),
+                "")
+
+
+def same_codec(diff: str) -> bool:
+    """True if the mutant only changes the case of codec names (Python's codec lookup ignores case)."""
+    removed = [line[1:] for line in diff.splitlines() if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+    if len(removed) != 1 or len(added) != 1 or removed == added or removed[0].lower() != added[0].lower():
+        return False
+    pairs = [(a, b) for a, b in zip(re.findall(r'"([^"]*)"', removed[0]), re.findall(r'"([^"]*)"', added[0]),
+                                    strict=True) if a != b]
+    try:
+        return bool(pairs) and all(codecs.lookup(a).name == codecs.lookup(b).name for a, b in pairs)
+    except LookupError:
+        return False
+
+
+def row_of(path: str) -> Row:
+    from mutmut.stats import status_by_exit_code
+
+    fresh = load_fresh()
+    row = Row(path)
+    for mutant, code in sorted(exit_codes(path).items(), key=lambda item: int(item[0].rpartition("_")[2])):
+        row.total += 1
+        status = status_by_exit_code[code]
+        if status in DETECTED:
+            row.detected += 1
+            row.timeout += status == "timeout"
+            continue
+        if fresh.get(mutant) not in (None, 0, 5):  # 0: passed; 5: no test collected
+            row.detected += 1
+            row.fresh += 1
+            continue
+        diff = diff_of(mutant, path)
+        line = mutated_line(diff)
+        why = next((reason for pattern, reason in EQUIVALENT.get(path, []) if pattern == line), None)
+        if why is None and same_codec(diff):
+            why = "codec names are case-insensitive: the same codec"
+        if why is None:
+            row.survived.append((mutant, diff))
+        else:
+            row.equivalent.append((mutant, line, why))
+    return row
+
+
+def commit() -> str:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "beach", "tests"], cwd=ROOT,
+                           capture_output=True, text=True).stdout
+    return head.strip() + (" (with uncommitted changes)" if dirty.strip() else "")
+
+
+def table(rows: list[Row]) -> str:
+    lines = [f"Mutation score against tests/unit/ alone, {datetime.date.today()}, commit {commit()}, "
+             f"mutmut {version()}:", "",
+             "| module | mutants | killed | of which only in a fresh process | timed out | equivalent "
+             "| survived | score |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.path} | {r.total} | {r.detected - r.timeout} | {r.fresh} | {r.timeout} "
+                     f"| {len(r.equivalent)} | {len(r.survived)} | {r.score:.1f} % |")
+    return "\n".join(lines)
+
+
+def version() -> str:
+    from importlib.metadata import version as of
+
+    return of("mutmut")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("modules", nargs="*", help="paths of modules (default: the settled ones)")
+    parser.add_argument("--report", action="store_true", help="print the table of the last runs, run nothing")
+    parser.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--min", type=float, default=90.0, help="the lowest acceptable score (default 90)")
+    args = parser.parse_args()
+    paths = args.modules or SETTLED
+    if not args.report:
+        for path in paths:
+            run_mutmut(path, args.children)
+            recheck(path)
+    rows = [row_of(path) for path in paths if exit_codes(path)]
+    failed = False
+    for r in rows:
+        for mutant, line, why in r.equivalent:
+            print(f"equivalent  {mutant}: {line}\n            {why}")
+        for mutant, diff in r.survived:
+            print(f"SURVIVED    {mutant}\n{diff}\n")
+        failed |= r.score < args.min or bool(r.survived)
+    print()
+    print(table(rows))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
