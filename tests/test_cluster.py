@@ -103,6 +103,7 @@ def test_cluster_registry_and_replicated_directory(beach):
 
 def test_health_figures_are_sane(beach):
     health = beach.getClusterHealth()
+    assert set(health) == set(NODES)  # (an empty answer would pass every check below)
     for info in health.values():
         assert info["cores"] == psutil.cpu_count() == len(info["cpu"])
         assert all(0.0 <= c <= 100.0 for c in info["cpu"])

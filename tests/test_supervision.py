@@ -48,7 +48,6 @@ def test_crash_loop_hits_the_limit(beach):
           f"{[round(t - record['restarts'][0], 2) for t in record['restarts']]} s, then failed")
     gaps = [b - a for a, b in zip(record["restarts"], record["restarts"][1:], strict=False)]
     assert all(gap >= backoff(n + 1) - 0.01 for n, gap in enumerate(gaps)), f"restarts back off: {gaps}"
-    assert backoff(3) == 2 * backoff(2) > 0
     holds_for(lambda: beach.getActorHandle("sup/crash").getNumAvailable() == 0, 1.5, "a failed actor staying down")
 
 

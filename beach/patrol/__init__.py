@@ -27,7 +27,7 @@ from typing import Any, TypedDict, cast
 
 import yaml
 
-from beach.errors import BeachError, ConfigError
+from beach.errors import BeachError, CategoryError, ConfigError
 from beach.state.spawn import spawn_args
 from beach.wire import subjects
 
@@ -128,7 +128,10 @@ def check(raw: Any, where: str = "patrol spec") -> PatrolSpec:
     owner = raw.get("owner")
     if not isinstance(owner, str) or not owner or "/" in owner:
         raise ConfigError(f"{where}: 'owner' must be a non-empty name without '/', not {owner!r}")
-    realm = subjects.check_realm(raw.get("realm") or "global")
+    try:
+        realm = subjects.check_realm(raw.get("realm") or "global")
+    except CategoryError as err:
+        raise ConfigError(f"{where}: 'realm': {err}") from None
     entries = raw.get("actors") or []
     if not isinstance(entries, list):
         raise ConfigError(f"{where}: 'actors' must be a list")
@@ -152,7 +155,11 @@ def check(raw: Any, where: str = "patrol spec") -> PatrolSpec:
         categories = [category] if isinstance(category, str) else category
         if not isinstance(categories, list) or not categories:
             raise ConfigError(f"{at}: 'category' must be a category or a non-empty list of them")
-        checked = cast(PatrolEntry, {**entry, "category": [subjects.normalize(c) for c in categories],
+        try:
+            normalized = [subjects.normalize(c) for c in categories]
+        except CategoryError as err:
+            raise ConfigError(f"{at}: 'category': {err}") from None
+        checked = cast(PatrolEntry, {**entry, "category": normalized,
                                      "instances": _check_rule(at, entry.get("instances", 1))})
         try:
             entry_spawn_args(checked, realm, owner_tag(owner, entry["name"]))

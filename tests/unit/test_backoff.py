@@ -40,3 +40,11 @@ def test_a_huge_attempt_number_neither_overflows_nor_exceeds_the_cap():
 def test_each_wait_is_double_the_last_until_the_cap(attempt, base, cap):
     assert backoff(attempt, base, cap) == min(base * (1 << attempt), cap)
     assert backoff(attempt + 1, base, cap) == min(2 * backoff(attempt, base, cap), cap)
+
+
+def test_the_supervisors_restart_backoff():
+    # none before the first restart, then doubling from half a second (linear growth would give 1.5 s
+    # at the fourth), at most 30 s
+    from nodeagent.supervisor import backoff as restart_backoff
+
+    assert [restart_backoff(n) for n in range(9)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]

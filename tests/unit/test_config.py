@@ -81,3 +81,132 @@ def test_a_missing_or_malformed_key_file_is_a_config_error_naming_it(tmp_path):
     (tmp_path / "old.key").write_text("not a key")
     with pytest.raises(ConfigError, match=r"'accepted_keys' .*old\.key holds 9 bytes"):
         config.load(path)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BEACH_AUTH_FILE", raising=False)
+    for c in (config.load(None), config.load(write(tmp_path, "")), config.load(write(tmp_path, "{}\n"))):
+        assert c.code_directory == str(tmp_path)
+        assert (c.n_processes, c.admin_token, c.private_key) == (0, None, None)
+        assert c.accepted_keys == [] and c.actor_modules == []
+        assert c.processes == (os.cpu_count() or 1)
+        assert (c.replay_window, c.high_mem_watermark, c.log_level) == (15.0, 80.0, "INFO")
+        assert c.sealer is None and c.keys == []
+        assert c.nats.embedded and c.nats.urls == ["nats://127.0.0.1:4222"] and c.nats.port == 4222
+        assert (c.nats.kv_replicas, c.nats.user, c.nats.auth_file, c.nats.tls, c.nats.store_dir) == (0, None, None,
+                                                                                                     None, "")
+        assert (c.logs.max_age, c.logs.max_bytes, c.logs.rate, c.logs.burst) == (86400.0, 256 * 1024 * 1024, 100.0,
+                                                                                  500)
+        assert (c.backlog.messages, c.backlog.bytes) == (10_000, 4 * 1024 * 1024)
+        assert c.code.cache == os.path.expanduser("~/.cache/beach/code")
+        assert (c.code.cache_bytes, c.code.max_bundle_bytes, c.code.pip, c.code.pip_args) == (
+            512 * 1024 * 1024, 64 * 1024 * 1024, False, [])
+        assert c.ignored == [] and c.seed_nodes == []
+
+
+def test_every_section_is_read(tmp_path):
+    c = config.load(write(tmp_path, """
+n_processes: 3
+replay_window: 2.5
+high_mem_watermark: 90
+log_level: debug
+logs: {max_age: 60, max_bytes: 1000, rate: 5, burst: 7}
+backlog: {messages: 11, bytes: 12}
+code: {cache: cache, cache_bytes: 13, max_bundle_bytes: 14, pip: true, pip_args: [--no-index]}
+nats: {servers: ["nats://a:1", "nats://b:2"], port: 5000, kv_replicas: 3, user: u, password: p, inbox_prefix: _I}
+"""))
+    assert (c.n_processes, c.processes, c.replay_window, c.high_mem_watermark, c.log_level) == (3, 3, 2.5, 90, "DEBUG")
+    assert (c.logs.max_age, c.logs.max_bytes, c.logs.rate, c.logs.burst) == (60, 1000, 5, 7)
+    assert (c.backlog.messages, c.backlog.bytes) == (11, 12)
+    assert (c.code.cache, c.code.cache_bytes, c.code.max_bundle_bytes, c.code.pip, c.code.pip_args) == (
+        str(tmp_path / "cache"), 13, 14, True, ["--no-index"])
+    assert not c.nats.embedded and c.nats.urls == ["nats://a:1", "nats://b:2"]
+    assert (c.nats.port, c.nats.kv_replicas, c.nats.user, c.nats.password, c.nats.inbox_prefix) == (5000, 3, "u", "p",
+                                                                                                     "_I")
+    assert config.load(write(tmp_path, "log_level: 10\n")).log_level == 10
+
+
+@pytest.mark.parametrize("text, message", [
+    ("n_processes: true\n", "'n_processes' must be int, not bool"),
+    ("n_processes: 1.5\n", "'n_processes' must be int, not float"),
+    ("n_processes: null\n", "'n_processes' must be int, not NoneType"),
+    ("nats: {port: '4222'}\n", "'port' must be int, not str"),
+    ("nats: {kv_replicas: -1}\n", "'kv_replicas' must be 0 or more, not -1"),
+    ("replay_window: 0\n", "'replay_window' must be above 0, not 0"),
+    ("replay_window: fast\n", "'replay_window' must be int or float, not str"),
+    ("code: {max_bundle_bytes: 0}\n", "'max_bundle_bytes' must be above 0"),
+    ("code: {cache_bytes: -5}\n", "'cache_bytes' must be above 0, not -5"),
+    ("code: {pip: 1}\n", "'pip' must be bool, not int"),
+    ("code: {pip_args: [1]}\n", "'code.pip_args' entries must be strings"),
+    ("logs: {rate: 0}\n", "'rate' must be above 0"),
+    ("backlog: {messages: 0}\n", "'messages' must be above 0"),
+    ("backlog: [1]\n", "'backlog' must be a mapping, not list"),
+    ("code: {colour: red}\n", "unknown key 'code.colour'"),
+    ("nats: {servers: ['']}\n", "'nats.servers' entries must be URLs"),
+    ("nats: {servers: null}\n", "'servers' must be list, not NoneType"),
+    ("nats: {tls: {ca: x, pem: y}}\n", "'nats.tls' takes paths 'ca', 'cert' and 'key'"),
+    ("nats: {tls: {cert: c.pem}}\n", "'nats.tls' needs 'cert' and 'key' together"),
+    ("nats: {tls: {ca: missing.pem}}\n", "'nats.tls.ca' .*missing.pem: no such file"),
+    ("nats: {server_config: nope.conf}\n", "'nats.server_config' .*nope.conf: no such file"),
+    ("accepted_keys: [old.key]\n", "'accepted_keys' without a 'private_key'"),
+    ("accepted_keys: ['']\n", "'accepted_keys' entries must be paths of key files"),
+    ("seed_nodes: 10.0.0.1\n", "'seed_nodes' must be a list, not str"),
+    ("actor_modules: [3]\n", "'actor_modules' entries must be module names, not 3"),
+    ("log_level: 1.5\n", "'log_level' must be str or int, not float"),
+])
+def test_each_wrong_value_is_named(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=f"^{path}: .*{message}"):
+        config.load(path)
+
+
+def test_null_values_of_optional_keys_are_their_defaults(tmp_path):
+    c = config.load(write(tmp_path, "admin_token: null\nprivate_key: null\nnats: {user: null}\n"))
+    assert c.admin_token is None and c.private_key is None and c.nats.user is None
+
+
+def test_seed_nodes_are_nats_servers(tmp_path):
+    c = config.load(write(tmp_path, "seed_nodes: [10.0.0.1, 'h:4333', 'tls://x:1']\nnats: {servers: ['nats://y:2']}\n"))
+    assert c.seed_nodes == ["10.0.0.1", "h:4333", "tls://x:1"]
+    assert c.nats.servers == ["nats://y:2", "nats://10.0.0.1:4222", "nats://h:4333", "tls://x:1"]
+    assert config.load(write(tmp_path, "seed_nodes: []\n")).nats.embedded
+
+
+def test_a_private_key_makes_a_sealer_with_the_replay_window(tmp_path):
+    (tmp_path / "k.key").write_bytes(bytes(32))
+    (tmp_path / "old.key").write_bytes(bytes(range(32)))
+    c = config.load(write(tmp_path, "private_key: k.key\naccepted_keys: [old.key]\nreplay_window: 4\n"))
+    assert c.keys == [bytes(32), bytes(range(32))]
+    assert c.sealer is c.sealer and c.sealer.window == 4
+    assert c.accepted_keys == [str(tmp_path / "old.key")]
+
+
+def test_an_auth_file_fills_in_the_connection(tmp_path, monkeypatch):
+    monkeypatch.delenv("BEACH_AUTH_FILE", raising=False)
+    secure = tmp_path / "secure"
+    secure.mkdir()
+    (secure / "ca.pem").write_text("x")
+    (secure / "client.auth").write_text("user: alice\npassword: pw\ninbox_prefix: _INBOX_a\nrole: admin\n"
+                                        "realm: shop\nca: ca.pem\n")
+    c = config.load(write(tmp_path, "nats: {auth_file: secure/client.auth}\n"))
+    assert (c.nats.user, c.nats.password, c.nats.inbox_prefix, c.nats.role, c.nats.realm) == (
+        "alice", "pw", "_INBOX_a", "admin", "shop")
+    assert c.nats.tls == {"ca": str(secure / "ca.pem")}
+    # a config naming none takes BEACH_AUTH_FILE's
+    monkeypatch.setenv("BEACH_AUTH_FILE", str(secure / "client.auth"))
+    assert config.load(write(tmp_path, "{}\n")).nats.user == "alice"
+    (secure / "bad.auth").write_text("user: alice\npassword: pw\ncolour: red\n")
+    with pytest.raises(ConfigError, match=r"'nats.auth_file' .*bad.auth: unknown key\(s\) colour"):
+        config.load(write(tmp_path, "nats: {auth_file: secure/bad.auth}\n"))
+    (secure / "bad.auth").write_text("user: alice\n")
+    with pytest.raises(ConfigError, match=r"bad.auth must be a mapping with 'user' and 'password'"):
+        config.load(write(tmp_path, "nats: {auth_file: secure/bad.auth}\n"))
+    with pytest.raises(ConfigError, match=r"'nats.auth_file' .*none.auth: No such file"):
+        config.load(write(tmp_path, "nats: {auth_file: secure/none.auth}\n"))

@@ -3,7 +3,8 @@ error (`RecordError` / ``ValueError``), never anything else; formats that upgrad
 
 from __future__ import annotations
 
-from typing import get_args, get_type_hints
+import types
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 import msgpack
 import pytest
@@ -32,6 +33,37 @@ GOOD = {
     "lease": (records.LEASE, {"holder": "n1"}),
 }
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def conforms(value: object, hint: object) -> bool:
+    """Whether ``value`` is of the Python type ``hint`` (a record's annotation), by the annotation
+    alone: the oracle of what a record may hold, independent of the checks that produce it."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return True
+    if origin is Annotated:
+        return conforms(value, args[0])
+    if origin in (Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (str, bool):
+        return isinstance(value, hint)
+    if origin is list:
+        return isinstance(value, list) and all(conforms(x, args[0]) for x in value)
+    if origin is dict or is_typeddict(hint):
+        return isinstance(value, dict) and (not is_typeddict(hint) or all(
+            conforms(value.get(k), h) for k, h in get_type_hints(hint).items() if k != "v"))
+    raise AssertionError(f"no oracle for {hint!r}")
+
+
+def assert_conforms(record: dict, record_type: type) -> None:
+    for name, hint in get_type_hints(record_type).items():
+        assert conforms(record[name], hint), (name, record[name], hint)
 
 
 def mutations(good: dict) -> st.SearchStrategy[dict]:
@@ -73,29 +105,45 @@ def test_a_decoder_takes_anything_and_raises_only_its_own_error(kind, data):
         record = schema.check(value, "k")
     except RecordError as err:
         assert str(err).startswith(f"{kind} record")
-    else:  # what passes is clean: every field of the kind it must be
-        for f in schema.fields:
-            test, _ = records.KINDS[f.kind]
-            assert record[f.name] is None and f.optional or test(record[f.name]), (f.name, record[f.name])
+    else:  # what passes is clean: every field of the Python type its annotation names
+        assert_conforms(record, schema.type)
 
 
 @FUZZ
-@given(key=st.sampled_from(["sup.global.s1", "patrol.shop", "lease.supervisor", "other.x", "sup."]), value=values)
+@given(key=st.sampled_from(["sup.global.s1", "patrol.shop", "lease.supervisor", "other.x", "sup.", "cordon.n1",
+                            "code.r.current", "code.r.v.1"]),
+       value=values | mutations(GOOD["supervision"][1]) | mutations(GOOD["lease"][1]))
 def test_desired_records_by_key(key, value):
     try:
-        records.desired(key, value)
+        record = records.desired(key, value)
     except RecordError:
-        pass
+        return
+    # what passes is a record of the type the key names, every field of its annotated type
+    kind = {"sup": records.SupervisionRecord, "lease": records.Lease, "cordon": records.Cordon,
+            "code": records.CodeCurrent if key.endswith(".current") else records.CodeVersion}.get(key.split(".")[0])
+    assert key != "other.x"
+    if kind is not None:
+        assert_conforms(record, kind)
+    else:
+        assert key.startswith("patrol.") and isinstance(record["owner"], str) and isinstance(record["actors"], list)
 
 
 @FUZZ
 @given(body=st.binary(max_size=200) | values.map(lambda v: msgpack.packb(v, use_bin_type=True)))
 def test_envelopes_and_lines_off_the_wire(body):
-    for decode in (wire.unpack_request, wire.unpack_reply):
-        try:
-            decode(body)
-        except ValueError:
-            pass
+    try:  # what decodes is what the body held (msgpack's reading of it is the oracle)
+        request = wire.unpack_request(body)
+    except ValueError:
+        pass
+    else:
+        assert msgpack.unpackb(body, raw=False, strict_map_key=False) == [1, *request]
+    try:
+        reply = wire.unpack_reply(body)
+    except ValueError:
+        pass
+    else:
+        held = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        assert [held[-3], held[-2] or "", held[-1]] == list(reply) and isinstance(reply.error, str)
     line = logs.decode(body)
     assert line is None or (isinstance(line["msg"], str) and isinstance(line["levelno"], int))
 
@@ -132,6 +180,17 @@ def test_every_reply_has_one_shape():
 
 @pytest.mark.parametrize("value, message", [
     ({"id": "n", "cpu": "x"}, "'cpu' must be a list of numbers"),
+    ({"id": "n", "cpu": ["1.5"]}, "'cpu' must be a list of numbers"),
+    ({"id": "n", "cpu": [True]}, "'cpu' must be a list of numbers"),
+    ({"id": "n", "mem": "3"}, "'mem' must be a number, not str"),
+    ({"id": "n", "mem": [3]}, "'mem' must be a number, not list"),
+    ({"id": "n", "mem": False}, "'mem' must be a number, not bool"),
+    ({"id": "n", "updated": "2024-01-01"}, "'updated' must be a number"),
+    ({"id": "n", "pid": 1.5}, "'pid' must be a whole number, not float"),
+    ({"id": "n", "cordoned": "yes"}, "'cordoned' must be true or false"),
+    ({"id": "n", "addresses": ["10.0.0.1", ""]}, "'addresses' must be a list of names"),
+    ({"id": ""}, "'id' must be a non-empty string"),
+    ({"id": None}, "'id' is missing"),
     ({"hostname": "h"}, "'id' is missing"),
     ({"id": "n", "cores": True}, "'cores' must be a whole number"),
     ([1, 2], "must be a map, not list"),

@@ -18,7 +18,7 @@ import pytest
 
 from beach.client import routing
 from beach.client.routing import Ring, Targets, affinity_choice, key_bytes
-from beach.errors import UsageError
+from beach.errors import CategoryError, UsageError
 from beach.state import records
 from beach.state.directory import DirectoryView
 from beach.wire import subjects
@@ -323,5 +323,5 @@ def test_a_prefix_and_a_hidden_category_route_by_segment(cluster):
 def test_targets_check_their_mode_and_realm(cluster):
     with pytest.raises(UsageError, match="unknown request mode 'nearest'"):
         Targets(cluster.view, "global", "svc", "nearest", None)
-    with pytest.raises(Exception, match="is not a realm name"):
+    with pytest.raises(CategoryError, match="is not a realm name"):
         Targets(cluster.view, "bad realm", "svc", "random", None)
