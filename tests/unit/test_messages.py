@@ -104,6 +104,7 @@ def test_sets_travel_as_lists_and_bytes_as_bytes():
 @pytest.mark.parametrize("value, named", [
     (object(), "object"),
     ({"when": datetime.datetime(2024, 1, 1)}, "datetime"),  # never a silent timestamp extension
+    ({"when": datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)}, "datetime"),  # (which msgpack makes of these)
     ([1, {"deep": complex(1, 2)}], "complex"),
 ])
 def test_what_msgpack_cannot_carry_is_an_encode_error_naming_it(value, named):

@@ -325,3 +325,19 @@ def test_targets_check_their_mode_and_realm(cluster):
         Targets(cluster.view, "global", "svc", "nearest", None)
     with pytest.raises(CategoryError, match="is not a realm name"):
         Targets(cluster.view, "bad realm", "svc", "random", None)
+
+
+def test_members_are_read_from_a_view_of_any_generation_and_kept_until_it_changes():
+    fresh = Cluster("n1")
+    targets = Targets(fresh.view, "global", "svc", "random", None)
+    assert fresh.view.generation == 0 and targets.members() == []
+    fresh.add(actor("a1"))
+    assert fresh.view.generation == 1
+    first = Targets(fresh.view, "global", "svc", "random", None).members()  # a view at its first change
+    assert [a["uid"] for a in first] == ["a1"]
+    assert [a["uid"] for a in targets.members()] == ["a1"]
+    # the same list until the view changes (no re-reading the directory for every attempt)
+    same = targets.members()
+    assert targets.members() is same
+    fresh.add(actor("a2"))
+    assert targets.members() is not same and {a["uid"] for a in targets.members()} == {"a1", "a2"}

@@ -182,6 +182,15 @@ def test_the_replay_window_is_enforced_at_both_edges(clock, window):
     assert receiver.rejected[seal.STALE] == 4
 
 
+def test_the_whole_time_field_is_read(clock):
+    # 8 bytes of milliseconds: a time whose top byte is not zero (far off, but the field holds it)
+    clock.wall = 2**60 / 1000
+    sealer = Sealer([KEY])
+    body = sealer.seal("ctx", b"x")
+    assert parts(body)["ms"] == 2**60
+    assert sealer.open("ctx", body) == b"x"
+
+
 def test_the_default_window_is_15_seconds_and_the_default_open_is_fresh(clock):
     sealer = Sealer([KEY])
     assert sealer.window == seal.DEFAULT_WINDOW == 15.0 and SKEW == 5.0
