@@ -10,8 +10,8 @@ and runs, for each, the unit tests that reach the mutated function, in processes
 that has already run the suite. Code that runs once per process (a packer made on first use, a
 value cached at import) is then exercised in the parent only, so its mutants seem to survive:
 every mutant mutmut reports as surviving (or reached by no test) is run again here in a fresh
-process (``python -m pytest tests/unit`` with ``MUTANT_UNDER_TEST`` set), and counts as killed if
-a test fails there.
+process (``python -m pytest`` with ``MUTANT_UNDER_TEST`` set, on the module's own unit tests and
+every other that mutmut saw reach the function), and counts as killed if a test fails there.
 
 A mutant that still survives is either equivalent (no test can tell it from the original: it is
 listed in `EQUIVALENT` with the reason, matched by its mutated line) or a gap in the tests: each is
@@ -170,11 +170,26 @@ def load_fresh() -> dict[str, int]:
     return json.loads(FRESH.read_text()) if FRESH.exists() else {}
 
 
-def run_fresh(mutant: str) -> int:
-    """Run the whole unit layer in a new process with ``mutant`` switched on (not only the tests mutmut
-    saw reach it: what runs at import is credited to whichever test ran first); its exit code."""
+def own_tests(path: str) -> Path:
+    """The unit test module of ``path`` (tests/unit/test_<module>.py)."""
+    stem = Path(path).stem if Path(path).stem != "__init__" else Path(path).parent.name
+    return Path("tests") / "unit" / f"test_{stem}.py"
+
+
+def tests_of(mutant: str, path: str) -> list[str]:
+    """The unit tests a mutant is run against in a fresh process: the module's own, and every other
+    that mutmut saw reach the mutated function (fewer tests can only make a kill less likely, so the
+    choice never flatters a score)."""
+    stats = json.loads((MUTANTS / "mutmut-stats.json").read_text())["tests_by_mangled_function_name"]
+    own = own_tests(path)
+    reached = {t for t in stats.get(mutant.rpartition("__mutmut_")[0], ()) if not t.startswith(f"{own}::")}
+    return [str(own), *sorted(reached)] if (ROOT / own).exists() else ["tests/unit"]
+
+
+def run_fresh(mutant: str, path: str) -> int:
+    """Run ``mutant``'s unit tests (`tests_of`) in a new process with it switched on; their exit code."""
     env = dict(os.environ, MUTANT_UNDER_TEST=mutant, PYTHONPATH=str(MUTANTS))
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "tests/unit"]
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests_of(mutant, path)]
     return subprocess.run(cmd, cwd=MUTANTS, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           timeout=600).returncode
 
@@ -187,7 +202,7 @@ def recheck(path: str) -> None:
     todo = [m for m, code in exit_codes(path).items() if status_by_exit_code[code] not in DETECTED]
     print(f"  {len(todo)} not killed under mutmut: running each in a fresh process", flush=True)
     for mutant in todo:
-        fresh[mutant] = run_fresh(mutant)
+        fresh[mutant] = run_fresh(mutant, path)
         FRESH.write_text(json.dumps(fresh, indent=1, sort_keys=True))
 
 

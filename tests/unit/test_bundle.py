@@ -7,6 +7,8 @@ import hashlib
 import io
 import os
 import shutil
+import socket
+import stat
 import tarfile
 import time
 from pathlib import Path
@@ -635,3 +637,196 @@ def test_a_put_racing_another_process_keeps_theirs(tmp_path, monkeypatch):
     code = cache.put(b.data, b.digest)
     assert files_of(code) == {"theirs": b"first"}
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [b.digest.removeprefix("sha256:")]
+
+
+# --- pack: what the walk refuses, and files that change under it -------------------------------------
+
+
+def special(path: Path, kind: str) -> None:
+    """Make a special file of ``kind`` at ``path`` (a device needs CAP_MKNOD: root here and on CI)."""
+    if kind == "a socket":
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(str(path))
+        return
+    mode = {"a character device": stat.S_IFCHR, "a block device": stat.S_IFBLK}[kind]
+    try:
+        os.mknod(path, mode | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device file needs CAP_MKNOD")
+
+
+@pytest.mark.parametrize("kind", ["a socket", "a character device", "a block device"])
+def test_sockets_and_devices_are_refused(tmp_path, kind):
+    tree = make_tree(tmp_path / "t")
+    special(tree / "shop" / "odd", kind)
+    with pytest.raises(BundleError, match=rf"odd is {kind}: only regular files and directories can be deployed$"):
+        pack(tree)
+
+
+def test_names_that_cannot_be_deployed_are_refused(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    (tree / "shop" / "a\\b.py").write_text("")
+    with pytest.raises(BundleError, match=r"a\\b\.py: a file name with a backslash cannot be deployed$"):
+        pack(tree)
+    (tree / "shop" / "a\\b.py").unlink()
+    os.close(os.open(os.fsencode(tree / "shop") + b"/\xff.py", os.O_CREAT | os.O_WRONLY, 0o644))
+    with pytest.raises(BundleError, match=r": the file name is not valid UTF-8$"):
+        pack(tree)
+
+
+def test_a_directory_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    tree = make_tree(tmp_path / "t")
+    real_scandir = os.scandir
+
+    def failing(path):
+        if Path(path).name == "orders":
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(bundle_module.os, "scandir", failing)
+    with pytest.raises(BundleError, match=r"^cannot read directory .*/shop/orders: Permission denied$"):
+        pack(tree)
+
+
+def after_the_walk(monkeypatch, change) -> None:
+    """Run ``change`` between pack's walk of the tree and its reading of the files."""
+    real_walk = bundle_module._walk
+
+    def walk_then_change(root, limit):
+        found = real_walk(root, limit)
+        change()
+        return found
+
+    monkeypatch.setattr(bundle_module, "_walk", walk_then_change)
+
+
+def test_a_file_swapped_for_a_fifo_or_a_link_while_packing_is_refused(tmp_path, monkeypatch):
+    tree = make_tree(tmp_path / "t")
+    target = tree / "shop" / "orders" / "actor.py"
+
+    def to_fifo():
+        target.unlink()
+        os.mkfifo(target)
+
+    after_the_walk(monkeypatch, to_fifo)
+    with pytest.raises(BundleError, match=r"actor\.py changed while packing: it is no longer a regular file$"):
+        pack(tree)
+    target.unlink()
+    target.write_text("x")
+
+    def to_link():
+        target.unlink()
+        target.symlink_to(tree / "shop" / "__init__.py")
+
+    after_the_walk(monkeypatch, to_link)
+    with pytest.raises(BundleError, match=r"^cannot read .*actor\.py: Too many levels of symbolic links$"):
+        pack(tree)
+
+
+def test_a_file_that_grows_past_the_limit_while_packing_is_refused(tmp_path, monkeypatch):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "a.bin").write_bytes(b"a" * 600)
+    (tree / "b.bin").write_bytes(b"b" * 600)
+    after_the_walk(monkeypatch, lambda: (tree / "b.bin").write_bytes(b"b" * 1000))
+    with pytest.raises(BundleError, match=r"holds at least 0\.0 MB \(1501 bytes\) of files, over the bundle limit "
+                                          r"of 0\.0 MB \(1500 bytes\) \(checked before any upload\)$"):
+        pack(tree, limit=1500)
+    monkeypatch.undo()
+    (tree / "b.bin").write_bytes(b"b" * 600)
+    assert pack(tree, limit=1200).files == 2  # exactly at the limit: fine
+
+
+def test_the_limit_counts_every_file_of_the_tree(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a.bin").write_bytes(b"a" * 500)
+    (tree / "sub" / "b.bin").write_bytes(b"b" * 500)
+    assert pack(tree, limit=1000).files == 2
+    with pytest.raises(BundleError, match=r"at least 0\.0 MB \(1000 bytes\) of files, over the bundle limit of "
+                                          r"0\.0 MB \(999 bytes\)"):
+        pack(tree, limit=999)
+
+
+def test_only_the_owners_execute_bit_makes_a_file_executable(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    for name, mode in (("user.sh", 0o700), ("others.sh", 0o655), ("group.sh", 0o614), ("plain.txt", 0o600)):
+        (tree / name).write_text(name)
+        os.chmod(tree / name, mode)
+    with tarfile.open(fileobj=io.BytesIO(pack(tree).data), mode="r:gz") as tar:
+        assert {i.name: i.mode for i in tar.getmembers()} == {"group.sh": 0o644, "others.sh": 0o644,
+                                                             "plain.txt": 0o644, "user.sh": 0o755}
+
+
+def test_a_bundle_holds_exactly_the_trees_files(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    with tarfile.open(fileobj=io.BytesIO(pack(tree).data), mode="r:gz") as tar:
+        contents = {i.name: tar.extractfile(i).read() for i in tar.getmembers()}
+        assert all(i.size == len(contents[i.name]) for i in tar.getmembers())
+    assert contents == files_of(tree)
+
+
+# --- requirements that cannot be read -----------------------------------------------------------------
+
+
+def test_requirements_that_cannot_be_read_are_named(tmp_path):
+    (tmp_path / REQUIREMENTS).write_bytes(b"six==1.16.0\n\xff\xfe\n")
+    with pytest.raises(BundleError, match=r"requirements\.txt is not UTF-8 text: "):
+        requirements(tmp_path)
+    (tmp_path / REQUIREMENTS).unlink()
+    (tmp_path / REQUIREMENTS).mkdir()
+    with pytest.raises(BundleError, match=r"^cannot read .*requirements\.txt: Is a directory$"):
+        requirements(tmp_path)
+
+
+@pytest.mark.parametrize("line", ["six", "six==1.16.0", "a.b-c_d>=1,<2", "rich[jupyter]", "x[a, b] (>=1)",
+                                  "attrs ; python_version < '3.12'", "pkg===1.0+local", "z~=1.4.*",
+                                  "name.tar.gz==1"])
+def test_plain_specifiers_are_accepted(tmp_path, line):
+    (tmp_path / REQUIREMENTS).write_text(f"{line}  # why\n")
+    assert requirements(tmp_path) == [line]
+
+
+@pytest.mark.parametrize("line,what", [
+    ("~/pkg", "is a path"),
+    ("pkg\\sub", "is a path"),
+    ("six -e .", "carries a pip option"),
+    ("six.zip", "looks like an archive file name"),
+    ("six.tar.gz ; os_name == 'nt'", "looks like an archive file name"),
+    ("PKG.WHL", "looks like an archive file name"),
+    ("six==", "is not a plain requirement specifier"),
+    ("six extra", "is not a plain requirement specifier"),
+])
+def test_more_lines_that_point_pip_anywhere(tmp_path, line, what):
+    (tmp_path / REQUIREMENTS).write_text(f"{line}\n")
+    with pytest.raises(BundleError, match=rf"requirements\.txt:1: .* {what}; a bundle's requirements may only name "
+                                          r"packages \(like six==1\.16\.0\), so that it cannot point pip anywhere$"):
+        requirements(tmp_path)
+
+
+# --- unpack and the cache: the rest of their refusals ------------------------------------------------------
+
+
+def test_unpack_refuses_a_link_as_destination(tmp_path):
+    data = pack(make_tree(tmp_path / "tree")).data
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    with pytest.raises(BundleError, match=r"cannot unpack into .*link: it exists and is not a directory$"):
+        unpack(data, tmp_path / "link")
+    assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_unpack_creates_the_destinations_parents(tmp_path):
+    data = pack(make_tree(tmp_path / "tree")).data
+    unpack(data, tmp_path / "a" / "b" / "code")
+    assert files_of(tmp_path / "a" / "b" / "code") == files_of(tmp_path / "tree")
+
+
+def test_an_entry_whose_archive_is_gone_is_not_cached(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    b = packed(tmp_path, "alpha")
+    code = cache.put(b.data, b.digest)
+    (code.parent / "bundle.tgz").unlink()
+    assert cache.get(b.digest) is None
+    assert cache.put(b.data, b.digest) == code and cache.get(b.digest) == code
