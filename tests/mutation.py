@@ -50,72 +50,75 @@ SETTLED = [
     "beach/client/routing.py",
 ]
 
-# Survivors no test can kill, by module: (the mutated line as mutmut writes it, stripped; why). Besides
+# Survivors no test can kill, by module: (the function, the mutated line as mutmut writes it, stripped; why). Besides
 # these, a mutant that only changes the case of a codec's name ("utf-8" → "UTF-8") is equivalent
 # everywhere (`same_codec`).
-EQUIVALENT: dict[str, list[tuple[str, str]]] = {
+EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
     "beach/wire/subjects.py": [
-        ("for n in range(1, len(parts) + 2):",
+        ("prefix_categories", "for n in range(1, len(parts) + 2):",
          "the extra prefix parts[:len + 1] is the whole category again, already in the dict"),
-        ('seen["/".join(parts[:n])] = ""', "the dict is an ordered set: its values are never read"),
+        ("prefix_categories", 'seen["/".join(parts[:n])] = ""',
+         "the dict is an ordered set: its values are never read"),
     ],
     "beach/wire/messages.py": [
-        ("_local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=None)",
+        ("_packer", "_local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=None)",
          "msgpack takes datetime as a flag: None is false, as False is"),
-        ("_local.packer = msgpack.Packer(default=_default, use_bin_type=True, )",
+        ("_packer", "_local.packer = msgpack.Packer(default=_default, use_bin_type=True, )",
          "datetime=False is msgpack's default (said for the reader: a datetime is refused, not sent as a timestamp)"),
-        ("_local.packer = msgpack.Packer(default=_default, datetime=False)",
+        ("_packer", "_local.packer = msgpack.Packer(default=_default, datetime=False)",
          "use_bin_type=True is msgpack's default since 1.0 (said because it was not before)"),
-        ("return cast(None, packer.pack(value))  # (msgpack is untyped)", "typing.cast does nothing at run time"),
-        ("return msgpack.unpackb(body, raw=None, strict_map_key=False)",
+        ("pack", "return cast(None, packer.pack(value))  # (msgpack is untyped)",
+         "typing.cast does nothing at run time"),
+        ("unpack", "return msgpack.unpackb(body, raw=None, strict_map_key=False)",
          "msgpack takes raw as a flag: None is false, as False is"),
-        ("return msgpack.unpackb(body, raw=False, strict_map_key=None)",
+        ("unpack", "return msgpack.unpackb(body, raw=False, strict_map_key=None)",
          "msgpack takes strict_map_key as a flag: None is false, as False is"),
-        ("return msgpack.unpackb(body, strict_map_key=False)",
+        ("unpack", "return msgpack.unpackb(body, strict_map_key=False)",
          "raw=False is msgpack's default since 1.0 (said because it was not before)"),
-        ("value = [1, *value]",
+        ("unpack_reply", "value = [1, *value]",
          "the version given to a format-0 reply is only compared with this release's (1) to refuse a newer one: "
          "0 and 1 read alike"),
     ],
     "beach/security/seal.py": [
-        ("self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, strict=None)}",
+        ("Sealer.__init__", "self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, strict=None)}",
          "the ids are made from the keys, one each: the two always have the same length"),
-        ("self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, )}",
+        ("Sealer.__init__", "self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, )}",
          "the ids are made from the keys, one each: the two always have the same length"),
-        ("self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, strict=False)}",
+        ("Sealer.__init__", "self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, strict=False)}",
          "the ids are made from the keys, one each: the two always have the same length"),
-        ('self._nonces = itertools.count(int.from_bytes(os.urandom(NONCE_BYTES), ))',
+        ("Sealer.__init__", 'self._nonces = itertools.count(int.from_bytes(os.urandom(NONCE_BYTES), ))',
          "byte order 'big' is int.from_bytes's default since Python 3.11 (said for the reader)"),
-        ('header = self._prefix + int(time.time() * 1000).to_bytes(8, )',
+        ("Sealer.seal", 'header = self._prefix + int(time.time() * 1000).to_bytes(8, )',
          "byte order 'big' is int.to_bytes's default since Python 3.11 (said for the reader)"),
-        ('nonce = (next(self._nonces) & _NONCE_MASK).to_bytes(NONCE_BYTES, )',
+        ("Sealer.seal", 'nonce = (next(self._nonces) & _NONCE_MASK).to_bytes(NONCE_BYTES, )',
          "byte order 'big' is int.to_bytes's default since Python 3.11 (said for the reader)"),
-        ('age = time.time() - int.from_bytes(header[7:], ) / 1000',
+        ("Sealer.open", 'age = time.time() - int.from_bytes(header[7:], ) / 1000',
          "byte order 'big' is int.from_bytes's default since Python 3.11 (said for the reader)"),
-        ("if now - self._turned >= self.window + SKEW:",
+        ("Sealer._remember", "if now - self._turned >= self.window + SKEW:",
          "the nonce memory turns at one span or a hair after it: either way every nonce is kept at least a span "
          "(the guarantee, tested) and forgotten after two"),
-        ('return sealer.open(f"{subject} ", body, fresh=None)', "fresh is a flag: None is false, as False is"),
-        ("key = f.read(None)",
+        ("stored_body", 'return sealer.open(f"{subject} ", body, fresh=None)',
+         "fresh is a flag: None is false, as False is"),
+        ("read_key", "key = f.read(None)",
          "reading the whole file instead of 33 bytes gives the same verdict (the size is what is judged), "
          "only later for a huge file"),
-        ("key = f.read(34)", "any read of more than 32 bytes tells a key from a longer file alike"),
+        ("read_key", "key = f.read(34)", "any read of more than 32 bytes tells a key from a longer file alike"),
     ],
     "beach/client/routing.py": [
-        ('return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), )',
+        ("_digest", 'return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), )',
          "byte order 'big' is int.from_bytes's default since Python 3.11 (said for the reader)"),
-        ("self._generation = None", "any value no view generation takes makes the first call read the view "
-                                    "(generations count up from 0)"),
-        ("self._generation = -2", "any value no view generation takes makes the first call read the view "
-                                  "(generations count up from 0)"),
-        ("self._members: list[ActorEntry] = None",
+        ("Targets.__init__", "self._generation = None",
+         "any value no view generation takes makes the first call read the view (generations count up from 0)"),
+        ("Targets.__init__", "self._generation = -2",
+         "any value no view generation takes makes the first call read the view (generations count up from 0)"),
+        ("Targets.__init__", "self._members: list[ActorEntry] = None",
          "never read before the first call to members() replaces it (the generation differs then)"),
-        ('self._ring: Ring | None = ""',
+        ("Targets.__init__", 'self._ring: Ring | None = ""',
          "never read before the first call to members() replaces it (the generation differs then)"),
-        ("self._actor_subjects: dict[str, str] = None",
+        ("Targets.__init__", "self._actor_subjects: dict[str, str] = None",
          "never read before the first call to members() replaces it (the generation differs then)"),
-        ("subject = None", "the per-actor subject cache only saves building the same string again"),
-        ("subject = self._actor_subjects.get(None)",
+        ("Targets.route", "subject = None", "the per-actor subject cache only saves building the same string again"),
+        ("Targets.route", "subject = self._actor_subjects.get(None)",
          "the per-actor subject cache only saves building the same string again"),
     ],
 }
@@ -217,6 +220,12 @@ def diff_of(mutant: str, path: str) -> str:
         os.chdir(cwd)
 
 
+def function_of(mutant: str) -> str:
+    """The function a mutant is of, as the source names it: "xǁTargetsǁroute__mutmut_3" → "Targets.route"."""
+    mangled = mutant.rpartition(".")[2].rpartition("__mutmut_")[0]
+    return mangled.removeprefix("x_") if mangled.startswith("x_") else ".".join(mangled.split("ǁ")[1:])
+
+
 def mutated_line(diff: str) -> str:
     return next((line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")),
                 "")
@@ -254,7 +263,8 @@ def row_of(path: str) -> Row:
             continue
         diff = diff_of(mutant, path)
         line = mutated_line(diff)
-        why = next((reason for pattern, reason in EQUIVALENT.get(path, []) if pattern == line), None)
+        why = next((reason for function, pattern, reason in EQUIVALENT.get(path, [])
+                    if (function, pattern) == (function_of(mutant), line)), None)
         if why is None and same_codec(diff):
             why = "codec names are case-insensitive: the same codec"
         if why is None:
