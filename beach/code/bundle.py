@@ -254,7 +254,7 @@ class _Capped:
 
 
 def _corrupt(e: BaseException) -> BundleError:
-    return BundleError(f"not a beach bundle: {e or type(e).__name__}")
+    return BundleError(f"not a beach bundle: {str(e) or type(e).__name__}")
 
 
 _UNREADABLE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -307,8 +307,8 @@ def _safe_parts(member: tarfile.TarInfo) -> list[str]:
     return [p for p in parts if p not in ("", ".")]
 
 
-def _extract(data: bytes, into: Path, limit: int) -> int:
-    """Write the bundle's files under the fresh, empty directory ``into``; return how many."""
+def _extract(data: bytes, into: Path, limit: int) -> bool:
+    """Write the bundle's files under the fresh, empty directory ``into``; False if it holds none."""
     # The tar stream also carries headers and padding; past this much it is a bomb whatever it holds.
     stream = _Capped(gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb"), cap=2 * limit + _MB, limit=limit)
     try:
@@ -319,7 +319,7 @@ def _extract(data: bytes, into: Path, limit: int) -> int:
         raise _corrupt(e) from e
     seen: dict[tuple[str, ...], bool] = {}  # parts -> is a directory
     total = 0
-    files = 0
+    wrote = False
     with tar:
         for member in _members(tar):
             name = member.name
@@ -379,7 +379,7 @@ def _extract(data: bytes, into: Path, limit: int) -> int:
                         )
                     out.write(chunk)
                 os.fchmod(out.fileno(), mode)
-            files += 1
+            wrote = True
         # Read to the end of the gzip stream, so a truncated or trailing-garbage archive fails its
         # length and CRC check instead of passing as a shorter one.
         try:
@@ -389,7 +389,7 @@ def _extract(data: bytes, into: Path, limit: int) -> int:
             raise
         except _UNREADABLE as e:
             raise _corrupt(e) from e
-    return files
+    return wrote
 
 
 def unpack(data: bytes, destination: str | os.PathLike[str], limit: int = MAX_BUNDLE_BYTES) -> None:
@@ -417,8 +417,7 @@ def unpack(data: bytes, destination: str | os.PathLike[str], limit: int = MAX_BU
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpacking-", dir=dest.parent))
     try:
-        files = _extract(data, tmp, limit)
-        if files == 0:
+        if not _extract(data, tmp, limit):
             raise BundleError("not a beach bundle: it holds no files")
         os.chmod(tmp, 0o755)
         try:
@@ -463,7 +462,7 @@ def _refusal(line: str) -> str | None:
         return "is a pip option"
     if "://" in line:
         return "is a URL"
-    if line.startswith((".", "/", "~")) or "/" in line or "\\" in line:
+    if line.startswith((".", "~")) or "/" in line or "\\" in line:
         return "is a path"
     if "@" in line:
         return "is a direct reference"

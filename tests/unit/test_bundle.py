@@ -203,9 +203,10 @@ def test_size_limit_is_refused_while_walking(tmp_path, monkeypatch):
         raise AssertionError("a file was read before the size check")
 
     monkeypatch.setattr(bundle_module, "_read", no_reading)
-    with pytest.raises(BundleError, match=r"at least 0\.0 MB \(2000 bytes\).*limit of 0\.0 MB \(1500 bytes\)") as e:
+    with pytest.raises(BundleError) as e:
         pack(tree, limit=1500)
-    assert "before any upload" in str(e.value)
+    assert str(e.value) == (f"{tree} holds at least 0.0 MB (2000 bytes) of files, over the bundle limit of "
+                            f"0.0 MB (1500 bytes) (checked before any upload)")
 
 
 def test_a_huge_sparse_file_is_refused_without_reading_it(tmp_path):
@@ -223,9 +224,11 @@ def test_archive_size_is_checked_after_packing(tmp_path):
     tree = tmp_path / "random"
     tree.mkdir()
     (tree / "noise.bin").write_bytes(os.urandom(20_000))  # incompressible: the archive is larger
-    with pytest.raises(BundleError, match=r"compressed, over the bundle limit of 0\.0 MB \(20000 bytes\)"):
+    with pytest.raises(BundleError, match=r"^the bundle of .*random is 0\.0 MB \(\d+ bytes\) compressed, over the "
+                                          r"bundle limit of 0\.0 MB \(20000 bytes\) \(checked before any upload\)$"):
         pack(tree, limit=20_000)
-    assert pack(tree, limit=30_000).files == 1
+    size = pack(tree, limit=30_000).size
+    assert size > 20_000 and pack(tree, limit=size).size == size  # exactly at the limit: fine
 
 
 def test_digest_and_verify():
@@ -245,8 +248,11 @@ def assert_refused(tmp_path: Path, data: bytes, match: str, limit: int = MAX_BUN
     area = tmp_path / f"area{len(list(tmp_path.glob('area*')))}"
     area.mkdir()
     before = sorted(p for p in tmp_path.rglob("*"))
-    with pytest.raises(BundleError, match=match):
+    with pytest.raises(BundleError, match=match) as err:
         unpack(data, area / "dest", limit=limit)
+    cause = err.value.__cause__
+    if cause is not None:  # what was wrong with the bytes is said, in the cause's words
+        assert str(err.value) == f"not a beach bundle: {str(cause) or type(cause).__name__}"
     assert list(area.iterdir()) == []  # no destination, no temporary sibling
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert not (tmp_path / "evil").exists() and not (tmp_path / "x").exists()
@@ -298,7 +304,8 @@ def test_unpack_refuses_devices_and_fifos(tmp_path, kind, words):
 def test_unpack_refuses_a_gzip_bomb(tmp_path):
     data = tgz(member("zeros.bin", b"\x00" * (2 * 1024 * 1024)))
     assert len(data) < 10_000
-    assert_refused(tmp_path, data, r"'zeros\.bin' would take the bundle past the limit of 1\.0 MB", limit=1024 * 1024)
+    assert_refused(tmp_path, data, r"^bundle entry 'zeros\.bin' would take the bundle past the limit of 1\.0 MB "
+                                   r"\(1048576 bytes\) unpacked \(a gzip bomb\?\)$", limit=1024 * 1024)
 
 
 def test_unpack_counts_the_total_over_many_files(tmp_path):
@@ -311,7 +318,9 @@ def test_unpack_counts_the_stream_not_just_the_headers(tmp_path):
     # inside the gzip: the sizes in the headers are small, the stream is not.
     empties = tgz(*(member(f"e{i}", b"") for i in range(2400)))
     assert len(empties) < 20_000
-    assert_refused(tmp_path, empties, r"bundle expands to more than 1\.0 MB .* \(a gzip bomb\?\)", limit=20_000)
+    assert_refused(tmp_path, empties, r"^bundle expands to more than 1\.0 MB \(1088576 bytes\) of tar stream, over "
+                                      r"what the limit of 0\.0 MB \(20000 bytes\) allows \(a gzip bomb\?\)$",
+                   limit=20_000)
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         info = tarfile.TarInfo("ok.py")
@@ -328,12 +337,17 @@ def test_unpack_refuses_garbage_and_truncated_archives(tmp_path):
     assert_refused(tmp_path, data[: len(data) // 2], r"not a beach bundle")
     assert_refused(tmp_path, data[:-4], r"not a beach bundle")  # only the gzip trailer is cut
     assert_refused(tmp_path, data + b"trailing junk", r"not a beach bundle")
-    assert_refused(tmp_path, gzip.compress(b"\x00" * 10240), r"not a beach bundle: .*no files")
+    assert_refused(tmp_path, gzip.compress(b"\x00" * 10240), r"^not a beach bundle: it holds no files$")
 
 
 def test_unpack_refuses_duplicates_and_file_directory_clashes(tmp_path):
     assert_refused(tmp_path, tgz(member("a.py"), member("a.py")), r"'a\.py' appears twice")
     assert_refused(tmp_path, tgz(member("a"), member("a/b.py")), r"'a/b\.py' is under 'a', which is a file")
+    assert_refused(tmp_path, tgz(member("a/b"), member("a/b/c")), r"^bundle entry 'a/b/c' is under 'a/b', which is a "
+                                                                  r"file$")
+    directory = member("a", None, tarfile.DIRTYPE)
+    assert_refused(tmp_path, tgz(directory, member("a")), r"^bundle entry 'a' appears twice in the bundle$")
+
 
 
 def test_unpack_accepts_directories_and_dot_prefixes(tmp_path):
@@ -368,8 +382,11 @@ def test_unpack_keeps_a_destination_that_appeared_meanwhile(tmp_path, monkeypatc
     dest = tmp_path / "area" / "code"
     real_rename = os.rename
 
+    renamed = []
+
     def racing_rename(src, dst):
         # Another process finishes unpacking the same digest just before this one.
+        renamed.append(Path(src))
         Path(dst).mkdir()
         Path(dst, "theirs").write_text("first")
         real_rename(src, dst)
@@ -377,6 +394,8 @@ def test_unpack_keeps_a_destination_that_appeared_meanwhile(tmp_path, monkeypatc
     monkeypatch.setattr(bundle_module.os, "rename", racing_rename)
     unpack(data, dest)
     assert files_of(dest) == {"theirs": b"first"}
+    # (this one had been written into a hidden sibling, removed once it lost the race)
+    assert renamed[0].parent == dest.parent and renamed[0].name.startswith(".code.unpacking-")
     assert [p.name for p in dest.parent.iterdir()] == ["code"]
 
 
@@ -462,9 +481,12 @@ def test_cache_detects_a_tampered_archive(tmp_path):
     b = packed(tmp_path, "alpha")
     code = cache.put(b.data, b.digest)
     archive = code.parent / "bundle.tgz"
-    archive.write_bytes(b.data[:-1] + bytes([b.data[-1] ^ 1]))
-    with pytest.raises(BundleError, match=rf"cached bundle {b.digest} was tampered with or is corrupt"):
+    tampered = b.data[:-1] + bytes([b.data[-1] ^ 1])
+    archive.write_bytes(tampered)
+    with pytest.raises(BundleError) as err:
         cache.get(b.digest)
+    assert str(err.value) == (f"cached bundle {b.digest} was tampered with or is corrupt: its bundle.tgz hashes to "
+                              f"{digest_of(tampered)}; the entry was removed")
     assert not code.parent.exists()
     assert cache.get(b.digest) is None
     assert cache.put(b.data, b.digest) == code  # stored afresh
@@ -830,3 +852,252 @@ def test_an_entry_whose_archive_is_gone_is_not_cached(tmp_path):
     (code.parent / "bundle.tgz").unlink()
     assert cache.get(b.digest) is None
     assert cache.put(b.data, b.digest) == code and cache.get(b.digest) == code
+
+
+# --- what the mutation run found untested ------------------------------------------------------------------
+
+
+def test_a_pycache_directory_is_skipped_whatever_it_holds_and_only_directories_are(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    plain = pack(tree)
+    (tree / "shop" / "__pycache__").mkdir()
+    (tree / "shop" / "__pycache__" / "notes.txt").write_text("not bytecode, still skipped")
+    assert pack(tree).digest == plain.digest
+    (tree / "lib.pyc").mkdir()  # a directory named like bytecode is a directory
+    (tree / "lib.pyc" / "mod.py").write_text("x = 1\n")
+    (tree / "__pycache__").write_text("a file named like the directory is a file")
+    with tarfile.open(fileobj=io.BytesIO(pack(tree).data), mode="r:gz") as tar:
+        names = tar.getnames()
+    assert "lib.pyc/mod.py" in names and "__pycache__" in names
+
+
+def test_a_file_that_vanishes_during_the_walk_is_named(tmp_path, monkeypatch):
+    tree = make_tree(tmp_path / "t")
+    real_scandir = os.scandir
+
+    class Vanished:
+        def __init__(self, entry):
+            self.entry, self.name, self.path = entry, entry.name, entry.path
+
+        def stat(self, follow_symlinks=True):
+            raise FileNotFoundError(2, "No such file or directory")
+
+    class Listing:
+        def __init__(self, path):
+            self.inner = real_scandir(path)
+
+        def __enter__(self):
+            return [Vanished(e) if e.name == "actor.py" else e for e in self.inner.__enter__()]
+
+        def __exit__(self, *exc):
+            return self.inner.__exit__(*exc)
+
+    monkeypatch.setattr(bundle_module.os, "scandir", Listing)
+    with pytest.raises(BundleError, match=r"^cannot read .*/shop/orders/actor\.py: No such file or directory$"):
+        pack(tree)
+
+
+def test_names_beyond_ascii_survive_the_round_trip(tmp_path):
+    tree = tmp_path / "t"
+    (tree / "données").mkdir(parents=True)
+    (tree / "données" / "prix-€.json").write_text("{}")
+    (tree / "日本.py").write_text("x = 1\n")
+    out = tmp_path / "out"
+    unpack(pack(tree).data, out)
+    assert files_of(out) == files_of(tree) == {"données/prix-€.json": b"{}", "日本.py": b"x = 1\n"}
+
+
+def test_an_entry_name_that_is_not_utf8_is_refused(tmp_path):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT, encoding="latin-1") as tar:
+        info = tarfile.TarInfo("caf\xe9.py")  # written as the latin-1 byte 0xe9
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    assert_refused(tmp_path, gzip.compress(raw.getvalue()),
+                   r"^bundle entry 'caf\\udce9\.py': the name is not valid UTF-8$")
+
+
+def sparse_member(name: str, data: bytes, real_size: int) -> bytes:
+    """A tar stream of one GNU sparse member (tarfile can read them, not write them)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.type = tarfile.GNUTYPE_SPARSE
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+
+    def octal(n: int) -> bytes:
+        return b"%011o\0" % n
+
+    header[386:398], header[398:410] = octal(0), octal(len(data))  # one region: the data, at offset 0
+    header[483:495] = octal(real_size)
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    padding = b"\0" * (-len(data) % 512)
+    return bytes(header) + data + padding + b"\0" * 1024
+
+
+def test_unpack_refuses_a_sparse_member(tmp_path):
+    with tarfile.open(fileobj=io.BytesIO(sparse_member("holes.bin", b"abc", 10**9))) as tar:
+        assert tar.getmembers()[0].sparse  # (a sparse member as tarfile reads it)
+    assert_refused(tmp_path, gzip.compress(sparse_member("holes.bin", b"abc", 10**9)),
+                   r"^bundle entry 'holes\.bin' is a sparse file: only plain files and directories$")
+
+
+def test_unpack_refuses_a_file_without_a_name(tmp_path):
+    assert_refused(tmp_path, tgz(member(".", b"x")), r"^bundle entry '\.' has an empty name$")
+    assert_refused(tmp_path, tgz(member("./", b"x")), r"has an empty name$")
+
+
+def test_unpack_makes_the_directories_an_archive_lists(tmp_path):
+    data = tgz(member("pkg", None, tarfile.DIRTYPE), member("pkg/empty", None, tarfile.DIRTYPE),
+               member("pkg", None, tarfile.DIRTYPE), member("pkg/a.py", b"A"), member("top", None, tarfile.DIRTYPE))
+    unpack(data, tmp_path / "out")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*")) == \
+        ["pkg", "pkg/a.py", "pkg/empty", "top"]
+    assert {(tmp_path / "out" / d).stat().st_mode & 0o777 for d in ("pkg", "pkg/empty", "top")} == {0o755}
+
+
+def test_a_bundle_whose_tar_stream_is_bigger_than_a_megabyte_unpacks(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "noise.bin").write_bytes(os.urandom(1_400_000))
+    b = pack(tree)
+    unpack(b.data, tmp_path / "out", limit=1_500_000)
+    assert (tmp_path / "out" / "noise.bin").read_bytes() == (tree / "noise.bin").read_bytes()
+
+
+def test_an_archive_exactly_at_the_limit_unpacks(tmp_path):
+    tree = tmp_path / "t"
+    tree.mkdir()
+    (tree / "noise.bin").write_bytes(os.urandom(5000))
+    data = pack(tree).data
+    unpack(data, tmp_path / "out", limit=len(data))
+    assert_refused(tmp_path, data, r"^bundle is 0\.0 MB \(\d+ bytes\), over the bundle limit", limit=len(data) - 1)
+
+
+def test_the_decompressed_stream_is_read_in_bounded_chunks_and_capped():
+    stream = gzip.GzipFile(fileobj=io.BytesIO(gzip.compress(b"z" * (3 * bundle_module._CHUNK))), mode="rb")
+    capped = bundle_module._Capped(stream, cap=2 * bundle_module._CHUNK + 10, limit=7)
+    assert capped.read(0) == b"" and capped.tell() == 0
+    assert capped.read(5) == b"zzzzz" and capped.tell() == 5
+    assert len(capped.read()) == bundle_module._CHUNK  # never the whole stream at once
+    assert len(capped.read(-1)) == bundle_module._CHUNK
+    assert capped.tell() == 2 * bundle_module._CHUNK + 5
+    assert len(capped.read(5)) == 5  # exactly at the cap: still fine
+    with pytest.raises(BundleError, match=r"^bundle expands to more than 2\.0 MB \(2097162 bytes\) of tar stream, "
+                                          r"over what the limit of 0\.0 MB \(7 bytes\) allows \(a gzip bomb\?\)$"):
+        capped.read(1)
+    with pytest.raises(io.UnsupportedOperation, match="^seek$"):
+        capped.seek(0)
+    with pytest.raises(io.UnsupportedOperation, match="^write$"):
+        capped.write(b"x")
+    capped.close()
+    assert stream.closed
+    fresh = bundle_module._Capped(gzip.GzipFile(fileobj=io.BytesIO(gzip.compress(b"ab")), mode="rb"), cap=2, limit=1)
+    assert fresh.read(None) == b"ab" and fresh.tell() == 2
+
+
+def test_unpack_fails_when_a_file_takes_the_destination_meanwhile(tmp_path, monkeypatch):
+    data = pack(make_tree(tmp_path / "tree")).data
+    dest = tmp_path / "area" / "code"
+    real_rename = os.rename
+
+    def racing_rename(src, dst):
+        Path(dst).write_text("not a directory")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(bundle_module.os, "rename", racing_rename)
+    with pytest.raises(NotADirectoryError):
+        unpack(data, dest)
+    assert [p.name for p in dest.parent.iterdir()] == ["code"] and dest.read_text() == "not a directory"
+
+
+@pytest.mark.parametrize("line,what", [
+    ("~pkg", "is a path"),
+    (".pkg", "is a path"),
+    ("pkg.whl;os_name=='nt'", "looks like an archive file name"),
+])
+def test_paths_without_a_slash_and_archives_before_a_marker(tmp_path, line, what):
+    (tmp_path / REQUIREMENTS).write_text(f"{line}\n")
+    with pytest.raises(BundleError, match=rf"requirements\.txt:1: .* {what};"):
+        requirements(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [None, 5, b"sha256:" + b"0" * 64])
+def test_a_digest_that_is_not_a_string_is_refused(tmp_path, bad):
+    with pytest.raises(BundleError, match=r"^not a bundle digest: .* \(expected sha256:<64 lowercase hex digits>\)$"):
+        Cache(tmp_path / "cache").path(bad)
+
+
+def test_every_file_of_an_entry_has_its_mode(tmp_path):
+    b = packed(tmp_path, "alpha")
+    old = os.umask(0)
+    try:
+        code = Cache(tmp_path / "cache").put(b.data, b.digest)
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in code.parent.iterdir()} == {"bundle.tgz": 0o644, "used": 0o644,
+                                                                                  "code": 0o755}
+
+
+def test_a_cache_root_is_made_with_its_parents(tmp_path):
+    b = packed(tmp_path, "alpha")
+    assert (Cache(tmp_path / "a" / "b" / "cache").put(b.data, b.digest) / "alpha.py").is_file()
+
+
+def test_a_cached_bundle_is_not_unpacked_again(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    b = packed(tmp_path, "alpha")
+    code = cache.put(b.data, b.digest)
+    (code / "marker").write_text("still the same directory")
+    assert cache.put(b.data, b.digest) == code
+    assert (code / "marker").read_text() == "still the same directory"
+
+
+def test_a_put_over_a_tampered_entry_stores_it_afresh(tmp_path):
+    cache = Cache(tmp_path / "cache")
+    b = packed(tmp_path, "alpha")
+    code = cache.put(b.data, b.digest)
+    (code.parent / "bundle.tgz").write_bytes(b"tampered")
+    (code / "alpha.py").write_text("planted")
+    assert cache.put(b.data, b.digest) == code
+    assert (code / "alpha.py").read_bytes() == (tmp_path / "src" / "alpha" / "alpha.py").read_bytes()
+    assert (code.parent / "bundle.tgz").read_bytes() == b.data
+
+
+def test_a_bundle_put_again_is_kept_even_over_budget(tmp_path):
+    cache = Cache(tmp_path / "cache", max_bytes=10)
+    b = packed(tmp_path, "alpha")
+    code = cache.put(b.data, b.digest)
+    assert cache.put(b.data, b.digest) == code and (code / "alpha.py").is_file()
+
+
+@pytest.mark.parametrize("recent", ["alpha", "beta"])
+def test_the_least_recently_used_goes_whatever_the_digests_order(tmp_path, recent):
+    bundles = {name: packed(tmp_path, name) for name in ("alpha", "beta", "gamma")}
+    measure = Cache(tmp_path / "measure")
+    for x in bundles.values():
+        measure.put(x.data, x.digest)
+    sizes = [entry_bytes(tmp_path / "measure", x.digest) for x in bundles.values()]
+    cache = Cache(tmp_path / "cache", max_bytes=sum(sizes) - 1)
+    cache.put(bundles["alpha"].data, bundles["alpha"].digest)
+    cache.put(bundles["beta"].data, bundles["beta"].digest)
+    assert cache.get(bundles[recent].digest) is not None
+    cache.put(bundles["gamma"].data, bundles["gamma"].digest)
+    old = "beta" if recent == "alpha" else "alpha"
+    assert cache.get(bundles[old].digest) is None and cache.get(bundles[recent].digest) is not None
+
+
+def test_a_put_stores_through_a_hidden_sibling(tmp_path, monkeypatch):
+    b = packed(tmp_path, "alpha")
+    hexd = b.digest.removeprefix("sha256:")
+    renamed = []
+    real_rename = os.rename
+
+    def watching_rename(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(bundle_module.os, "rename", watching_rename)
+    Cache(tmp_path / "cache").put(b.data, b.digest)
+    [(src, dst)] = [(s, d) for s, d in renamed if d.name == hexd]
+    assert src.parent == dst.parent == tmp_path / "cache" and src.name.startswith(f".{hexd[:16]}.storing-")
