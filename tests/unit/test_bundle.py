@@ -1101,3 +1101,15 @@ def test_a_put_stores_through_a_hidden_sibling(tmp_path, monkeypatch):
     Cache(tmp_path / "cache").put(b.data, b.digest)
     [(src, dst)] = [(s, d) for s, d in renamed if d.name == hexd]
     assert src.parent == dst.parent == tmp_path / "cache" and src.name.startswith(f".{hexd[:16]}.storing-")
+
+
+def test_the_files_of_a_bundle_are_read_back_as_they_were_packed(tmp_path):
+    tree = make_tree(tmp_path / "t")
+    assert bundle_module.files(pack(tree).data) == files_of(tree)
+    with pytest.raises(BundleError, match=r"^not a beach bundle: "):
+        bundle_module.files(b"not a bundle")
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    (noisy / "zeros.bin").write_bytes(b"\0" * 50_000)
+    with pytest.raises(BundleError, match=r"'zeros\.bin' would take the bundle past the limit of 0\.0 MB \(40000"):
+        bundle_module.files(pack(noisy).data, limit=40_000)
