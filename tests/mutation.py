@@ -121,6 +121,114 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("Targets.route", "subject = self._actor_subjects.get(None)",
          "the per-actor subject cache only saves building the same string again"),
     ],
+    "beach/code/bundle.py": [
+        ("_kind", 'return "XXnot a regular fileXX"',
+         "no file type of Linux reaches the fallback (regular, directory, link, fifo, socket and both devices are "
+         "each named before): its words cannot be seen here"),
+        ("_kind", 'return "NOT A REGULAR FILE"',
+         "no file type of Linux reaches the fallback (regular, directory, link, fifo, socket and both devices are "
+         "each named before): its words cannot be seen here"),
+        ("_walk", "st = entry.stat(follow_symlinks=None)",
+         "follow_symlinks is a flag: None is false, as False is"),
+        ("pack", 'with tarfile.open(fileobj=raw, mode="w", format=None, encoding="utf-8") as tar:',
+         "PAX is tarfile's default format since Python 3.8 (said for the reader)"),
+        ("pack", 'with tarfile.open(fileobj=raw, mode="w", encoding="utf-8") as tar:',
+         "PAX is tarfile's default format since Python 3.8 (said for the reader)"),
+        ("pack", 'with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, encoding=None) as tar:',
+         "in PAX, tarfile writes every name in UTF-8 whatever the encoding, unless a name is not valid UTF-8, which "
+         "the walk refuses first"),
+        ("pack", 'with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, ) as tar:',
+         "in PAX, tarfile writes every name in UTF-8 whatever the encoding, unless a name is not valid UTF-8, which "
+         "the walk refuses first"),
+        ("pack", 'with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, encoding="XXutf-8XX") as tar:',
+         "in PAX, tarfile writes every name in UTF-8 whatever the encoding, unless a name is not valid UTF-8, which "
+         "the walk refuses first"),
+        ("pack", "data = gzip.compress(raw.getvalue(), mtime=0)",
+         "9 is gzip.compress's default level (said for the reader: the bytes, so the digest, depend on it)"),
+        ("_extract",
+         "stream = _Capped(gzip.GzipFile(fileobj=io.BytesIO(data), mode=None), cap=2 * limit + _MB, limit=limit)",
+         "GzipFile reads a file object opened for reading whatever mode says when it is None or absent"),
+        ("_extract", "stream = _Capped(gzip.GzipFile(fileobj=io.BytesIO(data), ), cap=2 * limit + _MB, limit=limit)",
+         "GzipFile reads a file object opened for reading whatever mode says when it is None or absent"),
+        ("_extract", 'tar = tarfile.open(fileobj=stream, mode="r|", encoding=None)',
+         "without an encoding tarfile reads names in the file system's, UTF-8 on every Linux Python 3.11 runs on "
+         "(PEP 538, 540)"),
+        ("_extract", 'tar = tarfile.open(fileobj=stream, mode="r|", )',
+         "without an encoding tarfile reads names in the file system's, UTF-8 on every Linux Python 3.11 runs on "
+         "(PEP 538, 540)"),
+        ("_extract", "wrote = None",
+         "None is false, as False is"),
+        ("_extract", "for i in range(len(parts)):",
+         "the extra prefix key[:0] is the empty tuple, never in seen: the check passes it by"),
+        ("_extract", "for i in range(1, len(parts) + (2 if member.isdir() else 0)):",
+         "the extra prefix key[:len + 1] is the directory itself again, made the step before"),
+        ("_extract", "source = tar.extractfile(member)\nexcept _UNREADABLE as e:\nraise _corrupt(e) from e\n"
+                     "raise _corrupt(None) from e",
+         "in stream mode tarfile's extractfile reads nothing: no archive makes it raise (its _corrupt is defence)"),
+        ("_extract", "fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, )",
+         "the file's mode is set by fchmod before it is closed, in a directory only this process can enter"),
+        ("_extract", "fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 385)",
+         "the file's mode is set by fchmod before it is closed, in a directory only this process can enter"),
+        ("_extract", "fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL & os.O_NOFOLLOW, 0o600)",
+         "the directory is new and private, and duplicates and links are refused before: O_EXCL and O_NOFOLLOW are "
+         "defence in depth no archive reaches"),
+        ("_extract", "chunk = source.read(None)",
+         "the member's size, checked against the limit just before, bounds what tarfile yields: one read or many, "
+         "the same bytes"),
+        ("_extract", "None",
+         "tarfile yields exactly the header's size, checked before: the count of written bytes is defence in depth "
+         "no archive reaches"),
+        ("_extract", 'f"bundle entry {name!r} takes the bundle past the limit of {_mb(None)} unpacked "',
+         "tarfile yields exactly the header's size, checked before: the count of written bytes is defence in depth "
+         "no archive reaches"),
+        ("_extract", '"XX(a gzip bomb?)XX"',
+         "(at the count of written bytes) tarfile yields exactly the header's size, checked before: defence in "
+         "depth no archive reaches"),
+        ("_extract", '"(A GZIP BOMB?)"',
+         "(at the count of written bytes) tarfile yields exactly the header's size, checked before: defence in "
+         "depth no archive reaches"),
+        ("_extract", "while stream.read(None):", "the capped stream reads None as its chunk size"),
+        ("files", "with tempfile.TemporaryDirectory(prefix=None) as tmp:",
+         "the temporary directory's name is never seen"),
+        ("files", 'with tempfile.TemporaryDirectory(prefix="XXbeach-bundle-XX") as tmp:',
+         "the temporary directory's name is never seen"),
+        ("files", 'with tempfile.TemporaryDirectory(prefix="BEACH-BUNDLE-") as tmp:',
+         "the temporary directory's name is never seen"),
+        ("files", 'root = Path(tmp) / "XXbXX"',
+         "the name of the unpacked directory is never seen"),
+        ("files", 'root = Path(tmp) / "B"',
+         "the name of the unpacked directory is never seen"),
+        ("Cache.get", "shutil.rmtree(entry, ignore_errors=None)",
+         "the entry was just read: only another process removing it at the same moment tells the two apart"),
+        ("Cache.get", "shutil.rmtree(entry, )",
+         "the entry was just read: only another process removing it at the same moment tells the two apart"),
+        ("Cache.get", "shutil.rmtree(entry, ignore_errors=False)",
+         "the entry was just read: only another process removing it at the same moment tells the two apart"),
+        ("Cache.put", "shutil.rmtree(tmp, ignore_errors=None)",
+         "the temporary directory is this call's own: removing it fails in no case a test can make"),
+        ("unpack", "shutil.rmtree(tmp, ignore_errors=None)",
+         "the temporary directory is this call's own: removing it fails in no case a test can make"),
+        ("Cache.put", "shutil.rmtree(tmp, )",
+         "the temporary directory is this call's own: removing it fails in no case a test can make"),
+        ("unpack", "shutil.rmtree(tmp, )",
+         "the temporary directory is this call's own: removing it fails in no case a test can make"),
+        ("Cache.put", "shutil.rmtree(tmp, ignore_errors=False)",
+         "the temporary directory is this call's own: removing it fails in no case a test can make"),
+        ("unpack", "shutil.rmtree(tmp, ignore_errors=False)",
+         "the temporary directory is this call's own: removing it fails in no case a test can make"),
+        ("Cache._evict", "shutil.rmtree(self.root / name, ignore_errors=None)",
+         "only another process removing the same entry at the same moment tells the two apart"),
+        ("Cache._evict", "shutil.rmtree(self.root / name, )",
+         "only another process removing the same entry at the same moment tells the two apart"),
+        ("Cache._evict", "shutil.rmtree(self.root / name, ignore_errors=False)",
+         "only another process removing the same entry at the same moment tells the two apart"),
+        ("Cache._evict", "break  # removed meanwhile",
+         "only an entry removed by another process during the listing tells the two apart"),
+        ("Cache._evict", "return",
+         "nothing follows the loop"),
+        ("Cache._evict", "break",
+         "the entry to keep was used last: it sorts last, so nothing follows it"),
+    ],
 }
 
 DETECTED = {"killed", "timeout", "segfault"}  # a timeout or a crash (SIGKILL, SIGSEGV) is a failing test too
@@ -246,6 +354,16 @@ def same_codec(diff: str) -> bool:
         return False
 
 
+def matches(pattern: str, line: str, diff: str) -> bool:
+    """Whether an `EQUIVALENT` pattern names this mutant: its mutated line, or (when one line is not
+    enough to tell mutants apart) several lines of its diff in a row, each stripped of its marker."""
+    if "\n" not in pattern:
+        return pattern == line
+    want = pattern.split("\n")
+    have = [row[1:].strip() for row in diff.splitlines()[3:]]  # (past the ---, +++ and @@ lines)
+    return any(have[i:i + len(want)] == want for i in range(len(have)))
+
+
 def row_of(path: str) -> Row:
     from mutmut.stats import status_by_exit_code
 
@@ -265,7 +383,7 @@ def row_of(path: str) -> Row:
         diff = diff_of(mutant, path)
         line = mutated_line(diff)
         why = next((reason for function, pattern, reason in EQUIVALENT.get(path, [])
-                    if (function, pattern) == (function_of(mutant), line)), None)
+                    if function == function_of(mutant) and matches(pattern, line, diff)), None)
         if why is None and same_codec(diff):
             why = "codec names are case-insensitive: the same codec"
         if why is None:

@@ -1113,3 +1113,23 @@ def test_the_files_of_a_bundle_are_read_back_as_they_were_packed(tmp_path):
     (noisy / "zeros.bin").write_bytes(b"\0" * 50_000)
     with pytest.raises(BundleError, match=r"'zeros\.bin' would take the bundle past the limit of 0\.0 MB \(40000"):
         bundle_module.files(pack(noisy).data, limit=40_000)
+
+
+def test_an_archive_broken_inside_a_header_or_a_file_is_refused_saying_why(tmp_path):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in ("a.py", "é.py"):  # the second has a pax header, then its own
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+    broken = bytearray(raw.getvalue())
+    broken[2048 + 148] ^= 1  # the checksum of the header after the pax header
+    assert_refused(tmp_path, gzip.compress(bytes(broken)), r"^not a beach bundle: bad checksum$")
+    tree = tmp_path / "noise"
+    tree.mkdir()
+    (tree / "n.bin").write_bytes(os.urandom(100_000))
+    data = pack(tree).data
+    assert_refused(tmp_path, data[: len(data) // 2], r"^not a beach bundle: Compressed file ended before the "
+                                                     r"end-of-stream marker was reached$")
+    # (an error with no words of its own is named by its type)
+    assert str(bundle_module._corrupt(EOFError())) == "not a beach bundle: EOFError"
