@@ -206,23 +206,3 @@ def test_a_rejected_record_is_logged_once_per_key_and_counted(caplog):
         records.reject("test-bucket", "some.key", RecordError("bad"))
     assert records.rejected["test-bucket"] == before + 3
     assert caplog.text.count("some.key") == 1
-
-
-def test_a_patrol_spec_is_its_type_and_its_entries_take_addactor_arguments():
-    # PatrolEntry is the one list of what an entry may carry: its optional keys are passed on to
-    # spawn_args by name, so each must be one of spawn_args' parameters
-    import inspect
-
-    from beach import patrol
-    from beach.errors import ConfigError
-    from beach.state.spawn import spawn_args
-    assert patrol.SPAWN_KEYS <= set(inspect.signature(spawn_args).parameters)
-    assert patrol.ENTRY_KEYS == {"name", "actor", "category", "instances"}
-    spec = patrol.check({"owner": "shop", "actors": [{"name": "f", "actor": "Pong", "category": "a/b",
-                                                      "max_concurrent": 4}]})
-    assert set(spec) == set(get_type_hints(patrol.PatrolSpec))
-    entry = spec["actors"][0]
-    assert set(entry) <= set(get_type_hints(patrol.PatrolEntry))
-    assert entry["category"] == ["a/b"] and entry["instances"] == 1
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['colour'\]"):
-        patrol.check({"owner": "shop", "actors": [{"name": "f", "actor": "Pong", "category": "a", "colour": 1}]})
