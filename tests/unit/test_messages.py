@@ -289,3 +289,25 @@ def test_the_failure_texts_are_the_seeds():
         "MALFORMED_REPLY": "malformed reply",
     }
     assert messages.TIMEOUT is wire.Failure.TIMEOUT and messages.EXCEPTION == "exception"
+
+
+@given(req_id=st.text(), req=st.text(), data=carried)
+def test_request_type_reads_the_type_without_the_data(req_id, req, data):
+    assert wire.request_type(wire.pack_request(req_id, req, data, None, None)) == req
+
+
+@pytest.mark.parametrize("value", [
+    [1, "i", 5, {}, None, None],  # a type that is not text
+    [2, "i", "r", {}, None, None],  # a newer format
+    [1, "i", "r", {}, None],  # not six fields
+    [1, "i", "r", {}, None, None, None],
+    {"req": "r"},
+    "r",
+])
+def test_request_type_of_what_is_not_a_request_is_none(value):
+    assert wire.request_type(msgpack.packb(value, use_bin_type=True)) is None
+
+
+@pytest.mark.parametrize("body", [b"", b"\xc1", b"\x96", b"\x96\x01", b"\x96\x01\xa1i"])
+def test_request_type_of_garbage_is_none(body):
+    assert wire.request_type(body) is None

@@ -252,3 +252,104 @@ def test_prefix_categories():
     assert subjects.prefix_categories(["x/y", "a/b/c", "x/z"]) == ["x", "x/y", "a", "a/b", "a/b/c", "x/z"]
     with pytest.raises(CategoryError, match="empty segment"):
         subjects.prefix_categories(["a", "b//c"])
+
+
+# ---- lengths: what a NATS server will take (nats-server's max_control_line, 4096 bytes) -------------
+
+LIMIT = 4096 - 256  # MAX_SUBJECT, worked out from the module's docstring
+
+
+def test_the_limits():
+    assert (subjects.MAX_CONTROL_LINE, subjects.MAX_SUBJECT, subjects.KV_ROOM) == (4096, LIMIT, 64)
+
+
+def test_shown_names_are_cut_to_forty_characters_with_their_length():
+    assert subjects.shown("abc") == "'abc'"
+    assert subjects.shown("x" * 40) == "'" + "x" * 40 + "'"
+    assert subjects.shown("x" * 41) == "'" + "x" * 40 + "'… (41 characters)"
+    assert subjects.shown("y" * 10, limit=3) == "'yyy'… (10 characters)"
+
+
+def too_long(kind: str, name: str, size: int, limit: int = LIMIT) -> str:
+    return (f"{kind} {subjects.shown(name)} is too long: its NATS subject would be {size} bytes, over the {limit} "
+            f"beach allows (a NATS server closes the connection of a client that sends a protocol line over its "
+            f"max_control_line of 4096 bytes)")
+
+
+def test_check_length_counts_bytes_up_to_the_limit():
+    assert subjects.check_length("s" * LIMIT, "category", "c") == "s" * LIMIT
+    with pytest.raises(CategoryError) as err:
+        subjects.check_length("s" * (LIMIT + 1), "category", "c" * 50)
+    assert str(err.value) == too_long("category", "c" * 50, LIMIT + 1)
+    wide = "é" * (LIMIT // 2)  # LIMIT bytes in UTF-8, half as many characters
+    assert subjects.check_length(wide, "k", "n") == wide
+    with pytest.raises(CategoryError, match=f"would be {LIMIT + 2} bytes"):
+        subjects.check_length(wide + "é", "k", "n")
+    with pytest.raises(CategoryError, match=r"^node id 'n' is too long: its NATS subject would be 11 bytes, over "
+                                            r"the 10 "):
+        subjects.check_length("s" * 11, "node id", "n", limit=10)
+
+
+@pytest.mark.parametrize("build, kind, name, fixed", [
+    (lambda n: subjects.request_subject("global", n), "category", "c", len("beach.r.global.")),
+    (lambda n: subjects.broadcast_subject("global", n), "category", "c", len("beach.b.global.")),
+    (lambda n: subjects.actor_subject("global", n), "actor uid", "u", len("beach.a.global.")),
+    (lambda n: subjects.request_subject("global", f"_ACTORS/{n}"), "actor uid", "u", len("beach.a.global.")),
+    (lambda n: subjects.node_subject(n, "spawn"), "node id", "n", len("beach.n..spawn")),
+    (lambda n: subjects.host_subject(n, "stop"), "actor host id", "h", len("beach.h..stop")),
+])
+def test_every_subject_is_checked_at_its_limit(build, kind, name, fixed):
+    longest = name * (LIMIT - fixed)
+    assert len(build(longest)) == LIMIT
+    with pytest.raises(CategoryError) as err:
+        build(longest + name)
+    assert str(err.value) == too_long(kind, longest + name, LIMIT + 1)
+
+
+def test_an_escaped_name_is_measured_as_escaped():
+    # each byte outside [A-Za-z0-9_-] takes three in the subject ("." is "=2E")
+    fixed = len("beach.r.global.")
+    assert len(subjects.request_subject("global", "." * ((LIMIT - fixed) // 3))) <= LIMIT
+    with pytest.raises(CategoryError, match=r"is too long: its NATS subject would be 3843 bytes"):
+        subjects.request_subject("global", "." * ((LIMIT - fixed) // 3 + 1))
+
+
+def test_a_kv_key_keeps_room_for_its_bucket():
+    limit = LIMIT - 64
+    longest = "u" * (limit - len("global."))
+    assert subjects.actor_key("global", longest) == f"global.{longest}"
+    assert subjects.check_key("k" * limit, "actor uid", "u") == "k" * limit
+    with pytest.raises(CategoryError) as err:
+        subjects.actor_key("global", longest + "u")
+    assert str(err.value) == too_long("actor uid", longest + "u", limit + 1, limit)
+
+
+def test_routable_is_the_normalized_category_if_its_subjects_fit():
+    assert subjects.routable("global", "/a/b/") == "a/b"
+    assert subjects.routable("global", "_ACTORS/u1") == "_ACTORS/u1"
+    with pytest.raises(CategoryError, match="is too long"):
+        subjects.routable("global", "c" * LIMIT)
+    with pytest.raises(CategoryError, match="empty segment"):
+        subjects.routable("global", "a//b")
+    with pytest.raises(CategoryError, match="is not a realm name"):
+        subjects.routable("a b", "a")
+
+
+FIXED = len("HPUB    \r\n") + 20  # the verb, spaces, CRLF and two sizes of up to 10 digits, from the docstring
+
+
+def test_check_line_refuses_a_protocol_line_the_server_would_not_read():
+    subjects.check_line("s" * (4096 - FIXED))  # exactly at the limit
+    subjects.check_line("s" * (4096 - FIXED - 20), "r" * 20)
+    subjects.check_line("é" * ((4096 - FIXED) // 2))  # bytes, not characters
+    with pytest.raises(UsageError) as err:
+        subjects.check_line("s" * (4096 - FIXED - 20), "r" * 21)
+    assert str(err.value) == (f"cannot publish to the NATS subject {subjects.shown('s' * (4096 - FIXED - 20))}: the "
+                              f"protocol line would be about 4097 bytes, over the NATS server's max_control_line of "
+                              f"4096 bytes (the server would close the connection); nothing was sent")
+    with pytest.raises(UsageError, match=r"^cannot subscribe to the NATS subject .* about 4098 bytes"):
+        subjects.check_line("é" * ((4096 - FIXED) // 2 + 1), verb="subscribe to")
+    # a line short enough even at four bytes a character needs no counting
+    subjects.check_line("😀" * ((4096 - FIXED) // 4))
+    with pytest.raises(UsageError):
+        subjects.check_line("😀" * ((4096 - FIXED) // 4 + 1))
