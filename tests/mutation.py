@@ -59,6 +59,14 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
          "the extra prefix parts[:len + 1] is the whole category again, already in the dict"),
         ("prefix_categories", 'seen["/".join(parts[:n])] = ""',
          "the dict is an ordered set: its values are never read"),
+        ("check_length", 'size = len(subject) if (subject.isascii()) and False else len(subject.encode("utf-8"))',
+         "an ASCII text's length is its UTF-8 length: the test only skips encoding it"),
+        ("check_line", "if (len(subject) + len(reply)) * 5 + _LINE_FIXED <= MAX_CONTROL_LINE:",
+         "the shortcut only skips counting bytes for lines that fit at 4 bytes a character: a stricter shortcut "
+         "counts them, with the same verdict"),
+        ("check_line", "if (len(subject) + len(reply)) * 4 + _LINE_FIXED < MAX_CONTROL_LINE:",
+         "the shortcut only skips counting bytes for lines that fit at 4 bytes a character: a stricter shortcut "
+         "counts them, with the same verdict"),
     ],
     "beach/wire/messages.py": [
         ("_packer", "_local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=None)",
@@ -69,6 +77,8 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
          "use_bin_type=True is msgpack's default since 1.0 (said because it was not before)"),
         ("pack", "return cast(None, packer.pack(value))  # (msgpack is untyped)",
          "typing.cast does nothing at run time"),
+        ("request_type", "unpacker = msgpack.Unpacker(raw=None)",
+         "msgpack takes raw as a flag: None is false, as False is"),
         ("unpack", "return msgpack.unpackb(body, raw=None, strict_map_key=False)",
          "msgpack takes raw as a flag: None is false, as False is"),
         ("unpack", "return msgpack.unpackb(body, raw=False, strict_map_key=None)",

@@ -341,6 +341,9 @@ FIXED = len("HPUB    \r\n") + 20  # the verb, spaces, CRLF and two sizes of up t
 def test_check_line_refuses_a_protocol_line_the_server_would_not_read():
     subjects.check_line("s" * (4096 - FIXED))  # exactly at the limit
     subjects.check_line("s" * (4096 - FIXED - 20), "r" * 20)
+    half = (4096 - FIXED) // 2 + 1  # the subject and the reply each fit, the two together do not
+    with pytest.raises(UsageError, match=f"about {2 * half + FIXED} bytes"):
+        subjects.check_line("s" * half, "r" * half)
     subjects.check_line("é" * ((4096 - FIXED) // 2))  # bytes, not characters
     with pytest.raises(UsageError) as err:
         subjects.check_line("s" * (4096 - FIXED - 20), "r" * 21)
