@@ -74,6 +74,119 @@ def mutations(good: dict) -> st.SearchStrategy[dict]:
                      st.dictionaries(st.text(max_size=8), values, max_size=2))
 
 
+# ---- known answers: every desired-state key to its record, defaults spelled out by hand ---------
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+SPAWN_DEFAULTS = {"v": 1, "parameters": {}, "resources": {}, "ident": None, "trusted": [], "isolated": False,
+                  "n_concurrent": 1, "max_concurrent": None, "is_drainable": False, "time_to_drain": None,
+                  "owner": None, "log_level": None, "timeout": None, "strategy": "random", "strategy_hint": None,
+                  "restart": "never", "sid": None, "version": None, "uid": None, "node": None}
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("sup.global.s1", {"sid": "s1", "spawn": GOOD_SPAWN, "restart": "on-failure", "uid": "u1"},
+     {"v": 1, "kind": "actor", "sid": "s1", "spawn": {**GOOD_SPAWN, **SPAWN_DEFAULTS}, "restart": "on-failure",
+      "max_restarts": 5, "restart_window": 60.0, "uid": "u1", "state": "running", "restarts": [], "created": 0.0,
+      "last_restart": None, "last_error": None, "waiting_for": None, "failed_at": None}),
+    ("lease.supervisor", {"holder": "n1"}, {"v": 1, "holder": "n1"}),
+    ("cordon.n1", {"node": "n1", "who": "ops"}, {"v": 1, "node": "n1", "who": "ops", "when": 0.0}),
+    ("code.shop.current", {"realm": "shop", "version": "v2"},
+     {"v": 1, "realm": "shop", "version": "v2", "who": "?", "when": 0.0, "previous": None}),
+    ("code.shop.v.v2", {"realm": "shop", "version": "v2", "digest": DIGEST, "size": 10},
+     {"v": 1, "realm": "shop", "version": "v2", "digest": DIGEST, "size": 10, "files": 0, "who": "?", "when": 0.0,
+      "requirements": [], "sealed": False}),
+    ("patrol.shop", {"owner": "shop", "actors": []}, {"v": 1, "owner": "shop", "realm": "global", "actors": []}),
+    ("patrol.shop", {"v": 1, "owner": "shop", "realm": "r", "actors": []},
+     {"v": 1, "owner": "shop", "realm": "r", "actors": []}),
+    ("patrol.shop", {"v": 0, "owner": "shop", "actors": []},
+     {"v": 1, "owner": "shop", "realm": "global", "actors": []}),
+])
+def test_desired_records_known_answers(key, value, expected):
+    assert records.desired(key, value) == expected
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("sup.global.s1", {}, "supervision record sup.global.s1: 'sid' is missing"),
+    ("lease.supervisor", {}, "lease record lease.supervisor: 'holder' is missing"),
+    ("cordon.n1", {}, "cordon record cordon.n1: 'node' is missing"),
+    # a version's key asks for the version's fields (a digest), the current one's does not
+    ("code.shop.v.v2", {"realm": "shop", "version": "v2"}, "code version record code.shop.v.v2: 'digest' is missing"),
+    ("code.shop.current", {}, "current code record code.shop.current: 'realm' is missing"),
+    ("patrol.shop", {"owner": "shop", "realm": "bad realm", "actors": []},
+     "patrol record patrol.shop: 'realm': 'bad realm' is not a realm name: "),
+    ("patrol.shop", [], "patrol record patrol.shop: a patrol spec must be a mapping with 'owner' and 'actors'"),
+    ("patrol.shop", {"v": 2, "owner": "shop", "actors": []},
+     "patrol record patrol.shop: written by a newer beach (format 2; this one reads formats up to 1): upgrade this "
+     "process"),
+    ("patrol.shop", {"v": 1, "owner": "shop", "actors": [], "extra": 1},
+     "patrol record patrol.shop: unknown key(s) ['extra'] (known: owner, realm, actors)"),
+    ("other.x", {}, "'other.x' is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)"),
+    ("Sup.x", {}, "'Sup.x' is not a desired-state key"),
+])
+def test_a_bad_desired_record_names_its_key_and_what_is_wrong(key, value, message):
+    with pytest.raises(RecordError) as err:
+        records.desired(key, value)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("digest, good", [
+    (DIGEST, True),
+    ("sha256:" + "f" * 64, True),
+    ("sha256:" + "F" * 64, False),  # lower-case hex only: the digest is a name compared as text
+    ("sha256:" + "0" * 63, False),
+    ("sha256:" + "0" * 65, False),
+    ("sha256:" + "0" * 63 + "g", False),
+    ("sha512:" + "0" * 64, False),
+    ("0" * 71, False),
+])
+def test_a_code_version_names_its_bundle_by_sha256(digest, good):
+    value = {"realm": "shop", "version": "v2", "digest": digest, "size": 10}
+    if good:
+        assert records.CODE_VERSION.check(value, "k")["digest"] == digest
+    else:
+        with pytest.raises(RecordError) as err:
+            records.desired("code.shop.v.v2", value)
+        assert str(err.value) == (f"code version record code.shop.v.v2: 'digest' must be sha256:<64 hex digits>, "
+                                  f"not {digest!r:.80}")
+
+
+@pytest.mark.parametrize("version, message", [
+    (True, "'v' must be a format number, not True"),
+    ("1", "'v' must be a format number, not '1'"),
+    (-1, "'v' must be a format number, not -1"),
+    (1.0, "'v' must be a format number, not 1.0"),
+    (2, "written by a newer beach (format 2; this one reads formats up to 1): upgrade this process"),
+])
+def test_a_records_format_number_is_checked(version, message):
+    with pytest.raises(RecordError) as err:
+        records.LEASE.check({"holder": "n1", "v": version}, "lease.supervisor")
+    assert str(err.value) == f"lease record lease.supervisor: {message}"
+
+
+def test_this_releases_format_and_the_one_before_are_read():
+    assert records.LEASE.check({"holder": "n1", "v": 1}) == {"holder": "n1", "v": 1}
+    assert records.LEASE.check({"holder": "n1", "v": 0}) == {"holder": "n1", "v": 1}
+    assert records.LEASE.check({"holder": "n1"}) == {"holder": "n1", "v": 1}
+
+
+def test_where_a_record_was_read_is_named_only_when_given():
+    with pytest.raises(RecordError) as err:
+        records.NODE.check({})
+    assert str(err.value) == "node record: 'id' is missing"
+    with pytest.raises(RecordError) as err:
+        records.NODE.check({}, "n1")
+    assert str(err.value) == "node record n1: 'id' is missing"
+
+
+def test_new_makes_a_record_of_this_format_and_checks_it():
+    assert records.LEASE.new(holder="n1") == {"holder": "n1", "v": 1}
+    assert records.CORDON.new(node="n1", who="ops", when=2.5) == {"node": "n1", "who": "ops", "when": 2.5, "v": 1}
+    with pytest.raises(RecordError, match="^lease record: 'holder' must be a string, not int"):
+        records.LEASE.new(holder=5)
+
+
+# ---- what any input does (Hypothesis, judged by the annotations and by msgpack) ---------------
+
 @pytest.mark.parametrize("kind", sorted(GOOD))
 def test_a_record_is_its_type_and_nothing_else(kind):
     # the TypedDict is the one definition: a checked record has exactly its keys, each of its kind
@@ -207,112 +320,3 @@ def test_a_rejected_record_is_logged_once_per_key_and_counted(caplog):
     assert records.rejected["test-bucket"] == before + 3
     assert caplog.text.count("some.key") == 1
 
-
-# ---- known answers: every desired-state key to its record, defaults spelled out by hand ---------
-
-DIGEST = "sha256:" + "0123456789abcdef" * 4
-SPAWN_DEFAULTS = {"v": 1, "parameters": {}, "resources": {}, "ident": None, "trusted": [], "isolated": False,
-                  "n_concurrent": 1, "max_concurrent": None, "is_drainable": False, "time_to_drain": None,
-                  "owner": None, "log_level": None, "timeout": None, "strategy": "random", "strategy_hint": None,
-                  "restart": "never", "sid": None, "version": None, "uid": None, "node": None}
-
-
-@pytest.mark.parametrize("key, value, expected", [
-    ("sup.global.s1", {"sid": "s1", "spawn": GOOD_SPAWN, "restart": "on-failure", "uid": "u1"},
-     {"v": 1, "kind": "actor", "sid": "s1", "spawn": {**GOOD_SPAWN, **SPAWN_DEFAULTS}, "restart": "on-failure",
-      "max_restarts": 5, "restart_window": 60.0, "uid": "u1", "state": "running", "restarts": [], "created": 0.0,
-      "last_restart": None, "last_error": None, "waiting_for": None, "failed_at": None}),
-    ("lease.supervisor", {"holder": "n1"}, {"v": 1, "holder": "n1"}),
-    ("cordon.n1", {"node": "n1", "who": "ops"}, {"v": 1, "node": "n1", "who": "ops", "when": 0.0}),
-    ("code.shop.current", {"realm": "shop", "version": "v2"},
-     {"v": 1, "realm": "shop", "version": "v2", "who": "?", "when": 0.0, "previous": None}),
-    ("code.shop.v.v2", {"realm": "shop", "version": "v2", "digest": DIGEST, "size": 10},
-     {"v": 1, "realm": "shop", "version": "v2", "digest": DIGEST, "size": 10, "files": 0, "who": "?", "when": 0.0,
-      "requirements": [], "sealed": False}),
-    ("patrol.shop", {"owner": "shop", "actors": []}, {"v": 1, "owner": "shop", "realm": "global", "actors": []}),
-    ("patrol.shop", {"v": 1, "owner": "shop", "realm": "r", "actors": []},
-     {"v": 1, "owner": "shop", "realm": "r", "actors": []}),
-    ("patrol.shop", {"v": 0, "owner": "shop", "actors": []}, {"v": 1, "owner": "shop", "realm": "global", "actors": []}),
-])
-def test_desired_records_known_answers(key, value, expected):
-    assert records.desired(key, value) == expected
-
-
-@pytest.mark.parametrize("key, value, message", [
-    ("sup.global.s1", {}, "supervision record sup.global.s1: 'sid' is missing"),
-    ("lease.supervisor", {}, "lease record lease.supervisor: 'holder' is missing"),
-    ("cordon.n1", {}, "cordon record cordon.n1: 'node' is missing"),
-    # a version's key asks for the version's fields (a digest), the current one's does not
-    ("code.shop.v.v2", {"realm": "shop", "version": "v2"}, "code version record code.shop.v.v2: 'digest' is missing"),
-    ("code.shop.current", {}, "current code record code.shop.current: 'realm' is missing"),
-    ("patrol.shop", {"owner": "shop", "realm": "bad realm", "actors": []},
-     "patrol record patrol.shop: 'realm': 'bad realm' is not a realm name: "),
-    ("patrol.shop", [], "patrol record patrol.shop: a patrol spec must be a mapping with 'owner' and 'actors'"),
-    ("patrol.shop", {"v": 2, "owner": "shop", "actors": []},
-     "patrol record patrol.shop: written by a newer beach (format 2; this one reads formats up to 1): upgrade this "
-     "process"),
-    ("patrol.shop", {"v": 1, "owner": "shop", "actors": [], "extra": 1},
-     "patrol record patrol.shop: unknown key(s) ['extra'] (known: owner, realm, actors)"),
-    ("other.x", {}, "'other.x' is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)"),
-    ("Sup.x", {}, "'Sup.x' is not a desired-state key"),
-])
-def test_a_bad_desired_record_names_its_key_and_what_is_wrong(key, value, message):
-    with pytest.raises(RecordError) as err:
-        records.desired(key, value)
-    assert str(err.value).startswith(message)
-
-
-@pytest.mark.parametrize("digest, good", [
-    (DIGEST, True),
-    ("sha256:" + "f" * 64, True),
-    ("sha256:" + "F" * 64, False),  # lower-case hex only: the digest is a name compared as text
-    ("sha256:" + "0" * 63, False),
-    ("sha256:" + "0" * 65, False),
-    ("sha256:" + "0" * 63 + "g", False),
-    ("sha512:" + "0" * 64, False),
-    ("0" * 71, False),
-])
-def test_a_code_version_names_its_bundle_by_sha256(digest, good):
-    value = {"realm": "shop", "version": "v2", "digest": digest, "size": 10}
-    if good:
-        assert records.CODE_VERSION.check(value, "k")["digest"] == digest
-    else:
-        with pytest.raises(RecordError) as err:
-            records.desired("code.shop.v.v2", value)
-        assert str(err.value) == (f"code version record code.shop.v.v2: 'digest' must be sha256:<64 hex digits>, "
-                                  f"not {digest!r:.80}")
-
-
-@pytest.mark.parametrize("version, message", [
-    (True, "'v' must be a format number, not True"),
-    ("1", "'v' must be a format number, not '1'"),
-    (-1, "'v' must be a format number, not -1"),
-    (1.0, "'v' must be a format number, not 1.0"),
-    (2, "written by a newer beach (format 2; this one reads formats up to 1): upgrade this process"),
-])
-def test_a_records_format_number_is_checked(version, message):
-    with pytest.raises(RecordError) as err:
-        records.LEASE.check({"holder": "n1", "v": version}, "lease.supervisor")
-    assert str(err.value) == f"lease record lease.supervisor: {message}"
-
-
-def test_this_releases_format_and_the_one_before_are_read():
-    assert records.LEASE.check({"holder": "n1", "v": 1}) == {"holder": "n1", "v": 1}
-    assert records.LEASE.check({"holder": "n1", "v": 0}) == {"holder": "n1", "v": 1}
-    assert records.LEASE.check({"holder": "n1"}) == {"holder": "n1", "v": 1}
-
-
-def test_where_a_record_was_read_is_named_only_when_given():
-    with pytest.raises(RecordError) as err:
-        records.NODE.check({})
-    assert str(err.value) == "node record: 'id' is missing"
-    with pytest.raises(RecordError) as err:
-        records.NODE.check({}, "n1")
-    assert str(err.value) == "node record n1: 'id' is missing"
-
-
-def test_new_makes_a_record_of_this_format_and_checks_it():
-    assert records.LEASE.new(holder="n1") == {"holder": "n1", "v": 1}
-    assert records.CORDON.new(node="n1", who="ops", when=2.5) == {"node": "n1", "who": "ops", "when": 2.5, "v": 1}
-    with pytest.raises(RecordError, match="^lease record: 'holder' must be a string, not int"):
-        records.LEASE.new(holder=5)
