@@ -150,6 +150,14 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("_patrol", 'version = value.get("v", 1)',
          "an absent 'v' is only compared with FORMAT: no default at or under it is refused"),
     ],
+    "beach/state/placement.py": [
+        ("_count", 'counts[actor["node"]] = counts.get(actor["node"], 1) + 1',
+         "the counts are only compared with each other and with zero (affinity: any; repulsion: the fewest): "
+         "adding one to every node that has actors keeps both"),
+        ("_count", 'counts[actor["node"]] = counts.get(actor["node"], 0) + 2',
+         "the counts are only compared with each other and with zero (affinity: any; repulsion: the fewest): "
+         "doubling them keeps both"),
+    ],
     "beach/code/bundle.py": [
         ("_kind", 'return "XXnot a regular fileXX"',
          "no file type of Linux reaches the fallback (regular, directory, link, fifo, socket and both devices are "

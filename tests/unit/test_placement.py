@@ -52,6 +52,10 @@ def test_resource_chooses_the_least_loaded_and_any_of_a_tie():
 def test_random_chooses_every_open_node_and_no_cordoned_one():
     nodes = {**NODES, "n4": {"cordoned": True}}
     assert set(choose("random", nodes)) == {"n1", "n2", "n3"}
+    # where the category's actors already are does not matter (as it does for repulsion)
+    crowded = [actor("n1", "x"), actor("n1", "x"), actor("n2", "x")]
+    assert set(choose("random", nodes, actors=crowded)) == {"n1", "n2", "n3"}
+    assert set(choose("random", nodes, hint="x", actors=crowded)) == {"n1", "n2", "n3"}
 
 
 def test_roundrobin_cycles_through_the_open_nodes_in_order():
