@@ -143,6 +143,10 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("desired", "return cast(None, schema.check(value, key))", "typing.cast does nothing at run time"),
         ("_patrol", 'def _patrol(value: Any, where: str = "XXXX") -> dict[str, Any]:',
          "its one caller (desired) always names the key"),
+        ("_patrol", 'raise RecordError(f"patrol record {where}: {err}" if (not str(err).startswith("patrol record")) '
+                    'and False else str(err)) \\',
+         "patrol.check raises only errors that start with the 'where' it is given: the prefix is for an error no "
+         "check foresaw"),
         ("_patrol", 'version = value.get("v", None)',
          "an absent 'v' is only compared with FORMAT: no default at or under it is refused"),
         ("_patrol", 'version = value.get("v", )',

@@ -138,6 +138,8 @@ def test_a_bad_desired_record_names_its_key_and_what_is_wrong(key, value, messag
     ("sha256:" + "0" * 63, False),
     ("sha256:" + "0" * 65, False),
     ("sha256:" + "0" * 63 + "g", False),
+    ("sha256:g" + "0" * 63, False),
+    ("sha256:" + "X" * 64, False),
     ("sha512:" + "0" * 64, False),
     ("0" * 71, False),
 ])
@@ -327,3 +329,13 @@ def test_a_rejected_record_is_logged_once_per_key_and_counted(caplog):
     assert [r.getMessage() for r in caplog.records if key in r.getMessage()] == [
         f"skipping a bad record in test-bucket at key {key!r}: bad"]
 
+
+
+def test_the_memory_of_logged_keys_is_bounded(caplog, monkeypatch):
+    # 10,000 keys are remembered; past that a bad key is logged each time rather than remembered
+    monkeypatch.setattr(records, "_logged", {("test-bucket", f"k{i}") for i in range(9_999)})
+    with caplog.at_level(logging.WARNING, logger="beach.records"):
+        for key in ("last", "last", "over", "over"):
+            records.reject("test-bucket", key, RecordError("bad"))
+    assert [r.getMessage().split("'")[1] for r in caplog.records] == ["last", "over", "over"]
+    assert len(records._logged) == 10_000
