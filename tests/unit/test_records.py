@@ -182,6 +182,16 @@ def test_where_a_record_was_read_is_named_only_when_given():
     assert str(err.value) == "node record n1: 'id' is missing"
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"restart": "sometimes"}, "spawn record: 'restart' must be one of never, on-failure, always, not 'sometimes'"),
+    ({"categories": []}, "spawn record: 'categories' must not be empty"),
+])
+def test_a_spawns_own_checks_name_the_field(change, message):
+    with pytest.raises(RecordError) as err:
+        records.SPAWN.check({**GOOD_SPAWN, **change})
+    assert str(err.value) == message
+
+
 def test_new_makes_a_record_of_this_format_and_checks_it():
     assert records.LEASE.new(holder="n1") == {"holder": "n1", "v": 1}
     assert records.CORDON.new(node="n1", who="ops", when=2.5) == {"node": "n1", "who": "ops", "when": 2.5, "v": 1}
