@@ -89,7 +89,7 @@ SPAWN_DEFAULTS = {"v": 1, "parameters": {}, "resources": {}, "ident": None, "tru
     ("sup.global.s1", {"sid": "s1", "spawn": GOOD_SPAWN, "restart": "on-failure", "uid": "u1"},
      {"v": 1, "kind": "actor", "sid": "s1", "spawn": {**GOOD_SPAWN, **SPAWN_DEFAULTS}, "restart": "on-failure",
       "max_restarts": 5, "restart_window": 60.0, "uid": "u1", "state": "running", "restarts": [], "created": 0.0,
-      "last_restart": None, "last_error": None, "waiting_for": None, "failed_at": None}),
+      "last_restart": None, "last_error": None, "waiting_for": None, "failed_at": None, "version": None}),
     ("lease.supervisor", {"holder": "n1"}, {"v": 1, "holder": "n1"}),
     ("cordon.n1", {"node": "n1", "who": "ops"}, {"v": 1, "node": "n1", "who": "ops", "when": 0.0}),
     ("code.shop.current", {"realm": "shop", "version": "v2"},
