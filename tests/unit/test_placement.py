@@ -11,6 +11,7 @@ from collections import Counter
 import pytest
 
 from beach.errors import UsageError
+from beach.state import placement
 from beach.state.placement import STRATEGIES, PlacementError, Placer, check_strategy, hosts_matching, node_load
 
 
@@ -113,3 +114,88 @@ def test_check_strategy():
     with pytest.raises(UsageError, match=r"^unknown spawn strategy 'nearest': use one of random, resource, affinity, "
                                          r"host_affinity, repulsion, roundrobin$"):
         check_strategy("nearest")
+
+
+# ---- nodes that are not up (issue 24): the view's unavailable ones, and those that failed a spawn ----
+
+
+class Clock:
+    """placement's `time`, moved by the test (no test waits)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(placement, "time", c)
+    return c
+
+
+def test_a_node_that_is_not_up_takes_no_new_actor():
+    for strategy in STRATEGIES:
+        if strategy != "host_affinity":
+            placer = Placer()
+            picks = Counter(placer.choose(strategy, None, NODES, list, ["x"], unavailable={"n1": "is stopping"})
+                            for _ in range(40))
+            assert set(picks) == {"n2", "n3"}, strategy
+    # a node the view does not know is ignored, not counted
+    assert set(choose("random", {"n1": {}}, times=20)) == {"n1"}
+    assert Placer().choose("random", None, {"n1": {}}, list, ["x"], unavailable={"n7": "is late"}) == "n1"
+
+
+def test_when_no_node_is_up_the_error_says_why_each_is_not():
+    with pytest.raises(PlacementError) as err:
+        Placer().choose("random", None, {"n1": {"cordoned": True}, "n2": {}, "n3": {}}, list, ["x"],
+                        unavailable={"n3": "is late", "n2": "is stopping", "n1": "is late"})
+    assert str(err.value) == "no node can take a new actor now: n1 is cordoned; n2 is stopping; n3 is late"
+    assert err.value.unavailable is True
+
+
+def test_host_affinity_goes_only_to_a_named_node_that_is_up():
+    placer = Placer()
+    pinned = {**NODES, "n4": {"hostname": "beta"}}
+    assert set(Counter(placer.choose("host_affinity", "beta", pinned, list, ["x"], unavailable={"n2": "is late"})
+                       for _ in range(20))) == {"n4"}
+    with pytest.raises(PlacementError) as err:
+        placer.choose("host_affinity", "beta", {**pinned, "n4": {"hostname": "beta", "cordoned": True}}, list, ["x"],
+                      unavailable={"n2": "is late"})
+    assert str(err.value) == "no node that host_affinity hint 'beta' names can take it now: n2 is late; n4 is cordoned"
+    assert err.value.unavailable is True
+    # a hint that names no node, or no hint, is the spawn's own fault
+    with pytest.raises(PlacementError) as err:
+        placer.choose("host_affinity", None, NODES, list, ["x"])
+    assert err.value.unavailable is False
+    with pytest.raises(PlacementError) as err:
+        placer.choose("host_affinity", "delta", NODES, list, ["x"], unavailable={"n1": "is late"})
+    assert str(err.value) == "no node matches host_affinity hint 'delta' (nodes: n1, n2, n3)"
+
+
+def test_a_node_that_failed_a_spawn_is_skipped_for_a_while(clock):
+    placer = Placer()
+    placer.spawn_failed("n1", "node n1 is not answering")
+    assert set(Counter(placer.choose("random", None, NODES, list, ["x"]) for _ in range(40))) == {"n2", "n3"}
+    placer.spawn_failed("n2", "no actor host")
+    placer.spawn_failed("n3", "boom")
+    with pytest.raises(PlacementError) as err:
+        placer.choose("random", None, NODES, list, ["x"])
+    assert str(err.value) == ("no node can take a new actor now: n1 failed a spawn lately (node n1 is not answering); "
+                              "n2 failed a spawn lately (no actor host); n3 failed a spawn lately (boom)")
+    clock.now += placement.FAILED_SPAWN_SECONDS - 0.001
+    with pytest.raises(PlacementError):
+        placer.choose("random", None, NODES, list, ["x"])
+    clock.now += 0.001  # FAILED_SPAWN_SECONDS after the failure: taken again
+    assert set(Counter(placer.choose("random", None, NODES, list, ["x"]) for _ in range(40))) == {"n1", "n2", "n3"}
+    # a cordon is named before anything else; a failed spawn before the view's reason
+    other = Placer()
+    other.spawn_failed("n1", "x")
+    other.spawn_failed("n2", "y")
+    with pytest.raises(PlacementError) as err:
+        other.choose("random", None, {"n1": {"cordoned": True}, "n2": {}}, list, ["x"],
+                     unavailable={"n1": "is late", "n2": "is late"})
+    assert str(err.value) == "no node can take a new actor now: n1 is cordoned; n2 failed a spawn lately (y)"
+    assert placement.FAILED_SPAWN_SECONDS == 10.0
