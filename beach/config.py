@@ -33,10 +33,16 @@ Keys (all optional)::
     dashboard:                  # the dashboard's live streams (past either cap: 503, the page polls)
       max_streams: 64           # open at once, in all
       max_streams_per_client: 4 # open at once from one client address
+    node_wait: 10               # seconds a call that needs a node waits for the first one to register
     nats:
-      servers: [nats://10.0.0.5:4222]   # the cluster's seed URLs; absent = embedded server
-      port: 4222                # embedded server: client port on 127.0.0.1
-      store_dir: ./beach-state  # embedded server: JetStream state directory
+      servers: [nats://10.0.0.5:4222]   # the operator runs NATS (these URLs): the node runs no server
+      port: 4222                # the node's own server: client port
+      cluster_port: 6222        # the node's own server: route port (0 = a free port, the one chosen advertised)
+      listen: 127.0.0.1         # the node's own server: the address it binds (0.0.0.0: every interface)
+      advertise: 10.0.0.5       # the address other machines reach it at (default: listen, or this machine's)
+      join: [nats://10.0.0.5:4222]   # the servers a node joins the cluster through ('beach node URL' writes it)
+      connect_wait: 5           # seconds the first connection to the bus is retried before failing
+      store_dir: ./beach-state  # the node's own server: JetStream state, its name and its routes
       kv_replicas: 0            # directory buckets' replicas; 0 = automatic
       user: / password: / token: / credentials:   # NATS authentication, as the server wants it
       auth_file: ./secure/client.auth   # user, password and inbox prefix ('beach secure init' writes it)
@@ -71,6 +77,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("beach.config")
 
 DEFAULT_PORT = 4222
+DEFAULT_CLUSTER_PORT = 6222
+LOOPBACK = "127.0.0.1"
+WILDCARDS = ("0.0.0.0", "::", "")
 
 LEGACY_KEYS = {
     "directory_port", "ops_port", "port_range_start", "port_range_end",
@@ -85,6 +94,11 @@ class NatsConfig:
 
     servers: list[str] = field(default_factory=list)
     port: int = DEFAULT_PORT
+    cluster_port: int = DEFAULT_CLUSTER_PORT
+    listen: str = LOOPBACK
+    advertise: str | None = None
+    join: list[str] = field(default_factory=list)
+    connect_wait: float = 5.0
     store_dir: str = ""
     kv_replicas: int = 0
     user: str | None = None
@@ -100,13 +114,23 @@ class NatsConfig:
 
     @property
     def embedded(self) -> bool:
-        """True when no servers are named, so the embedded server on 127.0.0.1 is used."""
+        """True when no servers are named: a node runs its own server (joined to the others' through
+        `join`), and processes on its machine connect to that one first."""
         return not self.servers
 
     @property
+    def local_url(self) -> str:
+        """The client URL of this machine's node server (on `listen`; loopback for a wildcard)."""
+        host = LOOPBACK if self.listen in WILDCARDS else self.listen
+        return f"nats://{host}:{self.port}"
+
+    @property
     def urls(self) -> list[str]:
-        """The URLs a client connects to."""
-        return self.servers or [f"nats://127.0.0.1:{self.port}"]
+        """The URLs a client connects to, in order: the named servers; else the local node's server
+        first, then those it joined through."""
+        if self.servers:
+            return list(self.servers)
+        return [self.local_url] + [url for url in self.join if url != self.local_url]
 
 
 @dataclass
@@ -174,6 +198,7 @@ class Config:
     high_mem_watermark: float = 80.0
     log_level: str = "INFO"
     interface: str | None = None
+    node_wait: float = 10.0
     nats: NatsConfig = field(default_factory=NatsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     backlog: BacklogConfig = field(default_factory=BacklogConfig)
@@ -213,6 +238,8 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "auth_file": (str,), "inbox_prefix": (str,), "tls": (dict,), "server_config": (str,),
     "high_mem_watermark": (int, float), "log_level": (str, int),
     "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
+    "cluster_port": (int,), "listen": (str,), "advertise": (str,), "join": (list,),
+    "connect_wait": (int, float), "node_wait": (int, float),
     "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
     "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
     "messages": (int,), "bytes": (int,),
@@ -220,13 +247,14 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "max_timeout": (int, float), "max_retries": (int,), "max_json_depth": (int,),
     "max_streams": (int,), "max_streams_per_client": (int,),
 }
-_POSITIVE = {"replay_window", "max_age", "max_bytes", "rate", "burst", "messages", "bytes", "cache_bytes",
-             "max_bundle_bytes", "max_timeout", "max_json_depth", "max_streams", "max_streams_per_client"}
+_POSITIVE = {"replay_window", "connect_wait", "node_wait", "max_age", "max_bytes", "rate", "burst", "messages",
+             "bytes", "cache_bytes", "max_bundle_bytes", "max_timeout", "max_json_depth", "max_streams",
+             "max_streams_per_client"}
 
 
 def _check(where: str, key: str, value: Any) -> Any:
     expected = _TYPES[key]
-    if value is None and key not in ("realm", "n_processes", "port", "kv_replicas", "servers"):
+    if value is None and key not in ("realm", "n_processes", "port", "kv_replicas", "servers", "cluster_port", "join"):
         return None
     if isinstance(value, bool) != (bool in expected) or not isinstance(value, expected):
         names = " or ".join(t.__name__ for t in expected)
@@ -245,15 +273,21 @@ def _check(where: str, key: str, value: Any) -> Any:
             raise ConfigError(f"{where}: 'nats.tls' takes paths 'ca', 'cert' and 'key', not {value!r}")
         if ("cert" in value) != ("key" in value):
             raise ConfigError(f"{where}: 'nats.tls' needs 'cert' and 'key' together (a client certificate)")
-    if key == "servers":
+    if key in ("servers", "join"):
         for url in value:
             if not isinstance(url, str) or not url:
-                raise ConfigError(f"{where}: 'nats.servers' entries must be URLs, not {url!r}")
+                raise ConfigError(f"{where}: 'nats.{key}' entries must be URLs, not {url!r}")
     if key == "realm":
         try:
             subjects.check_realm(value)
         except BeachError as err:
             raise ConfigError(f"{where}: 'realm': {err}") from None
+    lowest = 0 if key == "cluster_port" else 1  # a route port of 0: a free one, chosen at start
+    if key in ("port", "cluster_port") and not lowest <= value <= 65535:
+        raise ConfigError(f"{where}: 'nats.{key}' must be a port number ({lowest} to 65535), not {value}")
+    if key in ("listen", "advertise") and (not value or any(c in value for c in "/: ")):
+        if not (key == "listen" and value in WILDCARDS):
+            raise ConfigError(f"{where}: 'nats.{key}' must be a host name or an IP address, not {value!r}")
     if key in ("n_processes", "kv_replicas", "max_retries") and value < 0:
         raise ConfigError(f"{where}: '{key}' must be 0 or more, not {value}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -345,6 +379,7 @@ def parse(raw: Any, path: str | None = None) -> Config:
         for k, v in config.nats.tls.items():
             if not os.path.isfile(v):
                 raise ConfigError(f"{where}: 'nats.tls.{k}' {v}: no such file")
+    config.nats.join = [_seed_url(url) for url in config.nats.join]
     if config.nats.store_dir:
         config.nats.store_dir = _relative(base, config.nats.store_dir) or ""
     if isinstance(config.log_level, str):
@@ -399,6 +434,17 @@ def use_secure_dir(config: Config, directory: str, user: str = "node") -> Config
         if not os.path.isfile(server):
             raise ConfigError(f"{directory}: no nats-server.conf (made by 'beach secure init {directory}')")
         config.nats.server_config = server
+    return config
+
+
+def use_ports(config: Config, port: int | None = None, cluster_port: int | None = None) -> Config:
+    """Give ``config``'s own server the ports of the command line (``--nats-port``, ``--route-port``:
+    several nodes on one machine); raises `ConfigError` for a port out of range."""
+    where = "the command line"
+    if port is not None:
+        config.nats.port = _check(where, "port", port)
+    if cluster_port is not None:
+        config.nats.cluster_port = _check(where, "cluster_port", cluster_port)
     return config
 
 

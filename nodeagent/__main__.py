@@ -16,9 +16,9 @@ from nodeagent.agent import NodeAgent
 def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> int:
     """Run a node agent in the foreground until SIGTERM or Ctrl-C; return the exit code (2 for a bad
     config or flag, 1 when the node fails)."""
-    parser = argparse.ArgumentParser(prog=prog, description="Run a beach node: the node agent and "
-                                     "its actor hosts (and the embedded NATS server when the config "
-                                     "names no servers).")
+    parser = argparse.ArgumentParser(prog=prog, description="Run a beach node: the node agent, its actor "
+                                     "hosts and its own NATS server, joined to the cluster's (unless the "
+                                     "config names nats.servers: the operator runs NATS).")
     parser.add_argument("config", help="the beach config file (YAML)")
     parser.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
     parser.add_argument("--secure", metavar="DIR",
@@ -30,11 +30,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> in
                         "(10 debug, 20 info, 30 warning...) or a name (default: the config's log_level)")
     parser.add_argument("--log-dest", metavar="PATH", help="also log there: a syslog socket such as /dev/log "
                         "(the original's destination), else a file appended to (default: stderr only)")
+    parser.add_argument("--nats-port", type=int, metavar="N", help="this node's NATS client port (default: nats.port)")
+    parser.add_argument("--route-port", type=int, metavar="M",
+                        help="this node's NATS route port (default: nats.cluster_port; 0: a free port)")
     args = parser.parse_args(argv)
     try:
         config = beach_config.load(args.config)
         if args.secure:
             beach_config.use_secure_dir(config, args.secure)
+        beach_config.use_ports(config, args.nats_port, args.route_port)
         if args.iface:
             config.interface = args.iface
         if args.log_level:

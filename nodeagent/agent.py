@@ -19,7 +19,6 @@ import uuid
 from typing import Any
 
 from beach import bus, logs, wire
-from beach.bus.embedded import EmbeddedServer
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
@@ -33,6 +32,7 @@ from beach.state.records import NodeEntry, SpawnSpec
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent import control, health
+from nodeagent.busserver import NodeBus
 from nodeagent.cleanup import ORPHAN_CHECK, Cleanup
 from nodeagent.control import ControlServer, OutOfScope, in_scope, scope
 from nodeagent.hosts import HOST_STOP_SECONDS, HostPool
@@ -60,13 +60,14 @@ class NodeAgent(ControlServer):
         self.config = config
         self.admin_token = config.admin_token
         self.node_id = node_id or health.default_node_id()
+        self.node_name_hint = node_id  # a server's name is made from the node's id, when it is given
         self.addresses = health.announced(config.interface)
         self.pool = HostPool(config, self.node_id, log_dest)
         self.stopping = asyncio.Event()
         self.background = Background()
         self.ready = asyncio.Event()  # set once the node is registered and its hosts are up
         self.started = time.time()
-        self.server: EmbeddedServer | None = None
+        self.bus_server: NodeBus | None = None  # this node's own NATS server (none where the operator runs NATS)
         self.session: Session
         self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
 
@@ -80,13 +81,14 @@ class NodeAgent(ControlServer):
             loop.add_signal_handler(sig, self.stopping.set)
         warn_ignored(self.config)
         if self.config.nats.embedded:
-            self.server = EmbeddedServer(self.config.nats.port, self.config.nats.store_dir,
-                                         config_file=self.config.nats.server_config)
-            self.server.start()  # from this thread: the server dies with it (PR_SET_PDEATHSIG)
-            log.info("embedded NATS server on %s (state in %s)", self.server.url, self.server.store_dir)
+            self.bus_server = NodeBus(self.config, self.node_id, self.node_name_hint)
         try:
+            if self.bus_server is not None:
+                await self.bus_server.start()  # from this thread: the servers die with it (PR_SET_PDEATHSIG)
             self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
             lost = control.lost_bus(self.session, self.stopping.set)  # deaf, the node stops (exit 1)
+            if self.bus_server is not None:
+                await self.bus_server.attach(self.session, self._leading)
             await self._start_logs()
             self.cleanup = Cleanup(self.session, self.node_id, self.pool)
             await self.cleanup.previous_life()
@@ -109,7 +111,7 @@ class NodeAgent(ControlServer):
                 (log.warning if exposed else log.info)("%s", notice)
             self.client = AsyncBeach(self.session)
             self.recycler = Recycler(self.config, self.node_id, self.session.view, self.replace, self.background)
-            self.supervisor = Supervisor(self.client, self.node_id)
+            self.supervisor = Supervisor(self.client, self.node_id, lambda: self.refusal("desired") is None)
             beating = loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat))
             tasks = [loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
@@ -132,8 +134,12 @@ class NodeAgent(ControlServer):
             if lost:
                 raise BusError(f"node {self.node_id} stops: the NATS server closed its connection for good ({lost[0]})")
         finally:
-            if self.server is not None:
-                self.server.stop()
+            if self.bus_server is not None:
+                await self.bus_server.stop()
+
+    def _leading(self) -> bool:
+        supervisor: Supervisor | None = getattr(self, "supervisor", None)
+        return supervisor is not None and supervisor.leading
 
     async def _start_logs(self) -> None:
         """Make sure the cluster's log stream exists with the config's limits, and send this agent's
@@ -183,14 +189,16 @@ class NodeAgent(ControlServer):
         stopped = await self.pool.stop_all()
         if beating is not None:
             beating.cancel()
-        if self.session.nc.is_connected:
+        down = self.refusal("stop")
+        if self.session.nc.is_connected and down is None:
             await self.cleanup.dead_hosts(stopped)
             try:
                 await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
             except Exception as err:
                 log.warning("could not remove node %s from the registry: %s", self.node_id, err)
         else:  # writes would only wait out their timeouts; the entry expires and others collect the rest
-            log.warning("node %s leaves without NATS: its registry entry will expire", self.node_id)
+            log.warning("node %s leaves without %s: its registry entry will expire", self.node_id,
+                        "NATS" if down is None else "writing to JetStream (it has lost its quorum)")
         await self.session.close()
 
     # ---------------------------------------------------------------- hosts
@@ -308,9 +316,21 @@ class NodeAgent(ControlServer):
         )
 
     async def heartbeat(self) -> None:
-        """Publish this node's entry (with its TTL), once the node is ready."""
-        if self.ready.is_set():
+        """Publish this node's entry (with its TTL), once the node is ready; while JetStream has lost
+        its quorum (the write could only wait out its timeout), a beacon saying so instead."""
+        if not self.ready.is_set():
+            return
+        down = self.refusal("spawn")
+        if down is None:
             await directory.put_node(self.session.nc, self.session.view.nodes_kv, self.entry())
+        else:  # the views keep this node while they hear it: a beacon, over core NATS
+            await self.session.publish(subjects.beacon_subject(self.node_id), down.encode())
+
+    def refusal(self, op: str) -> str | None:
+        """Operations that write JetStream are refused at once while it has lost its quorum."""
+        if op in authority.WRITE_OPS and self.bus_server is not None:
+            return self.bus_server.lost
+        return None
 
     # ---------------------------------------------------------------- control
 
@@ -479,6 +499,23 @@ class NodeAgent(ControlServer):
         pushed, left = clusterconfig.shareable(records.CONFIG_ARGS.check(args)["config"])
         revision = await clusterconfig.store(self.session.nc, self.config, pushed)
         return Reply(True, "", {"pushed": sorted(pushed), "left_out": left, "revision": revision})
+
+    async def op_remove_node(self, args: dict[str, Any]) -> Reply:
+        """Take node ``args['node']``, gone for good, out of the JetStream peer set and forget its
+        servers (``beach nodes remove``): its JetStream place goes to the next node that joins."""
+        if scope.get() is not None:
+            raise OutOfScope("permission denied: removing a node is an operation on the whole cluster")
+        node = records.REMOVE_NODE_ARGS.check(args)["node"]
+        if node in self.session.view.nodes:
+            return Reply(False, f"node {node} is running: stop it first ('beach nodes remove' is for a node gone "
+                                f"for good)", {})
+        if self.bus_server is None:
+            return Reply(False, f"node {self.node_id} runs no NATS server (the operator runs NATS: remove the "
+                                f"server from the JetStream peer set with the nats CLI)", {})
+        removed = await self.bus_server.remove(node)
+        if not removed:
+            return Reply(False, f"no server of node {node} is known to the cluster", {})
+        return Reply(True, "", {"node": node, "servers": removed})
 
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of the process running actor ``args['uid']`` (every thread)."""

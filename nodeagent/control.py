@@ -97,10 +97,13 @@ class ControlServer:
             if not isinstance(unpacked, dict):
                 raise ValueError("control arguments must be a map")
             handler = getattr(self, f"op_{op}", None)
+            refused = self.refusal(op)
             if op == "challenge":
                 reply = Reply(True, "", {"challenge": self._challenges.issue()})
             elif handler is None:
                 reply = Reply(False, f"unknown {self.kind} operation {op!r}", {})
+            elif refused is not None:
+                reply = Reply(False, refused, {"refused": True})
             elif op in self.privileged and self._token_needed:
                 verified = self._challenges.verify(self.admin_token or "", msg.subject, unpacked)
                 if verified is None:
@@ -144,6 +147,10 @@ class ControlServer:
             await self.session.publish(to, payload)
         except BusError as err:  # shutting down, or the bus is gone: the caller times out
             log.warning("cannot answer %s operation %s: %s", self.kind, op, err)
+
+    def refusal(self, op: str) -> str | None:
+        """Why operation ``op`` cannot run now (it is answered with that at once), or None."""
+        return None
 
     def audited(self, op: str, realm: str | None, who: str, args: dict[str, Any], reply: Reply) -> None:
         """Called after each privileged operation (a node agent writes it to the audit log)."""

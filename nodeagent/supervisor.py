@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from beach import bus, patrol
@@ -39,8 +40,9 @@ class Supervisor:
     """Acts on the desired state while this node agent holds the supervisor lease: through
     ``client`` (the agent's own, over its session), as node ``node_id``."""
 
-    def __init__(self, client: AsyncBeach, node_id: str) -> None:
+    def __init__(self, client: AsyncBeach, node_id: str, writable: Callable[[], bool] = lambda: True) -> None:
         self.client = client
+        self.writable = writable  # False while JetStream cannot take a write (a lost quorum): rounds wait
         self.session = client.session
         self.node_id = node_id
         self.view = client.session.view
@@ -63,6 +65,9 @@ class Supervisor:
         self.mirror = Mirror(self.kv)
         await self.mirror.start()
         while True:
+            if not self.writable():
+                await asyncio.sleep(TICK)
+                continue
             try:
                 leading = await self.lease.acquire()
                 if leading != self.leading:

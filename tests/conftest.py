@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,59 @@ def ledger(client: Beach, uid: str) -> list[dict]:
 def served(client: Beach, uids, tag: str) -> dict[str, int]:
     """How many requests tagged ``tag`` each of the Ledger actors ``uids`` served."""
     return {uid: sum(1 for e in ledger(client, uid) if e["tag"] == tag) for uid in uids}
+
+
+class Load:
+    """A steady request load in a thread, counting what happens to each request. A request that
+    raises counts as failed (with its error); a thread that dies, hangs or sent too little fails
+    the test in `stop`. Each request is first tried once, then (``retried``) with ``retries``
+    retries; ``once``: one call with ``nRetries=retries``, nothing else."""
+
+    def __init__(self, beach, category: str, retries: int = 2, timeout: float = 1.0, request: str = "ping",
+                 once: bool = False) -> None:
+        self.once = once
+        self.handle = beach.getActorHandle(category)
+        self.request = request
+        self.counts = {"sent": 0, "succeeded": 0, "retried": 0, "failed": 0}
+        self.attempts: dict[str, int] = {}  # tag → the most attempts its requests may have made
+        self.calls: dict[str, int] = {}     # tag → how many request() calls (each keeps one id)
+        self.errors: list[str] = []
+        self.crashed: BaseException | None = None
+        self.retries, self.timeout = retries, timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _request(self, retries: int):
+        tag = f"load-{self.counts['sent']}"
+        self.attempts[tag] = self.attempts.get(tag, 0) + 1 + retries
+        self.calls[tag] = self.calls.get(tag, 0) + 1
+        try:
+            return self.handle.request(self.request, {"tag": tag}, timeout=self.timeout, nRetries=retries)
+        except Exception as err:  # never silently: a raise is a failed request
+            self.errors.append(f"raised {err!r}")
+            return None
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.counts["sent"] += 1
+                resp = self._request(self.retries if self.once else 0)
+                if not self.once and (resp is None or not resp.isSuccess):
+                    self.counts["retried"] += 1
+                    resp = self._request(self.retries)
+                self.counts["succeeded" if resp is not None and resp.isSuccess else "failed"] += 1
+                if resp is not None and not resp.isSuccess:
+                    self.errors.append(resp.error)
+                time.sleep(0.005)
+        except BaseException as err:
+            self.crashed = err
+
+    def stop(self, minimum: int = 20) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(30)
+        assert not self._thread.is_alive(), f"the load thread hangs after {self.counts}"
+        assert self.crashed is None, f"the load thread died: {self.crashed!r}"
+        assert self.counts["sent"] >= minimum, f"only {self.counts['sent']} requests sent: {self.counts}"
+        assert self.counts["sent"] == self.counts["succeeded"] + self.counts["failed"]
+        return self.counts

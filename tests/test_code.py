@@ -14,7 +14,6 @@ import csv
 import hashlib
 import io
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +34,8 @@ from beach.code import bundle
 from beach.code import store as codestore
 from beach.testing import LocalCluster
 
-from .conftest import ADMIN_TOKEN, HERE, NodeProcess, free_port, wait_for
+from .bridge import NamespacedNode, bridge
+from .conftest import ADMIN_TOKEN, free_port, wait_for
 
 TAG = os.getpid() % 10000
 NAMESPACES = [f"bc{TAG}n{i}" for i in range(3)]
@@ -61,10 +61,6 @@ class Echo(Actor):
         import os
         return True, {"version": helpers.VERSION, "pid": os.getpid(), "file": __file__}
 '''
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
 def write_realm(directory: Path, version: str, **extra: str) -> Path:
@@ -99,45 +95,10 @@ def wheel(directory: Path, name: str, value: int) -> Path:
     return target
 
 
-class NamespacedNode(NodeProcess):
-    """A node agent running inside a network namespace (``python -m nodeagent``, or any argv)."""
-
-    def __init__(self, namespace: str, node_id: str, argv: list[str]) -> None:
-        self.node_id = node_id
-        env = dict(os.environ, PYTHONPATH=str(HERE / "modules"))
-        self.process = subprocess.Popen(["ip", "netns", "exec", namespace, sys.executable, *argv],
-                                        start_new_session=True, env=env)
-
-
 @pytest.fixture(scope="module")
 def network() -> Iterator[None]:
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("network namespaces need root and iproute2 (ip)")
-    made: list[tuple[str, ...]] = []
-    try:
-        try:
-            ip("link", "add", BRIDGE, "type", "bridge")
-        except subprocess.CalledProcessError as err:
-            pytest.skip(f"cannot create a bridge here: {err.stderr.decode().strip()}")
-        made.append(("link", "del", BRIDGE))
-        ip("addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE)
-        ip("link", "set", BRIDGE, "up")
-        for i, ns in enumerate(NAMESPACES):
-            host_if, ns_if = f"bch{TAG}{i}", f"bcn{TAG}{i}"
-            ip("netns", "add", ns)
-            made.append(("netns", "del", ns))
-            ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
-            made.append(("link", "del", host_if))
-            ip("link", "set", ns_if, "netns", ns)
-            ip("link", "set", host_if, "master", BRIDGE)
-            ip("link", "set", host_if, "up")
-            ip("netns", "exec", ns, "ip", "addr", "add", f"{NODE_IPS[i]}/24", "dev", ns_if)
-            ip("netns", "exec", ns, "ip", "link", "set", ns_if, "up")
-            ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
+    with bridge(BRIDGE, BRIDGE_IP, NAMESPACES, NODE_IPS, f"bc{TAG}"):
         yield
-    finally:
-        for args in reversed(made):
-            subprocess.run(["ip", *args], capture_output=True)
 
 
 class Cluster:

@@ -145,7 +145,8 @@ class Example:
         for file, text in (extra or {}).items():
             (self.dir / file).write_text(text)
         raw = yaml.safe_load((self.dir / config).read_text())
-        raw["nats"]["port"] = free_port()  # the test's own port, not the example's
+        raw["nats"]["port"] = free_port()  # the test's own ports, not the example's
+        raw["nats"]["cluster_port"] = 0
         raw["nats"]["store_dir"] = str(tmp_path / "state")
         (self.dir / config).write_text(yaml.safe_dump(raw))
         self.log = tmp_path / "up.log"

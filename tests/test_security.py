@@ -74,7 +74,7 @@ class Secured:
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         node_config = write_config(root / "node.yaml", self.url, admin_token=None,
-                                   nats={"port": self.port, "store_dir": str(root / "js")})
+                                   nats={"port": self.port, "cluster_port": 0, "store_dir": str(root / "js")})
         self.node = NodeProcess(node_config, "secure-node", args=["--secure", str(self.creds)])
         self.configs = {user: write_config(root / f"{user}.yaml", self.url, admin_token=None,
                                            nats={"servers": [self.url], "auth_file": str(self.creds / f"{user}.auth")})

@@ -4,7 +4,9 @@
   (its names are re-exported here: ``from beach import bus; await bus.connect(...)``);
 * `beach.bus.inbox`       one reply subscription shared by every request of a connection;
 * `beach.bus.kvwatch`     following a KV bucket: its current values, then every change;
-* `beach.bus.embedded`    running a ``nats-server`` for a one-machine cluster (``beach up``).
+* `beach.bus.embedded`    running a ``nats-server`` process;
+* `beach.bus.clustering`  a node's own server: its identity, configuration, routes and the
+  system account's requests (the node agent runs it: ``nodeagent.busserver``).
 """
 
 from beach.bus.connection import (

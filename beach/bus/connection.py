@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -31,12 +32,17 @@ log = logging.getLogger("beach.bus")
 ACTORS_BUCKET = "beach_actors"
 NODES_BUCKET = "beach_nodes"
 DESIRED_BUCKET = "beach_desired"
-CONNECT_TRIES = 3
+CONNECT_TRIES = 3  # the fewest attempts per server of a first connection
+RECONNECT_WAIT = 0.5  # seconds between two attempts on one server
 # A server that hangs (paused, cut off) is left for another once this many pings this far apart go
 # unanswered: within about 4-6 s, where nats-py's defaults (2 min, 2) would wait minutes.
 PING_SECONDS = 2
 PINGS_MISSED = 2
 JETSTREAM_WAIT = 20.0
+READY_PROBE = 0.5  # seconds one "is JetStream there?" request waits
+READY_WAIT = 5.0  # seconds those requests are retried before the bucket's own requests (and their errors)
+NO_JETSTREAM = ("JetStream is not enabled on the NATS server (nobody answers its API): beach keeps its directory in "
+                "JetStream KV; start nats-server with -js")
 JS_TIMEOUT = 5.0  # seconds a JetStream API call (a bucket's or stream's set-up, a KV write) waits
 
 
@@ -166,10 +172,13 @@ def lost_suffix(nc: Client) -> str:
 
 
 async def connect(config: Config, name: str, on_lost: Callable[[str], None] | None = None,
-                  **options: Any) -> Client:
-    """Connect to the NATS servers the config names; raise `BusError` if none answers.
+                  wait: float | None = None, **options: Any) -> Client:
+    """Connect to the NATS servers the config names (the local node's server first, when the node
+    runs one); raise `BusError` if none answers within ``wait`` seconds (default: the config's
+    ``nats.connect_wait``, 5 s).
 
-    The first connection is tried a few times and then fails with a clear error (a dead server
+    A process started with its node (a script, the node's own hosts) finds no server for a moment:
+    the first connection is retried for that long, then fails with a clear error (a dead server
     must not hang the caller); once connected, the client reconnects for ever. A connection the
     server closes for good (nats-py does not reconnect after a protocol error) is logged, with the
     server's reason, and ``on_lost(reason)`` is called: the process must not stay alive but deaf.
@@ -182,8 +191,6 @@ async def connect(config: Config, name: str, on_lost: Callable[[str], None] | No
         auth["token"] = config.nats.token
     if config.nats.credentials:
         auth["user_credentials"] = config.nats.credentials
-    # flush_timeout: a full outgoing buffer to a server that stopped reading must not block a
-    # publish for ever (nats-py waits without limit by default)
     if config.nats.inbox_prefix:
         auth["inbox_prefix"] = config.nats.inbox_prefix
     if config.nats.tls:
@@ -191,9 +198,17 @@ async def connect(config: Config, name: str, on_lost: Callable[[str], None] | No
 
         tls = config.nats.tls
         auth["tls"] = client_context(tls.get("ca"), tls.get("cert"), tls.get("key"))
-    params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=0.5, flush_timeout=2,
-                                  max_reconnect_attempts=CONNECT_TRIES - 1, error_cb=_log_error,
-                                  ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_MISSED)
+    wait = config.nats.connect_wait if wait is None else wait
+    # Each server is tried every RECONNECT_WAIT seconds until the wait is over: nats-py counts the
+    # attempts per server, so the wait becomes a number of attempts. flush_timeout: a full
+    # outgoing buffer to a server that stopped reading must not block a publish for ever (nats-py
+    # waits without limit by default). The local server first: a node's processes and the scripts
+    # on its machine stay on their own server while it lives (nats-py shuffles the list otherwise).
+    attempts = max(CONNECT_TRIES, math.ceil(wait / RECONNECT_WAIT))
+    params: dict[str, Any] = dict(name=name, connect_timeout=2, reconnect_time_wait=RECONNECT_WAIT, flush_timeout=2,
+                                  max_reconnect_attempts=attempts - 1, error_cb=_log_error,
+                                  ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_MISSED,
+                                  dont_randomize=config.nats.embedded)
     params.update(auth)
     params.update(options)
     nc = BusClient()
@@ -212,13 +227,14 @@ async def connect(config: Config, name: str, on_lost: Callable[[str], None] | No
     except Exception as err:
         hint = ""
         if config.nats.embedded:
-            hint = (" (is the node running? with no nats.servers in the config, the node agent starts the "
-                    "embedded server)")
+            hint = (" (is the node running? with no nats.servers in the config, each node runs its own server "
+                    "and the processes of its machine connect to that one first)")
         elif config.seed_nodes:
             hint = (f" (the config's seed_nodes {config.seed_nodes} are read as NATS servers: in this version "
                     f"beach nodes meet through NATS, so name NATS servers there or in nats.servers, or remove "
                     f"them to use the embedded server)")
-        raise BusError(f"cannot connect to NATS at {', '.join(urls)}: {err or type(err).__name__}{hint}") from None
+        raise BusError(f"cannot connect to NATS at {', '.join(urls)} (tried for {wait:g}s): "
+                       f"{err or type(err).__name__}{hint}") from None
     nc.options["max_reconnect_attempts"] = -1
     return nc
 
@@ -249,21 +265,40 @@ async def close(nc: Client, timeout: float = 5.0) -> None:
         await asyncio.wait({reconnecting}, timeout=timeout)
 
 
+async def jetstream_ready(nc: Client, deadline: float) -> None:
+    """Wait until JetStream answers (a new cluster elects its leader first: an API request made
+    before that is lost, and would only time out); raise `BusError` if JetStream is not enabled,
+    or return at ``deadline`` (loop time) and let the caller's own request say what is wrong."""
+    js = nc.jetstream(timeout=READY_PROBE)
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        try:
+            await js.account_info()
+            return
+        except NoRespondersError as err:
+            if not getattr(err, "err_code", None):  # nobody serves the JetStream API at all
+                raise BusError(NO_JETSTREAM) from None
+        except Exception:  # not ready yet (no leader), or busy: ask again
+            pass
+        await asyncio.sleep(0.1)
+
+
 async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params: Any) -> KeyValue:
     """Bind to a KV bucket, creating it if it does not exist yet (several processes may race).
 
     A fresh cluster may not have elected its JetStream leader yet: creation is retried for up to
     `JETSTREAM_WAIT` seconds before it fails with `BusError`.
     """
-    deadline = asyncio.get_running_loop().time() + JETSTREAM_WAIT
+    now = asyncio.get_running_loop().time()
+    deadline = now + JETSTREAM_WAIT
+    await jetstream_ready(js._nc, now + READY_WAIT)
     problem: Exception
     while True:
         try:
             return await js.key_value(bucket)
         except (NoRespondersError, ServiceUnavailableError) as err:
             if not getattr(err, "err_code", None):  # nobody serves the JetStream API at all
-                raise BusError("JetStream is not enabled on the NATS server (nobody answers its API): beach "
-                               "keeps its directory in JetStream KV; start nats-server with -js") from None
+                raise BusError(NO_JETSTREAM) from None
             problem = err  # JetStream is there but not ready yet (a new cluster electing its leader)
         except BucketNotFoundError:
             try:

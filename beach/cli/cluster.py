@@ -12,7 +12,7 @@ from typing import Any
 
 from beach.cli.common import add_config, add_json, emit, with_model
 from beach.client.core import AsyncBeach
-from beach.errors import BusError, Unhealthy
+from beach.errors import BusError, Unhealthy, UsageError
 from beach.output import duration
 from beach.state.model import ClusterModel
 
@@ -88,7 +88,20 @@ def status(args: argparse.Namespace) -> int:
 
 
 def nodes(args: argparse.Namespace) -> int:
-    """List the live nodes with their health; ``--wait N`` first waits (with progress) until N are up."""
+    """List the live nodes with their health; ``--wait N`` first waits (with progress) until N are up.
+    'beach nodes remove CONFIG NODE' takes a node gone for good out of the cluster's JetStream peer
+    set (its JetStream place goes to the next node that joins). Removing needs admin rights."""
+    words = list(args.words)
+    if words[0] == "remove":
+        if len(words) != 3:
+            raise UsageError("usage: beach nodes remove CONFIG NODE")
+        from beach.cli.operations import remove_node
+
+        args.config, args.node = words[1], words[2]
+        return remove_node(args)
+    if len(words) != 1:
+        raise UsageError("usage: beach nodes CONFIG [--wait N], or beach nodes remove CONFIG NODE")
+    args.config = words[0]
 
     async def show(model: ClusterModel) -> int:
         if args.wait:
@@ -169,8 +182,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config(p)
     add_json(p)
     p.set_defaults(func=status)
-    p = sub.add_parser("nodes", help="list the nodes and their health", description=nodes.__doc__)
-    add_config(p)
+    p = sub.add_parser("nodes", help="list the nodes and their health (or remove one gone for good)",
+                       description=nodes.__doc__, usage="beach nodes [--json] [--wait N] [--timeout T] CONFIG\n"
+                       "       beach nodes remove [--json] CONFIG NODE")
+    p.add_argument("words", nargs="+", metavar="CONFIG", help="the cluster's config file (YAML); or 'remove', "
+                   "the config file and the node to remove")
     add_json(p)
     p.add_argument("--wait", type=int, default=0, metavar="N", help="first wait until N nodes are up")
     p.add_argument("--timeout", type=float, default=120.0, help="how long --wait waits, in seconds (default 120)")

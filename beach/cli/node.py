@@ -9,7 +9,9 @@ import os
 import sys
 
 from beach import config as beach_config
+from beach.errors import BusError
 
+REJOIN_WAIT = 5.0  # seconds a node that joined before asks the cluster before starting with what it wrote then
 EXAMPLE_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                               "examples", "multinode", "multinode.yaml")
 
@@ -59,6 +61,7 @@ def up(args: argparse.Namespace) -> int:
     config = beach_config.load(args.config or EXAMPLE_CONFIG)
     if args.secure:
         beach_config.use_secure_dir(config, args.secure)
+    beach_config.use_ports(config, args.nats_port, args.route_port)
     logging.basicConfig(level=config.log_level, stream=sys.stderr,
                         format="%(asctime)s node %(name)s %(levelname)s %(message)s")
     agent = NodeAgent(config, args.node_id)
@@ -88,34 +91,81 @@ def node(args: argparse.Namespace) -> int:
     from nodeagent.__main__ import main as node_main
 
     config = args.config
+    ports = (["--nats-port", str(args.nats_port)] if args.nats_port else []) + \
+        (["--route-port", str(args.route_port)] if args.route_port is not None else [])
     if "://" in config:
         config = join(args)
+        ports = []  # written into the joined config
     return node_main([config] + (["--node-id", args.node_id] if args.node_id else [])
-                     + (["--secure", args.secure] if args.secure else []), prog="beach node")
+                     + (["--secure", args.secure] if args.secure else []) + ports, prog="beach node")
+
+
+def state_dir(args: argparse.Namespace) -> str:
+    """Where a node that joins by URL keeps its config, server state and code cache: ``--state``,
+    else ``~/.local/state/beach/node-<id>`` (``-<port>`` with a ``--nats-port`` of its own)."""
+    if args.state:
+        return os.path.abspath(str(args.state))
+    name = "node-" + (args.node_id or "default") + (f"-{args.nats_port}" if args.nats_port else "")
+    return os.path.join(os.path.expanduser("~"), ".local", "state", "beach", name)
 
 
 def join(args: argparse.Namespace) -> str:
-    """Read the cluster's pushed config through the NATS URL ``args.config`` and write this node's
-    config from it (with this machine's own secrets and paths); return its path."""
+    """Read the cluster's pushed config and its servers through the NATS URL ``args.config`` and
+    write this node's config from them (with this machine's own secrets, paths, ports and address);
+    return its path. A node that joined before and finds nobody at the URL starts with the config
+    it wrote then (it rejoins through the servers it knew)."""
     from beach import bus
+    from beach.bus import clustering
     from beach.state import clusterconfig
 
     url = args.config
-    state = os.path.abspath(args.state or os.path.join(os.path.expanduser("~"), ".local", "state", "beach",
-                                                       "node-" + (args.node_id or "default")))
+    state = state_dir(args)
     bootstrap = clusterconfig.bootstrap(url, args.key, args.secure)
 
-    async def read() -> dict[str, object]:
+    async def read() -> tuple[dict[str, object], list[str]]:
         nc = await bus.connect(bootstrap, "beach-node join")
         try:
-            return await clusterconfig.fetch(nc, bootstrap)
+            with bus.translated(f"cannot read the cluster's config through {url}"):
+                pushed = await clusterconfig.fetch(nc, bootstrap)
+                table = await clusterconfig.servers(await clusterconfig.open_bucket(nc, bootstrap))
+            return pushed, sorted(r["client"] for r in table.servers.values() if not r["anchor"])
         finally:
             await bus.close(nc)
 
-    pushed = asyncio.run(read())
-    path = clusterconfig.joined(pushed, url, state, args.key, args.admin_token_file)
+    written = os.path.join(state, "beach.yaml")
+    rejoining = os.path.isfile(written)
+
+    async def bounded() -> tuple[dict[str, object], list[str]]:
+        if not rejoining:
+            return await read()
+        try:  # a node that joined before does not wait long for a JetStream that may need it back
+            return await asyncio.wait_for(read(), REJOIN_WAIT)
+        except TimeoutError:
+            raise BusError(f"the cluster's JetStream did not answer through {url} within {REJOIN_WAIT:g}s") from None
+
+    try:
+        pushed, known = asyncio.run(bounded())
+    except BusError as err:  # nobody there, or JetStream without its quorum (this node may be what it lacks)
+        if not rejoining:
+            raise
+        print(f"beach: {err}; starting with the config written when this node joined: {written}", file=sys.stderr)
+        return written
+    local: dict[str, object] = {"listen": clustering.outbound_address(url)}
+    if args.nats_port:
+        local["port"] = args.nats_port
+    if args.route_port is not None:
+        local["cluster_port"] = args.route_port
+    path = clusterconfig.joined(pushed, url, state, args.key, args.admin_token_file, known, local)
     print(f"beach: joined through {url}; this node's config: {path}", file=sys.stderr)
     return path
+
+
+def add_ports(parser: argparse.ArgumentParser) -> None:
+    """``--nats-port`` and ``--route-port``: several nodes on one machine."""
+    parser.add_argument("--nats-port", type=int, metavar="N",
+                        help="this node's NATS client port (default: nats.port, 4222): several nodes on one machine")
+    parser.add_argument("--route-port", type=int, metavar="M",
+                        help="this node's NATS route port (default: nats.cluster_port, 6222; 0: a free port)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -128,8 +178,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="a deploy script to run once the node is up (repeatable; run in order)")
     p.add_argument("--secure", metavar="DIR", help="use the NATS users, permissions (and TLS) that 'beach secure "
                    "init DIR' wrote: the node connects as the node user, the deploy scripts as admin")
+    add_ports(p)
     p.set_defaults(func=up)
-    p = sub.add_parser("node", help="run a node agent (one per machine)", description=node.__doc__)
+    p = sub.add_parser("node", help="run a node agent and its NATS server (one node per machine)",
+                       description=node.__doc__)
     p.add_argument("config", metavar="CONFIG|URL", help="the cluster's config file (YAML), or a NATS URL "
                    "(nats://HOST:4222) to join with the config the cluster keeps on the bus")
     p.add_argument("--node-id", help="this node's id (default: <hostname>-<pid>)")
@@ -138,6 +190,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "cluster; default: $BEACH_PRIVATE_KEY_FILE)")
     p.add_argument("--admin-token-file", metavar="FILE", help="joining by URL: a file holding the cluster's "
                    "admin_token (secrets never travel on the bus; default: $BEACH_ADMIN_TOKEN_FILE)")
-    p.add_argument("--state", metavar="DIR", help="joining by URL: where this node keeps its config and code "
-                   "cache (default: ~/.local/state/beach/node-<id>)")
+    p.add_argument("--state", metavar="DIR", help="joining by URL: where this node keeps its config, its NATS "
+                   "server's state and its code cache (default: ~/.local/state/beach/node-<id>)")
+    add_ports(p)
     p.set_defaults(func=node)

@@ -12,6 +12,7 @@ from beach.operations import backup, rollout
 from beach.state import clusterconfig
 
 CONFIG_PUSH_SECONDS = 30.0  # the node checks, seals and writes the shareable settings
+REMOVE_SECONDS = 30.0  # the node asks JetStream's meta leader, then forgets the servers
 
 
 def drain(args: argparse.Namespace) -> int:
@@ -73,6 +74,7 @@ def config_push(args: argparse.Namespace) -> int:
 
     async def run(client: AsyncBeach) -> int:
         client.session.require_admin("config push")
+        await client.waitForNodes()
         nodes = sorted(client.session.view.nodes)
         if not nodes:
             return fail("no beach node is running to store the config")
@@ -81,6 +83,26 @@ def config_push(args: argparse.Namespace) -> int:
             return fail(f"config not pushed: {output.describe_failure(response)}")
         emit(args, response.data, ("pushed", "left out"),
              lambda: [[", ".join(response.data["pushed"]) or "-", ", ".join(response.data["left_out"]) or "-"]])
+        return 0
+
+    return connected(args, run)
+
+
+def remove_node(args: argparse.Namespace) -> int:
+    """Take NODE, gone for good, out of the cluster's JetStream peer set and forget its NATS
+    servers ('beach nodes remove CONFIG NODE'). Needs admin rights."""
+
+    async def run(client: AsyncBeach) -> int:
+        client.session.require_admin("nodes remove")
+        await client.waitForNodes()
+        nodes = sorted(n for n in client.session.view.nodes if n != args.node) or sorted(client.session.view.nodes)
+        if not nodes:
+            return fail("no beach node is running to remove it")
+        response = await client._node_call(nodes[0], "remove_node", {"node": args.node}, REMOVE_SECONDS, None)
+        if not response.isSuccess:
+            return fail(f"node {args.node} not removed: {output.describe_failure(response)}")
+        emit(args, response.data, ("node", "servers removed"),
+             lambda: [[response.data["node"], ", ".join(response.data["servers"])]])
         return 0
 
     return connected(args, run)

@@ -34,6 +34,7 @@ from beach.wire import subjects
 CONTROL_TIMEOUT = 60.0  # seconds a control operation (stop, flush, associate, desired writes) may take
 INFO_TIMEOUT = 10.0  # seconds each node has to report its load figures
 STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which has HOST_CALL_SECONDS
+NODE_POLL = 0.05  # seconds between two looks at an empty registry
 
 
 class AsyncBeach:
@@ -103,6 +104,9 @@ class AsyncBeach:
         a failed response says why it did not run. Raises `PermissionDenied` when the NATS
         credentials do not allow it, `ClosedError` once closed."""
         wire.pack(args, what=f"{op} arguments")  # data that cannot be sent fails here, at once
+        down = self._session.view.jetstream_down
+        if down is not None and op in authority.WRITE_OPS:  # it would be refused, or hang: say why at once
+            return ActorResponse(False, down, {"refused": True})
         call = asyncio.ensure_future(self._exchange(node, op, args, timeout, realm))
         if node in self._session.view.nodes:
             # a node that stops or dies while working on the call will never answer: say so at once
@@ -195,6 +199,7 @@ class AsyncBeach:
         failure with ``data['unavailable']`` says no node could take the actor now: a missing node,
         not the actor's fault."""
         view = self._session.view
+        await self.waitForNodes()
         # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
         budget = float(args.get("timeout") or SPAWN_TIMEOUT) + 10 + (HOST_START_SECONDS if args.get("isolated") else 0)
         tried: list[str] = []
@@ -328,6 +333,7 @@ class AsyncBeach:
                               prefixes: list[str] | None = None, realm: str | None = None) -> ActorResponse:
         """Change the desired state through a node agent, which checks the admin token (the
         supervisor acts on it with the token's authority); ``realm``: the one the change acts on."""
+        await self.waitForNodes()
         nodes = sorted(self._session.view.nodes)
         if not nodes:
             return ActorResponse(False, "no beach node is running (the node registry is empty)")
@@ -387,8 +393,21 @@ class AsyncBeach:
         return {"realms": realms, "reverse": reverse, "is_inited": True}
 
     def getNodeCount(self) -> int:
-        """The number of live nodes."""
+        """The number of live nodes now (`waitForNodes` waits for the first one; the blocking
+        ``Beach.getNodeCount`` does, as the original did)."""
         return len(self._session.view.nodes)
+
+    async def waitForNodes(self, timeout: float | None = None) -> int:
+        """The number of live nodes, once there is one: while the registry is empty (a client
+        started with its node, a node restarting) wait up to ``timeout`` seconds (default: the
+        config's ``node_wait``, 10 s) for the first to register; 0 if none did."""
+        view = self._session.view
+        if not view.nodes:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + (self._session.config.node_wait if timeout is None else timeout)
+            while not view.nodes and loop.time() < deadline:
+                await asyncio.sleep(NODE_POLL)
+        return len(view.nodes)
 
     def getClusterHealth(self) -> dict[str, dict[str, Any]]:
         """``{node: {'cpu': [percent per core], 'mem': percent, ...}}`` from the node registry."""
@@ -397,6 +416,7 @@ class AsyncBeach:
 
     async def getLoadInfo(self) -> dict[str, Any]:
         """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
+        await self.waitForNodes()
         nodes = list(self._session.view.nodes)
         responses = await asyncio.gather(*(self._node_call(n, "info", {}, INFO_TIMEOUT) for n in nodes))
         load: dict[str, Any] = {}
@@ -461,6 +481,7 @@ class AsyncBeach:
     get_actor_handle_group = getActorHandleGroup
     get_directory = getDirectory
     get_node_count = getNodeCount
+    wait_for_nodes = waitForNodes
     get_cluster_health = getClusterHealth
     get_load_info = getLoadInfo
     get_stacks = getStacks

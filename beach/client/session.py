@@ -21,10 +21,11 @@ from beach import bus, metering
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
-from beach.errors import CLOSED, ClosedError, PayloadTooLarge
+from beach.errors import CLOSED, ClosedError, PayloadTooLarge, SealError
 from beach.security import authority
 from beach.security.seal import OVERHEAD
 from beach.state.directory import DirectoryView
+from beach.wire import subjects
 
 log = logging.getLogger("beach.bus")  # (the connection's)
 T = TypeVar("T")
@@ -90,11 +91,13 @@ class Session:
                 inbox = Inbox(nc, config.sealer)
                 refusals.listeners.append(inbox.refused)
                 await inbox.start()
+            session = cls(config, runner, nc, view, inbox, node_id, refusals)
+            opened.append(session)
+            await nc.subscribe(subjects.BEACONS, cb=session._beacon)
         except BaseException:
             await bus.close(nc)
             raise
-        opened.append(cls(config, runner, nc, view, inbox, node_id, refusals))
-        return opened[0]
+        return session
 
     async def unless_lost(self, work: Awaitable[T]) -> T:
         """``work``'s result; or, if the server closes the connection for good first, ``work``
@@ -132,6 +135,15 @@ class Session:
                         "ClosedError", reason)
         for listener in list(self.lost_listeners):
             listener(reason)
+
+    async def _beacon(self, msg: Msg) -> None:
+        """A node's beacon (`subjects.beacon_subject`): it keeps that node in the view while
+        JetStream cannot take its heartbeat, and says why."""
+        try:
+            reason = self.unseal(msg).decode()
+        except (SealError, ValueError):  # not a node's (refused by the seal, or not text)
+            return
+        self.view.beacon(subjects.unescape(msg.subject.rsplit(".", 1)[1]), reason)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""

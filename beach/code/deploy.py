@@ -51,6 +51,9 @@ async def deploy_bundle(client: AsyncBeach, realm: str, packed: bundle.Bundle, r
         subjects.check_version(version)
     config = client.session.config
     client.session.require_admin("deploy")
+    down = client.session.view.jetstream_down
+    if down is not None:  # the upload would only wait out its timeouts
+        raise Refused(f"realm {realm!r} not deployed: {down}")
     kv = await client._desired()
     known = await codestore.versions(kv, realm)
     name = version or _next_version(known)

@@ -16,9 +16,10 @@ observer       reading state only (the dashboard's role)
 =============  ===========================================================================
 
 "Reading state" is the JetStream API calls a KV watch, a KV get and a stream read make on beach's
-buckets and streams, the per-second load figures (``beach.stats.>``), the live logs and nodes'
-``info``. No role but *node* may write a bucket (``$KV.>``), touch an actor's subjects as a
-subscriber (so none can join the actors' queue groups), or publish to an actor host.
+buckets and streams, the per-second load figures (``beach.stats.>``), the live logs, nodes'
+``info`` and their beacons (``beach.hb.>``, while JetStream has lost its quorum). No role but
+*node* may write a bucket (``$KV.>``), touch an actor's subjects as a subscriber (so none can join
+the actors' queue groups), or publish to an actor host.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def _reading(user: User) -> tuple[list[str], list[str]]:
                     f"$JS.FC.{stream}.>"]  # flow-control answers of the ordered consumers reading them
     who = subjects.escape(user.name)
     publish.append(f"beach.n.*.info.*.{who}")
-    return publish, [f"{user.inbox}.>", "beach.stats.>", "beach.log.>"]
+    return publish, [f"{user.inbox}.>", "beach.stats.>", "beach.log.>", "beach.hb.>"]
 
 
 def permissions(user: User) -> dict[str, object]:

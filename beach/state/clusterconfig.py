@@ -8,27 +8,42 @@ of the REST bridge and the dashboard (tools started by URL read them). Secrets (
 admin token, keys, credentials) and machine-local paths (code directory, state directories)
 never travel: a joining node is given its own on its command line.
 
+Beside the pushed config (key `KEY`), the bucket keeps the servers the nodes run (``server.<name>``:
+where each is reached, a `records.ServerRecord`) — the routes a joining node takes and the URLs a
+new process may connect through — and the cluster's JetStream places (``jetstream.1`` to
+``jetstream.3``, a `records.JetStreamSlot` each): a server that holds one carries JetStream, so no
+more than three machines do, however many join.
+
 `resolve` is where "a config file or a NATS URL" is decided, for the library (``Beach(URL)``) and
 every tool: given a URL, the config is the pushed one (when there is one this caller may read),
-with the URL first among the servers and this machine's secrets from the environment
-(`KEY_FILE_ENV`, `ADMIN_TOKEN_FILE_ENV`, and ``BEACH_AUTH_FILE`` as for any config).
+with the URL first among the servers, then the other servers the nodes run, and this machine's
+secrets from the environment (`KEY_FILE_ENV`, `ADMIN_TOKEN_FILE_ENV`, and ``BEACH_AUTH_FILE`` as
+for any config).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import yaml
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from beach import bus, wire
+from beach.bus.clustering import JETSTREAM_SERVERS
+from beach.bus.kvwatch import BucketWatch
 from beach.config import Config, is_url, load, parse, read, use_secure_dir
 from beach.errors import BusError, ConfigError
+from beach.state import records
+from beach.state.records import JetStreamSlot, ServerRecord
 
 CONFIG_BUCKET = "beach_config"
 KEY = "cluster"
+SERVER_PREFIX = "server."
+SLOT_PREFIX = "jetstream."
 SHARED = {"realm", "n_processes", "actor_modules", "replay_window", "high_mem_watermark", "log_level", "logs",
           "backlog", "code", "restbridge", "dashboard"}
 SHARED_NATS = {"servers", "kv_replicas"}
@@ -84,7 +99,7 @@ NOT_PUSHED = "the cluster has no config on the bus: run 'beach config push CONFI
 async def fetch(nc: Client, config: Config, create: bool = True) -> dict[str, Any]:
     """The pushed config (``create=False``: never make its bucket; a client only reads). Raises
     `ConfigError` when none was pushed or it does not read."""
-    from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+    from nats.js.errors import BucketNotFoundError
 
     try:
         if create:
@@ -101,6 +116,80 @@ async def fetch(nc: Client, config: Config, create: bool = True) -> dict[str, An
     except Exception as err:
         raise ConfigError(f"the cluster's pushed config does not read (sealed with another key?): {err}") from None
     return dict(pushed)
+
+
+class Servers(BucketWatch):
+    """The cluster's servers (``servers``, by name) and JetStream places (``slots``, by key), as
+    the bucket ``kv`` holds them: a live copy once started (records that do not read are skipped,
+    logged once and counted)."""
+
+    def __init__(self, kv: Any) -> None:
+        super().__init__(kv, self._apply)
+        self.servers: dict[str, ServerRecord] = {}
+        self.slots: dict[str, JetStreamSlot] = {}
+
+    def _apply(self, entry: Any) -> None:
+        key = entry.key
+        if not key.startswith((SERVER_PREFIX, SLOT_PREFIX)):
+            return
+        server = key.startswith(SERVER_PREFIX)
+        if server:
+            self.servers.pop(key[len(SERVER_PREFIX):], None)
+        else:
+            self.slots.pop(key, None)
+        if entry.operation is not None or not entry.value:
+            return
+        try:
+            value = wire.unpack(entry.value)
+            if server:
+                record = records.SERVER.check(value, f"at {key}")
+                self.servers[record["name"]] = record
+            else:
+                self.slots[key] = records.SLOT.check(value, f"at {key}")
+        except (ValueError, records.RecordError) as err:
+            records.reject(CONFIG_BUCKET, key, err)
+
+
+async def servers(kv: Any) -> Servers:
+    """The cluster's servers and JetStream places as they are now (a snapshot)."""
+    table = Servers(kv)
+    await table.start()
+    await table.stop()
+    return table
+
+
+async def publish_server(kv: Any, record: ServerRecord) -> None:
+    """Write (or refresh) a server's record."""
+    await kv.put(SERVER_PREFIX + record["name"], wire.pack({**record, "updated": time.time()}))
+
+
+async def take_slot(kv: Any, server: str, node: str) -> bool:
+    """Give server ``server`` one of the cluster's JetStream places if it holds none and one is
+    free (a compare-and-set: two joining at once never both get the last one); True if it holds one."""
+    slots = (await servers(kv)).slots
+    if any(slot["server"] == server for slot in slots.values()):
+        return True
+    for n in range(1, JETSTREAM_SERVERS + 1):
+        key = f"{SLOT_PREFIX}{n}"
+        if key in slots:
+            continue
+        try:
+            await kv.create(key, wire.pack(records.SLOT.new(server=server, node=node)))
+            return True
+        except KeyWrongLastSequenceError:  # taken meanwhile
+            continue
+    return False
+
+
+async def forget_server(kv: Any, name: str) -> None:
+    """Delete server ``name``'s record and free its JetStream place, if it held one."""
+    for key, slot in (await servers(kv)).slots.items():
+        if slot["server"] == name:
+            await kv.delete(key)
+    try:
+        await kv.delete(SERVER_PREFIX + name)
+    except KeyNotFoundError:
+        pass
 
 
 def secrets(private_key: str | None = None, admin_token_file: str | None = None) -> dict[str, Any]:
@@ -149,12 +238,23 @@ def check(target: str) -> None:
         load(target)
 
 
-def from_pushed(pushed: dict[str, Any], url: str) -> dict[str, Any]:
-    """The pushed settings with ``url`` first among the servers."""
+def from_pushed(pushed: dict[str, Any], url: str, known: list[str] | None = None) -> dict[str, Any]:
+    """The pushed settings with ``url`` first among the servers, then the pushed ones (where the
+    operator runs NATS) or the ones the nodes run, ``known`` (client URLs)."""
     raw = dict(pushed)
-    servers = [url] + [s for s in (raw.get("nats") or {}).get("servers", []) if s != url]
-    raw["nats"] = {**(raw.get("nats") or {}), "servers": servers}
+    others = (raw.get("nats") or {}).get("servers") or known or []
+    raw["nats"] = {**(raw.get("nats") or {}), "servers": [url] + [s for s in others if s != url]}
     return raw
+
+
+async def client_urls(nc: Client, config: Config) -> list[str]:
+    """The client URLs of the servers the nodes run (not their anchors), as the bucket holds them;
+    none when it cannot be read."""
+    try:
+        kv = bus.sealed(await nc.jetstream(timeout=bus.JS_TIMEOUT).key_value(CONFIG_BUCKET), config)
+        return sorted(r["client"] for r in (await servers(kv)).servers.values() if not r["anchor"])
+    except (BusError, NatsError, TimeoutError):
+        return []
 
 
 async def resolve(target: str | os.PathLike[str] | Config | None) -> Config:
@@ -173,6 +273,7 @@ async def resolve(target: str | os.PathLike[str] | Config | None) -> Config:
     nc = await bus.connect(boot, "beach-client config")
     try:
         pushed = await fetch(nc, boot, create=False)
+        known = await client_urls(nc, boot)
     except ConfigError as err:
         if str(err) != NOT_PUSHED:
             raise
@@ -181,15 +282,28 @@ async def resolve(target: str | os.PathLike[str] | Config | None) -> Config:
         return boot
     finally:
         await bus.close(nc)
-    return parse({**from_pushed(pushed, url), **secrets()})
+    return parse({**from_pushed(pushed, url, known), **secrets()})
 
 
 def joined(pushed: dict[str, Any], url: str, state_dir: str, private_key: str | None = None,
-           admin_token_file: str | None = None) -> str:
-    """Write the config of a node that joined through ``url``: the pushed settings, ``url`` first
-    among the servers, this machine's own code directory, cache and secrets. Return its path."""
+           admin_token_file: str | None = None, known: list[str] | None = None,
+           nats: dict[str, Any] | None = None) -> str:
+    """Write the config of a node that joined through ``url``: the pushed settings, this machine's
+    own code directory, cache, server state and secrets. Return its path.
+
+    Where the operator runs NATS (the pushed config names ``nats.servers``), the node runs none:
+    ``url`` comes first among the servers. Else the node runs its own server, which joins through
+    ``url`` and then the other servers ``known`` (client URLs): ``nats.join``; ``nats`` holds this
+    machine's own server settings (ports, listen address) on top of the pushed ones.
+    """
     os.makedirs(state_dir, exist_ok=True)
-    raw = from_pushed(pushed, url)
+    pushed_nats = dict(pushed.get("nats") or {})
+    if pushed_nats.get("servers"):
+        raw = from_pushed(pushed, url)
+    else:
+        raw = dict(pushed)
+        join = [url] + [s for s in known or [] if s != url]
+        raw["nats"] = {**pushed_nats, "join": join, "store_dir": os.path.join(state_dir, "nats"), **(nats or {})}
     code_dir = os.path.join(state_dir, "code")
     os.makedirs(code_dir, exist_ok=True)  # empty: this node runs deployed code only
     raw["code_directory"] = code_dir

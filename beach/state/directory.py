@@ -67,6 +67,7 @@ class DirectoryView:
         # called with ("node" | "actor", id) after every change applied, heartbeats included
         self.listeners: list[Callable[[str, str], None]] = []
         self._heard: dict[str, float] = {}  # node id → when this view last heard its heartbeat
+        self._down: tuple[str, float] | None = None  # a node's word that JetStream takes no write, and when
         self._sweeper: asyncio.Task[None] | None = None
 
     def _notify(self, kind: str, ident: str) -> None:
@@ -108,6 +109,22 @@ class DirectoryView:
             self.generation += 1
             if self.listeners:
                 self._notify("node", node_id)
+
+    def beacon(self, node_id: str, reason: str) -> None:
+        """Node ``node_id`` says it lives, and why JetStream cannot take its heartbeat (it has lost
+        its quorum): the node stays in this view, and `jetstream_down` says ``reason`` for a while."""
+        now = time.monotonic()
+        if node_id in self.nodes:
+            self._heard[node_id] = now
+        self._down = (reason, now)
+
+    @property
+    def jetstream_down(self) -> str | None:
+        """Why nothing can be written to JetStream now, as a node said it within `SILENCE` seconds
+        (None: no node said so)."""
+        if self._down is not None and time.monotonic() - self._down[1] < SILENCE:
+            return self._down[0]
+        return None
 
     def _depart(self, node_id: str) -> None:
         if self.nodes.pop(node_id, None) is not None:

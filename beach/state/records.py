@@ -317,6 +317,29 @@ class Cordon(TypedDict):
     when: Annotated[float, "number", 0.0]
 
 
+class ServerRecord(TypedDict):
+    """A NATS server a node runs (``beach_config``, ``server.<name>``): where others reach it, and
+    whether it carries JetStream (an anchor: the second JetStream server of a cluster's first
+    machine, until three machines carry it)."""
+
+    v: int
+    name: Annotated[str, "name"]
+    node: Annotated[str, "name"]
+    client: Annotated[str, "name"]
+    route: Annotated[str, "name"]
+    jetstream: Annotated[bool, "bool", False]
+    anchor: Annotated[bool, "bool", False]
+    updated: Annotated[float, "number", 0.0]
+
+
+class JetStreamSlot(TypedDict):
+    """One of the cluster's JetStream places (``beach_config``, ``jetstream.<n>``): the server that holds it."""
+
+    v: int
+    server: Annotated[str, "name"]
+    node: Annotated[str, "str", "?"]
+
+
 _SPAWN_CHECKS = _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES))
 SPAWN = Schema("spawn", SpawnSpec, _SPAWN_CHECKS)
 ACTOR = Schema("actor", ActorEntry)
@@ -345,6 +368,8 @@ def _digest(record: dict[str, Any], what: str) -> None:
 CODE_VERSION = Schema("code version", CodeVersion, _digest)
 CODE_CURRENT = Schema("current code", CodeCurrent)
 CORDON = Schema("cordon", Cordon)
+SERVER = Schema("server", ServerRecord)
+SLOT = Schema("JetStream slot", JetStreamSlot)
 
 
 # ---------------------------------------------------------------- control operations' arguments
@@ -392,6 +417,13 @@ class ConfigArgs(TypedDict):
 
     v: int
     config: Annotated[dict[str, Any], "map"]
+
+
+class RemoveNodeArgs(TypedDict):
+    """``remove_node``: a node gone for good, to take out of the JetStream peer set."""
+
+    v: int
+    node: Annotated[str, "name"]
 
 
 class ActorArgs(TypedDict):
@@ -447,6 +479,7 @@ REPLACE_ARGS = Schema("replace", ReplaceArgs, noun="arguments")
 CORDON_ARGS = Schema("cordon", CordonArgs, noun="arguments")
 DESIRED_ARGS = Schema("desired", DesiredArgs, noun="arguments")
 CONFIG_ARGS = Schema("config", ConfigArgs, noun="arguments")
+REMOVE_NODE_ARGS = Schema("remove_node", RemoveNodeArgs, noun="arguments")
 ACTOR_ARGS = Schema("actor", ActorArgs, noun="arguments")
 CATEGORY_ARGS = Schema("category", CategoryArgs, noun="arguments")
 HELLO_ARGS = Schema("hello", HelloArgs, noun="arguments")

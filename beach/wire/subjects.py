@@ -8,6 +8,7 @@ A category ``a/b/c`` in realm ``r`` is routed by segment:
 * ``beach.b.<realm>.a.b.c``  broadcast: the same prefixes, plain subscriptions.
 * ``beach.a.<realm>.<uid>``  one actor (the original's hidden ``_ACTORS/<uid>`` category).
 * ``beach.n.<node>.<op>``    node agent control; ``beach.h.<host>.<op>`` actor host control.
+* ``beach.hb.<node>``        a node's beacon while JetStream cannot take its heartbeat (no quorum).
 
 Prefix matching is **by segment**: ``myactors/pong`` does not reach ``myactors/pongers`` (the
 original matched raw string prefixes, which subjects cannot express). Leading and trailing ``/``
@@ -199,6 +200,14 @@ def prefix_categories(categories: list[str]) -> list[str]:
 def node_subject(node_id: str, op: str) -> str:
     """Control subject ``op`` of the node agent ``node_id``."""
     return check_length(f"beach.n.{escape(node_id)}.{op}", "node id", node_id)
+
+
+BEACONS = "beach.hb.*"
+
+
+def beacon_subject(node_id: str) -> str:
+    """Where node ``node_id`` says it is alive while the registry (JetStream) cannot take its heartbeat."""
+    return f"beach.hb.{escape(node_id)}"
 
 
 def host_subject(host_id: str, op: str) -> str:

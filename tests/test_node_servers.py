@@ -1,0 +1,609 @@
+"""Every node carries the bus (issue 23): each node runs its own nats-server, joined to the others by
+routes; JetStream stays quorate and replicated; losing any node, the first included, loses nothing
+else; a client waits for the cluster.
+
+Nodes are started the documented way, as a person does (``beach up CONFIG`` on the first,
+``beach config push``, then ``beach node nats://FIRST:PORT`` on the others), as processes of their
+own: several on this machine's loopback (``--nats-port`` / ``--route-port``), and three machines,
+each a network namespace of its own on a bridge (needs root and iproute2; skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import psutil
+import pytest
+import yaml
+
+from beach.beach_api import Beach
+from beach.bus import clustering
+from beach.bus.embedded import EmbeddedServer
+from beach.config import load
+from beach.errors import BusError
+from beach.security import roles
+from beach.state import clusterconfig
+from beach.wire import subjects
+from nodeagent.busserver import REPLICATED_STREAMS
+
+from .bridge import NamespacedNode
+from .conftest import ACTORS, ADMIN_TOKEN, LEDGER, Load, wait_for
+from .conftest import free_port as free
+
+GROWTH_BOUND = 30.0  # seconds from the third JetStream server joining to three replicas everywhere
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent / "modules"))
+    return subprocess.run([sys.executable, "-m", "beach.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def first_config(path: Path, port: int, cluster_port: int = 0, **nats: Any) -> Path:
+    """The config of a cluster's first node (its own server on ``port``), as a person writes one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = {"code_directory": str(ACTORS), "actor_modules": ["beach_test_actors"], "n_processes": 1,
+           "admin_token": ADMIN_TOKEN, "code": {"cache": str(path.parent / "code-cache")},
+           "nats": {"port": port, "cluster_port": cluster_port, "store_dir": str(path.parent / "nats"), **nats}}
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def kill_whole(node: NamespacedNode) -> list[int]:
+    """SIGKILL a node's agent, hosts and NATS server(s) at once, as when its machine is lost."""
+    procs = [psutil.Process(node.process.pid)]
+    procs += procs[0].children(recursive=True)
+    for proc in procs:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    node.process.wait()
+    return [p.pid for p in procs]
+
+
+def servers_of(node: NamespacedNode) -> list[psutil.Process]:
+    """The nats-server processes of a node (its server, and its anchor while it has one)."""
+    return [p for p in psutil.Process(node.process.pid).children(recursive=True) if p.name() == "nats-server"]
+
+
+def identity(store: Path) -> clustering.Identity:
+    found = clustering.Identity.load(str(store))
+    assert found is not None, f"no server identity in {store}"
+    return found
+
+
+def streams(client: Beach) -> dict[str, tuple[int, list[str], bool]]:
+    """``{stream: (replicas configured, its servers, all of them current)}`` for beach's replicated streams."""
+
+    async def read() -> dict[str, tuple[int, list[str], bool]]:
+        js = client._core.session.nc.jetstream(timeout=5)
+        found = {}
+        for name in REPLICATED_STREAMS:
+            try:
+                info = await js.stream_info(name)
+            except Exception:
+                continue
+            cluster = info.cluster
+            peers = [cluster.leader] + [r.name for r in cluster.replicas or []] if cluster and cluster.leader else []
+            current = bool(cluster and cluster.leader) and all(r.current for r in cluster.replicas or [])
+            found[name] = (info.config.num_replicas, sorted(p for p in peers if p), current)
+        return found
+
+    return client._runner.run(read())
+
+
+def replicated_on(client: Beach, names: set[str]) -> bool:
+    """True if every replicated stream has three current replicas, on exactly ``names``."""
+    found = streams(client)
+    return len(found) == len(REPLICATED_STREAMS) and all(
+        replicas == 3 and set(peers) == names and current for replicas, peers, current in found.values())
+
+
+def wait_replicated(client: Beach, names: set[str], timeout: float) -> float:
+    """Wait until every replicated stream has three current replicas on ``names``; return how long
+    it took. Fails the test with the streams as they are, after ``timeout`` seconds."""
+    started = time.monotonic()
+    while not replicated_on(client, names):
+        if time.monotonic() - started > timeout:
+            pytest.fail(f"after {timeout}s the replicated streams are not on 3 current replicas of {sorted(names)}: "
+                        f"{streams(client)}")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+# ---------------------------------------------------------------- the client waits
+
+
+def test_a_client_with_no_bus_fails_clearly_after_its_wait(tmp_path):
+    config = first_config(tmp_path / "beach.yaml", free(), connect_wait=1)
+    started = time.monotonic()
+    with pytest.raises(BusError, match=r"cannot connect to NATS .* \(tried for 1s\).*is the node running"):
+        Beach(config)
+    assert time.monotonic() - started < 5
+
+
+def test_a_client_started_with_its_node_works_every_time(tmp_path):
+    """A script started in the same second as its node (here: at once) connects, waits for the node
+    to register and places an actor: 20 runs out of 20, each from a fresh state directory."""
+    outcomes = []
+    for run in range(20):
+        config = first_config(tmp_path / f"run{run}" / "beach.yaml", free())
+        node = NamespacedNode(None, f"same-{run}", ["-m", "beach.cli", "up", str(config), "--node-id", f"same-{run}"])
+        started = time.monotonic()
+        try:
+            with Beach(config) as client:
+                connected = time.monotonic() - started
+                placed = client.addActor("Pong", "same/second")
+                ok = placed.isSuccess and client.getActorHandle("same/second").request("ping").isSuccess
+                outcomes.append((ok, round(connected, 2), round(time.monotonic() - started, 2), placed.error))
+        finally:
+            code = node.terminate()
+        assert code == 0, f"run {run}: the node exited with {code}"
+    print(f"\nclient and node started together: {sum(o[0] for o in outcomes)}/20 placed an actor and had its "
+          f"answer; connected after {min(o[1] for o in outcomes)}-{max(o[1] for o in outcomes)}s, "
+          f"done after {min(o[2] for o in outcomes)}-{max(o[2] for o in outcomes)}s")
+    assert all(o[0] for o in outcomes), [o for o in outcomes if not o[0]]
+
+
+# ---------------------------------------------------------------- several nodes on one machine
+
+
+class Machine:
+    """Three nodes on this machine's loopback, joined the documented way with their own ports."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ports = [free() for _ in range(4)]
+        self.route_ports = [free() for _ in range(4)]
+        self.config = first_config(root / "first" / "beach.yaml", self.ports[0], self.route_ports[0])
+        self.token = root / "token"
+        self.token.write_text(ADMIN_TOKEN)
+        self.nodes: dict[str, NamespacedNode] = {}
+        self.joined: dict[str, float] = {}
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports[0]}"
+
+    def store(self, i: int) -> Path:
+        return self.root / "first" / "nats" if i == 0 else self.root / f"node{i}" / "nats"
+
+    def start_first(self) -> None:
+        self.nodes["lo-0"] = NamespacedNode(None, "lo-0", ["-m", "beach.cli", "up", str(self.config),
+                                                            "--node-id", "lo-0"])
+
+    def join(self, i: int) -> NamespacedNode:
+        node_id = f"lo-{i}"
+        self.nodes[node_id] = NamespacedNode(None, node_id, [
+            "-m", "beach.cli", "node", self.url, "--node-id", node_id, "--nats-port", str(self.ports[i]),
+            "--route-port", str(self.route_ports[i]), "--state", str(self.root / f"node{i}"),
+            "--admin-token-file", str(self.token)])
+        return self.nodes[node_id]
+
+    def names(self, *indexes: int) -> set[str]:
+        return {identity(self.store(i)).name for i in indexes}
+
+    def stop(self) -> dict[str, int]:
+        return {node_id: node.terminate() for node_id, node in self.nodes.items() if node.process.poll() is None}
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
+    machine = Machine(tmp_path_factory.mktemp("one-machine"))
+    try:
+        machine.start_first()
+        with Beach(machine.config) as client:
+            machine.nodes["lo-0"].wait_registered(client, 60)
+            pushed = cli("config", "push", str(machine.config), "--json")
+            assert pushed.returncode == 0, pushed.stderr
+            for i in (1, 2):
+                machine.join(i).wait_registered(client, 90)
+        yield machine
+        codes = machine.stop()
+        assert set(codes.values()) <= {0}, codes
+    finally:
+        machine.stop()
+
+
+@pytest.fixture
+def client(machine: Machine) -> Iterator[Beach]:
+    with Beach(machine.config) as client:
+        yield client
+        client._admin_token = ADMIN_TOKEN
+        client.flush()
+
+
+def test_several_nodes_on_one_machine_grow_to_three_replicas(machine, client):
+    """Each node runs its own server on the ports it was given; the first carried its anchor until
+    three machines carried JetStream; every replicated stream gets three current replicas, on the
+    three servers, within 30 s of the third one joining."""
+    third = machine.nodes["lo-2"].started
+    names = machine.names(0, 1, 2)
+    wait_replicated(client, names, GROWTH_BOUND + 30)
+    grown = time.monotonic() - third
+    wait_for(lambda: not identity(machine.store(0)).anchor, GROWTH_BOUND, interval=0.5,
+             what="the anchor to be retired")
+    retired = time.monotonic() - third
+    print(f"\ngrowth: every replicated stream on 3 current replicas {grown:.1f}s after the third node started, "
+          f"the anchor retired after {retired:.1f}s ({streams(client)})")
+    assert grown < GROWTH_BOUND
+    assert identity(machine.store(0)).jetstream and not (machine.store(0) / "anchor").exists()
+    assert replicated_on(client, names), "the anchor left no replica behind"
+    for i in (1, 2):
+        joined = load(machine.root / f"node{i}" / "beach.yaml")
+        assert (joined.nats.port, joined.nats.cluster_port) == (machine.ports[i], machine.route_ports[i])
+        assert joined.nats.join[0] == machine.url and identity(machine.store(i)).jetstream
+        assert any(  # its own server listens on its own ports
+            c.laddr.port == machine.ports[i] for p in servers_of(machine.nodes[f"lo-{i}"])
+            for c in p.net_connections() if c.status == psutil.CONN_LISTEN)
+    # a request reaches actors on every node
+    for node_id in machine.nodes:
+        assert client.addActor(LEDGER, "lo/everywhere", strategy="host_affinity", strategy_hint=node_id).isSuccess
+    served = {client.getActorHandle("lo/everywhere").request("who").data["uid"] for _ in range(60)}
+    assert len(served) == 3
+
+
+def routed(route_port: int, subject: str, root: Path, credentials: tuple[str, str] | None,
+           tls: dict[str, str] | None = None) -> bool:
+    """True if a server of our own, routing to ``route_port`` with ``credentials`` (and ``tls``:
+    certificate, key and CA files), gets an answer from the cluster on ``subject``."""
+    host = "127.0.0.1"
+    route = f"nats-route://{host}:{route_port}"
+    if credentials is not None:
+        route = f"nats-route://{credentials[0]}:{credentials[1]}@{host}:{route_port}"
+    root.mkdir(parents=True, exist_ok=True)
+    block = ""
+    if tls is not None:
+        block = "tls { " + ", ".join(f'{k}: "{v}"' for k, v in tls.items()) + ", verify: true }"
+    conf = root / "rogue.conf"
+    conf.write_text(f'cluster {{\n  name: {clustering.CLUSTER_NAME}\n  listen: "{host}:{free()}"\n'
+                    f'  routes: ["{route}"]\n  {block}\n}}\n')
+    rogue = EmbeddedServer(free(), str(root / "store"), name=f"rogue-{root.name}", jetstream=False,
+                           config_file=str(conf), log_file=str(root / "rogue.log"))
+    with rogue:
+        async def ask() -> bool:
+            nc = await nats.connect(rogue.url)
+            try:
+                deadline = time.monotonic() + 8
+                while time.monotonic() < deadline:
+                    try:
+                        await nc.request(subject, b"", timeout=1)
+                        return True
+                    except Exception:  # no responders (not routed), or not yet
+                        await asyncio.sleep(0.25)
+                return False
+            finally:
+                await nc.close()
+
+        return asyncio.run(ask())
+
+
+def test_routes_refuse_a_server_without_the_cluster_credentials(machine, client, tmp_path):
+    """A route port is no way around the bus's rules: a server that routes to it without the
+    route password gets nothing of the cluster; the same server with it does (the control)."""
+    assert client.addActor(LEDGER, "lo/routed").isSuccess
+    subject = subjects.request_subject("global", "lo/routed")
+    port = machine.route_ports[0]
+    assert not routed(port, subject, tmp_path / "without", None), "a server without the route password joined"
+    assert routed(port, subject, tmp_path / "with", clustering.route_credentials(load(machine.config))), \
+        "the control: with it, it does"
+
+
+def test_a_node_whose_server_dies_gets_it_back(machine, client):
+    """docs/operations.md: a node's NATS server killed alone (SIGKILL), its agent alive: the agent and
+    hosts carry on through the other servers, the agent starts its server again as itself; no
+    request fails meanwhile."""
+    for node_id in machine.nodes:
+        assert client.addActor(LEDGER, "lo/server", strategy="host_affinity", strategy_hint=node_id).isSuccess
+    node = machine.nodes["lo-1"]
+    [server] = servers_of(node)
+    load = Load(client, "lo/server", retries=2, request="work", once=True)
+    time.sleep(0.5)
+    killed = time.monotonic()
+    server.kill()
+    wait_for(lambda: [p for p in servers_of(node) if p.pid != server.pid], 20, what="the server started again")
+    back = time.monotonic() - killed
+    wait_replicated(client, machine.names(0, 1, 2), 30)
+    current = time.monotonic() - killed
+    time.sleep(1)
+    counts = load.stop()
+    print(f"\na node's server SIGKILLed alone: started again after {back:.1f}s, its replicas current after "
+          f"{current:.1f}s; requests {counts}")
+    assert counts["failed"] == 0, load.errors[:5]
+    assert "lo-1" in client._core.session.view.nodes
+
+
+def test_a_node_removed_for_good_frees_its_jetstream_place(machine, client):
+    """``beach nodes remove CONFIG NODE``: a node gone for good leaves the JetStream peer set and
+    its place goes to the next node that joins, which carries JetStream: three current replicas
+    again, on the new set."""
+    gone = machine.nodes["lo-2"]
+    name = identity(machine.store(2)).name
+    kill_whole(gone)
+    wait_for(lambda: "lo-2" not in client._core.session.view.nodes, 20, what="the lost node to leave the registry")
+    refused = cli("nodes", "remove", str(machine.config), "lo-1", "--json")
+    assert refused.returncode == 1 and "is running: stop it first" in refused.stderr
+    removed = cli("nodes", "remove", str(machine.config), "lo-2", "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert yaml.safe_load(removed.stdout)["servers"] == [name]
+
+    async def table() -> clusterconfig.Servers:
+        nc = client._core.session.nc
+        return await clusterconfig.servers(await clusterconfig.open_bucket(nc, client._core.session.config))
+
+    known = client._runner.run(table())
+    assert name not in known.servers and name not in [s["server"] for s in known.slots.values()]
+    newcomer = machine.join(3)
+    newcomer.wait_registered(client, 90)
+    assert identity(machine.store(3)).jetstream, "the new node took the free JetStream place"
+    wait_replicated(client, machine.names(0, 1, 3), GROWTH_BOUND + 30)
+
+
+def test_secure_nodes_route_over_tls_with_the_node_credentials(tmp_path):
+    """With ``--secure DIR`` (made with --tls), routes need the node user's credentials and TLS:
+    a server with the node password but no certificate gets nothing; with both it routes (the
+    control). Two nodes on this machine, joined the documented way."""
+    creds = tmp_path / "secure"
+    roles.init(str(creds), tls_hosts=["127.0.0.1"])
+    ports, route_ports = [free(), free()], [free(), free()]
+    config = first_config(tmp_path / "first" / "beach.yaml", ports[0], route_ports[0])
+    url = f"nats://127.0.0.1:{ports[0]}"
+    admin = tmp_path / "admin.yaml"
+    admin.write_text(yaml.safe_dump({"nats": {"servers": [url], "auth_file": str(creds / "admin.auth")}}))
+    nodes = [NamespacedNode(None, "sec-0", ["-m", "beach.cli", "up", str(config), "--node-id", "sec-0",
+                                            "--secure", str(creds)])]
+    try:
+        with Beach(admin) as client:
+            nodes[0].wait_registered(client, 60)
+            pushed = subprocess.run([sys.executable, "-m", "beach.cli", "config", "push", str(config)],
+                                    capture_output=True, text=True, timeout=120,
+                                    env=dict(os.environ, BEACH_AUTH_FILE=str(creds / "admin.auth")))
+            assert pushed.returncode == 0, pushed.stderr
+            nodes.append(NamespacedNode(None, "sec-1", [
+                "-m", "beach.cli", "node", url, "--node-id", "sec-1", "--secure", str(creds), "--nats-port",
+                str(ports[1]), "--route-port", str(route_ports[1]), "--state", str(tmp_path / "second")]))
+            nodes[1].wait_registered(client, 90)
+            assert client.addActor(LEDGER, "sec/routed", strategy="host_affinity", strategy_hint="sec-1").isSuccess
+            subject = subjects.request_subject("global", "sec/routed")
+            node = yaml.safe_load((creds / "node.auth").read_text())
+            password = (node["user"], node["password"])
+            tls = {"cert_file": str(creds / "tls" / "server.pem"), "key_file": str(creds / "tls" / "server-key.pem"),
+                   "ca_file": str(creds / "tls" / "ca.pem")}
+            assert not routed(route_ports[0], subject, tmp_path / "plain", password), "a route without TLS joined"
+            assert not routed(route_ports[0], subject, tmp_path / "nopassword", None, tls), \
+                "a route without the node's password joined"
+            assert routed(route_ports[0], subject, tmp_path / "both", password, tls), "the control: with both, it does"
+        assert [n.terminate() for n in nodes] == [0, 0]
+    finally:
+        for n in nodes:
+            n.terminate()
+
+
+def test_a_one_node_store_of_an_earlier_version_runs_alone_and_says_how_to_grow(tmp_path):
+    """NATS cannot make a standalone JetStream store clustered: a store an earlier beach left (no
+    server identity) is run as it was, alone; a node that tries to join it is told why, and the
+    backup/restore path to grow."""
+    config = first_config(tmp_path / "first" / "beach.yaml", free())
+    store = tmp_path / "first" / "nats"
+    with EmbeddedServer(free(), str(store)) as earlier:  # what beach up ran before: standalone JetStream
+        async def write() -> None:
+            nc = await nats.connect(earlier.url)
+            await (await nc.jetstream().create_key_value(bucket="beach_desired")).put("kept", b"1")
+            await nc.close()
+
+        asyncio.run(write())
+    first = NamespacedNode(None, "old-0", ["-m", "beach.cli", "up", str(config), "--node-id", "old-0"])
+    try:
+        with Beach(config) as client:
+            first.wait_registered(client, 60)
+            assert not identity(store).clustered and "cluster {" not in (store / "nats-server.conf").read_text()
+            pushed = cli("config", "push", str(config))
+            assert pushed.returncode == 0, pushed.stderr
+            token = tmp_path / "token"
+            token.write_text(ADMIN_TOKEN)
+            joining = cli("node", f"nats://127.0.0.1:{load(config).nats.port}", "--node-id", "old-1",
+                          "--nats-port", str(free()), "--route-port", "0", "--state", str(tmp_path / "second"),
+                          "--admin-token-file", str(token))
+            assert joining.returncode == 1
+            assert "earlier version" in joining.stderr and "beach backup" in joining.stderr, joining.stderr
+        assert first.terminate() == 0
+    finally:
+        first.terminate()
+
+
+# ---------------------------------------------------------------- three machines (network namespaces)
+
+TAG = os.getpid() % 10000
+SUBNET = f"10.217.{TAG % 200 + 20}"
+BRIDGE, BRIDGE_IP = f"bnbr{TAG}", f"{SUBNET}.1"
+MACHINES = [f"bn{TAG}m{i}" for i in range(3)]
+IPS = [f"{SUBNET}.{11 + i}" for i in range(3)]
+ECHO = '''from beach.actor import Actor
+
+
+class Echo(Actor):
+    def init(self, parameters):
+        self.handle("echo", lambda msg: (True, {"n": msg.data.get("n")}))
+'''
+
+
+class Cluster:
+    """Three machines, each a network namespace on a bridge, joined as the docs say: ``beach up`` on
+    the first (its config listens on every interface), ``beach config push`` there, ``beach node
+    nats://FIRST:4222`` on the others (default ports: each machine has its own). The test's client
+    runs outside, and its config names the first machine's server only."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = first_config(root / "m0" / "beach.yaml", 4222, 6222, listen="0.0.0.0")
+        self.token = root / "token"
+        self.token.write_text(ADMIN_TOKEN)
+        self.client_config = root / "client.yaml"  # a client that knows the first machine only
+        self.client_config.write_text(yaml.safe_dump({"admin_token": ADMIN_TOKEN,
+                                                       "nats": {"servers": [f"nats://{IPS[0]}:4222"]}}))
+        self.every_server = root / "servers.yaml"  # a new client's: the cluster's servers, first one first
+        self.every_server.write_text(yaml.safe_dump({"admin_token": ADMIN_TOKEN,
+                                                      "nats": {"servers": [f"nats://{a}:4222" for a in IPS]}}))
+        self.nodes: dict[str, NamespacedNode] = {}
+
+    def start(self, i: int) -> NamespacedNode:
+        node_id = f"m{i}"
+        if i == 0:
+            argv = ["-m", "beach.cli", "up", str(self.config), "--node-id", node_id]
+        else:
+            argv = ["-m", "beach.cli", "node", f"nats://{IPS[0]}:4222", "--node-id", node_id, "--state",
+                    str(self.root / node_id), "--admin-token-file", str(self.token)]
+        self.nodes[node_id] = NamespacedNode(MACHINES[i], node_id, argv)
+        return self.nodes[node_id]
+
+    def push(self) -> None:
+        pushed = subprocess.run(["ip", "netns", "exec", MACHINES[0], sys.executable, "-m", "beach.cli", "config",
+                                 "push", str(self.config), "--json"], capture_output=True, text=True, timeout=120)
+        assert pushed.returncode == 0, pushed.stderr
+
+    def lose(self, i: int) -> None:
+        """SIGKILL every process of machine ``i`` at once: its agent, hosts and NATS server."""
+        from .bridge import pids
+
+        for pid in pids(MACHINES[i]):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.nodes[f"m{i}"].process.wait()
+
+    def names(self, *indexes: int) -> set[str]:
+        return {identity(self.store(i)).name for i in indexes}
+
+    def store(self, i: int) -> Path:
+        return self.root / "m0" / "nats" if i == 0 else self.root / f"m{i}" / "nats"
+
+    def stop(self) -> dict[str, int]:
+        return {node_id: node.terminate() for node_id, node in self.nodes.items() if node.process.poll() is None}
+
+
+@pytest.fixture(scope="module")
+def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    from .bridge import bridge
+
+    with bridge(BRIDGE, BRIDGE_IP, MACHINES, IPS, f"bn{TAG}"):
+        cluster = Cluster(tmp_path_factory.mktemp("three-machines"))
+        try:
+            cluster.start(0)
+            with Beach(cluster.client_config) as client:
+                cluster.nodes["m0"].wait_registered(client, 60)
+                cluster.push()
+                for i in (1, 2):
+                    cluster.start(i).wait_registered(client, 90)
+            yield cluster
+            codes = cluster.stop()
+            assert set(codes.values()) <= {0}, codes
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture
+def remote(machines: Cluster) -> Iterator[Beach]:
+    with Beach(machines.client_config) as client:
+        yield client
+
+
+def test_three_machines_grow_to_three_replicas(machines, remote):
+    """Growth from one JetStream server (and its anchor) to three: every replicated stream on three
+    current replicas within 30 s of the third machine joining, read from the streams' info."""
+    grown = wait_replicated(remote, machines.names(0, 1, 2), GROWTH_BOUND + 30)
+    since = time.monotonic() - machines.nodes["m2"].started
+    print(f"\nthree machines: every replicated stream on 3 current replicas {since:.1f}s after the third started")
+    assert since - grown < GROWTH_BOUND + 1 and since < GROWTH_BOUND
+    wait_for(lambda: not identity(machines.store(0)).anchor, GROWTH_BOUND, interval=0.5, what="the anchor's retirement")
+
+
+def test_losing_the_first_machine_loses_nothing_else(machines, remote, tmp_path):
+    """docs/operations.md: the first node's machine lost whole (agent, hosts and NATS server
+    SIGKILLed at once) under a steady load with nRetries=2: no request fails; the client, whose
+    config names that machine's server only, goes on through the others; addActor, stopActors and
+    deploy work; the node started again rejoins by itself."""
+    wait_replicated(remote, machines.names(0, 1, 2), GROWTH_BOUND + 30)
+    for node_id in machines.nodes:
+        for _ in range(2):
+            assert remote.addActor(LEDGER, "m/load", strategy="host_affinity", strategy_hint=node_id).isSuccess
+    load = Load(remote, "m/load", retries=2, request="work", once=True)
+    time.sleep(1)
+    lost = time.monotonic()
+    machines.lose(0)
+    view = remote._core.session.view
+    wait_for(lambda: "m0" not in view.nodes, 20, what="the lost node to leave the registry")
+    out = time.monotonic() - lost
+    placed = remote.addActor(LEDGER, "m/after", timeout=20)
+    assert placed.isSuccess, placed
+    assert placed.data["node"] in ("m1", "m2")
+    assert remote.stopActors(withId=placed.data["uid"]).isSuccess
+    realm = tmp_path / "realm"
+    realm.mkdir()
+    (realm / "Echo.py").write_text(ECHO)
+    deployed = cli("deploy", str(machines.every_server), "late", str(realm), "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    remote.setRealm("late")
+    echo = remote.addActor("Echo", "echo")
+    assert echo.isSuccess, echo
+    assert remote.getActorHandle("echo").request("echo", {"n": 7}).data == {"n": 7}
+    remote.setRealm("global")
+    worked = time.monotonic() - lost
+    time.sleep(1)
+    counts = load.stop()
+    print(f"\nfirst machine lost whole under load: out of the registry after {out:.1f}s; addActor, stopActors and "
+          f"deploy done {worked:.1f}s after the loss; requests {counts}")
+    assert counts["failed"] == 0, load.errors[:5]
+    # back: the same command, and it rejoins by itself (through the routes it kept)
+    back = time.monotonic()
+    machines.start(0).wait_registered(remote, 90)
+    wait_replicated(remote, machines.names(0, 1, 2), 60)
+    print(f"the first node started again: registered and its replicas current after {time.monotonic() - back:.1f}s")
+
+
+def test_two_of_three_lost_reads_work_writes_fail_at_once(machines, remote):
+    """docs/operations.md: two of the three JetStream machines lost: requests to the actors that
+    live keep working; writes (addActor, stopActors) answer a clear error at once instead of
+    hanging; once one machine is back, writes work again."""
+    machines.nodes["m0"].wait_registered(remote, 90)
+    wait_replicated(remote, machines.names(0, 1, 2), 60)
+    survivors = [remote.addActor(LEDGER, "m/survivor", strategy="host_affinity", strategy_hint="m0").data["uid"]
+                 for _ in range(2)]
+    load = Load(remote, "m/survivor", retries=2, request="work", once=True)
+    time.sleep(1)
+    lost = time.monotonic()
+    machines.lose(1)
+    machines.lose(2)
+    answers = []
+    while time.monotonic() - lost < 15:
+        asked = time.monotonic()
+        refused = remote.addActor(LEDGER, "m/refused", strategy="host_affinity", strategy_hint="m0", timeout=10)
+        answers.append((round(asked - lost, 1), round(time.monotonic() - asked, 2), refused.isSuccess, refused.error))
+        assert not refused.isSuccess
+        time.sleep(0.5)
+    stop = remote.stopActors(withId=survivors[0])
+    counts = load.stop()
+    late = [a for a in answers if a[0] > 3]
+    print(f"\ntwo of three machines lost: requests {counts}; writes answered after (seconds since the loss, "
+          f"seconds to answer): {[a[:2] for a in answers]}; the error: {late[-1][3]!r}")
+    assert counts["failed"] == 0, load.errors[:5]
+    assert all(a[1] < 1.0 and "lost its quorum" in a[3] for a in late), late
+    assert not stop.isSuccess and "lost its quorum" in stop.error
+    back = time.monotonic()
+    machines.start(1)
+    machines.start(2)
+    wait_for(lambda: remote.addActor(LEDGER, "m/back", timeout=10).isSuccess, 90, interval=1,
+             what="writes to work again")
+    print(f"two machines started again: writes work {time.monotonic() - back:.1f}s later")
+    machines.nodes["m1"].wait_registered(remote, 60)
+    machines.nodes["m2"].wait_registered(remote, 60)
