@@ -25,12 +25,16 @@ READY_SECONDS = 20.0  # a new cluster's JetStream may take a while; a lost conne
 class BucketWatch:
     """Calls ``apply(entry)`` for every value, delete and purge of ``kv`` (an ordered KV watch).
 
-    ``await start()`` returns once the bucket's current contents have been applied.
+    ``await start()`` returns once the bucket's current contents have been applied; then
+    ``resynced(keys)``, if given, hears which keys those were (after a `restart`, a key it holds
+    that is not among them was deleted meanwhile).
     """
 
-    def __init__(self, kv: KeyValue, apply: Callable[[Any], None]) -> None:
+    def __init__(self, kv: KeyValue, apply: Callable[[Any], None],
+                 resynced: Callable[[set[str]], None] | None = None) -> None:
         self.kv = kv
         self.apply = apply
+        self.resynced = resynced
         self._watcher: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -58,8 +62,16 @@ class BucketWatch:
 
     async def _follow(self, ready: asyncio.Future[None]) -> None:
         loop = asyncio.get_running_loop()
+        initial: set[str] | None = set()  # the keys of the current contents, until they are all here
 
         def settled() -> None:
+            nonlocal initial
+            if initial is not None and self.resynced is not None:
+                try:
+                    self.resynced(initial)
+                except Exception:
+                    log.exception("cannot resynchronize with KV bucket %s", self.kv._name)
+            initial = None
             if not ready.done():
                 ready.set_result(None)
 
@@ -67,10 +79,20 @@ class BucketWatch:
             if entry is None:
                 loop.call_later(SETTLE_SECONDS, settled)
                 continue
+            if initial is not None and entry.operation is None:
+                initial.add(entry.key)
             try:
                 self.apply(entry)
             except Exception:
                 log.exception("cannot apply KV entry %s of %s", entry.key, entry.bucket)
+
+    async def restart(self) -> None:
+        """Follow again from the bucket's current contents (a watch whose server went away may stay
+        silent for a long while: nats-py retries its consumer only every two missed heartbeats).
+        Raises as `start` does."""
+        await self.stop()
+        self._watcher, self._task = None, None
+        await self.start()
 
     async def stop(self) -> None:
         """Stop following."""

@@ -46,6 +46,10 @@ LATE = 1.5 * HEARTBEAT
 SILENCE = NODE_TTL + 2.0
 # A heartbeat written this long ago (by the node's clock) is such a ghost from the start.
 STALE = 30.0
+# Every node silent at once is the registry stalled (a JetStream leader election after a server was
+# lost, or this view's watch left behind on that server), not every node dead: the view follows the
+# buckets afresh and keeps the nodes this much longer before it lets them go.
+STALL_GRACE = 20.0
 
 
 
@@ -63,12 +67,16 @@ class DirectoryView:
         self.generation = 0  # bumped on every change, so readers can cache what they derive
         self.departed: dict[str, float] = {}      # node id → when its entry went (monotonic)
         self._departures: dict[str, list[asyncio.Future[None]]] = {}  # node id → who waits for it to go
-        self._watches = [BucketWatch(nodes_kv, self._apply_node), BucketWatch(actors_kv, self._apply_actor)]
+        self._watches = [BucketWatch(nodes_kv, self._apply_node),
+                         BucketWatch(actors_kv, self._apply_actor, self._resync_actors)]
         # called with ("node" | "actor", id) after every change applied, heartbeats included
         self.listeners: list[Callable[[str, str], None]] = []
         self._heard: dict[str, float] = {}  # node id → when this view last heard its heartbeat
         self._down: tuple[str, float] | None = None  # a node's word that JetStream takes no write, and when
         self._sweeper: asyncio.Task[None] | None = None
+        self._stalled: float | None = None  # when every node was last found silent at once
+        self._following: asyncio.Task[None] | None = None  # the watches being restarted
+        self._refollowed = -SILENCE  # when they were last restarted (monotonic)
 
     def _notify(self, kind: str, ident: str) -> None:
         for listener in self.listeners:
@@ -87,6 +95,8 @@ class DirectoryView:
         """Stop watching."""
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._following is not None:
+            self._following.cancel()
         for watch in self._watches:
             await watch.stop()
 
@@ -103,7 +113,18 @@ class DirectoryView:
         if not self.connected():
             self._heard = dict.fromkeys(self.nodes, now)
             return
-        for node_id in [n for n in self.nodes if now - self._heard.get(n, now) > SILENCE]:
+        silent = [n for n in self.nodes if now - self._heard.get(n, now) > SILENCE]
+        if silent and len(silent) == len(self.nodes):
+            if self._stalled is None:
+                self._stalled = now
+            if (self._following is None or self._following.done()) and now - self._refollowed > SILENCE:
+                self._refollowed = now
+                self._following = asyncio.get_running_loop().create_task(self._follow_afresh())
+            if now - self._stalled < STALL_GRACE:
+                return
+        else:
+            self._stalled = None
+        for node_id in silent:
             log.info("node %s has been silent for %.0fs: gone", node_id, SILENCE)
             self._depart(node_id)
             self.generation += 1
@@ -125,6 +146,27 @@ class DirectoryView:
         if self._down is not None and time.monotonic() - self._down[1] < SILENCE:
             return self._down[0]
         return None
+
+    async def _follow_afresh(self) -> None:
+        """Restart both watches (every node went silent at once: see `STALL_GRACE`)."""
+        log.info("no node has been heard for %.0fs: following the directory afresh", SILENCE)
+        for watch in self._watches:
+            try:
+                await watch.restart()
+            except Exception as err:  # JetStream still away: the next sweep tries again
+                log.info("cannot follow the directory afresh yet: %s", err)
+                return
+
+    def _resync_actors(self, keys: set[str]) -> None:
+        """The actor bucket's current keys, after a (re)start: entries this view holds that are not
+        among them were deleted while it was not following."""
+        gone = [uid for uid, actor in self.actors.items() if subjects.actor_key(actor["realm"], uid) not in keys]
+        for uid in gone:
+            del self.actors[uid]
+        if gone:
+            self.generation += 1
+            for uid in gone:
+                self._notify("actor", uid)
 
     def _depart(self, node_id: str) -> None:
         if self.nodes.pop(node_id, None) is not None:
