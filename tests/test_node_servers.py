@@ -11,7 +11,9 @@ each a network namespace of its own on a bridge (needs root and iproute2; skippe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,6 +121,52 @@ def wait_replicated(client: Beach, names: set[str], timeout: float) -> float:
                         f"{streams(client)}")
         time.sleep(0.5)
     return time.monotonic() - started
+
+
+# ---------------------------------------------------------------- the config of a node's server
+
+
+def test_node_server_config_keys(tmp_path):
+    from beach.config import parse
+    from beach.errors import ConfigError
+
+    config = parse({"nats": {"port": 4300, "cluster_port": 0, "listen": "0.0.0.0", "advertise": "10.0.0.7",
+                             "join": ["10.0.0.5:4222", "nats://10.0.0.6:4222"], "connect_wait": 2}, "node_wait": 3})
+    assert config.nats.join == ["nats://10.0.0.5:4222", "nats://10.0.0.6:4222"]
+    assert config.nats.urls == ["nats://127.0.0.1:4300", "nats://10.0.0.5:4222", "nats://10.0.0.6:4222"], \
+        "the local server first, then the ones it joined through"
+    assert clustering.advertised_host(config) == "10.0.0.7"
+    assert parse({"nats": {"servers": ["nats://a:1"], "join": ["nats://b:2"]}}).nats.urls == ["nats://a:1"]
+    for bad, says in (({"port": 0}, "'nats.port' must be a port number (1 to 65535)"),
+                      ({"cluster_port": 70000}, "'nats.cluster_port' must be a port number (0 to 65535)"),
+                      ({"listen": "10.0.0.1:4222"}, "'nats.listen' must be a host name or an IP address"),
+                      ({"advertise": "0.0.0.0:1"}, "'nats.advertise' must be a host name"),
+                      ({"join": [""]}, "'nats.join' entries must be URLs"),
+                      ({"connect_wait": 0}, "'connect_wait' must be above 0")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            parse({"nats": bad})
+
+
+def test_a_node_server_config_authenticates_its_routes(tmp_path):
+    """The configuration a node writes for its server: routes carry the cluster's route password
+    (derived from the admin token here), the anchor advertises no client URL, and the system
+    account has one user."""
+    from beach.config import parse
+
+    config = parse({"admin_token": "t0ken", "nats": {"listen": "10.0.0.5"}})
+    spec = clustering.ServerSpec(name="n1-abc", listen="10.0.0.5", port=4222, advertise="10.0.0.5", route_port=6222,
+                                 store_dir=str(tmp_path), jetstream=True, system_password="sys-pw",
+                                 routes=["nats-route://10.0.0.6:6222", "nats-route://10.0.0.5:6222"])
+    text = clustering.server_config(spec, config, str(tmp_path))
+    user, password = clustering.route_credentials(config)
+    assert f'nats-route://{user}:{password}@10.0.0.6:6222' in text
+    assert "10.0.0.5:6222@" not in text and text.count("nats-route://") == 1, "no route to itself"
+    assert f'authorization {{ user: "{user}", password: "{password}"' in text
+    assert 'client_advertise: "10.0.0.5:4222"' in text and "no_advertise" not in text
+    assert 'user: "beach-system", password: "sys-pw"' in text and "system_account: SYS" in text
+    anchor = clustering.server_config(dataclasses.replace(spec, advertise_clients=False), config, str(tmp_path))
+    assert "no_advertise: true" in anchor and "client_advertise" not in anchor
+    assert clustering.route_credentials(parse({})) is None, "no secret: an open bus, open routes"
 
 
 # ---------------------------------------------------------------- the client waits

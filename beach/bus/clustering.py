@@ -42,6 +42,7 @@ JETSTREAM_SERVERS = 3  # machines that carry JetStream (see docs/design.md: why 
 # by the network is noticed within about 6 s (nats-server's default would wait minutes).
 ROUTE_PING = "2s"
 ROUTE_PINGS_MISSED = 3
+DEFAULT_ROUTE_PROBE = "nats://192.0.2.1:4222"  # TEST-NET-1: never answers, only picks the default route
 SYSTEM_TIMEOUT = 2.0  # seconds a system-account request to the local server waits
 REMOVE_TIMEOUT = 10.0  # seconds the meta leader has to agree a peer's removal
 
@@ -116,25 +117,29 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def outbound_address(url: str) -> str:
+def outbound_address(url: str) -> str | None:
     """This machine's address on the way to ``url``'s host (what a server that joins through
-    ``url`` listens on and advertises, unless told); loopback if there is no way there."""
+    ``url`` listens on and advertises, unless told), or None if there is no way there."""
     host = urlsplit(url).hostname or LOOPBACK
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.connect((host, 9))  # a datagram socket sends nothing: this only picks the route
             return str(s.getsockname()[0])
     except OSError:
-        return LOOPBACK
+        return None
 
 
 def advertised_host(config: Config) -> str:
     """The address other machines reach this node's server at: ``nats.advertise``, else its
-    ``nats.listen`` address, else (listening on every interface) this machine's first address."""
+    ``nats.listen`` address, else (listening on every interface) this machine's address on its
+    default route, else its first address."""
     if config.nats.advertise:
         return config.nats.advertise
     if config.nats.listen not in WILDCARDS:
         return config.nats.listen
+    routed = outbound_address(DEFAULT_ROUTE_PROBE)  # not a bridge of containers: the way out
+    if routed is not None and not routed.startswith("127."):
+        return routed
     from psutil import net_if_addrs  # only here: a wildcard listen needs the machine's addresses
 
     for addrs in net_if_addrs().values():

@@ -150,7 +150,7 @@ def join(args: argparse.Namespace) -> str:
             raise
         print(f"beach: {err}; starting with the config written when this node joined: {written}", file=sys.stderr)
         return written
-    local: dict[str, object] = {"listen": clustering.outbound_address(url)}
+    local: dict[str, object] = {"listen": clustering.outbound_address(url) or beach_config.LOOPBACK}
     if args.nats_port:
         local["port"] = args.nats_port
     if args.route_port is not None:
