@@ -33,7 +33,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
 from nats.aio.client import Client
@@ -322,16 +322,22 @@ class NodeBus:
 
     async def _quorum(self) -> str | None:
         """Why JetStream can take no write now — a majority of its servers out of reach of this
-        node's server — or None (it can, or this node cannot tell)."""
-        peers = {name for name, r in self.known.items() if r["jetstream"]}
-        if not peers or self.system is None or not self.system.is_connected:
+        node's server — or None (it can, or this node cannot tell). A JetStream server knows its
+        meta group; another node goes by the servers the cluster publishes."""
+        if self.system is None or not self.system.is_connected:
             return None
         try:
             reachable = await clustering.routed(self.system) | {self.spec.name}
+            group = await clustering.meta_group(self.system) if self.spec.jetstream else None
         except BusError:
             return None
+        if group is not None:
+            peers, quorum = group[0] | {self.spec.name}, group[1]
+        else:
+            peers = {name for name, r in self.known.items() if r["jetstream"]}
+            quorum = len(peers) // 2 + 1
         missing = sorted(peers - reachable)
-        if len(peers) - len(missing) >= len(peers) // 2 + 1:
+        if not peers or len(peers) - len(missing) >= quorum:
             return None
         return (f"the cluster's JetStream has lost its quorum: {len(missing)} of its {len(peers)} JetStream servers "
                 f"({', '.join(missing)}) are out of reach, so nothing can be written (directory, desired state, "
@@ -362,6 +368,9 @@ class NodeBus:
             await self._follow()
         elif self.spec.name not in self.known:
             await self._publish()  # removed by someone ('beach nodes remove' of a node that came back)
+        retired = clustering.anchor_name(self.spec.name)
+        if self.anchor is None and retired in self.known:  # a retirement cut short: its record stayed
+            await clusterconfig.forget_server(self.kv, retired)
         machines = self._machines()
         if len(machines) < clustering.JETSTREAM_SERVERS or not await self._all_routed(machines):
             return
@@ -370,31 +379,29 @@ class NodeBus:
         if self.anchor is not None:
             await self.retire_anchor()
 
-    async def raise_replicas(self) -> None:
-        """Raise every replicated stream (`REPLICATED_STREAMS`) below ``nats.kv_replicas`` (default
-        3) replicas to that many."""
-        target = self.config.nats.kv_replicas or clustering.JETSTREAM_SERVERS
+    async def _streams(self) -> AsyncIterator[tuple[str, Any]]:
+        """``(name, info)`` of each replicated stream that exists (`REPLICATED_STREAMS`)."""
         js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
         for name in REPLICATED_STREAMS:
             try:
-                info = await js.stream_info(name)
+                yield name, await js.stream_info(name)
             except NotFoundError:
                 continue
+
+    async def raise_replicas(self) -> None:
+        """Raise every replicated stream below ``nats.kv_replicas`` (default 3) replicas to that many."""
+        target = self.config.nats.kv_replicas or clustering.JETSTREAM_SERVERS
+        async for name, info in self._streams():
             if (info.config.num_replicas or 1) < target:
                 info.config.num_replicas = target
-                await js.update_stream(info.config)
+                await self.session.nc.jetstream(timeout=bus.JS_TIMEOUT).update_stream(info.config)
                 log.info("stream %s raised to %d replicas (%d servers carry JetStream)", name, target,
                          len(self._machines()))
 
     async def _replicated(self) -> bool:
         """True if every replicated stream has its replicas, all of them current."""
         target = self.config.nats.kv_replicas or clustering.JETSTREAM_SERVERS
-        js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
-        for name in REPLICATED_STREAMS:
-            try:
-                info = await js.stream_info(name)
-            except NotFoundError:
-                continue
+        async for _, info in self._streams():
             cluster = info.cluster
             replicas = cluster.replicas or [] if cluster is not None else []
             if ((info.config.num_replicas or 1) < target or cluster is None or not cluster.leader
@@ -410,12 +417,12 @@ class NodeBus:
         name = self.anchor_spec.name
         log.info("three machines carry JetStream: retiring the anchor %s", name)
         await clustering.remove_peer(self.system, name)
+        await clusterconfig.forget_server(self.kv, name)  # (again by `grow` if this fails: see there)
         anchor, self.anchor, self.anchor_spec = self.anchor, None, None
         await anchor.astop()
         shutil.rmtree(anchor.store_dir, ignore_errors=True)
         self.identity.anchor = False
         self.identity.save(self.store_dir)
-        await clusterconfig.forget_server(self.kv, name)
         # the server's route to the anchor goes with a reload (a route left would be retried for ever)
         if self.server is not None and self.server.running and self.server.process is not None:
             self._server(self.spec)  # rewrites its configuration without the anchor

@@ -11,6 +11,7 @@ each a network namespace of its own on a bridge (needs root and iproute2; skippe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import re
@@ -206,37 +207,50 @@ def test_a_client_started_with_its_node_works_every_time(tmp_path):
 # ---------------------------------------------------------------- several nodes on one machine
 
 
-class Machine:
-    """Three nodes on this machine's loopback, joined the documented way with their own ports."""
+class Joined:
+    """Nodes joined the documented way: ``beach up`` on the first (``start(0)``), ``beach config
+    push`` (`push`), ``beach node URL`` on the others (``start(i)``), each with a state directory of
+    its own under ``root``; ``client_config`` is what the test's client uses."""
 
-    def __init__(self, root: Path) -> None:
+    prefix = "node"
+
+    def __init__(self, root: Path, config: Path, client_config: Path) -> None:
         self.root = root
-        self.ports = [free() for _ in range(4)]
-        self.route_ports = [free() for _ in range(4)]
-        self.config = first_config(root / "first" / "beach.yaml", self.ports[0], self.route_ports[0])
+        self.config = config
+        self.client_config = client_config
         self.token = root / "token"
         self.token.write_text(ADMIN_TOKEN)
         self.nodes: dict[str, NamespacedNode] = {}
-        self.joined: dict[str, float] = {}
 
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.ports[0]}"
+    def argv(self, i: int) -> list[str]:
+        """How node ``i`` is started (its node id is ``<prefix>-<i>``)."""
+        raise NotImplementedError
+
+    def namespace(self, i: int) -> str | None:
+        return None
+
+    def start(self, i: int) -> NamespacedNode:
+        node_id = f"{self.prefix}-{i}"
+        self.nodes[node_id] = NamespacedNode(self.namespace(i), node_id, [*self.argv(i), "--node-id", node_id])
+        return self.nodes[node_id]
+
+    def push(self) -> None:
+        inside = ["ip", "netns", "exec", self.namespace(0)] if self.namespace(0) else []
+        pushed = subprocess.run([*inside, sys.executable, "-m", "beach.cli", "config", "push", str(self.config)],
+                                capture_output=True, text=True, timeout=120)
+        assert pushed.returncode == 0, pushed.stderr
+
+    def bring_up(self, count: int = 3) -> None:
+        """Start the first node, push the config, join the others; each registered in turn."""
+        self.start(0)
+        with Beach(self.client_config) as client:
+            self.nodes[f"{self.prefix}-0"].wait_registered(client, 60)
+            self.push()
+            for i in range(1, count):
+                self.start(i).wait_registered(client, 90)
 
     def store(self, i: int) -> Path:
-        return self.root / "first" / "nats" if i == 0 else self.root / f"node{i}" / "nats"
-
-    def start_first(self) -> None:
-        self.nodes["lo-0"] = NamespacedNode(None, "lo-0", ["-m", "beach.cli", "up", str(self.config),
-                                                            "--node-id", "lo-0"])
-
-    def join(self, i: int) -> NamespacedNode:
-        node_id = f"lo-{i}"
-        self.nodes[node_id] = NamespacedNode(None, node_id, [
-            "-m", "beach.cli", "node", self.url, "--node-id", node_id, "--nats-port", str(self.ports[i]),
-            "--route-port", str(self.route_ports[i]), "--state", str(self.root / f"node{i}"),
-            "--admin-token-file", str(self.token)])
-        return self.nodes[node_id]
+        return self.config.parent / "nats" if i == 0 else self.root / f"{self.prefix}-{i}" / "nats"
 
     def names(self, *indexes: int) -> set[str]:
         return {identity(self.store(i)).name for i in indexes}
@@ -245,26 +259,48 @@ class Machine:
         return {node_id: node.terminate() for node_id, node in self.nodes.items() if node.process.poll() is None}
 
 
-@pytest.fixture(scope="module")
-def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Machine]:
-    machine = Machine(tmp_path_factory.mktemp("one-machine"))
+@contextlib.contextmanager
+def brought_up(joined: Joined) -> Iterator[Joined]:
+    """``joined``, up for the block; every node must then stop cleanly (exit 0)."""
     try:
-        machine.start_first()
-        with Beach(machine.config) as client:
-            machine.nodes["lo-0"].wait_registered(client, 60)
-            pushed = cli("config", "push", str(machine.config), "--json")
-            assert pushed.returncode == 0, pushed.stderr
-            for i in (1, 2):
-                machine.join(i).wait_registered(client, 90)
-        yield machine
-        codes = machine.stop()
+        joined.bring_up()
+        yield joined
+        codes = joined.stop()
         assert set(codes.values()) <= {0}, codes
     finally:
-        machine.stop()
+        joined.stop()
+
+
+class Machine(Joined):
+    """Nodes on this machine's loopback, each with ports of its own (``--nats-port``, ``--route-port``)."""
+
+    prefix = "lo"
+
+    def __init__(self, root: Path) -> None:
+        self.ports = [free() for _ in range(4)]
+        self.route_ports = [free() for _ in range(4)]
+        config = first_config(root / "first" / "beach.yaml", self.ports[0], self.route_ports[0])
+        super().__init__(root, config, config)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.ports[0]}"
+
+    def argv(self, i: int) -> list[str]:
+        if i == 0:
+            return ["-m", "beach.cli", "up", str(self.config)]
+        return ["-m", "beach.cli", "node", self.url, "--nats-port", str(self.ports[i]), "--route-port",
+                str(self.route_ports[i]), "--state", str(self.root / f"lo-{i}"), "--admin-token-file", str(self.token)]
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joined]:
+    with brought_up(Machine(tmp_path_factory.mktemp("one-machine"))) as machine:
+        yield machine
 
 
 @pytest.fixture
-def client(machine: Machine) -> Iterator[Beach]:
+def client(machine: Joined) -> Iterator[Beach]:
     with Beach(machine.config) as client:
         yield client
         client._admin_token = ADMIN_TOKEN
@@ -288,7 +324,7 @@ def test_several_nodes_on_one_machine_grow_to_three_replicas(machine, client):
     assert identity(machine.store(0)).jetstream and not (machine.store(0) / "anchor").exists()
     assert replicated_on(client, names), "the anchor left no replica behind"
     for i in (1, 2):
-        joined = load(machine.root / f"node{i}" / "beach.yaml")
+        joined = load(machine.root / f"lo-{i}" / "beach.yaml")
         assert (joined.nats.port, joined.nats.cluster_port) == (machine.ports[i], machine.route_ports[i])
         assert joined.nats.join[0] == machine.url and identity(machine.store(i)).jetstream
         assert any(  # its own server listens on its own ports
@@ -391,7 +427,7 @@ def test_a_node_removed_for_good_frees_its_jetstream_place(machine, client):
 
     known = client._runner.run(table())
     assert name not in known.servers and name not in [s["server"] for s in known.slots.values()]
-    newcomer = machine.join(3)
+    newcomer = machine.start(3)
     newcomer.wait_registered(client, 90)
     assert identity(machine.store(3)).jetstream, "the new node took the free JetStream place"
     wait_replicated(client, machine.names(0, 1, 3), GROWTH_BOUND + 30)
@@ -485,39 +521,32 @@ class Echo(Actor):
 '''
 
 
-class Cluster:
+class Cluster(Joined):
     """Three machines, each a network namespace on a bridge, joined as the docs say: ``beach up`` on
     the first (its config listens on every interface), ``beach config push`` there, ``beach node
     nats://FIRST:4222`` on the others (default ports: each machine has its own). The test's client
     runs outside, and its config names the first machine's server only."""
 
+    prefix = "m"
+
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.config = first_config(root / "m0" / "beach.yaml", 4222, 6222, listen="0.0.0.0")
-        self.token = root / "token"
-        self.token.write_text(ADMIN_TOKEN)
-        self.client_config = root / "client.yaml"  # a client that knows the first machine only
-        self.client_config.write_text(yaml.safe_dump({"admin_token": ADMIN_TOKEN,
-                                                       "nats": {"servers": [f"nats://{IPS[0]}:4222"]}}))
+        config = first_config(root / "m-0" / "beach.yaml", 4222, 6222, listen="0.0.0.0")
+        client_config = root / "client.yaml"  # a client that knows the first machine only
+        client_config.write_text(yaml.safe_dump({"admin_token": ADMIN_TOKEN,
+                                                 "nats": {"servers": [f"nats://{IPS[0]}:4222"]}}))
+        super().__init__(root, config, client_config)
         self.every_server = root / "servers.yaml"  # a new client's: the cluster's servers, first one first
         self.every_server.write_text(yaml.safe_dump({"admin_token": ADMIN_TOKEN,
                                                       "nats": {"servers": [f"nats://{a}:4222" for a in IPS]}}))
-        self.nodes: dict[str, NamespacedNode] = {}
 
-    def start(self, i: int) -> NamespacedNode:
-        node_id = f"m{i}"
+    def namespace(self, i: int) -> str | None:
+        return MACHINES[i]
+
+    def argv(self, i: int) -> list[str]:
         if i == 0:
-            argv = ["-m", "beach.cli", "up", str(self.config), "--node-id", node_id]
-        else:
-            argv = ["-m", "beach.cli", "node", f"nats://{IPS[0]}:4222", "--node-id", node_id, "--state",
-                    str(self.root / node_id), "--admin-token-file", str(self.token)]
-        self.nodes[node_id] = NamespacedNode(MACHINES[i], node_id, argv)
-        return self.nodes[node_id]
-
-    def push(self) -> None:
-        pushed = subprocess.run(["ip", "netns", "exec", MACHINES[0], sys.executable, "-m", "beach.cli", "config",
-                                 "push", str(self.config), "--json"], capture_output=True, text=True, timeout=120)
-        assert pushed.returncode == 0, pushed.stderr
+            return ["-m", "beach.cli", "up", str(self.config)]
+        return ["-m", "beach.cli", "node", f"nats://{IPS[0]}:4222", "--state", str(self.root / f"m-{i}"),
+                "--admin-token-file", str(self.token)]
 
     def lose(self, i: int) -> None:
         """SIGKILL every process of machine ``i`` at once: its agent, hosts and NATS server."""
@@ -528,40 +557,20 @@ class Cluster:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.nodes[f"m{i}"].process.wait()
-
-    def names(self, *indexes: int) -> set[str]:
-        return {identity(self.store(i)).name for i in indexes}
-
-    def store(self, i: int) -> Path:
-        return self.root / "m0" / "nats" if i == 0 else self.root / f"m{i}" / "nats"
-
-    def stop(self) -> dict[str, int]:
-        return {node_id: node.terminate() for node_id, node in self.nodes.items() if node.process.poll() is None}
+        self.nodes[f"m-{i}"].process.wait()
 
 
 @pytest.fixture(scope="module")
-def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def machines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Joined]:
     from .bridge import bridge
 
-    with bridge(BRIDGE, BRIDGE_IP, MACHINES, IPS, f"bn{TAG}"):
-        cluster = Cluster(tmp_path_factory.mktemp("three-machines"))
-        try:
-            cluster.start(0)
-            with Beach(cluster.client_config) as client:
-                cluster.nodes["m0"].wait_registered(client, 60)
-                cluster.push()
-                for i in (1, 2):
-                    cluster.start(i).wait_registered(client, 90)
-            yield cluster
-            codes = cluster.stop()
-            assert set(codes.values()) <= {0}, codes
-        finally:
-            cluster.stop()
+    with bridge(BRIDGE, BRIDGE_IP, MACHINES, IPS, f"bn{TAG}"), \
+            brought_up(Cluster(tmp_path_factory.mktemp("three-machines"))) as cluster:
+        yield cluster
 
 
 @pytest.fixture
-def remote(machines: Cluster) -> Iterator[Beach]:
+def remote(machines: Joined) -> Iterator[Beach]:
     with Beach(machines.client_config) as client:
         yield client
 
@@ -570,7 +579,7 @@ def test_three_machines_grow_to_three_replicas(machines, remote):
     """Growth from one JetStream server (and its anchor) to three: every replicated stream on three
     current replicas within 30 s of the third machine joining, read from the streams' info."""
     grown = wait_replicated(remote, machines.names(0, 1, 2), GROWTH_BOUND + 30)
-    since = time.monotonic() - machines.nodes["m2"].started
+    since = time.monotonic() - machines.nodes["m-2"].started
     print(f"\nthree machines: every replicated stream on 3 current replicas {since:.1f}s after the third started")
     assert since - grown < GROWTH_BOUND + 1 and since < GROWTH_BOUND
     wait_for(lambda: not identity(machines.store(0)).anchor, GROWTH_BOUND, interval=0.5, what="the anchor's retirement")
@@ -590,11 +599,11 @@ def test_losing_the_first_machine_loses_nothing_else(machines, remote, tmp_path)
     lost = time.monotonic()
     machines.lose(0)
     view = remote._core.session.view
-    wait_for(lambda: "m0" not in view.nodes, 20, what="the lost node to leave the registry")
+    wait_for(lambda: "m-0" not in view.nodes, 20, what="the lost node to leave the registry")
     out = time.monotonic() - lost
     placed = remote.addActor(LEDGER, "m/after", timeout=20)
     assert placed.isSuccess, placed
-    assert placed.data["node"] in ("m1", "m2")
+    assert placed.data["node"] in ("m-1", "m-2")
     assert remote.stopActors(withId=placed.data["uid"]).isSuccess
     realm = tmp_path / "realm"
     realm.mkdir()
@@ -623,9 +632,9 @@ def test_two_of_three_lost_reads_work_writes_fail_at_once(machines, remote):
     """docs/operations.md: two of the three JetStream machines lost: requests to the actors that
     live keep working; writes (addActor, stopActors) answer a clear error at once instead of
     hanging; once one machine is back, writes work again."""
-    machines.nodes["m0"].wait_registered(remote, 90)
+    machines.nodes["m-0"].wait_registered(remote, 90)
     wait_replicated(remote, machines.names(0, 1, 2), 60)
-    survivors = [remote.addActor(LEDGER, "m/survivor", strategy="host_affinity", strategy_hint="m0").data["uid"]
+    survivors = [remote.addActor(LEDGER, "m/survivor", strategy="host_affinity", strategy_hint="m-0").data["uid"]
                  for _ in range(2)]
     load = Load(remote, "m/survivor", retries=2, request="work", once=True)
     time.sleep(1)
@@ -635,7 +644,7 @@ def test_two_of_three_lost_reads_work_writes_fail_at_once(machines, remote):
     answers = []
     while time.monotonic() - lost < 15:
         asked = time.monotonic()
-        refused = remote.addActor(LEDGER, "m/refused", strategy="host_affinity", strategy_hint="m0", timeout=10)
+        refused = remote.addActor(LEDGER, "m/refused", strategy="host_affinity", strategy_hint="m-0", timeout=10)
         answers.append((round(asked - lost, 1), round(time.monotonic() - asked, 2), refused.isSuccess, refused.error))
         assert not refused.isSuccess
         time.sleep(0.5)
@@ -653,5 +662,5 @@ def test_two_of_three_lost_reads_work_writes_fail_at_once(machines, remote):
     wait_for(lambda: remote.addActor(LEDGER, "m/back", timeout=10).isSuccess, 90, interval=1,
              what="writes to work again")
     print(f"two machines started again: writes work {time.monotonic() - back:.1f}s later")
-    machines.nodes["m1"].wait_registered(remote, 60)
-    machines.nodes["m2"].wait_registered(remote, 60)
+    machines.nodes["m-1"].wait_registered(remote, 60)
+    machines.nodes["m-2"].wait_registered(remote, 60)

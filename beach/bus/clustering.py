@@ -299,15 +299,16 @@ async def routed(nc: Client) -> set[str]:
     return {str(r.get("remote_name")) for r in data.get("routes") or [] if r.get("remote_name")}
 
 
-async def meta_peers(nc: Client) -> dict[str, Any]:
-    """The JetStream meta group as the server ``nc`` is connected to sees it: ``{'leader',
-    'peers': {name: current}, 'size'}`` (empty without clustered JetStream)."""
+async def meta_group(nc: Client) -> tuple[set[str], int] | None:
+    """The JetStream meta group as the server ``nc`` is connected to (as the system user) knows
+    it: ``(the other servers in it, how many of all must agree)``; None where that server carries
+    no clustered JetStream."""
     data = await system_request(nc, f"$SYS.REQ.SERVER.{_server_id(nc)}.JSZ")
     meta = data.get("meta_cluster") or {}
-    peers = {str(r["name"]): bool(r.get("current")) for r in meta.get("replicas") or [] if r.get("name")}
-    if meta.get("leader"):
-        peers[str(meta["leader"])] = True
-    return {"leader": meta.get("leader") or None, "peers": peers, "size": meta.get("cluster_size") or 0}
+    if not meta.get("quorum_needed"):
+        return None
+    others = {str(r["name"]) for r in meta.get("replicas") or [] if r.get("name")}
+    return others, int(meta["quorum_needed"])
 
 
 async def remove_peer(nc: Client, name: str) -> None:
