@@ -31,11 +31,13 @@ from beach.bus.connection import (
     open_buckets,
     open_desired,
     sealed,
+    through_election,
     translated,
 )
 
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
     "PING_SECONDS", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed", "failure",
-    "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "sealed", "translated",
+    "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "sealed", "through_election",
+    "translated",
 ]

@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from nats.errors import ConnectionClosedError, ConnectionDrainingError, NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, ServiceUnavailableError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from beach.config import Config
@@ -44,6 +44,7 @@ READY_WAIT = 5.0  # seconds those requests are retried before the bucket's own r
 NO_JETSTREAM = ("JetStream is not enabled on the NATS server (nobody answers its API): beach keeps its directory in "
                 "JetStream KV; start nats-server with -js")
 JS_TIMEOUT = 5.0  # seconds a JetStream API call (a bucket's or stream's set-up, a KV write) waits
+ELECTION_WAIT = 10.0  # seconds a directory or desired-state write waits for its stream to elect a leader
 
 
 def failure(err: nats.errors.Error, what: str, reason: str = "") -> BusError:
@@ -263,6 +264,22 @@ async def close(nc: Client, timeout: float = 5.0) -> None:
     reconnecting = nc._reconnection_task  # private, but the only handle on the loop above
     if reconnecting is not None and not reconnecting.done():
         await asyncio.wait({reconnecting}, timeout=timeout)
+
+
+async def through_election(write: Callable[[], Awaitable[T]], wait: float = ELECTION_WAIT) -> T:
+    """``await write()`` (a JetStream write), again while the stream it writes to has no leader —
+    nobody answers it (`NoStreamResponseError`), or JetStream is "temporarily unavailable" — for up
+    to ``wait`` seconds: a server lost with the leaders it held is replaced within an election, and
+    a write refused meanwhile was not made, so it is safe to make again. Then raises as ``write``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return await write()
+        except (NoStreamResponseError, ServiceUnavailableError):
+            if loop.time() > deadline:
+                raise
+        await asyncio.sleep(0.25)
 
 
 async def jetstream_ready(nc: Client, deadline: float) -> None:

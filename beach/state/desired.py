@@ -21,7 +21,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from beach import wire
-from beach.bus import DESIRED_BUCKET
+from beach.bus import DESIRED_BUCKET, through_election
 from beach.bus.kvwatch import BucketWatch
 from beach.state import records
 from beach.wire import subjects
@@ -80,7 +80,8 @@ async def get(kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
 
 async def put(kv: KeyValue, key: str, value: Any) -> int:
     """Write ``value`` at ``key`` (in this release's format); return the revision."""
-    return await kv.put(key, _body(value))
+    body = _body(value)
+    return await through_election(lambda: kv.put(key, body))
 
 
 async def update(kv: KeyValue, key: str, value: Any, revision: int) -> int | None:
@@ -93,7 +94,7 @@ async def update(kv: KeyValue, key: str, value: Any, revision: int) -> int | Non
 
 async def delete(kv: KeyValue, key: str) -> None:
     """Remove ``key``."""
-    await kv.delete(key)
+    await through_election(lambda: kv.delete(key))
 
 
 class Mirror(BucketWatch):

@@ -26,7 +26,7 @@ from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from beach import wire
-from beach.bus.connection import JS_TIMEOUT
+from beach.bus.connection import JS_TIMEOUT, through_election
 from beach.bus.kvwatch import BucketWatch
 from beach.errors import BeachError
 from beach.security.sealedkv import seal_value
@@ -326,7 +326,8 @@ class DirectoryView:
 async def put_actor(kv: KeyValue, actor: ActorEntry) -> tuple[str, int]:
     """Write an actor entry (in this release's format); return ``(key, revision)``."""
     key = subjects.actor_key(actor["realm"], actor["uid"])
-    return key, await kv.put(key, wire.pack({**actor, "v": records.FORMAT}))
+    body = wire.pack({**actor, "v": records.FORMAT})
+    return key, await through_election(lambda: kv.put(key, body))
 
 
 async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[str, int]:
