@@ -448,6 +448,17 @@ def use_ports(config: Config, port: int | None = None, cluster_port: int | None 
     return config
 
 
+def use_address(config: Config, address: str) -> Config:
+    """Make ``address`` (the node's interface's, ``-i IFACE``) the one its own server advertises to
+    the cluster (``nats.advertise``: its client and route URLs). A server bound to one other
+    address (the loopback default) could not be reached there: it binds every interface instead,
+    so the machine's own scripts still find it on loopback."""
+    config.nats.advertise = address
+    if config.nats.listen not in WILDCARDS and config.nats.listen != address:
+        config.nats.listen = WILDCARDS[0]
+    return config
+
+
 def warn_ignored(config: Config) -> None:
     """Log, in one line, the original's keys that this version ignores (the node agent does, once)."""
     if config.ignored:

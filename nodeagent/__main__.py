@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> in
     parser.add_argument("--secure", metavar="DIR",
                         help="use the NATS users, permissions and TLS of 'beach secure init DIR' (as the node user)")
     parser.add_argument("-i", "--iface", metavar="IFACE",
-                        help="the network interface whose address this node announces (default: the config's "
-                             "'interface', else every address of the machine)")
+                        help="the network interface whose address this node announces, and its own NATS server "
+                             "advertises to the cluster (nats.advertise; default: the config's 'interface', else "
+                             "every address of the machine)")
     parser.add_argument("--log-level", metavar="N", help="the lowest level logged: a number as in the original "
                         "(10 debug, 20 info, 30 warning...) or a name (default: the config's log_level)")
     parser.add_argument("--log-dest", metavar="PATH", help="also log there: a syslog socket such as /dev/log "
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> in
             config.interface = args.iface
         if args.log_level:
             config.log_level = logsetup.level(args.log_level)
-        health.announced(config.interface)  # an interface without an address: said now, not at the first heartbeat
+        announced = health.announced(config.interface)  # an interface without an address: said now
+        if args.iface and config.nats.embedded:  # the node's own server is reached at that address too
+            beach_config.use_address(config, announced[0])
         logsetup.configure(config.log_level, "node", args.log_dest)
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)

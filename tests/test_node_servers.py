@@ -521,6 +521,40 @@ class Echo(Actor):
 '''
 
 
+def test_the_originals_iface_flag_sets_the_address_its_server_advertises(tmp_path):
+    """``python -m beach.hostmanager CONFIG -i IFACE`` on a machine of its own (a namespace), its
+    config listening on loopback (the default): the node's NATS server advertises IFACE's address
+    (its client and route URLs in the cluster's server records) and is reached there from another
+    machine, while the node's own processes reach it on loopback (an actor placed and answering)."""
+    from .bridge import bridge
+
+    subnet = f"10.218.{TAG % 200 + 20}"
+    namespace, address, links = f"bi{TAG}m0", f"{subnet}.11", f"bi{TAG}"
+    config = first_config(tmp_path / "node" / "beach.yaml", 4222, 6222)
+    outside = tmp_path / "client.yaml"
+    outside.write_text(yaml.safe_dump({"admin_token": ADMIN_TOKEN, "nats": {"servers": [f"nats://{address}:4222"],
+                                                                            "connect_wait": 60}}))
+    with bridge(f"bibr{TAG}", f"{subnet}.1", [namespace], [address], links):
+        node = NamespacedNode(namespace, "iface-0", ["-m", "beach.hostmanager", str(config), "-i", f"{links}n0",
+                                                     "--node-id", "iface-0"])
+        try:
+            with Beach(outside) as client:
+                node.wait_registered(client, 60)
+
+                async def records() -> list[Any]:
+                    kv = await clusterconfig.open_bucket(client._core.session.nc, load(str(outside)))
+                    return list((await clusterconfig.servers(kv)).servers.values())
+
+                mine = [r for r in client._runner.run(records()) if r["node"] == "iface-0" and not r["anchor"]]
+                assert [(r["client"], r["route"]) for r in mine] == [(f"nats://{address}:4222",
+                                                                      f"nats-route://{address}:6222")], mine
+                assert client.addActor("Pong", "iface/pong").isSuccess
+                assert client.getActorHandle("iface/pong").request("ping").isSuccess
+            assert node.terminate() == 0
+        finally:
+            node.terminate()
+
+
 class Cluster(Joined):
     """Three machines, each a network namespace on a bridge, joined as the docs say: ``beach up`` on
     the first (its config listens on every interface), ``beach config push`` there, ``beach node
