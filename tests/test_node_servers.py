@@ -181,6 +181,48 @@ def test_a_client_with_no_bus_fails_clearly_after_its_wait(tmp_path):
     assert time.monotonic() - started < 5
 
 
+def test_a_call_that_needs_a_node_waits_for_the_first_one(tmp_path):
+    """The bus up, no node yet: getNodeCount and addActor wait up to ``node_wait`` for the first
+    node — one that registers meanwhile takes the actor — and with none answer 0 / the clear
+    "registry is empty" error once the wait is over (bounded: not a hang)."""
+    import threading
+
+    from .conftest import NodeProcess, write_config
+
+    store = tmp_path / "nats"
+    server = EmbeddedServer(free(), str(store / "js"), name=f"wait-{os.getpid()}",
+                            log_file=str(store / "nats.log")).start()
+    nodes: list[NodeProcess] = []
+    try:
+        config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1, node_wait=2)
+        with Beach(config) as client:
+            started = time.monotonic()
+            assert client.getNodeCount() == 0
+            counted = time.monotonic() - started
+            empty = client.addActor("Pong", "wait/pong")
+            refused = time.monotonic() - started - counted
+            assert not empty.isSuccess and "the node registry is empty" in empty.error, empty
+            assert 2 <= counted < 10 and 2 <= refused < 10, (counted, refused)
+        config = write_config(tmp_path / "beach.yaml", server.url, n_processes=1, node_wait=90)
+        with Beach(config) as client:
+            later = threading.Timer(1.0, lambda: nodes.append(NodeProcess(config, "late-node")))
+            later.start()
+            started = time.monotonic()
+            placed = client.addActor("Pong", "wait/pong")
+            waited = time.monotonic() - started
+            later.join()
+            assert placed.isSuccess and placed.data["node"] == "late-node", placed
+            assert client.getActorHandle("wait/pong").request("ping").isSuccess
+            assert client.getNodeCount() == 1
+        print(f"\nno node: getNodeCount answered 0 after {counted:.1f}s, addActor refused after {refused:.1f}s "
+              f"(node_wait 2); a node started 1 s after addActor was asked took the actor {waited:.1f}s after")
+        assert waited > 1.0
+    finally:
+        for node in nodes:
+            assert node.terminate() == 0
+        server.stop()
+
+
 def test_a_client_started_with_its_node_works_every_time(tmp_path):
     """A script started in the same second as its node (here: at once) connects, waits for the node
     to register and places an actor: 20 runs out of 20, each from a fresh state directory."""
