@@ -266,17 +266,23 @@ async def close(nc: Client, timeout: float = 5.0) -> None:
         await asyncio.wait({reconnecting}, timeout=timeout)
 
 
-async def through_election(write: Callable[[], Awaitable[T]], wait: float = ELECTION_WAIT) -> T:
+async def through_election(write: Callable[[], Awaitable[T]], wait: float = ELECTION_WAIT,
+                           refused: Callable[[], str | None] = lambda: None) -> T:
     """``await write()`` (a JetStream write), again while the stream it writes to has no leader —
     nobody answers it (`NoStreamResponseError`), or JetStream is "temporarily unavailable" — for up
     to ``wait`` seconds: a server lost with the leaders it held is replaced within an election, and
-    a write refused meanwhile was not made, so it is safe to make again. Then raises as ``write``."""
+    a write refused meanwhile was not made, so it is safe to make again. Then raises as ``write``;
+    or at once `BusError` with ``refused()``'s reason when it gives one (a node said JetStream has
+    lost its quorum: no election will come)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
         try:
             return await write()
         except (NoStreamResponseError, ServiceUnavailableError):
+            reason = refused()
+            if reason:
+                raise BusError(reason) from None
             if loop.time() > deadline:
                 raise
         await asyncio.sleep(0.25)

@@ -74,11 +74,7 @@ def config_push(args: argparse.Namespace) -> int:
 
     async def run(client: AsyncBeach) -> int:
         client.session.require_admin("config push")
-        await client.waitForNodes()
-        nodes = sorted(client.session.view.nodes)
-        if not nodes:
-            return fail("no beach node is running to store the config")
-        response = await client._node_call(nodes[0], "config", {"config": raw}, CONFIG_PUSH_SECONDS, None)
+        response = await client._any_node_call("config", {"config": raw}, CONFIG_PUSH_SECONDS)
         if not response.isSuccess:
             return fail(f"config not pushed: {output.describe_failure(response)}")
         emit(args, response.data, ("pushed", "left out"),
@@ -94,11 +90,7 @@ def remove_node(args: argparse.Namespace) -> int:
 
     async def run(client: AsyncBeach) -> int:
         client.session.require_admin("nodes remove")
-        await client.waitForNodes()
-        nodes = sorted(n for n in client.session.view.nodes if n != args.node) or sorted(client.session.view.nodes)
-        if not nodes:
-            return fail("no beach node is running to remove it")
-        response = await client._node_call(nodes[0], "remove_node", {"node": args.node}, REMOVE_SECONDS, None)
+        response = await client._any_node_call("remove_node", {"node": args.node}, REMOVE_SECONDS, avoid=args.node)
         if not response.isSuccess:
             return fail(f"node {args.node} not removed: {output.describe_failure(response)}")
         emit(args, response.data, ("node", "servers removed"),

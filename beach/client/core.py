@@ -333,12 +333,24 @@ class AsyncBeach:
                               prefixes: list[str] | None = None, realm: str | None = None) -> ActorResponse:
         """Change the desired state through a node agent, which checks the admin token (the
         supervisor acts on it with the token's authority); ``realm``: the one the change acts on."""
+        return await self._any_node_call("desired", {"put": put or {}, "delete": delete or [],
+                                                     "prefixes": prefixes or []}, CONTROL_TIMEOUT, realm)
+
+    async def _any_node_call(self, op: str, args: dict[str, Any], timeout: float, realm: str | None = None,
+                             avoid: str | None = None) -> ActorResponse:
+        """Run control operation ``op`` on one node (not ``avoid`` while another is there), once
+        there is one (`waitForNodes`): the first in the registry, else the next while a node is
+        gone — a node lost a moment ago stays in a view until its entry expires, and an operation
+        it never answered is safe to ask of another (these set state, they do not add to it)."""
         await self.waitForNodes()
         nodes = sorted(self._session.view.nodes)
-        if not nodes:
-            return ActorResponse(False, "no beach node is running (the node registry is empty)")
-        return await self._node_call(nodes[0], "desired", {"put": put or {}, "delete": delete or [],
-                                                            "prefixes": prefixes or []}, CONTROL_TIMEOUT, realm)
+        nodes = [n for n in nodes if n != avoid] or nodes
+        response = ActorResponse(False, "no beach node is running (the node registry is empty)")
+        for node in nodes:
+            response = await self._node_call(node, op, args, timeout, realm)
+            if not (isinstance(response.data, dict) and response.data.get("gone")):
+                break
+        return response
 
     async def flush(self) -> bool:
         """Stop every actor on every node, in every realm, and forget every supervised actor and

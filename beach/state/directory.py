@@ -323,11 +323,13 @@ class DirectoryView:
 
 # ---- writes ----
 
-async def put_actor(kv: KeyValue, actor: ActorEntry) -> tuple[str, int]:
-    """Write an actor entry (in this release's format); return ``(key, revision)``."""
+async def put_actor(kv: KeyValue, actor: ActorEntry,
+                    refused: Callable[[], str | None] = lambda: None) -> tuple[str, int]:
+    """Write an actor entry (in this release's format); return ``(key, revision)``. A write that
+    meets a leader election is made again (`through_election`), unless ``refused()`` says why not."""
     key = subjects.actor_key(actor["realm"], actor["uid"])
     body = wire.pack({**actor, "v": records.FORMAT})
-    return key, await through_election(lambda: kv.put(key, body))
+    return key, await through_election(lambda: kv.put(key, body), refused=refused)
 
 
 async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[str, int]:

@@ -134,7 +134,7 @@ class ActorHost(ControlServer):
             if uid not in view.actors and uid in self.actors:
                 try:
                     entry = runtime.entry()
-                    key, revision = await directory.put_actor(view.actors_kv, entry)
+                    key, revision = await directory.put_actor(view.actors_kv, entry, self._write_refused)
                     if uid not in self.actors:  # stopped meanwhile: take the entry back out
                         await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, uid)
                         continue
@@ -187,7 +187,7 @@ class ActorHost(ControlServer):
         self.actors[runtime.uid] = runtime
         entry = runtime.entry()
         try:
-            key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+            key, revision = await directory.put_actor(self.session.view.actors_kv, entry, self._write_refused)
         except Exception as err:  # not in the directory: it must not serve either
             del self.actors[runtime.uid]
             await runtime.stop()
@@ -236,6 +236,10 @@ class ActorHost(ControlServer):
         self._maybe_exit()
         return key, revision
 
+    def _write_refused(self) -> str | None:
+        """Why no directory write can be made now (a node's word that JetStream lost its quorum)."""
+        return self.session.view.jetstream_down
+
     def _maybe_exit(self) -> None:
         if self.isolated and not self.actors:
             self.stopped.set()  # an isolated host lives and dies with its actor
@@ -260,7 +264,7 @@ class ActorHost(ControlServer):
         change(runtime.categories)
         await runtime.subscribe()
         entry = runtime.entry()
-        key, revision = await directory.put_actor(self.session.view.actors_kv, entry)
+        key, revision = await directory.put_actor(self.session.view.actors_kv, entry, self._write_refused)
         self.session.view.apply_local(key, revision, entry)
         return Reply(True, "", {"entry": entry, "key": key, "revision": revision})
 
