@@ -102,7 +102,10 @@ class NodeAgent(ControlServer):
             await asyncio.gather(*(self.pool.start() for _ in range(self.config.processes)))
             # Register only now: a node in the registry must be able to take spawns.
             self.ready.set()
-            await self.heartbeat()
+            try:
+                await self.heartbeat()
+            except Exception as err:  # JetStream still electing (this node restores its quorum): not fatal
+                log.warning("first heartbeat failed: %s; the heartbeat loop registers this node", err)
             log.info("node %s up: %d actor hosts, NATS %s, announcing %s", self.node_id, self.config.processes,
                      ", ".join(self.config.nats.urls), ", ".join(self.addresses))
             exposed = bus.exposed(self.session.nc)
