@@ -57,6 +57,9 @@ log = logging.getLogger("beach.nodeagent")
 WATCH_SECONDS = 1.0  # how often the servers and the quorum are checked
 GROWTH_SECONDS = 5.0  # how often the lease holder and the anchor look at the cluster's growth
 REJOIN_WAIT = 5.0  # seconds a node that knows the routes asks the cluster before it rejoins through them
+# A node that has just come up publishes its servers once JetStream takes the write (`grow`, tried
+# again every GROWTH_SECONDS): a node joining through it in that moment waits for them this long.
+ROUTES_WAIT = 3 * GROWTH_SECONDS
 # The streams the issue of a lost machine must not touch: directory, desired state, pushed config
 # and servers, code, logs, audit (their replicas are raised once three machines carry JetStream).
 REPLICATED_STREAMS = (f"KV_{bus.ACTORS_BUCKET}", f"KV_{bus.NODES_BUCKET}", f"KV_{bus.DESIRED_BUCKET}",
@@ -172,7 +175,9 @@ class NodeBus:
         try:
             with bus.translated(f"cannot read the cluster's servers through {', '.join(self.config.nats.join)}"):
                 kv = await clusterconfig.open_bucket(nc, self.config)
-                known = (await clusterconfig.servers(kv)).servers
+                deadline = time.monotonic() + ROUTES_WAIT
+                while not (known := (await clusterconfig.servers(kv)).servers) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.5)
                 if not known:
                     raise BusError(f"the cluster's nodes publish no routes (its first node runs NATS alone: a one-node "
                                    f"store from an earlier version? {LEGACY_HELP.format(store='its store directory')})")

@@ -150,8 +150,7 @@ class ActorHandle:
                     del self._pending[target]
             if response.isSuccess or not self._retryable(response):
                 break
-            if target != self._category:
-                tried.add(target)
+            self._targets.failed(target, response.failure == wire.NO_ACTOR, tried)
             if response.failure == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
                 tried.add(response.data["uid"])
             if attempt < retries:  # nobody else to ask now: back off before the next attempt

@@ -126,6 +126,19 @@ class Targets:
         """True if some live actor of the category is not in ``tried``."""
         return any(a["uid"] not in tried for a in self.members())
 
+    def failed(self, target: str, absent: bool, tried: set[str]) -> None:
+        """Add to ``tried`` what a request should not ask again after ``target`` failed an attempt
+        (nothing when the queue group was asked): the actor, and — when it was ``absent`` (no
+        responder on its subject: its subscription is gone, most likely with its node, whose entries
+        outlive it by their TTL) — its node's other actors too, so the retries go to other nodes.
+        When every actor has been tried, the next attempt asks the queue group again."""
+        if target == self._category:
+            return
+        tried.add(target)
+        if absent:
+            node = next((a["node"] for a in self.members() if a["uid"] == target), None)
+            tried.update(a["uid"] for a in self.members() if a["node"] == node)
+
     def _owner(self, key: Any, exclude: set[str]) -> str | None:
         members = self.members()
         if exclude:

@@ -341,3 +341,22 @@ def test_members_are_read_from_a_view_of_any_generation_and_kept_until_it_change
     assert targets.members() is same
     fresh.add(actor("a2"))
     assert targets.members() is not same and {a["uid"] for a in targets.members()} == {"a1", "a2"}
+
+
+def test_an_absent_actor_takes_its_nodes_other_actors_out_of_the_retries(cluster):
+    targets = Targets(cluster.view, "global", "svc", "random", None)
+    tried: set[str] = set()
+    targets.failed("svc", True, tried)  # the queue group was asked: nobody in particular failed
+    assert tried == set()
+    targets.failed("a1", False, tried)  # a timeout or busy: that actor only
+    assert tried == {"a1"}
+    tried = set()
+    targets.failed("a1", True, tried)  # no responder on a1's subject: n1 is most likely gone with it
+    assert tried == {"a1", "a2"}
+    assert {targets.route(None, 1, tried)[1] for _ in range(100)} == {"b1", "b2"}
+    targets.failed("b2", True, tried)  # every actor tried: the queue group is asked again
+    assert tried == set(SVC) and targets.route(None, 2, tried) == ("beach.r.global.svc", "svc")
+    other_realm = Targets(cluster.view, "realm-x", "svc", "random", None)
+    tried = set()
+    other_realm.failed("x0", True, tried)  # its node's actors in the realm only
+    assert tried == {"x0", "x2", "x4"}
