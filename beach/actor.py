@@ -16,11 +16,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
 from beach.logs import Source
+
+if TYPE_CHECKING:
+    from beach.state.actorstate import State
 
 
 class ActorRequest:
@@ -83,13 +86,18 @@ class Backend(Protocol):
         """`Actor.stop`."""
         ...
 
+    def state_for(self, category: str) -> State:
+        """`Actor.stateFor`."""
+        ...
+
 
 class Actor:
     """Base class of beach actors. The node's actor host creates, starts and stops them.
 
     Attributes set by the host before ``init``: ``name`` (the actor's uid), ``stopEvent`` (set when
-    the actor stops), and the original's ``_realm``, ``_parameters``, ``_resources``, ``_ident``,
-    ``_trusted``.
+    the actor stops), ``state`` (the actor state of its first category: a keyed store every actor
+    of the category shares, that outlives them; see `beach.state.actorstate.State`), and the
+    original's ``_realm``, ``_parameters``, ``_resources``, ``_ident``, ``_trusted``.
 
     Class attribute a subclass may set: ``reply_cache = N`` keeps the last N replies by request id,
     so a retried request (retries reuse the id) that already ran, or is still running, gets the
@@ -100,6 +108,7 @@ class Actor:
 
     name: str
     stopEvent: threading.Event
+    state: State
     _realm: str
     _parameters: dict[str, Any]
     _resources: dict[str, Any]
@@ -165,6 +174,14 @@ class Actor:
         is the same method under a name that says so)."""
         self._logger.error("%s", msg, extra={"beach_source": self._runtime.log_source})
 
+    # ---- state ----
+
+    def stateFor(self, category: str) -> State:
+        """The actor state of ``category`` in this actor's realm (``self.state`` is its first
+        category's): the same keys every actor of that category sees. A request's reads and writes
+        of every category it touches are one turn, committed together."""
+        return self._runtime.state_for(category)
+
     # ---- other actors ----
 
     def getActorHandle(self, category: str, mode: str = "local", nRetries: int | None = None,
@@ -204,6 +221,7 @@ class Actor:
         return self._runtime.last_error
 
     # PEP 8 names
+    state_for = stateFor
     get_actor_handle = getActorHandle
     get_actor_handle_group = getActorHandleGroup
     log_error = log_critical = logCritical  # (log_critical: the name of earlier releases)

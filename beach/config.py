@@ -34,6 +34,11 @@ Keys (all optional)::
       max_streams: 64           # open at once, in all
       max_streams_per_client: 4 # open at once from one client address
     node_wait: 10               # seconds a call that needs a node waits for the first one to register
+    state:                      # actors' self.state (the KV bucket beach_state; docs/state.md)
+      max_value_bytes: 262144   # one value, encoded; must leave room for the seal under max_payload
+      max_keys: 100000          # keys per category; a new key past it is refused (StateError)
+      retry_window: 120         # seconds a committed request is remembered: a retry within it
+                                # (same request id) gets the first reply and applies nothing again
     nats:
       servers: [nats://10.0.0.5:4222]   # the operator runs NATS (these URLs): the node runs no server
       port: 4222                # the node's own server: client port
@@ -44,6 +49,7 @@ Keys (all optional)::
       connect_wait: 5           # seconds the first connection to the bus is retried before failing
       store_dir: ./beach-state  # the node's own server: JetStream state, its name and its routes
       kv_replicas: 0            # directory buckets' replicas; 0 = automatic
+      sync_interval: always     # the node's own server: JetStream's fsync ('always': before each ack; or '2m')
       user: / password: / token: / credentials:   # NATS authentication, as the server wants it
       auth_file: ./secure/client.auth   # user, password and inbox prefix ('beach secure init' writes it)
       inbox_prefix: _INBOX_client       # where replies to this process go (its NATS user may read only there)
@@ -62,6 +68,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +108,7 @@ class NatsConfig:
     connect_wait: float = 5.0
     store_dir: str = ""
     kv_replicas: int = 0
+    sync_interval: str = "always"
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -183,6 +191,16 @@ class DashboardConfig:
 
 
 @dataclass
+class StateConfig:
+    """The ``state:`` section: limits of actors' ``self.state`` and how long a committed request is
+    remembered for its retries."""
+
+    max_value_bytes: int = 256 * 1024
+    max_keys: int = 100_000
+    retry_window: float = 120.0
+
+
+@dataclass
 class Config:
     """A loaded, checked beach config."""
 
@@ -205,6 +223,7 @@ class Config:
     code: CodeConfig = field(default_factory=CodeConfig)
     restbridge: RestBridgeConfig = field(default_factory=RestBridgeConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
     seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
     secure_dir: str | None = None  # set by use_secure_dir: what 'beach secure init' wrote, for the hosts
@@ -246,10 +265,12 @@ _TYPES: dict[str, tuple[type[Any], ...]] = {
     "cache": (str,), "cache_bytes": (int,), "max_bundle_bytes": (int,), "pip": (bool,), "pip_args": (list,),
     "max_timeout": (int, float), "max_retries": (int,), "max_json_depth": (int,),
     "max_streams": (int,), "max_streams_per_client": (int,),
+    "max_value_bytes": (int,), "max_keys": (int,), "retry_window": (int, float), "sync_interval": (str,),
 }
 _POSITIVE = {"replay_window", "connect_wait", "node_wait", "max_age", "max_bytes", "rate", "burst", "messages",
              "bytes", "cache_bytes", "max_bundle_bytes", "max_timeout", "max_json_depth", "max_streams",
-             "max_streams_per_client"}
+             "max_streams_per_client", "max_value_bytes", "max_keys", "retry_window"}
+_SYNC_INTERVAL = re.compile(r"always|\d+(\.\d+)?(ms|s|m|h)")
 
 
 def _check(where: str, key: str, value: Any) -> Any:
@@ -294,6 +315,9 @@ def _check(where: str, key: str, value: Any) -> Any:
         raise ConfigError(f"{where}: '{key}' must be a finite number, not {value}")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"{where}: '{key}' must be above 0, not {value}")
+    if key == "sync_interval" and not _SYNC_INTERVAL.fullmatch(value):
+        raise ConfigError(f"{where}: 'nats.sync_interval' must be 'always' or a duration such as '2m' or '10s', "
+                          f"not {value!r}")
     return value
 
 
@@ -320,7 +344,7 @@ def parse(raw: Any, path: str | None = None) -> Config:
     config = Config(path=path)
     sections: dict[str, DataclassInstance] = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog,
                                               "code": config.code, "restbridge": config.restbridge,
-                                              "dashboard": config.dashboard}
+                                              "dashboard": config.dashboard, "state": config.state}
     top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", "secure_dir", "keys", "_sealer",
                                               *sections}
     raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}

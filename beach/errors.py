@@ -22,6 +22,8 @@ Every error beach raises is a :class:`BeachError`::
     ├── RecordError          a record off the bus that is not one: names the record and the field
     │                        (beach.state.records; also a ValueError)
     ├── NotFound             no live actor has that uid (or uid prefix); also a LookupError
+    ├── StateError           an actor state operation refused: a bad key, a value over the size
+    │                        limit, a category at its cap of keys, a turn already ended
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed
@@ -104,6 +106,12 @@ class Refused(BeachError):
 class Unhealthy(BeachError):
     """A health probe failed (`beach.operations.health`, ``beach health``): the bus is not ready or
     the node is not up; the message says what is wrong."""
+
+
+class StateError(BeachError, ValueError):
+    """An actor state operation (``self.state``, ``beach state``) was refused: a key that is not a
+    non-empty string or is too long, a value over ``state.max_value_bytes``, a new key in a category
+    holding ``state.max_keys`` keys, a write after the request's turn ended. Says which."""
 
 
 class SealError(BeachError, ValueError):

@@ -7,6 +7,7 @@
 * `beach.bus.embedded`    running a ``nats-server`` process;
 * `beach.bus.clustering`  a node's own server: its identity, configuration, routes and the
   system account's requests (the node agent runs it: ``nodeagent.busserver``).
+* `beach.bus.batch`       atomic batch publishes (ADR-50: all of a batch is stored, or none);
 """
 
 from beach.bus.connection import (
@@ -18,6 +19,7 @@ from beach.bus.connection import (
     NODES_BUCKET,
     PING_SECONDS,
     PINGS_MISSED,
+    STATE_BUCKET,
     BusClient,
     Refusals,
     auto_replicas,
@@ -30,6 +32,7 @@ from beach.bus.connection import (
     open_bucket,
     open_buckets,
     open_desired,
+    open_state,
     sealed,
     through_election,
     translated,
@@ -37,7 +40,8 @@ from beach.bus.connection import (
 
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
-    "PING_SECONDS", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed", "failure",
-    "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "sealed", "through_election",
+    "PING_SECONDS", "STATE_BUCKET", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed",
+    "failure", "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "open_state", "sealed",
+    "through_election",
     "translated",
 ]

@@ -34,6 +34,7 @@ NODES_BUCKET = "beach_nodes"
 DESIRED_BUCKET = "beach_desired"
 CONNECT_TRIES = 3  # the fewest attempts per server of a first connection
 RECONNECT_WAIT = 0.5  # seconds between two attempts on one server
+STATE_BUCKET = "beach_state"  # actors' self.state (beach.state.actorstate)
 # A server that hangs (paused, cut off) is left for another once this many pings this far apart go
 # unanswered: within about 4-6 s, where nats-py's defaults (2 min, 2) would wait minutes.
 PING_SECONDS = 2
@@ -306,11 +307,13 @@ async def jetstream_ready(nc: Client, deadline: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params: Any) -> KeyValue:
+async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, atomic: bool = False,
+                      **params: Any) -> KeyValue:
     """Bind to a KV bucket, creating it if it does not exist yet (several processes may race).
 
-    A fresh cluster may not have elected its JetStream leader yet: creation is retried for up to
-    `JETSTREAM_WAIT` seconds before it fails with `BusError`.
+    ``atomic``: the bucket takes atomic batch publishes (its stream's ``allow_atomic``, set on a
+    bucket made without it too). A fresh cluster may not have elected its JetStream leader yet:
+    creation is retried for up to `JETSTREAM_WAIT` seconds before it fails with `BusError`.
     """
     now = asyncio.get_running_loop().time()
     deadline = now + JETSTREAM_WAIT
@@ -318,15 +321,21 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, **params
     problem: Exception
     while True:
         try:
-            return await js.key_value(bucket)
+            kv = await js.key_value(bucket)
+            if atomic:
+                await _allow_atomic(js, bucket)
+            return kv
         except (NoRespondersError, ServiceUnavailableError) as err:
             if not getattr(err, "err_code", None):  # nobody serves the JetStream API at all
                 raise BusError(NO_JETSTREAM) from None
             problem = err  # JetStream is there but not ready yet (a new cluster electing its leader)
         except BucketNotFoundError:
             try:
-                return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
-                                                                storage=StorageType.FILE, **params))
+                kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
+                                                              storage=StorageType.FILE, **params))
+                if atomic:
+                    await _allow_atomic(js, bucket)
+                return kv
             except Exception as err:  # another process created it first, or JetStream is not ready
                 problem = err
         except Exception as err:  # JetStream not (yet) available
@@ -358,6 +367,15 @@ def exposed(nc: Client) -> str | None:
     return None
 
 
+async def _allow_atomic(js: JetStreamContext, bucket: str) -> None:
+    """Let the stream of ``bucket`` take atomic batches (nats-py's KV config has no such option)."""
+    info = await js.stream_info(f"KV_{bucket}")
+    if not info.config.allow_atomic:
+        config = info.config
+        config.allow_atomic = True
+        await js.update_stream(config)
+
+
 def auto_replicas(nc: Client) -> int:
     """3 replicas when the server is part of a cluster of at least 3, else 1."""
     info = nc._server_info or {}
@@ -381,6 +399,14 @@ async def open_desired(nc: Client, config: Config) -> KeyValue:
     """Open (or create) the persistent desired-state bucket (supervision, patrol, lease)."""
     replicas = config.nats.kv_replicas or auto_replicas(nc)
     kv = await open_bucket(nc.jetstream(timeout=JS_TIMEOUT), DESIRED_BUCKET, replicas)
+    return sealed(kv, config)
+
+
+async def open_state(nc: Client, config: Config) -> KeyValue:
+    """Open (or create) the actor state bucket: atomic batches allowed (a turn commits all its keys
+    and its request record at once), values sealed like every other."""
+    replicas = config.nats.kv_replicas or auto_replicas(nc)
+    kv = await open_bucket(nc.jetstream(timeout=JS_TIMEOUT), STATE_BUCKET, replicas, atomic=True)
     return sealed(kv, config)
 
 

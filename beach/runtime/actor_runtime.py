@@ -31,6 +31,7 @@ from beach.runtime.dispatch import Dispatcher
 from beach.runtime.timers import Timers
 from beach.runtime.workers import WorkerPool
 from beach.state import records
+from beach.state.actorstate import State, StateStore
 from beach.state.records import ActorEntry
 from beach.wire import subjects
 
@@ -48,6 +49,7 @@ class Host(Protocol):
     runner: Runner
     pool: WorkerPool
     background: Background
+    state: StateStore
     node_id: str
     host_id: str
     pid: int
@@ -106,17 +108,20 @@ class ActorRuntime:
         self._context.run(current_source.set, self.log_source)
         self.loop = asyncio.get_running_loop()
         self.dispatcher = Dispatcher(
-            self.uid, host.session, host.pool, self._context, trusted=self.trusted,
+            self.uid, host.session, host.pool, self._context, state=host.state, trusted=self.trusted,
             max_inflight=spec.get("max_concurrent"), backlog=host.config.backlog,
             # opt-in (the actor class sets reply_cache = N): a retry gets the first run's reply
             reply_cache=int(getattr(actor, "reply_cache", 0) or 0),
             unsupported=actor.logCritical, report=self._report)
-        self.timers = Timers(self.uid, self.loop, self.call, host.runner.in_loop_thread, self._report)
+        self.timers = Timers(self.uid, self.loop, self.call, host.runner.in_loop_thread, self._report,
+                             self.actor_context)
+        self._states: dict[str, State] = {}
         self.started = time.time()
         self._subs: dict[str, Any] = {}
         self._stopping = False
         self.stop_requested = False
         bind(actor, self, spec)
+        actor.state = self.state_for(self.categories[0])
 
     def _report(self, error: str) -> None:
         self.last_error = error
@@ -190,6 +195,7 @@ class ActorRuntime:
         for group in self.groups:
             await group.aclose()
         await self._hook(self.actor.deinit, "deinit")
+        await self.host.state.release(self.uid)
 
     async def _hook(self, hook: Callable[[], Any], name: str) -> None:
         try:
@@ -259,6 +265,13 @@ class ActorRuntime:
         group = ActorHandleGroup(self.host.session, self.realm, root, mode, retries, timeout, self.actor._ident)
         self.groups.append(group)
         return group
+
+    def state_for(self, category: str) -> State:
+        """`Actor.stateFor`: the state of ``category`` in this actor's realm (one `State` each)."""
+        state = self._states.get(category)
+        if state is None:
+            state = self._states[category] = State(self.host.state, self.realm, category, self.uid, self.host.runner)
+        return state
 
     def category_available(self, category: str) -> bool:
         """True if ``category`` has at least one live actor in this actor's realm (the view)."""

@@ -5,7 +5,9 @@ slow callback makes the server drop messages). Requests in progress are bounded 
 the bound a request is answered ``'busy'`` at once so the caller can try another actor, and a
 reply-less message (a broadcast, a plain shot) waits its turn in a bounded backlog. A request is
 checked for trust, run by its handler unless its deadline passed first (then it gets no reply:
-the caller has given up), and its return or exception becomes the reply.
+the caller has given up), and its return or exception becomes the reply. A request is one turn of
+the actor's state (`beach.state.actorstate`): what the handler wrote is committed after it returns
+and before the reply goes out; one that raises commits nothing.
 
 Every message is counted once in the dispatcher's `Meter`, under the category it was addressed to
 and its request type (``other`` for a type the actor does not handle), with its outcome; a request
@@ -37,12 +39,13 @@ from beach.errors import BeachError, SealError
 from beach.runtime import eager, trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
+from beach.state.actorstate import StateStore, Turn, current_turn
 
 log = logging.getLogger("beach.runtime")
 
 MAX_INFLIGHT_ASYNC = 1000
 MAX_INFLIGHT_SYNC = 64
-COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused")
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused", "conflicts")
 _EXPIRED = object()
 # Outcomes of a request that never reached its handler: counted, but not timed.
 _NOT_RUN = frozenset(metering.FAILURES[kind] for kind in (wire.UNAUTHORIZED, wire.UNSUPPORTED))
@@ -67,15 +70,17 @@ class Dispatcher:
     progress (``max_concurrent``, else a default that depends on whether handlers are ``def``),
     the backlog, the trusted idents, the optional reply cache, and the counters the tools show.
 
-    ``context`` is the actor's (each request runs in a copy of it); ``unsupported`` logs a request
-    of a type nobody handles; ``report`` records a handler's traceback as the actor's last error.
+    ``context`` is the actor's (each request runs in a copy of it); ``state`` commits each request's
+    turn; ``unsupported`` logs a request of a type nobody handles; ``report`` records a handler's
+    traceback as the actor's last error.
     """
 
     def __init__(self, uid: str, session: Session, pool: WorkerPool, context: contextvars.Context, *,
-                 trusted: set[str], max_inflight: int | None, backlog: BacklogConfig, reply_cache: int,
-                 unsupported: Callable[[str], None], report: Callable[[str], None]) -> None:
+                 state: StateStore, trusted: set[str], max_inflight: int | None, backlog: BacklogConfig,
+                 reply_cache: int, unsupported: Callable[[str], None], report: Callable[[str], None]) -> None:
         self.uid = uid
         self.session = session
+        self.state = state
         self.pool = pool
         self.context = context
         self.trusted = trusted
@@ -229,11 +234,14 @@ class Dispatcher:
 
     async def _run(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Result:
         """Run the handler unless the request's deadline passed before it started (then no reply:
-        the caller has given up); turn its return or its exception into a reply."""
+        the caller has given up); turn its return or its exception into a reply, committing what
+        it wrote to the actor's state first (the reply may then become ``conflict``)."""
         if deadline is not None and time.monotonic() >= deadline:
             self.counters["expired"] += 1
             return None
         token = current_deadline.set(deadline)
+        turn = Turn(request.id)
+        turn_token = current_turn.set(turn)
         try:
             if handler in self._async_handlers:
                 ret = await handler(request)
@@ -242,8 +250,10 @@ class Dispatcher:
                 ret = await self.pool.run(run, _run_sync, handler, request, deadline)
                 if ret is _EXPIRED:  # waited for a worker thread past its deadline
                     self.counters["expired"] += 1
+                    turn.finish()
                     return None
         except (Exception, asyncio.CancelledError, SystemExit, KeyboardInterrupt) as err:
+            turn.finish()  # what it wrote is dropped
             # A handler's CancelledError, sys.exit() or KeyboardInterrupt is its own failure: it must
             # neither end this subscription nor take the shared host down. Only a real cancellation
             # of this task (the actor stopping) goes on up.
@@ -256,9 +266,17 @@ class Dispatcher:
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, error)
             return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error})
         finally:
+            current_turn.reset(turn_token)
             current_deadline.reset(token)
         self.counters["processed"] += 1
-        return wire.normalize_return(ret)
+        reply = wire.normalize_return(ret)
+        if not (turn.writes or turn.claims):  # (most requests: no state touched)
+            turn.ended = True
+            return reply
+        committed = await self.state.commit(turn, reply)
+        if committed is not None and committed.error == wire.CONFLICT:
+            self.counters["conflicts"] += 1
+        return committed
 
     async def _reply(self, to: str, reply: wire.Reply) -> None:
         session = self.session

@@ -7,6 +7,7 @@ raises is logged and keeps its schedule. Timers end when the actor stops.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,11 +22,13 @@ log = logging.getLogger("beach.runtime")
 class Timers:
     """The timers of one actor. ``call`` runs user code (awaited or in a worker thread),
     ``in_loop`` tells whether the caller is on the event loop's thread, ``report`` records a
-    timer's traceback as the actor's last error."""
+    timer's traceback as the actor's last error, ``context`` gives the context timers run in."""
 
     def __init__(self, uid: str, loop: asyncio.AbstractEventLoop, call: Callable[..., Awaitable[Any]],
-                 in_loop: Callable[[], bool], report: Callable[[str], None]) -> None:
+                 in_loop: Callable[[], bool], report: Callable[[str], None],
+                 context: Callable[[], contextvars.Context]) -> None:
         self.uid = uid
+        self._context = context
         self.loop = loop
         self._call = call
         self._in_loop = in_loop
@@ -66,10 +69,12 @@ class Timers:
         await self._background.cancel()
 
     def _soon(self, coro_fn: Callable[[], Any]) -> None:
+        # In the actor's own context: a timer set by a handler is not part of that request (its
+        # deadline, its state turn).
         if self._in_loop():
-            self._background.start(coro_fn())
+            self._background.start(coro_fn(), self._context())
         else:
-            self.loop.call_soon_threadsafe(lambda: self._background.start(coro_fn()))
+            self.loop.call_soon_threadsafe(lambda: self._background.start(coro_fn(), self._context()))
 
     async def _guarded(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:

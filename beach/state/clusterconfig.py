@@ -3,10 +3,10 @@
 ``beach config push CONFIG`` asks a node to store the shareable part of a config in the KV bucket
 `CONFIG_BUCKET` (only nodes may read it where NATS credentials are the authority; sealed with the
 cluster's key, if any). What is shared is what every node should agree on (`SHARED`): host
-counts, log and backlog limits, code settings, ``actor_modules``, the NATS servers, and the bounds
-of the REST bridge and the dashboard (tools started by URL read them). Secrets (the
-admin token, keys, credentials) and machine-local paths (code directory, state directories)
-never travel: a joining node is given its own on its command line.
+counts, log and backlog limits, code settings, actor state limits, ``actor_modules``, the NATS
+servers, and the bounds of the REST bridge and the dashboard (tools started by URL read them).
+Secrets (the admin token, keys, credentials) and machine-local paths (code directory, state
+directories) never travel: a joining node is given its own on its command line.
 
 Beside the pushed config (key `KEY`), the bucket keeps the servers the nodes run (``server.<name>``:
 where each is reached, a `records.ServerRecord`) — the routes a joining node takes and the URLs a
@@ -45,8 +45,8 @@ KEY = "cluster"
 SERVER_PREFIX = "server."
 SLOT_PREFIX = "jetstream."
 SHARED = {"realm", "n_processes", "actor_modules", "replay_window", "high_mem_watermark", "log_level", "logs",
-          "backlog", "code", "restbridge", "dashboard"}
-SHARED_NATS = {"servers", "kv_replicas"}
+          "backlog", "code", "restbridge", "dashboard", "state"}
+SHARED_NATS = {"servers", "kv_replicas", "sync_interval"}
 LOCAL_CODE = {"cache"}  # a node's own path
 KEY_FILE_ENV = "BEACH_PRIVATE_KEY_FILE"  # by URL: the cluster's private_key file
 ADMIN_TOKEN_FILE_ENV = "BEACH_ADMIN_TOKEN_FILE"  # by URL: a file holding the cluster's admin_token

@@ -10,6 +10,7 @@ Sealing (encrypting and authenticating a message) is `beach.security.seal`.
 from beach.wire.messages import (
     BUS_UNAVAILABLE,
     BUSY,
+    CONFLICT,
     EXCEPTION,
     INVALID_REQUEST,
     INVALID_RESPONSE,
@@ -34,7 +35,7 @@ from beach.wire.messages import (
 )
 
 __all__ = [
-    "BUSY", "BUS_UNAVAILABLE", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR", "RETRYABLE",
+    "BUSY", "BUS_UNAVAILABLE", "CONFLICT", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR", "RETRYABLE",
     "TIMEOUT", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply", "Request", "normalize_return", "pack",
     "pack_reply", "pack_request", "read_reply", "request_type", "unpack", "unpack_reply", "unpack_request",
 ]

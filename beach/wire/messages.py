@@ -39,6 +39,7 @@ class Failure(StrEnum):
     BUS_UNAVAILABLE = "bus unavailable"  # NATS takes no more for now (reconnecting, its buffer full)
     PERMISSION_DENIED = "permission denied"  # the NATS credentials do not allow it
     MALFORMED_REPLY = "malformed reply"
+    CONFLICT = "conflict"  # the turn's actor state changed under it (another actor wrote a key it used)
 
     @classmethod
     def of(cls, error: str) -> Failure | None:
@@ -55,13 +56,15 @@ class Failure(StrEnum):
 
 
 _DETAILED = (Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE, Failure.PERMISSION_DENIED, Failure.MALFORMED_REPLY)
-RETRYABLE = frozenset({Failure.TIMEOUT, Failure.BUSY, Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE})
-"""The failures worth another attempt (``nRetries``): the next one may find a free actor."""
+RETRYABLE = frozenset({Failure.TIMEOUT, Failure.BUSY, Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE, Failure.CONFLICT})
+"""The failures worth another attempt (``nRetries``): the next one may find a free actor (or, after
+a ``conflict``, fresh state: the turn committed nothing and runs again on the current values)."""
 
 # The names the code used before the enum (each is the kind itself: a str)
 TIMEOUT, UNAUTHORIZED, EXCEPTION = Failure.TIMEOUT, Failure.UNAUTHORIZED, Failure.EXCEPTION
 UNSUPPORTED, INVALID_RESPONSE, INVALID_REQUEST = Failure.UNSUPPORTED, Failure.INVALID_RESPONSE, Failure.INVALID_REQUEST
 BUSY, NO_ACTOR, BUS_UNAVAILABLE = Failure.BUSY, Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE
+CONFLICT = Failure.CONFLICT
 
 
 def _default(value: Any) -> Any:

@@ -10,6 +10,10 @@ A category ``a/b/c`` in realm ``r`` is routed by segment:
 * ``beach.n.<node>.<op>``    node agent control; ``beach.h.<host>.<op>`` actor host control.
 * ``beach.hb.<node>``        a node's beacon while JetStream cannot take its heartbeat (no quorum).
 
+Actor state lives in one KV bucket (``beach_state``) under keys ``<realm>.k.<category>.<key>``: the
+realm, the whole category and the key are one token each (so a category's keys are exactly
+``<realm>.k.<category>.*``); a request's record is ``<realm>.r.<request id>``.
+
 Prefix matching is **by segment**: ``myactors/pong`` does not reach ``myactors/pongers`` (the
 original matched raw string prefixes, which subjects cannot express). Leading and trailing ``/``
 are ignored, so ``/foo/`` is ``foo``; an empty segment inside (``a//b``) is an error.
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import re
 
-from beach.errors import CategoryError, UsageError
+from beach.errors import CategoryError, StateError, UsageError
 
 QUEUE = "beach"
 ACTORS_CATEGORY = "_ACTORS"
@@ -227,3 +231,43 @@ def check_key(key: str, kind: str, name: str) -> str:
     """``key`` if it fits in a KV subject (`MAX_SUBJECT` less `KV_ROOM`); else `CategoryError` naming
     the ``kind`` ``name`` it was made from."""
     return check_length(key, kind, name, MAX_SUBJECT - KV_ROOM)
+
+
+# ---------------------------------------------------------------- actor state keys
+
+def state_token(key: str) -> str:
+    """A state key as one KV-safe token (reversible, prefix-preserving: ``unescape`` gives it
+    back). Raises `StateError` for a key that is not a non-empty string."""
+    if not isinstance(key, str) or not key:
+        raise StateError(f"a state key must be a non-empty string, not {key!r}" if isinstance(key, str)
+                         else f"a state key must be a non-empty string, not {type(key).__name__}")
+    return escape(key)
+
+
+def state_scope(realm: str, category: str) -> str:
+    """The KV key prefix (ending in ``.``) of the keys of ``category`` in ``realm``."""
+    return f"{escape(check_realm(realm))}.k.{escape(normalize(category))}."
+
+
+def state_key(scope: str, token: str) -> str:
+    """The KV key of state key ``token`` (a `state_token`) under ``scope`` (a `state_scope`); raises
+    `CategoryError` if NATS could not carry it (see `check_key`)."""
+    return check_key(scope + token, "state key", unescape(token))
+
+
+def parse_state_key(kv_key: str) -> tuple[str, str, str] | None:
+    """``(realm, category, key)`` of a state KV key, or None for any other key (a request record)."""
+    parts = kv_key.split(".")
+    if len(parts) != 4 or parts[1] != "k":
+        return None
+    return unescape(parts[0]), unescape(parts[2]), unescape(parts[3])
+
+
+def request_record_key(realm: str, req_id: str) -> str:
+    """The KV key of the record of request ``req_id`` (its turn committed, and its first reply)."""
+    return f"{escape(check_realm(realm))}.r.{escape(req_id)}"
+
+
+def read_check_key(realm: str, req_id: str) -> str:
+    """The KV key a turn's checks of keys it read but did not write are published to (short-lived)."""
+    return f"{escape(check_realm(realm))}.c.{escape(req_id)}"

@@ -34,6 +34,7 @@ from beach.runtime.loader import load_actor_class
 from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory, records
+from beach.state.actorstate import StateStore
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent import logsetup
@@ -70,6 +71,7 @@ class ActorHost(ControlServer):
         self.session: Session
         self.runner: Runner
         self.lost: list[str] = []  # the server's reason, once it closed this host's connection for good
+        self.state: StateStore
 
     async def run(self) -> None:
         """Connect, announce this host to the node agent, serve until told to stop, then stop."""
@@ -81,6 +83,7 @@ class ActorHost(ControlServer):
         # a host whose connection the server closed can serve nothing: it stops, and its node sees it
         # exit (BUS_LOST_EXIT), collects its actors' entries and replaces it, as after a crash
         self.lost = lost_bus(self.session, self.stopped.set)
+        self.state = StateStore(self.session)
         self.code = DeployedCode(self.session, self.config)
         nc = self.session.nc
         self.log_handler = logs.ClusterLogHandler(logs.Source("sys", self.node_id, self.host_id),

@@ -1,0 +1,59 @@
+"""A counter kept in actor state (``def`` handlers): the test of ``self.state``'s blocking forms."""
+
+import time
+
+from beach.actor import Actor
+
+
+class Counter(Actor):
+    def init(self, parameters):
+        self.handle("add", self.add)
+        self.handle("get", self.get)
+        self.handle("set", self.put)
+        self.handle("delete", self.remove)
+        self.handle("keys", self.list_keys)
+        self.handle("add_then_raise", self.add_then_raise)
+        self.handle("add_slowly", self.add_slowly)
+        self.handle("transfer", self.transfer)
+        self.handle("other", self.other)
+
+    def add(self, msg):
+        n = msg.data.get("n", 1)
+        value = self.state.update(msg.data["key"], lambda v: (v or 0) + n)
+        return (True, {"value": value, "uid": self.name})
+
+    def get(self, msg):
+        return (True, {"value": self.state.get(msg.data["key"], msg.data.get("default")), "uid": self.name})
+
+    def put(self, msg):
+        self.state.set(msg.data["key"], msg.data["value"])
+        return (True, {})
+
+    def remove(self, msg):
+        self.state.delete(msg.data["key"])
+        return (True, {})
+
+    def list_keys(self, msg):
+        return (True, {"keys": self.state.keys(msg.data.get("prefix", ""))})
+
+    def add_then_raise(self, msg):
+        self.state.update(msg.data["key"], lambda v: (v or 0) + 1)
+        raise RuntimeError("after set()")
+
+    def add_slowly(self, msg):
+        value = self.state.update(msg.data["key"], lambda v: (v or 0) + 1)
+        time.sleep(msg.data.get("sleep", 1.0))
+        return (True, {"value": value, "uid": self.name})
+
+    def transfer(self, msg):
+        a, b, n = msg.data["from"], msg.data["to"], msg.data["n"]
+        have = self.state.get(a, 0)
+        if have < n:
+            return (False, "insufficient", {"have": have})
+        self.state.set(a, have - n)
+        self.state.set(b, self.state.get(b, 0) + n)
+        return (True, {})
+
+    def other(self, msg):
+        other = self.stateFor(msg.data["category"])
+        return (True, {"value": other.update(msg.data["key"], lambda v: (v or 0) + 1)})
