@@ -2,8 +2,8 @@
 spawn and stop requests; it stays off the request path.
 
 Control subjects ``beach.n.<node>.<op>``: ``spawn``, ``stop``, ``flush``, ``associate``,
-``disassociate`` (admin-gated when the config has an ``admin_token``), ``info``, and ``hello``
-(from its own hosts).
+``disassociate``, ``state`` (admin-gated when the config has an ``admin_token``), ``info``, and
+``hello`` (from its own hosts).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from beach.config import Config, warn_ignored
 from beach.errors import BeachError, BusError
 from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
-from beach.state import clusterconfig, desired, directory, records
+from beach.state import clusterconfig, desired, directory, records, stateview
+from beach.state.actorstate import StateStore, Turn
 from beach.state.records import NodeEntry, SpawnSpec
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
@@ -45,6 +46,7 @@ HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
 HOST_CALL_SECONDS = 10.0  # an actor host's answer to spec, associate, stack
 HOST_INFO_SECONDS = 5.0  # an actor host's load figures (asked of every host at once)
 SPAWN_MARGIN = 5.0  # a spawn at a host: the actor's init() timeout, plus loading its class and publishing
+PURGED_SUBJECT = "beach.state.purged"  # a node purged actor state: the size tracker starts over
 
 
 
@@ -89,6 +91,9 @@ class NodeAgent(ControlServer):
             lost = control.lost_bus(self.session, self.stopping.set)  # deaf, the node stops (exit 1)
             if self.bus_server is not None:
                 await self.bus_server.attach(self.session, self._leading)
+            self.state = StateStore(self.session)
+            self.sizes = stateview.SizeTracker(self.session, self.node_id)
+            await self.session.nc.subscribe(PURGED_SUBJECT, cb=self._on_purged)
             await self._start_logs()
             self.cleanup = Cleanup(self.session, self.node_id, self.pool)
             await self.cleanup.previous_life()
@@ -119,6 +124,7 @@ class NodeAgent(ControlServer):
             tasks = [loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
                      loop.create_task(self._every(ORPHAN_CHECK, self.cleanup.orphans)),
+                     loop.create_task(self._every(stateview.SIZES_SECONDS, self.state_sizes)),
                      loop.create_task(self.supervisor.run())]
             await self.stopping.wait()
             for task in tasks:
@@ -131,6 +137,7 @@ class NodeAgent(ControlServer):
                     await asyncio.wait_for(self.heartbeat(), directory.HEARTBEAT)
                 except Exception as err:
                     log.warning("node %s could not say it is stopping: %s", self.node_id, err)
+            await self.sizes.stop()
             await self.supervisor.stop()
             await self.shutdown(beating)
             logs.uninstall(self.log_handler)
@@ -298,6 +305,71 @@ class NodeAgent(ControlServer):
             if record["uid"] != old or await desired.update(kv, key, {**record, "uid": new, "version": version},
                                                             revision) is not None:
                 return
+
+    # ---------------------------------------------------------------- actor state
+
+    async def state_sizes(self) -> None:
+        """On the node holding the supervisor lease: follow the sizes of actor state and publish
+        them (``beach.stats.state``) for every tool; elsewhere, do nothing."""
+        if not self.supervisor.leading:
+            if self.sizes.running:
+                await self.sizes.stop()
+            return
+        if not self.sizes.running:
+            await self.sizes.start()
+        body = wire.pack(await self.sizes.stats())
+        if len(body) <= (self.session.nc.max_payload or len(body)):
+            await self.session.publish(stateview.STATS_SUBJECT, body)
+
+    async def _on_purged(self, msg: Any) -> None:
+        if self.sizes.running:
+            self.background.start(self.sizes.rescan())
+
+    async def op_state(self, args: dict[str, Any]) -> Reply:
+        """Change actor state as an admin: set keys (``put``: key → packed value, from a backup),
+        ``delete`` keys, or ``purge`` a category (a realm without one; every realm, cluster-wide,
+        without either)."""
+        checked = records.STATE_ARGS.check(args)
+        realm, category = checked["realm"], checked["category"]
+        if realm is None and (scope.get() is not None or category is not None or not checked["purge"]):
+            raise ValueError("a realm is needed (only a cluster-wide purge names none)")
+        if realm is not None:
+            in_scope(subjects.check_realm(realm))
+        if checked["purge"]:
+            await self.state.bucket()
+            js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
+            target = "every realm" if realm is None else f"realm {realm!r}"
+            where = None
+            if realm is not None:
+                where = (f"{stateview.PREFIX}{subjects.state_scope(realm, category)}*" if category is not None
+                         else f"{stateview.PREFIX}{subjects.escape(realm)}.>")
+                target = f"category {category!r} of {target}" if category is not None else target
+            await js.purge_stream(stateview.STREAM, subject=where)
+            await self.session.publish(PURGED_SUBJECT, b"")
+            log.warning("actor state of %s purged by %s", target, control.caller.get())
+            return Reply(True, "", {"purged": target})
+        if category is None:
+            raise ValueError("a category is needed to set or delete keys")
+        if not checked["put"] and not checked["delete"]:
+            return Reply(True, "", {"put": 0, "deleted": 0})
+        turn = Turn(None)
+        scope_ = self.state.scope(realm or "", category, f"op-{id(turn):x}")
+        try:
+            await scope_.ready
+            for key, packed in checked["put"].items():
+                if not isinstance(packed, bytes):
+                    raise ValueError(f"the value of state key {key!r} must be packed (bytes)")
+                wire.unpack(packed)  # raises ValueError for bytes that are no value
+                self.state.write(turn, scope_, subjects.state_token(key), packed)
+            for key in checked["delete"]:
+                self.state.write(turn, scope_, subjects.state_token(key), None)
+            outcome = await self.state.commit(turn, None)
+        finally:
+            turn.finish()
+            await self.state.release(f"op-{id(turn):x}")
+        if outcome is not None:
+            return Reply(False, f"actor state not changed: {outcome.error}", outcome.data)
+        return Reply(True, "", {"put": len(checked["put"]), "deleted": len(checked["delete"])})
 
     # ---------------------------------------------------------------- registry
 
@@ -540,6 +612,8 @@ class NodeAgent(ControlServer):
                 load.update(data["load"])
         answered = {h.id: None if ok else error for h, (ok, error, _) in zip(hosts, replies, strict=True)}
         return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered})
+        sizes = await self.sizes.stats() if self.sizes.running else None
+        return Reply(True, "", {"node": self.entry(), "load": load, "state": sizes})
 
 
 def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:

@@ -232,7 +232,8 @@ def server_config(spec: ServerSpec, config: Config, config_dir: str, clustered: 
     if spec.advertise_clients:
         lines.append(f"client_advertise: {_quoted(f'{spec.advertise}:{spec.port}')}")
     if spec.jetstream:
-        lines.append(f"jetstream {{ store_dir: {_quoted(spec.store_dir)} }}")
+        lines.append(f"jetstream {{ store_dir: {_quoted(spec.store_dir)}, "
+                     f"sync_interval: {_quoted(config.nats.sync_interval)} }}")
     if clustered:
         credentials = route_credentials(config)
         cluster = [f"  name: {CLUSTER_NAME}",

@@ -311,9 +311,10 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, atomic: 
                       **params: Any) -> KeyValue:
     """Bind to a KV bucket, creating it if it does not exist yet (several processes may race).
 
-    ``atomic``: the bucket takes atomic batch publishes (its stream's ``allow_atomic``, set on a
-    bucket made without it too). A fresh cluster may not have elected its JetStream leader yet:
-    creation is retried for up to `JETSTREAM_WAIT` seconds before it fails with `BusError`.
+    ``atomic``: the bucket takes atomic batch publishes and direct gets (its stream's
+    ``allow_atomic`` and ``allow_direct``, set on a bucket made without them too). A fresh cluster
+    may not have elected its JetStream leader yet: creation is retried for up to `JETSTREAM_WAIT`
+    seconds before it fails with `BusError`.
     """
     now = asyncio.get_running_loop().time()
     deadline = now + JETSTREAM_WAIT
@@ -331,6 +332,8 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, atomic: 
             problem = err  # JetStream is there but not ready yet (a new cluster electing its leader)
         except BucketNotFoundError:
             try:
+                if atomic:
+                    params.setdefault("direct", True)
                 kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
                                                               storage=StorageType.FILE, **params))
                 if atomic:
@@ -368,11 +371,12 @@ def exposed(nc: Client) -> str | None:
 
 
 async def _allow_atomic(js: JetStreamContext, bucket: str) -> None:
-    """Let the stream of ``bucket`` take atomic batches (nats-py's KV config has no such option)."""
+    """Let the stream of ``bucket`` take atomic batches (nats-py's KV config has no such option)
+    and direct gets (reads any server of the stream answers, by subject)."""
     info = await js.stream_info(f"KV_{bucket}")
-    if not info.config.allow_atomic:
+    if not info.config.allow_atomic or not info.config.allow_direct:
         config = info.config
-        config.allow_atomic = True
+        config.allow_atomic = config.allow_direct = True
         await js.update_stream(config)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -60,13 +61,17 @@ class EmbeddedServer:
 
     ``start()`` returns once the server accepts connections; ``stop()`` ends it. Extra
     command-line arguments (``args``) are passed through, e.g. ``["--cluster", ...]``.
+    ``sync_interval``: how often JetStream fsyncs its files (``'always'``: before each
+    acknowledgement; a duration such as ``'2m'``, the server's default; None: leave it to the
+    server), set in a config file written into ``store_dir`` that includes ``config_file``.
     """
 
     def __init__(self, port: int, store_dir: str = "", name: str = "", args: list[str] | None = None,
                  config_file: str | None = None, log_file: str | None = None, host: str = "127.0.0.1",
-                 jetstream: bool = True, flags: bool = True) -> None:
+                 jetstream: bool = True, flags: bool = True, sync_interval: str | None = None) -> None:
         self.host = host
         self.jetstream = jetstream
+        self.sync_interval = sync_interval
         self.port = port
         self.store_dir = store_dir or default_store_dir(port)
         self.name = name or f"beach-{port}"
@@ -101,10 +106,11 @@ class EmbeddedServer:
         cmd = [server_binary()]
         if self.flags:
             cmd += ["-a", self.host, "-p", str(self.port), "-n", self.name]
-            if self.jetstream:
+            if self.jetstream and not self.sync_interval:
                 cmd += ["-js", "-sd", self.store_dir]
-        if self.config_file:
-            cmd += ["-c", self.config_file]
+        config = self._write_config() if self.flags and self.jetstream and self.sync_interval else self.config_file
+        if config:
+            cmd += ["-c", config]
         cmd += self.args
         self._command = cmd
         log = open(self.log_file, "ab") if self.log_file else tempfile.TemporaryFile()
@@ -153,6 +159,19 @@ class EmbeddedServer:
         while not self._listening(deadline, timeout):
             await asyncio.sleep(0.02)
         return self
+
+    def _write_config(self) -> str:
+        """The server's config file: JetStream with its store and sync interval, then an
+        ``include`` of ``config_file`` (NATS resolves includes relative to the including file)."""
+        path = os.path.join(self.store_dir, "beach-server.conf")
+        lines = ["# written by beach at each start of this server: edit the beach config instead",
+                 f"jetstream {{ store_dir: {json.dumps(os.path.abspath(self.store_dir))}, "
+                 f"sync_interval: {json.dumps(self.sync_interval)} }}"]
+        if self.config_file:
+            lines.append(f"include {json.dumps(os.path.relpath(os.path.abspath(self.config_file), self.store_dir))}")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``)."""

@@ -9,6 +9,7 @@ error or a bad config). The subcommands live in this package, one module per kin
 * `beach.cli.actors`   add, stop, flush
 * `beach.cli.requests` request, broadcast
 * `beach.cli.logs`     logs, stack
+* `beach.cli.state`    state (actor state: keys, values, deleting a key)
 * `beach.cli.patrol`   patrol apply | remove | list
 * `beach.cli.code`     deploy, code list | rollback, rollout
 * `beach.cli.dev`      dev (deploy on save)
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 
-from beach.cli import actors, cluster, code, dev, logs, node, operations, patrol, requests, secure, tools
+from beach.cli import actors, cluster, code, dev, logs, node, operations, patrol, requests, secure, state, tools
 from beach.output import run_tool
 
-COMMANDS = (node, cluster, actors, requests, logs, patrol, code, dev, operations, secure, tools)
+COMMANDS = (node, cluster, actors, requests, logs, state, patrol, code, dev, operations, secure, tools)
 
 
 def parser() -> argparse.ArgumentParser:

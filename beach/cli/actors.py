@@ -71,7 +71,8 @@ def stop(args: argparse.Namespace) -> int:
 
 def flush(args: argparse.Namespace) -> int:
     """Stop every actor of every realm on every node, and forget every supervised actor and patrol
-    spec. Needs --confirm (and the admin token when the cluster has one)."""
+    spec. Actor state stays (actors started later in the same categories find it) unless --state.
+    Needs --confirm (and the admin token when the cluster has one)."""
     if not args.confirm:
         return fail("flush stops every actor in every realm: add --confirm to do it")
 
@@ -79,8 +80,9 @@ def flush(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         with Console(stderr=True).status(f"flushing {len(client.session.view.nodes)} node(s)"):
-            ok = await client.flush()
-        print("flushed" if ok else "flush failed on at least one node")
+            ok = await client.flush(state=args.state)
+        print(("flushed, actor state deleted" if args.state else "flushed (actor state kept)") if ok
+              else "flush failed on at least one node")
         return 0 if ok else 1
 
     return connected(args, run)
@@ -124,4 +126,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("flush", help="stop every actor in every realm (needs --confirm)", description=flush.__doc__)
     add_config(p)
     p.add_argument("--confirm", action="store_true", help="yes, stop everything")
+    p.add_argument("--state", action="store_true", help="delete the actors' state too (kept by default)")
     p.set_defaults(func=flush)

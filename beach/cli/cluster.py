@@ -56,11 +56,12 @@ def _supervised_state(actor: dict[str, Any]) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Print the cluster at a glance: nodes, realms and their categories, supervised actors, patrols."""
+    """Print the cluster at a glance: nodes, realms and their categories, supervised actors, patrols,
+    the actor state (keys and bytes per category) and the size of each of beach's buckets."""
 
     async def show(model: ClusterModel) -> int:
         summary = {**model.summary(), "nodes": model.nodes(), "realms": model.realms(),
-                   "supervised": model.supervised(), "patrols": model.patrols()}
+                   "supervised": model.supervised(), "patrols": model.patrols(), "state": model.state()}
         if args.json:
             emit(args, summary)
             return 0
@@ -82,9 +83,18 @@ def status(args: argparse.Namespace) -> int:
             output.show(output.table(("owner", "entry", "actor", "running / target"),
                                      [[p["owner"], e["name"], e["actor"], f"{e['running']} / {e['target']}"]
                                       for p in summary["patrols"] for e in p["entries"]], title="Patrol"))
+        state = summary["state"]
+        if state["categories"]:
+            output.show(output.table(("realm", "category", "keys", "bytes", "actors"),
+                                     [[c["realm"], c["category"], c["keys"], output.size(c["bytes"]), c["actors"]]
+                                      for c in state["categories"]], title="Actor state"))
+        if state["buckets"]:
+            output.show(output.table(("bucket", "bytes", "messages"),
+                                     [[b["name"], output.size(b["bytes"]), b["messages"]] for b in state["buckets"]],
+                                     title="Buckets"))
         return 0
 
-    return with_model(args, show)
+    return with_model(args, show, load=True)
 
 
 def nodes(args: argparse.Namespace) -> int:

@@ -41,7 +41,8 @@ def uncordon(args: argparse.Namespace) -> int:
 
 def backup_command(args: argparse.Namespace) -> int:
     """Write the desired state — supervised actors, patrol specs, deployed code versions and their
-    bundles — to FILE (mode 0600), for 'beach restore'."""
+    bundles — and the actors' state (every key of every category) to FILE (mode 0600), for 'beach
+    restore'. Reading actor state needs admin rights (a realm admin's backup holds its realm's)."""
 
     async def run(client: AsyncBeach) -> int:
         content = await backup.backup(client)
@@ -55,8 +56,9 @@ def backup_command(args: argparse.Namespace) -> int:
 
 
 def restore_command(args: argparse.Namespace) -> int:
-    """Restore the desired state of a 'beach backup' FILE into this cluster (a fresh one, or the
-    same after a loss); the supervisor starts what it asks for. Needs admin rights."""
+    """Restore the desired state and the actor state of a 'beach backup' FILE into this cluster (a
+    fresh one, or the same after a loss); the supervisor starts what it asks for. Keys of actor
+    state in the backup overwrite the cluster's; others stay. Needs admin rights."""
     content = backup.read(args.file)
 
     async def run(client: AsyncBeach) -> int:
@@ -113,8 +115,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                            help=f"seconds a moved actor serves on after leaving (default {rollout.LEAVE_GRACE:g})")
         add_json(p)
         p.set_defaults(func=func)
-    for name, func, text in (("backup", backup_command, "write the desired state to a file"),
-                             ("restore", restore_command, "restore the desired state from a backup file")):
+    for name, func, text in (("backup", backup_command, "write the desired state and actor state to a file"),
+                             ("restore", restore_command, "restore the desired and actor state from a backup file")):
         p = sub.add_parser(name, help=text, description=func.__doc__)
         add_config(p)
         p.add_argument("file", metavar="FILE", help="the backup file")

@@ -87,6 +87,8 @@ class Beach:
     removePatrol = remove_patrol = _blocking(AsyncBeach.removePatrol)
     getPatrols = get_patrols = _blocking(AsyncBeach.getPatrols)
     getStacks = get_stacks = _blocking(AsyncBeach.getStacks)
+    getState = get_state = _blocking(AsyncBeach.getState)
+    deleteState = delete_state = _blocking(AsyncBeach.deleteState)
     getActorHandle = get_actor_handle = _plain(AsyncBeach.getActorHandle)
     getActorHandleGroup = get_actor_handle_group = _plain(AsyncBeach.getActorHandleGroup)
     getDirectory = get_directory = _plain(AsyncBeach.getDirectory)

@@ -27,7 +27,7 @@ from beach.client.runner import Runner
 from beach.client.session import Session
 from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.security import authority
-from beach.state import clusterconfig, desired, placement
+from beach.state import clusterconfig, desired, placement, stateview
 from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
 from beach.wire import subjects
 
@@ -352,9 +352,11 @@ class AsyncBeach:
                 break
         return response
 
-    async def flush(self) -> bool:
+    async def flush(self, state: bool = False) -> bool:
         """Stop every actor on every node, in every realm, and forget every supervised actor and
-        patrol spec (so nothing comes back); True if every node succeeded."""
+        patrol spec (so nothing comes back); True if every node succeeded. Actor state stays
+        (new actors of the same categories find it) unless ``state=True``, which deletes it too. A
+        realm admin's flush is of its realm only."""
         if not (await self._change_desired(prefixes=["sup.", "patrol."])).isSuccess:
             return False
         responses = await asyncio.gather(*(self._node_call(node, "flush", {}, CONTROL_TIMEOUT)
@@ -362,7 +364,33 @@ class AsyncBeach:
         for response in responses:
             if isinstance(response.data, dict):
                 self._apply_stops(response.data.get("stopped", {}))
-        return all(r.isSuccess or r.data.get("gone") for r in responses)
+        flushed = all(r.isSuccess or r.data.get("gone") for r in responses)
+        if state and flushed:
+            realm = self._realm if self._scoped else None
+            flushed = (await self._change_state({"realm": realm, "purge": True}, realm)).isSuccess
+        return flushed
+
+    async def _change_state(self, args: dict[str, Any], realm: str | None) -> ActorResponse:
+        """Run the ``state`` operation (admin) on a node."""
+        nodes = sorted(self._session.view.nodes)
+        if not nodes:
+            return ActorResponse(False, "no beach node is running (the node registry is empty)")
+        return await self._node_call(nodes[0], "state", args, CONTROL_TIMEOUT, realm)
+
+    async def getState(self, category: str, realm: str | None = None) -> dict[str, Any]:
+        """The actor state of ``category`` (in the current realm, or ``realm``): ``{key: value}``,
+        read with this client's NATS rights (an admin's; a realm admin's, of its realm). Raises
+        `BusError` (`PermissionDenied` without the right to read it)."""
+        found = await stateview.read(self._session, realm or self._realm, category)
+        return {item["key"]: wire.unpack(item["value"]) for item in found}
+
+    async def deleteState(self, category: str, key: str, realm: str | None = None) -> ActorResponse:
+        """Delete ``key`` of ``category``'s actor state (in the current realm, or ``realm``): an
+        admin operation, carried out by a node and written to the audit log."""
+        subjects.state_token(key)
+        realm = realm or self._realm
+        return await self._change_state({"realm": realm, "category": subjects.normalize(category),
+                                         "delete": [key]}, realm)
 
     async def _recategorize(self, op: str, actorId: str, category: str) -> bool:
         actor = self._session.view.actors.get(actorId)
@@ -428,14 +456,22 @@ class AsyncBeach:
 
     async def getLoadInfo(self) -> dict[str, Any]:
         """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
+        return (await self.node_infos())[0]
+
+    async def node_infos(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Ask every node for its ``info`` at once: the load of every actor (as `getLoadInfo`),
+        and the sizes of actor state (a `beach.state.records.StateStats`; None until the node
+        holding the supervisor lease has them)."""
         await self.waitForNodes()
         nodes = list(self._session.view.nodes)
         responses = await asyncio.gather(*(self._node_call(n, "info", {}, INFO_TIMEOUT) for n in nodes))
         load: dict[str, Any] = {}
+        sizes = None
         for response in responses:
             if response.isSuccess:
                 load.update(response.data["load"])
-        return load
+                sizes = response.data.get("state") or sizes
+        return load, sizes
 
     async def getStacks(self, uid: str) -> ActorResponse:
         """The current Python stacks of the process running actor ``uid``: ``data = {'pid', 'host',
@@ -487,6 +523,8 @@ class AsyncBeach:
     get_patrols = getPatrols
     get_supervised = getSupervised
     stop_actors = stopActors
+    get_state = getState
+    delete_state = deleteState
     add_to_category = addToCategory
     remove_from_category = removeFromCategory
     get_actor_handle = getActorHandle

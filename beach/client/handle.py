@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import os
+import random
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -35,6 +36,9 @@ DEFAULT_TIMEOUT = 10.0
 # takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
 ABSENT_BACKOFF, ABSENT_BACKOFF_MAX = 0.5, 4.0
 BUSY_BACKOFF, BUSY_BACKOFF_MAX = 0.05, 1.0
+# After a state conflict the same actor is as good as any (it dropped the stale values): a short,
+# random wait keeps two callers that collided from colliding again in step.
+CONFLICT_BACKOFF, CONFLICT_BACKOFF_MAX = 0.005, 0.2
 
 
 log = logging.getLogger("beach.handle")
@@ -113,8 +117,8 @@ class ActorHandle:
         """Send a request to one actor of the category and await its `ActorResponse`.
 
         Each attempt waits up to ``timeout`` seconds (capped by the deadline of the request being
-        served, inside a handler). Timeouts, "busy" and an empty category are retried up to
-        ``nRetries`` times with the same request id; application errors are not. ``onFailure(data)``
+        served, inside a handler). Timeouts, "busy", an empty category and a state ``conflict``
+        are retried up to ``nRetries`` times with the same request id; application errors are not. ``onFailure(data)``
         is called once if the final result is a failure. Raises `EncodeError` / `PayloadTooLarge`
         for data that cannot be sent, and `UsageError` for an affinity handle without ``key``.
         """
@@ -150,6 +154,10 @@ class ActorHandle:
                     del self._pending[target]
             if response.isSuccess or not self._retryable(response):
                 break
+            if response.failure == wire.CONFLICT:
+                if attempt < retries:
+                    await asyncio.sleep(random.uniform(0, backoff(attempt, CONFLICT_BACKOFF, CONFLICT_BACKOFF_MAX)))
+                continue
             self._targets.failed(target, response.failure == wire.NO_ACTOR, tried)
             if response.failure == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
                 tried.add(response.data["uid"])

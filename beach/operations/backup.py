@@ -1,10 +1,13 @@
-"""``beach backup`` / ``beach restore``: the desired state in one file.
+"""``beach backup`` / ``beach restore``: the desired state and the actor state in one file.
 
 A backup holds what beach must not lose — supervised actors, patrol specs, deployed code versions
-(and the bundles they name, so that a fresh cluster can run them) — as one msgpack map. The
-supervisor lease and cordons are left out: they belong to the running cluster's nodes. Restoring
-writes the records through a node (admin rights) after uploading the bundles; the supervisor then
-starts what the records ask for.
+(and the bundles they name, so that a fresh cluster can run them), and the actors' state (every
+key of every category, as stored: the values encoded, not sealed) — as one msgpack map. The
+supervisor lease and cordons are left out: they belong to the running cluster's nodes, and so are
+the records of recent requests (a retry after a restore may apply again). Restoring writes the
+records and the state through a node (admin rights) after uploading the bundles; the supervisor
+then starts what the records ask for. A backup is a snapshot key by key, not of one instant:
+turns that commit while it is read may be in it or not, each key whole.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from beach import wire
 from beach.code import store as codestore
 from beach.code.bundle import Bundle, verify
 from beach.errors import Refused, UsageError
-from beach.state import desired
+from beach.security import authority
+from beach.state import desired, stateview
 
 if TYPE_CHECKING:
     from beach.client.core import AsyncBeach
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
 FORMAT = "beach-backup"
 VERSION = 1
 KEPT = ("sup.", "patrol.", "code.")
+RESTORE_KEYS = 200            # keys of actor state written per node operation
+RESTORE_BYTES = 256 * 1024    # and their bytes at most (the operation is one message)
 
 
 async def backup(client: AsyncBeach) -> dict[str, Any]:
@@ -36,7 +42,11 @@ async def backup(client: AsyncBeach) -> dict[str, Any]:
     for key, record in records.items():
         if key.startswith("code.") and not key.endswith(".current") and record["digest"] not in bundles:
             bundles[record["digest"]] = await codestore.fetch(client.session, record["digest"])
-    return {"format": FORMAT, "v": VERSION, "when": time.time(), "desired": records, "bundles": bundles}
+    realm = authority.scope(client.session.config)  # a realm admin reads its realm's state only
+    state = [{k: item[k] for k in ("realm", "category", "key", "value")}
+             for item in await stateview.read(client.session, realm)]
+    return {"format": FORMAT, "v": VERSION, "when": time.time(), "desired": records, "bundles": bundles,
+            "state": state}
 
 
 def write(path: str | os.PathLike[str], content: dict[str, Any]) -> int:
@@ -63,6 +73,11 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise UsageError(f"{os.fspath(path)}: a backup of format {content.get('v')!r}, from a newer beach")
     if not isinstance(content.get("desired"), dict) or not isinstance(content.get("bundles"), dict):
         raise UsageError(f"{os.fspath(path)}: a damaged backup (no desired state or bundles)")
+    state = content.setdefault("state", [])  # (backups of earlier releases have none)
+    if not isinstance(state, list) or not all(
+            isinstance(i, dict) and all(isinstance(i.get(k), str) for k in ("realm", "category", "key"))
+            and isinstance(i.get("value"), bytes) for i in state):
+        raise UsageError(f"{os.fspath(path)}: a damaged backup (its actor state is not a list of keys)")
     return content
 
 
@@ -74,6 +89,7 @@ async def restore(client: AsyncBeach, content: dict[str, Any]) -> dict[str, int]
         verify(data, digest)
         await codestore.upload(client.session, Bundle(data, digest, len(data), 0))
     records = {k: v for k, v in content["desired"].items() if isinstance(k, str) and k.startswith(KEPT)}
+    await _restore_state(client, content.get("state") or [])  # first: the actors restarted below find it
     if records:
         response = await client._change_desired(put=records)
         if not response.isSuccess:
@@ -81,7 +97,27 @@ async def restore(client: AsyncBeach, content: dict[str, Any]) -> dict[str, int]
     return counts({**content, "desired": records})
 
 
+async def _restore_state(client: AsyncBeach, items: list[dict[str, Any]]) -> None:
+    """Write the backup's actor state, a category at a time, in chunks a node operation carries."""
+    chunks: list[tuple[str, str, dict[str, bytes]]] = []
+    size = 0
+    for item in sorted(items, key=lambda i: (i["realm"], i["category"])):
+        last = chunks[-1] if chunks else None
+        if (last is None or (last[0], last[1]) != (item["realm"], item["category"]) or len(last[2]) >= RESTORE_KEYS
+                or size + len(item["value"]) > RESTORE_BYTES):
+            chunks.append((item["realm"], item["category"], {}))
+            size = 0
+        chunks[-1][2][item["key"]] = item["value"]
+        size += len(item["value"]) + len(item["key"])
+    for realm, category, put in chunks:
+        response = await client._change_state({"realm": realm, "category": category, "put": put}, realm)
+        if not response.isSuccess:
+            raise Refused(f"the actor state of category {category!r} (realm {realm!r}) was not restored: "
+                          f"{response.error}")
+
+
 def counts(content: dict[str, Any]) -> dict[str, int]:
-    """How many records of each kind (``sup``, ``patrol``, ``code``) and bundles a backup holds."""
+    """How many records of each kind (``sup``, ``patrol``, ``code``), bundles and keys of actor
+    state a backup holds."""
     kinds = {kind.rstrip("."): sum(1 for k in content["desired"] if k.startswith(kind)) for kind in KEPT}
-    return {**kinds, "bundles": len(content["bundles"])}
+    return {**kinds, "bundles": len(content["bundles"]), "state": len(content.get("state") or [])}

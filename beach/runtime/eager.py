@@ -14,7 +14,6 @@ from typing import Any
 
 from beach.client.runner import Background
 
-
 _RESUME = object()  # what _Started yields first when its coroutine is to be resumed at once
 
 

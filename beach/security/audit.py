@@ -40,6 +40,9 @@ def summary(op: str, args: dict[str, Any]) -> dict[str, Any]:
     parameters (private ones included) or data."""
     if op == "spawn":
         return {k: args.get(k) for k in ("name", "realm", "categories", "strategy", "isolated", "owner", "restart")}
+    if op == "state":
+        return {"realm": args.get("realm"), "category": args.get("category"), "put": sorted(args.get("put") or {}),
+                "delete": list(args.get("delete") or []), "purge": bool(args.get("purge"))}
     if op == "desired":
         return {"put": sorted(args.get("put") or {}), "delete": list(args.get("delete") or []),
                 "prefixes": list(args.get("prefixes") or [])}

@@ -138,7 +138,7 @@ def parse_control(subject: str, prefix: str) -> tuple[str, str | None, str]:
 
 # The node operations that need admin rights (a host's also include 'spec').
 ADMIN_OPS = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "desired", "stack", "replace",
-                       "cordon", "config", "remove_node"})
+                       "cordon", "config", "remove_node", "state"})
 # The node operations that write JetStream (the directory, the desired state, the pushed config): a
 # node refuses them at once while JetStream has lost its quorum, instead of letting them hang.
 WRITE_OPS = ADMIN_OPS - {"stack"}

@@ -6,20 +6,24 @@ it alone may subscribe to. What each may publish (``allow`` lists: anything not 
 
 =============  ===========================================================================
 node           everything (node agents and actor hosts: they serve requests, write the KV
-               buckets, the lease, the logs and the audit log)
+               buckets — actor state included —, the lease, the logs and the audit log)
 admin          requests, broadcasts, node control (``beach.n.*.*.*.<user>``), reading state,
-               uploading code (the object store ``beach_code``; nodes record the versions)
+               reading actor state, uploading code (the object store ``beach_code``; nodes
+               record the versions)
 realm-admin    requests and node control within its realm (``beach.n.*.*.<realm>.<user>``),
-               uploading code
+               reading its realm's actor state, uploading code
 client         requests, shots and broadcasts (``beach.r/b/a.>``), reading state
-observer       reading state only (the dashboard's role)
+observer       reading state only (the dashboard's role); of actor state, its sizes only
 =============  ===========================================================================
 
 "Reading state" is the JetStream API calls a KV watch, a KV get and a stream read make on beach's
-buckets and streams, the per-second load figures (``beach.stats.>``), the live logs, nodes'
-``info`` and their beacons (``beach.hb.>``, while JetStream has lost its quorum). No role but
-*node* may write a bucket (``$KV.>``), touch an actor's subjects as a subscriber (so none can join
-the actors' queue groups), or publish to an actor host.
+buckets and streams, the per-second load figures (``beach.stats.>``, with the sizes of actor
+state), the live logs, nodes'
+``info`` and their beacons (``beach.hb.>``, while JetStream has lost its quorum). Actors' state (``KV_beach_state``) is apart: its keys
+and values are read by admins, and by a realm admin for its own realm only (the realm is in the
+subjects of those reads: a consumer whose filter is in its create subject, a direct get by
+subject). No role but *node* may write a bucket (``$KV.>``), touch an actor's subjects as a
+subscriber (so none can join the actors' queue groups), or publish to an actor host.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from beach.bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET
+from beach.bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET, STATE_BUCKET
 from beach.code.store import CODE_BUCKET
 from beach.errors import UsageError
 from beach.wire import subjects
@@ -39,6 +43,7 @@ from beach.wire import subjects
 AUDIT_STREAM = "beach_audit"
 LOG_STREAM = "beach_logs"
 STREAMS = [f"KV_{ACTORS_BUCKET}", f"KV_{NODES_BUCKET}", f"KV_{DESIRED_BUCKET}", LOG_STREAM, AUDIT_STREAM]
+STATE_STREAM = f"KV_{STATE_BUCKET}"
 SERVER_CONFIG = "nats-server.conf"
 AUTH_CONFIG = "auth.conf"
 TLS_CONFIG = "tls.conf"
@@ -73,6 +78,14 @@ def _reading(user: User) -> tuple[list[str], list[str]]:
     return publish, [f"{user.inbox}.>", "beach.stats.>", "beach.log.>", "beach.hb.>"]
 
 
+def _reading_actor_state(realm: str | None) -> list[str]:
+    """Publish allowances for reading actors' state: every realm's (None), or one realm's."""
+    if realm is None:
+        return [f"$JS.API.CONSUMER.CREATE.{STATE_STREAM}.>", f"$JS.API.DIRECT.GET.{STATE_STREAM}.>"]
+    keys = f"$KV.{STATE_BUCKET}.{subjects.escape(subjects.check_realm(realm))}.>"
+    return [f"$JS.API.CONSUMER.CREATE.{STATE_STREAM}.*.{keys}", f"$JS.API.DIRECT.GET.{STATE_STREAM}.{keys}"]
+
+
 def permissions(user: User) -> dict[str, object]:
     """The NATS ``permissions`` block of ``user``."""
     if user.role == "node":
@@ -90,9 +103,11 @@ def permissions(user: User) -> dict[str, object]:
                     f"$JS.API.CONSUMER.DELETE.{stream}.>", f"$JS.API.CONSUMER.INFO.{stream}.>", f"$JS.FC.{stream}.>"]
     if user.role == "admin":
         publish.append(f"beach.n.*.*.*.{who}")
+        publish += _reading_actor_state(None)
     if user.role == "realm-admin":
         realm = subjects.escape(subjects.check_realm(user.realm or ""))
         publish += [f"beach.r.{realm}.>", f"beach.b.{realm}.>", f"beach.a.{realm}.>", f"beach.n.*.*.{realm}.{who}"]
+        publish += _reading_actor_state(user.realm)
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 
 

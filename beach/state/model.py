@@ -9,6 +9,8 @@ everything in a loop:
 * each actor host's load figures, published every second on ``beach.stats.<host>``: its actors'
   counters and request figures (`beach.metering`: outcomes and durations per category and request
   type, as served) and its handles' calls (as made: outcomes, durations, retries),
+* the sizes of actor state (keys and bytes per category, bytes per bucket), published every few
+  seconds on ``beach.stats.state`` by the node holding the supervisor lease,
 * the live log lines on ``beach.log.>`` (a bounded tail).
 
 Request figures are summed per realm, category and request type (`requests`, `calls`); the figures
@@ -34,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.msg import Msg
 
 from beach import bus, logs, metering, patrol, wire
-from beach.state import desired
-from beach.state.records import NodeEntry
+from beach.state import desired, records, stateview
+from beach.state.records import NodeEntry, StateStats
 from beach.wire import subjects
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ WINDOW_SECONDS = 10        # a category's latency and error ratio: over the last
 STALE_SECONDS = 30.0       # a host silent this long has gone: its calls are folded into the sums
 NOT_SERVED = (metering.FAILURES[wire.BUSY], metering.DROPPED, metering.REFUSED)  # never reached a handler
 Key = tuple[str, str, str]  # realm, category, request type
-COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused",
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused", "conflicts",
             "logs_dropped")
 
 
@@ -141,6 +143,7 @@ class ClusterModel:
         self._window: deque[dict[tuple[str, str], metering.Row]] = deque(maxlen=WINDOW_SECONDS + 1)
         self.log_lines: deque[dict[str, Any]] = deque(maxlen=log_tail)
         self.mirror: desired.Mirror | None = None
+        self.state_sizes: StateStats | None = None
         self.connected = True
         self.started = time.time()
         self._pending: set[str] = set()
@@ -188,9 +191,12 @@ class ClusterModel:
             self._flush.cancel()
 
     async def refresh_load(self) -> None:
-        """Ask every node for its actors' load now (for one-shot tools that cannot wait a second
-        for the hosts' next figures)."""
-        self._take_load(await self.client.getLoadInfo(), time.time())
+        """Ask every node for its actors' load and the sizes of actor state now (for one-shot tools
+        that cannot wait for the next figures)."""
+        load, sizes = await self.client.node_infos()
+        self._take_load(load, time.time())
+        if sizes is not None:
+            self._take_sizes(sizes)
         self.changed("stats")
 
     def changed(self, what: str) -> None:
@@ -233,6 +239,13 @@ class ClusterModel:
         self.node_mem.setdefault(node_id, Series()).add(t, _number(node.get("mem")))
 
     async def _on_stats(self, msg: Msg) -> None:
+        if msg.subject == stateview.STATS_SUBJECT:
+            try:
+                self._take_sizes(wire.unpack(self.session.unseal(msg, fresh=False)))
+            except (ValueError, TypeError):
+                return  # refused by the seal, or not a record: skip it
+            self.changed("state")
+            return
         try:
             stats = wire.unpack(self.session.unseal(msg, fresh=False))
             load = stats["load"]
@@ -247,6 +260,11 @@ class ClusterModel:
             self._host_calls[str(stats.get("host"))] = (time.time(), {
                 (str(realm), *key): row for realm, rows in calls.items() for key, row in metering.rows_of(rows)})
         self.changed("stats")
+
+    def _take_sizes(self, value: Any) -> None:
+        sizes = records.STATE_STATS.check(value, "on " + stateview.STATS_SUBJECT)  # RecordError: a ValueError
+        if self.state_sizes is None or sizes["t"] >= self.state_sizes["t"]:
+            self.state_sizes = sizes
 
     def _take_load(self, load: dict[str, Any], when: float) -> None:
         for uid, figures in load.items():
@@ -501,13 +519,37 @@ class ClusterModel:
             result[name] = figures
         return result
 
+    def state(self) -> dict[str, Any]:
+        """The sizes of actor state: ``categories`` (each ``{'realm', 'category', 'keys', 'bytes',
+        'actors'}``: its keys, their stored bytes, its live actors), ``buckets`` (each of beach's
+        buckets and streams: ``{'name', 'bytes', 'messages'}``) and ``updated`` (when the node
+        holding the supervisor lease measured them; None before it has)."""
+        sizes = self.state_sizes
+        if sizes is None:
+            return {"categories": [], "buckets": [], "updated": None}
+        realms = self.realms()
+        categories = []
+        for realm, by_category in sorted(sizes["categories"].items()):
+            if not isinstance(by_category, dict):
+                continue
+            for category, figures in sorted(by_category.items()):
+                if isinstance(figures, list) and len(figures) == 2:
+                    categories.append({"realm": realm, "category": category, "keys": int(_number(figures[0])),
+                                       "bytes": int(_number(figures[1])),
+                                       "actors": realms.get(realm, {}).get(category, 0)})
+        buckets = [{"name": name, "bytes": int(_number(f.get("bytes"))), "messages": int(_number(f.get("messages")))}
+                   for name, f in sorted(sizes["buckets"].items()) if isinstance(f, dict)]
+        return {"categories": categories, "buckets": buckets, "updated": sizes["t"]}
+
     def summary(self) -> dict[str, Any]:
-        """The counters at the top of a dashboard: nodes, actors, realms, categories, requests/s."""
+        """The counters at the top of a dashboard: nodes, actors, realms, categories, requests/s,
+        keys of actor state."""
         live = self.view.live()
         realms = self.realms()
         return {"connected": self.connected, "nodes": len(self.view.nodes), "actors": len(live),
                 "realms": len(realms), "categories": sum(len(c) for c in realms.values()),
-                "rps": sum(self.rate(a["uid"]) for a in live)}
+                "rps": sum(self.rate(a["uid"]) for a in live),
+                "state_keys": sum(c["keys"] for c in self.state()["categories"])}
 
 
 def _outcomes(rows: dict[Key, metering.Row]) -> dict[str, int]:

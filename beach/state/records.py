@@ -340,6 +340,19 @@ class JetStreamSlot(TypedDict):
     node: Annotated[str, "str", "?"]
 
 
+class StateStats(TypedDict):
+    """The sizes of actor state (``beach.stats.state``, from the node holding the supervisor lease,
+    every few seconds; also in its ``info``): ``categories`` is ``{realm: {category: [keys,
+    bytes]}}`` (bytes: the stored, sealed values), ``buckets`` ``{stream: {'bytes', 'messages'}}``
+    for each of beach's buckets and streams."""
+
+    v: int
+    t: Annotated[float, "number"]
+    node: Annotated[str, "name"]
+    categories: Annotated[dict[str, Any], "map", dict]
+    buckets: Annotated[dict[str, Any], "map", dict]
+
+
 _SPAWN_CHECKS = _all(_non_empty("categories"), _one_of("restart", RESTART_POLICIES))
 SPAWN = Schema("spawn", SpawnSpec, _SPAWN_CHECKS)
 ACTOR = Schema("actor", ActorEntry)
@@ -370,6 +383,7 @@ CODE_CURRENT = Schema("current code", CodeCurrent)
 CORDON = Schema("cordon", Cordon)
 SERVER = Schema("server", ServerRecord)
 SLOT = Schema("JetStream slot", JetStreamSlot)
+STATE_STATS = Schema("state sizes", StateStats)
 
 
 # ---------------------------------------------------------------- control operations' arguments
@@ -424,6 +438,19 @@ class RemoveNodeArgs(TypedDict):
 
     v: int
     node: Annotated[str, "name"]
+
+
+class StateArgs(TypedDict):
+    """``state``: change a category's actor state as an admin — keys to set (to packed values) or
+    delete, or ``purge`` every key of the category (of the realm, without one; of every realm,
+    without either: a cluster-wide flush)."""
+
+    v: int
+    realm: Annotated[str | None, "str"]
+    category: Annotated[str | None, "str"]
+    put: Annotated[dict[str, Any], "map", dict]
+    delete: Annotated[list[str], "names", list]
+    purge: Annotated[bool, "bool", False]
 
 
 class ActorArgs(TypedDict):
@@ -481,6 +508,7 @@ DESIRED_ARGS = Schema("desired", DesiredArgs, noun="arguments")
 CONFIG_ARGS = Schema("config", ConfigArgs, noun="arguments")
 REMOVE_NODE_ARGS = Schema("remove_node", RemoveNodeArgs, noun="arguments")
 ACTOR_ARGS = Schema("actor", ActorArgs, noun="arguments")
+STATE_ARGS = Schema("state", StateArgs, noun="arguments")
 CATEGORY_ARGS = Schema("category", CategoryArgs, noun="arguments")
 HELLO_ARGS = Schema("hello", HelloArgs, noun="arguments")
 HOST_SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("uid"), _SPAWN_CHECKS))  # the agent has chosen the uid

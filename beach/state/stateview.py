@@ -1,0 +1,225 @@
+"""Actor state seen from outside the actors: what the tools, backups and node agents read.
+
+* `read` — the keys and values of a category (or a realm, or every realm): for ``beach state``,
+  the dashboard, ``beach backup``. It reads the bucket with the caller's own NATS rights — an
+  admin every realm, a realm admin its own (its permissions name the realm in the subjects a
+  read uses: a consumer whose filter is in its create subject, direct gets by subject).
+* `SizeTracker` — keys and bytes per category, followed by the node agent that holds the
+  supervisor lease (a headers-only watch of every category), and bytes per bucket; published on
+  ``beach.stats.state`` for every tool, so an observer sees sizes without any right to read keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from beach import bus
+from beach.client.session import Session
+from beach.errors import BusError, StateError
+from beach.security.sealedkv import context as seal_context
+from beach.state import records
+from beach.state.records import StateStats
+from beach.wire import subjects
+
+log = logging.getLogger("beach.state")
+
+STREAM = f"KV_{bus.STATE_BUCKET}"
+PREFIX = f"$KV.{bus.STATE_BUCKET}."
+STATS_SUBJECT = "beach.stats.state"
+SIZES_SECONDS = 2.0       # how often the lease holder publishes the sizes
+BUCKETS_SECONDS = 10.0    # how often it asks the streams for their sizes
+READ_IDLE = 30.0          # seconds a reading consumer outlives its last use (the server removes it)
+# beach's streams, for "bytes per bucket" (names as JetStream has them)
+STREAMS = ("KV_beach_actors", "KV_beach_nodes", "KV_beach_desired", "KV_beach_config", STREAM, "OBJ_beach_code",
+           "beach_logs", "beach_audit")
+
+
+def _filter(realm: str | None, category: str | None) -> str:
+    if realm is None:
+        return f"{PREFIX}*.k.>"
+    if category is None:
+        return f"{PREFIX}{subjects.escape(subjects.check_realm(realm))}.k.>"
+    return f"{PREFIX}{subjects.state_scope(realm, category)}*"
+
+
+def _open(session: Session, kv_key: str, stored: bytes) -> bytes:
+    sealer = session.sealer
+    if sealer is None:
+        return stored
+    try:
+        return sealer.open(seal_context(bus.STATE_BUCKET, kv_key), stored, fresh=False)
+    except Exception as err:
+        raise StateError(f"the value of state key {kv_key!r} does not open: {err}") from None
+
+
+async def read(session: Session, realm: str | None = None, category: str | None = None,
+               timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every key with a value of ``category`` in ``realm`` (every category of ``realm``, or of
+    every realm, when None): ``[{'realm', 'category', 'key', 'revision', 'value': packed}]``,
+    sorted. Raises `BusError` (`PermissionDenied` where the credentials may not read them)."""
+    nc = session.nc
+    js = nc.jetstream(timeout=bus.JS_TIMEOUT)
+    inbox = nc.new_inbox()
+    found: list[dict[str, Any]] = []
+    done = asyncio.get_running_loop().create_future()
+
+    async def take(msg: Msg) -> None:
+        parsed = subjects.parse_state_key(msg.subject[len(PREFIX):])
+        headers = msg.headers or {}
+        if parsed is not None and msg.data and headers.get("KV-Operation") not in ("DEL", "PURGE"):
+            kv_key = msg.subject[len(PREFIX):]
+            try:
+                value = _open(session, kv_key, msg.data)
+            except StateError as err:
+                log.warning("%s", err)
+            else:
+                found.append({"realm": parsed[0], "category": parsed[1], "key": parsed[2],
+                              "revision": msg.metadata.sequence.stream, "value": value})
+        if msg.metadata.num_pending == 0 and not done.done():
+            done.set_result(None)
+
+    sub = await nc.subscribe(inbox, cb=take)
+    try:
+        config = ConsumerConfig(name=f"read-{os.urandom(8).hex()}", filter_subject=_filter(realm, category),
+                                deliver_subject=inbox, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                                ack_policy=AckPolicy.NONE, inactive_threshold=READ_IDLE, mem_storage=True,
+                                num_replicas=1)
+        guard = session.refusals.guard(js.add_consumer(STREAM, config), ("$js.api.consumer.create",))
+        try:
+            info = await guard
+        except NotFoundError:
+            return []  # no state bucket yet: no state
+        except nats.errors.Error as err:
+            raise bus.failure(err, "cannot read the actor state") from None
+        if info.num_pending:
+            try:
+                await asyncio.wait_for(done, timeout)
+            except TimeoutError:
+                raise BusError(f"reading the actor state took over {timeout:g}s") from None
+    finally:
+        await sub.unsubscribe()
+    return sorted(found, key=lambda item: (item["realm"], item["category"], item["key"]))
+
+
+async def read_key(session: Session, realm: str, category: str, key: str) -> tuple[int, bytes | None]:
+    """``(revision, packed value)`` of one key (``(0, None)`` if it never had one, value None if
+    deleted): a direct get by subject. Raises `BusError`, `StateError`."""
+    kv_key = subjects.state_key(subjects.state_scope(realm, category), subjects.state_token(key))
+    js = session.nc.jetstream(timeout=bus.JS_TIMEOUT)
+    try:
+        msg = await session.refusals.guard(js.get_msg(STREAM, subject=PREFIX + kv_key, direct=True),
+                                           ("$js.api.direct.get",))
+    except NotFoundError:
+        return 0, None
+    except nats.errors.Error as err:
+        raise bus.failure(err, f"cannot read state key {key!r}") from None
+    headers = msg.headers or {}
+    if headers.get("KV-Operation") in ("DEL", "PURGE") or not msg.data:
+        return int(msg.seq or 0), None
+    return int(msg.seq or 0), _open(session, kv_key, msg.data)
+
+
+async def bucket_sizes(session: Session) -> dict[str, dict[str, int]]:
+    """``{stream: {'bytes', 'messages'}}`` of beach's buckets and streams that exist."""
+    js = session.nc.jetstream(timeout=bus.JS_TIMEOUT)
+    sizes: dict[str, dict[str, int]] = {}
+    for stream in STREAMS:
+        try:
+            info = await js.stream_info(stream)
+        except NotFoundError:
+            continue
+        except nats.errors.Error as err:
+            log.debug("no size for stream %s: %s", stream, err)
+            continue
+        sizes[stream] = {"bytes": int(info.state.bytes or 0), "messages": int(info.state.messages or 0)}
+    return sizes
+
+
+class SizeTracker:
+    """Keys and bytes of every category's actor state, followed from a headers-only watch of the
+    whole bucket (the node agent holding the supervisor lease runs it), and bytes per bucket."""
+
+    def __init__(self, session: Session, node_id: str) -> None:
+        self.session = session
+        self.node_id = node_id
+        self.keys: dict[tuple[str, str], dict[str, int]] = {}  # (realm token, category token) → key → size
+        self.buckets: dict[str, dict[str, int]] = {}
+        self._sub: Any = None
+        self._loaded: asyncio.Future[None] | None = None
+        self._buckets_at = 0.0
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Start following (a bucket that does not exist yet is created, as a node may); return
+        once the current keys are counted (or ``timeout`` seconds have passed)."""
+        kv = await bus.open_state(self.session.nc, self.session.config)
+        js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
+        self.keys = {}
+        self._loaded = asyncio.get_running_loop().create_future()
+        self._sub = await js.subscribe(f"{PREFIX}*.k.>", stream=kv._stream, cb=self._on_key, ordered_consumer=True,
+                                       deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True,
+                                       inactive_threshold=300.0)
+        info = await self._sub.consumer_info()
+        if not info.num_pending and not self._sub.delivered and not self._loaded.done():
+            self._loaded.set_result(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._loaded), timeout)
+        except TimeoutError:
+            log.warning("the sizes of actor state are still being counted after %gs", timeout)
+
+    async def stop(self) -> None:
+        """Stop following."""
+        if self._sub is not None:
+            try:
+                await self._sub.unsubscribe()
+            except Exception:  # the connection may be gone
+                pass
+            self._sub = None
+
+    async def rescan(self) -> None:
+        """Follow again from the start (after a purge, which a watch does not see)."""
+        if self._sub is not None:
+            await self.stop()
+            await self.start()
+
+    @property
+    def running(self) -> bool:
+        """True while it follows the bucket."""
+        return self._sub is not None
+
+    async def _on_key(self, msg: Msg) -> None:
+        parts = msg.subject[len(PREFIX):].split(".")
+        if len(parts) == 4:
+            headers = msg.headers or {}
+            category = self.keys.setdefault((parts[0], parts[2]), {})
+            if headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers:
+                category.pop(parts[3], None)
+            else:
+                try:
+                    category[parts[3]] = int(headers.get("Nats-Msg-Size") or 0)
+                except ValueError:
+                    category[parts[3]] = 0
+        if msg.metadata.num_pending == 0 and self._loaded is not None and not self._loaded.done():
+            self._loaded.set_result(None)
+
+    async def stats(self) -> StateStats:
+        """Keys and bytes per category (the sealed size of values), bytes per bucket."""
+        now = time.monotonic()
+        if now - self._buckets_at > BUCKETS_SECONDS:
+            self._buckets_at = now
+            self.buckets = await bucket_sizes(self.session)
+        categories: dict[str, dict[str, list[int]]] = {}
+        for (realm, category), keys in self.keys.items():
+            if keys:
+                categories.setdefault(subjects.unescape(realm), {})[subjects.unescape(category)] = [
+                    len(keys), sum(keys.values())]
+        return records.STATE_STATS.new(t=time.time(), node=self.node_id, categories=categories,
+                                       buckets=dict(self.buckets))
