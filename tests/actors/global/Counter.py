@@ -1,6 +1,7 @@
 """A counter kept in actor state (``def`` handlers): the test of ``self.state``'s blocking forms."""
 
 import time
+from decimal import Decimal
 
 from beach.actor import Actor
 
@@ -16,6 +17,7 @@ class Counter(Actor):
         self.handle("add_slowly", self.add_slowly)
         self.handle("transfer", self.transfer)
         self.handle("other", self.other)
+        self.handle("set_unencodable", self.set_unencodable)
 
     def add(self, msg):
         n = msg.data.get("n", 1)
@@ -41,9 +43,13 @@ class Counter(Actor):
         raise RuntimeError("after set()")
 
     def add_slowly(self, msg):
+        time.sleep(msg.data["before"].get(self.name, 0.0))  # seconds, by actor
         value = self.state.update(msg.data["key"], lambda v: (v or 0) + 1)
-        time.sleep(msg.data.get("sleep", 1.0))
         return (True, {"value": value, "uid": self.name})
+
+    def set_unencodable(self, msg):
+        self.state.set(msg.data["key"], Decimal("1.5"))
+        return (True, {})
 
     def transfer(self, msg):
         a, b, n = msg.data["from"], msg.data["to"], msg.data["n"]
