@@ -26,6 +26,7 @@ from beach.state.directory import NODE_TTL
 from .conftest import ADMIN_TOKEN, NodeProcess, free_port, wait_for, write_config
 
 NODES = ["st-a", "st-b", "st-c"]
+MAX_KEYS = 300  # the cluster's state.max_keys: keys per category
 
 WORD_COUNTER = '''
 from beach.actor import Actor
@@ -59,7 +60,8 @@ class Cluster:
                                        args=["--cluster_name", "state-test", "--cluster",
                                              f"nats://127.0.0.1:{route_ports[i]}", "--routes", routes])
                         for i in range(3)]
-        self.configs = [write_config(root / f"{i}.yaml", s.url, n_processes=1) for i, s in enumerate(self.servers)]
+        self.configs = [write_config(root / f"{i}.yaml", s.url, n_processes=1, state={"max_keys": MAX_KEYS})
+                        for i, s in enumerate(self.servers)]
         self.nodes: dict[str, NodeProcess] = {}
 
     def start(self) -> None:
@@ -154,6 +156,23 @@ def test_state_api_in_def_and_async_handlers(beach):
     too_big = sync.request("set", {"key": "big", "value": "x" * 300_000})
     assert not too_big.isSuccess and "StateError" in too_big.data["st"] and "over the limit" in too_big.data["st"]
     assert "big" not in beach.getState("api/def")
+
+
+def test_the_cap_on_keys_per_category_is_refused_with_a_clear_error(beach):
+    spawn(beach, "Counter", "capped")
+    handle = beach.getActorHandle("capped")
+    assert handle.request("set_many", {"prefix": "a", "n": MAX_KEYS - 10}).isSuccess
+    refused = handle.request("set_many", {"prefix": "b", "n": 20})
+    assert not refused.isSuccess and f"holds {MAX_KEYS - 10} state keys, its cap (state.max_keys = {MAX_KEYS})" \
+        in refused.data["st"], refused
+    assert len(beach.getState("capped")) == MAX_KEYS - 10  # the refused turn left nothing
+    assert handle.request("set_many", {"prefix": "a", "n": MAX_KEYS - 10}).isSuccess  # existing keys: fine
+    assert handle.request("delete", {"key": "a0"}).isSuccess
+    assert handle.request("set_many", {"prefix": "c", "n": 12}).isSuccess is False
+    assert handle.request("set_many", {"prefix": "c", "n": 11}).isSuccess
+    assert len(beach.getState("capped")) == MAX_KEYS
+    too_many = handle.request("set_many", {"prefix": "d", "n": 1000, "delete": True})
+    assert not too_many.isSuccess and "a turn writes at most" in too_many.data["st"]
 
 
 def test_a_handler_that_raises_after_set_leaves_nothing(beach):

@@ -68,6 +68,7 @@ MAX_INFLIGHT_BATCHES = 2    # a host's batches in flight at once: the next gathe
 MAX_GROUP_MESSAGES = 500    # under the server's 1000 per batch
 MAX_GROUP_BYTES = 4 * 1024 * 1024
 INFLIGHT_BACKOFF = 0.02     # the server's limit of batches in flight was reached: wait, send again
+MAX_TURN_KEYS = 990         # keys a turn that writes may touch: its batch holds one message each (the server takes 1000)
 INSTANT_TRIES = 8           # an update outside a request, retried on conflict this many times
 WATCH_INACTIVE = 300.0
 
@@ -471,6 +472,9 @@ class StateStore:
         """Stage a write (``packed`` None: a delete) in ``turn``; raise `StateError` for a value
         over the size limit or a new key past the category's cap."""
         subjects.state_key(scope.prefix, token)  # too long: refused now, not at the commit
+        if (scope, token) not in turn.writes and len(turn.writes) >= MAX_TURN_KEYS:
+            raise StateError(f"a turn writes at most {MAX_TURN_KEYS} keys (it commits as one batch of the "
+                             f"server's): split the work over several requests")
         if packed is not None:
             limit = self.max_value
             if len(packed) > limit:
@@ -512,6 +516,10 @@ class StateStore:
                 except StateError as err:  # (set() checks it too, once the index is loaded)
                     return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: {err}"})
         messages, written = self._messages(turn, reply)
+        if len(messages) > batch.MAX_MESSAGES:
+            return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: this turn wrote {len(written)} keys and "
+                                                            f"read {len(turn.seen)}: more than one batch holds "
+                                                            f"({batch.MAX_MESSAGES} messages)"})
         pending = Pending(messages, {m[0] for m in messages} | {m[2].get(
             batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, "") for m in messages} - {""})
         for scope, token in written:  # until it is committed, its result is what the next turn must read

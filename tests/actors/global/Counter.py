@@ -18,6 +18,7 @@ class Counter(Actor):
         self.handle("transfer", self.transfer)
         self.handle("other", self.other)
         self.handle("set_unencodable", self.set_unencodable)
+        self.handle("set_many", self.set_many)
 
     def add(self, msg):
         n = msg.data.get("n", 1)
@@ -63,3 +64,11 @@ class Counter(Actor):
     def other(self, msg):
         other = self.stateFor(msg.data["category"])
         return (True, {"value": other.update(msg.data["key"], lambda v: (v or 0) + 1)})
+
+    def set_many(self, msg):
+        for i in range(msg.data["n"]):
+            if msg.data.get("delete"):
+                self.state.delete(f"{msg.data['prefix']}{i}")
+            else:
+                self.state.set(f"{msg.data['prefix']}{i}", i)
+        return (True, {})
