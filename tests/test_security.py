@@ -231,6 +231,55 @@ def test_a_realm_admins_rights_stop_at_its_realm(secured: Secured, admin: Beach)
     assert theirs in reverse and not any(a["realm"] == "team" for a in admin._core.session.view.live())
 
 
+TALLY = "beach_test_actors:Tally"
+
+
+def test_actor_state_is_read_by_admins_a_realm_admin_its_realm_observers_sizes_only(secured: Secured,
+                                                                                   admin: Beach) -> None:
+    from beach.state import stateview
+
+    assert admin.addActor(TALLY, "sec/tally").isSuccess
+    assert admin.getActorHandle("sec/tally").request("add", {"key": MARKER}).data["value"] == 1
+    admin.setRealm("team")
+    assert admin.addActor(TALLY, "tally").isSuccess
+    assert admin.getActorHandle("tally").request("add", {"key": "ours"}).data["value"] == 1
+    admin.setRealm("global")
+    assert admin.getState("sec/tally") == {MARKER: 1} and admin.getState("tally", realm="team") == {"ours": 1}
+    with secured.client("admin-team", realm="team") as team:
+        assert team.getState("tally") == {"ours": 1}
+        assert team._runner.run(stateview.read_key(team._core.session, "team", "tally", "ours"))[0] > 0
+        with pytest.raises(PermissionDenied, match="may not publish to"):
+            team.getState("sec/tally", realm="global")
+        with pytest.raises(PermissionDenied, match="may not publish to"):
+            team._runner.run(stateview.read_key(team._core.session, "global", "sec/tally", MARKER))
+        with pytest.raises(PermissionDenied, match="may not publish to"):  # outside its realm
+            team.deleteState("sec/tally", MARKER, realm="global")
+        assert team.deleteState("tally", "ours").isSuccess
+        assert team.getState("tally") == {}
+    for user in ("alice", "observer"):
+        with secured.client(user) as other, pytest.raises(PermissionDenied, match="may not publish to"):
+            other.getState("sec/tally")
+    # an observer sees how big the state is, not what it holds
+    status = subprocess.run([sys.executable, "-m", "beach.cli", "status", str(secured.configs["observer"]), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    sizes = {(c["realm"], c["category"]): c["keys"] for c in json.loads(status.stdout)["state"]["categories"]}
+    assert sizes[("global", "sec/tally")] == 1 and MARKER not in status.stdout
+    assert {b["name"] for b in json.loads(status.stdout)["state"]["buckets"]} >= {"KV_beach_state", "KV_beach_actors"}
+
+    async def write_as_client() -> Refusals:
+        refusals = Refusals()
+        nc = await raw(secured.url, refusals, **auth(secured.creds, "admin"))
+        await nc.publish(f"$KV.beach_state.global.k.sec=2Ftally.{MARKER}", b"\x05")
+        await nc.flush()
+        await asyncio.sleep(0.3)
+        await nc.close()
+        return refusals
+
+    assert asyncio.run(write_as_client()).about(f"$KV.beach_state.global.k.sec=2Ftally.{MARKER}")
+    assert admin.getState("sec/tally") == {MARKER: 1}  # only nodes write actor state
+
+
 def test_deploying_code_takes_admin_credentials(secured: Secured, admin: Beach, tmp_path: Path) -> None:
     from beach.code import bundle, deploy
     from beach.code import store as codestore
@@ -448,6 +497,27 @@ def test_a_bundle_is_sealed_in_the_store(sealed: Sealed, tmp_path: Path) -> None
     data = asyncio.run(stored())
     assert data and MARKER.encode() not in data and not data.startswith(b"\x1f\x8b")  # no gzip: sealed
     assert seal.is_sealed(data)
+
+
+def test_actor_state_values_and_request_records_are_sealed(sealed: Sealed) -> None:
+    with Beach(sealed.config) as client:
+        assert client.addActor(TALLY, "sealed/tally").isSuccess
+        assert client.getActorHandle("sealed/tally").request("add", {"key": "k", "note": MARKER}).isSuccess
+        assert client.getState("sealed/tally") == {"k": 1}
+
+        async def stored() -> list[bytes]:
+            nc = await raw(sealed.server.url)
+            js = nc.jetstream()
+            info = await js.stream_info("KV_beach_state")
+            values = [(await js.get_msg("KV_beach_state", seq)).data or b""
+                      for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+            await nc.close()
+            return values
+
+        values = [v for v in asyncio.run(stored()) if v]
+        assert len(values) == 2 and all(seal.is_sealed(v) for v in values)  # the key's value, the request's record
+        assert client.flush(state=True)
+        assert client.getState("sealed/tally") == {}
 
 
 def test_a_kv_value_moved_to_another_key_is_refused(sealed: Sealed) -> None:

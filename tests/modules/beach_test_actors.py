@@ -95,3 +95,13 @@ class Ledger(Actor):
         entry.update(inner_elapsed=time.monotonic() - started, inner_timed_out=resp.isTimedOut,
                      inner_ok=resp.isSuccess, end=time.time())
         return (True, {'inner_timed_out': resp.isTimedOut})
+
+
+class Tally(Actor):
+    """Counts in actor state (any realm: the security tests' realms have no code directory)."""
+
+    def init(self, parameters):
+        self.handle("add", self.add)
+
+    async def add(self, msg):
+        return (True, {"value": await self.state.aupdate(msg.data["key"], lambda v: (v or 0) + 1)})
