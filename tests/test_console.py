@@ -173,6 +173,31 @@ def test_a_request_typed_in_the_panel_shows_its_reply(beach: Beach, config_path:
     run_console(config_path, scenario, tmp_path / "request.svg")
 
 
+def test_the_state_pane_shows_keys_and_bytes_per_category(beach: Beach, config_path: Path, tmp_path: Path) -> None:
+    from beach.console.widgets.live_table import LiveTable
+
+    assert beach.addActor("Counter", "console/counter").isSuccess
+    handle = beach.getActorHandle("console/counter")
+    for word in ("don't", "café"):
+        assert handle.request("add", {"key": word}).isSuccess
+
+    def row(app: BeachConsole) -> list[str] | None:
+        table = app.query_one("#state-categories", LiveTable)
+        if "global/console/counter" not in {str(k.value) for k in table.rows}:
+            return None
+        return [str(cell) for cell in table.get_row("global/console/counter")]
+
+    async def scenario(app: BeachConsole, pilot: Pilot[None]) -> None:
+        await pilot.press("6")
+        await until(pilot, lambda: row(app), what="the category's state")
+        assert row(app)[2:] == ["2", "2 B", "1"]
+        assert await asyncio.to_thread(lambda: handle.request("add", {"key": "river"}).isSuccess)
+        await until(pilot, lambda: (row(app) or [])[2:3] == ["3"], what="the new key to be counted")
+        assert "KV_beach_state" in {str(k.value) for k in app.query_one("#state-buckets", LiveTable).rows}
+
+    run_console(config_path, scenario, tmp_path / "state.svg")
+
+
 def test_a_killed_node_disappears_from_the_nodes_pane(node: NodeProcess, config_path: Path, tmp_path: Path) -> None:
     doomed = NodeProcess(config_path, "console-doomed")
     hosts: list[psutil.Process] = []  # its actor hosts (in sessions of their own): they go too

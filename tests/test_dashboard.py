@@ -264,6 +264,28 @@ def test_detail_pages_show_parameters_counters_and_live_logs(dashboard: Dashboar
     assert page.errors == []
 
 
+def test_the_actor_state_card_follows_keys_and_bytes(dashboard: Dashboard, page: Page, beach: Beach,
+                                                     tmp_path: Path) -> None:
+    assert beach.addActor("Counter", "dash/counter").isSuccess
+    handle = beach.getActorHandle("dash/counter")
+    for word in ("don't", "café", "river"):
+        assert handle.request("add", {"key": word}).isSuccess
+    p = page.open(dashboard.url)
+    row = '#state tr:has(td:text-is("dash/counter"))'
+    p.wait_for_selector(row, timeout=10000)  # the lease holder's sizes, pushed every 2 s
+    assert p.inner_text(row).split("\t")[2:5] == ["3", "3 B", "1"]
+    assert handle.request("set", {"key": "long", "value": "x" * 5000}).isSuccess
+    wait_for(lambda: p.inner_text(row).split("\t")[2] == "4", 10, what="the card to show the new key")
+    assert "KV_beach_state" in p.inner_text("#state table.buckets")
+    p.locator("#state-card").scroll_into_view_if_needed()
+    p.screenshot(path=str(tmp_path / "state.png"), full_page=True)
+    sizes = dashboard.http.get("/api/state", params={"realm": "global"}).json()["state"]
+    [mine] = [c for c in sizes["categories"] if c["category"] == "dash/counter"]
+    assert mine["keys"] == 4 and mine["bytes"] > 5000 and mine["actors"] == 1
+    assert dashboard.http.get("/api/state", params={"nope": "1"}).status_code == 400
+    assert page.errors == []
+
+
 def test_without_the_admin_token_no_actions_and_403(node: Any, nats_server: Any, page: Page, beach: Beach,
                                                      tmp_path: Path) -> None:
     config = write_config(tmp_path / "read-only.yaml", nats_server.url, admin_token=None)

@@ -30,6 +30,7 @@ from beach.console.widgets.node_detail import NodeDetail
 from beach.console.widgets.nodes_table import NodesTable
 from beach.console.widgets.rates_panel import RatesPanel
 from beach.console.widgets.request_panel import RequestPanel
+from beach.console.widgets.state_pane import StatePane
 from beach.console.widgets.status_bar import StatusBar
 from beach.console.widgets.supervision_pane import SupervisionPane
 from beach.errors import BeachError, ClosedError, ConfigError
@@ -42,7 +43,7 @@ ADMIN_ACTIONS = frozenset({"add_actor", "flush", "stop", "add_category", "remove
 ACTOR_ACTIONS = frozenset({"stacks", "add_category", "remove_category"})
 GUARDED_ACTIONS = ADMIN_ACTIONS | ACTOR_ACTIONS
 FOCUS = {"cluster": "#nodes", "actors": "#actor-tree", "request": "#req-category", "logs": "#logs-lines",
-         "supervision": "#supervised"}  # what each pane's key focuses
+         "supervision": "#supervised", "state": "#state-categories"}  # what each pane's key focuses
 
 
 class ActionFailed(Exception):
@@ -63,8 +64,8 @@ class BeachConsole(App[None]):
 
     TABS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("cluster", "Cluster"), ("actors", "Actors"), ("request", "Request"), ("logs", "Logs"),
-        ("supervision", "Supervision"))
-    """The panes: (id, title), in order; keys 1 to 5 show them."""
+        ("supervision", "Supervision"), ("state", "State"))
+    """The panes: (id, title), in order; keys 1 to 6 show them."""
     CSS_PATH = "console.tcss"
     TITLE = "beach console"
     COMMANDS = App.COMMANDS | {BeachCommands}
@@ -106,6 +107,8 @@ class BeachConsole(App[None]):
                 yield LogsPane(id="logs-pane")
             with TabPane("Supervision", id="supervision"):
                 yield SupervisionPane(id="supervision-pane")
+            with TabPane("State", id="state"):
+                yield StatePane(id="state-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -155,6 +158,10 @@ class BeachConsole(App[None]):
                         "information", timeout=10)
         self.refresh_bindings()
         self._show(set(ALL_PARTS))
+        try:  # the sizes of actor state now, not at the lease holder's next push
+            await model.refresh_load()
+        except BeachError:
+            pass
 
     def _lost(self, reason: str) -> None:
         """The server closed the connection for good: the console would only show a frozen cluster."""

@@ -10,7 +10,7 @@ from textual.widget import Widget
 if TYPE_CHECKING:
     from beach.state.model import ClusterModel
 
-ALL_PARTS = frozenset({"nodes", "actors", "stats", "logs", "desired", "connection", "tick", "realm"})
+ALL_PARTS = frozenset({"nodes", "actors", "stats", "logs", "desired", "connection", "tick", "realm", "state"})
 
 
 class Live:

@@ -75,6 +75,17 @@ async def patrols(request: Request) -> Response:
     return JSON({"patrols": dashboard(request).model.patrols()})
 
 
+async def state(request: Request) -> Response:
+    """``GET /api/state?realm=``: the sizes of actor state — keys and bytes per category, bytes per
+    bucket (sizes only: ``beach state`` reads keys and values, with admin rights)."""
+    query = request.query_params
+    read.check_known(query, ("realm",))
+    realm, sizes = read.realm(query), dashboard(request).model.state()
+    if realm is not None:
+        sizes = {**sizes, "categories": [c for c in sizes["categories"] if c["realm"] == realm]}
+    return JSON({"state": sizes})
+
+
 async def history(request: Request) -> Response:
     """``GET /api/history?since=&node=&class=``: the charts' points (12 h at most)."""
     query = request.query_params

@@ -57,6 +57,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/logs", api.log_lines),
         Route("/api/supervision", api.supervision),
         Route("/api/patrols", api.patrols),
+        Route("/api/state", api.state),
         Route("/api/history", api.history),
         Route("/api/actors/{uid}/stop", actions.stop, methods=["POST"]),
         Route("/api/flush", actions.flush, methods=["POST"]),

@@ -46,7 +46,7 @@ MIN_INTERVAL = 1.0     # seconds between frames: bursts of changes are sent as o
 RENDER_SECONDS = 1.0   # a page's fragments are rendered at most this often, for all its streams
 RETRY_MS = 2000        # the browser reconnects after this long when the stream drops
 FULL_RETRY_SECONDS = 30  # a stream refused at a cap: when to try again (Retry-After)
-EVERYTHING = frozenset({"nodes", "actors", "stats", "desired", "connection", "tick", "logs"})
+EVERYTHING = frozenset({"nodes", "actors", "stats", "desired", "connection", "tick", "logs", "state"})
 FRAGMENT_PARTS = EVERYTHING - {"logs"}
 HISTORY_PARTS = frozenset({"nodes", "tick"})
 

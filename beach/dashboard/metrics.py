@@ -79,6 +79,16 @@ def families(model: ClusterModel) -> Iterable[Family]:
         restarts.add(labels, actor["restarts"])
         logs_dropped.add(labels, actor["counters"].get("logs_dropped"))
     yield from (requests, inflight, bound, waiting, restarts, logs_dropped)
+    state = model.state()
+    keys = Family("beach_state_keys", "gauge", "keys of actor state in a category")
+    stored = Family("beach_state_bytes", "gauge", "bytes of actor state in a category (stored, sealed)")
+    for c in state["categories"]:
+        keys.add({"realm": c["realm"], "category": c["category"]}, c["keys"])
+        stored.add({"realm": c["realm"], "category": c["category"]}, c["bytes"])
+    buckets = Family("beach_bucket_bytes", "gauge", "bytes of one of beach's JetStream buckets or streams")
+    for b in state["buckets"]:
+        buckets.add({"bucket": b["name"]}, b["bytes"])
+    yield from (keys, stored, buckets)
 
 
 async def endpoint(request: Request) -> Response:

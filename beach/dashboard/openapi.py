@@ -43,7 +43,8 @@ SCHEMAS: dict[str, Schema] = {
     "Error": _object({"error": STRING}),
     "Health": _object({"ok": BOOLEAN, "connected": BOOLEAN, "nodes": INTEGER}),
     "Summary": _object({"connected": BOOLEAN, "nodes": INTEGER, "actors": INTEGER, "realms": INTEGER,
-                        "categories": INTEGER, "rps": NUMBER}),
+                        "categories": INTEGER, "rps": NUMBER,
+                        "state_keys": {"type": "integer", "description": "keys of actor state, every category"}}),
     "Node": _object({
         "id": STRING, "hostname": STRING, "addresses": _array(STRING), "cores": INTEGER, "cpu": NUMBER,
         "cpu_per_core": _array(NUMBER), "mem": NUMBER, "mem_total": _nullable("integer"), "n_actors": INTEGER,
@@ -101,6 +102,13 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object", "propertyNames": {"enum": list(history.CHARTS)},
                 "additionalProperties": _map(POINTS)},
     "Filter": _map({"type": ["string", "integer", "null"]}),
+    "State": _object({
+        "categories": _array(_object({"realm": STRING, "category": STRING, "keys": INTEGER,
+                                      "bytes": {"type": "integer", "description": "the stored (sealed) values"},
+                                      "actors": {"type": "integer", "description": "its live actors"}})),
+        "buckets": _array(_object({"name": STRING, "bytes": INTEGER, "messages": INTEGER})),
+        "updated": {"type": ["number", "null"],
+                    "description": "when measured (null: no sizes yet from the node holding the lease)"}}),
 }
 
 
@@ -150,7 +158,7 @@ PATHS: dict[str, Schema] = {
     "/api/cluster": _get("the whole cluster (the twin of the overview page /)", _object({
         "summary": _ref("Summary"), "admin": BOOLEAN, "nodes": _array(_ref("Node")), "realms": _ref("Realms"),
         "actors": _array(_ref("Actor")), "filter": _ref("Filter"), "supervision": _array(_ref("Supervised")),
-        "patrols": _array(_ref("Patrol")), "latency": _ref("Latency"), "logs": LOGS}), [REALM, CATEGORY]),
+        "patrols": _array(_ref("Patrol")), "latency": _ref("Latency"), "state": _ref("State"), "logs": LOGS}), [REALM, CATEGORY]),
     "/api/nodes": _get("every live node", _object({"nodes": _array(_ref("Node"))})),
     "/healthz": {"get": {"summary": "is the dashboard connected to NATS (its health check)", "parameters": [],
                          "responses": {"200": {"description": "connected", "content": {"application/json": {
@@ -172,6 +180,8 @@ PATHS: dict[str, Schema] = {
     "/api/supervision": _get("supervised actors: what should run against what does",
                              _object({"supervision": _array(_ref("Supervised"))})),
     "/api/patrols": _get("patrol specs: target against running", _object({"patrols": _array(_ref("Patrol"))})),
+    "/api/state": _get("the sizes of actor state: keys and bytes per category, bytes per bucket",
+                       _object({"state": _ref("State")}), [REALM]),
     "/api/history": _get("the charts' points: CPU and memory per node, requests/s per realm and class, "
                          "latency (ms) and error rate (%) per category",
                          _ref("History"), [_query("since", "only points after this time (s since the epoch)", NUMBER),

@@ -68,7 +68,7 @@ MAX_INFLIGHT_BATCHES = 2    # a host's batches in flight at once: the next gathe
 MAX_GROUP_MESSAGES = 500    # under the server's 1000 per batch
 MAX_GROUP_BYTES = 4 * 1024 * 1024
 INFLIGHT_BACKOFF = 0.02     # the server's limit of batches in flight was reached: wait, send again
-MAX_TURN_KEYS = 990         # keys a turn that writes may touch: its batch holds one message each (the server takes 1000)
+MAX_TURN_KEYS = 990         # keys a turn writes at most: one message each in its batch (the server takes 1000)
 INSTANT_TRIES = 8           # an update outside a request, retried on conflict this many times
 WATCH_INACTIVE = 300.0
 

@@ -1,5 +1,6 @@
 """``/``: the whole cluster — counters, charts, nodes, realms and categories, actors, supervision,
-patrols and the live log tail. Its JSON twin is ``/api/cluster``."""
+patrols, actor state (keys and bytes per category, bytes per bucket) and the live log tail. Its
+JSON twin is ``/api/cluster``."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ def data(dash: Dashboard, params: read.Params) -> dict[str, Any]:
     return {"summary": model.summary(), "admin": dash.admin, "nodes": model.nodes(), "realms": model.realms(),
             "actors": model.actors(realm, category), "filter": {"realm": realm, "category": category},
             "latency": model.category_figures(),
-            "supervision": model.supervised(), "patrols": model.patrols()}
+            "supervision": model.supervised(), "patrols": model.patrols(),
+            "state": model.state()}
 
 
 PAGE = Page("overview", "overview.html", data, params=("realm", "category"),
-            fragments=("summary", "nodes", "realms", "actors", "supervision", "patrols"),
+            fragments=("summary", "nodes", "realms", "actors", "supervision", "patrols", "state"),
             logs=lambda params: logtail.LogQuery(), history=lambda params: history.Query())
