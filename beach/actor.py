@@ -23,7 +23,7 @@ from beach.client.handle import ActorHandle
 from beach.logs import Source
 
 if TYPE_CHECKING:
-    from beach.state.actorstate import State
+    from beach.state.stateapi import State
 
 
 class ActorRequest:
@@ -96,7 +96,7 @@ class Actor:
 
     Attributes set by the host before ``init``: ``name`` (the actor's uid), ``stopEvent`` (set when
     the actor stops), ``state`` (the actor state of its first category: a keyed store every actor
-    of the category shares, that outlives them; see `beach.state.actorstate.State`), and the
+    of the category shares, that outlives them; see `beach.state.stateapi.State`), and the
     original's ``_realm``, ``_parameters``, ``_resources``, ``_ident``, ``_trusted``.
 
     Class attribute a subclass may set: ``reply_cache = N`` keeps the last N replies by request id,

@@ -102,12 +102,24 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(tmp: str, n_processes: int = 1, **extra: Any) -> Iterator[Cluster]:
-    """A nats-server and a node agent with ``n_processes`` actor hosts, state and logs in ``tmp``
-    (``extra``: more config keys)."""
+def cluster(tmp: str, n_processes: int = 1, servers: int = 1, sync_interval: str | None = None,
+            **extra: Any) -> Iterator[Cluster]:
+    """A nats-server (``servers`` of them, routed into one cluster: JetStream's buckets get 3
+    replicas from 3 on) and a node agent with ``n_processes`` actor hosts, state and logs in ``tmp``
+    (``sync_interval``: the servers' JetStream fsync, None: the server's default; ``extra``: more
+    config keys). The node and clients use the first server."""
     with contextlib.ExitStack() as stack:
-        server = stack.enter_context(EmbeddedServer(free_port(), os.path.join(tmp, "js"), name="beach-bench",
-                                                    log_file=os.path.join(tmp, "nats.log")))
+        routes = [free_port() for _ in range(servers)] if servers > 1 else []
+        started = []
+        for i in range(servers):
+            args = []
+            if routes:
+                args = ["--cluster_name", "beach-bench", "--cluster", f"nats://127.0.0.1:{routes[i]}",
+                        "--routes", ",".join(f"nats-route://127.0.0.1:{p}" for p in routes)]
+            started.append(stack.enter_context(EmbeddedServer(
+                free_port(), os.path.join(tmp, f"js{i}"), name=f"beach-bench-{i}", args=args,
+                log_file=os.path.join(tmp, f"nats{i}.log"), sync_interval=sync_interval)))
+        server = started[0]
         config = write_config(tmp, server.url, n_processes, **extra)
         node_log = os.path.join(tmp, "node.log")
         node = stack.enter_context(node_agent(config, node_log))

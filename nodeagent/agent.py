@@ -353,9 +353,9 @@ class NodeAgent(ControlServer):
         if not checked["put"] and not checked["delete"]:
             return Reply(True, "", {"put": 0, "deleted": 0})
         turn = Turn(None)
-        scope_ = self.state.scope(realm or "", category, f"op-{id(turn):x}")
+        user = f"op-{id(turn):x}"
+        scope_ = self.state.scope(realm or "", category, user)
         try:
-            await scope_.ready
             for key, packed in checked["put"].items():
                 if not isinstance(packed, bytes):
                     raise ValueError(f"the value of state key {key!r} must be packed (bytes)")
@@ -366,7 +366,7 @@ class NodeAgent(ControlServer):
             outcome = await self.state.commit(turn, None)
         finally:
             turn.finish()
-            await self.state.release(f"op-{id(turn):x}")
+            self.state.release(user)
         if outcome is not None:
             return Reply(False, f"actor state not changed: {outcome.error}", outcome.data)
         return Reply(True, "", {"put": len(checked["put"]), "deleted": len(checked["delete"])})

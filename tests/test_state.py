@@ -21,6 +21,7 @@ from beach.bus.embedded import EmbeddedServer
 from beach.client.routing import Ring
 from beach.code import deploy
 from beach.operations import rollout
+from beach.state import stateview
 from beach.state.directory import NODE_TTL
 
 from .conftest import ADMIN_TOKEN, NodeProcess, free_port, wait_for, write_config
@@ -67,7 +68,7 @@ class Cluster:
     def start(self) -> None:
         for server in self.servers:
             server.start()
-        for i, node_id in enumerate(NODES):
+        for i in range(len(NODES)):
             self.start_node(i)
         with Beach(self.configs[0]) as client:
             for node in self.nodes.values():
@@ -168,11 +169,21 @@ def test_the_cap_on_keys_per_category_is_refused_with_a_clear_error(beach):
     assert len(beach.getState("capped")) == MAX_KEYS - 10  # the refused turn left nothing
     assert handle.request("set_many", {"prefix": "a", "n": MAX_KEYS - 10}).isSuccess  # existing keys: fine
     assert handle.request("delete", {"key": "a0"}).isSuccess
+    # the cap is checked against the sizes the lease holder publishes (and each host's own changes
+    # since): once they say 289, so does every host
+    wait_for(lambda: counted(beach, "capped") == MAX_KEYS - 11, 15, what="the sizes to count the delete")
+    time.sleep(2 * stateview.SIZES_SECONDS)
     assert handle.request("set_many", {"prefix": "c", "n": 12}).isSuccess is False
     assert handle.request("set_many", {"prefix": "c", "n": 11}).isSuccess
     assert len(beach.getState("capped")) == MAX_KEYS
     too_many = handle.request("set_many", {"prefix": "d", "n": 1000, "delete": True})
     assert not too_many.isSuccess and "a turn writes at most" in too_many.data["st"]
+
+
+def counted(client: Beach, category: str) -> int | None:
+    """The keys of ``category`` as the sizes of actor state say (the lease holder's, asked now)."""
+    sizes = client._runner.run(client._core.node_infos())[1]
+    return None if sizes is None else sizes["categories"].get("global", {}).get(category, [None])[0]
 
 
 def test_a_handler_that_raises_after_set_leaves_nothing(beach):
@@ -360,7 +371,8 @@ def test_word_count_is_exact_through_a_killed_node_ring_changes_and_a_rollout(be
     assert set(counts) == set(acked) | set(failed)  # one key per word: no word is counted in two places
     for word in counts:
         # an update that failed may or may not have applied; none applied twice
-        assert acked[word] <= counts[word] <= acked[word] + failed[word], (word, counts[word], acked[word], failed[word])
+        assert acked[word] <= counts[word] <= acked[word] + failed[word], (word, counts[word], acked[word],
+                                                                           failed[word])
 
 
 # ---------------------------------------------------------------- restart

@@ -31,8 +31,9 @@ from beach.runtime.dispatch import Dispatcher
 from beach.runtime.timers import Timers
 from beach.runtime.workers import WorkerPool
 from beach.state import records
-from beach.state.actorstate import State, StateStore
+from beach.state.actorstate import StateStore
 from beach.state.records import ActorEntry
+from beach.state.stateapi import State
 from beach.wire import subjects
 
 log = logging.getLogger("beach.runtime")
@@ -195,7 +196,7 @@ class ActorRuntime:
         for group in self.groups:
             await group.aclose()
         await self._hook(self.actor.deinit, "deinit")
-        await self.host.state.release(self.uid)
+        self.host.state.release(self.uid)
 
     async def _hook(self, hook: Callable[[], Any], name: str) -> None:
         try:

@@ -14,12 +14,10 @@ from typing import Any
 
 from beach.client.runner import Background
 
-_RESUME = object()  # what _Started yields first when its coroutine is to be resumed at once
-
 
 class _Started:
     """Awaitable carrying on a coroutine already run up to its first suspension, where it yielded
-    ``waiting_on`` (what a task must wait for before resuming it; `_RESUME`: nothing)."""
+    ``waiting_on`` (what a task must wait for before resuming it)."""
 
     __slots__ = ("coro", "waiting_on")
 
@@ -29,12 +27,8 @@ class _Started:
 
     def __await__(self) -> Any:
         coro, value = self.coro, self.waiting_on
-        sent: Any = None
-        if value is _RESUME:
-            try:
-                value = coro.send(None)
-            except StopIteration as stop:
-                return stop.value
+        if asyncio.isfuture(value) and not value.done():
+            value._asyncio_future_blocking = True  # put back the mark `start` took off (see there)
         while True:
             try:
                 sent = yield value
@@ -51,16 +45,6 @@ class _Started:
 
 
 async def _carry_on(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
-    if asyncio.isfuture(waiting_on):  # wait for it here, then resume the coroutine (see `start`)
-        try:
-            await asyncio.wait({waiting_on})
-        except BaseException as exc:  # cancelled while waiting: the coroutine gets it
-            try:
-                waiting_on = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            return await _Started(coro, waiting_on)
-        return await _Started(coro, _RESUME)
     return await _Started(coro, waiting_on)
 
 
@@ -73,8 +57,9 @@ def start(coro: Coroutine[Any, Any, None], context: contextvars.Context, backgro
         return
     if asyncio.isfuture(waiting_on):
         # A coroutine stopping in a future's await marks the future as awaited and expects a
-        # task to take the mark off as it starts waiting (asyncio's protocol for future-likes);
-        # a second coroutine reaching the same future (a shared "ready") while the mark is on
-        # fails at once. Here the caller is that task: take it off now, and wait in `_carry_on`.
+        # task to take the mark off as it starts waiting (asyncio's protocol for future-likes,
+        # `_asyncio_future_blocking`); a second coroutine reaching the same future (a shared
+        # "ready") while the mark is on fails at once. Take it off now; `_Started` puts it back
+        # for the task that carries the coroutine on.
         waiting_on._asyncio_future_blocking = False
     background.start(_carry_on(coro, waiting_on), context)

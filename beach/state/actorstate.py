@@ -1,4 +1,5 @@
-"""Actor state: ``self.state``, a keyed store per realm and category that outlives the actors.
+"""Actor state: the turns of requests, committed to the KV bucket ``beach_state`` (the API actors
+write in is `beach.state.stateapi.State`, ``self.state``).
 
 Values live in the JetStream KV bucket ``beach_state`` (`beach.bus.STATE_BUCKET`), one key per
 state key (``<realm>.k.<category>.<key>``, see `beach.wire.subjects.state_key`), sealed like every
@@ -8,7 +9,7 @@ routing is locality, not correctness.
 **Turns.** A request is one turn (`Turn`): its reads see the state as of the turn, its own writes
 included; its writes are kept aside until the handler returns, then committed in one atomic batch
 (`beach.bus.batch`) together with a record of the request's id holding the reply
-(``<realm>.r.<id>``, kept `state.retry_window` seconds) — and only then does the reply go out.
+(``<realm>.r.<id>``, kept ``state.retry_window`` seconds) — and only then does the reply go out.
 Every key the turn read carries the revision it saw (``Nats-Expected-Last-Subject-Sequence``: a
 written key on its own message, a key only read on a check message), so a write by anyone else in
 between makes the whole batch fail: nothing applies and the request is answered ``conflict``
@@ -16,61 +17,54 @@ between makes the whole batch fail: nothing applies and the request is answered 
 finds its record: the batch fails on it, and the retry is answered with the first reply. A handler
 that raises commits nothing.
 
-**Speed.** Each actor host keeps, per category its actors use (`Scope`), an index of the
-category's keys and their latest revisions (a headers-only watch, so it follows every other
-host's writes) and a cache of the values it read or wrote: a key whose cached revision is the
-index's is read without a round trip, and a stale one shows up as a ``conflict``, never as a lost
-update. Turns of a host that touch the same key wait for each other's commit rather than
-conflicting, and the host's commits go out together (`Committer`: turns with no key in common
-share one batch), which is what makes R1 streams (whose batches the server stages on disk) usable.
-Nothing here blocks the event loop: the blocking forms, for ``def`` handlers, wait in their worker
-thread.
+**Speed.** Each process keeps the values it read or wrote, with their revisions (`Scope`): a turn
+reads a key it holds without a round trip — for a turn that writes, whatever its age (the commit
+checks the revision: a stale value shows up as a ``conflict``, never as a lost update); for one
+that only reads, if it is at most `CACHE_SECONDS` old. Turns of a process that touch the same key
+wait for each other (`Turn.claim`) rather than conflict, and its commits go out together
+(`Committer`: turns with no subject in common share one batch, which is what makes R1 streams,
+whose batches the server stages on disk, usable). Nothing here blocks the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import logging
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from nats.js.errors import NotFoundError
 
 from beach import bus, wire
 from beach.bus import batch
-from beach.errors import BusError, StateError, UsageError
+from beach.errors import BusError, StateError
 from beach.security.seal import OVERHEAD
 from beach.security.sealedkv import context as seal_context
+from beach.state import records, stateview
 from beach.wire import subjects
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
 
-    from beach.client.runner import Runner
     from beach.client.session import Session
-
-T = TypeVar("T")
 
 log = logging.getLogger("beach.state")
 
 KV_OPERATION = "KV-Operation"
-DELETE = "DEL"
-MSG_SIZE = "Nats-Msg-Size"
-HEADER_ROOM = 2048         # bytes of a value's message left for its subject and headers
-CLAIM_WAIT = 1.0            # a turn waits at most this long for another turn of its host on a key
+DELETED = ("DEL", "PURGE")
+HEADER_ROOM = 2048          # bytes of a value's message left for its subject and headers
+CACHE_SECONDS = 1.0         # how old a held value a turn that only reads may be given
+CLAIM_WAIT = 1.0            # a turn waits at most this long for another turn of its process on a key
 CHECK_TTL = "1s"            # a read check's message only has to live through its batch
-MAX_INFLIGHT_BATCHES = 2    # a host's batches in flight at once: the next gathers what comes meanwhile
+MAX_INFLIGHT_BATCHES = 2    # a process's batches in flight at once: the next gathers what comes meanwhile
 MAX_GROUP_MESSAGES = 500    # under the server's 1000 per batch
 MAX_GROUP_BYTES = 4 * 1024 * 1024
 INFLIGHT_BACKOFF = 0.02     # the server's limit of batches in flight was reached: wait, send again
 MAX_TURN_KEYS = 990         # keys a turn writes at most: one message each in its batch (the server takes 1000)
-INSTANT_TRIES = 8           # an update outside a request, retried on conflict this many times
-WATCH_INACTIVE = 300.0
 
 # The turn of the request being served (None outside requests: each write commits on its own).
 current_turn: contextvars.ContextVar[Turn | None] = contextvars.ContextVar("beach_turn", default=None)
@@ -82,7 +76,7 @@ class Turn:
 
     A turn *claims* the keys it reads or writes that no other turn of this process has claimed: a
     turn that holds no claim yet waits (at most `CLAIM_WAIT`) for the claimer of a key it wants to
-    finish, so turns of one host on one key run one after another instead of conflicting. Only
+    finish, so turns of one process on one key run one after another instead of conflicting. Only
     claim-less turns wait, so no two ever wait for each other."""
 
     __slots__ = ("req_id", "seen", "writes", "ended", "claims", "_finished")
@@ -94,6 +88,12 @@ class Turn:
         self.ended = False
         self.claims: list[tuple[Scope, str]] = []
         self._finished: asyncio.Future[None] | None = None
+
+    def check_open(self) -> None:
+        """Raise `StateError` once the turn has ended (its handler returned)."""
+        if self.ended:
+            raise StateError("the request's turn has ended (its handler returned): state written from a task "
+                             "it left running is not part of it; write before returning")
 
     def claim(self, scope: Scope, token: str) -> Turn | None:
         """Claim ``token`` of ``scope`` unless another turn holds it (then return that turn).
@@ -124,128 +124,38 @@ class Turn:
         if self._finished is not None and not self._finished.done():
             self._finished.set_result(None)
 
-    def check_open(self) -> None:
-        """Raise `StateError` once the turn has ended (its handler returned)."""
-        if self.ended:
-            raise StateError("the request's turn has ended (its handler returned): state written from a task "
-                             "it left running is not part of it; write before returning")
-
-    def new_keys(self, scope: Scope) -> int:
-        """How many keys this turn creates in ``scope`` (written, not live there now)."""
-        return sum(1 for (s, token), value in self.writes.items()
-                   if s is scope and value is not None and not scope.is_live(token))
-
 
 class Scope:
-    """The keys of category ``category`` in ``realm`` as one process sees them: an index of their
-    latest revisions (followed by a headers-only watch), the values it read or wrote (with their
-    revisions), and the keys whose commit from here is in flight."""
+    """The keys of category ``category`` in ``realm`` as one process holds them: the values it read
+    or wrote, with their revisions and when it learned them, and the turns working on them."""
 
-    def __init__(self, store: StateStore, realm: str, category: str) -> None:
-        self.store = store
+    __slots__ = ("realm", "category", "prefix", "cache", "claims", "users", "created")
+
+    def __init__(self, realm: str, category: str) -> None:
         self.realm = realm
         self.category = category
         self.prefix = subjects.state_scope(realm, category)
-        self.revisions: dict[str, tuple[int, int]] = {}  # token → (revision, size); size -1: deleted
-        self.cache: dict[str, tuple[int, bytes | None]] = {}
-        self.claims: dict[str, Turn] = {}  # the turn of this process working on each key
-        self.live = 0
+        self.cache: dict[str, tuple[int, bytes | None, float]] = {}  # token → (revision, value, when)
+        self.claims: dict[str, Turn] = {}
         self.users: set[str] = set()
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._sub: Any = None
-        self._opening: asyncio.Task[None] | None = None
+        self.created = 0  # keys this process created here since the last sizes it heard (for the cap)
 
     def __repr__(self) -> str:
         return f"<Scope {self.realm}:{self.category}>"
 
-    # ---------------------------------------------------------------- the index
-
-    def start(self) -> None:
-        """Start following the category's keys (in the background; `ready` says when loaded)."""
-        if self._opening is None:
-            self._opening = asyncio.get_running_loop().create_task(self._open())
-
-    async def _open(self) -> None:
-        try:
-            kv = await self.store.bucket()
-            js = self.store.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
-            self._subject_prefix = f"$KV.{bus.STATE_BUCKET}.{self.prefix}"
-            from nats.js.api import DeliverPolicy
-
-            self._sub = await js.subscribe(f"{self._subject_prefix}*", stream=kv._stream, cb=self._on_index,
-                                           ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                                           headers_only=True, inactive_threshold=WATCH_INACTIVE)
-            info = await self._sub.consumer_info()
-            if info.num_pending == 0 and self._sub.delivered == 0 and not self.ready.done():
-                self.ready.set_result(None)
-        except Exception as err:
-            if not self.ready.done():
-                self.ready.set_exception(BusError(f"cannot follow the state of category {self.category!r}: {err}"))
-                self.ready.exception()  # read here: a scope nobody awaits must not log it as lost
-
-    async def _on_index(self, msg: Msg) -> None:
-        headers = msg.headers or {}
-        meta = msg.metadata
-        deleted = headers.get(KV_OPERATION) in (DELETE, "PURGE") or "Nats-Marker-Reason" in headers
-        try:
-            size = int(headers.get(MSG_SIZE) or 0)
-        except ValueError:
-            size = 0
-        self.apply(msg.subject[len(self._subject_prefix):], meta.sequence.stream, -1 if deleted else size)
-        if meta.num_pending == 0 and not self.ready.done():
-            self.ready.set_result(None)
-
-    def apply(self, token: str, revision: int, size: int) -> None:
-        """Note that key ``token`` is at ``revision`` (``size`` -1: deleted); older news is ignored."""
-        current = self.revisions.get(token)
-        if current is not None and current[0] >= revision:
-            return
-        was_live = current is not None and current[1] >= 0
-        self.revisions[token] = (revision, size)
-        self.live += (size >= 0) - was_live
-
-    def is_live(self, token: str) -> bool:
-        """True if the index holds ``token`` as a key with a value."""
-        entry = self.revisions.get(token)
-        return entry is not None and entry[1] >= 0
-
-    def known(self, token: str) -> tuple[int, bytes | None] | None:
-        """``(revision, value)`` of ``token`` without a round trip, when this process knows the
-        latest one (the index is loaded and the cache holds the index's revision); else None."""
-        if not self.ready.done():
+    def held(self, token: str, writing: bool) -> tuple[int, bytes | None] | None:
+        """``(revision, value)`` of ``token`` if this process holds it (and, for a turn that does not
+        write, learned it at most `CACHE_SECONDS` ago), else None."""
+        entry = self.cache.get(token)
+        if entry is None or (not writing and time.monotonic() - entry[2] > CACHE_SECONDS):
             return None
-        entry = self.revisions.get(token)
-        if entry is None:
-            return 0, None  # never written (a deleted key keeps its revision in the index)
-        cached = self.cache.get(token)
-        if cached is not None and cached[0] == entry[0]:
-            return cached
-        if entry[1] < 0:
-            return entry[0], None
-        return None
+        return entry[0], entry[1]
 
-    async def fetch(self, token: str) -> tuple[int, bytes | None]:
-        """``(revision, value)`` of ``token``, read from the stream's leader (and cached)."""
-        revision, value = await self.store.fetch(subjects.state_key(self.prefix, token))
-        self.cache[token] = (revision, value)
-        if revision:
-            self.apply(token, revision, -1 if value is None else len(value))
-        return revision, value
-
-    def keys(self, prefix: str) -> list[str]:
-        """The live keys' tokens that start with ``prefix`` (a token)."""
-        return [t for t, (_, size) in self.revisions.items() if size >= 0 and t.startswith(prefix)]
-
-    async def close(self) -> None:
-        """Stop following (pending commits finish on their own)."""
-        if self._opening is not None:
-            self._opening.cancel()
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception:  # the connection may be gone
-                pass
-            self._sub = None
+    def hold(self, token: str, revision: int, value: bytes | None) -> None:
+        """Note that ``token`` is at ``revision`` with ``value`` (older news is ignored)."""
+        entry = self.cache.get(token)
+        if entry is None or entry[0] <= revision:
+            self.cache[token] = (revision, value, time.monotonic())
 
 
 class Pending:
@@ -260,6 +170,11 @@ class Pending:
         self.size = sum(len(p) + len(s) + 128 for s, p, _ in messages)
         self.solo = False
         self.future: asyncio.Future[int | BaseException] = asyncio.get_running_loop().create_future()
+
+    def outcome(self, result: int | BaseException) -> None:
+        """Settle the future (unless its waiter gave up: the actor stopping cancels it)."""
+        if not self.future.done():
+            self.future.set_result(result)
 
 
 class Committer:
@@ -329,16 +244,16 @@ class Committer:
                     pending.solo = True
                 self.queue.extendleft(reversed(group))
             else:
-                group[0].future.set_result(err)
+                group[0].outcome(err)
         except Exception as err:  # BatchUnknown, a closed connection: the outcome is unknown
             for pending in group:
-                pending.future.set_result(err)
+                pending.outcome(err)
         else:
             self.batches += 1
             self.turns += len(group)
             sequence = ack["seq"] - len(messages) + 1
             for pending in group:
-                pending.future.set_result(sequence)
+                pending.outcome(sequence)
                 sequence += len(pending.messages)
         finally:
             self.inflight -= 1
@@ -347,15 +262,20 @@ class Committer:
 
 class StateStore:
     """The actor state of one process (an actor host; a node agent for admin writes): the bucket,
-    a `Scope` per category in use, and the `Committer`. Opens the bucket on first use."""
+    a `Scope` per category in use, the `Committer`, and the sizes of categories (for the cap on
+    keys) as the node holding the supervisor lease publishes them. Opens the bucket on first use."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.config = session.config.state
         self.scopes: dict[tuple[str, str], Scope] = {}
         self.committer = Committer(self)
+        self.keys_counted: dict[tuple[str, str], int] | None = None  # (realm, category) → live keys
         self._kv: Any = None
         self._opening: asyncio.Lock | None = None
+        self._lock = threading.Lock()  # scopes are made from handler threads too
+        self._following = False
+        self._record_ttl = f"{max(1, round(self.config.retry_window))}s"
         self.conflicts = 0
 
     async def bucket(self) -> Any:
@@ -380,22 +300,48 @@ class StateStore:
     # ---------------------------------------------------------------- scopes
 
     def scope(self, realm: str, category: str, user: str) -> Scope:
-        """The scope of ``category`` in ``realm`` (started if new), used by ``user`` (an actor uid)."""
+        """The scope of ``category`` in ``realm``, used by ``user`` (an actor's uid). From any thread."""
         key = (realm, subjects.normalize(category))
-        scope = self.scopes.get(key)
-        if scope is None:
-            scope = self.scopes[key] = Scope(self, realm, key[1])
-            scope.start()
-        scope.users.add(user)
+        with self._lock:
+            scope = self.scopes.get(key)
+            if scope is None:
+                scope = self.scopes[key] = Scope(realm, key[1])
+                if not self._following:
+                    self._following = True
+                    loop = self.session.runner.loop
+                    loop.call_soon_threadsafe(lambda: loop.create_task(self._follow_sizes()))
+            scope.users.add(user)
         return scope
 
-    async def release(self, user: str) -> None:
-        """``user`` (an actor that stopped) no longer uses any scope; close those nobody uses."""
-        for key, scope in list(self.scopes.items()):
-            scope.users.discard(user)
-            if not scope.users:
-                del self.scopes[key]
-                await scope.close()
+    def release(self, user: str) -> None:
+        """``user`` (an actor that stopped) no longer uses any scope; forget those nobody uses."""
+        with self._lock:
+            for key, scope in list(self.scopes.items()):
+                scope.users.discard(user)
+                if not scope.users:
+                    del self.scopes[key]
+
+    async def _follow_sizes(self) -> None:
+        """Keep the latest counts of keys per category (``beach.stats.state``), for the cap."""
+        try:
+            await self.session.nc.subscribe(stateview.STATS_SUBJECT, cb=self._on_sizes)
+        except nats.errors.Error as err:
+            log.warning("cannot follow the sizes of actor state (the cap on keys is not checked): %s", err)
+
+    async def _on_sizes(self, msg: Msg) -> None:
+        try:
+            sizes = records.STATE_STATS.check(wire.unpack(self.session.unseal(msg, fresh=False)))
+        except (ValueError, TypeError):
+            return  # refused by the seal, or not a record: skip it
+        counted: dict[tuple[str, str], int] = {}
+        for realm, categories in sizes["categories"].items():
+            if isinstance(categories, dict):
+                for category, figures in categories.items():
+                    if isinstance(figures, list) and figures and isinstance(figures[0], int):
+                        counted[(realm, category)] = figures[0]
+        self.keys_counted = counted
+        for scope in self.scopes.values():
+            scope.created = 0
 
     # ---------------------------------------------------------------- values on the bus
 
@@ -427,32 +373,40 @@ class StateStore:
         except nats.errors.Error as err:
             raise bus.failure(err, f"cannot read state key {kv_key!r}") from None
         headers = msg.headers or {}
-        if headers.get(KV_OPERATION) in (DELETE, "PURGE") or not msg.data:
+        if headers.get(KV_OPERATION) in DELETED or not msg.data:
             return int(msg.seq or 0), None
         return int(msg.seq or 0), self.open(kv_key, msg.data)
 
+    async def keys(self, scope: Scope, prefix: str) -> list[str]:
+        """The tokens of the live keys of ``scope`` that start with ``prefix`` (a token), as the
+        stream has them now (one listing of the category)."""
+        await self.bucket()
+        return [token for token in await stateview.list_keys(self.session, scope.prefix) if token.startswith(prefix)]
+
     # ---------------------------------------------------------------- turns
 
-    async def read(self, turn: Turn, scope: Scope, token: str) -> bytes | None:
+    async def read(self, turn: Turn, scope: Scope, token: str, writing: bool = False) -> bytes | None:
         """The packed value of ``token`` as ``turn`` sees it (its own write, or what it read before,
-        or the latest known), recorded as read with its revision."""
+        or the latest this process holds, or the stream's), recorded as read with its revision.
+        ``writing``: the turn is about to write the key (an update), so a held value of any age
+        will do (the commit checks its revision)."""
         if (scope, token) in turn.writes:
             return turn.writes[(scope, token)]
         seen = turn.seen.get((scope, token))
         if seen is not None:
             return seen[1]
         holder = turn.claim(scope, token)
-        if holder is not None and not turn.claims:  # another turn of this host is on it: its result is the latest
+        if holder is not None and not turn.claims:  # another turn of this process is on it: wait for its result
             await holder.finished(CLAIM_WAIT)
             turn.claim(scope, token)
-        await scope.ready
-        found = scope.known(token)
+        found = scope.held(token, writing or bool(turn.writes))
         if found is None:
-            found = await scope.fetch(token)
+            found = await self.fetch(subjects.state_key(scope.prefix, token))
+            scope.hold(token, *found)
         turn.seen[(scope, token)] = found
         return found[1]
 
-    def read_known(self, turn: Turn, scope: Scope, token: str) -> tuple[bool, bytes | None]:
+    def read_held(self, turn: Turn, scope: Scope, token: str, writing: bool = False) -> tuple[bool, bytes | None]:
         """`read` without a round trip or a wait, from any thread: ``(True, value)``, or ``(False,
         None)`` when it would need one (then call `read` on the loop)."""
         if (scope, token) in turn.writes:
@@ -462,7 +416,7 @@ class StateStore:
             return True, seen[1]
         if turn.claim(scope, token) is not None and not turn.claims:
             return False, None  # to wait for the other turn: on the loop
-        found = scope.known(token)
+        found = scope.held(token, writing or bool(turn.writes))
         if found is None:
             return False, None
         turn.seen[(scope, token)] = found
@@ -470,34 +424,60 @@ class StateStore:
 
     def write(self, turn: Turn, scope: Scope, token: str, packed: bytes | None) -> None:
         """Stage a write (``packed`` None: a delete) in ``turn``; raise `StateError` for a value
-        over the size limit or a new key past the category's cap."""
+        over the size limit, or past the keys a turn may write."""
         subjects.state_key(scope.prefix, token)  # too long: refused now, not at the commit
         if (scope, token) not in turn.writes and len(turn.writes) >= MAX_TURN_KEYS:
             raise StateError(f"a turn writes at most {MAX_TURN_KEYS} keys (it commits as one batch of the "
                              f"server's): split the work over several requests")
-        if packed is not None:
-            limit = self.max_value
-            if len(packed) > limit:
-                raise StateError(f"the value of state key {subjects.unescape(token)!r} is {len(packed)} bytes "
-                                 f"encoded, over the limit of {limit} (state.max_value_bytes, and the bus's "
-                                 f"max_payload)")
-            if scope.ready.done() and not scope.is_live(token) and (scope, token) not in turn.writes:
-                self.check_cap(turn, scope, 1)
+        if packed is not None and len(packed) > self.max_value:
+            raise StateError(f"the value of state key {subjects.unescape(token)!r} is {len(packed)} bytes "
+                             f"encoded, over the limit of {self.max_value} (state.max_value_bytes, and the bus's "
+                             f"max_payload)")
         turn.writes[(scope, token)] = packed
 
-    def check_cap(self, turn: Turn, scope: Scope, adding: int) -> None:
-        """Raise `StateError` if ``turn`` would take ``scope`` past ``state.max_keys`` keys."""
-        if scope.live + turn.new_keys(scope) + adding > self.config.max_keys:
-            raise StateError(f"category {scope.category!r} of realm {scope.realm!r} holds {scope.live} state "
-                             f"keys, its cap (state.max_keys = {self.config.max_keys}): delete keys, or raise "
-                             f"the cap in the config")
+    async def _new_keys(self, turn: Turn, scope: Scope) -> list[str]:
+        """The keys ``turn`` creates in ``scope`` (written with a value, not live now): held ones
+        are known; the others are looked up (only near the cap, where it matters)."""
+        new, unknown = [], []
+        for (s, token), packed in turn.writes.items():
+            if s is not scope or packed is None:
+                continue
+            seen = turn.seen.get((scope, token)) or scope.held(token, True)
+            if seen is None:
+                unknown.append(token)
+            elif seen[1] is None:
+                new.append(token)
+        for token in unknown:
+            revision, value = await self.fetch(subjects.state_key(scope.prefix, token))
+            scope.hold(token, revision, value)
+            if value is None:
+                new.append(token)
+        return new
+
+    async def _check_cap(self, turn: Turn) -> None:
+        """Raise `StateError` if ``turn`` would take a category past ``state.max_keys`` keys, as
+        far as this process knows: the last sizes it heard (every few seconds) and the keys it
+        created and deleted since. Another process's keys of the last seconds are not known: a
+        burst may pass the cap by them."""
+        counted = self.keys_counted or {}  # (none yet, in a cluster starting: this process's own keys)
+        cap = self.config.max_keys
+        for scope in {s for s, _ in turn.writes}:
+            live = counted.get((scope.realm, scope.category), 0) + scope.created
+            possible = sum(1 for (s, _), packed in turn.writes.items() if s is scope and packed is not None)
+            if live + possible <= cap:
+                continue
+            new = len(await self._new_keys(turn, scope))
+            if new and live + new > cap:
+                raise StateError(f"category {scope.category!r} of realm {scope.realm!r} holds {live} state "
+                                 f"keys, its cap (state.max_keys = {cap}): delete keys, or raise the cap in the "
+                                 f"config")
 
     async def commit(self, turn: Turn, reply: wire.Reply | None) -> wire.Reply | None:
         """Commit ``turn`` (its writes, checks of the keys it only read, and, for a request, the
         record of its id holding ``reply``), then return the reply to send: ``reply`` itself, the
         first reply of a request that committed before (a retry), or a failure (``conflict``;
-        ``bus unavailable`` when the outcome is unknown, also retryable). The turn is finished
-        after it, whatever happened."""
+        ``bus unavailable`` when the outcome is unknown, also retryable; ``exception`` with a
+        `StateError` past the cap on keys). The turn is finished after it, whatever happened."""
         turn.ended = True
         try:
             return await self._commit(turn, reply)
@@ -507,25 +487,22 @@ class StateStore:
     async def _commit(self, turn: Turn, reply: wire.Reply | None) -> wire.Reply | None:
         if not turn.writes:
             return reply
-        scopes = {scope for scope, _ in turn.writes}
-        for scope in scopes:
-            await scope.ready
-            if turn.new_keys(scope):
-                try:
-                    self.check_cap(turn, scope, 0)
-                except StateError as err:  # (set() checks it too, once the index is loaded)
-                    return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: {err}"})
+        try:
+            await self._check_cap(turn)
+        except StateError as err:
+            return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: {err}"})
         messages, written = self._messages(turn, reply)
         if len(messages) > batch.MAX_MESSAGES:
             return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: this turn wrote {len(written)} keys and "
                                                             f"read {len(turn.seen)}: more than one batch holds "
                                                             f"({batch.MAX_MESSAGES} messages)"})
-        pending = Pending(messages, {m[0] for m in messages} | {m[2].get(
-            batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT, "") for m in messages} - {""})
+        checked = {headers[batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] for _, _, headers in messages
+                   if batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT in headers}
+        pending = Pending(messages, {subject for subject, _, _ in messages} | checked)
         for scope, token in written:  # until it is committed, its result is what the next turn must read
             turn.claim(scope, token)
         self.committer.submit(pending)
-        outcome = await asyncio.shield(pending.future)
+        outcome = await pending.future
         if isinstance(outcome, int):
             self._committed(turn, written, outcome)
             return reply
@@ -543,31 +520,32 @@ class StateStore:
     def _messages(self, turn: Turn, reply: wire.Reply | None) -> tuple[list[batch.Message], list[tuple[Scope, str]]]:
         messages: list[batch.Message] = []
         written: list[tuple[Scope, str]] = []
-        realm = next(iter(turn.writes))[0].realm
         state = f"$KV.{bus.STATE_BUCKET}."
         for (scope, token), packed in turn.writes.items():
-            kv_key = subjects.state_key(scope.prefix, token)
+            kv_key = scope.prefix + token  # (its length was checked by write)
             headers: dict[str, str] = {}
             seen = turn.seen.get((scope, token))
             if seen is not None:  # read, then written: only over the revision it read
                 headers[batch.EXPECTED_LAST_SUBJECT_SEQUENCE] = str(seen[0])
             if packed is None:
-                headers[KV_OPERATION] = DELETE
+                headers[KV_OPERATION] = "DEL"
             messages.append((state + kv_key, b"" if packed is None else self.seal(kv_key, packed), headers))
             written.append((scope, token))
+        realm = written[0][0].realm
         req_id = turn.req_id
-        checks = subjects.read_check_key(realm, req_id or f"_{id(turn):x}{time.monotonic_ns():x}")
+        checks = None
         for (scope, token), (revision, _) in turn.seen.items():
             if (scope, token) not in turn.writes:  # read only: checked on a short-lived message
-                messages.append((state + checks, b"", {
+                if checks is None:
+                    checks = state + subjects.read_check_key(realm, req_id or f"_{id(turn):x}{time.monotonic_ns():x}")
+                messages.append((checks, b"", {
                     batch.EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision),
-                    batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: state + subjects.state_key(scope.prefix, token),
+                    batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: state + scope.prefix + token,
                     batch.TTL: CHECK_TTL}))
         if req_id is not None:
             record_key = subjects.request_record_key(realm, req_id)
             messages.append((state + record_key, self.seal(record_key, self._record(reply)), {
-                batch.EXPECTED_LAST_SUBJECT_SEQUENCE: "0",
-                batch.TTL: f"{max(1, round(self.config.retry_window))}s"}))
+                batch.EXPECTED_LAST_SUBJECT_SEQUENCE: "0", batch.TTL: self._record_ttl}))
         return messages, written
 
     def _record(self, reply: wire.Reply | None) -> bytes:
@@ -583,11 +561,16 @@ class StateStore:
     def _committed(self, turn: Turn, written: list[tuple[Scope, str]], sequence: int) -> None:
         for offset, (scope, token) in enumerate(written):
             packed = turn.writes[(scope, token)]
-            scope.cache[token] = (sequence + offset, packed)
-            scope.apply(token, sequence + offset, -1 if packed is None else len(packed))
+            before = turn.seen.get((scope, token)) or scope.held(token, True)
+            live = before is not None and before[1] is not None
+            if packed is not None and not live:  # (a key written blind counts as new: the cap errs on the safe side)
+                scope.created += 1
+            elif packed is None and live:
+                scope.created -= 1
+            scope.hold(token, sequence + offset, packed)
 
     def _forget(self, turn: Turn) -> None:
-        """Drop what this process cached of the turn's keys: the next turn reads them afresh."""
+        """Drop what this process held of the turn's keys: the next turn reads them afresh."""
         for scope, token in (*turn.seen, *turn.writes):
             scope.cache.pop(token, None)
 
@@ -605,218 +588,3 @@ class StateStore:
         if stored is None:
             return None
         return wire.read_reply(stored, f"the record of request {turn.req_id}")
-
-class State:
-    """``self.state``: the actor state of one category of the actor's realm, shared by every actor
-    of the category (``self.stateFor(category)`` gives another's).
-
-    Keys are non-empty strings (any: escaped for the bus, given back as they were); values are what
-    request data may be (msgpack: dict, list, str, bytes, int, float, bool, None), each at most
-    ``state.max_value_bytes`` encoded. Inside a request, reads see the request's turn and writes
-    wait for the handler to return; outside one (``init``, timers, threads), each ``set``,
-    ``delete`` and ``update`` commits at once, alone. The plain forms are for ``def`` code; in
-    ``async def`` code await the ``a`` forms (``await self.state.aget(key)``): the plain ones raise
-    `UsageError` on the event loop, where waiting would stall every actor of the host (``set`` and
-    ``delete`` inside a request never wait, so they work anywhere).
-    """
-
-    __slots__ = ("_store", "_realm", "_category", "_user", "_runner", "_opened")
-
-    def __init__(self, store: StateStore, realm: str, category: str, user: str, runner: Runner) -> None:
-        self._store = store
-        self._realm = realm
-        self._category = subjects.normalize(category)
-        self._user = user
-        self._runner = runner
-        self._opened: Scope | None = None
-
-    def __repr__(self) -> str:
-        return f"<State {self._realm}:{self._category}>"
-
-    @property
-    def category(self) -> str:
-        """The category whose state this is."""
-        return self._category
-
-    @property
-    def _scope(self) -> Scope:
-        # Opened on first use, on the loop: an actor that never uses its state costs nothing.
-        if self._opened is None:
-            if self._runner.in_loop_thread():
-                self._opened = self._store.scope(self._realm, self._category, self._user)
-            else:
-                self._opened = self._runner.run(self._open())
-        return self._opened
-
-    async def _open(self) -> Scope:
-        return self._store.scope(self._realm, self._category, self._user)
-
-    def _wait(self, coro: Coroutine[Any, Any, T], what: str) -> T:
-        """Run ``coro`` on the loop and wait for it, from a worker thread (never on the loop)."""
-        if self._runner.in_loop_thread():
-            coro.close()
-            raise UsageError(f"self.state.{what}() waits for the bus: in async def code, await "
-                             f"self.state.a{what}(...) instead")
-        return self._runner.run(coro)
-
-    @staticmethod
-    def _open_turn() -> Turn | None:
-        turn = current_turn.get()
-        if turn is not None:
-            turn.check_open()
-        return turn
-
-    def _pack(self, key: str, value: Any) -> bytes:
-        return wire.pack(value, what=f"the value of state key {key!r}")
-
-    # ---------------------------------------------------------------- reading
-
-    async def aget(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it has none."""
-        token = subjects.state_token(key)
-        turn = current_turn.get()
-        if turn is None or turn.ended:  # outside a request: the latest value, in a turn of its own
-            turn = Turn(None)
-            try:
-                packed = await self._store.read(turn, self._scope, token)
-            finally:
-                turn.finish()
-        else:
-            packed = await self._store.read(turn, self._scope, token)
-        return default if packed is None else wire.unpack(packed)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default`` if it has none (`aget` in async code)."""
-        turn = current_turn.get()
-        if turn is None or turn.ended or self._runner.in_loop_thread():
-            # (on the loop: refused by _wait, even when no wait would be needed this time)
-            return self._wait(self.aget(key, default), "get")
-        token = subjects.state_token(key)
-        known, packed = self._store.read_known(turn, self._scope, token)
-        if not known:
-            packed = self._wait(self._store.read(turn, self._scope, token), "get")
-        return default if packed is None else wire.unpack(packed)
-
-    async def akeys(self, prefix: str = "") -> list[str]:
-        """The keys that start with ``prefix``, sorted (this turn's writes included; another
-        actor's newest keys show once this host has heard of them, within milliseconds)."""
-        if not isinstance(prefix, str):
-            raise StateError(f"a key prefix must be a string, not {type(prefix).__name__}")
-        scope = self._scope
-        await scope.ready
-        token = subjects.escape(prefix) if prefix else ""
-        found = set(scope.keys(token))
-        turn = current_turn.get()
-        if turn is not None:
-            for (s, t), packed in turn.writes.items():
-                if s is scope and t.startswith(token):
-                    if packed is None:
-                        found.discard(t)
-                    else:
-                        found.add(t)
-        return sorted(subjects.unescape(t) for t in found)
-
-    def keys(self, prefix: str = "") -> list[str]:
-        """The keys that start with ``prefix``, sorted (`akeys` in async code)."""
-        return self._wait(self.akeys(prefix), "keys")
-
-    # ---------------------------------------------------------------- writing
-
-    async def aset(self, key: str, value: Any) -> None:
-        """Set ``key`` to ``value``. Raises `EncodeError` for a value msgpack cannot carry (naming
-        its type), `StateError` for one over the size limit or a new key past the cap."""
-        token, packed = subjects.state_token(key), self._pack(key, value)
-        turn = self._open_turn()
-        if turn is not None:
-            self._store.write(turn, self._scope, token, packed)
-            return
-
-        async def alone(turn: Turn) -> None:
-            await self._scope.ready  # (the cap is checked against the loaded index)
-            self._store.write(turn, self._scope, token, packed)
-
-        await self._alone(alone, key)
-
-    def set(self, key: str, value: Any) -> None:
-        """Set ``key`` to ``value`` (see `aset`)."""
-        token, packed = subjects.state_token(key), self._pack(key, value)
-        turn = self._open_turn()
-        if turn is not None:
-            self._store.write(turn, self._scope, token, packed)
-        else:
-            self._wait(self.aset(key, value), "set")
-
-    async def adelete(self, key: str) -> None:
-        """Delete ``key`` (a key without a value stays without)."""
-        token = subjects.state_token(key)
-        turn = self._open_turn()
-        if turn is not None:
-            self._store.write(turn, self._scope, token, None)
-            return
-
-        async def alone(turn: Turn) -> None:
-            self._store.write(turn, self._scope, token, None)
-
-        await self._alone(alone, key)
-
-    def delete(self, key: str) -> None:
-        """Delete ``key`` (see `adelete`)."""
-        token = subjects.state_token(key)
-        turn = self._open_turn()
-        if turn is not None:
-            self._store.write(turn, self._scope, token, None)
-        else:
-            self._wait(self.adelete(key), "delete")
-
-    async def aupdate(self, key: str, fn: Callable[[Any], Any]) -> Any:
-        """Set ``key`` to ``fn(its value)`` (None for a key without one) and return the new value;
-        ``fn`` may be a coroutine function. Outside a request it is read, changed and written as
-        one commit, again while another writer changes the key in between."""
-        token = subjects.state_token(key)
-
-        async def change(turn: Turn) -> Any:
-            current = await self._store.read(turn, self._scope, token)
-            new = fn(None if current is None else wire.unpack(current))
-            if inspect.isawaitable(new):
-                new = await new
-            self._store.write(turn, self._scope, token, self._pack(key, new))
-            return new
-
-        turn = self._open_turn()
-        if turn is not None:
-            return await change(turn)
-        return await self._alone(change, key)
-
-    def update(self, key: str, fn: Callable[[Any], Any]) -> Any:
-        """Set ``key`` to ``fn(its value)`` and return the new value (see `aupdate`; inside a
-        request ``fn`` runs in the calling thread)."""
-        turn = self._open_turn()
-        if turn is None or self._runner.in_loop_thread():
-            return self._wait(self.aupdate(key, fn), "update")
-        new = fn(self.get(key))
-        self._store.write(turn, self._scope, subjects.state_token(key), self._pack(key, new))
-        return new
-
-    async def _alone(self, body: Callable[[Turn], Awaitable[T]], key: str) -> T:
-        """Run ``body`` in a turn of its own and commit it (outside a request), again on conflict.
-        Raises `StateError`, or `BusError` when the commit's outcome is unknown."""
-        for _ in range(INSTANT_TRIES):
-            turn = Turn(None)
-            token = current_turn.set(turn)
-            try:
-                result = await body(turn)
-            except BaseException:
-                turn.finish()
-                raise
-            finally:
-                current_turn.reset(token)
-            outcome = await self._store.commit(turn, None)
-            if outcome is None:
-                return result
-            if outcome.error == wire.CONFLICT:
-                continue
-            if outcome.error.startswith(wire.BUS_UNAVAILABLE):
-                raise BusError(outcome.error)
-            detail = outcome.data.get("st") if isinstance(outcome.data, dict) else None
-            raise StateError(str(detail or outcome.error).removeprefix("StateError: "))
-        raise StateError(f"state key {key!r} kept changing under this write ({INSTANT_TRIES} conflicts in a row)")

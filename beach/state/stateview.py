@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -23,12 +23,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from beach import bus
-from beach.client.session import Session
 from beach.errors import BusError, StateError
 from beach.security.sealedkv import context as seal_context
 from beach.state import records
 from beach.state.records import StateStats
 from beach.wire import subjects
+
+if TYPE_CHECKING:
+    from beach.client.session import Session
 
 log = logging.getLogger("beach.state")
 
@@ -61,41 +63,33 @@ def _open(session: Session, kv_key: str, stored: bytes) -> bytes:
         raise StateError(f"the value of state key {kv_key!r} does not open: {err}") from None
 
 
-async def read(session: Session, realm: str | None = None, category: str | None = None,
-               timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every key with a value of ``category`` in ``realm`` (every category of ``realm``, or of
-    every realm, when None): ``[{'realm', 'category', 'key', 'revision', 'value': packed}]``,
-    sorted. Raises `BusError` (`PermissionDenied` where the credentials may not read them)."""
+async def _last_values(session: Session, filter_subject: str, headers_only: bool,
+                       timeout: float) -> list[tuple[str, int, dict[str, str], bytes]]:
+    """The last message of each subject under ``filter_subject`` in the state stream: ``(subject,
+    sequence, headers, body)``, through a consumer of its own whose filter is in its create subject
+    (so a realm admin's permissions can confine it), removed by the server once idle. Raises
+    `BusError` (`PermissionDenied` where the credentials may not read it); none if the stream
+    does not exist yet."""
     nc = session.nc
     js = nc.jetstream(timeout=bus.JS_TIMEOUT)
     inbox = nc.new_inbox()
-    found: list[dict[str, Any]] = []
+    found: list[tuple[str, int, dict[str, str], bytes]] = []
     done = asyncio.get_running_loop().create_future()
 
     async def take(msg: Msg) -> None:
-        parsed = subjects.parse_state_key(msg.subject[len(PREFIX):])
-        headers = msg.headers or {}
-        if parsed is not None and msg.data and headers.get("KV-Operation") not in ("DEL", "PURGE"):
-            kv_key = msg.subject[len(PREFIX):]
-            try:
-                value = _open(session, kv_key, msg.data)
-            except StateError as err:
-                log.warning("%s", err)
-            else:
-                found.append({"realm": parsed[0], "category": parsed[1], "key": parsed[2],
-                              "revision": msg.metadata.sequence.stream, "value": value})
-        if msg.metadata.num_pending == 0 and not done.done():
+        meta = msg.metadata
+        found.append((msg.subject, meta.sequence.stream, msg.headers or {}, msg.data))
+        if meta.num_pending == 0 and not done.done():
             done.set_result(None)
 
     sub = await nc.subscribe(inbox, cb=take)
     try:
-        config = ConsumerConfig(name=f"read-{os.urandom(8).hex()}", filter_subject=_filter(realm, category),
+        config = ConsumerConfig(name=f"read-{os.urandom(8).hex()}", filter_subject=filter_subject,
                                 deliver_subject=inbox, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
                                 ack_policy=AckPolicy.NONE, inactive_threshold=READ_IDLE, mem_storage=True,
-                                num_replicas=1)
-        guard = session.refusals.guard(js.add_consumer(STREAM, config), ("$js.api.consumer.create",))
+                                num_replicas=1, headers_only=headers_only or None)
         try:
-            info = await guard
+            info = await session.refusals.guard(js.add_consumer(STREAM, config), ("$js.api.consumer.create",))
         except NotFoundError:
             return []  # no state bucket yet: no state
         except nats.errors.Error as err:
@@ -107,7 +101,41 @@ async def read(session: Session, realm: str | None = None, category: str | None 
                 raise BusError(f"reading the actor state took over {timeout:g}s") from None
     finally:
         await sub.unsubscribe()
+    return found
+
+
+def _deleted(headers: dict[str, str], body: bytes, headers_only: bool = False) -> bool:
+    return headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers or (
+        not headers_only and not body)
+
+
+async def read(session: Session, realm: str | None = None, category: str | None = None,
+               timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every key with a value of ``category`` in ``realm`` (every category of ``realm``, or of
+    every realm, when None): ``[{'realm', 'category', 'key', 'revision', 'value': packed}]``,
+    sorted. Raises `BusError` (`PermissionDenied` where the credentials may not read them)."""
+    found = []
+    for subject, revision, headers, body in await _last_values(session, _filter(realm, category), False, timeout):
+        parsed = subjects.parse_state_key(subject[len(PREFIX):])
+        if parsed is None or _deleted(headers, body):
+            continue
+        try:
+            value = _open(session, subject[len(PREFIX):], body)
+        except StateError as err:
+            log.warning("%s", err)
+            continue
+        found.append({"realm": parsed[0], "category": parsed[1], "key": parsed[2], "revision": revision,
+                      "value": value})
     return sorted(found, key=lambda item: (item["realm"], item["category"], item["key"]))
+
+
+async def list_keys(session: Session, scope: str, timeout: float = 30.0) -> list[str]:
+    """The tokens of the live keys under ``scope`` (a `beach.wire.subjects.state_scope`), sorted:
+    the stream's latest headers only."""
+    start = len(PREFIX) + len(scope)
+    return sorted(subject[start:] for subject, _, headers, body
+                  in await _last_values(session, f"{PREFIX}{scope}*", True, timeout)
+                  if not _deleted(headers, body, headers_only=True))
 
 
 async def read_key(session: Session, realm: str, category: str, key: str) -> tuple[int, bytes | None]:

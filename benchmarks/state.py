@@ -1,0 +1,154 @@
+"""Actor state: a stateful counter against the same actor without state, and against a raw
+nats-py KV update loop on the same server, in the same run.
+
+For each topology — one nats-server (the buckets' streams have 1 replica, as ``beach up`` runs)
+and three routed into a cluster (3 replicas) — and each JetStream ``sync_interval`` (``always``:
+fsync before every acknowledgement, what beach starts its servers with; ``2m``: the server's
+default), the script starts, on 127.0.0.1 only: the servers, a beach node agent with one actor host
+running ``benchmarks/actors``' ``StateCounter``, and measures with 64 requests in flight:
+
+* ``add`` (``await self.state.aupdate(key, n + 1)``: a turn, committed as an atomic batch with the
+  request's record before the reply) over 1,000 keys: req/s;
+* ``echo`` of the same actor (no state: the same request path, less the state);
+* a raw nats-py loop on the same server: ``kv.update(key, value, last=revision)`` over 1,000 keys
+  of a bucket like beach's (its revisions kept, as beach keeps its cache), 64 in flight: updates/s;
+
+in rounds that alternate the three (the figures are the medians over the rounds), and prints a
+markdown table with the ratios. Everything it started is stopped at the end, also on an error or
+Ctrl-C. Run it from the repository root::
+
+    .venv/bin/python benchmarks/state.py [--quick] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import nats
+from _harness import (
+    TIMEOUT,
+    WORKERS,
+    Call,
+    arguments,
+    checked,
+    cluster,
+    in_flight,
+    main_guard,
+    publish,
+    wait_registered,
+)
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import KeyWrongLastSequenceError
+
+from beach.client.core import AsyncBeach
+
+KEYS = 1000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many requests each case sends, and how many rounds."""
+
+    warmup: int
+    requests: int
+    rounds: int
+
+
+FULL = Sizes(warmup=2000, requests=10000, rounds=3)
+QUICK = Sizes(warmup=200, requests=1000, rounds=1)
+SETUPS = ((1, "always"), (1, "2m"), (3, "always"), (3, "2m"))
+
+
+def beach_call(client: AsyncBeach, request: str) -> Call:
+    """``request`` to the StateCounter with key ``k<i % KEYS>``."""
+    handle = client.getActorHandle("bench/state", timeout=TIMEOUT, nRetries=5)
+
+    async def call(i: int) -> Any:
+        return checked(await handle.arequest(request, {"key": f"k{i % KEYS}"}))
+    return call
+
+
+async def raw_kv_call(nc: nats.NATS, replicas: int) -> Call:
+    """A raw nats-py update loop's step: read-modify-write of ``k<i % KEYS>`` with its revision
+    (fetched again after a conflict), on a bucket made as beach makes its state bucket."""
+    js = nc.jetstream(timeout=TIMEOUT)
+    kv = await js.create_key_value(KeyValueConfig(bucket="bench_raw", history=1, replicas=replicas,
+                                                  storage=StorageType.FILE, direct=True))
+    known: dict[str, tuple[int, int]] = {}
+
+    async def call(i: int) -> Any:
+        key = f"k{i % KEYS}"
+        while True:
+            revision, n = known.get(key, (0, 0))
+            try:
+                known[key] = (await kv.update(key, msgpack.packb(n + 1), last=revision), n + 1)
+                return n + 1
+            except KeyWrongLastSequenceError:
+                entry = await kv.get(key)
+                known[key] = (entry.revision, msgpack.unpackb(entry.value))
+    return call
+
+
+async def measure(url: str, config: str, node: Any, node_log: str, replicas: int, sizes: Sizes) -> dict[str, float]:
+    """The median req/s of each case over the rounds."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(config)
+        stack.push_async_callback(client.close)
+        nc = await nats.connect(url)
+        stack.push_async_callback(nc.close)
+        await wait_registered(client, node, node_log)
+        checked(await client.addActor("StateCounter", "bench/state"))
+        cases = {"stateful": beach_call(client, "add"), "stateless": beach_call(client, "echo"),
+                 "raw KV": await raw_kv_call(nc, replicas)}
+        for call in cases.values():
+            await in_flight(call, sizes.warmup, WORKERS)
+        rates: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(sizes.rounds):
+            for name, call in cases.items():
+                rates[name].append((await in_flight(call, sizes.requests, WORKERS)).rate)
+        return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def run_setup(servers: int, sync: str, sizes: Sizes) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, \
+            cluster(tmp, servers=servers, sync_interval=sync) as bench:
+        return asyncio.run(measure(bench.url, bench.config, bench.node, bench.node_log, 3 if servers >= 3 else 1,
+                                   sizes))
+
+
+def table(results: dict[tuple[int, str], dict[str, float]], sizes: Sizes) -> str:
+    lines = ["| servers (replicas) | sync_interval | stateless req/s | stateful req/s | raw KV updates/s "
+             "| stateful/stateless | stateful/raw KV |", "|---|---|---:|---:|---:|---:|---:|"]
+    for (servers, sync), r in results.items():
+        lines.append(f"| {servers} (R{3 if servers >= 3 else 1}) | {sync} | {r['stateless']:,.0f} | "
+                     f"{r['stateful']:,.0f} | {r['raw KV']:,.0f} | {r['stateful'] / r['stateless']:.2f} | "
+                     f"{r['stateful'] / r['raw KV']:.2f} |")
+    always = [(k, r) for k, r in results.items() if k[1] == "always"]
+    for (servers, _), r in always:
+        lazy = results.get((servers, "2m"))
+        if lazy:
+            lines.append("")
+            lines.append(f"sync_interval always against 2m, {servers} server(s): stateful x"
+                         f"{r['stateful'] / lazy['stateful']:.2f}, raw KV x{r['raw KV'] / lazy['raw KV']:.2f}.")
+    lines += ["", f"{WORKERS} requests (updates) in flight over {KEYS} keys; each figure the median of "
+                  f"{sizes.rounds} round(s) of {sizes.requests}, the three cases alternating, after "
+                  f"{sizes.warmup} warm-up requests each."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    args = arguments(__doc__).parse_args()
+    sizes = QUICK if args.quick else FULL
+    results = {(servers, sync): run_setup(servers, sync, sizes) for servers, sync in SETUPS}
+    publish(table(results, sizes), args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    main_guard(main)
