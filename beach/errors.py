@@ -11,7 +11,9 @@ Every error beach raises is a :class:`BeachError`::
     ├── ActorInitError       an actor's init() raised (the traceback is the message)
     ├── BusError             NATS cannot be reached, or a bus operation failed
     │   ├── ClosedError      the connection was closed before or during the call
-    │   └── PermissionDenied NATS refused a publish or subscription (names the subject and the user)
+    │   ├── PermissionDenied NATS refused a publish or subscription (names the subject and the user)
+    │   ├── BatchRefused     JetStream refused an atomic batch: nothing of it stored (beach.bus.batch)
+    │   └── BatchUnknown     an atomic batch's commit went unanswered: stored or not (beach.bus.batch)
     ├── SealError            a sealed message or value refused: tampered, replayed, unknown key
     ├── BundleError          code that cannot be deployed or run: an empty directory, a link, an
     │                        entry out of bounds, a digest mismatch (`beach.code.bundle`)

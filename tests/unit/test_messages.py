@@ -254,7 +254,7 @@ def test_failure_kinds_are_read_back_from_the_error_text():
     assert wire.BUSY == "busy" and f"{wire.NO_ACTOR} in" == "no actor available in"
     assert wire.unpack(wire.pack_reply(False, wire.BUSY, {})) == [1, False, "busy", {}]
     assert wire.RETRYABLE == {wire.Failure.TIMEOUT, wire.Failure.BUSY, wire.Failure.NO_ACTOR,
-                              wire.Failure.BUS_UNAVAILABLE}
+                              wire.Failure.BUS_UNAVAILABLE, wire.Failure.CONFLICT}
 
 
 @pytest.mark.parametrize("kind", list(wire.Failure))
