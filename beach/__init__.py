@@ -20,6 +20,7 @@ from beach.errors import (
     PermissionDenied,
     Refused,
     SealError,
+    StateError,
     UsageError,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "PermissionDenied",
     "Refused",
     "SealError",
+    "StateError",
     "UsageError",
 ]

@@ -323,7 +323,8 @@ class BeachConsole(App[None]):
                 self._act("flush", self._flush_cluster())
 
         self.push_screen(ConfirmScreen("Flush the whole cluster?", "Every actor on every node, in every realm, "
-                                       "stops; supervised actors and patrol specs are forgotten.", yes="Flush"), flush)
+                                       "stops; supervised actors and patrol specs are forgotten (actor state "
+                                       "is kept).", yes="Flush"), flush)
 
     async def _flush_cluster(self) -> str:
         assert self.client is not None

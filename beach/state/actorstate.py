@@ -275,6 +275,7 @@ class StateStore:
         self._opening: asyncio.Lock | None = None
         self._lock = threading.Lock()  # scopes are made from handler threads too
         self._following = False
+        self._follow_task: asyncio.Task[None] | None = None
         self._record_ttl = f"{max(1, round(self.config.retry_window))}s"
         self.conflicts = 0
 
@@ -308,8 +309,7 @@ class StateStore:
                 scope = self.scopes[key] = Scope(realm, key[1])
                 if not self._following:
                     self._following = True
-                    loop = self.session.runner.loop
-                    loop.call_soon_threadsafe(lambda: loop.create_task(self._follow_sizes()))
+                    self.session.runner.loop.call_soon_threadsafe(self._start_following)
             scope.users.add(user)
         return scope
 
@@ -320,6 +320,9 @@ class StateStore:
                 scope.users.discard(user)
                 if not scope.users:
                     del self.scopes[key]
+
+    def _start_following(self) -> None:
+        self._follow_task = asyncio.get_running_loop().create_task(self._follow_sizes())  # (kept: not collected)
 
     async def _follow_sizes(self) -> None:
         """Keep the latest counts of keys per category (``beach.stats.state``), for the cap."""
