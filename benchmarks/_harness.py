@@ -99,6 +99,7 @@ class Cluster:
     node: subprocess.Popen[bytes]
     node_log: str
     server_pid: int
+    server_pids: list[int] = field(default_factory=list)  # every server's, the first one's first
 
 
 @contextlib.contextmanager
@@ -124,7 +125,8 @@ def cluster(tmp: str, n_processes: int = 1, servers: int = 1, sync_interval: str
         node_log = os.path.join(tmp, "node.log")
         node = stack.enter_context(node_agent(config, node_log))
         assert server.process is not None
-        yield Cluster(server.url, config, node, node_log, server.process.pid)
+        yield Cluster(server.url, config, node, node_log, server.process.pid,
+                      [s.process.pid for s in started if s.process is not None])
 
 
 # A raw nats-py responder: echoes every request on ``subject`` back as it came.

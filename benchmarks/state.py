@@ -14,8 +14,8 @@ running ``benchmarks/actors``' ``StateCounter``, and measures with 64 requests i
   of a bucket like beach's (its revisions kept, as beach keeps its cache), 64 in flight: updates/s;
 
 in rounds that alternate the three (the figures are the medians over the rounds), and prints a
-markdown table with the ratios. Everything it started is stopped at the end, also on an error or
-Ctrl-C. Run it from the repository root::
+markdown table with the ratios, and the CPU time each process spent per request. Everything it
+started is stopped at the end, also on an error or Ctrl-C. Run it from the repository root::
 
     .venv/bin/python benchmarks/state.py [--quick] [--out FILE]
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import statistics
 import tempfile
 from dataclasses import dataclass
@@ -35,9 +36,12 @@ from _harness import (
     TIMEOUT,
     WORKERS,
     Call,
+    Cluster,
+    CpuMeter,
     arguments,
     checked,
     cluster,
+    host_pids,
     in_flight,
     main_guard,
     publish,
@@ -95,34 +99,38 @@ async def raw_kv_call(nc: nats.NATS, replicas: int) -> Call:
     return call
 
 
-async def measure(url: str, config: str, node: Any, node_log: str, replicas: int, sizes: Sizes) -> dict[str, float]:
-    """The median req/s of each case over the rounds."""
+async def measure(bench: Cluster, replicas: int, sizes: Sizes) -> tuple[dict[str, float], str]:
+    """The median req/s of each case over the rounds, and the CPU each process spent per request."""
     async with contextlib.AsyncExitStack() as stack:
-        client = await AsyncBeach.open(config)
+        client = await AsyncBeach.open(bench.config)
         stack.push_async_callback(client.close)
-        nc = await nats.connect(url)
+        nc = await nats.connect(bench.url)
         stack.push_async_callback(nc.close)
-        await wait_registered(client, node, node_log)
+        await wait_registered(client, bench.node, bench.node_log)
         checked(await client.addActor("StateCounter", "bench/state"))
         cases = {"stateful": beach_call(client, "add"), "stateless": beach_call(client, "echo"),
                  "raw KV": await raw_kv_call(nc, replicas)}
         for call in cases.values():
             await in_flight(call, sizes.warmup, WORKERS)
+        meter = CpuMeter({**host_pids(client), **{f"server {i + 1}": pid for i, pid in enumerate(bench.server_pids)},
+                          "client": os.getpid()})
         rates: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(sizes.rounds):
             for name, call in cases.items():
-                rates[name].append((await in_flight(call, sizes.requests, WORKERS)).rate)
-        return {name: statistics.median(values) for name, values in rates.items()}
+                with meter.window(name, sizes.requests):
+                    rates[name].append((await in_flight(call, sizes.requests, WORKERS)).rate)
+        return {name: statistics.median(values) for name, values in rates.items()}, meter.table()
 
 
-def run_setup(servers: int, sync: str, sizes: Sizes) -> dict[str, float]:
+def run_setup(servers: int, sync: str, sizes: Sizes) -> tuple[dict[str, float], str]:
+    """Start the servers and a node, measure, stop them."""
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, \
             cluster(tmp, servers=servers, sync_interval=sync) as bench:
-        return asyncio.run(measure(bench.url, bench.config, bench.node, bench.node_log, 3 if servers >= 3 else 1,
-                                   sizes))
+        return asyncio.run(measure(bench, 3 if servers >= 3 else 1, sizes))
 
 
-def table(results: dict[tuple[int, str], dict[str, float]], sizes: Sizes) -> str:
+def table(results: dict[tuple[int, str], dict[str, float]], cpu: dict[tuple[int, str], str], sizes: Sizes) -> str:
+    """The markdown report."""
     lines = ["| servers (replicas) | sync_interval | stateless req/s | stateful req/s | raw KV updates/s "
              "| stateful/stateless | stateful/raw KV |", "|---|---|---:|---:|---:|---:|---:|"]
     for (servers, sync), r in results.items():
@@ -139,14 +147,16 @@ def table(results: dict[tuple[int, str], dict[str, float]], sizes: Sizes) -> str
     lines += ["", f"{WORKERS} requests (updates) in flight over {KEYS} keys; each figure the median of "
                   f"{sizes.rounds} round(s) of {sizes.requests}, the three cases alternating, after "
                   f"{sizes.warmup} warm-up requests each."]
+    for (servers, sync), text in cpu.items():
+        lines += ["", f"CPU, {servers} server(s), sync_interval {sync}:", "", text.rstrip()]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
-    results = {(servers, sync): run_setup(servers, sync, sizes) for servers, sync in SETUPS}
-    publish(table(results, sizes), args.out)
+    measured = {(servers, sync): run_setup(servers, sync, sizes) for servers, sync in SETUPS}
+    publish(table({k: v[0] for k, v in measured.items()}, {k: v[1] for k, v in measured.items()}, sizes), args.out)
     return 0
 
 
