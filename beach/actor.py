@@ -23,7 +23,7 @@ from beach.client.handle import ActorHandle
 from beach.logs import Source
 
 if TYPE_CHECKING:
-    from beach.state.stateapi import State
+    from beach.state.stateapi import ActorState
 
 
 class ActorRequest:
@@ -86,7 +86,7 @@ class Backend(Protocol):
         """`Actor.stop`."""
         ...
 
-    def state_for(self, category: str) -> State:
+    def state_for(self, category: str) -> ActorState:
         """`Actor.stateFor`."""
         ...
 
@@ -108,7 +108,7 @@ class Actor:
 
     name: str
     stopEvent: threading.Event
-    state: State
+    state: ActorState
     _realm: str
     _parameters: dict[str, Any]
     _resources: dict[str, Any]
@@ -176,7 +176,7 @@ class Actor:
 
     # ---- state ----
 
-    def stateFor(self, category: str) -> State:
+    def stateFor(self, category: str) -> ActorState:
         """The actor state of ``category`` in this actor's realm (``self.state`` is its first
         category's): the same keys every actor of that category sees. A request's reads and writes
         of every category it touches are one turn, committed together."""

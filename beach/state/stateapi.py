@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from beach import wire
 from beach.errors import BusError, StateError, UsageError
@@ -24,6 +24,51 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 ALONE_TRIES = 8  # a write outside a request, made again on conflict this many times
+
+
+class ActorState(Protocol):
+    """What ``self.state`` offers an actor: `State` on a node, `beach.testing.state.MemoryState`
+    in `beach.testing.ActorHarness`."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """`State.get`."""
+        ...
+
+    def set(self, key: str, value: Any) -> None:
+        """`State.set`."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """`State.delete`."""
+        ...
+
+    def update(self, key: str, fn: Callable[[Any], Any]) -> Any:
+        """`State.update`."""
+        ...
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """`State.keys`."""
+        ...
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """`State.aget`."""
+        ...
+
+    async def aset(self, key: str, value: Any) -> None:
+        """`State.aset`."""
+        ...
+
+    async def adelete(self, key: str) -> None:
+        """`State.adelete`."""
+        ...
+
+    async def aupdate(self, key: str, fn: Callable[[Any], Any]) -> Any:
+        """`State.aupdate`."""
+        ...
+
+    async def akeys(self, prefix: str = "") -> list[str]:
+        """`State.akeys`."""
+        ...
 
 
 class State:

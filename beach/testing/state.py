@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from beach import wire
-from beach.errors import UsageError
+from beach.errors import StateError
 from beach.wire import subjects
 
 _DELETED = None  # in a turn's writes: the key is deleted
@@ -57,7 +57,7 @@ class MemoryState:
     def keys(self, prefix: str = "") -> list[str]:
         """The keys starting with ``prefix``, sorted (this request's writes included)."""
         if not isinstance(prefix, str):
-            raise UsageError(f"a state key prefix must be a string, not {type(prefix).__name__}")
+            raise StateError(f"a key prefix must be a string, not {type(prefix).__name__}")
         found = set(self._values)
         for key, body in (self._turn or {}).items():
             (found.discard if body is _DELETED else found.add)(key)
@@ -119,7 +119,8 @@ class MemoryState:
 
 
 def _check_key(key: Any) -> str:
-    if not isinstance(key, str) or not key:
-        raise UsageError(f"a state key must be a non-empty string, not {key!r}")
-    subjects.check_key(subjects.escape(key), "state key", key)  # a key NATS could not carry: CategoryError
-    return key
+    # the node's checks: `StateError` for a key that is not a non-empty string, `CategoryError` for
+    # one NATS could not carry
+    token = subjects.state_token(key)
+    subjects.check_key(token, "state key", key)
+    return str(key)
