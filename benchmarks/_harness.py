@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +127,19 @@ def cluster(tmp: str, n_processes: int = 1, servers: int = 1, sync_interval: str
         assert server.process is not None
         yield Cluster(server.url, config, node, node_log, server.process.pid,
                       [s.process.pid for s in started if s.process is not None])
+
+
+@contextlib.asynccontextmanager
+async def clients(bench: Cluster) -> AsyncIterator[tuple[AsyncBeach, nats.NATS]]:
+    """A beach client of ``bench`` once its node is registered, and a raw nats-py connection to
+    its first server; both closed at the end."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(bench.config)
+        stack.push_async_callback(client.close)
+        nc = await nats.connect(bench.url)
+        stack.push_async_callback(nc.close)
+        await wait_registered(client, bench.node, bench.node_log)
+        yield client, nc
 
 
 # A raw nats-py responder: echoes every request on ``subject`` back as it came.

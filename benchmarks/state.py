@@ -23,7 +23,6 @@ started is stopped at the end, also on an error or Ctrl-C. Run it from the repos
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import tempfile
@@ -40,12 +39,12 @@ from _harness import (
     CpuMeter,
     arguments,
     checked,
+    clients,
     cluster,
     host_pids,
     in_flight,
     main_guard,
     publish,
-    wait_registered,
 )
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyWrongLastSequenceError
@@ -101,12 +100,7 @@ async def raw_kv_call(nc: nats.NATS, replicas: int) -> Call:
 
 async def measure(bench: Cluster, replicas: int, sizes: Sizes) -> tuple[dict[str, float], str]:
     """The median req/s of each case over the rounds, and the CPU each process spent per request."""
-    async with contextlib.AsyncExitStack() as stack:
-        client = await AsyncBeach.open(bench.config)
-        stack.push_async_callback(client.close)
-        nc = await nats.connect(bench.url)
-        stack.push_async_callback(nc.close)
-        await wait_registered(client, bench.node, bench.node_log)
+    async with clients(bench) as (client, nc):
         checked(await client.addActor("StateCounter", "bench/state"))
         cases = {"stateful": beach_call(client, "add"), "stateless": beach_call(client, "echo"),
                  "raw KV": await raw_kv_call(nc, replicas)}
