@@ -324,7 +324,7 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, atomic: 
         try:
             kv = await js.key_value(bucket)
             if atomic:
-                await _allow_atomic(js, bucket)
+                await _allow_atomic_and_direct(js, bucket)
             return kv
         except (NoRespondersError, ServiceUnavailableError) as err:
             if not getattr(err, "err_code", None):  # nobody serves the JetStream API at all
@@ -337,7 +337,7 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int, atomic: 
                 kv = await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, replicas=replicas,
                                                               storage=StorageType.FILE, **params))
                 if atomic:
-                    await _allow_atomic(js, bucket)
+                    await _allow_atomic_and_direct(js, bucket)
                 return kv
             except Exception as err:  # another process created it first, or JetStream is not ready
                 problem = err
@@ -370,7 +370,7 @@ def exposed(nc: Client) -> str | None:
     return None
 
 
-async def _allow_atomic(js: JetStreamContext, bucket: str) -> None:
+async def _allow_atomic_and_direct(js: JetStreamContext, bucket: str) -> None:
     """Let the stream of ``bucket`` take atomic batches (nats-py's KV config has no such option)
     and direct gets (reads any server of the stream answers, by subject)."""
     info = await js.stream_info(f"KV_{bucket}")
@@ -406,9 +406,18 @@ async def open_desired(nc: Client, config: Config) -> KeyValue:
     return sealed(kv, config)
 
 
+ATOMIC_BATCHES = (2, 12)  # the first nats-server release with atomic batch publishes (ADR-50)
+
+
 async def open_state(nc: Client, config: Config) -> KeyValue:
     """Open (or create) the actor state bucket: atomic batches allowed (a turn commits all its keys
-    and its request record at once), values sealed like every other."""
+    and its request record at once), values sealed like every other. Raises `BusError` on a
+    server older than 2.12 (it would store a batch's messages one by one, not all or none)."""
+    version = nc.connected_server_version
+    if (version.major, version.minor) < ATOMIC_BATCHES:
+        running = (nc._server_info or {}).get("version", "?")
+        raise BusError(f"actor state needs nats-server 2.12 or later (atomic batch publishes); the server "
+                       f"this process is connected to runs {running}")
     replicas = config.nats.kv_replicas or auto_replicas(nc)
     kv = await open_bucket(nc.jetstream(timeout=JS_TIMEOUT), STATE_BUCKET, replicas, atomic=True)
     return sealed(kv, config)

@@ -27,8 +27,10 @@ class _Started:
 
     def __await__(self) -> Any:
         coro, value = self.coro, self.waiting_on
-        if asyncio.isfuture(value) and not value.done():
-            value._asyncio_future_blocking = True  # put back the mark `start` took off (see there)
+        if asyncio.isfuture(value):
+            # put back the mark `start` took off (see there), also on a future done meanwhile:
+            # the task takes a marked future as awaited, an unmarked one as a bare yield (an error)
+            value._asyncio_future_blocking = True
         while True:
             try:
                 sent = yield value

@@ -187,8 +187,6 @@ class Committer:
         self.queue: deque[Pending] = deque()
         self.inflight = 0
         self._kick_soon = False
-        self.batches = 0
-        self.turns = 0
 
     def submit(self, pending: Pending) -> None:
         """Queue ``pending``; its future gets the stream sequence of its first message, or the
@@ -249,8 +247,6 @@ class Committer:
             for pending in group:
                 pending.outcome(err)
         else:
-            self.batches += 1
-            self.turns += len(group)
             sequence = ack["seq"] - len(messages) + 1
             for pending in group:
                 pending.outcome(sequence)
@@ -277,7 +273,6 @@ class StateStore:
         self._following = False
         self._follow_task: asyncio.Task[None] | None = None
         self._record_ttl = f"{max(1, round(self.config.retry_window))}s"
-        self.conflicts = 0
 
     async def bucket(self) -> Any:
         """The state bucket (opened, or created, on first use). Raises `BusError`."""
@@ -513,7 +508,6 @@ class StateStore:
             first = await self._first_reply(turn)
             if first is not None:
                 return first
-            self.conflicts += 1
             self._forget(turn)
             return wire.Reply(False, wire.CONFLICT, {"keys": sorted({subjects.unescape(t) for _, t in
                                                                       (*turn.seen, *turn.writes)})})
