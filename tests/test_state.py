@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from beach import wire
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.client.routing import Ring
@@ -191,7 +192,7 @@ def test_a_handler_that_raises_after_set_leaves_nothing(beach):
     handle = beach.getActorHandle("raising")
     assert handle.request("add", {"key": "k"}).data["value"] == 1
     failed = handle.request("add_then_raise", {"key": "k"})
-    assert not failed.isSuccess and failed.error == "exception" and "after set()" in failed.data["st"]
+    assert failed.failure is wire.Failure.EXCEPTION and failed.error == "exception: RuntimeError: after set()"
     assert handle.request("get", {"key": "k"}).data["value"] == 1
     assert beach.getState("raising") == {"k": 1}
 

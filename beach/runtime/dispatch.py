@@ -35,7 +35,7 @@ from beach.actor import ActorRequest
 from beach.client.runner import Background
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
-from beach.errors import BeachError, SealError
+from beach.errors import BeachError, SealError, StateError
 from beach.runtime import eager, trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
@@ -273,7 +273,11 @@ class Dispatcher:
         if not (turn.writes or turn.claims):  # (most requests: no state touched)
             turn.ended = True
             return reply
-        committed = await self.state.commit(turn, reply)
+        try:
+            committed = await self.state.commit(turn, reply)
+        except StateError as err:  # refused before it was sent (the cap on keys): nothing applied
+            self.counters["exceptions"] += 1
+            return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": trace.describe(err)})
         if committed is not None and committed.error == wire.CONFLICT:
             self.counters["conflicts"] += 1
         return committed

@@ -474,8 +474,9 @@ class StateStore:
         """Commit ``turn`` (its writes, checks of the keys it only read, and, for a request, the
         record of its id holding ``reply``), then return the reply to send: ``reply`` itself, the
         first reply of a request that committed before (a retry), or a failure (``conflict``;
-        ``bus unavailable`` when the outcome is unknown, also retryable; ``exception`` with a
-        `StateError` past the cap on keys). The turn is finished after it, whatever happened."""
+        ``bus unavailable`` when the outcome is unknown, also retryable). Raises `StateError`,
+        committing nothing, for a turn past the cap on keys or larger than a batch. The turn is
+        finished after it, whatever happened."""
         turn.ended = True
         try:
             return await self._commit(turn, reply)
@@ -485,15 +486,11 @@ class StateStore:
     async def _commit(self, turn: Turn, reply: wire.Reply | None) -> wire.Reply | None:
         if not turn.writes:
             return reply
-        try:
-            await self._check_cap(turn)
-        except StateError as err:
-            return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: {err}"})
+        await self._check_cap(turn)
         messages, written = self._messages(turn, reply)
         if len(messages) > batch.MAX_MESSAGES:
-            return wire.Reply(False, wire.EXCEPTION, {"st": f"StateError: this turn wrote {len(written)} keys and "
-                                                            f"read {len(turn.seen)}: more than one batch holds "
-                                                            f"({batch.MAX_MESSAGES} messages)"})
+            raise StateError(f"this turn wrote {len(written)} keys and read {len(turn.seen)}: more than one batch "
+                             f"holds ({batch.MAX_MESSAGES} messages)")
         checked = {headers[batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT] for _, _, headers in messages
                    if batch.EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT in headers}
         pending = Pending(messages, {subject for subject, _, _ in messages} | checked)

@@ -286,8 +286,5 @@ class State:
                 return result
             if outcome.error == wire.CONFLICT:
                 continue
-            if outcome.error.startswith(wire.BUS_UNAVAILABLE):
-                raise BusError(outcome.error)
-            detail = outcome.data.get("st") if isinstance(outcome.data, dict) else None
-            raise StateError(str(detail or outcome.error).removeprefix("StateError: "))
+            raise BusError(outcome.error)  # (bus unavailable: the commit's outcome is unknown)
         raise StateError(f"state key {key!r} kept changing under this write ({ALONE_TRIES} conflicts in a row)")
