@@ -158,7 +158,8 @@ PATHS: dict[str, Schema] = {
     "/api/cluster": _get("the whole cluster (the twin of the overview page /)", _object({
         "summary": _ref("Summary"), "admin": BOOLEAN, "nodes": _array(_ref("Node")), "realms": _ref("Realms"),
         "actors": _array(_ref("Actor")), "filter": _ref("Filter"), "supervision": _array(_ref("Supervised")),
-        "patrols": _array(_ref("Patrol")), "latency": _ref("Latency"), "state": _ref("State"), "logs": LOGS}), [REALM, CATEGORY]),
+        "patrols": _array(_ref("Patrol")), "latency": _ref("Latency"), "state": _ref("State"),
+        "logs": LOGS}), [REALM, CATEGORY]),
     "/api/nodes": _get("every live node", _object({"nodes": _array(_ref("Node"))})),
     "/healthz": {"get": {"summary": "is the dashboard connected to NATS (its health check)", "parameters": [],
                          "responses": {"200": {"description": "connected", "content": {"application/json": {
