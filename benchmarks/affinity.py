@@ -28,7 +28,6 @@ started is stopped at the end, also on an error or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import tempfile
@@ -36,7 +35,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import nats
 from _harness import (
     ECHO_RESPONDER,
     ECHO_SUBJECT,
@@ -48,6 +46,7 @@ from _harness import (
     Table,
     arguments,
     checked,
+    clients,
     cluster,
     host_pids,
     in_flight,
@@ -55,7 +54,6 @@ from _harness import (
     publish,
     raw_echo_call,
     raw_peer,
-    wait_registered,
 )
 
 from beach.client import routing
@@ -130,12 +128,7 @@ async def processed(client: AsyncBeach, uids: list[str]) -> dict[str, int]:
 
 async def run_cases(bench: Cluster, responder_pid: int, sizes: Sizes) -> dict[str, Any]:
     """Deploy the actors and measure every side."""
-    async with contextlib.AsyncExitStack() as stack:
-        client = await AsyncBeach.open(bench.config)
-        stack.push_async_callback(client.close)
-        nc = await nats.connect(bench.url)
-        stack.push_async_callback(nc.close)
-        await wait_registered(client, bench.node, bench.node_log)
+    async with clients(bench) as (client, nc):
         uids = [checked(await client.addActor("Echo", CATEGORY))["uid"] for _ in range(N_ACTORS)]
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
                           "raw responder": responder_pid, "node agent": bench.node.pid})

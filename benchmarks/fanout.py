@@ -35,7 +35,6 @@ started is stopped at the end, also on an error or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import statistics
 import tempfile
@@ -52,12 +51,12 @@ from _harness import (
     Table,
     arguments,
     checked,
+    clients,
     cluster,
     host_pids,
     main_guard,
     publish,
     raw_peer,
-    wait_registered,
 )
 
 from beach.client.core import AsyncBeach
@@ -260,12 +259,7 @@ async def rounds(sides: dict[str, Run], n: int, sizes: Sizes, meter: CpuMeter, c
 
 async def run_cases(bench: Cluster, sizes: Sizes) -> tuple[dict[str, dict[str, list[Delivery]]], CpuMeter]:
     """Deploy the actors and measure both cases: ``({case: {side: rounds}}, cpu)``."""
-    async with contextlib.AsyncExitStack() as stack:
-        client = await AsyncBeach.open(bench.config)
-        stack.push_async_callback(client.close)
-        nc = await nats.connect(bench.url)
-        stack.push_async_callback(nc.close)
-        await wait_registered(client, bench.node, bench.node_log)
+    async with clients(bench) as (client, nc):
         shoot_uid = checked(await client.addActor("Counter", "bench/shoot"))["uid"]
         fan_uids = [checked(await client.addActor("Counter", "bench/fan"))["uid"] for _ in range(FANOUT)]
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),

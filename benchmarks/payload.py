@@ -24,7 +24,6 @@ started is stopped at the end, also on an error or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -43,13 +42,13 @@ from _harness import (
     Table,
     arguments,
     checked,
+    clients,
     cluster,
     host_pids,
     in_flight,
     main_guard,
     publish,
     raw_peer,
-    wait_registered,
 )
 
 from beach.client.core import AsyncBeach
@@ -97,12 +96,7 @@ def beach_call(client: AsyncBeach, blob: bytes) -> Call:
 async def run_cases(bench: Cluster, responder_pid: int, sizes: Sizes) -> tuple[dict[int, tuple[Result, Result]],
                                                                                  CpuMeter]:
     """Deploy the actor and measure every level: ``({in flight: (raw, beach)}, cpu)``."""
-    async with contextlib.AsyncExitStack() as stack:
-        client = await AsyncBeach.open(bench.config)
-        stack.push_async_callback(client.close)
-        nc = await nats.connect(bench.url)
-        stack.push_async_callback(nc.close)
-        await wait_registered(client, bench.node, bench.node_log)
+    async with clients(bench) as (client, nc):
         checked(await client.addActor("Echo", "bench/echo"))
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
                           "raw responder": responder_pid, "node agent": bench.node.pid})
