@@ -5,9 +5,12 @@ killed, a counter added, one stopped and a rollout of them all, and a full resta
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -197,6 +200,77 @@ def test_a_handler_that_raises_after_set_leaves_nothing(beach):
     assert beach.getState("raising") == {"k": 1}
 
 
+def routing_keys(uids: list[str]) -> list[str]:
+    """For each actor of ``uids``, a routing key the affinity ring gives it."""
+    ring = Ring(uids)
+    return [next(k for k in (f"r{i}" for i in range(10_000)) if ring.owner(k) == uid) for uid in uids]
+
+
+def test_a_write_over_a_value_another_actor_changed_is_answered_conflict_and_applies_nothing(beach):
+    # two actors on two nodes (two hosts: turns of one host on one key wait for each other instead)
+    slow_fast = [spawn(beach, "Counter", "conflicted", strategy="host_affinity", strategy_hint=node)[0]
+                 for node in NODES[1:]]
+    to_slow, to_fast = routing_keys(slow_fast)
+    handle = beach.getActorHandle("conflicted", mode="affinity")
+    assert handle.request("add", {"key": "k"}, key=to_fast).data["value"] == 1
+    answer: list = []
+    # the slow turn reads k (1), waits 3 s, then writes 2 over the revision it read
+    sender = threading.Thread(target=lambda: answer.append(handle.request(
+        "read_wait_add", {"key": "k", "wait": 3.0}, key=to_slow, timeout=15, nRetries=0)))
+    sender.start()
+    time.sleep(1.0)
+    assert handle.request("add", {"key": "k", "n": 10}, key=to_fast).data["value"] == 11  # meanwhile
+    sender.join(20)
+    [response] = answer
+    assert response.failure is wire.Failure.CONFLICT and response.data == {"keys": ["k"]}, response
+    assert beach.getState("conflicted") == {"k": 11}  # the slow turn's 2 did not overwrite the 11
+    # run again (as a retry does), the turn reads the current value
+    assert handle.request("read_wait_add", {"key": "k", "wait": 0}, key=to_slow).data["value"] == 12
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "beach.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_operating_state_cli_audit_flush_backup_and_restore(beach, cluster, tmp_path):
+    spawn(beach, "Counter", "ops")
+    handle = beach.getActorHandle("ops")
+    for key, n in (("don't", 2), ("café", 3), ("gone", 1)):
+        assert handle.request("add", {"key": key, "n": n}).isSuccess
+    kept = {"don't": 2, "café": 3}
+    config = str(cluster.configs[0])
+    listed = cli("state", config, "ops", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {i["key"]: i["value"] for i in json.loads(listed.stdout)} == {**kept, "gone": 1}
+    table = cli("state", config, "ops")
+    assert table.returncode == 0 and "ops (global): 3 key(s)" in table.stdout and "café" in table.stdout, table
+    assert cli("state", config, "ops", "café").stdout.strip() == "3"
+    missing = cli("state", config, "ops", "nothing")
+    assert missing.returncode == 1 and "no state key 'nothing' in category 'ops' of realm 'global'" in missing.stderr
+    deleted = cli("state", config, "ops", "--delete", "gone")
+    assert deleted.returncode == 0, deleted.stderr
+    assert beach.getState("ops") == kept
+
+    def audited() -> bool:
+        lines = cli("audit", config, "--op", "state", "--json").stdout.splitlines()
+        return any(json.loads(line)["what"]["delete"] == ["gone"] for line in lines)
+
+    wait_for(audited, 30, 0.5, what="the delete in the audit log")
+    backup_file = tmp_path / "with-state.beach"
+    saved = cli("backup", config, str(backup_file), "--json")
+    assert saved.returncode == 0 and json.loads(saved.stdout)["state"] >= 2, saved
+    # flush stops the actors and keeps their state; --state deletes it
+    assert beach.flush() and beach.getState("ops") == kept
+    flushed = cli("flush", config, "--confirm", "--state")
+    assert flushed.returncode == 0 and "actor state deleted" in flushed.stdout, flushed
+    assert beach.getState("ops") == {}
+    restored = cli("restore", config, str(backup_file), "--json")
+    assert restored.returncode == 0 and json.loads(restored.stdout)["state"] >= 2, restored
+    assert beach.getState("ops") == kept
+    spawn(beach, "Counter", "ops")  # a new actor finds it
+    assert beach.getActorHandle("ops").request("add", {"key": "café"}).data["value"] == 4
+
+
 def test_a_transfer_reads_and_writes_two_keys_as_one_turn(beach):
     spawn(beach, "Counter", "bank", count=3)
     handle = beach.getActorHandle("bank")
@@ -254,8 +328,7 @@ def test_a_request_retried_across_a_stopped_host_applies_once(beach, first):
     category = "stopped-" + ("a" if first.startswith("first") else "b")
     [stopped] = spawn(beach, "Counter", category, isIsolated=True, strategy="host_affinity", strategy_hint=NODES[1])
     [other] = spawn(beach, "Counter", category, strategy="host_affinity", strategy_hint=NODES[0])
-    ring = Ring([stopped, other])
-    key = next(k for k in (f"k{i}" for i in range(1000)) if ring.owner(k) == stopped)
+    key = routing_keys([stopped, other])[0]
     handle = beach.getActorHandle(category, mode="affinity")
     pid = host_pid(beach, stopped)
     answer: list = []
@@ -376,7 +449,40 @@ def test_word_count_is_exact_through_a_killed_node_ring_changes_and_a_rollout(be
                                                                            failed[word])
 
 
-# ---------------------------------------------------------------- restart
+# ---------------------------------------------------------------- quorum loss and restart
+
+
+def test_without_a_quorum_state_requests_fail_retryably_and_nothing_acknowledged_is_lost(cluster):
+    with Beach(cluster.configs[0]) as client:
+        client._admin_token = ADMIN_TOKEN
+        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), NODE_TTL + 6, what="three nodes")
+        spawn(client, "Counter", "quorum", strategy="host_affinity", strategy_hint=NODES[0])  # on the server kept
+        handle = client.getActorHandle("quorum")
+        assert handle.request("add", {"key": "k"}).data["value"] == 1
+        for server in cluster.servers[1:]:  # two of three servers gone: the R3 bucket has no quorum
+            server.stop()
+        try:
+            # a key the host does not hold cannot be read; a key it holds can be changed, not committed
+            unread = handle.request("get", {"key": "other"}, timeout=30, nRetries=0)
+            assert unread.failure is wire.Failure.BUS_UNAVAILABLE and "cannot read state key" in unread.error, unread
+            uncommitted = handle.request("add", {"key": "k"}, timeout=30, nRetries=0)
+            assert uncommitted.failure is wire.Failure.BUS_UNAVAILABLE and "commit" in uncommitted.error, uncommitted
+        finally:
+            for server in cluster.servers[1:]:
+                server.start()
+        # the quorum back, reads work again (and commit nothing), then so do writes
+        wait_for(lambda: handle.request("get", {"key": "other"}, timeout=10, nRetries=0).isSuccess, 90, 1.0,
+                 what="a state read once the quorum is back")
+        assert handle.request("add", {"key": "k"}, timeout=10, nRetries=5).isSuccess
+        # 1, the uncommitted add (it may or may not have applied: its outcome was unknown), the one that went through
+        assert client.getState("quorum")["k"] in (2, 3)
+        # the nodes' heartbeats and the directory's writes failed without the quorum too: the
+        # cluster is whole again (for the tests after this one) once every bucket takes writes
+        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), 60, what="the nodes to be back")
+        wait_for(lambda: client.addActor("Counter", "quorum").isSuccess, 60, 1.0, what="the directory's writes")
+        wait_for(client.flush, 30, 1.0, what="a flush of every node")
+
+
 
 
 def test_state_survives_a_full_cluster_restart(cluster):

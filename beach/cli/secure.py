@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_config(p)
     p.add_argument("--since", help="from this long ago: 30s, 10m, 2h, 1d (default: all that is kept, 90 days)")
     p.add_argument("--who", help="only this user")
-    p.add_argument("--op", help="only this operation (spawn, stop, flush, desired, associate, disassociate, stack)")
+    p.add_argument("--op", help="only this operation (spawn, stop, flush, desired, state, associate, disassociate, "
+                                "stack)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new records as they come (Ctrl-C ends)")
     p.add_argument("--json", action="store_true", help="print each record as JSON (JSON Lines, for scripts)")
     p.set_defaults(func=show_audit)

@@ -23,7 +23,7 @@ def state(args: argparse.Namespace) -> int:
     admin rights (a realm admin reads its own realm's)."""
 
     async def run(client: AsyncBeach) -> int:
-        realm, category = args.realm, args.category
+        realm, category = args.realm or client.realm, args.category  # (the config's realm, else global)
         if args.delete is not None:
             response = await client.deleteState(category, args.delete, realm)
             if not response.isSuccess:

@@ -260,6 +260,11 @@ class Dispatcher:
             task = asyncio.current_task()
             if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
                 raise
+            if turn.unavailable is not None and err is turn.unavailable:
+                # its state could not be read (the bus has no quorum, or is slow): not the handler's
+                # fault, and another attempt may find the bus back, so retryable
+                log.warning("actor %s: request %r failed reading its state: %s", self.uid, request.req, err)
+                return wire.Reply(False, f"{wire.BUS_UNAVAILABLE}: {err}", {})
             self.counters["exceptions"] += 1
             error = trace.user_traceback(err)
             self._report(error)

@@ -79,10 +79,11 @@ class Turn:
     finish, so turns of one process on one key run one after another instead of conflicting. Only
     claim-less turns wait, so no two ever wait for each other."""
 
-    __slots__ = ("req_id", "seen", "writes", "ended", "claims", "_finished")
+    __slots__ = ("req_id", "seen", "writes", "ended", "claims", "unavailable", "_finished")
 
     def __init__(self, req_id: str | None) -> None:
         self.req_id = req_id
+        self.unavailable: BusError | None = None  # a read of the turn failed on the bus (no quorum, a timeout)
         self.seen: dict[tuple[Scope, str], tuple[int, bytes | None]] = {}  # what each key read was
         self.writes: dict[tuple[Scope, str], bytes | None] = {}  # packed value, None: delete
         self.ended = False
@@ -399,7 +400,11 @@ class StateStore:
             turn.claim(scope, token)
         found = scope.held(token, writing or bool(turn.writes))
         if found is None:
-            found = await self.fetch(subjects.state_key(scope.prefix, token))
+            try:
+                found = await self.fetch(subjects.state_key(scope.prefix, token))
+            except BusError as err:  # noted: the request is answered 'bus unavailable' (retryable)
+                turn.unavailable = err
+                raise
             scope.hold(token, *found)
         turn.seen[(scope, token)] = found
         return found[1]

@@ -47,7 +47,9 @@ STREAMS = ("KV_beach_actors", "KV_beach_nodes", "KV_beach_desired", "KV_beach_co
 
 def _filter(realm: str | None, category: str | None) -> str:
     if realm is None:
-        return f"{PREFIX}*.k.>"
+        if category is None:
+            return f"{PREFIX}*.k.>"
+        return f"{PREFIX}*.k.{subjects.escape(subjects.normalize(category))}.*"
     if category is None:
         return f"{PREFIX}{subjects.escape(subjects.check_realm(realm))}.k.>"
     return f"{PREFIX}{subjects.state_scope(realm, category)}*"
@@ -111,9 +113,9 @@ def _deleted(headers: dict[str, str], body: bytes, headers_only: bool = False) -
 
 async def read(session: Session, realm: str | None = None, category: str | None = None,
                timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every key with a value of ``category`` in ``realm`` (every category of ``realm``, or of
-    every realm, when None): ``[{'realm', 'category', 'key', 'revision', 'value': packed}]``,
-    sorted. Raises `BusError` (`PermissionDenied` where the credentials may not read them)."""
+    """Every key with a value of ``category`` in ``realm`` (every category when ``category`` is
+    None; every realm when ``realm`` is None): ``[{'realm', 'category', 'key', 'revision',
+    'value': packed}]``, sorted. Raises `BusError` (`PermissionDenied` where the credentials may not read them)."""
     found = []
     for subject, revision, headers, body in await _last_values(session, _filter(realm, category), False, timeout):
         parsed = subjects.parse_state_key(subject[len(PREFIX):])

@@ -19,6 +19,7 @@ class Counter(Actor):
         self.handle("other", self.other)
         self.handle("set_unencodable", self.set_unencodable)
         self.handle("set_many", self.set_many)
+        self.handle("read_wait_add", self.read_wait_add)
 
     def add(self, msg):
         n = msg.data.get("n", 1)
@@ -47,6 +48,12 @@ class Counter(Actor):
         time.sleep(msg.data["before"].get(self.name, 0.0))  # seconds, by actor
         value = self.state.update(msg.data["key"], lambda v: (v or 0) + 1)
         return (True, {"value": value, "uid": self.name})
+
+    def read_wait_add(self, msg):
+        value = self.state.get(msg.data["key"], 0)  # read now (its revision is noted) ...
+        time.sleep(msg.data["wait"])  # ... another actor writes it meanwhile ...
+        self.state.set(msg.data["key"], value + 1)  # ... so this write must not commit
+        return (True, {"value": value + 1, "uid": self.name})
 
     def set_unencodable(self, msg):
         self.state.set(msg.data["key"], Decimal("1.5"))
