@@ -226,6 +226,16 @@ def test_a_write_over_a_value_another_actor_changed_is_answered_conflict_and_app
     assert beach.getState("conflicted") == {"k": 11}  # the slow turn's 2 did not overwrite the 11
     # run again (as a retry does), the turn reads the current value
     assert handle.request("read_wait_add", {"key": "k", "wait": 0}, key=to_slow).data["value"] == 12
+    # a key only read is checked too: a turn that wrote another key from a stale read does not commit
+    sender = threading.Thread(target=lambda: answer.append(handle.request(
+        "read_wait_add", {"key": "k", "to": "copy", "wait": 3.0}, key=to_slow, timeout=15, nRetries=0)))
+    sender.start()
+    time.sleep(1.0)
+    # (the fast actor's held value of k is stale now: its first attempt conflicts, its retry adds)
+    assert handle.request("add", {"key": "k", "n": 10}, key=to_fast, nRetries=3).data["value"] == 22
+    sender.join(20)
+    assert answer[1].failure is wire.Failure.CONFLICT and answer[1].data == {"keys": ["copy", "k"]}, answer[1]
+    assert beach.getState("conflicted") == {"k": 22}
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

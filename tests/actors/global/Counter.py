@@ -52,7 +52,7 @@ class Counter(Actor):
     def read_wait_add(self, msg):
         value = self.state.get(msg.data["key"], 0)  # read now (its revision is noted) ...
         time.sleep(msg.data["wait"])  # ... another actor writes it meanwhile ...
-        self.state.set(msg.data["key"], value + 1)  # ... so this write must not commit
+        self.state.set(msg.data.get("to", msg.data["key"]), value + 1)  # ... so this write must not commit
         return (True, {"value": value + 1, "uid": self.name})
 
     def set_unencodable(self, msg):
