@@ -36,7 +36,7 @@ class Failure(StrEnum):
     INVALID_REQUEST = "invalid request"
     BUSY = "busy"
     NO_ACTOR = "no actor available"  # in the category (NATS had no responder for its subject)
-    BUS_UNAVAILABLE = "bus unavailable"  # NATS takes no more for now (reconnecting, its buffer full)
+    BUS_UNAVAILABLE = "bus unavailable"  # NATS takes no more for now (reconnecting, its buffer full; no quorum)
     PERMISSION_DENIED = "permission denied"  # the NATS credentials do not allow it
     MALFORMED_REPLY = "malformed reply"
     CONFLICT = "conflict"  # the turn's actor state changed under it (another actor wrote a key it used)
