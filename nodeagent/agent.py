@@ -46,7 +46,6 @@ HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
 HOST_CALL_SECONDS = 10.0  # an actor host's answer to spec, associate, stack
 HOST_INFO_SECONDS = 5.0  # an actor host's load figures (asked of every host at once)
 SPAWN_MARGIN = 5.0  # a spawn at a host: the actor's init() timeout, plus loading its class and publishing
-PURGED_SUBJECT = "beach.state.purged"  # a node purged actor state: the size tracker starts over
 
 
 
@@ -93,7 +92,7 @@ class NodeAgent(ControlServer):
                 await self.bus_server.attach(self.session, self._leading)
             self.state = StateStore(self.session)
             self.sizes = stateview.SizeTracker(self.session, self.node_id)
-            await self.session.nc.subscribe(PURGED_SUBJECT, cb=self._on_purged)
+            await self.session.nc.subscribe(stateview.PURGED_SUBJECT, cb=self._on_purged)
             await self._start_logs()
             self.cleanup = Cleanup(self.session, self.node_id, self.pool)
             await self.cleanup.previous_life()
@@ -323,7 +322,12 @@ class NodeAgent(ControlServer):
 
     async def _on_purged(self, msg: Any) -> None:
         if self.sizes.running:
-            self.background.start(self.sizes.rescan())
+            try:
+                notice = stateview.purged(self.session.unseal(msg, fresh=False))
+            except (ValueError, TypeError):
+                return  # refused by the seal: not a node's
+            if notice is not None:
+                self.background.start(self.sizes.rescan(notice))
 
     async def op_state(self, args: dict[str, Any]) -> Reply:
         """Change actor state as an admin: set keys (``put``: key → packed value, from a backup),
@@ -345,7 +349,7 @@ class NodeAgent(ControlServer):
                          else f"{stateview.PREFIX}{subjects.escape(realm)}.>")
                 target = f"category {category!r} of {target}" if category is not None else target
             await js.purge_stream(stateview.STREAM, subject=where)
-            await self.session.publish(PURGED_SUBJECT, b"")
+            await self.session.publish(stateview.PURGED_SUBJECT, stateview.purge_notice(realm, category))
             log.warning("actor state of %s purged by %s", target, control.caller.get())
             return Reply(True, "", {"purged": target})
         if category is None:

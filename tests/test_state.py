@@ -490,14 +490,22 @@ def test_one_server_lost_then_the_quorum_lost_nothing_acknowledged_is_lost(clust
         finally:
             for server in cluster.servers[1:]:
                 server.start()
-        # the quorum back, reads work again (and commit nothing), then so do writes
+        # the quorum back (its streams catching up: reads time out, or see a revision already
+        # passed, a conflict), an add goes through; a failed one may or may not have applied, once
         started = time.monotonic()
-        wait_for(lambda: handle.request("get", {"key": "other"}, timeout=10, nRetries=0).isSuccess, 90, 1.0,
-                 what="a state read once the quorum is back")
-        assert handle.request("add", {"key": "k"}, timeout=10, nRetries=5).isSuccess
-        print(f"quorum back: reads and commits again {time.monotonic() - started:.1f} s after the servers started")
-        # 21, the uncommitted add (it may or may not have applied: its outcome was unknown), the one that went through
-        assert client.getState("quorum")["k"] in (22, 23)
+        failed: list[str] = []
+
+        def add() -> bool:
+            response = handle.request("add", {"key": "k"}, timeout=10, nRetries=5)
+            if not response.isSuccess:
+                failed.append(response.error)
+            return response.isSuccess
+
+        wait_for(add, 120, 1.0, what="a commit once the quorum is back")
+        print(f"quorum back: an add committed {time.monotonic() - started:.1f} s after the servers started "
+              f"({len(failed)} failed before: {failed})")
+        # 21, the uncommitted add and the failed ones (each may or may not have applied), the one that went through
+        assert 22 <= client.getState("quorum")["k"] <= 23 + len(failed)
         # the nodes' heartbeats and the directory's writes failed without the quorum too: the
         # cluster is whole again (for the tests after this one) once every bucket takes writes
         wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), 60, what="the nodes to be back")

@@ -324,6 +324,7 @@ class StateStore:
         """Keep the latest counts of keys per category (``beach.stats.state``), for the cap."""
         try:
             await self.session.nc.subscribe(stateview.STATS_SUBJECT, cb=self._on_sizes)
+            await self.session.nc.subscribe(stateview.PURGED_SUBJECT, cb=self._on_purged)
         except nats.errors.Error as err:
             log.warning("cannot follow the sizes of actor state (the cap on keys is not checked): %s", err)
 
@@ -341,6 +342,23 @@ class StateStore:
         self.keys_counted = counted
         for scope in self.scopes.values():
             scope.created = 0
+
+    async def _on_purged(self, msg: Msg) -> None:
+        """A node purged actor state (``flush --state``): the categories it names hold no keys now
+        (a restore right after must not be refused by counts from before; the next sizes agree)."""
+        try:
+            notice = stateview.purged(self.session.unseal(msg, fresh=False))
+        except (ValueError, TypeError):
+            return
+        if notice is None:
+            return
+        if self.keys_counted is not None:
+            for realm, category in self.keys_counted:
+                if stateview.covers(notice, realm, category):
+                    self.keys_counted[(realm, category)] = 0
+        for scope in self.scopes.values():
+            if stateview.covers(notice, scope.realm, scope.category):
+                scope.created = 0
 
     # ---------------------------------------------------------------- values on the bus
 

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from beach import bus
+from beach import bus, wire
 from beach.errors import BusError, StateError
 from beach.security.sealedkv import context as seal_context
 from beach.state import records
@@ -37,6 +37,7 @@ log = logging.getLogger("beach.state")
 STREAM = f"KV_{bus.STATE_BUCKET}"
 PREFIX = f"$KV.{bus.STATE_BUCKET}."
 STATS_SUBJECT = "beach.stats.state"
+PURGED_SUBJECT = "beach.state.purged"  # a node purged actor state: counts of it are 0 now
 SIZES_SECONDS = 2.0       # how often the lease holder publishes the sizes
 BUCKETS_SECONDS = 4.0     # how often it asks the streams for their sizes
 READ_IDLE = 30.0          # seconds a reading consumer outlives its last use (the server removes it)
@@ -174,6 +175,30 @@ async def bucket_sizes(session: Session) -> dict[str, dict[str, int]]:
     return sizes
 
 
+def purge_notice(realm: str | None, category: str | None) -> bytes:
+    """The body of a notice on `PURGED_SUBJECT`: what was purged (None: every realm / category)."""
+    return wire.pack({"realm": realm, "category": category})
+
+
+def purged(body: bytes) -> tuple[str | None, str | None] | None:
+    """``(realm, category)`` a purge notice names (None: all of them), or None for a bad notice."""
+    try:
+        notice = wire.unpack(body)
+    except ValueError:
+        return None
+    if not isinstance(notice, dict):
+        return None
+    realm, category = notice.get("realm"), notice.get("category")
+    if not all(v is None or isinstance(v, str) for v in (realm, category)):
+        return None
+    return realm, category
+
+
+def covers(notice: tuple[str | None, str | None], realm: str, category: str) -> bool:
+    """True if a purge notice's ``(realm, category)`` covers ``category`` of ``realm``."""
+    return notice[0] in (None, realm) and notice[1] in (None, category)
+
+
 class SizeTracker:
     """Keys and bytes of every category's actor state, followed from a headers-only watch of the
     whole bucket (the node agent holding the supervisor lease runs it), and bytes per bucket."""
@@ -214,8 +239,12 @@ class SizeTracker:
                 pass
             self._sub = None
 
-    async def rescan(self) -> None:
-        """Follow again from the start (after a purge, which a watch does not see)."""
+    async def rescan(self, notice: tuple[str | None, str | None] | None = None) -> None:
+        """Follow again from the start (after a purge, which a watch does not see); the
+        categories ``notice`` names are forgotten at once, so no sizes published meanwhile count them."""
+        for realm, category in list(self.keys):
+            if notice is None or covers(notice, subjects.unescape(realm), subjects.unescape(category)):
+                del self.keys[(realm, category)]
         if self._sub is not None:
             await self.stop()
             await self.start()
