@@ -606,8 +606,9 @@ class NodeAgent(ControlServer):
         return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, HOST_CALL_SECONDS)
 
     async def op_info(self, args: dict[str, Any]) -> Reply:
-        """This node's entry, the load of each of its actors and whether each of its actor hosts
-        answered (``hosts``: {host id: None, or why not})."""
+        """This node's entry, the load of each of its actors, whether each of its actor hosts
+        answered (``hosts``: {host id: None, or why not}) and, on the node holding the supervisor
+        lease, the sizes of actor state (``state``; None elsewhere)."""
         hosts = self.pool.running()
         replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, HOST_INFO_SECONDS) for h in hosts))
         load: dict[str, Any] = {}
@@ -615,9 +616,8 @@ class NodeAgent(ControlServer):
             if ok:
                 load.update(data["load"])
         answered = {h.id: None if ok else error for h, (ok, error, _) in zip(hosts, replies, strict=True)}
-        return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered})
         sizes = await self.sizes.stats() if self.sizes.running else None
-        return Reply(True, "", {"node": self.entry(), "load": load, "state": sizes})
+        return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered, "state": sizes})
 
 
 def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:
