@@ -18,12 +18,12 @@ observer       reading state only (the dashboard's role); of actor state, its si
 
 "Reading state" is the JetStream API calls a KV watch, a KV get and a stream read make on beach's
 buckets and streams, the per-second load figures (``beach.stats.>``, with the sizes of actor
-state), the live logs, nodes'
-``info`` and their beacons (``beach.hb.>``, while JetStream has lost its quorum). Actors' state (``KV_beach_state``) is apart: its keys
-and values are read by admins, and by a realm admin for its own realm only (the realm is in the
-subjects of those reads: a consumer whose filter is in its create subject, a direct get by
-subject). No role but *node* may write a bucket (``$KV.>``), touch an actor's subjects as a
-subscriber (so none can join the actors' queue groups), or publish to an actor host.
+state), the live logs, nodes' ``info`` and their beacons (``beach.hb.>``, while JetStream has lost
+its quorum). Actors' state (``KV_beach_state``) is apart: its keys and values are read by admins,
+and by a realm admin for its own realm only (the realm is in the subjects of those reads: a
+consumer whose filter is in its create subject, a direct get by subject). No role but *node* may
+write a bucket (``$KV.>``), touch an actor's subjects as a subscriber (so none can join the
+actors' queue groups), or publish to an actor host.
 """
 
 from __future__ import annotations
