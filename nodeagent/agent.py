@@ -18,6 +18,8 @@ import time
 import uuid
 from typing import Any
 
+import nats.errors
+
 from beach import bus, logs, wire
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background, Runner
@@ -29,7 +31,7 @@ from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
 from beach.state import clusterconfig, desired, directory, records, stateview
 from beach.state.actorstate import StateStore, Turn
-from beach.state.records import NodeEntry, SpawnSpec
+from beach.state.records import NodeEntry, SpawnSpec, StateStats
 from beach.state.spawn import SPAWN_TIMEOUT
 from beach.wire import Reply, subjects
 from nodeagent import control, health
@@ -308,17 +310,30 @@ class NodeAgent(ControlServer):
     # ---------------------------------------------------------------- actor state
 
     async def state_sizes(self) -> None:
-        """On the node holding the supervisor lease: follow the sizes of actor state and publish
-        them (``beach.stats.state``) for every tool; elsewhere, do nothing."""
-        if not self.supervisor.leading:
-            if self.sizes.running:
-                await self.sizes.stop()
+        """On the node holding the supervisor lease: publish the sizes of actor state
+        (``beach.stats.state``) for every tool; elsewhere, do nothing."""
+        sizes = await self._sizes_here()
+        if sizes is None:
             return
-        if not self.sizes.running:
-            await self.sizes.start()
-        body = wire.pack(await self.sizes.stats())
+        body = wire.pack(sizes)
         if len(body) <= (self.session.nc.max_payload or len(body)):
             await self.session.publish(stateview.STATS_SUBJECT, body)
+
+    async def _sizes_here(self, wait: float = 10.0) -> StateStats | None:
+        """The sizes of actor state, on the node holding the supervisor lease: it follows them from
+        the first time they are needed once it holds the lease (the beat, or a tool's ``info`` just
+        after the lease was taken), waiting up to ``wait`` seconds for the keys to be counted.
+        None elsewhere (where it stops following), or while they are still being counted."""
+        if not self._leading():
+            if self.sizes.running:
+                await self.sizes.stop()
+            return None
+        try:
+            await self.sizes.start(wait)
+            return await self.sizes.stats() if self.sizes.loaded else None
+        except (BeachError, nats.errors.Error) as err:  # the bus: the next beat or info tries again
+            log.warning("cannot count the sizes of actor state: %s", err)
+            return None
 
     async def _on_purged(self, msg: Any) -> None:
         if self.sizes.running:
@@ -610,13 +625,14 @@ class NodeAgent(ControlServer):
         answered (``hosts``: {host id: None, or why not}) and, on the node holding the supervisor
         lease, the sizes of actor state (``state``; None elsewhere)."""
         hosts = self.pool.running()
-        replies = await asyncio.gather(*(self._to_host(h.id, "info", {}, HOST_INFO_SECONDS) for h in hosts))
+        replies, sizes = await asyncio.gather(
+            asyncio.gather(*(self._to_host(h.id, "info", {}, HOST_INFO_SECONDS) for h in hosts)),
+            self._sizes_here(HOST_INFO_SECONDS))
         load: dict[str, Any] = {}
         for ok, _, data in replies:
             if ok:
                 load.update(data["load"])
         answered = {h.id: None if ok else error for h, (ok, error, _) in zip(hosts, replies, strict=True)}
-        sizes = await self.sizes.stats() if self.sizes.running else None
         return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered, "state": sizes})
 
 

@@ -211,20 +211,25 @@ class SizeTracker:
         self._sub: Any = None
         self._loaded: asyncio.Future[None] | None = None
         self._buckets_at = 0.0
+        self._lock = asyncio.Lock()  # one start or stop at a time: the beat and a node's info both start it
 
     async def start(self, timeout: float = 10.0) -> None:
-        """Start following (a bucket that does not exist yet is created, as a node may); return
-        once the current keys are counted (or ``timeout`` seconds have passed)."""
-        kv = await bus.open_state(self.session.nc, self.session.config)
-        js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
-        self.keys = {}
-        self._loaded = asyncio.get_running_loop().create_future()
-        self._sub = await js.subscribe(f"{PREFIX}*.k.>", stream=kv._stream, cb=self._on_key, ordered_consumer=True,
-                                       deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, headers_only=True,
-                                       inactive_threshold=300.0)
-        info = await self._sub.consumer_info()
-        if not info.num_pending and not self._sub.delivered and not self._loaded.done():
-            self._loaded.set_result(None)
+        """Start following, unless it already does (a bucket that does not exist yet is created,
+        as a node may); return once the current keys are counted (`loaded`), or ``timeout``
+        seconds have passed. Concurrent calls start one watch."""
+        async with self._lock:
+            if self._sub is None:
+                kv = await bus.open_state(self.session.nc, self.session.config)
+                js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
+                self.keys = {}
+                self._loaded = asyncio.get_running_loop().create_future()
+                self._sub = await js.subscribe(f"{PREFIX}*.k.>", stream=kv._stream, cb=self._on_key,
+                                               ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                                               headers_only=True, inactive_threshold=300.0)
+                info = await self._sub.consumer_info()
+                if not info.num_pending and not self._sub.delivered and not self._loaded.done():
+                    self._loaded.set_result(None)
+        assert self._loaded is not None
         try:
             await asyncio.wait_for(asyncio.shield(self._loaded), timeout)
         except TimeoutError:
@@ -232,12 +237,13 @@ class SizeTracker:
 
     async def stop(self) -> None:
         """Stop following."""
-        if self._sub is not None:
-            try:
-                await self._sub.unsubscribe()
-            except Exception:  # the connection may be gone
-                pass
-            self._sub = None
+        async with self._lock:
+            if self._sub is not None:
+                try:
+                    await self._sub.unsubscribe()
+                except Exception:  # the connection may be gone
+                    pass
+                self._sub = None
 
     async def rescan(self, notice: tuple[str | None, str | None] | None = None) -> None:
         """Follow again from the start (after a purge, which a watch does not see); the
@@ -253,6 +259,11 @@ class SizeTracker:
     def running(self) -> bool:
         """True while it follows the bucket."""
         return self._sub is not None
+
+    @property
+    def loaded(self) -> bool:
+        """True once the keys there were when it started following are counted."""
+        return self._sub is not None and self._loaded is not None and self._loaded.done()
 
     async def _on_key(self, msg: Msg) -> None:
         parts = msg.subject[len(PREFIX):].split(".")

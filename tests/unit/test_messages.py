@@ -286,7 +286,7 @@ def test_the_failure_texts_are_the_seeds():
         "UNSUPPORTED": "request type not supported by actor", "INVALID_RESPONSE": "invalid response format",
         "INVALID_REQUEST": "invalid request", "BUSY": "busy", "NO_ACTOR": "no actor available",
         "BUS_UNAVAILABLE": "bus unavailable", "PERMISSION_DENIED": "permission denied",
-        "MALFORMED_REPLY": "malformed reply",
+        "MALFORMED_REPLY": "malformed reply", "CONFLICT": "conflict",
     }
     assert messages.TIMEOUT is wire.Failure.TIMEOUT and messages.EXCEPTION == "exception"
 
