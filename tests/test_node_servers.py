@@ -165,6 +165,9 @@ def test_a_node_server_config_authenticates_its_routes(tmp_path):
     assert f'authorization {{ user: "{user}", password: "{password}"' in text
     assert 'client_advertise: "10.0.0.5:4222"' in text and "no_advertise" not in text
     assert 'user: "beach-system", password: "sys-pw"' in text and "system_account: SYS" in text
+    assert f'jetstream {{ store_dir: "{tmp_path}", sync_interval: "always" }}' in text, "fsync before each ack"
+    lazy = parse({"nats": {"sync_interval": "2m"}})
+    assert 'sync_interval: "2m"' in clustering.server_config(spec, lazy, str(tmp_path))
     anchor = clustering.server_config(dataclasses.replace(spec, advertise_clients=False), config, str(tmp_path))
     assert "no_advertise: true" in anchor and "client_advertise" not in anchor
     assert clustering.route_credentials(parse({})) is None, "no secret: an open bus, open routes"
