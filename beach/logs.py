@@ -12,7 +12,8 @@ A line is a msgpack map: ``v`` (format), ``t`` (time), ``level``, ``levelno``, `
 ``sys``), ``realm``, ``uid``, ``actor`` (class), ``categories``, ``node``, ``host``, ``logger``,
 ``msg``, and ``req``: the id of the request being served when the line was logged (None outside a
 request; the context variable `current_request`, which the actor host sets around a handler), and
-``trace``: the W3C trace id of that request (None until requests carry a trace context). The
+``trace``: the W3C trace id of the code that logged it (the request's trace, or the application's
+own span; None outside any). The
 stream's age and size limits come from the config's ``logs:`` section.
 
 ``beach logs --request ID`` reads the lines of one request: every actor that served that id (each
@@ -47,7 +48,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from beach import wire
+from beach import tracing, wire
 from beach.bus.connection import JS_TIMEOUT
 from beach.config import Config
 from beach.errors import BusError
@@ -116,11 +117,13 @@ def accept(level: int = 0, category: str | None = None, uid_prefix: str | None =
            request: str | None = None) -> Callable[[dict[str, Any]], bool]:
     """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized),
     of an actor whose uid starts with ``uid_prefix``, logged while serving a request whose id starts
-    with ``request`` (the 8 characters `format_line` shows will do), if given."""
+    with ``request`` (the 8 characters `format_line` shows will do) or in a trace whose id does, if
+    given."""
     def accepted(line: dict[str, Any]) -> bool:
         if line.get("levelno", 0) < level:
             return False
-        if request is not None and not str(line.get("req") or "").startswith(request):
+        if request is not None and not (str(line.get("req") or "").startswith(request)
+                                        or str(line.get("trace") or "").startswith(request)):
             return False
         if uid_prefix and not str(line.get("uid") or "").startswith(uid_prefix):
             return False
@@ -230,7 +233,7 @@ class ClusterLogHandler(logging.Handler):
                 self._flooding[id(source)] = source
                 return
             self._enqueue(source, log_record.levelno, self.format(log_record), log_record.name, log_record.created,
-                          current_request.get())
+                          current_request.get(), tracing.current_trace_id())
             self._report_drops(source)
         except Exception:
             self.handleError(log_record)
@@ -245,12 +248,12 @@ class ClusterLogHandler(logging.Handler):
                           "beach.logs", None)
 
     def _enqueue(self, source: Source, levelno: int, msg: str, logger: str, created: float | None,
-                 request: str | None = None) -> None:
+                 request: str | None = None, trace: str | None = None) -> None:
         if len(self._queue) >= QUEUE_LIMIT or self._loop is None:
             source.dropped += 1
             source._unreported += 1
             return
-        self._queue.append((source.subject, wire.pack(record(source, levelno, msg, logger, created, request))))
+        self._queue.append((source.subject, wire.pack(record(source, levelno, msg, logger, created, request, trace))))
         if not self._wake_pending:
             self._wake_pending = True
             try:

@@ -406,7 +406,7 @@ class NodeAgent(ControlServer):
             id=self.node_id, hostname=socket.gethostname(), addresses=self.addresses, pid=os.getpid(),
             started=self.started, updated=time.time(), hosts=hosts, n_actors=sum(per_realm.values()),
             actors_by_realm=per_realm, cordoned=self.cordoned, open=authority.open_node(self.config),
-            stopping=self.stopping.is_set(), **health.sample(),
+            stopping=self.stopping.is_set(), reads=list(wire.REQUEST_FORMATS), **health.sample(),
         )
 
     async def heartbeat(self) -> None:

@@ -22,7 +22,8 @@ def show_logs(args: argparse.Namespace) -> int:
     """Print the cluster's log lines: what actors log (``--system``: beach's own warnings), every
     realm at info and above unless told otherwise; ``--follow`` keeps printing new ones;
     ``--request ID`` only the lines logged while serving request ID, by every actor and node that
-    served it (it reads every line the other options select: narrow it with --since)."""
+    served it — or, given a trace id, every request of that trace (it reads every line the other
+    options select: narrow it with --since)."""
     level = logs.LEVELS.get(args.level.lower())
     if level is None:
         raise UsageError(f"--level {args.level!r}: use one of {', '.join(logs.LEVELS)}")
@@ -116,7 +117,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines as they come (Ctrl-C ends)")
     p.add_argument("--system", action="store_true", help="beach's own warnings and errors instead of the actors'")
     p.add_argument("--request", metavar="ID", help="only the lines logged while serving request ID (its 'req': "
-                                                    "the first 8 characters will do), by every actor that served it")
+                   "the first 8 characters will do), by every actor that served it; or every line of trace ID")
     p.add_argument("--json", action="store_true", help="print each line as JSON (JSON Lines, for scripts)")
     p.set_defaults(func=show_logs)
     p = sub.add_parser("stack", help="the Python stacks of an actor's process", description=stack.__doc__)

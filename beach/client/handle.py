@@ -20,7 +20,7 @@ from typing import Any, Literal, overload
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from beach import metering, wire
+from beach import metering, tracing, wire
 from beach.backoff import backoff
 from beach.client import routing
 from beach.client.response import ActorResponse, FutureResults
@@ -104,10 +104,13 @@ class ActorHandle:
             return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {err}")
         return ActorResponse(*wire.read_reply(msg.data, subject))
 
-    def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None) -> bytes:
+    def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None,
+                trace: wire.TraceContext | None = None) -> bytes:
         if not isinstance(requestType, str):
             raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
-        payload = wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget)
+        if trace is not None and not self._session.view.traced:  # a node of the previous release may get it
+            trace = None
+        payload = wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget, trace)
         self._session.check_size(payload, f"request {requestType!r}")
         return payload
 
@@ -127,6 +130,7 @@ class ActorHandle:
         retries = self._retries if nRetries is None else nRetries
         req_id = new_id()
         started = time.monotonic()  # the call (a client span's extent): every attempt, backoff included
+        spans = tracing.call("request", self._realm, self._category, requestType, req_id)
         attempt_timeout = timeout or self._timeout
         payload = b""
         response = ActorResponse.timeout()
@@ -139,19 +143,27 @@ class ActorHandle:
                 break
             if attempt:
                 self._calls.row(self._label, requestType).retries += 1
-            if attempt == 0 or budget != encoded_budget:
-                payload = self._encode(requestType, data, req_id, budget)
-                encoded_budget = budget
             subject, target = self._targets.route(key, attempt, tried)
+            sending = None if spans is None else spans.attempt(attempt, target)
+            if attempt == 0 or budget != encoded_budget or sending is not None:
+                payload = self._encode(requestType, data, req_id, budget, None if sending is None else sending.context)
+                encoded_budget = budget
             self._pending[target] = self._pending.get(target, 0) + 1
             try:
                 response = await self._send(subject, payload, budget or attempt_timeout)
+            except BaseException as err:  # the connection closed, or the call was cancelled
+                if spans is not None and sending is not None:
+                    sending.end("closed", f"{type(err).__name__}: {err}")
+                    spans.end("closed", f"{type(err).__name__}: {err}")
+                raise
             finally:
                 left = self._pending[target] - 1
                 if left:
                     self._pending[target] = left
                 else:
                     del self._pending[target]
+            if sending is not None:
+                sending.end(metering.outcome(response.isSuccess, response.error), response.error)
             if response.isSuccess or not self._retryable(response):
                 break
             if response.failure == wire.CONFLICT:
@@ -166,8 +178,10 @@ class ActorHandle:
                     await asyncio.sleep(backoff(attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX))
                 elif response.failure == wire.BUSY and not self._targets.others(tried):
                     await asyncio.sleep(backoff(attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX))
-        self._calls.add(self._label, requestType, metering.outcome(response.isSuccess, response.error),
-                                time.monotonic() - started)
+        outcome = metering.outcome(response.isSuccess, response.error)
+        self._calls.add(self._label, requestType, outcome, time.monotonic() - started)
+        if spans is not None:
+            spans.end(outcome, response.error)
         if not response.isSuccess and onFailure is not None:
             await _call_back(onFailure, data)
         return response
@@ -230,14 +244,24 @@ class ActorHandle:
             self._check(requestType, data, key, nRetries)
             self._background.start(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
         else:
-            payload = self._encode(requestType, {} if data is None else data, new_id(), None)
-            await self._session.publish(self._targets.route(key, 0, set())[0], payload)
+            await self._publish("shoot", self._targets.route(key, 0, set())[0], requestType, data, None)
         return True
+
+    async def _publish(self, operation: str, subject: str, requestType: str, data: Any, budget: float | None) -> None:
+        """Send a message nobody waits a reply to (a PRODUCER span, if traced)."""
+        req_id = new_id()
+        spans = tracing.call(operation, self._realm, self._category, requestType, req_id, tracing.PRODUCER)
+        trace = None if spans is None else spans.own()
+        payload = self._encode(requestType, {} if data is None else data, req_id, budget, trace)
+        try:
+            await self._session.publish(subject, payload)
+        finally:
+            if spans is not None:
+                spans.end(metering.OK)
 
     async def abroadcast(self, requestType: str, data: Any = None) -> bool:
         """Send a request to every actor of the category; replies are not awaited."""
-        payload = self._encode(requestType, data, new_id(), remaining(self._timeout))
-        await self._session.publish(self._broadcast_subject, payload)
+        await self._publish("broadcast", self._broadcast_subject, requestType, data, remaining(self._timeout))
         return True
 
     async def arequestFromAll(self, requestType: str, data: Any = None,
@@ -248,13 +272,29 @@ class ActorHandle:
         """
         members = self._targets.members()
         budget = remaining(timeout or self._timeout) or 0.0
-        payload = self._encode(requestType, data, new_id(), budget)
+        req_id = new_id()
+        payload = self._encode(requestType, data, req_id, budget)
+        spans = tracing.call("requestFromAll", self._realm, self._category, requestType, req_id)
         future = FutureResults(len(members), self._session.runner)
-        for actor in members:
+        left = [len(members)]
+
+        async def ask(actor: str, sending: tracing.Attempt | None) -> ActorResponse:
+            body = payload if sending is None else self._encode(requestType, data, req_id, budget, sending.context)
+            response = await self._send(subjects.actor_subject(self._realm, actor), body, budget)
+            if spans is not None and sending is not None:  # each actor's is a child of the call: siblings
+                sending.end(metering.outcome(response.isSuccess, response.error), response.error)
+                left[0] -= 1
+                if not left[0]:
+                    spans.end(metering.OK)
+            return response
+
+        for number, actor in enumerate(members):
             if budget <= 0:  # the request being served has no time left
                 future._add(ActorResponse.timeout())
             else:
-                self._into(future, self._send(subjects.actor_subject(self._realm, actor["uid"]), payload, budget))
+                self._into(future, ask(actor["uid"], None if spans is None else spans.attempt(number, actor["uid"])))
+        if spans is not None and (budget <= 0 or not members):
+            spans.end(metering.FAILURES[wire.TIMEOUT] if members else metering.OK)
         return future
 
     def getNumAvailable(self) -> int:

@@ -17,7 +17,7 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from beach import bus, metering
+from beach import bus, metering, tracing
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
@@ -77,6 +77,8 @@ class Session:
         later one raises `ClosedError` naming the server's reason, and ``lost_listeners`` hear it."""
         refusals = bus.Refusals(config.nats.user)
         opened: list[Session] = []  # the session, once made (the connection comes first)
+        # spans exported as the OTEL_* variables say, where the application has not set that up itself
+        tracing.configure(name.split()[0])
 
         def lost(reason: str) -> None:
             for session in opened:

@@ -113,7 +113,7 @@ class ActorRuntime:
             max_inflight=spec.get("max_concurrent"), backlog=host.config.backlog,
             # opt-in (the actor class sets reply_cache = N): a retry gets the first run's reply
             reply_cache=int(getattr(actor, "reply_cache", 0) or 0),
-            unsupported=actor.logCritical, report=self._report)
+            unsupported=actor.logCritical, report=self._report, realm=self.realm)
         self.timers = Timers(self.uid, self.loop, self.call, host.runner.in_loop_thread, self._report,
                              self.actor_context)
         self._states: dict[str, State] = {}

@@ -12,8 +12,8 @@ and before the reply goes out; one that raises commits nothing.
 Every message is counted once in the dispatcher's `Meter`, under the category it was addressed to
 and its request type (``other`` for a type the actor does not handle), with its outcome; a request
 that reached its handler also with its duration, from its arrival to its reply. Where a request is
-served — `Dispatcher._dispatch`, from the handler's start to its end — is where a tracing span
-belongs too.
+served, it runs in the span of the trace context it carried (`beach.tracing.serve`), ended with
+the same outcome.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import logs, metering, wire
+from beach import logs, metering, tracing, wire
 from beach.actor import ActorRequest
 from beach.client.runner import Background
 from beach.client.session import Session, current_deadline
@@ -77,8 +77,10 @@ class Dispatcher:
 
     def __init__(self, uid: str, session: Session, pool: WorkerPool, context: contextvars.Context, *,
                  state: StateStore, trusted: set[str], max_inflight: int | None, backlog: BacklogConfig,
-                 reply_cache: int, unsupported: Callable[[str], None], report: Callable[[str], None]) -> None:
+                 reply_cache: int, unsupported: Callable[[str], None], report: Callable[[str], None],
+                 realm: str = "") -> None:
         self.uid = uid
+        self.realm = realm
         self.session = session
         self.state = state
         self.pool = pool
@@ -191,29 +193,37 @@ class Dispatcher:
                 self._count(msg, metering.FAILURES[wire.INVALID_REQUEST], metering.OTHER)
                 result: Result = wire.Reply(False, wire.INVALID_REQUEST, {"reason": str(err)})
             else:
+                category = self.categories.get(msg.subject, self.category)
+                serving = tracing.serve(request.trace, self.realm, category, request.req, request.id, self.uid,
+                                        self.session.node_id, bool(msg.reply))
                 result = await self._dispatch(request, received)
-                self._measure(msg.subject, request.req, result, received)
+                outcome = self._measure(category, request.req, result, received)
+                if serving is not None:
+                    serving.end(outcome, "" if result is None else result.error)
             if result is not None and msg.reply:
                 await self._reply(msg.reply, result)
         finally:
             if self._waiting:  # hand this slot to the oldest message that waits for one
                 waiting = self._waiting.popleft()
                 self._waiting_bytes -= len(waiting[0].data)
-                self._background.start(self._serve(*waiting))
+                # (in a context of its own, not this request's: its log fields and span)
+                self._background.start(self._serve(*waiting), self.context.copy())
             else:
                 self.inflight -= 1
                 if not self.inflight:
                     self.idle.set()
 
-    def _measure(self, subject: str, request_type: str, result: Result, received: float) -> None:
-        """Count a request that was dispatched, by its result; time it if its handler ran."""
-        category, label = self.categories.get(subject, self.category), self._type(request_type)
+    def _measure(self, category: str, request_type: str, result: Result, received: float) -> str:
+        """Count a request that was dispatched, by its result; time it if its handler ran. Return
+        its outcome."""
+        label = self._type(request_type)
         if result is None:
             self.meter.add(category, label, metering.EXPIRED)
-            return
+            return metering.EXPIRED
         outcome = metering.outcome(result.ok, result.error)
         ran = outcome not in _NOT_RUN
         self.meter.add(category, label, outcome, time.monotonic() - received if ran else None)
+        return outcome
 
     async def _dispatch(self, request: wire.Request, received: float) -> Result:
         # What is logged from here on (the handler's lines, its failure) carries the request's id.
@@ -266,6 +276,7 @@ class Dispatcher:
                 log.warning("actor %s: request %r failed reading its state: %s", self.uid, request.req, err)
                 return wire.Reply(False, f"{wire.BUS_UNAVAILABLE}: {err}", {})
             self.counters["exceptions"] += 1
+            tracing.record_exception(err)
             error = trace.user_traceback(err)
             self._report(error)
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, error)

@@ -73,6 +73,10 @@ class DirectoryView:
         self.listeners: list[Callable[[str, str], None]] = []
         self._heard: dict[str, float] = {}  # node id → when this view last heard its heartbeat
         self._down: tuple[str, float] | None = None  # a node's word that JetStream takes no write, and when
+        self.traced = True
+        """Every live node reads requests of format 2 (`beach.wire.TRACED`: with their trace
+        context), so a request may be sent in it; a node of the previous release (its entry says
+        nothing) reads format 1 only."""
         self._sweeper: asyncio.Task[None] | None = None
         self._stalled: float | None = None  # when every node was last found silent at once
         self._following: asyncio.Task[None] | None = None  # the watches being restarted
@@ -171,6 +175,7 @@ class DirectoryView:
     def _depart(self, node_id: str) -> None:
         if self.nodes.pop(node_id, None) is not None:
             self.departed[node_id] = time.monotonic()
+            self._formats()
         self._heard.pop(node_id, None)
         for waiter in self._departures.pop(node_id, ()):
             if not waiter.done():
@@ -204,12 +209,16 @@ class DirectoryView:
                 self._depart(node_id_changed)
             else:
                 self.nodes[node_id_changed] = node
+                self._formats()
                 self._heard[node_id_changed] = time.monotonic()
                 self.departed.pop(node_id_changed, None)
         if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
             self.generation += 1
         if self.listeners:
             self._notify("node", node_id_changed)
+
+    def _formats(self) -> None:
+        self.traced = all(wire.TRACED in node["reads"] for node in self.nodes.values())
 
     def departure(self, node_id: str) -> asyncio.Future[None]:
         """A future that completes when node ``node_id`` leaves the registry (cancel it when done)."""

@@ -248,6 +248,7 @@ class NodeEntry(TypedDict):
     cordoned: Annotated[bool, "bool", False]
     open: Annotated[bool, "bool", False]  # it takes admin operations from anyone (no authority, no token)
     stopping: Annotated[bool, "bool", False]  # shutting down: takes no new actor
+    reads: Annotated[list[int], "numbers", list]  # the request formats its hosts read (none said: format 1)
 
 
 class SupervisionRecord(TypedDict):

@@ -15,14 +15,17 @@ from beach.wire.messages import (
     INVALID_REQUEST,
     INVALID_RESPONSE,
     NO_ACTOR,
+    REQUEST_FORMATS,
     RETRYABLE,
     TIMEOUT,
+    TRACED,
     UNAUTHORIZED,
     UNSUPPORTED,
     VERSION,
     Failure,
     Reply,
     Request,
+    TraceContext,
     normalize_return,
     pack,
     pack_reply,
@@ -35,7 +38,8 @@ from beach.wire.messages import (
 )
 
 __all__ = [
-    "BUSY", "BUS_UNAVAILABLE", "CONFLICT", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR", "RETRYABLE",
-    "TIMEOUT", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply", "Request", "normalize_return", "pack",
-    "pack_reply", "pack_request", "read_reply", "request_type", "unpack", "unpack_reply", "unpack_request",
+    "BUSY", "BUS_UNAVAILABLE", "CONFLICT", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR",
+    "REQUEST_FORMATS", "RETRYABLE", "TIMEOUT", "TRACED", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply",
+    "Request", "TraceContext", "normalize_return", "pack", "pack_reply", "pack_request", "read_reply", "request_type",
+    "unpack", "unpack_reply", "unpack_request",
 ]

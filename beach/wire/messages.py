@@ -2,7 +2,12 @@
 
 A request body is the msgpack array ``[1, id, req, data, ident, ttl]``: format version, request id
 (the same on every retry), request type, payload, the caller's trust ident (or nil) and the time
-budget left in seconds (or nil). A reply body is ``[1, ok, error, data]`` (the previous release's
+budget left in seconds (or nil). Format 2 appends the W3C trace context,
+``[2, id, req, data, ident, ttl, [traceparent, tracestate]]``; its readers ignore elements after
+the ones they know, so later fields that a reader may skip are appended to it. The previous
+release reads format 1 only (exactly six elements): a sender uses format 2 only when it has
+something to put there and every node of the cluster reads it (`REQUEST_FORMATS`, which node
+entries advertise). A reply body is ``[1, ok, error, data]`` (the previous release's
 ``[ok, error, data]`` is read too). Nothing travels in NATS
 headers, so a future whole-body AEAD seal covers everything but the subject.
 
@@ -21,6 +26,9 @@ import msgpack
 from beach.errors import EncodeError
 
 VERSION = 1
+TRACED = 2
+REQUEST_FORMATS = (VERSION, TRACED)
+"""The request formats this beach reads (its node entries say so: ``reads``)."""
 
 class Failure(StrEnum):
     """The kinds of failure a request can come back with. Each is carried on the wire as the start
@@ -105,34 +113,55 @@ def unpack(body: bytes) -> Any:
         raise ValueError(f"malformed message body: {str(err) or type(err).__name__}") from None
 
 
+class TraceContext(NamedTuple):
+    """W3C trace context as a request carries it: the ``traceparent`` and ``tracestate`` header
+    values (``tracestate`` ``''`` when there is none). Checked by `beach.tracing`, which ignores
+    one that is not well formed, as W3C asks of a receiver."""
+
+    traceparent: str
+    tracestate: str
+
+
 class Request(NamedTuple):
-    """A decoded request, as the receiving host sees it."""
+    """A decoded request, as the receiving host sees it (``trace``: None in format 1)."""
 
     id: str
     req: str
     data: Any
     ident: str | None
     ttl: float | None
+    trace: TraceContext | None = None
 
 
-def pack_request(req_id: str, req: str, data: Any, ident: str | None, ttl: float | None) -> bytes:
-    """Encode a request envelope."""
-    return pack([VERSION, req_id, req, data, ident, ttl], what=f"data of request {req!r}")
+def pack_request(req_id: str, req: str, data: Any, ident: str | None, ttl: float | None,
+                 trace: TraceContext | None = None) -> bytes:
+    """Encode a request envelope: format 1, or format 2 with ``trace`` (pass one only where every
+    reader reads format 2)."""
+    if trace is None:
+        return pack([VERSION, req_id, req, data, ident, ttl], what=f"data of request {req!r}")
+    return pack([TRACED, req_id, req, data, ident, ttl, trace], what=f"data of request {req!r}")
 
 
 def unpack_request(body: bytes) -> Request:
-    """Decode a request envelope; raise ``ValueError`` naming what is wrong with it."""
+    """Decode a request envelope (format 1 or 2); raise ``ValueError`` naming what is wrong with it."""
     value = unpack(body)
-    if not isinstance(value, list) or len(value) != 6 or value[0] != VERSION:
+    if not isinstance(value, list) or not (len(value) == 6 and value[0] == VERSION
+                                           or len(value) >= 7 and value[0] == TRACED):
         raise ValueError("not a beach request envelope")
-    _, req_id, req, data, ident, ttl = value
+    req_id, req, data, ident, ttl = value[1:6]
+    trace = None
+    if len(value) > 6 and value[6] is not None:
+        trace = value[6]
+        if not (isinstance(trace, list) and len(trace) == 2 and all(isinstance(x, str) for x in trace)):
+            raise ValueError("a request's trace context must be [traceparent, tracestate]")
+        trace = TraceContext(*trace)
     if not isinstance(req_id, str) or not isinstance(req, str):
         raise ValueError("request id and type must be strings")
     if ident is not None and not isinstance(ident, str):
         raise ValueError("request ident must be a string")
     if ttl is not None and not isinstance(ttl, (int, float)):
         raise ValueError("request ttl must be a number")
-    return Request(req_id, req, data, ident, ttl)
+    return Request(req_id, req, data, ident, ttl, trace)
 
 
 def request_type(body: bytes) -> str | None:
@@ -141,7 +170,8 @@ def request_type(body: bytes) -> str | None:
     unpacker = msgpack.Unpacker(raw=False)
     unpacker.feed(body)
     try:
-        if unpacker.read_array_header() != 6 or unpacker.unpack() != VERSION:
+        length, version = unpacker.read_array_header(), unpacker.unpack()
+        if not (length == 6 and version == VERSION or length >= 7 and version == TRACED):
             return None
         unpacker.skip()  # the request id
         req = unpacker.unpack()

@@ -1,0 +1,337 @@
+"""Trace context across requests (W3C Trace Context) and their OpenTelemetry spans.
+
+A request carries the trace context of the span that sent it (``traceparent`` and ``tracestate``,
+inside its sealed body: `beach.wire.TraceContext`, request format 2). Where it is served, the
+handler runs in a span whose parent that is, so the requests the handler makes are its children
+— in ``def`` handlers too: their worker thread runs in a copy of the request's context, and a
+blocking call hands that context on to the event loop (`beach.client.runner`), as it does the
+request's deadline.
+
+What beach does depends on what the process has:
+
+* nothing of OpenTelemetry installed: it carries the context of the request being served onto the
+  requests its handler makes, unchanged, and does nothing else (no span, no import);
+* the API (``opentelemetry-api``) but no tracer provider: the same, through the API's current span
+  (the application's own context, if it has one, is the parent); nothing is recorded;
+* a tracer provider — the application's own, or the one `configure` builds from the standard
+  ``OTEL_*`` variables where the SDK is installed (``beach[otel]``): spans.
+
+The spans (OpenTelemetry's messaging conventions, ``messaging.system=nats``): a call is a CLIENT
+span ``request <category>`` (``requestFromAll``, ``shoot``... as its operation) with a CLIENT child
+``send <category>`` per attempt, whose context the attempt carries (a retry is a second child; a
+fan-out's actors are sibling children); a fire-and-forget message is a PRODUCER span ``publish
+<category>``; the handler runs in a SERVER span ``process <category>`` (CONSUMER for a message
+without a reply). A failure sets the span's status to ERROR with ``error.type`` the outcome
+(`beach.metering.outcome`); a handler's exception is recorded on its span. The sampler decides as
+OpenTelemetry's does (a request's sampled flag is its parent's decision).
+
+The OpenTelemetry API is imported lazily, once (`_api`): the library does not depend on it, and a
+process that does not trace pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib.metadata
+import logging
+import os
+import re
+from typing import Any
+
+from beach.wire import TraceContext
+
+log = logging.getLogger("beach.tracing")
+
+# The context the request being served carried, where no OpenTelemetry API is installed (with the
+# API, its current span is the one place a context lives).
+_carried: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar("beach_trace", default=None)
+
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+
+SYSTEM = "nats"
+CLIENT, PRODUCER, SERVER, CONSUMER = "CLIENT", "PRODUCER", "SERVER", "CONSUMER"
+
+
+class _Otel:
+    """The parts of the OpenTelemetry API beach uses, imported once."""
+
+    def __init__(self) -> None:
+        from opentelemetry import context, trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.context = context
+        self.trace = trace
+        self.propagator = TraceContextTextMapPropagator()
+        self.kinds = {CLIENT: trace.SpanKind.CLIENT, PRODUCER: trace.SpanKind.PRODUCER,
+                      SERVER: trace.SpanKind.SERVER, CONSUMER: trace.SpanKind.CONSUMER}
+        self.error = trace.StatusCode.ERROR
+        self.no_provider = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        try:
+            version = importlib.metadata.version("beach")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        self.tracer = trace.get_tracer("beach", version)  # (a proxy until a provider is set: it follows)
+
+    def recording(self) -> bool:
+        """True if a tracer provider is set (spans can be recorded; the sampler decides which)."""
+        return not isinstance(self.trace.get_tracer_provider(), self.no_provider)
+
+
+_loaded: list[_Otel | None] = []
+
+
+def _api() -> _Otel | None:
+    """The OpenTelemetry API, or None where it is not installed (looked for once)."""
+    if not _loaded:
+        try:
+            _loaded.append(_Otel())
+        except ImportError:
+            _loaded.append(None)
+    return _loaded[0]
+
+
+def _context_of(span: Any) -> TraceContext | None:
+    """The W3C context naming ``span`` as the parent, or None for a span without a valid context."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    return TraceContext(f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}",
+                        context.trace_state.to_header())
+
+
+def trace_id(trace: TraceContext | None) -> str | None:
+    """The trace id (32 hex digits) of a well-formed context, else None."""
+    if trace is None:
+        return None
+    match = _TRACEPARENT.fullmatch(trace.traceparent)
+    return None if match is None or match.group(1) == "0" * 32 else match.group(1)
+
+
+def current_trace_id() -> str | None:
+    """The trace id of the code running now (a handler's request, or the application's own span),
+    or None: what a log line carries."""
+    api = _api()
+    if api is None:
+        return trace_id(_carried.get())
+    context = api.trace.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
+
+
+def current() -> TraceContext | None:
+    """The context a message sent now would carry as its parent (None: none)."""
+    api = _api()
+    if api is None:
+        return _carried.get()
+    return _context_of(api.trace.get_current_span())
+
+
+def _attributes(operation: str, realm: str, category: str, request_type: str, request_id: str) -> dict[str, Any]:
+    return {"messaging.system": SYSTEM, "messaging.operation.name": operation,
+            "messaging.destination.name": category, "messaging.message.id": request_id,
+            "beach.realm": realm, "beach.request_type": request_type}
+
+
+def _end(span: Any, api: _Otel, outcome: str, description: str = "") -> None:
+    span.set_attribute("beach.outcome", outcome)
+    if outcome != "ok":
+        span.set_attribute("error.type", outcome)
+        span.set_status(api.error, description or outcome)
+    span.end()
+
+
+class Attempt:
+    """One attempt of a call: a CLIENT span whose context the attempt carries (`context`)."""
+
+    __slots__ = ("span", "context")
+
+    def __init__(self, span: Any, context: TraceContext | None) -> None:
+        self.span = span
+        self.context = context
+
+    def end(self, outcome: str, description: str = "") -> None:
+        """End the attempt with its ``outcome`` (`beach.metering.outcome`)."""
+        if self.span is not None and (api := _api()) is not None:
+            _end(self.span, api, outcome, description)
+
+
+class Call:
+    """The spans of one call: a span for the call, a child span per attempt (`attempt`)."""
+
+    __slots__ = ("span", "carried", "category", "kind")
+
+    def __init__(self, span: Any, carried: TraceContext | None, category: str, kind: str) -> None:
+        self.span = span  # None: no API, ``carried`` is passed on as it is
+        self.carried = carried
+        self.category = category
+        self.kind = kind
+
+    def attempt(self, number: int, target: str) -> Attempt:
+        """Start attempt ``number`` (0 first), sent to ``target`` (an actor uid, or the category
+        when the queue group picks the actor)."""
+        api = _api()
+        if self.span is None or api is None:
+            return Attempt(None, self.carried)
+        attributes: dict[str, Any] = {"messaging.system": SYSTEM, "messaging.operation.type": "send",
+                                      "messaging.destination.name": self.category, "beach.attempt": number}
+        if target != self.category:
+            attributes["beach.actor.uid"] = target
+        span = api.tracer.start_span(f"send {self.category}", api.trace.set_span_in_context(self.span),
+                                     api.kinds[self.kind], attributes)
+        return Attempt(span, _context_of(span))
+
+    def own(self) -> TraceContext | None:
+        """The context naming the call's own span as the parent (a message sent once, no attempts)."""
+        return self.carried if self.span is None else _context_of(self.span)
+
+    def end(self, outcome: str, description: str = "") -> None:
+        """End the call with its final ``outcome`` (`beach.metering.outcome`)."""
+        if self.span is not None and (api := _api()) is not None:
+            _end(self.span, api, outcome, description)
+
+
+def call(operation: str, realm: str, category: str, request_type: str, request_id: str,
+         kind: str = CLIENT) -> Call | None:
+    """Start the spans of a call made now (``operation``: ``request``, ``requestFromAll``,
+    ``shoot``, ``broadcast``), the current span its parent; None when there is nothing to record
+    and no context to carry (the request goes in format 1, as before tracing)."""
+    api = _api()
+    if api is None:
+        carried = _carried.get()
+        return None if carried is None else Call(None, carried, category, kind)
+    parent = api.trace.get_current_span()
+    if not api.recording() and not parent.get_span_context().is_valid:
+        return None
+    name = f"{'publish' if kind == PRODUCER else operation} {category}"
+    attributes = _attributes(operation, realm, category, request_type, request_id)
+    attributes["messaging.operation.type"] = "send"
+    span = api.tracer.start_span(name, kind=api.kinds[kind], attributes=attributes)
+    if not span.get_span_context().is_valid:
+        return None
+    return Call(span, None, category, kind)
+
+
+class Serving:
+    """The span a request is served in (`serve`); `end` it with the outcome."""
+
+    __slots__ = ("span", "token")
+
+    def __init__(self, span: Any, token: Any) -> None:
+        self.span = span
+        self.token = token
+
+    def end(self, outcome: str, description: str = "") -> None:
+        """End the span with the request's ``outcome`` and leave its context."""
+        api = _api()
+        if api is None or self.span is None:
+            return
+        _end(self.span, api, outcome, description)
+        api.context.detach(self.token)
+
+
+def serve(trace: TraceContext | None, realm: str, category: str, request_type: str, request_id: str,
+          uid: str, node: str | None, replied: bool) -> Serving | None:
+    """Enter the span of a request being served now (in the context of the task serving it): its
+    parent is the context the request carried (``trace``), if well formed. None when there is
+    nothing to record or carry. ``replied``: the sender waits for a reply (SERVER, else CONSUMER)."""
+    api = _api()
+    if api is None:
+        if trace_id(trace) is None:
+            return None
+        _carried.set(trace)  # (the task's own context: nothing to reset)
+        return Serving(None, None)
+    if trace is None and not api.recording():
+        return None
+    parent = None if trace is None else api.propagator.extract({"traceparent": trace.traceparent,
+                                                               "tracestate": trace.tracestate})
+    attributes = _attributes("process", realm, category, request_type, request_id)
+    attributes.update({"messaging.operation.type": "process", "beach.actor.uid": uid})
+    if node is not None:
+        attributes["beach.node"] = node
+    span = api.tracer.start_span(f"process {category}", parent, api.kinds[SERVER if replied else CONSUMER],
+                                 attributes)
+    if not span.get_span_context().is_valid:
+        return None
+    return Serving(span, api.context.attach(api.trace.set_span_in_context(span)))
+
+
+def record_exception(error: BaseException) -> None:
+    """Record ``error`` (a handler's exception) on the current span, if it records."""
+    api = _api()
+    if api is not None:
+        span = api.trace.get_current_span()
+        if span.is_recording():
+            span.record_exception(error)
+
+
+# ---------------------------------------------------------------- the SDK, from OTEL_* variables
+
+_EXPORTERS = "opentelemetry_traces_exporter"  # the entry point group of span exporters
+_PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
+
+
+def exporter_names(environ: Any = os.environ) -> list[str]:
+    """The entry point names of the span exporters ``OTEL_TRACES_EXPORTER`` asks for (``otlp`` by
+    the OTLP protocol variables: ``grpc``, the Python SDK's default, or ``http/protobuf``); raise
+    ``ValueError`` naming a protocol that is not one of those."""
+    names = []
+    for name in (n.strip() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")):
+        if not name or name == "none":
+            continue
+        if name == "otlp":
+            protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc").strip()
+            if protocol not in _PROTOCOLS:
+                raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL is {protocol!r}: not one of "
+                                 f"{', '.join(_PROTOCOLS)} (the OTLP exporters installed with beach[otel])")
+            name = _PROTOCOLS[protocol]
+        names.append(name)
+    return names
+
+
+def _asked(environ: Any) -> bool:
+    """True if the environment asks for traces to be exported (an exporter or an OTLP endpoint
+    named), and the SDK is not disabled."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    return any(environ.get(name) for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                                              "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def configure(service: str, environ: Any = os.environ) -> bool:
+    """Build and set a `TracerProvider` from the standard ``OTEL_*`` variables, as the process
+    ``service`` (``beach-client``, ``beach-node``, ``beach-host``: the default service name) — where
+    the environment asks for export (``OTEL_TRACES_EXPORTER``, or an OTLP endpoint), the SDK is
+    installed (``beach[otel]``) and the application has set no provider of its own (which is then
+    used as it is). The sampler, the resource (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``),
+    the batching (``OTEL_BSP_*``) and each exporter's own settings (``OTEL_EXPORTER_OTLP_*``) are
+    read by the SDK. True if it set one. A variable naming what cannot be had is logged as an error
+    naming it, and nothing is exported (a process does not fail for its tracing)."""
+    api = _api()  # (imported now, at the process's start, rather than by its first request)
+    if not _asked(environ) or api is None or api.recording():
+        return False
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError:
+        log.warning("OTEL_* variables ask for traces but the OpenTelemetry SDK is not installed "
+                    "(pip install 'beach[otel]'): trace context is carried, nothing is exported")
+        return False
+    try:
+        exporters = []
+        for name in exporter_names(environ):
+            found = importlib.metadata.entry_points(group=_EXPORTERS, name=name)
+            if not found:
+                installed = sorted(e.name for e in importlib.metadata.entry_points(group=_EXPORTERS))
+                raise ValueError(f"OTEL_TRACES_EXPORTER asks for {name!r}, which no installed package provides "
+                                 f"(installed: {', '.join(installed) or 'none'})")
+            exporters.append(next(iter(found)).load()())
+    except Exception as err:
+        log.error("traces are not exported: %s", err)
+        return False
+    named = environ.get("OTEL_SERVICE_NAME") or "service.name=" in environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    provider = TracerProvider(resource=Resource.create({} if named else {"service.name": service}))
+    for exporter in exporters:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    api.trace.set_tracer_provider(provider)  # (the SDK's provider exports what it holds at exit)
+    return True
