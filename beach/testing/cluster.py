@@ -81,12 +81,14 @@ class LocalCluster:
     default: an empty directory — deploy code, or name ``module:Class`` actors); ``realm`` is the
     one `client` uses by default; ``config`` adds or overrides config keys (nested sections are
     merged: ``logs={'rate': 10}``; each node runs one actor host unless ``n_processes`` says
-    otherwise). The config has an admin token, so its clients are admins.
+    otherwise); ``env``: environment variables for the node agents and their actor hosts, beside
+    this process's (``OTEL_*``, for their traces). The config has an admin token, so its clients
+    are admins.
     Raises `BeachError` (with the node's log) if the cluster does not come up.
     """
 
     def __init__(self, code_directory: str | os.PathLike[str] | None = None, nodes: int = 1,
-                 realm: str = "global", **config: Any) -> None:
+                 realm: str = "global", env: Mapping[str, str] | None = None, **config: Any) -> None:
         if not isinstance(nodes, int) or nodes < 1:
             raise UsageError(f"a LocalCluster needs 1 or more nodes, not {nodes!r}")
         if code_directory is not None and not os.path.isdir(code_directory):
@@ -95,6 +97,7 @@ class LocalCluster:
         self.code_directory = None if code_directory is None else os.path.abspath(code_directory)
         self._nodes_wanted = nodes
         self._config = config
+        self._env = None if env is None else {**os.environ, **env}
         self.directory = ""
         """The temporary directory holding the config, the servers' state and the logs."""
         self.config_path = ""
@@ -161,7 +164,7 @@ class LocalCluster:
             self.nodes[node_id] = subprocess.Popen(
                 [sys.executable, "-m", "beach.cli", "node", self.config_path, "--node-id", node_id],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=die_with_parent)
+                preexec_fn=die_with_parent, env=self._env)
         return node_id
 
     def _wait_registered(self, node_ids: list[str], timeout: float = START_SECONDS) -> None:

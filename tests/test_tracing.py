@@ -1,0 +1,351 @@
+"""Trace context across requests and the spans exported (beach.tracing), against real nodes and a
+real OTLP/HTTP receiver decoding the protobuf the exporters send.
+
+The test process sets no tracer provider of its own (one per process, for good): the traced
+clients are scripts run as processes, configured, like the nodes, by OTEL_* variables only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from beach import wire
+from beach.testing import LocalCluster
+
+RELAY = '''
+from beach.actor import Actor
+
+
+class TraceRelay(Actor):
+    def init(self, parameters):
+        self.handle('relay', self.relay)
+
+    def relay(self, msg):
+        # a def handler: its worker thread's blocking request carries the handler's span
+        self.log(f"relaying {msg.data['marker']}")
+        resp = self.getActorHandle('trace/echo').request('echo', msg.data, timeout=10)
+        return (True, resp.data) if resp.isSuccess else (False, resp.error)
+'''
+
+ECHO = '''
+import asyncio
+
+from beach.actor import Actor
+
+
+class TraceEcho(Actor):
+    def init(self, parameters):
+        self.seen = set()
+        self.handle('echo', self.echo)
+        self.handle('boom', self.boom)
+        self.handle('slow_once', self.slow_once)
+
+    async def echo(self, msg):
+        self.log(f"echoing {msg.data['marker']}")
+        return (True, msg.data)
+
+    async def boom(self, msg):
+        raise ValueError('boom on purpose')
+
+    async def slow_once(self, msg):
+        if msg.id not in self.seen:  # too slow the first time: the caller retries the same id
+            self.seen.add(msg.id)
+            await asyncio.sleep(3)
+        return (True, {})
+'''
+
+CLIENT = '''
+import json, sys
+from beach import Beach
+
+beach = Beach(sys.argv[1])
+marker = sys.argv[2]
+relay = beach.getActorHandle('trace/relay').request('relay', {'marker': marker}, timeout=20)
+boom = beach.getActorHandle('trace/echo').request('boom', {}, timeout=10)
+retried = beach.getActorHandle('trace/echo').request('slow_once', {}, timeout=1, nRetries=1)
+print(json.dumps({'relay': [relay.isSuccess, relay.data], 'boom': boom.error, 'retried': retried.isSuccess}))
+beach.close()
+'''
+
+
+class Collector:
+    """An OTLP/HTTP trace receiver on 127.0.0.1: every span it is sent, with its service's name."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, Span]] = []
+        self.lock = threading.Lock()
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                request = ExportTraceServiceRequest.FromString(body)
+                with collector.lock:
+                    for resource_spans in request.resource_spans:
+                        service = next(a.value.string_value for a in resource_spans.resource.attributes
+                                       if a.key == "service.name")
+                        for scope_spans in resource_spans.scope_spans:
+                            collector.spans.extend((service, span) for span in scope_spans.spans)
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def env(self) -> dict[str, str]:
+        """The OTEL_* variables that send a process's spans here, at once."""
+        return {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": self.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+
+    def wait(self, found: Callable[[list[tuple[str, Span]]], Any], timeout: float = 20.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                result = found(list(self.spans))
+            if result or time.monotonic() > deadline:
+                return result
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def attrs(span: Span) -> dict[str, Any]:
+    return {a.key: getattr(a.value, a.value.WhichOneof("value")) for a in span.attributes}
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    receiver = Collector()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def code(tmp_path: Any) -> str:
+    realm = tmp_path / "global"
+    realm.mkdir()
+    (realm / "TraceRelay.py").write_text(RELAY)
+    (realm / "TraceEcho.py").write_text(ECHO)
+    return str(tmp_path)
+
+
+def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: Any) -> None:
+    with LocalCluster(code, nodes=2, env=collector.env()) as cluster:
+        beach = cluster.client()
+        assert beach.addActor("TraceRelay", "trace/relay", strategy="host_affinity", strategy_hint="local-1").isSuccess
+        assert beach.addActor("TraceEcho", "trace/echo", strategy="host_affinity", strategy_hint="local-2").isSuccess
+        script = tmp_path / "client.py"
+        script.write_text(CLIENT)
+        marker = os.urandom(6).hex()
+        ran = subprocess.run([sys.executable, str(script), cluster.config_path, marker], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, **collector.env()})
+        assert ran.returncode == 0, ran.stderr
+        outcome = json.loads(ran.stdout)
+        assert outcome["relay"] == [True, {"marker": marker}]
+        assert outcome["boom"].startswith("exception: ValueError") and outcome["retried"]
+
+        def chain(spans: list[tuple[str, Span]]) -> dict[str, tuple[str, Span]] | None:
+            named: dict[str, tuple[str, Span]] = {}
+            for service, span in spans:
+                a = attrs(span)
+                if a.get("messaging.destination.name") == "trace/relay" and span.name == "request trace/relay":
+                    named["call"] = service, span
+                elif span.name == "process trace/relay":
+                    named["relay"] = service, span
+                elif span.name == "request trace/echo" and a.get("beach.request_type") == "echo":
+                    named["inner"] = service, span
+                elif span.name == "process trace/echo" and a.get("beach.request_type") == "echo":
+                    named["echo"] = service, span
+            attempts = [(s, x) for s, x in spans if x.name.startswith("send ")]
+            for key in ("call", "inner"):
+                if key in named:
+                    mine = [a for a in attempts if a[1].parent_span_id == named[key][1].span_id]
+                    if mine:
+                        named[key + "_attempt"] = mine[0]
+            return named if len(named) == 6 else None
+
+        found = collector.wait(chain)
+        assert found, f"spans received: {[(s, x.name) for s, x in collector.spans]}"
+        services = {key: service for key, (service, _) in found.items()}
+        assert services == {"call": "beach-client", "call_attempt": "beach-client", "relay": "beach-host",
+                            "inner": "beach-host", "inner_attempt": "beach-host", "echo": "beach-host"}
+        spans = {key: span for key, (_, span) in found.items()}
+        assert len({span.trace_id for span in spans.values()}) == 1
+        # each with the right parent: call → attempt → relay's server span → its call → attempt → echo's
+        assert spans["call"].parent_span_id == b""
+        assert spans["call_attempt"].parent_span_id == spans["call"].span_id
+        assert spans["relay"].parent_span_id == spans["call_attempt"].span_id
+        assert spans["inner"].parent_span_id == spans["relay"].span_id
+        assert spans["inner_attempt"].parent_span_id == spans["inner"].span_id
+        assert spans["echo"].parent_span_id == spans["inner_attempt"].span_id
+        kinds = {key: span.kind for key, span in spans.items()}
+        assert kinds == {"call": Span.SPAN_KIND_CLIENT, "call_attempt": Span.SPAN_KIND_CLIENT,
+                         "relay": Span.SPAN_KIND_SERVER, "inner": Span.SPAN_KIND_CLIENT,
+                         "inner_attempt": Span.SPAN_KIND_CLIENT, "echo": Span.SPAN_KIND_SERVER}
+        relay = attrs(spans["relay"])
+        assert relay["messaging.system"] == "nats" and relay["beach.realm"] == "global"
+        assert relay["beach.node"] == "local-1" and relay["beach.outcome"] == "ok"
+        assert len(relay["beach.actor.uid"]) == 32
+        assert attrs(spans["echo"])["beach.node"] == "local-2"
+        assert attrs(spans["call"])["messaging.message.id"] == relay["messaging.message.id"]
+        trace_id = spans["call"].trace_id.hex()
+
+        # a retried request: one call, two attempt spans (the first timed out), one server span each
+        def retried(spans: list[tuple[str, Span]]) -> list[Span] | None:
+            calls = [x for _, x in spans
+                     if x.name == "request trace/echo" and attrs(x)["beach.request_type"] == "slow_once"]
+            if not calls:
+                return None
+            children = [x for _, x in spans if x.parent_span_id == calls[0].span_id]
+            if len(children) != 2:
+                return None
+            return [calls[0], *sorted(children, key=lambda x: attrs(x)["beach.attempt"])]
+
+        call, first, second = collector.wait(retried) or pytest.fail("no retried call with two attempts")
+        assert attrs(call)["beach.outcome"] == "ok"
+        assert [attrs(first)["beach.outcome"], attrs(second)["beach.outcome"]] == ["timeout", "ok"]
+        assert first.status.code == Status.STATUS_CODE_ERROR and second.status.code != Status.STATUS_CODE_ERROR
+
+        # a handler's exception marks its span
+        def boomed(spans: list[tuple[str, Span]]) -> Span | None:
+            return next((x for _, x in spans if x.name == "process trace/echo"
+                         and attrs(x)["beach.request_type"] == "boom"), None)
+
+        boom = collector.wait(boomed) or pytest.fail("no span of the handler that raised")
+        assert boom.status.code == Status.STATUS_CODE_ERROR and "ValueError" in boom.status.message
+        assert attrs(boom)["error.type"] == "exception"
+        event = next(e for e in boom.events if e.name == "exception")
+        assert {a.key: a.value.string_value for a in event.attributes}["exception.type"] == "ValueError"
+
+        # the actors' log lines carry the trace id: one trace's lines across both actors and nodes
+        def lines(*args: str) -> list[dict[str, Any]]:
+            result = subprocess.run([sys.executable, "-m", "beach.cli", "logs", cluster.config_path, *args, "--json"],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stderr
+            return [json.loads(line) for line in result.stdout.splitlines() if marker in line]
+
+        deadline = time.monotonic() + 15
+        while len(found_lines := lines("--request", trace_id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert sorted((x["msg"], x["node"], x["trace"]) for x in found_lines) == [
+            (f"echoing {marker}", "local-2", trace_id), (f"relaying {marker}", "local-1", trace_id)]
+        relay_line = next(x for x in found_lines if x["msg"].startswith("relaying"))
+        assert relay_line["req"] == relay["messaging.message.id"]
+        assert [x["msg"] for x in lines("--request", relay_line["req"])] == [f"relaying {marker}"]
+
+
+def test_context_is_carried_where_nothing_records(collector: Collector, code: str, tmp_path: Any) -> None:
+    """Nodes without OTEL_* variables record nothing, yet pass the client's trace on: the echo's
+    line carries the trace id of the client's span, through the relay."""
+    with LocalCluster(code, nodes=1) as cluster:
+        beach = cluster.client()
+        assert beach.addActor("TraceRelay", "trace/relay").isSuccess
+        assert beach.addActor("TraceEcho", "trace/echo").isSuccess
+        script = tmp_path / "client.py"
+        script.write_text(CLIENT)
+        marker = os.urandom(6).hex()
+        ran = subprocess.run([sys.executable, str(script), cluster.config_path, marker], capture_output=True,
+                             text=True, timeout=60, env={**os.environ, **collector.env()})
+        assert ran.returncode == 0, ran.stderr
+        call = collector.wait(lambda spans: next((x for _, x in spans if x.name == "request trace/relay"), None))
+        assert call is not None
+        line = cluster.wait_for_log(f"echoing {marker}", "trace/echo")
+        assert line["trace"] == call.trace_id.hex()
+        assert not [x for _, x in collector.spans if x.name.startswith("process ")]  # (the hosts record nothing)
+
+
+def test_without_the_api_the_context_is_carried_unchanged(tmp_path: Any) -> None:
+    """Where no OpenTelemetry is installed beach imports none, and passes a request's context on."""
+    probe = textwrap.dedent('''
+        import sys
+        sys.modules["opentelemetry"] = None  # as if it were not installed
+        from beach import tracing, wire
+        assert tracing.call("request", "r", "c", "t", "id") is None  # nothing to carry: format 1
+        incoming = wire.TraceContext("00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "k=v")
+        assert tracing.serve(incoming, "r", "c", "t", "id", "uid", None, True) is not None
+        call = tracing.call("request", "r", "c", "t", "id2")
+        assert call.attempt(0, "c").context == incoming and tracing.current_trace_id() == "ab" * 16
+        assert tracing.serve(wire.TraceContext("garbage", ""), "r", "c", "t", "id", "uid", None, True) is None
+        assert "opentelemetry.trace" not in sys.modules
+        print("ok")
+    ''')
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert ran.stdout.strip() == "ok", ran.stderr
+
+
+def test_a_node_of_the_previous_release_gets_format_1(code: str) -> None:
+    """A half-upgraded cluster: while a node whose entry does not say it reads format 2 is live, a
+    traced request goes in format 1 (exactly six elements, the previous release's only format);
+    once it is gone, in format 2."""
+    import asyncio
+
+    from opentelemetry import trace
+
+    from beach.state import directory
+    from beach.wire import subjects
+
+    async def run(cluster: LocalCluster) -> None:
+        client = await cluster.aclient()
+        session = client.session
+        bodies: list[Any] = []
+
+        async def previous_release(msg: Any) -> None:  # the previous release's check of a request
+            value = wire.unpack(msg.data)
+            ok = isinstance(value, list) and len(value) == 6 and value[0] == 1
+            bodies.append(value)
+            await session.nc.publish(msg.reply, wire.pack_reply(ok, "" if ok else wire.INVALID_REQUEST, {}))
+
+        await session.nc.subscribe("beach.r.global.old", cb=previous_release)
+        old = {**session.view.nodes["local-1"], "id": "old-node", "updated": time.time()}
+        del old["reads"]
+        await directory.put_node(session.nc, session.view.nodes_kv, old)
+        deadline = time.monotonic() + 10
+        while session.view.traced and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert not session.view.traced
+        handle = client.getActorHandle("old")
+        # a span of the client's own (through the API: nothing records it in this process, it is carried)
+        parent = trace.NonRecordingSpan(trace.SpanContext(0xAB, 0xCD, False, trace.TraceFlags(1)))
+        with trace.use_span(parent):
+            assert (await handle.arequest("x")).isSuccess
+            assert len(bodies[-1]) == 6
+            await session.view.nodes_kv.delete(subjects.escape("old-node"))
+            while not session.view.traced and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            response = await handle.arequest("x")
+        assert not response.isSuccess and response.error == wire.INVALID_REQUEST  # what the previous release says
+        assert bodies[-1][0] == 2 and bodies[-1][6][0] == f"00-{0xAB:032x}-{0xCD:016x}-01"
+        await client.close()
+
+    with LocalCluster(code, nodes=1) as cluster:
+        asyncio.run(run(cluster))
