@@ -46,7 +46,9 @@ log = logging.getLogger("beach.tracing")
 # API, its current span is the one place a context lives).
 _carried: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar("beach_trace", default=None)
 
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
+# W3C traceparent: version (ff is invalid), trace id, parent span id, flags (a later version may
+# append fields after a dash: read as version 00)
+_TRACEPARENT = re.compile(r"(?!ff)([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 
 SYSTEM = "nats"
 CLIENT, PRODUCER, SERVER, CONSUMER = "CLIENT", "PRODUCER", "SERVER", "CONSUMER"
@@ -57,11 +59,9 @@ class _Otel:
 
     def __init__(self) -> None:
         from opentelemetry import context, trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.context = context
         self.trace = trace
-        self.propagator = TraceContextTextMapPropagator()
         self.kinds = {CLIENT: trace.SpanKind.CLIENT, PRODUCER: trace.SpanKind.PRODUCER,
                       SERVER: trace.SpanKind.SERVER, CONSUMER: trace.SpanKind.CONSUMER}
         self.error = trace.StatusCode.ERROR
@@ -99,12 +99,21 @@ def _context_of(span: Any) -> TraceContext | None:
                         context.trace_state.to_header())
 
 
-def trace_id(trace: TraceContext | None) -> str | None:
-    """The trace id (32 hex digits) of a well-formed context, else None."""
+def _parse(trace: TraceContext | None) -> tuple[int, int, int] | None:
+    """Trace id, parent span id and flags of a well-formed context (W3C's rules), else None."""
     if trace is None:
         return None
     match = _TRACEPARENT.fullmatch(trace.traceparent)
-    return None if match is None or match.group(1) == "0" * 32 else match.group(1)
+    if match is None or (match.group(1) == "00" and match.group(5)):
+        return None
+    trace_id, span_id = int(match.group(2), 16), int(match.group(3), 16)
+    return (trace_id, span_id, int(match.group(4), 16)) if trace_id and span_id else None
+
+
+def trace_id(trace: TraceContext | None) -> str | None:
+    """The trace id (32 hex digits) of a well-formed context, else None."""
+    parsed = _parse(trace)
+    return None if parsed is None else f"{parsed[0]:032x}"
 
 
 def current_trace_id() -> str | None:
@@ -198,9 +207,9 @@ def call(operation: str, realm: str, category: str, request_type: str, request_i
     if api is None:
         carried = _carried.get()
         return None if carried is None else Call(None, carried, category, kind)
-    parent = api.trace.get_current_span()
-    if not api.recording() and not parent.get_span_context().is_valid:
-        return None
+    if not api.recording():  # nothing records: the current context, if any, is passed on as it is
+        carried = _context_of(api.trace.get_current_span())
+        return None if carried is None else Call(None, carried, category, kind)
     name = f"{'publish' if kind == PRODUCER else operation} {category}"
     attributes = _attributes(operation, realm, category, request_type, request_id)
     attributes["messaging.operation.type"] = "send"
@@ -222,10 +231,12 @@ class Serving:
     def end(self, outcome: str, description: str = "") -> None:
         """End the span with the request's ``outcome`` and leave its context."""
         api = _api()
-        if api is None or self.span is None:
+        if api is None:
             return
-        _end(self.span, api, outcome, description)
-        api.context.detach(self.token)
+        if self.span is not None:
+            _end(self.span, api, outcome, description)
+        if self.token is not None:
+            api.context.detach(self.token)
 
 
 def serve(trace: TraceContext | None, realm: str, category: str, request_type: str, request_id: str,
@@ -234,15 +245,20 @@ def serve(trace: TraceContext | None, realm: str, category: str, request_type: s
     parent is the context the request carried (``trace``), if well formed. None when there is
     nothing to record or carry. ``replied``: the sender waits for a reply (SERVER, else CONSUMER)."""
     api = _api()
+    parsed = _parse(trace)
     if api is None:
-        if trace_id(trace) is None:
+        if parsed is None:
             return None
         _carried.set(trace)  # (the task's own context: nothing to reset)
         return Serving(None, None)
-    if trace is None and not api.recording():
-        return None
-    parent = None if trace is None else api.propagator.extract({"traceparent": trace.traceparent,
-                                                               "tracestate": trace.tracestate})
+    parent = None
+    if parsed is not None:
+        assert trace is not None
+        state = api.trace.TraceState.from_header([trace.tracestate]) if trace.tracestate else None
+        parent = api.trace.set_span_in_context(api.trace.NonRecordingSpan(api.trace.SpanContext(
+            parsed[0], parsed[1], True, api.trace.TraceFlags(parsed[2] & 0xFF), state)))
+    if not api.recording():  # nothing records: the request's context is the handler's, as it came
+        return None if parent is None else Serving(None, api.context.attach(parent))
     attributes = _attributes("process", realm, category, request_type, request_id)
     attributes.update({"messaging.operation.type": "process", "beach.actor.uid": uid})
     if node is not None:
