@@ -36,6 +36,7 @@ import importlib.metadata
 import logging
 import os
 import re
+import time
 from typing import Any
 
 from beach.wire import TraceContext
@@ -50,6 +51,7 @@ _carried: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar("
 # append fields after a dash: read as version 00)
 _TRACEPARENT = re.compile(r"(?!ff)([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 
+RECHECK = 1.0
 SYSTEM = "nats"
 CLIENT, PRODUCER, SERVER, CONSUMER = "CLIENT", "PRODUCER", "SERVER", "CONSUMER"
 
@@ -66,15 +68,26 @@ class _Otel:
                       SERVER: trace.SpanKind.SERVER, CONSUMER: trace.SpanKind.CONSUMER}
         self.error = trace.StatusCode.ERROR
         self.no_provider = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        self.invalid = trace.INVALID_SPAN
         try:
             version = importlib.metadata.version("beach")
         except importlib.metadata.PackageNotFoundError:
             version = None
         self.tracer = trace.get_tracer("beach", version)  # (a proxy until a provider is set: it follows)
+        self._recording = False
+        self._next_check = 0.0
 
     def recording(self) -> bool:
-        """True if a tracer provider is set (spans can be recorded; the sampler decides which)."""
-        return not isinstance(self.trace.get_tracer_provider(), self.no_provider)
+        """True if a tracer provider is set (spans can be recorded; the sampler decides which).
+        Once set it stays (the API sets one once); while none is, a provider the application sets
+        later is seen within `RECHECK` seconds (looking costs an environment lookup per call)."""
+        if self._recording:
+            return True
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + RECHECK
+            self._recording = not isinstance(self.trace.get_tracer_provider(), self.no_provider)
+        return self._recording
 
 
 _loaded: list[_Otel | None] = []
@@ -208,7 +221,10 @@ def call(operation: str, realm: str, category: str, request_type: str, request_i
         carried = _carried.get()
         return None if carried is None else Call(None, carried, category, kind)
     if not api.recording():  # nothing records: the current context, if any, is passed on as it is
-        carried = _context_of(api.trace.get_current_span())
+        current = api.trace.get_current_span()
+        if current is api.invalid:  # (no span: the common case, made cheap)
+            return None
+        carried = _context_of(current)
         return None if carried is None else Call(None, carried, category, kind)
     name = f"{'publish' if kind == PRODUCER else operation} {category}"
     attributes = _attributes(operation, realm, category, request_type, request_id)
@@ -350,4 +366,5 @@ def configure(service: str, environ: Any = os.environ) -> bool:
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     api.trace.set_tracer_provider(provider)  # (the SDK's provider exports what it holds at exit)
+    api._next_check = 0.0
     return True

@@ -72,14 +72,18 @@ class TraceEcho(Actor):
 
 CLIENT = '''
 import json, sys
+from opentelemetry import trace
 from beach import Beach
 
 beach = Beach(sys.argv[1])
 marker = sys.argv[2]
-relay = beach.getActorHandle('trace/relay').request('relay', {'marker': marker}, timeout=20)
+with trace.get_tracer('script').start_as_current_span('script'):  # the application's own span: the parent
+    relay = beach.getActorHandle('trace/relay').request('relay', {'marker': marker}, timeout=20)
+fan = beach.getActorHandle('trace/fan').requestFromAll('echo', {'marker': 'fan'}).waitAll(10)
 boom = beach.getActorHandle('trace/echo').request('boom', {}, timeout=10)
 retried = beach.getActorHandle('trace/echo').request('slow_once', {}, timeout=1, nRetries=1)
-print(json.dumps({'relay': [relay.isSuccess, relay.data], 'boom': boom.error, 'retried': retried.isSuccess}))
+print(json.dumps({'relay': [relay.isSuccess, relay.data], 'boom': boom.error, 'retried': retried.isSuccess,
+                  'fan': [r.isSuccess for r in fan]}))
 beach.close()
 '''
 
@@ -164,6 +168,8 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: A
         beach = cluster.client()
         assert beach.addActor("TraceRelay", "trace/relay", strategy="host_affinity", strategy_hint="local-1").isSuccess
         assert beach.addActor("TraceEcho", "trace/echo", strategy="host_affinity", strategy_hint="local-2").isSuccess
+        for node in ("local-1", "local-2"):
+            assert beach.addActor("TraceEcho", "trace/fan", strategy="host_affinity", strategy_hint=node).isSuccess
         script = tmp_path / "client.py"
         script.write_text(CLIENT)
         marker = os.urandom(6).hex()
@@ -173,6 +179,7 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: A
         outcome = json.loads(ran.stdout)
         assert outcome["relay"] == [True, {"marker": marker}]
         assert outcome["boom"].startswith("exception: ValueError") and outcome["retried"]
+        assert outcome["fan"] == [True, True]
 
         def chain(spans: list[tuple[str, Span]]) -> dict[str, tuple[str, Span]] | None:
             named: dict[str, tuple[str, Span]] = {}
@@ -187,30 +194,36 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: A
                 elif span.name == "process trace/echo" and a.get("beach.request_type") == "echo":
                     named["echo"] = service, span
             attempts = [(s, x) for s, x in spans if x.name.startswith("send ")]
+            script = [(s, x) for s, x in spans if x.name == "script"]
+            if script:
+                named["script"] = script[0]
             for key in ("call", "inner"):
                 if key in named:
                     mine = [a for a in attempts if a[1].parent_span_id == named[key][1].span_id]
                     if mine:
                         named[key + "_attempt"] = mine[0]
-            return named if len(named) == 6 else None
+            return named if len(named) == 7 else None
 
         found = collector.wait(chain)
         assert found, f"spans received: {[(s, x.name) for s, x in collector.spans]}"
         services = {key: service for key, (service, _) in found.items()}
-        assert services == {"call": "beach-client", "call_attempt": "beach-client", "relay": "beach-host",
-                            "inner": "beach-host", "inner_attempt": "beach-host", "echo": "beach-host"}
+        assert services == {"script": "beach-client", "call": "beach-client", "call_attempt": "beach-client",
+                            "relay": "beach-host", "inner": "beach-host", "inner_attempt": "beach-host",
+                            "echo": "beach-host"}
         spans = {key: span for key, (_, span) in found.items()}
         assert len({span.trace_id for span in spans.values()}) == 1
         # each with the right parent: call → attempt → relay's server span → its call → attempt → echo's
-        assert spans["call"].parent_span_id == b""
+        assert spans["script"].parent_span_id == b""
+        assert spans["call"].parent_span_id == spans["script"].span_id
         assert spans["call_attempt"].parent_span_id == spans["call"].span_id
         assert spans["relay"].parent_span_id == spans["call_attempt"].span_id
         assert spans["inner"].parent_span_id == spans["relay"].span_id
         assert spans["inner_attempt"].parent_span_id == spans["inner"].span_id
         assert spans["echo"].parent_span_id == spans["inner_attempt"].span_id
         kinds = {key: span.kind for key, span in spans.items()}
-        assert kinds == {"call": Span.SPAN_KIND_CLIENT, "call_attempt": Span.SPAN_KIND_CLIENT,
-                         "relay": Span.SPAN_KIND_SERVER, "inner": Span.SPAN_KIND_CLIENT,
+        assert kinds == {"script": Span.SPAN_KIND_INTERNAL, "call": Span.SPAN_KIND_CLIENT,
+                         "call_attempt": Span.SPAN_KIND_CLIENT, "relay": Span.SPAN_KIND_SERVER,
+                         "inner": Span.SPAN_KIND_CLIENT,
                          "inner_attempt": Span.SPAN_KIND_CLIENT, "echo": Span.SPAN_KIND_SERVER}
         relay = attrs(spans["relay"])
         assert relay["messaging.system"] == "nats" and relay["beach.realm"] == "global"
@@ -235,6 +248,20 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: A
         assert attrs(call)["beach.outcome"] == "ok"
         assert [attrs(first)["beach.outcome"], attrs(second)["beach.outcome"]] == ["timeout", "ok"]
         assert first.status.code == Status.STATUS_CODE_ERROR and second.status.code != Status.STATUS_CODE_ERROR
+
+        # a fan-out: one call, its actors' attempts siblings, each the parent of that actor's server span
+        def fanned(spans: list[tuple[str, Span]]) -> tuple[Span, list[Span], list[Span]] | None:
+            call = next((x for _, x in spans if x.name == "requestFromAll trace/fan"), None)
+            if call is None:
+                return None
+            sends = [x for _, x in spans if x.parent_span_id == call.span_id]
+            served = [x for _, x in spans if x.name == "process trace/fan"
+                      and x.parent_span_id in {send.span_id for send in sends}]
+            return (call, sends, served) if len(served) == 2 else None
+
+        fan_call, sends, served = collector.wait(fanned) or pytest.fail("no fan-out with two served requests")
+        assert len(sends) == 2 and {attrs(x)["beach.node"] for x in served} == {"local-1", "local-2"}
+        assert {attrs(x)["beach.actor.uid"] for x in sends} == {attrs(x)["beach.actor.uid"] for x in served}
 
         # a handler's exception marks its span
         def boomed(spans: list[tuple[str, Span]]) -> Span | None:
