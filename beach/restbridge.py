@@ -22,7 +22,8 @@ data. Parameters come from the query string and the form (or a JSON object body)
 Every other parameter becomes a field of the request data (as a string; typed, from a JSON body).
 Without ``_action``, the headers ``Beach-Action``, ``Beach-Ident``, ``Beach-Timeout``,
 ``Beach-N-Retries``, ``Beach-Key``, ``Beach-Secret`` and ``Beach-From-All`` are read instead (and
-the form's ``_`` parameters ignored).
+the form's ``_`` parameters ignored). A W3C ``traceparent`` header (with ``tracestate``) makes the
+caller's span the parent of the request's (`beach.tracing`).
 
 Answers: 200 with the data. Every error is JSON ``{"error": message, "kind": kind, "data": ...}``
 (`KINDS` lists the kinds): 400 when the request failed (the actor's own failure, ``failed``, or a
@@ -74,7 +75,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
-from beach import metering, output, wire
+from beach import metering, output, tracing, wire
 from beach.client import routing
 from beach.client.core import AsyncBeach
 from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
@@ -447,7 +448,9 @@ async def serve(request: Request) -> Response:
             handle = bridge.handle(category, _text(options, "ident"), "random" if key is None else "affinity")
         except CategoryError as err:
             raise _bad(str(err)) from None
-        return await _unless_gone(request, _send(bridge, handle, action, data, options, key, fmt))
+        # a caller's W3C trace context (the traceparent header) is the parent of the request's span
+        with tracing.parent(_trace_context(request)):
+            return await _unless_gone(request, _send(bridge, handle, action, data, options, key, fmt))
     except BridgeError as err:
         return error_response(err.status, err.kind, err.error, err.data, err.headers)
     except ClientDisconnect:
@@ -460,6 +463,11 @@ async def serve(request: Request) -> Response:
         return error_response(503, "bus_unavailable", str(err))
     except BeachError as err:  # data the bus cannot carry, a category too long, an affinity handle without key...
         return error_response(400, "bad_request", str(err))
+
+
+def _trace_context(request: Request) -> wire.TraceContext | None:
+    traceparent = request.headers.get("traceparent")
+    return None if traceparent is None else wire.TraceContext(traceparent, request.headers.get("tracestate", ""))
 
 
 def _allow(request: Request, methods: tuple[str, ...]) -> None:

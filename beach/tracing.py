@@ -31,12 +31,14 @@ process that does not trace pays nothing for it.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import importlib.metadata
 import logging
 import os
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from beach.wire import TraceContext
@@ -255,24 +257,53 @@ class Serving:
             api.context.detach(self.token)
 
 
+def _remote(api: _Otel, trace: TraceContext | None) -> Any:
+    """An OpenTelemetry context whose current span is the remote parent ``trace`` names (None if
+    it names none, well formed)."""
+    parsed = _parse(trace)
+    if parsed is None:
+        return None
+    assert trace is not None
+    state = api.trace.TraceState.from_header([trace.tracestate]) if trace.tracestate else None
+    return api.trace.set_span_in_context(api.trace.NonRecordingSpan(api.trace.SpanContext(
+        parsed[0], parsed[1], True, api.trace.TraceFlags(parsed[2] & 0xFF), state)))
+
+
+@contextlib.contextmanager
+def parent(trace: TraceContext | None) -> Iterator[None]:
+    """Within the block, the calls made have the remote span ``trace`` names as their parent (a
+    W3C context that came from elsewhere: an HTTP request's ``traceparent`` header, for the REST
+    bridge); no change if it names none, well formed."""
+    api = _api()
+    if api is None:
+        token = _carried.set(trace) if _parse(trace) is not None else None
+        try:
+            yield
+        finally:
+            if token is not None:
+                _carried.reset(token)
+        return
+    remote = _remote(api, trace)
+    attached = None if remote is None else api.context.attach(remote)
+    try:
+        yield
+    finally:
+        if attached is not None:
+            api.context.detach(attached)
+
+
 def serve(trace: TraceContext | None, realm: str, category: str, request_type: str, request_id: str,
           uid: str, node: str | None, replied: bool) -> Serving | None:
     """Enter the span of a request being served now (in the context of the task serving it): its
     parent is the context the request carried (``trace``), if well formed. None when there is
     nothing to record or carry. ``replied``: the sender waits for a reply (SERVER, else CONSUMER)."""
     api = _api()
-    parsed = _parse(trace)
     if api is None:
-        if parsed is None:
+        if _parse(trace) is None:
             return None
         _carried.set(trace)  # (the task's own context: nothing to reset)
         return Serving(None, None)
-    parent = None
-    if parsed is not None:
-        assert trace is not None
-        state = api.trace.TraceState.from_header([trace.tracestate]) if trace.tracestate else None
-        parent = api.trace.set_span_in_context(api.trace.NonRecordingSpan(api.trace.SpanContext(
-            parsed[0], parsed[1], True, api.trace.TraceFlags(parsed[2] & 0xFF), state)))
+    parent = _remote(api, trace)
     if not api.recording():  # nothing records: the request's context is the handler's, as it came
         return None if parent is None else Serving(None, api.context.attach(parent))
     attributes = _attributes("process", realm, category, request_type, request_id)
@@ -339,7 +370,10 @@ def configure(service: str, environ: Any = os.environ) -> bool:
     read by the SDK. True if it set one. A variable naming what cannot be had is logged as an error
     naming it, and nothing is exported (a process does not fail for its tracing)."""
     api = _api()  # (imported now, at the process's start, rather than by its first request)
-    if not _asked(environ) or api is None or api.recording():
+    if not _asked(environ) or api is None:
+        return False
+    api._next_check = 0.0  # (look again now: the application may have just set its own)
+    if api.recording():
         return False
     try:
         from opentelemetry.sdk.resources import Resource

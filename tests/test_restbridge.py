@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import socket
@@ -404,3 +405,23 @@ def test_the_openapi_document_passes_a_schemathesis_fuzz_run(beach, bridge, tmp_
     print(result.stdout[-3000:])
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Traceback" not in stderr
+
+
+def test_a_traceparent_header_is_the_parent_of_the_request(beach, bridge, config_path):
+    """An HTTP caller's W3C trace context goes on into beach: the actor's line carries its trace id
+    (the bridge records no span of its own here: it has no tracer provider)."""
+    assert beach.addActor("Chatty", "rest/chatty").isSuccess
+    trace_id, marker = os.urandom(16).hex(), os.urandom(6).hex()
+    resp = post(bridge, "rest/chatty", headers={"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"},
+                data={"_action": "say", "_secret": SECRET, "text": f"traced {marker}"})
+    assert resp.status_code == 200, resp.text
+
+    def lines() -> list[dict]:
+        shown = subprocess.run([sys.executable, "-m", "beach.cli", "logs", str(config_path), "--request", trace_id,
+                                "--json"], capture_output=True, text=True, timeout=60)
+        return [json.loads(line) for line in shown.stdout.splitlines()]
+
+    deadline = time.monotonic() + 10
+    while not (found := lines()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert [(x["msg"], x["trace"]) for x in found] == [(f"traced {marker}", trace_id)]

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from beach import wire
+from beach import tracing, wire
 from beach.testing import LocalCluster
 
 RELAY = '''
@@ -86,6 +86,17 @@ print(json.dumps({'relay': [relay.isSuccess, relay.data], 'boom': boom.error, 'r
                   'fan': [r.isSuccess for r in fan]}))
 beach.close()
 '''
+
+
+def run_client(cluster: LocalCluster, marker: str, env: dict[str, str]) -> dict[str, Any]:
+    """Run `CLIENT` as a process of its own with ``env`` beside this one's; what it printed."""
+    script = os.path.join(cluster.directory, "client.py")
+    with open(script, "w") as f:
+        f.write(CLIENT)
+    ran = subprocess.run([sys.executable, script, cluster.config_path, marker], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **env})
+    assert ran.returncode == 0, ran.stderr
+    return dict(json.loads(ran.stdout))
 
 
 class Collector:
@@ -163,20 +174,15 @@ def code(tmp_path: Any) -> str:
     return str(tmp_path)
 
 
-def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: Any) -> None:
+def test_one_trace_across_two_nodes(collector: Collector, code: str) -> None:
     with LocalCluster(code, nodes=2, env=collector.env()) as cluster:
         beach = cluster.client()
         assert beach.addActor("TraceRelay", "trace/relay", strategy="host_affinity", strategy_hint="local-1").isSuccess
         assert beach.addActor("TraceEcho", "trace/echo", strategy="host_affinity", strategy_hint="local-2").isSuccess
         for node in ("local-1", "local-2"):
             assert beach.addActor("TraceEcho", "trace/fan", strategy="host_affinity", strategy_hint=node).isSuccess
-        script = tmp_path / "client.py"
-        script.write_text(CLIENT)
         marker = os.urandom(6).hex()
-        ran = subprocess.run([sys.executable, str(script), cluster.config_path, marker], capture_output=True,
-                             text=True, timeout=60, env={**os.environ, **collector.env()})
-        assert ran.returncode == 0, ran.stderr
-        outcome = json.loads(ran.stdout)
+        outcome = run_client(cluster, marker, collector.env())
         assert outcome["relay"] == [True, {"marker": marker}]
         assert outcome["boom"].startswith("exception: ValueError") and outcome["retried"]
         assert outcome["fan"] == [True, True]
@@ -290,20 +296,25 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str, tmp_path: A
         assert relay_line["req"] == relay["messaging.message.id"]
         assert [x["msg"] for x in lines("--request", relay_line["req"])] == [f"relaying {marker}"]
 
+        # the sampling decision is respected: a client that samples nothing still carries its
+        # context (the lines have its trace id), and the hosts record nothing of that trace
+        unsampled = os.urandom(6).hex()
+        run_client(cluster, unsampled, {**collector.env(), "OTEL_TRACES_SAMPLER": "always_off"})
+        echoed = cluster.wait_for_log(f"echoing {unsampled}", "trace/echo")
+        assert echoed["trace"] and echoed["trace"] != trace_id
+        time.sleep(2)  # (the hosts export every 50 ms: a span of that trace would be here by now)
+        assert not [x for _, x in collector.spans if x.trace_id.hex() == echoed["trace"]]
 
-def test_context_is_carried_where_nothing_records(collector: Collector, code: str, tmp_path: Any) -> None:
+
+def test_context_is_carried_where_nothing_records(collector: Collector, code: str) -> None:
     """Nodes without OTEL_* variables record nothing, yet pass the client's trace on: the echo's
     line carries the trace id of the client's span, through the relay."""
     with LocalCluster(code, nodes=1) as cluster:
         beach = cluster.client()
         assert beach.addActor("TraceRelay", "trace/relay").isSuccess
         assert beach.addActor("TraceEcho", "trace/echo").isSuccess
-        script = tmp_path / "client.py"
-        script.write_text(CLIENT)
         marker = os.urandom(6).hex()
-        ran = subprocess.run([sys.executable, str(script), cluster.config_path, marker], capture_output=True,
-                             text=True, timeout=60, env={**os.environ, **collector.env()})
-        assert ran.returncode == 0, ran.stderr
+        run_client(cluster, marker, collector.env())
         call = collector.wait(lambda spans: next((x for _, x in spans if x.name == "request trace/relay"), None))
         assert call is not None
         line = cluster.wait_for_log(f"echoing {marker}", "trace/echo")
@@ -311,7 +322,7 @@ def test_context_is_carried_where_nothing_records(collector: Collector, code: st
         assert not [x for _, x in collector.spans if x.name.startswith("process ")]  # (the hosts record nothing)
 
 
-def test_without_the_api_the_context_is_carried_unchanged(tmp_path: Any) -> None:
+def test_without_the_api_the_context_is_carried_unchanged() -> None:
     """Where no OpenTelemetry is installed beach imports none, and passes a request's context on."""
     probe = textwrap.dedent('''
         import sys
@@ -376,3 +387,58 @@ def test_a_node_of_the_previous_release_gets_format_1(code: str) -> None:
 
     with LocalCluster(code, nodes=1) as cluster:
         asyncio.run(run(cluster))
+
+
+def configured(environ: dict[str, str], before: str = "") -> subprocess.CompletedProcess[str]:
+    """Run `tracing.configure` in a process of its own with ``environ`` (after ``before``)."""
+    probe = before + textwrap.dedent('''
+        import logging
+        from opentelemetry import trace
+        from beach import tracing
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+        print(tracing.configure("beach-test"), type(trace.get_tracer_provider()).__name__)
+    ''')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={**env, **environ})
+
+
+def test_the_provider_is_built_from_otel_variables_only_where_asked() -> None:
+    built = configured({"OTEL_TRACES_EXPORTER": "console"})
+    assert built.stdout.split() == ["True", "TracerProvider"], built.stderr
+    assert configured({}).stdout.split() == ["False", "ProxyTracerProvider"]  # nothing asked: nothing exported
+    assert configured({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}).stdout.split()[0] == "False"
+    # the application's own provider is used as it is
+    own = configured({"OTEL_TRACES_EXPORTER": "console"}, before=textwrap.dedent('''
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        class Mine(TracerProvider):
+            pass
+        trace.set_tracer_provider(Mine())
+    '''))
+    assert own.stdout.split() == ["False", "Mine"], own.stderr
+    # what cannot be had is an error naming it; the process runs on without export
+    unknown = configured({"OTEL_TRACES_EXPORTER": "zipkin"})
+    assert unknown.stdout.split()[0] == "False"
+    assert "OTEL_TRACES_EXPORTER asks for 'zipkin', which no installed package provides" in unknown.stderr
+    assert "otlp_proto_http" in unknown.stderr
+    protocol = configured({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
+    assert "OTEL_EXPORTER_OTLP_PROTOCOL is 'http/json': not one of grpc, http/protobuf" in protocol.stderr
+
+
+def test_exporters_are_picked_by_entry_point() -> None:
+    assert tracing.exporter_names({}) == ["otlp_proto_grpc"]  # the Python SDK's default protocol
+    assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "otlp,console",
+                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                                   "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}) == [
+        "otlp_proto_http", "console"]
+    assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "none"}) == []
+
+
+def test_traceparent_is_read_by_w3c_rules() -> None:
+    good = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    assert tracing.trace_id(wire.TraceContext(good, "")) == "ab" * 16
+    assert tracing.trace_id(wire.TraceContext("01" + good[2:] + "-later-fields", "")) == "ab" * 16  # a later version
+    for bad in ("ff" + good[2:], good + "-extra", "00-" + "0" * 32 + good[35:], good[:36] + "0" * 16 + "-01",
+                good.upper(), "garbage", ""):
+        assert tracing.trace_id(wire.TraceContext(bad, "")) is None, bad
