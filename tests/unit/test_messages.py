@@ -84,7 +84,7 @@ def test_a_request_envelope_is_the_documented_array():
 def test_request_round_trip(req_id, req, data, ident, ttl):
     body = wire.pack_request(req_id, req, data, ident, ttl)
     assert plain(body) == [1, req_id, req, data, ident, ttl]
-    assert wire.unpack_request(body) == (req_id, req, data, ident, ttl)
+    assert wire.unpack_request(body) == (req_id, req, data, ident, ttl, None)
 
 
 @given(ok=st.booleans(), error=st.text(), data=carried)
@@ -185,7 +185,28 @@ def test_malformed_requests_name_what_is_wrong(value, message):
 
 def test_request_ttl_and_ident_may_be_absent_or_of_their_kind():
     assert wire.unpack_request(msgpack.packb([1, "i", "r", None, None, 3])).ttl == 3
-    assert wire.unpack_request(msgpack.packb([1, "i", "r", None, "me", 0.25])) == ("i", "r", None, "me", 0.25)
+    assert wire.unpack_request(msgpack.packb([1, "i", "r", None, "me", 0.25])) == ("i", "r", None, "me", 0.25, None)
+
+
+def test_format_2_carries_the_trace_context_and_reads_on_past_what_it_knows():
+    trace = wire.TraceContext("00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "k=v")
+    body = wire.pack_request("r-1", "ping", {"a": 1}, None, 2.5, trace)
+    assert plain(body) == [2, "r-1", "ping", {"a": 1}, None, 2.5, [trace.traceparent, "k=v"]]
+    assert wire.unpack_request(body) == wire.Request("r-1", "ping", {"a": 1}, None, 2.5, trace)
+    assert wire.request_type(body) == "ping"
+    # a field appended later (one a reader may skip) does not stop this reader
+    later = msgpack.packb([2, "r", "t", {}, None, None, [trace.traceparent, ""], {"later": 1}])
+    assert wire.unpack_request(later).trace == (trace.traceparent, "") and wire.request_type(later) == "t"
+    assert wire.unpack_request(msgpack.packb([2, "r", "t", {}, None, None, None])).trace is None
+    # what the previous release reads: exactly six elements, format 1 (no context: format 1, as before)
+    previous = plain(wire.pack_request("r", "t", {}, None, None))
+    assert len(previous) == 6 and previous[0] == 1 and wire.REQUEST_FORMATS == (1, 2)
+
+
+@pytest.mark.parametrize("trace", ["00-x", ["00-x"], ["00-x", 1], [1, ""], ["a", "b", "c"], {"tp": "x"}])
+def test_a_malformed_trace_context_is_named(trace):
+    with pytest.raises(ValueError, match=r"^a request's trace context must be \[traceparent, tracestate\]$"):
+        wire.unpack_request(msgpack.packb([2, "r", "t", {}, None, None, trace]))
 
 
 def test_a_reply_envelope_is_the_documented_array():
