@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
@@ -70,7 +71,7 @@ async def open_store(session: Session, create: bool = False) -> ObjectStore:
     js = session.nc.jetstream(timeout=STORE_TIMEOUT)
     with bus.translated("cannot open the code store"):
         try:
-            return await session.refusals.guard(js.object_store(CODE_BUCKET), GUARDED)
+            return await _lookup(session)
         except NotFoundError:
             if not create:
                 raise BusError(f"the code store {CODE_BUCKET!r} does not exist yet: start a beach node "
@@ -81,6 +82,23 @@ async def open_store(session: Session, create: bool = False) -> ObjectStore:
                                                 description="beach: deployed realms' code bundles")
         except Exception:  # another node created it meanwhile
             return await js.object_store(CODE_BUCKET)
+
+
+LOOKUP_TIMEOUT = 2.0  # seconds one look-up of the code bucket waits (it is a read: asked again)
+
+
+async def _lookup(session: Session) -> ObjectStore:
+    """The code bucket, asked again for up to `STORE_TIMEOUT` while JetStream does not answer: a
+    JetStream that lost the server leading its meta group answers nothing until it has elected
+    another (seconds), and a look-up is a read, safe to make again."""
+    js = session.nc.jetstream(timeout=LOOKUP_TIMEOUT)
+    deadline = time.monotonic() + STORE_TIMEOUT
+    while True:
+        try:
+            return await session.refusals.guard(js.object_store(CODE_BUCKET), GUARDED)
+        except NatsTimeout:
+            if time.monotonic() + LOOKUP_TIMEOUT > deadline:
+                raise
 
 
 class _Reading(io.RawIOBase):
