@@ -410,12 +410,18 @@ class Descendants:
     def _sample(self) -> None:
         while not self._done.is_set():
             try:
-                for p in self.root.children(recursive=True):
-                    # A child caught between fork and exec has an empty command line: look again.
-                    if not self.seen.get(p.pid, (0.0, ""))[1]:
-                        self.seen[p.pid] = (p.create_time(), " ".join(p.cmdline()))
-            except psutil.Error:
-                pass
+                children = self.root.children(recursive=True)
+            except psutil.Error:  # the root has ended
+                children = []
+            for p in children:
+                # Read every time: a child caught between fork and exec shows an empty command line or
+                # its parent's (a nats-server first seen as "beach.cli node"), and exec changes it.
+                try:
+                    cmd = " ".join(p.cmdline())
+                    if cmd:
+                        self.seen[p.pid] = (p.create_time(), cmd)
+                except psutil.Error:
+                    pass
             self._done.wait(0.02)
 
     def stop(self) -> None:
