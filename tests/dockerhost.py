@@ -286,7 +286,9 @@ def offline_base(name: str, repo: Path) -> None:
         raise AssertionError(f"the wheelhouse for the {PYTHON_IMAGE} stand-in needs Python 3.11 here "
                              f"(this is {sys.version.split()[0]}): its compiled wheels must fit the image's")
     project = tomllib.loads((repo / "pyproject.toml").read_text())
-    wanted = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    # (the image installs beach with the extras the compose file builds it with: otel)
+    wanted = [*project["project"]["dependencies"], *project["project"]["optional-dependencies"]["otel"],
+              *project["build-system"]["requires"]]
     with tempfile.TemporaryDirectory(prefix="beach-offline-base-") as context:
         here = Path(context)
         result = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(here / "wheels"), *wanted],

@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -37,8 +38,9 @@ def compose(*args: str, env: dict[str, str] | None = None) -> dict:
         if os.environ.get("CI"):
             pytest.fail("docker-compose is not installed: .ci/run must install it")
         pytest.skip("docker-compose (Debian's package) is not installed")
+    shell = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}  # (only what a test sets)
     result = subprocess.run(["docker-compose", "-f", str(COMPOSE), *args, "config"], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "BEACH_CODE": str(REPO / "examples" / "multinode"),
+                            timeout=60, env={**shell, "BEACH_CODE": str(REPO / "examples" / "multinode"),
                                              **(env or {})})
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)
@@ -68,6 +70,21 @@ def test_the_compose_file_is_valid_for_compose():
         assert {(v["type"], v["target"]) for v in service["volumes"]} == {("bind", "/config/beach.yaml"),
                                                                            ("bind", "/code")}
     assert "bus" not in config["services"]["bus"].get("depends_on", {})
+    assert config["services"]["node"]["build"]["args"]["BEACH_EXTRAS"] == "otel"
+    # the OTEL_* variables of the shell running compose reach the beach services; unset, nothing
+    assert not any(k.startswith("OTEL_") for k in environment(config["services"]["node"]))
+    traced = compose(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317", "OTEL_SERVICE_NAME": "shop"})
+    for name in ("node", "dashboard", "restbridge"):
+        assert environment(traced["services"][name]) == {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",
+                                                         "OTEL_SERVICE_NAME": "shop"}, name
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as `compose config` prints it (a mapping, or 1.29's list of NAME=VALUE)."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env if "=" in item)
+    return {k: v for k, v in env.items() if v is not None}
 
 
 def test_code_and_config_paths_resolve_beside_the_compose_file():
@@ -391,6 +408,12 @@ def test_compose_up_every_service_healthy_and_a_request_through_a_node(stack: St
     with host_client(stack) as client:
         assert client.getNodeCount() == 2
         assert client.getActorHandle("compose/pong").request("ping").isSuccess
+    # the image can export traces: the SDK builds a provider when the OTEL_* variables ask for one
+    exporting = stack("exec", "-T", "-e", "OTEL_TRACES_EXPORTER=otlp",
+                      "-e", "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf", "node", "python", "-c",
+                      "import sys; from beach import tracing; sys.exit(0 if tracing.configure('check') else 1)",
+                      check=False)
+    assert exporting.returncode == 0, exporting.stderr
     # a code directory that does not exist: `up` refuses, naming it (another project, same file)
     wrong = str(REPO / "no-such-code")
     bad = subprocess.run([*compose_command(), "-p", f"{TAG}-bad", "-f", str(COMPOSE), "up", "-d", "--no-deps", "bus"],
