@@ -553,3 +553,58 @@ def test_state_survives_a_full_cluster_restart(cluster):
         spawn(client, "Counter", "durable")
         assert client.getActorHandle("durable").request("add", {"key": "the"}).data["value"] == before["the"] + 1
         assert client.flush()
+
+
+def test_a_requests_record_lives_its_retry_window_then_goes(tmp_path):
+    """``state.retry_window`` is how long a committed request is remembered: a retry (the same
+    request id) within it is answered with the first reply and applies nothing; the record then
+    expires on its own (the bucket does not grow with every request ever served), and a retry
+    after that applies again — as docs/state.md and docs/operations.md say."""
+    import asyncio
+
+    import nats
+    from nats.js.errors import KeyNotFoundError
+
+    from beach import bus
+    from beach.testing import LocalCluster
+    from beach.wire import subjects
+
+    window = 2.0
+    with LocalCluster(Path(__file__).parent / "actors", nodes=1, state={"retry_window": window}) as local:
+        client = local.client()
+        [uid] = spawn(client, "Counter", "window")
+
+        async def scenario() -> tuple[list[int], float]:
+            nc = await nats.connect(local.url)
+            try:
+                record = subjects.request_record_key("global", "retried-id")
+
+                async def send() -> int:
+                    body = wire.pack_request("retried-id", "add", {"key": "k"}, None, 5.0)
+                    reply = wire.unpack_reply((await nc.request(subjects.actor_subject("global", uid), body,
+                                                                timeout=5)).data)
+                    assert reply.ok, reply
+                    return int(reply.data["value"])
+
+                values = [await send(), await send()]  # the first, and a retry within the window
+                kv = await nc.jetstream().key_value(bus.STATE_BUCKET)  # (made by the first turn)
+                assert (await kv.get(record)).value  # (the record holds the first reply)
+                committed = time.monotonic()
+                while True:
+                    try:
+                        await kv.get(record)
+                    except KeyNotFoundError:
+                        break
+                    assert time.monotonic() - committed < window + 10, "the request's record never expired"
+                    await asyncio.sleep(0.2)
+                gone = time.monotonic() - committed
+                values.append(await send())  # past the window: a new request as far as state knows
+                return values, gone
+            finally:
+                await nc.close()
+
+        values, gone = asyncio.run(scenario())
+        print(f"\nthe record of a committed request went {gone:.1f} s after it (retry_window {window:g} s)")
+        assert values == [1, 1, 2]
+        assert client.getState("window") == {"k": 2}
+        client.close()
