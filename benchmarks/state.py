@@ -14,7 +14,10 @@ running ``benchmarks/actors``' ``StateCounter``, and measures with 64 requests i
   of a bucket like beach's (its revisions kept, as beach keeps its cache), 64 in flight: updates/s;
 
 in rounds that alternate the three (the figures are the medians over the rounds), and prints a
-markdown table with the ratios, and the CPU time each process spent per request. Everything it
+markdown table with the ratios, and the CPU time each process spent per request. Then, one caller
+at a time, what a script sees: the seed's blocking ``request()`` of ``add`` and of ``echo``
+(``Beach(config)``, the blocking face), and the raw loop's ``kv.update`` awaited one at a time:
+the latency of each (p50, p99). Everything it
 started is stopped at the end, also on an error or Ctrl-C. Run it from the repository root::
 
     .venv/bin/python benchmarks/state.py [--quick] [--out FILE]
@@ -26,6 +29,7 @@ import asyncio
 import os
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +41,7 @@ from _harness import (
     Call,
     Cluster,
     CpuMeter,
+    Result,
     arguments,
     checked,
     clients,
@@ -45,10 +50,13 @@ from _harness import (
     in_flight,
     main_guard,
     publish,
+    sequential,
+    summarize,
 )
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyWrongLastSequenceError
 
+from beach.beach_api import Beach
 from beach.client.core import AsyncBeach
 
 KEYS = 1000
@@ -65,6 +73,7 @@ class Sizes:
 
 FULL = Sizes(warmup=2000, requests=10000, rounds=3)
 QUICK = Sizes(warmup=200, requests=1000, rounds=1)
+SEQUENTIAL = 1000  # requests one after the other, per case and round (a tenth in --quick)
 SETUPS = ((1, "always"), (1, "2m"), (3, "always"), (3, "2m"))
 
 
@@ -116,14 +125,48 @@ async def measure(bench: Cluster, replicas: int, sizes: Sizes) -> tuple[dict[str
         return {name: statistics.median(values) for name, values in rates.items()}, meter.table()
 
 
-def run_setup(servers: int, sync: str, sizes: Sizes) -> tuple[dict[str, float], str]:
+def blocking(bench: Cluster, replicas: int, sizes: Sizes) -> dict[str, Result]:
+    """One caller at a time: the blocking ``request()`` of ``add`` and ``echo``, and the raw
+    ``kv.update`` (on its own event loop), alternating over the rounds; the median p50 and p99."""
+    n = SEQUENTIAL if sizes is FULL else SEQUENTIAL // 10
+    results: dict[str, list[Result]] = {"stateful": [], "stateless": [], "raw KV": []}
+    with Beach(bench.config) as client:
+        handle = client.getActorHandle("bench/state", timeout=TIMEOUT, nRetries=5)
+
+        def timed(request: str) -> Result:
+            latencies = []
+            start = time.perf_counter()
+            for i in range(n):
+                sent = time.perf_counter()
+                checked(handle.request(request, {"key": f"k{i % KEYS}"}))
+                latencies.append(time.perf_counter() - sent)
+            return summarize(latencies, time.perf_counter() - start)
+
+        async def raw() -> Result:
+            nc = await nats.connect(bench.url)
+            try:
+                return await sequential(await raw_kv_call(nc, replicas), n)
+            finally:
+                await nc.close()
+
+        for _ in range(sizes.rounds):
+            results["stateful"].append(timed("add"))
+            results["stateless"].append(timed("echo"))
+            results["raw KV"].append(asyncio.run(raw()))
+    return {name: Result.median(values) for name, values in results.items()}
+
+
+def run_setup(servers: int, sync: str, sizes: Sizes) -> tuple[dict[str, float], str, dict[str, Result]]:
     """Start the servers and a node, measure, stop them."""
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, \
             cluster(tmp, servers=servers, sync_interval=sync) as bench:
-        return asyncio.run(measure(bench, 3 if servers >= 3 else 1, sizes))
+        replicas = 3 if servers >= 3 else 1
+        rates, cpu = asyncio.run(measure(bench, replicas, sizes))
+        return rates, cpu, blocking(bench, replicas, sizes)
 
 
-def table(results: dict[tuple[int, str], dict[str, float]], cpu: dict[tuple[int, str], str], sizes: Sizes) -> str:
+def table(results: dict[tuple[int, str], dict[str, float]], cpu: dict[tuple[int, str], str], sizes: Sizes,
+          one_at_a_time: dict[tuple[int, str], dict[str, Result]]) -> str:
     """The markdown report."""
     lines = ["| servers (replicas) | sync_interval | stateless req/s | stateful req/s | raw KV updates/s "
              "| stateful/stateless | stateful/raw KV |", "|---|---|---:|---:|---:|---:|---:|"]
@@ -141,6 +184,16 @@ def table(results: dict[tuple[int, str], dict[str, float]], cpu: dict[tuple[int,
     lines += ["", f"{WORKERS} requests (updates) in flight over {KEYS} keys; each figure the median of "
                   f"{sizes.rounds} round(s) of {sizes.requests}, the three cases alternating, after "
                   f"{sizes.warmup} warm-up requests each."]
+    lines += ["", "One caller at a time (the blocking `request()`; the raw loop's `kv.update` awaited one by one), "
+                  "latency in µs:", "",
+              "| servers (replicas) | sync_interval | stateless p50 / p99 | stateful p50 / p99 | raw KV p50 / p99 "
+              "| stateful − stateless, p50 |", "|---|---|---:|---:|---:|---:|"]
+    for (servers, sync), r in one_at_a_time.items():
+        def cell(result: Result) -> str:
+            return f"{result.p50:,.0f} / {result.p99:,.0f}"
+        lines.append(f"| {servers} (R{3 if servers >= 3 else 1}) | {sync} | {cell(r['stateless'])} | "
+                     f"{cell(r['stateful'])} | {cell(r['raw KV'])} | "
+                     f"{(r['stateful'].p50 or 0) - (r['stateless'].p50 or 0):,.0f} |")
     for (servers, sync), text in cpu.items():
         lines += ["", f"CPU, {servers} server(s), sync_interval {sync}:", "", text.rstrip()]
     return "\n".join(lines) + "\n"
@@ -150,7 +203,8 @@ def main() -> int:
     args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     measured = {(servers, sync): run_setup(servers, sync, sizes) for servers, sync in SETUPS}
-    publish(table({k: v[0] for k, v in measured.items()}, {k: v[1] for k, v in measured.items()}, sizes), args.out)
+    publish(table({k: v[0] for k, v in measured.items()}, {k: v[1] for k, v in measured.items()}, sizes,
+                  {k: v[2] for k, v in measured.items()}), args.out)
     return 0
 
 
