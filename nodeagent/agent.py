@@ -549,7 +549,7 @@ class NodeAgent(ControlServer):
         for key, value in change["put"].items():
             if not key.startswith(("sup.", "patrol.", "code.", "cordon.")):
                 raise ValueError(f"not a desired-state key: {key!r}")
-            puts[key] = records.desired(key, value)  # a bad record is refused, not stored
+            puts[key] = desired.check(key, value)  # a bad record is refused, not stored
             if key.startswith("cordon.") and realm is not None:
                 raise OutOfScope("permission denied: cordoning a node is an operation on the whole cluster")
             in_scope(desired.realm_of(puts[key]))

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from beach import bus, patrol
+from beach import bus
 from beach.backoff import backoff as exponential
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background
-from beach.state import desired
+from beach.state import desired, patrol
 from beach.state.desired import Lease, Mirror
 
 log = logging.getLogger("beach.supervisor")

@@ -56,7 +56,7 @@ def main() -> int:
     def desired(key: str, value: object) -> None:
         count("desired")
         try:
-            records.desired(key, value)
+            desired.check(key, value)
         except RecordError:
             pass
 

@@ -30,7 +30,6 @@ from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.console import BeachConsole, main
 from beach.console.app import READ_ONLY
-from beach.console.commands import commands
 from beach.console.screens.add_actor import AddActorScreen
 from beach.console.screens.confirm import ConfirmScreen
 from beach.console.screens.stacks import StacksScreen
@@ -238,7 +237,7 @@ def test_actions_are_disabled_without_the_admin_token(nats_server: EmbeddedServe
         assert not bindings["n"].enabled and not bindings["f"].enabled
         await until(pilot, lambda: {"add_actor", "flush"} <= {k.action for k in app.query("FooterKey.-disabled")},
                     what="the footer to show them disabled")
-        palette = {c.title: c.help for c in commands(app)}
+        palette = {c.title: c.help for c in app.palette_commands()}
         assert READ_ONLY in palette["Add an actor…"] and READ_ONLY in palette["Flush the cluster…"]
         await app.palette_run("add_actor")  # from the palette: it says why, and does nothing
         await pilot.press("n")

@@ -18,7 +18,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 
-from beach import bus, patrol, wire
+from beach import bus, wire
 from beach import config as beach_config
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
@@ -27,7 +27,7 @@ from beach.client.runner import Runner
 from beach.client.session import Session
 from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.security import authority
-from beach.state import clusterconfig, desired, placement, stateview
+from beach.state import clusterconfig, desired, patrol, placement
 from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
 from beach.wire import subjects
 

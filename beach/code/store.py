@@ -18,8 +18,9 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ObjectMeta, ObjectMetaOptions
 from nats.js.errors import NotFoundError
@@ -28,13 +29,19 @@ from nats.js.object_store import ObjectStore
 
 from beach import bus
 from beach.code.bundle import Bundle, BundleError, verify
+from beach.config import Config
 from beach.errors import BusError, SealError, UsageError
 from beach.state import desired
 from beach.wire import subjects
 from beach.wire.subjects import check_version
 
-if TYPE_CHECKING:
-    from beach.client.session import Session
+
+class Session(Protocol):
+    """What the store needs of a connection (`beach.client.session.Session` has it)."""
+
+    nc: Client
+    refusals: bus.Refusals
+    config: Config
 
 CODE_BUCKET = "beach_code"
 CHUNK = 128 * 1024

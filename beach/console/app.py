@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,7 +16,7 @@ from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 
 from beach import config as beach_config
 from beach.client.core import AsyncBeach
-from beach.console.commands import BeachCommands
+from beach.console.commands import BeachCommands, Command
 from beach.console.live import ALL_PARTS, Live, shown
 from beach.console.messages import ModelChanged, Pick, Picked
 from beach.console.screens.add_actor import AddActorScreen
@@ -247,6 +248,41 @@ class BeachConsole(App[None]):
         if action == "show_tab" and isinstance(self.focused, Input):
             return False
         return None if self.unavailable(action) else True
+
+    def palette_commands(self) -> Iterator[Command]:
+        """The palette's entries for the console as it is now: an action that cannot run now is listed
+        with the reason as its help, and choosing it says why."""
+        pick = self.pick
+        actor = self.model.actor(pick.uid) if self.model is not None and pick is not None and pick.uid else None
+        name = f"{actor['name']} {short(actor['uid'])}" if actor else "the selected actor"
+        target = name if pick is None or pick.uid or not pick.category else f"every actor of {pick.category}"
+        entries = (
+            ("add_actor", "Add an actor…", "Start an actor: class, categories, strategy, parameters, restart"),
+            ("flush", "Flush the cluster…",
+             "Stop every actor in every realm and forget every supervised actor and patrol"),
+            ("stop", f"Stop {target}", "Stop it (its in-flight requests finish, its deinit runs)"),
+            ("add_category", f"Add a category to {name}…", "It starts receiving that category's requests at once"),
+            ("remove_category", f"Remove a category from {name}…", "It stops receiving that category's requests"),
+            ("stacks", f"Show the stacks of {name}", "What its process's threads are doing right now"),
+        )
+        for action, title, description in entries:
+            reason = self.unavailable(action)
+            yield Command(title, f"unavailable: {reason}" if reason else description, partial(self.palette_run, action))
+        for tab, label in self.TABS:
+            yield Command(f"Go to {label}", f"Show the {label} pane", partial(self.action_show_tab, tab))
+        yield Command("Toggle beach's own log lines", "Show or hide the lines beach itself logs (kind 'sys')",
+                      self.action_toggle_system_logs)
+        if self.model is None or self.client is None:
+            return
+        yield Command("Switch realm…", f"Now in realm {self.client.realm}; type any realm name",
+                      self.action_switch_realm)
+        for realm in self.model.realms():
+            if realm != self.client.realm:
+                yield Command(f"Switch to realm {realm}", "Requests, stops and new actors then go to this realm",
+                              partial(self.set_realm, realm))
+        for category in self.model.realms().get(self.client.realm, {}):
+            yield Command(f"Send a request to {category}", f"Open the Request pane on {category}",
+                          partial(self.request_to, category))
 
     async def palette_run(self, action: str) -> None:
         """Run ``action`` from the command palette, or say why it cannot run."""

@@ -5,8 +5,9 @@
 * `beach.state.desired`        the desired state: supervised actors, patrol specs, code versions;
 * `beach.state.spawn`          the spawn request: `addActor`'s arguments as a node agent takes them;
 * `beach.state.placement`      choosing a node for a new actor;
+* `beach.state.patrol`         patrol specs: which actors should run, and how many;
 * `beach.state.clusterconfig`  shared settings in KV, for nodes joining with only a NATS URL;
 * `beach.state.model`          `ClusterModel`, fed by the watches: the CLI, console and dashboard's state.
 
-Patrol (keeping N actors of a spec alive) is `beach.patrol`, the seed's module path.
+``python -m beach.patrol`` (the seed's entry point) applies a patrol spec.
 """

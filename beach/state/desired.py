@@ -15,7 +15,7 @@ This is the only state beach needs to survive the loss of processes; the directo
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -23,7 +23,8 @@ from nats.js.kv import KeyValue
 from beach import wire
 from beach.bus import DESIRED_BUCKET, through_election
 from beach.bus.kvwatch import BucketWatch
-from beach.state import records
+from beach.errors import BeachError
+from beach.state import patrol, records
 from beach.wire import subjects
 
 LEASE_KEY = "lease.supervisor"
@@ -53,10 +54,44 @@ def realm_of(record: dict[str, Any]) -> str:
     return str(spawn["realm"] if isinstance(spawn, dict) else record.get("realm") or "global")
 
 
+def _patrol(value: Any, where: str) -> dict[str, Any]:
+    if isinstance(value, dict):
+        version = value.get("v", 0)
+        if isinstance(version, int) and version > records.FORMAT:
+            raise records.RecordError(f"patrol record {where}: written by a newer beach (format {version}; this one "
+                                      f"reads formats up to {records.FORMAT}): upgrade this process")
+        value = {k: v for k, v in value.items() if k != "v"}
+    try:
+        return {**patrol.check(value, f"patrol record {where}"), "v": records.FORMAT}
+    except (BeachError, TypeError, ValueError, KeyError, AttributeError) as err:  # a spec no check foresaw
+        raise records.RecordError(f"patrol record {where}: {err}" if not str(err).startswith("patrol record")
+                                  else str(err)) from None
+
+
+def check(key: str, value: Any) -> dict[str, Any]:
+    """A desired-state record by its key (a `SupervisionRecord`, a patrol spec, a `Lease`, a
+    `CodeVersion` or `CodeCurrent`, a `Cordon`: which one the key says); raises `RecordError` for a
+    bad one or an unknown key."""
+    schema: records.Schema[Any]
+    if key.startswith("sup."):
+        schema = records.SUPERVISION
+    elif key.startswith("patrol."):
+        return _patrol(value, key)
+    elif key.startswith("lease."):
+        schema = records.LEASE
+    elif key.startswith("code."):
+        schema = records.CODE_CURRENT if key.endswith(".current") else records.CODE_VERSION
+    elif key.startswith("cordon."):
+        schema = records.CORDON
+    else:
+        raise records.RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")
+    return cast(dict[str, Any], schema.check(value, key))
+
+
 def read(key: str, body: bytes) -> dict[str, Any] | None:
     """The checked record stored at ``key``, or None if it is not one (skipped, logged once, counted)."""
     try:
-        return records.desired(key, wire.unpack(body))
+        return check(key, wire.unpack(body))
     except (ValueError, records.RecordError) as err:
         records.reject(DESIRED_BUCKET, key, err)
         return None

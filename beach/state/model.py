@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
-from beach import bus, logs, metering, patrol, wire
-from beach.state import desired, records, stateview
-from beach.state.records import NodeEntry, StateStats
+from beach import bus, logs, metering, wire
+from beach.state import desired, patrol
+from beach.state.records import NodeEntry
 from beach.wire import subjects
 
 if TYPE_CHECKING:

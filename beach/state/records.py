@@ -24,9 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypedDict, TypeVar, cast, get_args, get_type_hints
 
-from beach import patrol
 from beach.errors import BeachError
-from beach.state import spawn
 
 log = logging.getLogger("beach.records")
 
@@ -171,7 +169,7 @@ def _non_empty(name: str) -> Callable[[dict[str, Any], str], None]:
     return check
 
 
-RESTART_POLICIES = spawn.RESTART_POLICIES
+RESTART_POLICIES = ("never", "on-failure", "always")
 
 class SpawnSpec(TypedDict):
     """What a node agent needs to start an actor (`AsyncBeach.addActor`'s arguments, checked)."""
@@ -516,37 +514,3 @@ HOST_SPAWN = Schema("spawn", SpawnSpec, _all(_non_empty("uid"), _SPAWN_CHECKS)) 
 HOST_STOP_ARGS = Schema("stop", HostStopArgs, noun="arguments")
 FLUSH_ARGS = Schema("flush", FlushArgs, noun="arguments")
 STACK_ARGS = Schema("stack", StackArgs, noun="arguments")
-
-
-def _patrol(value: Any, where: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        version = value.get("v", 0)
-        if isinstance(version, int) and version > FORMAT:
-            raise RecordError(f"patrol record {where}: written by a newer beach (format {version}; this one "
-                              f"reads formats up to {FORMAT}): upgrade this process")
-        value = {k: v for k, v in value.items() if k != "v"}
-    try:
-        return {**patrol.check(value, f"patrol record {where}"), "v": FORMAT}
-    except (BeachError, TypeError, ValueError, KeyError, AttributeError) as err:  # a spec no check foresaw
-        raise RecordError(f"patrol record {where}: {err}" if not str(err).startswith("patrol record") else str(err)) \
-            from None
-
-
-def desired(key: str, value: Any) -> dict[str, Any]:
-    """A desired-state record by its key (a `SupervisionRecord`, a patrol spec, a `Lease`, a
-    `CodeVersion` or `CodeCurrent`, a `Cordon`: which one the key says); raises `RecordError` for a
-    bad one or an unknown key."""
-    schema: Schema[Any]
-    if key.startswith("sup."):
-        schema = SUPERVISION
-    elif key.startswith("patrol."):
-        return _patrol(value, key)
-    elif key.startswith("lease."):
-        schema = LEASE
-    elif key.startswith("code."):
-        schema = CODE_CURRENT if key.endswith(".current") else CODE_VERSION
-    elif key.startswith("cordon."):
-        schema = CORDON
-    else:
-        raise RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")
-    return cast(dict[str, Any], schema.check(value, key))

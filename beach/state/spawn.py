@@ -8,11 +8,11 @@ from typing import Any
 
 from beach.errors import CategoryError, UsageError
 from beach.state import placement
+from beach.state.records import RESTART_POLICIES
 from beach.wire import subjects
 
 SPAWN_TIMEOUT = 60.0  # seconds a spawn waits for the actor's init() (addActor's timeout=)
 HOST_START_SECONDS = 30.0  # a node agent's bound on starting an actor host process
-RESTART_POLICIES = ("never", "on-failure", "always")
 
 
 def spawn_args(actorName: str, category: str | Iterable[str], realm: str, strategy: str = "random",
