@@ -65,21 +65,18 @@ version seeds name NATS servers (port 4222 unless given), not beach nodes.
 
 from __future__ import annotations
 
+import functools
 import logging
-import math
 import os
-import re
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import yaml
+from msgspec import Meta, Struct, field
 
 from beach.errors import BeachError, ConfigError
 from beach.security.seal import Sealer, read_key
-from beach.wire import subjects
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+from beach.wire import subjects, typed
 
 log = logging.getLogger("beach.config")
 
@@ -94,28 +91,40 @@ LEGACY_KEYS = {
     "tombstone_culling_seconds", "instance_strategy",
 }
 
+Text = Annotated[str, Meta(min_length=1)]
+Count = Annotated[int, Meta(ge=0)]
+Size = Annotated[int, Meta(gt=0)]
+Seconds = Annotated[float, Meta(gt=0, le=1e9)]  # finite: a wait of .inf is never meant
+Module = Annotated[str, Meta(pattern=r"^[\w.]+$")]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+RoutePort = Annotated[int, Meta(ge=0, le=65535)]  # 0: a free port, chosen at start (and advertised)
+Host = Annotated[str, Meta(pattern=r"^[^/: ]+$")]  # a host name or an IPv4 address, no scheme or port
+Listen = Annotated[str, Meta(pattern=r"^(::|[^/: ]*)$")]  # a Host, or a wildcard: every interface
 
-@dataclass
-class NatsConfig:
+
+class Section(Struct, kw_only=True, forbid_unknown_fields=True):
+    """A part of the config file: its keys are its fields (an unknown one is an error)."""
+
+
+class NatsConfig(Section):
     """The ``nats:`` section: where the bus is, or how to run the embedded one."""
 
-    servers: list[str] = field(default_factory=list)
-    port: int = DEFAULT_PORT
-    cluster_port: int = DEFAULT_CLUSTER_PORT
-    listen: str = LOOPBACK
-    advertise: str | None = None
-    join: list[str] = field(default_factory=list)
-    connect_wait: float = 5.0
+    servers: list[Text] = []
+    port: Port = DEFAULT_PORT
+    cluster_port: RoutePort = DEFAULT_CLUSTER_PORT
+    listen: Listen = LOOPBACK
+    advertise: Host | None = None
+    join: list[Text] = []
+    connect_wait: Seconds = 5.0
     store_dir: str = ""
-    kv_replicas: int = 0
-    sync_interval: str = "always"
+    kv_replicas: Count = 0
     user: str | None = None
     password: str | None = None
     token: str | None = None
     credentials: str | None = None
     auth_file: str | None = None
     inbox_prefix: str | None = None
-    tls: dict[str, str] | None = None
+    tls: dict[Literal["ca", "cert", "key"], Text] | None = None
     server_config: str | None = None
     role: str | None = None  # from the auth file: the role 'beach secure init' gave these credentials
     realm: str | None = None  # from the auth file: a realm admin's realm
@@ -141,102 +150,90 @@ class NatsConfig:
         return [self.local_url] + [url for url in self.join if url != self.local_url]
 
 
-@dataclass
-class LogsConfig:
+class LogsConfig(Section):
     """The ``logs:`` section: how long the cluster keeps log lines, and how many an actor may send."""
 
-    max_age: float = 86400.0
-    max_bytes: int = 256 * 1024 * 1024
-    rate: float = 100.0
-    burst: int = 500
+    max_age: Seconds = 86400.0
+    max_bytes: Size = 256 * 1024 * 1024
+    rate: Seconds = 100.0
+    burst: Size = 500
 
 
-@dataclass
-class BacklogConfig:
+class BacklogConfig(Section):
     """The ``backlog:`` section: how many reply-less messages (broadcasts, plain shots) an actor past
     its bound keeps waiting for a free slot; past either limit they are dropped and counted."""
 
-    messages: int = 10_000
-    bytes: int = 4 * 1024 * 1024
+    messages: Size = 10_000
+    bytes: Size = 4 * 1024 * 1024
 
 
-@dataclass
-class CodeConfig:
+class CodeConfig(Section):
     """The ``code:`` section: where a node caches deployed bundles, how big one may be, and whether
     a realm's pip requirements may be installed."""
 
     cache: str = "~/.cache/beach/code"
-    cache_bytes: int = 512 * 1024 * 1024
-    max_bundle_bytes: int = 64 * 1024 * 1024
+    cache_bytes: Size = 512 * 1024 * 1024
+    max_bundle_bytes: Size = 64 * 1024 * 1024
     pip: bool = False
-    pip_args: list[str] = field(default_factory=list)
+    pip_args: list[str] = []
 
 
-@dataclass
-class RestBridgeConfig:
+class RestBridgeConfig(Section):
     """The ``restbridge:`` section: the bounds of what one HTTP request to the REST bridge may ask."""
 
-    max_timeout: float = 60.0
-    max_retries: int = 10
-    max_json_depth: int = 64
+    max_timeout: Seconds = 60.0
+    max_retries: Count = 10
+    max_json_depth: Size = 64
 
 
-@dataclass
-class DashboardConfig:
+class DashboardConfig(Section):
     """The ``dashboard:`` section: how many live streams the dashboard keeps open (past either cap a
     page gets a 503 and polls instead, so that streams never slow the rest of the dashboard down)."""
 
-    max_streams: int = 64
-    max_streams_per_client: int = 4
+    max_streams: Size = 64
+    max_streams_per_client: Size = 4
 
 
-@dataclass
-class StateConfig:
-    """The ``state:`` section: limits of actors' ``self.state`` and how long a committed request is
-    remembered for its retries."""
+class ConfigFile(Section, dict=True):
+    """The config file's keys (the module's docstring lists them)."""
 
-    max_value_bytes: int = 256 * 1024
-    max_keys: int = 100_000
-    retry_window: float = 120.0
-
-
-@dataclass
-class Config:
-    """A loaded, checked beach config."""
-
-    path: str | None = None
     realm: str = "global"
     code_directory: str = "."
-    actor_modules: list[str] = field(default_factory=list)
-    n_processes: int = 0
+    actor_modules: list[Module] = []
+    n_processes: Count = 0
     admin_token: str | None = None
     private_key: str | None = None
-    accepted_keys: list[str] = field(default_factory=list)
-    replay_window: float = 15.0
+    accepted_keys: list[Text] = []
+    replay_window: Seconds = 15.0
     high_mem_watermark: float = 80.0
-    log_level: str = "INFO"
+    log_level: str | int = "INFO"
     interface: str | None = None
-    node_wait: float = 10.0
+    node_wait: Seconds = 10.0
     nats: NatsConfig = field(default_factory=NatsConfig)
     logs: LogsConfig = field(default_factory=LogsConfig)
     backlog: BacklogConfig = field(default_factory=BacklogConfig)
     code: CodeConfig = field(default_factory=CodeConfig)
     restbridge: RestBridgeConfig = field(default_factory=RestBridgeConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
-    state: StateConfig = field(default_factory=StateConfig)
-    ignored: list[str] = field(default_factory=list)  # the original's keys this version ignores
-    seed_nodes: list[str] = field(default_factory=list)  # the original's seeds, read as NATS servers
-    secure_dir: str | None = None  # set by use_secure_dir: what 'beach secure init' wrote, for the hosts
-    keys: list[bytes] = field(default_factory=list, repr=False)  # private_key's, then accepted_keys'
-    _sealer: Sealer | None = field(default=None, repr=False, compare=False)
 
-    @property
+
+class Config(ConfigFile, kw_only=True):
+    """A loaded, checked beach config: the file's keys, and what loading it found out."""
+
+    path: str | None = None
+    ignored: list[str] = []  # the original's keys this version ignores
+    seed_nodes: list[str] = []  # the original's seeds, read as NATS servers
+    secure_dir: str | None = None  # set by use_secure_dir: what 'beach secure init' wrote, for the hosts
+    keys: list[bytes] = []  # private_key's, then accepted_keys'
+
+    def __repr__(self) -> str:  # (never the keys)
+        return f"Config(path={self.path!r})"
+
+    @functools.cached_property
     def sealer(self) -> Sealer | None:
         """What seals this process's messages and values (one per config, so one replay memory),
         or None without a ``private_key``."""
-        if self._sealer is None and self.keys:
-            self._sealer = Sealer(self.keys, self.replay_window)
-        return self._sealer
+        return Sealer(self.keys, self.replay_window) if self.keys else None
 
     @property
     def base_dir(self) -> str:
@@ -247,78 +244,6 @@ class Config:
     def processes(self) -> int:
         """The number of shared actor host processes a node runs."""
         return self.n_processes or os.cpu_count() or 1
-
-
-# type[Any]: a value that passes its isinstance check stays Any (the checks below need its contents)
-_TYPES: dict[str, tuple[type[Any], ...]] = {
-    "realm": (str,), "interface": (str,), "code_directory": (str,), "actor_modules": (list,),
-    "n_processes": (int,), "admin_token": (str,),
-    "private_key": (str,), "accepted_keys": (list,), "replay_window": (int, float),
-    "auth_file": (str,), "inbox_prefix": (str,), "tls": (dict,), "server_config": (str,),
-    "high_mem_watermark": (int, float), "log_level": (str, int),
-    "servers": (list,), "port": (int,), "store_dir": (str,), "kv_replicas": (int,),
-    "cluster_port": (int,), "listen": (str,), "advertise": (str,), "join": (list,),
-    "connect_wait": (int, float), "node_wait": (int, float),
-    "user": (str,), "password": (str,), "token": (str,), "credentials": (str,),
-    "max_age": (int, float), "max_bytes": (int,), "rate": (int, float), "burst": (int,),
-    "messages": (int,), "bytes": (int,),
-    "cache": (str,), "cache_bytes": (int,), "max_bundle_bytes": (int,), "pip": (bool,), "pip_args": (list,),
-    "max_timeout": (int, float), "max_retries": (int,), "max_json_depth": (int,),
-    "max_streams": (int,), "max_streams_per_client": (int,),
-    "max_value_bytes": (int,), "max_keys": (int,), "retry_window": (int, float), "sync_interval": (str,),
-}
-_POSITIVE = {"replay_window", "connect_wait", "node_wait", "max_age", "max_bytes", "rate", "burst", "messages",
-             "bytes", "cache_bytes", "max_bundle_bytes", "max_timeout", "max_json_depth", "max_streams",
-             "max_streams_per_client", "max_value_bytes", "max_keys", "retry_window"}
-_SYNC_INTERVAL = re.compile(r"always|\d+(\.\d+)?(ms|s|m|h)")
-
-
-def _check(where: str, key: str, value: Any) -> Any:
-    expected = _TYPES[key]
-    if value is None and key not in ("realm", "n_processes", "port", "kv_replicas", "servers", "cluster_port", "join"):
-        return None
-    if isinstance(value, bool) != (bool in expected) or not isinstance(value, expected):
-        names = " or ".join(t.__name__ for t in expected)
-        raise ConfigError(f"{where}: '{key}' must be {names}, not {type(value).__name__} ({value!r})")
-    if key == "actor_modules":
-        for module in value:
-            if not isinstance(module, str) or not module.replace(".", "").replace("_", "").isalnum():
-                raise ConfigError(f"{where}: 'actor_modules' entries must be module names, not {module!r}")
-    if key == "pip_args" and not all(isinstance(a, str) for a in value):
-        raise ConfigError(f"{where}: 'code.pip_args' entries must be strings")
-    if key == "accepted_keys" and not all(isinstance(p, str) and p for p in value):
-        raise ConfigError(f"{where}: 'accepted_keys' entries must be paths of key files")
-    if key == "tls":
-        unknown = set(value) - {"ca", "cert", "key"}
-        if unknown or not all(isinstance(v, str) and v for v in value.values()):
-            raise ConfigError(f"{where}: 'nats.tls' takes paths 'ca', 'cert' and 'key', not {value!r}")
-        if ("cert" in value) != ("key" in value):
-            raise ConfigError(f"{where}: 'nats.tls' needs 'cert' and 'key' together (a client certificate)")
-    if key in ("servers", "join"):
-        for url in value:
-            if not isinstance(url, str) or not url:
-                raise ConfigError(f"{where}: 'nats.{key}' entries must be URLs, not {url!r}")
-    if key == "realm":
-        try:
-            subjects.check_realm(value)
-        except BeachError as err:
-            raise ConfigError(f"{where}: 'realm': {err}") from None
-    lowest = 0 if key == "cluster_port" else 1  # a route port of 0: a free one, chosen at start
-    if key in ("port", "cluster_port") and not lowest <= value <= 65535:
-        raise ConfigError(f"{where}: 'nats.{key}' must be a port number ({lowest} to 65535), not {value}")
-    if key in ("listen", "advertise") and (not value or any(c in value for c in "/: ")):
-        if not (key == "listen" and value in WILDCARDS):
-            raise ConfigError(f"{where}: 'nats.{key}' must be a host name or an IP address, not {value!r}")
-    if key in ("n_processes", "kv_replicas", "max_retries") and value < 0:
-        raise ConfigError(f"{where}: '{key}' must be 0 or more, not {value}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{where}: '{key}' must be a finite number, not {value}")
-    if key in _POSITIVE and value <= 0:
-        raise ConfigError(f"{where}: '{key}' must be above 0, not {value}")
-    if key == "sync_interval" and not _SYNC_INTERVAL.fullmatch(value):
-        raise ConfigError(f"{where}: 'nats.sync_interval' must be 'always' or a duration such as '2m' or '10s', "
-                          f"not {value!r}")
-    return value
 
 
 def _relative(base: str, path: str | None) -> str | None:
@@ -334,6 +259,14 @@ def _seed_url(seed: Any) -> str:
     return f"nats://{url}" if ":" in url else f"nats://{url}:{DEFAULT_PORT}"
 
 
+def _given(raw: dict[str, Any]) -> dict[str, Any]:
+    """The keys given a value (a key left empty in YAML takes its default), sections too."""
+    return {k: _given(v) if isinstance(v, dict) and k in _SECTIONS else v for k, v in raw.items() if v is not None}
+
+
+_SECTIONS = {"nats", "logs", "backlog", "code", "restbridge", "dashboard"}
+
+
 def parse(raw: Any, path: str | None = None) -> Config:
     """Check a parsed YAML document and build a `Config`; raise `ConfigError` naming what is wrong."""
     where = path or "config"
@@ -341,41 +274,17 @@ def parse(raw: Any, path: str | None = None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: the config must be a YAML mapping, not {type(raw).__name__}")
-    config = Config(path=path)
-    sections: dict[str, DataclassInstance] = {"nats": config.nats, "logs": config.logs, "backlog": config.backlog,
-                                              "code": config.code, "restbridge": config.restbridge,
-                                              "dashboard": config.dashboard, "state": config.state}
-    top = {f.name for f in fields(Config)} - {"path", "ignored", "seed_nodes", "secure_dir", "keys", "_sealer",
-                                              *sections}
-    raw_sections: dict[str, Any] = {name: raw.get(name) or {} for name in sections}
-    for key, value in raw.items():
-        if key in sections:
-            continue
-        if key == "seed_nodes":
-            if value:
-                if not isinstance(value, list):
-                    raise ConfigError(f"{where}: 'seed_nodes' must be a list, not {type(value).__name__}")
-                config.seed_nodes = [str(s) for s in value]
-                nats_raw = raw_sections["nats"]
-                if isinstance(nats_raw, dict):
-                    raw_sections["nats"] = dict(nats_raw, servers=list(nats_raw.get("servers") or []) +
-                                                [_seed_url(s) for s in value])
-            continue
-        if key in LEGACY_KEYS:
-            config.ignored.append(key)
-            continue
-        if key not in top:
-            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(top | set(sections)))})")
-        setattr(config, key, _check(where, key, value))
-    for name, section in sections.items():
-        section_raw = raw_sections[name]
-        if not isinstance(section_raw, dict):
-            raise ConfigError(f"{where}: '{name}' must be a mapping, not {type(section_raw).__name__}")
-        known = {f.name for f in fields(section)}
-        for key, value in section_raw.items():
-            if key not in known:
-                raise ConfigError(f"{where}: unknown key '{name}.{key}' (known: {', '.join(sorted(known))})")
-            setattr(section, key, _check(where, key, value))
+    ignored = [k for k in raw if k in LEGACY_KEYS]
+    raw = _given({k: v for k, v in raw.items() if k not in LEGACY_KEYS})
+    seeds = raw.pop("seed_nodes", None) or []
+    if not isinstance(seeds, list):
+        raise ConfigError(f"{where}: 'seed_nodes' must be a list, not {type(seeds).__name__}")
+    if seeds and isinstance(raw.get("nats", {}), dict):
+        nats_raw = raw.get("nats", {})
+        raw["nats"] = {**nats_raw, "servers": list(nats_raw.get("servers") or []) + [_seed_url(s) for s in seeds]}
+    checked = typed.convert(raw, ConfigFile, where, ConfigError)
+    config = Config(**msgspec.structs.asdict(checked), path=path, seed_nodes=[str(s) for s in seeds],
+                    ignored=ignored)
     base = config.base_dir
     config.code_directory = _relative(base, config.code_directory or ".") or base
     config.private_key = _relative(base, config.private_key)
@@ -394,11 +303,17 @@ def parse(raw: Any, path: str | None = None) -> Config:
     config.nats.server_config = _relative(base, config.nats.server_config)
     if config.nats.server_config and not os.path.isfile(config.nats.server_config):
         raise ConfigError(f"{where}: 'nats.server_config' {config.nats.server_config}: no such file")
+    try:
+        subjects.check_realm(config.realm)
+    except BeachError as err:
+        raise ConfigError(f"{where}: 'realm': {err}") from None
     if config.nats.auth_file:
         _read_auth_file(where, config.nats)
         if "realm" not in raw and config.nats.realm:  # a realm admin works in its realm
             config.realm = config.nats.realm
     if config.nats.tls:
+        if ("cert" in config.nats.tls) != ("key" in config.nats.tls):
+            raise ConfigError(f"{where}: 'nats.tls' needs 'cert' and 'key' together (a client certificate)")
         config.nats.tls = {k: _relative(base, v) or v for k, v in config.nats.tls.items()}
         for k, v in config.nats.tls.items():
             if not os.path.isfile(v):
@@ -414,13 +329,24 @@ def parse(raw: Any, path: str | None = None) -> Config:
     return config
 
 
-AUTH_KEYS = {"user", "password", "inbox_prefix", "role", "realm", "ca"}
 AUTH_FILE_ENV = "BEACH_AUTH_FILE"  # an auth file for configs that name none (the deploy scripts of 'beach up')
 
 
+class AuthFile(Section):
+    """An auth file, as ``beach secure init`` writes one per role: the connection's user, password
+    and inbox prefix, the role, a realm admin's realm, and the CA (beside the file) when TLS is on."""
+
+    user: str
+    password: str
+    inbox_prefix: str | None = None
+    role: str | None = None
+    realm: str | None = None
+    ca: str | None = None
+
+
 def _read_auth_file(where: str, section: NatsConfig) -> None:
-    """Fill the connection's user, password and inbox prefix from an auth file (a YAML mapping, as
-    ``beach secure init`` writes one per role); raise `ConfigError` naming the file and the fault."""
+    """Fill the connection's user, password and inbox prefix from the auth file ``section`` names;
+    raise `ConfigError` naming the file and the fault."""
     path = section.auth_file or ""
     try:
         with open(path, encoding="utf-8") as f:
@@ -429,17 +355,12 @@ def _read_auth_file(where: str, section: NatsConfig) -> None:
         raise ConfigError(f"{where}: 'nats.auth_file' {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{where}: 'nats.auth_file' {path} is not YAML: {err}") from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("user"), str) or not isinstance(raw.get("password"), str):
-        raise ConfigError(f"{where}: 'nats.auth_file' {path} must be a mapping with 'user' and 'password'")
-    unknown = set(raw) - AUTH_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: 'nats.auth_file' {path}: unknown key(s) {', '.join(sorted(unknown))}")
-    section.user, section.password = raw["user"], raw["password"]
-    section.inbox_prefix = section.inbox_prefix or raw.get("inbox_prefix")
-    section.role, section.realm = raw.get("role"), raw.get("realm")
-    ca = raw.get("ca")
-    if ca and not section.tls:
-        ca = os.path.join(os.path.dirname(path), ca)
+    auth = typed.convert(raw, AuthFile, f"{where}: 'nats.auth_file' {path}", ConfigError)
+    section.user, section.password = auth.user, auth.password
+    section.inbox_prefix = section.inbox_prefix or auth.inbox_prefix
+    section.role, section.realm = auth.role, auth.realm
+    if auth.ca and not section.tls:
+        ca = os.path.join(os.path.dirname(path), auth.ca)
         if not os.path.isfile(ca):
             raise ConfigError(f"{where}: 'nats.auth_file' {path}: its CA {ca}: no such file")
         section.tls = {"ca": ca}
@@ -464,11 +385,12 @@ def use_secure_dir(config: Config, directory: str, user: str = "node") -> Config
 def use_ports(config: Config, port: int | None = None, cluster_port: int | None = None) -> Config:
     """Give ``config``'s own server the ports of the command line (``--nats-port``, ``--route-port``:
     several nodes on one machine); raises `ConfigError` for a port out of range."""
-    where = "the command line"
+    given = {k: v for k, v in (("port", port), ("cluster_port", cluster_port)) if v is not None}
+    ports = typed.convert({"nats": given}, ConfigFile, "the command line", ConfigError).nats
     if port is not None:
-        config.nats.port = _check(where, "port", port)
+        config.nats.port = ports.port
     if cluster_port is not None:
-        config.nats.cluster_port = _check(where, "cluster_port", cluster_port)
+        config.nats.cluster_port = ports.cluster_port
     return config
 
 

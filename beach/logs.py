@@ -42,6 +42,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -52,7 +53,7 @@ from beach import tracing, wire
 from beach.bus.connection import JS_TIMEOUT
 from beach.config import Config
 from beach.errors import BusError
-from beach.security.seal import Sealer, stored_body
+from beach.security.seal import Sealer, stored
 from beach.wire import subjects
 
 STREAM = "beach_logs"
@@ -114,20 +115,20 @@ UID = re.compile(r"[0-9a-f]{32}")
 
 
 def accept(level: int = 0, category: str | None = None, uid_prefix: str | None = None,
-           request: str | None = None) -> Callable[[dict[str, Any]], bool]:
+           request: str | None = None) -> Callable[[LogLine], bool]:
     """A filter of log lines: at ``level`` or above, of an actor under ``category`` (normalized),
     of an actor whose uid starts with ``uid_prefix``, logged while serving a request whose id starts
     with ``request`` (the 8 characters `format_line` shows will do) or in a trace whose id does, if
     given."""
-    def accepted(line: dict[str, Any]) -> bool:
-        if line.get("levelno", 0) < level:
+    def accepted(line: LogLine) -> bool:
+        if line.levelno < level:
             return False
-        if request is not None and not (str(line.get("req") or "").startswith(request)
-                                        or str(line.get("trace") or "").startswith(request)):
+        if request is not None and not ((line.req or "").startswith(request)
+                                        or (line.trace or "").startswith(request)):
             return False
-        if uid_prefix and not str(line.get("uid") or "").startswith(uid_prefix):
+        if uid_prefix and not line.uid.startswith(uid_prefix):
             return False
-        return not category or any(subjects.matches(c, category) for c in line.get("categories") or [])
+        return not category or any(subjects.matches(c, category) for c in line.categories)
 
     return accepted
 
@@ -140,33 +141,39 @@ def subject_filter(kind: str = "app", realm: str | None = None, uid: str | None 
     return f"beach.log.app.{realm_token}.{subjects.escape(uid) if uid else '*'}"
 
 
+class LogLine(msgspec.Struct, kw_only=True):
+    """A log line as it travels (the stream ``beach_logs``): when, its level, who logged it (an
+    actor: its realm, class, uid and categories; a beach process: its node and host), the message,
+    and the request being served when it was logged (its id ``req`` and W3C trace id ``trace``)."""
+
+    v: int = FORMAT
+    t: float
+    level: str = "?"
+    levelno: int
+    kind: str = "app"
+    realm: str = ""
+    uid: str = ""
+    actor: str = ""
+    categories: list[str] = []
+    node: str = ""
+    host: str = ""
+    logger: str = ""
+    msg: str
+    req: str | None = None
+    trace: str | None = None
+
+
 def record(source: Source, levelno: int, msg: str, logger: str, created: float | None = None,
-           request: str | None = None, trace: str | None = None) -> dict[str, Any]:
+           request: str | None = None, trace: str | None = None) -> LogLine:
     """A log line as it goes on the wire (``request``: the id of the request being served)."""
-    return {"v": FORMAT, "t": time.time() if created is None else created, "level": logging.getLevelName(levelno),
-            "levelno": levelno, "kind": source.kind, "realm": source.realm, "uid": source.uid,
-            "actor": source.actor, "categories": list(source.categories), "node": source.node,
-            "host": source.host, "logger": logger, "msg": msg, "req": request, "trace": trace}
+    return LogLine(t=time.time() if created is None else created, level=logging.getLevelName(levelno),
+                   levelno=levelno, kind=source.kind, realm=source.realm, uid=source.uid, actor=source.actor,
+                   categories=list(source.categories), node=source.node, host=source.host, logger=logger, msg=msg,
+                   req=request, trace=trace)
 
 
-def decode(body: bytes) -> dict[str, Any] | None:
-    """A log line off the wire, or None if it is not one (a bad line is skipped, never fatal)."""
-    try:
-        line = wire.unpack(body)
-    except ValueError:
-        return None
-    if not isinstance(line, dict) or not isinstance(line.get("msg"), str) or not isinstance(line.get("levelno"), int):
-        return None
-    if not isinstance(line.get("t"), (int, float)):
-        return None
-    return line
-
-
-def from_msg(msg: Msg, sealer: Sealer | None) -> dict[str, Any] | None:
-    """The log line a message (live or from the stream) carries, opened with ``sealer`` when lines
-    are sealed; None if it is not one or does not open (counted by the sealer)."""
-    body = stored_body(sealer, msg.subject, msg.data)
-    return None if body is None else decode(body)
+from_msg = stored(LogLine)
+"""The log line a message (live or from the stream) carries, or None if it is not one."""
 
 
 class ClusterLogHandler(logging.Handler):
@@ -332,10 +339,10 @@ def since_time(text: str | None) -> datetime.datetime | None:
 
 
 async def read(nc: Client, filter_subject: str, since: datetime.datetime | None = None, follow: bool = False,
-               accept: Callable[[dict[str, Any]], bool] = lambda line: True,
+               accept: Callable[[Any], bool] = lambda line: True,
                idle: float = 1.0, sealer: Sealer | None = None, stream: str = STREAM,
-               decoder: Callable[[Msg, Sealer | None], dict[str, Any] | None] = from_msg,
-               ) -> AsyncIterator[dict[str, Any]]:
+               decoder: Callable[[Msg, Sealer | None], Any] = from_msg,
+               ) -> AsyncIterator[Any]:
     """The lines of the log stream on ``filter_subject`` from ``since`` (default: all it keeps) that
     ``accept`` takes, oldest first; with ``follow``, then every new one as it comes. Raises
     `BusError` when there is no log stream (no node has started yet). ``stream`` and ``decoder``
@@ -373,18 +380,17 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
             pass
 
 
-def format_line(line: dict[str, Any]) -> str:
+def format_line(line: LogLine) -> str:
     """One log line for a terminal: time, level, where it comes from (the node always: an actor's
     realm/class and uid ``@node``, and ``req`` with the start of the request's id when it was logged
     while serving one; beach's own lines ``node/process``), the message."""
-    when = datetime.datetime.fromtimestamp(line["t"]).strftime("%Y-%m-%d %H:%M:%S")
-    node = line.get("node") or "?"
-    if line.get("kind") == "app":
-        where = f"{line.get('realm')}/{line.get('actor')} {str(line.get('uid'))[:8]} @{node}"
-        if line.get("req"):
-            where += f" req {str(line['req'])[:8]}"
+    when = datetime.datetime.fromtimestamp(line.t).strftime("%Y-%m-%d %H:%M:%S")
+    node = line.node or "?"
+    if line.kind == "app":
+        where = f"{line.realm}/{line.actor} {line.uid[:8]} @{node}"
+        if line.req:
+            where += f" req {line.req[:8]}"
     else:
-        host = str(line.get("host") or "")
-        process = host[len(node) + 1:] if host.startswith(f"{node}-") else host  # hosts are named <node>-h1
+        process = line.host[len(node) + 1:] if line.host.startswith(f"{node}-") else line.host  # hosts: <node>-h1
         where = f"{node}/{process}" if process else node
-    return f"{when} {line.get('level', '?'):8} {where}  {line['msg']}"
+    return f"{when} {line.level:8} {where}  {line.msg}"

@@ -8,61 +8,66 @@ one-shot mode read and print data the same way.
 from __future__ import annotations
 
 import ast
-import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import msgspec
+
 from beach.errors import UsageError
-
-
-def _jsonable(value: Any) -> Any:
-    # The original hex-encoded what JSON cannot show; bytes that are text stay readable.
-    if isinstance(value, (bytes, bytearray)):
-        raw = bytes(value)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw.hex()
-        return text if "\x00" not in text else raw.hex()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    return repr(value)
-
-
-def dumps(value: Any) -> str:
-    """``value`` as JSON with an indent of 4; bytes become text (or hex when they are not text)."""
-    return json.dumps(value, indent=4, default=_jsonable, ensure_ascii=False)
-
 
 JSON_DEPTH = 200
 """The deepest value `dumps_line` writes (a reply can nest deeper than JSON tools read)."""
 
 
-def dumps_line(value: Any) -> str:
-    """``value`` as one line of valid JSON (for streams such as ``beach logs --json``: JSON Lines,
-    and the HTTP answers of the dashboard and the REST bridge). JSON has no words for NaN and
-    ±Infinity: they are written as ``null`` (as JavaScript's ``JSON.stringify`` does). Raises
-    ``ValueError`` for a value nested deeper than `JSON_DEPTH` (or holding itself)."""
+def _text(value: bytes) -> str:
+    # The original hex-encoded what JSON cannot show; bytes that are text stay readable.
     try:
-        return json.dumps(value, default=_jsonable, ensure_ascii=False, allow_nan=False)
-    except (ValueError, TypeError, RecursionError):  # NaN or Infinity, a key JSON cannot have; or too deep
-        return json.dumps(_finite(value, 0), default=_jsonable, ensure_ascii=False, allow_nan=False)
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.hex()
+    return text if "\x00" not in text else value.hex()
 
 
-def _finite(value: Any, depth: int) -> Any:
-    """``value`` with every float that is not finite replaced by None and every map key JSON cannot
-    have (bytes, a tuple: msgpack carries them) made text; ``ValueError`` past `JSON_DEPTH`."""
+def _key(key: Any) -> Any:
+    """A map key as JSON has it: text (msgpack's maps may have bytes or tuples as keys)."""
+    if key is None or isinstance(key, bool):
+        return msgspec.json.encode(key).decode()
+    return key if isinstance(key, (str, int, float)) else str(_plain(key))
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON can say it: records made maps, bytes made text (msgspec would write
+    base64), floats that are not finite made None; ``ValueError`` past `JSON_DEPTH`."""
     if depth > JSON_DEPTH:
         raise ValueError(f"the value is nested more than {JSON_DEPTH} levels deep (the most beach writes as JSON)")
+    if isinstance(value, msgspec.Struct):
+        value = msgspec.to_builtins(value, builtin_types=(bytes, bytearray), enc_hook=repr)
+    if isinstance(value, (bytes, bytearray)):
+        return _text(bytes(value))
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k if k is None or isinstance(k, (str, int, float)) else str(_jsonable(k)): _finite(v, depth + 1)
-                for k, v in value.items()}
+        return {_key(k): _plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_finite(v, depth + 1) for v in value]
+        return [_plain(v, depth + 1) for v in value]
     return value
+
+
+def dumps_line(value: Any) -> str:
+    """``value`` as one line of valid JSON (for streams such as ``beach logs --json``: JSON Lines,
+    and the HTTP answers of the dashboard and the REST bridge). JSON has no words for NaN and
+    ±Infinity: they are written as ``null`` (as JavaScript's ``JSON.stringify`` does); what JSON
+    cannot show is its ``repr``. Raises ``ValueError`` for a value nested deeper than `JSON_DEPTH`."""
+    return _encoder.encode(_plain(value)).decode()
+
+
+def dumps(value: Any) -> str:
+    """``value`` as JSON with an indent of 4; bytes become text (or hex when they are not text)."""
+    return msgspec.json.format(dumps_line(value), indent=4)
+
+
+_encoder = msgspec.json.Encoder(enc_hook=repr)
 
 
 def parse_data(text: str | None, what: str = "data") -> Any:
@@ -71,8 +76,8 @@ def parse_data(text: str | None, what: str = "data") -> Any:
     if text is None or not text.strip():
         return {}
     try:
-        return json.loads(text)
-    except ValueError:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
         pass
     try:
         return ast.literal_eval(text)

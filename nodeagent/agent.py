@@ -18,7 +18,7 @@ import time
 import uuid
 from typing import Any
 
-import nats.errors
+from msgspec.structs import replace
 
 from beach import bus, logs, wire
 from beach.client.core import AsyncBeach
@@ -29,10 +29,19 @@ from beach.config import Config, warn_ignored
 from beach.errors import BeachError, BusError
 from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
-from beach.state import clusterconfig, desired, directory, records, stateview
-from beach.state.actorstate import StateStore, Turn
-from beach.state.records import NodeEntry, SpawnSpec, StateStats
-from beach.state.spawn import SPAWN_TIMEOUT
+from beach.state import clusterconfig, desired, directory, records
+from beach.state.records import (
+    ActorArgs,
+    CategoryArgs,
+    ConfigArgs,
+    CordonArgs,
+    DesiredArgs,
+    HelloArgs,
+    NodeEntry,
+    ReplaceArgs,
+    StopArgs,
+)
+from beach.state.spawn import SpawnSpec
 from beach.wire import Reply, subjects
 from nodeagent import control, health
 from nodeagent.busserver import NodeBus
@@ -172,7 +181,7 @@ class NodeAgent(ControlServer):
         """Stay cordoned across a restart (maintenance may restart the agent)."""
         try:
             kv = await bus.open_desired(self.session.nc, self.config)
-            self.cordoned = await desired.get(kv, desired.cordon_key(self.node_id)) is not None
+            self.cordoned = await desired.get(kv, desired.cordon_key(self.node_id), desired.Cordon) is not None
         except Exception as err:
             log.warning("cannot read whether node %s is cordoned: %s", self.node_id, err)
         if self.cordoned:
@@ -245,52 +254,48 @@ class NodeAgent(ControlServer):
         ok, error, data = await self._to_host(next(iter(hosts)), "spec", {"uid": uid}, HOST_CALL_SECONDS)
         if not ok:
             return Reply(False, error, {"gone": True})
-        spec = {k: v for k, v in data["spec"].items() if k not in ("uid", "node")}
-        in_scope(spec["realm"])
+        spec = replace(records.check(SpawnSpec, data["spec"], f"of actor {uid}"), uid=None, node=None)
+        in_scope(spec.realm)
         old = self.session.view.actors.get(uid)
-        if version is None and old is not None and old["version"] is not None:
-            version = old["version"]  # a drain or a recycle keeps the version it runs
+        if version is None and old is not None and old.version is not None:
+            version = old.version  # a drain or a recycle keeps the version it runs
         if version is not None:
-            spec["version"] = version
-        if away and spec.get("strategy") == "host_affinity":
+            spec.version = version
+        if away and spec.strategy == "host_affinity":
             log.warning("actor %s is pinned to %s by host_affinity: its replacement goes where there is room",
-                        uid, spec.get("strategy_hint"))
-            spec["strategy"], spec["strategy_hint"] = "resource", None
+                        uid, spec.strategy_hint)
+            spec.strategy, spec.strategy_hint = "resource", None
         response = await self.client.place_actor(spec)
         if not response.isSuccess:
             st = response.data.get("st") if isinstance(response.data, dict) else None  # (init's traceback)
             return Reply(False, f"no replacement for actor {uid} started: {response.error}",
                          {"st": st} if isinstance(st, str) else {})
         new = response.data["uid"]
-        if spec.get("sid"):
-            await self._move_supervision(spec["realm"], spec["sid"], uid, new, response.data["version"])
+        if spec.sid:
+            await self._move_supervision(spec.realm, spec.sid, uid, new, response.data["version"])
         await self._stop([uid], grace)
         return Reply(True, "", {"uid": new, "node": response.data["node"], "old": uid})
 
     async def op_replace(self, args: dict[str, Any]) -> Reply:
         """Replace actor ``uid`` (of this node) with one running ``version`` (see `replace`);
         reply ``{'uid': new, 'node', 'old'}``."""
-        checked = records.REPLACE_ARGS.check(args)
-        version = checked["version"]
-        if version is not None:
-            subjects.check_version(version)
-        grace = LEAVE_GRACE if checked["grace"] is None else float(checked["grace"])
-        if not 0 <= grace <= 60:
-            raise ValueError(f"grace must be 0 to 60 seconds, not {grace}")
-        self._check_scope(checked["uid"])
-        return await self.replace(checked["uid"], version, grace, checked["away"])
+        checked = records.check(ReplaceArgs, args)
+        if checked.version is not None:
+            subjects.check_version(checked.version)
+        self._check_scope(checked.uid)
+        return await self.replace(checked.uid, checked.version, LEAVE_GRACE if checked.grace is None else checked.grace,
+                                  checked.away)
 
     async def op_cordon(self, args: dict[str, Any]) -> Reply:
         """Cordon this node (``on``: no new actor is placed here; kept across restarts in the
         desired state) or uncordon it."""
         if scope.get() is not None:
             raise OutOfScope("permission denied: cordoning a node is an operation on the whole cluster")
-        on = records.CORDON_ARGS.check(args)["on"]
+        on = records.check(CordonArgs, args).on
         kv = await bus.open_desired(self.session.nc, self.config)
         key = desired.cordon_key(self.node_id)
         if on:
-            await desired.put(kv, key, records.CORDON.new(node=self.node_id, who=control.caller.get(),
-                                                          when=time.time()))
+            await desired.put(kv, key, desired.Cordon(node=self.node_id, who=control.caller.get(), when=time.time()))
         else:
             await desired.delete(kv, key)
         self.cordoned = on
@@ -301,10 +306,10 @@ class NodeAgent(ControlServer):
         """Point a supervised actor's record at its replacement ``new``, which runs ``version``."""
         kv = await bus.open_desired(self.session.nc, self.config)
         key = desired.supervision_key(realm, sid)
-        while (current := await desired.get(kv, key)) is not None:
+        while (current := await desired.get(kv, key, desired.SupervisionRecord)) is not None:
             record, revision = current
-            if record["uid"] != old or await desired.update(kv, key, {**record, "uid": new, "version": version},
-                                                            revision) is not None:
+            moved = replace(record, uid=new, version=version)
+            if record.uid != old or await desired.update(kv, key, moved, revision) is not None:
                 return
 
     # ---------------------------------------------------------------- actor state
@@ -397,12 +402,12 @@ class NodeAgent(ControlServer):
         per_host: dict[str, int] = {}
         per_realm: dict[str, int] = {}
         for actor in self.session.view.actors.values():
-            if actor["node"] == self.node_id:
-                per_host[actor["host"]] = per_host.get(actor["host"], 0) + 1
-                per_realm[actor["realm"]] = per_realm.get(actor["realm"], 0) + 1
+            if actor.node == self.node_id:
+                per_host[actor.host] = per_host.get(actor.host, 0) + 1
+                per_realm[actor.realm] = per_realm.get(actor.realm, 0) + 1
         hosts = {h.id: {"pid": h.process.pid, "isolated": h.isolated, "n_actors": per_host.get(h.id, 0)}
                  for h in self.pool.running()}
-        return records.NODE.new(
+        return NodeEntry(
             id=self.node_id, hostname=socket.gethostname(), addresses=self.addresses, pid=os.getpid(),
             started=self.started, updated=time.time(), hosts=hosts, n_actors=sum(per_realm.values()),
             actors_by_realm=per_realm, cordoned=self.cordoned, open=authority.open_node(self.config),
@@ -430,23 +435,23 @@ class NodeAgent(ControlServer):
 
     async def op_hello(self, args: dict[str, Any]) -> Reply:
         """A host of this node is connected and ready."""
-        self.pool.announced(records.HELLO_ARGS.check(args)["host"])
+        self.pool.announced(records.check(HelloArgs, args).host)
         await self.heartbeat()
         return Reply(True, "", {})
 
-    async def _to_host(self, host_id: str, op: str, args: dict[str, Any], timeout: float) -> Reply:
+    async def _to_host(self, host_id: str, op: str, args: Any, timeout: float) -> Reply:
         token = self.admin_token if op in authority.HOST_ADMIN_OPS and self._token_needed else None
         return await self.pool.call(self.session, host_id, op, args, timeout, token)
 
     async def op_spawn(self, args: dict[str, Any]) -> Reply:
         """Start an actor in a shared host (or a new isolated one) and return once ``init()`` ran."""
-        spec = _spawn_spec(args)
-        in_scope(spec["realm"])
+        spec = records.check(SpawnSpec, args)
+        in_scope(spec.realm)
         if self.stopping.is_set():  # ("unavailable": the caller tries another node at once)
             return Reply(False, f"node {self.node_id} is stopping", {"unavailable": True})
-        spec["uid"] = uid = uuid.uuid4().hex
-        spec["node"] = self.node_id
-        if spec["isolated"]:
+        spec.uid = uid = uuid.uuid4().hex
+        spec.node = self.node_id
+        if spec.isIsolated:
             try:
                 host = await self.pool.start(isolated=True)
             except BeachError as err:
@@ -457,10 +462,9 @@ class NodeAgent(ControlServer):
                 return Reply(False, f"node {self.node_id} has no running actor host", {"unavailable": True})
             host = random.choice(shared)
         # the host enforces the timeout itself; the margin lets its answer arrive
-        budget = float(spec["timeout"] or SPAWN_TIMEOUT) + SPAWN_MARGIN
-        reply = await self._to_host(host.id, "spawn", dict(spec), budget)
+        reply = await self._to_host(host.id, "spawn", spec, spec.timeout + SPAWN_MARGIN)
         if reply.ok:
-            self.pool.placed[uid] = (host.id, spec["realm"])
+            self.pool.placed[uid] = (host.id, spec.realm)
         else:  # the caller hears "failed": if the host got it running all the same (its answer was
             # lost or late), it must not stay up
             self.background.start(self._to_host(host.id, "stop", {"uids": [uid]}, HOST_STOP_SECONDS))
@@ -489,13 +493,13 @@ class NodeAgent(ControlServer):
         realm = self.pool.placed.get(uid, (None, None))[1]
         if realm is None:
             actor = self.session.view.actors.get(uid)
-            realm = actor["realm"] if actor is not None else None
+            realm = actor.realm if actor is not None else None
         if realm is not None:
             in_scope(realm)
 
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the given actors of this node (unknown uids are listed as not found)."""
-        uids = records.STOP_ARGS.check(args)["uids"]
+        uids = records.check(StopArgs, args).uids
         for uid in uids:
             self._check_scope(uid)
         return await self._stop(uids)
@@ -521,15 +525,13 @@ class NodeAgent(ControlServer):
         return Reply((not errors), "; ".join(errors), {"stopped": stopped})
 
     async def _recategorize(self, op: str, args: dict[str, Any]) -> Reply:
-        checked = records.CATEGORY_ARGS.check(args)
-        uid = checked["uid"]
-        self._check_scope(uid)
-        subjects.normalize(checked["category"])
-        hosts = self._hosts_of([uid])
+        checked = records.check(CategoryArgs, args)
+        self._check_scope(checked.uid)
+        subjects.normalize(checked.category)
+        hosts = self._hosts_of([checked.uid])
         if not hosts:
-            return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
-        change = {"uid": uid, "category": checked["category"]}
-        return await self._to_host(next(iter(hosts)), op, change, HOST_CALL_SECONDS)
+            return Reply(False, f"actor {checked.uid} is not hosted on node {self.node_id}", {})
+        return await self._to_host(next(iter(hosts)), op, checked, HOST_CALL_SECONDS)
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to one of this node's actors."""
@@ -542,55 +544,55 @@ class NodeAgent(ControlServer):
     async def op_desired(self, args: dict[str, Any]) -> Reply:
         """Change the desired state (supervision records, patrol specs): ``put`` {key: value},
         ``delete`` [keys], ``prefixes`` [key prefixes to delete]."""
-        change = records.DESIRED_ARGS.check(args)
+        change = records.check(DesiredArgs, args)
         kv = await bus.open_desired(self.session.nc, self.config)
         realm = scope.get()
         puts = {}
-        for key, value in change["put"].items():
+        for key, value in change.put.items():
             if not key.startswith(("sup.", "patrol.", "code.", "cordon.")):
                 raise ValueError(f"not a desired-state key: {key!r}")
-            puts[key] = desired.check(key, value)  # a bad record is refused, not stored
+            record = puts[key] = desired.check(key, value)  # a bad record is refused, not stored
             if key.startswith("cordon.") and realm is not None:
                 raise OutOfScope("permission denied: cordoning a node is an operation on the whole cluster")
-            in_scope(desired.realm_of(puts[key]))
-            if key.startswith("code.") and not key.endswith(".current"):
-                await self._check_bundle(puts[key])
-            elif key.startswith("code."):  # the version it names must exist (or come in this change)
-                version = codestore.version_key(puts[key]["realm"], puts[key]["version"])
-                if version not in change["put"] and await desired.get(kv, version) is None:
-                    raise ValueError(f"realm {puts[key]['realm']!r} has no version {puts[key]['version']!r}")
-        doomed = list(change["delete"])
+            in_scope(desired.realm_of(record))
+            if isinstance(record, desired.CodeVersion):
+                await self._check_bundle(record)
+            elif isinstance(record, desired.CodeCurrent):  # the version it names must exist (or come in this change)
+                version = codestore.version_key(record.realm, record.version)
+                if version not in change.put and await desired.get(kv, version, desired.CodeVersion) is None:
+                    raise ValueError(f"realm {record.realm!r} has no version {record.version!r}")
+        doomed = list(change.delete)
         if realm is not None:  # a realm admin deletes only its realm's records
             for key in doomed:
-                current = await desired.get(kv, key)
+                current = await desired.get(kv, key, desired.type_of(key))
                 if current is not None:
                     in_scope(desired.realm_of(current[0]))
-        for prefix in change["prefixes"]:
-            doomed += [key for key, (record, _) in (await desired.snapshot(kv, prefix)).items()
-                       if realm is None or desired.realm_of(record) == realm]
+        for prefix in change.prefixes:
+            doomed += [key for key, (record, _) in (await desired.everything(kv)).items()
+                       if key.startswith(prefix) and (realm is None or desired.realm_of(record) == realm)]
         for key, record in puts.items():
             await desired.put(kv, key, record)
         for key in doomed:
             await desired.delete(kv, key)
         return Reply(True, "", {"deleted": len(doomed)})
 
-    async def _check_bundle(self, record: dict[str, Any]) -> None:
+    async def _check_bundle(self, record: desired.CodeVersion) -> None:
         """Refuse a code version whose bundle the store does not hold (or holds at another size)."""
         store = await codestore.open_store(self.session, create=True)
-        size = await codestore.has(store, record["digest"])
+        size = await codestore.has(store, record.digest)
         if size is None:
-            raise ValueError(f"bundle {record['digest']} of realm {record['realm']!r} version "
-                             f"{record['version']!r} is not in the code store: upload it first")
-        if not record["sealed"] and size != record["size"]:
-            raise ValueError(f"bundle {record['digest']} in the code store has {size} bytes, the version "
-                             f"record says {record['size']}")
+            raise ValueError(f"bundle {record.digest} of realm {record.realm!r} version "
+                             f"{record.version!r} is not in the code store: upload it first")
+        if not record.sealed and size != record.size:
+            raise ValueError(f"bundle {record.digest} in the code store has {size} bytes, the version "
+                             f"record says {record.size}")
 
     async def op_config(self, args: dict[str, Any]) -> Reply:
         """Store the cluster's shareable config (``beach config push``) for nodes that join with
         a NATS URL only; secrets and local paths in it are left out (and named in the reply)."""
         if scope.get() is not None:
             raise OutOfScope("permission denied: the cluster's config is not a realm's to push")
-        pushed, left = clusterconfig.shareable(records.CONFIG_ARGS.check(args)["config"])
+        pushed, left = clusterconfig.shareable(records.check(ConfigArgs, args).config)
         revision = await clusterconfig.store(self.session.nc, self.config, pushed)
         return Reply(True, "", {"pushed": sorted(pushed), "left_out": left, "revision": revision})
 
@@ -613,7 +615,7 @@ class NodeAgent(ControlServer):
 
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of the process running actor ``args['uid']`` (every thread)."""
-        uid = records.ACTOR_ARGS.check(args)["uid"]
+        uid = records.check(ActorArgs, args).uid
         self._check_scope(uid)
         hosts = self._hosts_of([uid])
         if not hosts:
@@ -635,10 +637,3 @@ class NodeAgent(ControlServer):
         answered = {h.id: None if ok else error for h, (ok, error, _) in zip(hosts, replies, strict=True)}
         return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered, "state": sizes})
 
-
-def _spawn_spec(args: dict[str, Any]) -> SpawnSpec:
-    """Check a spawn request; raise `RecordError` (a ``ValueError``) or `CategoryError` naming the bad field."""
-    spec = records.SPAWN.check(args)
-    spec["realm"] = subjects.check_realm(spec["realm"])
-    spec["categories"] = [subjects.routable(spec["realm"], c) for c in spec["categories"]]
-    return spec

@@ -36,7 +36,7 @@ class Cleanup:
         """Remove the entries a previous agent with this node id left (a machine that died and came
         back under the same id): those actors died with it, and must not look alive again when
         this node registers."""
-        stale = {a["uid"]: a["realm"] for a in list(self.session.view.actors.values()) if a["node"] == self.node_id}
+        stale = {a.uid: a.realm for a in list(self.session.view.actors.values()) if a.node == self.node_id}
         await self.forget(stale, "of this node's previous run")
         if stale:
             log.warning("node %s: removed %d actor(s) left in the directory by its previous run", self.node_id,
@@ -46,8 +46,8 @@ class Cleanup:
         """Remove the entries of actors that lived in the given (dead or stopped) hosts."""
         view = self.session.view
         gone = {uid: realm for uid, (host, realm) in self.pool.placed.items() if host in host_ids}
-        gone.update({a["uid"]: a["realm"] for a in view.actors.values()
-                     if a["node"] == self.node_id and a["host"] in host_ids})
+        gone.update({a.uid: a.realm for a in view.actors.values()
+                     if a.node == self.node_id and a.host in host_ids})
         await self.forget(gone, "of a dead host")
 
     async def forget(self, actors: dict[str, str], whose: str) -> None:
@@ -69,7 +69,7 @@ class Cleanup:
         """Delete the entries whose node has been out of the registry for `ORPHAN_GRACE` seconds."""
         view = self.session.view
         now = time.monotonic()
-        orphans = {a["uid"]: a["realm"] for a in view.actors.values() if a["node"] not in view.nodes}
+        orphans = {a.uid: a.realm for a in view.actors.values() if a.node not in view.nodes}
         self._missing_since = {uid: self._missing_since.get(uid, now) for uid in orphans}
         await self.forget({uid: realm for uid, realm in orphans.items()
                            if now - self._missing_since[uid] >= ORPHAN_GRACE}, "of a vanished node")

@@ -129,7 +129,7 @@ class HostPool:
             host = self.placed.get(uid, (None, None))[0]
             if host is None:  # placed before this agent knew (or by the view only)
                 actor = view.actors.get(uid)
-                host = actor["host"] if actor is not None and actor["node"] == self.node_id else None
+                host = actor.host if actor is not None and actor.node == self.node_id else None
             if host in self.hosts and not self.hosts[host].leaving:
                 by_host.setdefault(host, []).append(uid)
         return by_host
@@ -145,7 +145,7 @@ class HostPool:
             self.placed.pop(uid, None)
         return [error for ok, error, _ in replies if not ok], stopped
 
-    async def call(self, session: Session, host_id: str, op: str, args: dict[str, Any], timeout: float,
+    async def call(self, session: Session, host_id: str, op: str, args: object, timeout: float,
                    token: str | None) -> Reply:
         """Ask host ``host_id`` to do ``op`` (proving ``token`` if given); never raises: a host that
         dies, does not answer or answers nonsense is a failed `Reply` saying so."""

@@ -39,25 +39,25 @@ class Recycler:
         """Start recycling the next actor that is due, if any (one at a time: a rolling restart)."""
         now = time.time()
         mine = sorted((a for a in self.view.actors.values()
-                       if a["node"] == self.node_id and a["is_drainable"] and a["uid"] not in self._recycling),
-                      key=lambda a: a["started"])
-        due = [a for a in mine if a["time_to_drain"] and now > a["started"] + a["time_to_drain"]]
+                       if a.node == self.node_id and a.is_drainable and a.uid not in self._recycling),
+                      key=lambda a: a.started)
+        due = [a for a in mine if a.time_to_drain and now > a.started + a.time_to_drain]
         if (mine and now - self._memory_recycled > MEMORY_RECYCLE_PERIOD
                 and health.sample()["mem"] >= self.config.high_mem_watermark):
             self._memory_recycled = now
-            log.warning("memory at or over %s%%: recycling actor %s", self.config.high_mem_watermark, mine[0]["uid"])
+            log.warning("memory at or over %s%%: recycling actor %s", self.config.high_mem_watermark, mine[0].uid)
             due.insert(0, mine[0])
         for actor in due[:1]:
-            self._recycling.add(actor["uid"])
+            self._recycling.add(actor.uid)
             self.background.start(self.recycle(actor))
 
     async def recycle(self, actor: ActorEntry) -> None:
         """Replace one drainable actor whose time is up with a fresh one."""
         try:
-            ok, error, data = await self.replace(actor["uid"])
+            ok, error, data = await self.replace(actor.uid)
             if ok:
-                log.info("recycled actor %s as %s", actor["uid"], data["uid"])
+                log.info("recycled actor %s as %s", actor.uid, data["uid"])
             elif not data.get("gone"):
-                log.error("could not recycle actor %s: %s", actor["uid"], error)
+                log.error("could not recycle actor %s: %s", actor.uid, error)
         finally:
-            self._recycling.discard(actor["uid"])
+            self._recycling.discard(actor.uid)

@@ -14,12 +14,14 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
+from msgspec.structs import replace
+
 from beach import bus
 from beach.backoff import backoff as exponential
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background
 from beach.state import desired, patrol
-from beach.state.desired import Lease, Mirror
+from beach.state.desired import Lease, Mirror, SupervisionRecord
 
 log = logging.getLogger("beach.supervisor")
 
@@ -98,15 +100,14 @@ class Supervisor:
         """One round: every supervised actor, every patrol spec."""
         assert self.mirror is not None
         now = time.time()
-        records = self.mirror.under("sup.")
+        records = self.mirror.under("sup.", SupervisionRecord)
         for key, (record, revision) in records.items():
             await self._supervise(key, record, revision, now)
         await self._stop_duplicates(records)
         # forget what concerns records that are gone
-        self._seen &= {record["uid"] for record, _ in records.values()}
+        self._seen &= {record.uid for record, _ in records.values()}
         self._noticed = {k: t for k, t in self._noticed.items() if k in records}
-        # (checked as read)
-        specs = [cast(patrol.PatrolSpec, spec) for spec, _ in self.mirror.under("patrol.").values()]
+        specs = [spec for spec, _ in self.mirror.under("patrol.", patrol.PatrolSpec).values()]
         for spec in specs:
             await self._patrol(spec, now)
         await self._stop_unowned(specs)
@@ -117,94 +118,94 @@ class Supervisor:
         """While another agent supervises: note which incarnations run, so that on taking over this
         one restarts an actor that died meanwhile at once (not after `UNSEEN_GRACE`)."""
         assert self.mirror is not None
-        uids = {record["uid"] for record, _ in self.mirror.under("sup.").values()}
+        uids = {record.uid for record, _ in self.mirror.under("sup.", SupervisionRecord).values()}
         self._seen = {uid for uid in self._seen if uid in uids} | {uid for uid in uids if self._alive(uid)}
 
     def _alive(self, uid: str) -> bool:
         actor = self.view.actors.get(uid)
         return actor is not None and not self.view.lost(actor, NODE_GRACE)
 
-    async def _supervise(self, key: str, record: dict[str, Any], revision: int, now: float) -> None:
-        if record["state"] != "running" or key in self._busy:
+    async def _supervise(self, key: str, record: SupervisionRecord, revision: int, now: float) -> None:
+        if record.state != "running" or key in self._busy:
             return
-        uid = record["uid"]
+        uid = record.uid
         if self._alive(uid):
             self._seen.add(uid)
             self._noticed.pop(key, None)
-            if record["last_error"] or record["waiting_for"]:  # it runs (again): that is past
-                await desired.update(self.kv, key, {**record, "last_error": None, "waiting_for": None}, revision)
+            if record.last_error or record.waiting_for:  # it runs (again): that is past
+                await desired.update(self.kv, key, replace(record, last_error=None, waiting_for=None), revision)
             return
         if uid not in self._seen and now - self._noticed.setdefault(key, now) < UNSEEN_GRACE:
             return  # written just now by a client whose spawn the view has not shown yet
-        restarts = [t for t in record["restarts"] if now - t < record["restart_window"]]
-        if len(restarts) >= record["max_restarts"]:
-            log.error("actor %s (%s) restarted %d times in %ss: marked failed", record["sid"],
-                      record["spawn"]["name"], len(restarts), record["restart_window"])
-            await desired.update(self.kv, key, {**record, "state": "failed", "restarts": restarts,
-                                                "failed_at": now}, revision)
+        restarts = [t for t in record.restarts if now - t < record.restart_window]
+        spawn = record.spawn
+        if len(restarts) >= record.max_restarts:
+            log.error("actor %s (%s) restarted %d times in %ss: marked failed", record.sid, spawn.actorName,
+                      len(restarts), record.restart_window)
+            await desired.update(self.kv, key, replace(record, state="failed", restarts=restarts, failed_at=now),
+                                 revision)
             return
-        if now < (record["last_restart"] or 0.0) + backoff(len(restarts)):
+        if now < (record.last_restart or 0.0) + backoff(len(restarts)):
             return
         self._busy.add(key)
         self._background.start(self._restart(key, record, revision, restarts, now))
 
-    async def _restart(self, key: str, record: dict[str, Any], revision: int, restarts: list[float],
+    async def _restart(self, key: str, record: SupervisionRecord, revision: int, restarts: list[float],
                        now: float) -> None:
         try:
-            spawn = record["spawn"]
+            spawn = record.spawn
             # the version it ran before, not whatever the realm's current one is now
-            args = spawn if record["version"] is None else {**spawn, "version": record["version"]}
-            response = await self.client.place_actor(args)
+            response = await self.client.place_actor(
+                spawn if record.version is None else replace(spawn, version=record.version))
             if not response.isSuccess and isinstance(response.data, dict) and response.data.get("unavailable"):
                 await self._wait(key, record, revision, response.error)
                 return
-            record = {**record, "restarts": restarts + [now], "last_restart": now, "waiting_for": None}
+            record = replace(record, restarts=[*restarts, now], last_restart=now, waiting_for=None)
             if response.isSuccess:
-                record.update(uid=response.data["uid"], version=response.data["version"], last_error=None)
-                self._seen.add(record["uid"])
-                log.info("restarted actor %s (%s) as %s on %s", record["sid"], spawn["name"], record["uid"],
+                record.uid, record.version, record.last_error = response.data["uid"], response.data["version"], None
+                self._seen.add(record.uid)
+                log.info("restarted actor %s (%s) as %s on %s", record.sid, spawn.actorName, record.uid,
                          response.data["node"])
             else:
-                record["last_error"] = response.error
-                log.warning("restarting actor %s (%s) failed: %s", record["sid"], spawn["name"], response.error)
+                record.last_error = response.error
+                log.warning("restarting actor %s (%s) failed: %s", record.sid, spawn.actorName, response.error)
             if await desired.update(self.kv, key, record, revision) is None and response.isSuccess:
                 # the record moved meanwhile (stopped on purpose, or another supervisor restarted
                 # it): unless it names this incarnation, this one is a duplicate and must go
-                current = await desired.get(self.kv, key)
-                if current is None or current[0]["uid"] != record["uid"]:
-                    await self.client.stopActors(withId=record["uid"], keepSupervision=True)
+                current = await desired.get(self.kv, key, SupervisionRecord)
+                if current is None or current[0].uid != record.uid:
+                    await self.client.stopActors(withId=record.uid, keepSupervision=True)
         finally:
             self._busy.discard(key)
 
-    async def _wait(self, key: str, record: dict[str, Any], revision: int, error: str) -> None:
+    async def _wait(self, key: str, record: SupervisionRecord, revision: int, error: str) -> None:
         """No node can take the actor now (none is up, or the one it is pinned to by host_affinity is
         away): not the actor's failure, so nothing is counted; it is tried again next round, and its
         record says what it waits for."""
-        spawn = record["spawn"]
-        hint = spawn["strategy_hint"] if spawn["strategy"] == "host_affinity" else None
-        if (record["waiting_for"], record["last_error"]) == (hint, error):
+        spawn = record.spawn
+        hint = spawn.strategy_hint if spawn.strategy == "host_affinity" else None
+        if (record.waiting_for, record.last_error) == (hint, error):
             return
         if hint:
-            log.warning("actor %s (%s) waits for node %s: %s", record["sid"], spawn["name"], hint, error)
+            log.warning("actor %s (%s) waits for node %s: %s", record.sid, spawn.actorName, hint, error)
         else:
-            log.warning("actor %s (%s) waits for a node: %s", record["sid"], spawn["name"], error)
-        await desired.update(self.kv, key, {**record, "waiting_for": hint, "last_error": error}, revision)
+            log.warning("actor %s (%s) waits for a node: %s", record.sid, spawn.actorName, error)
+        await desired.update(self.kv, key, replace(record, waiting_for=hint, last_error=error), revision)
 
-    async def _stop_duplicates(self, records: dict[str, tuple[dict[str, Any], int]]) -> None:
+    async def _stop_duplicates(self, records: dict[str, tuple[SupervisionRecord, int]]) -> None:
         """Stop older incarnations of supervised actors that came back: a node that was cut off
         (paused, partitioned) keeps running its actors while the supervisor starts them elsewhere,
         and they reappear with it. The record names the incarnation that counts; one started before
         it is a leftover. (A newer one is a replacement whose record is being moved to it.)"""
-        current: dict[str, str] = {record["sid"]: record["uid"] for record, _ in records.values()
-                                   if record.get("state") == "running"}  # (both are required fields)
+        current = {record.sid: record.uid for record, _ in records.values() if record.state == "running"}
         stale = []
         for actor in self.view.live():
-            sid = actor.get("sid")
-            if not sid or sid not in current or actor["uid"] == current[sid]:
+            sid = actor.sid
+            if not sid or sid not in current or actor.uid == current[sid]:
                 continue
             keeper = self.view.actors.get(current[sid])
-            if keeper is not None and self.view.is_live(keeper) and actor["started"] < keeper["started"]:
-                stale.append(actor["uid"])
+            if keeper is not None and self.view.is_live(keeper) and actor.started < keeper.started:
+                stale.append(actor.uid)
         if stale:
             log.warning("stopping %d leftover incarnation(s) of supervised actors: %s", len(stale), ", ".join(stale))
             await self.client.stopActors(withId=stale, keepSupervision=True)
@@ -213,12 +214,12 @@ class Supervisor:
 
     async def _patrol(self, spec: patrol.PatrolSpec, now: float) -> None:
         nodes = self.view.nodes
-        cores = sum(int(n.get("cores") or 1) for n in nodes.values())
-        for entry in spec["actors"]:
-            tag = patrol.owner_tag(spec["owner"], entry["name"])
-            target = patrol.instances(entry["instances"], len(nodes), cores)
+        cores = sum(int(n.cores or 1) for n in nodes.values())
+        for entry in spec.actors:
+            tag = patrol.owner_tag(spec.owner, entry.name)
+            target = patrol.instances(entry.instances, len(nodes), cores)
             live = [a for a in self.view.actors.values()
-                    if a.get("owner") == tag and a["realm"] == spec["realm"] and not self.view.lost(a, NODE_GRACE)]
+                    if a.owner == tag and a.realm == spec.realm and not self.view.lost(a, NODE_GRACE)]
             pending = self._patrol_pending.get(tag, 0)
             missing = target - len(live) - pending
             if missing > 0:
@@ -228,35 +229,35 @@ class Supervisor:
                 if failures and now < failures[-1] + backoff(len(failures)):
                     continue
                 self._patrol_pending[tag] = pending + missing
-                self._background.start(self._scale_up(spec["realm"], tag, entry, missing))
+                self._background.start(self._scale_up(spec.realm, tag, entry, missing))
             elif missing < 0 and not pending:
                 if now - self._over_since.setdefault(tag, now) >= SCALE_DOWN_GRACE:
                     # the oldest go first: an actor being recycled is already on its way out
-                    oldest = sorted(live, key=lambda a: a["started"])[:-missing]
+                    oldest = sorted(live, key=lambda a: a.started)[:-missing]
                     log.info("patrol %s: %d over target, stopping the oldest", tag, -missing)
-                    await self.client.stopActors(withId=[a["uid"] for a in oldest])
+                    await self.client.stopActors(withId=[a.uid for a in oldest])
                     self._over_since.pop(tag, None)
             else:
                 self._over_since.pop(tag, None)
 
     async def _scale_up(self, realm: str, tag: str, entry: patrol.PatrolEntry, count: int) -> None:
         try:
-            args = patrol.entry_spawn_args(entry, realm, tag)
+            spec = entry.spec(realm, owner=tag)
             for _ in range(count):  # one at a time, so each placement sees the previous ones
-                response = await self.client.place_actor(dict(args))
+                response = await self.client.place_actor(spec)
                 self._patrol_pending[tag] -= 1
                 if not response.isSuccess:
                     self._patrol_failures.setdefault(tag, []).append(time.time())
-                    log.warning("patrol %s: spawning %s failed: %s", tag, entry["actor"], response.error)
+                    log.warning("patrol %s: spawning %s failed: %s", tag, entry.actorName, response.error)
                     break
         finally:
             self._patrol_pending.pop(tag, None)
 
     async def _stop_unowned(self, specs: list[patrol.PatrolSpec]) -> None:
         """Stop patrol actors whose spec or entry was removed."""
-        wanted = {patrol.owner_tag(s["owner"], e["name"]) for s in specs for e in s["actors"]}
-        stale = [a["uid"] for a in self.view.live()
-                 if (a.get("owner") or "").startswith("patrol/") and a["owner"] not in wanted]
+        wanted = {patrol.owner_tag(s.owner, e.name) for s in specs for e in s.actors}
+        stale = [a.uid for a in self.view.live()
+                 if (a.owner or "").startswith("patrol/") and a.owner not in wanted]
         if stale:
             log.info("patrol: stopping %d actors of removed entries", len(stale))
             await self.client.stopActors(withId=stale)

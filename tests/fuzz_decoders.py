@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beach import logs, wire
-from beach.state import records
+from beach.state import desired, records
 from beach.state.records import RecordError
+from beach.wire import typed
 
 from .unit.test_records import GOOD, mutations, values
 
@@ -34,26 +35,26 @@ def main() -> int:
     def count(name: str) -> None:
         counts[name] = counts.get(name, 0) + 1
 
-    def fuzz_record(kind: str, schema: records.Schema, good: dict) -> None:
+    def fuzz_record(kind: str, type_: type, good: dict) -> None:
         @run
         @given(value=values | mutations(good))
         def record(value: object) -> None:
             count(kind)
             try:
-                schema.check(value, "fuzz")
+                records.check(type_, value, "fuzz")
             except RecordError:
                 pass
 
         record()
 
-    for kind, (schema, good) in sorted(GOOD.items()):
+    for kind, (type_, good) in sorted(GOOD.items()):
         started = time.monotonic()
-        fuzz_record(kind, schema, good)
+        fuzz_record(kind, type_, good)
         print(f"{kind:12} {counts[kind]:>8} inputs in {time.monotonic() - started:6.1f}s: no stray exception")
 
     @run
     @given(key=st.sampled_from(["sup.a.b", "patrol.x", "lease.supervisor", "x"]), value=values)
-    def desired(key: str, value: object) -> None:
+    def desired_records(key: str, value: object) -> None:
         count("desired")
         try:
             desired.check(key, value)
@@ -69,9 +70,12 @@ def main() -> int:
                 decode(body)
             except ValueError:
                 pass
-        logs.decode(body)
+        try:
+            typed.decode(body, logs.LogLine, "line", ValueError)
+        except ValueError:
+            pass
 
-    for name, fuzz in (("desired", desired), ("envelopes", envelopes)):
+    for name, fuzz in (("desired", desired_records), ("envelopes", envelopes)):
         started = time.monotonic()
         fuzz()
         print(f"{name:12} {counts[name]:>8} inputs in {time.monotonic() - started:6.1f}s: no stray exception")

@@ -129,7 +129,7 @@ def test_patrol_commands(beach, config_path, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("owner: x\nactors:\n  - {name: p, actor: Pong, category: c, instances: -1}\n")
     result = beach_cli("patrol", "apply", str(config_path), str(bad))
-    assert result.returncode == 2 and "'instances' must be 0 or more" in result.stderr
+    assert result.returncode == 2 and "'actors[0].instances' must be a whole number >= 0" in result.stderr
 
 
 def test_the_originals_patrol_module_applies_the_spec(beach, config_path, tmp_path):
@@ -160,7 +160,7 @@ def test_an_actors_log_lines_outlive_it_and_are_read_from_another_process(beach,
     assert handle.request("say", {"text": f"logging {marker}", "level": "logging"}).isSuccess
     assert handle.request("thread", {"text": f"thread {marker}"}).isSuccess
     assert beach.stopActors(withId=uid).isSuccess
-    wait_for(lambda: len([x for x in stream_lines(beach, logs.subject_filter(uid=uid)) if marker in x["msg"]]) == 5,
+    wait_for(lambda: len([x for x in stream_lines(beach, logs.subject_filter(uid=uid)) if marker in x.msg]) == 5,
              10, what="the actor's 5 lines in the stream")
     result = beach_cli("logs", str(config_path), uid)
     assert result.returncode == 0, result.stderr
@@ -219,9 +219,9 @@ def test_a_log_flood_is_bounded_and_counted(beach, config_path):
     assert flood.waitAll(30)[0].isSuccess
     elapsed = time.monotonic() - started
     dropped = wait_for(lambda: beach.getLoadInfo()[uid]["logs_dropped"], 10, what="dropped lines to be counted")
-    wait_for(lambda: any("log lines dropped" in x["msg"] for x in stream_lines(beach, logs.subject_filter(uid=uid))),
+    wait_for(lambda: any("log lines dropped" in x.msg for x in stream_lines(beach, logs.subject_filter(uid=uid))),
              10, what="the drop report")
-    kept = [x for x in stream_lines(beach, logs.subject_filter(uid=uid)) if x["msg"].startswith("flood line")]
+    kept = [x for x in stream_lines(beach, logs.subject_filter(uid=uid)) if x.msg.startswith("flood line")]
     print(f"\nlog flood: 20000 lines in {elapsed:.2f}s, {len(kept)} kept, {dropped} dropped")
     assert len(kept) + dropped >= 20000 - 5
     assert len(kept) <= 500 + 100 * (elapsed + 2), "the burst, then 100 lines/s"

@@ -20,6 +20,7 @@ from beach.bus.embedded import EmbeddedServer
 from beach.errors import BusError
 from beach.state.directory import LATE, NODE_TTL
 from beach.state.placement import PlacementError, Placer
+from beach.state.records import NodeEntry
 from nodeagent.cleanup import ORPHAN_CHECK, ORPHAN_GRACE
 
 from .conftest import LEDGER, Load, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
@@ -85,7 +86,7 @@ def beach(nodes, configs) -> Iterator[Beach]:
 def placements(beach, category: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for actor in beach._core.session.view.find("global", category):
-        counts[actor["node"]] = counts.get(actor["node"], 0) + 1
+        counts[actor.node] = counts.get(actor.node, 0) + 1
     return counts
 
 
@@ -111,7 +112,7 @@ def test_health_figures_are_sane(beach):
         assert info["hostname"] == socket.gethostname()
         assert "127.0.0.1" in info["addresses"]
     entry = beach._core.session.view.nodes["node-a"]
-    assert len(entry["hosts"]) == 1 and all(psutil.pid_exists(h["pid"]) for h in entry["hosts"].values())
+    assert len(entry.hosts) == 1 and all(psutil.pid_exists(h["pid"]) for h in entry.hosts.values())
 
 
 def test_random_and_roundrobin(beach):
@@ -167,7 +168,7 @@ def test_isolated_actor_killed_leaves_the_others(beach, tmp_path):
                               isIsolated=True, parameters={"path": str(tmp_path / "m")})
     assert shared.isSuccess and isolated.isSuccess
     pid = beach.getActorHandle("iso/alone").request("pid").data["pid"]
-    assert pid != beach._core.session.view.actors[shared.data["uid"]]["pid"]
+    assert pid != beach._core.session.view.actors[shared.data["uid"]].pid
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: beach.getActorHandle("iso/alone").getNumAvailable() == 0, 5, what="dead actor to leave")
     resp = beach.getActorHandle("iso/alone").request("pid", timeout=5)
@@ -234,7 +235,7 @@ def test_killed_node_disappears_by_itself(beach, configs):
         doomed.wait_registered(beach, timeout=60)
         resp = beach.addActor("Pong", "doomed", strategy="host_affinity", strategy_hint="node-doomed")
         assert resp.isSuccess
-        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-doomed"]["hosts"].values()]
+        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-doomed"].hosts.values()]
         doomed.process.kill()  # SIGKILL: no goodbye
         doomed.process.wait()
         wait_for(lambda: "node-doomed" not in beach._core.session.view.nodes, NODE_TTL + 3,
@@ -256,7 +257,7 @@ def test_the_entries_of_a_node_that_died_with_its_hosts_are_collected_by_the_oth
         resp = beach.addActor("Pong", "gone", strategy="host_affinity", strategy_hint="node-gone")
         assert resp.isSuccess
         uid = resp.data["uid"]
-        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-gone"]["hosts"].values()]
+        hosts = [h["pid"] for h in beach._core.session.view.nodes["node-gone"].hosts.values()]
         doomed.process.kill()
         for pid in hosts:  # before their watchdog (1 s) sees the agent gone and they leave cleanly
             os.kill(pid, signal.SIGKILL)
@@ -275,7 +276,7 @@ def test_the_entries_of_a_node_that_died_with_its_hosts_are_collected_by_the_oth
 def lose_machine(beach, node: NodeProcess) -> float:
     """SIGKILL a node agent and its actor hosts at once, as when a machine is lost (nobody cleans
     up); return the monotonic time it happened."""
-    hosts = [h["pid"] for h in beach._core.session.view.nodes[node.node_id]["hosts"].values()]
+    hosts = [h["pid"] for h in beach._core.session.view.nodes[node.node_id].hosts.values()]
     killed = time.monotonic()
     for pid in [node.process.pid, *hosts]:
         os.kill(pid, signal.SIGKILL)
@@ -284,7 +285,7 @@ def lose_machine(beach, node: NodeProcess) -> float:
 
 
 def live_nodes_of(beach, category):
-    return sorted(a["node"] for a in beach._core.session.view.find("global", category))
+    return sorted(a.node for a in beach._core.session.view.find("global", category))
 
 
 def test_supervised_actors_move_when_their_node_dies(beach, configs):
@@ -396,7 +397,7 @@ def test_a_frozen_node_takes_no_new_actor_once_its_heartbeat_is_late(beach, conf
 def test_placement_skips_nodes_that_are_not_up():
     """The placer's own rule, without a cluster: nodes the view reports not up, and nodes that
     failed a spawn on their side lately, are skipped; with none left it says why."""
-    nodes = {n: {"id": n, "cpu": [1.0], "mem": 1.0} for n in ("a", "b", "c")}
+    nodes = {n: NodeEntry(id=n, cpu=[1.0], mem=1.0) for n in ("a", "b", "c")}
     placer = Placer()
     picks = {placer.choose("random", None, nodes, list, ["x"], {"a": "is stopping"}) for _ in range(50)}
     assert picks == {"b", "c"}
@@ -443,8 +444,8 @@ def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
         async def hand_lease_to(holder):
             kv = await bus.open_desired(core.session.nc, core.session.config)
             while True:
-                current = await desired.get(kv, desired.LEASE_KEY)
-                value = {"holder": holder, "expires": time.time() + desired.LEASE_SECONDS}
+                current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
+                value = desired.LeaseRecord(holder=holder)
                 if current is None:
                     await desired.put(kv, desired.LEASE_KEY, value)
                     return
@@ -453,8 +454,8 @@ def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
 
         async def lease_holder():
             kv = await bus.open_desired(core.session.nc, core.session.config)
-            current = await desired.get(kv, desired.LEASE_KEY)
-            return current and current[0]["holder"]
+            current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
+            return current and current[0].holder
 
         beach._runner.run(hand_lease_to("node-lead"))
         time.sleep(1.5)
@@ -473,8 +474,8 @@ def test_supervision_survives_the_loss_of_the_supervising_agent(beach, configs):
         async def repoint():
             kv = await bus.open_desired(core.session.nc, core.session.config)
             key = desired.supervision_key("global", record_key)
-            record, revision = await desired.get(kv, key)
-            record["spawn"]["strategy"] = "random"
+            record, revision = await desired.get(kv, key, desired.SupervisionRecord)
+            record.spawn.strategy = "random"
             await desired.update(kv, key, record, revision)
 
         beach._runner.run(repoint())
@@ -510,7 +511,7 @@ def restart(server: EmbeddedServer) -> None:
 def test_losing_a_nats_server(beach, nats_cluster, configs):
     for _ in range(6):
         assert beach.addActor("Pong", "bus", strategy="roundrobin").isSuccess
-    uids = {a["uid"] for a in beach._core.session.view.find("global", "bus")}
+    uids = {a.uid for a in beach._core.session.view.find("global", "bus")}
     load = Load(beach, "bus", retries=3)
     time.sleep(0.5)
     victim = nats_cluster[1]  # node-b's seed; the client is on server 0
@@ -525,7 +526,7 @@ def test_losing_a_nats_server(beach, nats_cluster, configs):
     wait_for(lambda: beach.getNodeCount() == 3, 15, what="every node to be registered again")
     # a new client, through a surviving server, sees the whole directory
     with Beach(write_config(configs[0].parent / "survivor.yaml", nats_cluster[2].url)) as fresh:
-        assert {a["uid"] for a in fresh._core.session.view.find("global", "bus")} == uids
+        assert {a.uid for a in fresh._core.session.view.find("global", "bus")} == uids
         assert all(fresh.getActorHandle("bus").request("ping", nRetries=2).isSuccess for _ in range(20))
 
 
@@ -552,7 +553,7 @@ def test_a_paused_actor_host_is_failed_over_and_serves_again(beach):
     each attempt is served at most once."""
     uids = {node: beach.addActor(LEDGER, "hang/host", strategy="host_affinity", strategy_hint=node).data["uid"]
             for node in NODES}
-    host_pid = beach._core.session.view.actors[uids["node-a"]]["pid"]
+    host_pid = beach._core.session.view.actors[uids["node-a"]].pid
     load = Load(beach, "hang/host", retries=3, timeout=0.5, request="work")
     time.sleep(0.5)
     os.kill(host_pid, signal.SIGSTOP)
@@ -595,15 +596,15 @@ def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
         [sid] = [s for s, r in beach.getSupervised().items() if r["uid"] == first.data["uid"]]
         view = beach._core.session.view
 
-        def incarnations() -> list[dict]:
-            return [a for a in view.live() if a.get("sid") == sid]
+        def incarnations() -> list:
+            return [a for a in view.live() if a.sid == sid]
 
         os.kill(paused.process.pid, signal.SIGSTOP)
         stopped = time.monotonic()
         try:
             wait_for(lambda: "node-paused" not in view.nodes, NODE_TTL + 2, what="the paused node to leave")
             gone = time.monotonic() - stopped
-            wait_for(lambda: [a["node"] for a in incarnations()] not in ([], ["node-paused"]), NODE_TTL + 10,
+            wait_for(lambda: [a.node for a in incarnations()] not in ([], ["node-paused"]), NODE_TTL + 10,
                      what="the supervised actor to start elsewhere")
             moved = time.monotonic() - stopped
         finally:
@@ -617,8 +618,8 @@ def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
         [current] = incarnations()
         print(f"\nagent SIGSTOP: node out of the registry after {gone:.2f}s, actor re-placed after {moved:.2f}s; "
               f"after SIGCONT the old incarnation was stopped within {settled:.2f}s")
-        assert current["node"] != "node-paused" and beach.getSupervised()[sid]["uid"] == current["uid"]
-        assert beach.getActorHandle("paused/sup").request("who").data["uid"] == current["uid"]
+        assert current.node != "node-paused" and beach.getSupervised()[sid]["uid"] == current.uid
+        assert beach.getActorHandle("paused/sup").request("who").data["uid"] == current.uid
     finally:
         paused.terminate()
 
@@ -687,7 +688,7 @@ def test_a_pinned_supervised_actor_waits_for_its_node_and_comes_back_with_it(bea
         assert "waiting for node node-h" in status.stdout, status.stdout
         pinned = NodeProcess(configs[2], "node-h")  # the machine is back
         pinned.wait_registered(beach, timeout=60)
-        wait_for(lambda: [a["node"] for a in live_of(beach, "pinned")] == ["node-h"], 20,
+        wait_for(lambda: [a.node for a in live_of(beach, "pinned")] == ["node-h"], 20,
                  what="the actor to come back on its node")
         record = beach.getSupervised()[sid]
         assert record["state"] == "running" and not record["waiting_for"] and len(record["restarts"]) == 1

@@ -32,6 +32,7 @@ from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.code import bundle
 from beach.code import store as codestore
+from beach.state.desired import CodeVersion
 from beach.testing import LocalCluster
 
 from .bridge import NamespacedNode, bridge
@@ -234,18 +235,18 @@ class SteadyLoad:
         assert not self._thread.is_alive(), "the load thread did not stop"
 
 
-def current_record(client: Beach, realm: str) -> dict[str, Any]:
+def current_record(client: Beach, realm: str) -> CodeVersion:
     async def read() -> Any:
         return await codestore.resolve(await client._core._desired(), realm)
 
     record = client._runner.run(read())
     assert record is not None
-    return dict(record)
+    return record
 
 
 def versions_running(client: Beach, realm: str, category: str) -> list[str | None]:
     view = client._core.session.view
-    return sorted(a.get("version") or "-" for a in view.find(realm, category))
+    return sorted(a.version or "-" for a in view.find(realm, category))
 
 
 def test_deploy_then_spawn_on_all_three_nodes_without_code_on_disk(cluster, client, tmp_path):
@@ -316,10 +317,10 @@ def test_supervised_and_patrol_actors_keep_their_specs_through_a_rollout(cluster
         holds_for(lambda: versions_running(client, realm, "ks/svc") == ["v2", "v2", "v2"], 5.0,
                   "three actors, all of version v2")
         [record] = [r for r in client.getSupervised().values() if r["realm"] == realm]
-        [new] = [a for a in view.find(realm, "ks/svc") if a.get("sid")]
-        assert record["uid"] == new["uid"] != supervised.data["uid"] and record["state"] == "running"
-        assert new["params"] == {"p": 1} and new["restart"] == "on-failure"
-        owners = sorted(a.get("owner") or "-" for a in view.find(realm, "ks/svc"))
+        [new] = [a for a in view.find(realm, "ks/svc") if a.sid]
+        assert record["uid"] == new.uid != supervised.data["uid"] and record["state"] == "running"
+        assert new.params == {"p": 1} and new.restart == "on-failure"
+        owners = sorted(a.owner or "-" for a in view.find(realm, "ks/svc"))
         assert owners == ["-", "patrol/ks/pool", "patrol/ks/pool"]
     finally:
         client.removePatrol("ks")
@@ -405,13 +406,13 @@ def test_a_tampered_cached_bundle_is_refused(cluster, client, tmp_path):
     first = client.addActor("Echo", "t", realm=realm, strategy="host_affinity", strategy_hint=NODES[1])
     assert first.isSuccess, first
     record = current_record(client, realm)
-    cached = cluster.cache(1) / codestore.object_name(record["digest"]) / "bundle.tgz"
+    cached = cluster.cache(1) / codestore.object_name(record.digest) / "bundle.tgz"
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 0xFF
     cached.write_bytes(bytes(data))
     refused = client.addActor("Echo", "t", realm=realm, strategy="host_affinity", strategy_hint=NODES[1])
     assert not refused.isSuccess
-    assert record["digest"] in refused.error and "tampered" in refused.error, refused.error
+    assert record.digest in refused.error and "tampered" in refused.error, refused.error
     again = client.addActor("Echo", "t", realm=realm, strategy="host_affinity", strategy_hint=NODES[1])
     assert again.isSuccess, again  # the bad copy was dropped: fetched again, checked, run
 
@@ -470,7 +471,7 @@ def test_a_realm_with_a_pip_requirement(cluster, client, tmp_path):
     assert ok.isSuccess, ok
     client.setRealm(realm)
     assert client.getActorHandle("dep").request("value").data == 42
-    digest = current_record(client, realm)["digest"]
+    digest = current_record(client, realm).digest
     assert (cluster.cache(0) / codestore.object_name(digest) / "deps" / "beachtinydep" / "__init__.py").is_file()
     refused = client.addActor("Dep", "dep", realm=realm, strategy="host_affinity", strategy_hint=NODES[2])
     assert not refused.isSuccess
@@ -518,16 +519,16 @@ def test_a_drained_node_loses_no_request_and_takes_no_new_actor(cluster, client,
     try:
         assert load.counts["failed"] == 0, load.errors[:5]
         assert load.counts["ok"] > 50
-        assert not [a for a in view.find(realm, "d") if a["node"] == target]
+        assert not [a for a in view.find(realm, "d") if a.node == target]
         assert len(view.find(realm, "d")) == 4
-        wait_for(lambda: view.nodes[target].get("cordoned"), 10, what="the cordon in the registry")
+        wait_for(lambda: view.nodes[target].cordoned, 10, what="the cordon in the registry")
         for _ in range(6):
             response = client.addActor("Echo", "d2", realm=realm)
             assert response.isSuccess and response.data["node"] != target, response
     finally:
         undone = cli("uncordon", str(cluster.client_config), target)
         assert undone.returncode == 0, undone.stderr
-    wait_for(lambda: not view.nodes[target].get("cordoned"), 10, what="the cordon lifted")
+    wait_for(lambda: not view.nodes[target].cordoned, 10, what="the cordon lifted")
     assert client.addActor("Echo", "d3", realm=realm, strategy="host_affinity", strategy_hint=target).isSuccess
 
 
@@ -615,11 +616,11 @@ def test_a_large_bundle_goes_up_and_down_in_chunks(cluster, client, tmp_path):
 
     seen: list[tuple[int, int]] = []
     record = client._runner.run(deploy.deploy(client._core, realm, code, progress=lambda d, t: seen.append((d, t))))
-    assert record["size"] > 24 * 1024 * 1024
+    assert record.size > 24 * 1024 * 1024
     assert len(seen) > 100 and seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
     started = time.monotonic()
     response = client.addActor("Echo", "big", realm=realm, strategy="host_affinity", strategy_hint=NODES[2])
     assert response.isSuccess, response
     print(f"\n24 MiB bundle: fetched and unpacked by a node in {time.monotonic() - started:.1f}s")
-    cached = cluster.cache(2) / codestore.object_name(record["digest"]) / "code" / "blob.bin"
+    cached = cluster.cache(2) / codestore.object_name(record.digest) / "code" / "blob.bin"
     assert cached.read_bytes() == (code / "blob.bin").read_bytes()

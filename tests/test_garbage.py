@@ -80,7 +80,7 @@ def test_garbage_in_every_bucket_leaves_the_cluster_serving(tmp_path):
             supervised = client.getSupervised()
             assert {r["categories"][0] for r in supervised.values()} == {"garbage/sup", "garbage/old"}
             # supervision still works: a killed actor comes back
-            os.kill(view.actors[sup.data["uid"]]["pid"], signal.SIGKILL)
+            os.kill(view.actors[sup.data["uid"]].pid, signal.SIGKILL)
             wait_for(lambda: client.getActorHandle("garbage/sup").getNumAvailable() == 1
                      and sup.data["uid"] not in view.actors, 15, what="the supervised actor to be restarted")
             for command in (["status"], ["actors"], ["nodes"], ["patrol", "list"]):

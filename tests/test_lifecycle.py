@@ -254,7 +254,7 @@ def test_bad_config_stops_the_node_with_a_clear_error(tmp_path):
     path.write_text("n_processes: two\n")
     result = subprocess.run([sys.executable, "-m", "nodeagent", str(path)], capture_output=True, timeout=60)
     assert result.returncode == 2
-    assert b"'n_processes' must be int" in result.stderr
+    assert b"'n_processes' must be a whole number, not a string" in result.stderr
 
 
 def test_spawn_arguments_that_are_not_numbers_are_named(beach):
@@ -262,7 +262,7 @@ def test_spawn_arguments_that_are_not_numbers_are_named(beach):
 
     for bad in ({"time_to_drain": "soon", "is_drainable": True}, {"timeout": -3}, {"n_concurrent": "lots"},
                 {"max_concurrent": 0}):
-        with pytest.raises(UsageError, match=f"addActor: {next(iter(bad))} must be"):
+        with pytest.raises(UsageError, match=f"addActor: '{next(iter(bad))}' must be"):
             beach.addActor("Pong", "badargs", **bad)
 
 

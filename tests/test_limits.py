@@ -115,7 +115,7 @@ def test_a_host_whose_connection_the_server_closes_exits_and_its_node_reports_it
             assert saboteur.isSuccess and pong.isSuccess
             assert saboteur.data["host"] == pong.data["host"], "one shared host (n_processes: 1)"
             view = client._core.session.view
-            pid = view.actors[saboteur.data["uid"]]["pid"]
+            pid = view.actors[saboteur.data["uid"]].pid
             host = psutil.Process(pid)
             started = time.monotonic()
             # the server closes the host's connection ("maximum control line exceeded")
@@ -125,7 +125,7 @@ def test_a_host_whose_connection_the_server_closes_exits_and_its_node_reports_it
             # its actors leave the directory, as after a crash, and the node replaces the host
             wait_for(lambda: not {saboteur.data["uid"], pong.data["uid"]} & set(view.actors), 15,
                      what="the lost host's actors to leave the directory")
-            hosts = lambda: (view.nodes.get("limits-node") or {}).get("hosts") or {}  # noqa: E731
+            hosts = lambda: view.nodes["limits-node"].hosts if "limits-node" in view.nodes else {}  # noqa: E731
             wait_for(lambda: hosts() and pong.data["host"] not in hosts(), 30, what="the host to be replaced")
             again = client.addActor("Pong", "limits/pong")
             assert again.isSuccess and again.data["host"] != pong.data["host"]

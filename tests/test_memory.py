@@ -30,7 +30,7 @@ def test_a_flood_of_shots_to_a_slow_actor_is_bounded(monkeypatch):
         with cluster.client() as client:
             uid = client.addActor(GATE, "flood", max_concurrent=1).data["uid"]
             pids = [cluster.server.process.pid, cluster.nodes["local-1"].pid,
-                    *(h["pid"] for h in client._core.session.view.nodes["local-1"]["hosts"].values())]
+                    *(h["pid"] for h in client._core.session.view.nodes["local-1"].hosts.values())]
             handle = client.getActorHandle("flood")
             assert handle.request("ping").isSuccess
             before = rss(pids)

@@ -143,17 +143,17 @@ def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
         try:
             wait_for(lambda: "ns-node" not in view.nodes, NODE_TTL + 2, what="the cut-off node to leave")
             gone = time.monotonic() - cut
-            wait_for(lambda: any(a.get("sid") == sid and a["node"] == "root-node" for a in view.live()),
+            wait_for(lambda: any(a.sid == sid and a.node == "root-node" for a in view.live()),
                      NODE_TTL + 10, what="the supervised actor to start on the root node")
             moved = time.monotonic() - cut
         finally:
             ip("link", "set", HOST_IF, "up")  # healed
         healed = time.monotonic()
         wait_for(lambda: "ns-node" in view.nodes, 30, what="the node to come back")
-        wait_for(lambda: [a["uid"] for a in view.live() if a.get("sid") == sid] != [first.data["uid"]]
+        wait_for(lambda: [a.uid for a in view.live() if a.sid == sid] != [first.data["uid"]]
                  and first.data["uid"] not in view.actors, 20, what="the old incarnation to be stopped")
         settled = time.monotonic() - healed
-        holds_for(lambda: len([a for a in view.live() if a.get("sid") == sid]) == 1, 3.0,
+        holds_for(lambda: len([a for a in view.live() if a.sid == sid]) == 1, 3.0,
                   "one incarnation of the supervised actor")
         stop.set()
         loader.join(30)

@@ -169,7 +169,7 @@ def test_private_params(beach):
     assert params == {"a": 9, "_b": "<PRIVATE>", "c": 43}
     # the directory itself never holds the private value
     entry = beach._core.session.view.actors[a1.data["uid"]]
-    assert entry["params"]["_b"] == "<PRIVATE>"
+    assert entry.params["_b"] == "<PRIVATE>"
 
 
 def test_multi_category(beach):

@@ -360,8 +360,8 @@ def test_bad_control_arguments_are_refused_naming_the_field(beach, node):
     # what a careless tool or a hand-made message sends a node agent: one clear line back, and
     # the node goes on serving (a string for 'uids' used to be read as a list of its letters)
     core = beach._core
-    cases = [("stop", {"uids": "abc"}, "bad stop request: stop arguments: 'uids' must be a list of names, not str"),
-             ("stack", {"uid": 5}, "bad stack request: actor arguments: 'uid' must be a non-empty string, not int"),
+    cases = [("stop", {"uids": "abc"}, "bad stop request: stop arguments: 'uids' must be a list, not a string"),
+             ("stack", {"uid": 5}, "bad stack request: actor arguments: 'uid' must be a string, not a whole number"),
              ("replace", {"grace": 1}, "bad replace request: replace arguments: 'uid' is missing"),
              ("associate", {"uid": "u", "category": ""}, "bad associate request: category arguments: 'category' "
                                                           "must be a non-empty string"),
@@ -381,15 +381,17 @@ def test_bad_arguments_to_an_actor_host_are_refused_naming_the_field(beach):
     assert resp.isSuccess, resp
     host = resp.data["host"]
     session = beach._core._session
-    cases = [("stop", {"uids": "abc"}, "bad stop request: stop arguments: 'uids' must be a list of names, not str"),
+    cases = [("stop", {"uids": "abc"}, "bad stop request: stop arguments: 'uids' must be a list, not a string"),
              ("stop", {"uids": [], "grace": "1s"}, "bad stop request: stop arguments: 'grace' must be a number"),
-             ("flush", {"realm": 3}, "bad flush request: flush arguments: 'realm' must be a string, not int"),
+             ("flush", {"realm": 3}, "bad flush request: flush arguments: 'realm' must be a string or null, not a "
+                                     "whole number"),
              ("spec", {}, "bad spec request: actor arguments: 'uid' is missing"),
-             ("stack", {"uid": ["x"]}, "bad stack request: stack arguments: 'uid' must be a string, not list"),
+             ("stack", {"uid": ["x"]}, "bad stack request: stack arguments: 'uid' must be a string or null, not a "
+                                       "list"),
              ("associate", {"uid": resp.data["uid"]}, "bad associate request: category arguments: 'category' "
                                                       "is missing"),
              ("spawn", {"name": "AsyncEcho", "categories": ["x"], "realm": "global"},
-              "bad spawn request: spawn record: 'uid' must not be empty")]
+              "bad spawn request: spawn record: 'uid' is missing")]
     token = session.config.admin_token  # what the node agent proves it holds
 
     async def call(op: str, args: dict) -> Any:

@@ -30,6 +30,7 @@ from beach.bus.embedded import EmbeddedServer
 from beach.security import authority, roles, seal
 from beach.security.certs import client_context
 from beach.security.sealedkv import REFUSED, SealedBucket
+from beach.state.records import NodeEntry
 
 from .conftest import LEDGER, NodeProcess, free_port, holds_for, ledger, wait_for, write_config
 
@@ -228,7 +229,7 @@ def test_a_realm_admins_rights_stop_at_its_realm(secured: Secured, admin: Beach)
         assert team.flush()  # the team's flush: its realm only
     wait_for(lambda: ours not in admin.getDirectory()["reverse"], 10, what="the team's actors to go")
     reverse = admin.getDirectory()["reverse"]
-    assert theirs in reverse and not any(a["realm"] == "team" for a in admin._core.session.view.live())
+    assert theirs in reverse and not any(a.realm == "team" for a in admin._core.session.view.live())
 
 
 TALLY = "beach_test_actors:Tally"
@@ -298,12 +299,12 @@ def test_deploying_code_takes_admin_credentials(secured: Secured, admin: Beach, 
         with pytest.raises(PermissionDenied, match="NATS user 'alice' may not publish to '.*obj_beach_code"):
             alice._runner.run(codestore.upload(alice._core.session, packed))
     with secured.client("admin-team", realm="team") as team:
-        assert team._runner.run(deploy.deploy(team._core, "team", code))["version"] == "v1"
+        assert team._runner.run(deploy.deploy(team._core, "team", code)).version == "v1"
         with pytest.raises(PermissionDenied, match="may not publish to 'beach.n.secure-node.desired.other"):
             team._runner.run(deploy.deploy(team._core, "other", code))
     versions = admin._runner.run(deploy.versions(admin._core))
-    assert {(v["realm"], v["version"]) for v in versions} == {("secreal", "v1"), ("team", "v1")}
-    assert [v["who"] for v in versions if v["realm"] == "secreal"] == ["admin"] and record["who"] == "admin"
+    assert {(v.realm, v.version) for v, _ in versions} == {("secreal", "v1"), ("team", "v1")}
+    assert [v.who for v, _ in versions if v.realm == "secreal"] == ["admin"] and record.who == "admin"
 
 
 def test_admin_operations_are_in_the_audit_log(secured: Secured, admin: Beach) -> None:
@@ -433,7 +434,7 @@ def _logged(client: Beach, text: str) -> bool:
 
         session = client._core.session
         async for line in logs.read(session.nc, "beach.log.app.>", sealer=session.sealer):
-            if line["msg"] == text:
+            if line.msg == text:
                 return True
         return False
 
@@ -481,7 +482,7 @@ def test_a_bundle_is_sealed_in_the_store(sealed: Sealed, tmp_path: Path) -> None
     code = write_realm(tmp_path / "code", f"sealed-{MARKER}")
     with Beach(sealed.config, realm="sealedcode") as client:
         record = client._runner.run(deploy.deploy(client._core, "sealedcode", code))
-        assert record["sealed"]
+        assert record.sealed
         assert client.addActor("Echo", "sealed/echo").isSuccess
         answer = client.getActorHandle("sealed/echo").request("echo", {"n": 2})
         assert answer.data == {"version": f"sealed-{MARKER}", "n": 2}, answer
@@ -490,7 +491,7 @@ def test_a_bundle_is_sealed_in_the_store(sealed: Sealed, tmp_path: Path) -> None
         nc = await raw(sealed.server.url)
         try:
             store = await nc.jetstream().object_store(codestore.CODE_BUCKET)
-            return bytes((await store.get(codestore.object_name(record["digest"]))).data)
+            return bytes((await store.get(codestore.object_name(record.digest))).data)
         finally:
             await nc.close()
 
@@ -668,7 +669,7 @@ def test_an_open_cluster_lets_everyone_deploy_and_says_so_once(tmp_path: Path) -
     loud = authority.open_notice(beach_config.parse({}), [], "0.0.0.0")
     assert loud is not None and loud.startswith("WARNING: this cluster is open") and "0.0.0.0" in loud
     assert authority.open_notice(beach_config.parse({"admin_token": "x"}), [], "0.0.0.0") is None
-    assert authority.read_only(beach_config.parse({}), [{"open": False}]) == authority.NO_TOKEN, \
+    assert authority.read_only(beach_config.parse({}), [NodeEntry(id="n1", open=False)]) == authority.NO_TOKEN, \
         "nodes that need a token make a tool without one read-only: one rule, both sides"
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+from beach.state.patrol import Instances
 from nodeagent.supervisor import backoff
 
 from .conftest import holds_for, wait_for
@@ -22,7 +23,7 @@ def test_supervised_actor_comes_back_after_its_host_is_killed(beach):
     assert resp.isSuccess
     first = resp.data["uid"]
     [sid] = list(beach.getSupervised())
-    host_pid = beach._core.session.view.actors[first]["pid"]
+    host_pid = beach._core.session.view.actors[first].pid
     handle = beach.getActorHandle("sup/pong")
     killed = time.monotonic()
     os.kill(host_pid, signal.SIGKILL)
@@ -88,7 +89,7 @@ def test_graceful_stop_finishes_requests_in_progress(beach, tmp_path):
 
 
 def patrol_count(beach, tag):
-    return sum(1 for a in beach._core.session.view.live("global") if a.get("owner") == tag)
+    return sum(1 for a in beach._core.session.view.live("global") if a.owner == tag)
 
 
 def test_patrol_scales_up_and_down_and_keeps_owners_apart(beach, tmp_path):
@@ -104,11 +105,11 @@ def test_patrol_scales_up_and_down_and_keeps_owners_apart(beach, tmp_path):
     wait_for(lambda: patrol_count(beach, "patrol/shop/pongs") == 1, 15, what="scale down to 1")
     assert patrol_count(beach, "patrol/other/pongs") == 2
     # an instance that dies is replaced
-    [victim] = [a for a in beach._core.session.view.live("global") if a["owner"] == "patrol/shop/pongs"]
-    assert beach._core.session.view.actors[victim["uid"]]
-    os.kill(victim["pid"], signal.SIGKILL)
+    [victim] = [a for a in beach._core.session.view.live("global") if a.owner == "patrol/shop/pongs"]
+    assert beach._core.session.view.actors[victim.uid]
+    os.kill(victim.pid, signal.SIGKILL)
     wait_for(lambda: patrol_count(beach, "patrol/shop/pongs") == 1
-             and victim["uid"] not in beach._core.session.view.actors, 15, what="the killed instance to be replaced")
+             and victim.uid not in beach._core.session.view.actors, 15, what="the killed instance to be replaced")
     assert beach.removePatrol("shop")
     assert not beach.removePatrol("shop")
     wait_for(lambda: patrol_count(beach, "patrol/shop/pongs") == 0, 15, what="removed spec's actors to stop")
@@ -123,8 +124,8 @@ def test_patrol_python_file(beach, tmp_path):
         "       actorKwArgs={'parameters': {}, 'strategy': 'repulsion'})\n"
         "Patrol('pings', initialInstances=2, maxInstances=5, actorArgs=['MultiPing', 'patrol/legacy2'])\n")
     spec = beach.applyPatrol(str(path))
-    assert spec["owner"] == "legacy_patrol"
-    assert spec["actors"][0]["instances"] == {"per_node": 1}
+    assert spec.owner == "legacy_patrol"
+    assert spec.actors[0].instances == Instances(per_node=1)
     wait_for(lambda: patrol_count(beach, "patrol/legacy_patrol/pongs") == 1
              and patrol_count(beach, "patrol/legacy_patrol/pings") == 2, 15, what="the legacy patrol's actors")
 
@@ -158,7 +159,7 @@ def test_rolling_restart_under_load_loses_no_request(beach):
     wait_for(lambda: handle.getNumAvailable() == 3, 10, what="three actors once the recycling settles")
     holds_for(lambda: handle.getNumAvailable() in (3, 4), 1.0, "never fewer than three, nor a leftover")
     records = beach.getSupervised().values()
-    assert len(records) == 3 and {r["uid"] for r in records} <= {a["uid"] for a in beach._core.session.view.live()}
+    assert len(records) == 3 and {r["uid"] for r in records} <= {a.uid for a in beach._core.session.view.live()}
     assert all(r["restarts"] == [] for r in records), "recycling is not a crash"
 
 
@@ -190,7 +191,7 @@ def test_retries_ride_out_an_actor_restart(beach):
     restart (0.5-2.5 s)."""
     resp = beach.addActor("Pong", "sup/rides", restart="on-failure")
     uid = resp.data["uid"]
-    os.kill(beach._core.session.view.actors[uid]["pid"], signal.SIGKILL)
+    os.kill(beach._core.session.view.actors[uid].pid, signal.SIGKILL)
     wait_for(lambda: uid not in beach._core.session.view.actors, 5, what="the dead actor to leave the directory")
     started = time.monotonic()
     answer = beach.getActorHandle("sup/rides").request("ping", timeout=5, nRetries=3)

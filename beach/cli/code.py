@@ -6,17 +6,19 @@ import argparse
 import time
 from typing import Any
 
+import msgspec
+
 from beach import output
 from beach.cli.common import add_config, add_json, connected, emit, progress_bar, replaced
 from beach.client.core import AsyncBeach
 from beach.code import deploy
 from beach.operations import rollout
+from beach.state.desired import CodeVersion
 
 
-def _version_row(v: dict[str, Any]) -> list[Any]:
-    return [v["realm"], v["version"] + (" *" if v.get("current") else ""), v["who"],
-            output.duration(time.time() - v["when"]) + " ago", v["digest"][:19], output.size(v["size"]),
-            v["files"], ", ".join(v["requirements"]) or "-"]
+def _version_row(v: CodeVersion, current: bool) -> list[Any]:
+    return [v.realm, v.version + (" *" if current else ""), v.who, output.duration(time.time() - v.when) + " ago",
+            v.digest[:19], output.size(v.size), v.files, ", ".join(v.requirements) or "-"]
 
 
 VERSION_COLUMNS = ("realm", "version", "who", "when", "digest", "size", "files", "requirements")
@@ -30,7 +32,7 @@ def deploy_command(args: argparse.Namespace) -> int:
     async def run(client: AsyncBeach) -> int:
         with progress_bar(f"uploading {args.directory}", args.json) as update:
             record = await deploy.deploy(client, args.realm, args.directory, args.version, update)
-        emit(args, record, VERSION_COLUMNS, lambda: [_version_row({**record, "current": True})])
+        emit(args, record, VERSION_COLUMNS, lambda: [_version_row(record, True)])
         return 0
 
     return connected(args, run)
@@ -41,7 +43,8 @@ def code_list(args: argparse.Namespace) -> int:
 
     async def run(client: AsyncBeach) -> int:
         found = await deploy.versions(client, args.realm)
-        emit(args, found, VERSION_COLUMNS, lambda: [_version_row(v) for v in found])
+        emit(args, [{**msgspec.structs.asdict(v), "current": current} for v, current in found], VERSION_COLUMNS,
+             lambda: [_version_row(v, current) for v, current in found])
         return 0
 
     return connected(args, run)
@@ -53,8 +56,8 @@ def code_rollback(args: argparse.Namespace) -> int:
 
     async def run(client: AsyncBeach) -> int:
         record = await deploy.rollback(client, args.realm, args.version)
-        emit(args, record, ("realm", "current", "was"), lambda: [[record["realm"], record["version"],
-                                                                  record["previous"]]])
+        emit(args, record, ("realm", "current", "was"), lambda: [[record.realm, record.version,
+                                                                  record.previous]])
         return 0
 
     return connected(args, run)

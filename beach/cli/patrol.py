@@ -7,6 +7,8 @@ import asyncio
 import time
 from typing import Any
 
+import msgspec
+
 from beach.cli.common import add_config, add_json, connected, emit, fail
 from beach.client.core import AsyncBeach
 from beach.errors import UsageError
@@ -42,17 +44,17 @@ def patrol(args: argparse.Namespace) -> int:
     async def run(client: AsyncBeach) -> int:
         if args.action == "apply":
             spec = await client.applyPatrol(args.target, owner=args.owner, realm=args.realm)
-            print(f"patrol spec {spec['owner']!r} applied: " + ", ".join(
-                f"{e['name']} ({e['actor']} x {e['instances']})" for e in spec["actors"]))
+            print(f"patrol spec {spec.owner!r} applied: " + ", ".join(
+                f"{e.name} ({e.actorName} x {msgspec.to_builtins(e.instances)})" for e in spec.actors))
             if args.wait:
                 model = ClusterModel(client)
                 await model.start()
                 try:
-                    if not await _wait_for_patrol(model, spec["owner"], args.timeout):
-                        return fail(f"patrol {spec['owner']!r}: not every actor is running after {args.timeout:g}s")
+                    if not await _wait_for_patrol(model, spec.owner, args.timeout):
+                        return fail(f"patrol {spec.owner!r}: not every actor is running after {args.timeout:g}s")
                 finally:
                     await model.stop()
-                print(f"patrol spec {spec['owner']!r}: every actor is running")
+                print(f"patrol spec {spec.owner!r}: every actor is running")
             return 0
         if args.action == "remove":
             if not await client.removePatrol(args.target):

@@ -44,8 +44,8 @@ def show_audit(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
 
     async def run(client: AsyncBeach) -> int:
-        def accept(entry: dict[str, object]) -> bool:
-            return (not args.who or entry.get("who") == args.who) and (not args.op or entry.get("op") == args.op)
+        def accept(entry: audit.AuditRecord) -> bool:
+            return (not args.who or entry.who == args.who) and (not args.op or entry.op == args.op)
 
         async for entry in logs.read(client.session.nc, audit.SUBJECTS, since=since, follow=args.follow,
                                      accept=accept, sealer=client.session.sealer, stream=audit.STREAM,

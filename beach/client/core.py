@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -28,8 +28,9 @@ from beach.client.session import Session
 from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.security import authority
 from beach.state import clusterconfig, desired, patrol, placement
-from beach.state.spawn import HOST_START_SECONDS, SPAWN_TIMEOUT, spawn_args
-from beach.wire import subjects
+from beach.state.records import RecordError
+from beach.state.spawn import HOST_START_SECONDS, SpawnOptions, SpawnSpec
+from beach.wire import subjects, typed
 
 CONTROL_TIMEOUT = 60.0  # seconds a control operation (stop, flush, associate, desired writes) may take
 INFO_TIMEOUT = 10.0  # seconds each node has to report its load figures
@@ -87,7 +88,7 @@ class AsyncBeach:
 
     # ---------------------------------------------------------------- node control
 
-    async def _exchange(self, node: str, op: str, args: dict[str, Any], timeout: float, realm: str | None) -> Any:
+    async def _exchange(self, node: str, op: str, args: Any, timeout: float, realm: str | None) -> Any:
         scope = (realm or self._realm) if self._scoped else None
         subject = authority.control_subject(node, op, scope, self._who)
         token = None
@@ -98,7 +99,7 @@ class AsyncBeach:
                                             args, token, f"{op} arguments", timeout)
         return await self._session.inbox.request(subject, body, timeout)
 
-    async def _node_call(self, node: str, op: str, args: dict[str, Any], timeout: float,
+    async def _node_call(self, node: str, op: str, args: Any, timeout: float,
                          realm: str | None = None) -> ActorResponse:
         """Run control operation ``op`` on ``node`` (acting on ``realm``, default the current one);
         a failed response says why it did not run. Raises `PermissionDenied` when the NATS
@@ -139,18 +140,11 @@ class AsyncBeach:
         for key, revision in stopped.values():
             self._session.view.apply_local(key, revision, None)
 
-    async def addActor(self, actorName: str, category: str | Iterable[str], strategy: str = "random",
-                       strategy_hint: str | None = None, realm: str | None = None,
-                       parameters: dict[str, Any] | None = None, resources: dict[str, Any] | None = None,
-                       isIsolated: bool = False, secretIdent: str | None = None,
-                       trustedIdents: Iterable[str] = (), n_concurrent: int = 1, is_drainable: bool = False,
-                       time_to_drain: float | None = None, owner: str | None = None,
-                       log_level: int | str | None = None, log_dest: str | None = None,
-                       max_concurrent: int | None = None, restart: str = "never", max_restarts: int = 5,
-                       restart_window: float = 60.0, timeout: float = SPAWN_TIMEOUT,
-                       version: str | None = None) -> ActorResponse:
+    @typed.arguments(SpawnOptions, "addActor", UsageError)
+    async def addActor(self, options: SpawnOptions) -> ActorResponse:
         """Start actor class ``actorName`` in ``category`` (a name or a list) on a node chosen by
-        ``strategy``; return once its ``init()`` has run.
+        ``strategy``; return once its ``init()`` has run. The arguments are `SpawnOptions`' fields
+        (in the seed's order; each says what it does).
 
         Success: ``ActorResponse`` with ``data = {'uid', 'node', 'host', 'version'}``, visible in
         ``getDirectory()`` at once. Failure (unknown class, import error, init raising, no node
@@ -167,30 +161,25 @@ class AsyncBeach:
         supervised actor keeps the version it started with through its restarts; only a rollout
         moves it (``data['version']``: the one it runs, None for the code directory).
 
-        Raises `CategoryError` for a bad category and `UsageError` for an unknown strategy or
-        restart policy; ``log_dest`` is accepted and ignored (hosts log to their stderr).
+        Raises `CategoryError` for a bad category or realm and `UsageError` for any other argument
+        that is not what its type says (naming it); ``log_dest`` is accepted and ignored (hosts log
+        to their stderr).
         """
-        if owner is not None and owner.startswith("patrol/"):
-            raise UsageError(f"owner {owner!r}: owners starting with 'patrol/' belong to patrol specs")
-        args = spawn_args(actorName, category, realm or self._realm, strategy=strategy,
-                          strategy_hint=strategy_hint, parameters=parameters, resources=resources,
-                          isIsolated=isIsolated, secretIdent=secretIdent, trustedIdents=trustedIdents,
-                          n_concurrent=n_concurrent, max_concurrent=max_concurrent, is_drainable=is_drainable,
-                          time_to_drain=time_to_drain, owner=owner, log_level=log_level, restart=restart,
-                          timeout=timeout, version=version)
-        if restart != "never":
-            args["sid"] = uuid.uuid4().hex
-        response = await self.place_actor(args)
-        if response.isSuccess and restart != "never":
-            record = {"kind": "actor", "sid": args["sid"], "spawn": args, "restart": restart,
-                      "max_restarts": max_restarts, "restart_window": restart_window,
-                      "uid": response.data["uid"], "state": "running", "restarts": [], "created": time.time(),
-                      "version": response.data["version"]}  # what it runs, its restarts run too
-            await self._change_desired(put={desired.supervision_key(args["realm"], args["sid"]): record})
+        if options.owner is not None and options.owner.startswith("patrol/"):
+            raise UsageError(f"owner {options.owner!r}: owners starting with 'patrol/' belong to patrol specs")
+        supervised = options.restart != "never"
+        spec = options.spec(self._realm, sid=uuid.uuid4().hex if supervised else None)
+        response = await self.place_actor(spec)
+        if response.isSuccess and spec.sid is not None:
+            record = desired.SupervisionRecord(
+                sid=spec.sid, spawn=spec, restart=options.restart, max_restarts=options.max_restarts,
+                restart_window=options.restart_window, uid=response.data["uid"], created=time.time(),
+                version=response.data["version"])  # what it runs, its restarts run too
+            await self._change_desired(put={desired.supervision_key(spec.realm, spec.sid): record})
         return response
 
-    async def place_actor(self, args: dict[str, Any]) -> ActorResponse:
-        """Place and start one actor from checked spawn arguments (what `addActor` builds).
+    async def place_actor(self, spec: SpawnSpec) -> ActorResponse:
+        """Place and start one actor from its spawn spec (what `addActor` builds).
 
         Only a node that is up is chosen (see `beach.state.placement`). A node that fails the spawn
         on its side — gone, stopping, no actor host — is skipped for a while and the next choice is
@@ -201,20 +190,24 @@ class AsyncBeach:
         view = self._session.view
         await self.waitForNodes()
         # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
-        budget = float(args.get("timeout") or SPAWN_TIMEOUT) + 10 + (HOST_START_SECONDS if args.get("isolated") else 0)
+        budget = spec.timeout + 10 + (HOST_START_SECONDS if spec.isIsolated else 0)
         tried: list[str] = []
         while True:
             try:
-                node = self._placer.choose(args["strategy"], args.get("strategy_hint"), view.nodes,
-                                           lambda: view.live(args["realm"]), args["categories"], view.unavailable())
+                node = self._placer.choose(spec.strategy, spec.strategy_hint, view.nodes,
+                                           lambda: view.live(spec.realm), spec.category, view.unavailable())
             except placement.PlacementError as err:  # (after a failed try, say that first: it is why)
                 return ActorResponse(False, "; then ".join([*tried, str(err)]), {"unavailable": err.unavailable})
-            response = await self._node_call(node, "spawn", args, budget, args["realm"])
+            response = await self._node_call(node, "spawn", spec, budget, spec.realm)
             if response.isSuccess:
                 data = response.data
-                view.apply_local(data["key"], data["revision"], data["entry"])
-                response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"],
-                                 "version": data["entry"]["version"]}
+                try:
+                    view.apply_local(data["key"], data["revision"], data["entry"])
+                    response.data = {"uid": data["uid"], "node": node, "host": data["entry"]["host"],
+                                     "version": data["entry"].get("version")}
+                except (KeyError, TypeError, AttributeError, RecordError) as err:
+                    why = f"{wire.Failure.MALFORMED_REPLY.value} from node {node} to spawn: {err}"
+                    return ActorResponse(False, why)
                 return response
             node_side = response.isTimedOut or (isinstance(response.data, dict) and (
                 response.data.get("gone") or response.data.get("unavailable")))
@@ -238,24 +231,24 @@ class AsyncBeach:
         spec names its own; default: the current realm). Raises `ConfigError` for a bad spec."""
         checked = patrol.check(spec) if isinstance(spec, dict) else patrol.load(os.fspath(spec), owner,
                                                                                  realm or self._realm)
-        response = await self._change_desired(put={desired.patrol_key(checked["owner"]): checked})
+        response = await self._change_desired(put={desired.patrol_key(checked.owner): checked})
         if not response.isSuccess:
-            raise UsageError(f"patrol spec {checked['owner']!r} not applied: {response.error}")
+            raise UsageError(f"patrol spec {checked.owner!r} not applied: {response.error}")
         return checked
 
     async def removePatrol(self, owner: str) -> bool:
         """Forget a patrol spec: the supervisor stops its actors. False if there was none."""
         key = desired.patrol_key(owner)
         with bus.translated("cannot read the desired state"):
-            if await desired.get(await self._desired(), key) is None:
+            if await desired.get(await self._desired(), key, patrol.PatrolSpec) is None:
                 return False
         return (await self._change_desired(delete=[key])).isSuccess
 
     async def getPatrols(self) -> dict[str, patrol.PatrolSpec]:
         """Every patrol spec, by owner. Raises `BusError` when NATS cannot answer."""
         with bus.translated("cannot read the desired state"):
-            specs = await desired.snapshot(await self._desired(), "patrol.")
-        return {v["owner"]: cast(patrol.PatrolSpec, v) for v, _ in specs.values()}  # (checked as read)
+            specs = await desired.snapshot(await self._desired(), "patrol.", patrol.PatrolSpec)
+        return {v.owner: v for v, _ in specs.values()}
 
     async def getSupervised(self) -> dict[str, dict[str, Any]]:
         """Every supervised actor: ``{sid: {'name', 'realm', 'categories', 'state' ('running' or
@@ -264,11 +257,10 @@ class AsyncBeach:
         host_affinity actor waits for, or None), 'version' (of its realm's code it runs)}}``.
         Raises `BusError` when NATS cannot answer."""
         with bus.translated("cannot read the desired state"):
-            entries = await desired.snapshot(await self._desired(), "sup.")
-        return {v["sid"]: {"name": v["spawn"]["name"], "realm": v["spawn"]["realm"],
-                           "categories": v["spawn"]["categories"], "state": v["state"], "uid": v["uid"],
-                           "restart": v["restart"], "restarts": v["restarts"], "last_error": v["last_error"],
-                           "waiting_for": v["waiting_for"], "version": v["version"]}
+            entries = await desired.snapshot(await self._desired(), "sup.", desired.SupervisionRecord)
+        return {v.sid: {"name": v.spawn.actorName, "realm": v.spawn.realm, "categories": v.spawn.category,
+                        "state": v.state, "uid": v.uid, "restart": v.restart, "restarts": v.restarts,
+                        "last_error": v.last_error, "waiting_for": v.waiting_for, "version": v.version}
                 for v, _ in entries.values()}
 
     async def stopActors(self, withId: str | Iterable[str] | None = None,
@@ -286,10 +278,10 @@ class AsyncBeach:
         if withCategory is not None:
             cats = [withCategory] if isinstance(withCategory, str) else list(withCategory)
             for cat in cats:
-                uids += [a["uid"] for a in self._session.view.find(self._realm, cat) if a["uid"] not in uids]
+                uids += [a.uid for a in self._session.view.find(self._realm, cat) if a.uid not in uids]
         if not keepSupervision:  # end their supervision first (else the supervisor would restart them)
-            sids = {desired.supervision_key(a["realm"], sid) for a in map(self._session.view.actors.get, uids)
-                    if a is not None and (sid := a["sid"])}
+            sids = {desired.supervision_key(a.realm, sid) for a in map(self._session.view.actors.get, uids)
+                    if a is not None and (sid := a.sid)}
             if sids:
                 response = await self._change_desired(delete=sorted(sids))
                 if not response.isSuccess:
@@ -304,7 +296,7 @@ class AsyncBeach:
             if actor is None:
                 missing.append(uid)
             else:
-                by_node.setdefault(actor["node"], []).append(uid)
+                by_node.setdefault(actor.node, []).append(uid)
         if delay:  # one at a time, delay apart
             calls = []
             for i, (node, uid) in enumerate((n, u) for n, node_uids in by_node.items() for u in node_uids):
@@ -396,9 +388,9 @@ class AsyncBeach:
         actor = self._session.view.actors.get(actorId)
         if actor is None:
             return False
-        subjects.routable(actor["realm"], category)  # a bad category is a CategoryError here, not a failed call
-        response = await self._node_call(actor["node"], op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT,
-                                         actor["realm"])
+        subjects.routable(actor.realm, category)  # a bad category is a CategoryError here, not a failed call
+        response = await self._node_call(actor.node, op, {"uid": actorId, "category": category}, CONTROL_TIMEOUT,
+                                         actor.realm)
         if response.isSuccess:
             data = response.data
             self._session.view.apply_local(data["key"], data["revision"], data["entry"])
@@ -429,7 +421,7 @@ class AsyncBeach:
         'is_inited': True}`` from the live view (the arguments are accepted for compatibility)."""
         view = self._session.view
         realms = {realm: view.categories(realm) for realm in view.realms()}
-        reverse = {a["uid"]: f"{a['node']}/{a['host']}" for a in view.live()}
+        reverse = {a.uid: f"{a.node}/{a.host}" for a in view.live()}
         return {"realms": realms, "reverse": reverse, "is_inited": True}
 
     def getNodeCount(self) -> int:
@@ -452,7 +444,7 @@ class AsyncBeach:
     def getClusterHealth(self) -> dict[str, dict[str, Any]]:
         """``{node: {'cpu': [percent per core], 'mem': percent, ...}}`` from the node registry."""
         keys = ("cpu", "mem", "cores", "mem_total", "mem_available", "n_actors", "hostname", "addresses", "updated")
-        return {node_id: {k: node.get(k) for k in keys} for node_id, node in self._session.view.nodes.items()}
+        return {node_id: {k: getattr(node, k) for k in keys} for node_id, node in self._session.view.nodes.items()}
 
     async def getLoadInfo(self) -> dict[str, Any]:
         """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
@@ -481,7 +473,7 @@ class AsyncBeach:
         actor = self._session.view.actors.get(uid)
         if actor is None:
             return ActorResponse(False, f"no actor {uid!r} in the directory")
-        return await self._node_call(actor["node"], "stack", {"uid": uid}, STACK_TIMEOUT, actor["realm"])
+        return await self._node_call(actor.node, "stack", {"uid": uid}, STACK_TIMEOUT, actor.realm)
 
     def resolveUid(self, uid: str) -> str:
         """The uid of the one live actor (of any realm) whose uid starts with ``uid``, as git takes
@@ -493,14 +485,14 @@ class AsyncBeach:
             return prefix
         if not prefix:
             raise UsageError("an empty uid: give an actor's uid, or the first characters of it")
-        found = sorted((a for a in self._session.view.live() if a["uid"].startswith(prefix)), key=lambda a: a["uid"])
+        found = sorted((a for a in self._session.view.live() if a.uid.startswith(prefix)), key=lambda a: a.uid)
         if not found:
             raise NotFound(f"no live actor has a uid starting with {uid!r}")
         if len(found) > 1:
-            shown = ", ".join(f"{a['uid']} ({a['realm']}/{a['name']} on {a['node']})" for a in found[:10])
+            shown = ", ".join(f"{a.uid} ({a.realm}/{a.name} on {a.node})" for a in found[:10])
             more = f" and {len(found) - 10} more" if len(found) > 10 else ""
             raise UsageError(f"uid prefix {uid!r} is ambiguous: {len(found)} actors have it: {shown}{more}")
-        return found[0]["uid"]
+        return found[0].uid
 
     def getAllNodeMetadata(self) -> dict[str, dict[str, Any]]:
         """``{node: {'status': {'success': True}, 'data': {'mtd': {uid: metadata}}}}``; private
@@ -508,10 +500,10 @@ class AsyncBeach:
         result: dict[str, dict[str, Any]] = {node: {"status": {"success": True}, "data": {"mtd": {}}}
                                              for node in self._session.view.nodes}
         for a in self._session.view.live():
-            result[a["node"]]["data"]["mtd"][a["uid"]] = {
-                "name": a["name"], "realm": a["realm"], "categories": a["categories"], "instance_id": a["host"],
-                "pid": a["pid"], "isolated": a["isolated"], "owner": a["owner"], "resources": a["resources"],
-                "time_to_drain": a["time_to_drain"], "start": int(a["started"]), "params": a["params"],
+            result[a.node]["data"]["mtd"][a.uid] = {
+                "name": a.name, "realm": a.realm, "categories": a.categories, "instance_id": a.host,
+                "pid": a.pid, "isolated": a.isolated, "owner": a.owner, "resources": a.resources,
+                "time_to_drain": a.time_to_drain, "start": int(a.started), "params": a.params,
             }
         return result
 

@@ -42,7 +42,7 @@ class ActorHandleGroup:
         found = set()
         depth = len(subjects.segments(self._root))
         for actor in self._session.view.live(self._realm):
-            for category in actor["categories"]:
+            for category in actor.categories:
                 parts = category.split("/")
                 if len(parts) > depth and subjects.matches(category, self._root):
                     found.add("/".join(parts[: depth + 1]))

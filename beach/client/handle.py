@@ -292,7 +292,7 @@ class ActorHandle:
             if budget <= 0:  # the request being served has no time left
                 future._add(ActorResponse.timeout())
             else:
-                self._into(future, ask(actor["uid"], None if spans is None else spans.attempt(number, actor["uid"])))
+                self._into(future, ask(actor.uid, None if spans is None else spans.attempt(number, actor.uid)))
         if spans is not None and (budget <= 0 or not members):
             spans.end(metering.FAILURES[wire.TIMEOUT] if members else metering.OK)
         return future

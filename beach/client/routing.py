@@ -81,7 +81,7 @@ def affinity_choice(key: Any, uids: list[str]) -> str | None:
 
 def random_choice(actors: list[ActorEntry], exclude: set[str]) -> str | None:
     """A random uid among ``actors`` outside ``exclude``, or None if none is left."""
-    left = [a["uid"] for a in actors if a["uid"] not in exclude]
+    left = [a.uid for a in actors if a.uid not in exclude]
     return random.choice(left) if left else None
 
 
@@ -89,7 +89,7 @@ def local_choice(actors: list[ActorEntry], node_id: str | None) -> str | None:
     """A random uid among ``actors`` on node ``node_id``, or None if none is there."""
     if node_id is None:
         return None
-    here = [a["uid"] for a in actors if a["node"] == node_id]
+    here = [a.uid for a in actors if a.node == node_id]
     return random.choice(here) if here else None
 
 
@@ -124,7 +124,7 @@ class Targets:
 
     def others(self, tried: set[str]) -> bool:
         """True if some live actor of the category is not in ``tried``."""
-        return any(a["uid"] not in tried for a in self.members())
+        return any(a.uid not in tried for a in self.members())
 
     def failed(self, target: str, absent: bool, tried: set[str]) -> None:
         """Add to ``tried`` what a request should not ask again after ``target`` failed an attempt
@@ -142,9 +142,9 @@ class Targets:
     def _owner(self, key: Any, exclude: set[str]) -> str | None:
         members = self.members()
         if exclude:
-            return Ring([a["uid"] for a in members if a["uid"] not in exclude]).owner(key)
+            return Ring([a.uid for a in members if a.uid not in exclude]).owner(key)
         if self._ring is None:
-            self._ring = Ring([a["uid"] for a in members])
+            self._ring = Ring([a.uid for a in members])
         return self._ring.owner(key)
 
     def route(self, key: Any, attempt: int, tried: set[str]) -> tuple[str, str]:

@@ -32,6 +32,7 @@ from beach.code.bundle import Bundle, BundleError, verify
 from beach.config import Config
 from beach.errors import BusError, SealError, UsageError
 from beach.state import desired
+from beach.state.desired import CodeCurrent, CodeVersion
 from beach.wire import subjects
 from beach.wire.subjects import check_version
 
@@ -209,24 +210,23 @@ async def delete(session: Session, digest: str) -> None:
 # ---------------------------------------------------------------- versions
 
 
-async def versions(kv: KeyValue, realm: str | None = None) -> list[dict[str, Any]]:
-    """Every deployed version (of ``realm``, or of all), oldest first, each with ``current`` set
-    for the realm's current one."""
+async def versions(kv: KeyValue, realm: str | None = None) -> list[tuple[CodeVersion, bool]]:
+    """Every deployed version (of ``realm``, or of all), oldest first, each with whether it is
+    its realm's current one."""
     prefix = "code." if realm is None else f"code.{subjects.escape(subjects.check_realm(realm))}."
-    entries = await desired.snapshot(kv, prefix)
-    current = {v["realm"]: v["version"] for k, (v, _) in entries.items() if k.endswith(".current")}
-    found = [dict(v, current=current.get(v["realm"]) == v["version"])
-             for k, (v, _) in entries.items() if not k.endswith(".current")]
-    return sorted(found, key=lambda v: (v["realm"], v["when"]))
+    current = {v.realm: v.version for v, _ in (await desired.snapshot(kv, prefix, CodeCurrent)).values()}
+    found = [(v, current.get(v.realm) == v.version)
+             for v, _ in (await desired.snapshot(kv, prefix, CodeVersion)).values()]
+    return sorted(found, key=lambda found: (found[0].realm, found[0].when))
 
 
-async def current(kv: KeyValue, realm: str) -> dict[str, Any] | None:
+async def current(kv: KeyValue, realm: str) -> CodeCurrent | None:
     """The ``code.<realm>.current`` record, or None if the realm was never deployed."""
-    found = await desired.get(kv, current_key(realm))
+    found = await desired.get(kv, current_key(realm), CodeCurrent)
     return None if found is None else found[0]
 
 
-async def resolve(kv: KeyValue, realm: str, version: str | None = None) -> dict[str, Any] | None:
+async def resolve(kv: KeyValue, realm: str, version: str | None = None) -> CodeVersion | None:
     """The version record new actors of ``realm`` run: ``version``'s, else the current one's;
     None when the realm has no deployed code (its actors load from the code directory). Raises
     `UsageError` for a version that was never deployed."""
@@ -234,21 +234,21 @@ async def resolve(kv: KeyValue, realm: str, version: str | None = None) -> dict[
         pointer = await current(kv, realm)
         if pointer is None:
             return None
-        version = pointer["version"]
-    found = await desired.get(kv, version_key(realm, version))
+        version = pointer.version
+    found = await desired.get(kv, version_key(realm, version), CodeVersion)
     if found is None:
-        known = [v["version"] for v in await versions(kv, realm)]
+        known = [v.version for v, _ in await versions(kv, realm)]
         raise UsageError(f"realm {realm!r} has no version {version!r} (deployed: {', '.join(known) or 'none'})")
     return found[0]
 
 
-def pointer(realm: str, version: str, who: str, previous: str | None) -> dict[str, Any]:
+def pointer(realm: str, version: str, who: str, previous: str | None) -> CodeCurrent:
     """The ``code.<realm>.current`` record naming ``version`` (and the one it replaces)."""
-    return {"realm": realm, "version": version, "who": who, "when": time.time(), "previous": previous}
+    return CodeCurrent(realm=realm, version=version, who=who, when=time.time(), previous=previous)
 
 
 def version_record(realm: str, version: str, bundle: Bundle, who: str, requirements: list[str],
-                   sealed: bool) -> dict[str, Any]:
+                   sealed: bool) -> CodeVersion:
     """The desired-state record of a new version."""
-    return {"realm": realm, "version": version, "digest": bundle.digest, "size": bundle.size, "files": bundle.files,
-            "who": who, "when": time.time(), "requirements": requirements, "sealed": sealed}
+    return CodeVersion(realm=realm, version=version, digest=bundle.digest, size=bundle.size, files=bundle.files,
+                       who=who, when=time.time(), requirements=requirements, sealed=sealed)

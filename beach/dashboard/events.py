@@ -31,7 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from beach import output
-from beach.dashboard import history, logtail
+from beach.dashboard import history
 from beach.dashboard import params as read
 from beach.dashboard.hub import CLOSING, Full, Subscription
 from beach.dashboard.responses import JSON
@@ -39,6 +39,7 @@ from beach.dashboard.state import Dashboard, dashboard
 from beach.dashboard.templating import render
 from beach.dashboard.views import actors, logs, nodes, overview
 from beach.dashboard.views.page import NotFound, Page
+from beach.logs import LogLine
 
 PAGES = {page.name: page for page in (overview.PAGE, nodes.PAGE, actors.PAGE, logs.PAGE)}
 KEEPALIVE = 15.0       # seconds: a comment line, so a dead connection is noticed
@@ -72,7 +73,7 @@ class LiveView:
         self.points: dict[tuple[str, str], float] = {}
         self.log_query = page.logs(params) if page.logs else None
         self.history_query = page.history(params) if page.history else None
-        self.last_line: dict[str, Any] | None = None
+        self.last_line: LogLine | None = None
         self.logs_started = False
         self.gone = False
 
@@ -148,7 +149,7 @@ class LiveView:
             self.last_line = lines[-1]
         if not fresh and not replace:
             return []
-        rows = render("_log_rows.html", {"lines": logtail.shown(fresh[::-1]), "root": self.root,
+        rows = render("_log_rows.html", {"lines": fresh[::-1], "root": self.root,
                                          "empty": replace and not fresh})
         return [("logs", {"html": rows, "replace": replace})]
 

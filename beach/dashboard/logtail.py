@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from beach.dashboard import params as read
+from beach.logs import LogLine
 from beach.state import model as beach_model
 
 LIMIT = 100  # lines a page shows (and ``/api/logs`` gives by default)
@@ -24,24 +24,18 @@ class LogQuery:
     kind: str | None = "app"
     limit: int = LIMIT
 
-    def lines(self, model: beach_model.ClusterModel) -> list[dict[str, Any]]:
+    def lines(self, model: beach_model.ClusterModel) -> list[LogLine]:
         """The latest matching lines, oldest first."""
         if self.node is None:
             return model.logs(self.realm, self.category, self.uid, self.level, self.kind, self.limit)
         # the model has no node filter: take its whole tail, then this node's lines of it
         tail = model.logs(self.realm, self.category, self.uid, self.level, self.kind, beach_model.LOG_TAIL)
-        return [line for line in tail if line.get("node") == self.node][-self.limit:]
+        return [line for line in tail if line.node == self.node][-self.limit:]
 
     @property
     def level_name(self) -> str:
         """The level as its lower-case name (``info``)."""
         return logging.getLevelName(self.level).lower()
-
-
-def shown(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``lines`` with every field a template reads (a line from another beach may lack some)."""
-    return [{"level": logging.getLevelName(line.get("levelno", 0)), "kind": "app", "realm": "", "uid": "",
-             "actor": "", "node": "", "host": "", **line} for line in lines]
 
 
 def from_params(params: read.Params) -> LogQuery:

@@ -37,7 +37,7 @@ def local_node(client: AsyncBeach) -> str:
     Raise `Unhealthy` if there is none, `UsageError` if there are several (name one)."""
     hostname = socket.gethostname()
     mine = sorted(node_id for node_id, entry in client.session.view.nodes.items()
-                  if entry["hostname"] == hostname and entry["pid"] is not None and psutil.pid_exists(entry["pid"]))
+                  if entry.hostname == hostname and entry.pid is not None and psutil.pid_exists(entry.pid))
     if not mine:
         raise Unhealthy(f"no node agent of this machine ({hostname}) is in the registry")
     if len(mine) > 1:
@@ -69,7 +69,7 @@ async def node_up(client: AsyncBeach, node_id: str) -> dict[str, Any]:
     entry = view.nodes.get(node_id)
     if entry is None:
         raise Unhealthy(f"node {node_id} left the registry")
-    if entry["stopping"]:
+    if entry.stopping:
         raise Unhealthy(f"node {node_id} is stopping")
     response = await client._node_call(node_id, "info", {}, HOSTS_SECONDS)
     if not response.isSuccess:

@@ -32,10 +32,10 @@ Step = Callable[[int, int, str], None]  # (done, total, what just happened)
 
 async def _replace(client: AsyncBeach, actor: ActorEntry, version: str | None, grace: float,
                    away: bool) -> Any:
-    args: dict[str, Any] = {"uid": actor["uid"], "grace": grace, "away": away}
+    args: dict[str, Any] = {"uid": actor.uid, "grace": grace, "away": away}
     if version is not None:
         args["version"] = version
-    return await client._node_call(actor["node"], "replace", args, REPLACE_SECONDS + grace, actor["realm"])
+    return await client._node_call(actor.node, "replace", args, REPLACE_SECONDS + grace, actor.realm)
 
 
 async def replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]], version: str | None,
@@ -52,7 +52,7 @@ async def replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]], 
     tracebacks: dict[str, str] = {}
     total = len(pick())
     while True:
-        todo = [a for a in pick() if a["uid"] not in failed]
+        todo = [a for a in pick() if a.uid not in failed]
         if not todo:
             break
         total = max(total, len(replaced) + len(todo))
@@ -60,21 +60,21 @@ async def replace_all(client: AsyncBeach, pick: Callable[[], list[ActorEntry]], 
         responses = await asyncio.gather(*(_replace(client, a, version, grace, away) for a in step))
         for actor, response in zip(step, responses, strict=True):
             if response.isSuccess:
-                replaced.append({"old": actor["uid"], "new": response.data["uid"], "node": response.data["node"]})
-                what = f"{actor['uid']} → {response.data['uid']} on {response.data['node']}"
+                replaced.append({"old": actor.uid, "new": response.data["uid"], "node": response.data["node"]})
+                what = f"{actor.uid} → {response.data['uid']} on {response.data['node']}"
             elif isinstance(response.data, dict) and response.data.get("gone"):
-                what = f"{actor['uid']} was gone already"  # stopped or moved meanwhile: nothing to do
-                failed[actor["uid"]] = ""
+                what = f"{actor.uid} was gone already"  # stopped or moved meanwhile: nothing to do
+                failed[actor.uid] = ""
             else:
-                failed[actor["uid"]] = response.error
+                failed[actor.uid] = response.error
                 if isinstance(response.data, dict) and isinstance(response.data.get("st"), str):
-                    tracebacks[actor["uid"]] = response.data["st"]
-                what = f"{actor['uid']} NOT replaced: {response.error}"
+                    tracebacks[actor.uid] = response.data["st"]
+                what = f"{actor.uid} NOT replaced: {response.error}"
             if progress is not None:
                 progress(len(replaced) + len(failed), total, what)
         if any(failed.values()) or len(replaced) > 2 * total + 10:
             break  # (actors of the old version that keep appearing: the supervisor restarting them elsewhere)
-        await _seen_gone(client, [a["uid"] for a in step])
+        await _seen_gone(client, [a.uid for a in step])
     return {"replaced": replaced, "failed": {uid: e for uid, e in failed.items() if e}, "tracebacks": tracebacks}
 
 
@@ -100,15 +100,15 @@ async def rollout(client: AsyncBeach, realm: str, category: str, version: str | 
     if rollback:
         if version is not None:
             raise UsageError("rollout: give --version or --rollback, not both")
-        version = (await deploy.rollback(client, realm))["version"]
+        version = (await deploy.rollback(client, realm)).version
     record = await codestore.resolve(await client._desired(), realm, version)
     if record is None:
         raise UsageError(f"realm {realm!r} has no deployed code: 'beach deploy' it first")
-    target = record["version"]
+    target = record.version
 
     def pick() -> list[ActorEntry]:
-        return sorted((a for a in client.session.view.find(realm, category) if a["version"] != target),
-                      key=lambda a: a["started"])
+        return sorted((a for a in client.session.view.find(realm, category) if a.version != target),
+                      key=lambda a: a.started)
 
     result = await replace_all(client, pick, target, batch, grace, progress)
     return {"version": target, **result}
@@ -122,8 +122,8 @@ async def drain(client: AsyncBeach, node: str, batch: int = 1, grace: float = LE
     await cordon(client, node, True)
 
     def pick() -> list[ActorEntry]:
-        return sorted((a for a in client.session.view.actors.values() if a["node"] == node),
-                      key=lambda a: a["started"])
+        return sorted((a for a in client.session.view.actors.values() if a.node == node),
+                      key=lambda a: a.started)
 
     return {"node": node, **await replace_all(client, pick, None, batch, grace, progress, away=True)}
 
@@ -146,5 +146,5 @@ async def _seen(client: AsyncBeach, node: str, cordoned: bool, timeout: float = 
     view = client.session.view
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while (node in view.nodes and view.nodes[node]["cordoned"]) != cordoned and loop.time() < deadline:
+    while (node in view.nodes and view.nodes[node].cordoned) != cordoned and loop.time() < deadline:
         await asyncio.sleep(0.05)

@@ -30,10 +30,8 @@ from beach.runtime import trace
 from beach.runtime.dispatch import Dispatcher
 from beach.runtime.timers import Timers
 from beach.runtime.workers import WorkerPool
-from beach.state import records
-from beach.state.actorstate import StateStore
 from beach.state.records import ActorEntry
-from beach.state.stateapi import State
+from beach.state.spawn import SpawnSpec
 from beach.wire import subjects
 
 log = logging.getLogger("beach.runtime")
@@ -60,22 +58,21 @@ class Host(Protocol):
         ...
 
 
-def bind(actor: Actor, backend: Backend, spec: dict[str, Any]) -> None:
+def bind(actor: Actor, backend: Backend, spec: SpawnSpec) -> None:
     """Give ``actor`` what its methods need before ``init``: its uid, realm, parameters, resources,
     ident, trusted idents (from ``spec``), its stop event, logger, and the ``backend`` its methods
     call (an `ActorRuntime`, or `beach.testing.ActorHarness`'s stand-in)."""
-    actor.name = spec["uid"]
+    actor.name = spec.uid or ""
     actor.stopEvent = threading.Event()
-    actor._realm = spec["realm"]
-    actor._parameters = dict(spec.get("parameters") or {})
-    actor._resources = dict(spec.get("resources") or {})
-    actor._ident = spec.get("ident")
-    actor._trusted = list(spec.get("trusted") or ())
+    actor._realm = spec.realm
+    actor._parameters = dict(spec.parameters or {})
+    actor._resources = dict(spec.resources or {})
+    actor._ident = spec.secretIdent
+    actor._trusted = list(spec.trustedIdents)
     actor._runtime = backend
     actor._logger = logging.getLogger(f"beach.actor.{type(actor).__name__}")
-    level = spec.get("log_level")
-    if level is not None:
-        actor._logger.setLevel(level)
+    if spec.log_level is not None:
+        actor._logger.setLevel(spec.log_level)
 
 
 def init_args(actor: Actor) -> tuple[Any, ...]:
@@ -89,15 +86,16 @@ def init_args(actor: Actor) -> tuple[Any, ...]:
 class ActorRuntime:
     """Runs one actor: init, subscriptions, stop and deinit, and what its `Actor` methods do."""
 
-    def __init__(self, host: Host, actor: Actor, spec: dict[str, Any], version: str | None = None) -> None:
+    def __init__(self, host: Host, actor: Actor, spec: SpawnSpec, version: str | None = None) -> None:
+        assert spec.uid is not None, "a spawn spec's uid is chosen by the node agent"
         self.host = host
         self.actor = actor
         self.spec = spec
         self.version = version  # the deployed version of the realm's code it runs (None: code directory)
-        self.uid: str = spec["uid"]
-        self.realm: str = spec["realm"]
-        self.categories: list[str] = list(spec["categories"])
-        self.trusted = set(spec.get("trusted") or ())
+        self.uid: str = spec.uid
+        self.realm: str = spec.realm
+        self.categories: list[str] = list(spec.category)
+        self.trusted = set(spec.trustedIdents)
         self.handles: list[ActorHandle] = []
         self._handle_cache: dict[tuple[Any, ...], ActorHandle] = {}
         self.groups: list[ActorHandleGroup] = []
@@ -109,8 +107,8 @@ class ActorRuntime:
         self._context.run(current_source.set, self.log_source)
         self.loop = asyncio.get_running_loop()
         self.dispatcher = Dispatcher(
-            self.uid, host.session, host.pool, self._context, state=host.state, trusted=self.trusted,
-            max_inflight=spec.get("max_concurrent"), backlog=host.config.backlog,
+            self.uid, host.session, host.pool, self._context, trusted=self.trusted,
+            max_inflight=spec.max_concurrent, backlog=host.config.backlog,
             # opt-in (the actor class sets reply_cache = N): a retry gets the first run's reply
             reply_cache=int(getattr(actor, "reply_cache", 0) or 0),
             unsupported=actor.logCritical, report=self._report, realm=self.realm)
@@ -284,16 +282,10 @@ class ActorRuntime:
         """The actor's public directory entry (private ``_`` parameters masked)."""
         spec = self.spec
         params = {k: ("<PRIVATE>" if isinstance(k, str) and k.startswith("_") else v)
-                  for k, v in (spec.get("parameters") or {}).items()}
-        return {
-            "v": records.FORMAT,
-            "uid": self.uid, "realm": self.realm, "name": spec["name"], "categories": self.categories,
-            "node": self.host.node_id, "host": self.host.host_id, "pid": self.host.pid,
-            "isolated": bool(spec.get("isolated")), "params": params,
-            "resources": spec.get("resources") or {}, "owner": spec.get("owner"),
-            "started": self.started, "is_drainable": bool(spec.get("is_drainable")),
-            "time_to_drain": spec.get("time_to_drain"), "n_concurrent": spec.get("n_concurrent", 1),
-            "sid": spec.get("sid"), "restart": spec.get("restart", "never"),
-            "strategy": spec.get("strategy", "random"), "strategy_hint": spec.get("strategy_hint"),
-            "version": self.version,
-        }
+                  for k, v in (spec.parameters or {}).items()}
+        return ActorEntry(
+            uid=self.uid, realm=self.realm, name=spec.actorName, categories=self.categories, node=self.host.node_id,
+            host=self.host.host_id, pid=self.host.pid, isolated=spec.isIsolated, params=params,
+            resources=spec.resources or {}, owner=spec.owner, started=self.started, is_drainable=spec.is_drainable,
+            time_to_drain=spec.time_to_drain, n_concurrent=spec.n_concurrent, sid=spec.sid, restart=spec.restart,
+            strategy=spec.strategy, strategy_hint=spec.strategy_hint, version=self.version)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
-from beach import wire
 from beach.bus.connection import JS_TIMEOUT
-from beach.security.seal import Sealer, stored_body
+from beach.security.seal import stored
 from beach.wire import subjects
 
 STREAM = "beach_audit"
@@ -49,27 +48,30 @@ def summary(op: str, args: dict[str, Any]) -> dict[str, Any]:
     return {k: args[k] for k in ("uids", "uid", "category", "realm") if k in args}
 
 
+class AuditRecord(msgspec.Struct, kw_only=True):
+    """One admin operation (the stream ``beach_audit``): when, on which node, who asked, the
+    operation and the realm it acted on, what it was asked (`summary`) and how it ended."""
+
+    v: int = FORMAT
+    t: float
+    node: str = "?"
+    who: str = "?"
+    op: str
+    realm: str | None = None
+    what: dict[str, Any] = {}
+    ok: bool = False
+    error: str = ""
+
+
 def record(node: str, op: str, realm: str | None, who: str, args: dict[str, Any], ok: bool,
-           error: str) -> dict[str, Any]:
+           error: str) -> AuditRecord:
     """An audit record."""
-    return {"v": FORMAT, "t": time.time(), "node": node, "who": who, "op": op, "realm": realm,
-            "what": summary(op, args), "ok": ok, "error": error}
+    return AuditRecord(t=time.time(), node=node, who=who, op=op, realm=realm, what=summary(op, args), ok=ok,
+                       error=error)
 
 
-def from_msg(msg: Msg, sealer: Sealer | None) -> dict[str, Any] | None:
-    """The audit record a stream message carries, or None if it is not one or does not open."""
-    body = stored_body(sealer, msg.subject, msg.data)
-    if body is None:
-        return None
-    try:
-        value = wire.unpack(body)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or not isinstance(value.get("op"), str):
-        return None
-    if not isinstance(value.get("t"), (int, float)):
-        return None
-    return value
+from_msg = stored(AuditRecord)
+"""The audit record a stream message carries, or None if it is not one or does not open."""
 
 
 async def open_stream(nc: Client, replicas: int) -> None:
@@ -87,12 +89,11 @@ async def open_stream(nc: Client, replicas: int) -> None:
                 raise
 
 
-def format_record(entry: dict[str, Any]) -> str:
+def format_record(entry: AuditRecord) -> str:
     """One audit record for a terminal."""
     import datetime
 
-    when = datetime.datetime.fromtimestamp(entry["t"]).strftime("%Y-%m-%d %H:%M:%S")
-    what = ", ".join(f"{k}={v}" for k, v in (entry.get("what") or {}).items() if v not in (None, [], {}))
-    outcome = "ok" if entry.get("ok") else f"FAILED: {entry.get('error')}"
-    realm = entry.get("realm") or "*"
-    return f"{when} {entry.get('who')} {entry['op']} realm={realm} on {entry.get('node')}  {what}  {outcome}"
+    when = datetime.datetime.fromtimestamp(entry.t).strftime("%Y-%m-%d %H:%M:%S")
+    what = ", ".join(f"{k}={v}" for k, v in entry.what.items() if v not in (None, [], {}))
+    outcome = "ok" if entry.ok else f"FAILED: {entry.error}"
+    return f"{when} {entry.who} {entry.op} realm={entry.realm or '*'} on {entry.node}  {what}  {outcome}"

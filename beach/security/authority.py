@@ -27,16 +27,31 @@ import os
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from beach import wire
 from beach.bus.inbox import Inbox
 from beach.config import Config
 from beach.wire import subjects
 
+if TYPE_CHECKING:
+    from beach.state.records import NodeEntry
+
 CLUSTER = "_"  # the scope token of an operation on every realm
-SIGNED, CHALLENGE, PROOF = "_s", "_c", "_p"  # a signed body's keys (short: it rides beside the arguments)
+SIGNED = "_s"  # the key of a signed body's arguments (short: it rides beside them)
+
+
+class Signed(msgspec.Struct):
+    """An admin operation's body: its packed arguments, the challenge it answers and the proof of
+    the admin token for both (the keys are short: they ride beside the arguments)."""
+
+    body: bytes = msgspec.field(name=SIGNED)
+    challenge: bytes = msgspec.field(name="_c")
+    proof: bytes = msgspec.field(name="_p")
+
 CHALLENGE_SECONDS = 30.0
 MAX_CHALLENGES = 10_000
 ROLES = ("node", "admin", "realm-admin", "client", "observer")
@@ -58,13 +73,13 @@ def open_node(config: Config) -> bool:
     return not nats_authority(config) and not config.admin_token
 
 
-def is_open(config: Config, nodes: Iterable[Mapping[str, object]] = ()) -> bool:
+def is_open(config: Config, nodes: Iterable[NodeEntry] = ()) -> bool:
     """True when this caller may do anything because nobody is asked to prove anything: it has no
     role and no admin token, and no node (of ``nodes``, registry entries) needs either."""
-    return open_node(config) and all(node.get("open") for node in nodes)
+    return open_node(config) and all(node.open for node in nodes)
 
 
-def read_only(config: Config, nodes: Iterable[Mapping[str, object]] = ()) -> str | None:
+def read_only(config: Config, nodes: Iterable[NodeEntry] = ()) -> str | None:
     """Why a caller with this config may not run admin operations, or None if it may: with NATS
     authority, the role its credentials have; on a bus without, whether it has the admin token the
     nodes (``nodes``, their registry entries) need — an open cluster needs none."""
@@ -79,7 +94,7 @@ def read_only(config: Config, nodes: Iterable[Mapping[str, object]] = ()) -> str
     return None
 
 
-def require_admin(config: Config, what: str, nodes: Iterable[Mapping[str, object]] = ()) -> None:
+def require_admin(config: Config, what: str, nodes: Iterable[NodeEntry] = ()) -> None:
     """Raise `UsageError` saying why ``what`` cannot be done with this config's rights (before any
     of it is sent: an upload refused half-way helps nobody)."""
     reason = read_only(config, nodes)
@@ -89,7 +104,7 @@ def require_admin(config: Config, what: str, nodes: Iterable[Mapping[str, object
         raise UsageError(f"{what} needs admin rights, and this config is {reason}")
 
 
-def open_notice(config: Config, nodes: Iterable[Mapping[str, object]], exposed: str | None) -> str | None:
+def open_notice(config: Config, nodes: Iterable[NodeEntry], exposed: str | None) -> str | None:
     """The one line a tool (or a node) says on an open cluster, None on another; ``exposed``: an
     address beyond loopback where NATS listens (then the line says so, as a warning)."""
     if not is_open(config, nodes):
@@ -145,7 +160,7 @@ WRITE_OPS = ADMIN_OPS - {"stack"}
 HOST_ADMIN_OPS = ADMIN_OPS | {"spec"}
 
 
-async def control_body(inbox: Inbox, subject: str, challenge_subject: str, args: dict[str, Any], token: str | None,
+async def control_body(inbox: Inbox, subject: str, challenge_subject: str, args: object, token: str | None,
                        what: str, timeout: float) -> bytes:
     """The body of a control request to ``subject``: the packed arguments, or, with ``token``, the
     arguments signed for a challenge fetched from ``challenge_subject`` first. Raises what
@@ -166,11 +181,11 @@ def _proof(token: str, challenge: bytes, subject: str, body: bytes) -> bytes:
     return hmac.new(key, challenge + subject.encode() + b"\0" + body, hashlib.sha256).digest()[:16]
 
 
-def signed(token: str, challenge: bytes, subject: str, args: dict[str, Any], what: str) -> bytes:
+def signed(token: str, challenge: bytes, subject: str, args: object, what: str) -> bytes:
     """The body of an admin operation proving knowledge of ``token`` for ``challenge``: the packed
     arguments, the challenge and the proof. Raises `EncodeError` for arguments msgpack cannot carry."""
     body = wire.pack(args, what=what)
-    return wire.pack({SIGNED: body, CHALLENGE: challenge, PROOF: _proof(token, challenge, subject, body)})
+    return wire.pack(Signed(body, challenge, _proof(token, challenge, subject, body)))
 
 
 class Challenges:
@@ -191,13 +206,14 @@ class Challenges:
     def verify(self, token: str, subject: str, body: dict[str, Any]) -> dict[str, Any] | None:
         """The arguments of a signed body whose proof is right for an open challenge (which is then
         used up), else None."""
-        challenge, proof, signed_body = body.get(CHALLENGE), body.get(PROOF), body.get(SIGNED)
-        if not isinstance(challenge, bytes) or not isinstance(proof, bytes) or not isinstance(signed_body, bytes):
+        try:
+            signed = msgspec.convert(body, Signed)
+        except msgspec.ValidationError:
             return None
-        expires = self._open.pop(challenge, None)
+        expires = self._open.pop(signed.challenge, None)
         if expires is None or expires < time.monotonic():
             return None
-        if not hmac.compare_digest(proof, _proof(token, challenge, subject, signed_body)):
+        if not hmac.compare_digest(signed.proof, _proof(token, signed.challenge, subject, signed.body)):
             return None
-        args = wire.unpack(signed_body)
+        args = wire.unpack(signed.body)
         return args if isinstance(args, dict) else None

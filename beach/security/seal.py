@@ -25,12 +25,18 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nats.aio.msg import Msg
 
 from beach.errors import SealError
+from beach.wire import typed
+
+R = TypeVar("R", bound=msgspec.Struct)
 
 log = logging.getLogger("beach.seal")
 
@@ -154,6 +160,18 @@ def stored_body(sealer: Sealer | None, subject: str, body: bytes) -> bytes | Non
         return sealer.open(f"{subject} ", body, fresh=False)
     except SealError:  # counted and logged by the sealer
         return None
+
+
+def stored(type_: type[R]) -> Callable[[Msg, Sealer | None], R | None]:
+    """What reads a record of ``type_`` from a stream message (opened with the sealer, when records
+    are sealed): None for one that is not one, or does not open (counted by the sealer)."""
+    def from_msg(msg: Msg, sealer: Sealer | None) -> R | None:
+        body = stored_body(sealer, msg.subject, msg.data)
+        try:
+            return None if body is None else typed.decoder(type_).decode(body)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return None
+    return from_msg
 
 
 def read_key(path: str, what: str = "private_key") -> bytes:

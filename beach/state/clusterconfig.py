@@ -27,6 +27,7 @@ import os
 import time
 from typing import Any
 
+import msgspec
 import yaml
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -39,6 +40,7 @@ from beach.config import Config, is_url, load, parse, read, use_secure_dir
 from beach.errors import BusError, ConfigError
 from beach.state import records
 from beach.state.records import JetStreamSlot, ServerRecord
+from beach.wire import typed
 
 CONFIG_BUCKET = "beach_config"
 KEY = "cluster"
@@ -86,11 +88,18 @@ async def open_bucket(nc: Client, config: Config) -> Any:
     return bus.sealed(kv, config)
 
 
+class Pushed(msgspec.Struct):
+    """The pushed config as stored: the shareable keys of a config file (``v``: its format)."""
+
+    config: dict[str, Any]
+    v: int = 1
+
+
 async def store(nc: Client, config: Config, pushed: dict[str, Any]) -> int:
     """Write the pushed config (checked: it must parse); return its revision."""
     parse(pushed)
     kv = await open_bucket(nc, config)
-    return int(await kv.put(KEY, wire.pack({"v": 1, "config": pushed})))
+    return int(await kv.put(KEY, wire.pack(Pushed(pushed))))
 
 
 NOT_PUSHED = "the cluster has no config on the bus: run 'beach config push CONFIG' first"
@@ -109,13 +118,13 @@ async def fetch(nc: Client, config: Config, create: bool = True) -> dict[str, An
         entry = await kv.get(KEY)
     except (KeyNotFoundError, BucketNotFoundError):
         raise ConfigError(NOT_PUSHED) from None
+    what = "the cluster's pushed config does not read (sealed with another key?)"
+    pushed = typed.decode(entry.value or b"", Pushed, what, ConfigError).config
     try:
-        value = wire.unpack(entry.value or b"")
-        pushed = value["config"]
         parse(pushed)
-    except Exception as err:
-        raise ConfigError(f"the cluster's pushed config does not read (sealed with another key?): {err}") from None
-    return dict(pushed)
+    except ConfigError as err:
+        raise ConfigError(f"{what}: {err}") from None
+    return pushed
 
 
 class Servers(BucketWatch):
@@ -140,13 +149,12 @@ class Servers(BucketWatch):
         if entry.operation is not None or not entry.value:
             return
         try:
-            value = wire.unpack(entry.value)
             if server:
-                record = records.SERVER.check(value, f"at {key}")
-                self.servers[record["name"]] = record
+                record = records.decode(ServerRecord, entry.value, f"at {key}")
+                self.servers[record.name] = record
             else:
-                self.slots[key] = records.SLOT.check(value, f"at {key}")
-        except (ValueError, records.RecordError) as err:
+                self.slots[key] = records.decode(JetStreamSlot, entry.value, f"at {key}")
+        except records.RecordError as err:
             records.reject(CONFIG_BUCKET, key, err)
 
 
@@ -160,21 +168,21 @@ async def servers(kv: Any) -> Servers:
 
 async def publish_server(kv: Any, record: ServerRecord) -> None:
     """Write (or refresh) a server's record."""
-    await kv.put(SERVER_PREFIX + record["name"], wire.pack({**record, "updated": time.time()}))
+    await kv.put(SERVER_PREFIX + record.name, wire.pack(msgspec.structs.replace(record, updated=time.time())))
 
 
 async def take_slot(kv: Any, server: str, node: str) -> bool:
     """Give server ``server`` one of the cluster's JetStream places if it holds none and one is
     free (a compare-and-set: two joining at once never both get the last one); True if it holds one."""
     slots = (await servers(kv)).slots
-    if any(slot["server"] == server for slot in slots.values()):
+    if any(slot.server == server for slot in slots.values()):
         return True
     for n in range(1, JETSTREAM_SERVERS + 1):
         key = f"{SLOT_PREFIX}{n}"
         if key in slots:
             continue
         try:
-            await kv.create(key, wire.pack(records.SLOT.new(server=server, node=node)))
+            await kv.create(key, wire.pack(JetStreamSlot(server=server, node=node)))
             return True
         except KeyWrongLastSequenceError:  # taken meanwhile
             continue
@@ -184,7 +192,7 @@ async def take_slot(kv: Any, server: str, node: str) -> bool:
 async def forget_server(kv: Any, name: str) -> None:
     """Delete server ``name``'s record and free its JetStream place, if it held one."""
     for key, slot in (await servers(kv)).slots.items():
-        if slot["server"] == name:
+        if slot.server == name:
             await kv.delete(key)
     try:
         await kv.delete(SERVER_PREFIX + name)

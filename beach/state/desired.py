@@ -15,22 +15,98 @@ This is the only state beach needs to survive the loss of processes; the directo
 from __future__ import annotations
 
 import time
-from typing import Any, cast
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+from msgspec import Meta
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from beach import wire
 from beach.bus import DESIRED_BUCKET, through_election
 from beach.bus.kvwatch import BucketWatch
-from beach.errors import BeachError
-from beach.state import patrol, records
+from beach.state import records
+from beach.state.patrol import PatrolSpec
+from beach.state.records import Name, Record
+from beach.state.spawn import RESTART_POLICIES, Restart, SpawnSpec
 from beach.wire import subjects
 
 LEASE_KEY = "lease.supervisor"
 LEASE_SECONDS = 6.0  # a lease whose revision has not moved this long is free
 
-RESTART_POLICIES = records.RESTART_POLICIES
+__all__ = ["RESTART_POLICIES"]
+
+
+class SupervisionRecord(Record, kw_only=True):
+    """A supervised actor (``sup.<realm>.<sid>``): how to spawn it, its restart policy, its
+    current incarnation (``uid``) and its restart history."""
+
+    what: ClassVar[str] = "supervision record"
+    kind: str = "actor"
+    sid: Name
+    spawn: SpawnSpec
+    restart: Restart
+    max_restarts: int = 5
+    restart_window: float = 60.0
+    uid: Name
+    state: Literal["running", "failed"] = "running"
+    restarts: list[float] = []
+    created: float = 0.0
+    last_restart: float | None = None
+    last_error: str | None = None
+    waiting_for: str | None = None
+    failed_at: float | None = None
+    # the deployed version of its realm's code the current incarnation runs, which a restart or a
+    # re-placement runs again (a rollout moves it); None: the code directory, or a record written
+    # before versions were kept (a restart then runs the realm's current version)
+    version: str | None = None
+
+
+class LeaseRecord(Record, kw_only=True):
+    """The supervisor lease as stored (``lease.supervisor``; see `Lease`)."""
+
+    what: ClassVar[str] = "lease record"
+    holder: str
+
+
+class CodeVersion(Record, kw_only=True):
+    """One deployed version of a realm's code (``code.<realm>.v.<version>``): the bundle in the
+    object store it names by digest, who deployed it and when."""
+
+    what: ClassVar[str] = "code version record"
+    realm: Name
+    version: Name
+    digest: Annotated[str, Meta(pattern="^sha256:[0-9a-f]{64}$")]
+    size: int
+    files: int = 0
+    who: str = "?"
+    when: float = 0.0
+    requirements: list[Name] = []
+    sealed: bool = False
+
+
+class CodeCurrent(Record, kw_only=True):
+    """Which version of a realm new actors run (``code.<realm>.current``)."""
+
+    what: ClassVar[str] = "current code record"
+    realm: Name
+    version: Name
+    who: str = "?"
+    when: float = 0.0
+    previous: str | None = None
+
+
+class Cordon(Record, kw_only=True):
+    """A cordoned node: no new actor is placed there (``cordon.<node>``)."""
+
+    what: ClassVar[str] = "cordon record"
+    node: Name
+    who: str = "?"
+    when: float = 0.0
+
+
+Desired = SupervisionRecord | PatrolSpec | LeaseRecord | CodeVersion | CodeCurrent | Cordon
+"""A desired-state record: which one its key says."""
+D = TypeVar("D", bound=Desired)
 
 
 def supervision_key(realm: str, sid: str) -> str:
@@ -48,61 +124,41 @@ def cordon_key(node: str) -> str:
     return f"cordon.{subjects.escape(node)}"
 
 
-def realm_of(record: dict[str, Any]) -> str:
-    """The realm a supervision record or a patrol spec acts in."""
-    spawn = record.get("spawn")
-    return str(spawn["realm"] if isinstance(spawn, dict) else record.get("realm") or "global")
+def type_of(key: str) -> type[Desired]:
+    """The record type stored at ``key``; raises `RecordError` for a key that is not a desired-state one."""
+    for prefix, type_ in (("sup.", SupervisionRecord), ("patrol.", PatrolSpec), ("lease.", LeaseRecord),
+                          ("cordon.", Cordon)):
+        if key.startswith(prefix):
+            return type_
+    if key.startswith("code."):
+        return CodeCurrent if key.endswith(".current") else CodeVersion
+    raise records.RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")
 
 
-def _patrol(value: Any, where: str) -> dict[str, Any]:
-    if isinstance(value, dict):
-        version = value.get("v", 0)
-        if isinstance(version, int) and version > records.FORMAT:
-            raise records.RecordError(f"patrol record {where}: written by a newer beach (format {version}; this one "
-                                      f"reads formats up to {records.FORMAT}): upgrade this process")
-        value = {k: v for k, v in value.items() if k != "v"}
-    try:
-        return {**patrol.check(value, f"patrol record {where}"), "v": records.FORMAT}
-    except (BeachError, TypeError, ValueError, KeyError, AttributeError) as err:  # a spec no check foresaw
-        raise records.RecordError(f"patrol record {where}: {err}" if not str(err).startswith("patrol record")
-                                  else str(err)) from None
+def check(key: str, value: object) -> Desired:
+    """A desired-state record by its key (decoded msgpack); raises `RecordError` for a bad one or
+    an unknown key."""
+    return records.check(type_of(key), value, key)
 
 
-def check(key: str, value: Any) -> dict[str, Any]:
-    """A desired-state record by its key (a `SupervisionRecord`, a patrol spec, a `Lease`, a
-    `CodeVersion` or `CodeCurrent`, a `Cordon`: which one the key says); raises `RecordError` for a
-    bad one or an unknown key."""
-    schema: records.Schema[Any]
-    if key.startswith("sup."):
-        schema = records.SUPERVISION
-    elif key.startswith("patrol."):
-        return _patrol(value, key)
-    elif key.startswith("lease."):
-        schema = records.LEASE
-    elif key.startswith("code."):
-        schema = records.CODE_CURRENT if key.endswith(".current") else records.CODE_VERSION
-    elif key.startswith("cordon."):
-        schema = records.CORDON
-    else:
-        raise records.RecordError(f"{key!r} is not a desired-state key (sup.*, patrol.*, lease.*, code.*, cordon.*)")
-    return cast(dict[str, Any], schema.check(value, key))
+def realm_of(record: Desired) -> str:
+    """The realm a record acts in ("global" for those of the whole cluster: lease, cordon)."""
+    if isinstance(record, SupervisionRecord):
+        return record.spawn.realm
+    return getattr(record, "realm", "global")
 
 
-def read(key: str, body: bytes) -> dict[str, Any] | None:
+def read(key: str, body: bytes) -> Desired | None:
     """The checked record stored at ``key``, or None if it is not one (skipped, logged once, counted)."""
     try:
-        return check(key, wire.unpack(body))
-    except (ValueError, records.RecordError) as err:
+        return records.decode(type_of(key), body, key)
+    except records.RecordError as err:
         records.reject(DESIRED_BUCKET, key, err)
         return None
 
 
-def _body(value: Any) -> bytes:
-    return wire.pack({**value, "v": records.FORMAT})
-
-
-async def get(kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
-    """``(record, revision)`` of ``key``, or None if it is absent (or not a record beach can read)."""
+async def get(kv: KeyValue, key: str, type_: type[D]) -> tuple[D, int] | None:
+    """``(record, revision)`` of ``key``, or None if it is absent (or not a ``type_`` beach can read)."""
     try:
         entry = await kv.get(key)
     except KeyNotFoundError:
@@ -110,19 +166,19 @@ async def get(kv: KeyValue, key: str) -> tuple[dict[str, Any], int] | None:
     if entry.value is None or entry.operation is not None or entry.revision is None:
         return None
     record = read(key, entry.value)
-    return None if record is None else (record, entry.revision)
+    return (record, entry.revision) if isinstance(record, type_) else None
 
 
-async def put(kv: KeyValue, key: str, value: Any) -> int:
-    """Write ``value`` at ``key`` (in this release's format); return the revision."""
-    body = _body(value)
+async def put(kv: KeyValue, key: str, record: Desired) -> int:
+    """Write ``record`` at ``key``; return the revision."""
+    body = wire.pack(record)
     return await through_election(lambda: kv.put(key, body))
 
 
-async def update(kv: KeyValue, key: str, value: Any, revision: int) -> int | None:
-    """Write ``value`` if ``key`` is still at ``revision``; the new revision, or None if it moved."""
+async def update(kv: KeyValue, key: str, record: Desired, revision: int) -> int | None:
+    """Write ``record`` if ``key`` is still at ``revision``; the new revision, or None if it moved."""
     try:
-        return await kv.update(key, _body(value), last=revision)
+        return await kv.update(key, wire.pack(record), last=revision)
     except KeyWrongLastSequenceError:
         return None
 
@@ -133,11 +189,11 @@ async def delete(kv: KeyValue, key: str) -> None:
 
 
 class Mirror(BucketWatch):
-    """A live in-memory copy of the desired-state bucket (``{key: (value, revision)}``)."""
+    """A live in-memory copy of the desired-state bucket (``{key: (record, revision)}``)."""
 
     def __init__(self, kv: KeyValue) -> None:
         super().__init__(kv, self._apply)
-        self.entries: dict[str, tuple[dict[str, Any], int]] = {}
+        self.entries: dict[str, tuple[Desired, int]] = {}
 
     def _apply(self, entry: Any) -> None:
         record = read(entry.key, entry.value) if entry.operation is None and entry.value else None
@@ -146,17 +202,25 @@ class Mirror(BucketWatch):
         else:
             self.entries.pop(entry.key, None)
 
-    def under(self, prefix: str) -> dict[str, tuple[dict[str, Any], int]]:
-        """The entries whose key starts with ``prefix``."""
-        return {k: v for k, v in self.entries.items() if k.startswith(prefix)}
+    def under(self, prefix: str, type_: type[D]) -> dict[str, tuple[D, int]]:
+        """The entries whose key starts with ``prefix`` (records of ``type_``)."""
+        return {k: (v, r) for k, (v, r) in self.entries.items() if k.startswith(prefix) and isinstance(v, type_)}
 
 
-async def snapshot(kv: KeyValue, prefix: str) -> dict[str, tuple[dict[str, Any], int]]:
-    """Every live entry under ``prefix`` (e.g. ``'sup.'``): ``{key: (value, revision)}``."""
+async def snapshot(kv: KeyValue, prefix: str, type_: type[D]) -> dict[str, tuple[D, int]]:
+    """Every live entry under ``prefix`` (e.g. ``'sup.'``, of ``type_``): ``{key: (record, revision)}``."""
     mirror = Mirror(kv)
     await mirror.start()
     await mirror.stop()
-    return mirror.under(prefix)
+    return mirror.under(prefix, type_)
+
+
+async def everything(kv: KeyValue) -> dict[str, tuple[Desired, int]]:
+    """Every live entry of the bucket."""
+    mirror = Mirror(kv)
+    await mirror.start()
+    await mirror.stop()
+    return mirror.entries
 
 
 class Lease:
@@ -175,14 +239,14 @@ class Lease:
 
     async def acquire(self) -> bool:
         """Take or renew the lease; True if this agent holds it now."""
-        mine = _body({"holder": self.holder})
-        current = await get(self.kv, LEASE_KEY)
+        mine = wire.pack(LeaseRecord(holder=self.holder))
+        current = await get(self.kv, LEASE_KEY, LeaseRecord)
         try:
             if current is None:
                 await self.kv.create(LEASE_KEY, mine)
                 return True
             lease, revision = current
-            if lease.get("holder") not in (self.holder, ""):
+            if lease.holder not in (self.holder, ""):
                 now = time.monotonic()
                 if self._watched is None or self._watched[0] != revision:
                     self._watched = (revision, now)
@@ -195,6 +259,6 @@ class Lease:
 
     async def release(self) -> None:
         """Give the lease up (at shutdown), so another agent takes over at once."""
-        current = await get(self.kv, LEASE_KEY)
-        if current is not None and current[0].get("holder") == self.holder:
-            await update(self.kv, LEASE_KEY, {"holder": ""}, current[1])
+        current = await get(self.kv, LEASE_KEY, LeaseRecord)
+        if current is not None and current[0].holder == self.holder:
+            await update(self.kv, LEASE_KEY, LeaseRecord(holder=""), current[1])

@@ -164,7 +164,7 @@ class DirectoryView:
     def _resync_actors(self, keys: set[str]) -> None:
         """The actor bucket's current keys, after a (re)start: entries this view holds that are not
         among them were deleted while it was not following."""
-        gone = [uid for uid, actor in self.actors.items() if subjects.actor_key(actor["realm"], uid) not in keys]
+        gone = [uid for uid, actor in self.actors.items() if subjects.actor_key(actor.realm, uid) not in keys]
         for uid in gone:
             del self.actors[uid]
         if gone:
@@ -197,15 +197,15 @@ class DirectoryView:
             self._depart(node_id_changed)
         else:
             try:
-                node = records.NODE.check(wire.unpack(entry.value), entry.key)
-                if subjects.escape(node["id"]) != entry.key:
-                    raise records.RecordError(f"node record {entry.key}: its id {node['id']!r} is another node's")
-            except (ValueError, records.RecordError) as err:
+                node = records.decode(NodeEntry, entry.value, entry.key)
+                if subjects.escape(node.id) != entry.key:
+                    raise records.RecordError(f"node record {entry.key}: its id {node.id!r} is another node's")
+            except records.RecordError as err:
                 records.reject("beach_nodes", entry.key, err)
                 return
-            node_id_changed = node["id"]
-            if time.time() - node["updated"] > STALE:  # a ghost a restarted server brought back
-                log.info("ignoring node %s's heartbeat of %.0fs ago", node_id_changed, time.time() - node["updated"])
+            node_id_changed = node.id
+            if time.time() - node.updated > STALE:  # a ghost a restarted server brought back
+                log.info("ignoring node %s's heartbeat of %.0fs ago", node_id_changed, time.time() - node.updated)
                 self._depart(node_id_changed)
             else:
                 self.nodes[node_id_changed] = node
@@ -218,7 +218,7 @@ class DirectoryView:
             self._notify("node", node_id_changed)
 
     def _formats(self) -> None:
-        self.traced = all(wire.TRACED in node["reads"] for node in self.nodes.values())
+        self.traced = all(wire.TRACED in node.reads for node in self.nodes.values())
 
     def departure(self, node_id: str) -> asyncio.Future[None]:
         """A future that completes when node ``node_id`` leaves the registry (cancel it when done)."""
@@ -232,10 +232,10 @@ class DirectoryView:
         actor = None
         if not removed:
             try:
-                actor = records.ACTOR.check(wire.unpack(entry.value), entry.key)
-                if subjects.actor_key(actor["realm"], actor["uid"]) != entry.key:
+                actor = records.decode(ActorEntry, entry.value, entry.key)
+                if subjects.actor_key(actor.realm, actor.uid) != entry.key:
                     raise records.RecordError(f"actor record {entry.key}: its realm and uid say another key")
-            except (ValueError, records.RecordError) as err:
+            except records.RecordError as err:
                 # a bad value stands where an entry was: the actor is not known (its host writes it back)
                 records.reject("beach_actors", entry.key, err)
         if "." not in entry.key:
@@ -258,22 +258,25 @@ class DirectoryView:
         if self.listeners:
             self._notify("actor", uid)
 
-    def apply_local(self, key: str, revision: int, actor: ActorEntry | None) -> None:
-        """Apply a write this process made itself (read-your-writes)."""
+    def apply_local(self, key: str, revision: int, actor: ActorEntry | dict[str, Any] | None) -> None:
+        """Apply a write this process made itself (read-your-writes): the entry a node's reply
+        carries (checked here: it came off the wire), or None for a stop. Raises `RecordError`."""
+        if isinstance(actor, dict):
+            actor = records.check(ActorEntry, actor, key)
         self.apply_actor(key, revision, actor)
 
     # ---- queries (no I/O) ----
 
     def is_live(self, actor: ActorEntry) -> bool:
         """True if the actor's node is live."""
-        return actor["node"] in self.nodes
+        return actor.node in self.nodes
 
     def unavailable(self) -> dict[str, str]:
         """The registered nodes that take no new actor now, each with why: stopping, or its heartbeat
         is late (not heard for over `LATE` seconds). Lateness counts only while some node is heard
         on time: when every heartbeat is late, it is this process or the bus that stalled."""
         now = time.monotonic()
-        away = {n: "is stopping" for n, entry in self.nodes.items() if entry["stopping"]}
+        away = {n: "is stopping" for n, entry in self.nodes.items() if entry.stopping}
         silent = {n: now - self._heard.get(n, now) for n in self.nodes}
         if any(age <= LATE for age in silent.values()):
             away.update({n: f"has sent no heartbeat for over {LATE:g}s" for n, age in silent.items()
@@ -283,7 +286,7 @@ class DirectoryView:
     def lost(self, actor: ActorEntry, grace: float) -> bool:
         """True if the actor's node is gone and has stayed gone for ``grace`` seconds: a node whose
         heartbeats stall for a moment (a NATS leader election) is not lost yet."""
-        node = actor["node"]
+        node = actor.node
         if node in self.nodes:
             return False
         departed = self.departed.get(node)
@@ -292,30 +295,30 @@ class DirectoryView:
     def live(self, realm: str | None = None) -> list[ActorEntry]:
         """Every live actor, in ``realm`` if given."""
         return [a for a in self.actors.values()
-                if (realm is None or a["realm"] == realm) and a["node"] in self.nodes]
+                if (realm is None or a.realm == realm) and a.node in self.nodes]
 
     def find(self, realm: str, category: str) -> list[ActorEntry]:
         """The live actors of ``realm`` with a category under ``category`` (by segment)."""
         uid = subjects.actor_uid(category)
         if uid is not None:
             actor = self.actors.get(uid)
-            return [actor] if actor and actor["realm"] == realm and self.is_live(actor) else []
+            return [actor] if actor and actor.realm == realm and self.is_live(actor) else []
         prefix = subjects.normalize(category)
-        return [a for a in self.live(realm) if any(subjects.matches(c, prefix) for c in a["categories"])]
+        return [a for a in self.live(realm) if any(subjects.matches(c, prefix) for c in a.categories)]
 
     def categories(self, realm: str) -> dict[str, dict[str, str]]:
         """``{category: {uid: location}}`` for ``realm``, with the hidden ``_ACTORS/<uid>`` ones."""
         result: dict[str, dict[str, str]] = {}
         for actor in self.live(realm):
-            where = f"{actor['node']}/{actor['host']}"
-            for category in actor["categories"]:
-                result.setdefault(category, {})[actor["uid"]] = where
-            result[f"{subjects.ACTORS_CATEGORY}/{actor['uid']}"] = {actor["uid"]: where}
+            where = f"{actor.node}/{actor.host}"
+            for category in actor.categories:
+                result.setdefault(category, {})[actor.uid] = where
+            result[f"{subjects.ACTORS_CATEGORY}/{actor.uid}"] = {actor.uid: where}
         return result
 
     def realms(self) -> list[str]:
         """Every realm with at least one live actor."""
-        return sorted({a["realm"] for a in self.live()})
+        return sorted({a.realm for a in self.live()})
 
     def elsewhere(self, realm: str, category: str) -> str:
         """For a category with no live actor in ``realm``: ``"realm 'x' has some"`` when other realms
@@ -334,10 +337,10 @@ class DirectoryView:
 
 async def put_actor(kv: KeyValue, actor: ActorEntry,
                     refused: Callable[[], str | None] = lambda: None) -> tuple[str, int]:
-    """Write an actor entry (in this release's format); return ``(key, revision)``. A write that
-    meets a leader election is made again (`through_election`), unless ``refused()`` says why not."""
-    key = subjects.actor_key(actor["realm"], actor["uid"])
-    body = wire.pack({**actor, "v": records.FORMAT})
+    """Write an actor entry; return ``(key, revision)``. A write that meets a leader election is
+    made again (`through_election`), unless ``refused()`` says why not."""
+    key = subjects.actor_key(actor.realm, actor.uid)
+    body = wire.pack(actor)
     return key, await through_election(lambda: kv.put(key, body), refused=refused)
 
 
@@ -350,9 +353,9 @@ async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[
 
 async def put_node(nc: Client, kv: KeyValue, node: NodeEntry) -> None:
     """Publish a node heartbeat with its TTL, so the entry expires if the node dies."""
-    key = subjects.escape(node["id"])
+    key = subjects.escape(node.id)
     await nc.jetstream(timeout=JS_TIMEOUT).publish(f"$KV.{kv._name}.{key}",
-                                          seal_value(kv, key, wire.pack({**node, "v": records.FORMAT})),
+                                          seal_value(kv, key, wire.pack(node)),
                                           msg_ttl=NODE_TTL)
 
 

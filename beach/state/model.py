@@ -37,6 +37,8 @@ from nats.aio.msg import Msg
 
 from beach import bus, logs, metering, wire
 from beach.state import desired, patrol
+from beach.state.desired import SupervisionRecord
+from beach.state.patrol import PatrolSpec
 from beach.state.records import NodeEntry
 from beach.wire import subjects
 
@@ -104,7 +106,7 @@ class Series:
 
 def mean_cpu(node: NodeEntry) -> float:
     """A node's CPU use: the mean of its cores, in percent."""
-    cpu = node.get("cpu") or []
+    cpu = node.cpu or []
     try:
         return float(fmean(cpu)) if cpu else 0.0
     except (TypeError, ValueError):
@@ -141,7 +143,7 @@ class ClusterModel:
         self._departed: dict[Key, metering.Row] = {}      # the rows of actors that left
         self._departed_calls: dict[Key, metering.Row] = {}
         self._window: deque[dict[tuple[str, str], metering.Row]] = deque(maxlen=WINDOW_SECONDS + 1)
-        self.log_lines: deque[dict[str, Any]] = deque(maxlen=log_tail)
+        self.log_lines: deque[logs.LogLine] = deque(maxlen=log_tail)
         self.mirror: desired.Mirror | None = None
         self.state_sizes: StateStats | None = None
         self.connected = True
@@ -231,12 +233,12 @@ class ClusterModel:
             self.changed("actors")
 
     def _sample_node(self, node_id: str, node: NodeEntry) -> None:
-        t = _number(node.get("updated")) or time.time()
+        t = _number(node.updated) or time.time()
         cpu = self.node_cpu.setdefault(node_id, Series())
         if cpu.fine and cpu.fine[-1][0] >= t:
             return  # the same heartbeat again (a client's own write, a watch restart)
         cpu.add(t, mean_cpu(node))
-        self.node_mem.setdefault(node_id, Series()).add(t, _number(node.get("mem")))
+        self.node_mem.setdefault(node_id, Series()).add(t, _number(node.mem))
 
     async def _on_stats(self, msg: Msg) -> None:
         if msg.subject == stateview.STATS_SUBJECT:
@@ -271,7 +273,7 @@ class ClusterModel:
             if not isinstance(figures, dict) or uid not in self.view.actors:
                 continue
             self.load[uid] = figures
-            realm = self.view.actors[uid]["realm"]
+            realm = self.view.actors[uid].realm
             rows = {(realm, *key): row for key, row in metering.rows_of(figures.get("meter"))}
             self._served[uid] = rows
             # requests per second: every request that reached the actor's handlers, failures included
@@ -302,9 +304,9 @@ class ClusterModel:
             by_realm: dict[str, float] = {}
             by_class: dict[str, float] = {}
             for actor in self.view.live():
-                rate = self.rate(actor["uid"])
-                by_realm[actor["realm"]] = by_realm.get(actor["realm"], 0.0) + rate
-                key = f"{actor['realm']}/{actor['name']}"
+                rate = self.rate(actor.uid)
+                by_realm[actor.realm] = by_realm.get(actor.realm, 0.0) + rate
+                key = f"{actor.realm}/{actor.name}"
                 by_class[key] = by_class.get(key, 0.0) + rate
             for name, rate in by_realm.items():
                 self.realm_rps.setdefault(name, Series()).add(now, rate)
@@ -361,15 +363,15 @@ class ClusterModel:
         """Every live node, sorted by id."""
         result = []
         for node_id, node in sorted(self.view.nodes.items()):
-            hosts = node.get("hosts") if isinstance(node.get("hosts"), dict) else {}
+            hosts = node.hosts
             result.append({
-                "id": node_id, "hostname": node.get("hostname") or "?", "addresses": node.get("addresses") or [],
-                "cores": node.get("cores") or len(node.get("cpu") or []) or 1, "cpu": mean_cpu(node),
-                "cpu_per_core": node.get("cpu") or [], "mem": _number(node.get("mem")),
-                "mem_total": node.get("mem_total"), "n_actors": node.get("n_actors") or 0,
-                "actors_by_realm": node.get("actors_by_realm") or {}, "hosts": hosts, "pid": node.get("pid"),
-                "started": node.get("started"), "updated": node.get("updated"),
-                "cordoned": bool(node.get("cordoned")), "stopping": bool(node.get("stopping")),
+                "id": node_id, "hostname": node.hostname or "?", "addresses": node.addresses or [],
+                "cores": node.cores or len(node.cpu or []) or 1, "cpu": mean_cpu(node),
+                "cpu_per_core": node.cpu or [], "mem": _number(node.mem),
+                "mem_total": node.mem_total, "n_actors": node.n_actors or 0,
+                "actors_by_realm": node.actors_by_realm or {}, "hosts": hosts, "pid": node.pid,
+                "started": node.started, "updated": node.updated,
+                "cordoned": bool(node.cordoned), "stopping": node.stopping,
             })
         return result
 
@@ -377,12 +379,11 @@ class ClusterModel:
         """One node, or None."""
         return next((n for n in self.nodes() if n["id"] == node_id), None)
 
-    def _restarts(self) -> dict[str, dict[str, Any]]:
+    def _restarts(self) -> dict[str, SupervisionRecord]:
         """Supervision records by the uid of their current incarnation."""
         if self.mirror is None:
             return {}
-        return {v["uid"]: v for v, _ in self.mirror.under("sup.").values()
-                if isinstance(v, dict) and isinstance(v.get("uid"), str)}
+        return {v.uid: v for v, _ in self.mirror.under("sup.", SupervisionRecord).values()}
 
     def actors(self, realm: str | None = None, category: str | None = None) -> list[dict[str, Any]]:
         """Every live actor (of ``realm``, under ``category`` by segment, if given), sorted by realm,
@@ -394,21 +395,21 @@ class ClusterModel:
         supervision = self._restarts()
         now = time.time()
         result = []
-        for a in sorted(live, key=lambda a: (a["realm"], a["name"], a["uid"])):
-            figures = self.load.get(a["uid"], {})
-            record = supervision.get(a["uid"])
+        for a in sorted(live, key=lambda a: (a.realm, a.name, a.uid)):
+            figures = self.load.get(a.uid, {})
+            record = supervision.get(a.uid)
             inflight, bound = figures.get("inflight"), figures.get("bound")
             result.append({
-                "uid": a["uid"], "realm": a["realm"], "name": a["name"], "categories": a["categories"],
-                "node": a["node"], "host": a["host"], "pid": a.get("pid"), "isolated": bool(a.get("isolated")),
-                "params": a.get("params") or {}, "resources": a.get("resources") or {}, "owner": a.get("owner"),
-                "started": a.get("started"), "uptime": max(0.0, now - _number(a.get("started"))),
-                "sid": a.get("sid"), "restart": a.get("restart", "never"), "version": a.get("version"),
-                "restarts": len(record.get("restarts") or []) if record else 0,
+                "uid": a.uid, "realm": a.realm, "name": a.name, "categories": a.categories,
+                "node": a.node, "host": a.host, "pid": a.pid, "isolated": bool(a.isolated),
+                "params": a.params or {}, "resources": a.resources or {}, "owner": a.owner,
+                "started": a.started, "uptime": max(0.0, now - _number(a.started)),
+                "sid": a.sid, "restart": a.restart, "version": a.version,
+                "restarts": len(record.restarts) if record else 0,
                 "inflight": inflight, "bound": bound, "waiting": figures.get("waiting"),
                 "counters": {k: figures.get(k, 0) for k in COUNTERS} if figures else {},
-                "outcomes": _outcomes(self._served.get(a["uid"], {})),
-                "rps": self.rate(a["uid"]),
+                "outcomes": _outcomes(self._served.get(a.uid, {})),
+                "rps": self.rate(a.uid),
                 "saturated": isinstance(inflight, int) and isinstance(bound, int) and inflight >= bound,
             })
         return result
@@ -418,7 +419,7 @@ class ClusterModel:
         entry = self.view.actors.get(uid)
         if entry is None:
             return None
-        actor = next((a for a in self.actors(entry["realm"]) if a["uid"] == uid), None)
+        actor = next((a for a in self.actors(entry.realm) if a["uid"] == uid), None)
         if actor is not None:
             actor["requests"] = _rows(self._served.get(uid, {}), None)
         return actor
@@ -427,8 +428,8 @@ class ClusterModel:
         """``{realm: {category: number of actors}}`` (the hidden ``_ACTORS/<uid>`` ones left out)."""
         result: dict[str, dict[str, int]] = {}
         for actor in self.view.live():
-            categories = result.setdefault(actor["realm"], {})
-            for category in actor["categories"]:
+            categories = result.setdefault(actor.realm, {})
+            for category in actor.categories:
                 categories[category] = categories.get(category, 0) + 1
         return {realm: dict(sorted(cats.items())) for realm, cats in sorted(result.items())}
 
@@ -437,18 +438,14 @@ class ClusterModel:
         if self.mirror is None:
             return []
         result = []
-        for _key, (record, _) in sorted(self.mirror.under("sup.").items()):
-            if not isinstance(record, dict) or not isinstance(record.get("spawn"), dict):
-                continue
-            spawn = record["spawn"]
-            uid = record.get("uid")
+        for _key, (record, _) in sorted(self.mirror.under("sup.", SupervisionRecord).items()):
+            spawn, uid = record.spawn, record.uid
             running = uid in self.view.actors and self.view.is_live(self.view.actors[uid])
-            result.append({"sid": record.get("sid"), "name": spawn.get("name"), "realm": spawn.get("realm"),
-                           "categories": spawn.get("categories"), "state": record.get("state"), "uid": uid,
-                           "running": running, "restart": record.get("restart"),
-                           "restarts": len(record.get("restarts") or []), "last_error": record.get("last_error"),
-                           "last_restart": record.get("last_restart"), "waiting_for": record.get("waiting_for"),
-                           "version": record.get("version")})
+            result.append({"sid": record.sid, "name": spawn.actorName, "realm": spawn.realm,
+                           "categories": spawn.category, "state": record.state, "uid": uid, "running": running,
+                           "restart": record.restart, "restarts": len(record.restarts),
+                           "last_error": record.last_error, "last_restart": record.last_restart,
+                           "waiting_for": record.waiting_for, "version": record.version})
         return result
 
     def patrols(self) -> list[dict[str, Any]]:
@@ -456,35 +453,29 @@ class ClusterModel:
         if self.mirror is None:
             return []
         nodes = self.view.nodes
-        cores = sum(int(n.get("cores") or 1) for n in nodes.values())
+        cores = sum(int(n.cores or 1) for n in nodes.values())
         result = []
-        for _, (spec, _) in sorted(self.mirror.under("patrol.").items()):
-            if not isinstance(spec, dict):
-                continue
+        for _, (spec, _) in sorted(self.mirror.under("patrol.", PatrolSpec).items()):
             entries = []
-            for entry in spec.get("actors") or []:
-                tag = patrol.owner_tag(spec["owner"], entry["name"])
-                running = sum(1 for a in self.view.live(spec.get("realm")) if a.get("owner") == tag)
-                try:
-                    target = patrol.instances(entry["instances"], len(nodes), cores)
-                except (KeyError, TypeError, AttributeError):
-                    target = None
-                entries.append({"name": entry["name"], "actor": entry.get("actor"), "category": entry.get("category"),
-                                "target": target, "running": running})
-            result.append({"owner": spec.get("owner"), "realm": spec.get("realm"), "entries": entries})
+            for entry in spec.actors:
+                tag = patrol.owner_tag(spec.owner, entry.name)
+                running = sum(1 for a in self.view.live(spec.realm) if a.owner == tag)
+                entries.append({"name": entry.name, "actor": entry.actorName, "category": entry.categories,
+                                "target": patrol.instances(entry.instances, len(nodes), cores), "running": running})
+            result.append({"owner": spec.owner, "realm": spec.realm, "entries": entries})
         return result
 
     def logs(self, realm: str | None = None, category: str | None = None, uid: str | None = None,
-             level: int = logging.INFO, kind: str | None = "app", limit: int = 200) -> list[dict[str, Any]]:
+             level: int = logging.INFO, kind: str | None = "app", limit: int = 200) -> list[logs.LogLine]:
         """The latest live log lines that match, oldest first (at most ``limit``)."""
         prefix = subjects.normalize(category) if category else None
-        picked: list[dict[str, Any]] = []
+        picked: list[logs.LogLine] = []
         for line in reversed(self.log_lines):
-            if line.get("levelno", 0) < level or (kind and line.get("kind") != kind):
+            if line.levelno < level or (kind and line.kind != kind):
                 continue
-            if (realm and line.get("realm") != realm) or (uid and line.get("uid") != uid):
+            if (realm and line.realm != realm) or (uid and line.uid != uid):
                 continue
-            if prefix and not any(subjects.matches(c, prefix) for c in line.get("categories") or []):
+            if prefix and not any(subjects.matches(c, prefix) for c in line.categories):
                 continue
             picked.append(line)
             if len(picked) >= limit:
@@ -548,8 +539,7 @@ class ClusterModel:
         realms = self.realms()
         return {"connected": self.connected, "nodes": len(self.view.nodes), "actors": len(live),
                 "realms": len(realms), "categories": sum(len(c) for c in realms.values()),
-                "rps": sum(self.rate(a["uid"]) for a in live),
-                "state_keys": sum(c["keys"] for c in self.state()["categories"])}
+                "rps": sum(self.rate(a.uid) for a in live)}
 
 
 def _outcomes(rows: dict[Key, metering.Row]) -> dict[str, int]:

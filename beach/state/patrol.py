@@ -23,65 +23,75 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, TypedDict, cast
+from typing import Annotated, Any, ClassVar
 
+import msgspec
 import yaml
+from msgspec import Meta, Struct, field
 
-from beach.errors import BeachError, ConfigError
-from beach.state.spawn import spawn_args
-from beach.wire import subjects
+from beach.errors import ConfigError
+from beach.state.records import Name, Record
+from beach.state.spawn import SpawnOptions, Strategy
+from beach.wire import subjects, typed
+
+Count = Annotated[int, Meta(ge=0)]
+Share = Annotated[float, Meta(ge=0)]
 
 
-class Instances(TypedDict, total=False):
+class Instances(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """How many instances an entry asks for, when not a plain number: ``count`` plus ``per_node``
     per node plus ``per_core`` per core, at least ``min``, at most ``max``."""
 
-    count: int
-    per_node: float
-    per_core: float
-    min: int
-    max: int
+    count: Count = 0
+    per_node: Share = 0.0
+    per_core: Share = 0.0
+    min: Count = 0
+    max: Count | None = None
 
 
-class _Entry(TypedDict):
-    name: str
-    actor: str
-    category: list[str]
-    instances: int | Instances
+PATROLS_OWN = ("realm", "owner", "restart", "max_restarts", "restart_window")  # set by the spec, not an entry
 
 
-class PatrolEntry(_Entry, total=False):
-    """One entry of a spec, checked: its name, the actor class, its categories (normalized), how
-    many instances, and any `addActor` argument by its name (the optional keys)."""
+class PatrolEntry(SpawnOptions, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One entry of a spec: its name, the actor class (``actor``), its categories, how many
+    instances, and any other `addActor` argument by its name (the `SpawnOptions` it inherits;
+    those a spec sets itself, `PATROLS_OWN`, excepted). Placed by ``repulsion`` unless it names a
+    strategy."""
 
-    strategy: str
-    strategy_hint: str
-    parameters: dict[str, Any]
-    resources: dict[str, Any]
-    isIsolated: bool
-    secretIdent: str
-    trustedIdents: list[str]
-    n_concurrent: int
-    max_concurrent: int
-    is_drainable: bool
-    time_to_drain: float
-    log_level: Any
-    version: str
+    actorName: Name = field(name="actor")
+    name: Name
+    instances: Count | Instances = 1
+    strategy: Strategy = "repulsion"
 
-
-class PatrolSpec(TypedDict):
-    """A checked spec: its owner, its realm and its entries (in the desired state, with the
-    record format ``v`` too)."""
-
-    owner: str
-    realm: str
-    actors: list[PatrolEntry]
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "/" in self.name:
+            raise ValueError(f"entry name {self.name!r} has a '/'")
+        for key in PATROLS_OWN:
+            if getattr(self, key) != _DEFAULTS[key]:
+                raise ValueError(f"'{key}' is the patrol spec's own: an entry cannot set it")
 
 
-# (the split by totality, not NotRequired: under postponed annotations Python 3.11 cannot tell
-# NotRequired keys at run time, and these two sets are read at run time)
-ENTRY_KEYS = PatrolEntry.__required_keys__
-SPAWN_KEYS = PatrolEntry.__optional_keys__  # passed on to addActor as they are
+_DEFAULTS = {f.name: f.default for f in msgspec.structs.fields(SpawnOptions)}
+
+
+class PatrolSpec(Record, kw_only=True, forbid_unknown_fields=True):
+    """A spec: its owner, its realm and its entries (in the desired state, with the record format
+    ``v`` too)."""
+
+    what: ClassVar[str] = "patrol record"
+    owner: Name
+    realm: str = "global"
+    actors: list[PatrolEntry] = []
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "/" in self.owner:
+            raise ValueError(f"'owner' must be a name without '/', not {self.owner!r}")
+        subjects.check_realm(self.realm)
+        names = [entry.name for entry in self.actors]
+        for repeated in {n for n in names if names.count(n) > 1}:
+            raise ValueError(f"entry name {repeated!r} is repeated")
 
 
 def owner_tag(owner: str, entry: str) -> str:
@@ -93,73 +103,16 @@ def instances(rule: int | Instances, n_nodes: int, n_cores: int) -> int:
     """How many instances ``rule`` asks for in a cluster of ``n_nodes`` nodes and ``n_cores`` cores."""
     if isinstance(rule, int):
         return rule
-    count = rule.get("count", 0) + math.ceil(rule.get("per_node", 0) * n_nodes) + math.ceil(
-        rule.get("per_core", 0) * n_cores)
-    count = max(count, rule.get("min", 0))
-    return int(min(count, rule["max"]) if "max" in rule else count)
-
-
-def _check_rule(where: str, rule: Any) -> Any:
-    if isinstance(rule, bool) or not isinstance(rule, (int, dict)):
-        raise ConfigError(f"{where}: 'instances' must be an int or a mapping, not {rule!r}")
-    if isinstance(rule, int):
-        if rule < 0:
-            raise ConfigError(f"{where}: 'instances' must be 0 or more, not {rule}")
-        return rule
-    unknown = set(rule) - {"count", "per_node", "per_core", "min", "max"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(map(str, unknown))} in 'instances' "
-                          f"(known: count, per_node, per_core, min, max)")
-    for key, value in rule.items():
-        kinds = (int, float) if key in ("per_node", "per_core") else (int,)
-        if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
-            what = "a number" if key in ("per_node", "per_core") else "a whole number"
-            raise ConfigError(f"{where}: 'instances.{key}' must be {what} 0 or more, not {value!r}")
-    return rule
+    count = rule.count + math.ceil(rule.per_node * n_nodes) + math.ceil(rule.per_core * n_cores)
+    count = max(count, rule.min)
+    return min(count, rule.max) if rule.max is not None else count
 
 
 def check(raw: Any, where: str = "patrol spec") -> PatrolSpec:
-    """Check a spec (parsed YAML) and return it normalized; raise `ConfigError` naming the problem."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: a patrol spec must be a mapping with 'owner' and 'actors'")
-    unknown = set(raw) - {"owner", "realm", "actors"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(map(str, unknown))} (known: owner, realm, actors)")
-    owner = raw.get("owner")
-    if not isinstance(owner, str) or not owner or "/" in owner:
-        raise ConfigError(f"{where}: 'owner' must be a non-empty name without '/', not {owner!r}")
-    realm = subjects.check_realm(raw.get("realm") or "global")
-    entries = raw.get("actors") or []
-    if not isinstance(entries, list):
-        raise ConfigError(f"{where}: 'actors' must be a list")
-    actors: list[PatrolEntry] = []
-    names = set()
-    for i, entry in enumerate(entries):
-        at = f"{where}: actors[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{at} must be a mapping")
-        unknown = set(entry) - ENTRY_KEYS - SPAWN_KEYS
-        if unknown:
-            raise ConfigError(f"{at}: unknown key(s) {sorted(map(str, unknown))} "
-                              f"(known: {', '.join(sorted(ENTRY_KEYS | SPAWN_KEYS))})")
-        for key in ("name", "actor"):
-            if not isinstance(entry.get(key), str) or not entry[key]:
-                raise ConfigError(f"{at}: '{key}' must be a non-empty string")
-        if entry["name"] in names or "/" in entry["name"]:
-            raise ConfigError(f"{at}: entry name {entry['name']!r} is repeated or has a '/'")
-        names.add(entry["name"])
-        category = entry.get("category")
-        categories = [category] if isinstance(category, str) else category
-        if not isinstance(categories, list) or not categories:
-            raise ConfigError(f"{at}: 'category' must be a category or a non-empty list of them")
-        checked = cast(PatrolEntry, {**entry, "category": [subjects.normalize(c) for c in categories],
-                                     "instances": _check_rule(at, entry.get("instances", 1))})
-        try:
-            entry_spawn_args(checked, realm, owner_tag(owner, entry["name"]))
-        except (BeachError, TypeError) as err:
-            raise ConfigError(f"{at}: {err}") from None
-        actors.append(checked)
-    return {"owner": owner, "realm": realm, "actors": actors}
+    """Check a spec (parsed YAML, or a mapping) and return it; raise `ConfigError` naming the problem."""
+    if isinstance(raw, dict) and raw.get("realm") is None:
+        raw = {**raw, "realm": "global"}
+    return typed.convert(raw, PatrolSpec, where, ConfigError)
 
 
 class _Count:
@@ -214,11 +167,3 @@ def load(path: str, owner: str | None = None, realm: str = "global") -> PatrolSp
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     return check(raw, path)
-
-
-def entry_spawn_args(entry: PatrolEntry, realm: str, tag: str) -> dict[str, Any]:
-    """The spawn request for one instance of a spec entry (placed by ``repulsion`` unless the
-    entry names a strategy); raises what `spawn_args` raises for bad arguments."""
-    options: dict[str, Any] = {"strategy": "repulsion", **{k: v for k, v in entry.items() if k in SPAWN_KEYS}}
-    return spawn_args(entry["actor"], entry["category"], realm, owner=tag, **options)
-

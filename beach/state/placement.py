@@ -47,23 +47,23 @@ def check_strategy(strategy: str | None) -> str:
 
 def node_load(node: NodeEntry) -> float:
     """What the resource strategy minimises: the mean of CPU (over the cores) and memory use, in percent."""
-    cpu = node.get("cpu") or [0.0]
-    return (fmean(cpu) + float(node.get("mem", 0.0))) / 2
+    cpu = node.cpu or [0.0]
+    return (fmean(cpu) + float(node.mem)) / 2
 
 
 def _count(actors: list[ActorEntry], category: str) -> dict[str, int]:
     prefix = subjects.normalize(category)
     counts: dict[str, int] = {}
     for actor in actors:
-        if any(subjects.matches(c, prefix) for c in actor["categories"]):
-            counts[actor["node"]] = counts.get(actor["node"], 0) + 1
+        if any(subjects.matches(c, prefix) for c in actor.categories):
+            counts[actor.node] = counts.get(actor.node, 0) + 1
     return counts
 
 
 def hosts_matching(hint: str, nodes: dict[str, NodeEntry]) -> list[str]:
     """The ids of the nodes a ``host_affinity`` hint names: by node id, hostname or address, sorted."""
-    return [n for n in sorted(nodes) if hint == n or hint == nodes[n].get("hostname")
-            or hint in (nodes[n].get("addresses") or [])]
+    return [n for n in sorted(nodes) if hint == n or hint == nodes[n].hostname
+            or hint in (nodes[n].addresses or [])]
 
 
 def _why(away: dict[str, str]) -> str:
@@ -95,10 +95,10 @@ class Placer:
         ``unavailable``: registered nodes that are not up, with why (they are skipped)."""
         if not nodes:
             raise PlacementError("no beach node is running (the node registry is empty)")
-        if all(entry.get("cordoned") for entry in nodes.values()):
+        if all(entry.cordoned for entry in nodes.values()):
             raise PlacementError(f"every node is cordoned ({', '.join(sorted(nodes))}): 'beach uncordon' one")
         # a cordoned node (drained for maintenance) takes no new actor, nor one that is not up
-        away = {n: "is cordoned" for n, entry in nodes.items() if entry.get("cordoned")}
+        away = {n: "is cordoned" for n, entry in nodes.items() if entry.cordoned}
         away.update({n: why for n, why in {**(unavailable or {}), **self._recently_failed()}.items()
                      if n in nodes and n not in away})
         if strategy == "host_affinity":

@@ -44,6 +44,7 @@ from beach.runtime import trace
 from beach.runtime.actor_runtime import bind, init_args
 from beach.runtime.loader import load_actor_class
 from beach.runtime.replycache import ReplyCache
+from beach.state.spawn import SpawnSpec
 from beach.testing.state import MemoryState
 from beach.testing.stubs import Stub, StubCall, StubGroup, StubHandle, Stubs
 from beach.wire import subjects
@@ -128,9 +129,9 @@ class ActorHarness:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._finalizer = weakref.finalize(self, _close, None, self._capture)
         self._replies = ReplyCache(int(getattr(cls, "reply_cache", 0) or 0)) if getattr(cls, "reply_cache", 0) else None
-        bind(self.actor, self._backend, {"uid": self.uid, "realm": self.realm, "parameters": parameters or {},
-                                         "resources": resources or {}, "trusted": list(trusted),
-                                         "log_level": logging.DEBUG})
+        bind(self.actor, self._backend, SpawnSpec(
+            actorName=cls.__name__, category=self.categories, realm=self.realm, uid=self.uid, parameters=parameters,
+            resources=resources, trustedIdents=list(trusted), log_level=logging.DEBUG))
         setattr(self.actor, "state", self.state)  # (as a node sets it: the state of its first category)  # noqa: B010
         if not hasattr(cls, "stateFor"):  # (Actor.stateFor asks the backend's state_for where it has one)
             self.actor.__dict__["stateFor"] = self.state_for

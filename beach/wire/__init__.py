@@ -26,6 +26,7 @@ from beach.wire.messages import (
     Reply,
     Request,
     TraceContext,
+    TracedRequest,
     normalize_return,
     pack,
     pack_reply,
@@ -40,6 +41,6 @@ from beach.wire.messages import (
 __all__ = [
     "BUSY", "BUS_UNAVAILABLE", "CONFLICT", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR",
     "REQUEST_FORMATS", "RETRYABLE", "TIMEOUT", "TRACED", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply",
-    "Request", "TraceContext", "normalize_return", "pack", "pack_reply", "pack_request", "read_reply", "request_type",
-    "unpack", "unpack_reply", "unpack_request",
+    "Request", "TraceContext", "TracedRequest", "normalize_return", "pack", "pack_reply", "pack_request", "read_reply",
+    "request_type", "unpack", "unpack_reply", "unpack_request",
 ]

@@ -1,4 +1,5 @@
-"""The wire format: msgpack envelopes for requests and replies, and the handler-return rules.
+"""The wire format: msgpack envelopes for requests and replies (msgspec `Struct` s, decoded and
+checked in one step), and the handler-return rules.
 
 A request body is the msgpack array ``[1, id, req, data, ident, ttl]``: format version, request id
 (the same on every retry), request type, payload, the caller's trust ident (or nil) and the time
@@ -11,17 +12,18 @@ entries advertise). A reply body is ``[1, ok, error, data]`` (the previous relea
 ``[ok, error, data]`` is read too). Nothing travels in NATS
 headers, so a future whole-body AEAD seal covers everything but the subject.
 
-Lists stay lists. Sets become lists. Anything else msgpack cannot carry is an `EncodeError` at the
-sender, never a silent ``str()``.
+Lists stay lists; tuples and sets become lists. What msgspec encodes natively travels as it
+defines (dataclasses and structs as maps, enums as their values; datetime, date, time, UUID and
+Decimal as text); anything else is an `EncodeError` at the sender, never a silent ``str()``.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
 from enum import StrEnum
-from typing import Any, NamedTuple, cast
+from typing import Any, ClassVar
 
-import msgpack
+import msgspec
 
 from beach.errors import EncodeError
 
@@ -75,141 +77,152 @@ BUSY, NO_ACTOR, BUS_UNAVAILABLE = Failure.BUSY, Failure.NO_ACTOR, Failure.BUS_UN
 CONFLICT = Failure.CONFLICT
 
 
-def _default(value: Any) -> Any:
-    if isinstance(value, (set, frozenset)):
-        return list(value)
+def _refuse(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
-_local = threading.local()
-
-
-def _packer() -> msgpack.Packer:
-    # A Packer per thread: reusing one is twice as fast as packb(), and Packers are not thread-safe.
-    try:
-        return _local.packer
-    except AttributeError:
-        _local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=False)
-        return _local.packer
+_encoder = msgspec.msgpack.Encoder(enc_hook=_refuse)  # (thread-safe: msgspec's encoders keep no state between calls)
+_any = msgspec.msgpack.Decoder()
 
 
 def pack(value: Any, what: str = "value") -> bytes:
     """Encode ``value`` with msgpack; raise `EncodeError` naming the type it cannot carry."""
-    packer = _packer()
     try:
-        return cast(bytes, packer.pack(value))  # (msgpack is untyped)
-    except (TypeError, ValueError, OverflowError) as err:
-        packer.reset()  # a failed pack may leave partial output in the buffer
-        raise EncodeError(f"{what} cannot be sent: {err} (beach sends msgpack: dict, list, str, "
-                          f"bytes, int, float, bool, None)") from None
+        return _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as err:
+        raise EncodeError(f"{what} cannot be sent: {err} (beach sends msgpack: dict, list, str, bytes, int, "
+                          f"float, bool, None, and what msgspec encodes)") from None
 
 
 def unpack(body: bytes) -> Any:
     """Decode a msgpack body; raise ``ValueError`` if it is not one."""
     try:
-        return msgpack.unpackb(body, raw=False, strict_map_key=False)
-    except Exception as err:  # msgpack raises several unrelated types on garbage
-        # (some with no text at all: FormatError() for a reserved byte)
+        return _any.decode(body)
+    except msgspec.DecodeError as err:  # (its text is never empty, but say what it was if it were)
         raise ValueError(f"malformed message body: {str(err) or type(err).__name__}") from None
 
 
-class TraceContext(NamedTuple):
-    """W3C trace context as a request carries it: the ``traceparent`` and ``tracestate`` header
-    values (``tracestate`` ``''`` when there is none). Checked by `beach.tracing`, which ignores
-    one that is not well formed, as W3C asks of a receiver."""
+class TraceContext(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """W3C trace context as a request carries it, ``[traceparent, tracestate]``: the header values
+    (``tracestate`` ``''`` when there is none). Checked by `beach.tracing`, which ignores one that
+    is not well formed, as W3C asks of a receiver; one that is not two strings is an invalid
+    request."""
 
     traceparent: str
     tracestate: str
 
 
-class Request(NamedTuple):
-    """A decoded request, as the receiving host sees it (``trace``: None in format 1)."""
+class Request(msgspec.Struct, array_like=True, tag=VERSION):
+    """A request as it travels, ``[1, id, req, data, ident, ttl]``: the format (the tag), the
+    request id (the same on every retry), its type, its payload, the caller's trust ident (or nil)
+    and the time budget left in seconds (or nil). Format 1 carries no trace context (``trace`` is
+    None)."""
 
     id: str
     req: str
     data: Any
     ident: str | None
     ttl: float | None
-    trace: TraceContext | None = None
+    trace: ClassVar[TraceContext | None] = None
+
+
+class TracedRequest(Request, tag=TRACED):
+    """Format 2, ``[2, id, req, data, ident, ttl, trace]``: format 1's fields, then the trace
+    context (or nil). The one that grows: a field a reader may skip is appended after it, with a
+    default (a reader ignores elements after those it knows)."""
+
+    trace: TraceContext | None  # type: ignore[misc]  # (a field here; format 1's is always None)
+
+
+_request = msgspec.msgpack.Decoder(Request | TracedRequest)
 
 
 def pack_request(req_id: str, req: str, data: Any, ident: str | None, ttl: float | None,
                  trace: TraceContext | None = None) -> bytes:
     """Encode a request envelope: format 1, or format 2 with ``trace`` (pass one only where every
     reader reads format 2)."""
-    if trace is None:
-        return pack([VERSION, req_id, req, data, ident, ttl], what=f"data of request {req!r}")
-    return pack([TRACED, req_id, req, data, ident, ttl, trace], what=f"data of request {req!r}")
+    request = (Request(req_id, req, data, ident, ttl) if trace is None
+               else TracedRequest(req_id, req, data, ident, ttl, trace))
+    return pack(request, what=f"data of request {req!r}")
 
 
 def unpack_request(body: bytes) -> Request:
     """Decode a request envelope (format 1 or 2); raise ``ValueError`` naming what is wrong with it."""
-    value = unpack(body)
-    if not isinstance(value, list) or not (len(value) == 6 and value[0] == VERSION
-                                           or len(value) >= 7 and value[0] == TRACED):
-        raise ValueError("not a beach request envelope")
-    req_id, req, data, ident, ttl = value[1:6]
-    trace = None
-    if len(value) > 6 and value[6] is not None:
-        trace = value[6]
-        if not (isinstance(trace, list) and len(trace) == 2 and all(isinstance(x, str) for x in trace)):
-            raise ValueError("a request's trace context must be [traceparent, tracestate]")
-        trace = TraceContext(*trace)
-    if not isinstance(req_id, str) or not isinstance(req, str):
-        raise ValueError("request id and type must be strings")
-    if ident is not None and not isinstance(ident, str):
-        raise ValueError("request ident must be a string")
-    if ttl is not None and not isinstance(ttl, (int, float)):
-        raise ValueError("request ttl must be a number")
-    return Request(req_id, req, data, ident, ttl, trace)
+    try:
+        return _request.decode(body)
+    except msgspec.ValidationError as err:
+        raise ValueError(f"not a beach request envelope: {err}") from None
+    except msgspec.DecodeError as err:
+        raise ValueError(f"malformed message body: {err}") from None
+
+
+class _Head(msgspec.Struct, array_like=True, tag=VERSION):
+    """A request envelope with its data left encoded (see `request_type`)."""
+
+    id: str
+    req: str
+    data: msgspec.Raw
+    ident: str | None
+    ttl: float | None
+
+
+class _TracedHead(_Head, tag=TRACED):
+    """A format-2 request envelope with its data left encoded (the trace context unread)."""
+
+
+_head = msgspec.msgpack.Decoder(_Head | _TracedHead)
 
 
 def request_type(body: bytes) -> str | None:
     """The request type of a request envelope, read without decoding its data (for counting a
     request that is refused before it is served); None if ``body`` is not a request envelope."""
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(body)
     try:
-        length, version = unpacker.read_array_header(), unpacker.unpack()
-        if not (length == 6 and version == VERSION or length >= 7 and version == TRACED):
-            return None
-        unpacker.skip()  # the request id
-        req = unpacker.unpack()
-    except Exception:  # msgpack raises several unrelated types on garbage
+        return _head.decode(body).req
+    except msgspec.DecodeError:
         return None
-    return req if isinstance(req, str) else None
 
 
-class Reply(NamedTuple):
-    """A reply as it travels, the one shape every answer has: an actor's to a request, a node
-    agent's or an actor host's to a control operation. ``error`` is ``''`` for a success; a
-    failure's starts with its kind (`Failure`) where beach made it, else it is the handler's own
-    text. A client sees it as an `ActorResponse`."""
+class Reply(msgspec.Struct, array_like=True, tag=VERSION):
+    """A reply as it travels, ``[1, ok, error, data]``, the one shape every answer has: an actor's
+    to a request, a node agent's or an actor host's to a control operation. ``error`` is ``''``
+    for a success; a failure's starts with its kind (`Failure`) where beach made it, else it is
+    the handler's own text. A client sees it as an `ActorResponse`. It unpacks as ``ok, error, data``."""
 
     ok: bool
     error: str
-    data: Any
+    data: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.ok, self.error, self.data))
+
+
+_reply = msgspec.msgpack.Decoder(Reply)
+_reply_format_0 = msgspec.msgpack.Decoder(tuple[bool, str | None, Any])  # the previous release's [ok, error, data]
 
 
 def pack_reply(ok: bool, error: str, data: Any) -> bytes:
     """Encode a reply envelope."""
-    return pack([VERSION, ok, error, data], what="reply data")
+    return pack(Reply(ok, error, data), what="reply data")
 
 
 def unpack_reply(body: bytes) -> Reply:
     """Decode a reply envelope (this format, or the previous one without a version); raise
     ``ValueError`` if it is not one, or comes from a newer beach."""
+    try:
+        return _reply.decode(body)
+    except msgspec.ValidationError as err:
+        problem = str(err)
+    except msgspec.DecodeError as err:
+        raise ValueError(f"malformed message body: {err}") from None
+    try:
+        ok, error, data = _reply_format_0.decode(body)
+        return Reply(ok, error or "", data)
+    except msgspec.ValidationError:
+        pass
     value = unpack(body)
-    if isinstance(value, list) and len(value) == 3:  # format 0: [ok, error, data]
-        value = [0, *value]
-    if not isinstance(value, list) or len(value) != 4 or not isinstance(value[1], bool):
-        raise ValueError("not a beach reply envelope")
-    version, ok, error, data = value
-    if not isinstance(version, int) or version > VERSION:
-        raise ValueError(f"a reply of format {version!r} (from a newer beach?); this one reads up to {VERSION}")
-    if not isinstance(error, str) and error is not None:
-        raise ValueError("a reply's error must be a string")
-    return Reply(ok, error or "", data)
+    if isinstance(value, list) and value and type(value[0]) is int and value[0] > VERSION:
+        raise ValueError(f"a reply of format {value[0]!r} (from a newer beach?); this one reads up to {VERSION}")
+    raise ValueError(f"not a beach reply envelope: {problem}")
 
 
 def read_reply(body: bytes, source: str) -> Reply:

@@ -34,8 +34,8 @@ from beach.runtime.loader import load_actor_class
 from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory, records
-from beach.state.actorstate import StateStore
-from beach.state.spawn import SPAWN_TIMEOUT
+from beach.state.records import ActorArgs, CategoryArgs, FlushArgs, HostStopArgs, StackArgs
+from beach.state.spawn import SpawnSpec
 from beach.wire import Reply, subjects
 from nodeagent import logsetup
 from nodeagent.control import BUS_LOST_EXIT, ControlServer, lost_bus
@@ -158,15 +158,17 @@ class ActorHost(ControlServer):
 
     async def op_spawn(self, args: dict[str, Any]) -> Reply:
         """Load, create and ``init()`` an actor, then subscribe it and publish its directory entry."""
-        spec = records.HOST_SPAWN.check(args)
-        name = spec["name"]
+        spec = records.check(SpawnSpec, args)
+        if not spec.uid:
+            raise records.RecordError("spawn record: 'uid' is missing (the node agent chooses it)")
+        name = spec.actorName
         try:
-            deployed = None if ":" in name else await self.code.find(spec["realm"], spec.get("version"))
-            cls = load_actor_class(self.config.code_directory, spec["realm"], name, self.config.actor_modules,
+            deployed = None if ":" in name else await self.code.find(spec.realm, spec.version)
+            cls = load_actor_class(self.config.code_directory, spec.realm, name, self.config.actor_modules,
                                    None if deployed is None else (deployed.directory, deployed.digest))
             actor = cls()
-            runtime = ActorRuntime(self, actor, dict(spec), None if deployed is None else deployed.version)
-            timeout = float(spec.get("timeout") or SPAWN_TIMEOUT)
+            runtime = ActorRuntime(self, actor, spec, None if deployed is None else deployed.version)
+            timeout = spec.timeout
         except BeachError as err:
             self._maybe_exit()  # an isolated host made for this actor has nothing left to do
             return Reply(False, str(err), {})
@@ -218,8 +220,8 @@ class ActorHost(ControlServer):
         runtime = self.actors.pop(uid, None)
         if runtime is None:
             return None
-        sid = runtime.spec.get("sid")
-        if by_itself and sid and runtime.spec.get("restart") == "on-failure":
+        sid = runtime.spec.sid
+        if by_itself and sid and runtime.spec.restart == "on-failure":
             try:
                 kv = await bus.open_desired(self.session.nc, self.config)
                 await desired.delete(kv, desired.supervision_key(runtime.realm, sid))
@@ -249,15 +251,15 @@ class ActorHost(ControlServer):
 
     async def op_stop(self, args: dict[str, Any]) -> Reply:
         """Stop the actors ``args['uids']`` that live here."""
-        checked = records.HOST_STOP_ARGS.check(args)
-        uids, grace = checked["uids"], checked["grace"]
+        checked = records.check(HostStopArgs, args)
+        uids, grace = checked.uids, checked.grace
         results = await asyncio.gather(*(self.stop_actor(uid, grace=grace) for uid in uids))
         stopped = {uid: list(r) for uid, r in zip(uids, results, strict=True) if r is not None}
         return Reply(True, "", {"stopped": stopped})
 
     async def op_flush(self, args: dict[str, Any]) -> Reply:
         """Stop every actor here (of realm ``args['realm']`` only, if given)."""
-        realm = records.FLUSH_ARGS.check(args)["realm"]
+        realm = records.check(FlushArgs, args).realm
         return await self.op_stop({"uids": [uid for uid, rt in self.actors.items() if realm in (None, rt.realm)]})
 
     async def _recategorize(self, uid: str, change: Any) -> Reply:
@@ -273,15 +275,15 @@ class ActorHost(ControlServer):
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
         """Add a category to an actor."""
-        checked = records.CATEGORY_ARGS.check(args)
-        runtime = self.actors.get(checked["uid"])
-        category = subjects.routable(runtime.realm if runtime else "global", checked["category"])
-        return await self._recategorize(checked["uid"], lambda cats: category in cats or cats.append(category))
+        checked = records.check(CategoryArgs, args)
+        runtime = self.actors.get(checked.uid)
+        category = subjects.routable(runtime.realm if runtime else "global", checked.category)
+        return await self._recategorize(checked.uid, lambda cats: category in cats or cats.append(category))
 
     async def op_disassociate(self, args: dict[str, Any]) -> Reply:
         """Remove a category from an actor."""
-        checked = records.CATEGORY_ARGS.check(args)
-        uid, category = checked["uid"], subjects.normalize(checked["category"])
+        checked = records.check(CategoryArgs, args)
+        uid, category = checked.uid, subjects.normalize(checked.category)
         runtime = self.actors.get(uid)
         if runtime is not None and category not in runtime.categories:
             return Reply(False, f"actor {uid} is not in category {category!r}", {})
@@ -289,7 +291,7 @@ class ActorHost(ControlServer):
 
     async def op_spec(self, args: dict[str, Any]) -> Reply:
         """The full spawn spec of one actor here (private parameters included: agent only)."""
-        uid = records.ACTOR_ARGS.check(args)["uid"]
+        uid = records.check(ActorArgs, args).uid
         runtime = self.actors.get(uid)
         if runtime is None:
             return Reply(False, f"actor {uid} is not hosted here", {})
@@ -302,7 +304,7 @@ class ActorHost(ControlServer):
     async def op_stack(self, args: dict[str, Any]) -> Reply:
         """The Python stacks of every thread of this process, and of its asyncio tasks; the threads
         serving a request of actor ``args['uid']`` (if given) are marked."""
-        uid = records.STACK_ARGS.check(args)["uid"]
+        uid = records.check(StackArgs, args).uid
         if uid is not None and uid not in self.actors:
             return Reply(False, f"actor {uid} is not hosted here", {})
         frames = sys._current_frames()
@@ -326,7 +328,7 @@ class ActorHost(ControlServer):
                           "stack": text.getvalue().splitlines()[1:]})
         actor = self.actors.get(uid) if uid else None
         return Reply(True, "", {"pid": self.pid, "host": self.host_id, "node": self.node_id, "uid": uid,
-                          "actor": actor.spec["name"] if actor else None, "threads": threads, "tasks": tasks})
+                          "actor": actor.spec.actorName if actor else None, "threads": threads, "tasks": tasks})
 
 
 def main(argv: list[str] | None = None) -> int:

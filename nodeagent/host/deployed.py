@@ -25,6 +25,7 @@ from beach.code import store as codestore
 from beach.code.bundle import REQUIREMENTS, BundleError, Cache
 from beach.config import Config
 from beach.errors import ActorLoadError, BeachError
+from beach.state.desired import CodeVersion
 
 log = logging.getLogger("beach.host")
 
@@ -63,14 +64,14 @@ class DeployedCode:
             raise ActorLoadError(str(err)) from None
         if record is None:
             return None
-        digest = record["digest"]
+        digest = record.digest
         try:
             directory = await self._unpacked(digest)
         except BeachError as err:
-            raise ActorLoadError(f"realm {realm!r} version {record['version']!r}: {err}") from None
-        if record["requirements"]:
+            raise ActorLoadError(f"realm {realm!r} version {record.version!r}: {err}") from None
+        if record.requirements:
             await self._install(realm, record, directory)
-        return Deployed(record["version"], digest, directory)
+        return Deployed(record.version, digest, directory)
 
     async def _unpacked(self, digest: str) -> str:
         path = await asyncio.to_thread(self.cache.get, digest)  # (raises for a tampered copy: refused)
@@ -90,17 +91,17 @@ class DeployedCode:
         except BundleError as err:
             raise BundleError(f"bundle {digest} refused: {err}") from None
 
-    async def _install(self, realm: str, record: dict[str, Any], directory: str) -> None:
+    async def _install(self, realm: str, record: CodeVersion, directory: str) -> None:
         """Make the bundle's pip requirements importable (installed once per bundle)."""
         if not self.config.code.pip:
-            raise ActorLoadError(f"realm {realm!r} version {record['version']!r} needs pip requirements "
-                                 f"({', '.join(record['requirements'])}) and this node's config does not allow "
+            raise ActorLoadError(f"realm {realm!r} version {record.version!r} needs pip requirements "
+                                 f"({', '.join(record.requirements)}) and this node's config does not allow "
                                  f"installing them (code.pip: false)")
         target = os.path.join(os.path.dirname(directory), "deps")
         try:
             await asyncio.to_thread(self._pip, directory, target)
         except BundleError as err:
-            raise ActorLoadError(f"realm {realm!r} version {record['version']!r}: {err}") from None
+            raise ActorLoadError(f"realm {realm!r} version {record.version!r}: {err}") from None
         if target not in self._on_path:
             self._on_path.add(target)
             sys.path.append(target)

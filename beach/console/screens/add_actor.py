@@ -16,16 +16,15 @@ from textual.widgets import Button, Input, Label, Select, Switch
 from beach.console.text import one_line
 from beach.errors import BeachError, UsageError
 from beach.output import parse_mapping
-from beach.state.desired import RESTART_POLICIES
-from beach.state.placement import STRATEGIES
-from beach.state.spawn import spawn_args
+from beach.state.spawn import RESTART_POLICIES, STRATEGIES, SpawnOptions, help_of
 
 
 class AddActorScreen(ModalScreen[dict[str, Any] | None]):
     """Class name, categories, strategy and its hint, parameters, isolated, restart policy.
 
     Dismisses with the keyword arguments of `beach.client.core.AsyncBeach.addActor` once they pass its
-    own checks (`beach.state.spawn.spawn_args`), or None when cancelled; what is wrong shows in one line.
+    own checks (`beach.state.spawn.SpawnOptions`, whose help the fields show), or None when cancelled;
+    what is wrong shows in one line.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
@@ -46,13 +45,13 @@ class AddActorScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal(classes="form-row"):
                 yield Select([(f"strategy: {s}", s) for s in STRATEGIES], value="random", allow_blank=False,
                              id="add-strategy")
-                yield Input(placeholder="strategy hint (optional)", id="add-hint")
-            yield Input(placeholder="parameters: {'key': 1} (JSON or a Python literal)", id="add-parameters")
+                yield Input(placeholder=help_of("strategy_hint"), id="add-hint")
+            yield Input(placeholder=help_of("parameters"), id="add-parameters")
             with Horizontal(classes="form-row"):
                 yield Select([(f"restart: {p}", p) for p in RESTART_POLICIES], value="never", allow_blank=False,
                              id="add-restart")
                 yield Switch(False, id="add-isolated")
-                yield Label("own process (isolated)", classes="switch-label")
+                yield Label(help_of("isIsolated"), classes="switch-label")
             yield Label("", id="add-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Add", variant="primary", id="add-ok")
@@ -79,7 +78,7 @@ class AddActorScreen(ModalScreen[dict[str, Any] | None]):
             "parameters": parameters, "isIsolated": self.query_one("#add-isolated", Switch).value,
             "restart": self.query_one("#add-restart", Select).value,
         }
-        spawn_args(**kwargs)  # addActor's own checks, here, so that a mistake is fixed in the form
+        SpawnOptions.checked(**kwargs)  # addActor's own checks, here, so that a mistake is fixed in the form
         return kwargs
 
     @on(Input.Submitted)

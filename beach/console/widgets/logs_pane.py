@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Checkbox, Input, RichLog, Select
 
 from beach.console.live import Live, component_style
-from beach.logs import format_line
+from beach.logs import LogLine, format_line
 
 if TYPE_CHECKING:
     from beach.state.model import ClusterModel
@@ -39,7 +39,7 @@ class LogsPane(Vertical, Live):
         super().__init__(id=id)
         self._model: ClusterModel | None = None
         self._realms: list[str] = []
-        self._last: dict[str, Any] | None = None  # the newest line shown
+        self._last: LogLine | None = None  # the newest line shown
 
     def compose(self) -> ComposeResult:
         """The filters, then the lines."""
@@ -105,14 +105,14 @@ class LogsPane(Vertical, Live):
         if self._model is not None:
             self.show_model(self._model, {"logs"})
 
-    def _line_text(self, line: dict[str, Any]) -> Text:
+    def _line_text(self, line: LogLine) -> Text:
         text = Text(format_line(line))
-        levelno = line.get("levelno", logging.INFO)
+        levelno = line.levelno
         name = "debug" if levelno < logging.INFO else "info" if levelno < logging.WARNING else \
             "warning" if levelno < logging.ERROR else "error"
         text.stylize(self._style("time"), 0, TIME_CELLS)
         text.stylize(self._style(name), TIME_CELLS + 1, TIME_CELLS + 1 + LEVEL_CELLS)
-        if line.get("kind") != "app":
+        if line.kind != "app":
             text.stylize(self._style("sys"), TIME_CELLS + 1 + LEVEL_CELLS)
         return text
 

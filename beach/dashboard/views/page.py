@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from beach.dashboard import csrf, history, logtail
+from beach.dashboard import csrf, history
 from beach.dashboard.logtail import LogQuery
 from beach.dashboard.params import Params, check_known
 from beach.dashboard.responses import JSON
@@ -73,7 +73,7 @@ class Page:
                        csrf_token=None, lines=None, history=None)
         if self.logs is not None:
             query = self.logs(params)
-            context.update(lines=logtail.shown(query.lines(dash.model)[::-1]), log_query=query)
+            context.update(lines=query.lines(dash.model)[::-1], log_query=query)
         if self.history is not None:
             context["history"] = history.history(dash.model, self.history(params))
         issued = csrf.issue(request, dash) if dash.admin else None
