@@ -31,6 +31,7 @@ from beach.code import bundle, changes, deploy
 from beach.code import store as codestore
 from beach.errors import BeachError, UsageError
 from beach.operations import rollout
+from beach.state.desired import CodeCurrent
 from beach.state.records import ActorEntry
 from beach.wire import subjects
 
@@ -68,11 +69,11 @@ class DevLoop:
 
     def _actors(self) -> list[ActorEntry]:
         """The live actors of the realm that run its code (not ``module:Class`` ones)."""
-        return [a for a in self.client.session.view.live(self.realm) if ":" not in a["name"]]
+        return [a for a in self.client.session.view.live(self.realm) if ":" not in a.name]
 
     def _picker(self, uids: Collection[str]) -> Callable[[], list[ActorEntry]]:
         """What `rollout.replace_all` replaces: those of ``uids`` still live."""
-        return lambda: [a for a in self._actors() if a["uid"] in uids]
+        return lambda: [a for a in self._actors() if a.uid in uids]
 
     def announce(self) -> None:
         """Say whose actors each save will roll out."""
@@ -82,8 +83,8 @@ class DevLoop:
             say(f"realm {self.realm!r} runs no actor yet: start some (beach add, addActor, --run SCRIPT); each save "
                 f"will roll out those whose code changed")
             return
-        owners = Counter((a["owner"] or "no owner") for a in actors)
-        names = Counter(f"{a['name']} ({', '.join(a['categories'])})" for a in actors)
+        owners = Counter((a.owner or "no owner") for a in actors)
+        names = Counter(f"{a.name} ({', '.join(a.categories)})" for a in actors)
         say(f"each save rolls out the actors of realm {self.realm!r} whose code changed; running now: "
             + ", ".join(f"{n} × {name}" for name, n in sorted(names.items())))
         say("their owners: " + ", ".join(f"{owner} ({n})" for owner, n in sorted(owners.items()))
@@ -99,7 +100,7 @@ class DevLoop:
             return None
         if record is None:
             return None
-        digest = record["digest"]
+        digest = record.digest
         if digest not in self._trees:
             data = await codestore.fetch(self.client.session, digest)
             self._trees[digest] = await asyncio.to_thread(bundle.files, data)
@@ -107,7 +108,7 @@ class DevLoop:
 
     async def _next_version(self) -> str:
         known = await deploy.versions(self.client, self.realm)
-        numbers = [int(m.group(1)) for v in known if (m := _DEV.fullmatch(v["version"]))]
+        numbers = [int(m.group(1)) for v, _ in known if (m := _DEV.fullmatch(v.version))]
         return f"dev-{max(numbers, default=0) + 1}"
 
     async def reload(self) -> bool:
@@ -133,28 +134,27 @@ class DevLoop:
         kv = await self.client._desired()
         pointer = await codestore.current(kv, self.realm)
         current = await codestore.resolve(kv, self.realm) if pointer is not None else None
-        if current is not None and current["digest"] == packed.digest:
-            target = current["version"]
+        if current is not None and current.digest == packed.digest:
+            target = current.version
         else:
             target = (await deploy.deploy_bundle(self.client, self.realm, packed, requirements,
-                                                 await self._next_version()))["version"]
+                                                 await self._next_version())).version
         todo = []
         for actor in self._actors():
-            if actor["version"] != target and changes.changed(await self._tree(actor["version"]), files,
-                                                             actor["name"]):
+            if actor.version != target and changes.changed(await self._tree(actor.version), files, actor.name):
                 todo.append(actor)
         if not todo:
             say(f"{target} deployed ({len(files)} files); no running actor's code changed")
             await self._prune()
             return True
-        uids = {a["uid"]: a for a in todo}
+        uids = {a.uid: a for a in todo}
         say(f"{target}: rolling out " + ", ".join(f"{n} × {name}" for name, n in
-                                                   sorted(Counter(a["name"] for a in todo).items())))
+                                                   sorted(Counter(a.name for a in todo).items())))
         result = await rollout.replace_all(self.client, self._picker(uids), target, batch=len(todo),
                                            grace=self.grace)
         if result["failed"]:
             for uid, error in result["failed"].items():
-                say(f"{uids[uid]['name']} {uid[:8]}: {error}")
+                say(f"{uids[uid].name} {uid[:8]}: {error}")
                 if uid in result["tracebacks"]:
                     print(result["tracebacks"][uid].rstrip(), flush=True)
             await self._revert(target, pointer, uids, result["replaced"])
@@ -163,24 +163,24 @@ class DevLoop:
         await self._prune()
         return True
 
-    async def _revert(self, target: str, pointer: dict[str, Any] | None, old: dict[str, ActorEntry],
+    async def _revert(self, target: str, pointer: CodeCurrent | None, old: dict[str, ActorEntry],
                       replaced: list[dict[str, str]]) -> None:
         """Go back to the version before ``target``: the realm's pointer, and the actors replaced."""
-        if pointer is not None and pointer["version"] != target:  # the pointer as it was
-            await deploy.set_current(self.client, self.realm, pointer["version"], pointer.get("previous"))
+        if pointer is not None and pointer.version != target:  # the pointer as it was
+            await deploy.set_current(self.client, self.realm, pointer.version, pointer.previous)
         back: dict[str | None, set[str]] = {}
         for r in replaced:
-            back.setdefault(old[r["old"]]["version"], set()).add(r["new"])
+            back.setdefault(old[r["old"]].version, set()).add(r["new"])
         for version, news in back.items():
             await rollout.replace_all(self.client, self._picker(news), version, batch=len(news), grace=self.grace)
         await deploy.prune(self.client, self.realm, [target])
-        say(f"not rolled out: {pointer['version'] if pointer else 'the previous version'} keeps serving")
+        say(f"not rolled out: {pointer.version if pointer else 'the previous version'} keeps serving")
 
     async def _prune(self) -> None:
-        mine = [v for v in await deploy.versions(self.client, self.realm)
-                if _DEV.fullmatch(v["version"]) and v["who"] == self.client.caller]
-        mine.sort(key=lambda v: int(v["version"][4:]))
-        doomed = [v["version"] for v in mine[:-self.keep]] if self.keep else [v["version"] for v in mine]
+        mine = [v for v, _ in await deploy.versions(self.client, self.realm)
+                if _DEV.fullmatch(v.version) and v.who == self.client.caller]
+        mine.sort(key=lambda v: int(v.version[4:]))
+        doomed = [v.version for v in mine[:-self.keep]] if self.keep else [v.version for v in mine]
         if doomed:
             forgotten = await deploy.prune(self.client, self.realm, doomed)
             if forgotten:

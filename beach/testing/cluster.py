@@ -26,6 +26,7 @@ import weakref
 from collections.abc import AsyncIterator, Coroutine, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 import psutil
 import yaml
 
@@ -332,7 +333,7 @@ class LocalCluster:
             async for line in beach_logs.read(client.session.nc, beach_logs.subject_filter(
                     "sys" if system else "app", realm, uid), since=self._since, follow=follow,
                     accept=beach_logs.accept(category=category), sealer=client.session.sealer):
-                yield line
+                yield msgspec.structs.asdict(line)  # (as JSON shows it)
         finally:
             await client.close()
 
@@ -358,7 +359,7 @@ class LocalCluster:
             if not await client.flush():
                 return False
             for node, entry in list(client.session.view.nodes.items()):
-                if entry["cordoned"]:
+                if entry.cordoned:
                     await rollout.cordon(client, node, False)
             return (await client._change_desired(prefixes=["code."])).isSuccess
         finally:
