@@ -2,14 +2,16 @@
 
 The same scheme as nats-py's ``request()`` (one wildcard inbox subscription, a token per request),
 minus its per-call costs that show at tens of thousands of requests per second: a counter instead
-of a fresh NUID and random bytes per token, and a timer instead of ``asyncio.wait_for``. Every
-request passes its own timeout; there is no default.
+of a fresh NUID and random bytes per token, and no future or task of its own per request. A
+request registers what gets its reply (`expect`), publishes (`send`) and keeps its own timer;
+`request` does the three for the control calls that simply await their answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 
 import nats.errors
 from nats.aio.client import Client
@@ -23,16 +25,23 @@ from beach.security.seal import Sealer
 
 NO_RESPONDERS_STATUS = "503"  # the status header of NATS's answer when no subscriber has the subject
 
+Answer = Callable[[Msg | BaseException], None]
+"""Gets a request's reply, or the error that ends it (closed, refused by NATS), once."""
+
+
+def no_responders(msg: Msg) -> bool:
+    """True if ``msg`` is NATS saying nobody listens on the subject the request went to."""
+    return msg.headers is not None and msg.headers.get("Status") == NO_RESPONDERS_STATUS
+
 
 class Inbox:
-    """Sends requests and routes their replies back to the callers."""
+    """Sends requests and routes their replies back to whoever expects them."""
 
     def __init__(self, nc: Client, sealer: Sealer | None = None) -> None:
         self.nc = nc
         self.sealer = sealer
         self.prefix = nc.new_inbox() + "."
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
-        self._subjects: dict[str, str] = {}  # token → subject, to fail the calls NATS refused
+        self._waiting: dict[str, tuple[Answer, str]] = {}  # token → (answer, the subject the request went to)
         self._tokens = itertools.count()
         self.closed = False
         self.reason = ""  # why it was closed, when it was not by its owner (" (...)", appended to messages)
@@ -48,30 +57,52 @@ class Inbox:
                 msg.data = self.sealer.open(f"{msg.subject} ", msg.data)
             except SealError:
                 return  # forged or replayed: counted; the real reply may still come
-        future = self._waiting.pop(token, None)
-        if future is not None and not future.done():
-            future.set_result(msg)
+        waiting = self._waiting.pop(token, None)
+        if waiting is not None:
+            waiting[0](msg)
+
+    def expect(self, subject: str, answer: Answer) -> str:
+        """The reply subject of a request to ``subject``, whose reply (or end) goes to ``answer``.
+        Raises `ClosedError` once the connection is closed."""
+        if self.closed:
+            raise ClosedError(CLOSED + self.reason)
+        token = format(next(self._tokens), "x")
+        self._waiting[token] = (answer, subject)
+        return self.prefix + token
+
+    def forget(self, reply: str) -> None:
+        """Stop expecting the reply to ``reply`` (its request ended otherwise: a timeout)."""
+        self._waiting.pop(reply[len(self.prefix):], None)
+
+    async def send(self, subject: str, payload: bytes, reply: str, failed: Answer) -> None:
+        """Publish a request (sealed, with a key); what NATS refuses goes to ``failed`` (`BusError`:
+        not sent) instead of being raised."""
+        if self.sealer is not None:
+            payload = self.sealer.seal(f"{subject} {reply}", payload)
+        try:
+            await self.nc.publish(subject, payload, reply=reply)
+        except nats.errors.Error as err:
+            failed(bus.failure(err, f"cannot send a request to {subject}", self.reason or bus.lost_suffix(self.nc)))
 
     def refused(self, action: str, subject: str, message: str) -> None:
         """NATS refused to let this connection ``action`` ('publish', 'subscription') on
-        ``subject`` (in lower case, as nats-py reports it): fail the requests waiting on a publish
+        ``subject`` (in lower case, as nats-py reports it): end the requests waiting on a publish
         there with `PermissionDenied` (``message`` with the subject as sent)."""
         if action != "publish":
             return
-        for token, sent_to in list(self._subjects.items()):
-            future = self._waiting.get(token)
-            if sent_to.lower() == subject and future is not None and not future.done():
-                future.set_exception(PermissionDenied(message.format(subject=sent_to)))
+        for token, (answer, sent_to) in list(self._waiting.items()):
+            if sent_to.lower() == subject:
+                del self._waiting[token]
+                answer(PermissionDenied(message.format(subject=sent_to)))
 
     def close(self, reason: str = "") -> None:
-        """Fail every request still waiting for its reply, and every later one, with `ClosedError`
+        """End every request still waiting for its reply, and every later one, with `ClosedError`
         (whose message ends with ``reason``, when the connection was lost rather than closed)."""
         self.closed = True
         self.reason = self.reason or (f": {reason}" if reason else "")
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_exception(ClosedError(CLOSED_DURING_CALL + self.reason))
-        self._waiting.clear()
+        waiting, self._waiting = self._waiting, {}
+        for answer, _ in waiting.values():
+            answer(ClosedError(CLOSED_DURING_CALL + self.reason))
 
     async def request(self, subject: str, payload: bytes, timeout: float) -> Msg:
         """Publish ``payload`` on ``subject`` and return the reply.
@@ -80,33 +111,25 @@ class Inbox:
         says so at once), its ``TimeoutError`` after ``timeout`` seconds, `ClosedError` once the
         connection is closed, and `BusError` when NATS takes no more (a full reconnect buffer).
         """
-        if self.closed:
-            raise ClosedError(CLOSED + self.reason)
-        token = format(next(self._tokens), "x")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Msg] = loop.create_future()
-        self._waiting[token] = future
-        self._subjects[token] = subject
-        timer = loop.call_later(timeout, _expire, future)
-        reply = self.prefix + token
-        if self.sealer is not None:
-            payload = self.sealer.seal(f"{subject} {reply}", payload)
+        answered: asyncio.Future[Msg] = loop.create_future()
+
+        def answer(outcome: Msg | BaseException) -> None:
+            if answered.done():
+                return
+            if isinstance(outcome, BaseException):
+                answered.set_exception(outcome)
+            else:
+                answered.set_result(outcome)
+
+        reply = self.expect(subject, answer)
+        timer = loop.call_later(timeout, answer, NatsTimeout())
         try:
-            try:
-                await self.nc.publish(subject, payload, reply=reply)
-            except nats.errors.Error as err:
-                reason = self.reason or bus.lost_suffix(self.nc)
-                raise bus.failure(err, f"cannot send a request to {subject}", reason) from None
-            msg = await future
+            await self.send(subject, payload, reply, answer)
+            msg = await answered
         finally:
             timer.cancel()
-            self._waiting.pop(token, None)
-            del self._subjects[token]
-        if msg.headers and msg.headers.get("Status") == NO_RESPONDERS_STATUS:
+            self.forget(reply)
+        if no_responders(msg):
             raise NoRespondersError
         return msg
-
-
-def _expire(future: asyncio.Future[Msg]) -> None:
-    if not future.done():
-        future.set_exception(NatsTimeout())

@@ -11,34 +11,25 @@ import asyncio
 import inspect
 import logging
 import os
-import random
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any, Literal, overload
 
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
+from nats.aio.msg import Msg
 
 from beach import metering, tracing, wire
-from beach.backoff import backoff
+from beach.bus.inbox import no_responders
 from beach.client import routing
+from beach.client.call import Call, Done
 from beach.client.response import ActorResponse, FutureResults
-from beach.client.runner import Background
-from beach.client.session import Session, remaining
-from beach.errors import BusError, ClosedError, PermissionDenied, UsageError
+from beach.client.runner import Background, settle
+from beach.client.session import Session, current_deadline, remaining
+from beach.errors import ClosedError, PermissionDenied, UsageError
 from beach.wire import subjects
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds a request waits for its reply when neither the call nor the handle says otherwise."""
-
-# Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
-# takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
-ABSENT_BACKOFF, ABSENT_BACKOFF_MAX = 0.5, 4.0
-BUSY_BACKOFF, BUSY_BACKOFF_MAX = 0.05, 1.0
-# After a state conflict the same actor is as good as any (it dropped the stale values): a short,
-# random wait keeps two callers that collided from colliding again in step.
-CONFLICT_BACKOFF, CONFLICT_BACKOFF_MAX = 0.005, 0.2
 
 
 log = logging.getLogger("beach.handle")
@@ -64,7 +55,7 @@ class ActorHandle:
         self._realm = subjects.check_realm(realm)
         self._category = category
         self._label = subjects.normalize(category)  # what its calls are counted under, in:
-        self._calls = session.calls_in(self._realm)
+        self._meter = session.calls_in(self._realm)
         self._broadcast_subject = subjects.broadcast_subject(realm, category)
         self._targets = routing.Targets(session.view, self._realm, category, mode, session.node_id)  # checks mode
         self._mode = mode
@@ -72,6 +63,7 @@ class ActorHandle:
         self._timeout = timeout or DEFAULT_TIMEOUT
         self._ident = ident
         self._pending: dict[str, int] = {}
+        self._calls: set[Call] = set()  # in flight
         self._background = Background(session.runner.loop)
 
     @property
@@ -84,25 +76,28 @@ class ActorHandle:
 
     # ---------------------------------------------------------------- async core
 
+    @property
+    def session(self) -> Session:
+        """The session this handle sends through."""
+        return self._session
+
     def _no_actor(self) -> ActorResponse:
         elsewhere = self._session.view.elsewhere(self._realm, self._category)
         return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self._category}' "
                                     f"of realm '{self._realm}'" + (f" ({elsewhere})" if elsewhere else ""))
 
-    async def _send(self, subject: str, payload: bytes, budget: float) -> ActorResponse:
-        try:
-            msg = await self._session.inbox.request(subject, payload, budget)
-        except NoRespondersError:
-            return self._no_actor()
-        except (TimeoutError, NatsTimeout):
+    def _response(self, outcome: Msg | BaseException) -> ActorResponse:
+        """What one attempt's end means to the caller: its reply, or the failure that ended it."""
+        if isinstance(outcome, Msg):
+            if no_responders(outcome):
+                return self._no_actor()
+            return ActorResponse(*wire.read_reply(outcome.data, outcome.subject))
+        if isinstance(outcome, TimeoutError):
             return ActorResponse.timeout()
-        except ClosedError:
-            raise
-        except PermissionDenied as err:  # the credentials do not allow it: retrying will not help
-            return ActorResponse(False, str(err))
-        except BusError as err:  # NATS takes no more for now (reconnecting, its buffer full): retryable
-            return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {err}")
-        return ActorResponse(*wire.read_reply(msg.data, subject))
+        if isinstance(outcome, PermissionDenied):  # the credentials do not allow it: retrying will not help
+            return ActorResponse(False, str(outcome))
+        # NATS takes no more for now (reconnecting, its buffer full): retryable
+        return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {outcome}")
 
     def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None,
                 trace: wire.TraceContext | None = None) -> bytes:
@@ -114,6 +109,16 @@ class ActorHandle:
         self._session.check_size(payload, f"request {requestType!r}")
         return payload
 
+    def _call(self, requestType: str, data: Any, timeout: float | None, key: Any, nRetries: int | None,
+              done: Done, to: tuple[str, str] | None = None, req_id: str | None = None,
+              spans: tracing.Call | None = None) -> None:
+        """Start the request (on the loop's thread); its outcome goes to ``done``. Raises what makes
+        it unsendable (`EncodeError`, `PayloadTooLarge`, `UsageError`, `ClosedError`)."""
+        self._check_arguments(key, nRetries)
+        Call(self, requestType, {} if data is None else data, timeout or self._timeout, key,
+             self._retries if nRetries is None else nRetries, current_deadline.get(), req_id or new_id(), done, to,
+             spans).start()
+
     async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None,
                        key: Any = None, nRetries: int | None = None,
                        onFailure: Callable[[Any], Any] | None = None) -> ActorResponse:
@@ -123,72 +128,27 @@ class ActorHandle:
         served, inside a handler). Timeouts, "busy", an empty category and a state ``conflict``
         are retried up to ``nRetries`` times with the same request id; application errors are not. ``onFailure(data)``
         is called once if the final result is a failure. Raises `EncodeError` / `PayloadTooLarge`
-        for data that cannot be sent, and `UsageError` for an affinity handle without ``key``.
+        for data that cannot be sent, `UsageError` for an affinity handle without ``key``, and
+        `ClosedError` once the client is closed.
         """
-        self._check_arguments(key, nRetries)
-        data = {} if data is None else data
-        retries = self._retries if nRetries is None else nRetries
-        req_id = new_id()
-        started = time.monotonic()  # the call (a client span's extent): every attempt, backoff included
-        spans = tracing.call("request", self._realm, self._category, requestType, req_id)
-        attempt_timeout = timeout or self._timeout
-        payload = b""
-        response = ActorResponse.timeout()
-        tried: set[str] = set()
-        encoded_budget: float | None = None
-        for attempt in range(retries + 1):
-            budget = remaining(attempt_timeout)
-            if budget is not None and budget <= 0:
-                response = ActorResponse.timeout()
-                break
-            if attempt:
-                self._calls.row(self._label, requestType).retries += 1
-            subject, target = self._targets.route(key, attempt, tried)
-            sending = None if spans is None else spans.attempt(attempt, target)
-            if attempt == 0 or budget != encoded_budget or sending is not None:
-                payload = self._encode(requestType, data, req_id, budget, None if sending is None else sending.context)
-                encoded_budget = budget
-            self._pending[target] = self._pending.get(target, 0) + 1
-            try:
-                response = await self._send(subject, payload, budget or attempt_timeout)
-            except BaseException as err:  # the connection closed, or the call was cancelled
-                if spans is not None and sending is not None:
-                    sending.end("closed", f"{type(err).__name__}: {err}")
-                    spans.end("closed", f"{type(err).__name__}: {err}")
-                raise
-            finally:
-                left = self._pending[target] - 1
-                if left:
-                    self._pending[target] = left
-                else:
-                    del self._pending[target]
-            if sending is not None:
-                sending.end(metering.outcome(response.isSuccess, response.error), response.error)
-            if response.isSuccess or not self._retryable(response):
-                break
-            if response.failure == wire.CONFLICT:
-                if attempt < retries:
-                    await asyncio.sleep(random.uniform(0, backoff(attempt, CONFLICT_BACKOFF, CONFLICT_BACKOFF_MAX)))
-                continue
-            self._targets.failed(target, response.failure == wire.NO_ACTOR, tried)
-            if response.failure == wire.BUSY and isinstance(response.data, dict) and "uid" in response.data:
-                tried.add(response.data["uid"])
-            if attempt < retries:  # nobody else to ask now: back off before the next attempt
-                if response.failure in (wire.NO_ACTOR, wire.BUS_UNAVAILABLE):
-                    await asyncio.sleep(backoff(attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX))
-                elif response.failure == wire.BUSY and not self._targets.others(tried):
-                    await asyncio.sleep(backoff(attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX))
-        outcome = metering.outcome(response.isSuccess, response.error)
-        self._calls.add(self._label, requestType, outcome, time.monotonic() - started)
-        if spans is not None:
-            spans.end(outcome, response.error)
-        if not response.isSuccess and onFailure is not None:
-            await _call_back(onFailure, data)
+        outcome: asyncio.Future[ActorResponse] = asyncio.get_running_loop().create_future()
+        self._call(requestType, data, timeout, key, nRetries, partial(settle, outcome))
+        response = await outcome
+        if onFailure is not None and not response.isSuccess:
+            await _call_back(onFailure, {} if data is None else data)
         return response
 
-    @staticmethod
-    def _retryable(response: ActorResponse) -> bool:
-        return response.isTimedOut or response.failure in wire.RETRYABLE
+    def _reported(self, onFailure: Callable[[Any], Any] | None, data: Any, then: Done | None = None) -> Done:
+        """A `Done` that passes the outcome on to ``then`` and, for a failure, calls ``onFailure(data)``
+        in the background (what the forms that do not wait do)."""
+        def done(outcome: Any) -> None:
+            if then is not None:
+                then(outcome)
+            if onFailure is not None and not (isinstance(outcome, ActorResponse) and outcome.isSuccess):
+                self._background.start(_call_back(onFailure, {} if data is None else data))
+            elif isinstance(outcome, BaseException) and not isinstance(outcome, ClosedError):
+                log.warning("a request sent in the background failed: %s", outcome)
+        return done
 
     def _check_arguments(self, key: Any, nRetries: int | None) -> None:
         if self._mode == "affinity" and key is None:
@@ -202,31 +162,28 @@ class ActorHandle:
         self._check_arguments(key, nRetries)
         self._encode(requestType, {} if data is None else data, "-" * 24, None)
 
-    def _into(self, future: FutureResults, coro: Any) -> None:
-        """Run ``coro`` (returning an `ActorResponse`) in the background; its result, or a failure
-        naming its exception, goes into ``future`` — which therefore always finishes."""
+    def _future(self, requestType: str, data: Any, timeout: float | None, key: Any, nRetries: int | None,
+                onFailure: Callable[[Any], Any] | None) -> FutureResults:
+        """A request started from the blocking face's thread (handed to the loop), in a `FutureResults`."""
+        self._check(requestType, data, key, nRetries)
+        future = FutureResults(1, self._session.runner)
+        done = self._reported(onFailure, data, future._add)
 
-        async def run() -> None:
+        def start() -> None:
             try:
-                response = await coro
-            except Exception as err:
-                response = ActorResponse(False, f"request failed: {type(err).__name__}: {err}")
-            future._add(response)
+                self._call(requestType, data, timeout, key, nRetries, done)
+            except Exception as err:  # (the connection closed meanwhile)
+                done(err)
 
-        def cancelled(task: asyncio.Task[None]) -> None:
-            if task.cancelled():  # the handle was closed, maybe before the task even started
-                coro.close()
-                future._add(ActorResponse(False, "cancelled: the handle was closed"))
-
-        self._background.start(run()).add_done_callback(cancelled)
+        self._session.runner.soon(start)
+        return future
 
     async def arequestFuture(self, requestType: str, data: Any = None, timeout: float | None = None,
                              key: Any = None, nRetries: int | None = None,
                              onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Start a request and return at once a `FutureResults` that will hold its response."""
-        self._check(requestType, data, key, nRetries)
         future = FutureResults(1, self._session.runner)
-        self._into(future, self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+        self._call(requestType, data, timeout, key, nRetries, self._reported(onFailure, data, future._add))
         return future
 
     async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None,
@@ -234,15 +191,14 @@ class ActorHandle:
                      onFailure: Callable[[Any], Any] | None = None) -> bool:
         """Send a request without waiting for its reply.
 
-        With ``nRetries`` or ``onFailure`` it is a request whose reply a background task awaits
-        (to retry, or to report the failure). Without, it is a plain publish, as cheap as NATS
-        makes it: the receiving actor serves it when it can (it is never answered "busy"), and an
-        empty category loses it, as a fire-and-forget message is lost anywhere.
+        With ``nRetries`` or ``onFailure`` it is a request whose reply comes back to be retried,
+        or reported. Without, it is a plain publish, as cheap as NATS makes it: the receiving actor
+        serves it when it can (it is never answered "busy"), and an empty category loses it, as a
+        fire-and-forget message is lost anywhere.
         """
         self._check_arguments(key, nRetries)
         if (self._retries if nRetries is None else nRetries) or onFailure is not None:
-            self._check(requestType, data, key, nRetries)
-            self._background.start(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+            self._call(requestType, data, timeout, key, nRetries, self._reported(onFailure, data))
         else:
             await self._publish("shoot", self._targets.route(key, 0, set())[0], requestType, data, None)
         return True
@@ -252,12 +208,15 @@ class ActorHandle:
         req_id = new_id()
         spans = tracing.call(operation, self._realm, self._category, requestType, req_id, tracing.PRODUCER)
         trace = None if spans is None else spans.own()
-        payload = self._encode(requestType, {} if data is None else data, req_id, budget, trace)
         try:
-            await self._session.publish(subject, payload)
-        finally:
+            await self._session.publish(subject, self._encode(requestType, {} if data is None else data, req_id,
+                                                              budget, trace))
+        except BaseException as err:  # unsendable, or the connection closed
             if spans is not None:
-                spans.end(metering.OK)
+                spans.end("closed" if isinstance(err, ClosedError) else "error", f"{type(err).__name__}: {err}")
+            raise
+        if spans is not None:
+            spans.end(metering.OK)
 
     async def abroadcast(self, requestType: str, data: Any = None) -> bool:
         """Send a request to every actor of the category; replies are not awaited."""
@@ -271,30 +230,26 @@ class ActorHandle:
         The future is finished at once when the category is empty.
         """
         members = self._targets.members()
-        budget = remaining(timeout or self._timeout) or 0.0
-        req_id = new_id()
-        payload = self._encode(requestType, data, req_id, budget)
-        spans = tracing.call("requestFromAll", self._realm, self._category, requestType, req_id)
+        self._check(requestType, data, None, None)
         future = FutureResults(len(members), self._session.runner)
-        left = [len(members)]
+        req_id = new_id()
+        # one call span, each actor's attempt its child: siblings
+        spans = tracing.call("requestFromAll", self._realm, self._category, requestType, req_id)
+        add: Done = future._add
+        if spans is not None:
+            left = [len(members)]
 
-        async def ask(actor: str, sending: tracing.Attempt | None) -> ActorResponse:
-            body = payload if sending is None else self._encode(requestType, data, req_id, budget, sending.context)
-            response = await self._send(subjects.actor_subject(self._realm, actor), body, budget)
-            if spans is not None and sending is not None:  # each actor's is a child of the call: siblings
-                sending.end(metering.outcome(response.isSuccess, response.error), response.error)
+            def add(outcome: Any) -> None:
+                future._add(outcome)
                 left[0] -= 1
                 if not left[0]:
                     spans.end(metering.OK)
-            return response
 
-        for number, actor in enumerate(members):
-            if budget <= 0:  # the request being served has no time left
-                future._add(ActorResponse.timeout())
-            else:
-                self._into(future, ask(actor.uid, None if spans is None else spans.attempt(number, actor.uid)))
-        if spans is not None and (budget <= 0 or not members):
-            spans.end(metering.FAILURES[wire.TIMEOUT] if members else metering.OK)
+            if not members:
+                spans.end(metering.OK)
+        for actor in members:
+            self._call(requestType, data, timeout, None, 0, add,
+                       to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), spans=spans)
         return future
 
     def getNumAvailable(self) -> int:
@@ -311,7 +266,10 @@ class ActorHandle:
         return dict(self._pending)
 
     async def aclose(self) -> None:
-        """Cancel this handle's background requests."""
+        """End this handle's requests in flight (each a failure: ``cancelled: the handle was
+        closed``) and cancel what it runs in the background."""
+        for call in list(self._calls):
+            call.cancel("cancelled: the handle was closed")
         await self._background.cancel()
 
     # ---------------------------------------------------------------- blocking face
@@ -339,16 +297,12 @@ class ActorHandle:
         raises (`EncodeError`, `PayloadTooLarge`, `UsageError`), at once also with a future, and
         `ClosedError` once the client is closed."""
         if isWithFuture:  # started, not waited for: no trip into the loop before the future is returned
-            self._check(requestType, data, key, nRetries)
-            future = FutureResults(1, self._session.runner)
-            request = self.arequest(requestType, data, timeout, key, nRetries, onFailure)
-            try:
-                self._session.runner.soon(lambda: self._into(future, request))
-            except BaseException:
-                request.close()  # never started: not a coroutine left unawaited
-                raise
-            return future
-        return self._session.runner.run(self.arequest(requestType, data, timeout, key, nRetries, onFailure))
+            return self._future(requestType, data, timeout, key, nRetries, onFailure)
+        response: ActorResponse = self._session.runner.call(
+            partial(self._call, requestType, data, timeout, key, nRetries))
+        if onFailure is not None and not response.isSuccess:
+            self._session.runner.run(_call_back(onFailure, {} if data is None else data))
+        return response
 
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:
@@ -371,7 +325,7 @@ class ActorHandle:
         return self._session.runner.run(self.arequestFromAll(requestType, data, timeout))
 
     def close(self) -> None:
-        """Cancel this handle's background requests."""
+        """`aclose` from blocking code."""
         if self._session.runner.in_loop_thread():
             self._session.runner.loop.create_task(self.aclose())
         else:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from beach import wire
-from beach.client.runner import DrivenLoop, Runner
+from beach.client.runner import Done, DrivenLoop, Runner, settle
 
 
 class ActorResponse:
@@ -84,62 +85,55 @@ class ActorResponse:
     __str__ = __repr__
 
 
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 class FutureResults:
     """Replies that arrive over time: ``n`` expected `ActorResponse` objects.
 
     Usable from threads (``waitForResults``, ``getNewResults``, ``isFinished``) and from async
-    code (``await future.wait()``). With ``n == 0`` it is finished at once.
+    code (``await future.wait()``). With ``n == 0`` it is finished at once. Waiting has one
+    mechanism: a waiter gives a condition and a `Done`, called once (on the loop's thread) when a
+    result makes the condition true; the runner decides how its thread waits for that.
     """
 
     def __init__(self, n: int, runner: Runner | None = None) -> None:
         self._expected = n
-        # A DrivenLoop has nobody driving it while its caller waits here: waits drive it themselves
-        self._driver = runner if isinstance(runner, DrivenLoop) else None
+        self._runner = runner
         self._all: list[ActorResponse] = []
         self._unread: list[ActorResponse] = []
-        # A plain lock and a flag: one of these is made per request of the futures API, and a
-        # Condition or an Event costs more than the rest of it; threads that wait without a driver
-        # make the condition they wait on (`_sleeper`).
-        self._lock = threading.Lock()
-        self._cond: threading.Condition | None = None
+        self._lock = threading.Lock()  # results come on the loop's thread, are read from the caller's
         self._finished = n == 0
-        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[Callable[[], bool], Done]] = []  # touched on the loop's thread only
 
-    def _add(self, response: ActorResponse) -> None:
+    def _add(self, outcome: ActorResponse | BaseException) -> None:
+        """One result (on the loop's thread): a response, or the error a request ended with."""
+        response = outcome if isinstance(outcome, ActorResponse) else ActorResponse(
+            False, f"request failed: {type(outcome).__name__}: {outcome}")
         with self._lock:
             self._all.append(response)
             self._unread.append(response)
-            finished = self._finished = len(self._all) >= self._expected
-            waiters, self._waiters = (self._waiters, []) if finished else ([], self._waiters)
-            cond = self._cond
-        if cond is not None:
-            with cond:
-                cond.notify_all()
-        for loop, fut in waiters:
-            loop.call_soon_threadsafe(_wake, fut)
-        if self._driver is not None:
-            self._driver.changed()  # a thread driving the loop until this has news looks again
+            self._finished = len(self._all) >= self._expected
+        if self._waiters:
+            waiting, self._waiters = self._waiters, []
+            for ready, done in waiting:
+                self._when(ready, done)
 
-    def _sleeper(self) -> threading.Condition:
-        with self._lock:
-            if self._cond is None:
-                self._cond = threading.Condition()
-            return self._cond
+    def _when(self, ready: Callable[[], bool], done: Done) -> None:
+        """Call ``done(None)`` once ``ready()`` (now, or at the result that makes it so); on the loop's thread."""
+        if ready():
+            done(None)
+        else:
+            self._waiters.append((ready, done))
 
     def _wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """Wait until ``ready()`` or ``timeout`` seconds (None: no limit); return ``ready()``."""
+        """Block until ``ready()`` or ``timeout`` seconds (None: no limit); return ``ready()``."""
         if ready():
             return True
-        if self._driver is not None:
-            return self._driver.wait(ready, timeout)
-        cond = self._sleeper()
-        with cond:
-            return cond.wait_for(ready, timeout)
+        if self._runner is not None:
+            self._runner.call(lambda done: self._when(ready, done), timeout)
+        else:  # (filled by hand, as the testing kit's stubs do: no loop)
+            woken = threading.Event()
+            self._when(ready, lambda _: woken.set())
+            woken.wait(timeout)
+        return ready()
 
     def waitForResults(self, timeout: float = 0) -> bool:
         """Wait up to ``timeout`` seconds (0: don't wait) for unread results; True if there are some."""
@@ -154,8 +148,8 @@ class FutureResults:
 
     def isFinished(self) -> bool:
         """True once all ``n`` results have arrived."""
-        if not self._finished and self._driver is not None:
-            self._driver.pump()  # what has arrived is handled now, in this thread: no hop
+        if not self._finished and isinstance(self._runner, DrivenLoop):
+            self._runner.pump()  # what has arrived is handled now, in this thread: no hop
         return self._finished
 
     def getAllResults(self) -> list[ActorResponse]:
@@ -170,20 +164,19 @@ class FutureResults:
 
     async def wait(self, timeout: float | None = None) -> list[ActorResponse]:
         """Await until finished (or ``timeout``); return every result received."""
-        with self._lock:
-            if not self._finished:
-                fut = asyncio.get_running_loop().create_future()
-                self._waiters.append((asyncio.get_running_loop(), fut))
-            else:
-                fut = None
-        if fut is not None:
+        if not self._finished:
+            loop = asyncio.get_running_loop()
+            finished: asyncio.Future[None] = loop.create_future()
+            if self._runner is None or loop is self._runner.loop:
+                self._when(lambda: self._finished, partial(settle, finished))
+            else:  # awaited on another loop than the connection's
+
+                def wake(_: Any) -> None:
+                    loop.call_soon_threadsafe(settle, finished, None)
+
+                self._runner.soon(lambda: self._when(lambda: self._finished, wake))
             try:
-                await asyncio.wait_for(fut, timeout)
+                await asyncio.wait_for(finished, timeout)
             except TimeoutError:
                 pass
         return self.getAllResults()
-
-    # PEP 8 names
-    wait_for_results = waitForResults
-    get_new_results = getNewResults
-    is_finished = isFinished

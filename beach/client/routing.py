@@ -136,8 +136,8 @@ class Targets:
             return
         tried.add(target)
         if absent:
-            node = next((a["node"] for a in self.members() if a["uid"] == target), None)
-            tried.update(a["uid"] for a in self.members() if a["node"] == node)
+            node = next((a.node for a in self.members() if a.uid == target), None)
+            tried.update(a.uid for a in self.members() if a.node == node)
 
     def _owner(self, key: Any, exclude: set[str]) -> str | None:
         members = self.members()

@@ -1,10 +1,11 @@
 """Running beach's async core from blocking code.
 
-Beach has one implementation, in asyncio. Its blocking face (``Beach.addActor``,
-``ActorHandle.request``, ...) runs each call on the event loop that owns the connection. In a plain
-script that loop is a `DrivenLoop`: the calling thread drives it while it waits (a helper thread
-only while nobody calls); in an actor host it is the host's own loop, and blocking calls come from
-handler threads, which hand the call over and wait (`Runner`).
+Beach has one implementation, on an event loop. Its blocking face (``Beach.addActor``,
+``ActorHandle.request``, ...) starts each call on the loop that owns the connection and waits for
+its outcome (`Runner.call`; `Runner.run` for a coroutine). In a plain script that loop is a
+`DrivenLoop`: the calling thread drives it while it waits (a helper thread only while nobody
+calls); in an actor host it is the host's own loop, on its own thread, and blocking calls come
+from handler threads, which hand the call over and wait.
 """
 
 from __future__ import annotations
@@ -20,374 +21,353 @@ from typing import Any, TypeVar
 from beach.errors import CLOSED, CLOSED_DURING_CALL, ClosedError, UsageError
 
 T = TypeVar("T")
+Done = Callable[[Any], None]
+"""What a started call reports its outcome to, once: a value, or the exception it ends with."""
+Start = Callable[[Done], Any]
+"""Starts a call on the loop (on the loop's side) and reports its outcome to the `Done` given."""
+
+_TIMED_OUT = object()
+ON_THE_LOOP = ("a blocking beach call was made from async code running on beach's event loop; await the "
+               "async form instead (e.g. `await handle.arequest(...)`)")
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    """Give ``future`` its outcome (an exception: raised by whoever awaits it), unless it has one."""
+    if not future.done():
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _outcome(box: list[Any]) -> Any:
+    outcome = box[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
 
 
 class Runner:
-    """Submits coroutines to one event loop from other threads and waits for them."""
+    """Starts calls on one event loop, running in another thread, and waits for their outcomes."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._waiting: set[Future[Any]] = set()  # calls submitted and not finished, for `abandon`
+        self._waiting: dict[int, Done] = {}  # calls waited for and not finished, for `abandon`
 
     def in_loop_thread(self) -> bool:
         """True if the caller runs on this runner's event loop thread."""
-        try:
-            return asyncio.get_running_loop() is self.loop
-        except RuntimeError:
-            return False
+        return running_loop() is self.loop
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        """Schedule ``coro`` on the loop; return a concurrent future for its result.
-
-        The coroutine runs in a copy of the caller's context, so context variables (the deadline
-        of the request a handler is serving) carry over from a handler thread into the core.
-        """
+    def _usable(self) -> None:
+        if self.in_loop_thread():
+            raise UsageError(ON_THE_LOOP)
         if self.loop.is_closed() or not self.loop.is_running():
-            coro.close()
             raise ClosedError(CLOSED)
-        return self._schedule(coro)
 
-    def _schedule(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        context = contextvars.copy_context()
-        result: Future[T] = Future()
-        self._waiting.add(result)
-        result.add_done_callback(self._waiting.discard)
+    def call(self, start: Start, timeout: float | None = None) -> Any:
+        """Start a call on the loop (``start(done)``, on the loop's thread) and block until it
+        reports its outcome: return it, or raise it if it is an exception. ``timeout``: give up
+        after that many seconds and return `TIMED_OUT` (the call goes on). Raises `UsageError` on
+        the loop's own thread (blocking there would deadlock), `ClosedError` once closed."""
+        self._usable()
+        box: list[Any] = []
+        finished = threading.Event()
 
-        def copy(task: asyncio.Task[T]) -> None:
-            if result.done():
-                return
-            if task.cancelled():  # only the loop's shutdown cancels these tasks
-                result.set_exception(ClosedError(CLOSED_DURING_CALL))
-            elif (error := task.exception()) is not None:
-                result.set_exception(error)
-            else:
-                result.set_result(task.result())
+        def done(outcome: Any) -> None:
+            if not box:
+                box.append(outcome)
+                finished.set()
 
-        def start() -> None:
-            if result.set_running_or_notify_cancel():
-                self.loop.create_task(coro, context=context).add_done_callback(copy)
-            else:
-                coro.close()
-
-        self.loop.call_soon_threadsafe(start)
-        return result
-
-    def abandon(self) -> None:
-        """Fail every call still waiting (the loop has stopped and will not finish them)."""
-        for waiting in list(self._waiting):
-            if not waiting.done():
-                waiting.set_exception(ClosedError(CLOSED_DURING_CALL))
+        self._waiting[id(box)] = done
+        try:
+            self.loop.call_soon_threadsafe(_begin, start, done, contextvars.copy_context())
+            if not finished.wait(timeout):
+                return TIMED_OUT
+        finally:
+            self._waiting.pop(id(box), None)
+        return _outcome(box)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop and block until it finishes; return its result or raise its error.
+        """Run ``coro`` on the loop (in a copy of the caller's context, so context variables such as
+        the deadline of the request a handler serves carry over) and block until it finishes."""
+        try:
+            result: T = self.call(lambda done: _task(self.loop, coro, done))
+        except (UsageError, ClosedError):
+            coro.close()  # (never started: not a coroutine left unawaited)
+            raise
+        return result
 
-        Raises `UsageError` when called on the loop's own thread (an ``async def`` handler or
-        callback), where blocking would deadlock: use the awaitable form (``await h.arequest(...)``).
-        """
-        if self.in_loop_thread():
-            coro.close()
-            raise UsageError("a blocking beach call was made from async code running on beach's event "
-                             "loop; await the async form instead (e.g. `await handle.arequest(...)`)")
-        return self.submit(coro).result()
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Schedule ``coro`` on the loop without waiting; a concurrent future gets its outcome."""
+        result: Future[T] = Future()
+
+        def done(outcome: Any) -> None:
+            if not result.done():
+                if isinstance(outcome, BaseException):
+                    result.set_exception(outcome)
+                else:
+                    result.set_result(outcome)
+
+        self.soon(lambda: _task(self.loop, coro, done))
+        return result
 
     def soon(self, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` (which must not block) on the loop's side without waiting for it: at once
         on the loop's own thread, else from the loop soon. Raises `ClosedError` once closed."""
-        if self.loop.is_closed() or not self.loop.is_running():
+        if self.loop.is_closed():
             raise ClosedError(CLOSED)
         if self.in_loop_thread():
             fn()
         else:
             self.loop.call_soon_threadsafe(fn)
+
+    def abandon(self) -> None:
+        """Fail every call still waited for (the loop has stopped and will not finish them)."""
+        for done in list(self._waiting.values()):
+            done(ClosedError(CLOSED_DURING_CALL))
+
+
+TIMED_OUT = _TIMED_OUT
+"""What `Runner.call` returns when its timeout passed first."""
+
+
+def _begin(start: Start, done: Done, context: contextvars.Context) -> None:
+    try:
+        context.run(start, done)
+    except BaseException as err:  # raised before the call even started: its outcome
+        done(err)
+
+
+def _task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], done: Done) -> None:
+    """Run ``coro`` as a task in the current context; its result or exception goes to ``done``
+    (a cancelled task, which only a closing loop cancels, is a `ClosedError`)."""
+    def finished(task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            done(ClosedError(CLOSED_DURING_CALL))
+        else:
+            error = task.exception()
+            done(error if error is not None else task.result())
+
+    loop.create_task(coro, context=contextvars.copy_context()).add_done_callback(finished)
 
 
 GRACE = 0.005  # seconds without a caller before the helper thread drives the loop
-HELP_WAITING = 0.001  # how often the helper looks while threads wait for a loop another drives
+PUMP_WAIT = 0.001  # a poll that finds nothing new waits this long for news, in the loop's selector
 PUMP_SECONDS = 0.0002  # polls closer together than this share one pump
-PUMP_TURNS = 32
-PUMP_WAIT = 0.001  # a poll that comes back with nothing new waits this long for news, in the selector
-
-
-def _outcome_unread(task: asyncio.Task[Any]) -> None:
-    # read, so that asyncio does not log "exception was never retrieved" for a call nobody awaits
-    if not task.cancelled():
-        task.exception()
 
 
 class DrivenLoop(Runner):
-    """A `Runner` for plain scripts whose event loop the *calling* thread drives while it waits.
+    """A `Runner` for plain scripts, whose event loop the *calling* thread drives while it waits.
 
-    A blocking call runs its coroutine on the loop from the caller's own thread (no thread hop: a
-    hop into a loop on another thread costs 110-210 µs here, more than the request itself). While
-    no caller has driven it for `GRACE` seconds, a daemon helper thread drives it, so that the
-    connection stays alive, pings are answered, the directory follows and reconnects happen while
-    the script sleeps; a caller alone takes it back by stopping the helper's run. One thread drives
-    at a time (``_driving``); a caller that finds another caller driving hands its coroutine over
-    and waits, and while threads wait the helper drives for them all (as a loop thread would):
-    several threads calling at once pay a thread switch per call, one thread pays none.
+    A blocking call starts on the loop from the caller's own thread and the caller runs the loop
+    until the call is done: no thread hop, which costs more here than the request itself. One
+    thread drives at a time (``_driving``). A thread that finds another driving hands its call
+    over and waits for it; when the driver's own call is done and others still wait, it hands the
+    loop to one of them. While nobody has called for `GRACE` seconds a daemon helper thread drives
+    it, so the connection stays alive (pings answered, the directory followed, reconnects made) while
+    the script sleeps; a lone caller takes it back by asking the helper to stop.
+
+    Every outcome a thread may be waiting for stops the loop (`changed`): the driver looks whether
+    its own call is done and drives on if not.
     """
 
-    def __init__(self, name: str = "beach-loop") -> None:
-        super().__init__(asyncio.new_event_loop())
+    def __init__(self, name: str = "beach-loop", loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(loop or asyncio.new_event_loop())
         self._driving = threading.Lock()
-        self._changed = threading.Condition()  # guards the helper's state; the helper waits on it
-        self._helping = False  # the helper thread drives now
-        self._claimed = False  # a lone caller asked the helper for the loop
-        self._starving = 0     # callers that cannot drive (their thread runs a loop of its own)
+        self._state = threading.Condition()  # guards the fields below; the helper waits on it
+        self._helping = False  # the helper drives now
+        self._leave = False  # a caller asked the helper for the loop
+        self._waiters: list[threading.Event] = []  # threads waiting for calls another thread drives
         self._released = time.monotonic()
         self._closed = False
-        self._tasks: set[asyncio.Task[Any]] = set()  # calls run directly, not through submit
-        # callers waiting while another thread drives, each woken alone when its own call is done
-        # (waking them all at each reply would be a herd)
-        self._waiting_threads: list[threading.Event] = []
+        self._news = 0  # outcomes so far: a poll that sees none since the last pump waits for one
+        self._seen = 0
         self._pumped = 0.0
-        self._news = 0  # calls to `changed`: a poll that saw none since the last pump waits for one
-        self._news_seen = 0
-        # the calls in `wait` or a waiting pump, for which `changed` stops the loop (a set: adding
-        # and discarding are atomic, where a count's += from several threads may lose an update)
-        self._watching: set[object] = set()
         self.thread = threading.Thread(target=self._help, name=name, daemon=True)
         self.thread.start()
-
-    # ---------------------------------------------------------------- driving
-
-    def _drive(self, done: Callable[[], bool]) -> None:
-        """Run the loop in this thread until ``done()``; the caller holds ``_driving``."""
-        loop = self.loop
-        try:
-            while not done() and not loop.is_closed():
-                loop.run_forever()  # until a done callback (or the helper's ask) stops it
-        finally:
-            self._released = time.monotonic()
-
-    def _let_go(self) -> None:
-        # Nobody is woken: a caller that lets go usually calls again at once. While threads wait,
-        # the helper looks every millisecond (HELP_WAITING) and drives the loop for them once free.
-        self._driving.release()
-
-    def _help(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        while True:
-            with self._changed:
-                while not self._closed and (self._driving.locked() or (
-                        not self._starving and not self._waiting_threads
-                        and time.monotonic() - self._released < GRACE)):
-                    idle = GRACE - (time.monotonic() - self._released)
-                    if self._waiting_threads:
-                        self._changed.wait(HELP_WAITING)
-                    else:
-                        self._changed.wait(GRACE if self._driving.locked() else max(idle, 0.001))
-                if self._closed:
-                    return
-                if not self._driving.acquire(blocking=False):
-                    continue
-                self._helping = True
-                self._claimed = False
-            try:
-                while not self.loop.is_closed() and not self._closed:
-                    self.loop.run_forever()  # until a lone caller asks for the loop (`_claim`)
-                    if not self._waiting_threads and not self._starving or self._claimed:
-                        break  # (a call finishing stops the loop too: drive on while others wait)
-            finally:
-                with self._changed:
-                    self._helping = False
-                self._released = time.monotonic()
-                self._let_go()
-
-    def _take(self, patience: float) -> bool:
-        """Take the loop to drive it: at once if it is free; from the helper if it drives (asking
-        it to stop, waiting up to ``patience`` seconds); never from another caller (False)."""
-        if self._driving.acquire(blocking=False):
-            return True
-        if not self._helping:
-            return False
-        self._claim()
-        return self._driving.acquire(timeout=patience) if patience > 0 else False
-
-    def _claim(self) -> None:
-        """Ask the helper thread, if it drives, to stop so that a caller can."""
-        with self._changed:
-            if self._helping:
-                self._claimed = True
-                self.loop.call_soon_threadsafe(self.loop.stop)
-
-    # ---------------------------------------------------------------- calls
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        """Schedule ``coro`` on the loop (see `Runner.submit`); whoever drives next runs it."""
-        if self._closed or self.loop.is_closed():
-            coro.close()
-            raise ClosedError(CLOSED)
-        result = super()._schedule(coro)
-        result.add_done_callback(self._finished)
-        return result
-
-    def soon(self, fn: Callable[[], Any]) -> None:
-        """Call ``fn()`` (which must not block: it typically creates a task) on the loop's side
-        without waiting: here and now when the loop is free, holding it (the tasks it creates run
-        when a thread next drives the loop: a poll, the next call, or the helper within `GRACE`,
-        so that many started in a row go out together); else handed to whoever drives it.
-        Raises `ClosedError` once closed."""
-        if self._closed or self.loop.is_closed():
-            raise ClosedError(CLOSED)
-        if asyncio._get_running_loop() is None and self._driving.acquire(blocking=False):
-            try:
-                fn()
-            finally:
-                self._driving.release()  # (nobody to wake: the loop has only work for later)
-        elif self.in_loop_thread():
-            fn()
-        else:
-            self.loop.call_soon_threadsafe(fn)
-
-    def _finished(self, result: Future[Any]) -> None:
-        self.changed()
-
-    def changed(self) -> None:
-        """Something a waiting thread may wait for has happened (a call finished, a result came):
-        the thread driving the loop, if this runs on it, stops to look (and drives on if it was
-        not its own)."""
-        self._news += 1
-        if self._watching and self.in_loop_thread():
-            self.loop.stop()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` and return its result (or raise its error), driving the loop from this
-        thread while it runs. Raises `UsageError` on the loop's own thread (see `Runner.run`)."""
-        if self.in_loop_thread():
-            coro.close()
-            raise UsageError("a blocking beach call was made from async code running on beach's event "
-                             "loop; await the async form instead (e.g. `await handle.arequest(...)`)")
-        if self._closed or self.loop.is_closed():
-            coro.close()
-            raise ClosedError(CLOSED)
-        if not self._waiting_threads and asyncio._get_running_loop() is None and self._take(0.05):
-            # the loop is free: run the call as a task here, without a future or a wake-up
-            try:
-                task = self.loop.create_task(self._stopping_after(coro), context=contextvars.copy_context())
-                self._tasks.add(task)
-                try:
-                    self._drive(task.done)
-                except BaseException:  # a KeyboardInterrupt while driving: the caller has gone
-                    if not task.done():
-                        task.cancel()
-                        task.add_done_callback(_outcome_unread)
-                    raise
-                finally:
-                    self._tasks.discard(task)
-            finally:
-                self._let_go()
-            if task.cancelled():  # only close() cancels calls
-                raise ClosedError(CLOSED_DURING_CALL)
-            return task.result()
-        result = self.submit(coro)
-        wake = threading.Event()
-        result.add_done_callback(lambda _: wake.set())
-        self.wait(result.done, wake=wake)
-        return result.result()
-
-    async def _stopping_after(self, coro: Coroutine[Any, Any, T]) -> T:
-        # stopping the loop from inside the call's last step saves an iteration per call
-        try:
-            return await coro
-        finally:
-            self.loop.stop()
-
-    def wait(self, done: Callable[[], bool], timeout: float | None = None,
-             wake: threading.Event | None = None) -> bool:
-        """Drive the loop (or wait for whoever drives it) until ``done()`` or ``timeout`` seconds;
-        return ``done()``. ``wake``: an event set when ``done()`` may have become true (else
-        another thread's driving is watched every 50 ms)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        wake = wake or threading.Event()
-        foreign = asyncio._get_running_loop() is not None  # this thread runs a loop of its own
-        if foreign:
-            with self._changed:
-                self._starving += 1
-                self._changed.notify_all()
-        watch = object()
-        self._watching.add(watch)
-        try:
-            while not done():
-                # With other threads waiting, the helper drives for them all (as a loop thread of
-                # its own would): callers taking turns would cost a thread switch per call.
-                alone = not self._waiting_threads
-                if not foreign and alone and self._take(0.05 if deadline is None else
-                                                        max(0.0, min(0.05, deadline - time.monotonic()))):
-                    try:
-                        if deadline is None:
-                            self._drive(done)
-                        else:
-                            timer = self.loop.call_later(max(0.0, deadline - time.monotonic()), self.loop.stop)
-                            try:
-                                self._drive(lambda: done() or time.monotonic() >= deadline)
-                            finally:
-                                timer.cancel()
-                    finally:
-                        self._let_go()
-                    if done():
-                        return True
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return done()
-                if (foreign or self._driving.locked()) and not done():
-                    self._waiting_threads.append(wake)
-                    try:
-                        if foreign or self._driving.locked():
-                            wake.wait(0.05 if left is None else min(left, 0.05))
-                    finally:
-                        self._waiting_threads.remove(wake)
-                        wake.clear()
-        finally:
-            self._watching.discard(watch)
-            if foreign:
-                with self._changed:
-                    self._starving -= 1
-        return True
-
-    def pump(self) -> None:
-        """Let the loop handle what has arrived, if nobody else drives it: what a poll
-        (`FutureResults.isFinished`) calls. Polls closer together than `PUMP_SECONDS` share one
-        pump; one that finds nothing new since the last pump waits up to `PUMP_WAIT` for news in
-        the loop's selector. A script spinning on ``isFinished()`` thus sleeps where raw asyncio
-        would, instead of burning a core the server and the actors need."""
-        now = time.monotonic()
-        wait = 0.0
-        if now - self._pumped < PUMP_SECONDS:
-            if self._news != self._news_seen:
-                return
-            wait = PUMP_WAIT
-        # (the helper, if it drives, is asked for the loop: else it drives on while this thread
-        # spins on its polls, the two passing the GIL back and forth)
-        if asyncio._get_running_loop() is None and self._take(PUMP_WAIT):
-            loop = self.loop
-            try:
-                self._news_seen = self._news
-                # a reply takes a few iterations (socket, parser, subscription, the waiting call):
-                # turn until nothing is ready (asyncio has no public way to ask, hence _ready)
-                for _ in range(PUMP_TURNS):
-                    loop.call_soon(loop.stop)
-                    loop.run_forever()
-                    if not getattr(loop, "_ready", None):
-                        break
-                if wait and self._news == self._news_seen:
-                    timer = loop.call_later(wait, loop.stop)  # `changed` stops it sooner
-                    watch = object()
-                    self._watching.add(watch)
-                    try:
-                        loop.run_forever()
-                    finally:
-                        self._watching.discard(watch)
-                        timer.cancel()
-                self._news_seen = self._news
-            finally:
-                self._pumped = self._released = time.monotonic()
-                self._let_go()
 
     @property
     def closed(self) -> bool:
         """True once `close` was called."""
         return self._closed
+
+    def _usable(self) -> None:
+        if self.in_loop_thread():
+            raise UsageError(ON_THE_LOOP)
+        if self._closed or self.loop.is_closed():
+            raise ClosedError(CLOSED)
+
+    # ---------------------------------------------------------------- who drives
+
+    def _take(self) -> bool:
+        """Take the loop to drive it: at once if it is free; from the helper if it drives (it is
+        asked to stop); never from another caller (False) or in a thread running a loop of its own."""
+        if running_loop() is not None:
+            return False
+        if self._driving.acquire(blocking=False):
+            return True
+        with self._state:
+            if not self._helping or self._waiters:
+                return False  # a caller drives, or the helper drives for threads that wait
+            self._leave = True
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        return self._driving.acquire(timeout=0.1)
+
+    def _let_go(self) -> None:
+        self._released = time.monotonic()
+        self._driving.release()
+        if self._waiters:  # a thread waits for a call nobody drives now: it takes the loop (a waiter
+            with self._state:  # that comes after this look finds the loop free itself)
+                if self._waiters:
+                    self._waiters[0].set()
+
+    def _drive(self, done: Callable[[], bool]) -> None:
+        """Run the loop in this thread (which holds ``_driving``) until ``done()``."""
+        while not done() and not self.loop.is_closed():
+            self.loop.run_forever()  # until an outcome stops it (`changed`)
+
+    def changed(self) -> None:
+        """An outcome a thread may wait for has come (on the loop's thread): the driver stops to
+        look, the waiting threads are woken by their own `Done`."""
+        self._news += 1
+        if not self.loop.is_closed():
+            self.loop.stop()
+
+    def _help(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        while True:
+            with self._state:
+                while not self._closed and (self._driving.locked() or (
+                        not self._waiters and time.monotonic() - self._released < GRACE)):
+                    self._state.wait(GRACE)
+                if self._closed:
+                    return
+                if not self._driving.acquire(blocking=False):
+                    continue
+                self._helping, self._leave = True, False
+            try:
+                while not self._leave and not self._closed and not self.loop.is_closed():
+                    self.loop.run_forever()  # stopped by outcomes (it drives on) and by a caller's ask
+            finally:
+                with self._state:
+                    self._helping = False
+                self._let_go()
+
+    # ---------------------------------------------------------------- calls
+
+    def call(self, start: Start, timeout: float | None = None) -> Any:
+        """Start a call and drive the loop (or wait for whoever drives it) until its outcome; return
+        it, or raise it (see `Runner.call`)."""
+        self._usable()
+        box: list[Any] = []
+        finished = threading.Event()
+
+        def done(outcome: Any) -> None:
+            if not box:
+                box.append(outcome)
+                finished.set()
+                self.changed()
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        def ready() -> bool:
+            return bool(box)
+
+        self._waiting[id(box)] = done
+        try:
+            if self._take():  # the usual case: nobody else drives, this thread runs the call itself
+                try:
+                    self.loop.call_soon(_begin, start, done, contextvars.copy_context())
+                    self._drive_until(ready, deadline)
+                finally:
+                    self._let_go()
+            else:
+                self.loop.call_soon_threadsafe(_begin, start, done, contextvars.copy_context())
+            if not self._wait(ready, finished, deadline):
+                return TIMED_OUT
+        finally:
+            self._waiting.pop(id(box), None)
+        return _outcome(box)
+
+    def _drive_until(self, ready: Callable[[], bool], deadline: float | None) -> None:
+        if deadline is None:
+            self._drive(ready)
+            return
+        timer = self.loop.call_later(max(0.0, deadline - time.monotonic()), self.loop.stop)
+        try:
+            self._drive(lambda: ready() or time.monotonic() >= deadline)
+        finally:
+            timer.cancel()
+
+    def _wait(self, ready: Callable[[], bool], finished: threading.Event, deadline: float | None) -> bool:
+        """Wait until ``ready()`` (``finished`` is set then) or the deadline, driving the loop
+        whenever it is free; return ``ready()``."""
+        while not ready():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            if self._take():
+                try:
+                    self._drive_until(ready, deadline)
+                finally:
+                    self._let_go()
+                continue
+            with self._state:
+                self._waiters.append(finished)
+                self._state.notify()  # (the helper drives for the threads that cannot)
+            try:
+                if self._driving.locked() or running_loop() is not None:  # else: let go of meanwhile
+                    finished.wait(left)
+            finally:
+                with self._state:
+                    self._waiters.remove(finished)
+                finished.clear()  # (``ready()``, not the event, says whether the outcome came)
+        return True
+
+    def pump(self) -> None:
+        """Let the loop handle what has arrived, if nobody else drives it: what a poll
+        (`FutureResults.isFinished`) calls. Polls closer together than `PUMP_SECONDS` share one
+        pump; one that finds nothing new since the last pump waits up to `PUMP_WAIT` for news, so a
+        script spinning on ``isFinished()`` sleeps where raw asyncio would, instead of burning a
+        core the server and the actors need."""
+        wait = 0.0
+        if time.monotonic() - self._pumped < PUMP_SECONDS:
+            if self._news != self._seen:
+                return
+            wait = PUMP_WAIT
+        if not self._take():
+            return
+        try:
+            self._seen = self._news
+            timer = self.loop.call_later(wait, self.loop.stop)  # an outcome stops it sooner
+            try:
+                self.loop.run_forever()
+            finally:
+                timer.cancel()
+        finally:
+            self._pumped = time.monotonic()
+            self._let_go()
+
+    def soon(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn()`` (which must not block) on the loop's side without waiting: when a thread
+        next drives the loop (a poll, the next call, or the helper within `GRACE`, so that many
+        started in a row go out together). Raises `ClosedError` once closed."""
+        if self._closed or self.loop.is_closed():
+            raise ClosedError(CLOSED)
+        if running_loop() is None and self._driving.acquire(blocking=False):
+            try:
+                self.loop.call_soon(fn)  # (nobody runs the loop: no wake-up needed)
+            finally:
+                self._driving.release()
+        else:
+            super().soon(fn)
 
     def close(self) -> None:
         """Stop the loop and its helper thread (pending tasks are cancelled; calls in flight in
@@ -405,11 +385,11 @@ class DrivenLoop(Runner):
             if not self.in_loop_thread():
                 self.run(shutdown())
         finally:
-            with self._changed:
+            with self._state:
                 self._closed = True
                 if self._helping:
                     self.loop.call_soon_threadsafe(self.loop.stop)
-                self._changed.notify_all()
+                self._state.notify_all()
             if threading.current_thread() is not self.thread:
                 self.thread.join(5)
             if self._driving.acquire(timeout=5):

@@ -32,11 +32,12 @@ from nats.aio.msg import Msg
 
 from beach import logs, metering, tracing, wire
 from beach.actor import ActorRequest
+from beach.client import eager
 from beach.client.runner import Background
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
-from beach.errors import BeachError, SealError, StateError
-from beach.runtime import eager, trace
+from beach.errors import BeachError, SealError
+from beach.runtime import trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
 from beach.state.actorstate import StateStore, Turn, current_turn
@@ -179,7 +180,7 @@ class Dispatcher:
         self.inflight += 1
         self.idle.clear()
         try:
-            eager.start(self._serve(msg, received), self.context.copy(), self._background)
+            eager.start(self._serve(msg, received), self._background, self.context.copy())
         except (Exception, asyncio.CancelledError):  # _serve answers handler errors itself: a bug
             # escaping into nats-py's callback loop would end this subscription (a CancelledError does)
             log.exception("actor %s failed to serve a message", self.uid)

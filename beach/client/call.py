@@ -1,0 +1,200 @@
+"""`Call`: one request from a handle, from its first attempt to its outcome — the one request path.
+
+A call is driven by callbacks, not by a task: each attempt is a publish (run at once, carried on
+by a task only if NATS makes it wait), an entry in the connection's inbox that the reply is handed
+to, and a timer for the attempt's deadline; a retry is a timer too. Whoever wants the outcome
+gives ``done``: ``await handle.arequest(...)`` a future it awaits, a `FutureResults` its own
+``_add``, the blocking face its runner's waiter — one implementation, three faces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.msg import Msg
+
+from beach import metering, tracing, wire
+from beach.backoff import backoff
+from beach.client.eager import start as eagerly
+from beach.client.response import ActorResponse
+from beach.errors import ClosedError
+from beach.wire import Failure
+
+if TYPE_CHECKING:
+    from beach.client.handle import ActorHandle
+
+# Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
+# takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
+ABSENT_BACKOFF, ABSENT_BACKOFF_MAX = 0.5, 4.0
+BUSY_BACKOFF, BUSY_BACKOFF_MAX = 0.05, 1.0
+
+Done = Callable[[Any], None]
+"""Gets the outcome once: an `ActorResponse`, or the exception the call ended with (`ClosedError`,
+or what encoding the request raised)."""
+
+
+class Call:
+    """One request: its attempts (each to the target its handle's `Targets` picks) and retries,
+    with the same request id, until a reply that is not worth retrying or the last attempt."""
+
+    __slots__ = ("handle", "loop", "request_type", "data", "timeout", "key", "retries", "deadline", "done", "to",
+                 "req_id", "attempt", "tried", "payload", "encoded_budget", "target", "reply", "timer", "started",
+                 "spans", "owns_spans", "sending")
+
+    def __init__(self, handle: ActorHandle, request_type: str, data: Any, timeout: float, key: Any, retries: int,
+                 deadline: float | None, req_id: str, done: Done, to: tuple[str, str] | None = None,
+                 spans: tracing.Call | None = None) -> None:
+        self.handle = handle
+        self.loop = handle.session.runner.loop
+        self.request_type = request_type
+        self.data = data
+        self.timeout = timeout  # each attempt's
+        self.key = key
+        self.retries = retries
+        self.deadline = deadline  # the monotonic deadline inherited from the request being served
+        self.done: Done | None = done
+        self.to = to  # (subject, target): one actor, not the one the handle's routing picks
+        self.req_id = req_id
+        self.attempt = 0
+        self.tried: set[str] = set()
+        self.payload = b""
+        self.encoded_budget: float | None = None
+        self.target = ""
+        self.reply = ""
+        self.timer: asyncio.TimerHandle | None = None
+        self.started = 0.0
+        self.spans = spans  # (given: a fan-out's, whose attempts this call's are, ended by the fan-out)
+        self.owns_spans = spans is None
+        self.sending: tracing.Attempt | None = None  # the span of the attempt in flight
+
+    def _budget(self) -> float:
+        """This attempt's time: its timeout, capped by the deadline inherited, if any (it travels
+        with the request, so that the actor's own requests inherit what is left)."""
+        if self.deadline is None:
+            return self.timeout
+        return min(self.timeout, max(0.0, self.deadline - time.monotonic()))
+
+    def start(self) -> None:
+        """Send the first attempt (on the loop's thread). What makes the request unsendable
+        (`EncodeError`, `PayloadTooLarge`, `ClosedError`) is raised here."""
+        self.handle._calls.add(self)
+        self.started = time.monotonic()  # the call's extent (a client span's): every attempt, backoff included
+        if self.owns_spans:  # (the current span, the caller's, is its parent)
+            self.spans = tracing.call("request", self.handle._realm, self.handle.category, self.request_type,
+                                      self.req_id)
+        budget = self._budget()
+        if budget <= 0:
+            self._finish(ActorResponse.timeout())
+            return
+        try:
+            self._send(budget)
+        except BaseException as err:  # unsendable: the caller gets the exception, and no outcome
+            self.done = None
+            self._finish(err)
+            raise
+
+    def _send(self, budget: float) -> None:
+        handle = self.handle
+        subject, self.target = self.to or handle._targets.route(self.key, self.attempt, self.tried)
+        # each attempt carries its own span's context (a retry is that span's sibling)
+        self.sending = None if self.spans is None else self.spans.attempt(self.attempt, self.target)
+        if self.attempt == 0 or budget != self.encoded_budget or self.sending is not None:
+            self.payload = handle._encode(self.request_type, self.data, self.req_id, budget,
+                                          None if self.sending is None else self.sending.context)
+            self.encoded_budget = budget
+        inbox = handle.session.inbox
+        self.reply = inbox.expect(subject, self._answered)
+        handle._pending[self.target] = handle._pending.get(self.target, 0) + 1
+        self.timer = self.loop.call_later(budget, self._answered, TimeoutError())
+        eagerly(inbox.send(subject, self.payload, self.reply, self._answered), handle._background)
+
+    def _end_attempt(self) -> bool:
+        """Clear the attempt in flight away (timer, inbox entry, pending count); False if none was."""
+        if not self.reply:
+            return False  # (it ended already: a late timer, or a reply after a timeout)
+        assert self.timer is not None
+        self.timer.cancel()
+        self.handle.session.inbox.forget(self.reply)
+        self.reply = ""
+        pending = self.handle._pending
+        left = pending[self.target] - 1
+        if left:
+            pending[self.target] = left
+        else:
+            del pending[self.target]
+        return True
+
+    def cancel(self, why: str) -> None:
+        """End the call now with a failure saying ``why`` (its handle is closed)."""
+        self._end_attempt()
+        self._finish(ActorResponse(False, why))
+
+    def _answered(self, outcome: Msg | BaseException) -> None:
+        """An attempt's end: its reply, or what ended it (a timeout, the bus refusing or closing)."""
+        if not self._end_attempt():
+            return
+        if isinstance(outcome, ClosedError):
+            self._finish(outcome)
+            return
+        response = self.handle._response(outcome)
+        self._end_span(response)
+        if response.isSuccess or not (response.isTimedOut or response.failure in wire.RETRYABLE):
+            self._finish(response)
+            return
+        self.handle._targets.failed(self.target, response.failure is Failure.NO_ACTOR, self.tried)
+        if response.failure is Failure.BUSY and isinstance(response.data, dict) and "uid" in response.data:
+            self.tried.add(response.data["uid"])
+        if self.attempt >= self.retries:
+            self._finish(response)
+            return
+        # nobody else to ask now: back off before the next attempt
+        pause = 0.0
+        if response.failure in (Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE):
+            pause = backoff(self.attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX)
+        elif response.failure is Failure.BUSY and not self.handle._targets.others(self.tried):
+            pause = backoff(self.attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX)
+        self.attempt += 1
+        if pause:
+            self.loop.call_later(pause, self._retry)
+        else:
+            self._retry()
+
+    def _retry(self) -> None:
+        budget = self._budget()
+        if budget <= 0:
+            self._finish(ActorResponse.timeout())
+            return
+        self.handle._meter.row(self.handle._label, self.request_type).retries += 1
+        try:
+            self._send(budget)
+        except Exception as err:  # the connection closed, or NATS took no more meanwhile
+            self._finish(err)
+
+    def _end_span(self, outcome: ActorResponse | BaseException) -> tuple[str, str]:
+        """End the span of the attempt in flight, if any, with ``outcome``; return the outcome's
+        label (`beach.metering.outcome`, or ``closed`` / ``error`` for an exception) and text."""
+        if isinstance(outcome, ActorResponse):
+            label, text = metering.outcome(outcome.isSuccess, outcome.error), outcome.error
+        else:
+            label = "closed" if isinstance(outcome, ClosedError) else "error"
+            text = f"{type(outcome).__name__}: {outcome}"
+        sending, self.sending = self.sending, None
+        if sending is not None:
+            sending.end(label, text)
+        return label, text
+
+    def _finish(self, outcome: ActorResponse | BaseException) -> None:
+        handle = self.handle
+        handle._calls.discard(self)
+        label, text = self._end_span(outcome)  # (an attempt cut short: cancelled, closed)
+        if self.spans is not None and self.owns_spans:
+            self.spans.end(label, text)
+        if isinstance(outcome, ActorResponse):  # counted in the session's meter of calls
+            handle._meter.add(handle._label, self.request_type, label, time.monotonic() - self.started)
+        done, self.done = self.done, None
+        if done is not None:
+            done(outcome)
+
