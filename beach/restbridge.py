@@ -75,6 +75,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message
 
+from beach import loop as beach_loop
 from beach import metering, output, tracing, wire
 from beach.client import routing
 from beach.client.core import AsyncBeach
@@ -667,7 +668,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.restbridge"
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(args, tls))
+    return beach_loop.run(_serve(args, tls))
 
 
 async def _serve(args: argparse.Namespace, tls: dict[str, Any]) -> int:

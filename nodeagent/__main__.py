@@ -4,10 +4,10 @@ beach node (also ``python -m beach.hostmanager``, with the original's flags)."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from beach import config as beach_config
+from beach import loop as beach_loop
 from beach.errors import BeachError
 from nodeagent import health, logsetup
 from nodeagent.agent import NodeAgent
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m nodeagent") -> in
         print(f"beach: {err}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(NodeAgent(config, args.node_id, args.log_dest).run())
+        beach_loop.run(NodeAgent(config, args.node_id, args.log_dest).run())
     except BeachError as err:
         print(f"beach: {err}", file=sys.stderr)
         return 1

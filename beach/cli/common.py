@@ -4,12 +4,12 @@ model, and printing results as tables or JSON."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from beach import loop as beach_loop
 from beach import output
 from beach.client.core import AsyncBeach
 from beach.state.model import ClusterModel
@@ -52,7 +52,7 @@ def connected(args: argparse.Namespace, work: Callable[[AsyncBeach], Awaitable[T
         finally:
             await client.close()
 
-    return asyncio.run(run())
+    return beach_loop.run(run())
 
 
 def with_model(args: argparse.Namespace, work: Callable[[ClusterModel], Awaitable[T]], load: bool = False) -> T:

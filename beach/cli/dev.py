@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from beach import logs
+from beach import loop as beach_loop
 from beach.cli.node import Scripts
 from beach.client.core import AsyncBeach
 from beach.code import bundle, changes, deploy
@@ -247,12 +248,12 @@ def dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # a SIGTERM stops it as Ctrl-C does (the local cluster too)
     try:  # Ctrl-C (or SIGTERM) is how it ends: exit code 0
         if args.config:
-            return asyncio.run(_run(args.config, args))
+            return beach_loop.run(_run(args.config, args))
         from beach.testing.cluster import LocalCluster
 
         with LocalCluster(nodes=args.nodes, realm=args.realm) as cluster:
             say(f"local cluster: {args.nodes} node(s), config {cluster.config_path} (nats {cluster.url})")
-            return asyncio.run(_run(cluster.config_path, args))
+            return beach_loop.run(_run(cluster.config_path, args))
     except KeyboardInterrupt:
         say("stopped")
         return 0

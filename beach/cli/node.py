@@ -9,6 +9,7 @@ import os
 import sys
 
 from beach import config as beach_config
+from beach import loop as beach_loop
 from beach.errors import BusError
 
 REJOIN_WAIT = 5.0  # seconds a node that joined before asks the cluster before starting with what it wrote then
@@ -81,7 +82,7 @@ def up(args: argparse.Namespace) -> int:
         running.cancel()
         await node
 
-    asyncio.run(main())
+    beach_loop.run(main())
     return 0
 
 
@@ -144,7 +145,7 @@ def join(args: argparse.Namespace) -> str:
             raise BusError(f"the cluster's JetStream did not answer through {url} within {REJOIN_WAIT:g}s") from None
 
     try:
-        pushed, known = asyncio.run(bounded())
+        pushed, known = beach_loop.run(bounded())
     except BusError as err:  # nobody there, or JetStream without its quorum (this node may be what it lacks)
         if not rejoining:
             raise

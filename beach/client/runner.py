@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from beach import loop as beach_loop
 from beach.errors import CLOSED, CLOSED_DURING_CALL, ClosedError, UsageError
 
 T = TypeVar("T")
@@ -180,7 +181,7 @@ class DrivenLoop(Runner):
     """
 
     def __init__(self, name: str = "beach-loop", loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(loop or asyncio.new_event_loop())
+        super().__init__(loop or beach_loop.new())
         self._driving = threading.Lock()
         self._state = threading.Condition()  # guards the fields below; the helper waits on it
         self._helping = False  # the helper drives now

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from beach import loop as beach_loop
 from beach.console.app import BeachConsole
 from beach.errors import BeachError
 from beach.state import clusterconfig
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.console") -
         print(f"beach: {err}", file=sys.stderr)
         return 2
     app = BeachConsole(args.config, realm=args.realm)
-    app.run()
+    app.run(loop=beach_loop.new())
     if app.error is not None:  # the app could not connect: it ended at once, and says why here
         print(f"beach: {app.error}", file=sys.stderr)
         return int(app.return_code or 1)

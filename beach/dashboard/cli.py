@@ -23,6 +23,7 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
+from beach import loop as beach_loop
 from beach.dashboard.app import create_app
 from beach.dashboard.state import Dashboard
 from beach.errors import BeachError, BusError
@@ -154,4 +155,4 @@ def main(argv: list[str] | None = None, prog: str = "python -m beach.dashboard")
     args = cli.parse_args(argv)
     config, host, port = _where(args, cli)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_tool(lambda: asyncio.run(serve(create_app(config, host, args.allowed_host), host, port)))
+    return run_tool(lambda: beach_loop.run(serve(create_app(config, host, args.allowed_host), host, port)))

@@ -31,6 +31,7 @@ import psutil
 import yaml
 
 from beach import logs as beach_logs
+from beach import loop as beach_loop
 from beach.bus.embedded import EmbeddedServer, die_with_parent
 from beach.client.blocking import Beach
 from beach.client.core import AsyncBeach
@@ -370,7 +371,7 @@ def _blocking(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return beach_loop.run(coro)
     coro.close()
     raise UsageError("this LocalCluster method blocks: in async code, await its a* form (alogs, await_for_log)")
 

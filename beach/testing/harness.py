@@ -33,6 +33,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from beach import loop as beach_loop
 from beach import wire
 from beach.actor import Actor, ActorRequest
 from beach.client.group import ActorHandleGroup
@@ -326,7 +327,7 @@ class ActorHarness:
             raise UsageError("this ActorHarness method blocks: in async code, await its a* form "
                              "(arequest, ashoot, aadvance, astop) or use 'async with ActorHarness(...)'")
         if self._loop is None or self._loop.is_closed():
-            self._loop = asyncio.new_event_loop()
+            self._loop = beach_loop.new()
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _close, self._loop, self._capture)
         return self._loop.run_until_complete(coro)

@@ -25,6 +25,7 @@ from typing import Any
 
 from beach import bus, logs, wire
 from beach import config as beach_config
+from beach import loop as beach_loop
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
 from beach.errors import ActorInitError, BeachError, BusError
@@ -350,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     logsetup.configure(config.log_level, args.host, args.log_dest)
     host = ActorHost(config, args.node, args.host, args.isolated)
     try:
-        asyncio.run(host.run())
+        beach_loop.run(host.run())
     except BeachError as err:
         log.error("%s", err)
         return BUS_LOST_EXIT if host.lost else 1

@@ -1,0 +1,46 @@
+"""The event loop of the processes and threads beach runs itself: uvloop where it is installed (a
+default dependency where it has wheels), asyncio's own elsewhere.
+
+Node agents, actor hosts, the blocking face's loop, the ``beach`` commands, the dashboard and the
+REST bridge run on `new` loops. A user's own loop is never replaced: ``AsyncBeach.open`` runs on
+whatever loop awaits it, and no event loop policy is installed. ``BEACH_EVENT_LOOP=asyncio`` in the
+environment chooses asyncio's loop even where uvloop is installed (to compare the two, or where
+uvloop misbehaves); processes a node starts inherit it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+ENV = "BEACH_EVENT_LOOP"
+
+
+def kind() -> str:
+    """``'uvloop'`` or ``'asyncio'``: the loop `new` makes in this process."""
+    if os.environ.get(ENV, "").strip().lower() == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
+
+
+def new() -> asyncio.AbstractEventLoop:
+    """A new event loop of `kind`."""
+    if kind() == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on a `new` loop."""
+    with asyncio.Runner(loop_factory=new) as runner:
+        return runner.run(main)
