@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
 from beach.logs import Source
+from beach.names import twinned
 
 if TYPE_CHECKING:
     from beach.state.stateapi import ActorState
@@ -91,6 +92,7 @@ class Backend(Protocol):
         ...
 
 
+@twinned
 class Actor:
     """Base class of beach actors. The node's actor host creates, starts and stops them.
 
@@ -219,11 +221,3 @@ class Actor:
     def getLastError(self) -> str | None:
         """The traceback text of the last exception a handler or timer raised, or None."""
         return self._runtime.last_error
-
-    # PEP 8 names
-    state_for = stateFor
-    get_actor_handle = getActorHandle
-    get_actor_handle_group = getActorHandleGroup
-    log_error = log_critical = logCritical  # (log_critical: the name of earlier releases)
-    is_running = isRunning
-    get_last_error = getLastError

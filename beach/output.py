@@ -7,14 +7,18 @@ one-shot mode read and print data the same way.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import msgspec
+from msgspec import NODEFAULT
 
 from beach.errors import UsageError
+from beach.state import spawn
+from beach.state.spawn import SpawnOptions
 
 JSON_DEPTH = 200
 """The deepest value `dumps_line` writes (a reply can nest deeper than JSON tools read)."""
@@ -195,3 +199,38 @@ def show(renderable: Any) -> None:
 
     # Piped into another program there is no terminal width to respect: keep rows whole.
     Console(soft_wrap=False, width=None if sys.stdout.isatty() else 240).print(renderable)
+
+
+def add_spawn_options(parser: argparse.ArgumentParser) -> None:
+    """``addActor``'s options (`beach.state.spawn.SpawnOptions`: each field's flags, type, choices
+    and help; the class, categories and realm are each tool's own). An option not given is not
+    set: `spawn_options` leaves it to the struct's default."""
+    for field in spawn.options():
+        extra = spawn.extra_of(field.name)
+        hint = get_type_hints(SpawnOptions)[field.name]  # (Annotated's metadata left out)
+        kind = next((t for t in (bool, int, float) if hint is t or t in get_args(hint)), None)
+        default = "" if field.default in (None, False, NODEFAULT) or kind is bool else f" (default {field.default})"
+        options: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS,
+                                   "help": spawn.help_of(field.name) + default}
+        if kind is bool:
+            options["action"] = "store_true"
+        elif get_origin(hint) is list:
+            options.update(action="append", metavar=extra["metavar"])
+        elif get_args(hint) and all(isinstance(a, str) for a in get_args(hint)):  # a Literal: its choices
+            options["choices"] = get_args(hint)
+        else:
+            options.update(metavar=extra["metavar"], type=kind if extra["parse"] is None and kind else str)
+        parser.add_argument(*extra["flags"], **options)
+
+
+def spawn_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``addActor`` keyword arguments of the options `add_spawn_options` parsed, as given (data
+    read as JSON or a Python literal, a numeric log level as a number). Raises `UsageError`."""
+    given = {f.name: getattr(args, f.name) for f in spawn.options() if hasattr(args, f.name)}
+    for name, value in given.items():
+        parse = spawn.extra_of(name)["parse"]
+        if parse == "data":
+            given[name] = parse_mapping(value, spawn.extra_of(name)["flags"][-1])
+        elif parse == "level" and value.isdigit():
+            given[name] = int(value)
+    return given

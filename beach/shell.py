@@ -26,7 +26,7 @@ from beach.client.blocking import Beach
 from beach.client.handle import DEFAULT_TIMEOUT
 from beach.client.response import ActorResponse
 from beach.errors import BeachError, UsageError
-from beach.output import describe_failure, dumps, one_line, parse_data, parse_mapping
+from beach.output import add_spawn_options, describe_failure, dumps, one_line, parse_data, spawn_options
 from beach.security.keys import generate_key
 from beach.wire import subjects
 
@@ -158,28 +158,8 @@ def _flush_options(p: argparse.ArgumentParser) -> None:
 def _add_actor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--name", required=True, help="the actor class (<code_directory>/<realm>/<NAME>.py)")
     p.add_argument("-c", "--category", required=True, nargs="+", metavar="CAT", help="its categories")
-    p.add_argument("-s", "--strategy", default="random",
-                   help="placement: random, resource, affinity, repulsion, host_affinity (default random)")
-    p.add_argument("-sh", "--strategy-hint", metavar="HINT", help="the strategy's hint (a category or a host)")
-    p.add_argument("-p", "--params", metavar="DATA", help="init() parameters (JSON or a Python literal)")
-    p.add_argument("-r", "--resources", metavar="DATA", help="init() resources (JSON or a Python literal)")
     p.add_argument("--realm", help="start it in this realm (default: the current one)")
-    p.add_argument("-i", "--isolated", action="store_true", help="run it in a host process of its own")
-    p.add_argument("-id", "--ident", help="its secret ident (only requests with a trusted ident reach it)")
-    p.add_argument("-t", "--trusted", action="append", default=[], metavar="IDENT",
-                   help="an ident it trusts (repeat for several)")
-    p.add_argument("-ll", "--log-level", metavar="LEVEL", help="its log level (a name such as DEBUG, or a number)")
-    p.add_argument("-ld", "--log-dest", metavar="DEST", help="accepted for compatibility (hosts log to stderr)")
-    p.add_argument("-o", "--n-concurrent", type=int, default=1, metavar="N",
-                   help="requests it serves at the same time (default 1)")
-    p.add_argument("--max-concurrent", type=int, metavar="N", help="the most requests it may queue and serve")
-    p.add_argument("-d", "--drainable", action="store_true", help="it may be drained and recycled")
-    p.add_argument("--time-to-drain", type=float, metavar="S", help="recycle it after S seconds (drainable)")
-    p.add_argument("--owner", help="an owner name recorded with it")
-    p.add_argument("--restart", choices=("never", "on-failure", "always"), default="never",
-                   help="restart it when it dies (default never)")
-    p.add_argument("--max-restarts", type=int, default=5, metavar="N",
-                   help="more restarts than this within a minute marks it failed (default 5)")
+    add_spawn_options(p)
 
 
 def _stop_actor_options(p: argparse.ArgumentParser) -> None:
@@ -201,10 +181,6 @@ def _request_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                    help=f"seconds to wait (default {DEFAULT_TIMEOUT:g})")
     p.add_argument("--from-all", action="store_true", help="ask every actor of the category; print a list")
-
-
-def _log_level(text: str | None) -> int | str | None:
-    return int(text) if text is not None and text.isdigit() else text
 
 
 class BeachShell(cmd.Cmd):
@@ -414,13 +390,7 @@ class BeachShell(cmd.Cmd):
     @command(_add_actor_options)
     def do_add_actor(self, args: argparse.Namespace) -> None:
         """Start an actor and print where it runs ({'uid', 'node', 'host'})."""
-        response = self.beach.addActor(
-            args.name, args.category, strategy=args.strategy, strategy_hint=args.strategy_hint, realm=args.realm,
-            parameters=parse_mapping(args.params, "--params"), resources=parse_mapping(args.resources, "--resources"),
-            isIsolated=args.isolated, secretIdent=args.ident, trustedIdents=args.trusted,
-            n_concurrent=args.n_concurrent, max_concurrent=args.max_concurrent, is_drainable=args.drainable,
-            time_to_drain=args.time_to_drain, owner=args.owner, log_level=_log_level(args.log_level),
-            log_dest=args.log_dest, restart=args.restart, max_restarts=args.max_restarts)
+        response = self.beach.addActor(args.name, args.category, realm=args.realm, **spawn_options(args))
         self._show(response, "add_actor")
 
     @command(_stop_actor_options)

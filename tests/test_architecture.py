@@ -145,3 +145,43 @@ def test_the_exception_tree_names_every_error_the_library_raises():
     assert len(library) >= 15
     missing = sorted(c.__qualname__ for c in library if c.__qualname__ not in (errors.__doc__ or ""))
     assert not missing, f"not in beach.errors' exception tree: {missing}"
+
+
+def test_every_public_method_has_its_twin():
+    # one table (beach.names) makes both names: the seed's camelCase and the PEP 8 one
+    from beach import Actor, ActorHandle, ActorHandleGroup, ActorResponse, AsyncBeach, Beach, FutureResults
+    from beach.names import named, twins
+    from beach.testing.stubs import StubGroup, StubHandle
+
+    for cls in (AsyncBeach, Beach, ActorHandle, ActorHandleGroup, FutureResults, ActorResponse, Actor, StubHandle,
+                StubGroup):
+        public = {n for n, v in vars(cls).items() if not n.startswith("_") and named(v) and not isinstance(v, type)}
+        missing = [(n, t) for n in sorted(public) for t in twins(n) if not hasattr(cls, t)]
+        assert not missing, f"{cls.__name__}: {missing}"
+    assert {"waitAll", "wait_all", "getAllResults", "get_all_results"} <= set(dir(FutureResults))
+    assert {"newThread", "new_thread", "isCategoryAvailable", "is_category_available", "log_error",
+            "log_critical"} <= set(dir(Actor))
+    assert {"place_actor", "placeActor"} <= set(dir(AsyncBeach))
+
+
+def test_mypy_sees_the_blocking_faces_real_signatures(tmp_path):
+    # Beach's methods are typed by AsyncBeach's (addActor's by SpawnOptions'), and their twins too
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from beach import ActorResponse, Beach, FutureResults\n"
+        "b = Beach('c.yaml')\n"
+        "reveal_type(b.addActor)\n"
+        "response: ActorResponse = b.add_actor('Pong', 'pong', strategy='resource', isIsolated=True)\n"
+        "flag: bool = response.is_success\n"
+        "future: FutureResults = b.get_actor_handle('pong').request('ping', isWithFuture=True)\n"
+        "results = future.wait_all(1.0)\n"
+        "b.addActor('Pong', 3)\n"
+        "b.add_actor('Pong', 'pong', strategy='nowhere')\n")
+    result = subprocess.run([tool("mypy"), "--config-file", str(ROOT / "pyproject.toml"), str(script)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    out = result.stdout
+    assert "def (actorName: str, category: str | list[str], strategy: Literal['random']" in out, out
+    assert "-> beach.client.response.ActorResponse" in out, out
+    assert 'script.py:8: error: Argument 2 has incompatible type "int"' in out, out
+    assert "script.py:9: error: Argument \"strategy\" has incompatible type" in out, out
+    assert out.count("error:") == 2, out

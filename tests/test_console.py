@@ -272,7 +272,8 @@ def test_the_stacks_of_the_selected_actor_open_in_a_modal(beach: Beach, config_p
     sleeper = beach.getActorHandle("console/sleeper")
 
     async def scenario(app: BeachConsole, pilot: Pilot[None]) -> None:
-        busy = asyncio.ensure_future(asyncio.to_thread(sleeper.request, "sleep", {"seconds": 3}, 10))
+        # (long enough for a loaded machine to walk the tree and ask for the stacks while it sleeps)
+        busy = asyncio.ensure_future(asyncio.to_thread(sleeper.request, "sleep", {"seconds": 8}, 15))
         await pilot.press("2")
         for _ in range(20):  # down the tree to the actor
             if app.pick is not None and app.pick.uid == uid:

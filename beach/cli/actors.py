@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from beach import output
 from beach.cli.common import add_config, add_json, add_realm, connected, emit, fail, uids
 from beach.client.core import AsyncBeach
 from beach.client.response import ActorResponse
+from beach.output import add_spawn_options, spawn_options
 
 
 def add(args: argparse.Namespace) -> int:
     """Start actors of class NAME in CATEGORY (``--count N``: N of them, with progress); print their
     uids. Needs the admin token when the cluster has one."""
-    options: dict[str, Any] = dict(
-        strategy=args.strategy, strategy_hint=args.hint, parameters=output.parse_data(args.params, "--params"),
-        resources=output.parse_data(args.resources, "--resources"), isIsolated=args.isolated,
-        secretIdent=args.ident, trustedIdents=args.trusted or [], n_concurrent=args.n_concurrent,
-        max_concurrent=args.max_concurrent, is_drainable=args.drainable, time_to_drain=args.time_to_drain,
-        owner=args.owner, log_level=args.log_level, restart=args.restart, max_restarts=args.max_restarts)
+    options = spawn_options(args)
 
     async def start(client: AsyncBeach) -> int:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -96,23 +91,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("category", metavar="CATEGORY", nargs="+", help="the categories it serves")
     add_realm(p, "the realm to start it in")
     p.add_argument("--count", type=int, default=1, help="how many to start (default 1)")
-    p.add_argument("-s", "--strategy", default="random",
-                   help="random, resource, affinity, host_affinity, repulsion or roundrobin (default random)")
-    p.add_argument("--hint", help="the strategy's hint (a category, or a node for host_affinity)")
-    p.add_argument("-p", "--params", help="parameters for init(): JSON or a Python literal")
-    p.add_argument("-r", "--resources", help="resources for init(): JSON or a Python literal")
-    p.add_argument("-i", "--isolated", action="store_true", help="run it in a process of its own")
-    p.add_argument("--ident", help="the ident it sends with its own requests (secretIdent)")
-    p.add_argument("-t", "--trusted", action="append", metavar="IDENT", help="an ident it accepts (repeatable)")
-    p.add_argument("-o", "--n-concurrent", type=int, default=1, help="the original's n_concurrent (default 1)")
-    p.add_argument("--max-concurrent", type=int, help="requests it serves at once before answering 'busy'")
-    p.add_argument("-d", "--drainable", action="store_true", help="it may be recycled (time_to_drain, memory)")
-    p.add_argument("--time-to-drain", type=float, metavar="S", help="recycle it after S seconds (needs -d)")
-    p.add_argument("--owner", help="a free-form owner tag")
-    p.add_argument("--log-level", help="its log level (DEBUG, INFO, ...)")
-    p.add_argument("--restart", default="never", choices=("never", "on-failure", "always"),
-                   help="keep it running: restart it when it fails (default never)")
-    p.add_argument("--max-restarts", type=int, default=5, help="restarts within 60 s before it is marked failed")
+    add_spawn_options(p)
     add_json(p)
     p.set_defaults(func=add)
     p = sub.add_parser("stop", help="stop actors by uid or category", description=stop.__doc__)

@@ -12,27 +12,34 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from beach import config as beach_config
 from beach.client.core import AsyncBeach
 from beach.client.runner import DrivenLoop
+from beach.names import twinned
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
-def _blocking(coro_fn: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Any]:
-    @functools.wraps(coro_fn)
-    def method(self: Beach, *args: Any, **kwargs: Any) -> Any:
-        return self._runner.run(coro_fn(self._core, *args, **kwargs))
-    return method
+def _blocking(method: Callable[Concatenate[AsyncBeach, P], Coroutine[Any, Any, R]]
+              ) -> Callable[Concatenate[Beach, P], R]:
+    """``method`` of `AsyncBeach` (a coroutine) as a method of `Beach` that runs it and returns its
+    result: the same parameters and result, to callers and to mypy."""
+    def call(self: Beach, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._runner.run(method(self._core, *args, **kwargs))
+    return functools.update_wrapper(call, method)
 
 
-def _plain(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def method(self: Beach, *args: Any, **kwargs: Any) -> Any:
-        return fn(self._core, *args, **kwargs)
-    return method
+def _plain(method: Callable[Concatenate[AsyncBeach, P], R]) -> Callable[Concatenate[Beach, P], R]:
+    """``method`` of `AsyncBeach` (no I/O: it reads the view) as a method of `Beach`."""
+    def call(self: Beach, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return method(self._core, *args, **kwargs)
+    return functools.update_wrapper(call, method)
 
 
+@twinned
 class Beach:
     """A connection to a beach cluster for blocking code: ``configFile`` is a config file, a loaded
     `Config` or a NATS URL (the cluster's pushed config is read from the bus); ``realm`` defaults to
@@ -76,25 +83,23 @@ class Beach:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    addActor = add_actor = _blocking(AsyncBeach.addActor)
-    stopActors = stop_actors = _blocking(AsyncBeach.stopActors)
+    addActor = _blocking(AsyncBeach.addActor)
+    stopActors = _blocking(AsyncBeach.stopActors)
     flush = _blocking(AsyncBeach.flush)
-    addToCategory = add_to_category = _blocking(AsyncBeach.addToCategory)
-    removeFromCategory = remove_from_category = _blocking(AsyncBeach.removeFromCategory)
-    getLoadInfo = get_load_info = _blocking(AsyncBeach.getLoadInfo)
-    getSupervised = get_supervised = _blocking(AsyncBeach.getSupervised)
-    applyPatrol = apply_patrol = _blocking(AsyncBeach.applyPatrol)
-    removePatrol = remove_patrol = _blocking(AsyncBeach.removePatrol)
-    getPatrols = get_patrols = _blocking(AsyncBeach.getPatrols)
-    getStacks = get_stacks = _blocking(AsyncBeach.getStacks)
-    getState = get_state = _blocking(AsyncBeach.getState)
-    deleteState = delete_state = _blocking(AsyncBeach.deleteState)
-    getActorHandle = get_actor_handle = _plain(AsyncBeach.getActorHandle)
-    getActorHandleGroup = get_actor_handle_group = _plain(AsyncBeach.getActorHandleGroup)
-    getDirectory = get_directory = _plain(AsyncBeach.getDirectory)
+    addToCategory = _blocking(AsyncBeach.addToCategory)
+    removeFromCategory = _blocking(AsyncBeach.removeFromCategory)
+    getLoadInfo = _blocking(AsyncBeach.getLoadInfo)
+    getSupervised = _blocking(AsyncBeach.getSupervised)
+    applyPatrol = _blocking(AsyncBeach.applyPatrol)
+    removePatrol = _blocking(AsyncBeach.removePatrol)
+    getPatrols = _blocking(AsyncBeach.getPatrols)
+    getStacks = _blocking(AsyncBeach.getStacks)
+    getActorHandle = _plain(AsyncBeach.getActorHandle)
+    getActorHandleGroup = _plain(AsyncBeach.getActorHandleGroup)
+    getDirectory = _plain(AsyncBeach.getDirectory)
     # the original's getNodeCount waited for the first node: so does this one (see `waitForNodes`)
-    getNodeCount = get_node_count = waitForNodes = wait_for_nodes = _blocking(AsyncBeach.waitForNodes)
-    getClusterHealth = get_cluster_health = _plain(AsyncBeach.getClusterHealth)
-    getAllNodeMetadata = get_all_node_metadata = _plain(AsyncBeach.getAllNodeMetadata)
-    setRealm = set_realm = _plain(AsyncBeach.setRealm)
-    resolveUid = resolve_uid = _plain(AsyncBeach.resolveUid)
+    getNodeCount = waitForNodes = _blocking(AsyncBeach.waitForNodes)
+    getClusterHealth = _plain(AsyncBeach.getClusterHealth)
+    getAllNodeMetadata = _plain(AsyncBeach.getAllNodeMetadata)
+    setRealm = _plain(AsyncBeach.setRealm)
+    resolveUid = _plain(AsyncBeach.resolveUid)

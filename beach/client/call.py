@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 
@@ -20,11 +20,11 @@ from beach import metering, tracing, wire
 from beach.backoff import backoff
 from beach.client.eager import start as eagerly
 from beach.client.response import ActorResponse
+from beach.client.routing import Targets
+from beach.client.runner import Background
+from beach.client.session import Session
 from beach.errors import ClosedError
 from beach.wire import Failure
-
-if TYPE_CHECKING:
-    from beach.client.handle import ActorHandle
 
 # Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
 # takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
@@ -36,6 +36,26 @@ Done = Callable[[Any], None]
 or what encoding the request raised)."""
 
 
+class Sender(Protocol):
+    """What a call asks of the handle it is made from (`beach.client.handle.ActorHandle`)."""
+
+    _targets: Targets
+    _pending: dict[str, int]
+    _calls: set[Call]
+    _background: Background
+    _meter: metering.Meter  # where its calls are counted, under
+    _label: str
+    _realm: str
+
+    @property
+    def session(self) -> Session: ...
+    @property
+    def category(self) -> str: ...
+    def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None,
+                trace: wire.TraceContext | None = None) -> bytes: ...
+    def _response(self, outcome: Msg | BaseException) -> ActorResponse: ...
+
+
 class Call:
     """One request: its attempts (each to the target its handle's `Targets` picks) and retries,
     with the same request id, until a reply that is not worth retrying or the last attempt."""
@@ -44,7 +64,7 @@ class Call:
                  "req_id", "attempt", "tried", "payload", "encoded_budget", "target", "reply", "timer", "started",
                  "spans", "owns_spans", "sending")
 
-    def __init__(self, handle: ActorHandle, request_type: str, data: Any, timeout: float, key: Any, retries: int,
+    def __init__(self, handle: Sender, request_type: str, data: Any, timeout: float, key: Any, retries: int,
                  deadline: float | None, req_id: str, done: Done, to: tuple[str, str] | None = None,
                  spans: tracing.Call | None = None) -> None:
         self.handle = handle

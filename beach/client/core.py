@@ -26,6 +26,7 @@ from beach.client.response import ActorResponse
 from beach.client.runner import Runner
 from beach.client.session import Session
 from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
+from beach.names import twinned
 from beach.security import authority
 from beach.state import clusterconfig, desired, patrol, placement
 from beach.state.records import RecordError
@@ -38,6 +39,7 @@ STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which ha
 NODE_POLL = 0.05  # seconds between two looks at an empty registry
 
 
+@twinned
 class AsyncBeach:
     """A connection to a beach cluster, for async code. Open it with ``await AsyncBeach.open(...)``."""
 
@@ -506,26 +508,3 @@ class AsyncBeach:
                 "time_to_drain": a.time_to_drain, "start": int(a.started), "params": a.params,
             }
         return result
-
-    # PEP 8 names (the same methods)
-    set_realm = setRealm
-    add_actor = addActor
-    apply_patrol = applyPatrol
-    remove_patrol = removePatrol
-    get_patrols = getPatrols
-    get_supervised = getSupervised
-    stop_actors = stopActors
-    get_state = getState
-    delete_state = deleteState
-    add_to_category = addToCategory
-    remove_from_category = removeFromCategory
-    get_actor_handle = getActorHandle
-    get_actor_handle_group = getActorHandleGroup
-    get_directory = getDirectory
-    get_node_count = getNodeCount
-    wait_for_nodes = waitForNodes
-    get_cluster_health = getClusterHealth
-    get_load_info = getLoadInfo
-    get_stacks = getStacks
-    resolve_uid = resolveUid
-    get_all_node_metadata = getAllNodeMetadata

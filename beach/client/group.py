@@ -15,9 +15,11 @@ from typing import Any
 from beach.client.handle import ActorHandle
 from beach.client.response import FutureResults
 from beach.client.session import Session
+from beach.names import twinned
 from beach.wire import subjects
 
 
+@twinned
 class ActorHandleGroup:
     """Requests to one actor in each sub-category of ``categoryRoot`` (see module docs)."""
 
@@ -120,7 +122,3 @@ class ActorHandleGroup:
     def close(self) -> None:
         """Blocking-face `aclose`."""
         self._session.runner.run(self.aclose())
-
-    get_num_available = getNumAvailable
-    is_available = isAvailable
-    get_pending = getPending

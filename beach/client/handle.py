@@ -26,6 +26,7 @@ from beach.client.response import ActorResponse, FutureResults
 from beach.client.runner import Background, settle
 from beach.client.session import Session, current_deadline, remaining
 from beach.errors import ClosedError, PermissionDenied, UsageError
+from beach.names import twinned
 from beach.wire import subjects
 
 DEFAULT_TIMEOUT = 10.0
@@ -40,6 +41,7 @@ def new_id() -> str:
     return os.urandom(12).hex()
 
 
+@twinned
 class ActorHandle:
     """A handle on every actor whose category starts with ``category`` (by segment) in ``realm``.
 
@@ -330,14 +332,6 @@ class ActorHandle:
             self._session.runner.loop.create_task(self.aclose())
         else:
             self._session.runner.run(self.aclose())
-
-    # PEP 8 names
-    request_from_all = requestFromAll
-    arequest_from_all = arequestFromAll
-    arequest_future = arequestFuture
-    get_num_available = getNumAvailable
-    is_available = isAvailable
-    get_pending = getPending
 
 
 async def _call_back(callback: Callable[[Any], Any], data: Any) -> None:

@@ -10,8 +10,10 @@ from typing import Any
 
 from beach import wire
 from beach.client.runner import Done, DrivenLoop, Runner, settle
+from beach.names import twinned
 
 
+@twinned
 class ActorResponse:
     """The outcome of one request: ``isSuccess``, ``isTimedOut``, ``error`` and ``data``.
 
@@ -24,6 +26,10 @@ class ActorResponse:
     """
 
     __slots__ = ("isSuccess", "isTimedOut", "error", "data")
+    isSuccess: bool
+    isTimedOut: bool
+    error: str
+    data: Any
 
     def __init__(self, isSuccess: bool, error: str = "", data: Any = None, isTimedOut: bool = False) -> None:
         self.isSuccess = isSuccess
@@ -40,16 +46,6 @@ class ActorResponse:
     def failure(self) -> wire.Failure | None:
         """The kind of failure this is (None for a success, or a handler's own error string)."""
         return None if self.isSuccess else wire.Failure.of(self.error)
-
-    @property
-    def is_success(self) -> bool:
-        """PEP 8 name of ``isSuccess``."""
-        return self.isSuccess
-
-    @property
-    def is_timed_out(self) -> bool:
-        """PEP 8 name of ``isTimedOut``."""
-        return self.isTimedOut
 
     def __bool__(self) -> bool:
         return self.isSuccess
@@ -85,6 +81,7 @@ class ActorResponse:
     __str__ = __repr__
 
 
+@twinned
 class FutureResults:
     """Replies that arrive over time: ``n`` expected `ActorResponse` objects.
 

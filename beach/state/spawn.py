@@ -52,7 +52,8 @@ class SpawnOptions(Struct):
     resources: Annotated[dict[str, Any] | None, _option("resources for init(): JSON or a Python literal",
                                                         "-r", "--resources", metavar="DATA", parse="data")] = None
     isIsolated: Annotated[bool, _option("run it in a host process of its own", "-i", "--isolated")] = False
-    secretIdent: Annotated[str | None, _option("the ident it sends with its own requests", "-id", "--ident")] = None
+    secretIdent: Annotated[str | None, _option("the ident it sends with its own requests", "-id", "--ident",
+                                                   metavar="IDENT")] = None
     trustedIdents: Annotated[list[str], _option("an ident it accepts (repeat for several)", "-t", "--trusted",
                                                 metavar="IDENT")] = []
     n_concurrent: Annotated[PositiveInt, _option("the original's n_concurrent", "-o", "--n-concurrent",
@@ -61,7 +62,7 @@ class SpawnOptions(Struct):
                                           "-d", "--drainable")] = False
     time_to_drain: Annotated[PositiveFloat | None, _option("recycle it after S seconds (drainable)",
                                                              "--time-to-drain", metavar="S")] = None
-    owner: Annotated[str | None, _option("an owner name recorded with it", "--owner")] = None
+    owner: Annotated[str | None, _option("an owner name recorded with it", "--owner", metavar="NAME")] = None
     log_level: Annotated[int | str | None, _option("its log level (a name such as DEBUG, or a number)",
                                                    "-ll", "--log-level", metavar="LEVEL", parse="level")] = None
     log_dest: Annotated[str | None, _option("accepted for compatibility (hosts log to stderr)", "-ld",
@@ -109,8 +110,13 @@ class SpawnOptions(Struct):
 
 def help_of(name: str) -> str:
     """The help of `SpawnOptions` field ``name``."""
-    [meta] = [m for m in _META[name] if m.description]
-    return meta.description or ""
+    return next(m.description for m in _META[name] if m.description)
+
+
+def extra_of(name: str) -> dict[str, Any]:
+    """What `SpawnOptions` field ``name`` says of itself as a command-line option: ``flags``,
+    ``metavar``, ``parse`` (see `_option`)."""
+    return next((m.extra for m in _META[name] if m.extra), {})
 
 
 def options() -> tuple[msgspec.structs.FieldInfo, ...]:

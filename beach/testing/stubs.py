@@ -17,6 +17,7 @@ from typing import Any, cast
 from beach import wire
 from beach.client.response import ActorResponse, FutureResults
 from beach.errors import UsageError
+from beach.names import twinned
 from beach.runtime import trace
 from beach.wire import subjects
 
@@ -99,6 +100,7 @@ def _reply(result: Any) -> ActorResponse:
 
 
 
+@twinned
 class StubHandle:
     """What ``self.getActorHandle(category)`` gives an actor in the harness: `ActorHandle`'s
     methods, answered by the test's stub of the category."""
@@ -226,14 +228,9 @@ class StubHandle:
     def close(self) -> None:
         """Nothing to cancel."""
 
-    request_from_all = requestFromAll
-    arequest_from_all = arequestFromAll
-    arequest_future = arequestFuture
-    get_num_available = getNumAvailable
-    is_available = isAvailable
-    get_pending = getPending
 
 
+@twinned
 class StubGroup:
     """What ``self.getActorHandleGroup(root)`` gives an actor in the harness: one answer per
     stubbed category under ``root``."""
@@ -314,6 +311,3 @@ class StubGroup:
     def close(self) -> None:
         """Nothing to cancel."""
 
-    get_num_available = getNumAvailable
-    is_available = isAvailable
-    get_pending = getPending
