@@ -21,6 +21,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -142,6 +143,65 @@ async def clients(bench: Cluster) -> AsyncIterator[tuple[AsyncBeach, nats.NATS]]
         yield client, nc
 
 
+# Raw nats-py runs on both event loops in every run: asyncio's own, and uvloop (what beach's own
+# processes run on, `beach.loop`). Its peers are scripts ending in ``asyncio.run(main(...))``, run on
+# the loop asked for; its client side runs in a `LoopThread` of that kind.
+RAW_LOOPS = ("asyncio", "uvloop")
+
+
+def raw_subject(subject: str, loop: str) -> str:
+    """The subject a raw peer on ``loop`` listens on (each loop's peer its own)."""
+    return f"{subject}.{loop}"
+
+
+class LoopThread:
+    """An event loop of ``kind`` ('asyncio' or 'uvloop') in a thread of its own: the raw nats-py
+    client of that kind runs there, its rounds timed inside the loop and waited for from here."""
+
+    def __init__(self, kind: str) -> None:
+        if kind == "uvloop":
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self.kind = kind
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"raw-{kind}", daemon=True)
+        self.thread.start()
+
+    def call(self, coro: Awaitable[Any]) -> Any:
+        """Run ``coro`` on the loop; block until it is done and return its result."""
+        async def run() -> Any:
+            return await coro
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
+
+    async def acall(self, coro: Awaitable[Any]) -> Any:
+        """`call` from another event loop (that one waits without blocking)."""
+        return await asyncio.to_thread(self.call, coro)
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@contextlib.contextmanager
+def raw_sides(url: str, subject: str) -> Iterator[dict[str, tuple[LoopThread, nats.NATS]]]:
+    """A raw nats-py client on each of `RAW_LOOPS`, each in its `LoopThread`, connected to ``url``:
+    ``{loop: (thread, nc)}`` (``subject``: unused here, for the peers' `raw_subject`)."""
+    sides: dict[str, tuple[LoopThread, nats.NATS]] = {}
+    try:
+        for kind in RAW_LOOPS:
+            thread = LoopThread(kind)
+            sides[kind] = (thread, thread.call(nats.connect(url)))
+        yield sides
+    finally:
+        for thread, nc in sides.values():
+            thread.call(nc.close())
+            thread.close()
+
+
 # A raw nats-py responder: echoes every request on ``subject`` back as it came.
 ECHO_SUBJECT = "bench.raw.echo"
 ECHO_RESPONDER = """
@@ -163,9 +223,12 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 @contextlib.contextmanager
-def raw_peer(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Run the Python source ``script`` with ``args`` (a raw nats-py peer) in this interpreter, and
-    wait until it prints ``ready`` (it is subscribed)."""
+def raw_peer(script: str, *args: str, loop: str = "asyncio") -> Iterator[subprocess.Popen[str]]:
+    """Run the Python source ``script`` with ``args`` (a raw nats-py peer) in this interpreter, on
+    ``loop`` (its ``asyncio.run(main(...))`` runs on uvloop if asked), and wait until it prints
+    ``ready`` (it is subscribed)."""
+    if loop == "uvloop":
+        script = "import uvloop\n" + script.replace("asyncio.run(main(", "uvloop.run(main(")
     with running([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True) as process:
         if process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the raw peer did not start (exit code {process.wait()})")
@@ -185,7 +248,7 @@ async def wait_registered(client: AsyncBeach, node: subprocess.Popen[bytes], log
 
 def host_pids(client: AsyncBeach) -> dict[str, int]:
     """``{'host 1': pid, ...}``: the actor host processes of the benchmark node (from the registry)."""
-    hosts = client.session.view.nodes[NODE_ID].get("hosts") or {}
+    hosts = client.session.view.nodes[NODE_ID].hosts
     return {f"host {i}": h["pid"] for i, h in enumerate(sorted(hosts.values(), key=lambda h: h["pid"]), 1)}
 
 

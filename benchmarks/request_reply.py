@@ -5,6 +5,9 @@ store), a beach node agent with one actor host (``python -m nodeagent``) running
 ``benchmarks/actors`` (``Echo``: ``async def`` handler; ``SyncEcho``: plain ``def`` handler), and a
 raw responder process that answers with nats-py alone (``await nc.publish(msg.reply, msg.data)``).
 Both responders are separate processes, and both sides get the same msgpack-encoded ``{'n': i}``.
+Raw nats-py runs twice in each round, client and responder on asyncio's own loop and on uvloop (the
+loop of beach's own processes); beach's client runs on uvloop too (`beach.loop`), its actor host
+always does.
 
 It measures, each case after a warm-up, in rounds that alternate raw and beach (the figures are
 the medians over the rounds, so a burst of noise on a shared machine hits one round, not a side):
@@ -30,9 +33,8 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-import nats
 from _harness import (
     ECHO_RESPONDER,
     ECHO_SUBJECT,
@@ -40,6 +42,7 @@ from _harness import (
     WORKERS,
     Call,
     Cluster,
+    LoopThread,
     Result,
     arguments,
     checked,
@@ -49,11 +52,14 @@ from _harness import (
     publish,
     raw_echo_call,
     raw_peer,
+    raw_sides,
+    raw_subject,
     sequential,
     summarize,
     wait_registered,
 )
 
+from beach import loop as beach_loop
 from beach.beach_api import Beach
 from beach.client.core import AsyncBeach
 
@@ -76,16 +82,34 @@ QUICK = Sizes(warmup=50, sequential=200, in_flight=1000, blocking=100, rounds=1)
 # ---------------------------------------------------------------- measuring
 
 
-async def compare(run: Callable[[Call, int], Awaitable[Result]], raw: Call, beach: Call, n: int,
-                  sizes: Sizes) -> tuple[Result, Result]:
-    """Warm both sides up, then ``run(call, n)`` alternately for raw and beach: their medians."""
-    await run(raw, sizes.warmup)
-    await run(beach, sizes.warmup)
-    rounds: tuple[list[Result], list[Result]] = ([], [])
+Side = Callable[[Callable[[Call, int], Awaitable[Result]], int], Awaitable[Result]]
+"""Runs one round of a case on one side (a raw loop's thread, or beach here)."""
+
+
+def raw_side(thread: LoopThread, call: Call) -> Side:
+    """Raw nats-py's rounds, run on its own loop's thread."""
+    async def run(case: Callable[[Call, int], Awaitable[Result]], n: int) -> Result:
+        return cast(Result, await thread.acall(case(call, n)))
+    return run
+
+
+def beach_side(call: Call) -> Side:
+    """Beach's rounds, run on this loop."""
+    async def run(case: Callable[[Call, int], Awaitable[Result]], n: int) -> Result:
+        return await case(call, n)
+    return run
+
+
+async def compare(case: Callable[[Call, int], Awaitable[Result]], sides: list[Side], n: int,
+                  sizes: Sizes) -> list[Result]:
+    """Warm every side up, then run the case alternately on each: their medians, in order."""
+    for side in sides:
+        await side(case, sizes.warmup)
+    rounds: list[list[Result]] = [[] for _ in sides]
     for _ in range(sizes.rounds):
-        for results, call in zip(rounds, (raw, beach), strict=True):
-            results.append(await run(call, n))
-    return Result.median(rounds[0]), Result.median(rounds[1])
+        for results, side in zip(rounds, sides, strict=True):
+            results.append(await side(case, n))
+    return [Result.median(r) for r in rounds]
 
 
 def beach_call(client: AsyncBeach, category: str) -> Call:
@@ -116,56 +140,60 @@ def blocking_sequential(config: str, sizes: Sizes) -> Result:
         return Result.median(rounds)
 
 
-async def run_cases(bench: Cluster, sizes: Sizes) -> dict[str, tuple[Result, Result]]:
-    """Deploy the actors and measure every case: ``{case: (raw, beach)}``."""
+async def run_cases(bench: Cluster, sizes: Sizes) -> dict[str, list[Result]]:
+    """Deploy the actors and measure every case: ``{case: [raw on asyncio, raw on uvloop, beach]}``."""
     config = bench.config
     async with contextlib.AsyncExitStack() as stack:
         client = await AsyncBeach.open(config)
         stack.push_async_callback(client.close)
-        nc = await nats.connect(bench.url)
-        stack.push_async_callback(nc.close)
+        raws = stack.enter_context(raw_sides(bench.url, ECHO_SUBJECT))
         await wait_registered(client, bench.node, bench.node_log)
         for name, category in (("Echo", "bench/echo"), ("SyncEcho", "bench/syncecho")):
             checked(await client.addActor(name, category))
-        raw = raw_echo_call(nc)
+        raw = [raw_side(thread, raw_echo_call(nc, raw_subject(ECHO_SUBJECT, kind)))
+               for kind, (thread, nc) in raws.items()]
         echo, sync_echo = beach_call(client, "bench/echo"), beach_call(client, "bench/syncecho")
         results = {}
         for case, run, n, beach in (("sequential", sequential, sizes.sequential, echo),
                                     ("in flight, async", in_flight, sizes.in_flight, echo),
                                     ("in flight, sync", in_flight, sizes.in_flight, sync_echo)):
-            results[case] = await compare(run, raw, beach, n, sizes)
+            results[case] = await compare(run, [*raw, beach_side(beach)], n, sizes)
         blocking = await asyncio.to_thread(blocking_sequential, config, sizes)
-        results["blocking"] = (results["sequential"][0], blocking)
+        results["blocking"] = [*results["sequential"][:-1], blocking]
         return results
 
 
 # ---------------------------------------------------------------- reporting
 
 
-def table(results: dict[str, tuple[Result, Result]], sizes: Sizes) -> str:
+def table(results: dict[str, list[Result]], sizes: Sizes) -> str:
     """The markdown table of the results."""
     rows = []
 
-    def throughput(label: str, raw: Result, beach: Result) -> None:
-        rows.append((label, f"{raw.rate:,.0f}", f"{beach.rate:,.0f}", f"{beach.rate / raw.rate:.2f}"))
+    def throughput(label: str, found: list[Result]) -> None:
+        *raws, beach = found
+        rows.append((label, *(f"{r.rate:,.0f}" for r in raws), f"{beach.rate:,.0f}",
+                     *(f"{beach.rate / r.rate:.2f}" for r in raws)))
 
-    def latency(label: str, raw: float, beach: float) -> None:
-        rows.append((label, f"{raw:,.0f}", f"{beach:,.0f}", f"{beach / raw:.2f} ({beach - raw:+,.0f} µs)"))
+    def latency(label: str, raws: list[float], beach: float) -> None:
+        rows.append((label, *(f"{r:,.0f}" for r in raws), f"{beach:,.0f}",
+                     *(f"{beach / r:.2f} ({beach - r:+,.0f} µs)" for r in raws)))
 
-    seq_raw, seq_beach = results["sequential"]
-    throughput(f"sequential, async handler: req/s (N={sizes.sequential})", seq_raw, seq_beach)
-    latency("sequential: p50 latency, µs", seq_raw.p50, seq_beach.p50)
-    latency("sequential: p99 latency, µs", seq_raw.p99, seq_beach.p99)
-    throughput(f"{WORKERS} in flight, async handler: req/s (N={sizes.in_flight})", *results["in flight, async"])
-    throughput(f"{WORKERS} in flight, sync handler: req/s (N={sizes.in_flight})", *results["in flight, sync"])
-    seq_raw, blocking = results["blocking"]
-    throughput(f"blocking request() from a thread, sequential: req/s (N={sizes.blocking}; raw: async)",
-               seq_raw, blocking)
-    latency("blocking request(): p50 latency, µs (raw: async)", seq_raw.p50, blocking.p50)
-    lines = ["| case | raw nats-py | beach | beach/raw |", "|---|---:|---:|---:|"]
+    seq = results["sequential"]
+    throughput(f"sequential, async handler: req/s (N={sizes.sequential})", seq)
+    latency("sequential: p50 latency, µs", [r.p50 for r in seq[:-1]], seq[-1].p50)
+    latency("sequential: p99 latency, µs", [r.p99 for r in seq[:-1]], seq[-1].p99)
+    throughput(f"{WORKERS} in flight, async handler: req/s (N={sizes.in_flight})", results["in flight, async"])
+    throughput(f"{WORKERS} in flight, sync handler: req/s (N={sizes.in_flight})", results["in flight, sync"])
+    blocking = results["blocking"]
+    throughput(f"blocking request() from a thread, sequential: req/s (N={sizes.blocking}; raw: async)", blocking)
+    latency("blocking request(): p50 latency, µs (raw: async)", [r.p50 for r in blocking[:-1]], blocking[-1].p50)
+    lines = ["| case | raw nats-py, asyncio | raw nats-py, uvloop | beach | beach/raw asyncio | beach/raw uvloop |",
+             "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {' | '.join(row)} |" for row in rows]
-    lines += ["", f"Each figure: the median of {sizes.rounds} round(s), raw and beach alternating, after "
-                  f"{sizes.warmup} warm-up requests per side and case."]
+    lines += ["", f"Each figure: the median of {sizes.rounds} round(s), raw (on each loop) and beach alternating, "
+                  f"after {sizes.warmup} warm-up requests per side and case; beach's client and actor host on "
+                  f"{beach_loop.kind()}."]
     return "\n".join(lines) + "\n"
 
 
@@ -173,8 +201,9 @@ def main() -> int:
     args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
-            raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT):
-        results = asyncio.run(run_cases(bench, sizes))
+            raw_peer(ECHO_RESPONDER, bench.url, raw_subject(ECHO_SUBJECT, "asyncio")), \
+            raw_peer(ECHO_RESPONDER, bench.url, raw_subject(ECHO_SUBJECT, "uvloop"), loop="uvloop"):
+        results = beach_loop.run(run_cases(bench, sizes))
     text = table(results, sizes)
     publish(text, args.out)
     return 0

@@ -187,6 +187,7 @@ class DrivenLoop(Runner):
         self._helping = False  # the helper drives now
         self._leave = False  # a caller asked the helper for the loop
         self._waiters: list[threading.Event] = []  # threads waiting for calls another thread drives
+        self._pollers: list[threading.Event] = []  # polls waiting for news while another thread drives
         self._released = time.monotonic()
         self._closed = False
         self._news = 0  # outcomes so far: a poll that sees none since the last pump waits for one
@@ -210,8 +211,9 @@ class DrivenLoop(Runner):
 
     def _take(self) -> bool:
         """Take the loop to drive it: at once if it is free; from the helper if it drives (it is
-        asked to stop); never from another caller (False) or in a thread running a loop of its own."""
-        if running_loop() is not None:
+        asked to stop); never from another caller (False), in a thread running a loop of its own, or
+        where entering the loop costs more than a hand-over (`beach.loop.costly_here`)."""
+        if running_loop() is not None or beach_loop.costly_here(self.loop):
             return False
         if self._driving.acquire(blocking=False):
             return True
@@ -239,6 +241,8 @@ class DrivenLoop(Runner):
         """An outcome a thread may wait for has come (on the loop's thread): the driver stops to
         look, the waiting threads are woken by their own `Done`."""
         self._news += 1
+        for poller in self._pollers:
+            poller.set()
         if not self.loop.is_closed():
             self.loop.stop()
 
@@ -269,15 +273,17 @@ class DrivenLoop(Runner):
         it, or raise it (see `Runner.call`)."""
         self._usable()
         box: list[Any] = []
-        finished = threading.Event()
+        finished: list[threading.Event] = []  # made only if this thread has to wait for another's driving
 
         def done(outcome: Any) -> None:
             if not box:
                 box.append(outcome)
-                finished.set()
+                if finished:
+                    finished[0].set()
                 self.changed()
 
         deadline = None if timeout is None else time.monotonic() + timeout
+
         def ready() -> bool:
             return bool(box)
 
@@ -307,10 +313,14 @@ class DrivenLoop(Runner):
         finally:
             timer.cancel()
 
-    def _wait(self, ready: Callable[[], bool], finished: threading.Event, deadline: float | None) -> bool:
-        """Wait until ``ready()`` (``finished`` is set then) or the deadline, driving the loop
-        whenever it is free; return ``ready()``."""
+    def _wait(self, ready: Callable[[], bool], events: list[threading.Event], deadline: float | None) -> bool:
+        """Wait until ``ready()`` (the event in ``events``, made here if needed, is set then) or the
+        deadline, driving the loop whenever it is free; return ``ready()``."""
         while not ready():
+            if not events:
+                events.append(threading.Event())
+                continue  # (the outcome may have come meanwhile)
+            finished = events[0]
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
@@ -344,6 +354,10 @@ class DrivenLoop(Runner):
                 return
             wait = PUMP_WAIT
         if not self._take():
+            if wait and beach_loop.costly_here(self.loop):  # the helper drives: wait for news without the GIL
+                self._await_news(wait)
+            self._seen = self._news
+            self._pumped = time.monotonic()
             return
         try:
             self._seen = self._news
@@ -355,6 +369,21 @@ class DrivenLoop(Runner):
         finally:
             self._pumped = time.monotonic()
             self._let_go()
+
+    def _await_news(self, wait: float) -> None:
+        """Wait up to ``wait`` seconds for an outcome, while the helper drives (as a waiter does)."""
+        news = threading.Event()
+        with self._state:
+            self._pollers.append(news)
+            self._waiters.append(news)
+            self._state.notify()
+        try:
+            if self._news == self._seen:
+                news.wait(wait)
+        finally:
+            with self._state:
+                self._pollers.remove(news)
+                self._waiters.remove(news)
 
     def soon(self, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` (which must not block) on the loop's side without waiting: when a thread
