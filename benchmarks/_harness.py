@@ -411,15 +411,17 @@ class CpuMeter:
 
 @dataclass
 class Table:
-    """A markdown table of raw vs beach figures, with the ratio."""
+    """A markdown table of raw (on each of `RAW_LOOPS`) vs beach figures, with the ratios."""
 
-    header: tuple[str, ...] = ("case", "raw nats-py", "beach", "beach/raw")
+    header: tuple[str, ...] = ("case", *(f"raw nats-py, {k}" for k in RAW_LOOPS), "beach",
+                               *(f"beach/raw {k}" for k in RAW_LOOPS))
     rows: list[tuple[str, ...]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def ratio(self, label: str, raw: float, beach: float, fmt: str = "{:,.0f}") -> None:
-        """A row ``label | raw | beach | beach/raw``."""
-        self.rows.append((label, fmt.format(raw), fmt.format(beach), f"{beach / raw:.2f}" if raw else "–"))
+    def ratio(self, label: str, raws: list[float], beach: float, fmt: str = "{:,.0f}") -> None:
+        """A row ``label | raw... | beach | beach/raw...`` (``raws``: one per loop, in `RAW_LOOPS` order)."""
+        self.rows.append((label, *(fmt.format(r) for r in raws), fmt.format(beach),
+                          *(f"{beach / r:.2f}" if r else "–" for r in raws)))
 
     def row(self, *cells: str) -> None:
         """A row as given."""

@@ -27,22 +27,26 @@ started is stopped at the end, also on an error or Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from _harness import (
     ECHO_RESPONDER,
     ECHO_SUBJECT,
+    RAW_LOOPS,
     TIMEOUT,
     WORKERS,
     Call,
     Cluster,
     CpuMeter,
+    LoopThread,
     Table,
     arguments,
     checked,
@@ -54,8 +58,12 @@ from _harness import (
     publish,
     raw_echo_call,
     raw_peer,
+    raw_sides,
+    raw_subject,
+    wait_registered,
 )
 
+from beach import loop as beach_loop
 from beach.client import routing
 from beach.client.core import AsyncBeach
 
@@ -126,22 +134,33 @@ async def processed(client: AsyncBeach, uids: list[str]) -> dict[str, int]:
     return {uid: load[uid]["processed"] for uid in uids}
 
 
-async def run_cases(bench: Cluster, responder_pid: int, sizes: Sizes) -> dict[str, Any]:
+async def run_cases(bench: Cluster, responders: dict[str, int], sizes: Sizes) -> dict[str, Any]:
     """Deploy the actors and measure every side."""
-    async with clients(bench) as (client, nc):
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(bench.config)
+        stack.push_async_callback(client.close)
+        raws = stack.enter_context(raw_sides(bench.url, ECHO_SUBJECT))
+        await wait_registered(client, bench.node, bench.node_log)
         uids = [checked(await client.addActor("Echo", CATEGORY))["uid"] for _ in range(N_ACTORS)]
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
-                          "raw responder": responder_pid, "node agent": bench.node.pid})
-        sides = {"raw": raw_echo_call(nc), "random": random_call(client), "affinity": affinity_call(client)}
-        for call in sides.values():
-            await measure(call, sizes.warmup)
+                          **{f"raw responder, {k}": pid for k, pid in responders.items()},
+                          "node agent": bench.node.pid})
+
+        def on(thread: LoopThread, call: Call) -> Callable[[int], Awaitable[Round]]:
+            return lambda n: thread.acall(measure(call, n))
+
+        sides = {**{f"raw {kind}": on(thread, raw_echo_call(nc, raw_subject(ECHO_SUBJECT, kind)))
+                    for kind, (thread, nc) in raws.items()},
+                 "random": partial(measure, random_call(client)), "affinity": partial(measure, affinity_call(client))}
+        for side in sides.values():
+            await side(sizes.warmup)
         rounds: dict[str, list[Round]] = {side: [] for side in sides}
         spread = dict.fromkeys(uids, 0)
         for _ in range(sizes.rounds):
-            for side, call in sides.items():
+            for side, run in sides.items():
                 before = await processed(client, uids) if side == "affinity" else None
                 with meter.window(side, sizes.requests):
-                    rounds[side].append(await measure(call, sizes.requests))
+                    rounds[side].append(await run(sizes.requests))
                 if before is not None:
                     after = await processed(client, uids)
                     for uid in uids:
@@ -158,11 +177,14 @@ def report(results: dict[str, Any], sizes: Sizes) -> str:
     rounds = results["rounds"]
     rate = {side: statistics.median(r.rate for r in rs) for side, rs in rounds.items()}
     cpu = {side: statistics.median(r.cpu_per_request for r in rs) for side, rs in rounds.items()}
-    table = Table(header=("case", "req/s", "vs raw", "client CPU per request", "vs raw"))
-    for side, label in (("raw", "raw nats-py request/reply"), ("random", "beach, mode='random' (queue group)"),
+    table = Table(header=("case", "req/s", *(f"vs raw {k}" for k in RAW_LOOPS), "client CPU per request",
+                          *(f"CPU vs raw {k}" for k in RAW_LOOPS)))
+    for side, label in (*((f"raw {k}", f"raw nats-py request/reply on {k}") for k in RAW_LOOPS),
+                        ("random", "beach, mode='random' (queue group)"),
                         ("affinity", "beach, mode='affinity', key varies")):
         table.row(f"{label}, {WORKERS} in flight (N={sizes.requests:,})", f"{rate[side]:,.0f}",
-                  f"{rate[side] / rate['raw']:.2f}", f"{cpu[side] * 1e6:,.1f} µs", f"{cpu[side] / cpu['raw']:.2f}")
+                  *(f"{rate[side] / rate[f'raw {k}']:.2f}" for k in RAW_LOOPS), f"{cpu[side] * 1e6:,.1f} µs",
+                  *(f"{cpu[side] / cpu[f'raw {k}']:.2f}" for k in RAW_LOOPS))
     spread = results["spread"].values()
     lines = [str(table),
              f"Medians of {sizes.rounds} round(s), the sides alternating, after {sizes.warmup:,} warm-up requests "
@@ -180,8 +202,10 @@ def main() -> int:
     args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
-            raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT) as responder:
-        results = asyncio.run(run_cases(bench, responder.pid, sizes))
+            contextlib.ExitStack() as peers:
+        responders = {kind: peers.enter_context(raw_peer(ECHO_RESPONDER, bench.url, raw_subject(ECHO_SUBJECT, kind),
+                                                         loop=kind)).pid for kind in RAW_LOOPS}
+        results = beach_loop.run(run_cases(bench, responders, sizes))
     text = report(results, sizes)
     publish(text, args.out)
     return 0

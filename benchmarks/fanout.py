@@ -41,13 +41,16 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import msgpack
 import nats
 from _harness import (
+    RAW_LOOPS,
     Cluster,
     CpuMeter,
+    LoopThread,
     Table,
     arguments,
     checked,
@@ -57,8 +60,12 @@ from _harness import (
     main_guard,
     publish,
     raw_peer,
+    raw_sides,
+    raw_subject,
+    wait_registered,
 )
 
+from beach import loop as beach_loop
 from beach.client.core import AsyncBeach
 
 RAW_SUBJECT = "bench.raw.hit"
@@ -159,23 +166,29 @@ async def deliver(send: Send, n: int, expected: int, counts: Counts, settled: Ca
 
 
 class Raw:
-    """The raw side: a publisher here, the receiver process there."""
+    """A raw side: a publisher on a loop of its kind (`LoopThread`), the receiver process of that kind."""
 
-    def __init__(self, nc: nats.NATS) -> None:
-        self.nc = nc
+    def __init__(self, thread: LoopThread, nc: nats.NATS) -> None:
+        self.thread, self.nc = thread, nc
+        self.subject = raw_subject(RAW_SUBJECT, thread.kind)
+        self.control_subject = raw_subject(RAW_CONTROL, thread.kind)
 
     async def control(self, command: bytes) -> tuple[int, float | None]:
-        state = msgpack.unpackb((await self.nc.request(RAW_CONTROL, command, timeout=10)).data)
+        state = msgpack.unpackb((await self.nc.request(self.control_subject, command, timeout=10)).data)
         return state["n"], state["last"]
 
-    async def run(self, n: int, fanout: int) -> Delivery:
+    async def _run(self, n: int, fanout: int) -> Delivery:
         await self.control(b"reset")
-        nc = self.nc
+        nc, subject = self.nc, self.subject
 
         async def send(i: int) -> None:
-            await nc.publish(RAW_SUBJECT, msgpack.packb({"n": i}))
+            await nc.publish(subject, msgpack.packb({"n": i}))
 
         return await deliver(send, n, n * fanout, lambda: self.control(b"count"))
+
+    async def run(self, n: int, fanout: int) -> Delivery:
+        """One round, on the raw side's own loop."""
+        return cast(Delivery, await self.thread.acall(self._run(n, fanout)))
 
 
 class BeachSide:
@@ -259,24 +272,31 @@ async def rounds(sides: dict[str, Run], n: int, sizes: Sizes, meter: CpuMeter, c
 
 async def run_cases(bench: Cluster, sizes: Sizes) -> tuple[dict[str, dict[str, list[Delivery]]], CpuMeter]:
     """Deploy the actors and measure both cases: ``({case: {side: rounds}}, cpu)``."""
-    async with clients(bench) as (client, nc):
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(bench.config)
+        stack.push_async_callback(client.close)
+        raws = [Raw(thread, nc) for thread, nc in stack.enter_context(raw_sides(bench.url, RAW_SUBJECT)).values()]
+        await wait_registered(client, bench.node, bench.node_log)
         shoot_uid = checked(await client.addActor("Counter", "bench/shoot"))["uid"]
         fan_uids = [checked(await client.addActor("Counter", "bench/fan"))["uid"] for _ in range(FANOUT)]
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
                           "node agent": bench.node.pid})
-        raw = Raw(nc)
         results = {}
         shooter = BeachSide(client, "bench/shoot", [shoot_uid])
-        with raw_peer(RECEIVER, bench.url, RAW_SUBJECT, "1", RAW_CONTROL) as receiver:
-            meter.add("raw receiver", receiver.pid)
-            results["shoot"] = await rounds(
-                {"raw": lambda n: raw.run(n, 1), "beach, burst": shooter.shoot,
-                 "beach, paced": lambda n: shooter.shoot(n, SHOOT_WINDOW)}, sizes.shoot, sizes, meter, "shoot", 1)
         broadcaster = BeachSide(client, "bench/fan", fan_uids)
-        with raw_peer(RECEIVER, bench.url, RAW_SUBJECT, str(FANOUT), RAW_CONTROL) as receiver:
-            meter.add("raw receiver", receiver.pid)
-            results["broadcast"] = await rounds({"raw": lambda n: raw.run(n, FANOUT), "beach": broadcaster.broadcast},
-                                                sizes.broadcast, sizes, meter, "broadcast", FANOUT)
+        for case, fanout, n, beach in (
+                ("shoot", 1, sizes.shoot, {"beach, burst": shooter.shoot,
+                                           "beach, paced": lambda n: shooter.shoot(n, SHOOT_WINDOW)}),
+                ("broadcast", FANOUT, sizes.broadcast, {"beach": broadcaster.broadcast})):
+            with contextlib.ExitStack() as receivers:
+                sides: dict[str, Run] = {}
+                for raw in raws:
+                    kind = raw.thread.kind
+                    receiver = receivers.enter_context(raw_peer(RECEIVER, bench.url, raw.subject, str(fanout),
+                                                                raw.control_subject, loop=kind))
+                    meter.add(f"raw receiver, {kind}", receiver.pid)
+                    sides[f"raw {kind}"] = partial(raw.run, fanout=fanout)
+                results[case] = await rounds({**sides, **beach}, n, sizes, meter, case, fanout)
         return results, meter
 
 
@@ -290,12 +310,16 @@ def report(results: dict[str, dict[str, list[Delivery]]], meter: CpuMeter, sizes
 
     table = Table()
     shoot, broadcast = results["shoot"], results["broadcast"]
+
+    def raws(sides: dict[str, list[Delivery]]) -> list[float]:
+        return [rate(sides[f"raw {kind}"]) for kind in RAW_LOOPS]
+
     table.ratio(f"shoot → 1 actor, all N fired at once: deliveries/s (N={sizes.shoot:,})",
-                rate(shoot["raw"]), rate(shoot["beach, burst"]))
-    table.ratio(f"shoot → 1 actor, ≤ {SHOOT_WINDOW} unanswered: deliveries/s (N={sizes.shoot:,})",
-                rate(shoot["raw"]), rate(shoot["beach, paced"]))
+                raws(shoot), rate(shoot["beach, burst"]))
+    table.ratio(f"shoot with onFailure → 1 actor, ≤ {SHOOT_WINDOW} unanswered: deliveries/s (N={sizes.shoot:,})",
+                raws(shoot), rate(shoot["beach, paced"]))
     table.ratio(f"broadcast → {FANOUT} actors: deliveries/s (N={sizes.broadcast:,} x {FANOUT})",
-                rate(broadcast["raw"]), rate(broadcast["beach"]))
+                raws(broadcast), rate(broadcast["beach"]))
     lines = [str(table), f"Rates: the median of {sizes.rounds} round(s), the sides alternating, after "
              f"{sizes.warmup:,} warm-up messages per side and case. Raw sends every message at once "
              f"(nats-py buffers them).", "",
@@ -307,7 +331,7 @@ def report(results: dict[str, dict[str, list[Delivery]]], meter: CpuMeter, sizes
         fanout = FANOUT if case == "broadcast" else 1
         for side, deliveries in sides.items():
             for i, d in enumerate(deliveries, 1):
-                extra = ("–", "–") if side == "raw" else (f"{d.failures:,}", f"{d.busy:,}")
+                extra = ("–", "–") if side.startswith("raw") else (f"{d.failures:,}", f"{d.busy:,}")
                 lines.append(f"| {case} | {side} | {i} | {d.received:,} / {d.expected:,} | {d.lost:,} | "
                              f"{extra[0]} | {extra[1]} | {d.expected / fanout / d.send_seconds:,.0f} |")
     lines += ["", meter.table("delivery")]
@@ -318,7 +342,7 @@ def main() -> int:
     args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench:
-        results, meter = asyncio.run(run_cases(bench, sizes))
+        results, meter = beach_loop.run(run_cases(bench, sizes))
     text = report(results, meter, sizes)
     publish(text, args.out)
     return 0

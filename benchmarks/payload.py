@@ -23,21 +23,25 @@ started is stopped at the end, also on an error or Ctrl-C.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import msgpack
 import nats
 from _harness import (
     ECHO_RESPONDER,
     ECHO_SUBJECT,
+    RAW_LOOPS,
     TIMEOUT,
     Call,
     Cluster,
     CpuMeter,
+    LoopThread,
     Result,
     Table,
     arguments,
@@ -49,8 +53,12 @@ from _harness import (
     main_guard,
     publish,
     raw_peer,
+    raw_sides,
+    raw_subject,
+    wait_registered,
 )
 
+from beach import loop as beach_loop
 from beach.client.core import AsyncBeach
 
 PAYLOAD = 64 * 1024
@@ -70,10 +78,10 @@ FULL = Sizes(warmup=300, requests={1: 1000, 64: 5000}, rounds=3)
 QUICK = Sizes(warmup=30, requests={1: 100, 64: 300}, rounds=1)
 
 
-def raw_call(nc: nats.NATS, blob: bytes) -> Call:
-    """A request to the raw responder: msgpack in, msgpack out; checks the echo."""
+def raw_call(nc: nats.NATS, blob: bytes, subject: str) -> Call:
+    """A request to a raw responder: msgpack in, msgpack out; checks the echo."""
     async def call(i: int) -> Any:
-        msg = await nc.request(ECHO_SUBJECT, msgpack.packb({"n": i, "blob": blob}), timeout=TIMEOUT)
+        msg = await nc.request(subject, msgpack.packb({"n": i, "blob": blob}), timeout=TIMEOUT)
         data = msgpack.unpackb(msg.data)
         if data["n"] != i or len(data["blob"]) != PAYLOAD:
             raise RuntimeError("raw echo returned something else")
@@ -93,40 +101,53 @@ def beach_call(client: AsyncBeach, blob: bytes) -> Call:
     return call
 
 
-async def run_cases(bench: Cluster, responder_pid: int, sizes: Sizes) -> tuple[dict[int, tuple[Result, Result]],
-                                                                                 CpuMeter]:
-    """Deploy the actor and measure every level: ``({in flight: (raw, beach)}, cpu)``."""
-    async with clients(bench) as (client, nc):
+async def run_cases(bench: Cluster, responders: dict[str, int], sizes: Sizes
+                    ) -> tuple[dict[int, dict[str, Result]], CpuMeter]:
+    """Deploy the actor and measure every level: ``({in flight: {side: result}}, cpu)``."""
+    async with contextlib.AsyncExitStack() as stack:
+        client = await AsyncBeach.open(bench.config)
+        stack.push_async_callback(client.close)
+        raws = stack.enter_context(raw_sides(bench.url, ECHO_SUBJECT))
+        await wait_registered(client, bench.node, bench.node_log)
         checked(await client.addActor("Echo", "bench/echo"))
         meter = CpuMeter({"client": os.getpid(), "nats-server": bench.server_pid, **host_pids(client),
-                          "raw responder": responder_pid, "node agent": bench.node.pid})
+                          **{f"raw responder, {k}": pid for k, pid in responders.items()},
+                          "node agent": bench.node.pid})
         blob = os.urandom(PAYLOAD)
-        sides = {"raw": raw_call(nc, blob), "beach": beach_call(client, blob)}
+        sides: dict[str, Callable[[int, int], Awaitable[Result]]] = {
+            f"raw {kind}": partial(_on, thread, raw_call(nc, blob, raw_subject(ECHO_SUBJECT, kind)))
+            for kind, (thread, nc) in raws.items()}
+        sides["beach"] = partial(in_flight, beach_call(client, blob))
         results = {}
         for level in LEVELS:
             n = sizes.requests[level]
-            for call in sides.values():
-                await in_flight(call, sizes.warmup, level)
-            rounds: dict[str, list[Result]] = {side: [] for side in sides}
+            for side in sides.values():
+                await side(sizes.warmup, level)
+            rounds: dict[str, list[Result]] = {name: [] for name in sides}
             for _ in range(sizes.rounds):
-                for side, call in sides.items():
-                    with meter.window(f"{level} in flight, {side}", n):
-                        rounds[side].append(await in_flight(call, n, level))
-            results[level] = (Result.median(rounds["raw"]), Result.median(rounds["beach"]))
+                for name, side in sides.items():
+                    with meter.window(f"{level} in flight, {name}", n):
+                        rounds[name].append(await side(n, level))
+            results[level] = {name: Result.median(r) for name, r in rounds.items()}
         return results, meter
+
+
+async def _on(thread: LoopThread, call: Call, n: int, level: int) -> Result:
+    return cast(Result, await thread.acall(in_flight(call, n, level)))
 
 
 # ---------------------------------------------------------------- reporting
 
 
-def report(results: dict[int, tuple[Result, Result]], meter: CpuMeter, sizes: Sizes) -> str:
+def report(results: dict[int, dict[str, Result]], meter: CpuMeter, sizes: Sizes) -> str:
     """The markdown tables of the results."""
     table = Table()
-    for level, (raw, beach) in results.items():
+    for level, found in results.items():
         n = sizes.requests[level]
-        table.ratio(f"64 KiB echo, {level} in flight: req/s (N={n:,})", raw.rate, beach.rate)
-        table.ratio(f"64 KiB echo, {level} in flight: MiB/s of payload each way", raw.rate * PAYLOAD / 2**20,
-                    beach.rate * PAYLOAD / 2**20, "{:,.1f}")
+        raws = [found[f"raw {k}"].rate for k in RAW_LOOPS]
+        table.ratio(f"64 KiB echo, {level} in flight: req/s (N={n:,})", raws, found["beach"].rate)
+        table.ratio(f"64 KiB echo, {level} in flight: MiB/s of payload each way", [r * PAYLOAD / 2**20 for r in raws],
+                    found["beach"].rate * PAYLOAD / 2**20, "{:,.1f}")
     lines = [str(table), f"Medians of {sizes.rounds} round(s), raw and beach alternating, after {sizes.warmup:,} "
              f"warm-up requests per side and level.", "", meter.table("request")]
     return "\n".join(lines)
@@ -136,8 +157,10 @@ def main() -> int:
     args = arguments(__doc__).parse_args()
     sizes = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="beach-bench-") as tmp, cluster(tmp) as bench, \
-            raw_peer(ECHO_RESPONDER, bench.url, ECHO_SUBJECT) as responder:
-        results, meter = asyncio.run(run_cases(bench, responder.pid, sizes))
+            contextlib.ExitStack() as peers:
+        responders = {kind: peers.enter_context(raw_peer(ECHO_RESPONDER, bench.url, raw_subject(ECHO_SUBJECT, kind),
+                                                         loop=kind)).pid for kind in RAW_LOOPS}
+        results, meter = beach_loop.run(run_cases(bench, responders, sizes))
     text = report(results, meter, sizes)
     publish(text, args.out)
     return 0
