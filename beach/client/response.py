@@ -81,6 +81,9 @@ class ActorResponse:
     __str__ = __repr__
 
 
+POLL_WAIT = 0.001  # seconds an `isFinished` poll waits at most
+
+
 @twinned
 class FutureResults:
     """Replies that arrive over time: ``n`` expected `ActorResponse` objects.
@@ -144,9 +147,12 @@ class FutureResults:
             return new
 
     def isFinished(self) -> bool:
-        """True once all ``n`` results have arrived."""
+        """True once all ``n`` results have arrived. With a `DrivenLoop` (a plain script), a poll
+        runs the loop until this future finishes or `POLL_WAIT` passes: what has arrived is handled
+        in the polling thread, and a script spinning on ``isFinished()`` waits where raw asyncio
+        would instead of burning a core the server and the actors need."""
         if not self._finished and isinstance(self._runner, DrivenLoop):
-            self._runner.pump()  # what has arrived is handled now, in this thread: no hop
+            self._wait_until(lambda: self._finished, POLL_WAIT)
         return self._finished
 
     def getAllResults(self) -> list[ActorResponse]:

@@ -161,8 +161,19 @@ def _task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], done:
 
 
 GRACE = 0.005  # seconds without a caller before the helper thread drives the loop
-PUMP_WAIT = 0.001  # a poll that finds nothing new waits this long for news, in the loop's selector
-PUMP_SECONDS = 0.0002  # polls closer together than this share one pump
+
+
+_local = threading.local()
+
+
+def _event() -> threading.Event:
+    """This thread's event to wait on (one per thread: a thread waits for one call at a time)."""
+    try:
+        event: threading.Event = _local.event
+    except AttributeError:
+        event = _local.event = threading.Event()
+    event.clear()
+    return event
 
 
 class DrivenLoop(Runner):
@@ -176,8 +187,8 @@ class DrivenLoop(Runner):
     it, so the connection stays alive (pings answered, the directory followed, reconnects made) while
     the script sleeps; a lone caller takes it back by asking the helper to stop.
 
-    Every outcome a thread may be waiting for stops the loop (`changed`): the driver looks whether
-    its own call is done and drives on if not.
+    The outcome of the driver's own call stops the loop; the outcomes of the others only wake
+    their threads, the driver drives on.
     """
 
     def __init__(self, name: str = "beach-loop", loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -187,12 +198,9 @@ class DrivenLoop(Runner):
         self._helping = False  # the helper drives now
         self._leave = False  # a caller asked the helper for the loop
         self._waiters: list[threading.Event] = []  # threads waiting for calls another thread drives
-        self._pollers: list[threading.Event] = []  # polls waiting for news while another thread drives
+        self._driver: int | None = None  # the thread running the loop now
         self._released = time.monotonic()
         self._closed = False
-        self._news = 0  # outcomes so far: a poll that sees none since the last pump waits for one
-        self._seen = 0
-        self._pumped = 0.0
         self.thread = threading.Thread(target=self._help, name=name, daemon=True)
         self.thread.start()
 
@@ -227,24 +235,19 @@ class DrivenLoop(Runner):
     def _let_go(self) -> None:
         self._released = time.monotonic()
         self._driving.release()
-        if self._waiters:  # a thread waits for a call nobody drives now: it takes the loop (a waiter
-            with self._state:  # that comes after this look finds the loop free itself)
-                if self._waiters:
-                    self._waiters[0].set()
+        try:  # a thread waits for a call nobody drives now: it takes the loop (one that comes after
+            self._waiters[0].set()  # this look finds the loop free itself)
+        except IndexError:
+            pass
 
     def _drive(self, done: Callable[[], bool]) -> None:
         """Run the loop in this thread (which holds ``_driving``) until ``done()``."""
-        while not done() and not self.loop.is_closed():
-            self.loop.run_forever()  # until an outcome stops it (`changed`)
-
-    def changed(self) -> None:
-        """An outcome a thread may wait for has come (on the loop's thread): the driver stops to
-        look, the waiting threads are woken by their own `Done`."""
-        self._news += 1
-        for poller in self._pollers:
-            poller.set()
-        if not self.loop.is_closed():
-            self.loop.stop()
+        self._driver = threading.get_ident()
+        try:
+            while not done() and not self.loop.is_closed():
+                self.loop.run_forever()  # until the outcome of this thread's call stops it
+        finally:
+            self._driver = None
 
     def _help(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -260,7 +263,7 @@ class DrivenLoop(Runner):
                 self._helping, self._leave = True, False
             try:
                 while not self._leave and not self._closed and not self.loop.is_closed():
-                    self.loop.run_forever()  # stopped by outcomes (it drives on) and by a caller's ask
+                    self.loop.run_forever()  # until a caller asks for the loop (or it closes)
             finally:
                 with self._state:
                     self._helping = False
@@ -275,12 +278,15 @@ class DrivenLoop(Runner):
         box: list[Any] = []
         finished: list[threading.Event] = []  # made only if this thread has to wait for another's driving
 
+        me = threading.get_ident()
+
         def done(outcome: Any) -> None:
             if not box:
                 box.append(outcome)
                 if finished:
                     finished[0].set()
-                self.changed()
+                if self._driver == me and not self.loop.is_closed():
+                    self.loop.stop()  # (this thread drives for this call: it returns)
 
         deadline = None if timeout is None else time.monotonic() + timeout
 
@@ -318,7 +324,7 @@ class DrivenLoop(Runner):
         deadline, driving the loop whenever it is free; return ``ready()``."""
         while not ready():
             if not events:
-                events.append(threading.Event())
+                events.append(_event())
                 continue  # (the outcome may have come meanwhile)
             finished = events[0]
             left = None if deadline is None else deadline - time.monotonic()
@@ -330,60 +336,17 @@ class DrivenLoop(Runner):
                 finally:
                     self._let_go()
                 continue
-            with self._state:
-                self._waiters.append(finished)
-                self._state.notify()  # (the helper drives for the threads that cannot)
+            self._waiters.append(finished)
+            if not self._driving.locked() or self._helping:
+                with self._state:
+                    self._state.notify()  # the helper drives for the threads that cannot
             try:
                 if self._driving.locked() or running_loop() is not None:  # else: let go of meanwhile
                     finished.wait(left)
             finally:
-                with self._state:
-                    self._waiters.remove(finished)
+                self._waiters.remove(finished)
                 finished.clear()  # (``ready()``, not the event, says whether the outcome came)
         return True
-
-    def pump(self) -> None:
-        """Let the loop handle what has arrived, if nobody else drives it: what a poll
-        (`FutureResults.isFinished`) calls. Polls closer together than `PUMP_SECONDS` share one
-        pump; one that finds nothing new since the last pump waits up to `PUMP_WAIT` for news, so a
-        script spinning on ``isFinished()`` sleeps where raw asyncio would, instead of burning a
-        core the server and the actors need."""
-        wait = 0.0
-        if time.monotonic() - self._pumped < PUMP_SECONDS:
-            if self._news != self._seen:
-                return
-            wait = PUMP_WAIT
-        if not self._take():
-            if wait and beach_loop.costly_here(self.loop):  # the helper drives: wait for news without the GIL
-                self._await_news(wait)
-            self._seen = self._news
-            self._pumped = time.monotonic()
-            return
-        try:
-            self._seen = self._news
-            timer = self.loop.call_later(wait, self.loop.stop)  # an outcome stops it sooner
-            try:
-                self.loop.run_forever()
-            finally:
-                timer.cancel()
-        finally:
-            self._pumped = time.monotonic()
-            self._let_go()
-
-    def _await_news(self, wait: float) -> None:
-        """Wait up to ``wait`` seconds for an outcome, while the helper drives (as a waiter does)."""
-        news = threading.Event()
-        with self._state:
-            self._pollers.append(news)
-            self._waiters.append(news)
-            self._state.notify()
-        try:
-            if self._news == self._seen:
-                news.wait(wait)
-        finally:
-            with self._state:
-                self._pollers.remove(news)
-                self._waiters.remove(news)
 
     def soon(self, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` (which must not block) on the loop's side without waiting: when a thread
