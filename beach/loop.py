@@ -11,6 +11,7 @@ uvloop misbehaves); processes a node starts inherit it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Coroutine
@@ -37,6 +38,8 @@ def new() -> asyncio.AbstractEventLoop:
     if kind() == "uvloop":
         import uvloop
 
+        # (where asyncio's own loop says which selector it uses, at DEBUG: a node run at DEBUG shows it)
+        logging.getLogger("asyncio").debug("Using uvloop")
         return uvloop.new_event_loop()
     return asyncio.new_event_loop()
 

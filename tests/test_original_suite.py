@@ -241,7 +241,7 @@ def test_the_originals_start_line_with_each_of_its_flags(nats_server, tmp_path):
             wait_for(lambda: node_id in client._core.session.view.nodes or node.poll() is not None, 30,
                      what="the node to register")
             assert node.poll() is None, f"the node exited with {node.returncode}"
-            assert client._core.session.view.nodes[node_id]["addresses"] == [_getIpv4ForIface("lo")] == ["127.0.0.1"]
+            assert client._core.session.view.nodes[node_id].addresses == [_getIpv4ForIface("lo")] == ["127.0.0.1"]
         text = log.read_text()
         assert " DEBUG " in text, "--log-level 10 is DEBUG"
         assert f"{node_id}-h1 " in text, "the actor hosts log to --log-dest too"
