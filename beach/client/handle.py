@@ -114,8 +114,9 @@ class ActorHandle:
     def _call(self, requestType: str, data: Any, timeout: float | None, key: Any, nRetries: int | None,
               done: Done, to: tuple[str, str] | None = None, req_id: str | None = None,
               spans: tracing.Call | None = None) -> None:
-        """Start the request (on the loop's thread); its outcome goes to ``done``. Raises what makes
-        it unsendable (`EncodeError`, `PayloadTooLarge`, `UsageError`, `ClosedError`)."""
+        """Start the request (on the loop's thread; ``req_id``: its id, else a new one; ``spans``: a
+        fan-out's, whose attempt this call is); its outcome goes to ``done``. Raises what makes it
+        unsendable (`EncodeError`, `PayloadTooLarge`, `UsageError`, `ClosedError`)."""
         self._check_arguments(key, nRetries)
         Call(self, requestType, {} if data is None else data, timeout or self._timeout, key,
              self._retries if nRetries is None else nRetries, current_deadline.get(), req_id or new_id(), done, to,
@@ -234,7 +235,7 @@ class ActorHandle:
         members = self._targets.members()
         self._check(requestType, data, None, None)
         future = FutureResults(len(members), self._session.runner)
-        req_id = new_id()
+        req_id = new_id()  # one request, served by each actor: one id (its log lines, its reply cache)
         # one call span, each actor's attempt its child: siblings
         spans = tracing.call("requestFromAll", self._realm, self._category, requestType, req_id)
         add: Done = future._add
@@ -251,7 +252,7 @@ class ActorHandle:
                 spans.end(metering.OK)
         for actor in members:
             self._call(requestType, data, timeout, None, 0, add,
-                       to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), spans=spans)
+                       to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), req_id=req_id, spans=spans)
         return future
 
     def getNumAvailable(self) -> int:
