@@ -18,13 +18,12 @@ from collections.abc import Callable
 from statistics import fmean
 from typing import TYPE_CHECKING
 
-from beach.errors import BeachError, UsageError
+from beach.errors import BeachError
 from beach.wire import subjects
 
 if TYPE_CHECKING:
     from beach.state.records import ActorEntry, NodeEntry
 
-STRATEGIES = ("random", "resource", "affinity", "host_affinity", "repulsion", "roundrobin")
 FAILED_SPAWN_SECONDS = 10.0  # a node that failed a spawn on its side takes no new actor for this long
 
 
@@ -35,14 +34,6 @@ class PlacementError(BeachError):
     def __init__(self, message: str, unavailable: bool = True) -> None:
         super().__init__(message)
         self.unavailable = unavailable
-
-
-def check_strategy(strategy: str | None) -> str:
-    """Return the strategy name (None → ``'random'``); raise `UsageError` for an unknown one."""
-    strategy = strategy or "random"
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown spawn strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
-    return strategy
 
 
 def node_load(node: NodeEntry) -> float:
