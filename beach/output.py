@@ -20,8 +20,9 @@ from beach.errors import UsageError
 from beach.state import spawn
 from beach.state.spawn import SpawnOptions
 
-JSON_DEPTH = 200
-"""The deepest value `dumps_line` writes (a reply can nest deeper than JSON tools read)."""
+JSON_DEPTH = 600
+"""The deepest value `dumps_line` writes (a reply can nest as deep as msgpack carries, ~1000 levels:
+deeper than Python's recursion limit leaves room for)."""
 
 
 def _text(value: bytes) -> str:
@@ -51,10 +52,18 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return _text(bytes(value))
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    # Loops, not comprehensions: a comprehension is a frame of its own (Python 3.11), which would halve
+    # the depth that fits under the recursion limit.
     if isinstance(value, dict):
-        return {_key(k): _plain(v, depth + 1) for k, v in value.items()}
+        plain: dict[Any, Any] = {}
+        for k, v in value.items():
+            plain[_key(k)] = _plain(v, depth + 1)
+        return plain
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v, depth + 1) for v in value]
+        items = []
+        for v in value:
+            items.append(_plain(v, depth + 1))
+        return items
     return value
 
 
@@ -63,7 +72,10 @@ def dumps_line(value: Any) -> str:
     and the HTTP answers of the dashboard and the REST bridge). JSON has no words for NaN and
     ±Infinity: they are written as ``null`` (as JavaScript's ``JSON.stringify`` does); what JSON
     cannot show is its ``repr``. Raises ``ValueError`` for a value nested deeper than `JSON_DEPTH`."""
-    return _encoder.encode(_plain(value)).decode()
+    try:
+        return _encoder.encode(_plain(value)).decode()
+    except RecursionError:  # (where the caller's own stack is deep already)
+        raise ValueError(f"the value is nested too deeply to write as JSON (over {JSON_DEPTH} levels)") from None
 
 
 def dumps(value: Any) -> str:

@@ -342,6 +342,27 @@ def test_a_future_finishes_when_its_handle_closes_before_the_requests_start(beac
     asyncio.run(scenario())
 
 
+def test_a_request_whose_awaiter_gives_up_is_not_retried(beach, config_path):
+    """Cancelling ``await handle.arequest(...)`` ends the request: no retry is sent after it (here the
+    retry would find the actor started meanwhile)."""
+    from beach import AsyncBeach
+
+    async def scenario() -> str:
+        client = await AsyncBeach.open(config_path)
+        try:  # (the client stays open: closing it would end the call anyway)
+            handle = client.getActorHandle("given-up")
+            with pytest.raises(TimeoutError):  # the empty category: retried after 0.5, 1 and 2 s
+                await asyncio.wait_for(handle.arequest("work", {"tag": "given-up"}, timeout=5, nRetries=3), 0.2)
+            uid: str = (await client.addActor(LEDGER, "given-up")).data["uid"]
+            await asyncio.sleep(4)  # past every retry's time
+            return uid
+        finally:
+            await client.close()
+
+    uid = asyncio.run(scenario())
+    assert served(beach, [uid], "given-up") == {uid: 0}, "a request was sent after its awaiter gave up"
+
+
 @pytest.mark.parametrize("request_type", ["acancel", "acancel_later", "exit", "aexit", "interrupt"])
 def test_a_handler_that_cancels_or_exits_is_a_failure_and_the_actor_lives_on(beach, request_type):
     resp = beach.addActor("Misbehaving", "misbehaving")

@@ -309,7 +309,8 @@ def test_a_body_over_max_payload_is_refused_before_it_is_read(beach, bridge):
         while b"}" not in head and (data := sock.recv(65536)):  # the head, then the JSON body
             head += data
         head = head.decode()
-    assert head.startswith("HTTP/1.1 413 ") and '"kind": "too_large"' in head and f"{huge} bytes" in head, head
+    assert head.startswith("HTTP/1.1 413 ") and f"{huge} bytes" in head, head
+    assert json.loads(head.split("\r\n\r\n", 1)[1])["kind"] == "too_large", head
     assert time.monotonic() - started < 5
 
     # no Content-Length (chunked): answered 413 as soon as the limit is passed, while the client still
@@ -368,7 +369,7 @@ def test_every_error_is_json_with_its_kind(beach, bridge):
     _error(post(bridge, "rest/faulty", data={**ok, "_action": "nope"}), 400, "unsupported")
     # a reply as deep as msgpack carries is still valid JSON; NaN and Infinity are written as null
     deep = post(bridge, "rest/faulty", data={**ok, "_action": "deep", "depth": "500"})
-    assert deep.status_code == 200 and json.loads(deep.text)
+    assert deep.status_code == 200 and json.loads(deep.text), deep.text
     deep = post(bridge, "rest/faulty", data={**ok, "_action": "deep", "_format": "msgpack"})
     assert deep.status_code == 200 and deep.headers["content-type"] == "application/msgpack"
     resp = post(bridge, "rest/faulty", data={**ok, "_action": "nan"})

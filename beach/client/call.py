@@ -148,7 +148,10 @@ class Call:
         return True
 
     def cancel(self, why: str) -> None:
-        """End the call now with a failure saying ``why`` (its handle is closed)."""
+        """End the call now with a failure saying ``why`` (its handle is closed, or its awaiter gave up);
+        nothing if it has ended already."""
+        if self.done is None:
+            return
         self._end_attempt()
         self._finish(ActorResponse(False, why))
 
@@ -183,6 +186,8 @@ class Call:
             self._retry()
 
     def _retry(self) -> None:
+        if self.done is None:
+            return  # (ended meanwhile: cancelled during its back-off)
         budget = self._budget()
         if budget <= 0:
             self._finish(ActorResponse.timeout())

@@ -113,14 +113,16 @@ class ActorHandle:
 
     def _call(self, requestType: str, data: Any, timeout: float | None, key: Any, nRetries: int | None,
               done: Done, to: tuple[str, str] | None = None, req_id: str | None = None,
-              spans: tracing.Call | None = None) -> None:
+              spans: tracing.Call | None = None) -> Call:
         """Start the request (on the loop's thread; ``req_id``: its id, else a new one; ``spans``: a
         fan-out's, whose attempt this call is); its outcome goes to ``done``. Raises what makes it
         unsendable (`EncodeError`, `PayloadTooLarge`, `UsageError`, `ClosedError`)."""
         self._check_arguments(key, nRetries)
-        Call(self, requestType, {} if data is None else data, timeout or self._timeout, key,
-             self._retries if nRetries is None else nRetries, current_deadline.get(), req_id or new_id(), done, to,
-             spans).start()
+        call = Call(self, requestType, {} if data is None else data, timeout or self._timeout, key,
+                    self._retries if nRetries is None else nRetries, current_deadline.get(), req_id or new_id(),
+                    done, to, spans)
+        call.start()
+        return call
 
     async def arequest(self, requestType: str, data: Any = None, timeout: float | None = None,
                        key: Any = None, nRetries: int | None = None,
@@ -135,8 +137,12 @@ class ActorHandle:
         `ClosedError` once the client is closed.
         """
         outcome: asyncio.Future[ActorResponse] = asyncio.get_running_loop().create_future()
-        self._call(requestType, data, timeout, key, nRetries, partial(settle, outcome))
-        response = await outcome
+        call = self._call(requestType, data, timeout, key, nRetries, partial(settle, outcome))
+        try:
+            response = await outcome
+        except asyncio.CancelledError:  # whoever awaited it gave up: no attempt or retry goes on
+            call.cancel("cancelled: the caller stopped waiting")
+            raise
         if onFailure is not None and not response.isSuccess:
             await _call_back(onFailure, {} if data is None else data)
         return response
