@@ -1,6 +1,6 @@
 """Memory no burst can exhaust: reply-less messages to a busy actor wait within a bound (the
-config's ``backlog``), the rest are dropped and counted, and the node's processes — nats-server
-included — grow by tens of MB at most under a flood."""
+config's ``backlog``), the rest are dropped and counted, and the node's processes grow by a few MB
+under a flood; nats-server by what it holds for a slow reader, at most its ``max_pending`` (64 MB)."""
 
 from __future__ import annotations
 
@@ -55,5 +55,11 @@ def test_a_flood_of_shots_to_a_slow_actor_is_bounded(monkeypatch):
                   f"{[round((after[p] - before[p]) / 2**20, 1) for p in pids]}")
             assert load["waiting"] * SIZE <= 4 * 2**20 + SIZE, "the default backlog bound: 4 MiB"
             assert load["dropped"] >= SHOTS - 4 * 2**20 // SIZE - 1
-            assert sum(grown.values()) < 64, grown
+            # beach's own processes: the backlog bound (4 MiB) and a margin. nats-server holds what a
+            # slow reader has not read yet up to its max_pending (64 MB by default; past it the reader is
+            # cut as a slow consumer): a client on uvloop publishes fast enough to fill part of it
+            # (35-64 MiB in 3 runs of 6, against ~4 on asyncio's loop), and Go keeps the heap it grew.
+            server, *own = grown.values()
+            assert sum(own) < 16, grown
+            assert server < 64 + 16, grown
         assert cluster.stop_node("local-1") == 0
