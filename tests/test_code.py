@@ -343,7 +343,7 @@ def test_a_supervised_actor_keeps_its_version_through_restarts_until_a_rollout_m
     handle = client.getActorHandle("pin/svc")
 
     def restarted(uid: str) -> dict[str, Any]:
-        os.kill(view.actors[uid]["pid"], signal.SIGKILL)  # its actor host dies: the supervisor starts it again
+        os.kill(view.actors[uid].pid, signal.SIGKILL)  # its actor host dies: the supervisor starts it again
 
         def back() -> bool:
             now = client.getSupervised()[sid]["uid"]
@@ -358,11 +358,11 @@ def test_a_supervised_actor_keeps_its_version_through_restarts_until_a_rollout_m
         assert drained.returncode == 0, drained.stderr
         assert cli("uncordon", str(cluster.client_config), node).returncode == 0
         record = client.getSupervised()[sid]
-        assert record["version"] == "v1" and view.actors[record["uid"]]["node"] != node
-        assert view.actors[record["uid"]]["version"] == "v1"
+        assert record["version"] == "v1" and view.actors[record["uid"]].node != node
+        assert view.actors[record["uid"]].version == "v1"
         # restarted, still on v1
         record = restarted(record["uid"])
-        assert record["version"] == "v1" and view.actors[record["uid"]]["version"] == "v1", record
+        assert record["version"] == "v1" and view.actors[record["uid"]].version == "v1", record
         assert handle.request("echo", {"n": 1}).data["version"] == "one"
         status = cli("status", str(cluster.client_config))
         assert status.returncode == 0, status.stderr
