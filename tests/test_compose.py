@@ -472,7 +472,7 @@ def test_compose_a_stopped_node_has_its_supervised_actor_replaced_once(stack: St
         record = client.getSupervised()[sid]
         print(f"\ncompose: docker stop of its node; the supervised actor re-placed after {took:.1f}s, "
               f"restarts {len(record['restarts'])}")
-        assert view.actors[record["uid"]]["node"] != response.data["node"]
+        assert view.actors[record["uid"]].node != response.data["node"]
         assert len(record["restarts"]) == 1 and record["last_error"] is None, record
         assert client.getActorHandle("compose/kept").request("ping").isSuccess
 
