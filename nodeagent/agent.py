@@ -38,6 +38,7 @@ from beach.state.records import (
     DesiredArgs,
     HelloArgs,
     NodeEntry,
+    RemoveNodeArgs,
     ReplaceArgs,
     StopArgs,
 )
@@ -601,7 +602,7 @@ class NodeAgent(ControlServer):
         servers (``beach nodes remove``): its JetStream place goes to the next node that joins."""
         if scope.get() is not None:
             raise OutOfScope("permission denied: removing a node is an operation on the whole cluster")
-        node = records.REMOVE_NODE_ARGS.check(args)["node"]
+        node = records.check(RemoveNodeArgs, args).node
         if node in self.session.view.nodes:
             return Reply(False, f"node {node} is running: stop it first ('beach nodes remove' is for a node gone "
                                 f"for good)", {})

@@ -49,7 +49,7 @@ from beach.code.store import CODE_BUCKET
 from beach.config import Config
 from beach.errors import BusError, ConfigError
 from beach.security import audit
-from beach.state import clusterconfig, records
+from beach.state import clusterconfig
 from beach.state.records import ServerRecord
 
 log = logging.getLogger("beach.nodeagent")
@@ -162,7 +162,7 @@ class NodeBus:
             log.warning("server %s carried JetStream but holds none of the cluster's JetStream places now "
                         "(removed with 'beach nodes remove'?): it routes without JetStream", identity.name)
         identity.jetstream = jetstream
-        routes = [r["route"] for r in known.values() if r["name"] not in (identity.name,
+        routes = [r.route for r in known.values() if r.name not in (identity.name,
                                                                             clustering.anchor_name(identity.name))]
         identity.routes = sorted(set(routes) | set(identity.routes))
         log.info("joining the cluster through %s: routes %s; JetStream %s", ", ".join(self.config.nats.join),
@@ -263,7 +263,7 @@ class NodeBus:
     async def _publish(self) -> None:
         for spec in (self.spec, self.anchor_spec):
             if spec is not None:
-                await clusterconfig.publish_server(self.kv, records.SERVER.new(
+                await clusterconfig.publish_server(self.kv, ServerRecord(
                     name=spec.name, node=self.node_id, client=spec.client_url, route=spec.route,
                     jetstream=spec.jetstream, anchor=spec is self.anchor_spec, updated=time.time()))
 
@@ -294,7 +294,7 @@ class NodeBus:
         for server, spec in ((self.server, self.spec), (self.anchor, self.anchor_spec)):
             if server is not None and spec is not None and not server.running and not self._stopping:
                 await self._restart(server, spec)
-        routes = sorted({r["route"] for r in self.known.values() if r["name"] not in self._mine()})
+        routes = sorted({r.route for r in self.known.values() if r.name not in self._mine()})
         if routes and routes != self.identity.routes:
             self.identity.routes = routes
             self.identity.save(self.store_dir)
@@ -339,7 +339,7 @@ class NodeBus:
         if group is not None:
             peers, quorum = group[0] | {self.spec.name}, group[1]
         else:
-            peers = {name for name, r in self.known.items() if r["jetstream"]}
+            peers = {name for name, r in self.known.items() if r.jetstream}
             quorum = len(peers) // 2 + 1
         missing = sorted(peers - reachable)
         if not peers or len(peers) - len(missing) >= quorum:
@@ -352,7 +352,7 @@ class NodeBus:
 
     def _machines(self) -> list[str]:
         """The servers (not anchors) that carry JetStream."""
-        return sorted(name for name, r in self.known.items() if r["jetstream"] and not r["anchor"])
+        return sorted(name for name, r in self.known.items() if r.jetstream and not r.anchor)
 
     async def _all_routed(self, names: list[str]) -> bool:
         if self.system is None or not self.system.is_connected:
@@ -440,9 +440,9 @@ class NodeBus:
         JetStream places become free for the next node that joins); return their names."""
         if self.system is None or self.kv is None:
             raise BusError("this node runs no NATS server of the cluster: ask a node that does")
-        names = sorted(name for name, r in self.known.items() if r["node"] == node)
+        names = sorted(name for name, r in self.known.items() if r.node == node)
         for name in names:
-            if self.known[name]["jetstream"]:
+            if self.known[name].jetstream:
                 await clustering.remove_peer(self.system, name)
             await clusterconfig.forget_server(self.kv, name)
         return names

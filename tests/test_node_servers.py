@@ -138,12 +138,15 @@ def test_node_server_config_keys(tmp_path):
         "the local server first, then the ones it joined through"
     assert clustering.advertised_host(config) == "10.0.0.7"
     assert parse({"nats": {"servers": ["nats://a:1"], "join": ["nats://b:2"]}}).nats.urls == ["nats://a:1"]
-    for bad, says in (({"port": 0}, "'nats.port' must be a port number (1 to 65535)"),
-                      ({"cluster_port": 70000}, "'nats.cluster_port' must be a port number (0 to 65535)"),
-                      ({"listen": "10.0.0.1:4222"}, "'nats.listen' must be a host name or an IP address"),
-                      ({"advertise": "0.0.0.0:1"}, "'nats.advertise' must be a host name"),
-                      ({"join": [""]}, "'nats.join' entries must be URLs"),
-                      ({"connect_wait": 0}, "'connect_wait' must be above 0")):
+    for bad, says in (({"port": 0}, "'nats.port' must be a whole number >= 1"),
+                      ({"port": 65536}, "'nats.port' must be a whole number <= 65535"),
+                      ({"cluster_port": -1}, "'nats.cluster_port' must be a whole number >= 0"),
+                      ({"cluster_port": 70000}, "'nats.cluster_port' must be a whole number <= 65535"),
+                      ({"listen": "10.0.0.1:4222"}, "'nats.listen' must be a string matching regex"),
+                      ({"advertise": "0.0.0.0:1"}, "'nats.advertise' must be a string matching regex"),
+                      ({"advertise": ""}, "'nats.advertise' must be a string matching regex"),
+                      ({"join": [""]}, "'nats.join[0]' must be a non-empty string"),
+                      ({"connect_wait": 0}, "'nats.connect_wait' must be a number > 0")):
         with pytest.raises(ConfigError, match=re.escape(says)):
             parse({"nats": bad})
 
@@ -471,7 +474,7 @@ def test_a_node_removed_for_good_frees_its_jetstream_place(machine, client):
         return await clusterconfig.servers(await clusterconfig.open_bucket(nc, client._core.session.config))
 
     known = client._runner.run(table())
-    assert name not in known.servers and name not in [s["server"] for s in known.slots.values()]
+    assert name not in known.servers and name not in [s.server for s in known.slots.values()]
     newcomer = machine.start(3)
     newcomer.wait_registered(client, 90)
     assert identity(machine.store(3)).jetstream, "the new node took the free JetStream place"
@@ -590,8 +593,8 @@ def test_the_originals_iface_flag_sets_the_address_its_server_advertises(tmp_pat
                     kv = await clusterconfig.open_bucket(client._core.session.nc, load(str(outside)))
                     return list((await clusterconfig.servers(kv)).servers.values())
 
-                mine = [r for r in client._runner.run(records()) if r["node"] == "iface-0" and not r["anchor"]]
-                assert [(r["client"], r["route"]) for r in mine] == [(f"nats://{address}:4222",
+                mine = [r for r in client._runner.run(records()) if r.node == "iface-0" and not r.anchor]
+                assert [(r.client, r.route) for r in mine] == [(f"nats://{address}:4222",
                                                                       f"nats-route://{address}:6222")], mine
                 assert client.addActor("Pong", "iface/pong").isSuccess
                 assert client.getActorHandle("iface/pong").request("ping").isSuccess

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from beach import loop as beach_loop
 from beach.cli.common import add_config, add_json, emit, with_model
 from beach.client.core import AsyncBeach
 from beach.errors import BusError, Unhealthy, UsageError
@@ -161,7 +162,7 @@ def health(args: argparse.Namespace) -> int:
                     raise Unhealthy(f"{err} (waited {args.wait:g}s)" if args.wait else str(err)) from None
             await asyncio.sleep(1)
 
-    result = asyncio.run(run())
+    result = beach_loop.run(run())
     if args.json:
         emit(args, result)
     else:

@@ -129,7 +129,7 @@ def join(args: argparse.Namespace) -> str:
             with bus.translated(f"cannot read the cluster's config through {url}"):
                 pushed = await clusterconfig.fetch(nc, bootstrap)
                 table = await clusterconfig.servers(await clusterconfig.open_bucket(nc, bootstrap))
-            return pushed, sorted(r["client"] for r in table.servers.values() if not r["anchor"])
+            return pushed, sorted(r.client for r in table.servers.values() if not r.anchor)
         finally:
             await bus.close(nc)
 

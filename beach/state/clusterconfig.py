@@ -260,7 +260,7 @@ async def client_urls(nc: Client, config: Config) -> list[str]:
     none when it cannot be read."""
     try:
         kv = bus.sealed(await nc.jetstream(timeout=bus.JS_TIMEOUT).key_value(CONFIG_BUCKET), config)
-        return sorted(r["client"] for r in (await servers(kv)).servers.values() if not r["anchor"])
+        return sorted(r.client for r in (await servers(kv)).servers.values() if not r.anchor)
     except (BusError, NatsError, TimeoutError):
         return []
 

@@ -29,7 +29,7 @@ import msgspec
 import yaml
 from msgspec import Meta, Struct, field
 
-from beach.errors import ConfigError
+from beach.errors import CategoryError, ConfigError
 from beach.state.records import Name, Record
 from beach.state.spawn import SpawnOptions, Strategy
 from beach.wire import subjects, typed
@@ -88,7 +88,10 @@ class PatrolSpec(Record, kw_only=True, forbid_unknown_fields=True):
         super().__post_init__()
         if "/" in self.owner:
             raise ValueError(f"'owner' must be a name without '/', not {self.owner!r}")
-        subjects.check_realm(self.realm)
+        try:
+            subjects.check_realm(self.realm)
+        except CategoryError as err:
+            raise ValueError(f"'realm': {err}") from None
         names = [entry.name for entry in self.actors]
         for repeated in {n for n in names if names.count(n) > 1}:
             raise ValueError(f"entry name {repeated!r} is repeated")
@@ -110,8 +113,9 @@ def instances(rule: int | Instances, n_nodes: int, n_cores: int) -> int:
 
 def check(raw: Any, where: str = "patrol spec") -> PatrolSpec:
     """Check a spec (parsed YAML, or a mapping) and return it; raise `ConfigError` naming the problem."""
-    if isinstance(raw, dict) and raw.get("realm") is None:
-        raw = {**raw, "realm": "global"}
+    if isinstance(raw, dict):  # (an empty 'realm:' or 'actors:' in YAML: their defaults)
+        raw = {**raw, "realm": raw.get("realm") or "global",
+               "actors": [] if raw.get("actors") is None else raw["actors"]}
     return typed.convert(raw, PatrolSpec, where, ConfigError)
 
 

@@ -89,7 +89,7 @@ def pack(value: Any, what: str = "value") -> bytes:
     """Encode ``value`` with msgpack; raise `EncodeError` naming the type it cannot carry."""
     try:
         return _encoder.encode(value)
-    except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as err:
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError) as err:
         raise EncodeError(f"{what} cannot be sent: {err} (beach sends msgpack: dict, list, str, bytes, int, "
                           f"float, bool, None, and what msgspec encodes)") from None
 
@@ -198,6 +198,7 @@ class Reply(msgspec.Struct, array_like=True, tag=VERSION):
 
 _reply = msgspec.msgpack.Decoder(Reply)
 _reply_format_0 = msgspec.msgpack.Decoder(tuple[bool, str | None, Any])  # the previous release's [ok, error, data]
+_reply_numbered = msgspec.msgpack.Decoder(tuple[int, bool, str | None, Any])
 
 
 def pack_reply(ok: bool, error: str, data: Any) -> bytes:
@@ -219,10 +220,13 @@ def unpack_reply(body: bytes) -> Reply:
         return Reply(ok, error or "", data)
     except msgspec.ValidationError:
         pass
-    value = unpack(body)
-    if isinstance(value, list) and value and type(value[0]) is int and value[0] > VERSION:
-        raise ValueError(f"a reply of format {value[0]!r} (from a newer beach?); this one reads up to {VERSION}")
-    raise ValueError(f"not a beach reply envelope: {problem}")
+    try:  # a format number other than this one's, or a nil error (which the previous release read as none)
+        version, ok, error, data = _reply_numbered.decode(body)
+    except msgspec.ValidationError:
+        raise ValueError(f"not a beach reply envelope: {problem}") from None
+    if version > VERSION:
+        raise ValueError(f"a reply of format {version!r} (from a newer beach?); this one reads up to {VERSION}")
+    return Reply(ok, error or "", data)
 
 
 def read_reply(body: bytes, source: str) -> Reply:
