@@ -12,7 +12,40 @@ import pytest
 
 from beach.errors import UsageError
 from beach.state import placement
-from beach.state.placement import STRATEGIES, PlacementError, Placer, check_strategy, hosts_matching, node_load
+from beach.state.placement import PlacementError
+from beach.state.placement import hosts_matching as _hosts_matching
+from beach.state.placement import node_load as _node_load
+from beach.state.records import ActorEntry, NodeEntry
+from beach.state.spawn import STRATEGIES, SpawnOptions
+from beach.wire import typed
+
+# The cases below write a node as the map of its fields that matter (its id is its key) and an
+# actor as its uid, node and categories: these make the records placement reads from them.
+
+
+def entry(node_id: str, fields: dict | NodeEntry) -> NodeEntry:
+    return fields if isinstance(fields, NodeEntry) else NodeEntry(id=node_id, **fields)
+
+
+def entries(nodes: dict) -> dict[str, NodeEntry]:
+    return {node_id: entry(node_id, fields) for node_id, fields in nodes.items()}
+
+
+def node_load(fields: dict) -> float:
+    return _node_load(entry("n", fields))
+
+
+def hosts_matching(hint: str, nodes: dict) -> list[str]:
+    return _hosts_matching(hint, entries(nodes))
+
+
+class Placer(placement.Placer):
+    """`placement.Placer`, given the nodes and actors above as records."""
+
+    def choose(self, strategy, hint, nodes, actors, categories, unavailable=None):
+        records = [a if isinstance(a, ActorEntry) else ActorEntry(realm="global", name="X", host=f"{a['node']}-h", **a)
+                   for a in actors()]
+        return super().choose(strategy, hint, entries(nodes), lambda: records, categories, unavailable)
 
 
 def choose(strategy, nodes, hint=None, actors=(), categories=("x",), times=200, placer=None):
@@ -107,13 +140,23 @@ def test_no_node_or_only_cordoned_ones_is_a_placement_error():
             assert set(choose(strategy, {"n1": {"cordoned": True}, "n2": {}}, times=30)) == {"n2"}
 
 
-def test_check_strategy():
-    assert check_strategy(None) == "random" and check_strategy("") == "random"
+def test_a_strategy_is_checked_where_the_spawn_options_are():
+    # (check_strategy went: SpawnOptions' Strategy is the one list, checked as addActor's arguments are)
+    def options(**given):
+        return typed.build(SpawnOptions, "addActor", UsageError, "Pong", "x", **given)
+    assert options().strategy == "random"
     for strategy in STRATEGIES:
-        assert check_strategy(strategy) == strategy
-    with pytest.raises(UsageError, match=r"^unknown spawn strategy 'nearest': use one of random, resource, affinity, "
-                                         r"host_affinity, repulsion, roundrobin$"):
-        check_strategy("nearest")
+        assert options(strategy=strategy).strategy == strategy
+    assert STRATEGIES == ("random", "resource", "affinity", "host_affinity", "repulsion", "roundrobin")
+    with pytest.raises(UsageError) as err:
+        options(strategy="nearest")
+    assert str(err.value) == ("addActor: 'strategy' must be one of affinity, host_affinity, random, repulsion, "
+                              "resource, roundrobin, not 'nearest'")
+    # no strategy given is the default; None or '' given is refused (before msgspec: 'random')
+    with pytest.raises(UsageError, match="^addActor: 'strategy' must be a string, not null$"):
+        options(strategy=None)
+    with pytest.raises(UsageError, match="^addActor: 'strategy' must be one of .*, not ''$"):
+        options(strategy="")
 
 
 # ---- nodes that are not up (issue 24): the view's unavailable ones, and those that failed a spawn ----

@@ -21,6 +21,7 @@ from beach.client.routing import Ring, Targets, affinity_choice, key_bytes
 from beach.errors import CategoryError, UsageError
 from beach.state import records
 from beach.state.directory import DirectoryView
+from beach.state.records import ActorEntry, NodeEntry
 from beach.wire import subjects
 
 
@@ -170,8 +171,8 @@ def test_affinity_choice_is_the_rings_owner():
 
 
 def actor(uid: str, node: str = "n1", realm: str = "global", categories: tuple[str, ...] = ("svc",)):
-    return records.ACTOR.check({"uid": uid, "realm": realm, "name": "Pong", "categories": list(categories),
-                                "node": node, "host": f"{node}-h1", "pid": 1, "started": 1.0})
+    return records.check(ActorEntry, {"uid": uid, "realm": realm, "name": "Pong", "categories": list(categories),
+                                            "node": node, "host": f"{node}-h1", "pid": 1, "started": 1.0})
 
 
 def test_random_choice_never_picks_an_excluded_actor_and_picks_every_other():
@@ -195,7 +196,7 @@ def test_local_choice_picks_among_the_actors_on_the_node():
 
 
 def node(node_id: str):
-    return records.NODE.check({"id": node_id, "hostname": f"host-{node_id}", "updated": time.time()})
+    return records.check(NodeEntry, {"id": node_id, "hostname": f"host-{node_id}", "updated": time.time()})
 
 
 class Cluster:
@@ -210,11 +211,11 @@ class Cluster:
     def add(self, *actors) -> None:
         for a in actors:
             self.revision += 1
-            self.view.apply_actor(subjects.actor_key(a["realm"], a["uid"]), self.revision, a)
+            self.view.apply_actor(subjects.actor_key(a.realm, a.uid), self.revision, a)
 
     def remove(self, a) -> None:
         self.revision += 1
-        self.view.apply_actor(subjects.actor_key(a["realm"], a["uid"]), self.revision, None)
+        self.view.apply_actor(subjects.actor_key(a.realm, a.uid), self.revision, None)
 
 
 @pytest.fixture
@@ -274,7 +275,7 @@ def test_every_choice_stays_in_the_callers_realm(cluster):
     for realm, members in (("global", SVC), ("realm-x", {f"x{i}" for i in range(6)})):
         for mode in ("random", "local", "affinity"):
             targets = Targets(cluster.view, realm, "svc", mode, "n1")
-            assert {a["uid"] for a in targets.members()} == members
+            assert {a.uid for a in targets.members()} == members
             for n in range(100):
                 subject, target = targets.route(f"key{n}", n % 3, {"a1", "x0"} if n % 2 else set())
                 if target == "svc":
@@ -286,19 +287,19 @@ def test_every_choice_stays_in_the_callers_realm(cluster):
 
 def test_members_follow_the_view(cluster):
     targets = Targets(cluster.view, "global", "svc", "affinity", None)
-    assert {a["uid"] for a in targets.members()} == SVC
+    assert {a.uid for a in targets.members()} == SVC
     owners = {k: targets.route(k, 0, set())[1] for k in KEYS[:400]}
     cluster.add(actor("c1", "n2"))
-    assert {a["uid"] for a in targets.members()} == SVC | {"c1"}
+    assert {a.uid for a in targets.members()} == SVC | {"c1"}
     moved = {k for k in owners if targets.route(k, 0, set())[1] != owners[k]}
     assert moved and all(targets.route(k, 0, set())[1] == "c1" for k in moved)
     cluster.remove(actor("a1", "n1"))
-    assert {a["uid"] for a in targets.members()} == SVC - {"a1"} | {"c1"}
+    assert {a.uid for a in targets.members()} == SVC - {"a1"} | {"c1"}
     assert all(targets.route(k, 0, set()) == (f"beach.a.global.{oracle_owner(k, sorted(SVC - {'a1'} | {'c1'}))}",
                                               oracle_owner(k, sorted(SVC - {"a1"} | {"c1"}))) for k in KEYS[:400])
     del cluster.view.nodes["n2"]  # a node gone: its actors are no members (once the view says so)
     cluster.view.generation += 1
-    assert {a["uid"] for a in targets.members()} == {"a2"}
+    assert {a.uid for a in targets.members()} == {"a2"}
     assert {targets.route(k, 0, set()) for k in KEYS[:50]} == {("beach.a.global.a2", "a2")}
 
 
@@ -313,10 +314,10 @@ def test_others_says_whether_an_untried_actor_is_left(cluster):
 
 def test_a_prefix_and_a_hidden_category_route_by_segment(cluster):
     cluster.add(actor("deep", "n1", categories=("svc/inner",)), actor("svcx", "n1", categories=("svcx",)))
-    assert {a["uid"] for a in Targets(cluster.view, "global", "svc", "random", None).members()} == SVC | {"deep"}
+    assert {a.uid for a in Targets(cluster.view, "global", "svc", "random", None).members()} == SVC | {"deep"}
     hidden = Targets(cluster.view, "global", "_ACTORS/b1", "random", None)
     assert hidden.route(None, 0, set()) == ("beach.a.global.b1", "_ACTORS/b1")
-    assert [a["uid"] for a in hidden.members()] == ["b1"]
+    assert [a.uid for a in hidden.members()] == ["b1"]
     assert Targets(cluster.view, "realm-x", "_ACTORS/b1", "random", None).members() == []
 
 
@@ -334,13 +335,13 @@ def test_members_are_read_from_a_view_of_any_generation_and_kept_until_it_change
     fresh.add(actor("a1"))
     assert fresh.view.generation == 1
     first = Targets(fresh.view, "global", "svc", "random", None).members()  # a view at its first change
-    assert [a["uid"] for a in first] == ["a1"]
-    assert [a["uid"] for a in targets.members()] == ["a1"]
+    assert [a.uid for a in first] == ["a1"]
+    assert [a.uid for a in targets.members()] == ["a1"]
     # the same list until the view changes (no re-reading the directory for every attempt)
     same = targets.members()
     assert targets.members() is same
     fresh.add(actor("a2"))
-    assert targets.members() is not same and {a["uid"] for a in targets.members()} == {"a1", "a2"}
+    assert targets.members() is not same and {a.uid for a in targets.members()} == {"a1", "a2"}
 
 
 def test_an_absent_actor_takes_its_nodes_other_actors_out_of_the_retries(cluster):
