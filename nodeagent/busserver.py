@@ -36,6 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import IO, Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
@@ -135,8 +136,8 @@ class NodeBus:
 
     def _join_config(self) -> Config:
         """This node's config, as a client of the servers it joins through."""
-        return dataclasses.replace(self.config, nats=dataclasses.replace(self.config.nats,
-                                                                         servers=list(self.config.nats.join)))
+        return msgspec.structs.replace(self.config, nats=msgspec.structs.replace(self.config.nats,
+                                                                                 servers=list(self.config.nats.join)))
 
     async def _join(self) -> None:
         """Learn the cluster's routes through ``nats.join`` and whether this server carries
@@ -235,10 +236,10 @@ class NodeBus:
         restores a lost quorum starts before JetStream can take a write."""
         self.session = session
         self.leading = leading
-        system = dataclasses.replace(self.config.nats, servers=[self.config.nats.local_url],
-                                     user=clustering.SYSTEM_USER, password=self.identity.system_password,
-                                     token=None, credentials=None, inbox_prefix=None, auth_file=None)
-        self.system = await bus.connect(dataclasses.replace(self.config, nats=system),
+        system = msgspec.structs.replace(self.config.nats, servers=[self.config.nats.local_url],
+                                         user=clustering.SYSTEM_USER, password=self.identity.system_password,
+                                         token=None, credentials=None, inbox_prefix=None, auth_file=None)
+        self.system = await bus.connect(msgspec.structs.replace(self.config, nats=system),
                                         f"beach-node {self.node_id} system")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._every(WATCH_SECONDS, self.check))]
