@@ -100,6 +100,7 @@ Port = Annotated[int, Meta(ge=1, le=65535)]
 RoutePort = Annotated[int, Meta(ge=0, le=65535)]  # 0: a free port, chosen at start (and advertised)
 Host = Annotated[str, Meta(pattern=r"^[^/: ]+$")]  # a host name or an IPv4 address, no scheme or port
 Listen = Annotated[str, Meta(pattern=r"^(::|[^/: ]*)$")]  # a Host, or a wildcard: every interface
+SyncInterval = Annotated[str, Meta(pattern=r"^(always|\d+(\.\d+)?(ms|s|m|h))$")]  # JetStream's: 'always' or '2m'
 
 
 class Section(Struct, kw_only=True, forbid_unknown_fields=True):
@@ -118,6 +119,7 @@ class NatsConfig(Section):
     connect_wait: Seconds = 5.0
     store_dir: str = ""
     kv_replicas: Count = 0
+    sync_interval: SyncInterval = "always"
     user: str | None = None
     password: str | None = None
     token: str | None = None
@@ -194,6 +196,15 @@ class DashboardConfig(Section):
     max_streams_per_client: Size = 4
 
 
+class StateConfig(Section):
+    """The ``state:`` section: limits of actors' ``self.state`` and how long a committed request is
+    remembered for its retries."""
+
+    max_value_bytes: Size = 256 * 1024
+    max_keys: Size = 100_000
+    retry_window: Seconds = 120.0
+
+
 class ConfigFile(Section, dict=True):
     """The config file's keys (the module's docstring lists them)."""
 
@@ -215,6 +226,7 @@ class ConfigFile(Section, dict=True):
     code: CodeConfig = field(default_factory=CodeConfig)
     restbridge: RestBridgeConfig = field(default_factory=RestBridgeConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 class Config(ConfigFile, kw_only=True):

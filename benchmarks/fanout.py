@@ -35,6 +35,7 @@ started is stopped at the end, also on an error or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -54,7 +55,6 @@ from _harness import (
     Table,
     arguments,
     checked,
-    clients,
     cluster,
     host_pids,
     main_guard,

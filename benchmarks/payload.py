@@ -46,7 +46,6 @@ from _harness import (
     Table,
     arguments,
     checked,
-    clients,
     cluster,
     host_pids,
     in_flight,

@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+import nats.errors
 from msgspec.structs import replace
 
 from beach import bus, logs, wire
@@ -29,7 +30,8 @@ from beach.config import Config, warn_ignored
 from beach.errors import BeachError, BusError
 from beach.operations.rollout import LEAVE_GRACE
 from beach.security import audit, authority
-from beach.state import clusterconfig, desired, directory, records
+from beach.state import clusterconfig, desired, directory, records, stateview
+from beach.state.actorstate import StateStore, Turn
 from beach.state.records import (
     ActorArgs,
     CategoryArgs,
@@ -40,6 +42,8 @@ from beach.state.records import (
     NodeEntry,
     RemoveNodeArgs,
     ReplaceArgs,
+    StateArgs,
+    StateStats,
     StopArgs,
 )
 from beach.state.spawn import SpawnSpec
@@ -354,13 +358,13 @@ class NodeAgent(ControlServer):
         """Change actor state as an admin: set keys (``put``: key → packed value, from a backup),
         ``delete`` keys, or ``purge`` a category (a realm without one; every realm, cluster-wide,
         without either)."""
-        checked = records.STATE_ARGS.check(args)
-        realm, category = checked["realm"], checked["category"]
-        if realm is None and (scope.get() is not None or category is not None or not checked["purge"]):
+        checked = records.check(StateArgs, args)
+        realm, category = checked.realm, checked.category
+        if realm is None and (scope.get() is not None or category is not None or not checked.purge):
             raise ValueError("a realm is needed (only a cluster-wide purge names none)")
         if realm is not None:
             in_scope(subjects.check_realm(realm))
-        if checked["purge"]:
+        if checked.purge:
             await self.state.bucket()
             js = self.session.nc.jetstream(timeout=bus.JS_TIMEOUT)
             target = "every realm" if realm is None else f"realm {realm!r}"
@@ -375,18 +379,18 @@ class NodeAgent(ControlServer):
             return Reply(True, "", {"purged": target})
         if category is None:
             raise ValueError("a category is needed to set or delete keys")
-        if not checked["put"] and not checked["delete"]:
+        if not checked.put and not checked.delete:
             return Reply(True, "", {"put": 0, "deleted": 0})
         turn = Turn(None)
         user = f"op-{id(turn):x}"
         scope_ = self.state.scope(realm or "", category, user)
         try:
-            for key, packed in checked["put"].items():
+            for key, packed in checked.put.items():
                 if not isinstance(packed, bytes):
                     raise ValueError(f"the value of state key {key!r} must be packed (bytes)")
                 wire.unpack(packed)  # raises ValueError for bytes that are no value
                 self.state.write(turn, scope_, subjects.state_token(key), packed)
-            for key in checked["delete"]:
+            for key in checked.delete:
                 self.state.write(turn, scope_, subjects.state_token(key), None)
             outcome = await self.state.commit(turn, None)
         finally:
@@ -394,7 +398,7 @@ class NodeAgent(ControlServer):
             self.state.release(user)
         if outcome is not None:
             return Reply(False, f"actor state not changed: {outcome.error}", outcome.data)
-        return Reply(True, "", {"put": len(checked["put"]), "deleted": len(checked["delete"])})
+        return Reply(True, "", {"put": len(checked.put), "deleted": len(checked.delete)})
 
     # ---------------------------------------------------------------- registry
 

@@ -94,6 +94,8 @@ class Beach:
     removePatrol = _blocking(AsyncBeach.removePatrol)
     getPatrols = _blocking(AsyncBeach.getPatrols)
     getStacks = _blocking(AsyncBeach.getStacks)
+    getState = _blocking(AsyncBeach.getState)
+    deleteState = _blocking(AsyncBeach.deleteState)
     getActorHandle = _plain(AsyncBeach.getActorHandle)
     getActorHandleGroup = _plain(AsyncBeach.getActorHandleGroup)
     getDirectory = _plain(AsyncBeach.getDirectory)

@@ -10,6 +10,7 @@ gives ``done``: ``await handle.arequest(...)`` a future it awaits, a `FutureResu
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -30,6 +31,9 @@ from beach.wire import Failure
 # takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
 ABSENT_BACKOFF, ABSENT_BACKOFF_MAX = 0.5, 4.0
 BUSY_BACKOFF, BUSY_BACKOFF_MAX = 0.05, 1.0
+# After a state conflict the same actor is as good as any (it dropped the stale values): a short,
+# random wait keeps two callers that collided from colliding again in step.
+CONFLICT_BACKOFF, CONFLICT_BACKOFF_MAX = 0.005, 0.2
 
 Done = Callable[[Any], None]
 """Gets the outcome once: an `ActorResponse`, or the exception the call ended with (`ClosedError`,
@@ -167,7 +171,9 @@ class Call:
         if response.isSuccess or not (response.isTimedOut or response.failure in wire.RETRYABLE):
             self._finish(response)
             return
-        self.handle._targets.failed(self.target, response.failure is Failure.NO_ACTOR, self.tried)
+        conflict = response.failure is Failure.CONFLICT
+        if not conflict:  # (a conflict says nothing against the actor: it is not marked failed)
+            self.handle._targets.failed(self.target, response.failure is Failure.NO_ACTOR, self.tried)
         if response.failure is Failure.BUSY and isinstance(response.data, dict) and "uid" in response.data:
             self.tried.add(response.data["uid"])
         if self.attempt >= self.retries:
@@ -175,7 +181,9 @@ class Call:
             return
         # nobody else to ask now: back off before the next attempt
         pause = 0.0
-        if response.failure in (Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE):
+        if conflict:
+            pause = random.uniform(0, backoff(self.attempt, CONFLICT_BACKOFF, CONFLICT_BACKOFF_MAX))
+        elif response.failure in (Failure.NO_ACTOR, Failure.BUS_UNAVAILABLE):
             pause = backoff(self.attempt, ABSENT_BACKOFF, ABSENT_BACKOFF_MAX)
         elif response.failure is Failure.BUSY and not self.handle._targets.others(self.tried):
             pause = backoff(self.attempt, BUSY_BACKOFF, BUSY_BACKOFF_MAX)

@@ -28,7 +28,7 @@ from beach.client.session import Session
 from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.names import twinned
 from beach.security import authority
-from beach.state import clusterconfig, desired, patrol, placement
+from beach.state import clusterconfig, desired, patrol, placement, stateview
 from beach.state.records import RecordError
 from beach.state.spawn import HOST_START_SECONDS, SpawnOptions, SpawnSpec
 from beach.wire import subjects, typed

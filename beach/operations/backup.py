@@ -22,7 +22,8 @@ from beach import wire
 from beach.code import store as codestore
 from beach.code.bundle import Bundle, verify
 from beach.errors import Refused, UsageError
-from beach.state import desired
+from beach.security import authority
+from beach.state import desired, stateview
 from beach.state.desired import CodeVersion
 from beach.wire import typed
 
@@ -35,15 +36,25 @@ RESTORE_KEYS = 200            # keys of actor state written per node operation
 RESTORE_BYTES = 256 * 1024    # and their bytes at most (the operation is one message)
 
 
+class StateItem(msgspec.Struct, kw_only=True):
+    """One key of actor state in a backup: where it is and its value (packed, not sealed)."""
+
+    realm: str
+    category: str
+    key: str
+    value: bytes
+
+
 class Backup(msgspec.Struct, kw_only=True):
     """A backup file: the kept desired-state records by key (as stored) and the bundles they name,
-    by digest. ``v``: its format."""
+    by digest, and the actor state. ``v``: its format."""
 
     format: Literal["beach-backup"] = "beach-backup"
     v: int = VERSION
     when: float = 0.0
     desired: dict[str, Any]
     bundles: dict[str, bytes]
+    state: list[StateItem] = []  # (backups of earlier releases have none)
 
     def __post_init__(self) -> None:
         if self.v > VERSION:
@@ -58,7 +69,10 @@ async def backup(client: AsyncBeach) -> Backup:
     for record in records.values():
         if isinstance(record, CodeVersion) and record.digest not in bundles:
             bundles[record.digest] = await codestore.fetch(client.session, record.digest)
-    return Backup(when=time.time(), desired=records, bundles=bundles)
+    realm = authority.scope(client.session.config)  # a realm admin reads its realm's state only
+    state = [StateItem(realm=item["realm"], category=item["category"], key=item["key"], value=item["value"])
+             for item in await stateview.read(client.session, realm)]
+    return Backup(when=time.time(), desired=records, bundles=bundles, state=state)
 
 
 def write(path: str | os.PathLike[str], content: Backup) -> int:
@@ -88,6 +102,7 @@ async def restore(client: AsyncBeach, content: Backup) -> dict[str, int]:
         verify(data, digest)
         await codestore.upload(client.session, Bundle(data, digest, len(data), 0))
     records = {k: v for k, v in content.desired.items() if k.startswith(KEPT)}
+    await _restore_state(client, content.state)  # first: the actors restarted below find it
     if records:
         response = await client._change_desired(put=records)
         if not response.isSuccess:
@@ -95,7 +110,27 @@ async def restore(client: AsyncBeach, content: Backup) -> dict[str, int]:
     return counts(msgspec.structs.replace(content, desired=records))
 
 
+async def _restore_state(client: AsyncBeach, items: list[StateItem]) -> None:
+    """Write the backup's actor state, a category at a time, in chunks a node operation carries."""
+    chunks: list[tuple[str, str, dict[str, bytes]]] = []
+    size = 0
+    for item in sorted(items, key=lambda i: (i.realm, i.category)):
+        last = chunks[-1] if chunks else None
+        if (last is None or (last[0], last[1]) != (item.realm, item.category) or len(last[2]) >= RESTORE_KEYS
+                or size + len(item.value) > RESTORE_BYTES):
+            chunks.append((item.realm, item.category, {}))
+            size = 0
+        chunks[-1][2][item.key] = item.value
+        size += len(item.value) + len(item.key)
+    for realm, category, put in chunks:
+        response = await client._change_state({"realm": realm, "category": category, "put": put}, realm)
+        if not response.isSuccess:
+            raise Refused(f"the actor state of category {category!r} (realm {realm!r}) was not restored: "
+                          f"{response.error}")
+
+
 def counts(content: Backup) -> dict[str, int]:
-    """How many records of each kind (``sup``, ``patrol``, ``code``) and bundles a backup holds."""
+    """How many records of each kind (``sup``, ``patrol``, ``code``), bundles and keys of actor
+    state a backup holds."""
     kinds = {kind.rstrip("."): sum(1 for k in content.desired if k.startswith(kind)) for kind in KEPT}
-    return {**kinds, "bundles": len(content.bundles)}
+    return {**kinds, "bundles": len(content.bundles), "state": len(content.state)}

@@ -5,7 +5,6 @@
   process hosting actors gives it what it needs;
 * `beach.runtime.dispatch`       `Dispatcher`: one actor's requests, from the NATS message to the
   reply (the bound, busy, the backlog, trust, deadlines, handler errors, the counters);
-* `beach.runtime.eager`          run a coroutine up to its first wait before making it a task;
 * `beach.runtime.replycache`     `ReplyCache`: a request run at most once per id (opt-in);
 * `beach.runtime.timers`         `Timers`: ``schedule`` and ``delay``;
 * `beach.runtime.trace`          what a person sees of an exception in actor code (one line, their frames);

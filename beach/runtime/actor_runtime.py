@@ -30,8 +30,10 @@ from beach.runtime import trace
 from beach.runtime.dispatch import Dispatcher
 from beach.runtime.timers import Timers
 from beach.runtime.workers import WorkerPool
+from beach.state.actorstate import StateStore
 from beach.state.records import ActorEntry
 from beach.state.spawn import SpawnSpec
+from beach.state.stateapi import State
 from beach.wire import subjects
 
 log = logging.getLogger("beach.runtime")
@@ -107,7 +109,7 @@ class ActorRuntime:
         self._context.run(current_source.set, self.log_source)
         self.loop = asyncio.get_running_loop()
         self.dispatcher = Dispatcher(
-            self.uid, host.session, host.pool, self._context, trusted=self.trusted,
+            self.uid, host.session, host.pool, self._context, state=host.state, trusted=self.trusted,
             max_inflight=spec.max_concurrent, backlog=host.config.backlog,
             # opt-in (the actor class sets reply_cache = N): a retry gets the first run's reply
             reply_cache=int(getattr(actor, "reply_cache", 0) or 0),

@@ -330,11 +330,11 @@ class StateStore:
 
     async def _on_sizes(self, msg: Msg) -> None:
         try:
-            sizes = records.STATE_STATS.check(wire.unpack(self.session.unseal(msg, fresh=False)))
+            sizes = records.decode(records.StateStats, self.session.unseal(msg, fresh=False))
         except (ValueError, TypeError):
             return  # refused by the seal, or not a record: skip it
         counted: dict[tuple[str, str], int] = {}
-        for realm, categories in sizes["categories"].items():
+        for realm, categories in sizes.categories.items():
             if isinstance(categories, dict):
                 for category, figures in categories.items():
                     if isinstance(figures, list) and figures and isinstance(figures[0], int):

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.msg import Msg
 
 from beach import bus, logs, metering, wire
-from beach.state import desired, patrol
+from beach.state import desired, patrol, records, stateview
 from beach.state.desired import SupervisionRecord
 from beach.state.patrol import PatrolSpec
-from beach.state.records import NodeEntry
+from beach.state.records import NodeEntry, StateStats
 from beach.wire import subjects
 
 if TYPE_CHECKING:
@@ -264,8 +264,8 @@ class ClusterModel:
         self.changed("stats")
 
     def _take_sizes(self, value: Any) -> None:
-        sizes = records.STATE_STATS.check(value, "on " + stateview.STATS_SUBJECT)  # RecordError: a ValueError
-        if self.state_sizes is None or sizes["t"] >= self.state_sizes["t"]:
+        sizes = records.check(StateStats, value, "on " + stateview.STATS_SUBJECT)  # RecordError: a ValueError
+        if self.state_sizes is None or sizes.t >= self.state_sizes.t:
             self.state_sizes = sizes
 
     def _take_load(self, load: dict[str, Any], when: float) -> None:
@@ -520,7 +520,7 @@ class ClusterModel:
             return {"categories": [], "buckets": [], "updated": None}
         realms = self.realms()
         categories = []
-        for realm, by_category in sorted(sizes["categories"].items()):
+        for realm, by_category in sorted(sizes.categories.items()):
             if not isinstance(by_category, dict):
                 continue
             for category, figures in sorted(by_category.items()):
@@ -529,8 +529,8 @@ class ClusterModel:
                                        "bytes": int(_number(figures[1])),
                                        "actors": realms.get(realm, {}).get(category, 0)})
         buckets = [{"name": name, "bytes": int(_number(f.get("bytes"))), "messages": int(_number(f.get("messages")))}
-                   for name, f in sorted(sizes["buckets"].items()) if isinstance(f, dict)]
-        return {"categories": categories, "buckets": buckets, "updated": sizes["t"]}
+                   for name, f in sorted(sizes.buckets.items()) if isinstance(f, dict)]
+        return {"categories": categories, "buckets": buckets, "updated": sizes.t}
 
     def summary(self) -> dict[str, Any]:
         """The counters at the top of a dashboard: nodes, actors, realms, categories, requests/s,
@@ -539,7 +539,8 @@ class ClusterModel:
         realms = self.realms()
         return {"connected": self.connected, "nodes": len(self.view.nodes), "actors": len(live),
                 "realms": len(realms), "categories": sum(len(c) for c in realms.values()),
-                "rps": sum(self.rate(a.uid) for a in live)}
+                "rps": sum(self.rate(a.uid) for a in live),
+                "state_keys": sum(c["keys"] for c in self.state()["categories"])}
 
 
 def _outcomes(rows: dict[Key, metering.Row]) -> dict[str, int]:

@@ -165,6 +165,20 @@ class JetStreamSlot(Record, kw_only=True):
     server: Name
     node: str = "?"
 
+
+class StateStats(Record, kw_only=True):
+    """The sizes of actor state (``beach.stats.state``, from the node holding the supervisor lease,
+    every few seconds; also in its ``info``): ``categories`` is ``{realm: {category: [keys,
+    bytes]}}`` (bytes: the stored, sealed values), ``buckets`` ``{stream: {'bytes', 'messages'}}``
+    for each of beach's buckets and streams."""
+
+    what: ClassVar[str] = "state sizes record"
+    t: float
+    node: Name
+    categories: dict[str, Any] = {}
+    buckets: dict[str, Any] = {}
+
+
 # ---------------------------------------------------------------- control operations' arguments
 # What a node agent's operations take (``beach.n.<node>.<op>``; the spawn's is `SpawnSpec`): checked
 # as the operation starts, so a bad argument is refused naming it ("bad stop request: stop
@@ -225,6 +239,19 @@ class ActorArgs(Record, kw_only=True):
 
     what: ClassVar[str] = "actor arguments"
     uid: Name
+
+
+class StateArgs(Record, kw_only=True):
+    """``state``: change a category's actor state as an admin — keys to set (to packed values) or
+    delete, or ``purge`` every key of the category (of the realm, without one; of every realm,
+    without either: a cluster-wide flush)."""
+
+    what: ClassVar[str] = "state arguments"
+    realm: str | None = None
+    category: str | None = None
+    put: dict[str, Any] = {}
+    delete: list[Name] = []
+    purge: bool = False
 
 
 class CategoryArgs(Record, kw_only=True):

@@ -25,7 +25,6 @@ from nats.js.errors import NotFoundError
 from beach import bus, wire
 from beach.errors import BusError, StateError
 from beach.security.sealedkv import context as seal_context
-from beach.state import records
 from beach.state.records import StateStats
 from beach.wire import subjects
 
@@ -291,5 +290,4 @@ class SizeTracker:
             if keys:
                 categories.setdefault(subjects.unescape(realm), {})[subjects.unescape(category)] = [
                     len(keys), sum(keys.values())]
-        return records.STATE_STATS.new(t=time.time(), node=self.node_id, categories=categories,
-                                       buckets=dict(self.buckets))
+        return StateStats(t=time.time(), node=self.node_id, categories=categories, buckets=dict(self.buckets))

@@ -35,6 +35,7 @@ from beach.runtime.loader import load_actor_class
 from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory, records
+from beach.state.actorstate import StateStore
 from beach.state.records import ActorArgs, CategoryArgs, FlushArgs, HostStopArgs, StackArgs
 from beach.state.spawn import SpawnSpec
 from beach.wire import Reply, subjects

@@ -1,4 +1,4 @@
-"""beach.runtime.eager: a coroutine run at once up to its first wait, then carried on by a task.
+"""beach.client.eager: a coroutine run at once up to its first wait, then carried on by a task.
 
 The oracle is asyncio itself: every coroutine started eagerly must end with what plain ``await``
 would have given it, however many share the future it stopped on and whenever that future is done.
@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 
+from beach.client import eager
 from beach.client.runner import Background
-from beach.runtime import eager
 
 
 def test_eagerly_started_coroutines_share_a_future_and_meet_one_done_meanwhile():
@@ -33,8 +33,8 @@ def test_eagerly_started_coroutines_share_a_future_and_meet_one_done_meanwhile()
                 all_done.set()
 
         for name in ("a", "b", "c"):
-            eager.start(waiter(shared, name), contextvars.copy_context(), background)
-        eager.start(waiter(early, "early"), contextvars.copy_context(), background)
+            eager.start(waiter(shared, name), background, contextvars.copy_context())
+        eager.start(waiter(early, "early"), background, contextvars.copy_context())
         early.set_result(1)  # before the task carrying its waiter has run
         async with asyncio.timeout(5):
             await early_done.wait()  # by now the tasks of a, b and c wait on the shared future
