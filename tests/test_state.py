@@ -127,7 +127,7 @@ def spawn(client: Beach, name: str, category: str, count: int = 1, **options: ob
 
 
 def host_pid(client: Beach, uid: str) -> int:
-    return int(client._core.session.view.actors[uid]["pid"])
+    return int(client._core.session.view.actors[uid].pid)
 
 
 # ---------------------------------------------------------------- the API
@@ -155,7 +155,7 @@ def test_state_api_in_def_and_async_handlers(beach):
     assert sync.request("other", {"category": "api/async", "key": "über"}).data["value"] == 2
     # a value msgpack cannot carry fails at once, naming its type; a blocking read on the event loop is refused
     refused = sync.request("set_unencodable", {"key": "k"})
-    assert not refused.isSuccess and "cannot serialize Decimal" in refused.data["st"], refused
+    assert not refused.isSuccess and "cannot serialize Opaque" in refused.data["st"], refused
     blocked = asynchronous.request("blocking_get", {"key": "über"})
     assert not blocked.isSuccess and "await self.state.aget" in blocked.data["st"], blocked
     too_big = sync.request("set", {"key": "big", "value": "x" * 300_000})
@@ -308,7 +308,7 @@ def test_a_transfer_reads_and_writes_two_keys_as_one_turn(beach):
 
 def test_eight_clients_updating_one_key_through_random_routing_sum_exactly(beach, cluster):
     uids = spawn(beach, "Counter", "hot", count=4)
-    assert len({beach._core.session.view.actors[u]["node"] for u in uids}) == 3
+    assert len({beach._core.session.view.actors[u].node for u in uids}) == 3
     clients = [Beach(cluster.configs[i % 3]) for i in range(8)]
     failures: list[str] = []
     values: list[int] = []
@@ -406,11 +406,11 @@ def test_word_count_is_exact_through_a_killed_node_ring_changes_and_a_rollout(be
     (tmp_path / "v1").mkdir()
     (tmp_path / "v1" / "WordCounter.py").write_text(WORD_COUNTER)
     core, run = beach._core, beach._runner.run
-    assert run(deploy.deploy(core, realm, tmp_path / "v1"))["version"] == "v1"
+    assert run(deploy.deploy(core, realm, tmp_path / "v1")).version == "v1"
     counters = spawn(beach, "WordCounter", "counters", count=4, realm=realm)
     view = beach._core.session.view
     # a node with a counter on it dies (not the client's own: its server stays up with it anyway)
-    victim = next(view.actors[uid]["node"] for uid in counters if view.actors[uid]["node"] != NODES[0])
+    victim = next(view.actors[uid].node for uid in counters if view.actors[uid].node != NODES[0])
     feeders = [Feeder(cluster.configs[0], 1), Feeder(cluster.configs[1 if victim != NODES[1] else 2], 2)]
     events: list[str] = []
 
@@ -429,17 +429,17 @@ def test_word_count_is_exact_through_a_killed_node_ring_changes_and_a_rollout(be
         added = spawn(beach, "WordCounter", "counters", realm=realm, strategy="random")
         events.append(f"added {added[0][:8]}")
         progress(300)
-        live = [a["uid"] for a in view.find(realm, "counters")]
+        live = [a.uid for a in view.find(realm, "counters")]
         assert beach.stopActors(live[0]).isSuccess
         events.append(f"stopped {live[0][:8]}")
         progress(300)
-        before = {a["uid"] for a in view.find(realm, "counters")}
+        before = {a.uid for a in view.find(realm, "counters")}
         (tmp_path / "v2").mkdir()
         (tmp_path / "v2" / "WordCounter.py").write_text(WORD_COUNTER + "\n# v2\n")
-        assert run(deploy.deploy(core, realm, tmp_path / "v2"))["version"] == "v2"
+        assert run(deploy.deploy(core, realm, tmp_path / "v2")).version == "v2"
         rolled = run(rollout.rollout(core, realm, "counters"))
         assert not rolled["failed"] and len(rolled["replaced"]) == len(before) >= 2, rolled
-        after = {a["uid"] for a in view.find(realm, "counters")}
+        after = {a.uid for a in view.find(realm, "counters")}
         assert not before & after  # every counter replaced
         events.append("rolled out v2 to every counter")
         progress(300)

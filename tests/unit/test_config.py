@@ -120,8 +120,12 @@ log_level: debug
 logs: {max_age: 60, max_bytes: 1000, rate: 5, burst: 7}
 backlog: {messages: 11, bytes: 12}
 code: {cache: cache, cache_bytes: 13, max_bundle_bytes: 14, pip: true, pip_args: [--no-index]}
-nats: {servers: ["nats://a:1", "nats://b:2"], port: 5000, kv_replicas: 3, user: u, password: p, inbox_prefix: _I}
+nats: {servers: ["nats://a:1", "nats://b:2"], port: 5000, kv_replicas: 3, user: u, password: p, inbox_prefix: _I,
+       sync_interval: 2m}
+state: {max_value_bytes: 1000, max_keys: 20, retry_window: 30}
 """))
+    assert (c.nats.sync_interval, c.state.max_value_bytes, c.state.max_keys, c.state.retry_window) == (
+        "2m", 1000, 20, 30)
     assert (c.n_processes, c.processes, c.replay_window, c.high_mem_watermark, c.log_level) == (3, 3, 2.5, 90, "DEBUG")
     assert (c.logs.max_age, c.logs.max_bytes, c.logs.rate, c.logs.burst) == (60, 1000, 5, 7)
     assert (c.backlog.messages, c.backlog.bytes) == (11, 12)
@@ -159,6 +163,12 @@ nats: {servers: ["nats://a:1", "nats://b:2"], port: 5000, kv_replicas: 3, user: 
     ("seed_nodes: 10.0.0.1\n", "'seed_nodes' must be a list, not str"),
     ("actor_modules: [3]\n", "'actor_modules\\[0\\]' must be a string, not a whole number"),
     ("log_level: 1.5\n", "'log_level' must be a whole number or a string, not a number"),
+    ("nats: {sync_interval: soon}\n", "'nats.sync_interval' must be a string matching regex"),
+    ("nats: {sync_interval: 2}\n", "'nats.sync_interval' must be a string, not a whole number"),
+    ("state: {max_keys: 0}\n", "'state.max_keys' must be a whole number >= 1"),
+    ("state: {max_value_bytes: big}\n", "'state.max_value_bytes' must be a whole number, not a string"),
+    ("state: {retry_window: 0}\n", "'state.retry_window' must be a number > 0"),
+    ("state: {colour: red}\n", "unknown key 'state.colour'"),
 ])
 def test_each_wrong_value_is_named(tmp_path, text, message):
     path = write(tmp_path, text)

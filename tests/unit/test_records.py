@@ -474,3 +474,28 @@ def test_spawn_options_are_one_definition_for_the_library_and_the_wire():
     body = wire.unpack(wire.pack(options.spec("global")))
     assert {"name": "Pong", "categories": ["a/b"], "isolated": True, "ident": "me", "trusted": ["you"]}.items() \
         <= body.items()
+
+
+@pytest.mark.parametrize("type_, value, message", [
+    (records.StateArgs, {"purge": "yes"}, "state arguments: 'purge' must be true or false, not a string"),
+    (records.StateArgs, {"delete": [""]}, "state arguments: 'delete[0]' must be a non-empty string"),
+    (records.StateArgs, {"put": [1]}, "state arguments: 'put' must be a map, not a list"),
+    (records.StateStats, {"node": "n1"}, "state sizes record: 't' is missing"),
+    (records.StateStats, {"t": 1.0, "node": "n1", "buckets": []},
+     "state sizes record: 'buckets' must be a map, not a list"),
+    (records.StateStats, {"t": 1.0, "node": "n1", "v": 9}, "state sizes record: written by a newer beach (format 9"),
+])
+def test_actor_states_records_are_checked_as_they_are_read(type_, value, message):
+    # the 'state' operation's arguments and the sizes on beach.stats.state (issue 27) are Structs too
+    with pytest.raises(records.RecordError) as err:
+        records.decode(type_, wire.pack(value))
+    assert str(err.value).startswith(message)
+
+
+def test_actor_states_records_read_their_fields():
+    args = records.check(records.StateArgs, {"realm": "global", "category": "words", "put": {"k": b"x"}})
+    assert (args.realm, args.category, args.put, args.delete, args.purge) == ("global", "words", {"k": b"x"}, [], False)
+    sizes = records.decode(records.StateStats, wire.pack(records.StateStats(t=1.0, node="n1",
+                                                                            categories={"global": {"w": [2, 10]}})))
+    assert (sizes.t, sizes.node, sizes.categories, sizes.buckets, sizes.v) == (1.0, "n1", {"global": {"w": [2, 10]}},
+                                                                               {}, records.FORMAT)
