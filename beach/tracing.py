@@ -41,6 +41,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from beach.errors import ClosedError
 from beach.wire import TraceContext
 
 log = logging.getLogger("beach.tracing")
@@ -153,6 +154,12 @@ def _attributes(operation: str, realm: str, category: str, request_type: str, re
     return {"messaging.system": SYSTEM, "messaging.operation.name": operation,
             "messaging.destination.name": category, "messaging.message.id": request_id,
             "beach.realm": realm, "beach.request_type": request_type}
+
+
+def raised(err: BaseException) -> tuple[str, str]:
+    """The outcome and description a span ends with when ``err`` ended its call: ``closed`` (the
+    connection closed) or ``error``."""
+    return "closed" if isinstance(err, ClosedError) else "error", f"{type(err).__name__}: {err}"
 
 
 def _end(span: Any, api: _Otel, outcome: str, description: str = "") -> None:

@@ -230,6 +230,7 @@ def test_unencodable_request_data(beach):
     handle = beach.getActorHandle("echo")
     with pytest.raises(EncodeError, match="cannot serialize object"):
         handle.request("echo", {"x": object()})
+    assert not handle._calls  # (an unsendable request is not left among the calls in flight)
     with pytest.raises(UsageError, match="unknown request mode"):
         beach.getActorHandle("echo", mode="sideways")
 

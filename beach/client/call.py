@@ -117,6 +117,7 @@ class Call:
             self._send(budget)
         except BaseException as err:  # unsendable: the caller gets the exception, and no outcome
             self.done = None
+            self._end_attempt()
             self._finish(err)
             raise
 
@@ -212,8 +213,7 @@ class Call:
         if isinstance(outcome, ActorResponse):
             label, text = metering.outcome(outcome.isSuccess, outcome.error), outcome.error
         else:
-            label = "closed" if isinstance(outcome, ClosedError) else "error"
-            text = f"{type(outcome).__name__}: {outcome}"
+            label, text = tracing.raised(outcome)
         sending, self.sending = self.sending, None
         if sending is not None:
             sending.end(label, text)

@@ -222,7 +222,7 @@ class ActorHandle:
                                                               budget, trace))
         except BaseException as err:  # unsendable, or the connection closed
             if spans is not None:
-                spans.end("closed" if isinstance(err, ClosedError) else "error", f"{type(err).__name__}: {err}")
+                spans.end(*tracing.raised(err))
             raise
         if spans is not None:
             spans.end(metering.OK)
@@ -256,9 +256,14 @@ class ActorHandle:
 
             if not members:
                 spans.end(metering.OK)
-        for actor in members:
-            self._call(requestType, data, timeout, None, 0, add,
-                       to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), req_id=req_id, spans=spans)
+        try:
+            for actor in members:
+                self._call(requestType, data, timeout, None, 0, add,
+                           to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), req_id=req_id, spans=spans)
+        except BaseException as err:  # the connection closed meanwhile (the actors not asked never add)
+            if spans is not None:
+                spans.end(*tracing.raised(err))
+            raise
         return future
 
     def getNumAvailable(self) -> int:

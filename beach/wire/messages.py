@@ -167,7 +167,9 @@ class _Head(msgspec.Struct, array_like=True, tag=VERSION):
 
 
 class _TracedHead(_Head, tag=TRACED):
-    """A format-2 request envelope with its data left encoded (the trace context unread)."""
+    """A format-2 request envelope with its data and trace context left encoded."""
+
+    trace: msgspec.Raw
 
 
 _head = msgspec.msgpack.Decoder(_Head | _TracedHead)

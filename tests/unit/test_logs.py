@@ -19,9 +19,9 @@ def test_a_log_line_names_its_node_actor_or_system():
 
 def test_request_selects_the_lines_of_a_request_or_of_a_trace():
     trace = "ab" * 16
-    lines = [{"levelno": 20, "req": "r" * 24, "trace": trace, "msg": "relaying"},
-             {"levelno": 20, "req": "s" * 24, "trace": trace, "msg": "echoing"},
-             {"levelno": 20, "req": "t" * 24, "trace": None, "msg": "elsewhere"}]
-    assert [x["msg"] for x in lines if logs.accept(request="r" * 8)(x)] == ["relaying"]
-    assert [x["msg"] for x in lines if logs.accept(request=trace[:8])(x)] == ["relaying", "echoing"]
-    assert [x["msg"] for x in lines if logs.accept(request="cd" * 4)(x)] == []
+    lines = [logs.LogLine(t=0, levelno=20, req="r" * 24, trace=trace, msg="relaying"),
+             logs.LogLine(t=0, levelno=20, req="s" * 24, trace=trace, msg="echoing"),
+             logs.LogLine(t=0, levelno=20, req="t" * 24, trace=None, msg="elsewhere")]
+    assert [x.msg for x in lines if logs.accept(request="r" * 8)(x)] == ["relaying"]
+    assert [x.msg for x in lines if logs.accept(request=trace[:8])(x)] == ["relaying", "echoing"]
+    assert [x.msg for x in lines if logs.accept(request="cd" * 4)(x)] == []

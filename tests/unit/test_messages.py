@@ -358,7 +358,8 @@ def test_request_type_reads_the_type_without_the_data(req_id, req, data):
 
 @pytest.mark.parametrize("value", [
     [1, "i", 5, {}, None, None],  # a type that is not text
-    [2, "i", "r", {}, None, None],  # a newer format
+    [2, "i", "r", {}, None, None],  # format 2 without its trace context
+    [3, "i", "r", {}, None, None, None],  # a newer format
     [1, "i", "r", {}, None],  # not six fields (a seventh is a newer release's, ignored: see above)
     {"req": "r"},
     "r",
