@@ -17,7 +17,7 @@ import pytest
 
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
-from beach.errors import BusError
+from beach.errors import BusError, UsageError
 from beach.state.directory import LATE, NODE_TTL
 from beach.state.placement import PlacementError, Placer
 from beach.state.records import NodeEntry
@@ -123,6 +123,10 @@ def test_random_and_roundrobin(beach):
         assert beach.addActor("Pong", "rand", strategy="random").isSuccess
     counts = placements(beach, "rand")
     assert sum(counts.values()) == 24 and set(counts) <= set(NODES) and len(counts) >= 2
+    # strategy=None is the default, random (the seed's scripts pass it); '' is refused, naming it
+    assert beach.addActor("Pong", "none", strategy=None).isSuccess
+    with pytest.raises(UsageError, match="'strategy' must be one of .*, not ''"):
+        beach.addActor("Pong", "empty", strategy="")
 
 
 def test_repulsion_sees_its_own_placements(beach):

@@ -5,7 +5,7 @@ derive from it — and `SpawnSpec`, the same options as the record a node agent 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, get_args, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, cast, get_args, get_type_hints
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -79,6 +79,8 @@ class SpawnOptions(Struct):
                                            "--version", metavar="VERSION")] = None
 
     def __post_init__(self) -> None:
+        if cast(Any, self.strategy) is None:  # (the seed's and py-beach's scripts pass None for the default)
+            self.strategy = "random"
         categories = [self.category] if isinstance(self.category, str) else list(self.category)
         if not categories:
             raise CategoryError("addActor needs at least one category")

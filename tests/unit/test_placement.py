@@ -152,9 +152,8 @@ def test_a_strategy_is_checked_where_the_spawn_options_are():
         options(strategy="nearest")
     assert str(err.value) == ("addActor: 'strategy' must be one of affinity, host_affinity, random, repulsion, "
                               "resource, roundrobin, not 'nearest'")
-    # no strategy given is the default; None or '' given is refused (before msgspec: 'random')
-    with pytest.raises(UsageError, match="^addActor: 'strategy' must be a string, not null$"):
-        options(strategy=None)
+    # no strategy given, or None (the seed's scripts pass it), is the default; '' is refused, naming it
+    assert options(strategy=None).strategy == "random"
     with pytest.raises(UsageError, match="^addActor: 'strategy' must be one of .*, not ''$"):
         options(strategy="")
 
