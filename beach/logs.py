@@ -383,7 +383,8 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
 def format_line(line: LogLine) -> str:
     """One log line for a terminal: time, level, where it comes from (the node always: an actor's
     realm/class and uid ``@node``, and ``req`` with the start of the request's id when it was logged
-    while serving one; beach's own lines ``node/process``), the message."""
+    while serving one; beach's own lines ``node/process``), ``trace`` with the start of its trace
+    id when it has one (``beach logs --request`` takes either), the message."""
     when = datetime.datetime.fromtimestamp(line.t).strftime("%Y-%m-%d %H:%M:%S")
     node = line.node or "?"
     if line.kind == "app":
@@ -393,4 +394,6 @@ def format_line(line: LogLine) -> str:
     else:
         process = line.host[len(node) + 1:] if line.host.startswith(f"{node}-") else line.host  # hosts: <node>-h1
         where = f"{node}/{process}" if process else node
+    if line.trace:
+        where += f" trace {line.trace[:8]}"
     return f"{when} {line.level:8} {where}  {line.msg}"

@@ -310,18 +310,131 @@ def serve(trace: TraceContext | None, realm: str, category: str, request_type: s
             return None
         _carried.set(trace)  # (the task's own context: nothing to reset)
         return Serving(None, None)
-    parent = _remote(api, trace)
-    if not api.recording():  # nothing records: the request's context is the handler's, as it came
-        return None if parent is None else Serving(None, api.context.attach(parent))
     attributes = _attributes("process", realm, category, request_type, request_id)
     attributes.update({"messaging.operation.type": "process", "beach.actor.uid": uid})
     if node is not None:
         attributes["beach.node"] = node
-    span = api.tracer.start_span(f"process {category}", parent, api.kinds[SERVER if replied else CONSUMER],
+    return _enter(api, trace, f"process {category}", SERVER if replied else CONSUMER, attributes)
+
+
+def _enter(api: _Otel, trace: TraceContext | None, name: str, kind: str, attributes: dict[str, Any]) -> Serving | None:
+    """Enter span ``name`` whose parent is the remote context ``trace`` (if well formed), or, where
+    nothing records, that context alone (None when there is neither)."""
+    parent = _remote(api, trace)
+    if not api.recording():  # nothing records: the request's context is the handler's, as it came
+        return None if parent is None else Serving(None, api.context.attach(parent))
+    # (no context carried: a trace of its own, whatever the serving task's context holds)
+    span = api.tracer.start_span(name, parent if parent is not None else api.context.Context(), api.kinds[kind],
                                  attributes)
     if not span.get_span_context().is_valid:
         return None
     return Serving(span, api.context.attach(api.trace.set_span_in_context(span)))
+
+
+# ---------------------------------------------------------------- operations: control calls, state
+
+# A control operation (spawn, stop, state, flush... to a node agent or an actor host) carries its
+# trace context in NATS headers, W3C's names: its arguments are a map each side checks field by
+# field (a field the previous release does not know would be refused), headers are read past.
+TRACEPARENT, TRACESTATE = "traceparent", "tracestate"
+
+
+def headers(trace: TraceContext | None) -> dict[str, str] | None:
+    """The NATS headers carrying ``trace`` (None for no context)."""
+    if trace is None:
+        return None
+    if not trace.tracestate:
+        return {TRACEPARENT: trace.traceparent}
+    return {TRACEPARENT: trace.traceparent, TRACESTATE: trace.tracestate}
+
+
+def from_headers(found: dict[str, str] | None) -> TraceContext | None:
+    """The trace context NATS headers carry (None: none, or not a string)."""
+    traceparent = (found or {}).get(TRACEPARENT)
+    if not isinstance(traceparent, str):
+        return None
+    tracestate = (found or {}).get(TRACESTATE)
+    return TraceContext(traceparent, tracestate if isinstance(tracestate, str) else "")
+
+
+def _rpc_attributes(service: str, op: str, target: str, realm: str | None) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"rpc.system": "beach", "rpc.service": service, "rpc.method": op,
+                                  f"{service}.id": target}
+    if realm is not None:
+        attributes["beach.realm"] = realm
+    return attributes
+
+
+def operation(service: str, op: str, target: str, realm: str | None) -> Call | None:
+    """Start the CLIENT span of control operation ``op`` asked of ``target`` (``service``:
+    ``beach.node``, a node agent, or ``beach.host``, an actor host), the current span its parent;
+    its `Call.own` context goes in the request's `headers`. None: nothing to record or carry."""
+    api = _api()
+    if api is None:
+        carried = _carried.get()
+        return None if carried is None else Call(None, carried, op, CLIENT)
+    if not api.recording():
+        current = api.trace.get_current_span()
+        carried = None if current is api.invalid else _context_of(current)
+        return None if carried is None else Call(None, carried, op, CLIENT)
+    span = api.tracer.start_span(f"{service}/{op}", kind=api.kinds[CLIENT],
+                                 attributes=_rpc_attributes(service, op, target, realm))
+    return Call(span, None, op, CLIENT) if span.get_span_context().is_valid else None
+
+
+def serve_operation(trace: TraceContext | None, service: str, op: str, target: str,
+                    realm: str | None) -> Serving | None:
+    """Enter the SERVER span of control operation ``op`` served now by ``target`` (its
+    parent the context the request's headers carried, ``trace``), as `serve` does for a request."""
+    api = _api()
+    if api is None:
+        if _parse(trace) is None:
+            return None
+        _carried.set(trace)  # (the task's own context: nothing to reset)
+        return Serving(None, None)
+    return _enter(api, trace, f"{service}/{op}", SERVER, _rpc_attributes(service, op, target, realm))
+
+
+def outside() -> contextvars.Context:
+    """A copy of the current context without its trace: for work that outlives the operation
+    being served (an actor a spawn starts: its subscriptions and timers are not that spawn's)."""
+    context = contextvars.copy_context()
+    context.run(_leave)
+    return context
+
+
+def _leave() -> None:
+    _carried.set(None)
+    api = _api()
+    if api is not None:
+        api.context.attach(api.context.Context())  # (in the copy only: never detached, never seen again)
+
+
+class Step:
+    """An INTERNAL span of work done while serving (a state commit, a state read from the
+    stream); `end` it with the outcome."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Any) -> None:
+        self.span = span
+
+    def end(self, outcome: str, description: str = "", attributes: dict[str, Any] | None = None) -> None:
+        """End the span with ``outcome`` and any more ``attributes``."""
+        api = _api()
+        if api is not None:
+            for key, value in (attributes or {}).items():
+                self.span.set_attribute(key, value)
+            _end(self.span, api, outcome, description)
+
+
+def step(name: str, **attributes: Any) -> Step | None:
+    """Start an INTERNAL span ``name`` under the current span, if one records (else None: a step
+    carries no context anywhere, so without a recording span there is nothing to do)."""
+    api = _api()
+    if api is None or not api.recording() or not api.trace.get_current_span().is_recording():
+        return None
+    return Step(api.tracer.start_span(name, kind=api.trace.SpanKind.INTERNAL, attributes=attributes))
 
 
 def record_exception(error: BaseException) -> None:

@@ -17,12 +17,12 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from beach import wire
+from beach import metering, tracing, wire
 from beach.client.runner import Background
 from beach.client.session import Session
 from beach.errors import BeachError, BusError, PayloadTooLarge, SealError
 from beach.security import authority
-from beach.wire import Reply
+from beach.wire import Reply, subjects
 
 log = logging.getLogger("beach.control")
 
@@ -77,6 +77,7 @@ class ControlServer:
         """Start answering control requests under ``prefix`` (``beach.n.<id>.``) over this
         process's session."""
         self._prefix = prefix
+        self._served_id = subjects.unescape(prefix.split(".")[2])  # (beach.n.<node>. or beach.h.<host>.)
         self._challenges = authority.Challenges()
         self._token_needed = bool(self.admin_token) and not authority.nats_authority(self.session.config)
         await self.session.nc.subscribe(prefix + ">", cb=self._on_control)
@@ -90,6 +91,9 @@ class ControlServer:
             body = self.session.unseal(msg)
         except (ValueError, SealError):  # not ours, or refused by the seal (counted there): no answer
             return
+        # (this task serves this one operation, in a context of its own: the span is left at its end)
+        serving = None if op == "challenge" else tracing.serve_operation(
+            tracing.from_headers(msg.headers), f"beach.{self.kind}", op, self._served_id, realm)
         reply: Reply
         args: dict[str, Any] = {}
         try:
@@ -126,6 +130,8 @@ class ControlServer:
             reply = Reply(False, f"{self.kind} operation {op} failed", {"st": traceback.format_exc()})
         if op in self.privileged:
             self.audited(op, realm, who, args, reply)
+        if serving is not None:
+            serving.end(metering.outcome(reply.ok, reply.error), reply.error)
         if msg.reply:
             await self._answer(msg.reply, op, reply)
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from beach import metering, tracing
 from beach.bus.embedded import die_with_parent
 from beach.client.session import Session
 from beach.config import Config
@@ -148,13 +149,28 @@ class HostPool:
     async def call(self, session: Session, host_id: str, op: str, args: object, timeout: float,
                    token: str | None) -> Reply:
         """Ask host ``host_id`` to do ``op`` (proving ``token`` if given); never raises: a host that
-        dies, does not answer or answers nonsense is a failed `Reply` saying so."""
+        dies, does not answer or answers nonsense is a failed `Reply` saying so. Traced as a
+        ``beach.host/<op>`` span, a child of the operation the agent serves."""
+        spans = tracing.operation("beach.host", op, host_id, None)
+        try:
+            reply = await self._call(session, host_id, op, args, timeout, token,
+                                     None if spans is None else tracing.headers(spans.own()))
+        except BaseException as err:  # (cancelled: the agent stopping)
+            if spans is not None:
+                spans.end(*tracing.raised(err))
+            raise
+        if spans is not None:
+            spans.end(metering.outcome(reply.ok, reply.error), reply.error)
+        return reply
+
+    async def _call(self, session: Session, host_id: str, op: str, args: object, timeout: float,
+                    token: str | None, headers: dict[str, str] | None) -> Reply:
         subject = subjects.host_subject(host_id, op)
 
         async def exchange() -> Any:
             body = await authority.control_body(session.inbox, subject, subjects.host_subject(host_id, "challenge"),
                                                 args, token, f"{op} arguments", timeout)
-            return await session.inbox.request(subject, body, timeout)
+            return await session.inbox.request(subject, body, timeout, headers)
 
         call = asyncio.ensure_future(exchange())
         host = self.hosts.get(host_id)

@@ -71,6 +71,32 @@ class TraceEcho(Actor):
         return (True, {})
 '''
 
+COUNTER = '''
+from beach.actor import Actor
+
+
+class TraceCounter(Actor):
+    def init(self, parameters):
+        self.handle('add', self.add)
+
+    async def add(self, msg):
+        return (True, {'n': await self.state.aupdate(msg.data['key'], lambda n: (n or 0) + 1)})
+'''
+
+OPERATIONS = '''
+import json, sys
+from opentelemetry import trace
+from beach import Beach
+
+beach = Beach(sys.argv[1])
+with trace.get_tracer('script').start_as_current_span('operations'):
+    spawned = beach.addActor('TraceCounter', 'trace/count')
+    added = beach.getActorHandle('trace/count').request('add', {'key': 'k'}, timeout=10)
+    deleted = beach.deleteState('trace/count', 'k')
+print(json.dumps([spawned.isSuccess, spawned.data.get('uid'), added.isSuccess, deleted.isSuccess]))
+beach.close()
+'''
+
 CLIENT = '''
 import json, sys
 from opentelemetry import trace
@@ -172,6 +198,7 @@ def code(tmp_path: Any) -> str:
     realm.mkdir()
     (realm / "TraceRelay.py").write_text(RELAY)
     (realm / "TraceEcho.py").write_text(ECHO)
+    (realm / "TraceCounter.py").write_text(COUNTER)
     return str(tmp_path)
 
 
@@ -305,6 +332,76 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str) -> None:
         assert echoed["trace"] and echoed["trace"] != trace_id
         time.sleep(2)  # (the hosts export every 50 ms: a span of that trace would be here by now)
         assert not [x for _, x in collector.spans if x.trace_id.hex() == echoed["trace"]]
+
+
+def test_control_operations_and_state_commits_are_traced(collector: Collector, code: str) -> None:
+    """A spawn is one trace from the caller to the actor host (the client's call, the agent serving
+    it, its call to the host, the host serving it); a stateful request's commit is a span of the
+    handler's; an admin's state operation is the caller's call and the agent serving it."""
+    with LocalCluster(code, nodes=1, env=collector.env()) as cluster:
+        script = os.path.join(cluster.directory, "operations.py")
+        with open(script, "w") as f:
+            f.write(OPERATIONS)
+        ran = subprocess.run([sys.executable, script, cluster.config_path], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, **collector.env()})
+        assert ran.returncode == 0, ran.stderr
+        spawned, uid, added, deleted = json.loads(ran.stdout)
+        assert spawned and added and deleted
+
+        def named(spans: list[tuple[str, Span]]) -> dict[str, tuple[str, Span]] | None:
+            found: dict[str, tuple[str, Span]] = {}
+            for service, span in spans:
+                key = {"operations": "script", "process trace/count": "process", "commit state": "commit"}.get(
+                    span.name, span.name)
+                if service == "beach-client" and span.name.startswith("beach.node/"):
+                    key = "client " + span.name
+                elif span.name == "commit state" and service == "beach-node":  # (the admin's delete)
+                    key = "node commit"
+                found.setdefault(key, (service, span))
+            wanted = {"script", "client beach.node/spawn", "beach.node/spawn", "beach.host/spawn", "process", "commit",
+                      "client beach.node/state", "beach.node/state", "node commit"}
+            return found if wanted <= set(found) and sum(
+                1 for _, x in spans if x.name == "beach.host/spawn") == 2 else None
+
+        found = collector.wait(named)
+        assert found, f"spans received: {[(s, x.name) for s, x in collector.spans]}"
+        spans = {key: span for key, (_, span) in found.items()}
+        assert len({spans[k].trace_id for k in spans if k in {"script", "client beach.node/spawn", "process",
+                                                               "commit", "client beach.node/state"}}) == 1
+        # the spawn: the client's call → the agent serving it → its call to the host → the host serving it
+        by_kind = {x.kind: (service, x) for service, x in collector.spans if x.name == "beach.host/spawn"}
+        assert set(by_kind) == {Span.SPAN_KIND_CLIENT, Span.SPAN_KIND_SERVER}
+        assert (by_kind[Span.SPAN_KIND_CLIENT][0], by_kind[Span.SPAN_KIND_SERVER][0]) == ("beach-node", "beach-host")
+        agent_call, host_serving = by_kind[Span.SPAN_KIND_CLIENT][1], by_kind[Span.SPAN_KIND_SERVER][1]
+        assert spans["client beach.node/spawn"].parent_span_id == spans["script"].span_id
+        assert spans["client beach.node/spawn"].kind == Span.SPAN_KIND_CLIENT
+        assert spans["beach.node/spawn"].parent_span_id == spans["client beach.node/spawn"].span_id
+        assert spans["beach.node/spawn"].kind == Span.SPAN_KIND_SERVER
+        assert agent_call.parent_span_id == spans["beach.node/spawn"].span_id
+        assert host_serving.parent_span_id == agent_call.span_id
+        assert {found["beach.node/spawn"][0], found["client beach.node/spawn"][0]} == {"beach-node", "beach-client"}
+        served = attrs(spans["beach.node/spawn"])
+        assert served["rpc.method"] == "spawn" and served["beach.node.id"] == "local-1"
+        assert served["beach.outcome"] == "ok" and attrs(host_serving)["beach.host.id"].startswith("local-1")
+        # the stateful request: its commit is a child of the handler's span, and committed
+        assert spans["commit"].parent_span_id == spans["process"].span_id
+        assert spans["commit"].kind == Span.SPAN_KIND_INTERNAL
+        commit = attrs(spans["commit"])
+        assert commit["beach.outcome"] == "ok" and commit["beach.state.written"] == 1
+        assert commit["beach.state.replayed"] is False
+        assert attrs(spans["process"])["beach.actor.uid"] == uid
+        # the admin's state operation
+        assert spans["beach.node/state"].parent_span_id == spans["client beach.node/state"].span_id
+        assert spans["client beach.node/state"].parent_span_id == spans["script"].span_id
+        assert spans["node commit"].parent_span_id == spans["beach.node/state"].span_id  # (the delete, committed)
+        # a request that carries no context (this process traces nothing) starts a trace of its own:
+        # the actor's subscription, made while its spawn was served, is not part of that spawn's trace
+        assert cluster.client().getActorHandle("trace/count").request("add", {"key": "j"}).isSuccess
+        first = spans["process"].span_id
+        untraced = collector.wait(lambda received: [x for _, x in received if x.name == "process trace/count"
+                                                    and x.span_id != first])
+        assert untraced and untraced[0].parent_span_id == b"", untraced
+        assert untraced[0].trace_id != spans["script"].trace_id
 
 
 def test_context_is_carried_where_nothing_records(collector: Collector, code: str) -> None:

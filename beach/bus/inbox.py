@@ -74,13 +74,14 @@ class Inbox:
         """Stop expecting the reply to ``reply`` (its request ended otherwise: a timeout)."""
         self._waiting.pop(reply[len(self.prefix):], None)
 
-    async def send(self, subject: str, payload: bytes, reply: str, failed: Answer) -> None:
-        """Publish a request (sealed, with a key); what NATS refuses goes to ``failed`` (`BusError`:
-        not sent) instead of being raised."""
+    async def send(self, subject: str, payload: bytes, reply: str, failed: Answer,
+                   headers: dict[str, str] | None = None) -> None:
+        """Publish a request (sealed, with a key; ``headers`` as they are); what NATS refuses goes
+        to ``failed`` (`BusError`: not sent) instead of being raised."""
         if self.sealer is not None:
             payload = self.sealer.seal(f"{subject} {reply}", payload)
         try:
-            await self.nc.publish(subject, payload, reply=reply)
+            await self.nc.publish(subject, payload, reply=reply, headers=headers)
         except nats.errors.Error as err:
             failed(bus.failure(err, f"cannot send a request to {subject}", self.reason or bus.lost_suffix(self.nc)))
 
@@ -104,8 +105,9 @@ class Inbox:
         for answer, _ in waiting.values():
             answer(ClosedError(CLOSED_DURING_CALL + self.reason))
 
-    async def request(self, subject: str, payload: bytes, timeout: float) -> Msg:
-        """Publish ``payload`` on ``subject`` and return the reply.
+    async def request(self, subject: str, payload: bytes, timeout: float,
+                      headers: dict[str, str] | None = None) -> Msg:
+        """Publish ``payload`` on ``subject`` (with NATS ``headers``, if any) and return the reply.
 
         Raises nats-py's ``NoRespondersError`` when nobody listens on ``subject`` (the server
         says so at once), its ``TimeoutError`` after ``timeout`` seconds, `ClosedError` once the
@@ -125,7 +127,7 @@ class Inbox:
         reply = self.expect(subject, answer)
         timer = loop.call_later(timeout, answer, NatsTimeout())
         try:
-            await self.send(subject, payload, reply, answer)
+            await self.send(subject, payload, reply, answer, headers)
             msg = await answered
         finally:
             timer.cancel()

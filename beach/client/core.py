@@ -18,7 +18,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.kv import KeyValue
 
-from beach import bus, wire
+from beach import bus, metering, tracing, wire
 from beach import config as beach_config
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
@@ -90,7 +90,8 @@ class AsyncBeach:
 
     # ---------------------------------------------------------------- node control
 
-    async def _exchange(self, node: str, op: str, args: Any, timeout: float, realm: str | None) -> Any:
+    async def _exchange(self, node: str, op: str, args: Any, timeout: float, realm: str | None,
+                        headers: dict[str, str] | None) -> Any:
         scope = (realm or self._realm) if self._scoped else None
         subject = authority.control_subject(node, op, scope, self._who)
         token = None
@@ -99,7 +100,7 @@ class AsyncBeach:
         body = await authority.control_body(self._session.inbox, subject,
                                             authority.control_subject(node, "challenge", scope, self._who),
                                             args, token, f"{op} arguments", timeout)
-        return await self._session.inbox.request(subject, body, timeout)
+        return await self._session.inbox.request(subject, body, timeout, headers)
 
     async def _node_call(self, node: str, op: str, args: Any, timeout: float,
                          realm: str | None = None) -> ActorResponse:
@@ -110,7 +111,21 @@ class AsyncBeach:
         down = self._session.view.jetstream_down
         if down is not None and op in authority.WRITE_OPS:  # it would be refused, or hang: say why at once
             return ActorResponse(False, down, {"refused": True})
-        call = asyncio.ensure_future(self._exchange(node, op, args, timeout, realm))
+        spans = tracing.operation("beach.node", op, node, realm or self._realm)
+        try:
+            response = await self._node_exchange(node, op, args, timeout, realm,
+                                                 None if spans is None else tracing.headers(spans.own()))
+        except BaseException as err:
+            if spans is not None:
+                spans.end(*tracing.raised(err))
+            raise
+        if spans is not None:
+            spans.end(metering.outcome(response.isSuccess, response.error), response.error)
+        return response
+
+    async def _node_exchange(self, node: str, op: str, args: Any, timeout: float, realm: str | None,
+                             headers: dict[str, str] | None) -> ActorResponse:
+        call = asyncio.ensure_future(self._exchange(node, op, args, timeout, realm, headers))
         if node in self._session.view.nodes:
             # a node that stops or dies while working on the call will never answer: say so at once
             gone = self._session.view.departure(node)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import nats.errors
 from nats.js.errors import NotFoundError
 
-from beach import bus, wire
+from beach import bus, metering, tracing, wire
 from beach.bus import batch
 from beach.errors import BusError, StateError
 from beach.security.seal import OVERHEAD
@@ -501,10 +501,26 @@ class StateStore:
         committing nothing, for a turn past the cap on keys or larger than a batch. The turn is
         finished after it, whatever happened."""
         turn.ended = True
+        # (a span of its own where the handler's records: a commit is most of a turn's time)
+        step = tracing.step("commit state", **{"beach.state.written": len(turn.writes),
+                                               "beach.state.read": len(turn.seen)}) if turn.writes else None
         try:
-            return await self._commit(turn, reply)
+            committed = await self._commit(turn, reply)
+        except BaseException as err:
+            if step is not None:
+                step.end(*tracing.raised(err))
+            raise
         finally:
             turn.finish()
+        if step is not None:
+            failed = committed is not reply and committed is not None and (
+                committed.error == wire.CONFLICT or committed.error.startswith(wire.BUS_UNAVAILABLE))
+            if failed:
+                assert committed is not None
+                step.end(metering.outcome(committed.ok, committed.error), committed.error)
+            else:  # committed, or a retry answered with the reply its committed turn recorded
+                step.end("ok", attributes={"beach.state.replayed": committed is not reply})
+        return committed
 
     async def _commit(self, turn: Turn, reply: wire.Reply | None) -> wire.Reply | None:
         if not turn.writes:

@@ -23,7 +23,7 @@ import time
 import traceback
 from typing import Any
 
-from beach import bus, logs, wire
+from beach import bus, logs, tracing, wire
 from beach import config as beach_config
 from beach import loop as beach_loop
 from beach.client.runner import Background, Runner
@@ -177,7 +177,8 @@ class ActorHost(ControlServer):
         except Exception:
             self._maybe_exit()
             return Reply(False, f"creating actor {name!r} raised", {"st": traceback.format_exc()})
-        start = asyncio.ensure_future(runtime.start())
+        # (the actor's life — its init, subscriptions, timers — is not part of this spawn's trace)
+        start = tracing.outside().run(asyncio.ensure_future, runtime.start())
         try:
             await asyncio.wait_for(asyncio.shield(start), timeout)
         except ActorInitError as err:

@@ -15,6 +15,11 @@ def test_a_log_line_names_its_node_actor_or_system():
     assert logs.format_line(agent).endswith(" INFO     n1/agent  disk full")
     host = msgspec.structs.replace(agent, host="n1-h2")
     assert logs.format_line(host).endswith(" INFO     n1/h2  disk full")
+    # a line logged while serving a traced request: its request and the start of its trace id
+    served = msgspec.structs.replace(app, req="12345678" + "0" * 16, trace="fe" * 16)
+    assert logs.format_line(served).endswith(" global/Pong abababab @n1 req 12345678 trace fefefefe  hello")
+    traced = msgspec.structs.replace(agent, trace="cd" * 16)
+    assert logs.format_line(traced).endswith(" n1/agent trace cdcdcdcd  disk full")
 
 
 def test_request_selects_the_lines_of_a_request_or_of_a_trace():
