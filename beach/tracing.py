@@ -306,15 +306,20 @@ def serve(trace: TraceContext | None, realm: str, category: str, request_type: s
     nothing to record or carry. ``replied``: the sender waits for a reply (SERVER, else CONSUMER)."""
     api = _api()
     if api is None:
-        if _parse(trace) is None:
-            return None
-        _carried.set(trace)  # (the task's own context: nothing to reset)
-        return Serving(None, None)
+        return _carry(trace)
     attributes = _attributes("process", realm, category, request_type, request_id)
     attributes.update({"messaging.operation.type": "process", "beach.actor.uid": uid})
     if node is not None:
         attributes["beach.node"] = node
     return _enter(api, trace, f"process {category}", SERVER if replied else CONSUMER, attributes)
+
+
+def _carry(trace: TraceContext | None) -> Serving | None:
+    """Without the API: make ``trace`` (if well formed) the context of the task serving now."""
+    if _parse(trace) is None:
+        return None
+    _carried.set(trace)  # (the task's own context: nothing to reset)
+    return Serving(None, None)
 
 
 def _enter(api: _Otel, trace: TraceContext | None, name: str, kind: str, attributes: dict[str, Any]) -> Serving | None:
@@ -388,10 +393,7 @@ def serve_operation(trace: TraceContext | None, service: str, op: str, target: s
     parent the context the request's headers carried, ``trace``), as `serve` does for a request."""
     api = _api()
     if api is None:
-        if _parse(trace) is None:
-            return None
-        _carried.set(trace)  # (the task's own context: nothing to reset)
-        return Serving(None, None)
+        return _carry(trace)
     return _enter(api, trace, f"{service}/{op}", SERVER, _rpc_attributes(service, op, target, realm))
 
 
