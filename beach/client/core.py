@@ -28,8 +28,8 @@ from beach.client.session import Session
 from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.names import twinned
 from beach.security import authority
-from beach.state import clusterconfig, desired, patrol, placement, stateview
-from beach.state.records import RecordError
+from beach.state import clusterconfig, desired, patrol, placement, records, stateview
+from beach.state.records import RecordError, StateStats
 from beach.state.spawn import HOST_START_SECONDS, SpawnOptions, SpawnSpec
 from beach.wire import subjects, typed
 
@@ -467,10 +467,10 @@ class AsyncBeach:
         """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
         return (await self.node_infos())[0]
 
-    async def node_infos(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def node_infos(self) -> tuple[dict[str, Any], StateStats | None]:
         """Ask every node for its ``info`` at once: the load of every actor (as `getLoadInfo`),
-        and the sizes of actor state (a `beach.state.records.StateStats`; None until the node
-        holding the supervisor lease has them)."""
+        and the sizes of actor state (None until the node holding the supervisor lease has them,
+        or when what it sent is not such a record)."""
         await self.waitForNodes()
         nodes = list(self._session.view.nodes)
         responses = await asyncio.gather(*(self._node_call(n, "info", {}, INFO_TIMEOUT) for n in nodes))
@@ -480,7 +480,10 @@ class AsyncBeach:
             if response.isSuccess:
                 load.update(response.data["load"])
                 sizes = response.data.get("state") or sizes
-        return load, sizes
+        try:  # (decoded: fields at their defaults, an empty ``categories``, are left out of the bytes)
+            return load, None if sizes is None else records.check(StateStats, sizes, "in a node's info")
+        except RecordError:
+            return load, None
 
     async def getStacks(self, uid: str) -> ActorResponse:
         """The current Python stacks of the process running actor ``uid``: ``data = {'pid', 'host',

@@ -264,7 +264,8 @@ class ClusterModel:
         self.changed("stats")
 
     def _take_sizes(self, value: Any) -> None:
-        sizes = records.check(StateStats, value, "on " + stateview.STATS_SUBJECT)  # RecordError: a ValueError
+        sizes = value if isinstance(value, StateStats) else \
+            records.check(StateStats, value, "on " + stateview.STATS_SUBJECT)  # RecordError: a ValueError
         if self.state_sizes is None or sizes.t >= self.state_sizes.t:
             self.state_sizes = sizes
 
