@@ -491,7 +491,9 @@ def test_secure_nodes_route_over_tls_with_the_node_credentials(tmp_path):
     config = first_config(tmp_path / "first" / "beach.yaml", ports[0], route_ports[0])
     url = f"nats://127.0.0.1:{ports[0]}"
     admin = tmp_path / "admin.yaml"
-    admin.write_text(yaml.safe_dump({"nats": {"servers": [url], "auth_file": str(creds / "admin.auth")}}))
+    # (the client is started with the node, whose server needs a few seconds to come up under load)
+    admin.write_text(yaml.safe_dump({"nats": {"servers": [url], "auth_file": str(creds / "admin.auth"),
+                                              "connect_wait": 30}}))
     nodes = [NamespacedNode(None, "sec-0", ["-m", "beach.cli", "up", str(config), "--node-id", "sec-0",
                                             "--secure", str(creds)])]
     try:
