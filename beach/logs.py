@@ -50,7 +50,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageTyp
 from nats.js.errors import NotFoundError
 
 from beach import tracing, wire
-from beach.bus.connection import JS_TIMEOUT
+from beach.bus.connection import CONSUMER_INACTIVE, JS_TIMEOUT
 from beach.config import Config
 from beach.errors import BusError
 from beach.security.seal import Sealer, stored
@@ -357,7 +357,8 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
         raise BusError(f"cannot read the {what}: {err or type(err).__name__}") from None
     deliver = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since) \
         if since else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
-    sub = await js.subscribe(filter_subject, stream=stream, ordered_consumer=True, config=deliver)
+    sub = await js.subscribe(filter_subject, stream=stream, ordered_consumer=True, config=deliver,
+                             inactive_threshold=CONSUMER_INACTIVE)
     try:
         caught_up = False
         while True:

@@ -40,6 +40,7 @@ from beach.state.records import (
     DesiredArgs,
     HelloArgs,
     NodeEntry,
+    NodeLoad,
     RemoveNodeArgs,
     ReplaceArgs,
     StateArgs,
@@ -53,6 +54,7 @@ from nodeagent.busserver import NodeBus
 from nodeagent.cleanup import ORPHAN_CHECK, Cleanup
 from nodeagent.control import ControlServer, OutOfScope, in_scope, scope
 from nodeagent.hosts import HOST_STOP_SECONDS, HostPool
+from nodeagent.liveness import Liveness
 from nodeagent.recycling import RECYCLE_CHECK, Recycler
 from nodeagent.supervisor import Supervisor
 
@@ -61,6 +63,7 @@ log = logging.getLogger("beach.nodeagent")
 HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
 HOST_CALL_SECONDS = 10.0  # an actor host's answer to spec, associate, stack
 HOST_INFO_SECONDS = 5.0  # an actor host's load figures (asked of every host at once)
+SHOWN_SECONDS = 5.0  # a spawn done here counts as under way until the view shows its entry, or this long
 SPAWN_MARGIN = 5.0  # a spawn at a host: the actor's init() timeout, plus loading its class and publishing
 
 
@@ -87,6 +90,9 @@ class NodeAgent(ControlServer):
         self.bus_server: NodeBus | None = None  # this node's own NATS server (none where the operator runs NATS)
         self.session: Session
         self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
+        self.spawning = 0  # spawns under way here now (the ``load`` operation says it)
+        self._spawned: dict[str, float] = {}  # uid → when its spawn succeeded here, until the view shows it
+        self._registered = 0.0  # when this node last wrote its registry entry (monotonic)
 
     # ---------------------------------------------------------------- life
 
@@ -117,6 +123,8 @@ class NodeAgent(ControlServer):
                 await codestore.open_store(self.session, create=True)
             except Exception as err:  # deployed code will not load until a node makes it
                 log.warning("cannot set up the code store %s: %s", codestore.CODE_BUCKET, err)
+            self.liveness = Liveness(self.session, self.node_id, self._listens,
+                                     lambda: self.refusal("spawn") is None)
             await self.serve_control(subjects.node_subject(self.node_id, ""))
             health.sample()  # prime psutil's CPU counters
             await asyncio.gather(*(self.pool.start() for _ in range(self.config.processes)))
@@ -138,7 +146,8 @@ class NodeAgent(ControlServer):
             beating = loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat))
             tasks = [loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
-                     loop.create_task(self._every(ORPHAN_CHECK, self.cleanup.orphans)),
+                     loop.create_task(self._every(ORPHAN_CHECK, self._orphans)),
+                     loop.create_task(self._every(directory.CHECK, self.liveness.check)),
                      loop.create_task(self._every(stateview.SIZES_SECONDS, self.state_sizes)),
                      loop.create_task(self.supervisor.run())]
             await self.stopping.wait()
@@ -153,6 +162,7 @@ class NodeAgent(ControlServer):
                 except Exception as err:
                     log.warning("node %s could not say it is stopping: %s", self.node_id, err)
             await self.sizes.stop()
+            await self.liveness.stop()
             await self.supervisor.stop()
             await self.shutdown(beating)
             logs.uninstall(self.log_handler)
@@ -165,6 +175,18 @@ class NodeAgent(ControlServer):
     def _leading(self) -> bool:
         supervisor: Supervisor | None = getattr(self, "supervisor", None)
         return supervisor is not None and supervisor.leading
+
+    def _listens(self) -> str | None:
+        """This agent's part in liveness: "holder" (of the supervisor lease), "standby", or None."""
+        supervisor: Supervisor | None = getattr(self, "supervisor", None)
+        if supervisor is None or self.stopping.is_set():
+            return None
+        return "holder" if supervisor.leading else "standby" if supervisor.standby() else None
+
+    async def _orphans(self) -> None:
+        """Collect the entries of actors whose node is gone: the lease holder deletes them (every
+        agent keeps count of how long they have been orphans, so a new holder need not start over)."""
+        await self.cleanup.orphans(act=self._leading())
 
     async def _start_logs(self) -> None:
         """Make sure the cluster's log stream exists with the config's limits, and send this agent's
@@ -402,14 +424,19 @@ class NodeAgent(ControlServer):
 
     # ---------------------------------------------------------------- registry
 
-    def entry(self) -> NodeEntry:
-        """This node's registry entry: identity, health, its hosts and how many actors it runs."""
+    def _counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """This node's actors: ``({host: n}, {realm: n})``, as the directory says."""
         per_host: dict[str, int] = {}
         per_realm: dict[str, int] = {}
         for actor in self.session.view.actors.values():
             if actor.node == self.node_id:
                 per_host[actor.host] = per_host.get(actor.host, 0) + 1
                 per_realm[actor.realm] = per_realm.get(actor.realm, 0) + 1
+        return per_host, per_realm
+
+    def entry(self) -> NodeEntry:
+        """This node's registry entry: identity, health, its hosts and how many actors it runs."""
+        per_host, per_realm = self._counts()
         hosts = {h.id: {"pid": h.process.pid, "isolated": h.isolated, "n_actors": per_host.get(h.id, 0)}
                  for h in self.pool.running()}
         return NodeEntry(
@@ -419,16 +446,51 @@ class NodeAgent(ControlServer):
             stopping=self.stopping.is_set(), reads=list(wire.REQUEST_FORMATS), **health.sample(),
         )
 
+    def load(self) -> NodeLoad:
+        """This node's load figures now: CPU, memory, its actors, the spawns under way (those done
+        whose entry this agent's view does not show yet included: they count once, not never)."""
+        per_host, per_realm = self._counts()
+        now, actors = time.monotonic(), self.session.view.actors
+        self._spawned = {uid: t for uid, t in self._spawned.items() if uid not in actors and now - t < SHOWN_SECONDS}
+        figures = health.sample()
+        return NodeLoad(
+            node=self.node_id, t=time.time(), cores=figures["cores"], cpu=figures["cpu"], mem=figures["mem"],
+            mem_available=figures["mem_available"], n_actors=sum(per_realm.values()), actors_by_realm=per_realm,
+            hosts={h.id: per_host.get(h.id, 0) for h in self.pool.running()},
+            spawning=self.spawning + len(self._spawned))
+
     async def heartbeat(self) -> None:
-        """Publish this node's entry (with its TTL), once the node is ready; while JetStream has lost
-        its quorum (the write could only wait out its timeout), a beacon saying so instead."""
+        """Once the node is ready: its beat (liveness, for the lease holder and its standby), its
+        load figures (for the tools), and its registry entry, written only when what it says of
+        the node's membership changed or the registry lost it. While JetStream has lost its quorum
+        (a write could only wait out its timeout), a beacon saying so instead of the write."""
         if not self.ready.is_set():
             return
+        await self.liveness.beat()
+        await self.session.publish(subjects.node_stats_subject(self.node_id), wire.pack(self.load()))
         down = self.refusal("spawn")
         if down is None:
-            await directory.put_node(self.session.nc, self.session.view.nodes_kv, self.entry())
-        else:  # the views keep this node while they hear it: a beacon, over core NATS
+            await self.register()
+        else:  # the tools say why writes are refused
             await self.session.publish(subjects.beacon_subject(self.node_id), down.encode())
+
+    async def register(self) -> None:
+        """Write this node's registry entry if the registry says otherwise of its membership (its
+        hosts, cordon, stopping, addresses...) or does not hold it (a node removed while it was
+        cut off, or a write lost, writes it again); at most once a `HEARTBEAT` while it is missing."""
+        entry = self.entry()
+        known = self.session.view.nodes.get(self.node_id)
+        if known is not None and _membership(known) == _membership(entry):
+            return
+        now = time.monotonic()
+        if known is None and now - self._registered < directory.HEARTBEAT:
+            return  # written just now: the view has not shown it yet
+        if known is None and self._registered:
+            log.warning("node %s is not in the registry (removed while it was silent?): registering again",
+                        self.node_id)
+        self._registered = now
+        revision = await directory.put_node(self.session.view.nodes_kv, entry)
+        log.debug("node %s registry entry written (revision %d)", self.node_id, revision)
 
     def refusal(self, op: str) -> str | None:
         """Operations that write JetStream are refused at once while it has lost its quorum."""
@@ -456,20 +518,25 @@ class NodeAgent(ControlServer):
             return Reply(False, f"node {self.node_id} is stopping", {"unavailable": True})
         spec.uid = uid = uuid.uuid4().hex
         spec.node = self.node_id
-        if spec.isIsolated:
-            try:
-                host = await self.pool.start(isolated=True)
-            except BeachError as err:
-                return Reply(False, str(err), {})
-        else:
-            shared = self.pool.running(shared_only=True)
-            if not shared:
-                return Reply(False, f"node {self.node_id} has no running actor host", {"unavailable": True})
-            host = random.choice(shared)
-        # the host enforces the timeout itself; the margin lets its answer arrive
-        reply = await self._to_host(host.id, "spawn", spec, spec.timeout + SPAWN_MARGIN)
+        self.spawning += 1
+        try:
+            if spec.isIsolated:
+                try:
+                    host = await self.pool.start(isolated=True)
+                except BeachError as err:
+                    return Reply(False, str(err), {})
+            else:
+                shared = self.pool.running(shared_only=True)
+                if not shared:
+                    return Reply(False, f"node {self.node_id} has no running actor host", {"unavailable": True})
+                host = random.choice(shared)
+            # the host enforces the timeout itself; the margin lets its answer arrive
+            reply = await self._to_host(host.id, "spawn", spec, spec.timeout + SPAWN_MARGIN)
+        finally:
+            self.spawning -= 1
         if reply.ok:
             self.pool.placed[uid] = (host.id, spec.realm)
+            self._spawned[uid] = time.monotonic()
         else:  # the caller hears "failed": if the host got it running all the same (its answer was
             # lost or late), it must not stay up
             self.background.start(self._to_host(host.id, "stop", {"uids": [uid]}, HOST_STOP_SECONDS))
@@ -627,6 +694,11 @@ class NodeAgent(ControlServer):
             return Reply(False, f"actor {uid} is not hosted on node {self.node_id}", {})
         return await self._to_host(next(iter(hosts)), "stack", {"uid": uid}, HOST_CALL_SECONDS)
 
+    async def op_load(self, args: dict[str, Any]) -> Reply:
+        """This node's load figures now (`beach.state.records.NodeLoad`): `resource` placement asks
+        a few candidate nodes for them at spawn time."""
+        return Reply(True, "", self.load())
+
     async def op_info(self, args: dict[str, Any]) -> Reply:
         """This node's entry, the load of each of its actors, whether each of its actor hosts
         answered (``hosts``: {host id: None, or why not}) and, on the node holding the supervisor
@@ -640,5 +712,16 @@ class NodeAgent(ControlServer):
             if ok:
                 load.update(data["load"])
         answered = {h.id: None if ok else error for h, (ok, error, _) in zip(hosts, replies, strict=True)}
-        return Reply(True, "", {"node": self.entry(), "load": load, "hosts": answered, "state": sizes})
+        return Reply(True, "", {"node": self.entry(), "figures": self.load(), "load": load, "hosts": answered,
+                                "state": sizes})
+
+
+MEMBERSHIP = ("id", "hostname", "addresses", "pid", "started", "cordoned", "open", "stopping", "reads", "cores",
+              "mem_total")
+
+
+def _membership(entry: NodeEntry) -> tuple[Any, ...]:
+    """What a registry entry says of the node's membership (not its load): a change is written."""
+    hosts = sorted((h, about.get("pid"), about.get("isolated")) for h, about in entry.hosts.items())
+    return (*(repr(getattr(entry, name)) for name in MEMBERSHIP), hosts)
 

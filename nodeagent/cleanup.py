@@ -1,6 +1,6 @@
 """`Cleanup`: taking the directory entries of actors that are gone out of the directory — those of
-this node's dead actor hosts, those a previous run of this node left behind, and (any node does
-it) those of nodes that vanished without saying so.
+this node's dead actor hosts, those a previous run of this node left behind, and (the holder of
+the supervisor lease does it) those of nodes that vanished without saying so.
 
 The directory is soft state: an entry whose actor is gone must not stay, or requests are routed
 to nobody. A delete that fails is logged; the next sweep, here or on another node, gets it.
@@ -35,9 +35,16 @@ class Cleanup:
     async def previous_life(self) -> None:
         """Remove the entries a previous agent with this node id left (a machine that died and came
         back under the same id): those actors died with it, and must not look alive again when
-        this node registers."""
+        this node registers; nor must the node look up before its hosts are (its registry entry,
+        which nobody removed if no agent was left alive to hear it fall silent)."""
         stale = {a.uid: a.realm for a in list(self.session.view.actors.values()) if a.node == self.node_id}
         await self.forget(stale, "of this node's previous run")
+        if self.node_id in self.session.view.nodes:  # (this run registers once its hosts are up)
+            log.warning("node %s: removing the registry entry its previous run left", self.node_id)
+            try:
+                await directory.delete_node(self.session.nc, self.session.view.nodes_kv, self.node_id)
+            except Exception as err:  # the lease holder removes it (no beat), or this run's entry replaces it
+                log.warning("could not remove node %s's previous registry entry: %s", self.node_id, err)
         if stale:
             log.warning("node %s: removed %d actor(s) left in the directory by its previous run", self.node_id,
                         len(stale))
@@ -65,11 +72,13 @@ class Cleanup:
 
         await asyncio.gather(*(forget(uid, realm) for uid, realm in actors.items()))
 
-    async def orphans(self) -> None:
-        """Delete the entries whose node has been out of the registry for `ORPHAN_GRACE` seconds."""
+    async def orphans(self, act: bool = True) -> None:
+        """Delete the entries whose node has been out of the registry for `ORPHAN_GRACE` seconds;
+        without ``act``, only note since when (so an agent that takes the lease over acts on time)."""
         view = self.session.view
         now = time.monotonic()
         orphans = {a.uid: a.realm for a in view.actors.values() if a.node not in view.nodes}
         self._missing_since = {uid: self._missing_since.get(uid, now) for uid in orphans}
-        await self.forget({uid: realm for uid, realm in orphans.items()
-                           if now - self._missing_since[uid] >= ORPHAN_GRACE}, "of a vanished node")
+        if act:
+            await self.forget({uid: realm for uid, realm in orphans.items()
+                               if now - self._missing_since[uid] >= ORPHAN_GRACE}, "of a vanished node")

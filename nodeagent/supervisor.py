@@ -2,8 +2,11 @@
 their node is lost, and makes the cluster match the patrol specs.
 
 Every node agent runs one; only the holder of the lease in the desired-state bucket acts, so the
-cluster has one supervisor at a time and keeps one as long as any node agent lives (the lease
-moves within `desired.LEASE_SECONDS` when its holder dies).
+cluster has one supervisor at a time and keeps one as long as any node agent lives. The lease is
+read from the desired-state copy the supervisor watches anyway (`desired.Mirror`). When its holder
+dies, its standby (`nodeagent.liveness.standby`) removes it from the registry and takes the lease at
+once; were the standby gone too, any agent takes it once it has not been renewed for
+`desired.LEASE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from beach.client.core import AsyncBeach
 from beach.client.runner import Background
 from beach.state import desired, patrol
 from beach.state.desired import Lease, Mirror, SupervisionRecord
+from nodeagent import liveness
 
 log = logging.getLogger("beach.supervisor")
 
@@ -49,7 +53,7 @@ class Supervisor:
         self.node_id = node_id
         self.view = client.session.view
         self.kv: Any = None
-        self.lease: Lease
+        self.lease: Lease | None = None
         self.mirror: Mirror | None = None
         self.leading = False
         self._seen: set[str] = set()
@@ -63,15 +67,15 @@ class Supervisor:
     async def run(self) -> None:
         """Take the lease when it is free and reconcile every `TICK` seconds while holding it."""
         self.kv = await bus.open_desired(self.session.nc, self.session.config)
-        self.lease = Lease(self.kv, self.node_id)
         self.mirror = Mirror(self.kv)
         await self.mirror.start()
+        self.lease = Lease(self.kv, self.node_id, self.mirror)
         while True:
             if not self.writable():
                 await asyncio.sleep(TICK)
                 continue
             try:
-                leading = await self.lease.acquire()
+                leading = await self.lease.acquire(free=self._holder_gone())
                 if leading != self.leading:
                     log.info("node %s %s the supervisor lease", self.node_id, "holds" if leading else "lost")
                     self.leading = leading
@@ -85,14 +89,32 @@ class Supervisor:
                 log.warning("supervisor round failed: %s", err)
             await asyncio.sleep(TICK)
 
+    def holder(self) -> str | None:
+        """The node holding the lease now, as this agent knows it (None: nobody, or not known yet)."""
+        current = self.lease.current() if self.lease is not None else None
+        return (current[0] or None) if current is not None else None
+
+    def standby(self) -> bool:
+        """True if this agent is the lease holder's standby (it listens to the nodes' beats too)."""
+        members = [n for n, entry in self.view.nodes.items() if not entry.stopping]
+        return not self.leading and liveness.standby(self.holder(), members) == self.node_id
+
+    def _holder_gone(self) -> bool:
+        """True if this agent is the standby and the holder has left the registry (removed as
+        silent, or gone): the lease is taken at once, not when it runs out."""
+        holder = self.holder()
+        return holder is not None and holder not in self.view.nodes and holder in self.view.departed \
+            and self.standby()
+
     async def stop(self) -> None:
         """Stop acting and hand the lease over."""
         await self._background.cancel()
         if self.mirror is not None:
             await self.mirror.stop()
-        if self.leading and self.session.nc.is_connected:  # else the lease runs out by itself
-            try:
-                await self.lease.release()
+        if self.leading and self.lease is not None and self.session.nc.is_connected:  # else it runs out
+            try:  # to its standby, which hears the beats already (not to every agent at once)
+                members = [n for n, entry in self.view.nodes.items() if not entry.stopping]
+                await self.lease.release(liveness.standby(self.node_id, members))
             except Exception:
                 pass
 

@@ -18,7 +18,7 @@ import pytest
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.errors import BusError, UsageError
-from beach.state.directory import LATE, NODE_TTL
+from beach.state.directory import FAILURE_DETECTION, LATE
 from beach.state.placement import PlacementError, Placer
 from beach.state.records import NodeEntry
 from nodeagent.cleanup import ORPHAN_CHECK, ORPHAN_GRACE
@@ -73,7 +73,7 @@ def beach(nodes, configs) -> Iterator[Beach]:
     client = Beach(configs[0])
     # each test starts from the cluster's three nodes: one an earlier test killed may still be expiring
     view = client._core.session.view
-    deadline = time.monotonic() + NODE_TTL + 6
+    deadline = time.monotonic() + FAILURE_DETECTION + 6
     while set(view.nodes) != set(NODES):
         if time.monotonic() > deadline:
             pytest.fail(f"the registry holds {sorted(view.nodes)}, not the cluster's three nodes only")
@@ -148,22 +148,14 @@ def test_affinity_and_host_affinity(beach):
 
 
 def test_resource_strategy_live(beach):
-    from beach.state.placement import node_load
-
-    view = beach._core.session.view
-
-    def loads() -> dict[str, float]:
-        return {node: node_load(entry) for node, entry in dict(view.nodes).items()}
-
-    for _ in range(20):  # the nodes' figures change with each heartbeat: check a spawn none came between
-        before = loads()
+    """`resource` asks two nodes their load at spawn time and takes the lighter: one spawn after the
+    other, 12 actors over 3 idle nodes end up within one or two of each other (a node's figures of a
+    second ago, as before, put them all on one node)."""
+    for _ in range(12):
         resp = beach.addActor("Pong", "res", strategy="resource")
         assert resp.isSuccess, resp
-        if loads() == before:
-            # the least loaded node (any of them, on a tie)
-            assert before[resp.data["node"]] == min(before.values()), (resp.data["node"], before)
-            return
-    pytest.fail("every spawn had a heartbeat in between: the choice could not be checked")
+    counts = placements(beach, "res")
+    assert set(counts) == set(NODES) and max(counts.values()) - min(counts.values()) <= 2, counts
 
 
 def test_isolated_actor_killed_leaves_the_others(beach, tmp_path):
@@ -242,8 +234,8 @@ def test_killed_node_disappears_by_itself(beach, configs):
         hosts = [h["pid"] for h in beach._core.session.view.nodes["node-doomed"].hosts.values()]
         doomed.process.kill()  # SIGKILL: no goodbye
         doomed.process.wait()
-        wait_for(lambda: "node-doomed" not in beach._core.session.view.nodes, NODE_TTL + 3,
-                 what=f"the dead node's entry to expire (TTL {NODE_TTL}s)")
+        wait_for(lambda: "node-doomed" not in beach._core.session.view.nodes, FAILURE_DETECTION + 3,
+                 what=f"the dead node to be removed (within {FAILURE_DETECTION}s)")
         assert beach.getActorHandle("doomed").getNumAvailable() == 0
         wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                                  for p in hosts), 5, what="its actor hosts to exit")
@@ -266,8 +258,8 @@ def test_the_entries_of_a_node_that_died_with_its_hosts_are_collected_by_the_oth
         for pid in hosts:  # before their watchdog (1 s) sees the agent gone and they leave cleanly
             os.kill(pid, signal.SIGKILL)
         doomed.process.wait()
-        wait_for(lambda: "node-gone" not in beach._core.session.view.nodes, NODE_TTL + 3,
-                 what=f"the dead node's entry to expire (TTL {NODE_TTL}s)")
+        wait_for(lambda: "node-gone" not in beach._core.session.view.nodes, FAILURE_DETECTION + 3,
+                 what=f"the dead node to be removed (within {FAILURE_DETECTION}s)")
         assert uid in beach._core.session.view.actors  # still there: only the others can remove it
         wait_for(lambda: uid not in beach._core.session.view.actors, ORPHAN_GRACE + 2 * ORPHAN_CHECK + 3,
                  what="the dead node's actor entry to be collected")
@@ -302,10 +294,12 @@ def test_supervised_actors_move_when_their_node_dies(beach, configs):
         load = Load(beach, "moving")
         time.sleep(0.5)
         killed = lose_machine(beach, doomed)
-        wait_for(lambda: "node-x" not in live_nodes_of(beach, "moving"), NODE_TTL + 2, what="node-x's actor to go")
+        wait_for(lambda: "node-x" not in live_nodes_of(beach, "moving"), FAILURE_DETECTION + 2,
+                 what="node-x's actor to go")
         gone = time.monotonic() - killed
-        # the bound docs/operations.md gives: re-placed within the node TTL plus 2 s of the loss
-        wait_for(lambda: len(live_nodes_of(beach, "moving")) == 4, max(0.0, killed + NODE_TTL + 2 - time.monotonic()),
+        # the bound docs/operations.md gives: re-placed within the failure detection bound plus 2 s of the loss
+        wait_for(lambda: len(live_nodes_of(beach, "moving")) == 4,
+                 max(0.0, killed + FAILURE_DETECTION + 2 - time.monotonic()),
                  what="re-placement on the survivors")
         back = time.monotonic() - killed
         time.sleep(0.5)
@@ -335,7 +329,7 @@ def test_supervised_actors_leave_a_lost_node_for_live_ones_with_one_restart(beac
     doomed = NodeProcess(configs[2], doomed_id)
     try:
         doomed.wait_registered(beach, timeout=60)
-        wait_for(lambda: set(beach._core.session.view.nodes) == {*NODES, doomed_id}, NODE_TTL + 2,
+        wait_for(lambda: set(beach._core.session.view.nodes) == {*NODES, doomed_id}, FAILURE_DETECTION + 2,
                  what=f"the registry to hold the cluster's nodes and {doomed_id} only")
         for node in NODES:
             assert beach.addActor("Pong", "lost/anchor", strategy="host_affinity", strategy_hint=node).isSuccess
@@ -356,7 +350,7 @@ def test_supervised_actors_leave_a_lost_node_for_live_ones_with_one_restart(beac
             records = beach.getSupervised()
             return all(records[s]["uid"] != r.data["uid"] for s, r in zip(sids, first, strict=True)) and \
                 len(live_nodes_of(beach, "lost/sup")) == 2 and doomed_id not in live_nodes_of(beach, "lost/sup")
-        wait_for(moved, NODE_TTL + 2, what="both supervised actors re-placed")
+        wait_for(moved, FAILURE_DETECTION + 2, what="both supervised actors re-placed")
         back = time.monotonic() - stopped
         if how == "graceful stop":
             assert doomed.process.wait(30) == 0
@@ -372,9 +366,9 @@ def test_supervised_actors_leave_a_lost_node_for_live_ones_with_one_restart(beac
 
 
 def test_a_frozen_node_takes_no_new_actor_once_its_heartbeat_is_late(beach, configs):
-    """A node agent that hangs (SIGSTOP) stays in the registry for its TTL, but once its heartbeat is
-    late (1.5 periods) no spawn goes there: repulsion, which would pick it (it has no actor), places
-    on the others, at once."""
+    """A node agent that hangs (SIGSTOP) stays in the registry until the lease holder removes it, but
+    once its beat is late (1.5 periods) the holder says so and no spawn goes there: repulsion, which
+    would pick it (it has no actor), places on the others, at once."""
     frozen = NodeProcess(configs[1], "node-f")
     try:
         frozen.wait_registered(beach, timeout=60)
@@ -382,9 +376,9 @@ def test_a_frozen_node_takes_no_new_actor_once_its_heartbeat_is_late(beach, conf
         os.kill(frozen.process.pid, signal.SIGSTOP)
         try:
             paused = time.monotonic()
-            wait_for(lambda: "node-f" in view.unavailable(), LATE + 1.5, what="node-f's heartbeat to be late")
+            wait_for(lambda: "node-f" in view.unavailable(), LATE + 1.5, what="the lease holder to say node-f is late")
             late = time.monotonic() - paused
-            assert "node-f" in view.nodes, "still registered (its entry has not expired): the case at hand"
+            assert "node-f" in view.nodes, "still registered (not removed yet): the case at hand"
             started = time.monotonic()
             placed = [beach.addActor("Pong", "frozen/rep", strategy="repulsion", timeout=5) for _ in range(4)]
             took = time.monotonic() - started
@@ -590,7 +584,7 @@ def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
     try:
         paused.wait_registered(beach, timeout=60)
         # a node an earlier test killed may still be expiring: placement must see only these
-        wait_for(lambda: set(beach._core.session.view.nodes) == {*NODES, "node-paused"}, NODE_TTL + 2,
+        wait_for(lambda: set(beach._core.session.view.nodes) == {*NODES, "node-paused"}, FAILURE_DETECTION + 2,
                  what="the registry to hold the cluster's nodes and node-paused only")
         for node in NODES:  # repulsion from these puts the supervised actor on the new node
             assert beach.addActor("Pong", "paused/anchor", strategy="host_affinity", strategy_hint=node).isSuccess
@@ -606,9 +600,9 @@ def test_a_paused_node_agent_comes_back_without_duplicates(beach, configs):
         os.kill(paused.process.pid, signal.SIGSTOP)
         stopped = time.monotonic()
         try:
-            wait_for(lambda: "node-paused" not in view.nodes, NODE_TTL + 2, what="the paused node to leave")
+            wait_for(lambda: "node-paused" not in view.nodes, FAILURE_DETECTION + 2, what="the paused node to leave")
             gone = time.monotonic() - stopped
-            wait_for(lambda: [a.node for a in incarnations()] not in ([], ["node-paused"]), NODE_TTL + 10,
+            wait_for(lambda: [a.node for a in incarnations()] not in ([], ["node-paused"]), FAILURE_DETECTION + 10,
                      what="the supervised actor to start elsewhere")
             moved = time.monotonic() - stopped
         finally:
@@ -682,7 +676,7 @@ def test_a_pinned_supervised_actor_waits_for_its_node_and_comes_back_with_it(bea
         assert first.isSuccess and first.data["node"] == "node-h"
         [sid] = [s for s, r in beach.getSupervised().items() if r["uid"] == first.data["uid"]]
         lose_machine(beach, pinned)
-        wait_for(lambda: beach.getSupervised()[sid]["waiting_for"] == "node-h", NODE_TTL + 10,
+        wait_for(lambda: beach.getSupervised()[sid]["waiting_for"] == "node-h", FAILURE_DETECTION + 10,
                  what="the record to say it waits for node-h")
         holds_for(lambda: beach.getSupervised()[sid]["state"] == "running"
                   and not beach.getActorHandle("pinned").getNumAvailable(), 4.0,

@@ -23,7 +23,7 @@ import yaml
 
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer, server_binary
-from beach.state.directory import NODE_TTL
+from beach.state.directory import FAILURE_DETECTION
 
 from . import dockerhost
 from .conftest import free_port, wait_for
@@ -467,7 +467,7 @@ def test_compose_a_stopped_node_has_its_supervised_actor_replaced_once(stack: St
         def moved() -> bool:
             uid = client.getSupervised()[sid]["uid"]
             return uid != response.data["uid"] and uid in view.actors and view.is_live(view.actors[uid])
-        wait_for(moved, NODE_TTL + 2, what="the supervised actor re-placed")
+        wait_for(moved, FAILURE_DETECTION + 2, what="the supervised actor re-placed")
         took = time.monotonic() - stopping
         record = client.getSupervised()[sid]
         print(f"\ncompose: docker stop of its node; the supervised actor re-placed after {took:.1f}s, "

@@ -255,8 +255,9 @@ def test_detail_pages_show_parameters_counters_and_live_logs(dashboard: Dashboar
     p = page.open(f"{dashboard.url}/nodes/{NODE_ID}")
     assert p.is_visible(f'#actors tr[data-uid="{uid}"]')
     p.wait_for_selector('#log-rows td.msg:text-is("chatty up: visible-tag")', timeout=5000)
-    p.wait_for_function("() => beach.charts.node_cpu.plot && beach.charts.node_cpu.plot.data[0].length > 0",
-                        timeout=5000)
+    # the node's load as it says it every second (beach.stats.node.<node>), not once at registration
+    p.wait_for_function("() => beach.charts.node_cpu.plot && beach.charts.node_cpu.plot.data[0].length >= 3",
+                        timeout=8000)
 
     p = page.open(f"{dashboard.url}/actors/{uid}")
     assert beach.stopActors(withId=uid).isSuccess

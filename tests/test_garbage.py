@@ -17,7 +17,7 @@ import nats
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.state import records
-from beach.state.directory import NODE_TTL
+from beach.state.directory import FAILURE_DETECTION
 
 from .conftest import NodeProcess, free_port, holds_for, wait_for, write_config
 
@@ -72,7 +72,7 @@ def test_garbage_in_every_bucket_leaves_the_cluster_serving(tmp_path):
                      what="the previous release's supervised actor to be started")
             assert records.rejected["beach_actors"] >= 4 and records.rejected["beach_nodes"] >= 3
             assert set(view.nodes) == {"garbage-node"}, "fake, bad and lying node entries are not nodes"
-            holds_for(lambda: "garbage-node" in view.nodes, NODE_TTL + 2, "the node's heartbeats going on")
+            holds_for(lambda: "garbage-node" in view.nodes, FAILURE_DETECTION + 2, "the node staying registered")
             directory = client.getDirectory()
             assert set(directory["realms"]["global"]) >= {"garbage/sup", "garbage/old"}
             assert client.addActor("Pong", "garbage/placed", strategy="resource").isSuccess

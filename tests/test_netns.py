@@ -108,7 +108,7 @@ def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
     import threading
     import time
 
-    from beach.state.directory import NODE_TTL
+    from beach.state.directory import FAILURE_DETECTION
 
     from .conftest import LEDGER, holds_for, wait_for
 
@@ -141,10 +141,10 @@ def test_a_node_cut_off_by_the_network_and_healed(namespace, tmp_path):
         ip("link", "set", HOST_IF, "down")  # the partition
         cut = time.monotonic()
         try:
-            wait_for(lambda: "ns-node" not in view.nodes, NODE_TTL + 2, what="the cut-off node to leave")
+            wait_for(lambda: "ns-node" not in view.nodes, FAILURE_DETECTION + 2, what="the cut-off node to leave")
             gone = time.monotonic() - cut
             wait_for(lambda: any(a.sid == sid and a.node == "root-node" for a in view.live()),
-                     NODE_TTL + 10, what="the supervised actor to start on the root node")
+                     FAILURE_DETECTION + 10, what="the supervised actor to start on the root node")
             moved = time.monotonic() - cut
         finally:
             ip("link", "set", HOST_IF, "up")  # healed

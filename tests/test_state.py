@@ -27,7 +27,7 @@ from beach.client.routing import Ring
 from beach.code import deploy
 from beach.operations import backup, rollout
 from beach.state import stateview
-from beach.state.directory import NODE_TTL
+from beach.state.directory import FAILURE_DETECTION
 
 from .conftest import ADMIN_TOKEN, NodeProcess, free_port, wait_for, write_config
 
@@ -112,7 +112,7 @@ def beach(cluster: Cluster) -> Iterator[Beach]:
     client = Beach(cluster.configs[0])
     client._admin_token = ADMIN_TOKEN
     view = client._core.session.view
-    wait_for(lambda: set(view.nodes) == set(NODES), NODE_TTL + 6, what="the cluster's three nodes")
+    wait_for(lambda: set(view.nodes) == set(NODES), FAILURE_DETECTION + 6, what="the cluster's three nodes")
     yield client
     assert client.flush()
     client.close()
@@ -446,7 +446,7 @@ def test_word_count_is_exact_through_a_killed_node_ring_changes_and_a_rollout(be
         progress(300)
         cluster.kill_node(victim)
         events.append(f"killed {victim}")
-        wait_for(lambda: victim not in view.nodes, NODE_TTL + 6, what=f"{victim} to leave the registry")
+        wait_for(lambda: victim not in view.nodes, FAILURE_DETECTION + 6, what=f"{victim} to leave the registry")
         progress(300)
         added = spawn(beach, "WordCounter", "counters", realm=realm, strategy="random")
         events.append(f"added {added[0][:8]}")
@@ -502,7 +502,7 @@ async def has_leader(client: Beach, stream: str) -> bool:
 def test_one_server_lost_then_the_quorum_lost_nothing_acknowledged_is_lost(cluster):
     with Beach(cluster.configs[0]) as client:
         client._admin_token = ADMIN_TOKEN
-        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), NODE_TTL + 6, what="three nodes")
+        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), FAILURE_DETECTION + 6, what="three nodes")
         spawn(client, "Counter", "quorum", strategy="host_affinity", strategy_hint=NODES[0])  # on the server kept
         handle = client.getActorHandle("quorum")
         assert handle.request("add", {"key": "k"}).data["value"] == 1
@@ -557,7 +557,7 @@ def test_one_server_lost_then_the_quorum_lost_nothing_acknowledged_is_lost(clust
 def test_state_survives_a_full_cluster_restart(cluster):
     with Beach(cluster.configs[0]) as client:
         client._admin_token = ADMIN_TOKEN
-        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), NODE_TTL + 6, what="three nodes")
+        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), FAILURE_DETECTION + 6, what="three nodes")
         spawn(client, "Counter", "durable", count=2)
         handle = client.getActorHandle("durable")
         for word in VOCABULARY[:20]:
@@ -571,7 +571,11 @@ def test_state_survives_a_full_cluster_restart(cluster):
     cluster.start()
     with Beach(cluster.configs[1]) as client:
         client._admin_token = ADMIN_TOKEN
-        wait_for(lambda: set(client._core.session.view.nodes) == set(NODES), 60, what="the nodes to come back")
+        # (the previous run's entries stayed: nobody was left to hear them fall silent; each node
+        # replaces its own as it comes back)
+        view = client._core.session.view
+        wait_for(lambda: all(n in view.nodes and view.nodes[n].pid == cluster.nodes[n].process.pid for n in NODES), 60,
+                 what="the nodes to come back")
         state_of(client, "durable", before)
         spawn(client, "Counter", "durable")
         assert client.getActorHandle("durable").request("add", {"key": "the"}).data["value"] == before["the"] + 1

@@ -465,7 +465,13 @@ def test_a_node_of_the_previous_release_gets_format_1(code: str) -> None:
         # the previous release's entry has no 'reads' (at its default, [], a node entry leaves it out)
         old = msgspec.structs.replace(session.view.nodes["local-1"], id="old-node", updated=time.time(), reads=[])
         assert b"reads" not in wire.pack(old)
-        await directory.put_node(session.nc, session.view.nodes_kv, old)
+
+        async def beating() -> None:  # the previous release rewrites its entry every second (its heartbeat)
+            while True:
+                await directory.put_node(session.view.nodes_kv, msgspec.structs.replace(old, updated=time.time()))
+                await asyncio.sleep(directory.HEARTBEAT)
+
+        heartbeats = asyncio.get_running_loop().create_task(beating())
         deadline = time.monotonic() + 10
         while session.view.traced and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -476,6 +482,7 @@ def test_a_node_of_the_previous_release_gets_format_1(code: str) -> None:
         with trace.use_span(parent):
             assert (await handle.arequest("x")).isSuccess
             assert len(bodies[-1]) == 6
+            heartbeats.cancel()
             await session.view.nodes_kv.delete(subjects.escape("old-node"))
             while not session.view.traced and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)

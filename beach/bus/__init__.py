@@ -13,6 +13,7 @@
 from beach.bus.connection import (
     ACTORS_BUCKET,
     CONNECT_TRIES,
+    CONSUMER_INACTIVE,
     DESIRED_BUCKET,
     JETSTREAM_WAIT,
     JS_TIMEOUT,
@@ -39,7 +40,8 @@ from beach.bus.connection import (
 )
 
 __all__ = [
-    "ACTORS_BUCKET", "CONNECT_TRIES", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT", "NODES_BUCKET", "PINGS_MISSED",
+    "ACTORS_BUCKET", "CONNECT_TRIES", "CONSUMER_INACTIVE", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT",
+    "NODES_BUCKET", "PINGS_MISSED",
     "PING_SECONDS", "STATE_BUCKET", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed",
     "failure", "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "open_state", "sealed",
     "through_election",

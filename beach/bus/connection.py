@@ -44,6 +44,10 @@ READY_PROBE = 0.5  # seconds one "is JetStream there?" request waits
 READY_WAIT = 5.0  # seconds those requests are retried before the bucket's own requests (and their errors)
 NO_JETSTREAM = ("JetStream is not enabled on the NATS server (nobody answers its API): beach keeps its directory in "
                 "JetStream KV; start nats-server with -js")
+# A consumer reading a bucket or stream (a watch, a log tail) lives on the server while its subscriber
+# is there; once nobody listens (stopped, its process closed or died) the server deletes it after this
+# long (nats-py's default is 5 minutes: every CLI run left its watches' consumers behind that long).
+CONSUMER_INACTIVE = 5.0
 JS_TIMEOUT = 5.0  # seconds a JetStream API call (a bucket's or stream's set-up, a KV write) waits
 ELECTION_WAIT = 10.0  # seconds a directory or desired-state write waits for its stream to elect a leader
 

@@ -12,6 +12,7 @@ import nats.errors
 from nats.js.errors import ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from beach.bus.connection import CONSUMER_INACTIVE
 from beach.errors import BusError
 
 log = logging.getLogger("beach.kvwatch")
@@ -45,7 +46,7 @@ class BucketWatch:
         deadline = loop.time() + READY_SECONDS
         while True:  # during a JetStream leader election the consumer cannot be made yet
             try:
-                self._watcher = await self.kv.watchall()
+                self._watcher = await self.kv.watchall(inactive_threshold=CONSUMER_INACTIVE)
                 break
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError):
                 if loop.time() > deadline:

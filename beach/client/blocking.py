@@ -101,7 +101,7 @@ class Beach:
     getDirectory = _plain(AsyncBeach.getDirectory)
     # the original's getNodeCount waited for the first node: so does this one (see `waitForNodes`)
     getNodeCount = waitForNodes = _blocking(AsyncBeach.waitForNodes)
-    getClusterHealth = _plain(AsyncBeach.getClusterHealth)
+    getClusterHealth = _blocking(AsyncBeach._current_health)  # (waits for the nodes' figures the first time)
     getAllNodeMetadata = _plain(AsyncBeach.getAllNodeMetadata)
     setRealm = _plain(AsyncBeach.setRealm)
     resolveUid = _plain(AsyncBeach.resolveUid)

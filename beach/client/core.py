@@ -29,6 +29,7 @@ from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, Usag
 from beach.names import twinned
 from beach.security import authority
 from beach.state import clusterconfig, desired, patrol, placement, records, stateview
+from beach.state.directory import SILENT
 from beach.state.records import RecordError, StateStats
 from beach.state.spawn import HOST_START_SECONDS, SpawnOptions, SpawnSpec
 from beach.wire import subjects, typed
@@ -36,6 +37,8 @@ from beach.wire import subjects, typed
 CONTROL_TIMEOUT = 60.0  # seconds a control operation (stop, flush, associate, desired writes) may take
 INFO_TIMEOUT = 10.0  # seconds each node has to report its load figures
 STACK_TIMEOUT = 15.0  # a node's stacks: its agent asks the actor host, which has HOST_CALL_SECONDS
+LOAD_TIMEOUT = 2.0  # seconds a node has to say its load to a `resource` placement
+FIGURES_WAIT = 1.5  # seconds the first `cluster_health` waits for every node's load figures (sent every second)
 NODE_POLL = 0.05  # seconds between two looks at an empty registry
 
 
@@ -128,14 +131,17 @@ class AsyncBeach:
         call = asyncio.ensure_future(self._exchange(node, op, args, timeout, realm, headers))
         if node in self._session.view.nodes:
             # a node that stops or dies while working on the call will never answer: say so at once
+            # (when it leaves the registry; or, on a call longer than that takes, when its beat
+            # stops: with no node agent left alive, nobody would remove it)
             gone = self._session.view.departure(node)
-            try:
-                await asyncio.wait({call, gone}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                gone.cancel()
-                left = not call.done()
-                if left:
-                    call.cancel()
+            async with self._session.silence(node, watch=timeout > SILENT) as silent:
+                try:
+                    await asyncio.wait({call, gone, silent}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    gone.cancel()
+                    left = not call.done()
+                    if left:
+                        call.cancel()
             if left:
                 return ActorResponse(False, f"node {node} left the cluster before answering {op}", {"gone": True})
         try:
@@ -211,8 +217,11 @@ class AsyncBeach:
         tried: list[str] = []
         while True:
             try:
-                node = self._placer.choose(spec.strategy, spec.strategy_hint, view.nodes,
-                                           lambda: view.live(spec.realm), spec.category, view.unavailable())
+                if spec.strategy == "resource":
+                    node = await self._lightest(spec.realm)
+                else:
+                    node = self._placer.choose(spec.strategy, spec.strategy_hint, view.nodes,
+                                               lambda: view.live(spec.realm), spec.category, view.unavailable())
             except placement.PlacementError as err:  # (after a failed try, say that first: it is why)
                 return ActorResponse(False, "; then ".join([*tried, str(err)]), {"unavailable": err.unavailable})
             response = await self._node_call(node, "spawn", spec, budget, spec.realm)
@@ -234,6 +243,37 @@ class AsyncBeach:
             tried.append(response.error)
             if response.isTimedOut or len(tried) > len(view.nodes):
                 return ActorResponse(False, "; ".join(tried), {"unavailable": True}, isTimedOut=response.isTimedOut)
+
+    async def _lightest(self, realm: str) -> str:
+        """`resource` placement: ask `placement.CHOICES` nodes that are up, drawn at random, for their
+        load now, and take the lighter (`placement.least_loaded`). One that is gone (nobody answers
+        on its subject) is skipped like a node that failed a spawn; one that does not answer within
+        `LOAD_TIMEOUT` (a hung or overloaded agent) is not asked again for this spawn; one that
+        answers without figures (the previous release has no ``load``) is judged by its registry
+        entry. Raises `PlacementError` when no node is left."""
+        view = self._session.view
+        slow: dict[str, str] = {}
+        while True:
+            asked = self._placer.candidates(view.nodes, {**view.unavailable(), **slow})
+            responses = await asyncio.gather(*(self._node_call(n, "load", {}, LOAD_TIMEOUT, realm) for n in asked))
+            loads: dict[str, records.NodeLoad] = {}
+            for node, response in zip(asked, responses, strict=True):
+                entry = view.nodes.get(node)
+                if response.isSuccess:
+                    try:
+                        loads[node] = records.check(records.NodeLoad, response.data, f"of node {node}")
+                        continue
+                    except records.RecordError as err:
+                        response = ActorResponse(False, str(err))
+                if response.isTimedOut:
+                    slow[node] = f"did not say its load within {LOAD_TIMEOUT:g}s"
+                elif entry is None or (isinstance(response.data, dict) and response.data.get("gone")):
+                    self._placer.spawn_failed(node, response.error)
+                else:
+                    loads[node] = records.NodeLoad(node=node, t=entry.updated, cores=entry.cores, cpu=entry.cpu,
+                                                   mem=entry.mem, n_actors=entry.n_actors)
+            if loads:
+                return placement.least_loaded(loads)
 
     async def _desired(self) -> KeyValue:
         if self._desired_kv is None:
@@ -459,9 +499,31 @@ class AsyncBeach:
         return len(view.nodes)
 
     def getClusterHealth(self) -> dict[str, dict[str, Any]]:
-        """``{node: {'cpu': [percent per core], 'mem': percent, ...}}`` from the node registry."""
+        """``{node: {'cpu': [percent per core], 'mem': percent, ...}}``: the node registry, with each
+        node's load figures as it last said them (every second) once this client follows them —
+        from its first call of this (the blocking face's first call waits for them); until then,
+        the figures each node registered with."""
+        view = self._session.view
+        if not view.following_load:
+            try:
+                asyncio.get_running_loop().create_task(self._session.follow_load())
+            except RuntimeError:  # not on the loop's thread: `_current_health` follows them
+                pass
         keys = ("cpu", "mem", "cores", "mem_total", "mem_available", "n_actors", "hostname", "addresses", "updated")
-        return {node_id: {k: getattr(node, k) for k in keys} for node_id, node in self._session.view.nodes.items()}
+        return {node_id: {k: getattr(node, k) for k in keys} for node_id in list(view.nodes)
+                if (node := view.health(node_id)) is not None}
+
+    async def _current_health(self) -> dict[str, dict[str, Any]]:
+        """`getClusterHealth`, with every node's current load figures: the first call starts
+        following them and waits up to `FIGURES_WAIT` seconds for each node's (the blocking face's
+        ``getClusterHealth``)."""
+        view = self._session.view
+        if not view.following_load:
+            await self._session.follow_load()
+            deadline = asyncio.get_running_loop().time() + FIGURES_WAIT
+            while set(view.nodes) - set(view.loads) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+        return self.getClusterHealth()
 
     async def getLoadInfo(self) -> dict[str, Any]:
         """``{uid: {'inflight', 'bound', 'handlers'}}`` for every actor, asked of every node."""
@@ -479,6 +541,9 @@ class AsyncBeach:
         for response in responses:
             if response.isSuccess:
                 load.update(response.data["load"])
+                figures = response.data.get("figures")
+                if figures is not None:  # (a node of the previous release says none)
+                    self._session.view.take_load(records.check(records.NodeLoad, figures, "of an info reply"))
                 sizes = response.data.get("state") or sizes
         try:  # (decoded: fields at their defaults, an empty ``categories``, are left out of the bytes)
             return load, None if sizes is None else records.check(StateStats, sizes, "in a node's info")

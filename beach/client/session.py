@@ -7,10 +7,11 @@ it. Nothing here blocks: the blocking faces go through the session's `Runner`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import nats.errors
@@ -24,7 +25,7 @@ from beach.config import Config
 from beach.errors import CLOSED, ClosedError, PayloadTooLarge, SealError
 from beach.security import authority
 from beach.security.seal import OVERHEAD
-from beach.state.directory import DirectoryView
+from beach.state.directory import SILENT, DirectoryView
 from beach.wire import subjects
 
 log = logging.getLogger("beach.bus")  # (the connection's)
@@ -96,6 +97,7 @@ class Session:
             session = cls(config, runner, nc, view, inbox, node_id, refusals)
             opened.append(session)
             await nc.subscribe(subjects.BEACONS, cb=session._beacon)
+            await nc.subscribe(subjects.LATE_MARKS, cb=session._late)
         except BaseException:
             await bus.close(nc)
             raise
@@ -138,9 +140,56 @@ class Session:
         for listener in list(self.lost_listeners):
             listener(reason)
 
+    async def _late(self, msg: Msg) -> None:
+        """The lease holder's word that a node's beat is late (a body), or heard again (none):
+        `subjects.late_subject`."""
+        try:
+            late = bool(self.unseal(msg))
+        except (SealError, ValueError):  # not a node's
+            return
+        self.view.mark_late(subjects.unescape(msg.subject.rsplit(".", 1)[1]), late)
+
+    @contextlib.asynccontextmanager
+    async def silence(self, node_id: str, watch: bool = True) -> AsyncIterator[asyncio.Future[None]]:
+        """A future that completes once node ``node_id``'s beat has gone unheard for `SILENT`
+        seconds (counted from now), while the block runs; with ``watch`` False, one that never does."""
+        loop = asyncio.get_running_loop()
+        silent: asyncio.Future[None] = loop.create_future()
+        if not watch:
+            try:
+                yield silent
+            finally:
+                silent.cancel()
+            return
+
+        def fire() -> None:
+            if not silent.done():
+                silent.set_result(None)
+
+        timer = loop.call_later(SILENT, fire)
+
+        async def beat(msg: Msg) -> None:
+            nonlocal timer
+            timer.cancel()
+            timer = loop.call_later(SILENT, fire)
+
+        sub = await self.nc.subscribe(subjects.live_subject(node_id), cb=beat)
+        try:
+            yield silent
+        finally:
+            timer.cancel()
+            silent.cancel()
+            try:
+                await sub.unsubscribe()
+            except Exception:  # the connection may be gone
+                pass
+
+    async def follow_load(self) -> None:
+        """Have the view follow every node's load figures from now on (`DirectoryView.follow_load`)."""
+        await self.view.follow_load(self.nc, self.unseal)
+
     async def _beacon(self, msg: Msg) -> None:
-        """A node's beacon (`subjects.beacon_subject`): it keeps that node in the view while
-        JetStream cannot take its heartbeat, and says why."""
+        """A node's beacon (`subjects.beacon_subject`): JetStream cannot take its writes, and why."""
         try:
             reason = self.unseal(msg).decode()
         except (SealError, ValueError):  # not a node's (refused by the seal, or not text)

@@ -3,9 +3,9 @@ checks the thing it names.
 
 * The bus is ready when NATS answers and JetStream has a leader (its API answers; a new cluster
   has none until its servers elect one).
-* A node is up when its own agent is in the registry, sends heartbeats now (one arrives within
-  `LATE` seconds: a frozen agent's do not, even while its entry has not expired yet), is not
-  stopping, and each of its actor hosts answers the agent.
+* A node is up when its own agent is in the registry, says its load figures now (they come every
+  second: one arrives within `LATE` seconds; a frozen agent's do not, even while it is still in the
+  registry), is not stopping, and each of its actor hosts answers the agent.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import psutil
 
 from beach.client.core import AsyncBeach
 from beach.errors import Unhealthy, UsageError
-from beach.state.directory import LATE, NODE_TTL
+from beach.state.directory import FAILURE_DETECTION, LATE
+from beach.wire import subjects
 
 HOSTS_SECONDS = 7.0  # the node's answer to info: it asks each of its hosts, each given 5 s
 LOCAL = "local"  # the node argument meaning "the node agent of this machine"
@@ -52,20 +53,21 @@ async def node_up(client: AsyncBeach, node_id: str) -> dict[str, Any]:
     if node_id == LOCAL:
         node_id = local_node(client)
     if node_id not in view.nodes:
-        raise Unhealthy(f"node {node_id} is not in the registry (not running, or silent for over {NODE_TTL}s)")
+        raise Unhealthy(f"node {node_id} is not in the registry (not running, or silent for over "
+                        f"{FAILURE_DETECTION:g}s)")
     heard = asyncio.get_running_loop().create_future()
 
-    def listener(kind: str, ident: str) -> None:
-        if kind == "node" and ident == node_id and not heard.done():
+    async def figures(msg: Any) -> None:
+        if not heard.done():
             heard.set_result(None)
 
-    view.listeners.append(listener)
+    sub = await client.session.nc.subscribe(subjects.node_stats_subject(node_id), cb=figures)
     try:
         await asyncio.wait_for(heard, LATE)
     except TimeoutError:
         raise Unhealthy(f"node {node_id} has sent no heartbeat for {LATE:g}s (its agent hangs?)") from None
     finally:
-        view.listeners.remove(listener)
+        await sub.unsubscribe()
     entry = view.nodes.get(node_id)
     if entry is None:
         raise Unhealthy(f"node {node_id} left the registry")

@@ -18,7 +18,8 @@ observer       reading state only (the dashboard's role); of actor state, its si
 
 "Reading state" is the JetStream API calls a KV watch, a KV get and a stream read make on beach's
 buckets and streams, the per-second load figures (``beach.stats.>``, with the sizes of actor
-state), the live logs, nodes' ``info`` and their beacons (``beach.hb.>``, while JetStream has lost
+state), the live logs, nodes' ``info``, and ``beach.hb.>``: nodes' beats (a caller listens to the node its
+call waits on), the lease holder's word that a node is late, and beacons (while JetStream has lost
 its quorum). Actors' state (``KV_beach_state``) is apart: its keys and values are read by admins,
 and by a realm admin for its own realm only (the realm is in the subjects of those reads: a
 consumer whose filter is in its create subject, a direct get by subject). No role but *node* may

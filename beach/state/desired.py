@@ -32,6 +32,7 @@ from beach.wire import subjects
 
 LEASE_KEY = "lease.supervisor"
 LEASE_SECONDS = 6.0  # a lease whose revision has not moved this long is free
+LEASE_RENEW = 2.0  # its holder writes it again this often
 
 __all__ = ["RESTART_POLICIES"]
 
@@ -226,39 +227,64 @@ async def everything(kv: KeyValue) -> dict[str, tuple[Desired, int]]:
 class Lease:
     """The supervisor lease: at most one holder at a time, taken over when the holder stops renewing.
 
-    The holder renews it (a compare-and-set write) every round; another agent takes it over once
-    its revision has not moved for `LEASE_SECONDS` by the other agent's own monotonic clock, so
-    clock differences between machines do not matter.
+    Read from ``mirror`` (the desired-state copy the supervisor watches anyway), never asked of the
+    JetStream API: a round costs nothing but the holder's renewal, a compare-and-set write every
+    ``renew`` seconds. Another agent takes the lease over once its revision has not moved for
+    ``seconds`` by that agent's own monotonic clock (clock differences between machines do not
+    matter), or at once when told the holder is gone (``acquire(free=True)``: the standby, once the
+    holder left the registry).
     """
 
-    def __init__(self, kv: KeyValue, holder: str, seconds: float = LEASE_SECONDS) -> None:
+    def __init__(self, kv: KeyValue, holder: str, mirror: Mirror, seconds: float = LEASE_SECONDS,
+                 renew: float = LEASE_RENEW) -> None:
         self.kv = kv
         self.holder = holder
+        self.mirror = mirror
         self.seconds = seconds
+        self.renew = renew
+        self._mine: int | None = None  # the revision of this agent's last write of the lease
+        self._renewed = -renew  # when it was made (monotonic)
         self._watched: tuple[int, float] | None = None  # (revision, when this agent first saw it)
 
-    async def acquire(self) -> bool:
-        """Take or renew the lease; True if this agent holds it now."""
+    def current(self) -> tuple[str, int] | None:
+        """``(holder, revision)`` of the lease as this agent knows it (its own write, until the
+        mirror shows it), or None while nobody has taken it."""
+        entry = self.mirror.entries.get(LEASE_KEY)
+        mirrored = (entry[0].holder, entry[1]) if entry is not None and isinstance(entry[0], LeaseRecord) else None
+        if self._mine is not None and (mirrored is None or mirrored[1] < self._mine):
+            return self.holder, self._mine
+        return mirrored
+
+    async def acquire(self, free: bool = False) -> bool:
+        """Take or renew the lease; True if this agent holds it now. ``free``: the holder is known
+        to be gone, so its lease is taken without waiting for it to run out."""
+        current = self.current()
+        now = time.monotonic()
         mine = wire.pack(LeaseRecord(holder=self.holder))
-        current = await get(self.kv, LEASE_KEY, LeaseRecord)
         try:
             if current is None:
-                await self.kv.create(LEASE_KEY, mine)
-                return True
-            lease, revision = current
-            if lease.holder not in (self.holder, ""):
-                now = time.monotonic()
-                if self._watched is None or self._watched[0] != revision:
-                    self._watched = (revision, now)
-                    return False
-                if now - self._watched[1] < self.seconds:
-                    return False
-            return await self.kv.update(LEASE_KEY, mine, last=revision) is not None
-        except KeyWrongLastSequenceError:
+                revision = await self.kv.create(LEASE_KEY, mine)
+            else:
+                holder, revision = current
+                if holder == self.holder:
+                    if now - self._renewed < self.renew:
+                        return True
+                elif holder and not free:
+                    if self._watched is None or self._watched[0] != revision:
+                        self._watched = (revision, now)
+                        return False
+                    if now - self._watched[1] < self.seconds:
+                        return False
+                revision = await self.kv.update(LEASE_KEY, mine, last=revision)
+        except KeyWrongLastSequenceError:  # another agent wrote it first
+            self._mine = None
             return False
+        self._mine, self._renewed = revision, now
+        return True
 
-    async def release(self) -> None:
-        """Give the lease up (at shutdown), so another agent takes over at once."""
-        current = await get(self.kv, LEASE_KEY, LeaseRecord)
-        if current is not None and current[0].holder == self.holder:
-            await update(self.kv, LEASE_KEY, LeaseRecord(holder=""), current[1])
+    async def release(self, successor: str | None = None) -> None:
+        """Give the lease up (at shutdown) to ``successor``, which holds it from its next round (it
+        renews a lease that names it); without one, to whichever agent takes it first."""
+        current = self.current()
+        if current is not None and current[0] == self.holder:
+            await update(self.kv, LEASE_KEY, LeaseRecord(holder=successor or ""), current[1])

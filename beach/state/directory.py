@@ -1,17 +1,23 @@
 """The actor and node directory: JetStream KV buckets and a live local view of them.
 
-* ``beach_nodes``: one key per node agent, refreshed every `HEARTBEAT` seconds with a per-message
-  TTL of `NODE_TTL` seconds, so a dead node's entry expires by itself (watchers see a PURGE).
+* ``beach_nodes``: the registry, one key per node agent, written when the node's membership
+  changes (it joins, leaves, is cordoned or stopping, its actor hosts change), never on a timer.
+  Liveness is apart (`nodeagent.liveness`): each node beats on ``beach.hb.live.<node>`` every
+  `HEARTBEAT` seconds, heard only by the supervisor's lease holder and its standby, which remove
+  a node silent for `SILENT` seconds from the registry (watchers see a PURGE).
 * ``beach_actors``: one key per actor (``<realm>.<uid>``), written by its host once ``init()``
   succeeded and deleted when it stops. The node agent deletes the entries of a host that died;
-  any node agent deletes the entries of a node that is gone.
+  the lease holder deletes the entries of a node that is gone.
 
 An actor is *live* when its node is live. Entries are soft state: every node re-writes its own
-actors when it sees them missing, so a lost KV write heals (see DESIGN.md on Jepsen's findings).
+actors when it sees them missing, and its own registry entry, so a lost KV write heals (see
+DESIGN.md on Jepsen's findings).
 
 `DirectoryView` watches both buckets and keeps them in memory, so routing and ``getDirectory()``
 never wait on a lookup. Writes that the caller itself made (spawn, stop) are applied to its own
-view at once, ordered by KV revision, so a client reads its own writes.
+view at once, ordered by KV revision, so a client reads its own writes. Nodes' load figures (CPU,
+memory, actors) travel on their own subject (``beach.stats.node.<node>``): a view follows them
+only once asked to (`DirectoryView.follow_load`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from nats.aio.client import Client
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
@@ -29,28 +36,26 @@ from beach import wire
 from beach.bus.connection import JS_TIMEOUT, through_election
 from beach.bus.kvwatch import BucketWatch
 from beach.errors import BeachError
-from beach.security.sealedkv import seal_value
 from beach.state import records
-from beach.state.records import ActorEntry, NodeEntry
+from beach.state.records import ActorEntry, NodeEntry, NodeLoad
 from beach.wire import subjects
 
 log = logging.getLogger("beach.directory")
 
-HEARTBEAT = 1.0
-NODE_TTL = 4  # whole seconds (NATS per-message TTL granularity)
-# A node whose heartbeat this view has not heard for this long (1.5 periods) is late: no new actor
-# is placed there (it may be dying; its entry expires only after NODE_TTL).
+HEARTBEAT = 1.0  # a node's liveness beat, and its load figures, every second
+# The lease holder (and its standby) remove a node from the registry once they have not heard its
+# beat for this long; with their check every `CHECK` seconds and the purge's write, a node that dies
+# is out of every view within `FAILURE_DETECTION` seconds of its last beat.
+SILENT = 3.0
+CHECK = 0.25
+FAILURE_DETECTION = 4.0
+# A node the lease holder has not heard for this long (1.5 periods) is late: it says so on
+# ``beach.hb.late.<node>`` and no new actor is placed there (it may be dying: it leaves the registry
+# only after SILENT). A view forgets a mark not said again within LATE_MARK seconds.
 LATE = 1.5 * HEARTBEAT
-# A node this view has not heard from for this long is gone, purge marker or not: a JetStream server
-# that restarts can bring back entries that had expired (ghosts), and their expiry is not sent again.
-SILENCE = NODE_TTL + 2.0
-# A heartbeat written this long ago (by the node's clock) is such a ghost from the start.
-STALE = 30.0
-# Every node silent at once is the registry stalled (a JetStream leader election after a server was
-# lost, or this view's watch left behind on that server), not every node dead: the view follows the
-# buckets afresh and keeps the nodes this much longer before it lets them go.
-STALL_GRACE = 20.0
-
+LATE_MARK = 2.5 * HEARTBEAT
+# How long a view keeps a node's word that JetStream takes no write (its beacon).
+BEACON_SECONDS = 6.0
 
 
 class DirectoryView:
@@ -69,18 +74,17 @@ class DirectoryView:
         self._departures: dict[str, list[asyncio.Future[None]]] = {}  # node id → who waits for it to go
         self._watches = [BucketWatch(nodes_kv, self._apply_node),
                          BucketWatch(actors_kv, self._apply_actor, self._resync_actors)]
-        # called with ("node" | "actor", id) after every change applied, heartbeats included
+        # called with ("node" | "actor", id) after every change applied (and "load", node id, for
+        # load figures, once followed)
         self.listeners: list[Callable[[str, str], None]] = []
-        self._heard: dict[str, float] = {}  # node id → when this view last heard its heartbeat
+        self._late: dict[str, float] = {}  # node id → when the lease holder last said its beat is late
         self._down: tuple[str, float] | None = None  # a node's word that JetStream takes no write, and when
+        self.loads: dict[str, NodeLoad] = {}  # node id → its latest load figures (once followed)
+        self._load_sub: Any = None
         self.traced = True
         """Every live node reads requests of format 2 (`beach.wire.TRACED`: with their trace
         context), so a request may be sent in it; a node of the previous release (its entry says
         nothing) reads format 1 only."""
-        self._sweeper: asyncio.Task[None] | None = None
-        self._stalled: float | None = None  # when every node was last found silent at once
-        self._following: asyncio.Task[None] | None = None  # the watches being restarted
-        self._refollowed = -SILENCE  # when they were last restarted (monotonic)
 
     def _notify(self, kind: str, ident: str) -> None:
         for listener in self.listeners:
@@ -93,73 +97,85 @@ class DirectoryView:
         """Start watching both buckets; return once the current contents are loaded."""
         for watch in self._watches:
             await watch.start()
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
 
     async def stop(self) -> None:
-        """Stop watching."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        if self._following is not None:
-            self._following.cancel()
+        """Stop watching (and following load figures)."""
+        if self._load_sub is not None:
+            try:
+                await self._load_sub.unsubscribe()
+            except Exception:  # the connection may be gone
+                pass
+            self._load_sub = None
         for watch in self._watches:
             await watch.stop()
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT)
-            self.forget_silent()
+    # ---- what travels apart from the registry: late marks, beacons, load figures ----
 
-    def forget_silent(self) -> None:
-        """Drop the nodes this view has not heard from for `SILENCE` seconds (as if they expired).
-        While this process is cut off from NATS nothing can be heard: the nodes get a whole `SILENCE`
-        from the moment it is back."""
-        now = time.monotonic()
-        if not self.connected():
-            self._heard = dict.fromkeys(self.nodes, now)
-            return
-        silent = [n for n in self.nodes if now - self._heard.get(n, now) > SILENCE]
-        if silent and len(silent) == len(self.nodes):
-            if self._stalled is None:
-                self._stalled = now
-            if (self._following is None or self._following.done()) and now - self._refollowed > SILENCE:
-                self._refollowed = now
-                self._following = asyncio.get_running_loop().create_task(self._follow_afresh())
-            if now - self._stalled < STALL_GRACE:
-                return
+    def mark_late(self, node_id: str, late: bool) -> None:
+        """The lease holder says node ``node_id``'s beat is late (``late``) or heard again: no new
+        actor is placed there while the mark stands (`unavailable`)."""
+        if late:
+            self._late[node_id] = time.monotonic()
         else:
-            self._stalled = None
-        for node_id in silent:
-            log.info("node %s has been silent for %.0fs: gone", node_id, SILENCE)
-            self._depart(node_id)
-            self.generation += 1
-            if self.listeners:
-                self._notify("node", node_id)
+            self._late.pop(node_id, None)
 
     def beacon(self, node_id: str, reason: str) -> None:
-        """Node ``node_id`` says it lives, and why JetStream cannot take its heartbeat (it has lost
-        its quorum): the node stays in this view, and `jetstream_down` says ``reason`` for a while."""
-        now = time.monotonic()
-        if node_id in self.nodes:
-            self._heard[node_id] = now
-        self._down = (reason, now)
+        """Node ``node_id`` says JetStream cannot take its writes (it has lost its quorum), and why:
+        `jetstream_down` says ``reason`` for a while."""
+        self._down = (reason, time.monotonic())
 
     @property
     def jetstream_down(self) -> str | None:
-        """Why nothing can be written to JetStream now, as a node said it within `SILENCE` seconds
-        (None: no node said so)."""
-        if self._down is not None and time.monotonic() - self._down[1] < SILENCE:
+        """Why nothing can be written to JetStream now, as a node said it within `BEACON_SECONDS`
+        seconds (None: no node said so)."""
+        if self._down is not None and time.monotonic() - self._down[1] < BEACON_SECONDS:
             return self._down[0]
         return None
 
-    async def _follow_afresh(self) -> None:
-        """Restart both watches (every node went silent at once: see `STALL_GRACE`)."""
-        log.info("no node has been heard for %.0fs: following the directory afresh", SILENCE)
-        for watch in self._watches:
+    async def follow_load(self, nc: Client, unseal: Callable[[Any], bytes]) -> None:
+        """Start following every node's load figures (``beach.stats.node.*``, every second), which
+        `health` merges into the nodes' entries; at once if already following. ``unseal`` opens a
+        message (`Session.unseal`)."""
+        if self._load_sub is not None:
+            return
+
+        async def take(msg: Any) -> None:
             try:
-                await watch.restart()
-            except Exception as err:  # JetStream still away: the next sweep tries again
-                log.info("cannot follow the directory afresh yet: %s", err)
+                self.take_load(records.decode(NodeLoad, unseal(msg), msg.subject))
+            except (ValueError, TypeError):  # refused by the seal, or not load figures: skip them
                 return
+
+        self._load_sub = await nc.subscribe(subjects.NODE_STATS, cb=take)
+
+    @property
+    def following_load(self) -> bool:
+        """True once `follow_load` started."""
+        return self._load_sub is not None
+
+    def take_load(self, load: NodeLoad) -> None:
+        """Keep node ``load['node']``'s load figures (the newest only)."""
+        node_id = load.node
+        known = self.loads.get(node_id)
+        if known is not None and known.t > load.t:
+            return
+        self.loads[node_id] = load
+        if self.listeners and node_id in self.nodes:
+            self._notify("load", node_id)
+
+    def health(self, node_id: str) -> NodeEntry | None:
+        """Node ``node_id``'s registry entry with its latest load figures merged in (those it wrote
+        with its entry, when none newer were heard); None if it is not in the registry."""
+        entry = self.nodes.get(node_id)
+        if entry is None:
+            return None
+        load = self.loads.get(node_id)
+        if load is None or load.t < entry.updated:
+            return entry
+        hosts = {host: {**about, "n_actors": load.hosts.get(host, about.get("n_actors", 0))}
+                 for host, about in entry.hosts.items()}
+        return msgspec.structs.replace(entry, cpu=load.cpu, mem=load.mem, mem_available=load.mem_available,
+                                       n_actors=load.n_actors, actors_by_realm=load.actors_by_realm, hosts=hosts,
+                                       updated=load.t)
 
     def _resync_actors(self, keys: set[str]) -> None:
         """The actor bucket's current keys, after a (re)start: entries this view holds that are not
@@ -176,7 +192,8 @@ class DirectoryView:
         if self.nodes.pop(node_id, None) is not None:
             self.departed[node_id] = time.monotonic()
             self._formats()
-        self._heard.pop(node_id, None)
+        self._late.pop(node_id, None)
+        self.loads.pop(node_id, None)
         for waiter in self._departures.pop(node_id, ()):
             if not waiter.done():
                 waiter.set_result(None)
@@ -204,15 +221,10 @@ class DirectoryView:
                 records.reject("beach_nodes", entry.key, err)
                 return
             node_id_changed = node.id
-            if time.time() - node.updated > STALE:  # a ghost a restarted server brought back
-                log.info("ignoring node %s's heartbeat of %.0fs ago", node_id_changed, time.time() - node.updated)
-                self._depart(node_id_changed)
-            else:
-                self.nodes[node_id_changed] = node
-                self._formats()
-                self._heard[node_id_changed] = time.monotonic()
-                self.departed.pop(node_id_changed, None)
-        if len(self.nodes) != known:  # a heartbeat changes no membership: only joins and leaves do
+            self.nodes[node_id_changed] = node
+            self._formats()
+            self.departed.pop(node_id_changed, None)
+        if len(self.nodes) != known:  # (an entry written again changes no membership: joins and leaves do)
             self.generation += 1
         if self.listeners:
             self._notify("node", node_id_changed)
@@ -272,15 +284,12 @@ class DirectoryView:
         return actor.node in self.nodes
 
     def unavailable(self) -> dict[str, str]:
-        """The registered nodes that take no new actor now, each with why: stopping, or its heartbeat
-        is late (not heard for over `LATE` seconds). Lateness counts only while some node is heard
-        on time: when every heartbeat is late, it is this process or the bus that stalled."""
+        """The registered nodes that take no new actor now, each with why: stopping, or its beat is
+        late (the lease holder said so within `LATE_MARK` seconds: a hung or dying agent)."""
         now = time.monotonic()
         away = {n: "is stopping" for n, entry in self.nodes.items() if entry.stopping}
-        silent = {n: now - self._heard.get(n, now) for n in self.nodes}
-        if any(age <= LATE for age in silent.values()):
-            away.update({n: f"has sent no heartbeat for over {LATE:g}s" for n, age in silent.items()
-                         if age > LATE and n not in away})
+        away.update({n: f"has sent no heartbeat for over {LATE:g}s" for n, when in self._late.items()
+                     if n in self.nodes and n not in away and now - when < LATE_MARK})
         return away
 
     def lost(self, actor: ActorEntry, grace: float) -> bool:
@@ -351,12 +360,12 @@ async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[
     return key, ack.seq
 
 
-async def put_node(nc: Client, kv: KeyValue, node: NodeEntry) -> None:
-    """Publish a node heartbeat with its TTL, so the entry expires if the node dies."""
+async def put_node(kv: KeyValue, node: NodeEntry) -> int:
+    """Write a node's registry entry (no TTL: the lease holder removes a silent node); return its
+    revision. A write that meets a leader election is made again."""
     key = subjects.escape(node.id)
-    await nc.jetstream(timeout=JS_TIMEOUT).publish(f"$KV.{kv._name}.{key}",
-                                          seal_value(kv, key, wire.pack(node)),
-                                          msg_ttl=NODE_TTL)
+    body = wire.pack(node)
+    return await through_election(lambda: kv.put(key, body))
 
 
 async def delete_node(nc: Client, kv: KeyValue, node_id: str) -> None:

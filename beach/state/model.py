@@ -4,7 +4,8 @@ The CLI tables, the console and the dashboard (its pages, JSON API and ``/metric
 model; none keeps a copy of its own. It is fed by what the cluster pushes, never by re-reading
 everything in a loop:
 
-* the directory view's watches (actors, nodes and their heartbeats: CPU and memory),
+* the directory view's watches (actors, nodes) and the nodes' load figures it follows (CPU,
+  memory, actors: ``beach.stats.node.<node>`` every second),
 * the desired-state bucket's watch (supervised actors, patrol specs),
 * each actor host's load figures, published every second on ``beach.stats.<host>``: its actors'
   counters and request figures (`beach.metering`: outcomes and durations per category and request
@@ -49,7 +50,7 @@ log = logging.getLogger("beach.model")
 
 NOTIFY_SECONDS = 0.1
 TICK_SECONDS = 1.0
-STATS_SUBJECT = "beach.stats.>"
+STATS_SUBJECT = "beach.stats.*"  # hosts' figures and the state sizes (nodes' are one token deeper: the view's)
 FINE_POINTS = 600          # 1 s apart: the last 10 minutes
 COARSE_STEP = 10.0         # then one point per 10 s ...
 COARSE_POINTS = 4320       # ... for 12 hours (the original dashboard's history)
@@ -158,10 +159,11 @@ class ClusterModel:
     async def start(self) -> None:
         """Start following the cluster."""
         self.view.listeners.append(self._on_directory)
-        for node_id, node in self.view.nodes.items():
-            self._sample_node(node_id, node)
+        for node_id in self.view.nodes:
+            self._sample_node(node_id)
         nc = self.session.nc
         with bus.translated("cannot follow the cluster"):
+            await self.session.follow_load()
             self._subs.append(await nc.subscribe(STATS_SUBJECT, cb=self._on_stats))
             self._subs.append(await nc.subscribe(logs.SUBJECTS, cb=self._on_log))
             self.mirror = desired.Mirror(await bus.open_desired(nc, self.session.config))
@@ -220,10 +222,8 @@ class ClusterModel:
                 log.exception("a cluster model listener failed")
 
     def _on_directory(self, kind: str, ident: str) -> None:
-        if kind == "node":
-            node = self.view.nodes.get(ident)
-            if node is not None:
-                self._sample_node(ident, node)
+        if kind in ("node", "load"):
+            self._sample_node(ident)
             self.changed("nodes")
         else:
             if ident not in self.view.actors:
@@ -232,7 +232,10 @@ class ClusterModel:
                 _fold(self._departed, self._served.pop(ident, {}))
             self.changed("actors")
 
-    def _sample_node(self, node_id: str, node: NodeEntry) -> None:
+    def _sample_node(self, node_id: str) -> None:
+        node = self.view.health(node_id)
+        if node is None:
+            return
         t = _number(node.updated) or time.time()
         cpu = self.node_cpu.setdefault(node_id, Series())
         if cpu.fine and cpu.fine[-1][0] >= t:
@@ -363,7 +366,10 @@ class ClusterModel:
     def nodes(self) -> list[dict[str, Any]]:
         """Every live node, sorted by id."""
         result = []
-        for node_id, node in sorted(self.view.nodes.items()):
+        for node_id in sorted(self.view.nodes):
+            node = self.view.health(node_id)
+            if node is None:
+                continue
             hosts = node.hosts
             result.append({
                 "id": node_id, "hostname": node.hostname or "?", "addresses": node.addresses or [],

@@ -8,6 +8,12 @@ Only nodes that are up take a new actor: not cordoned, not stopping, heard from 
 says which are not, `DirectoryView.unavailable`), and not one that failed a spawn on its side
 (gone, stopping, no actor host, no answer) in the last `FAILED_SPAWN_SECONDS` (the `Placer`
 remembers).
+
+``resource`` is the power of two choices: the client asks `CHOICES` nodes drawn at random from
+those that are up for their load now (the ``load`` operation: `beach.state.records.NodeLoad`) and
+takes the lighter (`least_loaded`). Figures a second old would send every spawn of that second to
+the one node that looked idlest; counting the actors a node runs and the spawns under way there,
+where CPU figures of idle nodes tie, is what spreads a burst.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from beach.errors import BeachError
 from beach.wire import subjects
 
 if TYPE_CHECKING:
-    from beach.state.records import ActorEntry, NodeEntry
+    from beach.state.records import ActorEntry, NodeEntry, NodeLoad
 
+CHOICES = 2  # nodes asked for their load by a `resource` placement
 FAILED_SPAWN_SECONDS = 10.0  # a node that failed a spawn on its side takes no new actor for this long
 
 
@@ -40,6 +47,17 @@ def node_load(node: NodeEntry) -> float:
     """What the resource strategy minimises: the mean of CPU (over the cores) and memory use, in percent."""
     cpu = node.cpu or [0.0]
     return (fmean(cpu) + float(node.mem)) / 2
+
+
+def load_key(load: NodeLoad) -> tuple[float, float]:
+    """What `resource` placement minimises: actors and spawns under way per core, then CPU and memory."""
+    cpu = load.cpu or [0.0]
+    return (load.n_actors + load.spawning) / max(1, load.cores), (fmean(cpu) + load.mem) / 2
+
+
+def least_loaded(loads: dict[str, NodeLoad]) -> str:
+    """The node whose load figures are the lightest (`load_key`; a tie: any of them)."""
+    return min(sorted(loads), key=lambda n: (load_key(loads[n]), random.random()))
 
 
 def _count(actors: list[ActorEntry], category: str) -> dict[str, int]:
@@ -78,6 +96,15 @@ class Placer:
         self._failed = {n: failure for n, failure in self._failed.items() if now - failure[0] < FAILED_SPAWN_SECONDS}
         return {n: f"failed a spawn lately ({error})" for n, (_, error) in self._failed.items()}
 
+    def candidates(self, nodes: dict[str, NodeEntry], unavailable: dict[str, str] | None = None,
+                   k: int = CHOICES) -> list[str]:
+        """Up to ``k`` nodes drawn at random among those that can take a new actor now (for
+        `resource`: the caller asks them for their load); raise `PlacementError` if none can."""
+        ids = [self.choose("random", None, nodes, list, [], unavailable)]
+        up = [n for n in nodes if n != ids[0] and n not in (unavailable or {}) and n not in self._recently_failed()
+              and not nodes[n].cordoned]
+        return ids + random.sample(up, min(k - 1, len(up)))
+
     def choose(self, strategy: str, hint: str | None, nodes: dict[str, NodeEntry],
                actors: Callable[[], list[ActorEntry]], categories: list[str],
                unavailable: dict[str, str] | None = None) -> str:
@@ -110,7 +137,7 @@ class Placer:
         ids = sorted(nodes)
         if strategy == "random":
             return random.choice(ids)
-        if strategy == "resource":
+        if strategy == "resource":  # (without the nodes' answers: the registry's figures)
             return min(ids, key=lambda n: (node_load(nodes[n]), random.random()))
         if strategy == "roundrobin":
             self._next = (self._next + 1) % len(ids)

@@ -119,7 +119,8 @@ class ActorEntry(Record, kw_only=True):
 
 
 class NodeEntry(Record, kw_only=True):
-    """A node's registry entry (``beach_nodes``): identity and health, refreshed every second."""
+    """A node's registry entry (``beach_nodes``): identity, hosts and state, written when its membership
+    changes (the load figures in it are those of that moment: `NodeLoad` has the current ones)."""
 
     what: ClassVar[str] = "node record"
     id: Name
@@ -141,6 +142,23 @@ class NodeEntry(Record, kw_only=True):
     stopping: bool = False  # shutting down: takes no new actor
     reads: list[int] = []  # the request formats its hosts read (none said: format 1)
 
+
+class NodeLoad(Record, kw_only=True):
+    """A node's load figures: every second on ``beach.stats.node.<node>`` (for the tools), and its
+    answer to the ``load`` operation (for `resource` placement). Apart from its registry entry, which
+    changes only with its membership."""
+
+    what: ClassVar[str] = "node load record"
+    node: Name
+    t: float  # when measured (seconds since the epoch, the node's clock)
+    cores: int = 1
+    cpu: list[float] = []
+    mem: float = 0.0
+    mem_available: int | None = None
+    n_actors: int = 0
+    actors_by_realm: dict[str, int] = {}
+    hosts: dict[str, int] = {}  # host id → its actors
+    spawning: int = 0  # spawns under way there now
 
 
 class ServerRecord(Record, kw_only=True):

@@ -224,7 +224,7 @@ class SizeTracker:
                 self._loaded = asyncio.get_running_loop().create_future()
                 self._sub = await js.subscribe(f"{PREFIX}*.k.>", stream=kv._stream, cb=self._on_key,
                                                ordered_consumer=True, deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                                               headers_only=True, inactive_threshold=300.0)
+                                               headers_only=True, inactive_threshold=bus.CONSUMER_INACTIVE)
                 info = await self._sub.consumer_info()
                 if not info.num_pending and not self._sub.delivered and not self._loaded.done():
                     self._loaded.set_result(None)

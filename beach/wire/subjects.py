@@ -214,6 +214,33 @@ def beacon_subject(node_id: str) -> str:
     return f"beach.hb.{escape(node_id)}"
 
 
+LATE_MARKS = "beach.hb.late.*"
+
+
+def late_subject(node_id: str) -> str:
+    """Where the supervisor's lease holder (and its standby) say node ``node_id``'s beat is late (or,
+    with an empty body, heard again): placement skips it until the registry says more."""
+    return f"beach.hb.late.{escape(node_id)}"
+
+
+LIVENESS = "beach.hb.live.*"
+
+
+def live_subject(node_id: str) -> str:
+    """Node ``node_id``'s liveness beat, every second: the supervisor's lease holder and its standby
+    subscribe to every node's (`nodeagent.liveness`), a caller waiting on the node to its one."""
+    return f"beach.hb.live.{escape(node_id)}"
+
+
+NODE_STATS = "beach.stats.node.*"
+
+
+def node_stats_subject(node_id: str) -> str:
+    """Node ``node_id``'s load figures (CPU, memory, actors), every second: only their readers
+    (the tools' cluster model, `getClusterHealth`) subscribe."""
+    return f"beach.stats.node.{escape(node_id)}"
+
+
 def host_subject(host_id: str, op: str) -> str:
     """Control subject ``op`` of the actor host ``host_id``."""
     return check_length(f"beach.h.{escape(host_id)}.{op}", "actor host id", host_id)

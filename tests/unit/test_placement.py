@@ -241,3 +241,35 @@ def test_a_node_that_failed_a_spawn_is_skipped_for_a_while(clock):
                      unavailable={"n1": "is late", "n2": "is late"})
     assert str(err.value) == "no node can take a new actor now: n1 is cordoned; n2 failed a spawn lately (y)"
     assert placement.FAILED_SPAWN_SECONDS == 10.0
+
+
+def load(node: str, actors: int = 0, spawning: int = 0, cores: int = 2, cpu: float = 0.0, mem: float = 0.0) -> dict:
+    return {"node": node, "t": 0.0, "cores": cores, "cpu": [cpu] * cores, "mem": mem, "n_actors": actors,
+            "spawning": spawning}
+
+
+def test_least_loaded_counts_actors_and_spawns_under_way_per_core_before_cpu():
+    # idle CPU ties: the actors and the spawns under way decide (per core)
+    assert placement.least_loaded({"a": load("a", actors=3), "b": load("b", actors=1, spawning=1)}) == "b"
+    assert placement.least_loaded({"a": load("a", actors=4, cores=4), "b": load("b", actors=3, cores=2)}) == "a"
+    assert placement.least_loaded({"a": load("a", spawning=2), "b": load("b", actors=1)}) == "b"
+    # the same count: CPU and memory decide
+    assert placement.least_loaded({"a": load("a", 2, cpu=50.0), "b": load("b", 2, cpu=10.0, mem=20.0)}) == "b"
+    # a tie: either, both seen
+    assert set(Counter(placement.least_loaded({"a": load("a"), "b": load("b")}) for _ in range(100))) == {"a", "b"}
+
+
+def test_candidates_are_distinct_nodes_that_are_up():
+    nodes = {n: {"id": n} for n in ("a", "b", "c", "d")}
+    nodes["d"]["cordoned"] = True
+    placer = Placer()
+    placer.spawn_failed("c", "gone")
+    seen = Counter()
+    for _ in range(200):
+        picked = placer.candidates(nodes, {"b": "is stopping"}, k=2)
+        assert picked == ["a"]  # the only one up: asked alone
+        seen.update(picked)
+    picked = {tuple(sorted(Placer().candidates(nodes, {}, k=2))) for _ in range(300)}
+    assert picked == {("a", "b"), ("a", "c"), ("b", "c")}  # every pair of the open nodes, never the cordoned one
+    with pytest.raises(PlacementError, match="no node can take a new actor now"):
+        placer.candidates({"b": {"id": "b"}}, {"b": "is stopping"})
