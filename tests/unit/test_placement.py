@@ -15,7 +15,7 @@ from beach.state import placement
 from beach.state.placement import PlacementError
 from beach.state.placement import hosts_matching as _hosts_matching
 from beach.state.placement import node_load as _node_load
-from beach.state.records import ActorEntry, NodeEntry
+from beach.state.records import ActorEntry, NodeEntry, NodeLoad
 from beach.state.spawn import STRATEGIES, SpawnOptions
 from beach.wire import typed
 
@@ -243,9 +243,9 @@ def test_a_node_that_failed_a_spawn_is_skipped_for_a_while(clock):
     assert placement.FAILED_SPAWN_SECONDS == 10.0
 
 
-def load(node: str, actors: int = 0, spawning: int = 0, cores: int = 2, cpu: float = 0.0, mem: float = 0.0) -> dict:
-    return {"node": node, "t": 0.0, "cores": cores, "cpu": [cpu] * cores, "mem": mem, "n_actors": actors,
-            "spawning": spawning}
+def load(node: str, actors: int = 0, spawning: int = 0, cores: int = 2, cpu: float = 0.0,
+         mem: float = 0.0) -> NodeLoad:
+    return NodeLoad(node=node, t=0.0, cores=cores, cpu=[cpu] * cores, mem=mem, n_actors=actors, spawning=spawning)
 
 
 def test_least_loaded_counts_actors_and_spawns_under_way_per_core_before_cpu():
@@ -260,16 +260,15 @@ def test_least_loaded_counts_actors_and_spawns_under_way_per_core_before_cpu():
 
 
 def test_candidates_are_distinct_nodes_that_are_up():
-    nodes = {n: {"id": n} for n in ("a", "b", "c", "d")}
-    nodes["d"]["cordoned"] = True
-    placer = Placer()
+    nodes = entries({n: {} for n in ("a", "b", "c")} | {"d": {"cordoned": True}})
+    placer = placement.Placer()
     placer.spawn_failed("c", "gone")
     seen = Counter()
     for _ in range(200):
         picked = placer.candidates(nodes, {"b": "is stopping"}, k=2)
         assert picked == ["a"]  # the only one up: asked alone
         seen.update(picked)
-    picked = {tuple(sorted(Placer().candidates(nodes, {}, k=2))) for _ in range(300)}
+    picked = {tuple(sorted(placement.Placer().candidates(nodes, {}, k=2))) for _ in range(300)}
     assert picked == {("a", "b"), ("a", "c"), ("b", "c")}  # every pair of the open nodes, never the cordoned one
     with pytest.raises(PlacementError, match="no node can take a new actor now"):
-        placer.candidates({"b": {"id": "b"}}, {"b": "is stopping"})
+        placer.candidates(entries({"b": {}}), {"b": "is stopping"})
