@@ -179,8 +179,8 @@ async def lease_holder(client: AsyncBeach) -> str | None:
     from beach import bus
     from beach.state import desired
     kv = await bus.open_desired(client.session.nc, client.session.config)
-    current = await desired.get(kv, desired.LEASE_KEY)
-    return str(current[0]["holder"]) if current else None
+    current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
+    return current[0].holder if current else None
 
 
 async def detection(client: AsyncBeach, nodes: Nodes) -> float:

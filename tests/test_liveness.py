@@ -69,8 +69,8 @@ def client(base: dict[str, NodeProcess], config: Path) -> Iterator[Beach]:
 def lease_holder(client: Beach) -> str | None:
     async def read() -> str | None:
         kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
-        current = await desired.get(kv, desired.LEASE_KEY)
-        return current[0]["holder"] if current else None
+        current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
+        return current[0].holder if current else None
     return client._runner.run(read())
 
 
@@ -79,11 +79,11 @@ def hand_lease_to(client: Beach, holder: str) -> None:
     async def write() -> None:
         kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
         while True:
-            current = await desired.get(kv, desired.LEASE_KEY)
+            current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
             if current is None:
-                await desired.put(kv, desired.LEASE_KEY, {"holder": holder})
+                await desired.put(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder))
                 return
-            if await desired.update(kv, desired.LEASE_KEY, {"holder": holder}, current[1]) is not None:
+            if await desired.update(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder), current[1]) is not None:
                 return
     client._runner.run(write())
     time.sleep(desired.LEASE_RENEW + 0.5)
@@ -197,11 +197,12 @@ def test_a_closed_clients_watches_leave_no_consumer(client, config):
         js = client._core.session.nc.jetstream()
         return sum([(await js.stream_info(s)).state.consumer_count for s in ("KV_beach_nodes", "KV_beach_actors")])
 
+    time.sleep(6)  # the consumers of processes an earlier test stopped go first (5 s after them)
     before = client._runner.run(consumers())
     for _ in range(3):
         Beach(config).close()
     assert client._runner.run(consumers()) >= before + 1, "the clients' watches had consumers (the case at hand)"
     closed = time.monotonic()
-    wait_for(lambda: client._runner.run(consumers()) == before, 10, interval=0.5,  # documented: 5 s, and a margin
+    wait_for(lambda: client._runner.run(consumers()) <= before, 10, interval=0.5,  # documented: 5 s, and a margin
              what="the closed clients' consumers to go")
     print(f"\nconsumers of 3 closed clients gone after {time.monotonic() - closed:.1f}s")
