@@ -542,8 +542,11 @@ class AsyncBeach:
             if response.isSuccess:
                 load.update(response.data["load"])
                 figures = response.data.get("figures")
-                if figures is not None:  # (a node of the previous release says none)
-                    self._session.view.take_load(records.check(records.NodeLoad, figures, "of an info reply"))
+                try:  # (a node of the previous release says none)
+                    if figures is not None:
+                        self._session.view.take_load(records.check(records.NodeLoad, figures, "of an info reply"))
+                except RecordError as err:
+                    records.reject("info replies", "figures", err)
                 sizes = response.data.get("state") or sizes
         try:  # (decoded: fields at their defaults, an empty ``categories``, are left out of the bytes)
             return load, None if sizes is None else records.check(StateStats, sizes, "in a node's info")
