@@ -41,6 +41,7 @@ from beach.state.records import (
     HelloArgs,
     NodeEntry,
     NodeLoad,
+    RecordError,
     RemoveNodeArgs,
     ReplaceArgs,
     StateArgs,
@@ -63,7 +64,6 @@ log = logging.getLogger("beach.nodeagent")
 HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
 HOST_CALL_SECONDS = 10.0  # an actor host's answer to spec, associate, stack
 HOST_INFO_SECONDS = 5.0  # an actor host's load figures (asked of every host at once)
-SHOWN_SECONDS = 5.0  # a spawn done here counts as under way until the view shows its entry, or this long
 SPAWN_MARGIN = 5.0  # a spawn at a host: the actor's init() timeout, plus loading its class and publishing
 
 
@@ -91,7 +91,6 @@ class NodeAgent(ControlServer):
         self.session: Session
         self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
         self.spawning = 0  # spawns under way here now (the ``load`` operation says it)
-        self._spawned: dict[str, float] = {}  # uid → when its spawn succeeded here, until the view shows it
         self._registered = 0.0  # when this node last wrote its registry entry (monotonic)
 
     # ---------------------------------------------------------------- life
@@ -447,17 +446,15 @@ class NodeAgent(ControlServer):
         )
 
     def load(self) -> NodeLoad:
-        """This node's load figures now: CPU, memory, its actors, the spawns under way (those done
-        whose entry this agent's view does not show yet included: they count once, not never)."""
+        """This node's load figures now: CPU, memory, its actors (a spawn done here is in this
+        agent's view at once: `op_spawn`), the spawns under way."""
         per_host, per_realm = self._counts()
-        now, actors = time.monotonic(), self.session.view.actors
-        self._spawned = {uid: t for uid, t in self._spawned.items() if uid not in actors and now - t < SHOWN_SECONDS}
         figures = health.sample()
         return NodeLoad(
             node=self.node_id, t=time.time(), cores=figures["cores"], cpu=figures["cpu"], mem=figures["mem"],
             mem_available=figures["mem_available"], n_actors=sum(per_realm.values()), actors_by_realm=per_realm,
             hosts={h.id: per_host.get(h.id, 0) for h in self.pool.running()},
-            spawning=self.spawning + len(self._spawned))
+            spawning=self.spawning)
 
     async def heartbeat(self) -> None:
         """Once the node is ready: its beat (liveness, for the lease holder and its standby), its
@@ -536,7 +533,10 @@ class NodeAgent(ControlServer):
             self.spawning -= 1
         if reply.ok:
             self.pool.placed[uid] = (host.id, spec.realm)
-            self._spawned[uid] = time.monotonic()
+            try:  # its entry in this agent's view at once: the next `load` counts it (not after the watch)
+                self.session.view.apply_local(reply.data["key"], reply.data["revision"], reply.data["entry"])
+            except (KeyError, TypeError, RecordError) as err:
+                log.warning("the spawn reply of actor %s does not say its entry: %s", uid, err)
         else:  # the caller hears "failed": if the host got it running all the same (its answer was
             # lost or late), it must not stay up
             self.background.start(self._to_host(host.id, "stop", {"uids": [uid]}, HOST_STOP_SECONDS))

@@ -3,6 +3,7 @@ strategies, health, isolation, local mode, nodes joining, leaving and dying."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -151,6 +152,12 @@ def test_resource_strategy_live(beach):
     """`resource` asks two nodes their load at spawn time and takes the lighter: one spawn after the
     other, 12 actors over 3 idle nodes end up within one or two of each other (a node's figures of a
     second ago, as before, put them all on one node)."""
+    def idle() -> bool:  # what each node says of itself (an earlier test's actors may still be leaving)
+        async def ask():
+            return await asyncio.gather(*(beach._core._node_call(n, "load", {}, 5) for n in NODES))
+        return all(r.isSuccess and r.data.get("n_actors", 0) == 0 for r in beach._runner.run(ask()))
+
+    wait_for(idle, 20, interval=0.5, what="every node to say it runs no actor")
     for _ in range(12):
         resp = beach.addActor("Pong", "res", strategy="resource")
         assert resp.isSuccess, resp
