@@ -76,6 +76,7 @@ class Liveness:
         self._heard: dict[str, float] = {}  # member → when its beat was last heard (monotonic)
         self._late: dict[str, float] = {}  # member → when it was last said late
         self._purged: dict[str, float] = {}  # member → when it was removed
+        self._removing: set[str] = set()  # members whose removal is being written
         self._checked: float | None = None
         self._stalled: float | None = None  # since when every other member is silent
         self.listening: str | None = None  # the role it listens in ("holder", "standby"), or None
@@ -160,16 +161,19 @@ class Liveness:
             return
         self._purged = {n: t for n, t in self._purged.items() if n in self.view.nodes}
         for node in silent:
-            if now - self._purged.get(node, -PURGE_AGAIN) < PURGE_AGAIN:
-                continue
+            if node in self._removing or now - self._purged.get(node, -PURGE_AGAIN) < PURGE_AGAIN:
+                continue  # (one removal at a time: while JetStream stalls, they would pile up)
             self._purged[node] = now
             log.warning("node %s sent no beat for %.1fs: removed from the registry (by the lease %s %s)", node,
                         now - self._heard[node], role, self.node_id)
             self.background.start(self._remove(node))  # (a slow write must not make the next check late)
 
     async def _remove(self, node: str) -> None:
+        self._removing.add(node)
         try:
             await directory.delete_node(self.session.nc, self.view.nodes_kv, node)
         except Exception as err:  # the next round tries again
             log.warning("could not remove silent node %s from the registry: %s", node, err)
             self._purged.pop(node, None)
+        finally:
+            self._removing.discard(node)

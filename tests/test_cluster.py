@@ -666,8 +666,10 @@ def test_a_paused_nats_server_is_routed_around(beach, nats_cluster, configs):
         assert counts["retried"] > 0, "requests did meet the paused server"
         assert counts["failed"] == 0, load.errors[:5]
         assert not over, f"served more often than attempted: {over}"
-        assert sorted(live_nodes_of(beach, "hang/bus")) == sorted([*NODES, "node-q", "node-q"]), \
-            "no actor lost or doubled"
+        # (a node cut off 8 s behind the paused server was removed from the registry, and registered
+        # again; a view hears of both as the registry's stream, stalled with that server, catches up)
+        wait_for(lambda: sorted(live_nodes_of(beach, "hang/bus")) == sorted([*NODES, "node-q", "node-q"]), 15,
+                 what="no actor lost or doubled")
     finally:
         stranded.terminate()
 
