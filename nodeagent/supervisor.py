@@ -70,6 +70,7 @@ class Supervisor:
         self.mirror = Mirror(self.kv)
         await self.mirror.start()
         self.lease = Lease(self.kv, self.node_id, self.mirror)
+        failing = ""  # the error of the rounds failing now: said once while it lasts (an election: every round)
         while True:
             if not self.writable():
                 await asyncio.sleep(TICK)
@@ -83,10 +84,15 @@ class Supervisor:
                     await self.reconcile()
                 else:
                     self._watch()
+                if failing:
+                    log.info("supervisor rounds work again")
+                failing = ""
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                log.warning("supervisor round failed: %s", err)
+                if str(err) != failing:
+                    log.warning("supervisor round failed: %s (said once while it lasts)", err)
+                failing = str(err)
             await asyncio.sleep(TICK)
 
     def holder(self) -> str | None:
