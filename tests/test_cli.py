@@ -130,6 +130,13 @@ def test_patrol_commands(beach, config_path, tmp_path):
     bad.write_text("owner: x\nactors:\n  - {name: p, actor: Pong, category: c, instances: -1}\n")
     result = beach_cli("patrol", "apply", str(config_path), str(bad))
     assert result.returncode == 2 and "'actors[0].instances' must be a whole number >= 0" in result.stderr
+    for instances, error in [("{per_core: .inf}", "'actors[0].instances.per_core' must be a number <= 1000000"),
+                             ("{min: 5, max: 2}", "'actors[0].instances': 'min' (5) is more than 'max' (2)")]:
+        bad.write_text(f"owner: x\nactors:\n  - {{name: p, actor: Pong, category: c, instances: {instances}}}\n")
+        result = beach_cli("patrol", "apply", str(config_path), str(bad))
+        assert result.returncode == 2 and result.stderr.strip().endswith(error), result.stderr
+        assert "Traceback" not in result.stderr
+    assert "x" not in [p["owner"] for p in json.loads(beach_cli("patrol", "list", str(config_path), "--json").stdout)]
 
 
 def test_the_originals_patrol_module_applies_the_spec(beach, config_path, tmp_path):

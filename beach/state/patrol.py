@@ -35,7 +35,7 @@ from beach.state.spawn import SpawnOptions, Strategy
 from beach.wire import subjects, typed
 
 Count = Annotated[int, Meta(ge=0)]
-Share = Annotated[float, Meta(ge=0)]
+Share = Annotated[float, Meta(ge=0, le=1e6)]  # finite: a share of .inf would ask for endless instances
 
 
 class Instances(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -47,6 +47,10 @@ class Instances(Struct, forbid_unknown_fields=True, omit_defaults=True):
     per_core: Share = 0.0
     min: Count = 0
     max: Count | None = None
+
+    def __post_init__(self) -> None:
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"'min' ({self.min}) is more than 'max' ({self.max})")
 
 
 PATROLS_OWN = ("realm", "owner", "restart", "max_restarts", "restart_window")  # set by the spec, not an entry

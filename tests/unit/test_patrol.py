@@ -82,6 +82,11 @@ def test_a_good_spec_is_normalized():
     (spec({**ENTRY, "instances": {"min": 1.5}}), "'actors[0].instances.min' must be a whole number, not a number"),
     (spec({**ENTRY, "instances": {"max": False}}),
      "'actors[0].instances.max' must be a whole number or null, not true or false"),
+    (spec({**ENTRY, "instances": {"per_core": float("inf")}}),  # (YAML's .inf) endless instances
+     "'actors[0].instances.per_core' must be a number <= 1000000"),
+    (spec({**ENTRY, "instances": {"per_node": float("nan")}}), "'actors[0].instances.per_node' must be a number >= 0"),
+    (spec({**ENTRY, "instances": {"min": 5, "max": 2}}), "'actors[0].instances': 'min' (5) is more than 'max' (2)"),
+    (spec({**ENTRY, "parameters": 5}), "'actors[0].parameters' must be a map or null, not a whole number"),
     (spec({**ENTRY, "strategy": "nearest"}), "'actors[0].strategy' must be one of affinity, host_affinity, random, "
                                              "repulsion, resource, roundrobin, not 'nearest'"),
     (spec({**ENTRY, "n_concurrent": 0}), "'actors[0].n_concurrent' must be a whole number >= 1"),
@@ -105,6 +110,8 @@ def test_a_bad_spec_is_refused_naming_the_problem(raw, message):
     ({"per_node": 4, "min": 2, "max": 10}, 0, 0, 2),
     ({"count": 7, "max": 0}, 3, 12, 0),
     ({}, 3, 12, 0),
+    ({"per_node": 1e6, "per_core": 1e6}, 2, 4, 6_000_000),  # the largest shares are finite
+    ({"count": 3, "min": 3, "max": 3}, 3, 12, 3),  # min == max is one number
 ])
 def test_instance_rules(rule, nodes, cores, expected):
     count = patrol.instances(rule if isinstance(rule, int) else msgspec.convert(rule, Instances), nodes, cores)
