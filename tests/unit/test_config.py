@@ -222,3 +222,175 @@ def test_an_auth_file_fills_in_the_connection(tmp_path, monkeypatch):
         config.load(write(tmp_path, "nats: {auth_file: secure/bad.auth}\n"))
     with pytest.raises(ConfigError, match=r"'nats.auth_file' .*none.auth: No such file"):
         config.load(write(tmp_path, "nats: {auth_file: secure/none.auth}\n"))
+
+
+def test_a_key_left_empty_in_any_section_takes_its_default(tmp_path):
+    # (every section: the list of them is derived from ConfigFile, so a new section is not forgotten)
+    text = "".join(f"{section}:\n  {key}:\n" for section, key in [
+        ("nats", "port"), ("logs", "rate"), ("backlog", "bytes"), ("code", "cache_bytes"),
+        ("restbridge", "max_retries"), ("dashboard", "max_streams"), ("state", "max_keys")])
+    c = config.load(write(tmp_path, text))
+    assert (c.nats.port, c.logs.rate, c.backlog.bytes, c.code.cache_bytes, c.restbridge.max_retries,
+            c.dashboard.max_streams, c.state.max_keys) == (4222, 100.0, 4 * 1024 * 1024, 512 * 1024 * 1024, 10, 64,
+                                                           100_000)
+    # a null inside a value that is not a section is the value's own: refused
+    with pytest.raises(ConfigError, match=r"'nats\.tls\[\.\.\.\]' must be a string, not null$"):
+        config.load(write(tmp_path, "nats: {tls: {ca: null}}\n"))
+
+
+def test_urls_of_an_embedded_server_and_of_named_ones():
+    nats = config.NatsConfig(port=5000, join=["nats://10.0.0.9:4222", "nats://127.0.0.1:5000"])
+    assert nats.embedded and nats.local_url == "nats://127.0.0.1:5000"
+    assert nats.urls == ["nats://127.0.0.1:5000", "nats://10.0.0.9:4222"]  # its own first, once
+    for wildcard in ("0.0.0.0", "::", ""):
+        assert config.NatsConfig(listen=wildcard).local_url == "nats://127.0.0.1:4222"
+    assert config.NatsConfig(listen="10.1.1.1", port=4).local_url == "nats://10.1.1.1:4"
+    named = config.NatsConfig(servers=["nats://a:1"], join=["nats://b:2"])
+    assert not named.embedded and named.urls == ["nats://a:1"]
+    named.urls.append("nats://c:3")
+    assert named.servers == ["nats://a:1"], "urls is a copy"
+
+
+def test_join_urls_and_seeds_take_a_scheme_and_the_default_port(tmp_path):
+    c = config.load(write(tmp_path, "nats: {join: [10.0.0.5, 'h:4333', 'tls://x:1'], listen: 0.0.0.0,\n"
+                                    "       advertise: 10.0.0.2, cluster_port: 0}\n"))
+    assert c.nats.join == ["nats://10.0.0.5:4222", "nats://h:4333", "tls://x:1"]
+    assert (c.nats.listen, c.nats.advertise, c.nats.cluster_port) == ("0.0.0.0", "10.0.0.2", 0)
+    assert c.nats.urls == ["nats://127.0.0.1:4222", *c.nats.join]
+    with pytest.raises(ConfigError, match=r"'nats.advertise' must be a string matching regex"):
+        config.load(write(tmp_path, "nats: {advertise: 'nats://x:1'}\n"))
+
+
+def test_paths_are_relative_to_the_config_file_and_urls_are_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("BEACH_AUTH_FILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "server.conf").write_text("x")
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for name in ("ca.pem", "c.pem", "k.pem"):
+        (sub / name).write_text("x")
+    c = config.load(write(tmp_path, "code_directory: ./a/../code\nnats: {credentials: sub/x.creds, store_dir: st,\n"
+                                    "  server_config: server.conf, tls: {ca: sub/ca.pem, cert: sub/c.pem, key: sub/k.pem}}\n"
+                                    "code: {cache: ~/cache}\n"))
+    assert c.path == str(tmp_path / "c.yaml") and c.base_dir == str(tmp_path)
+    assert c.code_directory == str(tmp_path / "code")
+    assert c.nats.credentials == str(sub / "x.creds") and c.nats.store_dir == str(tmp_path / "st")
+    assert c.nats.server_config == str(tmp_path / "server.conf")
+    assert c.nats.tls == {"ca": str(sub / "ca.pem"), "cert": str(sub / "c.pem"), "key": str(sub / "k.pem")}
+    assert c.code.cache == str(tmp_path / "home" / "cache")
+    c = config.load(write(tmp_path, f"code_directory: {tmp_path / 'abs'}\ncode: {{cache: 'file:///c'}}\n"
+                                    "nats: {credentials: 'nats://not/a/path'}\n"))
+    assert c.code_directory == str(tmp_path / "abs") and c.code.cache == "file:///c"
+    assert c.nats.credentials == "nats://not/a/path"
+    # an empty code_directory is the config's own directory
+    assert config.load(write(tmp_path, "code_directory: ''\n")).code_directory == str(tmp_path)
+    monkeypatch.chdir(sub)
+    assert config.load(None).base_dir == str(sub) and config.load(None).path is None
+
+
+def test_the_realm_is_checked_and_an_auth_files_realm_is_the_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("BEACH_AUTH_FILE", raising=False)
+    assert config.load(write(tmp_path, "realm: shop\n")).realm == "shop"
+    with pytest.raises(ConfigError, match=r"c.yaml: 'realm': 'a b' is not a realm name"):
+        config.load(write(tmp_path, "realm: a b\n"))
+    (tmp_path / "admin.auth").write_text("user: u\npassword: p\nrealm: shop\n")
+    assert config.load(write(tmp_path, "nats: {auth_file: admin.auth}\n")).realm == "shop"
+    assert config.load(write(tmp_path, "realm: other\nnats: {auth_file: admin.auth}\n")).realm == "other"
+    (tmp_path / "node.auth").write_text("user: u\npassword: p\ninbox_prefix: _I_auth\n")
+    c = config.load(write(tmp_path, "nats: {auth_file: node.auth, inbox_prefix: _I_own}\n"))
+    assert (c.realm, c.nats.inbox_prefix, c.nats.role, c.nats.tls) == ("global", "_I_own", None, None)
+    # a CA the auth file names must exist; a config's own tls wins over it
+    (tmp_path / "ca.auth").write_text("user: u\npassword: p\nca: missing.pem\n")
+    with pytest.raises(ConfigError, match=r"'nats.auth_file' .*ca.auth: its CA .*missing.pem: no such file$"):
+        config.load(write(tmp_path, "nats: {auth_file: ca.auth}\n"))
+    (tmp_path / "mine.pem").write_text("x")
+    assert config.load(write(tmp_path, "nats: {auth_file: ca.auth, tls: {ca: mine.pem}}\n")).nats.tls == {
+        "ca": str(tmp_path / "mine.pem")}
+    (tmp_path / "bad.auth").write_text("user: [\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: 'nats.auth_file' .*bad.auth is not YAML: "):
+        config.load(write(tmp_path, "nats: {auth_file: bad.auth}\n"))
+
+
+def test_log_levels(tmp_path):
+    assert config.load(write(tmp_path, "log_level: warning\n")).log_level == "WARNING"
+    assert config.load(write(tmp_path, "log_level: 25\n")).log_level == 25
+    with pytest.raises(ConfigError, match=r"^.*c.yaml: 'log_level' 'loud' is not a logging level$"):
+        config.load(write(tmp_path, "log_level: loud\n"))
+
+
+def test_repr_never_shows_the_keys(tmp_path):
+    (tmp_path / "k.key").write_bytes(b"K" * 32)
+    c = config.load(write(tmp_path, "private_key: k.key\n"))
+    assert repr(c) == f"Config(path={str(tmp_path / 'c.yaml')!r})" and "KKKK" not in repr(c)
+    assert c.sealer is not None and c.sealer.window == 15.0
+
+
+def test_processes_is_the_cpu_count_unless_given(monkeypatch):
+    assert config.parse({"n_processes": 2}).processes == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert config.parse({}).processes == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert config.parse({}).processes == 1
+
+
+def test_a_config_must_be_a_mapping_and_errors_name_it():
+    assert config.parse(None).realm == "global"
+    with pytest.raises(ConfigError, match=r"^config: the config must be a YAML mapping, not list$"):
+        config.parse([1])
+    with pytest.raises(ConfigError, match=r"^x.yaml: unknown key 'bogus'$"):
+        config.parse({"bogus": 1}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"^config: 'seed_nodes' must be a list, not dict$"):
+        config.parse({"seed_nodes": {"a": 1}})
+
+
+def test_use_ports_and_use_address():
+    c = config.use_ports(config.parse({}), port=5001)
+    assert (c.nats.port, c.nats.cluster_port) == (5001, 6222)
+    c = config.use_ports(config.parse({}), cluster_port=0)
+    assert (c.nats.port, c.nats.cluster_port) == (4222, 0)
+    c = config.use_ports(config.parse({}), 7, 8)
+    assert (c.nats.port, c.nats.cluster_port) == (7, 8)
+    with pytest.raises(ConfigError, match=r"^the command line: 'nats.port' must be a whole number <= 65535$"):
+        config.use_ports(config.parse({}), port=70000)
+    with pytest.raises(ConfigError, match=r"^the command line: 'nats.cluster_port' must be a whole number >= 0$"):
+        config.use_ports(config.parse({}), cluster_port=-1)
+    c = config.use_address(config.parse({}), "10.0.0.7")  # loopback default: binds every interface
+    assert (c.nats.advertise, c.nats.listen) == ("10.0.0.7", "0.0.0.0")
+    c = config.use_address(config.parse({"nats": {"listen": "10.0.0.7"}}), "10.0.0.7")
+    assert (c.nats.advertise, c.nats.listen) == ("10.0.0.7", "10.0.0.7")
+    c = config.use_address(config.parse({"nats": {"listen": "::"}}), "10.0.0.7")
+    assert c.nats.listen == "::"
+
+
+def test_use_secure_dir(tmp_path):
+    (tmp_path / "node.auth").write_text("user: n\npassword: p\nrole: node\n")
+    (tmp_path / "admin.auth").write_text("user: a\npassword: q\nrole: admin\n")
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}: no nats-server.conf \(made by 'beach secure init "):
+        config.use_secure_dir(config.parse({}), str(tmp_path))
+    (tmp_path / "nats-server.conf").write_text("x")
+    c = config.use_secure_dir(config.parse({}), str(tmp_path))
+    assert (c.secure_dir, c.nats.auth_file, c.nats.server_config) == (
+        str(tmp_path), str(tmp_path / "node.auth"), str(tmp_path / "nats-server.conf"))
+    assert (c.nats.user, c.nats.password, c.nats.role) == ("n", "p", "node")
+    c = config.use_secure_dir(config.parse({"nats": {"servers": ["nats://x:1"]}}), str(tmp_path), "admin")
+    assert (c.nats.user, c.nats.role, c.nats.server_config) == ("a", "admin", None)  # not embedded: no server
+    with pytest.raises(ConfigError, match=r"^config: 'nats.auth_file' .*client.auth: No such file"):
+        config.use_secure_dir(config.parse({}), str(tmp_path), "client")
+
+
+def test_read_refuses_a_url_and_names_the_file(tmp_path):
+    assert config.is_url("nats://h:4222") and not config.is_url("c.yaml")
+    with pytest.raises(ConfigError, match=r"^'nats://h:4222' is a URL: a config file is needed here"):
+        config.read("nats://h:4222")
+    with pytest.raises(ConfigError, match=rf"^config file not found: {tmp_path / 'none.yaml'}$"):
+        config.read(tmp_path / "none.yaml")
+    with pytest.raises(ConfigError, match=rf"^cannot read config file {tmp_path}: "):
+        config.read(tmp_path)
+    assert config.read(write(tmp_path, "a: 1\n")) == {"a": 1}
+
+
+def test_warn_ignored_says_nothing_without_ignored_keys(caplog):
+    config.warn_ignored(config.parse({}))
+    assert caplog.text == ""
+    config.warn_ignored(config.parse({"ops_port": 1}))
+    assert "config: 'ops_port' ignored: NATS does their job" in caplog.text
