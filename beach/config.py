@@ -276,7 +276,8 @@ def _given(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _given(v) if isinstance(v, dict) and k in _SECTIONS else v for k, v in raw.items() if v is not None}
 
 
-_SECTIONS = {f.name for f in msgspec.structs.fields(ConfigFile) if isinstance(f.type, type) and issubclass(f.type, Section)}
+_SECTIONS = {f.name for f in msgspec.structs.fields(ConfigFile)
+             if isinstance(f.type, type) and issubclass(f.type, Section)}
 
 
 def parse(raw: Any, path: str | None = None) -> Config:

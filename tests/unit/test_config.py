@@ -270,7 +270,8 @@ def test_paths_are_relative_to_the_config_file_and_urls_are_kept(tmp_path, monke
     for name in ("ca.pem", "c.pem", "k.pem"):
         (sub / name).write_text("x")
     c = config.load(write(tmp_path, "code_directory: ./a/../code\nnats: {credentials: sub/x.creds, store_dir: st,\n"
-                                    "  server_config: server.conf, tls: {ca: sub/ca.pem, cert: sub/c.pem, key: sub/k.pem}}\n"
+                                    "  server_config: server.conf,\n"
+                                    "  tls: {ca: sub/ca.pem, cert: sub/c.pem, key: sub/k.pem}}\n"
                                     "code: {cache: ~/cache}\n"))
     assert c.path == str(tmp_path / "c.yaml") and c.base_dir == str(tmp_path)
     assert c.code_directory == str(tmp_path / "code")
