@@ -52,6 +52,16 @@ SETTLED = [
     "beach/state/placement.py",
 ]
 
+# Modules measured in part: the pure functions of a module that is otherwise about the bus or a
+# process (their other functions are tested against a real cluster, outside the unit layer)
+PARTS: dict[str, list[str]] = {
+    "beach/tracing.py": ["_parse", "trace_id", "exporter_names", "_asked", "raised", "_context_of", "_remote",
+                         "_attributes"],
+    "beach/state/actorstate.py": ["Turn.__init__", "Turn.check_open", "Turn.claim", "Turn.finished", "Turn.finish",
+                                  "Scope.__init__", "Scope.__repr__", "Scope.held", "Scope.hold",
+                                  "Pending.__init__", "Pending.outcome", "Committer._take"],
+}
+
 # Survivors no test can kill, by module: (the function, the mutated line as mutmut writes it, stripped; why). Besides
 # these, a mutant that only changes the case of a codec's name ("utf-8" → "UTF-8") is equivalent
 # everywhere (`same_codec`).
@@ -281,9 +291,13 @@ def module_name(path: str) -> str:
     return path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
-def mutant_glob(path: str) -> str:
-    # "beach.wire.subjects.x*": the module's own functions (x_f) and methods (xǁClassǁm), not a submodule's
-    return module_name(path) + ".x*"
+def mutant_globs(path: str) -> list[str]:
+    """The mutants of ``path`` that are measured: the module's own functions (``x_f``) and methods
+    (``xǁClassǁm``), not a submodule's; of a module in `PARTS`, those of its pure functions only."""
+    if path in PARTS:
+        return [module_name(path) + (f".x_{name}__mutmut_*" if "." not in name else
+                                     ".xǁ" + name.replace(".", "ǁ") + "__mutmut_*") for name in PARTS[path]]
+    return [module_name(path) + ".x*"]
 
 
 @dataclass
@@ -303,7 +317,7 @@ class Row:
 
 def run_mutmut(path: str, children: int) -> None:
     """mutmut run on one module's mutants (its results land in mutants/<path>.meta)."""
-    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), mutant_glob(path)]
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *mutant_globs(path)]
     # mutmut keeps which tests reach which function from run to run, and refreshes it when the code
     # changes, not when the tests do: start afresh, so a test added since counts
     (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
@@ -317,7 +331,8 @@ def exit_codes(path: str) -> dict[str, int | None]:
         return {}
     prefix = module_name(path) + ".x"
     codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
-    return {name: code for name, code in codes.items() if name.startswith(prefix)}
+    return {name: code for name, code in codes.items()
+            if name.startswith(prefix) and (path not in PARTS or function_of(name) in PARTS[path])}
 
 
 def load_fresh() -> dict[str, int]:
@@ -450,7 +465,8 @@ def table(rows: list[Row]) -> str:
              "| survived | score |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.path} | {r.total} | {r.detected - r.timeout} | {r.fresh} | {r.timeout} "
+        part = f" ({', '.join(PARTS[r.path])})" if r.path in PARTS else ""
+        lines.append(f"| {r.path}{part} | {r.total} | {r.detected - r.timeout} | {r.fresh} | {r.timeout} "
                      f"| {len(r.equivalent)} | {len(r.survived)} | {r.score:.1f} % |")
     return "\n".join(lines)
 

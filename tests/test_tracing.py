@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from beach import tracing, wire
+from beach import wire
 from beach.testing import LocalCluster
 
 RELAY = '''
@@ -530,21 +530,3 @@ def test_the_provider_is_built_from_otel_variables_only_where_asked() -> None:
     assert "otlp_proto_http" in unknown.stderr
     protocol = configured({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"})
     assert "OTEL_EXPORTER_OTLP_PROTOCOL is 'http/json': not one of grpc, http/protobuf" in protocol.stderr
-
-
-def test_exporters_are_picked_by_entry_point() -> None:
-    assert tracing.exporter_names({}) == ["otlp_proto_grpc"]  # the Python SDK's default protocol
-    assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "otlp,console",
-                                   "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-                                   "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}) == [
-        "otlp_proto_http", "console"]
-    assert tracing.exporter_names({"OTEL_TRACES_EXPORTER": "none"}) == []
-
-
-def test_traceparent_is_read_by_w3c_rules() -> None:
-    good = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
-    assert tracing.trace_id(wire.TraceContext(good, "")) == "ab" * 16
-    assert tracing.trace_id(wire.TraceContext("01" + good[2:] + "-later-fields", "")) == "ab" * 16  # a later version
-    for bad in ("ff" + good[2:], good + "-extra", "00-" + "0" * 32 + good[35:], good[:36] + "0" * 16 + "-01",
-                good.upper(), "garbage", ""):
-        assert tracing.trace_id(wire.TraceContext(bad, "")) is None, bad
