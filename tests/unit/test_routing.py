@@ -276,12 +276,17 @@ def test_every_choice_stays_in_the_callers_realm(cluster):
         for mode in ("random", "local", "affinity"):
             targets = Targets(cluster.view, realm, "svc", mode, "n1")
             assert {a.uid for a in targets.members()} == members
+            chosen = set()
             for n in range(100):
                 subject, target = targets.route(f"key{n}", n % 3, {"a1", "x0"} if n % 2 else set())
                 if target == "svc":
                     assert subject == f"beach.r.{realm}.svc"
                 else:
                     assert target in members and subject == f"beach.a.{realm}.{target}", (realm, mode, target)
+                    chosen.add(target)
+            # (the client chose actors itself, in every mode: a route that always left the choice to
+            # the queue group would pass the checks above)
+            assert chosen == members if mode == "affinity" else chosen, (realm, mode, chosen)
             assert targets.route("k", 1, set(members)) == (f"beach.r.{realm}.svc", "svc")
 
 
