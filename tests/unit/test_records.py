@@ -24,7 +24,7 @@ from beach.security.audit import AuditRecord
 from beach.security.authority import SIGNED
 from beach.state import desired, records
 from beach.state.desired import CodeCurrent, CodeVersion, Cordon, LeaseRecord, SupervisionRecord
-from beach.state.patrol import PatrolSpec
+from beach.state.patrol import Instances, PatrolSpec
 from beach.state.records import ActorEntry, NodeEntry, RecordError
 from beach.state.spawn import SpawnOptions, SpawnSpec
 from beach.wire import typed
@@ -217,6 +217,20 @@ def test_where_a_record_was_read_is_named_only_when_given():
     with pytest.raises(RecordError) as err:
         records.check(NodeEntry, {}, "n1")
     assert str(err.value) == "node record n1: 'id' is missing"
+    # decoded from bytes, alike
+    with pytest.raises(RecordError) as err:
+        records.decode(NodeEntry, wire.pack({"id": ""}), "at key n1")
+    assert str(err.value) == "node record at key n1: 'id' must be a non-empty string"
+    with pytest.raises(RecordError) as err:
+        records.decode(NodeEntry, wire.pack({}))
+    assert str(err.value) == "node record: 'id' is missing"
+    # a type that does not name itself is a "record"
+    with pytest.raises(RecordError) as err:
+        records.check(Instances, {"count": "x"}, "at k")
+    assert str(err.value) == "record at k: 'count' must be a whole number, not a string"
+    with pytest.raises(RecordError) as err:
+        records.decode(list[int], b"\xc1")
+    assert str(err.value).startswith("record: not msgpack")
 
 
 @pytest.mark.parametrize("change, message", [
