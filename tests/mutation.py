@@ -143,34 +143,11 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("Targets.route", "subject = self._actor_subjects.get(None)",
          "the per-actor subject cache only saves building the same string again"),
     ],
-    "beach/state/records.py": [
-        ("Field.check", "value = record.get(self.name, None)",
-         "None and absent read alike for every field but an optional one with a default, and no record has one"),
-        ("Field.check", "value = record.get(self.name, )",
-         "None and absent read alike for every field but an optional one with a default, and no record has one"),
-        ("Schema.check", 'version = value.get("v", 1)',
-         "a record without 'v' is format 0, read as format 1 (the same fields): the default is only compared"),
-        ("Schema.check", "return cast(None, record)  # (checked field by field above)",
-         "typing.cast does nothing at run time"),
-        ("desired", "return cast(None, schema.check(value, key))", "typing.cast does nothing at run time"),
-        ("_patrol", 'def _patrol(value: Any, where: str = "XXXX") -> dict[str, Any]:',
-         "its one caller (desired) always names the key"),
-        ("_patrol", 'raise RecordError(f"patrol record {where}: {err}" if (not str(err).startswith("patrol record")) '
-                    'and False else str(err)) \\',
-         "patrol.check raises only errors that start with the 'where' it is given: the prefix is for an error no "
-         "check foresaw"),
-        ("_patrol", 'version = value.get("v", None)',
-         "an absent 'v' is only compared with FORMAT: no default at or under it is refused"),
-        ("_patrol", 'version = value.get("v", )',
-         "an absent 'v' is only compared with FORMAT: no default at or under it is refused"),
-        ("_patrol", 'version = value.get("v", 1)',
-         "an absent 'v' is only compared with FORMAT: no default at or under it is refused"),
-    ],
     "beach/state/placement.py": [
-        ("_count", 'counts[actor["node"]] = counts.get(actor["node"], 1) + 1',
+        ("_count", "counts[actor.node] = counts.get(actor.node, 1) + 1",
          "the counts are only compared with each other and with zero (affinity: any; repulsion: the fewest): "
          "adding one to every node that has actors keeps both"),
-        ("_count", 'counts[actor["node"]] = counts.get(actor["node"], 0) + 2',
+        ("_count", "counts[actor.node] = counts.get(actor.node, 0) + 2",
          "the counts are only compared with each other and with zero (affinity: any; repulsion: the fewest): "
          "doubling them keeps both"),
     ],

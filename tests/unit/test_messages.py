@@ -10,6 +10,7 @@ import datetime
 import threading
 
 import msgpack
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -171,6 +172,26 @@ def test_malformed_request_bodies_are_rejected(body):
         wire.unpack_request(body)
 
 
+def test_a_body_that_is_not_msgpack_is_named_with_msgspecs_reason(monkeypatch):
+    for unpacker in (wire.unpack, wire.unpack_request):
+        with pytest.raises(ValueError) as err:
+            unpacker(b"\xc1")
+        assert str(err.value) == ("malformed message body: MessagePack data is malformed: invalid opcode '\\xc1' "
+                                  "(byte 0)")
+        with pytest.raises(ValueError) as err:
+            unpacker(b"")
+        assert str(err.value) == "malformed message body: Input data was truncated"
+
+    class Wordless:  # (msgspec's errors always have words; if one had none, its type says what it was)
+        def decode(self, body: bytes) -> None:
+            raise msgspec.DecodeError()
+
+    monkeypatch.setattr(messages, "_any", Wordless())
+    with pytest.raises(ValueError) as err:
+        wire.unpack(b"\x01")
+    assert str(err.value) == "malformed message body: DecodeError"
+
+
 E = "not a beach request envelope: "
 
 
@@ -213,6 +234,8 @@ def test_format_2_carries_the_trace_context_and_reads_on_past_what_it_knows():
     body = wire.pack_request("r-1", "ping", {"a": 1}, None, 2.5, trace)
     assert plain(body) == [2, "r-1", "ping", {"a": 1}, None, 2.5, [trace.traceparent, "k=v"]]
     assert wire.unpack_request(body) == wire.TracedRequest("r-1", "ping", {"a": 1}, None, 2.5, trace)
+    traced = wire.pack_request("r-2", "ping", None, "alice", None, trace)  # a trust ident travels in format 2 too
+    assert plain(traced) == [2, "r-2", "ping", None, "alice", None, [trace.traceparent, "k=v"]]
     assert wire.request_type(body) == "ping"
     # a field appended later (one a reader may skip) does not stop this reader
     later = msgpack.packb([2, "r", "t", {}, None, None, [trace.traceparent, ""], {"later": 1}])
