@@ -80,27 +80,6 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
          "the shortcut only skips counting bytes for lines that fit at 4 bytes a character: a stricter shortcut "
          "counts them, with the same verdict"),
     ],
-    "beach/wire/messages.py": [
-        ("_packer", "_local.packer = msgpack.Packer(default=_default, use_bin_type=True, datetime=None)",
-         "msgpack takes datetime as a flag: None is false, as False is"),
-        ("_packer", "_local.packer = msgpack.Packer(default=_default, use_bin_type=True, )",
-         "datetime=False is msgpack's default (said for the reader: a datetime is refused, not sent as a timestamp)"),
-        ("_packer", "_local.packer = msgpack.Packer(default=_default, datetime=False)",
-         "use_bin_type=True is msgpack's default since 1.0 (said because it was not before)"),
-        ("pack", "return cast(None, packer.pack(value))  # (msgpack is untyped)",
-         "typing.cast does nothing at run time"),
-        ("request_type", "unpacker = msgpack.Unpacker(raw=None)",
-         "msgpack takes raw as a flag: None is false, as False is"),
-        ("unpack", "return msgpack.unpackb(body, raw=None, strict_map_key=False)",
-         "msgpack takes raw as a flag: None is false, as False is"),
-        ("unpack", "return msgpack.unpackb(body, raw=False, strict_map_key=None)",
-         "msgpack takes strict_map_key as a flag: None is false, as False is"),
-        ("unpack", "return msgpack.unpackb(body, strict_map_key=False)",
-         "raw=False is msgpack's default since 1.0 (said because it was not before)"),
-        ("unpack_reply", "value = [1, *value]",
-         "the version given to a format-0 reply is only compared with this release's (1) to refuse a newer one: "
-         "0 and 1 read alike"),
-    ],
     "beach/security/seal.py": [
         ("Sealer.__init__", "self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, strict=None)}",
          "the ids are made from the keys, one each: the two always have the same length"),
