@@ -16,22 +16,12 @@ from beach.errors import StateError
 from beach.state import actorstate
 from beach.state.actorstate import CACHE_SECONDS, MAX_GROUP_BYTES, MAX_GROUP_MESSAGES, Committer, Pending, Scope, Turn
 
-
-class Clock:
-    """``time`` as actorstate reads it: ``monotonic()`` is what the test set."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
+from .clock import Clock, install
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    clock = Clock()
-    monkeypatch.setattr(actorstate, "time", clock)
-    return clock
+def clock(monkeypatch) -> Clock:
+    return install(monkeypatch, actorstate)
 
 
 def test_a_scope_is_named_by_its_realm_and_category():

@@ -19,6 +19,8 @@ from beach.state.records import ActorEntry, NodeEntry, NodeLoad
 from beach.state.spawn import STRATEGIES, SpawnOptions
 from beach.wire import typed
 
+from .clock import Clock, install
+
 # The cases below write a node as the map of its fields that matter (its id is its key) and an
 # actor as its uid, node and categories: these make the records placement reads from them.
 
@@ -161,21 +163,9 @@ def test_a_strategy_is_checked_where_the_spawn_options_are():
 # ---- nodes that are not up (issue 24): the view's unavailable ones, and those that failed a spawn ----
 
 
-class Clock:
-    """placement's `time`, moved by the test (no test waits)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(placement, "time", c)
-    return c
+    return install(monkeypatch, placement)
 
 
 def test_a_node_that_is_not_up_takes_no_new_actor():
