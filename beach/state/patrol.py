@@ -146,12 +146,13 @@ def _python_spec(path: str, owner: str | None, realm: str) -> dict[str, Any]:
             rule = {rule.key: 1}
         if maxInstances is not None:
             rule = {"count": rule, "max": maxInstances} if isinstance(rule, int) else {**rule, "max": maxInstances}
-        entry = {"name": name, "actor": args[0] if args else kwargs.pop("actorName"),
-                 "category": args[1] if len(args) > 1 else kwargs.pop("category"), "instances": rule}
+        entry = {"name": name, "actor": args[0] if args else kwargs.pop("actorName", None),
+                 "category": args[1] if len(args) > 1 else kwargs.pop("category", None), "instances": rule}
         kwargs.pop("owner", None)
         kwargs.pop("realm", None)
         entries.append({**entry, **{k: v for k, v in kwargs.items() if v is not None}})
 
+    Patrol.__qualname__ = "Patrol"  # (as a bad call's error names it)
     scope = {"Patrol": Patrol, "NUM_NODES": _Count("per_node"), "NUM_CPU_CORES": _Count("per_core"),
              "__file__": path}
     with open(path, encoding="utf-8") as f:
@@ -164,7 +165,12 @@ def load(path: str, owner: str | None = None, realm: str = "global") -> PatrolSp
     """Read a patrol spec: YAML, or the original's Python patrol file (``.py``)."""
     try:
         if path.endswith(".py"):
-            raw = _python_spec(path, owner, realm)
+            try:
+                raw = _python_spec(path, owner, realm)
+            except OSError:
+                raise
+            except Exception as err:  # the operator's Python: a syntax error, a bad Patrol() call...
+                raise ConfigError(f"{path}: the patrol file failed: {type(err).__name__}: {err}") from None
         else:
             with open(path, encoding="utf-8") as f:
                 raw = yaml.safe_load(f)

@@ -161,3 +161,33 @@ def test_an_entrys_spawn_request_is_placed_by_repulsion_unless_it_says(tmp_path)
         "repulsion", "patrol/shop/f", ["a/b"], "Pong", "global")
     assert (second.strategy, second.parameters) == ("resource", {"p": 1})
     assert wire.unpack(wire.pack(first))["categories"] == ["a/b"]  # the wire's name of the field
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Patrol('x', actorArgs=['A'\n", "the patrol file failed: SyntaxError: '[' was never closed (bad.py, line 1)"),
+    ("Patrol('x', actorArgs=['A', 'c'], colour=1)\n",
+     "the patrol file failed: TypeError: Patrol() got an unexpected keyword argument 'colour'"),
+    ("raise RuntimeError('boom')\n", "the patrol file failed: RuntimeError: boom"),
+    ("Patrol('x')\n", "'actors[0].actor' must be a string, not null"),
+    ("Patrol('x', actorArgs=['A'])\n", "'actors[0].category' must be a string or a list, not null"),
+    ("Patrol('x', actorArgs=['A', 'c'], initialInstances=-1)\n", "'actors[0].instances' must be a whole number >= 0"),
+    ("Patrol('x', actorArgs=['A', 'c'], initialInstances=5, maxInstances=2)\nPatrol('x', actorArgs=['A', 'c'])\n",
+     "entry name 'x' is repeated"),
+])
+def test_a_bad_python_patrol_file_is_refused_in_one_line_naming_it(tmp_path, text, message):
+    path = tmp_path / "bad.py"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        patrol.load(str(path))
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_a_python_patrol_file_knows_its_own_path_and_a_missing_one_is_named(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text("import os\n"
+                    "Patrol(os.path.basename(__file__)[:-3], actorArgs=['A', 'c'], actorKwArgs={'realm': 'x'})\n")
+    checked = patrol.load(str(path), realm="r1")
+    assert (checked.owner, checked.realm, [e.name for e in checked.actors]) == ("mine", "r1", ["mine"])
+    assert checked.actors[0].realm is None  # (an entry's realm is the spec's)
+    with pytest.raises(ConfigError, match=rf"^cannot read patrol spec {tmp_path / 'none.py'}: .*No such file"):
+        patrol.load(str(tmp_path / "none.py"))
