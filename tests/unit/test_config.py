@@ -392,6 +392,25 @@ def test_read_refuses_a_url_and_names_the_file(tmp_path):
 
 def test_warn_ignored_says_nothing_without_ignored_keys(caplog):
     config.warn_ignored(config.parse({}))
-    assert caplog.text == ""
+    assert caplog.records == []
+    config.warn_ignored(config.parse({"ops_port": 1, "directory_port": 2}, "/etc/beach.yaml"))
     config.warn_ignored(config.parse({"ops_port": 1}))
-    assert "config: 'ops_port' ignored: NATS does their job" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "/etc/beach.yaml: 'ops_port', 'directory_port' ignored: NATS does their job in this version of beach",
+        "config: 'ops_port' ignored: NATS does their job in this version of beach"]
+
+
+@pytest.fixture
+def latin1_locale(monkeypatch):
+    """As on a machine whose locale's encoding is Latin-1: what ``open`` reads without an encoding."""
+    def opener(file, mode="r", buffering=-1, encoding=None, *args, **kwargs):
+        return open(file, mode, buffering, encoding or "latin-1", *args, **kwargs)
+
+    monkeypatch.setattr(config, "open", opener, raising=False)
+
+
+def test_the_config_and_auth_files_are_utf8_whatever_the_locale(tmp_path, latin1_locale, monkeypatch):
+    monkeypatch.delenv("BEACH_AUTH_FILE", raising=False)
+    (tmp_path / "a.auth").write_text("user: zoë\npassword: café\n", encoding="utf-8")
+    c = config.load(write(tmp_path, "admin_token: café\nnats: {auth_file: a.auth}\n"))
+    assert (c.admin_token, c.nats.user, c.nats.password) == ("café", "zoë", "café")
