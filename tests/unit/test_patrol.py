@@ -191,3 +191,14 @@ def test_a_python_patrol_file_knows_its_own_path_and_a_missing_one_is_named(tmp_
     assert checked.actors[0].realm is None  # (an entry's realm is the spec's)
     with pytest.raises(ConfigError, match=rf"^cannot read patrol spec {tmp_path / 'none.py'}: .*No such file"):
         patrol.load(str(tmp_path / "none.py"))
+
+
+def test_spec_files_are_utf8_whatever_the_locale(tmp_path, monkeypatch):
+    def latin1_open(file, mode="r", buffering=-1, encoding=None, *args, **kwargs):  # a Latin-1 locale's open
+        return open(file, mode, buffering, encoding or "latin-1", *args, **kwargs)
+
+    monkeypatch.setattr(patrol, "open", latin1_open, raising=False)
+    (tmp_path / "s.yaml").write_text("owner: café\nactors: [{name: f, actor: Pong, category: a}]\n", encoding="utf-8")
+    assert patrol.load(str(tmp_path / "s.yaml")).owner == "café"
+    (tmp_path / "s.py").write_text("Patrol('zoë', actorArgs=['Pong', 'a'])\n", encoding="utf-8")
+    assert patrol.load(str(tmp_path / "s.py")).actors[0].name == "zoë"
