@@ -150,7 +150,7 @@ def _python_spec(path: str, owner: str | None, realm: str) -> dict[str, Any]:
                  "category": args[1] if len(args) > 1 else kwargs.pop("category", None), "instances": rule}
         kwargs.pop("owner", None)
         kwargs.pop("realm", None)
-        entries.append({**entry, **{k: v for k, v in kwargs.items() if v is not None}})
+        entries.append({**{k: v for k, v in kwargs.items() if v is not None}, **entry})
 
     Patrol.__qualname__ = "Patrol"  # (as a bad call's error names it)
     scope = {"Patrol": Patrol, "NUM_NODES": _Count("per_node"), "NUM_CPU_CORES": _Count("per_core"),

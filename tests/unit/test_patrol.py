@@ -95,6 +95,9 @@ def test_a_bad_spec_is_refused_naming_the_problem(raw, message):
     with pytest.raises(ConfigError) as err:
         patrol.check(raw, "shop.yaml")
     assert str(err.value) == f"shop.yaml: {message}"
+    with pytest.raises(ConfigError) as err:
+        patrol.check(raw)
+    assert str(err.value) == f"patrol spec: {message}"
 
 
 @pytest.mark.parametrize("rule, nodes, cores, expected", [
@@ -125,11 +128,12 @@ def test_owner_tags():
 def test_a_python_patrol_file_of_the_seed_is_read(tmp_path):
     path = tmp_path / "webfarm.py"
     path.write_text("Patrol('front', initialInstances=NUM_NODES, maxInstances=8,\n"
-                    "       actorArgs=['Frontend', 'shop/front'], actorKwArgs={'strategy': 'repulsion'})\n"
+                    "       actorArgs=['Frontend', 'shop/front'], actorKwArgs={'strategy': 'resource'})\n"
                     "Patrol('workers', initialInstances=NUM_CPU_CORES(), actorKwArgs={'actorName': 'Worker',\n"
                     "       'category': 'shop/work', 'owner': 'ignored', 'realm': 'ignored', 'parameters': None})\n"
                     "Patrol('one', actorArgs=['Single', 'shop/one'])\n"
-                    "Patrol('capped', initialInstances=3, maxInstances=2, actorArgs=['Single', 'shop/capped'])\n")
+                    "Patrol('capped', initialInstances=3, maxInstances=2, actorArgs=['Single', 'shop/capped'])\n"
+                    "Patrol('called', initialInstances=lambda: 4, actorArgs=['Single', 'shop/called'])\n")
     checked = patrol.load(str(path))
     assert checked.owner == "webfarm" and checked.realm == "global"
     assert [(e.name, e.actorName, e.category, e.instances) for e in checked.actors] == [
@@ -137,8 +141,10 @@ def test_a_python_patrol_file_of_the_seed_is_read(tmp_path):
         ("workers", "Worker", ["shop/work"], Instances(per_core=1)),
         ("one", "Single", ["shop/one"], 1),
         ("capped", "Single", ["shop/capped"], Instances(count=3, max=2)),
+        ("called", "Single", ["shop/called"], 4),  # a callable is called, as the seed did
     ]
-    assert checked.actors[0].strategy == "repulsion" and checked.actors[1].parameters is None
+    assert checked.actors[0].strategy == "resource" and checked.actors[1].strategy == "repulsion"
+    assert checked.actors[1].parameters is None
     assert patrol.load(str(path), owner="farm", realm="r1").owner == "farm"
 
 
