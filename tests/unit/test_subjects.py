@@ -13,7 +13,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from beach.errors import CategoryError, UsageError
+from beach.errors import CategoryError, StateError, UsageError
 from beach.wire import subjects
 
 # What a token may hold, spelled out here (not the module's regex): letters, digits, '_', '-', and the
@@ -356,3 +356,56 @@ def test_check_line_refuses_a_protocol_line_the_server_would_not_read():
     subjects.check_line("😀" * ((4096 - FIXED) // 4))
     with pytest.raises(UsageError):
         subjects.check_line("😀" * ((4096 - FIXED) // 4 + 1))
+
+
+# ---- actor state's KV keys: the realm, the whole category and the key are one token each ----
+
+
+def test_state_keys_known_answers():
+    assert subjects.state_scope("shop", "/a/b/") == "shop.k.a=2Fb."
+    assert subjects.state_token("k.1") == "k=2E1"
+    assert subjects.state_key("shop.k.a=2Fb.", "k=2E1") == "shop.k.a=2Fb.k=2E1"
+    assert subjects.parse_state_key("shop.k.a=2Fb.k=2E1") == ("shop", "a/b", "k.1")
+    assert subjects.request_record_key("shop", "r.1") == "shop.r.r=2E1"
+    assert subjects.read_check_key("shop", "r 1") == "shop.c.r=201"
+    assert subjects.beacon_subject("n.1") == "beach.hb.n=2E1" and subjects.BEACONS == "beach.hb.*"
+    with pytest.raises(CategoryError, match="is not a realm name"):
+        subjects.state_scope("a b", "c")
+    for make in (subjects.request_record_key, subjects.read_check_key):
+        with pytest.raises(CategoryError, match="is not a realm name"):
+            make("a b", "r")
+
+
+@pytest.mark.parametrize("key", ["shop.r.r=2E1", "shop.c.r", "shop.k.a.b.c", "shop.k.a", "shop.x.a.k", ""])
+def test_what_is_not_a_state_key_parses_to_none(key):
+    assert subjects.parse_state_key(key) is None
+
+
+@pytest.mark.parametrize("key, message", [("", "not ''"), (5, "not int"), (None, "not NoneType"), (b"k", "not bytes")])
+def test_a_state_key_must_be_a_non_empty_string(key, message):
+    with pytest.raises(StateError) as err:
+        subjects.state_token(key)
+    assert str(err.value) == f"a state key must be a non-empty string, {message}"
+
+
+def test_a_state_key_must_fit_a_kv_subject():
+    scope = "shop.k.a."
+    room = subjects.MAX_SUBJECT - subjects.KV_ROOM - len(scope)
+    assert subjects.state_key(scope, "x" * room) == scope + "x" * room
+    with pytest.raises(CategoryError) as err:
+        subjects.state_key(scope, "x" * (room + 1))
+    assert str(err.value).startswith(f"state key '{'x' * 40}'… ({room + 1} characters) is too long: its NATS "
+                                     f"subject would be {len(scope) + room + 1} bytes, over the "
+                                     f"{subjects.MAX_SUBJECT - subjects.KV_ROOM} beach allows")
+    # the error names the key as the actor wrote it, not its token
+    with pytest.raises(CategoryError, match=r"^state key '\.\.\.\.\.\.\.\.\.\."):
+        subjects.state_key(scope, subjects.state_token("." * room))
+
+
+@given(st.text(min_size=1), st.text(min_size=1), st.text(min_size=1))
+def test_a_state_key_reads_back_as_its_realm_category_and_key(realm_seed, category, key):
+    realm = "".join(c for c in realm_seed if c.isascii() and c.isalnum()) or "r"
+    category = subjects.normalize(category) if category.strip("/") and "//" not in category.strip("/") else "c"
+    kv_key = subjects.state_scope(realm, category) + subjects.state_token(key)
+    assert subjects.parse_state_key(kv_key) == (realm, category, key)
+    assert kv_key.count(".") == 3  # one token each: no name adds a level
