@@ -13,9 +13,12 @@ import os
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nats.aio.msg import Msg
 
+from beach import wire
 from beach.errors import ConfigError, SealError
 from beach.security import seal
+from beach.state.records import ActorArgs
 from beach.security.seal import SKEW, Sealer
 
 KEY = bytes(range(32))
@@ -311,6 +314,21 @@ def test_stored_body(clock):
     assert seal.stored_body(sealer, "beach.logs.n1", body) == b"line"
     assert seal.stored_body(sealer, "beach.logs.n2", body) is None  # another subject's
     assert seal.stored_body(sealer, "beach.logs.n1", b"plain") is None
+    assert sealer.rejected == {seal.TAMPERED: 1, seal.NOT_SEALED: 1}
+
+
+def test_a_stored_record_is_read_from_its_message_opened_and_checked(clock):
+    read = seal.stored(ActorArgs)
+    plain = wire.pack({"uid": "u1"})
+    assert read(Msg(None, subject="s.1", data=plain), None) == ActorArgs(uid="u1")
+    sealer = Sealer([KEY])
+    sealed = sealer.seal("s.1 ", plain)
+    clock.wall = T0 + 86400  # long ago: a stored record has no window
+    assert read(Msg(None, subject="s.1", data=sealed), sealer) == ActorArgs(uid="u1")
+    assert read(Msg(None, subject="s.2", data=sealed), sealer) is None  # another subject's: does not open
+    assert read(Msg(None, subject="s.1", data=wire.pack({"uid": ""})), None) is None  # not a record of its type
+    assert read(Msg(None, subject="s.1", data=b"\xc1"), None) is None  # not msgpack
+    assert read(Msg(None, subject="s.1", data=plain), sealer) is None  # not sealed, where records are
     assert sealer.rejected == {seal.TAMPERED: 1, seal.NOT_SEALED: 1}
 
 
