@@ -18,8 +18,8 @@ from nats.aio.msg import Msg
 from beach import wire
 from beach.errors import ConfigError, SealError
 from beach.security import seal
-from beach.state.records import ActorArgs
 from beach.security.seal import SKEW, Sealer
+from beach.state.records import ActorArgs
 
 KEY = bytes(range(32))
 OLD = bytes(range(100, 132))
