@@ -56,7 +56,7 @@ SETTLED = [
 # process (their other functions are tested against a real cluster, outside the unit layer)
 PARTS: dict[str, list[str]] = {
     "beach/tracing.py": ["_parse", "trace_id", "exporter_names", "_asked", "raised", "_context_of", "_remote",
-                         "_attributes"],
+                         "_attributes", "_carry", "headers", "from_headers", "_rpc_attributes"],
     "beach/state/actorstate.py": ["Turn.__init__", "Turn.check_open", "Turn.claim", "Turn.finished", "Turn.finish",
                                   "Scope.__init__", "Scope.__repr__", "Scope.held", "Scope.hold",
                                   "Pending.__init__", "Pending.outcome", "Committer._take"],

@@ -178,3 +178,39 @@ def test_without_the_api_a_parent_holds_within_its_block_only(no_api):
         with tracing.parent(context("garbage")):  # names none: no change
             assert tracing.current_trace_id() == "ab" * 16
     assert tracing.current() is None
+
+
+def test_a_control_operation_carries_its_context_in_nats_headers():
+    assert tracing.headers(None) is None
+    assert tracing.headers(context(GOOD)) == {"traceparent": GOOD}  # no tracestate: no header
+    assert tracing.headers(context(GOOD, "k=v")) == {"traceparent": GOOD, "tracestate": "k=v"}
+    # and back
+    for carried in (context(GOOD), context(GOOD, "k=v")):
+        assert tracing.from_headers(tracing.headers(carried)) == carried
+    assert tracing.from_headers(None) is None and tracing.from_headers({}) is None
+    assert tracing.from_headers({"tracestate": "k=v"}) is None
+    assert tracing.from_headers({"traceparent": 5}) is None  # not a string
+    assert tracing.from_headers({"traceparent": GOOD, "tracestate": 5}) == context(GOOD, "")
+    assert tracing.from_headers({"traceparent": "garbage", "x": "y"}) == context("garbage", "")  # (judged by _parse)
+
+
+def test_rpc_span_attributes():
+    assert tracing._rpc_attributes("beach.node", "spawn", "n1", "shop") == {
+        "rpc.system": "beach", "rpc.service": "beach.node", "rpc.method": "spawn", "beach.node.id": "n1",
+        "beach.realm": "shop"}
+    assert tracing._rpc_attributes("beach.host", "stop", "h1", None) == {
+        "rpc.system": "beach", "rpc.service": "beach.host", "rpc.method": "stop", "beach.host.id": "h1"}
+
+
+def test_without_the_api_a_well_formed_context_is_carried_by_the_serving_task(no_api):
+    def serving():
+        assert tracing._carry(context("garbage")) is None and tracing.current() is None
+        assert tracing._carry(None) is None
+        served = tracing._carry(context(GOOD, "k=v"))
+        assert served is not None and (served.span, served.token) == (None, None)
+        assert tracing.current() == context(GOOD, "k=v")
+        # work that outlives the operation runs outside its trace
+        assert tracing.outside().run(tracing.current) is None
+        assert tracing.current() == context(GOOD, "k=v")
+
+    contextvars.copy_context().run(serving)
