@@ -366,3 +366,6 @@ def test_an_absent_actor_takes_its_nodes_other_actors_out_of_the_retries(cluster
     tried = set()
     other_realm.failed("x0", True, tried)  # its node's actors in the realm only
     assert tried == {"x0", "x2", "x4"}
+    tried = set()
+    targets.failed("gone", True, tried)  # an actor the view no longer lists: itself only
+    assert tried == {"gone"}
