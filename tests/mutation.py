@@ -131,6 +131,13 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("parse", 'config.nats.store_dir = _relative(base, config.nats.store_dir) or "XXXX"',
          "_relative of a path (not None) is never None: the fallback is for the type checker"),
     ],
+    "beach/tracing.py": [
+        ("_remote",
+         "state = api.trace.TraceState.from_header([trace.tracestate]) if (trace.tracestate) or True else None",
+         "an empty tracestate header parses to the empty TraceState, which is what a span context given None holds"),
+        ("_asked", 'if environ.get("OTEL_SDK_DISABLED", "XXXX").strip().lower() == "true":',
+         "any default but 'true' reads as not disabled"),
+    ],
     "beach/state/placement.py": [
         ("_count", "counts[actor.node] = counts.get(actor.node, 1) + 1",
          "the counts are only compared with each other and with zero (affinity: any; repulsion: the fewest): "
