@@ -149,6 +149,8 @@ def test_turns_with_no_subject_in_common_share_a_batch_in_order():
         assert take(c) == ([c], [])
         g, h, i = pending("g", "k"), pending("h", "k"), pending("i", "g")
         assert take(g, h, i) == ([g], [h, i])
+        a, b, again = pending("a"), pending("b"), pending("a")  # the subjects of every turn taken count
+        assert take(a, b, again) == ([a, b], [again])
 
     asyncio.run(run())
 
@@ -178,5 +180,8 @@ def test_a_batch_stays_within_the_servers_limits():
         assert take(a, b) == ([a, b], [])
         a, b, c = pending("a", size=room // 2), pending("b", size=room - room // 2 - (1 + 128) + 1), pending("c")
         assert take(a, b, c) == ([a, c], [b])
+        # the bytes of every turn taken count
+        a, b, c = (pending(name, size=MAX_GROUP_BYTES * 2 // 5) for name in "abc")
+        assert take(a, b, c) == ([a, b], [c])
 
     asyncio.run(run())
