@@ -50,6 +50,10 @@ SETTLED = [
     "beach/client/routing.py",
     "beach/state/records.py",
     "beach/state/placement.py",
+    "beach/config.py",
+    "beach/state/patrol.py",
+    "beach/tracing.py",
+    "beach/state/actorstate.py",
 ]
 
 # Modules measured in part: the pure functions of a module that is otherwise about the bus or a
