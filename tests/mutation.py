@@ -143,6 +143,10 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
          "any default but 'true' reads as not disabled"),
     ],
     "beach/state/placement.py": [
+        ("Placer.candidates", 'ids = [self.choose("random", None, nodes, None, [], unavailable)]',
+         "the random strategy reads neither the actors nor the categories"),
+        ("Placer.candidates", 'ids = [self.choose("random", None, nodes, list, None, unavailable)]',
+         "the random strategy reads neither the actors nor the categories"),
         ("_count", "counts[actor.node] = counts.get(actor.node, 1) + 1",
          "the counts are only compared with each other and with zero (affinity: any; repulsion: the fewest): "
          "adding one to every node that has actors keeps both"),

@@ -262,3 +262,11 @@ def test_candidates_are_distinct_nodes_that_are_up():
     assert picked == {("a", "b"), ("a", "c"), ("b", "c")}  # every pair of the open nodes, never the cordoned one
     with pytest.raises(PlacementError, match="no node can take a new actor now"):
         placer.candidates(entries({"b": {}}), {"b": "is stopping"})
+
+
+def test_load_key_known_answers():
+    # (actors and spawns under way) per core, then the mean of CPU (over the cores) and memory, in percent
+    assert placement.load_key(NodeLoad(node="n", t=0, cores=4, n_actors=5, spawning=3, cpu=[10, 30], mem=40)) == (
+        2.0, 30.0)
+    assert placement.load_key(NodeLoad(node="n", t=0, cores=0, n_actors=3, mem=20)) == (3.0, 10.0)  # no CPU figures: 0
+    assert placement.load_key(NodeLoad(node="n", t=0, cores=1, n_actors=1, cpu=[50], mem=10)) == (1.0, 30.0)
