@@ -17,7 +17,7 @@ from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, 
 from beach.security import authority
 from beach.wire import subjects
 
-from .conftest import LEDGER, holds_for, ledger, served, wait_for
+from .conftest import LEDGER, NODE_ID, holds_for, ledger, served, wait_for
 
 
 def test_async_handlers_run_concurrently(beach):
@@ -203,6 +203,50 @@ def test_a_broadcast_reaches_each_actor_of_its_category_once_and_nothing_else(be
         beach.setRealm("global")
     assert served(beach, [beside, other], "b1") == {beside: 0, other: 0}
     assert served(beach, targets + [deeper], "b1") == dict.fromkeys(targets + [deeper], 1), "once, not twice"
+
+
+def test_every_response_names_the_actor_that_answered(beach):
+    uids = {beach.addActor("Pong", "named").data["uid"] for _ in range(3)}
+    handle = beach.getActorHandle("named")
+    response = handle.request("ping")
+    assert response.isSuccess and response.uid in uids and response.node == NODE_ID
+    # requestFromAll: one response from each actor, each naming its own
+    results = handle.requestFromAll("ping").waitAll(10)
+    assert sorted(r.uid for r in results) == sorted(uids) and {r.node for r in results} == {NODE_ID}
+    # a future, the async face, a failure an actor answered (a type it does not serve)
+    [later] = handle.request("ping", isWithFuture=True).waitAll(10)
+    assert later.uid in uids and later.node == NODE_ID
+    refused = handle.request("nope")
+    assert refused.failure is wire.Failure.UNSUPPORTED and refused.uid in uids and refused.node == NODE_ID
+    answered = beach._runner.run(handle.arequest("ping"))
+    assert answered.uid in uids and answered.node == NODE_ID
+    # where no actor answered, none is named
+    nobody = beach.getActorHandle("named/nobody").request("ping")
+    assert nobody.failure is wire.Failure.NO_ACTOR and nobody.uid is None and nobody.node is None
+
+
+def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors_are_still_named(beach):
+    # a node of the previous release (its entry without 'reads') is live: requests go in format 1,
+    # which it reads, and are answered in format 1, which it sends; an actor the caller addressed
+    # by uid (requestFromAll) is named from the directory, one the queue group chose cannot be
+    import msgspec
+
+    from beach.state import directory
+
+    uids = {beach.addActor("Pong", "halfway").data["uid"] for _ in range(2)}
+    session = beach._core.session
+    old = msgspec.structs.replace(session.view.nodes[NODE_ID], id="old-release-node", updated=time.time(), reads=[])
+    beach._runner.run(directory.put_node(session.nc, session.view.nodes_kv, old))
+    try:
+        wait_for(lambda: session.view.reads == {wire.VERSION}, 10, what="the view to see the old node")
+        handle = beach.getActorHandle("halfway")
+        assert handle.request("ping").isSuccess and handle.request("ping").uid is None
+        results = handle.requestFromAll("ping").waitAll(10)
+        assert sorted(r.uid for r in results) == sorted(uids) and {r.node for r in results} == {NODE_ID}
+    finally:
+        beach._runner.run(session.view.nodes_kv.delete(subjects.escape("old-release-node")))
+    wait_for(lambda: wire.ANSWERED in session.view.reads, 10, what="the old node to leave the view")
+    assert beach.getActorHandle("halfway").request("ping").uid in uids
 
 
 def test_empty_category_fails_at_once(beach):

@@ -86,6 +86,7 @@ def test_a_handler_test_is_a_few_lines():
         shop.stub("shop/prices", prices)
         response = shop.request("buy", {"item": "apple"})
         assert response.isSuccess and response.data == {"total": 3}
+        assert (response.uid, response.node) == (shop.uid, "harness")  # (who answered, as on a node)
         assert shop.request("buy", {"item": "pear"}).data == {"total": 8}
         assert shop.state.get("spent") == 8
         assert shop.logs[-1] == "sold pear for 5 EUR"

@@ -488,7 +488,8 @@ def test_a_node_of_the_previous_release_gets_format_1(code: str) -> None:
                 await asyncio.sleep(0.05)
             response = await handle.arequest("x")
         assert not response.isSuccess and response.error == wire.INVALID_REQUEST  # what the previous release says
-        assert bodies[-1][0] == 2 and bodies[-1][6][0] == f"00-{0xAB:032x}-{0xCD:016x}-01"
+        # (format 3 now: every node reads it; it carries the context where format 2 did)
+        assert bodies[-1][0] == 3 and bodies[-1][6][0] == f"00-{0xAB:032x}-{0xCD:016x}-01"
         await client.close()
 
     with LocalCluster(code, nodes=1) as cluster:

@@ -57,7 +57,7 @@ class Sender(Protocol):
     def category(self) -> str: ...
     def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None,
                 trace: wire.TraceContext | None = None) -> bytes: ...
-    def _response(self, outcome: Msg | BaseException) -> ActorResponse: ...
+    def _response(self, outcome: Msg | BaseException, target: str = "") -> ActorResponse: ...
 
 
 class Call:
@@ -167,7 +167,7 @@ class Call:
         if isinstance(outcome, ClosedError):
             self._finish(outcome)
             return
-        response = self.handle._response(outcome)
+        response = self.handle._response(outcome, self.target)
         self._end_span(response)
         if response.isSuccess or not (response.isTimedOut or response.failure in wire.RETRYABLE):
             self._finish(response)

@@ -88,12 +88,14 @@ class ActorHandle:
         return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self._category}' "
                                     f"of realm '{self._realm}'" + (f" ({elsewhere})" if elsewhere else ""))
 
-    def _response(self, outcome: Msg | BaseException) -> ActorResponse:
-        """What one attempt's end means to the caller: its reply, or the failure that ended it."""
+    def _response(self, outcome: Msg | BaseException, target: str = "") -> ActorResponse:
+        """What one attempt's end means to the caller: its reply, or the failure that ended it.
+        ``target``: the attempt's (an actor's uid, when the caller chose the actor)."""
         if isinstance(outcome, Msg):
             if no_responders(outcome):
                 return self._no_actor()
-            return ActorResponse(*wire.read_reply(outcome.data, outcome.subject))
+            reply = wire.read_reply(outcome.data, outcome.subject)
+            return ActorResponse.of(reply, self._session.view.actors.get(target))
         if isinstance(outcome, TimeoutError):
             return ActorResponse.timeout()
         if isinstance(outcome, PermissionDenied):  # the credentials do not allow it: retrying will not help
@@ -105,9 +107,9 @@ class ActorHandle:
                 trace: wire.TraceContext | None = None) -> bytes:
         if not isinstance(requestType, str):
             raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
-        if trace is not None and not self._session.view.traced:  # a node of the previous release may get it
-            trace = None
-        payload = wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget, trace)
+        # in the newest format every node reads (a node of the previous release may get it)
+        payload = wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget, trace,
+                                    self._session.view.reads)
         self._session.check_size(payload, f"request {requestType!r}")
         return payload
 

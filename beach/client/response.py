@@ -6,11 +6,14 @@ import asyncio
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from beach import wire
 from beach.client.runner import Done, DrivenLoop, Runner, settle
 from beach.names import twinned
+
+if TYPE_CHECKING:
+    from beach.state.records import ActorEntry
 
 
 @twinned
@@ -23,19 +26,40 @@ class ActorResponse:
     ``'busy'``, ``'request type not supported by actor'``, ``'invalid response format'``,
     ``'no actor available ...'``; ``failure`` names the kind (`beach.wire.Failure`, None for a
     handler's own error). ``bool(response)`` is ``isSuccess``.
+
+    ``uid`` and ``node`` name the actor that answered (its reply says so), or None where no actor
+    did (a timeout, an empty category: beach's own failures) — and where an actor of the previous
+    release answered a request the caller did not address to it by uid (its replies do not say;
+    one the caller addressed, as `requestFromAll` does, is named from the directory). They are
+    not part of the outcome: two responses are equal when their outcomes are.
     """
 
-    __slots__ = ("isSuccess", "isTimedOut", "error", "data")
+    __slots__ = ("isSuccess", "isTimedOut", "error", "data", "uid", "node")
     isSuccess: bool
     isTimedOut: bool
     error: str
     data: Any
+    uid: str | None
+    node: str | None
 
-    def __init__(self, isSuccess: bool, error: str = "", data: Any = None, isTimedOut: bool = False) -> None:
+    def __init__(self, isSuccess: bool, error: str = "", data: Any = None, isTimedOut: bool = False,
+                 uid: str | None = None, node: str | None = None) -> None:
         self.isSuccess = isSuccess
         self.isTimedOut = isTimedOut
         self.error = error
         self.data = {} if data is None else data
+        self.uid = uid
+        self.node = node
+
+    @classmethod
+    def of(cls, reply: wire.Reply, addressed: ActorEntry | None = None) -> ActorResponse:
+        """The response a reply makes: named by the reply (format 2), else by ``addressed``, the
+        directory entry of the actor the request was sent to, if the caller chose one."""
+        if isinstance(reply, wire.AnsweredReply):
+            return cls(reply.ok, reply.error, reply.data, uid=reply.uid, node=reply.node)
+        if addressed is not None:
+            return cls(reply.ok, reply.error, reply.data, uid=addressed.uid, node=addressed.node)
+        return cls(reply.ok, reply.error, reply.data)
 
     @classmethod
     def timeout(cls) -> ActorResponse:

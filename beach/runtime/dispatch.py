@@ -167,7 +167,8 @@ class Dispatcher:
             if msg.reply:  # the caller hears "busy" at once and can try another actor
                 self.counters["busy"] += 1
                 self._count(msg, metering.FAILURES[wire.BUSY])
-                await session.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid}))
+                await session.publish(msg.reply, wire.pack_reply(False, wire.BUSY, {"uid": self.uid},
+                                                                 *self._signature(wire.answered(msg.data))))
             elif (len(self._waiting) >= self.backlog.messages
                   or self._waiting_bytes + len(msg.data) > self.backlog.bytes):
                 self.counters["dropped"] += 1  # bounded: a burst must not exhaust the host's memory
@@ -187,6 +188,7 @@ class Dispatcher:
 
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
+            answered = False  # (a request that does not decode is answered in format 1)
             try:
                 request = wire.unpack_request(msg.data)
             except ValueError as err:
@@ -194,6 +196,7 @@ class Dispatcher:
                 self._count(msg, metering.FAILURES[wire.INVALID_REQUEST], metering.OTHER)
                 result: Result = wire.Reply(False, wire.INVALID_REQUEST, {"reason": str(err)})
             else:
+                answered = isinstance(request, wire.AnsweredRequest)
                 category = self.categories.get(msg.subject, self.category)
                 serving = tracing.serve(request.trace, self.realm, category, request.req, request.id, self.uid,
                                         self.session.node_id, bool(msg.reply))
@@ -202,7 +205,7 @@ class Dispatcher:
                 if serving is not None:
                     serving.end(outcome, "" if result is None else result.error)
             if result is not None and msg.reply:
-                await self._reply(msg.reply, result)
+                await self._reply(msg.reply, result, answered)
         finally:
             if self._waiting:  # hand this slot to the oldest message that waits for one
                 waiting = self._waiting.popleft()
@@ -299,12 +302,18 @@ class Dispatcher:
             self.counters["conflicts"] += 1
         return committed
 
-    async def _reply(self, to: str, reply: wire.Reply) -> None:
+    def _signature(self, answered: bool) -> tuple[str, str | None] | tuple[()]:
+        """What a reply names (`wire.pack_reply`'s ``uid`` and ``node``): this actor, to a caller that
+        reads reply format 2 (``answered``: its request was of format 3); nothing to one that does not."""
+        return (self.uid, self.session.node_id) if answered else ()
+
+    async def _reply(self, to: str, reply: wire.Reply, answered: bool) -> None:
         session = self.session
+        signature = self._signature(answered)
         try:
-            payload = wire.pack_reply(*reply)
+            payload = wire.pack_reply(*reply, *signature)
             session.check_size(payload, "reply")
         except BeachError as err:
             log.error("actor %s could not send its reply: %s", self.uid, err)
-            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
+            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {}, *signature)
         await session.publish(to, payload)

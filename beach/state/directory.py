@@ -81,10 +81,11 @@ class DirectoryView:
         self._down: tuple[str, float] | None = None  # a node's word that JetStream takes no write, and when
         self.loads: dict[str, NodeLoad] = {}  # node id → its latest load figures (once followed)
         self._load_sub: Any = None
+        self.reads = frozenset(wire.REQUEST_FORMATS)
+        """The request formats every live node reads (`beach.wire.pack_request` sends the newest of
+        them); a node of the previous release (its entry says nothing) reads format 1 only."""
         self.traced = True
-        """Every live node reads requests of format 2 (`beach.wire.TRACED`: with their trace
-        context), so a request may be sent in it; a node of the previous release (its entry says
-        nothing) reads format 1 only."""
+        """Every live node reads requests of format 2 (`beach.wire.TRACED`: with their trace context)."""
 
     def _notify(self, kind: str, ident: str) -> None:
         for listener in self.listeners:
@@ -230,7 +231,9 @@ class DirectoryView:
             self._notify("node", node_id_changed)
 
     def _formats(self) -> None:
-        self.traced = all(wire.TRACED in node.reads for node in self.nodes.values())
+        self.reads = frozenset(wire.REQUEST_FORMATS).intersection(
+            *(node.reads or (wire.VERSION,) for node in self.nodes.values()))
+        self.traced = wire.TRACED in self.reads
 
     def departure(self, node_id: str) -> asyncio.Future[None]:
         """A future that completes when node ``node_id`` leaves the registry (cancel it when done)."""

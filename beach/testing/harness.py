@@ -227,12 +227,12 @@ class ActorHarness:
         reply = await (run() if self._replies is None else self._replies.run_once(request.id, run))
         assert reply is not None
         await self._after()
-        try:
-            payload = wire.pack_reply(*reply)
+        try:  # (named as a node's actor names itself: its uid, and the harness's node, "harness")
+            payload = wire.pack_reply(reply.ok, reply.error, reply.data, self.uid, "harness")
         except BeachError as err:
             self.actor.logCritical(f"could not send its reply: {err}")
-            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {})
-        return ActorResponse(*wire.read_reply(payload, self.uid))
+            payload = wire.pack_reply(False, f"reply could not be sent: {err}", {}, self.uid, "harness")
+        return ActorResponse.of(wire.read_reply(payload, self.uid))
 
     async def ashoot(self, requestType: str, data: Any = None, *, ident: str | None = None) -> bool:
         """`shoot`, awaited."""

@@ -8,6 +8,8 @@ Sealing (encrypting and authenticating a message) is `beach.security.seal`.
 """
 
 from beach.wire.messages import (
+    ANSWER,
+    ANSWERED,
     BUS_UNAVAILABLE,
     BUSY,
     CONFLICT,
@@ -22,11 +24,14 @@ from beach.wire.messages import (
     UNAUTHORIZED,
     UNSUPPORTED,
     VERSION,
+    AnsweredReply,
+    AnsweredRequest,
     Failure,
     Reply,
     Request,
     TraceContext,
     TracedRequest,
+    answered,
     normalize_return,
     pack,
     pack_reply,
@@ -39,6 +44,7 @@ from beach.wire.messages import (
 )
 
 __all__ = [
+    "ANSWER", "ANSWERED", "AnsweredReply", "AnsweredRequest", "answered",
     "BUSY", "BUS_UNAVAILABLE", "CONFLICT", "EXCEPTION", "INVALID_REQUEST", "INVALID_RESPONSE", "NO_ACTOR",
     "REQUEST_FORMATS", "RETRYABLE", "TIMEOUT", "TRACED", "UNAUTHORIZED", "UNSUPPORTED", "VERSION", "Failure", "Reply",
     "Request", "TraceContext", "TracedRequest", "normalize_return", "pack", "pack_reply", "pack_request", "read_reply",

@@ -8,9 +8,14 @@ budget left in seconds (or nil). Format 2 appends the W3C trace context,
 the ones they know, so later fields that a reader may skip are appended to it. The previous
 release reads format 1 only (exactly six elements): a sender uses format 2 only when it has
 something to put there and every node of the cluster reads it (`REQUEST_FORMATS`, which node
-entries advertise). A reply body is ``[1, ok, error, data]`` (the previous release's
-``[ok, error, data]`` is read too). Nothing travels in NATS
-headers, so a future whole-body AEAD seal covers everything but the subject.
+entries advertise). Format 3, ``[3, id, req, data, ident, ttl, trace]``, says its sender reads
+reply format 2; it is sent whenever every node reads it.
+
+A reply body is ``[1, ok, error, data]`` (the previous release's ``[ok, error, data]`` is read
+too); an actor answers a format-3 request with reply format 2, ``[2, ok, error, data, uid,
+node]``, naming itself (the previous release reads only format 1, and a caller of it never sends
+format 3). Nothing travels in NATS headers, so the whole-body seal covers everything but the
+subject.
 
 Lists stay lists; tuples and sets become lists. What msgspec encodes natively travels as it
 defines (dataclasses and structs as maps, enums as their values; datetime, date, time, UUID and
@@ -19,7 +24,7 @@ Decimal as text); anything else is an `EncodeError` at the sender, never a silen
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -29,7 +34,11 @@ from beach.errors import EncodeError
 
 VERSION = 1
 TRACED = 2
-REQUEST_FORMATS = (VERSION, TRACED)
+ANSWERED = 3
+"""Request format 3: its sender reads reply format 2 (`ANSWER`), which names the actor that answered."""
+ANSWER = 2
+"""Reply format 2: ``[2, ok, error, data, uid, node]``."""
+REQUEST_FORMATS = (VERSION, TRACED, ANSWERED)
 """The request formats this beach reads (its node entries say so: ``reads``)."""
 
 class Failure(StrEnum):
@@ -134,20 +143,31 @@ class TracedRequest(Request, tag=TRACED):
     trace: TraceContext | None  # type: ignore[misc]  # (a field here; format 1's is always None)
 
 
-_request = msgspec.msgpack.Decoder(Request | TracedRequest)
+class AnsweredRequest(TracedRequest, tag=ANSWERED):
+    """Format 3, ``[3, id, req, data, ident, ttl, trace]``: format 2's fields, sent by a caller that
+    reads reply format 2 (`AnsweredReply`: the reply names the actor that answered), so it is
+    answered in it."""
+
+
+_request: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request | TracedRequest | AnsweredRequest)
 
 
 def pack_request(req_id: str, req: str, data: Any, ident: str | None, ttl: float | None,
-                 trace: TraceContext | None = None) -> bytes:
-    """Encode a request envelope: format 1, or format 2 with ``trace`` (pass one only where every
-    reader reads format 2)."""
-    request = (Request(req_id, req, data, ident, ttl) if trace is None
-               else TracedRequest(req_id, req, data, ident, ttl, trace))
+                 trace: TraceContext | None = None, reads: Collection[int] = REQUEST_FORMATS) -> bytes:
+    """Encode a request envelope in the newest format its readers read (``reads``: the formats
+    every node reads): format 3 where they read it; else format 2 with ``trace``, where they read
+    that; else format 1 (without the trace context)."""
+    if ANSWERED in reads:
+        request: Request = AnsweredRequest(req_id, req, data, ident, ttl, trace)
+    elif trace is not None and TRACED in reads:
+        request = TracedRequest(req_id, req, data, ident, ttl, trace)
+    else:
+        request = Request(req_id, req, data, ident, ttl)
     return pack(request, what=f"data of request {req!r}")
 
 
 def unpack_request(body: bytes) -> Request:
-    """Decode a request envelope (format 1 or 2); raise ``ValueError`` naming what is wrong with it."""
+    """Decode a request envelope (format 1, 2 or 3); raise ``ValueError`` naming what is wrong with it."""
     try:
         return _request.decode(body)
     except msgspec.ValidationError as err:
@@ -172,7 +192,11 @@ class _TracedHead(_Head, tag=TRACED):
     trace: msgspec.Raw
 
 
-_head = msgspec.msgpack.Decoder(_Head | _TracedHead)
+class _AnsweredHead(_TracedHead, tag=ANSWERED):
+    """A format-3 request envelope, its data and trace context left encoded."""
+
+
+_head: msgspec.msgpack.Decoder[_Head] = msgspec.msgpack.Decoder(_Head | _TracedHead | _AnsweredHead)
 
 
 def request_type(body: bytes) -> str | None:
@@ -182,6 +206,15 @@ def request_type(body: bytes) -> str | None:
         return _head.decode(body).req
     except msgspec.DecodeError:
         return None
+
+
+def answered(body: bytes) -> bool:
+    """True if ``body`` is a request envelope whose sender reads reply format 2 (format 3), read
+    without decoding its data (for answering a request refused before it is decoded: ``busy``)."""
+    try:
+        return isinstance(_head.decode(body), _AnsweredHead)
+    except msgspec.DecodeError:
+        return False
 
 
 class Reply(msgspec.Struct, array_like=True, tag=VERSION):
@@ -198,18 +231,28 @@ class Reply(msgspec.Struct, array_like=True, tag=VERSION):
         return iter((self.ok, self.error, self.data))
 
 
-_reply = msgspec.msgpack.Decoder(Reply)
+class AnsweredReply(Reply, tag=ANSWER):
+    """Reply format 2, ``[2, ok, error, data, uid, node]``: format 1's fields, then the uid and the
+    node of the actor that answered (the answer to a format-3 request: `AnsweredRequest`)."""
+
+    uid: str | None = None
+    node: str | None = None
+
+
+_reply = msgspec.msgpack.Decoder(Reply | AnsweredReply)
 _reply_format_0 = msgspec.msgpack.Decoder(tuple[bool, str | None, Any])  # the previous release's [ok, error, data]
 _reply_numbered = msgspec.msgpack.Decoder(tuple[int, bool, str | None, Any])
 
 
-def pack_reply(ok: bool, error: str, data: Any) -> bytes:
-    """Encode a reply envelope."""
-    return pack(Reply(ok, error, data), what="reply data")
+def pack_reply(ok: bool, error: str, data: Any, uid: str | None = None, node: str | None = None) -> bytes:
+    """Encode a reply envelope: format 1, or format 2 naming actor ``uid`` on ``node`` (when
+    ``uid`` is given: the answer to a format-3 request only, which only a reader of it sends)."""
+    reply = Reply(ok, error, data) if uid is None else AnsweredReply(ok, error, data, uid, node)
+    return pack(reply, what="reply data")
 
 
 def unpack_reply(body: bytes) -> Reply:
-    """Decode a reply envelope (this format, or the previous one without a version); raise
+    """Decode a reply envelope (format 1 or 2, or the previous release's without a version); raise
     ``ValueError`` if it is not one, or comes from a newer beach."""
     try:
         return _reply.decode(body)
@@ -226,8 +269,8 @@ def unpack_reply(body: bytes) -> Reply:
         version, ok, error, data = _reply_numbered.decode(body)
     except msgspec.ValidationError:
         raise ValueError(f"not a beach reply envelope: {problem}") from None
-    if version > VERSION:
-        raise ValueError(f"a reply of format {version!r} (from a newer beach?); this one reads up to {VERSION}")
+    if version > ANSWER:
+        raise ValueError(f"a reply of format {version!r} (from a newer beach?); this one reads up to {ANSWER}")
     return Reply(ok, error or "", data)
 
 

@@ -73,17 +73,23 @@ def test_wire_keeps_lists_and_refuses_objects():
 
 
 def test_a_request_envelope_is_the_documented_array():
-    body = wire.pack_request("r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5)
+    body = wire.pack_request("r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5, reads=(1,))
     assert plain(body) == [1, "r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5]
     assert wire.unpack_request(body) == wire.Request("r-1", "ping", {"a": [1, b"\x01"], 2: "two"}, "alice", 2.5)
-    assert plain(wire.pack_request("r", "t", None, None, None)) == [1, "r", "t", None, None, None]
+    assert plain(wire.pack_request("r", "t", None, None, None, reads=(1, 2))) == [1, "r", "t", None, None, None]
     assert wire.VERSION == 1
+    # format 3 (where every reader reads it: the default) is format 2's array, its sender reading reply format 2
+    body = wire.pack_request("r-1", "ping", {"a": 1}, "alice", 2.5)
+    assert plain(body) == [3, "r-1", "ping", {"a": 1}, "alice", 2.5, None]
+    assert wire.unpack_request(body) == wire.AnsweredRequest("r-1", "ping", {"a": 1}, "alice", 2.5, None)
+    assert wire.answered(body) and not wire.answered(wire.pack_request("r", "t", None, None, None, reads=(1, 2)))
+    assert not wire.answered(b"\xc1")
 
 
 @given(req_id=st.text(), req=st.text(), data=carried, ident=st.none() | st.text(),
        ttl=st.none() | st.floats(allow_nan=False) | st.integers(0, 10**6))
 def test_request_round_trip(req_id, req, data, ident, ttl):
-    body = wire.pack_request(req_id, req, data, ident, ttl)
+    body = wire.pack_request(req_id, req, data, ident, ttl, reads=(1,))
     assert plain(body) == [1, req_id, req, data, ident, ttl]
     assert wire.unpack_request(body) == wire.Request(req_id, req, data, ident, ttl)
     assert wire.unpack_request(body).trace is None
@@ -200,7 +206,7 @@ E = "not a beach request envelope: "
     ("text", E + "Expected `array`, got `str`"),
     ([1, "i", "r", {}, None], E + "Expected `array` of at least length 6, got 5"),
     ([2, "i", "r", {}, None, None], E + "Expected `array` of at least length 7, got 6"),  # (format 2: its trace)
-    ([3, "i", "r", {}, None, None], E + "Invalid value 3 - at `$[0]`"),
+    ([4, "i", "r", {}, None, None], E + "Invalid value 4 - at `$[0]`"),
     ([0, "i", "r", {}, None, None], E + "Invalid value 0 - at `$[0]`"),
     ([1, 5, "r", {}, None, None], E + "Expected `str`, got `int` - at `$[1]`"),
     ([1, "i", None, {}, None, None], E + "Expected `str`, got `None` - at `$[2]`"),
@@ -231,7 +237,7 @@ def test_request_ttl_and_ident_may_be_absent_or_of_their_kind():
 
 def test_format_2_carries_the_trace_context_and_reads_on_past_what_it_knows():
     trace = wire.TraceContext("00-" + "ab" * 16 + "-" + "cd" * 8 + "-01", "k=v")
-    body = wire.pack_request("r-1", "ping", {"a": 1}, None, 2.5, trace)
+    body = wire.pack_request("r-1", "ping", {"a": 1}, None, 2.5, trace, reads=(1, 2))
     assert plain(body) == [2, "r-1", "ping", {"a": 1}, None, 2.5, [trace.traceparent, "k=v"]]
     assert wire.unpack_request(body) == wire.TracedRequest("r-1", "ping", {"a": 1}, None, 2.5, trace)
     traced = wire.pack_request("r-2", "ping", None, "alice", None, trace)  # a trust ident travels in format 2 too
@@ -243,8 +249,10 @@ def test_format_2_carries_the_trace_context_and_reads_on_past_what_it_knows():
     assert wire.request_type(later) == "t"
     assert wire.unpack_request(msgpack.packb([2, "r", "t", {}, None, None, None])).trace is None
     # what the previous release reads: exactly six elements, format 1 (no context: format 1, as before)
-    previous = plain(wire.pack_request("r", "t", {}, None, None))
-    assert len(previous) == 6 and previous[0] == 1 and wire.REQUEST_FORMATS == (1, 2)
+    previous = plain(wire.pack_request("r", "t", {}, None, None, trace, reads=(1,)))
+    assert len(previous) == 6 and previous[0] == 1 and wire.REQUEST_FORMATS == (1, 2, 3)
+    # format 3 carries it too
+    assert plain(wire.pack_request("r", "t", {}, None, None, trace))[6] == [trace.traceparent, "k=v"]
 
 
 @pytest.mark.parametrize("trace, reason", [
@@ -265,6 +273,30 @@ def test_a_malformed_trace_context_is_named(trace, reason):
 def test_a_reply_envelope_is_the_documented_array():
     assert plain(wire.pack_reply(False, "busy", {"uid": "u"})) == [1, False, "busy", {"uid": "u"}]
     assert wire.unpack_reply(wire.pack_reply(True, "", [1])) == wire.Reply(True, "", [1])
+    # format 2 names the actor that answered
+    body = wire.pack_reply(True, "", [1], "u1", "n1")
+    assert plain(body) == [2, True, "", [1], "u1", "n1"]
+    assert wire.unpack_reply(body) == wire.AnsweredReply(True, "", [1], "u1", "n1")
+    response = ActorResponse.of(wire.unpack_reply(body))
+    assert (response.uid, response.node, response.data) == ("u1", "n1", [1])
+    assert response == ActorResponse(True, "", [1])  # (who answered is not part of the outcome)
+    assert ActorResponse.of(wire.unpack_reply(wire.pack_reply(True, "", [1]))).uid is None
+
+
+def previous_release_reads(body: bytes) -> bool:
+    """7db23fc's check of a reply (its `unpack_reply`): exactly four elements (or three), its
+    format a whole number up to 1."""
+    value = msgpack.unpackb(body)
+    if isinstance(value, list) and len(value) == 3:
+        value = [0, *value]
+    return (isinstance(value, list) and len(value) == 4 and isinstance(value[1], bool)
+            and isinstance(value[0], int) and value[0] <= 1)
+
+
+def test_the_previous_release_reads_format_1_replies_and_only_they_name_no_actor():
+    # (so format 2 goes only to a caller that sent format 3, which the previous release never sends)
+    assert previous_release_reads(wire.pack_reply(True, "", {"x": 1}))
+    assert not previous_release_reads(wire.pack_reply(True, "", {"x": 1}, "u1", "n1"))
 
 
 @pytest.mark.parametrize("value, reply", [
@@ -283,10 +315,10 @@ N = "not a beach reply envelope: "
 
 @pytest.mark.parametrize("value, message", [
     ({"ok": True}, N + "Expected `array`, got `object`"),
-    ([True, ""], N + "Expected `array` of at least length 3, got 2"),
+    ([True, ""], N + "Expected `int`, got `bool` - at `$[0]`"),  # (two formats: the first element is their tag)
     ([1, 1, "", {}], N + "Expected `bool`, got `int` - at `$[1]`"),  # ok must be a bool
     ([1, "yes", "", {}], N + "Expected `bool`, got `str` - at `$[1]`"),
-    ([2, True, "", {}], "a reply of format 2 (from a newer beach?); this one reads up to 1"),
+    ([3, True, "", {}], "a reply of format 3 (from a newer beach?); this one reads up to 2"),
     (["1", True, "", {}], N + "Expected `int`, got `str` - at `$[0]`"),  # a format is a whole number
     ([1.0, True, "", {}], N + "Expected `int`, got `float` - at `$[0]`"),
     ([1, False, 3, {}], N + "Expected `str`, got `int` - at `$[2]`"),
@@ -382,7 +414,7 @@ def test_request_type_reads_the_type_without_the_data(req_id, req, data):
 @pytest.mark.parametrize("value", [
     [1, "i", 5, {}, None, None],  # a type that is not text
     [2, "i", "r", {}, None, None],  # format 2 without its trace context
-    [3, "i", "r", {}, None, None, None],  # a newer format
+    [4, "i", "r", {}, None, None, None],  # a newer format
     [1, "i", "r", {}, None],  # not six fields (a seventh is a newer release's, ignored: see above)
     {"req": "r"},
     "r",
