@@ -34,6 +34,9 @@ Keys (all optional)::
       max_streams: 64           # open at once, in all
       max_streams_per_client: 4 # open at once from one client address
     node_wait: 10               # seconds a call that needs a node waits for the first one to register
+    payloads:                   # request and reply data too large for one NATS message
+      max_bytes: 1073741824     # the largest payload (encoded); larger: PayloadTooLarge before anything is sent
+      inline_bytes: 0           # larger payloads go through the object store (0: the server's max_payload)
     state:                      # actors' self.state (the KV bucket beach_state; docs/state.md)
       max_value_bytes: 262144   # one value, encoded; must leave room for the seal under max_payload
       max_keys: 100000          # keys per category; a new key past it is refused (StateError)
@@ -205,6 +208,14 @@ class StateConfig(Section):
     retry_window: Seconds = 120.0
 
 
+class PayloadsConfig(Section):
+    """The ``payloads:`` section: how large a request's or a reply's data may be, and from what
+    size it goes through the JetStream object store instead of in the message (`beach.bus.bodies`)."""
+
+    max_bytes: Size = 1024 ** 3
+    inline_bytes: Count = 0  # 0: as large as the server takes (its max_payload)
+
+
 class ConfigFile(Section, dict=True):
     """The config file's keys (the module's docstring lists them)."""
 
@@ -227,6 +238,7 @@ class ConfigFile(Section, dict=True):
     restbridge: RestBridgeConfig = field(default_factory=RestBridgeConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    payloads: PayloadsConfig = field(default_factory=PayloadsConfig)
 
 
 class Config(ConfigFile, kw_only=True):

@@ -52,14 +52,14 @@ class EncodeError(BeachError, TypeError):
 
 
 class PayloadTooLarge(BeachError, ValueError):
-    """An encoded message is larger than the NATS server accepts (its ``max_payload``)."""
+    """An encoded message is larger than the NATS server accepts (its ``max_payload``), or a
+    payload larger than the config allows (``payloads.max_bytes``: ``over`` names that limit)."""
 
-    def __init__(self, size: int, limit: int, what: str = "message") -> None:
+    def __init__(self, size: int, limit: int, what: str = "message",
+                 over: str = "the NATS server's max_payload") -> None:
         self.size = size
         self.limit = limit
-        super().__init__(
-            f"{what} is {size} bytes encoded, over the NATS server's max_payload of {limit} bytes"
-        )
+        super().__init__(f"{what} is {size} bytes encoded, over {over} of {limit} bytes")
 
 
 class ActorLoadError(BeachError):

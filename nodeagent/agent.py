@@ -22,6 +22,7 @@ import nats.errors
 from msgspec.structs import replace
 
 from beach import bus, logs, wire
+from beach.bus import bodies
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
@@ -122,6 +123,10 @@ class NodeAgent(ControlServer):
                 await codestore.open_store(self.session, create=True)
             except Exception as err:  # deployed code will not load until a node makes it
                 log.warning("cannot set up the code store %s: %s", codestore.CODE_BUCKET, err)
+            try:
+                await bodies.create(self.session.nc, self.config)
+            except Exception as err:  # large payloads fail until a node makes it
+                log.warning("cannot set up the payload store %s: %s", bodies.BUCKET, err)
             self.liveness = Liveness(self.session, self.node_id, self._listens,
                                      lambda: self.refusal("spawn") is None)
             await self.serve_control(subjects.node_subject(self.node_id, ""))

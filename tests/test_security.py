@@ -10,6 +10,7 @@ forger flipping a byte, replaying a message or moving a KV value.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -197,6 +198,17 @@ def test_no_client_reads_another_clients_replies(secured: Secured, admin: Beach)
     for subject in ("_INBOX_alice.>", "_INBOX.>", ">", "beach.r.>"):
         assert refusals.about(subject), (subject, refusals.seen)
     assert not heard
+
+
+def test_a_client_sends_and_receives_payloads_larger_than_a_message(secured: Secured, admin: Beach) -> None:
+    # (through the object store: the client role may write, read and delete its chunks)
+    assert admin.addActor("Blobs", "sec/blobs").isSuccess
+    blob = os.urandom(3 * 1024 * 1024)
+    with secured.client("alice") as alice:
+        handle = alice.getActorHandle("sec/blobs")
+        assert handle.request("digest", {"blob": blob}, timeout=30).data["sha256"] == hashlib.sha256(blob).hexdigest()
+        reply = handle.request("repeat", {"text": "z", "times": 3 * 1024 * 1024}, timeout=30)
+        assert reply.isSuccess and reply.data["blob"] == b"z" * (3 * 1024 * 1024), reply.error
 
 
 def test_library_calls_without_the_right_get_a_clear_permission_error(secured: Secured, admin: Beach) -> None:
@@ -416,6 +428,11 @@ def test_a_sniffer_sees_no_secret_anywhere_when_messages_are_sealed(sealed: Seal
             assert reply.isSuccess and reply.data["echo"] == {"text": MARKER}
             client.getActorHandle("sealed/chatty").broadcast("say", {"text": f"said {MARKER}"})
             client.getActorHandle("sealed/chatty").shoot("say", {"text": f"shot {MARKER}"})
+            # a payload larger than a message: its chunks are encrypted with the key the sealed message carries
+            assert client.addActor("Blobs", "sealed/blobs").isSuccess
+            large = client.getActorHandle("sealed/blobs").request("repeat", {"text": MARKER, "times": 200_000},
+                                                                   timeout=30)
+            assert large.isSuccess and large.data["blob"] == MARKER.encode() * 200_000
             wait_for(lambda: _logged(client, f"shot {MARKER}"), 15, what="the actor's log line")
             assert client.stopActors(withId=chatty.data["uid"]).isSuccess
             assert client.flush()
@@ -423,7 +440,8 @@ def test_a_sniffer_sees_no_secret_anywhere_when_messages_are_sealed(sealed: Seal
     asyncio.run(main())
     assert len(captured) > 50
     kinds = {s.split(".")[0] + "." + s.split(".")[1] for s, _ in captured if "." in s}
-    assert {"beach.n", "beach.h", "beach.r", "$KV.beach_actors", "beach.log", "beach.audit"} <= kinds, kinds
+    assert {"beach.n", "beach.h", "beach.r", "$KV.beach_actors", "beach.log", "beach.audit", "$O.beach_payloads"} <= \
+        kinds, kinds
     leaks = [(s, d[:80]) for s, d in captured if MARKER.encode() in d or b"zebra" in d]
     assert not leaks
 

@@ -19,6 +19,8 @@ from nats.aio.msg import Msg
 
 from beach import metering, tracing, wire
 from beach.backoff import backoff
+from beach.bus import bodies
+from beach.bus.inbox import no_responders
 from beach.client.eager import start as eagerly
 from beach.client.response import ActorResponse
 from beach.client.routing import Targets
@@ -56,8 +58,8 @@ class Sender(Protocol):
     @property
     def category(self) -> str: ...
     def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None,
-                trace: wire.TraceContext | None = None) -> bytes: ...
-    def _response(self, outcome: Msg | BaseException, target: str = "") -> ActorResponse: ...
+                trace: wire.TraceContext | None = None, body: wire.BodyRef | None = None) -> bytes: ...
+    def _response(self, outcome: Msg | wire.Reply | BaseException, target: str = "") -> ActorResponse: ...
 
 
 class Call:
@@ -66,11 +68,11 @@ class Call:
 
     __slots__ = ("handle", "loop", "request_type", "data", "timeout", "key", "retries", "deadline", "done", "to",
                  "req_id", "attempt", "tried", "payload", "encoded_budget", "target", "reply", "timer", "started",
-                 "spans", "owns_spans", "sending")
+                 "spans", "owns_spans", "sending", "body", "fetching")
 
     def __init__(self, handle: Sender, request_type: str, data: Any, timeout: float, key: Any, retries: int,
                  deadline: float | None, req_id: str, done: Done, to: tuple[str, str] | None = None,
-                 spans: tracing.Call | None = None) -> None:
+                 spans: tracing.Call | None = None, body: bodies.Outgoing | None = None) -> None:
         self.handle = handle
         self.loop = handle.session.runner.loop
         self.request_type = request_type
@@ -93,6 +95,12 @@ class Call:
         self.spans = spans  # (given: a fan-out's, whose attempts this call's are, ended by the fan-out)
         self.owns_spans = spans is None
         self.sending: tracing.Attempt | None = None  # the span of the attempt in flight
+        # its data in the object store, when too large for a message (stored once for every attempt;
+        # given: a fan-out's, stored once for all its calls); the last call done with it deletes it
+        self.body = body
+        if body is not None:
+            body.acquire()
+        self.fetching: asyncio.Task[None] | None = None  # a reply's data being read from the object store
 
     def _budget(self) -> float:
         """This attempt's time: its timeout, capped by the deadline inherited, if any (it travels
@@ -121,20 +129,63 @@ class Call:
             self._finish(err)
             raise
 
+    def _lifetime(self) -> float:
+        """The longest this call may still take, every attempt and back-off: how long its data must
+        stay in the object store, when it goes there."""
+        longest = self.timeout * (self.retries + 1) + ABSENT_BACKOFF_MAX * self.retries
+        return longest if self.deadline is None else min(longest, max(0.0, self.deadline - time.monotonic()))
+
     def _send(self, budget: float) -> None:
         handle = self.handle
+        body = self.body
+        if body is not None and body.ref is None and body.error is None:  # its data is being stored: then
+            body.when_stored(self._stored)
+            return
         subject, self.target = self.to or handle._targets.route(self.key, self.attempt, self.tried)
-        # each attempt carries its own span's context (a retry is that span's sibling)
-        self.sending = None if self.spans is None else self.spans.attempt(self.attempt, self.target)
+        # each attempt carries its own span's context (a retry is that span's sibling; an attempt
+        # that waited for its data to be stored has it already)
+        if self.sending is None and self.spans is not None:
+            self.sending = self.spans.attempt(self.attempt, self.target)
         if self.attempt == 0 or budget != self.encoded_budget or self.sending is not None:
-            self.payload = handle._encode(self.request_type, self.data, self.req_id, budget,
-                                          None if self.sending is None else self.sending.context)
+            context = None if self.sending is None else self.sending.context
+            if body is None:
+                payload = handle._encode(self.request_type, self.data, self.req_id, budget, context)
+                if not handle.session.fits(payload):  # too large for a message: through the object store
+                    self.body = handle.session.outgoing(payload, f"data of request {self.request_type!r}",
+                                                        self._lifetime())
+                    self.body.acquire()
+                    del payload  # (the store holds what it needs of it, until stored)
+                    self._send(budget)
+                    return
+                self.payload = payload
+            else:
+                if body.error is not None:
+                    raise body.error
+                assert body.ref is not None
+                self.payload = handle._encode(self.request_type, None, self.req_id, budget, context, body.ref)
             self.encoded_budget = budget
         inbox = handle.session.inbox
         self.reply = inbox.expect(subject, self._answered)
         handle._pending[self.target] = handle._pending.get(self.target, 0) + 1
         self.timer = self.loop.call_later(budget, self._answered, TimeoutError())
         eagerly(inbox.send(subject, self.payload, self.reply, self._answered), handle._background)
+
+    def _stored(self, error: BaseException | None) -> None:
+        """The call's data is in the object store (or could not be put there): its attempt goes now."""
+        if self.done is None:
+            return  # (ended meanwhile)
+        if error is not None:
+            self._finish(ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: the request's data could not be stored: "
+                                              f"{error}"))
+            return
+        budget = self._budget()
+        if budget <= 0:
+            self._finish(ActorResponse.timeout())
+            return
+        try:
+            self._send(budget)
+        except Exception as err:  # the connection closed, or NATS took no more meanwhile
+            self._finish(err)
 
     def _end_attempt(self) -> bool:
         """Clear the attempt in flight away (timer, inbox entry, pending count); False if none was."""
@@ -167,7 +218,30 @@ class Call:
         if isinstance(outcome, ClosedError):
             self._finish(outcome)
             return
-        response = self.handle._response(outcome, self.target)
+        if isinstance(outcome, Msg) and not no_responders(outcome):
+            reply = wire.read_reply(outcome.data, outcome.subject)
+            if isinstance(reply, wire.AnsweredReply) and reply.body is not None:  # its data: in the object store
+                self.fetching = self.handle._background.start(self._fetch(reply, reply.body))
+                return
+            self._decide(self.handle._response(reply, self.target))
+            return
+        self._decide(self.handle._response(outcome, self.target))
+
+    async def _fetch(self, reply: wire.AnsweredReply, body: wire.BodyRef) -> None:
+        """Read a reply's data from the object store (and delete it there), then go on with the reply."""
+        try:
+            data = await self.handle.session.incoming(body)
+        except Exception as err:
+            response = ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: the reply's data could not be read: {err}",
+                                     uid=reply.uid, node=reply.node)
+        else:
+            response = ActorResponse(reply.ok, reply.error, data, uid=reply.uid, node=reply.node)
+        self.fetching = None
+        if self.done is not None:
+            self._decide(response)
+
+    def _decide(self, response: ActorResponse) -> None:
+        """An attempt's response: the call's outcome, or a retry."""
         self._end_span(response)
         if response.isSuccess or not (response.isTimedOut or response.failure in wire.RETRYABLE):
             self._finish(response)
@@ -227,6 +301,12 @@ class Call:
             self.spans.end(label, text)
         if isinstance(outcome, ActorResponse):  # counted in the session's meter of calls
             handle._meter.add(handle._label, self.request_type, label, time.monotonic() - self.started)
+        if self.body is not None:
+            self.body.release()
+            self.body = None
+        if self.fetching is not None:  # (cancelled while it read its reply's data: the read stops)
+            self.fetching.cancel()
+            self.fetching = None
         done, self.done = self.done, None
         if done is not None:
             done(outcome)

@@ -19,6 +19,7 @@ from typing import Any, Literal, overload
 from nats.aio.msg import Msg
 
 from beach import metering, tracing, wire
+from beach.bus import bodies
 from beach.bus.inbox import no_responders
 from beach.client import routing
 from beach.client.call import Call, Done
@@ -88,14 +89,15 @@ class ActorHandle:
         return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self._category}' "
                                     f"of realm '{self._realm}'" + (f" ({elsewhere})" if elsewhere else ""))
 
-    def _response(self, outcome: Msg | BaseException, target: str = "") -> ActorResponse:
-        """What one attempt's end means to the caller: its reply, or the failure that ended it.
-        ``target``: the attempt's (an actor's uid, when the caller chose the actor)."""
+    def _response(self, outcome: Msg | wire.Reply | BaseException, target: str = "") -> ActorResponse:
+        """What one attempt's end means to the caller: its reply (as it came, or read), or the
+        failure that ended it. ``target``: the attempt's (an actor's uid, when the caller chose it)."""
         if isinstance(outcome, Msg):
             if no_responders(outcome):
                 return self._no_actor()
-            reply = wire.read_reply(outcome.data, outcome.subject)
-            return ActorResponse.of(reply, self._session.view.actors.get(target))
+            outcome = wire.read_reply(outcome.data, outcome.subject)
+        if isinstance(outcome, wire.Reply):
+            return ActorResponse.of(outcome, self._session.view.actors.get(target))
         if isinstance(outcome, TimeoutError):
             return ActorResponse.timeout()
         if isinstance(outcome, PermissionDenied):  # the credentials do not allow it: retrying will not help
@@ -104,25 +106,28 @@ class ActorHandle:
         return ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: {outcome}")
 
     def _encode(self, requestType: str, data: Any, req_id: str, budget: float | None,
-                trace: wire.TraceContext | None = None) -> bytes:
+                trace: wire.TraceContext | None = None, body: wire.BodyRef | None = None) -> bytes:
+        """A request's envelope: its data in it, or at ``body`` (in the object store). It may be too
+        large for a message (`Session.fits`): the caller decides what to do then."""
         if not isinstance(requestType, str):
             raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
+        if body is not None:
+            return wire.pack_referenced(req_id, requestType, body, self._ident, budget, trace)
         # in the newest format every node reads (a node of the previous release may get it)
-        payload = wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget, trace,
-                                    self._session.view.reads)
-        self._session.check_size(payload, f"request {requestType!r}")
-        return payload
+        return wire.pack_request(req_id, requestType, {} if data is None else data, self._ident, budget, trace,
+                                 self._session.view.reads)
 
     def _call(self, requestType: str, data: Any, timeout: float | None, key: Any, nRetries: int | None,
               done: Done, to: tuple[str, str] | None = None, req_id: str | None = None,
-              spans: tracing.Call | None = None) -> Call:
-        """Start the request (on the loop's thread; ``req_id``: its id, else a new one; ``spans``: a
-        fan-out's, whose attempt this call is); its outcome goes to ``done``. Raises what makes it
-        unsendable (`EncodeError`, `PayloadTooLarge`, `UsageError`, `ClosedError`)."""
+              spans: tracing.Call | None = None, body: bodies.Outgoing | None = None) -> Call:
+        """Start the request (on the loop's thread; ``req_id``: its id, else a new one; ``spans`` and
+        ``body``: a fan-out's, whose attempt this call is, and its data stored for all); its outcome
+        goes to ``done``. Raises what makes it unsendable (`EncodeError`, `PayloadTooLarge`,
+        `UsageError`, `ClosedError`)."""
         self._check_arguments(key, nRetries)
         call = Call(self, requestType, {} if data is None else data, timeout or self._timeout, key,
                     self._retries if nRetries is None else nRetries, current_deadline.get(), req_id or new_id(),
-                    done, to, spans)
+                    done, to, spans, body)
         call.start()
         return call
 
@@ -167,11 +172,14 @@ class ActorHandle:
         if nRetries is not None and (not isinstance(nRetries, int) or nRetries < 0):
             raise UsageError(f"nRetries must be a whole number 0 or more, not {nRetries!r}")
 
-    def _check(self, requestType: str, data: Any, key: Any, nRetries: int | None) -> None:
+    def _check(self, requestType: str, data: Any, key: Any, nRetries: int | None) -> bytes:
         """Raise now, in the caller, what would make a request fail before it is sent (for the
-        forms that send in the background)."""
+        forms that send in the background); return its envelope (its data in it)."""
         self._check_arguments(key, nRetries)
-        self._encode(requestType, {} if data is None else data, "-" * 24, None)
+        envelope = self._encode(requestType, {} if data is None else data, "-" * 24, None)
+        if not self._session.fits(envelope):
+            self._session.check_large(envelope, f"data of request {requestType!r}")
+        return envelope
 
     def _future(self, requestType: str, data: Any, timeout: float | None, key: Any, nRetries: int | None,
                 onFailure: Callable[[Any], Any] | None) -> FutureResults:
@@ -220,8 +228,12 @@ class ActorHandle:
         spans = tracing.call(operation, self._realm, self._category, requestType, req_id, tracing.PRODUCER)
         trace = None if spans is None else spans.own()
         try:
-            await self._session.publish(subject, self._encode(requestType, {} if data is None else data, req_id,
-                                                              budget, trace))
+            envelope = self._encode(requestType, {} if data is None else data, req_id, budget, trace)
+            if not self._session.fits(envelope):  # through the object store: its reader deletes it, or its TTL
+                body = self._session.outgoing(envelope, f"data of request {requestType!r}", budget or self._timeout)
+                del envelope
+                envelope = self._encode(requestType, None, req_id, budget, trace, await body.stored())
+            await self._session.publish(subject, envelope)
         except BaseException as err:  # unsendable, or the connection closed
             if spans is not None:
                 spans.end(*tracing.raised(err))
@@ -241,7 +253,12 @@ class ActorHandle:
         The future is finished at once when the category is empty.
         """
         members = self._targets.members()
-        self._check(requestType, data, None, None)
+        envelope = self._check(requestType, data, None, None)
+        body = None  # its data, when too large for a message: stored once, for every actor
+        if members and not self._session.fits(envelope):
+            body = self._session.outgoing(envelope, f"data of request {requestType!r}",
+                                          remaining(timeout or self._timeout))
+        del envelope
         future = FutureResults(len(members), self._session.runner)
         req_id = new_id()  # one request, served by each actor: one id (its log lines, its reply cache)
         # one call span, each actor's attempt its child: siblings
@@ -261,7 +278,8 @@ class ActorHandle:
         try:
             for actor in members:
                 self._call(requestType, data, timeout, None, 0, add,
-                           to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), req_id=req_id, spans=spans)
+                           to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), req_id=req_id, spans=spans,
+                           body=body)
         except BaseException as err:  # the connection closed meanwhile (the actors not asked never add)
             if spans is not None:
                 spans.end(*tracing.raised(err))

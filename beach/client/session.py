@@ -18,7 +18,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from beach import bus, metering, tracing
+from beach import bus, metering, tracing, wire
+from beach.bus import bodies
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
@@ -236,6 +237,47 @@ class Session:
     def open_notice(self) -> str | None:
         """The one line to say on an open cluster (louder when NATS listens beyond loopback), or None."""
         return authority.open_notice(self.config, self.view.nodes.values(), bus.exposed(self.nc))
+
+    def fits(self, payload: bytes) -> bool:
+        """True if ``payload`` may travel in one message (sealed, with a key): not over the server's
+        max_payload, nor the config's ``payloads.inline_bytes``; a larger request's or reply's data
+        goes through the object store (`outgoing`)."""
+        limit = self.nc.max_payload or 0
+        inline = self.config.payloads.inline_bytes
+        if inline and (not limit or inline < limit):
+            limit = inline
+        return not limit or len(payload) + (OVERHEAD if self.sealer is not None else 0) <= limit
+
+    def outgoing(self, envelope: bytes, what: str, ttl: float | None) -> bodies.Outgoing:
+        """Start storing the data of ``envelope`` (a request or a reply too large to travel inline:
+        see `fits`) in the object store, for messages that carry it by reference, living ``ttl``
+        seconds at most. Raises `PayloadTooLarge` as `check_large` does: before anything is stored."""
+        data = self.check_large(envelope, what)
+        return bodies.Outgoing(self.nc, data, bodies.ttl_for(ttl), self.runner.loop)
+
+    def check_large(self, envelope: bytes, what: str) -> memoryview:
+        """The data of ``envelope`` (too large to travel inline), to be stored; raise `PayloadTooLarge`
+        when it is over ``payloads.max_bytes``, or a node of the previous release is live (it reads no
+        payload references, so nothing is sent larger than the server's max_payload)."""
+        if wire.ANSWERED not in self.view.reads:
+            raise PayloadTooLarge(len(envelope), self.nc.max_payload, what, "the NATS server's max_payload (a node of "
+                                  "the previous release is live: it reads no payload references)")
+        data = wire.data_of(envelope)
+        bodies.check_limit(len(data), self.config.payloads.max_bytes, what)
+        return data
+
+    async def incoming(self, body: wire.BodyRef, delete: bool = True) -> Any:
+        """The data a message carries by reference (``body``), read from the object store and
+        decoded, then deleted there when ``delete`` (its reader is the last). Raises `BusError`
+        when it cannot be read, ``ValueError`` when it does not decode."""
+        try:
+            return wire.unpack_data(await bodies.get(self.nc, body))
+        finally:
+            if delete:
+                try:
+                    await bodies.delete(self.nc, body)
+                except Exception as err:  # its TTL deletes it
+                    log.warning("could not delete payload %s after reading it: %s", body.name, err)
 
     def check_size(self, payload: bytes, what: str) -> None:
         """Raise `PayloadTooLarge` if ``payload`` (sealed, with a key) exceeds the server's max_payload."""

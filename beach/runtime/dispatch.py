@@ -41,6 +41,7 @@ from beach.runtime import trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
 from beach.state.actorstate import StateStore, Turn, current_turn
+from beach.wire import subjects
 
 log = logging.getLogger("beach.runtime")
 
@@ -200,12 +201,16 @@ class Dispatcher:
                 category = self.categories.get(msg.subject, self.category)
                 serving = tracing.serve(request.trace, self.realm, category, request.req, request.id, self.uid,
                                         self.session.node_id, bool(msg.reply))
-                result = await self._dispatch(request, received)
+                # the data of a shot read by reference: its one reader deletes it (a request's, its
+                # caller: a retry reads it again; a broadcast's, its TTL: it has many readers)
+                last_reader = not msg.reply and not msg.subject.startswith(subjects.BROADCASTS)
+                result = await self._dispatch(request, received, last_reader)
                 outcome = self._measure(category, request.req, result, received)
                 if serving is not None:
                     serving.end(outcome, "" if result is None else result.error)
             if result is not None and msg.reply:
-                await self._reply(msg.reply, result, answered)
+                ttl = None if not answered else request.ttl  # (how long its caller waits: its data's TTL)
+                await self._reply(msg.reply, result, answered, ttl)
         finally:
             if self._waiting:  # hand this slot to the oldest message that waits for one
                 waiting = self._waiting.popleft()
@@ -229,7 +234,7 @@ class Dispatcher:
         self.meter.add(category, label, outcome, time.monotonic() - received if ran else None)
         return outcome
 
-    async def _dispatch(self, request: wire.Request, received: float) -> Result:
+    async def _dispatch(self, request: wire.Request, received: float, last_reader: bool = False) -> Result:
         # What is logged from here on (the handler's lines, its failure) carries the request's id.
         # This task serves this one request, in a context of its own: nothing to reset.
         logs.current_request.set(request.id)
@@ -241,7 +246,14 @@ class Dispatcher:
             self._unsupported(f"request type not supported: {request.req!r}")
             return wire.Reply(False, wire.UNSUPPORTED, {})
         deadline = None if request.ttl is None else received + request.ttl
-        actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
+        data = request.data
+        if isinstance(request, wire.AnsweredRequest) and request.body is not None:  # in the object store
+            try:
+                data = await self.session.incoming(request.body, delete=last_reader)
+            except (BeachError, ValueError) as err:
+                log.warning("actor %s: the data of request %r could not be read: %s", self.uid, request.req, err)
+                return wire.Reply(False, f"{wire.BUS_UNAVAILABLE}: the request's data could not be read: {err}", {})
+        actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, data)
         if self.replies is None:
             return await self._run(handler, actor_request, deadline)
         return await self.replies.run_once(request.id, lambda: self._run(handler, actor_request, deadline))
@@ -307,12 +319,21 @@ class Dispatcher:
         reads reply format 2 (``answered``: its request was of format 3); nothing to one that does not."""
         return (self.uid, self.session.node_id) if answered else ()
 
-    async def _reply(self, to: str, reply: wire.Reply, answered: bool) -> None:
+    async def _reply(self, to: str, reply: wire.Reply, answered: bool, ttl: float | None = None) -> None:
+        """Send ``reply``; its data through the object store when too large for a message, to a caller
+        that reads it there (``answered``), which deletes it (else its TTL, ``ttl`` seconds and
+        some, does)."""
         session = self.session
         signature = self._signature(answered)
         try:
             payload = wire.pack_reply(*reply, *signature)
-            session.check_size(payload, "reply")
+            if not session.fits(payload):
+                if not answered:  # a caller of the previous release: it reads no reference
+                    session.check_size(payload, "reply")
+                body = session.outgoing(payload, "reply data", ttl)
+                del payload
+                payload = wire.pack_reply(reply.ok, reply.error, None, self.uid, self.session.node_id,
+                                          await body.stored())
         except BeachError as err:
             log.error("actor %s could not send its reply: %s", self.uid, err)
             payload = wire.pack_reply(False, f"reply could not be sent: {err}", {}, *signature)

@@ -11,8 +11,9 @@ admin          requests, broadcasts, node control (``beach.n.*.*.*.<user>``), re
                reading actor state, uploading code (the object store ``beach_code``; nodes
                record the versions)
 realm-admin    requests and node control within its realm (``beach.n.*.*.<realm>.<user>``),
-               reading its realm's actor state, uploading code
-client         requests, shots and broadcasts (``beach.r/b/a.>``), reading state
+               reading its realm's actor state, uploading code, large payloads
+client         requests, shots and broadcasts (``beach.r/b/a.>``), reading state, large
+               payloads (writing, reading and deleting chunks of ``beach_payloads``)
 observer       reading state only (the dashboard's role); of actor state, its sizes only
 =============  ===========================================================================
 
@@ -36,7 +37,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from beach.bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET, STATE_BUCKET
+from beach.bus import ACTORS_BUCKET, DESIRED_BUCKET, NODES_BUCKET, STATE_BUCKET, bodies
 from beach.code.store import CODE_BUCKET
 from beach.errors import UsageError
 from beach.wire import subjects
@@ -87,6 +88,17 @@ def _reading_actor_state(realm: str | None) -> list[str]:
     return [f"$JS.API.CONSUMER.CREATE.{STATE_STREAM}.*.{keys}", f"$JS.API.DIRECT.GET.{STATE_STREAM}.{keys}"]
 
 
+def _payloads() -> list[str]:
+    """Publish allowances for sending and receiving payloads too large for a message: writing
+    chunks to the payload store, reading them (an ordered consumer), deleting what was read. Any
+    of them may touch any object there: what protects one is its key, in the (sealed) message."""
+    stream = bodies.STREAM
+    return [f"$O.{bodies.BUCKET}.C.>", f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.PURGE.{stream}",
+            f"$JS.API.CONSUMER.CREATE.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}.>",
+            f"$JS.API.CONSUMER.DELETE.{stream}.>", f"$JS.API.CONSUMER.INFO.{stream}.>", f"$JS.FC.{stream}.>",
+            f"$JS.API.STREAM.MSG.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}", f"$JS.API.DIRECT.GET.{stream}.>"]
+
+
 def permissions(user: User) -> dict[str, object]:
     """The NATS ``permissions`` block of ``user``."""
     if user.role == "node":
@@ -95,6 +107,8 @@ def permissions(user: User) -> dict[str, object]:
     who = subjects.escape(user.name)
     if user.role in ("client", "admin"):
         publish += ["beach.r.>", "beach.b.>", "beach.a.>"]
+    if user.role in ("client", "admin", "realm-admin"):  # large payloads, both ways (bus/bodies.py)
+        publish += _payloads()
     if user.role in ("admin", "realm-admin"):  # deploying code: the object store (nodes record versions)
         stream = f"OBJ_{CODE_BUCKET}"
         publish += [f"$O.{CODE_BUCKET}.>", f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.PURGE.{stream}",

@@ -121,6 +121,19 @@ class TraceContext(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_
     tracestate: str
 
 
+class BodyRef(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """Where a payload too large for one message is (`beach.bus.bodies`), ``[name, size, chunk,
+    chunks, key]``: its object in the payload store, its size in bytes (the msgpack encoding of the
+    data), the size of its chunks and their count, and the one-time AES-256-GCM key it is
+    encrypted with (the message carrying it is sealed)."""
+
+    name: str
+    size: int
+    chunk: int
+    chunks: int
+    key: bytes
+
+
 class Request(msgspec.Struct, array_like=True, tag=VERSION):
     """A request as it travels, ``[1, id, req, data, ident, ttl]``: the format (the tag), the
     request id (the same on every retry), its type, its payload, the caller's trust ident (or nil)
@@ -144,9 +157,12 @@ class TracedRequest(Request, tag=TRACED):
 
 
 class AnsweredRequest(TracedRequest, tag=ANSWERED):
-    """Format 3, ``[3, id, req, data, ident, ttl, trace]``: format 2's fields, sent by a caller that
-    reads reply format 2 (`AnsweredReply`: the reply names the actor that answered), so it is
-    answered in it."""
+    """Format 3, ``[3, id, req, data, ident, ttl, trace, body]``: format 2's fields, sent by a
+    caller that reads reply format 2 (`AnsweredReply`: the reply names the actor that answered, and
+    may carry its data by reference), so it is answered in it. ``body``: where the data is, when it
+    was too large to travel in the message (then ``data`` is nil)."""
+
+    body: BodyRef | None = None
 
 
 _request: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request | TracedRequest | AnsweredRequest)
@@ -232,11 +248,13 @@ class Reply(msgspec.Struct, array_like=True, tag=VERSION):
 
 
 class AnsweredReply(Reply, tag=ANSWER):
-    """Reply format 2, ``[2, ok, error, data, uid, node]``: format 1's fields, then the uid and the
-    node of the actor that answered (the answer to a format-3 request: `AnsweredRequest`)."""
+    """Reply format 2, ``[2, ok, error, data, uid, node, body]``: format 1's fields, then the uid and
+    the node of the actor that answered (the answer to a format-3 request: `AnsweredRequest`), and
+    where the data is when it was too large to travel in the message (then ``data`` is nil)."""
 
     uid: str | None = None
     node: str | None = None
+    body: BodyRef | None = None
 
 
 _reply = msgspec.msgpack.Decoder(Reply | AnsweredReply)
@@ -244,11 +262,45 @@ _reply_format_0 = msgspec.msgpack.Decoder(tuple[bool, str | None, Any])  # the p
 _reply_numbered = msgspec.msgpack.Decoder(tuple[int, bool, str | None, Any])
 
 
-def pack_reply(ok: bool, error: str, data: Any, uid: str | None = None, node: str | None = None) -> bytes:
+def pack_reply(ok: bool, error: str, data: Any, uid: str | None = None, node: str | None = None,
+               body: BodyRef | None = None) -> bytes:
     """Encode a reply envelope: format 1, or format 2 naming actor ``uid`` on ``node`` (when
-    ``uid`` is given: the answer to a format-3 request only, which only a reader of it sends)."""
-    reply = Reply(ok, error, data) if uid is None else AnsweredReply(ok, error, data, uid, node)
+    ``uid`` is given: the answer to a format-3 request only, which only a reader of it sends), its
+    data at ``body`` if given."""
+    reply = Reply(ok, error, data) if uid is None else AnsweredReply(ok, error, data, uid, node, body)
     return pack(reply, what="reply data")
+
+
+def pack_referenced(req_id: str, req: str, body: BodyRef, ident: str | None, ttl: float | None,
+                    trace: TraceContext | None = None) -> bytes:
+    """Encode a request whose data is at ``body`` (format 3: only where every reader reads it)."""
+    return pack(AnsweredRequest(req_id, req, None, ident, ttl, trace, body))
+
+
+class _Data(msgspec.Struct, array_like=True):
+    """Any envelope with its data left encoded (`data_of`)."""
+
+    tag: Any
+    a: Any
+    b: Any
+    data: msgspec.Raw
+
+
+_data_of = msgspec.msgpack.Decoder(_Data)
+
+
+def data_of(envelope: bytes) -> memoryview:
+    """The encoded data of a request or reply envelope this module packed (its fourth element):
+    a view into ``envelope``, not a copy, to be stored as a large body."""
+    return memoryview(_data_of.decode(envelope).data)  # (msgspec's Raw references the bytes it was decoded from)
+
+
+def unpack_data(body: bytes | bytearray | memoryview) -> Any:
+    """Decode a large body's data (the msgpack encoding `data_of` stored); raise ``ValueError``."""
+    try:
+        return _any.decode(body)
+    except msgspec.DecodeError as err:
+        raise ValueError(f"malformed payload: {err}") from None
 
 
 def unpack_reply(body: bytes) -> Reply:

@@ -171,12 +171,16 @@ def request_subject(realm: str, category: str) -> str:
     return check_length(f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}", "category", category)
 
 
+BROADCASTS = "beach.b."
+"""The prefix of every broadcast's subject."""
+
+
 def broadcast_subject(realm: str, category: str) -> str:
     """The subject a broadcast to ``category`` is published on (every actor of the category)."""
     uid = actor_uid(category)
     if uid is not None:
         return actor_subject(realm, uid)
-    return check_length(f"beach.b.{escape(check_realm(realm))}.{_tokens(category)}", "category", category)
+    return check_length(f"{BROADCASTS}{escape(check_realm(realm))}.{_tokens(category)}", "category", category)
 
 
 def routable(realm: str, category: str) -> str:

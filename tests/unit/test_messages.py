@@ -80,7 +80,7 @@ def test_a_request_envelope_is_the_documented_array():
     assert wire.VERSION == 1
     # format 3 (where every reader reads it: the default) is format 2's array, its sender reading reply format 2
     body = wire.pack_request("r-1", "ping", {"a": 1}, "alice", 2.5)
-    assert plain(body) == [3, "r-1", "ping", {"a": 1}, "alice", 2.5, None]
+    assert plain(body) == [3, "r-1", "ping", {"a": 1}, "alice", 2.5, None, None]
     assert wire.unpack_request(body) == wire.AnsweredRequest("r-1", "ping", {"a": 1}, "alice", 2.5, None)
     assert wire.answered(body) and not wire.answered(wire.pack_request("r", "t", None, None, None, reads=(1, 2)))
     assert not wire.answered(b"\xc1")
@@ -275,7 +275,7 @@ def test_a_reply_envelope_is_the_documented_array():
     assert wire.unpack_reply(wire.pack_reply(True, "", [1])) == wire.Reply(True, "", [1])
     # format 2 names the actor that answered
     body = wire.pack_reply(True, "", [1], "u1", "n1")
-    assert plain(body) == [2, True, "", [1], "u1", "n1"]
+    assert plain(body) == [2, True, "", [1], "u1", "n1", None]
     assert wire.unpack_reply(body) == wire.AnsweredReply(True, "", [1], "u1", "n1")
     response = ActorResponse.of(wire.unpack_reply(body))
     assert (response.uid, response.node, response.data) == ("u1", "n1", [1])
@@ -426,3 +426,24 @@ def test_request_type_of_what_is_not_a_request_is_none(value):
 @pytest.mark.parametrize("body", [b"", b"\xc1", b"\x96", b"\x96\x01", b"\x96\x01\xa1i"])
 def test_request_type_of_garbage_is_none(body):
     assert wire.request_type(body) is None
+
+
+def test_data_too_large_for_a_message_travels_by_reference():
+    # format 3's eighth element, reply format 2's seventh: [name, size, chunk, chunks, key]; data nil
+    ref = wire.BodyRef("ab" * 16, 300_000, 262_144, 2, b"k" * 32)
+    body = wire.pack_referenced("r-1", "big", ref, None, 4.0)
+    assert plain(body) == [3, "r-1", "big", None, None, 4.0, None, ["ab" * 16, 300_000, 262_144, 2, b"k" * 32]]
+    assert wire.unpack_request(body).body == ref
+    reply = wire.pack_reply(True, "", None, "u1", "n1", ref)
+    assert plain(reply)[6] == ["ab" * 16, 300_000, 262_144, 2, b"k" * 32]
+    assert wire.unpack_reply(reply).body == ref
+    with pytest.raises(ValueError, match="Expected `bytes`, got `str` - at `\\$\\[7\\]\\[4\\]`"):
+        wire.unpack_request(msgpack.packb([3, "r", "t", None, None, None, None, ["n", 1, 1, 1, "key"]]))
+    # what is stored: the data's own encoding, cut out of the envelope without a copy
+    envelope = wire.pack_request("r-1", "big", {"blob": b"x" * 1000}, None, None)
+    data = wire.data_of(envelope)
+    assert isinstance(data, memoryview) and data.obj is not None
+    assert wire.unpack_data(data) == {"blob": b"x" * 1000}
+    assert bytes(wire.data_of(wire.pack_reply(True, "", [1, 2], "u", "n"))) == wire.pack([1, 2])
+    with pytest.raises(ValueError, match="^malformed payload: "):
+        wire.unpack_data(b"\xc1")
