@@ -13,7 +13,7 @@ import pytest
 
 from beach import wire
 from beach.beach_api import Beach
-from beach.errors import BusError, CategoryError, EncodeError, UsageError
+from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, UsageError
 from beach.security import authority
 from beach.wire import subjects
 
@@ -250,6 +250,9 @@ def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors
         assert handle.request("ping").isSuccess and handle.request("ping").uid is None
         results = handle.requestFromAll("ping").waitAll(10)
         assert sorted(r.uid for r in results) == sorted(uids) and {r.node for r in results} == {NODE_ID}
+        # nor is data too large for a message sent by reference (the old node could not read it)
+        with pytest.raises(PayloadTooLarge, match="a node of the previous release is live"):
+            handle.request("ping", {"blob": b"x" * (2 * 1024 * 1024)})
     finally:
         beach._runner.run(session.view.nodes_kv.delete(subjects.escape("old-release-node")))
     wait_for(lambda: wire.ANSWERED in session.view.reads, 10, what="the old node to leave the view")
