@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
+from beach.client.scope import current_scope
 from beach.logs import Source
 from beach.names import twinned
 
@@ -217,6 +218,23 @@ class Actor:
     def isRunning(self) -> bool:
         """True until the actor starts stopping."""
         return not self.stopEvent.is_set()
+
+    # ---- the request being served ----
+
+    def isCancelled(self) -> bool:
+        """True once the caller of the request this handler serves gave up on it (its timeout, a
+        cancel, Ctrl-C): a ``def`` handler checks it and stops early (an ``async def`` handler's
+        task is cancelled instead). False outside a handler."""
+        scope = current_scope.get()
+        return scope is not None and scope.cancelled
+
+    @property
+    def cancelled(self) -> threading.Event:
+        """An event set when the caller of the request this handler serves gives up on it (a ``def``
+        handler may ``self.cancelled.wait(seconds)`` instead of sleeping); outside a handler, one
+        that is never set."""
+        scope = current_scope.get()
+        return threading.Event() if scope is None else scope.event
 
     def getLastError(self) -> str | None:
         """The traceback text of the last exception a handler or timer raised, or None."""

@@ -21,7 +21,8 @@ alternate raw and beach (figures: medians over the rounds). It reports requests/
   msgpack-encoded data in a bucket and sends its name; a raw responder process ``get`` s it, ``put`` s
   it back under a new name and answers that name; the caller ``get`` s it and deletes both;
 * **beach**: ``await handle.arequest('echo', data, timeout=300)`` (beach stores it, encrypted, and
-  its reply, in ``beach_payloads``).
+  its reply, in ``beach_payloads``); and one way, to see each side's memory: the payload sent
+  (``take``: the reply is its size) and received (``give``: the request is its size).
 
 For each it reports the seconds per echo and the peak RSS of the caller, the process that echoed
 (the raw responder, the actor host) and nats-server during it (``VmHWM``, reset before each case
@@ -229,6 +230,24 @@ async def beach_object_echo(client: AsyncBeach, i: int, blob: bytes) -> float:
     return elapsed
 
 
+async def beach_one_way(client: AsyncBeach, send: bool, i: int, payload: Any) -> float:
+    """One large payload one way through beach: sent (``send``: ``payload`` the bytes, the reply
+    their size) or received (``payload`` its size, asked for); its seconds."""
+    handle = client.getActorHandle("bench/sink", timeout=LARGE_TIMEOUT)
+    started = time.perf_counter()
+    if send:
+        data = checked(await handle.arequest("take", {"n": i, "blob": payload}))
+        ok = data["size"] == len(payload)
+    else:
+        data = checked(await handle.arequest("give", {"n": i, "size": payload}))
+        ok = len(data["blob"]) == payload
+        del data
+    elapsed = time.perf_counter() - started
+    if not ok:
+        raise RuntimeError("beach one-way returned something else")
+    return elapsed
+
+
 async def run_large(bench: Cluster, responder: int, quick: bool) -> list[tuple[int, str, float, dict[str, int]]]:
     """Echo each of `LARGE` through both sides: ``[(size, side, seconds, {process: peak RSS})]``."""
     results = []
@@ -239,19 +258,24 @@ async def run_large(bench: Cluster, responder: int, quick: bool) -> list[tuple[i
         stack.push_async_callback(nc.close)
         await wait_registered(client, bench.node, bench.node_log)
         checked(await client.addActor("Echo", "bench/echo"))
+        checked(await client.addActor("Sink", "bench/sink"))
         hosts = host_pids(client)
         for size in LARGE[:1] if quick else LARGE:
             blob = os.urandom(size)
             rounds = 1 if quick or size > 10 * MB else 3
             sides = {"raw nats-py object store": (partial(raw_object_echo, nc), {"echoing": responder}),
-                     "beach": (partial(beach_object_echo, client), hosts)}
+                     "beach": (partial(beach_object_echo, client), hosts),
+                     "beach, one way: the caller sends it": (partial(beach_one_way, client, True), hosts),
+                     "beach, one way: the caller receives it": (partial(beach_one_way, client, False), hosts)}
             for side, (echo, echoing) in sides.items():
                 pids = {"caller": os.getpid(), **echoing, "nats-server": bench.server_pid}
-                await echo(0, blob[:MB])  # (warm: the buckets, the consumers' first use)
+                receiving = side.endswith("receives it")
+                await echo(0, MB if receiving else blob[:MB])  # (warm: the buckets, the consumers' first use)
+                if receiving:
+                    blob = b""  # (the caller holds no payload of its own while it receives one)
                 peak_reset(pids)
-                times = [await echo(n, blob) for n in range(1, rounds + 1)]
+                times = [await echo(n, size if receiving else blob) for n in range(1, rounds + 1)]
                 results.append((size, side, statistics.median(times), peaks(pids)))
-            del blob
     return results
 
 
@@ -271,12 +295,13 @@ def report_large(results: list[tuple[int, str, float, dict[str, int]]]) -> str:
     for size, side, seconds, rss in results:
         if side.startswith("raw"):
             raw_seconds[size] = seconds
-        ratio = f" ({raw_seconds[size] / seconds:.2f}× raw's speed)" if not side.startswith("raw") else ""
+        ratio = f" ({raw_seconds[size] / seconds:.2f}× raw's speed)" if side == "beach" else ""
         lines.append(f"| {size // MB} MB | {side}{ratio} | {seconds:.2f} | {size / seconds / MB:,.1f} | "
                      f"{_peak(rss, 'caller', size)} | {_peak(rss, 'echoing', size)} | "
                      f"{_peak(rss, 'nats-server', size)} |")
-    lines += ["", "One echo at a time; seconds: the median of the rounds (10 MB: 3; 100 MB: 1). Peak RSS: VmHWM "
-              "over the measured rounds, the caller's including the payload it sends and keeps."]
+    lines += ["", "One at a time; seconds: the median of the rounds (10 MB: 3; 100 MB: 1). Peak RSS: VmHWM "
+              "over the measured rounds, the caller's including the payload it sends and keeps (an echo's caller "
+              "holds what it sent while it receives the same again). One way: MB/s of the payload that way."]
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -257,6 +258,56 @@ def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors
         beach._runner.run(session.view.nodes_kv.delete(subjects.escape("old-release-node")))
     wait_for(lambda: wire.ANSWERED in session.view.reads, 10, what="the old node to leave the view")
     assert beach.getActorHandle("halfway").request("ping").uid in uids
+
+
+def test_a_callers_timeout_cancels_the_handler_async_sync_and_nested(beach):
+    uid = beach.addActor(LEDGER, "cancel/one").data["uid"]
+    inner = beach.addActor(LEDGER, "cancel/inner").data["uid"]
+    handle = beach.getActorHandle("cancel/one")
+
+    def entry(actor, tag):
+        found = [e for e in ledger(beach, actor) if e["tag"] == tag and "end" in e]
+        return found[0] if found else None
+
+    # an async handler: its task is cancelled when its caller's attempt times out
+    started = time.monotonic()
+    assert handle.request("wait", {"tag": "a", "seconds": 30}, timeout=1).isTimedOut
+    done = wait_for(lambda: entry(uid, "a"), 10, what="the async handler to be cancelled")
+    assert done["cancelled"] and done["end"] - done["start"] < 5
+    # a def handler sees isCancelled(), and the event
+    assert handle.request("spin", {"tag": "s", "seconds": 30}, timeout=1).isTimedOut
+    done = wait_for(lambda: entry(uid, "s"), 10, what="the def handler to see it")
+    assert done["saw_cancelled"] and done["end"] - done["start"] < 5
+    assert handle.request("wait_event", {"tag": "e", "seconds": 30}, timeout=1).isTimedOut
+    done = wait_for(lambda: entry(uid, "e"), 10, what="the def handler's event")
+    assert done["saw_cancelled"] and done["end"] - done["start"] < 5
+    # an awaiter that gives up cancels it too (its attempt had 30 s)
+    async def give_up(request_type, tag):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handle.arequest(request_type, {"tag": tag, "seconds": 30,
+                                                                  "category": "cancel/inner"}, timeout=30), 1)
+
+    beach._runner.run(give_up("wait", "g"))
+    done = wait_for(lambda: entry(uid, "g"), 10, what="the handler its awaiter gave up on to be cancelled")
+    assert done["cancelled"] and done["end"] - done["start"] < 5
+    # a nested call is cancelled with its parent (not by a deadline: they had 30 s), and its handler
+    beach._runner.run(give_up("nest", "n"))
+    outer = wait_for(lambda: entry(uid, "n"), 10, what="the outer handler to be cancelled")
+    nested = wait_for(lambda: entry(inner, "n"), 10, what="the inner handler to be cancelled with it")
+    assert outer["cancelled"] and nested["cancelled"] and nested["end"] - nested["start"] < 5
+    # a def handler blocked in its own request(): that call is cancelled with its request
+    async def give_up_inner():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(handle.arequest("inner", {"tag": "d", "category": "cancel/inner", "req": "wait",
+                                                             "data": {"tag": "d", "seconds": 30}}, timeout=30), 1)
+
+    beach._runner.run(give_up_inner())
+    nested = wait_for(lambda: entry(inner, "d"), 10, what="the def handler's call to be cancelled with it")
+    outer = wait_for(lambda: entry(uid, "d"), 10, what="the def handler to return")
+    assert nested["cancelled"] and not outer["inner_ok"] and outer["inner_elapsed"] < 5
+    assert time.monotonic() - started < 30
+    # and the actor serves on
+    assert handle.request("work", {"tag": "after"}).isSuccess
 
 
 def test_empty_category_fails_at_once(beach):

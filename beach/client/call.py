@@ -25,9 +25,10 @@ from beach.client.eager import start as eagerly
 from beach.client.response import ActorResponse
 from beach.client.routing import Targets
 from beach.client.runner import Background
+from beach.client.scope import Scope, current_scope
 from beach.client.session import Session
 from beach.errors import ClosedError
-from beach.wire import Failure
+from beach.wire import Failure, subjects
 
 # Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
 # takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
@@ -68,7 +69,7 @@ class Call:
 
     __slots__ = ("handle", "loop", "request_type", "data", "timeout", "key", "retries", "deadline", "done", "to",
                  "req_id", "attempt", "tried", "payload", "encoded_budget", "target", "reply", "timer", "started",
-                 "spans", "owns_spans", "sending", "body", "fetching")
+                 "spans", "owns_spans", "sending", "body", "fetching", "scope")
 
     def __init__(self, handle: Sender, request_type: str, data: Any, timeout: float, key: Any, retries: int,
                  deadline: float | None, req_id: str, done: Done, to: tuple[str, str] | None = None,
@@ -101,6 +102,7 @@ class Call:
         if body is not None:
             body.acquire()
         self.fetching: asyncio.Task[None] | None = None  # a reply's data being read from the object store
+        self.scope: Scope | None = None  # the request served by the handler that made it: cancelled with it
 
     def _budget(self) -> float:
         """This attempt's time: its timeout, capped by the deadline inherited, if any (it travels
@@ -113,6 +115,9 @@ class Call:
         """Send the first attempt (on the loop's thread). What makes the request unsendable
         (`EncodeError`, `PayloadTooLarge`, `ClosedError`) is raised here."""
         self.handle._calls.add(self)
+        self.scope = current_scope.get()
+        if self.scope is not None:
+            self.scope.calls.add(self)
         self.started = time.monotonic()  # the call's extent (a client span's): every attempt, backoff included
         if self.owns_spans:  # (the current span, the caller's, is its parent)
             self.spans = tracing.call("request", self.handle._realm, self.handle.category, self.request_type,
@@ -208,11 +213,30 @@ class Call:
         nothing if it has ended already."""
         if self.done is None:
             return
+        self._tell_cancelled()
         self._end_attempt()
         self._finish(ActorResponse(False, why))
 
+    def _tell_cancelled(self) -> None:
+        """Tell the actor serving the attempt in flight (if any) that its caller gave up: its host
+        cancels the handler (`beach.client.scope`). Its reply subject names the attempt."""
+        if not self.reply:
+            return
+        session = self.handle.session
+        body = wire.pack([self.reply])
+
+        async def tell() -> None:
+            try:
+                await session.publish(subjects.cancel_subject(self.handle._realm), body)
+            except Exception:  # (the connection closed: nobody to tell, the actor's deadline ends it)
+                pass
+
+        eagerly(tell(), self.handle._background)
+
     def _answered(self, outcome: Msg | BaseException) -> None:
         """An attempt's end: its reply, or what ended it (a timeout, the bus refusing or closing)."""
+        if isinstance(outcome, TimeoutError):  # (its actor may still be at it: it stops, its caller gone)
+            self._tell_cancelled()
         if not self._end_attempt():
             return
         if isinstance(outcome, ClosedError):
@@ -296,6 +320,8 @@ class Call:
     def _finish(self, outcome: ActorResponse | BaseException) -> None:
         handle = self.handle
         handle._calls.discard(self)
+        if self.scope is not None:
+            self.scope.calls.discard(self)
         label, text = self._end_span(outcome)  # (an attempt cut short: cancelled, closed)
         if self.spans is not None and self.owns_spans:
             self.spans.end(label, text)

@@ -50,13 +50,15 @@ async def _carry_on(coro: Coroutine[Any, Any, Any], waiting_on: Any) -> Any:
     return await _Started(coro, waiting_on)
 
 
-def start(coro: Coroutine[Any, Any, None], background: Background, context: contextvars.Context | None = None) -> None:
+def start(coro: Coroutine[Any, Any, None], background: Background,
+          context: contextvars.Context | None = None) -> asyncio.Task[Any] | None:
     """Run ``coro`` (on the loop's thread; in ``context`` if given) until it first waits; if it does,
-    ``background`` carries it on as a task. What ``coro`` raises before its first wait is raised here."""
+    ``background`` carries it on as a task, which is returned (None: it is done). What ``coro``
+    raises before its first wait is raised here."""
     try:
         waiting_on = coro.send(None) if context is None else context.run(coro.send, None)
     except StopIteration:
-        return
+        return None
     if asyncio.isfuture(waiting_on):
         # A coroutine stopping in a future's await marks the future as awaited and expects a
         # task to take the mark off as it starts waiting (asyncio's protocol for future-likes,
@@ -64,4 +66,4 @@ def start(coro: Coroutine[Any, Any, None], background: Background, context: cont
         # "ready") while the mark is on fails at once. Take it off now; `_Started` puts it back
         # for the task that carries the coroutine on.
         waiting_on._asyncio_future_blocking = False
-    background.start(_carry_on(coro, waiting_on), context)
+    return background.start(_carry_on(coro, waiting_on), context)

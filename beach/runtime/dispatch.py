@@ -34,6 +34,7 @@ from beach import logs, metering, tracing, wire
 from beach.actor import ActorRequest
 from beach.client import eager
 from beach.client.runner import Background
+from beach.client.scope import Scope, current_scope
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
 from beach.errors import BeachError, SealError, StateError
@@ -47,7 +48,8 @@ log = logging.getLogger("beach.runtime")
 
 MAX_INFLIGHT_ASYNC = 1000
 MAX_INFLIGHT_SYNC = 64
-COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused", "conflicts")
+COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused", "conflicts",
+            "cancelled")
 _EXPIRED = object()
 # Outcomes of a request that never reached its handler: counted, but not timed.
 _NOT_RUN = frozenset(metering.FAILURES[kind] for kind in (wire.UNAUTHORIZED, wire.UNSUPPORTED))
@@ -105,6 +107,8 @@ class Dispatcher:
         self.category = metering.OTHER  # for a subject not in that map
         self._waiting: deque[tuple[Msg, float]] = deque()  # reply-less messages past the bound
         self._waiting_bytes = 0
+        # requests being served whose callers may cancel them (format 3), by their reply subject
+        self.serving: dict[str, Scope] = {}
         self._background = Background()
         self.idle = asyncio.Event()
         self.idle.set()
@@ -182,7 +186,7 @@ class Dispatcher:
         self.inflight += 1
         self.idle.clear()
         try:
-            eager.start(self._serve(msg, received), self._background, self.context.copy())
+            self._started(msg, eager.start(self._serve(msg, received), self._background, self.context.copy()))
         except (Exception, asyncio.CancelledError):  # _serve answers handler errors itself: a bug
             # escaping into nats-py's callback loop would end this subscription (a CancelledError does)
             log.exception("actor %s failed to serve a message", self.uid)
@@ -204,7 +208,14 @@ class Dispatcher:
                 # the data of a shot read by reference: its one reader deletes it (a request's, its
                 # caller: a retry reads it again; a broadcast's, its TTL: it has many readers)
                 last_reader = not msg.reply and not msg.subject.startswith(subjects.BROADCASTS)
-                result = await self._dispatch(request, received, last_reader)
+                scope = None
+                if answered and msg.reply:  # (a caller that sends format 3 says when it gives up)
+                    scope = self.serving[msg.reply] = Scope(self.handlers.get(request.req) in self._async_handlers)
+                try:
+                    result = await self._dispatch(request, received, last_reader, scope)
+                finally:
+                    if scope is not None:
+                        del self.serving[msg.reply]
                 outcome = self._measure(category, request.req, result, received)
                 if serving is not None:
                     serving.end(outcome, "" if result is None else result.error)
@@ -216,11 +227,29 @@ class Dispatcher:
                 waiting = self._waiting.popleft()
                 self._waiting_bytes -= len(waiting[0].data)
                 # (in a context of its own, not this request's: its log fields and span)
-                self._background.start(self._serve(*waiting), self.context.copy())
+                self._started(waiting[0], self._background.start(self._serve(*waiting), self.context.copy()))
             else:
                 self.inflight -= 1
                 if not self.inflight:
                     self.idle.set()
+
+    def _started(self, msg: Msg, task: asyncio.Task[Any] | None) -> None:
+        """``msg`` is being served by ``task`` (None: served already): the task a cancellation of an
+        async handler's request cancels."""
+        if task is not None and msg.reply:
+            scope = self.serving.get(msg.reply)
+            if scope is not None and scope.asynchronous:
+                scope.task = task
+
+    def cancel_request(self, reply: str) -> bool:
+        """The caller of the request whose reply subject is ``reply`` gave up: cancel it (its async
+        handler's task, its calls in flight; a def handler sees it). False if it is not served here."""
+        scope = self.serving.get(reply)
+        if scope is None:
+            return False
+        self.counters["cancelled"] += 1
+        scope.cancel("cancelled: its caller gave up")
+        return True
 
     def _measure(self, category: str, request_type: str, result: Result, received: float) -> str:
         """Count a request that was dispatched, by its result; time it if its handler ran. Return
@@ -234,7 +263,8 @@ class Dispatcher:
         self.meter.add(category, label, outcome, time.monotonic() - received if ran else None)
         return outcome
 
-    async def _dispatch(self, request: wire.Request, received: float, last_reader: bool = False) -> Result:
+    async def _dispatch(self, request: wire.Request, received: float, last_reader: bool = False,
+                        scope: Scope | None = None) -> Result:
         # What is logged from here on (the handler's lines, its failure) carries the request's id.
         # This task serves this one request, in a context of its own: nothing to reset.
         logs.current_request.set(request.id)
@@ -255,10 +285,11 @@ class Dispatcher:
                 return wire.Reply(False, f"{wire.BUS_UNAVAILABLE}: the request's data could not be read: {err}", {})
         actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, data)
         if self.replies is None:
-            return await self._run(handler, actor_request, deadline)
-        return await self.replies.run_once(request.id, lambda: self._run(handler, actor_request, deadline))
+            return await self._run(handler, actor_request, deadline, scope)
+        return await self.replies.run_once(request.id, lambda: self._run(handler, actor_request, deadline, scope))
 
-    async def _run(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None) -> Result:
+    async def _run(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None,
+                   scope: Scope | None = None) -> Result:
         """Run the handler unless the request's deadline passed before it started (then no reply:
         the caller has given up); turn its return or its exception into a reply, committing what
         it wrote to the actor's state first (the reply may then become ``conflict``)."""
@@ -266,6 +297,7 @@ class Dispatcher:
             self.counters["expired"] += 1
             return None
         token = current_deadline.set(deadline)
+        scope_token = current_scope.set(scope)
         turn = Turn(request.id)
         turn_token = current_turn.set(turn)
         try:
@@ -284,6 +316,10 @@ class Dispatcher:
             # neither end this subscription nor take the shared host down. Only a real cancellation
             # of this task (the actor stopping) goes on up.
             task = asyncio.current_task()
+            if isinstance(err, asyncio.CancelledError) and scope is not None and scope.cancelled \
+                    and task is not None and task is scope.task and task.cancelling():
+                task.uncancel()  # its caller gave up: no reply (nobody waits for it), nothing committed
+                return None
             if isinstance(err, asyncio.CancelledError) and task is not None and task.cancelling():
                 raise
             if turn.unavailable is not None and err is turn.unavailable:
@@ -299,6 +335,7 @@ class Dispatcher:
             return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error})
         finally:
             current_turn.reset(turn_token)
+            current_scope.reset(scope_token)
             current_deadline.reset(token)
         self.counters["processed"] += 1
         reply = wire.normalize_return(ret)

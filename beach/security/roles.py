@@ -12,7 +12,8 @@ admin          requests, broadcasts, node control (``beach.n.*.*.*.<user>``), re
                record the versions)
 realm-admin    requests and node control within its realm (``beach.n.*.*.<realm>.<user>``),
                reading its realm's actor state, uploading code, large payloads
-client         requests, shots and broadcasts (``beach.r/b/a.>``), reading state, large
+client         requests, shots and broadcasts (``beach.r/b/a.>``) and their cancellations
+               (``beach.cancel.>``), reading state, large
                payloads (writing, reading and deleting chunks of ``beach_payloads``)
 observer       reading state only (the dashboard's role); of actor state, its sizes only
 =============  ===========================================================================
@@ -106,7 +107,7 @@ def permissions(user: User) -> dict[str, object]:
     publish, subscribe = _reading(user)
     who = subjects.escape(user.name)
     if user.role in ("client", "admin"):
-        publish += ["beach.r.>", "beach.b.>", "beach.a.>"]
+        publish += ["beach.r.>", "beach.b.>", "beach.a.>", "beach.cancel.>"]
     if user.role in ("client", "admin", "realm-admin"):  # large payloads, both ways (bus/bodies.py)
         publish += _payloads()
     if user.role in ("admin", "realm-admin"):  # deploying code: the object store (nodes record versions)
@@ -121,7 +122,8 @@ def permissions(user: User) -> dict[str, object]:
         publish += _reading_actor_state(None)
     if user.role == "realm-admin":
         realm = subjects.escape(subjects.check_realm(user.realm or ""))
-        publish += [f"beach.r.{realm}.>", f"beach.b.{realm}.>", f"beach.a.{realm}.>", f"beach.n.*.*.{realm}.{who}"]
+        publish += [f"beach.r.{realm}.>", f"beach.b.{realm}.>", f"beach.a.{realm}.>", f"beach.n.*.*.{realm}.{who}",
+                    f"beach.cancel.{realm}"]
         publish += _reading_actor_state(user.realm)
     return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
 

@@ -171,6 +171,15 @@ def request_subject(realm: str, category: str) -> str:
     return check_length(f"beach.r.{escape(check_realm(realm))}.{_tokens(category)}", "category", category)
 
 
+CANCELS = "beach.cancel.>"
+"""Where callers say they gave up on an attempt (every actor host listens: `cancel_subject`)."""
+
+
+def cancel_subject(realm: str) -> str:
+    """The subject a caller in ``realm`` cancels an attempt on (its body: the attempt's reply subject)."""
+    return f"beach.cancel.{escape(check_realm(realm))}"
+
+
 BROADCASTS = "beach.b."
 """The prefix of every broadcast's subject."""
 

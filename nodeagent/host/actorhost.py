@@ -23,12 +23,14 @@ import time
 import traceback
 from typing import Any
 
+from nats.aio.msg import Msg
+
 from beach import bus, logs, tracing, wire
 from beach import config as beach_config
 from beach import loop as beach_loop
 from beach.client.runner import Background, Runner
 from beach.client.session import Session
-from beach.errors import ActorInitError, BeachError, BusError
+from beach.errors import ActorInitError, BeachError, BusError, SealError
 from beach.runtime.actor_runtime import ActorRuntime
 from beach.runtime.dispatch import SERVING
 from beach.runtime.loader import load_actor_class
@@ -92,6 +94,7 @@ class ActorHost(ControlServer):
                                                   self.config.logs.rate, self.config.logs.burst)
         logs.install(self.log_handler, nc, self.config.sealer)
         await self.serve_control(subjects.host_subject(self.host_id, ""))
+        await nc.subscribe(subjects.CANCELS, cb=self._on_cancel)
         await self.session.inbox.request(subjects.node_subject(self.node_id, "hello"),
                                          wire.pack({"host": self.host_id, "pid": self.pid, "isolated": self.isolated}),
                                          timeout=HELLO_SECONDS)
@@ -102,6 +105,18 @@ class ActorHost(ControlServer):
         if self.lost:
             raise BusError(f"actor host {self.host_id} stops: the NATS server closed its connection for good "
                            f"({self.lost[0]})")
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        """A caller gave up on an attempt (its reply subject in the body): the actor serving it here,
+        if any, cancels it (`beach.client.scope`)."""
+        try:
+            [reply] = wire.unpack(self.session.unseal(msg))
+        except (SealError, ValueError, TypeError):  # not a caller's (refused by the seal, or malformed)
+            return
+        if isinstance(reply, str):
+            for runtime in list(self.actors.values()):
+                if runtime.dispatcher.cancel_request(reply):
+                    return
 
     async def _watch_parent(self) -> None:
         parent = os.getppid()

@@ -65,6 +65,10 @@ class Ledger(Actor):
         self.handle('who', self.work)
         self.handle('inner', self.inner)
         self.handle('ledger', lambda msg: (True, {'uid': self.name, 'entries': list(self.entries)}))
+        self.handle('wait', self.wait)
+        self.handle('spin', self.spin)
+        self.handle('wait_event', self.wait_event)
+        self.handle('nest', self.nest)
 
     def record(self, msg, **extra):
         tag = msg.data.get('tag') if isinstance(msg.data, dict) else None
@@ -83,6 +87,43 @@ class Ledger(Actor):
         time.sleep(msg.data.get('seconds', 0))
         entry['end'] = time.time()
         return (True, {'uid': self.name, 'id': msg.id})
+
+    async def wait(self, msg):
+        # cancelled when its caller gives up: recorded, then the cancellation goes on
+        entry = self.record(msg)
+        try:
+            await asyncio.sleep(msg.data.get('seconds', 30))
+        except asyncio.CancelledError:
+            entry.update(cancelled=True, end=time.time())
+            raise
+        entry['end'] = time.time()
+        return (True, {})
+
+    def spin(self, msg):
+        # a def handler: it checks isCancelled() and stops early
+        entry = self.record(msg)
+        deadline = time.monotonic() + msg.data.get('seconds', 30)
+        while not self.isCancelled() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        entry.update(saw_cancelled=self.isCancelled(), end=time.time())
+        return (True, {})
+
+    def wait_event(self, msg):
+        entry = self.record(msg)
+        entry.update(saw_cancelled=self.cancelled.wait(msg.data.get('seconds', 30)), end=time.time())
+        return (True, {})
+
+    async def nest(self, msg):
+        # an async handler waiting on another actor: cancelled with its own request, which cancels that one
+        entry = self.record(msg)
+        try:
+            await self.getActorHandle(msg.data['category']).arequest('wait', {'tag': msg.data.get('tag'),
+                                                                                'seconds': 30}, timeout=30)
+        except asyncio.CancelledError:
+            entry.update(cancelled=True, end=time.time())
+            raise
+        entry['end'] = time.time()
+        return (True, {})
 
     def inner(self, msg):
         # A plain handler asking another actor with a long timeout of its own: what it gets is

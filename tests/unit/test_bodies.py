@@ -25,7 +25,8 @@ def test_over_the_limit_is_refused_naming_it():
     bodies.check_limit(100, 100, "x")
     with pytest.raises(PayloadTooLarge) as err:
         bodies.check_limit(101, 100, "data of request 'r'")
-    assert str(err.value) == "data of request 'r' is 101 bytes encoded, over the limit of payloads.max_bytes of 100 bytes"
+    assert str(err.value) == ("data of request 'r' is 101 bytes encoded, over the limit of payloads.max_bytes "
+                              "of 100 bytes")
     assert (err.value.size, err.value.limit) == (101, 100)
     assert PayloadsConfig().max_bytes == 1024 ** 3 and PayloadsConfig().inline_bytes == 0
 
