@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -308,6 +311,42 @@ def test_a_callers_timeout_cancels_the_handler_async_sync_and_nested(beach):
     assert time.monotonic() - started < 30
     # and the actor serves on
     assert handle.request("work", {"tag": "after"}).isSuccess
+
+
+INTERRUPTED = """
+import sys
+from beach.beach_api import Beach
+client = Beach(sys.argv[1])
+client.getActorHandle("cancel/two").request("wait", {"tag": "ctrl-c", "seconds": 30}, timeout=30)
+"""
+
+
+def test_a_cancelled_future_and_ctrl_c_cancel_the_handler(beach, config_path):
+    uid = beach.addActor(LEDGER, "cancel/two").data["uid"]
+    handle = beach.getActorHandle("cancel/two")
+
+    def entry(tag, done=True):
+        found = [e for e in ledger(beach, uid) if e["tag"] == tag and ("end" in e or not done)]
+        return found[0] if found else None
+
+    future = handle.request("wait", {"tag": "f", "seconds": 30}, timeout=30, isWithFuture=True)
+    wait_for(lambda: entry("f", done=False), 10, what="the request to start")
+    future.cancel()
+    [result] = future.waitAll(5)
+    assert result.error == "cancelled: its FutureResults was cancelled"
+    assert wait_for(lambda: entry("f"), 10, what="its handler to be cancelled")["cancelled"]
+    # Ctrl-C in a script blocked in request(): the script stops, and so does the handler
+    script = subprocess.Popen([sys.executable, "-c", INTERRUPTED, str(config_path)], stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: entry("ctrl-c", done=False), 30, what="the script's request to start")
+        script.send_signal(signal.SIGINT)
+        _, err = script.communicate(timeout=20)
+    finally:
+        script.kill()
+        script.wait()
+    assert b"KeyboardInterrupt" in err
+    done = wait_for(lambda: entry("ctrl-c"), 10, what="the handler of the interrupted request to be cancelled")
+    assert done["cancelled"] and done["end"] - done["start"] < 20
 
 
 def test_empty_category_fails_at_once(beach):

@@ -68,7 +68,8 @@ class ActorHandleGroup:
         for handle in handles:
             handle._check(requestType, data, key, nRetries)
         for handle in handles:
-            handle._call(requestType, data, timeout, key, nRetries, handle._reported(onFailure, data, future._add))
+            future._started(handle._call(requestType, data, timeout, key, nRetries,
+                                         handle._reported(onFailure, data, future._add)))
         return future
 
     async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,

@@ -8,6 +8,7 @@ coroutine on the session's loop. In ``async def`` handlers, await the coroutines
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import os
@@ -190,7 +191,7 @@ class ActorHandle:
 
         def start() -> None:
             try:
-                self._call(requestType, data, timeout, key, nRetries, done)
+                future._started(self._call(requestType, data, timeout, key, nRetries, done))
             except Exception as err:  # (the connection closed meanwhile)
                 done(err)
 
@@ -202,7 +203,8 @@ class ActorHandle:
                              onFailure: Callable[[Any], Any] | None = None) -> FutureResults:
         """Start a request and return at once a `FutureResults` that will hold its response."""
         future = FutureResults(1, self._session.runner)
-        self._call(requestType, data, timeout, key, nRetries, self._reported(onFailure, data, future._add))
+        future._started(self._call(requestType, data, timeout, key, nRetries,
+                                   self._reported(onFailure, data, future._add)))
         return future
 
     async def ashoot(self, requestType: str, data: Any = None, timeout: float | None = None,
@@ -277,9 +279,9 @@ class ActorHandle:
                 spans.end(metering.OK)
         try:
             for actor in members:
-                self._call(requestType, data, timeout, None, 0, add,
-                           to=(subjects.actor_subject(self._realm, actor.uid), actor.uid), req_id=req_id, spans=spans,
-                           body=body)
+                future._started(self._call(
+                    requestType, data, timeout, None, 0, add, to=(subjects.actor_subject(self._realm, actor.uid),
+                                                                  actor.uid), req_id=req_id, spans=spans, body=body))
         except BaseException as err:  # the connection closed meanwhile (the actors not asked never add)
             if spans is not None:
                 spans.end(*tracing.raised(err))
@@ -332,11 +334,26 @@ class ActorHandle:
         `ClosedError` once the client is closed."""
         if isWithFuture:  # started, not waited for: no trip into the loop before the future is returned
             return self._future(requestType, data, timeout, key, nRetries, onFailure)
-        response: ActorResponse = self._session.runner.call(
-            partial(self._call, requestType, data, timeout, key, nRetries))
+        started: list[Call] = []
+
+        def start(done: Done) -> None:
+            started.append(self._call(requestType, data, timeout, key, nRetries, done))
+
+        try:
+            response: ActorResponse = self._session.runner.call(start)
+        except KeyboardInterrupt:  # Ctrl-C: the call ends, and its actor is told (its handler cancelled)
+            if started:
+                with contextlib.suppress(Exception):  # (the interrupt is what the caller gets, whatever happens)
+                    self._session.runner.run(self._interrupted(started[0]))
+            raise
         if onFailure is not None and not response.isSuccess:
             self._session.runner.run(_call_back(onFailure, {} if data is None else data))
         return response
+
+    async def _interrupted(self, call: Call) -> None:
+        """End ``call`` (its caller was interrupted) and see its actor told before the process goes on."""
+        call.cancel("cancelled: interrupted (Ctrl-C)")
+        await asyncio.wait_for(self._session.nc.flush(), 1.0)
 
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:

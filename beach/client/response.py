@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from beach import wire
 from beach.client.runner import Done, DrivenLoop, Runner, settle
+from beach.client.scope import Cancellable
 from beach.names import twinned
 
 if TYPE_CHECKING:
@@ -126,6 +127,24 @@ class FutureResults:
         self._lock = threading.Lock()  # results come on the loop's thread, are read from the caller's
         self._finished = n == 0
         self._waiters: list[tuple[Callable[[], bool], Done]] = []  # touched on the loop's thread only
+        self._calls: list[Cancellable] = []  # the requests whose results it waits for (on the loop's thread)
+
+    def _started(self, call: Cancellable) -> None:
+        """One of its requests is in flight (on the loop's thread): `cancel` ends it."""
+        self._calls.append(call)
+
+    def cancel(self) -> None:
+        """Give up on the results still to come: each request still in flight ends now as a
+        failure (``cancelled: ...``, so a wait returns) and the actor serving it is told, which
+        cancels its handler."""
+        def cancel_all() -> None:
+            for call in self._calls:
+                call.cancel("cancelled: its FutureResults was cancelled")
+
+        if self._runner is None:
+            cancel_all()
+        else:
+            self._runner.soon(cancel_all)
 
     def _add(self, outcome: ActorResponse | BaseException) -> None:
         """One result (on the loop's thread): a response, or the error a request ended with."""
