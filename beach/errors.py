@@ -6,7 +6,8 @@ Every error beach raises is a :class:`BeachError`::
     ├── ConfigError          the config file is missing, unreadable or wrong (names the key)
     ├── CategoryError        a category or realm name beach cannot route (empty segment, wrong type)
     ├── EncodeError          a value msgpack cannot carry (names its type)
-    ├── PayloadTooLarge      an encoded message over the server's max_payload
+    ├── PayloadTooLarge      an encoded message over the server's max_payload, a payload over
+    │                        payloads.max_bytes
     ├── ActorLoadError       an actor class that cannot be found or imported
     ├── ActorInitError       an actor's init() raised (the traceback is the message)
     ├── BusError             NATS cannot be reached, or a bus operation failed
@@ -26,6 +27,8 @@ Every error beach raises is a :class:`BeachError`::
     ├── NotFound             no live actor has that uid (or uid prefix); also a LookupError
     ├── StateError           an actor state operation refused: a bad key, a value over the size
     │                        limit, a category at its cap of keys, a turn already ended
+    ├── StreamError          a stream of items ended in a failure: the handler raised, no actor,
+    │                        no item in time (names it; beach.client.stream)
     └── UsageError           the API was called the wrong way (names the argument)
 
 Failures that happen *inside* the cluster (a handler raised, an actor was busy, a request timed
@@ -123,3 +126,16 @@ class SealError(BeachError, ValueError):
     def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class StreamError(BeachError):
+    """A stream of items ended in a failure (`beach.client.stream.Stream`): the handler raised or
+    returned one, no actor answered, or no item came in time. ``failure`` is its kind
+    (`beach.wire.Failure`, None for a handler's own error text), ``error`` the text, ``data`` what
+    came with it (a handler's traceback: ``{'st': ...}``)."""
+
+    def __init__(self, failure: str | None, error: str, data: object = None) -> None:
+        self.failure = failure
+        self.error = error
+        self.data = data
+        super().__init__(error)

@@ -66,5 +66,5 @@ def test_a_histogram_in_the_text_format_is_cumulative() -> None:
 def test_request_type_is_read_without_the_data() -> None:
     assert wire.request_type(wire.pack_request("id", "ping", {"big": b"x" * 100_000}, None, 1.0)) == "ping"
     assert wire.request_type(b"\xc1garbage") is None
-    assert wire.request_type(wire.pack([3, "id", "ping", {}, None, None, "extra"])) is None  # a format it does not read
+    assert wire.request_type(wire.pack([4, "id", "ping", {}, None, None, "extra"])) is None  # a format it does not read
     assert wire.request_type(wire.pack_request("id", "ping", {}, None, 1.0, wire.TraceContext("00-x", ""))) == "ping"

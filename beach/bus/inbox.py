@@ -42,6 +42,7 @@ class Inbox:
         self.sealer = sealer
         self.prefix = nc.new_inbox() + "."
         self._waiting: dict[str, tuple[Answer, str]] = {}  # token → (answer, the subject the request went to)
+        self._streams: dict[str, tuple[Answer, str]] = {}  # the same, for answers of many messages
         self._tokens = itertools.count()
         self.closed = False
         self.reason = ""  # why it was closed, when it was not by its owner (" (...)", appended to messages)
@@ -57,22 +58,24 @@ class Inbox:
                 msg.data = self.sealer.open(f"{msg.subject} ", msg.data)
             except SealError:
                 return  # forged or replayed: counted; the real reply may still come
-        waiting = self._waiting.pop(token, None)
+        waiting = self._waiting.pop(token, None) or self._streams.get(token)
         if waiting is not None:
             waiting[0](msg)
 
-    def expect(self, subject: str, answer: Answer) -> str:
-        """The reply subject of a request to ``subject``, whose reply (or end) goes to ``answer``.
-        Raises `ClosedError` once the connection is closed."""
+    def expect(self, subject: str, answer: Answer, many: bool = False) -> str:
+        """The reply subject of a request to ``subject``, whose reply (or end) goes to ``answer``;
+        with ``many``, every message to it, until `forget`. Raises `ClosedError` once the
+        connection is closed."""
         if self.closed:
             raise ClosedError(CLOSED + self.reason)
         token = format(next(self._tokens), "x")
-        self._waiting[token] = (answer, subject)
+        (self._streams if many else self._waiting)[token] = (answer, subject)
         return self.prefix + token
 
     def forget(self, reply: str) -> None:
         """Stop expecting the reply to ``reply`` (its request ended otherwise: a timeout)."""
         self._waiting.pop(reply[len(self.prefix):], None)
+        self._streams.pop(reply[len(self.prefix):], None)
 
     async def send(self, subject: str, payload: bytes, reply: str, failed: Answer,
                    headers: dict[str, str] | None = None) -> None:
@@ -102,7 +105,8 @@ class Inbox:
         self.closed = True
         self.reason = self.reason or (f": {reason}" if reason else "")
         waiting, self._waiting = self._waiting, {}
-        for answer, _ in waiting.values():
+        streams, self._streams = self._streams, {}
+        for answer, _ in [*waiting.values(), *streams.values()]:
             answer(ClosedError(CLOSED_DURING_CALL + self.reason))
 
     async def request(self, subject: str, payload: bytes, timeout: float,

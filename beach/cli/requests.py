@@ -9,11 +9,13 @@ import time
 from beach import output
 from beach.cli.common import add_config, add_realm, connected, fail
 from beach.client.core import AsyncBeach
+from beach.errors import StreamError
 
 
 def request(args: argparse.Namespace) -> int:
     """Send one request (or, with --from-all, one to every actor of the category) and print the reply's
-    data as JSON; exit 1 if it failed (the reason on stderr)."""
+    data as JSON (with --stream, each item a generator handler yields, one JSON line each, as it
+    comes); exit 1 if it failed (the reason on stderr)."""
     data = output.parse_data(args.data, "--data")
 
     async def run(client: AsyncBeach) -> int:
@@ -22,10 +24,18 @@ def request(args: argparse.Namespace) -> int:
         if args.from_all:
             future = await handle.arequestFromAll(args.type, data, timeout=args.timeout)
             responses = await future.wait(args.timeout + 1)
-            print(output.dumps([{"ok": r.isSuccess, "error": r.error, "data": r.data} for r in responses]))
+            print(output.dumps([{"ok": r.isSuccess, "error": r.error, "data": r.data, "uid": r.uid, "node": r.node}
+                                for r in responses]))
             if not responses:
                 return fail(f"no actors available in category {args.category!r} of realm {client.realm!r}")
             return 0 if all(r.isSuccess for r in responses) else 1
+        if args.stream:
+            try:
+                async for item in handle.astream(args.type, data, key=args.key):
+                    print(output.dumps_line(item), flush=True)
+            except StreamError as err:
+                return fail(err.error)
+            return 0
         started = time.monotonic()
         response = await handle.arequest(args.type, data, key=args.key, nRetries=args.retries)
         if args.verbose:
@@ -62,6 +72,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--retries", type=int, default=0, help="retries after a timeout or 'busy' (default 0)")
     p.add_argument("--from-all", "--all", action="store_true", dest="from_all",
                    help="ask every actor of the category and print every reply")
+    p.add_argument("--stream", action="store_true",
+                   help="print each item a generator handler yields as it comes, one JSON line each "
+                        "(--timeout: the longest wait between two items)")
     p.add_argument("-v", "--verbose", action="store_true", help="also print the round-trip time")
     p.set_defaults(func=request)
     p = sub.add_parser("broadcast", help="send a request to every actor of a category", description=broadcast.__doc__)

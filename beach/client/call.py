@@ -69,7 +69,7 @@ class Call:
 
     __slots__ = ("handle", "loop", "request_type", "data", "timeout", "key", "retries", "deadline", "done", "to",
                  "req_id", "attempt", "tried", "payload", "encoded_budget", "target", "reply", "timer", "started",
-                 "spans", "owns_spans", "sending", "body", "fetching", "scope")
+                 "spans", "owns_spans", "sending", "body", "fetching", "scope", "abandoned")
 
     def __init__(self, handle: Sender, request_type: str, data: Any, timeout: float, key: Any, retries: int,
                  deadline: float | None, req_id: str, done: Done, to: tuple[str, str] | None = None,
@@ -103,6 +103,8 @@ class Call:
             body.acquire()
         self.fetching: asyncio.Task[None] | None = None  # a reply's data being read from the object store
         self.scope: Scope | None = None  # the request served by the handler that made it: cancelled with it
+        self.abandoned: list[str] = []  # the reply subjects of its attempts that timed out (their actors are
+        # told to stop when the call ends: not before, since a retry may join the same run, a reply cache's)
 
     def _budget(self) -> float:
         """This attempt's time: its timeout, capped by the deadline inherited, if any (it travels
@@ -213,17 +215,16 @@ class Call:
         nothing if it has ended already."""
         if self.done is None:
             return
-        self._tell_cancelled()
+        if self.reply:
+            self.abandoned.append(self.reply)
         self._end_attempt()
         self._finish(ActorResponse(False, why))
 
-    def _tell_cancelled(self) -> None:
-        """Tell the actor serving the attempt in flight (if any) that its caller gave up: its host
-        cancels the handler (`beach.client.scope`). Its reply subject names the attempt."""
-        if not self.reply:
-            return
+    def _tell_cancelled(self, reply: str) -> None:
+        """Tell the actor serving the attempt whose reply subject is ``reply`` that its caller gave
+        up: its host cancels the handler (`beach.client.scope`)."""
         session = self.handle.session
-        body = wire.pack([self.reply])
+        body = wire.pack([reply])
 
         async def tell() -> None:
             try:
@@ -235,8 +236,8 @@ class Call:
 
     def _answered(self, outcome: Msg | BaseException) -> None:
         """An attempt's end: its reply, or what ended it (a timeout, the bus refusing or closing)."""
-        if isinstance(outcome, TimeoutError):  # (its actor may still be at it: it stops, its caller gone)
-            self._tell_cancelled()
+        if isinstance(outcome, TimeoutError) and self.reply:  # (its actor may still be at it)
+            self.abandoned.append(self.reply)
         if not self._end_attempt():
             return
         if isinstance(outcome, ClosedError):
@@ -322,6 +323,9 @@ class Call:
         handle._calls.discard(self)
         if self.scope is not None:
             self.scope.calls.discard(self)
+        for reply in self.abandoned:  # its attempts' actors still at it stop: nobody waits for them now
+            self._tell_cancelled(reply)
+        self.abandoned.clear()
         label, text = self._end_span(outcome)  # (an attempt cut short: cancelled, closed)
         if self.spans is not None and self.owns_spans:
             self.spans.end(label, text)

@@ -12,7 +12,7 @@ import contextlib
 import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
 from typing import Any, Literal, overload
@@ -25,8 +25,9 @@ from beach.bus.inbox import no_responders
 from beach.client import routing
 from beach.client.call import Call, Done
 from beach.client.response import ActorResponse, FutureResults
-from beach.client.runner import Background, settle
+from beach.client.runner import Background, Runner, settle
 from beach.client.session import Session, current_deadline, remaining
+from beach.client.stream import Stream
 from beach.errors import ClosedError, PermissionDenied, UsageError
 from beach.names import twinned
 from beach.wire import subjects
@@ -68,6 +69,7 @@ class ActorHandle:
         self._ident = ident
         self._pending: dict[str, int] = {}
         self._calls: set[Call] = set()  # in flight
+        self._streams: set[Stream] = set()  # streams being read
         self._background = Background(session.runner.loop)
 
     @property
@@ -288,6 +290,31 @@ class ActorHandle:
             raise
         return future
 
+    def astream(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None) -> Stream:
+        """Send a request whose handler is a generator, and read its items as it yields them:
+        ``async for item in handle.astream('rows', query): ...``. ``timeout`` is the longest wait
+        between two items (default: the handle's timeout). The actor waits while 64 items are
+        unread (flow control); leaving the loop early (``break``) stops it. A handler that is not a
+        generator gives one item, its reply's data. The stream raises `StreamError` (a `BeachError`
+        naming the failure: the handler raised, no actor, a timeout between items). Raises
+        `UsageError` (a key missing for an affinity handle; a node of the previous release is
+        live), `EncodeError`, `PayloadTooLarge` (a stream's request is not sent through the object
+        store) at once. Not retried."""
+        self._check_arguments(key, None)
+        if not isinstance(requestType, str):
+            raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
+        stream = Stream(self, requestType, {} if data is None else data, timeout or self._timeout, key, new_id())
+        stream.start()
+        return stream
+
+    def stream(self, requestType: str, data: Any = None, timeout: float | None = None,
+               key: Any = None) -> Iterator[Any]:
+        """`astream` from blocking code: ``for item in handle.stream('rows', query): ...`` (a
+        ``break`` stops the producer)."""
+        runner = self._session.runner
+        opened: Stream = runner.call(lambda done: done(self.astream(requestType, data, timeout, key)))
+        return _read(runner, opened)
+
     def getNumAvailable(self) -> int:
         """The number of live actors in the category (from the directory view; no I/O)."""
         return len(self._targets.members())
@@ -306,6 +333,8 @@ class ActorHandle:
         closed``) and cancel what it runs in the background."""
         for call in list(self._calls):
             call.cancel("cancelled: the handle was closed")
+        for stream in list(self._streams):
+            await stream.aclose()
         await self._background.cancel()
 
     # ---------------------------------------------------------------- blocking face
@@ -381,6 +410,19 @@ class ActorHandle:
             self._session.runner.loop.create_task(self.aclose())
         else:
             self._session.runner.run(self.aclose())
+
+
+def _read(runner: Runner, stream: Stream) -> Iterator[Any]:
+    """The items of ``stream``, each awaited on ``runner``'s loop; closing it stops the producer."""
+    try:
+        while True:
+            try:
+                item = runner.run(stream.__anext__())
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        runner.run(stream.aclose())
 
 
 async def _call_back(callback: Callable[[Any], Any], data: Any) -> None:

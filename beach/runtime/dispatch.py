@@ -37,7 +37,7 @@ from beach.client.runner import Background
 from beach.client.scope import Scope, current_scope
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
-from beach.errors import BeachError, SealError, StateError
+from beach.errors import BeachError, PayloadTooLarge, SealError, StateError
 from beach.runtime import trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
@@ -46,11 +46,44 @@ from beach.wire import subjects
 
 log = logging.getLogger("beach.runtime")
 
+
 MAX_INFLIGHT_ASYNC = 1000
 MAX_INFLIGHT_SYNC = 64
 COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "invalid", "dropped", "refused", "conflicts",
             "cancelled")
 _EXPIRED = object()
+_DONE = object()  # (a sync generator's end, handed back from its worker thread)
+
+
+class _Streaming:
+    """A streamed request being answered: where its items go, how far its reader may lag (``window``
+    items), how long to wait for it to read (``wait`` seconds, its per-item timeout), and how many
+    were sent (the end says so)."""
+
+    __slots__ = ("reply", "window", "wait", "count")
+
+    def __init__(self, reply: str, window: int, wait: float | None) -> None:
+        self.reply = reply
+        self.window = window
+        self.wait = wait if wait else 30.0
+        self.count = -1  # items sent (-1: its handler is no generator, so its reply is the one item)
+
+
+class _Waker:
+    """Sets ``event`` when the request is cancelled (a `Scope` cancels it as it cancels a call)."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self.event = event
+
+    def cancel(self, why: str) -> None:
+        self.event.set()
+
+
+def _next(generator: Any) -> Any:
+    """The next item of a sync generator, or `_DONE` (run in a worker thread)."""
+    return next(generator, _DONE)
 # Outcomes of a request that never reached its handler: counted, but not timed.
 _NOT_RUN = frozenset(metering.FAILURES[kind] for kind in (wire.UNAUTHORIZED, wire.UNSUPPORTED))
 
@@ -97,6 +130,7 @@ class Dispatcher:
         self._report = report
         self.handlers: dict[str, Callable[[ActorRequest], Any]] = {}
         self._async_handlers: set[Callable[..., Any]] = set()
+        self._async_generators: set[Callable[..., Any]] = set()
         self.bound = max_inflight or MAX_INFLIGHT_ASYNC
         self.inflight = 0
         self.counters = dict.fromkeys(COUNTERS, 0)
@@ -130,8 +164,10 @@ class Dispatcher:
 
     def _set_bound(self) -> None:
         self._async_handlers = {h for h in self.handlers.values() if inspect.iscoroutinefunction(h)}
+        # (an async generator runs on the loop: calling it runs nothing, its items are awaited)
+        self._async_generators = {h for h in self.handlers.values() if inspect.isasyncgenfunction(h)}
         # Sync handlers hold a worker thread each, so they get the smaller default bound.
-        sync = len(self._async_handlers) < len(self.handlers)
+        sync = len(self._async_handlers) + len(self._async_generators) < len(self.handlers)
         self.bound = self.max_inflight or (MAX_INFLIGHT_SYNC if sync else MAX_INFLIGHT_ASYNC)
 
     def load(self) -> dict[str, Any]:
@@ -194,6 +230,7 @@ class Dispatcher:
     async def _serve(self, msg: Msg, received: float) -> None:
         try:
             answered = False  # (a request that does not decode is answered in format 1)
+            stream: _Streaming | None = None
             try:
                 request = wire.unpack_request(msg.data)
             except ValueError as err:
@@ -210,9 +247,13 @@ class Dispatcher:
                 last_reader = not msg.reply and not msg.subject.startswith(subjects.BROADCASTS)
                 scope = None
                 if answered and msg.reply:  # (a caller that sends format 3 says when it gives up)
-                    scope = self.serving[msg.reply] = Scope(self.handlers.get(request.req) in self._async_handlers)
+                    handler = self.handlers.get(request.req)
+                    scope = self.serving[msg.reply] = Scope(handler in self._async_handlers
+                                                            or handler in self._async_generators)
+                    if isinstance(request, wire.AnsweredRequest) and request.stream > 0:
+                        stream = _Streaming(msg.reply, request.stream, request.ttl)
                 try:
-                    result = await self._dispatch(request, received, last_reader, scope)
+                    result = await self._dispatch(request, received, last_reader, scope, stream)
                 finally:
                     if scope is not None:
                         del self.serving[msg.reply]
@@ -221,7 +262,7 @@ class Dispatcher:
                     serving.end(outcome, "" if result is None else result.error)
             if result is not None and msg.reply:
                 ttl = None if not answered else request.ttl  # (how long its caller waits: its data's TTL)
-                await self._reply(msg.reply, result, answered, ttl)
+                await self._reply(msg.reply, result, answered, ttl, -1 if stream is None else stream.count)
         finally:
             if self._waiting:  # hand this slot to the oldest message that waits for one
                 waiting = self._waiting.popleft()
@@ -264,7 +305,7 @@ class Dispatcher:
         return outcome
 
     async def _dispatch(self, request: wire.Request, received: float, last_reader: bool = False,
-                        scope: Scope | None = None) -> Result:
+                        scope: Scope | None = None, stream: _Streaming | None = None) -> Result:
         # What is logged from here on (the handler's lines, its failure) carries the request's id.
         # This task serves this one request, in a context of its own: nothing to reset.
         logs.current_request.set(request.id)
@@ -284,30 +325,38 @@ class Dispatcher:
                 log.warning("actor %s: the data of request %r could not be read: %s", self.uid, request.req, err)
                 return wire.Reply(False, f"{wire.BUS_UNAVAILABLE}: the request's data could not be read: {err}", {})
         actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, data)
-        if self.replies is None:
-            return await self._run(handler, actor_request, deadline, scope)
+        if self.replies is None or stream is not None:
+            return await self._run(handler, actor_request, deadline, scope, stream)
         return await self.replies.run_once(request.id, lambda: self._run(handler, actor_request, deadline, scope))
 
     async def _run(self, handler: Callable[..., Any], request: ActorRequest, deadline: float | None,
-                   scope: Scope | None = None) -> Result:
+                   scope: Scope | None = None, stream: _Streaming | None = None) -> Result:
         """Run the handler unless the request's deadline passed before it started (then no reply:
         the caller has given up); turn its return or its exception into a reply, committing what
         it wrote to the actor's state first (the reply may then become ``conflict``)."""
         if deadline is not None and time.monotonic() >= deadline:
             self.counters["expired"] += 1
             return None
-        token = current_deadline.set(deadline)
+        # (a stream's ttl is the longest wait between two items: its calls inherit no deadline from it)
+        token = current_deadline.set(None if stream is not None else deadline)
         scope_token = current_scope.set(scope)
         turn = Turn(request.id)
         turn_token = current_turn.set(turn)
         try:
             if handler in self._async_handlers:
                 ret = await handler(request)
+            elif handler in self._async_generators:
+                ret = handler(request)
             else:
                 run = contextvars.copy_context().run
                 ret = await self.pool.run(run, _run_sync, handler, request, deadline)
                 if ret is _EXPIRED:  # waited for a worker thread past its deadline
                     self.counters["expired"] += 1
+                    turn.finish()
+                    return None
+            if inspect.isgenerator(ret) or inspect.isasyncgen(ret):  # a generator handler: its items
+                ret = await self._items(ret, stream, scope)
+                if ret is _EXPIRED:  # its reader went away: the generator was closed
                     turn.finish()
                     return None
         except (Exception, asyncio.CancelledError, SystemExit, KeyboardInterrupt) as err:
@@ -351,19 +400,86 @@ class Dispatcher:
             self.counters["conflicts"] += 1
         return committed
 
+    async def _items(self, generator: Any, stream: _Streaming | None, scope: Scope | None) -> Any:
+        """A generator handler's items: sent one by one as it yields them to a streamed request's
+        caller, waiting while a whole window is unread (then ``(True, None)``, `_EXPIRED` if the
+        reader went away or gave up); gathered into a list, the data of the reply, for a plain
+        request. Its exception is raised."""
+        asynchronous = inspect.isasyncgen(generator)
+        run = contextvars.copy_context().run  # (a sync generator's body runs in a worker thread, in this context)
+
+        async def next_item() -> Any:
+            if asynchronous:
+                return await anext(generator, _DONE)
+            return await self.pool.run(run, _next, generator)
+
+        if stream is None:
+            items = []
+            while (item := await next_item()) is not _DONE:
+                items.append(item)
+            return (True, items)
+        session = self.session
+        read = 0
+        moved = asyncio.Event()
+
+        def on_read(msg: Msg | BaseException) -> None:
+            nonlocal read
+            if isinstance(msg, BaseException):  # (the connection closed: the wait for the reader ends it)
+                return
+            try:
+                [taken] = wire.unpack(msg.data)
+                read = max(read, int(taken))
+            except (ValueError, TypeError):
+                return
+            moved.set()
+
+        credit = session.inbox.expect(stream.reply, on_read, many=True)
+        stream.count = 0
+        waker = _Waker(moved)  # (a cancellation wakes a producer waiting for its reader)
+        if scope is not None:
+            scope.calls.add(waker)
+        try:
+            while (item := await next_item()) is not _DONE:
+                payload = wire.pack_reply(True, "", item, self.uid, session.node_id, None, stream.count, True)
+                if not session.fits(payload):  # (items do not go through the object store)
+                    raise PayloadTooLarge(len(payload), session.nc.max_payload, f"item {stream.count} of the stream")
+                await session.publish(stream.reply, payload, credit)
+                stream.count += 1
+                while stream.count - read >= stream.window and not (scope is not None and scope.cancelled):
+                    moved.clear()
+                    try:
+                        await asyncio.wait_for(moved.wait(), stream.wait)
+                    except TimeoutError:  # its reader is gone
+                        return _EXPIRED
+                if scope is not None and scope.cancelled:
+                    return _EXPIRED
+            return (True, None)
+        finally:
+            session.inbox.forget(credit)
+            if scope is not None:
+                scope.calls.discard(waker)
+            if asynchronous:
+                await generator.aclose()
+            else:
+                await self.pool.run(run, generator.close)
+
     def _signature(self, answered: bool) -> tuple[str, str | None] | tuple[()]:
         """What a reply names (`wire.pack_reply`'s ``uid`` and ``node``): this actor, to a caller that
         reads reply format 2 (``answered``: its request was of format 3); nothing to one that does not."""
         return (self.uid, self.session.node_id) if answered else ()
 
-    async def _reply(self, to: str, reply: wire.Reply, answered: bool, ttl: float | None = None) -> None:
+    async def _reply(self, to: str, reply: wire.Reply, answered: bool, ttl: float | None = None,
+                     seq: int = -1) -> None:
         """Send ``reply``; its data through the object store when too large for a message, to a caller
         that reads it there (``answered``), which deletes it (else its TTL, ``ttl`` seconds and
         some, does)."""
         session = self.session
         signature = self._signature(answered)
         try:
-            payload = wire.pack_reply(*reply, *signature)
+            if seq < 0:
+                payload = wire.pack_reply(*reply, *signature)
+            else:  # (a stream's end says how many items it had)
+                payload = wire.pack_reply(reply.ok, reply.error, reply.data, self.uid, self.session.node_id, None, seq)
             if not session.fits(payload):
                 if not answered:  # a caller of the previous release: it reads no reference
                     session.check_size(payload, "reply")

@@ -163,18 +163,20 @@ class AnsweredRequest(TracedRequest, tag=ANSWERED):
     was too large to travel in the message (then ``data`` is nil)."""
 
     body: BodyRef | None = None
+    stream: int = 0  # a streamed request: the caller's window, in items (0: not a stream)
 
 
 _request: msgspec.msgpack.Decoder[Request] = msgspec.msgpack.Decoder(Request | TracedRequest | AnsweredRequest)
 
 
 def pack_request(req_id: str, req: str, data: Any, ident: str | None, ttl: float | None,
-                 trace: TraceContext | None = None, reads: Collection[int] = REQUEST_FORMATS) -> bytes:
+                 trace: TraceContext | None = None, reads: Collection[int] = REQUEST_FORMATS,
+                 stream: int = 0) -> bytes:
     """Encode a request envelope in the newest format its readers read (``reads``: the formats
     every node reads): format 3 where they read it; else format 2 with ``trace``, where they read
     that; else format 1 (without the trace context)."""
     if ANSWERED in reads:
-        request: Request = AnsweredRequest(req_id, req, data, ident, ttl, trace)
+        request: Request = AnsweredRequest(req_id, req, data, ident, ttl, trace, None, stream)
     elif trace is not None and TRACED in reads:
         request = TracedRequest(req_id, req, data, ident, ttl, trace)
     else:
@@ -255,6 +257,8 @@ class AnsweredReply(Reply, tag=ANSWER):
     uid: str | None = None
     node: str | None = None
     body: BodyRef | None = None
+    seq: int = -1  # in a stream: an item's index, or (its end: ``more`` False) the number of items; else -1
+    more: bool = False  # an item of a stream (its end, and any other reply: False)
 
 
 _reply = msgspec.msgpack.Decoder(Reply | AnsweredReply)
@@ -263,11 +267,11 @@ _reply_numbered = msgspec.msgpack.Decoder(tuple[int, bool, str | None, Any])
 
 
 def pack_reply(ok: bool, error: str, data: Any, uid: str | None = None, node: str | None = None,
-               body: BodyRef | None = None) -> bytes:
+               body: BodyRef | None = None, seq: int = -1, more: bool = False) -> bytes:
     """Encode a reply envelope: format 1, or format 2 naming actor ``uid`` on ``node`` (when
     ``uid`` is given: the answer to a format-3 request only, which only a reader of it sends), its
     data at ``body`` if given."""
-    reply = Reply(ok, error, data) if uid is None else AnsweredReply(ok, error, data, uid, node, body)
+    reply = Reply(ok, error, data) if uid is None else AnsweredReply(ok, error, data, uid, node, body, seq, more)
     return pack(reply, what="reply data")
 
 

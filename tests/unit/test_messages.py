@@ -80,7 +80,7 @@ def test_a_request_envelope_is_the_documented_array():
     assert wire.VERSION == 1
     # format 3 (where every reader reads it: the default) is format 2's array, its sender reading reply format 2
     body = wire.pack_request("r-1", "ping", {"a": 1}, "alice", 2.5)
-    assert plain(body) == [3, "r-1", "ping", {"a": 1}, "alice", 2.5, None, None]
+    assert plain(body) == [3, "r-1", "ping", {"a": 1}, "alice", 2.5, None, None, 0]
     assert wire.unpack_request(body) == wire.AnsweredRequest("r-1", "ping", {"a": 1}, "alice", 2.5, None)
     assert wire.answered(body) and not wire.answered(wire.pack_request("r", "t", None, None, None, reads=(1, 2)))
     assert not wire.answered(b"\xc1")
@@ -275,7 +275,7 @@ def test_a_reply_envelope_is_the_documented_array():
     assert wire.unpack_reply(wire.pack_reply(True, "", [1])) == wire.Reply(True, "", [1])
     # format 2 names the actor that answered
     body = wire.pack_reply(True, "", [1], "u1", "n1")
-    assert plain(body) == [2, True, "", [1], "u1", "n1", None]
+    assert plain(body) == [2, True, "", [1], "u1", "n1", None, -1, False]
     assert wire.unpack_reply(body) == wire.AnsweredReply(True, "", [1], "u1", "n1")
     response = ActorResponse.of(wire.unpack_reply(body))
     assert (response.uid, response.node, response.data) == ("u1", "n1", [1])
@@ -432,7 +432,7 @@ def test_data_too_large_for_a_message_travels_by_reference():
     # format 3's eighth element, reply format 2's seventh: [name, size, chunk, chunks, key]; data nil
     ref = wire.BodyRef("ab" * 16, 300_000, 262_144, 2, b"k" * 32)
     body = wire.pack_referenced("r-1", "big", ref, None, 4.0)
-    assert plain(body) == [3, "r-1", "big", None, None, 4.0, None, ["ab" * 16, 300_000, 262_144, 2, b"k" * 32]]
+    assert plain(body) == [3, "r-1", "big", None, None, 4.0, None, ["ab" * 16, 300_000, 262_144, 2, b"k" * 32], 0]
     assert wire.unpack_request(body).body == ref
     reply = wire.pack_reply(True, "", None, "u1", "n1", ref)
     assert plain(reply)[6] == ["ab" * 16, 300_000, 262_144, 2, b"k" * 32]
@@ -447,3 +447,16 @@ def test_data_too_large_for_a_message_travels_by_reference():
     assert bytes(wire.data_of(wire.pack_reply(True, "", [1, 2], "u", "n"))) == wire.pack([1, 2])
     with pytest.raises(ValueError, match="^malformed payload: "):
         wire.unpack_data(b"\xc1")
+
+
+def test_a_stream_is_a_request_with_a_window_and_its_items_are_replies_with_more():
+    # format 3's ninth element: the window (0: not a stream); an item: reply format 2 with seq, more
+    assert plain(wire.pack_request("r", "rows", {}, None, 5.0, stream=64))[8] == 64
+    assert wire.unpack_request(wire.pack_request("r", "rows", {}, None, 5.0, stream=64)).stream == 64
+    item = wire.unpack_reply(wire.pack_reply(True, "", {"row": 1}, "u", "n", None, 7, True))
+    assert (item.seq, item.more, item.data) == (7, True, {"row": 1})
+    end = wire.unpack_reply(wire.pack_reply(True, "", None, "u", "n", None, 8))
+    assert (end.seq, end.more) == (8, False)
+    assert wire.unpack_reply(wire.pack_reply(True, "", 1, "u", "n")).seq == -1  # (no stream)
+    # (no stream below format 3: a previous reader would not read the window)
+    assert len(plain(wire.pack_request("r", "rows", {}, None, 5.0, reads=(1, 2), stream=64))) == 6

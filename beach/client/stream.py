@@ -1,0 +1,160 @@
+"""`Stream`: the items a generator handler yields, as they come (`ActorHandle.astream`, `stream`).
+
+A streamed request is a format-3 request whose ``stream`` is the caller's window, in items. The
+actor sends each item as the handler yields it — ``[2, True, '', item, uid, node, None, seq,
+True]`` to the request's reply subject, with a reply subject of its own — and then the end
+(``more`` False: its ``seq`` the number of items, ``ok`` and ``error`` the handler's outcome).
+Flow control is the caller's: as its consumer takes items it tells the actor which it has taken
+(``[seq]`` to an item's reply subject, every quarter window), and the actor waits while a whole
+window is unread. A caller that stops reading (``break``, ``aclose``, its timeout) says so as a
+caller that gives up on a request does (`beach.client.scope`): the producer stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from nats.aio.msg import Msg
+
+from beach import wire
+from beach.bus.inbox import no_responders
+from beach.client import routing
+from beach.client.eager import start as eagerly
+from beach.client.response import ActorResponse
+from beach.client.runner import Background
+from beach.client.session import Session
+from beach.errors import ClosedError, StreamError, UsageError
+from beach.wire import Failure, subjects
+
+WINDOW = 64
+"""Items an actor sends ahead of what its caller's consumer has taken, at most."""
+
+
+class Reader(Protocol):
+    """What a stream asks of the handle it is read from (`beach.client.handle.ActorHandle`)."""
+
+    _targets: routing.Targets
+    _ident: str | None
+    _realm: str
+    _background: Background
+    _streams: set[Stream]
+
+    @property
+    def session(self) -> Session: ...
+    def _no_actor(self) -> ActorResponse: ...
+
+
+class Stream(AsyncIterator[Any]):
+    """A streamed request's items, in the order yielded; ends when the handler ends. Raises
+    `StreamError` (a `BeachError`) when the handler raised or failed, no actor answered, or no item
+    came for ``timeout`` seconds. `aclose` (an ``async for``'s ``break`` calls it) stops the
+    producer."""
+
+    def __init__(self, handle: Reader, request_type: str, data: Any, timeout: float, key: Any, req_id: str,
+                 window: int = WINDOW) -> None:
+        self.handle = handle
+        self.req_id = req_id
+        self.request_type = request_type
+        self.data = data
+        self.timeout = timeout
+        self.key = key
+        self.window = window
+        self.reply = ""
+        self.uid: str | None = None  # the actor producing it, once its first message came
+        self.node: str | None = None
+        self._arrived: collections.deque[Msg | BaseException] = collections.deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._taken = 0  # items handed out
+        self._told = 0  # items the actor has been told were taken
+        self._ended = False
+
+    def start(self) -> None:
+        """Send the request (on the loop's thread). Raises what makes it unsendable."""
+        handle = self.handle
+        session = handle.session
+        if wire.ANSWERED not in session.view.reads:
+            raise UsageError("a stream needs every node to read request format 3 (a node of the previous release "
+                             "is live)")
+        subject, _ = handle._targets.route(self.key, 0, set())
+        payload = wire.pack_request(self.req_id, self.request_type, self.data, handle._ident, self.timeout,
+                                    stream=self.window)
+        if not session.fits(payload):
+            session.check_size(payload, f"request {self.request_type!r}")
+        self.reply = session.inbox.expect(subject, self._on_message, many=True)
+        handle._streams.add(self)
+        eagerly(session.inbox.send(subject, payload, self.reply, self._on_message), handle._background)
+
+    def _on_message(self, outcome: Msg | BaseException) -> None:
+        self._arrived.append(outcome)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._ended:
+            raise StopAsyncIteration
+        while not self._arrived:
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._wake, self.timeout)
+            except TimeoutError:
+                await self.aclose()
+                raise StreamError(Failure.TIMEOUT, f"{Failure.TIMEOUT.value}: no item of stream "
+                                  f"{self.request_type!r} came in {self.timeout:g} s") from None
+            finally:
+                self._wake = None
+        outcome = self._arrived.popleft()
+        if isinstance(outcome, BaseException):
+            self._end()
+            if isinstance(outcome, ClosedError):
+                raise outcome
+            raise StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: {outcome}")
+        if no_responders(outcome):
+            self._end()
+            response = self.handle._no_actor()
+            raise StreamError(response.failure, response.error)
+        reply = wire.read_reply(outcome.data, outcome.subject)
+        if isinstance(reply, wire.AnsweredReply):
+            self.uid, self.node = reply.uid, reply.node
+            if reply.more:
+                self._taken += 1
+                if self._taken - self._told >= max(1, self.window // 4) and outcome.reply:
+                    self._told = self._taken
+                    self.handle._background.start(self._tell(outcome.reply, self._taken))
+                return reply.data
+        self._end()  # the end: the handler's outcome
+        if not reply.ok:
+            raise StreamError(Failure.of(reply.error), reply.error, reply.data)
+        if isinstance(reply, wire.AnsweredReply) and reply.seq >= 0:
+            raise StopAsyncIteration
+        return reply.data  # a handler that is not a generator: its data is the one item (then the end)
+
+    async def _tell(self, subject: str, taken: int) -> None:
+        try:
+            await self.handle.session.publish(subject, wire.pack([taken]))
+        except Exception:  # (the connection closed: the stream ends with it)
+            pass
+
+    def _end(self) -> None:
+        self._ended = True
+        if self.reply:
+            self.handle.session.inbox.forget(self.reply)
+        self.handle._streams.discard(self)
+
+    async def aclose(self) -> None:
+        """Stop reading: the actor's producer stops (nothing if the stream ended)."""
+        if self._ended:
+            return
+        reply = self.reply
+        self._end()
+        if reply:
+            try:
+                await self.handle.session.publish(subjects.cancel_subject(self.handle._realm), wire.pack([reply]))
+            except Exception:  # (the connection closed: the producer's wait for a reader ends it)
+                pass
+

@@ -1,0 +1,97 @@
+"""Streamed replies: a generator handler's items as it yields them, with flow control, errors and
+an early stop, against a real node.
+
+The oracle: the actor counts what its generator produced and says whether it was closed (its
+``progress``), independently of what the caller read.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from beach import wire
+from beach.client.stream import WINDOW
+from beach.errors import StreamError
+
+from .conftest import NODE_ID, wait_for
+
+
+def progress(beach, uid, tag):
+    return beach.getActorHandle(f"_ACTORS/{uid}").request("progress", {"tag": tag}).data
+
+
+def test_a_generator_handler_streams_its_items_in_order(beach):
+    assert beach.addActor("Streamer", "streams").isSuccess
+    handle = beach.getActorHandle("streams")
+    # a def generator, read from blocking code
+    assert list(handle.stream("count", {"tag": "sync", "n": 1000})) == [{"i": i, "pad": ""} for i in range(1000)]
+
+    async def read():  # an async generator, read with async for
+        return [item async for item in handle.astream("acount", {"tag": "async", "n": 500})]
+
+    assert beach._runner.run(read()) == list(range(500))
+    # a plain request to a generator handler: its items, gathered
+    assert handle.request("acount", {"tag": "plain", "n": 5}).data == [0, 1, 2, 3, 4]
+    # a handler that is not a generator: one item, its reply's data
+    assert list(handle.stream("plain")) == [{"one": 1}]
+    stream = handle.astream("acount", {"tag": "who", "n": 1})
+    assert beach._runner.run(stream.__anext__()) == 0 and stream.node == NODE_ID and stream.uid
+
+
+def test_a_slow_consumer_holds_the_producer_back(beach):
+    uid = beach.addActor("Streamer", "streams/slow").data["uid"]
+    items = beach.getActorHandle("streams/slow").stream("count", {"tag": "slow", "n": 5000, "pad": 1000})
+    first = [next(items) for _ in range(10)]
+    time.sleep(1.5)  # the consumer is behind: the producer waits a window ahead of it
+    produced = progress(beach, uid, "slow")["produced"]
+    assert 10 <= produced <= 10 + WINDOW + 1, produced
+    rest = list(items)
+    assert [item["i"] for item in first + rest] == list(range(5000))
+    assert progress(beach, uid, "slow") == {"produced": 5000, "closed": True}
+
+
+@pytest.mark.parametrize("request_type", ["count", "acount"])
+def test_a_consumer_that_breaks_early_stops_the_producer(beach, request_type):
+    uid = beach.addActor("Streamer", "streams/early").data["uid"]
+    for n, _ in enumerate(beach.getActorHandle("streams/early").stream(request_type, {"tag": "early", "n": 100_000})):
+        if n == 5:
+            break
+    done = wait_for(lambda: progress(beach, uid, "early")["closed"] and progress(beach, uid, "early"), 10,
+                    what="the producer to stop")
+    assert done["produced"] <= 6 + WINDOW + 1, done
+
+
+def test_an_exception_or_a_silent_producer_ends_the_stream_with_an_error_naming_it(beach):
+    assert beach.addActor("Streamer", "streams/bad").isSuccess
+    handle = beach.getActorHandle("streams/bad")
+    got = []
+    with pytest.raises(StreamError) as err:
+        for item in handle.stream("fail"):
+            got.append(item)
+    assert got == [0, 1, 2]
+    assert err.value.failure == wire.Failure.EXCEPTION
+    assert err.value.error == "exception: ValueError: the fourth row was bad" and "st" in err.value.data
+    got = []
+    started = time.monotonic()
+    with pytest.raises(StreamError, match=r"^timeout: no item of stream 'slow' came in 1 s$") as err:
+        for item in handle.stream("slow", {"seconds": 5}, timeout=1):
+            got.append(item)
+    assert got == ["first"] and err.value.failure == wire.Failure.TIMEOUT and time.monotonic() - started < 4
+    with pytest.raises(StreamError, match="^no actor available in category 'streams/nobody'"):
+        list(beach.getActorHandle("streams/nobody").stream("count", {"tag": "x", "n": 1}))
+
+
+def test_beach_request_stream_prints_each_item_as_it_comes(beach, config_path):
+    assert beach.addActor("Streamer", "streams/cli").isSuccess
+    result = subprocess.run([sys.executable, "-m", "beach.cli", "request", str(config_path), "streams/cli", "acount",
+                             "--data", '{"tag": "cli", "n": 3}', "--stream"], capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (0, "0\n1\n2\n"), result.stderr
+    result = subprocess.run([sys.executable, "-m", "beach.cli", "request", str(config_path), "streams/cli", "fail",
+                             "--stream"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == "0\n1\n2\n"
+    assert "exception: ValueError: the fourth row was bad" in result.stderr
