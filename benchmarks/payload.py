@@ -64,6 +64,7 @@ from _harness import (
     Table,
     arguments,
     checked,
+    clients,
     cluster,
     host_pids,
     in_flight,
@@ -251,12 +252,7 @@ async def beach_one_way(client: AsyncBeach, send: bool, i: int, payload: Any) ->
 async def run_large(bench: Cluster, responder: int, quick: bool) -> list[tuple[int, str, float, dict[str, int]]]:
     """Echo each of `LARGE` through both sides: ``[(size, side, seconds, {process: peak RSS})]``."""
     results = []
-    async with contextlib.AsyncExitStack() as stack:
-        client = await AsyncBeach.open(bench.config)
-        stack.push_async_callback(client.close)
-        nc = await nats.connect(bench.url)
-        stack.push_async_callback(nc.close)
-        await wait_registered(client, bench.node, bench.node_log)
+    async with clients(bench) as (client, nc):
         checked(await client.addActor("Echo", "bench/echo"))
         checked(await client.addActor("Sink", "bench/sink"))
         hosts = host_pids(client)

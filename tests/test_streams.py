@@ -15,7 +15,7 @@ import pytest
 
 from beach import wire
 from beach.client.stream import WINDOW
-from beach.errors import StreamError
+from beach.errors import StreamError, UsageError
 
 from .conftest import NODE_ID, wait_for
 
@@ -38,8 +38,17 @@ def test_a_generator_handler_streams_its_items_in_order(beach):
     assert handle.request("acount", {"tag": "plain", "n": 5}).data == [0, 1, 2, 3, 4]
     # a handler that is not a generator: one item, its reply's data
     assert list(handle.stream("plain")) == [{"one": 1}]
-    stream = handle.astream("acount", {"tag": "who", "n": 1})
-    assert beach._runner.run(stream.__anext__()) == 0 and stream.node == NODE_ID and stream.uid
+
+    async def first():  # (astream is for async code, on the client's loop)
+        stream = handle.astream("acount", {"tag": "who", "n": 1})
+        item = await stream.__anext__()
+        await stream.aclose()
+        return item, stream
+
+    item, stream = beach._runner.run(first())
+    assert item == 0 and stream.node == NODE_ID and stream.uid
+    with pytest.raises(UsageError, match="use stream"):
+        handle.astream("acount", {"tag": "off the loop", "n": 1})
 
 
 def test_a_slow_consumer_holds_the_producer_back(beach):

@@ -185,14 +185,7 @@ class Call:
             self._finish(ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: the request's data could not be stored: "
                                               f"{error}"))
             return
-        budget = self._budget()
-        if budget <= 0:
-            self._finish(ActorResponse.timeout())
-            return
-        try:
-            self._send(budget)
-        except Exception as err:  # the connection closed, or NATS took no more meanwhile
-            self._finish(err)
+        self._resume()
 
     def _end_attempt(self) -> bool:
         """Clear the attempt in flight away (timer, inbox entry, pending count); False if none was."""
@@ -296,11 +289,17 @@ class Call:
     def _retry(self) -> None:
         if self.done is None:
             return  # (ended meanwhile: cancelled during its back-off)
+        self._resume(retry=True)
+
+    def _resume(self, retry: bool = False) -> None:
+        """Send the next attempt (a ``retry`` is counted), within the time the call has left; or end
+        the call: its time is up, or the attempt cannot be sent."""
         budget = self._budget()
         if budget <= 0:
             self._finish(ActorResponse.timeout())
             return
-        self.handle._meter.row(self.handle._label, self.request_type).retries += 1
+        if retry:
+            self.handle._meter.row(self.handle._label, self.request_type).retries += 1
         try:
             self._send(budget)
         except Exception as err:  # the connection closed, or NATS took no more meanwhile

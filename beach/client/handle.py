@@ -303,6 +303,8 @@ class ActorHandle:
         self._check_arguments(key, None)
         if not isinstance(requestType, str):
             raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")
+        if not self._session.runner.in_loop_thread():
+            raise UsageError("astream() is for async code on the client's event loop: use stream() from blocking code")
         stream = Stream(self, requestType, {} if data is None else data, timeout or self._timeout, key, new_id())
         stream.start()
         return stream

@@ -134,7 +134,7 @@ class Ledger(Actor):
         resp = self.getActorHandle(msg.data['category']).request(msg.data.get('req', 'work'),
                                                                  msg.data.get('data', {}), timeout=30)
         entry.update(inner_elapsed=time.monotonic() - started, inner_timed_out=resp.isTimedOut,
-                     inner_ok=resp.isSuccess, end=time.time())
+                     inner_ok=resp.isSuccess, inner_error=resp.error, end=time.time())
         return (True, {'inner_timed_out': resp.isTimedOut})
 
 
