@@ -248,7 +248,14 @@ def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors
     uids = {beach.addActor("Pong", "halfway").data["uid"] for _ in range(2)}
     session = beach._core.session
     old = msgspec.structs.replace(session.view.nodes[NODE_ID], id="old-release-node", updated=time.time(), reads=[])
-    beach._runner.run(directory.put_node(session.nc, session.view.nodes_kv, old))
+    stop = threading.Event()
+
+    async def beating() -> None:  # the previous release rewrites its entry every second (its heartbeat)
+        while not stop.is_set():
+            await directory.put_node(session.view.nodes_kv, msgspec.structs.replace(old, updated=time.time()))
+            await asyncio.sleep(directory.HEARTBEAT)
+
+    beat = beach._runner.submit(beating())
     try:
         wait_for(lambda: session.view.reads == {wire.VERSION}, 10, what="the view to see the old node")
         handle = beach.getActorHandle("halfway")
@@ -259,6 +266,8 @@ def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors
         with pytest.raises(PayloadTooLarge, match="a node of the previous release is live"):
             handle.request("ping", {"blob": b"x" * (2 * 1024 * 1024)})
     finally:
+        stop.set()
+        beat.result(10)
         beach._runner.run(session.view.nodes_kv.delete(subjects.escape("old-release-node")))
     wait_for(lambda: wire.ANSWERED in session.view.reads, 10, what="the old node to leave the view")
     assert beach.getActorHandle("halfway").request("ping").uid in uids
