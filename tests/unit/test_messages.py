@@ -240,7 +240,7 @@ def test_format_2_carries_the_trace_context_and_reads_on_past_what_it_knows():
     body = wire.pack_request("r-1", "ping", {"a": 1}, None, 2.5, trace, reads=(1, 2))
     assert plain(body) == [2, "r-1", "ping", {"a": 1}, None, 2.5, [trace.traceparent, "k=v"]]
     assert wire.unpack_request(body) == wire.TracedRequest("r-1", "ping", {"a": 1}, None, 2.5, trace)
-    traced = wire.pack_request("r-2", "ping", None, "alice", None, trace)  # a trust ident travels in format 2 too
+    traced = wire.pack_request("r-2", "ping", None, "alice", None, trace, reads=(1, 2))  # an ident travels in 2 too
     assert plain(traced) == [2, "r-2", "ping", None, "alice", None, [trace.traceparent, "k=v"]]
     assert wire.request_type(body) == "ping"
     # a field appended later (one a reader may skip) does not stop this reader
