@@ -317,6 +317,17 @@ def summarize(latencies: list[float], elapsed: float) -> Result:
     return Result(len(latencies) / elapsed, cuts[49] * 1e6, cuts[98] * 1e6)
 
 
+def sequential_blocking(call: Callable[[int], Any], n: int) -> Result:
+    """`sequential` for a blocking call (the seed's ``request()``): ``n`` one after the other."""
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        sent = time.perf_counter()
+        call(i)
+        latencies.append(time.perf_counter() - sent)
+    return summarize(latencies, time.perf_counter() - start)
+
+
 async def sequential(call: Call, n: int) -> Result:
     """Send ``n`` requests one after the other."""
     latencies = []

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -55,7 +54,7 @@ from _harness import (
     raw_sides,
     raw_subject,
     sequential,
-    summarize,
+    sequential_blocking,
     wait_registered,
 )
 
@@ -130,13 +129,7 @@ def blocking_sequential(config: str, sizes: Sizes) -> Result:
             checked(handle.request("echo", {"n": i}))
         rounds = []
         for _ in range(sizes.rounds):
-            latencies = []
-            start = time.perf_counter()
-            for i in range(sizes.blocking):
-                sent = time.perf_counter()
-                checked(handle.request("echo", {"n": i}))
-                latencies.append(time.perf_counter() - sent)
-            rounds.append(summarize(latencies, time.perf_counter() - start))
+            rounds.append(sequential_blocking(lambda i: checked(handle.request("echo", {"n": i})), sizes.blocking))
         return Result.median(rounds)
 
 

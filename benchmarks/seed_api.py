@@ -47,7 +47,7 @@ from _harness import (
     raw_peer,
     raw_subject,
     sequential,
-    summarize,
+    sequential_blocking,
     wait_registered,
 )
 
@@ -95,13 +95,7 @@ QUICK = Sizes(warmup=30, sequential=200, futures=640, threads=400, chain=300, ro
 
 
 def blocking_sequential(handle: Any, n: int) -> Result:
-    latencies = []
-    start = time.perf_counter()
-    for i in range(n):
-        sent = time.perf_counter()
-        checked(handle.request("echo", {"n": i}))
-        latencies.append(time.perf_counter() - sent)
-    return summarize(latencies, time.perf_counter() - start)
+    return sequential_blocking(lambda i: checked(handle.request("echo", {"n": i})), n)
 
 
 def blocking_futures(handle: Any, n: int) -> Result:

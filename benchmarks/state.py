@@ -29,7 +29,6 @@ import asyncio
 import os
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +50,7 @@ from _harness import (
     main_guard,
     publish,
     sequential,
-    summarize,
+    sequential_blocking,
 )
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import KeyWrongLastSequenceError
@@ -134,13 +133,7 @@ def blocking(bench: Cluster, replicas: int, sizes: Sizes) -> dict[str, Result]:
         handle = client.getActorHandle("bench/state", timeout=TIMEOUT, nRetries=5)
 
         def timed(request: str) -> Result:
-            latencies = []
-            start = time.perf_counter()
-            for i in range(n):
-                sent = time.perf_counter()
-                checked(handle.request(request, {"key": f"k{i % KEYS}"}))
-                latencies.append(time.perf_counter() - sent)
-            return summarize(latencies, time.perf_counter() - start)
+            return sequential_blocking(lambda i: checked(handle.request(request, {"key": f"k{i % KEYS}"})), n)
 
         async def raw() -> Result:
             nc = await nats.connect(bench.url)
