@@ -307,6 +307,8 @@ def serve(trace: TraceContext | None, realm: str, category: str, request_type: s
     api = _api()
     if api is None:
         return _carry(trace)
+    if trace is None and not api.recording():  # (the usual case, checked first: it costs nothing then)
+        return None
     attributes = _attributes("process", realm, category, request_type, request_id)
     attributes.update({"messaging.operation.type": "process", "beach.actor.uid": uid})
     if node is not None:

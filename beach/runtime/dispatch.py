@@ -24,6 +24,7 @@ import inspect
 import logging
 import threading
 import time
+import types
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,7 @@ COUNTERS = ("processed", "busy", "expired", "exceptions", "unauthorized", "inval
             "cancelled")
 _EXPIRED = object()
 _DONE = object()  # (a sync generator's end, handed back from its worker thread)
+_GENERATORS = (types.GeneratorType, types.AsyncGeneratorType)  # what a generator handler returns
 
 
 class _Streaming:
@@ -354,7 +356,7 @@ class Dispatcher:
                     self.counters["expired"] += 1
                     turn.finish()
                     return None
-            if inspect.isgenerator(ret) or inspect.isasyncgen(ret):  # a generator handler: its items
+            if isinstance(ret, _GENERATORS):  # a generator handler: its items
                 ret = await self._items(ret, stream, scope)
                 if ret is _EXPIRED:  # its reader went away: the generator was closed
                     turn.finish()
