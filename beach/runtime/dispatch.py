@@ -248,14 +248,14 @@ class Dispatcher:
                 # caller: a retry reads it again; a broadcast's, its TTL: it has many readers)
                 last_reader = not msg.reply and not msg.subject.startswith(subjects.BROADCASTS)
                 scope = None
+                handler = self.handlers.get(request.req)
                 if answered and msg.reply:  # (a caller that sends format 3 says when it gives up)
-                    handler = self.handlers.get(request.req)
                     scope = self.serving[msg.reply] = Scope(handler in self._async_handlers
                                                             or handler in self._async_generators)
                     if isinstance(request, wire.AnsweredRequest) and request.stream > 0:
                         stream = _Streaming(msg.reply, request.stream, request.ttl)
                 try:
-                    result = await self._dispatch(request, received, last_reader, scope, stream)
+                    result = await self._dispatch(request, handler, received, last_reader, scope, stream)
                 finally:
                     if scope is not None:
                         del self.serving[msg.reply]
@@ -306,15 +306,16 @@ class Dispatcher:
         self.meter.add(category, label, outcome, time.monotonic() - received if ran else None)
         return outcome
 
-    async def _dispatch(self, request: wire.Request, received: float, last_reader: bool = False,
-                        scope: Scope | None = None, stream: _Streaming | None = None) -> Result:
+    async def _dispatch(self, request: wire.Request, handler: Callable[[ActorRequest], Any] | None, received: float,
+                        last_reader: bool = False, scope: Scope | None = None,
+                        stream: _Streaming | None = None) -> Result:
         # What is logged from here on (the handler's lines, its failure) carries the request's id.
-        # This task serves this one request, in a context of its own: nothing to reset.
+        # This task serves this one request, in a context of its own (a copy made for each message):
+        # what is set here and in `_run` needs no reset.
         logs.current_request.set(request.id)
         if self.trusted and request.ident not in self.trusted:
             self.counters["unauthorized"] += 1
             return wire.Reply(False, wire.UNAUTHORIZED, {})
-        handler = self.handlers.get(request.req)
         if handler is None:
             self._unsupported(f"request type not supported: {request.req!r}")
             return wire.Reply(False, wire.UNSUPPORTED, {})
@@ -340,10 +341,10 @@ class Dispatcher:
             self.counters["expired"] += 1
             return None
         # (a stream's ttl is the longest wait between two items: its calls inherit no deadline from it)
-        token = current_deadline.set(None if stream is not None else deadline)
-        scope_token = current_scope.set(scope)
+        current_deadline.set(None if stream is not None else deadline)
+        current_scope.set(scope)
         turn = Turn(request.id)
-        turn_token = current_turn.set(turn)
+        current_turn.set(turn)
         try:
             if handler in self._async_handlers:
                 ret = await handler(request)
@@ -384,10 +385,6 @@ class Dispatcher:
             self._report(error)
             log.error("handler %r of actor %s raised:\n%s", request.req, self.uid, error)
             return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error})
-        finally:
-            current_turn.reset(turn_token)
-            current_scope.reset(scope_token)
-            current_deadline.reset(token)
         self.counters["processed"] += 1
         reply = wire.normalize_return(ret)
         if not (turn.writes or turn.claims):  # (most requests: no state touched)
