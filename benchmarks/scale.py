@@ -11,7 +11,8 @@ registered and the cluster has settled (``--settle`` seconds):
    the messages the server delivered to each connection (``/connz``'s ``out_msgs``: agents, hosts,
    the benchmark's own client), per second;
 2. **spawns**: ``--per-node`` × N ``Idle`` actors (capped at ``--max-spawns``), 16 in flight,
-   strategy ``random``, from one client; spawns/s; then they are stopped;
+   strategy ``random``, from one client; spawns/s; then they are stopped; the messages delivered
+   to each agent and each host per actor spawned and stopped (``/connz``);
 3. **failure detection**: one node (not the supervisor's lease holder, not its standby) SIGKILLed;
    the time until it leaves the client's view; a new node takes its place.
 
@@ -159,8 +160,11 @@ async def idle(client: AsyncBeach, nodes: Nodes, server_pid: int, port: int, win
     }
 
 
-async def spawns(client: AsyncBeach, count: int) -> float:
+async def spawns(client: AsyncBeach, count: int, port: int) -> dict[str, float]:
+    """Spawns/s of ``count`` actors, and the messages the server delivered to each agent and each
+    host per actor while they were spawned and stopped (each is two changes of the directory)."""
     gate = asyncio.Semaphore(IN_FLIGHT)
+    before = deliveries(port)
 
     async def one() -> None:
         async with gate:
@@ -172,7 +176,15 @@ async def spawns(client: AsyncBeach, count: int) -> float:
     await asyncio.gather(*(one() for _ in range(count)))
     rate = count / (time.perf_counter() - start)
     await client.flush()
-    return rate
+    await asyncio.sleep(1.0)  # (the last stops' deliveries)
+    after = deliveries(port)
+    got = {k: (after[k] - before[k]) / count for k in after if k in before}
+
+    def mean(kind: str) -> float:
+        values = [v for k, v in got.items() if k.startswith(kind)]
+        return sum(values) / len(values) if values else float("nan")
+
+    return {"spawns": rate, "agent_per_spawn": mean("beach-node "), "host_per_spawn": mean("beach-host ")}
 
 
 async def lease_holder(client: AsyncBeach) -> str | None:
@@ -208,6 +220,8 @@ def table(rows: list[dict[str, float]]) -> str:
                ("server %", "server_cpu", "{:.2f}"), ("server msgs out/s", "server_out", "{:,.0f}"),
                ("delivered/s per agent (max)", "agent_got", "{:.1f}"), ("per host (max)", "host_got", "{:.1f}"),
                ("to a client", "client_got", "{:.1f}"), ("spawns/s", "spawns", "{:.0f}"),
+               ("delivered per spawn+stop: to an agent", "agent_per_spawn", "{:.1f}"),
+               ("to a host", "host_per_spawn", "{:.1f}"),
                ("detection s", "detection", "{:.2f}")]
     lines = ["| " + " | ".join(c[0] for c in columns) + " |", "|" + "---:|" * len(columns)]
     for row in rows:
@@ -248,7 +262,7 @@ async def run(args: Any, nodes_wanted: list[int], tmp: str) -> list[dict[str, fl
                 await asyncio.sleep(args.settle)
                 assert server.process is not None
                 row: dict[str, float] = {"n": n, **await idle(client, nodes, server.process.pid, port, args.window)}
-                row["spawns"] = await spawns(client, min(args.per_node * n, args.max_spawns))
+                row.update(await spawns(client, min(args.per_node * n, args.max_spawns), port))
                 if n >= 3:
                     row["detection"] = await detection(client, nodes)
                     nodes.start()

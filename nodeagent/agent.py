@@ -63,6 +63,7 @@ from nodeagent.supervisor import Supervisor
 log = logging.getLogger("beach.nodeagent")
 
 HOST_CHECK = 0.25  # how often exited actor hosts are looked for (and replaced)
+REPUBLISH_CHECK = 1.0  # how often this node's actors are looked for in the directory (and written back)
 HOST_CALL_SECONDS = 10.0  # an actor host's answer to spec, associate, stack
 HOST_INFO_SECONDS = 5.0  # an actor host's load figures (asked of every host at once)
 SPAWN_MARGIN = 5.0  # a spawn at a host: the actor's init() timeout, plus loading its class and publishing
@@ -92,6 +93,7 @@ class NodeAgent(ControlServer):
         self.session: Session
         self.cordoned = False  # no new actor is placed here (``beach drain``), until uncordoned
         self.spawning = 0  # spawns under way here now (the ``load`` operation says it)
+        self._missing: set[str] = set()  # this node's actors its view missed at the last look (`republish`)
         self._registered = 0.0  # when this node last wrote its registry entry (monotonic)
 
     # ---------------------------------------------------------------- life
@@ -150,6 +152,7 @@ class NodeAgent(ControlServer):
             beating = loop.create_task(self._every(directory.HEARTBEAT, self.heartbeat))
             tasks = [loop.create_task(self._every(RECYCLE_CHECK, self.recycler.recycle_due)),
                      loop.create_task(self._every(HOST_CHECK, self.watch_hosts)),
+                     loop.create_task(self._every(REPUBLISH_CHECK, self.republish)),
                      loop.create_task(self._every(ORPHAN_CHECK, self._orphans)),
                      loop.create_task(self._every(directory.CHECK, self.liveness.check)),
                      loop.create_task(self._every(stateview.SIZES_SECONDS, self.state_sizes)),
@@ -264,6 +267,23 @@ class NodeAgent(ControlServer):
                 self.background.start(self._replace_host())
         await self.cleanup.dead_hosts(dead)
         await self.heartbeat()
+
+    async def republish(self) -> None:
+        """Have this node's hosts write back the directory entries of their actors that left the
+        directory while they run (an entry lost in KV, or removed while this node seemed dead). A
+        host's own view holds only the categories its actors call: this agent's holds every entry.
+        An actor missed at two looks in a row is asked for (a spawn under way is placed a moment
+        before its entry is in the view); one its host no longer runs is no longer placed."""
+        view = self.session.view
+        missing = {uid for uid in self.pool.placed if uid not in view.actors}
+        due, self._missing = missing & self._missing, missing
+        for host, uids in self.pool.of(sorted(due), view).items():
+            ok, error, data = await self._to_host(host, "republish", {"uids": uids}, HOST_CALL_SECONDS)
+            if not ok:
+                log.warning("host %s could not write its actors' entries back: %s", host, error)
+                continue
+            for uid in data.get("gone", []):
+                self.pool.placed.pop(uid, None)
 
     async def _replace_host(self) -> None:
         try:
@@ -447,7 +467,8 @@ class NodeAgent(ControlServer):
             id=self.node_id, hostname=socket.gethostname(), addresses=self.addresses, pid=os.getpid(),
             started=self.started, updated=time.time(), hosts=hosts, n_actors=sum(per_realm.values()),
             actors_by_realm=per_realm, cordoned=self.cordoned, open=authority.open_node(self.config),
-            stopping=self.stopping.is_set(), reads=list(wire.REQUEST_FORMATS), **health.sample(),
+            stopping=self.stopping.is_set(), reads=list(wire.REQUEST_FORMATS), indexed=True,
+            **health.sample(),
         )
 
     def load(self) -> NodeLoad:

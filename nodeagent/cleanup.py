@@ -64,8 +64,10 @@ class Cleanup:
 
         async def forget(uid: str, realm: str) -> None:
             self.pool.placed.pop(uid, None)
+            known = view.actors.get(uid)  # (its entries by category go first: this agent's view holds them all)
             try:
-                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid)
+                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid,
+                                                             view.members_kv, known.categories if known else ())
                 view.apply_local(key, revision, None)
             except Exception as err:
                 log.warning("could not remove actor %s %s: %s", uid, whose, err)

@@ -17,6 +17,7 @@ from beach.bus.connection import (
     DESIRED_BUCKET,
     JETSTREAM_WAIT,
     JS_TIMEOUT,
+    MEMBERS_BUCKET,
     NODES_BUCKET,
     PING_SECONDS,
     PINGS_MISSED,
@@ -33,6 +34,7 @@ from beach.bus.connection import (
     open_bucket,
     open_buckets,
     open_desired,
+    open_members,
     open_state,
     sealed,
     through_election,
@@ -41,9 +43,10 @@ from beach.bus.connection import (
 
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "CONSUMER_INACTIVE", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT",
-    "NODES_BUCKET", "PINGS_MISSED",
+    "MEMBERS_BUCKET", "NODES_BUCKET", "PINGS_MISSED",
     "PING_SECONDS", "STATE_BUCKET", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed",
-    "failure", "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "open_state", "sealed",
+    "failure", "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "open_members",
+    "open_state", "sealed",
     "through_election",
     "translated",
 ]

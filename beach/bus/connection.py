@@ -30,6 +30,7 @@ T = TypeVar("T")
 log = logging.getLogger("beach.bus")
 
 ACTORS_BUCKET = "beach_actors"
+MEMBERS_BUCKET = "beach_members"  # the actor entries again, keyed by category (`beach.state.directory`)
 NODES_BUCKET = "beach_nodes"
 DESIRED_BUCKET = "beach_desired"
 CONNECT_TRIES = 3  # the fewest attempts per server of a first connection
@@ -401,6 +402,15 @@ async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
     # watchers see a PURGE marker (needs limit_marker_ttl on the bucket).
     nodes = await open_bucket(js, NODES_BUCKET, replicas, limit_marker_ttl=1)
     return sealed(actors, config), sealed(nodes, config)
+
+
+async def open_members(nc: Client, config: Config) -> KeyValue:
+    """Open (or create) the members bucket: each actor's entry under each of its categories
+    (`beach.wire.subjects.member_key`), which node processes write with the actor's own entry and
+    an actor host watches by category (`beach.state.directory.DirectoryView`)."""
+    replicas = config.nats.kv_replicas or auto_replicas(nc)
+    kv = await open_bucket(nc.jetstream(timeout=JS_TIMEOUT), MEMBERS_BUCKET, replicas)
+    return sealed(kv, config)
 
 
 async def open_desired(nc: Client, config: Config) -> KeyValue:

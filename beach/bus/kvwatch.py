@@ -24,18 +24,20 @@ READY_SECONDS = 20.0  # a new cluster's JetStream may take a while; a lost conne
 
 
 class BucketWatch:
-    """Calls ``apply(entry)`` for every value, delete and purge of ``kv`` (an ordered KV watch).
+    """Calls ``apply(entry)`` for every value, delete and purge of ``kv`` (an ordered KV watch),
+    of the keys ``keys`` matches (a KV key filter, wildcards allowed: every key by default).
 
-    ``await start()`` returns once the bucket's current contents have been applied; then
-    ``resynced(keys)``, if given, hears which keys those were (after a `restart`, a key it holds
-    that is not among them was deleted meanwhile).
+    ``await start()`` returns once the current contents have been applied; then ``resynced(keys)``,
+    if given, hears which keys those were (after a `restart`, a key it holds that is not among them
+    was deleted meanwhile).
     """
 
     def __init__(self, kv: KeyValue, apply: Callable[[Any], None],
-                 resynced: Callable[[set[str]], None] | None = None) -> None:
+                 resynced: Callable[[set[str]], None] | None = None, keys: str = ">") -> None:
         self.kv = kv
         self.apply = apply
         self.resynced = resynced
+        self.keys = keys
         self._watcher: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -46,7 +48,7 @@ class BucketWatch:
         deadline = loop.time() + READY_SECONDS
         while True:  # during a JetStream leader election the consumer cannot be made yet
             try:
-                self._watcher = await self.kv.watchall(inactive_threshold=CONSUMER_INACTIVE)
+                self._watcher = await self.kv.watch(self.keys, inactive_threshold=CONSUMER_INACTIVE)
                 break
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError):
                 if loop.time() > deadline:

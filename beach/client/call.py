@@ -148,6 +148,10 @@ class Call:
         if body is not None and body.ref is None and body.error is None:  # its data is being stored: then
             body.when_stored(self._stored)
             return
+        if self.to is None and (waiting := handle._targets.waiting()) is not None:
+            # an actor host's view of the category is loading: the attempt goes once it is there
+            waiting.add_done_callback(lambda _: self._resume() if self.done is not None else None)
+            return
         subject, self.target = self.to or handle._targets.route(self.key, self.attempt, self.tried)
         # each attempt carries its own span's context (a retry is that span's sibling; an attempt
         # that waited for its data to be stored has it already)

@@ -28,6 +28,7 @@ class ActorHandleGroup:
         self._session = session
         self._realm = subjects.check_realm(realm)
         self._root = subjects.routable(self._realm, categoryRoot)  # (a root too long can have nothing under it)
+        session.hold(self._realm, self._root)  # (an actor host's view holds only the categories asked for)
         self._options = (mode, nRetries, timeout, ident)
         self._handles: dict[str, ActorHandle] = {}
         self._generation = -1

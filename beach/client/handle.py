@@ -63,6 +63,7 @@ class ActorHandle:
         self._meter = session.calls_in(self._realm)
         self._broadcast_subject = subjects.broadcast_subject(realm, category)
         self._targets = routing.Targets(session.view, self._realm, category, mode, session.node_id)  # checks mode
+        session.hold(self._realm, category)  # (an actor host's view holds only the categories asked for)
         self._mode = mode
         self._retries = nRetries or 0
         self._timeout = timeout or DEFAULT_TIMEOUT
@@ -86,6 +87,13 @@ class ActorHandle:
     def session(self) -> Session:
         """The session this handle sends through."""
         return self._session
+
+    async def _held(self) -> None:
+        """Return once the session's view holds the category's actors (at once but in an actor
+        host whose view of it is still loading)."""
+        waiting = self._targets.waiting()
+        if waiting is not None:
+            await asyncio.shield(waiting)
 
     def _no_actor(self) -> ActorResponse:
         elsewhere = self._session.view.elsewhere(self._realm, self._category)
@@ -223,6 +231,7 @@ class ActorHandle:
         if (self._retries if nRetries is None else nRetries) or onFailure is not None:
             self._call(requestType, data, timeout, key, nRetries, self._reported(onFailure, data))
         else:
+            await self._held()
             await self._publish("shoot", self._targets.route(key, 0, set())[0], requestType, data, None)
         return True
 
@@ -256,6 +265,7 @@ class ActorHandle:
 
         The future is finished at once when the category is empty.
         """
+        await self._held()
         members = self._targets.members()
         envelope = self._check(requestType, data, None, None)
         body = None  # its data, when too large for a message: stored once, for every actor

@@ -10,6 +10,7 @@ actors joins or leaves only the keys of that actor move (about 1/N of them).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import hashlib
 import random
@@ -98,7 +99,7 @@ class Targets:
     it changes) and where each attempt of a request goes under routing ``mode``."""
 
     __slots__ = ("_view", "_realm", "_category", "_mode", "_node_id", "_subject", "_generation", "_members",
-                 "_ring", "_actor_subjects")
+                 "_ring", "_actor_subjects", "_held")
 
     def __init__(self, view: DirectoryView, realm: str, category: str, mode: str, node_id: str | None) -> None:
         self._view = view
@@ -111,6 +112,19 @@ class Targets:
         self._members: list[ActorEntry] = []
         self._ring: Ring | None = None
         self._actor_subjects: dict[str, str] = {}
+        self._held = False  # the view holds the category's actors (a partial view once loaded)
+
+    def waiting(self) -> asyncio.Future[None] | None:
+        """None if the view holds the category's live actors; else (an actor host's partial view,
+        on the loop's thread) a future done once it does (`DirectoryView.want`)."""
+        view = self._view
+        if view.switching is not None:
+            return view.switching
+        if self._held or not view.partial:
+            return None
+        waiting = view.want(self._realm, self._category)
+        self._held = waiting is None
+        return waiting
 
     def members(self) -> list[ActorEntry]:
         """The category's live actors."""

@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from beach import bus, metering, tracing, wire
-from beach.bus import bodies
+from beach.bus import bodies, kvwatch
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
 from beach.config import Config
@@ -72,8 +72,11 @@ class Session:
 
     @classmethod
     async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
-                   **options: Any) -> Session:
-        """Connect, open the directory buckets and load the view; raise `BusError` on failure.
+                   partial: bool = False, **options: Any) -> Session:
+        """Connect, open the directory buckets and load the view; raise `BusError` on failure. A
+        node's process (``node_id`` given) opens the members bucket too, which it writes; with
+        ``partial`` (an actor host), its view holds only the categories its handles ask for
+        (`DirectoryView.want`).
 
         If the server later closes the connection for good, every call waiting on it and every
         later one raises `ClosedError` naming the server's reason, and ``lost_listeners`` hear it."""
@@ -89,8 +92,9 @@ class Session:
         nc = await bus.connect(config, name, on_lost=lost, error_cb=refusals.error_cb, **options)
         try:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
+            members_kv = None if node_id is None else await bus.open_members(nc, config)
             with bus.translated("cannot load the directory from NATS"):
-                view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected)
+                view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected, members_kv, partial)
                 await view.start()
                 inbox = Inbox(nc, config.sealer)
                 refusals.listeners.append(inbox.refused)
@@ -184,6 +188,30 @@ class Session:
                 await sub.unsubscribe()
             except Exception:  # the connection may be gone
                 pass
+
+    def hold(self, realm: str, category: str) -> None:
+        """Have this session's view hold the actors of ``category`` in ``realm`` (an actor host's
+        holds only what its actors' handles ask for: `DirectoryView.want`); off the loop's thread,
+        wait until they are loaded (on it, calls wait for them). Raises `CategoryError` for a
+        category beach cannot route."""
+        if not self.view.partial and self.view.switching is None:
+            return
+        if self.runner.in_loop_thread():
+            self.view.want(realm, category)
+            return
+
+        def start(done: Callable[[Any], None]) -> None:
+            try:
+                waiting = self.view.want(realm, category)
+            except BaseException as err:
+                done(err)
+                return
+            if waiting is None:
+                done(None)
+            else:
+                waiting.add_done_callback(lambda _: done(None))
+
+        self.runner.call(start, kvwatch.READY_SECONDS)
 
     async def follow_load(self) -> None:
         """Have the view follow every node's load figures from now on (`DirectoryView.follow_load`)."""

@@ -275,7 +275,9 @@ class ActorRuntime:
         return state
 
     def category_available(self, category: str) -> bool:
-        """True if ``category`` has at least one live actor in this actor's realm (the view)."""
+        """True if ``category`` has at least one live actor in this actor's realm (the view, which
+        holds the category from now on)."""
+        self.host.session.hold(self.realm, category)
         return bool(self.host.session.view.find(self.realm, category))
 
     # ---------------------------------------------------------------- directory

@@ -151,13 +151,13 @@ def parse_control(subject: str, prefix: str) -> tuple[str, str | None, str]:
     return op, None if realm == CLUSTER else subjects.unescape(realm), subjects.unescape(who)
 
 
-# The node operations that need admin rights (a host's also include 'spec').
+# The node operations that need admin rights (a host's also include 'spec' and 'republish').
 ADMIN_OPS = frozenset({"spawn", "stop", "flush", "associate", "disassociate", "desired", "stack", "replace",
                        "cordon", "config", "remove_node", "state"})
 # The node operations that write JetStream (the directory, the desired state, the pushed config): a
 # node refuses them at once while JetStream has lost its quorum, instead of letting them hang.
 WRITE_OPS = ADMIN_OPS - {"stack"}
-HOST_ADMIN_OPS = ADMIN_OPS | {"spec"}
+HOST_ADMIN_OPS = ADMIN_OPS | {"spec", "republish"}
 
 
 async def control_body(inbox: Inbox, subject: str, challenge_subject: str, args: object, token: str | None,

@@ -1,7 +1,7 @@
 """A JetStream KV bucket whose values are sealed (see `beach.security.seal`), with nats-py's own API.
 
 Every reader and writer of beach's buckets (directory, desired state, lease) keeps calling ``get``,
-``put``, ``create``, ``update`` and ``watchall`` as on nats-py's ``KeyValue``; this wrapper seals on
+``put``, ``create``, ``update``, ``watch`` and ``watchall`` as on nats-py's ``KeyValue``; this wrapper seals on
 the way in and opens on the way out, each value bound to its bucket and key. A value that does not
 open (written by someone without the key, tampered, or copied from another key) is handed on as
 `REFUSED`, which no record decoder accepts: it is refused and counted where records are, never
@@ -71,6 +71,10 @@ class SealedBucket:
     async def watchall(self, **kwargs: Any) -> _OpenedWatch:
         """nats-py's ``watchall``, every entry opened."""
         return _OpenedWatch(await self._kv.watchall(**kwargs), self)
+
+    async def watch(self, keys: str, **kwargs: Any) -> _OpenedWatch:
+        """nats-py's ``watch``, every entry opened."""
+        return _OpenedWatch(await self._kv.watch(keys, **kwargs), self)
 
 
 class _OpenedWatch:

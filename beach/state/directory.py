@@ -13,19 +13,32 @@ An actor is *live* when its node is live. Entries are soft state: every node re-
 actors when it sees them missing, and its own registry entry, so a lost KV write heals (see
 DESIGN.md on Jepsen's findings).
 
-`DirectoryView` watches both buckets and keeps them in memory, so routing and ``getDirectory()``
-never wait on a lookup. Writes that the caller itself made (spawn, stop) are applied to its own
-view at once, ordered by KV revision, so a client reads its own writes. Nodes' load figures (CPU,
-memory, actors) travel on their own subject (``beach.stats.node.<node>``): a view follows them
+* ``beach_members``: each actor's entry again under each of its categories
+  (``<realm>.<segment>....<uid>``: `subjects.member_key`), written and deleted with its own entry
+  by the same node processes, so that a watch of ``<realm>.a.b.>`` holds exactly the actors a
+  request to ``a/b`` may reach.
+
+`DirectoryView` watches the registry and the actor directory and keeps them in memory, so routing
+and ``getDirectory()`` never wait on a lookup. An actor host's view is *partial*: it watches no
+actor entry until one of its actors' handles asks for a category (`DirectoryView.want`), then that
+category's entries only (a watch of ``beach_members`` filtered by realm and category), so a spawn
+or a stop is delivered to the clients, the node agents and the hosts that call its categories,
+not to every process. While a node of the previous release (which writes no ``beach_members``) is
+in the registry, a partial view watches the whole actor directory instead, for the rest of its life.
+
+Writes that the caller itself made (spawn, stop) are applied to a whole view at once, ordered by
+KV revision, so a client reads its own writes. Nodes' load figures (CPU, memory, actors) travel on
+their own subject (``beach.stats.node.<node>``): a view follows them
 only once asked to (`DirectoryView.follow_load`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -58,22 +71,47 @@ LATE_MARK = 2.5 * HEARTBEAT
 BEACON_SECONDS = 6.0
 
 
+class _Held:
+    """The actor entries of one filtered watch of a partial view: one category's (a filter of
+    ``beach_members``) or one actor's (``_ACTORS/<uid>``: its key of ``beach_actors``)."""
+
+    __slots__ = ("keys", "watch", "entries", "ready", "task")
+
+    def __init__(self, keys: str) -> None:
+        self.keys = keys
+        self.watch: BucketWatch
+        self.entries: dict[str, tuple[int, ActorEntry]] = {}  # key → (revision, entry)
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.task: asyncio.Task[None] | None = None
+
+
 class DirectoryView:
-    """A live in-memory copy of the directory buckets, fed by KV watches."""
+    """A live in-memory copy of the directory buckets, fed by KV watches: the whole actor
+    directory, or (``partial``, with ``members_kv``) only the categories asked for (`want`)."""
 
     def __init__(self, actors_kv: KeyValue, nodes_kv: KeyValue,
-                 connected: Callable[[], bool] = lambda: True) -> None:
+                 connected: Callable[[], bool] = lambda: True, members_kv: KeyValue | None = None,
+                 partial: bool = False) -> None:
         self.connected = connected  # is this process's connection to NATS up now?
         self.actors_kv = actors_kv
         self.nodes_kv = nodes_kv
+        self.members_kv = members_kv  # (node processes only: they write it)
+        self.partial = partial and members_kv is not None
+        """True while this view holds only the categories its process asked for (`want`)."""
+        self.switching: asyncio.Future[None] | None = None
+        """While a partial view loads the whole directory instead (`_whole_after_all`): done then."""
+        self._held: dict[str, _Held] = {}  # a watch's key filter → what it holds
+        self._holders: dict[str, set[tuple[str, str]]] = {}  # uid → (filter, key) of each entry of it held
+        self._switch: asyncio.Task[None] | None = None
+        self._stopped = False
         self.actors: dict[str, ActorEntry] = {}   # uid → entry
         self.nodes: dict[str, NodeEntry] = {}     # node id → entry
         self._revisions: dict[str, int] = {}      # bucket/key → last revision applied
         self.generation = 0  # bumped on every change, so readers can cache what they derive
         self.departed: dict[str, float] = {}      # node id → when its entry went (monotonic)
         self._departures: dict[str, list[asyncio.Future[None]]] = {}  # node id → who waits for it to go
-        self._watches = [BucketWatch(nodes_kv, self._apply_node),
-                         BucketWatch(actors_kv, self._apply_actor, self._resync_actors)]
+        self._whole = BucketWatch(actors_kv, self._apply_actor, self._resync_actors)
+        self._watches = [BucketWatch(nodes_kv, self._apply_node)] + ([] if self.partial else [self._whole])
         # called with ("node" | "actor", id) after every change applied (and "load", node id, for
         # load figures, once followed)
         self.listeners: list[Callable[[str, str], None]] = []
@@ -95,20 +133,140 @@ class DirectoryView:
                 log.exception("a directory listener failed")
 
     async def start(self) -> None:
-        """Start watching both buckets; return once the current contents are loaded."""
-        for watch in self._watches:
+        """Start watching the registry and the actor directory (a partial view: none of it yet);
+        return once the current contents are loaded."""
+        for watch in list(self._watches):
             await watch.start()
+        if self.switching is not None:  # a node of the previous release is registered: the whole directory
+            await asyncio.shield(self.switching)
 
     async def stop(self) -> None:
         """Stop watching (and following load figures)."""
+        self._stopped = True
+        if self._switch is not None:
+            self._switch.cancel()
+        if self.switching is not None and not self.switching.done():
+            self.switching.set_result(None)  # (nobody waits for ever on a view that stopped)
         if self._load_sub is not None:
             try:
                 await self._load_sub.unsubscribe()
             except Exception:  # the connection may be gone
                 pass
             self._load_sub = None
-        for watch in self._watches:
+        held, self._held = list(self._held.values()), {}
+        for watch in self._watches + [h.watch for h in held]:
             await watch.stop()
+
+    # ---- a partial view: the categories asked for ----
+
+    def want(self, realm: str, category: str) -> asyncio.Future[None] | None:
+        """Have this view hold the live actors of ``category`` in ``realm`` from now on (on the
+        loop's thread). Return None if it holds them already, else a future done once they are
+        loaded (or could not be: the watch is tried again at the next call). Raises `CategoryError`
+        for a category beach cannot route."""
+        if self.switching is not None:
+            return self.switching
+        if not self.partial:
+            return None
+        uid = subjects.actor_uid(category)
+        kv: KeyValue | None = self.actors_kv
+        if uid is not None:
+            keys = subjects.actor_key(realm, uid)
+        else:
+            kv, keys = self.members_kv, subjects.member_keys(realm, category)
+            # a watch of "r.a.>" holds "r.a.b.>" already
+            keys = next((k for k in self._held if k.endswith(".>") and keys.startswith(k[:-1])), keys)
+        held = self._held.get(keys)
+        if held is None:
+            assert kv is not None
+            held = self._held[keys] = _Held(keys)
+            held.watch = BucketWatch(kv, lambda entry: self._apply_held(held, entry),
+                                     lambda present: self._resync_held(held, present), keys)
+            held.task = asyncio.get_running_loop().create_task(self._start_held(held))
+        return None if held.ready.done() else held.ready
+
+    async def _start_held(self, held: _Held) -> None:
+        try:
+            await held.watch.start()
+        except Exception as err:  # (the bus is away): forgotten, so that the next call tries again
+            log.warning("cannot watch the directory's %s: %s", held.keys, err)
+            if self._held.get(held.keys) is held:
+                del self._held[held.keys]
+        if not held.ready.done():
+            held.ready.set_result(None)
+
+    def _apply_held(self, held: _Held, entry: Any) -> None:
+        if self._held.get(held.keys) is not held:
+            return  # (stopped)
+        key = entry.key
+        actor = None
+        if entry.operation not in (KV_DEL, KV_PURGE) and entry.value:
+            try:
+                actor = records.decode(ActorEntry, entry.value, key)
+                if key not in actor_keys(actor):
+                    raise records.RecordError(f"actor record {key}: its realm, categories and uid say other keys")
+            except records.RecordError as err:  # a bad value: the actor is not known there
+                records.reject(entry.bucket or "beach_members", key, err)
+                actor = None
+        uid = subjects.key_uid(key)
+        holders = self._holders.setdefault(uid, set())
+        if actor is None:
+            held.entries.pop(key, None)
+            holders.discard((held.keys, key))
+        else:
+            held.entries[key] = (entry.revision, actor)
+            holders.add((held.keys, key))
+        self._settle(uid)
+
+    def _resync_held(self, held: _Held, present: set[str]) -> None:
+        for key in [k for k in held.entries if k not in present]:
+            del held.entries[key]
+            uid = subjects.key_uid(key)
+            self._holders.get(uid, set()).discard((held.keys, key))
+            self._settle(uid)
+
+    def _settle(self, uid: str) -> None:
+        """``actors[uid]``: the newest of its entries the watches hold, or none."""
+        holders = self._holders.get(uid)
+        entries = [self._held[f].entries[k] for f, k in holders or () if f in self._held and k in self._held[f].entries]
+        if entries:
+            self.actors[uid] = max(entries, key=lambda found: found[0])[1]
+        else:
+            self._holders.pop(uid, None)
+            self.actors.pop(uid, None)
+        self.generation += 1
+        if self.listeners:
+            self._notify("actor", uid)
+
+    def _whole_after_all(self) -> None:
+        """A node that writes no ``beach_members`` (the previous release) is registered: watch the
+        whole actor directory instead (calls wait for it: `switching`), for the rest of this view's life."""
+        self.partial = False
+        held, self._held, self._holders = list(self._held.values()), {}, {}
+        self.actors.clear()
+        self.generation += 1
+        self.switching = asyncio.get_running_loop().create_future()
+        log.warning("a node of the previous release is in the registry: this process watches every actor entry")
+
+        async def switch() -> None:
+            assert self.switching is not None
+            for h in held:
+                await h.watch.stop()
+            while True:
+                try:
+                    await self._whole.start()
+                    break
+                except Exception as err:  # the bus is away: try again (calls wait meanwhile)
+                    log.warning("cannot watch the actor directory: %s", err)
+                    await asyncio.sleep(1.0)
+            self._watches.append(self._whole)
+            for h in held:
+                if not h.ready.done():
+                    h.ready.set_result(None)
+            self.switching.set_result(None)
+            self.switching = None
+
+        self._switch = asyncio.get_running_loop().create_task(switch())
 
     # ---- what travels apart from the registry: late marks, beacons, load figures ----
 
@@ -223,6 +381,8 @@ class DirectoryView:
                 return
             node_id_changed = node.id
             self.nodes[node_id_changed] = node
+            if self.partial and not node.indexed:
+                self._whole_after_all()
             self._formats()
             self.departed.pop(node_id_changed, None)
         if len(self.nodes) != known:  # (an entry written again changes no membership: joins and leaves do)
@@ -261,8 +421,9 @@ class DirectoryView:
             del self._revisions[f"a/{entry.key}"]
 
     def apply_actor(self, key: str, revision: int, actor: ActorEntry | None) -> None:
-        """Apply one actor entry (None: removed) at ``revision``, unless a newer one is known."""
-        if not self._newer("a", key, revision):
+        """Apply one actor entry (None: removed) at ``revision``, unless a newer one is known (a
+        partial view takes its categories' entries from their watches only)."""
+        if self.partial or not self._newer("a", key, revision):
             return
         uid = subjects.unescape(key.split(".", 1)[1])
         if actor is None:
@@ -347,17 +508,47 @@ class DirectoryView:
 
 # ---- writes ----
 
-async def put_actor(kv: KeyValue, actor: ActorEntry,
-                    refused: Callable[[], str | None] = lambda: None) -> tuple[str, int]:
-    """Write an actor entry; return ``(key, revision)``. A write that meets a leader election is
-    made again (`through_election`), unless ``refused()`` says why not."""
+def actor_keys(actor: ActorEntry) -> set[str]:
+    """Every key an actor's entry is written under: its own (``beach_actors``) and one per category
+    (``beach_members``)."""
+    return {subjects.actor_key(actor.realm, actor.uid),
+            *(subjects.member_key(actor.realm, c, actor.uid) for c in actor.categories)}
+
+
+async def put_actor(kv: KeyValue, actor: ActorEntry, refused: Callable[[], str | None] = lambda: None,
+                    members: KeyValue | None = None, before: list[str] | None = None) -> tuple[str, int]:
+    """Write an actor entry, and then (``members`` given) its entry under each of its categories,
+    and delete those of the categories it had ``before`` and has no more; return ``(key,
+    revision)`` of its own. A write that meets a leader election is made again
+    (`through_election`), unless ``refused()`` says why not. When a category's entry cannot be
+    written, its own is deleted again (best effort) and the error raised."""
     key = subjects.actor_key(actor.realm, actor.uid)
     body = wire.pack(actor)
-    return key, await through_election(lambda: kv.put(key, body), refused=refused)
+    revision = await through_election(lambda: kv.put(key, body), refused=refused)
+    if members is not None:
+        def put(member: str) -> Awaitable[int]:
+            return through_election(lambda: members.put(member, body), refused=refused)
+
+        keys = [subjects.member_key(actor.realm, c, actor.uid) for c in actor.categories]
+        try:
+            await asyncio.gather(*map(put, keys))
+        except BaseException:  # taken back out (what is left, the next sweep finds: its own entry stays)
+            await asyncio.gather(*map(members.delete, keys), return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await kv.delete(key)
+            raise
+        dropped = [c for c in before or () if c not in actor.categories]
+        await asyncio.gather(*(members.delete(subjects.member_key(actor.realm, c, actor.uid)) for c in dropped))
+    return key, revision
 
 
-async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str) -> tuple[str, int]:
-    """Delete an actor entry; return ``(key, revision)`` of the delete marker."""
+async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str, members: KeyValue | None = None,
+                       categories: Sequence[str] = ()) -> tuple[str, int]:
+    """Delete an actor entry, its entries under ``categories`` first (``members`` given: while one
+    of those stays, so does its own, which the next sweep finds); return ``(key, revision)`` of the
+    delete marker of its own."""
+    if members is not None and categories:
+        await asyncio.gather(*(members.delete(subjects.member_key(realm, c, uid)) for c in categories))
     key = subjects.actor_key(realm, uid)
     ack = await nc.jetstream(timeout=JS_TIMEOUT).publish(f"$KV.{kv._name}.{key}", b"", headers={"KV-Operation": "DEL"})
     return key, ack.seq

@@ -141,6 +141,7 @@ class NodeEntry(Record, kw_only=True):
     open: bool = False  # it takes admin operations from anyone (no authority, no token)
     stopping: bool = False  # shutting down: takes no new actor
     reads: list[int] = []  # the request formats its hosts read (none said: format 1)
+    indexed: bool = False  # its hosts write their actors' entries by category too (``beach_members``)
 
 
 class NodeLoad(Record, kw_only=True):

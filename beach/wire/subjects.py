@@ -264,6 +264,24 @@ def actor_key(realm: str, uid: str) -> str:
     return check_key(f"{escape(check_realm(realm))}.{escape(uid)}", "actor uid", uid)
 
 
+def member_key(realm: str, category: str, uid: str) -> str:
+    """The key of actor ``uid``'s entry under ``category`` in the members bucket (``beach_members``):
+    ``<realm>.<segment>...<segment>.<uid>``, so a watch of ``<realm>.a.b.>`` (`member_keys`) holds
+    exactly the actors a request to ``a/b`` may reach (their category starts with ``a/b``, by segment)."""
+    return check_key(f"{escape(check_realm(realm))}.{_tokens(category)}.{escape(uid)}", "category", category)
+
+
+def member_keys(realm: str, category: str) -> str:
+    """The keys (a KV watch's filter) of the members bucket's entries of every actor of ``realm``
+    under ``category`` (by segment: ``a/b`` holds those of ``a/b`` and ``a/b/c``)."""
+    return check_key(f"{escape(check_realm(realm))}.{_tokens(category)}.>", "category", category)
+
+
+def key_uid(key: str) -> str:
+    """The actor uid an actor key (`actor_key`) or a member key (`member_key`) ends with."""
+    return unescape(key.rsplit(".", 1)[-1])
+
+
 KV_ROOM = 64  # a KV key travels in a subject after ``$KV.<bucket>.`` (beach's buckets' names are short)
 
 

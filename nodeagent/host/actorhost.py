@@ -38,7 +38,7 @@ from beach.runtime.workers import WorkerPool
 from beach.security import authority
 from beach.state import desired, directory, records
 from beach.state.actorstate import StateStore
-from beach.state.records import ActorArgs, CategoryArgs, FlushArgs, HostStopArgs, StackArgs
+from beach.state.records import ActorArgs, ActorEntry, CategoryArgs, FlushArgs, HostStopArgs, StackArgs
 from beach.state.spawn import SpawnSpec
 from beach.wire import Reply, subjects
 from nodeagent import logsetup
@@ -83,7 +83,9 @@ class ActorHost(ControlServer):
         self.runner = Runner(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopped.set)
-        self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id)
+        # its view holds the categories its actors' handles call, not the whole directory
+        self.session = await Session.open(self.config, self.runner, f"beach-host {self.host_id}", self.node_id,
+                                          partial=True)
         # a host whose connection the server closed can serve nothing: it stops, and its node sees it
         # exit (BUS_LOST_EXIT), collects its actors' entries and replaces it, as after a crash
         self.lost = lost_bus(self.session, self.stopped.set)
@@ -126,7 +128,6 @@ class ActorHost(ControlServer):
                 log.error("node agent %s is gone: stopping host %s", self.node_id, self.host_id)
                 self.stopped.set()
                 return
-            await self._republish()
             await self._publish_stats()
 
     def load(self) -> dict[str, Any]:
@@ -146,22 +147,35 @@ class ActorHost(ControlServer):
             except Exception:  # the bus is away for now: the next second tries again
                 pass
 
-    async def _republish(self) -> None:
-        """Write back the directory entries of this host's actors that went missing (the directory
-        is soft state: an entry lost in KV, or removed while this node seemed dead, heals here)."""
+    async def _put(self, runtime: ActorRuntime, before: list[str] | None = None) -> tuple[str, int, ActorEntry]:
+        """Write actor ``runtime``'s directory entry (and its entries by category, deleting those of
+        the categories it had ``before``); return ``(key, revision, entry)``."""
         view = self.session.view
-        for uid, runtime in list(self.actors.items()):
-            if uid not in view.actors and uid in self.actors:
-                try:
-                    entry = runtime.entry()
-                    key, revision = await directory.put_actor(view.actors_kv, entry, self._write_refused)
-                    if uid not in self.actors:  # stopped meanwhile: take the entry back out
-                        await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, uid)
-                        continue
-                    view.apply_local(key, revision, entry)
-                    log.warning("actor %s was missing from the directory: published again", uid)
-                except Exception as err:
-                    log.warning("could not publish actor %s again: %s", uid, err)
+        entry = runtime.entry()
+        key, revision = await directory.put_actor(view.actors_kv, entry, self._write_refused, view.members_kv, before)
+        view.apply_local(key, revision, entry)
+        return key, revision, entry
+
+    async def op_republish(self, args: dict[str, Any]) -> Reply:
+        """Write back the directory entries of the actors ``args['uids']`` that the node agent saw
+        go missing (the directory is soft state: an entry lost in KV, or removed while this node
+        seemed dead, heals here; this host's own view holds only the categories its actors call,
+        so the agent, which sees the whole directory, says which). Answers the uids not here."""
+        uids = records.check(HostStopArgs, args).uids
+        for uid in uids:
+            runtime = self.actors.get(uid)
+            if runtime is None:
+                continue
+            try:
+                await self._put(runtime)
+                if uid not in self.actors:  # stopped meanwhile: take the entry back out
+                    await directory.delete_actor(self.session.nc, self.session.view.actors_kv, runtime.realm, uid,
+                                                 self.session.view.members_kv, runtime.categories)
+                    continue
+                log.warning("actor %s was missing from the directory: published again", uid)
+            except Exception as err:
+                log.warning("could not publish actor %s again: %s", uid, err)
+        return Reply(True, "", {"gone": [uid for uid in uids if uid not in self.actors]})
 
     async def shutdown(self) -> None:
         """Stop every actor (their ``deinit`` runs), remove them from the directory, disconnect."""
@@ -208,15 +222,13 @@ class ActorHost(ControlServer):
             self._maybe_exit()
             return Reply(False, f"actor {name!r} stopped itself during init()", {})
         self.actors[runtime.uid] = runtime
-        entry = runtime.entry()
         try:
-            key, revision = await directory.put_actor(self.session.view.actors_kv, entry, self._write_refused)
+            key, revision, entry = await self._put(runtime)
         except Exception as err:  # not in the directory: it must not serve either
             del self.actors[runtime.uid]
             await runtime.stop()
             self._maybe_exit()
             return Reply(False, f"actor {name!r} could not be published in the directory: {err}", {})
-        self.session.view.apply_local(key, revision, entry)
         return Reply(True, "", {"uid": runtime.uid, "entry": entry, "key": key, "revision": revision})
 
     async def _abandon(self, runtime: ActorRuntime, start: asyncio.Future[None]) -> None:
@@ -249,7 +261,8 @@ class ActorHost(ControlServer):
         if self.session.nc.is_connected or not self.stopped.is_set():  # leaving without NATS: others collect it
             try:
                 key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
-                                                             runtime.realm, uid)
+                                                             runtime.realm, uid, self.session.view.members_kv,
+                                                             runtime.categories)
                 self.session.view.apply_local(key, revision, None)
             except Exception as err:
                 log.warning("could not remove actor %s from the directory: %s", uid, err)
@@ -284,11 +297,10 @@ class ActorHost(ControlServer):
         runtime = self.actors.get(uid)
         if runtime is None:
             return Reply(False, f"actor {uid} is not hosted here", {})
+        before = list(runtime.categories)
         change(runtime.categories)
         await runtime.subscribe()
-        entry = runtime.entry()
-        key, revision = await directory.put_actor(self.session.view.actors_kv, entry, self._write_refused)
-        self.session.view.apply_local(key, revision, entry)
+        key, revision, entry = await self._put(runtime, before)
         return Reply(True, "", {"entry": entry, "key": key, "revision": revision})
 
     async def op_associate(self, args: dict[str, Any]) -> Reply:
