@@ -3,6 +3,8 @@ node agent (with real actor host processes) for the tests that need a cluster, a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -40,6 +42,35 @@ def write_config(path: Path, nats_url: str, **extra: object) -> Path:
     raw.update(extra)
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+@contextlib.contextmanager
+def previous_release_node(client: Beach, like: str, node_id: str, **unsaid: object) -> Iterator[None]:
+    """Node ``node_id`` in the registry while the block runs, as a node of the previous release:
+    node ``like``'s entry with the fields ``unsaid`` says (what that release does not write: ``reads=[]``,
+    ``indexed=False``), rewritten every second as that release's heartbeat (the liveness listeners keep
+    it); removed at the end."""
+    import msgspec
+
+    from beach.state import directory
+    from beach.wire import subjects
+
+    session = client._core.session
+    old = msgspec.structs.replace(session.view.nodes[like], id=node_id, **unsaid)
+    stop = threading.Event()
+
+    async def beating() -> None:
+        while not stop.is_set():
+            await directory.put_node(session.view.nodes_kv, msgspec.structs.replace(old, updated=time.time()))
+            await asyncio.sleep(directory.HEARTBEAT)
+
+    beat = client._runner.submit(beating())
+    try:
+        yield
+    finally:
+        stop.set()
+        beat.result(10)
+        client._runner.run(session.view.nodes_kv.delete(subjects.escape(node_id)))
 
 
 def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):

@@ -21,7 +21,7 @@ from beach.errors import BusError, CategoryError, EncodeError, PayloadTooLarge, 
 from beach.security import authority
 from beach.wire import subjects
 
-from .conftest import LEDGER, NODE_ID, holds_for, ledger, served, wait_for
+from .conftest import LEDGER, NODE_ID, holds_for, ledger, previous_release_node, served, wait_for
 
 
 def test_async_handlers_run_concurrently(beach):
@@ -241,22 +241,9 @@ def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors
     # a node of the previous release (its entry without 'reads') is live: requests go in format 1,
     # which it reads, and are answered in format 1, which it sends; an actor the caller addressed
     # by uid (requestFromAll) is named from the directory, one the queue group chose cannot be
-    import msgspec
-
-    from beach.state import directory
-
     uids = {beach.addActor("Pong", "halfway").data["uid"] for _ in range(2)}
     session = beach._core.session
-    old = msgspec.structs.replace(session.view.nodes[NODE_ID], id="old-release-node", updated=time.time(), reads=[])
-    stop = threading.Event()
-
-    async def beating() -> None:  # the previous release rewrites its entry every second (its heartbeat)
-        while not stop.is_set():
-            await directory.put_node(session.view.nodes_kv, msgspec.structs.replace(old, updated=time.time()))
-            await asyncio.sleep(directory.HEARTBEAT)
-
-    beat = beach._runner.submit(beating())
-    try:
+    with previous_release_node(beach, NODE_ID, "old-release-node", reads=[]):
         wait_for(lambda: session.view.reads == {wire.VERSION}, 10, what="the view to see the old node")
         handle = beach.getActorHandle("halfway")
         assert handle.request("ping").isSuccess and handle.request("ping").uid is None
@@ -265,10 +252,6 @@ def test_in_a_half_upgraded_cluster_replies_are_of_format_1_and_addressed_actors
         # nor is data too large for a message sent by reference (the old node could not read it)
         with pytest.raises(PayloadTooLarge, match="a node of the previous release is live"):
             handle.request("ping", {"blob": b"x" * (2 * 1024 * 1024)})
-    finally:
-        stop.set()
-        beat.result(10)
-        beach._runner.run(session.view.nodes_kv.delete(subjects.escape("old-release-node")))
     wait_for(lambda: wire.ANSWERED in session.view.reads, 10, what="the old node to leave the view")
     assert beach.getActorHandle("halfway").request("ping").uid in uids
 

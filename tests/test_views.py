@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 
-from .conftest import NodeProcess, free_port, wait_for, write_config
+from .conftest import NodeProcess, free_port, previous_release_node, wait_for, write_config
 
 NODES = ("view-a", "view-b")
 CALLED, OTHER = "views/called", "views/other"
@@ -201,32 +200,14 @@ def test_an_entry_deleted_behind_its_hosts_back_is_written_again(cluster):
 def test_with_a_node_of_the_previous_release_a_host_holds_the_whole_directory(cluster):
     # (last in the module: the host keeps the whole directory from then on) the previous release
     # writes no entries by category: a host that held only those would miss its actors
-    import threading
-
-    import msgspec
-
-    from beach.state import directory
-    from beach.wire import subjects
-
     with Beach(cluster.config) as client:
-        session = client._core.session
         spawn(client, "Router", "views/router3", "view-a")
         host = host_of(client, "view-a")
         routed = client.getActorHandle("views/router3").request("route", {"category": "views/halfway",
                                                                           "mode": "affinity"}, timeout=20)
         assert routed.data["available"] == 0
         assert "$KV.beach_actors.>" not in cluster.watched(host)
-        old = msgspec.structs.replace(session.view.nodes["view-b"], id="old-release", indexed=False, reads=[])
-        assert b"indexed" not in msgspec.msgpack.encode(old)
-        stop = threading.Event()
-
-        async def beating() -> None:  # the previous release rewrites its entry every second (its heartbeat)
-            while not stop.is_set():
-                await directory.put_node(session.view.nodes_kv, msgspec.structs.replace(old, updated=time.time()))
-                await asyncio.sleep(directory.HEARTBEAT)
-
-        beat = client._runner.submit(beating())
-        try:
+        with previous_release_node(client, "view-b", "old-release", reads=[], indexed=False):
             wait_for(lambda: "$KV.beach_actors.>" in cluster.watched(host), 10,
                      what="the host to watch the whole directory")
             # an actor whose entry is in beach_actors only (as the previous release writes it)
@@ -243,8 +224,4 @@ def test_with_a_node_of_the_previous_release_a_host_holds_the_whole_directory(cl
             routed = client.getActorHandle("views/router3").request("route", {"category": "views/halfway",
                                                                               "mode": "affinity"}, timeout=20)
             assert routed.isSuccess and routed.data["uids"] == {"-": uid} and routed.data["available"] == 1, routed
-        finally:
-            stop.set()
-            beat.result(10)
-            client._runner.run(session.view.nodes_kv.delete(subjects.escape("old-release")))
         assert client.flush()
