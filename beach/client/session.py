@@ -211,7 +211,8 @@ class Session:
             else:
                 waiting.add_done_callback(lambda _: done(None))
 
-        self.runner.call(start, kvwatch.READY_SECONDS)
+        with contextlib.suppress(ClosedError):  # (closed: every call of the handle says so)
+            self.runner.call(start, kvwatch.READY_SECONDS)
 
     async def follow_load(self) -> None:
         """Have the view follow every node's load figures from now on (`DirectoryView.follow_load`)."""

@@ -78,13 +78,30 @@ class Stream(AsyncIterator[Any]):
         if wire.ANSWERED not in session.view.reads:
             raise UsageError("a stream needs every node to read request format 3 (a node of the previous release "
                              "is live)")
-        subject, _ = handle._targets.route(self.key, 0, set())
         payload = wire.pack_request(self.req_id, self.request_type, self.data, handle._ident, self.timeout,
                                     stream=self.window)
         if not session.fits(payload):
             session.check_size(payload, f"request {self.request_type!r}")
-        self.reply = session.inbox.expect(subject, self._on_message, many=True)
         handle._streams.add(self)
+        waiting = handle._targets.waiting()
+        if waiting is None:
+            self._send(payload)
+        else:  # an actor host's view of the category is loading: sent once it is there
+            waiting.add_done_callback(lambda _: self._later(payload))
+
+    def _later(self, payload: bytes) -> None:
+        if self._ended:
+            return
+        try:
+            self._send(payload)
+        except Exception as err:  # (the connection closed meanwhile): the reader hears it
+            self._on_message(err)
+
+    def _send(self, payload: bytes) -> None:
+        handle = self.handle
+        session = handle.session
+        subject, _ = handle._targets.route(self.key, 0, set())
+        self.reply = session.inbox.expect(subject, self._on_message, many=True)
         eagerly(session.inbox.send(subject, payload, self.reply, self._on_message), handle._background)
 
     def _on_message(self, outcome: Msg | BaseException) -> None:
