@@ -409,3 +409,25 @@ def test_a_state_key_reads_back_as_its_realm_category_and_key(realm_seed, catego
     kv_key = subjects.state_scope(realm, category) + subjects.state_token(key)
     assert subjects.parse_state_key(kv_key) == (realm, category, key)
     assert kv_key.count(".") == 3  # one token each: no name adds a level
+
+
+def test_member_keys_hold_what_a_request_to_the_category_reaches():
+    # an actor's entry by category: a watch of member_keys(realm, c) holds exactly the actors whose
+    # category starts with c by segment, as requests to c reach them (the NATS wildcard's own match)
+    assert subjects.member_key("global", "a/b", "u1") == "global.a.b.u1"
+    assert subjects.member_keys("global", "/a/b/") == "global.a.b.>"
+    assert subjects.member_key("r.x", "1.2/y z", "u.1") == "r=2Ex.1=2E2.y=20z.u=2E1"
+    assert subjects.key_uid(subjects.member_key("r.x", "1.2/y z", "u.1")) == "u.1"
+    assert subjects.key_uid(subjects.actor_key("r.x", "u.1")) == "u.1"
+
+    def matches(pattern: str, key: str) -> bool:  # NATS subject matching: '*' one token, '>' the rest
+        want, got = pattern.split("."), key.split(".")
+        if want[-1] == ">":
+            return len(got) >= len(want) and all(w in ("*", g) for w, g in zip(want[:-1], got, strict=False))
+        return len(want) == len(got) and all(w in ("*", g) for w, g in zip(want, got, strict=True))
+
+    for called in ("a", "a/b", "a/b/c", "a/bc", "b"):
+        for category in ("a", "a/b", "a/b/c", "a/bc", "b/a"):
+            held = matches(subjects.member_keys("global", called), subjects.member_key("global", category, "u1"))
+            assert held == subjects.matches(category, called), (called, category)
+    assert not matches(subjects.member_keys("global", "a"), subjects.member_key("other", "a", "u1"))
