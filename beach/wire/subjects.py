@@ -264,17 +264,26 @@ def actor_key(realm: str, uid: str) -> str:
     return check_key(f"{escape(check_realm(realm))}.{escape(uid)}", "actor uid", uid)
 
 
+MEMBER_ROOM = 160
+"""Bytes of a protocol line kept for all but a member key (`member_key`): ``HPUB $KV.<bucket>.``, the
+reply inbox, the sizes. A member key is longer than its category's request subject (the realm and
+the uid are in it): under `check_key`'s limit a category right at the request subject's limit would
+have none. Every line the bus sends is checked anyway (`check_line`)."""
+
+
 def member_key(realm: str, category: str, uid: str) -> str:
     """The key of actor ``uid``'s entry under ``category`` in the members bucket (``beach_members``):
     ``<realm>.<segment>...<segment>.<uid>``, so a watch of ``<realm>.a.b.>`` (`member_keys`) holds
     exactly the actors a request to ``a/b`` may reach (their category starts with ``a/b``, by segment)."""
-    return check_key(f"{escape(check_realm(realm))}.{_tokens(category)}.{escape(uid)}", "category", category)
+    key = f"{escape(check_realm(realm))}.{_tokens(category)}.{escape(uid)}"
+    return check_length(key, "category", category, MAX_CONTROL_LINE - MEMBER_ROOM)
 
 
 def member_keys(realm: str, category: str) -> str:
     """The keys (a KV watch's filter) of the members bucket's entries of every actor of ``realm``
     under ``category`` (by segment: ``a/b`` holds those of ``a/b`` and ``a/b/c``)."""
-    return check_key(f"{escape(check_realm(realm))}.{_tokens(category)}.>", "category", category)
+    return check_length(f"{escape(check_realm(realm))}.{_tokens(category)}.>", "category", category,
+                        MAX_CONTROL_LINE - MEMBER_ROOM)
 
 
 def key_uid(key: str) -> str:
