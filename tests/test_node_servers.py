@@ -76,7 +76,14 @@ def kill_whole(node: NamespacedNode) -> list[int]:
 
 def servers_of(node: NamespacedNode) -> list[psutil.Process]:
     """The nats-server processes of a node (its server, and its anchor while it has one)."""
-    return [p for p in psutil.Process(node.process.pid).children(recursive=True) if p.name() == "nats-server"]
+    found = []
+    for p in psutil.Process(node.process.pid).children(recursive=True):
+        try:
+            if p.name() == "nats-server":
+                found.append(p)
+        except psutil.NoSuchProcess:  # (a child that ended between the listing and the look: a server
+            continue  # being restarted, or a short-lived helper process)
+    return found
 
 
 def identity(store: Path) -> clustering.Identity:
