@@ -21,6 +21,7 @@ from beach import wire
 from beach.beach_api import Beach
 from beach.bus import bodies
 from beach.errors import BusError, PayloadTooLarge
+from beach.wire import subjects
 
 from .conftest import NODE_ID, wait_for, write_config
 
@@ -161,3 +162,23 @@ def test_a_reference_that_does_not_add_up_or_is_gone_is_a_clear_failure(beach):
     beach._runner.run(bodies.delete(session.nc, ref))
     assert empty(beach)
 
+
+
+def test_a_reference_claiming_more_than_the_limit_is_refused_before_any_of_it_is_read(beach):
+    # The size in a reference is its sender's word: a host makes no buffer of it when it is over
+    # payloads.max_bytes (1 GiB here), and answers at once that the request is invalid, not worth
+    # another attempt (a 'bus unavailable' would be retried, and a buffer of the claimed size made).
+    assert beach.addActor("Blobs", "blobs/claims").isSuccess
+    session = beach._core.session
+    size = 2 * 1024 * MB
+    claim = wire.BodyRef("0" * 32, size, bodies.CHUNK, -(-size // bodies.CHUNK), b"k" * 32)
+    envelope = wire.pack_referenced("a" * 24, "digest", claim, None, 10.0)
+    subject = subjects.request_subject(beach._core._realm, "blobs/claims")
+    started = time.monotonic()
+    msg = beach._runner.run(session.nc.request(subject, envelope, timeout=10))
+    reply = wire.read_reply(msg.data, msg.subject)
+    assert time.monotonic() - started < 5
+    assert (reply.ok, reply.error) == (False, wire.INVALID_REQUEST), reply
+    assert reply.data["reason"] == (f"the payload {'0' * 32} is {size} bytes encoded, over the limit of "
+                                    f"payloads.max_bytes of {1024 * MB} bytes")
+    assert beach.getActorHandle("blobs/claims").request("digest", {"blob": b"ok"}).data["size"] == 2  # still serving

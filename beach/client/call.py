@@ -27,7 +27,7 @@ from beach.client.routing import Targets
 from beach.client.runner import Background
 from beach.client.scope import Scope, current_scope
 from beach.client.session import Session
-from beach.errors import ClosedError
+from beach.errors import ClosedError, PayloadTooLarge
 from beach.wire import Failure, subjects
 
 # Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
@@ -253,6 +253,8 @@ class Call:
         """Read a reply's data from the object store (and delete it there), then go on with the reply."""
         try:
             data = await self.handle.session.incoming(body)
+        except PayloadTooLarge as err:  # larger than this caller takes: not worth another attempt
+            response = ActorResponse(False, f"{Failure.MALFORMED_REPLY}: {err}", uid=reply.uid, node=reply.node)
         except Exception as err:
             response = ActorResponse(False, f"{wire.BUS_UNAVAILABLE}: the reply's data could not be read: {err}",
                                      uid=reply.uid, node=reply.node)

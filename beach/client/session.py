@@ -298,8 +298,10 @@ class Session:
     async def incoming(self, body: wire.BodyRef, delete: bool = True) -> Any:
         """The data a message carries by reference (``body``), read from the object store and
         decoded, then deleted there when ``delete`` (its reader is the last). Raises `BusError`
-        when it cannot be read, ``ValueError`` when it does not decode."""
-        try:
+        when it cannot be read, ``ValueError`` when it does not decode, `PayloadTooLarge` when it
+        says it is larger than this process takes (``payloads.max_bytes``), before reading any of it."""
+        try:  # (the size is the sender's word: checked before a buffer of that size is made for it)
+            bodies.check_limit(body.size, self.config.payloads.max_bytes, f"the payload {body.name}")
             return wire.unpack_data(await bodies.get(self.nc, body))
         finally:
             if delete:

@@ -324,6 +324,9 @@ class Dispatcher:
         if isinstance(request, wire.AnsweredRequest) and request.body is not None:  # in the object store
             try:
                 data = await self.session.incoming(request.body, delete=last_reader)
+            except PayloadTooLarge as err:  # larger than this host takes: another attempt would be too
+                log.warning("actor %s refused request %r: %s", self.uid, request.req, err)
+                return wire.Reply(False, wire.INVALID_REQUEST, {"reason": str(err)})
             except (BeachError, ValueError) as err:
                 log.warning("actor %s: the data of request %r could not be read: %s", self.uid, request.req, err)
                 return wire.Reply(False, f"{wire.BUS_UNAVAILABLE}: the request's data could not be read: {err}", {})
