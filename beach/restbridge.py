@@ -17,11 +17,12 @@ data. Parameters come from the query string and the form (or a JSON object body)
 ``_format``      ``json`` (default) or ``msgpack``, for the answer
 ``_json_data``   a JSON object merged into the request data
 ``_from_all``    ``true``: ask every actor, answer the list of the successful replies' data
+``_stream``      ``true``: stream the items of a generator handler as NDJSON (below)
 ===============  ==============================================================
 
 Every other parameter becomes a field of the request data (as a string; typed, from a JSON body).
 Without ``_action``, the headers ``Beach-Action``, ``Beach-Ident``, ``Beach-Timeout``,
-``Beach-N-Retries``, ``Beach-Key``, ``Beach-Secret`` and ``Beach-From-All`` are read instead (and
+``Beach-N-Retries``, ``Beach-Key``, ``Beach-Secret``, ``Beach-From-All`` and ``Beach-Stream`` are read instead (and
 the form's ``_`` parameters ignored). A W3C ``traceparent`` header (with ``tracestate``) makes the
 caller's span the parent of the request's (`beach.tracing`).
 
@@ -29,8 +30,8 @@ Answers: 200 with the data. Every error is JSON ``{"error": message, "kind": kin
 (`KINDS` lists the kinds): 400 when the request failed (the actor's own failure, ``failed``, or a
 beach one such as ``busy``) or was malformed; 401 on a wrong secret (compared in constant time);
 404 when the category has no actor (or names beach's hidden ``_ACTORS`` one); 405 for a method
-the path does not take (with ``Allow``); 408 on a timeout; 413 for a body over the bus's message
-size; 415 for a body that is neither JSON nor a form; 502 for a reply JSON cannot carry; 503 when
+the path does not take (with ``Allow``); 408 on a timeout; 413 for a body over the largest payload
+(``payloads.max_bytes``); 415 for a body that is neither JSON nor a form; 502 for a reply JSON cannot carry; 503 when
 the bridge has lost its bus. An actor that raised is reported by kind and message only
 (``exception``, ``data: {exception, message}``): the traceback stays in ``beach logs``. JSON has
 no NaN or Infinity: a reply's are sent as ``null``. ``GET /healthz`` tells whether the bridge is
@@ -41,8 +42,22 @@ and status, ``beach_restbridge_http_request_duration_seconds``) and the requests
 per realm, category and request type). These three paths are the bridge's own, never categories
 (any other method there is a 405).
 
-Bounds: the body is read as it comes and refused (413) as soon as it passes the server's
-``max_payload`` (at once when ``Content-Length`` says so), within `BODY_SECONDS`; JSON may nest
+Streams: with ``_stream`` true, the request is sent as `ActorHandle.astream` sends it and the
+answer is ``application/x-ndjson``: one JSON line per item, written as the handler yields it (a
+handler that is no generator: one line, its reply's data). ``_timeout`` is then the longest wait
+between two items. What fails before the first item is answered as any request's failure (its
+status and JSON error); a failure after it — the handler raised, an item JSON cannot carry, a
+timeout, the bus lost — ends the stream with one last line ``{"error": message, "kind": kind,
+"data": ...}`` (`KINDS`), so a stream that ends without such a line ended as its handler did. When
+the HTTP client goes away, the stream is closed: the actor's generator stops. A stream is not
+retried, not sent to every actor, and is NDJSON only: ``_n_retries``, ``_from_all`` and
+``_format=msgpack`` with it are a 400.
+
+Bounds: the body is read as it comes and refused (413) as soon as it passes ``payloads.max_bytes``
+of the bridge's config (at once when ``Content-Length`` says so), within `BODY_SECONDS`; a body over
+the bus's ``max_payload`` goes to its actor through the object store, as any large request does
+(`beach.bus.bodies`). The bridge holds a body in memory while it sends it (a few times its size,
+decoded): set ``payloads.max_bytes`` in its config to what its machine can hold; JSON may nest
 ``restbridge.max_json_depth`` levels; ``_timeout`` and ``_n_retries`` are capped by the config
 (`beach.config.RestBridgeConfig`); and when the HTTP client goes away, its request is abandoned
 (no more retries, nothing delivered later). If the NATS server closes the bridge's connection for
@@ -73,27 +88,30 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message
+from starlette.types import Message, Receive, Scope, Send
 
 from beach import loop as beach_loop
 from beach import metering, output, tracing, wire
 from beach.client import routing
 from beach.client.core import AsyncBeach
 from beach.client.handle import DEFAULT_TIMEOUT, ActorHandle
+from beach.client.stream import Stream
 from beach.config import RestBridgeConfig
-from beach.errors import BeachError, BusError, CategoryError, ClosedError, PayloadTooLarge, UsageError
+from beach.errors import BeachError, BusError, CategoryError, ClosedError, PayloadTooLarge, StreamError, UsageError
 from beach.state import clusterconfig
 from beach.wire import subjects
 
 log = logging.getLogger("beach.restbridge")
 
 HEADERS = {"action": "Beach-Action", "ident": "Beach-Ident", "timeout": "Beach-Timeout",
-           "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All"}
+           "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All",
+           "stream": "Beach-Stream"}
 DEFAULT_CERT = "rest.beach.crt"
 DEFAULT_KEY = "rest.beach.key"
 BODY_SECONDS = 30.0  # a body must have arrived whole within this long (a trickling client is a 408)
 RESERVED = ("healthz", "openapi.json")  # the bridge's own paths: never categories
 JSON_TYPE = "application/json"
+NDJSON_TYPE = "application/x-ndjson"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
@@ -103,7 +121,7 @@ KINDS = {
     "wrong_secret": "the secret is missing or wrong (401)",
     "not_found": "the path is not a category the bridge serves (404)",
     "method_not_allowed": "the path does not take this method (405, with Allow)",
-    "too_large": "the body, or the request it makes, is over the bus's max_payload (413)",
+    "too_large": "the body, or the request it makes, is over the largest payload, payloads.max_bytes (413)",
     "unsupported_media_type": "the body is neither JSON nor a form (415)",
     "failed": "the actor answered with a failure of its own (400)",
     "exception": "the actor's handler raised: data holds its exception type and message (400)",
@@ -180,28 +198,29 @@ class Bridge:
                 await self.client.close()
 
 
-async def _body(request: Request, limit: int) -> bytes:
+def _too_large(size: str, limit: int) -> BridgeError:
+    return BridgeError(413, "too_large", f"the request body is {size} bytes, over the bridge's limit of {limit} "
+                                         f"(payloads.max_bytes)")
+
+
+async def _body(request: Request, limit: int) -> bytes | bytearray:
     """The request's body, read as it comes: `BridgeError` 413 as soon as it passes ``limit`` bytes
     (at once when its ``Content-Length`` says it will), 408 when it takes over `BODY_SECONDS`."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
-        raise BridgeError(413, "too_large", f"the request body is {int(declared)} bytes, over the bus's limit of "
-                                            f"{limit} (the NATS server's max_payload)")
+        raise _too_large(declared, limit)
     if declared == "0" and "transfer-encoding" not in request.headers:
         return b""
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()  # (grown in place: a large body is not held twice, as chunks and joined)
     try:
         async with asyncio.timeout(BODY_SECONDS):
             async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise BridgeError(413, "too_large", f"the request body is over {size} bytes, over the bus's "
-                                                        f"limit of {limit} (the NATS server's max_payload)")
-                chunks.append(chunk)
+                if len(body) + len(chunk) > limit:
+                    raise _too_large(f"over {len(body) + len(chunk)}", limit)
+                body += chunk
     except TimeoutError:
         raise BridgeError(408, "timeout", f"the request body did not arrive within {BODY_SECONDS:.0f}s") from None
-    return b"".join(chunks)
+    return body
 
 
 def _refuse_constant(name: str) -> Any:
@@ -215,7 +234,7 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def parse_json(text: bytes | str, what: str, max_depth: int) -> Any:
+def parse_json(text: bytes | bytearray | str, what: str, max_depth: int) -> Any:
     """The JSON value in ``text``; `BridgeError` 400 naming ``what`` when it is not JSON, holds a
     number that is not finite (``NaN``, ``1e999``), or nests deeper than ``max_depth``."""
     try:
@@ -261,10 +280,10 @@ async def _parameters(request: Request, limit: int, max_depth: int) -> tuple[dic
         fields.update(parsed)
     elif body:
         async def replay() -> Message:
-            return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
 
         try:
-            form = await Request(request.scope, replay).form()
+            form = await Request(request.scope, replay).form(max_part_size=limit)
         except Exception as err:  # malformed multipart or urlencoded data
             raise _bad(f"the body is not a form: {err}") from None
         fields.update({k: v for k, v in form.items() if isinstance(v, str)})
@@ -343,14 +362,18 @@ def _answer(value: Any, fmt: str, status: int = 200) -> Response:
         return error_response(502, "bad_reply", str(err))
 
 
+def error_body(kind: str, error: str, data: Any = None) -> str:
+    """An error as JSON ``{"error", "kind", "data"}`` (see `KINDS`), on one line."""
+    try:
+        return output.dumps_line({"error": error, "kind": kind, "data": {} if data is None else data})
+    except ValueError:  # data JSON cannot carry: the error alone
+        return output.dumps_line({"error": error, "kind": kind, "data": {}})
+
+
 def error_response(status: int, kind: str, error: str, data: Any = None,
                    headers: dict[str, str] | None = None) -> Response:
     """An error answer: JSON ``{"error", "kind", "data"}`` (see `KINDS`)."""
-    try:
-        body = output.dumps_line({"error": error, "kind": kind, "data": {} if data is None else data})
-    except ValueError:  # data JSON cannot carry: the error alone
-        body = output.dumps_line({"error": error, "kind": kind, "data": {}})
-    return Response(body, status, headers=headers, media_type=JSON_TYPE)
+    return Response(error_body(kind, error, data), status, headers=headers, media_type=JSON_TYPE)
 
 
 def _failure(error: str, data: Any, timed_out: bool) -> BridgeError:
@@ -371,10 +394,10 @@ def _failure(error: str, data: Any, timed_out: bool) -> BridgeError:
     return BridgeError(404 if failure is wire.Failure.NO_ACTOR else 400, failure.name.lower(), error, data)
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(receive: Receive) -> None:
     """Return once the HTTP client has gone away (the body is read by then: what is left to receive
     is the disconnect)."""
-    while (await request.receive())["type"] != "http.disconnect":
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
@@ -382,7 +405,7 @@ async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
     """``work``'s answer, or — when the client goes away first — ``work`` cancelled: no retry goes
     on, nothing is delivered later, for nobody."""
     task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request))
+    gone = asyncio.ensure_future(_disconnected(request.receive))
     try:
         await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -395,11 +418,103 @@ async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
     return task.result()
 
 
+def _stream_failure(err: BeachError) -> BridgeError:
+    """What ended a stream, as the bridge answers it (a status and a kind, `KINDS`)."""
+    if isinstance(err, StreamError):
+        return _failure(err.error, err.data, err.failure is wire.Failure.TIMEOUT)
+    if isinstance(err, ClosedError):
+        return BridgeError(503, "unavailable", str(err))
+    return BridgeError(400, "bad_request", str(err))
+
+
+class NDJSONStream(Response):
+    """A stream's items as NDJSON, each line sent as its item comes (``first`` is the first item,
+    read already); a failure ends it with an error line; the HTTP client going away closes the
+    stream (its producer stops)."""
+
+    media_type = NDJSON_TYPE
+
+    def __init__(self, stream: Stream, first: Any) -> None:
+        self.stream = stream
+        self.first = first
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+    async def _lines(self, send: Send) -> None:
+        item = self.first
+        while True:
+            try:
+                line = output.dumps_line(item)
+            except ValueError as err:
+                failed = BridgeError(502, "bad_reply", f"an item of the stream cannot be sent as JSON: {err}")
+                await send({"type": "http.response.body", "body": _error_line(failed), "more_body": True})
+                return
+            await send({"type": "http.response.body", "body": line.encode() + b"\n", "more_body": True})
+            try:
+                item = await anext(self.stream)
+            except StopAsyncIteration:
+                return
+            except BeachError as err:
+                await send({"type": "http.response.body", "body": _error_line(_stream_failure(err)), "more_body": True})
+                return
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        lines = asyncio.ensure_future(self._lines(send))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait({lines, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not lines.done():  # the client went away (or the server stops): so does the producer
+                lines.cancel()
+                await asyncio.wait({lines})
+            await self.stream.aclose()
+        if lines.done() and not lines.cancelled() and lines.exception() is None:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif not lines.cancelled() and isinstance(lines.exception(), OSError):
+            raise ClientDisconnect()  # (a write to a closed connection)
+        elif not lines.cancelled():
+            raise lines.exception()  # type: ignore[misc]
+
+
+def _error_line(err: BridgeError) -> bytes:
+    """The last line of a stream that failed: its error, as an error answer's body says it."""
+    return error_body(err.kind, err.error, err.data).encode() + b"\n"
+
+
+async def _open_stream(handle: ActorHandle, action: str, data: dict[str, Any], timeout: float,
+                       key: Any) -> Response:
+    """Send a streamed request and wait for its first item: the NDJSON answer, or — when it fails
+    before any item — `BridgeError` saying why as any request's failure would."""
+    stream = handle.astream(action, data, timeout=timeout, key=key)
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        return Response(b"", 200, media_type=NDJSON_TYPE)  # a generator that yielded nothing
+    except BeachError as err:
+        raise _stream_failure(err) from None
+    except BaseException:  # (the client went away meanwhile: the producer stops)
+        await stream.aclose()
+        raise
+    return NDJSONStream(stream, first)
+
+
 async def _send(bridge: Bridge, handle: ActorHandle, action: str, data: dict[str, Any], options: dict[str, Any],
                 key: Any, fmt: str) -> Response:
     limits = bridge.limits
     timeout = _number(options, "timeout", float, DEFAULT_TIMEOUT, limits.max_timeout, "max_timeout") or DEFAULT_TIMEOUT
     retries = _number(options, "n_retries", int, 0, limits.max_retries, "max_retries")
+    if _flag(options, "stream"):
+        if _flag(options, "from_all"):
+            raise _bad("_stream and _from_all cannot be combined: a stream is read from one actor")
+        if retries:
+            raise _bad("_n_retries cannot be given with _stream: a stream is not retried (its items may have "
+                       "been read)")
+        if fmt != "json":
+            raise _bad("a stream is sent as NDJSON: _format must be json")
+        return await _open_stream(handle, action, data, timeout, key)
     if _flag(options, "from_all"):
         if not handle.getNumAvailable():
             raise BridgeError(404, "no_actor", f"no actor available in category {handle.category!r} of realm "
@@ -421,7 +536,7 @@ async def serve(request: Request) -> Response:
         category = _category(request)
         if not bridge.connected or bridge.client is None:
             raise ClosedError("the bridge is not connected to the bus")
-        limit = bridge.client.session.nc.max_payload or 1024 * 1024
+        limit = bridge.client.session.config.payloads.max_bytes
         raw_options, data = await _parameters(request, limit, bridge.limits.max_json_depth)
         options = _options(request, raw_options)
         fmt = _text(options, "format") or "json"
@@ -526,7 +641,10 @@ def openapi_document(bridge: Bridge) -> dict[str, Any]:
         ("key", string, "affinity key"), ("secret", string, "the bridge's secret"),
         ("format", {"type": "string", "enum": ["json", "msgpack"]}, "the answer's format"),
         ("json_data", string, "a JSON object merged into the data"),
-        ("from_all", {"type": "string", "enum": list(TRUE + FALSE)}, "true: every actor"))]
+        ("from_all", {"type": "string", "enum": list(TRUE + FALSE)}, "true: every actor"),
+        ("stream", {"type": "string", "enum": list(TRUE + FALSE)},
+         f"true: a generator handler's items as {NDJSON_TYPE}, one line each as it yields them; a failure "
+         f"after the first is a last line {{error, kind, data}}"))]
     error = {"content": {JSON_TYPE: {"schema": _schema_error()}}}
     allow = {"Allow": {"description": "the methods the path takes", "schema": string}}
     errors = {code: {"description": text, **error} for code, text in (
@@ -534,7 +652,7 @@ def openapi_document(bridge: Bridge) -> dict[str, Any]:
         ("401", "wrong or missing secret"),
         ("404", "no actor in the category (or the hidden _ACTORS category)"),
         ("408", "timeout (of the reply, or of the body's arrival)"),
-        ("413", "body (or the request it makes) over the bus's max_payload"),
+        ("413", "body (or the request it makes) over the largest payload, payloads.max_bytes"),
         ("415", "a body that is neither JSON nor a form"),
         ("502", "a reply that cannot be sent in the format asked for"),
         ("503", "the bridge is not connected to the bus"))}
@@ -542,7 +660,8 @@ def openapi_document(bridge: Bridge) -> dict[str, Any]:
                      "headers": allow, **error}
     responses = {"200": {"description": "the reply's data (a list of them with _from_all); NaN and Infinity "
                                         "are written as null",
-                         "content": {JSON_TYPE: {"schema": {}}, "application/msgpack": {}}}, **errors}
+                         "content": {JSON_TYPE: {"schema": {}}, "application/msgpack": {}, NDJSON_TYPE: {}}},
+                 **errors}
     body = {"type": "object", "additionalProperties": True}
     operation = {"summary": "send a request to one actor of the category", "parameters": params,
                  "requestBody": {"required": False, "content": {

@@ -23,9 +23,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import LEDGER, free_port, ledger, wait_for
+from .conftest import LEDGER, free_port, ledger, wait_for, write_config
 
 SECRET = "sesame"
+MB = 1024 * 1024
 
 
 class Bridge:
@@ -148,7 +149,7 @@ def test_bad_input_is_a_clear_400(beach, bridge, data, error):
 def test_bodies_that_cannot_be_sent(beach, bridge):
     resp = post(bridge, "rest/pong", params={"_action": "ping", "_secret": SECRET}, content=b"x" * (2 * 1024 * 1024),
                 headers={"content-type": "application/octet-stream"})
-    assert resp.status_code == 413 and "over the bus's limit" in resp.json()["error"]
+    assert resp.status_code == 415 and "application/octet-stream" in resp.json()["error"]
     resp = post(bridge, "rest/pong", params={"_action": "ping", "_secret": SECRET}, content=b"{nope",
                 headers={"content-type": "application/json"})
     assert resp.status_code == 400 and "not valid JSON" in resp.json()["error"]
@@ -296,7 +297,28 @@ def test_json_that_nests_too_deep_is_a_400_naming_the_limit(beach, bridge):
                 headers={"content-type": "application/json"}), 400, "bad_request", "out of range")
 
 
-def test_a_body_over_max_payload_is_refused_before_it_is_read(beach, bridge):
+def test_a_body_over_max_payload_goes_through_the_object_store(beach, bridge):
+    assert beach.addActor("Blobs", "rest/blobs").isSuccess
+    text = os.urandom(3 * MB).hex()  # 6 MB of JSON, over the server's max_payload of 1 MB, both ways
+    resp = post(bridge, "rest/blobs", json={"_action": "echo", "_secret": SECRET, "text": text, "n": 7})
+    assert resp.status_code == 200, resp.text[:300]
+    assert resp.json() == {"text": text, "n": 7}
+    # a form's field too (Starlette's own limit on a part is 1 MB)
+    resp = post(bridge, "rest/blobs", data={"_action": "echo", "_secret": SECRET}, files={"text": (None, text)})
+    assert resp.status_code == 200 and resp.json() == {"text": text}, resp.text[:300]
+
+
+@pytest.fixture
+def small_bridge(node, config_path, tmp_path) -> Iterator[Bridge]:
+    """A bridge whose config takes payloads of 4 MB at most."""
+    servers = yaml.safe_load(config_path.read_text())["nats"]["servers"]
+    running = Bridge(write_config(tmp_path / "beach.yaml", servers[0], payloads={"max_bytes": 4 * MB}))
+    yield running
+    running.stop()
+
+
+def test_a_body_over_payloads_max_bytes_is_refused_before_it_is_read(beach, small_bridge):
+    bridge = small_bridge
     process = psutil.Process(bridge.process.pid)
     before = process.memory_info().rss
     huge = 300 * 1024 * 1024
@@ -314,17 +336,18 @@ def test_a_body_over_max_payload_is_refused_before_it_is_read(beach, bridge):
     assert time.monotonic() - started < 5
 
     # no Content-Length (chunked): answered 413 as soon as the limit is passed, while the client still
-    # has 298 MB to go (it stops here, and waits for the answer)
+    # has 296 MB to go (it stops here, and waits for the answer)
     with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
         sock.sendall(b"POST /rest/pong?_action=ping HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
-        for _ in range(2 * 1024 * 1024 // 65536):
+        for _ in range(5 * MB // 65536):
             sock.sendall(chunk)
         answer = b""
         while b"}" not in answer and (data := sock.recv(65536)):
             answer += data
-    assert answer.startswith(b"HTTP/1.1 413 ") and b"over the bus's limit of 1048576" in answer, answer
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"over the bridge's limit of 4194304 (payloads.max_bytes)" \
+        in answer, answer
     grown = process.memory_info().rss - before
     print(f"\n300 MB bodies refused; the bridge's memory grew by {grown / 1e6:.1f} MB")
     assert grown < 50 * 1024 * 1024
@@ -426,3 +449,71 @@ def test_a_traceparent_header_is_the_parent_of_the_request(beach, bridge, config
     while not (found := lines()) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert [(x["msg"], x["trace"]) for x in found] == [(f"traced {marker}", trace_id)]
+
+
+def progress(beach, uid, tag):
+    return beach.getActorHandle(f"_ACTORS/{uid}").request("progress", {"tag": tag}).data
+
+
+def stream_lines(bridge: Bridge, category: str, **params) -> tuple[httpx.Response, list]:
+    with httpx.stream("POST", f"{bridge.url}/{category}", timeout=30,
+                      json={"_secret": SECRET, "_stream": True, **params}) as resp:
+        return resp, [json.loads(line) for line in resp.iter_lines()]
+
+
+def test_a_stream_through_the_bridge_is_ndjson_sent_as_it_is_yielded(beach, bridge):
+    uid = beach.addActor("Streamer", "rest/streams").data["uid"]
+    resp, lines = stream_lines(bridge, "rest/streams", _action="count", tag="rest", n=2000)
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/x-ndjson"
+    assert lines == [{"i": i, "pad": ""} for i in range(2000)]
+    assert progress(beach, uid, "rest") == {"produced": 2000, "closed": True}
+    # each line as its item is yielded: the first long before the handler's end
+    started = time.monotonic()
+    with httpx.stream("POST", f"{bridge.url}/rest/streams", timeout=30, headers={
+            "Beach-Action": "slow", "Beach-Secret": SECRET, "Beach-Stream": "true"}, json={"seconds": 4}) as resp:
+        lines = resp.iter_lines()
+        assert json.loads(next(lines)) == "first" and time.monotonic() - started < 3
+        assert [json.loads(line) for line in lines] == ["late"] and time.monotonic() - started > 4
+    # a handler that is no generator: one line; a generator that yields nothing: no line
+    assert stream_lines(bridge, "rest/streams", _action="plain")[1] == [{"one": 1}]
+    resp, lines = stream_lines(bridge, "rest/streams", _action="count", tag="none", n=0)
+    assert resp.status_code == 200 and lines == []
+
+
+def test_a_stream_that_fails_ends_with_a_line_naming_the_error(beach, bridge):
+    assert beach.addActor("Streamer", "rest/streams/bad").isSuccess
+    resp, lines = stream_lines(bridge, "rest/streams/bad", _action="fail")
+    assert resp.status_code == 200 and lines[:3] == [0, 1, 2] and len(lines) == 4
+    assert lines[3] == {"error": "exception: ValueError: the fourth row was bad", "kind": "exception",
+                        "data": {"exception": "ValueError", "message": "the fourth row was bad"}}
+    resp, lines = stream_lines(bridge, "rest/streams/bad", _action="slow", seconds=5, _timeout=1)
+    assert lines[0] == "first" and lines[1]["kind"] == "timeout" and "no item of stream 'slow' came in 1 s" \
+        in lines[1]["error"] and len(lines) == 2
+    # before the first item, a failure is answered as any request's
+    _error(post(bridge, "rest/streams/nobody", data={"_action": "count", "_secret": SECRET, "_stream": "1"}),
+           404, "no_actor")
+    for extra, words in (({"_from_all": "true"}, "_from_all"), ({"_n_retries": "2"}, "not retried"),
+                         ({"_format": "msgpack"}, "NDJSON")):
+        _error(post(bridge, "rest/streams/bad", data={"_action": "count", "_secret": SECRET, "_stream": "true",
+                                                      **extra}), 400, "bad_request", words)
+
+
+@pytest.mark.parametrize("request_type", ["count", "trickle"])
+def test_a_stream_client_that_goes_away_stops_the_producer(beach, bridge, request_type):
+    uid = beach.addActor("Streamer", "rest/streams/gone").data["uid"]
+    with socket.create_connection(("127.0.0.1", bridge.port), timeout=10) as sock:
+        body = json.dumps({"_action": request_type, "_secret": SECRET, "_stream": True, "_timeout": 60, "tag": "gone",
+                           "n": 1_000_000, "every": 60}).encode()
+        sock.sendall(b"POST /rest/streams/gone HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                     b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        head = b""
+        while b"\r\n\r\n" not in head or not head.endswith(b"\n"):  # the head and a line or more; then it
+            head += sock.recv(256)  # stops reading, and goes away
+        assert head.startswith(b"HTTP/1.1 200 ") and b"application/x-ndjson" in head
+    # the producer stops at once: whether it was waiting for its reader a window ahead (count), or
+    # between two items a minute apart (trickle: no write would tell the bridge the client is gone)
+    started = time.monotonic()
+    done = wait_for(lambda: progress(beach, uid, "gone")["closed"] and progress(beach, uid, "gone"), 10,
+                    what="the producer to stop")
+    assert time.monotonic() - started < 5 and done["produced"] < 1_000_000, done
+    assert httpx.get(f"{bridge.url}/healthz").status_code == 200

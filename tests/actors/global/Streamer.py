@@ -14,6 +14,7 @@ class Streamer(Actor):
         self.handle('fail', self.fail)
         self.handle('slow', self.slow)
         self.handle('plain', self.plain)
+        self.handle('trickle', self.trickle)
         self.handle('progress', self.progress)
 
     def count(self, msg):  # a def generator: its body runs in worker threads
@@ -46,6 +47,17 @@ class Streamer(Actor):
         yield 'first'
         await asyncio.sleep(msg.data['seconds'])
         yield 'late'
+
+    async def trickle(self, msg):  # an item every so many seconds
+        tag = msg.data['tag']
+        self.produced[tag] = 0
+        try:
+            for i in range(msg.data['n']):
+                self.produced[tag] = i + 1
+                yield i
+                await asyncio.sleep(msg.data['every'])
+        finally:
+            self.closed[tag] = True
 
     async def plain(self, msg):
         return (True, {'one': 1})
