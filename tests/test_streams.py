@@ -7,6 +7,8 @@ The oracle: the actor counts what its generator produced and says whether it was
 
 from __future__ import annotations
 
+import hashlib
+import random
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from beach.client.stream import WINDOW
 from beach.errors import StreamError, UsageError
 
 from .conftest import NODE_ID, wait_for
+from .test_payloads import MB, empty, stored
 
 
 def progress(beach, uid, tag):
@@ -104,3 +107,21 @@ def test_beach_request_stream_prints_each_item_as_it_comes(beach, config_path):
                              "--stream"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and result.stdout == "0\n1\n2\n"
     assert "exception: ValueError: the fourth row was bad" in result.stderr
+
+
+def test_items_and_data_larger_than_a_message_go_through_the_object_store(beach):
+    uid = beach.addActor("Streamer", "streams/large").data["uid"]
+    handle = beach.getActorHandle("streams/large")
+    blob = random.Random(3).randbytes(6 * MB + 5)  # over the server's max_payload of 1 MB: by reference
+    items = handle.stream("split", {"blob": blob, "size": 2 * MB, "tag": "large"}, timeout=30)
+    first = next(items)
+    time.sleep(1)  # the consumer is behind: the producer waits for it to take the large item it sent
+    held = stored(beach)[0]
+    assert held <= 25 + 9, held  # the request's data (25 chunks of 256 KiB) and one 2 MB item (9), not more
+    assert progress(beach, uid, "large")["produced"] <= 2
+    rest = list(items)
+    assert [len(item) for item in [first, *rest]] == [2 * MB, 2 * MB, 2 * MB, 5]
+    assert hashlib.sha256(b"".join([first, *rest])).digest() == hashlib.sha256(blob).digest()
+    # small and large items in one stream
+    assert list(handle.stream("split", {"blob": blob, "size": 4 * MB})) == [blob[:4 * MB], blob[4 * MB:]]
+    wait_for(lambda: empty(beach), 15, what="the payload store to be empty")

@@ -308,8 +308,8 @@ class ActorHandle:
         generator gives one item, its reply's data. The stream raises `StreamError` (a `BeachError`
         naming the failure: the handler raised, no actor, a timeout between items). Raises
         `UsageError` (a key missing for an affinity handle; a node of the previous release is
-        live), `EncodeError`, `PayloadTooLarge` (a stream's request is not sent through the object
-        store) at once. Not retried."""
+        live), `EncodeError`, `PayloadTooLarge` (data over ``payloads.max_bytes``) at once. Data, and
+        items, too large for a message go through the object store. Not retried."""
         self._check_arguments(key, None)
         if not isinstance(requestType, str):
             raise UsageError(f"requestType must be a string, not {type(requestType).__name__}")

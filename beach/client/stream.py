@@ -8,6 +8,12 @@ Flow control is the caller's: as its consumer takes items it tells the actor whi
 (``[seq]`` to an item's reply subject, every quarter window), and the actor waits while a whole
 window is unread. A caller that stops reading (``break``, ``aclose``, its timeout) says so as a
 caller that gives up on a request does (`beach.client.scope`): the producer stops.
+
+Large data goes through the object store (`beach.bus.bodies`) as a request's and a reply's does:
+the request's (stored by the caller, deleted when the stream ends), and an item too large for a
+message (stored by the actor, read and deleted by the caller when its consumer takes it, and told
+at once: the actor sends nothing more until its reader has taken such an item, so that one at most
+is stored and unread).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, Protocol
 from nats.aio.msg import Msg
 
 from beach import wire
+from beach.bus import bodies
 from beach.bus.inbox import no_responders
 from beach.client import routing
 from beach.client.eager import start as eagerly
@@ -70,6 +77,7 @@ class Stream(AsyncIterator[Any]):
         self._taken = 0  # items handed out
         self._told = 0  # items the actor has been told were taken
         self._ended = False
+        self._body: bodies.Outgoing | None = None  # its request's data, when stored (deleted at its end)
 
     def start(self) -> None:
         """Send the request (on the loop's thread). Raises what makes it unsendable."""
@@ -80,29 +88,28 @@ class Stream(AsyncIterator[Any]):
                              "is live)")
         payload = wire.pack_request(self.req_id, self.request_type, self.data, handle._ident, self.timeout,
                                     stream=self.window)
-        if not session.fits(payload):
-            session.check_size(payload, f"request {self.request_type!r}")
-        handle._streams.add(self)
-        waiting = handle._targets.waiting()
-        if waiting is None:
-            self._send(payload)
-        else:  # an actor host's view of the category is loading: sent once it is there
-            waiting.add_done_callback(lambda _: self._later(payload))
-
-    def _later(self, payload: bytes) -> None:
-        if self._ended:
-            return
-        try:
-            self._send(payload)
-        except Exception as err:  # (the connection closed meanwhile): the reader hears it
-            self._on_message(err)
-
-    def _send(self, payload: bytes) -> None:
-        handle = self.handle
-        session = handle.session
-        subject, _ = handle._targets.route(self.key, 0, set())
+        if not session.fits(payload):  # its data through the object store, once stored
+            self._body = session.outgoing(payload, f"data of request {self.request_type!r}", self.timeout)
+            self._body.acquire()
+            del payload
         self.reply = session.inbox.expect(subject, self._on_message, many=True)
-        eagerly(session.inbox.send(subject, payload, self.reply, self._on_message), handle._background)
+        handle._streams.add(self)
+        eagerly(self._send(subject, payload if self._body is None else None), handle._background)
+
+    async def _send(self, subject: str, payload: bytes | None) -> None:
+        """Send the request (its data stored first when ``payload`` is None)."""
+        session = self.handle.session
+        if payload is None:
+            assert self._body is not None
+            try:
+                ref = await self._body.stored()
+            except Exception as err:
+                self._on_message(StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: the "
+                                             f"request's data could not be stored: {err}"))
+                return
+            payload = wire.pack_referenced(self.req_id, self.request_type, ref, self.handle._ident, self.timeout,
+                                           stream=self.window)
+        await session.inbox.send(subject, payload, self.reply, self._on_message)
 
     def _on_message(self, outcome: Msg | BaseException) -> None:
         self._arrived.append(outcome)
@@ -128,7 +135,7 @@ class Stream(AsyncIterator[Any]):
         outcome = self._arrived.popleft()
         if isinstance(outcome, BaseException):
             self._end()
-            if isinstance(outcome, ClosedError):
+            if isinstance(outcome, (ClosedError, StreamError)):
                 raise outcome
             raise StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: {outcome}")
         if no_responders(outcome):
@@ -139,17 +146,32 @@ class Stream(AsyncIterator[Any]):
         if isinstance(reply, wire.AnsweredReply):
             self.uid, self.node = reply.uid, reply.node
             if reply.more:
+                data = reply.data if reply.body is None else await self._stored(reply.body)
                 self._taken += 1
-                if self._taken - self._told >= max(1, self.window // 4) and outcome.reply:
+                # (an item in the object store is told at once: its producer waits for it)
+                if (self._taken - self._told >= max(1, self.window // 4) or reply.body is not None) and outcome.reply:
                     self._told = self._taken
                     self.handle._background.start(self._tell(outcome.reply, self._taken))
-                return reply.data
+                return data
+            if reply.body is not None:  # the end of a stream of one item (a handler that is no generator)
+                reply = wire.AnsweredReply(reply.ok, reply.error, await self._stored(reply.body), reply.uid,
+                                           reply.node)
         self._end()  # the end: the handler's outcome
         if not reply.ok:
             raise StreamError(Failure.of(reply.error), reply.error, reply.data)
         if isinstance(reply, wire.AnsweredReply) and reply.seq >= 0:
             raise StopAsyncIteration
         return reply.data  # a handler that is not a generator: its data is the one item (then the end)
+
+    async def _stored(self, body: wire.BodyRef) -> Any:
+        """An item's data, read from the object store (and deleted there); `StreamError` when it
+        cannot be read (the stream ends)."""
+        try:
+            return await self.handle.session.incoming(body)
+        except Exception as err:
+            await self.aclose()
+            raise StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: item {self._taken} of "
+                              f"stream {self.request_type!r} could not be read: {err}") from None
 
     async def _tell(self, subject: str, taken: int) -> None:
         try:
@@ -159,6 +181,9 @@ class Stream(AsyncIterator[Any]):
 
     def _end(self) -> None:
         self._ended = True
+        if self._body is not None:  # (its actor has read it by now, or never will)
+            self._body.release()
+            self._body = None
         if self.reply:
             self.handle.session.inbox.forget(self.reply)
         self.handle._streams.discard(self)

@@ -38,7 +38,7 @@ from beach.client.runner import Background
 from beach.client.scope import Scope, current_scope
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
-from beach.errors import BeachError, PayloadTooLarge, SealError, StateError
+from beach.errors import BeachError, SealError, StateError
 from beach.runtime import trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
@@ -443,11 +443,16 @@ class Dispatcher:
         try:
             while (item := await next_item()) is not _DONE:
                 payload = wire.pack_reply(True, "", item, self.uid, session.node_id, None, stream.count, True)
-                if not session.fits(payload):  # (items do not go through the object store)
-                    raise PayloadTooLarge(len(payload), session.nc.max_payload, f"item {stream.count} of the stream")
+                window = stream.window
+                if not session.fits(payload):  # through the object store, read (and deleted) by its reader,
+                    body = session.outgoing(payload, f"item {stream.count} of the stream", stream.wait)
+                    del payload, item
+                    payload = wire.pack_reply(True, "", None, self.uid, session.node_id, await body.stored(),
+                                              stream.count, True)
+                    window = 1  # who says when it has taken it: one such item at most is stored and unread
                 await session.publish(stream.reply, payload, credit)
                 stream.count += 1
-                while stream.count - read >= stream.window and not (scope is not None and scope.cancelled):
+                while stream.count - read >= window and not (scope is not None and scope.cancelled):
                     moved.clear()
                     try:
                         await asyncio.wait_for(moved.wait(), stream.wait)

@@ -276,9 +276,9 @@ def pack_reply(ok: bool, error: str, data: Any, uid: str | None = None, node: st
 
 
 def pack_referenced(req_id: str, req: str, body: BodyRef, ident: str | None, ttl: float | None,
-                    trace: TraceContext | None = None) -> bytes:
+                    trace: TraceContext | None = None, stream: int = 0) -> bytes:
     """Encode a request whose data is at ``body`` (format 3: only where every reader reads it)."""
-    return pack(AnsweredRequest(req_id, req, None, ident, ttl, trace, body))
+    return pack(AnsweredRequest(req_id, req, None, ident, ttl, trace, body, stream))
 
 
 class _Data(msgspec.Struct, array_like=True):

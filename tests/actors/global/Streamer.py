@@ -15,6 +15,7 @@ class Streamer(Actor):
         self.handle('slow', self.slow)
         self.handle('plain', self.plain)
         self.handle('trickle', self.trickle)
+        self.handle('split', self.split)
         self.handle('progress', self.progress)
 
     def count(self, msg):  # a def generator: its body runs in worker threads
@@ -56,6 +57,17 @@ class Streamer(Actor):
                 self.produced[tag] = i + 1
                 yield i
                 await asyncio.sleep(msg.data['every'])
+        finally:
+            self.closed[tag] = True
+
+    def split(self, msg):  # its data's blob, in pieces of 'size' bytes
+        blob, size = msg.data['blob'], msg.data['size']
+        tag = msg.data.get('tag', 'split')
+        self.produced[tag] = 0
+        try:
+            for start in range(0, len(blob), size):
+                self.produced[tag] += 1
+                yield blob[start:start + size]
         finally:
             self.closed[tag] = True
 
