@@ -425,14 +425,11 @@ class ActorHandle:
 
 
 def _read(runner: Runner, stream: Stream) -> Iterator[Any]:
-    """The items of ``stream``, each awaited on ``runner``'s loop; closing it stops the producer."""
+    """The items of ``stream``, awaited on ``runner``'s loop (those that have arrived, at once);
+    closing it stops the producer."""
     try:
-        while True:
-            try:
-                item = runner.run(stream.__anext__())
-            except StopAsyncIteration:
-                return
-            yield item
+        while items := runner.run(stream.batch(stream.window)):
+            yield from items
     finally:
         runner.run(stream.aclose())
 
