@@ -77,6 +77,32 @@ def test_a_consumer_that_breaks_early_stops_the_producer(beach, request_type):
     assert done["produced"] <= 6 + WINDOW + 1, done
 
 
+def test_an_async_for_that_breaks_stops_the_producer(beach):
+    uid = beach.addActor("Streamer", "streams/abreak").data["uid"]
+    handle = beach.getActorHandle("streams/abreak")
+
+    async def read():
+        async for n, _ in aenumerate(handle.astream("acount", {"tag": "dropped", "n": 100_000})):
+            if n == 5:
+                break  # (calls no aclose: the stream, dropped, is closed when collected)
+        async with handle.astream("acount", {"tag": "with", "n": 100_000}) as items:
+            async for _ in items:
+                break
+
+    beach._runner.run(read())
+    for tag in ("dropped", "with"):
+        done = wait_for(lambda: progress(beach, uid, tag)["closed"] and progress(beach, uid, tag), 10,
+                        what=f"the producer of {tag} to stop")
+        assert done["produced"] <= 6 + WINDOW + 1, done
+
+
+async def aenumerate(items):
+    n = 0
+    async for item in items:
+        yield n, item
+        n += 1
+
+
 def test_an_exception_or_a_silent_producer_ends_the_stream_with_an_error_naming_it(beach):
     assert beach.addActor("Streamer", "streams/bad").isSuccess
     handle = beach.getActorHandle("streams/bad")

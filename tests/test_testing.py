@@ -5,6 +5,7 @@ from a deployed bundle)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -19,7 +20,7 @@ import psutil
 import pytest
 
 from beach.actor import Actor
-from beach.errors import ActorInitError, ActorLoadError, EncodeError, UsageError
+from beach.errors import ActorInitError, ActorLoadError, EncodeError, StreamError, UsageError
 from beach.testing import ActorHarness, LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -514,3 +515,76 @@ def test_the_testing_page_runs_as_written(tmp_path):
     assert result.returncode == 0, result.stdout
     assert re.search(r"\b8 passed\b", result.stdout), result.stdout
     assert family.left() == []
+
+
+class Rows(Actor):
+    """Generator handlers for the harness: rows as they come, one that fails, one that watches for
+    its cancellation."""
+
+    def init(self, parameters):
+        self.closed = []
+        self.handle("rows", self.rows)
+        self.handle("arows", self.arows)
+        self.handle("bad", self.bad)
+        self.handle("watch", self.watch)
+        self.handle("patient", self.patient)
+
+    def rows(self, msg):
+        try:
+            for i in range(msg.data["n"]):
+                self.state.set("last", i)
+                yield {"i": i, "tuple": (i, i)}
+        finally:
+            self.closed.append(("rows", self.isCancelled()))
+
+    async def arows(self, msg):
+        try:
+            for i in range(msg.data["n"]):
+                await asyncio.sleep(0)
+                yield i
+        finally:
+            self.closed.append(("arows", self.isCancelled()))
+
+    async def bad(self, msg):
+        yield 1
+        raise KeyError("row 2")
+
+    def watch(self, msg):
+        for i in range(3):
+            yield self.isCancelled()
+
+    def patient(self, msg):  # a def handler that stops early once its caller gave up
+        return (True, "stopped early" if self.cancelled.wait(0) or self.isCancelled() else "finished")
+
+
+def test_generator_handlers_stream_in_the_harness_and_a_break_cancels():
+    with ActorHarness(Rows, category="rows") as rows:
+        assert list(rows.stream("rows", {"n": 3})) == [{"i": i, "tuple": [i, i]} for i in range(3)]
+        assert rows.state.get("last") == 2 and rows.actor.closed == [("rows", False)]
+        assert rows.request("rows", {"n": 2}).data == [{"i": 0, "tuple": [0, 0]}, {"i": 1, "tuple": [1, 1]}]
+        for n, _ in enumerate(rows.stream("rows", {"n": 1000})):  # the reader breaks off: cancelled, closed
+            if n == 4:
+                break
+        assert rows.actor.closed[-1] == ("rows", True)
+        assert rows.state.get("last") == 1, "a stream broken off applies nothing"
+        got = []
+        with pytest.raises(StreamError, match=r"^exception: KeyError: 'row 2'$") as err:
+            for item in rows.stream("bad"):
+                got.append(item)
+        assert got == [1] and "KeyError" in err.value.data["st"] and "KeyError" in rows.last_error
+        assert list(rows.stream("watch")) == [False, False, False]
+        assert rows.request("patient").data == "finished"
+        assert rows.request("patient", cancelled=True).data == "stopped early"
+        with pytest.raises(StreamError, match="request type not supported"):
+            list(rows.stream("nothing"))
+
+    async def read():
+        async with ActorHarness(Rows) as arows:
+            assert [i async for i in arows.astream("arows", {"n": 5})] == list(range(5))
+            async with contextlib.aclosing(arows.astream("arows", {"n": 100})) as items:
+                async for _ in items:
+                    break
+            return arows.actor.closed
+
+    closed = asyncio.run(read())
+    assert closed[0] == ("arows", False) and closed[-1] == ("arows", True)

@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from functools import partial
@@ -70,7 +71,8 @@ class ActorHandle:
         self._ident = ident
         self._pending: dict[str, int] = {}
         self._calls: set[Call] = set()  # in flight
-        self._streams: set[Stream] = set()  # streams being read
+        self._streams: weakref.WeakSet[Stream] = weakref.WeakSet()  # streams being read (a stream dropped
+        # unread is closed when collected: `Stream.__del__`)
         self._background = Background(session.runner.loop)
 
     @property

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from nats.aio.msg import Msg
@@ -47,7 +48,7 @@ class Reader(Protocol):
     _ident: str | None
     _realm: str
     _background: Background
-    _streams: set[Stream]
+    _streams: weakref.WeakSet[Stream]
 
     @property
     def session(self) -> Session: ...
@@ -57,8 +58,9 @@ class Reader(Protocol):
 class Stream(AsyncIterator[Any]):
     """A streamed request's items, in the order yielded; ends when the handler ends. Raises
     `StreamError` (a `BeachError`) when the handler raised or failed, no actor answered, or no item
-    came for ``timeout`` seconds. `aclose` (an ``async for``'s ``break`` calls it) stops the
-    producer."""
+    came for ``timeout`` seconds. `aclose` stops the producer: ``async with handle.astream(...) as
+    items`` calls it at the block's end, and a stream left unread is closed when it is collected
+    (an ``async for``'s ``break`` calls nothing: Python's rule for async iterators)."""
 
     def __init__(self, handle: Reader, request_type: str, data: Any, timeout: float, key: Any, req_id: str,
                  window: int = WINDOW) -> None:
@@ -76,6 +78,8 @@ class Stream(AsyncIterator[Any]):
         self._wake: asyncio.Future[None] | None = None
         self._taken = 0  # items handed out
         self._told = 0  # items the actor has been told were taken
+        self._unread = 0  # items of the blocking face's current `batch`: handed out, not yet read
+        self._credit_to = ""  # where to tell it (the last item's reply subject)
         self._ended = False
         self._body: bodies.Outgoing | None = None  # its request's data, when stored (deleted at its end)
         self._failed: BaseException | None = None  # what ended it, after the items of a `batch`
@@ -93,7 +97,7 @@ class Stream(AsyncIterator[Any]):
             self._body = session.outgoing(payload, f"data of request {self.request_type!r}", self.timeout)
             self._body.acquire()
             del payload
-        self.reply = session.inbox.expect(subject, self._on_message, many=True)
+        self.reply = session.inbox.expect(subject, _weakly(self), many=True)
         handle._streams.add(self)
         eagerly(self._send(subject, payload if self._body is None else None), handle._background)
 
@@ -110,7 +114,7 @@ class Stream(AsyncIterator[Any]):
                 return
             payload = wire.pack_referenced(self.req_id, self.request_type, ref, self.handle._ident, self.timeout,
                                            stream=self.window)
-        await session.inbox.send(subject, payload, self.reply, self._on_message)
+        await session.inbox.send(subject, payload, self.reply, _weakly(self))
 
     def _on_message(self, outcome: Msg | BaseException) -> None:
         self._arrived.append(outcome)
@@ -120,6 +124,22 @@ class Stream(AsyncIterator[Any]):
     def __aiter__(self) -> Stream:
         return self
 
+    async def __aenter__(self) -> Stream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # dropped unread (an async for's break): its producer is told, as by aclose, on the loop
+        if self._ended or not self.reply:
+            return
+        session, realm, reply = self.handle.session, self.handle._realm, self.reply
+        try:
+            session.runner.loop.call_soon_threadsafe(_abandon, session, realm, reply)
+        except RuntimeError:  # (the loop is closed: so is the connection)
+            pass
+
     async def batch(self, most: int) -> list[Any]:
         """The next item (waited for) and those that arrived after it, ``most`` at most; ``[]`` at
         its end. Raises what ends it (after the items that came before: at the next call). For the
@@ -128,10 +148,14 @@ class Stream(AsyncIterator[Any]):
             failed, self._failed = self._failed, None
             raise failed
         items: list[Any] = []
+        self._unread = 0  # (the previous batch has been read: its items are told now)
+        self._credit(self._credit_to, now=True)
         try:
-            items.append(await self.__anext__())
-            while self._arrived and len(items) < most:
+            while True:
+                self._unread = len(items) + 1  # (this batch's items are told once read: at the next batch)
                 items.append(await self.__anext__())
+                if not (self._arrived and len(items) < most):
+                    break
         except StopAsyncIteration:
             pass
         except BaseException as err:
@@ -169,10 +193,9 @@ class Stream(AsyncIterator[Any]):
             if reply.more:
                 data = reply.data if reply.body is None else await self._stored(reply.body)
                 self._taken += 1
+                self._credit_to = outcome.reply
                 # (an item in the object store is told at once: its producer waits for it)
-                if (self._taken - self._told >= max(1, self.window // 4) or reply.body is not None) and outcome.reply:
-                    self._told = self._taken
-                    self.handle._background.start(self._tell(outcome.reply, self._taken))
+                self._credit(outcome.reply, now=reply.body is not None)
                 return data
             if reply.body is not None:  # the end of a stream of one item (a handler that is no generator)
                 reply = wire.AnsweredReply(reply.ok, reply.error, await self._stored(reply.body), reply.uid,
@@ -193,6 +216,14 @@ class Stream(AsyncIterator[Any]):
             await self.aclose()
             raise StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: item {self._taken} of "
                               f"stream {self.request_type!r} could not be read: {err}") from None
+
+    def _credit(self, subject: str, now: bool = False) -> None:
+        """Tell the actor how many items its reader has taken (read, for the blocking face): every
+        quarter window, or ``now``."""
+        taken = self._taken - self._unread
+        if subject and taken > self._told and (now or taken - self._told >= max(1, self.window // 4)):
+            self._told = taken
+            self.handle._background.start(self._tell(subject, taken))
 
     async def _tell(self, subject: str, taken: int) -> None:
         try:
@@ -221,3 +252,32 @@ class Stream(AsyncIterator[Any]):
             except Exception:  # (the connection closed: the producer's wait for a reader ends it)
                 pass
 
+
+
+def _weakly(stream: Stream) -> Callable[[Msg | BaseException], None]:
+    """``stream._on_message``, holding the stream weakly: a stream its reader dropped is collected
+    (and closed: `Stream.__del__`) although its inbox entry is still there."""
+    ref = weakref.ref(stream)
+
+    def on_message(outcome: Msg | BaseException) -> None:
+        found = ref()
+        if found is not None:
+            found._on_message(outcome)
+    return on_message
+
+
+def _abandon(session: Session, realm: str, reply: str) -> None:
+    """A stream collected unread: forget its inbox entry and tell its producer to stop."""
+    session.inbox.forget(reply)
+
+    async def tell() -> None:
+        try:
+            await session.publish(subjects.cancel_subject(realm), wire.pack([reply]))
+        except Exception:  # (the connection closed: the producer's wait for a reader ends it)
+            pass
+
+    _told.add(task := asyncio.ensure_future(tell()))
+    task.add_done_callback(_told.discard)
+
+
+_told: set[asyncio.Future[None]] = set()  # (tasks nobody awaits are kept from the collector)

@@ -10,7 +10,12 @@ handlers' returns become `ActorResponse` by the same rules, and it gets:
 * a fake clock: ``schedule`` and ``delay`` run when the test moves the clock (`advance`);
 * ``self.state`` in memory (`beach.testing.state.MemoryState`), a request's writes applied when
   its handler returns;
-* what it logs captured (`logs`, `log_records`), and what raised in a timer or hook in `errors`.
+* what it logs captured (`logs`, `log_records`), and what raised in a timer or hook in `errors`;
+* generator handlers: ``stream`` (``astream``) reads their items one by one, each through the wire
+  encoding; an exception ends it with `StreamError`, as on a node; leaving the loop early closes
+  the generator, its request cancelled first (``self.isCancelled()`` is then True, as it is on a
+  node when the caller breaks off); ``request`` gets the list of the items. A request can be served
+  as cancelled from the start (``cancelled=True``) to test what a handler does then.
 
 Blocking methods (``request``, ``shoot``, ``advance``, ``stop``) run ``async def`` handlers on a
 private event loop; in async code await their ``a*`` forms instead (``async with ActorHarness(...)``).
@@ -29,7 +34,7 @@ import sys
 import traceback
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -39,7 +44,8 @@ from beach.actor import Actor, ActorRequest
 from beach.client.group import ActorHandleGroup
 from beach.client.handle import ActorHandle
 from beach.client.response import ActorResponse
-from beach.errors import ActorInitError, BeachError, UsageError
+from beach.client.scope import Scope, current_scope
+from beach.errors import ActorInitError, BeachError, StreamError, UsageError
 from beach.logs import Source, current_source
 from beach.runtime import trace
 from beach.runtime.actor_runtime import bind, init_args
@@ -161,10 +167,31 @@ class ActorHarness:
         self._run(self.astart())
 
     def request(self, requestType: str, data: Any = None, *, ident: str | None = None,
-                request_id: str | None = None) -> ActorResponse:
+                request_id: str | None = None, cancelled: bool = False) -> ActorResponse:
         """Send the actor a request and return its `ActorResponse` (``ident``: the trust token
-        the caller sends; ``request_id``: the same one twice is a retry)."""
-        return self._run(self.arequest(requestType, data, ident=ident, request_id=request_id))
+        the caller sends; ``request_id``: the same one twice is a retry; ``cancelled``: serve it as
+        a request whose caller has given up, ``self.isCancelled()`` True from the start)."""
+        return self._run(self.arequest(requestType, data, ident=ident, request_id=request_id, cancelled=cancelled))
+
+    def stream(self, requestType: str, data: Any = None, *, ident: str | None = None) -> Iterator[Any]:
+        """Send the actor a streamed request and read the items its generator handler yields, one
+        at a time (a handler that is no generator: one item, its reply's data). Raises
+        `StreamError` when the handler raises or fails, or no actor serves it; a ``break`` (closing
+        this iterator) cancels the request and closes the generator."""
+        items = self.astream(requestType, data, ident=ident)
+
+        async def next_item() -> Any:
+            return await anext(items)
+
+        try:
+            while True:
+                try:
+                    item = self._run(next_item())
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            self._run(items.aclose())
 
     def shoot(self, requestType: str, data: Any = None, *, ident: str | None = None) -> bool:
         """Send the actor a request without a reply; it has been served when this returns."""
@@ -206,9 +233,9 @@ class ActorHarness:
             await self.astop()
             raise ActorInitError(f"{type(self.actor).__name__} stopped itself during init()")
 
-    async def arequest(self, requestType: str, data: Any = None, *, ident: str | None = None,
-                       request_id: str | None = None) -> ActorResponse:
-        """`request`, awaited."""
+    async def _admit(self, requestType: str, data: Any, ident: str | None, request_id: str | None
+                     ) -> tuple[Callable[..., Any], ActorRequest] | ActorResponse:
+        """The handler and the request it gets; or the answer of a request that reaches none."""
         await self.astart()
         request = self._encode(requestType, data, ident, request_id)
         if self.stopped:
@@ -219,12 +246,22 @@ class ActorHarness:
         if handler is None:
             self.actor.logCritical(f"request type not supported: {request.req!r}")
             return ActorResponse(False, wire.UNSUPPORTED, {})
-        actor_request = ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
+        return handler, ActorRequest(request.ident, request.id, request.req, self.uid, request.data)
+
+    async def arequest(self, requestType: str, data: Any = None, *, ident: str | None = None,
+                       request_id: str | None = None, cancelled: bool = False) -> ActorResponse:
+        """`request`, awaited."""
+        admitted = await self._admit(requestType, data, ident, request_id)
+        if isinstance(admitted, ActorResponse):
+            return admitted
+        handler, actor_request = admitted
+        scope = Scope()
+        scope.cancelled = cancelled
 
         async def run() -> wire.Reply:
-            return await self._serve(handler, actor_request)
+            return await self._serve(handler, actor_request, scope)
 
-        reply = await (run() if self._replies is None else self._replies.run_once(request.id, run))
+        reply = await (run() if self._replies is None else self._replies.run_once(actor_request.id, run))
         assert reply is not None
         await self._after()
         try:  # (named as a node's actor names itself: its uid, and the harness's node, "harness")
@@ -233,6 +270,73 @@ class ActorHarness:
             self.actor.logCritical(f"could not send its reply: {err}")
             payload = wire.pack_reply(False, f"reply could not be sent: {err}", {}, self.uid, "harness")
         return ActorResponse.of(wire.read_reply(payload, self.uid))
+
+    async def astream(self, requestType: str, data: Any = None, *, ident: str | None = None
+                      ) -> AsyncGenerator[Any, None]:
+        """`stream`, for ``async for``."""
+        admitted = await self._admit(requestType, data, ident, None)
+        if isinstance(admitted, ActorResponse):
+            raise StreamError(admitted.failure, admitted.error, admitted.data)
+        handler, request = admitted
+        if not _generator(handler):  # one item: its reply's data
+            response = await self.arequest(requestType, data, ident=ident)
+            if not response.isSuccess:
+                raise StreamError(response.failure, response.error, response.data)
+            yield response.data
+            return
+        seq = 0
+        try:
+            async for item in self._items(handler, request, Scope()):
+                try:  # (through the wire, as a node sends it: what it cannot carry fails here too)
+                    payload = wire.pack_reply(True, "", item, self.uid, "harness", None, seq, True)
+                except BeachError as err:
+                    self._failed(f"handler {request.req!r}")
+                    raise StreamError(wire.Failure.EXCEPTION, f"{wire.EXCEPTION}: {trace.describe(err)}") from None
+                seq += 1
+                yield wire.read_reply(payload, self.uid).data
+        except StreamError:
+            raise
+        except Exception as err:
+            error = self._failed(f"handler {request.req!r}")
+            raise StreamError(wire.Failure.EXCEPTION, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error}) \
+                from None
+        await self._after()
+
+    async def _items(self, handler: Callable[..., Any], request: ActorRequest, scope: Scope) -> AsyncIterator[Any]:
+        """A generator handler's items, run as a node runs it: in the actor's context, the request's
+        scope current, one turn of its state (applied if it ends well). Closed early (its reader
+        stopped), the request is cancelled, then the generator closed, and nothing is applied."""
+        context = self._context.copy()
+        context.run(current_scope.set, scope)
+        states = list(self._states.values())
+        for state in states:
+            state.begin()
+        generator = context.run(handler, request)
+        loop = asyncio.get_running_loop()
+
+        async def step() -> Any:
+            return await anext(generator, _DONE)
+
+        ended = False
+        try:
+            while True:
+                if inspect.isasyncgen(generator):
+                    item = await loop.create_task(step(), context=context)
+                else:
+                    item = context.run(next, generator, _DONE)
+                if item is _DONE:
+                    break
+                yield item
+            ended = True
+        finally:
+            if not ended:
+                scope.cancel("cancelled: its caller gave up")
+            if inspect.isasyncgen(generator):
+                await loop.create_task(generator.aclose(), context=context)
+            else:
+                context.run(generator.close)
+            for state in states:
+                state.commit() if ended else state.discard()
 
     async def ashoot(self, requestType: str, data: Any = None, *, ident: str | None = None) -> bool:
         """`shoot`, awaited."""
@@ -343,9 +447,11 @@ class ActorHarness:
         return ActorResponse(False, f"{wire.NO_ACTOR} in category '{self.categories[0]}' of realm '{self.realm}' "
                                     f"(the actor has stopped)")
 
-    async def _serve(self, handler: Callable[..., Any], request: ActorRequest) -> wire.Reply:
+    async def _serve(self, handler: Callable[..., Any], request: ActorRequest, scope: Scope) -> wire.Reply:
         try:
-            ret = await self._turn(handler, request)
+            if _generator(handler):  # (a plain request to a generator handler: the list of its items)
+                return wire.Reply(True, "", [item async for item in self._items(handler, request, scope)])
+            ret = await self._turn_in(scope, handler, request)
         except Exception as err:
             error = self._failed(f"handler {request.req!r}")
             return wire.Reply(False, f"{wire.EXCEPTION}: {trace.describe(err)}", {"st": error})
@@ -354,20 +460,28 @@ class ActorHarness:
     async def _turn(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call the actor's code as its host does (awaited, or called: it is this actor's for
         logging), in a turn of its state: applied if it returns, forgotten if it raises."""
+        return await self._turn_in(None, func, *args, **kwargs)
+
+    async def _turn_in(self, scope: Scope | None, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`_turn`, serving a request whose `Scope` is ``scope`` (None: a timer's, a hook's)."""
         states = list(self._states.values())
         for state in states:
             state.begin()
         try:
             if inspect.iscoroutinefunction(func):
                 token = current_source.set(self.source)
+                scoped = current_scope.set(scope)
                 was, self._in_async = self._in_async, True
                 try:
                     result = await func(*args, **kwargs)
                 finally:
                     self._in_async = was
+                    current_scope.reset(scoped)
                     current_source.reset(token)
             else:
-                result = self._context.copy().run(func, *args, **kwargs)
+                context = self._context.copy()
+                context.run(current_scope.set, scope)
+                result = context.run(func, *args, **kwargs)
         except BaseException:
             for state in states:
                 state.discard()
@@ -391,6 +505,13 @@ class ActorHarness:
     def _add(self, due: float, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
              every: float | None = None) -> None:
         heapq.heappush(self._timers, _Timer(due, next(self._seq), func, args, kwargs, every))
+
+_DONE = object()  # (a generator's end)
+
+
+def _generator(handler: Callable[..., Any]) -> bool:
+    return inspect.isgeneratorfunction(handler) or inspect.isasyncgenfunction(handler)
+
 
 def _loop_running() -> bool:
     try:
