@@ -8,7 +8,9 @@ The oracle: the actor counts what its generator produced and says whether it was
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -151,3 +153,18 @@ def test_items_and_data_larger_than_a_message_go_through_the_object_store(beach)
     # small and large items in one stream
     assert list(handle.stream("split", {"blob": blob, "size": 4 * MB})) == [blob[:4 * MB], blob[4 * MB:]]
     wait_for(lambda: empty(beach), 15, what="the payload store to be empty")
+
+
+def test_an_actor_that_dies_mid_stream_ends_it_with_an_error_not_a_silent_end(beach):
+    uid = beach.addActor("Streamer", "streams/dies").data["uid"]
+    items = beach.getActorHandle("streams/dies").stream("trickle", {"tag": "dies", "n": 1000, "every": 0.2},
+                                                        timeout=60)
+    got = [next(items) for _ in range(3)]
+    killed = time.monotonic()
+    os.kill(beach._core.session.view.actors[uid].pid, signal.SIGKILL)  # its host process, mid-stream
+    with pytest.raises(StreamError, match=rf"^no actor available: the actor {uid} on node {NODE_ID} producing "
+                                          rf"stream 'trickle' is gone after \d+ items .*incomplete$") as err:
+        got.extend(items)
+    assert err.value.failure == wire.Failure.NO_ACTOR
+    assert time.monotonic() - killed < 10  # (not the stream's timeout of 60 s)
+    assert got == list(range(len(got)))

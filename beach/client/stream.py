@@ -39,6 +39,8 @@ from beach.wire import Failure, subjects
 
 WINDOW = 64
 """Items an actor sends ahead of what its caller's consumer has taken, at most."""
+CHECK = 1.0
+"""Seconds between two looks at the directory while no item comes: is the actor producing it still there?"""
 
 
 class Reader(Protocol):
@@ -80,6 +82,7 @@ class Stream(AsyncIterator[Any]):
         self._told = 0  # items the actor has been told were taken
         self._unread = 0  # items of the blocking face's current `batch`: handed out, not yet read
         self._credit_to = ""  # where to tell it (the last item's reply subject)
+        self._seen = False  # its actor was seen in the directory (its leaving it is then its end)
         self._ended = False
         self._body: bodies.Outgoing | None = None  # its request's data, when stored (deleted at its end)
         self._failed: BaseException | None = None  # what ended it, after the items of a `batch`
@@ -167,14 +170,14 @@ class Stream(AsyncIterator[Any]):
     async def __anext__(self) -> Any:
         if self._ended:
             raise StopAsyncIteration
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         while not self._arrived:
-            self._wake = asyncio.get_running_loop().create_future()
+            self._wake = loop.create_future()
             try:
-                await asyncio.wait_for(self._wake, self.timeout)
+                await asyncio.wait_for(self._wake, max(0.0, min(CHECK, deadline - loop.time())))
             except TimeoutError:
-                await self.aclose()
-                raise StreamError(Failure.TIMEOUT, f"{Failure.TIMEOUT.value}: no item of stream "
-                                  f"{self.request_type!r} came in {self.timeout:g} s") from None
+                await self._if_silent(loop.time() >= deadline)
             finally:
                 self._wake = None
         outcome = self._arrived.popleft()
@@ -194,6 +197,7 @@ class Stream(AsyncIterator[Any]):
                 data = reply.data if reply.body is None else await self._stored(reply.body)
                 self._taken += 1
                 self._credit_to = outcome.reply
+                self._seen = self._seen or reply.uid in self.handle.session.view.actors
                 # (an item in the object store is told at once: its producer waits for it)
                 self._credit(outcome.reply, now=reply.body is not None)
                 return data
@@ -206,6 +210,23 @@ class Stream(AsyncIterator[Any]):
         if isinstance(reply, wire.AnsweredReply) and reply.seq >= 0:
             raise StopAsyncIteration
         return reply.data  # a handler that is not a generator: its data is the one item (then the end)
+
+    async def _if_silent(self, timed_out: bool) -> None:
+        """No item came for a while: end the stream (`StreamError`) if the actor producing it has
+        left the directory (its process or node died: the stream would be incomplete), or if
+        ``timed_out``; else return (go on waiting)."""
+        uid = self.uid
+        here = uid is not None and uid in self.handle.session.view.actors
+        self._seen = self._seen or here  # (gone: once seen in this client's view, which may lag a new actor)
+        if self._seen and not here:
+            await self.aclose()
+            raise StreamError(Failure.NO_ACTOR, f"{Failure.NO_ACTOR.value}: the actor {uid} on node {self.node} "
+                              f"producing stream {self.request_type!r} is gone after {self._taken} items (its "
+                              f"process or node ended): the stream is incomplete")
+        if timed_out:
+            await self.aclose()
+            raise StreamError(Failure.TIMEOUT, f"{Failure.TIMEOUT.value}: no item of stream "
+                              f"{self.request_type!r} came in {self.timeout:g} s")
 
     async def _stored(self, body: wire.BodyRef) -> Any:
         """An item's data, read from the object store (and deleted there); `StreamError` when it
