@@ -214,9 +214,12 @@ class Call:
         """The context naming the call's own span as the parent (a message sent once, no attempts)."""
         return self.carried if self.span is None else _context_of(self.span)
 
-    def end(self, outcome: str, description: str = "") -> None:
-        """End the call with its final ``outcome`` (`beach.metering.outcome`)."""
+    def end(self, outcome: str, description: str = "", attributes: dict[str, Any] | None = None) -> None:
+        """End the call with its final ``outcome`` (`beach.metering.outcome`), and ``attributes``
+        (a stream's: the items it read)."""
         if self.span is not None and (api := _api()) is not None:
+            if attributes:
+                self.span.set_attributes(attributes)
             _end(self.span, api, outcome, description)
 
 

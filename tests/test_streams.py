@@ -93,7 +93,7 @@ def test_an_async_for_that_breaks_stops_the_producer(beach):
 
     beach._runner.run(read())
     for tag in ("dropped", "with"):
-        done = wait_for(lambda: progress(beach, uid, tag)["closed"] and progress(beach, uid, tag), 10,
+        done = wait_for(lambda tag=tag: progress(beach, uid, tag)["closed"] and progress(beach, uid, tag), 10,
                         what=f"the producer of {tag} to stop")
         assert done["produced"] <= 6 + WINDOW + 1, done
 

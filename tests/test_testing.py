@@ -550,7 +550,7 @@ class Rows(Actor):
         raise KeyError("row 2")
 
     def watch(self, msg):
-        for i in range(3):
+        for _ in range(3):
             yield self.isCancelled()
 
     def patient(self, msg):  # a def handler that stops early once its caller gave up

@@ -56,6 +56,7 @@ class TraceEcho(Actor):
         self.handle('echo', self.echo)
         self.handle('boom', self.boom)
         self.handle('slow_once', self.slow_once)
+        self.handle('rows', self.rows)
 
     async def echo(self, msg):
         self.log(f"echoing {msg.data['marker']}")
@@ -63,6 +64,10 @@ class TraceEcho(Actor):
 
     async def boom(self, msg):
         raise ValueError('boom on purpose')
+
+    async def rows(self, msg):
+        for i in range(3):
+            yield i
 
     async def slow_once(self, msg):
         if msg.id not in self.seen:  # too slow the first time: the caller retries the same id
@@ -109,8 +114,9 @@ with trace.get_tracer('script').start_as_current_span('script'):  # the applicat
 fan = beach.getActorHandle('trace/fan').requestFromAll('echo', {'marker': 'fan'}).waitAll(10)
 boom = beach.getActorHandle('trace/echo').request('boom', {}, timeout=10)
 retried = beach.getActorHandle('trace/echo').request('slow_once', {}, timeout=1, nRetries=1)
+rows = list(beach.getActorHandle('trace/echo').stream('rows'))
 print(json.dumps({'relay': [relay.isSuccess, relay.data], 'boom': boom.error, 'retried': retried.isSuccess,
-                  'fan': [r.isSuccess for r in fan]}))
+                  'fan': [r.isSuccess for r in fan], 'rows': rows}))
 beach.close()
 '''
 
@@ -213,7 +219,7 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str) -> None:
         outcome = run_client(cluster, marker, collector.env())
         assert outcome["relay"] == [True, {"marker": marker}]
         assert outcome["boom"].startswith("exception: ValueError") and outcome["retried"]
-        assert outcome["fan"] == [True, True]
+        assert outcome["fan"] == [True, True] and outcome["rows"] == [0, 1, 2]
 
         def chain(spans: list[tuple[str, Span]]) -> dict[str, tuple[str, Span]] | None:
             named: dict[str, tuple[str, Span]] = {}
@@ -296,6 +302,18 @@ def test_one_trace_across_two_nodes(collector: Collector, code: str) -> None:
         fan_call, sends, served = collector.wait(fanned) or pytest.fail("no fan-out with two served requests")
         assert len(sends) == 2 and {attrs(x)["beach.node"] for x in served} == {"local-1", "local-2"}
         assert {attrs(x)["beach.actor.uid"] for x in sends} == {attrs(x)["beach.actor.uid"] for x in served}
+
+        # a stream: one CLIENT span for all its items, the parent of the SERVER span that yields them
+        def streamed(spans: list[tuple[str, Span]]) -> tuple[Span, Span] | None:
+            call = next((x for _, x in spans if x.name == "stream trace/echo"), None)
+            served = next((x for _, x in spans if x.name == "process trace/echo" and call is not None
+                           and x.parent_span_id == call.span_id), None)
+            return None if served is None else (call, served)
+
+        stream_call, stream_served = collector.wait(streamed) or pytest.fail("no stream span with its server span")
+        assert stream_call.kind == Span.SPAN_KIND_CLIENT and stream_served.kind == Span.SPAN_KIND_SERVER
+        assert attrs(stream_call)["beach.stream.items"] == 3 and attrs(stream_call)["beach.outcome"] == "ok"
+        assert attrs(stream_served)["beach.request_type"] == "rows"
 
         # a handler's exception marks its span
         def boomed(spans: list[tuple[str, Span]]) -> Span | None:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 
-from beach import wire
+from beach import metering, tracing, wire
 from beach.bus import bodies
 from beach.bus.inbox import no_responders
 from beach.client import routing
@@ -39,6 +39,7 @@ from beach.wire import Failure, subjects
 
 WINDOW = 64
 """Items an actor sends ahead of what its caller's consumer has taken, at most."""
+CANCELLED = "cancelled"  # (a stream's outcome when its reader stopped: its span's)
 CHECK = 1.0
 """Seconds between two looks at the directory while no item comes: is the actor producing it still there?"""
 
@@ -54,6 +55,8 @@ class Reader(Protocol):
 
     @property
     def session(self) -> Session: ...
+    @property
+    def category(self) -> str: ...
     def _no_actor(self) -> ActorResponse: ...
 
 
@@ -83,6 +86,8 @@ class Stream(AsyncIterator[Any]):
         self._unread = 0  # items of the blocking face's current `batch`: handed out, not yet read
         self._credit_to = ""  # where to tell it (the last item's reply subject)
         self._seen = False  # its actor was seen in the directory (its leaving it is then its end)
+        self.spans: tracing.Call | None = None
+        self.trace: wire.TraceContext | None = None
         self._ended = False
         self._body: bodies.Outgoing | None = None  # its request's data, when stored (deleted at its end)
         self._failed: BaseException | None = None  # what ended it, after the items of a `batch`
@@ -94,8 +99,12 @@ class Stream(AsyncIterator[Any]):
         if wire.ANSWERED not in session.view.reads:
             raise UsageError("a stream needs every node to read request format 3 (a node of the previous release "
                              "is live)")
+        subject, _ = handle._targets.route(self.key, 0, set())
+        # one CLIENT span for the whole stream (the actor's SERVER span, its child, spans its items too)
+        self.spans = tracing.call("stream", handle._realm, handle.category, self.request_type, self.req_id)
+        self.trace = None if self.spans is None else self.spans.own()
         payload = wire.pack_request(self.req_id, self.request_type, self.data, handle._ident, self.timeout,
-                                    stream=self.window)
+                                    self.trace, stream=self.window)
         if not session.fits(payload):  # its data through the object store, once stored
             self._body = session.outgoing(payload, f"data of request {self.request_type!r}", self.timeout)
             self._body.acquire()
@@ -116,7 +125,7 @@ class Stream(AsyncIterator[Any]):
                                              f"request's data could not be stored: {err}"))
                 return
             payload = wire.pack_referenced(self.req_id, self.request_type, ref, self.handle._ident, self.timeout,
-                                           stream=self.window)
+                                           self.trace, stream=self.window)
         await session.inbox.send(subject, payload, self.reply, _weakly(self))
 
     def _on_message(self, outcome: Msg | BaseException) -> None:
@@ -138,6 +147,8 @@ class Stream(AsyncIterator[Any]):
         if self._ended or not self.reply:
             return
         session, realm, reply = self.handle.session, self.handle._realm, self.reply
+        if self.spans is not None:
+            self.spans.end(CANCELLED, "cancelled: its reader dropped it", {"beach.stream.items": self._taken})
         try:
             session.runner.loop.call_soon_threadsafe(_abandon, session, realm, reply)
         except RuntimeError:  # (the loop is closed: so is the connection)
@@ -182,13 +193,13 @@ class Stream(AsyncIterator[Any]):
                 self._wake = None
         outcome = self._arrived.popleft()
         if isinstance(outcome, BaseException):
-            self._end()
-            if isinstance(outcome, (ClosedError, StreamError)):
-                raise outcome
-            raise StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: {outcome}")
+            if not isinstance(outcome, (ClosedError, StreamError)):
+                outcome = StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: {outcome}")
+            self._end(*_outcome(outcome))
+            raise outcome
         if no_responders(outcome):
-            self._end()
             response = self.handle._no_actor()
+            self._end(metering.outcome(False, response.error), response.error)
             raise StreamError(response.failure, response.error)
         reply = wire.read_reply(outcome.data, outcome.subject)
         if isinstance(reply, wire.AnsweredReply):
@@ -204,7 +215,7 @@ class Stream(AsyncIterator[Any]):
             if reply.body is not None:  # the end of a stream of one item (a handler that is no generator)
                 reply = wire.AnsweredReply(reply.ok, reply.error, await self._stored(reply.body), reply.uid,
                                            reply.node)
-        self._end()  # the end: the handler's outcome
+        self._end(metering.outcome(reply.ok, reply.error), reply.error)  # the end: the handler's outcome
         if not reply.ok:
             raise StreamError(Failure.of(reply.error), reply.error, reply.data)
         if isinstance(reply, wire.AnsweredReply) and reply.seq >= 0:
@@ -218,15 +229,17 @@ class Stream(AsyncIterator[Any]):
         uid = self.uid
         here = uid is not None and uid in self.handle.session.view.actors
         self._seen = self._seen or here  # (gone: once seen in this client's view, which may lag a new actor)
+        failed = None
         if self._seen and not here:
-            await self.aclose()
-            raise StreamError(Failure.NO_ACTOR, f"{Failure.NO_ACTOR.value}: the actor {uid} on node {self.node} "
-                              f"producing stream {self.request_type!r} is gone after {self._taken} items (its "
-                              f"process or node ended): the stream is incomplete")
-        if timed_out:
-            await self.aclose()
-            raise StreamError(Failure.TIMEOUT, f"{Failure.TIMEOUT.value}: no item of stream "
-                              f"{self.request_type!r} came in {self.timeout:g} s")
+            failed = StreamError(Failure.NO_ACTOR, f"{Failure.NO_ACTOR.value}: the actor {uid} on node {self.node} "
+                                 f"producing stream {self.request_type!r} is gone after {self._taken} items (its "
+                                 f"process or node ended): the stream is incomplete")
+        elif timed_out:
+            failed = StreamError(Failure.TIMEOUT, f"{Failure.TIMEOUT.value}: no item of stream "
+                                 f"{self.request_type!r} came in {self.timeout:g} s")
+        if failed is not None:
+            await self._close(*_outcome(failed))
+            raise failed
 
     async def _stored(self, body: wire.BodyRef) -> Any:
         """An item's data, read from the object store (and deleted there); `StreamError` when it
@@ -234,9 +247,10 @@ class Stream(AsyncIterator[Any]):
         try:
             return await self.handle.session.incoming(body)
         except Exception as err:
-            await self.aclose()
-            raise StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: item {self._taken} of "
-                              f"stream {self.request_type!r} could not be read: {err}") from None
+            failed = StreamError(Failure.BUS_UNAVAILABLE, f"{Failure.BUS_UNAVAILABLE.value}: item {self._taken} of "
+                                 f"stream {self.request_type!r} could not be read: {err}")
+            await self._close(*_outcome(failed))
+            raise failed from None
 
     def _credit(self, subject: str, now: bool = False) -> None:
         """Tell the actor how many items its reader has taken (read, for the blocking face): every
@@ -252,8 +266,12 @@ class Stream(AsyncIterator[Any]):
         except Exception:  # (the connection closed: the stream ends with it)
             pass
 
-    def _end(self) -> None:
+    def _end(self, outcome: str, text: str = "") -> None:
+        """The stream ended with ``outcome`` (`beach.metering.outcome`, or ``cancelled``): its span
+        ends, what it holds is let go."""
         self._ended = True
+        if self.spans is not None:
+            self.spans.end(outcome, text, {"beach.stream.items": self._taken})
         if self._body is not None:  # (its actor has read it by now, or never will)
             self._body.release()
             self._body = None
@@ -263,16 +281,26 @@ class Stream(AsyncIterator[Any]):
 
     async def aclose(self) -> None:
         """Stop reading: the actor's producer stops (nothing if the stream ended)."""
+        await self._close(CANCELLED, "cancelled: its reader stopped")
+
+    async def _close(self, outcome: str, text: str) -> None:
         if self._ended:
             return
         reply = self.reply
-        self._end()
+        self._end(outcome, text)
         if reply:
             try:
                 await self.handle.session.publish(subjects.cancel_subject(self.handle._realm), wire.pack([reply]))
             except Exception:  # (the connection closed: the producer's wait for a reader ends it)
                 pass
 
+
+
+def _outcome(err: BaseException) -> tuple[str, str]:
+    """The outcome (`beach.metering.outcome`) and text a stream that ``err`` ended ends its span with."""
+    if isinstance(err, StreamError):
+        return metering.outcome(False, err.error), err.error
+    return tracing.raised(err)
 
 
 def _weakly(stream: Stream) -> Callable[[Msg | BaseException], None]:
