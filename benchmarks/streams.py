@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 import nats
@@ -99,9 +99,25 @@ class Run:
     first: float
 
 
-def check(seen: list[int], n: int) -> None:
-    if seen != list(range(n)):
-        raise RuntimeError(f"the stream was not read whole and in order ({len(seen)} items of {n})")
+class Reading:
+    """The timing of one stream read: started when made; `took` each item; `run` at its end."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self.first = 0.0
+        self.started = time.perf_counter()
+
+    def took(self, item: dict[str, int]) -> None:
+        self.seen.append(item["i"])
+        if not self.first:
+            self.first = time.perf_counter()
+
+    def run(self, n: int) -> Run:
+        """The `Run` of a stream of ``n`` items that has ended; raises unless they came whole and in order."""
+        elapsed = time.perf_counter() - self.started
+        if self.seen != list(range(n)):
+            raise RuntimeError(f"the stream was not read whole and in order ({len(self.seen)} items of {n})")
+        return Run(n / elapsed, self.first - self.started)
 
 
 async def raw_stream(nc: nats.NATS, subject: str, n: int) -> Run:
@@ -109,56 +125,37 @@ async def raw_stream(nc: nats.NATS, subject: str, n: int) -> Run:
     callback: nats-py's fastest way)."""
     inbox = nc.new_inbox()
     ended = asyncio.get_running_loop().create_future()
-    first = 0.0
-    seen = []
 
     async def on_item(msg: Any) -> None:
-        nonlocal first
-        if not msg.data:
-            ended.set_result(time.perf_counter())
-            return
-        seen.append(msgpack.unpackb(msg.data)["i"])
-        if not first:
-            first = time.perf_counter()
+        if msg.data:
+            reading.took(msgpack.unpackb(msg.data))
+        else:
+            ended.set_result(reading.run(n))
 
     sub = await nc.subscribe(inbox, cb=on_item)
-    started = time.perf_counter()
+    reading = Reading()
     try:
         await nc.publish(subject, msgpack.packb({"n": n}), reply=inbox)
-        elapsed = await asyncio.wait_for(ended, TIMEOUT)
+        return cast(Run, await asyncio.wait_for(ended, TIMEOUT))
     finally:
         await sub.unsubscribe()
-    check(seen, n)
-    return Run(n / (elapsed - started), first - started)
 
 
 async def beach_stream(client: AsyncBeach, request_type: str, n: int) -> Run:
     """``async for`` over ``astream``: n items."""
     handle = client.getActorHandle(CATEGORY, timeout=TIMEOUT)
-    started = time.perf_counter()
-    first = 0.0
-    seen = []
+    reading = Reading()
     async for item in handle.astream(request_type, {"n": n}):
-        seen.append(item["i"])
-        if not first:
-            first = time.perf_counter()
-    elapsed = time.perf_counter()
-    check(seen, n)
-    return Run(n / (elapsed - started), first - started)
+        reading.took(item)
+    return reading.run(n)
 
 
 def blocking_stream(handle: Any, n: int) -> Run:
     """``for`` over the blocking ``stream``: n items."""
-    started = time.perf_counter()
-    first = 0.0
-    seen = []
+    reading = Reading()
     for item in handle.stream("items", {"n": n}):
-        seen.append(item["i"])
-        if not first:
-            first = time.perf_counter()
-    elapsed = time.perf_counter()
-    check(seen, n)
-    return Run(n / (elapsed - started), first - started)
+        reading.took(item)
+    return reading.run(n)
 
 
 CASES = ("raw nats-py request-many, asyncio", "raw nats-py request-many, uvloop", "beach astream, async generator",
