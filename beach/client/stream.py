@@ -150,7 +150,7 @@ class Stream(AsyncIterator[Any]):
         if self.spans is not None:
             self.spans.end(CANCELLED, "cancelled: its reader dropped it", {"beach.stream.items": self._taken})
         try:
-            session.runner.loop.call_soon_threadsafe(_abandon, session, realm, reply)
+            session.runner.loop.call_soon_threadsafe(_abandon, session, realm, reply, self._body)
         except RuntimeError:  # (the loop is closed: so is the connection)
             pass
 
@@ -315,9 +315,12 @@ def _weakly(stream: Stream) -> Callable[[Msg | BaseException], None]:
     return on_message
 
 
-def _abandon(session: Session, realm: str, reply: str) -> None:
-    """A stream collected unread: forget its inbox entry and tell its producer to stop."""
+def _abandon(session: Session, realm: str, reply: str, body: bodies.Outgoing | None) -> None:
+    """A stream collected unread: forget its inbox entry, let its request's stored data go, and
+    tell its producer to stop."""
     session.inbox.forget(reply)
+    if body is not None:
+        body.release()
 
     async def tell() -> None:
         try:
