@@ -99,19 +99,37 @@ class Stream(AsyncIterator[Any]):
         if wire.ANSWERED not in session.view.reads:
             raise UsageError("a stream needs every node to read request format 3 (a node of the previous release "
                              "is live)")
-        subject, _ = handle._targets.route(self.key, 0, set())
         # one CLIENT span for the whole stream (the actor's SERVER span, its child, spans its items too)
         self.spans = tracing.call("stream", handle._realm, handle.category, self.request_type, self.req_id)
         self.trace = None if self.spans is None else self.spans.own()
-        payload = wire.pack_request(self.req_id, self.request_type, self.data, handle._ident, self.timeout,
-                                    self.trace, stream=self.window)
+        payload: bytes | None = wire.pack_request(self.req_id, self.request_type, self.data, handle._ident,
+                                                  self.timeout, self.trace, stream=self.window)
+        assert payload is not None
         if not session.fits(payload):  # its data through the object store, once stored
             self._body = session.outgoing(payload, f"data of request {self.request_type!r}", self.timeout)
             self._body.acquire()
-            del payload
-        self.reply = session.inbox.expect(subject, _weakly(self), many=True)
+            payload = None
         handle._streams.add(self)
-        eagerly(self._send(subject, payload if self._body is None else None), handle._background)
+        waiting = handle._targets.waiting()
+        if waiting is None:
+            self._go(payload)
+        else:  # an actor host's view of the category is loading: sent once it is there
+            waiting.add_done_callback(lambda _: self._later(payload))
+
+    def _later(self, payload: bytes | None) -> None:
+        if self._ended:
+            return
+        try:
+            self._go(payload)
+        except Exception as err:  # (the connection closed meanwhile): the reader hears it
+            self._on_message(err)
+
+    def _go(self, payload: bytes | None) -> None:
+        """Route the request and send it (its data stored first when ``payload`` is None)."""
+        handle = self.handle
+        subject, _ = handle._targets.route(self.key, 0, set())
+        self.reply = handle.session.inbox.expect(subject, _weakly(self), many=True)
+        eagerly(self._send(subject, payload), handle._background)
 
     async def _send(self, subject: str, payload: bytes | None) -> None:
         """Send the request (its data stored first when ``payload`` is None)."""
