@@ -38,7 +38,7 @@ from beach.client.runner import Background
 from beach.client.scope import Scope, current_scope
 from beach.client.session import Session, current_deadline
 from beach.config import BacklogConfig
-from beach.errors import BeachError, SealError, StateError
+from beach.errors import BeachError, PayloadTooLarge, SealError, StateError
 from beach.runtime import trace
 from beach.runtime.replycache import ReplyCache, Result
 from beach.runtime.workers import WorkerPool
