@@ -21,6 +21,7 @@ from beach import wire
 from beach.beach_api import Beach
 from beach.bus import bodies
 from beach.errors import BusError, PayloadTooLarge
+from beach.wire import chunks as chunking
 from beach.wire import subjects
 
 from .conftest import NODE_ID, wait_for, write_config
@@ -68,7 +69,7 @@ def test_requestfromall_stores_a_large_payload_once_for_every_actor(beach):
     results = beach.getActorHandle("blobs/all").requestFromAll("digest", {"blob": blob}, timeout=60).waitAll(60)
     assert sorted(r.uid for r in results) == sorted(uids)
     assert all(r.data == {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)} for r in results), results
-    chunks = -(-len(wire.pack({"blob": blob})) // bodies.CHUNK)
+    chunks = -(-len(wire.pack({"blob": blob})) // chunking.CHUNK)
     assert stored(beach)[1] - before == chunks  # once, not once per actor
     wait_for(lambda: empty(beach), 10, what="the payload store to be empty")
 
@@ -146,16 +147,16 @@ def test_the_payload_store_is_laid_out_as_an_object_store_with_ttls(beach):
 
 def test_a_reference_that_does_not_add_up_or_is_gone_is_a_clear_failure(beach):
     session = beach._core.session
-    bad = wire.BodyRef("0" * 32, 10 * MB, bodies.CHUNK, 3, b"k" * 32)
+    bad = wire.BodyRef("0" * 32, 10 * MB, chunking.CHUNK, 3, b"k" * 32)
     with pytest.raises(BusError, match="does not add up"):
         beach._runner.run(bodies.get(session.nc, bad))
-    gone = wire.BodyRef("0" * 32, 10, bodies.CHUNK, 1, b"k" * 32)
+    gone = wire.BodyRef("0" * 32, 10, chunking.CHUNK, 1, b"k" * 32)
     started = time.monotonic()
     with pytest.raises(BusError, match=f"the payload {'0' * 32} is gone from beach_payloads"):
         beach._runner.run(bodies.get(session.nc, gone))
     assert time.monotonic() - started < 5  # (said at once, not after a wait for chunks)
-    ref = beach._runner.run(bodies.put(session.nc, b"y" * (bodies.CHUNK + 1), 30))
-    assert beach._runner.run(bodies.get(session.nc, ref)) == b"y" * (bodies.CHUNK + 1)
+    ref = beach._runner.run(bodies.put(session.nc, b"y" * (chunking.CHUNK + 1), 30))
+    assert beach._runner.run(bodies.get(session.nc, ref)) == b"y" * (chunking.CHUNK + 1)
     other = wire.BodyRef(ref.name, ref.size, ref.chunk, ref.chunks, b"\x00" * 32)  # another key: not its body
     with pytest.raises(BusError, match="does not open with its key"):
         beach._runner.run(bodies.get(session.nc, other))

@@ -7,9 +7,9 @@ store (``OBJ_beach_payloads``, chunks on ``$O.beach_payloads.C.<id>``) — and t
 `beach.wire.BodyRef` instead: the object's id, its size, its chunk size and the one-time AES-256-GCM
 key it is encrypted with. The message is sealed as every message is, so only its receiver can open
 the body, although chunk subjects cannot be scoped per user (NATS permissions cannot tell one
-client's object from another's). Each chunk is encrypted on its own, its index the nonce (the key
-is used for one body only), and the reference names the count, so a chunk missing, swapped or
-added is an error, never a wrong body.
+client's object from another's). How a body is cut, encrypted and put back together (each chunk on
+its own, its index the nonce; a chunk missing, swapped or added is an error, never a wrong body) is
+`beach.wire.chunks`, with no I/O; this module moves the chunks.
 
 Objects carry a per-message TTL (``Nats-TTL``: from the request's deadline) and the stream a
 `MAX_AGE`, so nothing outlives a crashed sender or receiver; whoever knows that a body is no longer
@@ -29,8 +29,6 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
@@ -40,15 +38,14 @@ from beach.bus.connection import JS_TIMEOUT, auto_replicas, translated
 from beach.config import Config
 from beach.errors import BusError, PayloadTooLarge
 from beach.wire import BodyRef
+from beach.wire.chunks import Opened, Sealed
 
 BUCKET = "beach_payloads"
 STREAM = f"OBJ_{BUCKET}"
-CHUNK = 256 * 1024  # bytes of a body per chunk (the NATS object store's default is 128 KiB)
 WINDOW = 32  # chunks written and not yet acknowledged, at most (8 MiB)
 MAX_AGE = 24 * 3600.0  # seconds the stream keeps anything, whatever its TTL: a backstop
 MIN_TTL = 10.0  # seconds an object lives at least (a TTL is whole seconds; reading takes time)
 IDLE = 10.0  # seconds a read or a write waits for the next chunk or ack before it gives up
-_TAG = 16  # bytes AES-GCM adds to each chunk
 
 
 def chunk_subject(name: str) -> str:
@@ -94,12 +91,10 @@ def check_limit(size: int, limit: int, what: str) -> None:
 async def put(nc: Client, body: bytes | memoryview, ttl: int) -> BodyRef:
     """Store ``body`` encrypted with a new key, in chunks that live ``ttl`` seconds; its reference.
     Raises `BusError` if NATS refuses or stops answering (what was stored is deleted)."""
-    key = AESGCM.generate_key(bit_length=256)
-    aes = AESGCM(key)
     name = os.urandom(16).hex()
     subject = chunk_subject(name)
-    view = memoryview(body)
-    chunks = max(1, math.ceil(len(view) / CHUNK))
+    sealed = Sealed(name, body)
+    size, chunks = sealed.ref.size, sealed.ref.chunks
     acked = 0
     failed: list[str] = []
     moved = asyncio.Event()
@@ -115,15 +110,14 @@ async def put(nc: Client, body: bytes | memoryview, ttl: int) -> BodyRef:
     sub = await nc.subscribe(inbox, cb=on_ack)
     headers = {"Nats-TTL": f"{ttl}s"}
     try:
-        with translated(f"cannot store a payload of {len(view)} bytes in {BUCKET}"):
-            for index in range(chunks):
+        with translated(f"cannot store a payload of {size} bytes in {BUCKET}"):
+            for index, part in enumerate(sealed.chunks()):
                 while index - acked >= WINDOW and not failed:
                     moved.clear()
                     await _wait(moved, "an acknowledgement of a stored chunk")
                 if failed:
                     break
-                part = view[index * CHUNK:(index + 1) * CHUNK]
-                await nc.publish(subject, aes.encrypt(_nonce(index), part, None), reply=inbox, headers=headers)
+                await nc.publish(subject, part, reply=inbox, headers=headers)
             while acked < chunks and not failed:
                 moved.clear()
                 await _wait(moved, "an acknowledgement of a stored chunk")
@@ -135,16 +129,13 @@ async def put(nc: Client, body: bytes | memoryview, ttl: int) -> BodyRef:
     if failed:
         await _forget(nc, name)
         raise BusError(f"cannot store a payload in {BUCKET}: JetStream refused a chunk: {failed[0]}")
-    return BodyRef(name, len(view), CHUNK, chunks, key)
+    return sealed.ref
 
 
 async def get(nc: Client, ref: BodyRef) -> bytearray:
     """The body ``ref`` names, read and decrypted into one buffer. Raises `BusError` when it is
-    gone (deleted, expired), damaged, or NATS stops answering."""
-    if ref.chunks != max(1, math.ceil(ref.size / ref.chunk)) or ref.chunk <= 0 or len(ref.key) != 32:
-        raise BusError(f"a payload reference that does not add up: {ref.size} bytes in {ref.chunks} chunks")
-    aes = AESGCM(ref.key)
-    out = bytearray(ref.size)
+    gone (deleted, expired), damaged, or NATS stops answering, or if ``ref`` does not add up."""
+    opened = Opened(ref)
     js = nc.jetstream(timeout=JS_TIMEOUT)
     with translated(f"cannot read a payload of {ref.size} bytes from {BUCKET}"):
         try:  # (said at once, rather than after a wait for chunks that will not come)
@@ -162,17 +153,10 @@ async def get(nc: Client, ref: BodyRef) -> bytearray:
                 except TimeoutError:
                     raise BusError(f"NATS stopped sending the payload {ref.name} from {BUCKET} (chunk {index + 1} "
                                    f"of {ref.chunks}; deleted or expired meanwhile?)") from None
-                start = index * ref.chunk
-                try:
-                    out[start:start + ref.chunk] = aes.decrypt(_nonce(index), msg.data, None)
-                except InvalidTag:
-                    raise BusError(f"the payload {ref.name} is damaged: chunk {index + 1} of {ref.chunks} "
-                                   f"does not open with its key") from None
+                opened.add(msg.data)
         finally:
             await sub.unsubscribe()
-    if len(out) != ref.size:
-        raise BusError(f"the payload {ref.name} is damaged: {len(out)} bytes read, {ref.size} announced")
-    return out
+    return opened.body()
 
 
 async def delete(nc: Client, ref: BodyRef) -> None:
@@ -202,11 +186,6 @@ async def _wait(event: asyncio.Event, what: str) -> None:
         await asyncio.wait_for(event.wait(), IDLE)
     except TimeoutError:
         raise BusError(f"NATS sent no {what} in {IDLE:g} s") from None
-
-
-def _nonce(index: int) -> bytes:
-    """Chunk ``index``'s nonce: its index (a key encrypts one body, so no nonce repeats)."""
-    return index.to_bytes(12, "big")
 
 
 Done = Callable[[BaseException | None], None]

@@ -2,7 +2,8 @@
 
 * `beach.wire.messages`  request and reply envelopes (msgpack), failure kinds, handler returns
   (its names are re-exported here: ``from beach import wire; wire.pack_request(...)``);
-* `beach.wire.subjects`  the NATS subjects: categories, actors, control, broadcasts, and their names.
+* `beach.wire.subjects`  the NATS subjects: categories, actors, control, broadcasts, and their names;
+* `beach.wire.chunks`    a large body as the payload store holds it: encrypted chunks, its reference checked.
 
 Sealing (encrypting and authenticating a message) is `beach.security.seal`.
 """

@@ -1,4 +1,6 @@
-"""beach.bus.bodies, its pure parts: an object's TTL, the payload limit, a chunk's nonce.
+"""beach.bus.bodies, its pure parts: an object's TTL, the payload limit, a chunk's subject.
+
+(How a body is cut, encrypted and put back together: test_chunks.py.)
 
 (Storing and reading run against a real server: tests/test_payloads.py.)
 """
@@ -31,7 +33,5 @@ def test_over_the_limit_is_refused_naming_it():
     assert PayloadsConfig().max_bytes == 1024 ** 3 and PayloadsConfig().inline_bytes == 0
 
 
-def test_each_chunk_has_its_own_nonce():
-    nonces = {bodies._nonce(i) for i in range(5000)}
-    assert len(nonces) == 5000 and all(len(n) == 12 for n in nonces)
+def test_a_chunks_subject_is_the_object_stores():
     assert bodies.chunk_subject("ab") == "$O.beach_payloads.C.ab"
