@@ -411,6 +411,18 @@ def test_a_state_key_reads_back_as_its_realm_category_and_key(realm_seed, catego
     assert kv_key.count(".") == 3  # one token each: no name adds a level
 
 
+# ---- the subjects of nodes' beats and figures, and of cancels: one token per node id or realm ----
+
+
+def nats_matches(wildcard: str, subject: str) -> bool:
+    """Whether NATS delivers ``subject`` to a subscription on ``wildcard`` (``*`` one token, ``>``
+    one or more at the end), spelled out here from NATS's rules."""
+    want, have = wildcard.split("."), subject.split(".")
+    if want[-1] == ">":
+        return len(have) >= len(want) and all(w in ("*", h) for w, h in zip(want[:-1], have, strict=False))
+    return len(have) == len(want) and all(w in ("*", h) for w, h in zip(want, have, strict=True))
+
+
 def test_member_keys_hold_what_a_request_to_the_category_reaches():
     # an actor's entry by category: a watch of member_keys(realm, c) holds exactly the actors whose
     # category starts with c by segment, as requests to c reach them (the NATS wildcard's own match)
@@ -420,14 +432,30 @@ def test_member_keys_hold_what_a_request_to_the_category_reaches():
     assert subjects.key_uid(subjects.member_key("r.x", "1.2/y z", "u.1")) == "u.1"
     assert subjects.key_uid(subjects.actor_key("r.x", "u.1")) == "u.1"
 
-    def matches(pattern: str, key: str) -> bool:  # NATS subject matching: '*' one token, '>' the rest
-        want, got = pattern.split("."), key.split(".")
-        if want[-1] == ">":
-            return len(got) >= len(want) and all(w in ("*", g) for w, g in zip(want[:-1], got, strict=False))
-        return len(want) == len(got) and all(w in ("*", g) for w, g in zip(want, got, strict=True))
-
     for called in ("a", "a/b", "a/b/c", "a/bc", "b"):
         for category in ("a", "a/b", "a/b/c", "a/bc", "b/a"):
-            held = matches(subjects.member_keys("global", called), subjects.member_key("global", category, "u1"))
+            held = nats_matches(subjects.member_keys("global", called), subjects.member_key("global", category, "u1"))
             assert held == subjects.matches(category, called), (called, category)
-    assert not matches(subjects.member_keys("global", "a"), subjects.member_key("other", "a", "u1"))
+    assert not nats_matches(subjects.member_keys("global", "a"), subjects.member_key("other", "a", "u1"))
+
+
+@pytest.mark.parametrize("make, wildcard, name, subject", [
+    (subjects.late_subject, subjects.LATE_MARKS, "n-1", "beach.hb.late.n-1"),
+    (subjects.late_subject, subjects.LATE_MARKS, "host.example", "beach.hb.late.host=2Eexample"),
+    (subjects.live_subject, subjects.LIVENESS, "n-1", "beach.hb.live.n-1"),
+    (subjects.live_subject, subjects.LIVENESS, "n 1", "beach.hb.live.n=201"),
+    (subjects.node_stats_subject, subjects.NODE_STATS, "n-1", "beach.stats.node.n-1"),
+    (subjects.node_stats_subject, subjects.NODE_STATS, "a.b", "beach.stats.node.a=2Eb"),
+    (subjects.cancel_subject, subjects.CANCELS, "global", "beach.cancel.global"),
+    (subjects.cancel_subject, subjects.CANCELS, "shop.eu", "beach.cancel.shop=2Eeu"),
+])
+def test_node_and_cancel_subjects_known_answers(make, wildcard, name, subject):
+    assert make(name) == subject
+    assert nats_matches(wildcard, subject)  # heard by whoever subscribes to them all
+    assert not nats_matches(subjects.BEACONS, subject)  # never taken for a node's beacon
+
+
+def test_a_cancel_in_a_bad_realm_is_refused():
+    for realm in ("a b", "..", "", None):
+        with pytest.raises(CategoryError, match="is not a realm name"):
+            subjects.cancel_subject(realm)
