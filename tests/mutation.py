@@ -87,6 +87,10 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
          "the shortcut only skips counting bytes for lines that fit at 4 bytes a character: a stricter shortcut "
          "counts them, with the same verdict"),
     ],
+    "beach/wire/chunks.py": [
+        ("nonce", "return index.to_bytes(NONCE_BYTES, )",
+         "byte order 'big' is int.to_bytes's default since Python 3.11 (said for the reader)"),
+    ],
     "beach/security/seal.py": [
         ("Sealer.__init__", "self._aeads = {kid: AESGCM(k) for kid, k in zip(self._ids, keys, strict=None)}",
          "the ids are made from the keys, one each: the two always have the same length"),

@@ -25,7 +25,7 @@ from beach.security.authority import SIGNED
 from beach.state import desired, records
 from beach.state.desired import CodeCurrent, CodeVersion, Cordon, LeaseRecord, SupervisionRecord
 from beach.state.patrol import Instances, PatrolSpec
-from beach.state.records import ActorEntry, NodeEntry, RecordError
+from beach.state.records import ActorEntry, NodeEntry, NodeLoad, RecordError
 from beach.state.spawn import SpawnOptions, SpawnSpec
 from beach.wire import typed
 
@@ -44,6 +44,9 @@ GOOD = {
     "spawn": (SpawnSpec, GOOD_SPAWN),
     "supervision": (SupervisionRecord, {"sid": "s1", "spawn": GOOD_SPAWN, "restart": "on-failure", "uid": "u1"}),
     "lease": (LeaseRecord, {"holder": "n1"}),
+    "node load": (NodeLoad, {"node": "n1", "t": 2.5, "cores": 4, "cpu": [10.0, 20.5], "mem": 30.0,
+                             "mem_available": 1 << 30, "n_actors": 3, "actors_by_realm": {"global": 3},
+                             "hosts": {"n1-h1": 3}, "spawning": 1}),
 }
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -513,3 +516,27 @@ def test_actor_states_records_read_their_fields():
                                                                             categories={"global": {"w": [2, 10]}})))
     assert (sizes.t, sizes.node, sizes.categories, sizes.buckets, sizes.v) == (1.0, "n1", {"global": {"w": [2, 10]}},
                                                                                {}, records.FORMAT)
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"t": 1.0}, "'node' is missing"),
+    ({"node": "n"}, "'t' is missing"),
+    ({"node": "", "t": 1.0}, "'node' must be a non-empty string"),
+    ({"node": "n", "t": "now"}, "'t' must be a number, not a string"),
+    ({"node": "n", "t": 1.0, "cpu": [1, "x"]}, "'cpu[1]' must be a number, not a string"),
+    ({"node": "n", "t": 1.0, "cores": 2.5}, "'cores' must be a whole number, not a number"),
+    ({"node": "n", "t": 1.0, "mem_available": "lots"}, "'mem_available' must be a whole number or null, not a string"),
+    ({"node": "n", "t": 1.0, "hosts": {"h": "3"}}, "'hosts[...]' must be a whole number, not a string"),
+    ({"node": "n", "t": 1.0, "actors_by_realm": []}, "'actors_by_realm' must be a map, not a list"),
+    ({"node": "n", "t": 1.0, "spawning": None}, "'spawning' must be a whole number, not null"),
+])
+def test_bad_node_load_records_name_the_field(value, message):
+    with pytest.raises(RecordError) as err:
+        records.check(NodeLoad, value, "n")
+    assert str(err.value) == f"node load record n: {message}"
+
+
+def test_a_node_load_records_defaults():
+    load = records.check(NodeLoad, {"node": "n", "t": 1.0})
+    assert (load.cores, load.cpu, load.mem, load.mem_available, load.n_actors) == (1, [], 0.0, None, 0)
+    assert (load.actors_by_realm, load.hosts, load.spawning) == ({}, {}, 0)
