@@ -305,6 +305,7 @@ def test_the_previous_release_reads_format_1_replies_and_only_they_name_no_actor
     ([0, True, "", 5], (True, "", 5)),
     ([1, False, None, 5], (False, "", 5)),  # a nil error is no error text
     ([-3, True, "", None], (True, "", None)),
+    ([2, True, None, {}], (True, "", {})),  # format 2 (this one's newest) with a nil error, naming no actor
 ])
 def test_replies_of_this_and_the_previous_format_are_read(value, reply):
     assert tuple(wire.unpack_reply(msgpack.packb(value))) == reply
@@ -434,6 +435,10 @@ def test_data_too_large_for_a_message_travels_by_reference():
     body = wire.pack_referenced("r-1", "big", ref, None, 4.0)
     assert plain(body) == [3, "r-1", "big", None, None, 4.0, None, ["ab" * 16, 300_000, 262_144, 2, b"k" * 32], 0]
     assert wire.unpack_request(body).body == ref
+    trace = wire.TraceContext("00-" + "1" * 32 + "-" + "2" * 16 + "-01", "k=v")
+    signed = wire.pack_referenced("r-2", "big", ref, "alice", None, trace)  # the caller's ident and trace kept
+    assert plain(signed)[:8] == [3, "r-2", "big", None, "alice", None, [trace.traceparent, "k=v"], plain(body)[7]]
+    assert (wire.unpack_request(signed).ident, wire.unpack_request(signed).trace) == ("alice", trace)
     reply = wire.pack_reply(True, "", None, "u1", "n1", ref)
     assert plain(reply)[6] == ["ab" * 16, 300_000, 262_144, 2, b"k" * 32]
     assert wire.unpack_reply(reply).body == ref
