@@ -86,6 +86,12 @@ EQUIVALENT: dict[str, list[tuple[str, str, str]]] = {
         ("check_line", "if (len(subject) + len(reply)) * 4 + _LINE_FIXED < MAX_CONTROL_LINE:",
          "the shortcut only skips counting bytes for lines that fit at 4 bytes a character: a stricter shortcut "
          "counts them, with the same verdict"),
+        ("key_uid", 'return unescape(key.rsplit(".", )[-1])',
+         "the last part of a split is the same however many splits are made"),
+        ("key_uid", 'return unescape(key.rsplit(".", 2)[-1])',
+         "the last part of a split is the same however many splits are made"),
+        ("key_uid", 'return unescape(key.rsplit(".", 1)[+1])',
+         "every actor or member key has a realm token before its uid: one split makes two parts, [1] is [-1]"),
     ],
     "beach/wire/chunks.py": [
         ("nonce", "return index.to_bytes(NONCE_BYTES, )",

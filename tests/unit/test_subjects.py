@@ -411,6 +411,26 @@ def test_a_state_key_reads_back_as_its_realm_category_and_key(realm_seed, catego
     assert kv_key.count(".") == 3  # one token each: no name adds a level
 
 
+def test_member_keys_have_the_room_of_a_protocol_line_not_more():
+    # a member key (and a watch's filter of them) may be as long as a protocol line leaves room for,
+    # MEMBER_ROOM bytes short of max_control_line; one byte more is refused, naming the category
+    limit = subjects.MAX_CONTROL_LINE - subjects.MEMBER_ROOM
+    assert limit == 4096 - 160
+
+    def refused(category: str) -> str:
+        return (rf"^category 'c{{40}}'… \({len(category)} characters\) is too long: its NATS subject would be "
+                rf"{limit + 1} bytes, over the {limit} beach allows")
+
+    at = "c" * (limit - len("global..u1"))
+    assert len(subjects.member_key("global", at, "u1")) == limit
+    with pytest.raises(CategoryError, match=refused(at + "c")):
+        subjects.member_key("global", at + "c", "u1")
+    at = "c" * (limit - len("global..>"))
+    assert len(subjects.member_keys("global", at)) == limit
+    with pytest.raises(CategoryError, match=refused(at + "c")):
+        subjects.member_keys("global", at + "c")
+
+
 # ---- the subjects of nodes' beats and figures, and of cancels: one token per node id or realm ----
 
 
