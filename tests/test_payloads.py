@@ -172,7 +172,7 @@ def test_a_reference_claiming_more_than_the_limit_is_refused_before_any_of_it_is
     assert beach.addActor("Blobs", "blobs/claims").isSuccess
     session = beach._core.session
     size = 2 * 1024 * MB
-    claim = wire.BodyRef("0" * 32, size, bodies.CHUNK, -(-size // bodies.CHUNK), b"k" * 32)
+    claim = wire.BodyRef("0" * 32, size, chunking.CHUNK, -(-size // chunking.CHUNK), b"k" * 32)
     envelope = wire.pack_referenced("a" * 24, "digest", claim, None, 10.0)
     subject = subjects.request_subject(beach._core._realm, "blobs/claims")
     started = time.monotonic()
