@@ -211,7 +211,12 @@ def test_logs_follow_shows_new_lines_live(beach, config_path):
     finally:
         os.killpg(follower.pid, signal.SIGINT)
         os.set_blocking(follower.stdout.fileno(), True)
-        _, stderr = follower.communicate(timeout=10)
+        try:
+            _, stderr = follower.communicate(timeout=10)
+        finally:  # (one that did not stop on Ctrl-C fails the test, and is not left running)
+            if follower.poll() is None:
+                os.killpg(follower.pid, signal.SIGKILL)
+                follower.communicate()
     assert "Traceback" not in stderr
 
 
