@@ -359,9 +359,15 @@ async def read(nc: Client, filter_subject: str, since: datetime.datetime | None 
         if since else ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     sub = await js.subscribe(filter_subject, stream=stream, ordered_consumer=True, config=deliver,
                              inactive_threshold=CONSUMER_INACTIVE)
+    task = asyncio.current_task()
     try:
         caught_up = False
         while True:
+            if task is not None and task.cancelling():
+                # Python 3.11's wait_for (inside next_msg) drops a cancellation that comes as a line
+                # does (gh-86296): the cancel was asked, so it ends here (else Ctrl-C did not stop
+                # ``beach logs --follow``)
+                raise asyncio.CancelledError
             try:
                 msg = await sub.next_msg(timeout=idle if not caught_up else 3600)
             except nats.errors.TimeoutError:

@@ -4,6 +4,8 @@ cluster-wide logs and stacks behind ``beach logs`` / ``beach stack``."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ import pytest
 
 from beach import logs
 from beach.cli import parser
+from beach.client.session import CANCEL_WAIT
 
 from .conftest import free_port, wait_for, write_config
 
@@ -218,6 +221,32 @@ def test_logs_follow_shows_new_lines_live(beach, config_path):
                 os.killpg(follower.pid, signal.SIGKILL)
                 follower.communicate()
     assert "Traceback" not in stderr
+
+
+def test_a_tool_stops_on_ctrl_c_even_if_its_work_drops_the_cancel(beach):
+    # Python 3.11's wait_for can drop a cancellation that comes as its wait ends (gh-86296): a tool
+    # whose work misses Ctrl-C's cancel that way stops all the same (a follower once ran on for 45 min)
+    session = beach._core.session
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            pass  # dropped, as wait_for may
+        await asyncio.sleep(3600)  # (a second cancel, the client's close, ends it)
+
+    async def interrupted() -> float:
+        tool = asyncio.ensure_future(session.unless_lost(stubborn()))
+        await asyncio.sleep(0.2)
+        asked = time.monotonic()
+        tool.cancel()  # what asyncio.Runner does on Ctrl-C
+        with contextlib.suppress(asyncio.CancelledError):
+            await tool
+        assert tool.cancelled()
+        return time.monotonic() - asked
+
+    took = beach._runner.run(interrupted())
+    assert CANCEL_WAIT - 0.5 < took < CANCEL_WAIT + 3
 
 
 def test_a_log_flood_is_bounded_and_counted(beach, config_path):

@@ -30,6 +30,7 @@ from beach.state.directory import SILENT, DirectoryView
 from beach.wire import subjects
 
 log = logging.getLogger("beach.bus")  # (the connection's)
+CANCEL_WAIT = 5.0  # seconds `Session.unless_lost` waits for its work to end once cancelled
 T = TypeVar("T")
 
 # The monotonic deadline of the request the current handler serves (None outside handlers):
@@ -129,8 +130,12 @@ class Session:
             self.lost_listeners.remove(listener)
             if not task.done():
                 task.cancel()
-                await asyncio.wait({task})
-        if lost.done() and (task.cancelled() or task.exception() is not None):
+                # (bounded: a cancellation the work dropped — Python 3.11's wait_for can, gh-86296 —
+                # must not keep a tool running after Ctrl-C)
+                await asyncio.wait({task}, timeout=CANCEL_WAIT)
+                if not task.done():
+                    log.warning("a tool's work did not stop %g s after it was cancelled: left behind", CANCEL_WAIT)
+        if lost.done() and (not task.done() or task.cancelled() or task.exception() is not None):
             raise ClosedError(f"{CLOSED}: the NATS server closed it for good ({lost.result()})")
         if isinstance(task.exception(), ClosedError) and bus.lost_suffix(self.nc):  # (before closed_cb ran)
             raise ClosedError(CLOSED + bus.lost_suffix(self.nc))
