@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -96,8 +97,18 @@ class NodeProcess:
                                         start_new_session=True, env=env)
 
     def wait_registered(self, client: Beach, timeout: float = 30.0) -> None:
-        wait_for(lambda: self.node_id in client._core.session.view.nodes or self.process.poll() is not None,
-                 timeout, what=f"node {self.node_id} to register")
+        """Wait until this run of the node is in the registry: an entry its previous run left (the
+        registry keeps a lost node's entry until the lease holder can write) does not count."""
+        try:
+            launched = psutil.Process(self.process.pid).create_time() - 1.0
+        except psutil.NoSuchProcess:  # (it exited: said below)
+            launched = 0.0
+
+        def registered() -> bool:
+            entry = client._core.session.view.nodes.get(self.node_id)
+            return (entry is not None and entry.started >= launched) or self.process.poll() is not None
+
+        wait_for(registered, timeout, what=f"node {self.node_id} to register")
         assert self.process.poll() is None, f"node {self.node_id} exited with {self.process.returncode}"
 
     def terminate(self, timeout: float = 40.0) -> int:
