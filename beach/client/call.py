@@ -28,7 +28,7 @@ from beach.client.runner import Background
 from beach.client.scope import Scope, current_scope
 from beach.client.session import Session
 from beach.errors import ClosedError, PayloadTooLarge
-from beach.wire import Failure, subjects
+from beach.wire import Failure
 
 # Waits before retrying: an empty category (or no bus) is usually an actor being restarted, which
 # takes 0.5-2.5 s: 0.5, 1, 2, 4 s covers one with nRetries=3 (3.5 s). A busy actor frees up fast.
@@ -220,16 +220,7 @@ class Call:
     def _tell_cancelled(self, reply: str) -> None:
         """Tell the actor serving the attempt whose reply subject is ``reply`` that its caller gave
         up: its host cancels the handler (`beach.client.scope`)."""
-        session = self.handle.session
-        body = wire.pack([reply])
-
-        async def tell() -> None:
-            try:
-                await session.publish(subjects.cancel_subject(self.handle._realm), body)
-            except Exception:  # (the connection closed: nobody to tell, the actor's deadline ends it)
-                pass
-
-        eagerly(tell(), self.handle._background)
+        eagerly(self.handle.session.tell_cancelled(self.handle._realm, reply), self.handle._background)
 
     def _answered(self, outcome: Msg | BaseException) -> None:
         """An attempt's end: its reply, or what ended it (a timeout, the bus refusing or closing)."""

@@ -315,6 +315,15 @@ class Session:
                 except Exception as err:  # its TTL deletes it
                     log.warning("could not delete payload %s after reading it: %s", body.name, err)
 
+    async def tell_cancelled(self, realm: str, reply: str) -> None:
+        """Tell the actor serving the attempt (or stream) whose reply subject is ``reply`` that its
+        caller gave up: its host cancels the handler (`beach.client.scope`). Nothing if the connection
+        is gone (nobody to tell: the actor's deadline, or its wait for a reader, ends it)."""
+        try:
+            await self.publish(subjects.cancel_subject(realm), wire.pack([reply]))
+        except Exception:
+            pass
+
     def check_size(self, payload: bytes, what: str) -> None:
         """Raise `PayloadTooLarge` if ``payload`` (sealed, with a key) exceeds the server's max_payload."""
         limit = self.nc.max_payload

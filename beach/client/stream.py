@@ -35,7 +35,7 @@ from beach.client.response import ActorResponse
 from beach.client.runner import Background
 from beach.client.session import Session
 from beach.errors import ClosedError, StreamError, UsageError
-from beach.wire import Failure, subjects
+from beach.wire import Failure
 
 WINDOW = 64
 """Items an actor sends ahead of what its caller's consumer has taken, at most."""
@@ -168,7 +168,8 @@ class Stream(AsyncIterator[Any]):
         if self.spans is not None:
             self.spans.end(CANCELLED, "cancelled: its reader dropped it", {"beach.stream.items": self._taken})
         try:
-            session.runner.loop.call_soon_threadsafe(_abandon, session, realm, reply, self._body)
+            session.runner.loop.call_soon_threadsafe(_abandon, session, realm, reply, self._body,
+                                                     self.handle._background)
         except RuntimeError:  # (the loop is closed: so is the connection)
             pass
 
@@ -307,11 +308,7 @@ class Stream(AsyncIterator[Any]):
         reply = self.reply
         self._end(outcome, text)
         if reply:
-            try:
-                await self.handle.session.publish(subjects.cancel_subject(self.handle._realm), wire.pack([reply]))
-            except Exception:  # (the connection closed: the producer's wait for a reader ends it)
-                pass
-
+            await self.handle.session.tell_cancelled(self.handle._realm, reply)
 
 
 def _outcome(err: BaseException) -> tuple[str, str]:
@@ -333,21 +330,10 @@ def _weakly(stream: Stream) -> Callable[[Msg | BaseException], None]:
     return on_message
 
 
-def _abandon(session: Session, realm: str, reply: str, body: bodies.Outgoing | None) -> None:
+def _abandon(session: Session, realm: str, reply: str, body: bodies.Outgoing | None, background: Background) -> None:
     """A stream collected unread: forget its inbox entry, let its request's stored data go, and
     tell its producer to stop."""
     session.inbox.forget(reply)
     if body is not None:
         body.release()
-
-    async def tell() -> None:
-        try:
-            await session.publish(subjects.cancel_subject(realm), wire.pack([reply]))
-        except Exception:  # (the connection closed: the producer's wait for a reader ends it)
-            pass
-
-    _told.add(task := asyncio.ensure_future(tell()))
-    task.add_done_callback(_told.discard)
-
-
-_told: set[asyncio.Future[None]] = set()  # (tasks nobody awaits are kept from the collector)
+    eagerly(session.tell_cancelled(realm, reply), background)
