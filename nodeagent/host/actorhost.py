@@ -156,6 +156,15 @@ class ActorHost(ControlServer):
         view.apply_local(key, revision, entry)
         return key, revision, entry
 
+    async def _delete(self, runtime: ActorRuntime) -> tuple[str, int]:
+        """Remove actor ``runtime``'s directory entry and its entries by category (`_put`'s undoing);
+        return ``(key, revision)`` of the deletion."""
+        view = self.session.view
+        key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, runtime.uid,
+                                                     view.members_kv, runtime.categories)
+        view.apply_local(key, revision, None)
+        return key, revision
+
     async def op_republish(self, args: dict[str, Any]) -> Reply:
         """Write back the directory entries of the actors ``args['uids']`` that the node agent saw
         go missing (the directory is soft state: an entry lost in KV, or removed while this node
@@ -169,8 +178,7 @@ class ActorHost(ControlServer):
             try:
                 await self._put(runtime)
                 if uid not in self.actors:  # stopped meanwhile: take the entry back out
-                    await directory.delete_actor(self.session.nc, self.session.view.actors_kv, runtime.realm, uid,
-                                                 self.session.view.members_kv, runtime.categories)
+                    await self._delete(runtime)
                     continue
                 log.warning("actor %s was missing from the directory: published again", uid)
             except Exception as err:
@@ -260,10 +268,7 @@ class ActorHost(ControlServer):
         key, revision = subjects.actor_key(runtime.realm, uid), 0
         if self.session.nc.is_connected or not self.stopped.is_set():  # leaving without NATS: others collect it
             try:
-                key, revision = await directory.delete_actor(self.session.nc, self.session.view.actors_kv,
-                                                             runtime.realm, uid, self.session.view.members_kv,
-                                                             runtime.categories)
-                self.session.view.apply_local(key, revision, None)
+                key, revision = await self._delete(runtime)
             except Exception as err:
                 log.warning("could not remove actor %s from the directory: %s", uid, err)
         if grace > 0:
