@@ -80,7 +80,7 @@ import math
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -102,6 +102,7 @@ from beach.state import clusterconfig
 from beach.wire import subjects
 
 log = logging.getLogger("beach.restbridge")
+T = TypeVar("T")
 
 HEADERS = {"action": "Beach-Action", "ident": "Beach-Ident", "timeout": "Beach-Timeout",
            "n_retries": "Beach-N-Retries", "key": "Beach-Key", "secret": "Beach-Secret", "from_all": "Beach-From-All",
@@ -401,11 +402,11 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
-async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
-    """``work``'s answer, or — when the client goes away first — ``work`` cancelled: no retry goes
-    on, nothing is delivered later, for nobody."""
+async def _until_gone(receive: Receive, work: Awaitable[T]) -> asyncio.Future[T]:
+    """``work`` run until it ends or the HTTP client goes away (``receive`` says so), whichever
+    comes first; then it is cancelled (also when this is) and waited for. Return its task, done."""
     task = asyncio.ensure_future(work)
-    gone = asyncio.ensure_future(_disconnected(request.receive))
+    gone = asyncio.ensure_future(_disconnected(receive))
     try:
         await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -413,6 +414,13 @@ async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
         if not task.done():
             task.cancel()
             await asyncio.wait({task})
+    return task
+
+
+async def _unless_gone(request: Request, work: Awaitable[Response]) -> Response:
+    """``work``'s answer, or — when the client goes away first — ``work`` cancelled: no retry goes
+    on, nothing is delivered later, for nobody."""
+    task = await _until_gone(request.receive, work)
     if task.cancelled():
         return Response(status_code=499)  # nobody reads it (nginx's "client closed request")
     return task.result()
@@ -461,15 +469,9 @@ class NDJSONStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        lines = asyncio.ensure_future(self._lines(send))
-        gone = asyncio.ensure_future(_disconnected(receive))
-        try:
-            await asyncio.wait({lines, gone}, return_when=asyncio.FIRST_COMPLETED)
+        try:  # (the client going away, or the server stopping, stops the producer)
+            lines = await _until_gone(receive, self._lines(send))
         finally:
-            gone.cancel()
-            if not lines.done():  # the client went away (or the server stops): so does the producer
-                lines.cancel()
-                await asyncio.wait({lines})
             await self.stream.aclose()
         if lines.done() and not lines.cancelled() and lines.exception() is None:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
