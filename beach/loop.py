@@ -11,10 +11,12 @@ uvloop misbehaves); processes a node starts inherit it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -55,3 +57,20 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(main)`` on a `new` loop."""
     with asyncio.Runner(loop_factory=new) as runner:
         return runner.run(main)
+
+
+@contextlib.contextmanager
+def after_uvicorn() -> Iterator[None]:
+    """Around ``uvicorn.Server.serve``: uvicorn re-raises the signal that stopped it once it is done,
+    to the handler it found (`run`'s, which would cancel the main coroutine mid-cleanup and exit
+    with a traceback); in this block that handler does nothing, so what follows the server (closing
+    the connection, flushing) runs to its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -814,7 +814,8 @@ async def _serve(args: argparse.Namespace, tls: dict[str, Any]) -> int:
             server.should_exit = True
 
         client.session.lost_listeners.append(stop)
-        await server.serve()
+        with beach_loop.after_uvicorn():
+            await server.serve()
         if lost:
             print(f"beach: the NATS server closed the REST bridge's connection for good ({lost[0]}): exiting",
                   file=sys.stderr)

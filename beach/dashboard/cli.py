@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import socket
 import sys
-import threading
-from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
@@ -104,21 +100,6 @@ class _Server(uvicorn.Server):
         self._loop.call_soon_threadsafe(self._dash.hub.close)  # we are in a signal handler
 
 
-@contextlib.contextmanager
-def _signals_handled_by_uvicorn() -> Iterator[None]:
-    # uvicorn re-raises the signal that stopped it once it is done, to the handler it found: make that
-    # one harmless, so the model and the connection are still closed (and the exit code is 0)
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 async def serve(app: Starlette, host: str, port: int) -> None:
     """Run the app's lifespan (connect, follow the cluster), then serve it on ``host:port`` until told
     to stop; raise `BusError` if the NATS server closes the connection for good (the dashboard exits 1)."""
@@ -142,7 +123,7 @@ async def serve(app: Starlette, host: str, port: int) -> None:
             dash.hub.close()
 
         dash.client.session.lost_listeners.append(stop)
-        with _signals_handled_by_uvicorn():
+        with beach_loop.after_uvicorn():
             await server.serve(sockets=[sock])
     if lost:
         raise BusError(f"the NATS server closed the dashboard's connection for good ({lost[0]}): exiting")
