@@ -277,7 +277,8 @@ class ClusterLogHandler(logging.Handler):
         assert self._wake is not None and self._nc is not None
         while True:
             try:  # a flood that stopped is reported within a second, even if nothing else is logged
-                await asyncio.wait_for(self._wake.wait(), 1.0 if self._flooding else None)
+                async with asyncio.timeout(1.0 if self._flooding else None):
+                    await self._wake.wait()
             except TimeoutError:
                 for source in list(self._flooding.values()):
                     if source.take(self.rate, self.burst):

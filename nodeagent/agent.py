@@ -165,7 +165,8 @@ class NodeAgent(ControlServer):
             # heartbeat goes on until the node leaves the registry
             if self.session.nc.is_connected:
                 try:
-                    await asyncio.wait_for(self.heartbeat(), directory.HEARTBEAT)
+                    async with asyncio.timeout(directory.HEARTBEAT):
+                        await self.heartbeat()
                 except Exception as err:
                     log.warning("node %s could not say it is stopping: %s", self.node_id, err)
             await self.sizes.stop()

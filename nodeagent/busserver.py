@@ -147,8 +147,8 @@ class NodeBus:
         that was in the cluster before rejoins through the routes it kept."""
         identity = self.identity
         try:  # a node that knows routes does not wait long for a JetStream that may need it back
-            known, jetstream = await asyncio.wait_for(self._ask_cluster(),
-                                                      REJOIN_WAIT if identity.routes else bus.JETSTREAM_WAIT + 10)
+            async with asyncio.timeout(REJOIN_WAIT if identity.routes else bus.JETSTREAM_WAIT + 10):
+                known, jetstream = await self._ask_cluster()
         except TimeoutError:
             err = BusError(f"the cluster's JetStream did not answer through {', '.join(self.config.nats.join)}")
             if identity.routes:

@@ -81,7 +81,8 @@ class HostPool:
         host = HostProcess(host_id, process, isolated)
         self.hosts[host_id] = host
         try:
-            await asyncio.wait_for(asyncio.shield(host.ready), HOST_START_SECONDS)
+            async with asyncio.timeout(HOST_START_SECONDS):
+                await asyncio.shield(host.ready)
         except TimeoutError:
             host.leaving = True
             process.kill()

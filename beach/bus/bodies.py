@@ -183,7 +183,8 @@ async def _purge(nc: Client, name: str) -> None:
 
 async def _wait(event: asyncio.Event, what: str) -> None:
     try:
-        await asyncio.wait_for(event.wait(), IDLE)
+        async with asyncio.timeout(IDLE):
+            await event.wait()
     except TimeoutError:
         raise BusError(f"NATS sent no {what} in {IDLE:g} s") from None
 

@@ -259,12 +259,14 @@ async def close(nc: Client, timeout: float = 5.0) -> None:
     nc.options["max_reconnect_attempts"] = 1
     if nc.is_connected:
         try:
-            await asyncio.wait_for(nc.drain(), timeout)
+            async with asyncio.timeout(timeout):
+                await nc.drain()
         except Exception:  # a drain that fails or overruns still ends in a close
             pass
     if not nc.is_closed:
         try:
-            await asyncio.wait_for(nc.close(), timeout)
+            async with asyncio.timeout(timeout):
+                await nc.close()
         except Exception:  # the server went away under us: nothing is left to flush
             pass
     reconnecting = nc._reconnection_task  # private, but the only handle on the loop above

@@ -57,7 +57,8 @@ class BucketWatch:
         ready: asyncio.Future[None] = loop.create_future()
         self._task = asyncio.create_task(self._follow(ready))
         try:
-            await asyncio.wait_for(asyncio.shield(ready), READY_SECONDS)
+            async with asyncio.timeout(READY_SECONDS):
+                await asyncio.shield(ready)
         except TimeoutError:
             await self.stop()
             raise BusError(f"the watch of KV bucket {self.kv._name} did not deliver its contents "

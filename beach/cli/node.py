@@ -48,7 +48,8 @@ class Scripts:
             return
         process.terminate()
         try:
-            await asyncio.wait_for(process.wait(), self.STOP_SECONDS)
+            async with asyncio.timeout(self.STOP_SECONDS):
+                await process.wait()
         except TimeoutError:
             process.kill()
             await process.wait()
@@ -140,7 +141,8 @@ def join(args: argparse.Namespace) -> str:
         if not rejoining:
             return await read()
         try:  # a node that joined before does not wait long for a JetStream that may need it back
-            return await asyncio.wait_for(read(), REJOIN_WAIT)
+            async with asyncio.timeout(REJOIN_WAIT):
+                return await read()
         except TimeoutError:
             raise BusError(f"the cluster's JetStream did not answer through {url} within {REJOIN_WAIT:g}s") from None
 

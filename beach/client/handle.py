@@ -396,7 +396,8 @@ class ActorHandle:
     async def _interrupted(self, call: Call) -> None:
         """End ``call`` (its caller was interrupted) and see its actor told before the process goes on."""
         call.cancel("cancelled: interrupted (Ctrl-C)")
-        await asyncio.wait_for(self._session.nc.flush(), 1.0)
+        async with asyncio.timeout(1.0):
+            await self._session.nc.flush()
 
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:

@@ -222,7 +222,8 @@ class FutureResults:
 
                 self._runner.soon(lambda: self._when(lambda: self._finished, wake))
             try:
-                await asyncio.wait_for(finished, timeout)
+                async with asyncio.timeout(timeout):
+                    await finished
             except TimeoutError:
                 pass
         return self.getAllResults()

@@ -234,7 +234,8 @@ class Session:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""
         try:
-            await asyncio.wait_for(self.view.stop(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.view.stop()
         except (TimeoutError, Exception):
             pass
         await bus.close(self.nc, timeout)

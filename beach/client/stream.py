@@ -205,7 +205,8 @@ class Stream(AsyncIterator[Any]):
         while not self._arrived:
             self._wake = loop.create_future()
             try:
-                await asyncio.wait_for(self._wake, max(0.0, min(CHECK, deadline - loop.time())))
+                async with asyncio.timeout(max(0.0, min(CHECK, deadline - loop.time()))):
+                    await self._wake
             except TimeoutError:
                 await self._if_silent(loop.time() >= deadline)
             finally:

@@ -35,7 +35,8 @@ class Subscription:
     async def next(self, timeout: float) -> set[str]:
         """The parts changed since the last call, once there are some (empty after ``timeout`` s)."""
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         except TimeoutError:
             return set()
         self._ready.clear()

@@ -63,7 +63,8 @@ async def node_up(client: AsyncBeach, node_id: str) -> dict[str, Any]:
 
     sub = await client.session.nc.subscribe(subjects.node_stats_subject(node_id), cb=figures)
     try:
-        await asyncio.wait_for(heard, LATE)
+        async with asyncio.timeout(LATE):
+            await heard
     except TimeoutError:
         raise Unhealthy(f"node {node_id} has sent no heartbeat for {LATE:g}s (its agent hangs?)") from None
     finally:

@@ -169,7 +169,8 @@ class ActorRuntime:
 
         async def drain(sub: Any) -> None:
             try:
-                await asyncio.wait_for(sub.drain(), HOOK_SECONDS)
+                async with asyncio.timeout(HOOK_SECONDS):
+                    await sub.drain()
             except Exception:  # connection closing, or a message that never finishes: go on
                 pass
 
@@ -186,7 +187,8 @@ class ActorRuntime:
         await self.unsubscribe()
         await self._hook(self.actor.drain, "drain")
         try:
-            await asyncio.wait_for(self.dispatcher.idle.wait(), drain_seconds)
+            async with asyncio.timeout(drain_seconds):
+                await self.dispatcher.idle.wait()
         except TimeoutError:
             log.warning("actor %s stopped with %d requests still in progress", self.uid, self.dispatcher.inflight)
         await self.timers.cancel()
@@ -200,7 +202,8 @@ class ActorRuntime:
 
     async def _hook(self, hook: Callable[[], Any], name: str) -> None:
         try:
-            await asyncio.wait_for(self.call(hook), HOOK_SECONDS)
+            async with asyncio.timeout(HOOK_SECONDS):
+                await asyncio.ensure_future(self.call(hook))  # (its own task: what it sets in its context stays there)
         except TimeoutError:  # a def hook's thread cannot be stopped: it is left to finish alone
             self.last_error = f"{name}() did not finish within {HOOK_SECONDS:g}s"
             log.error("%s of actor %s did not finish within %gs: going on without it", name, self.uid, HOOK_SECONDS)

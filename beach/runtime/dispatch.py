@@ -455,7 +455,8 @@ class Dispatcher:
                 while stream.count - read >= window and not (scope is not None and scope.cancelled):
                     moved.clear()
                     try:
-                        await asyncio.wait_for(moved.wait(), stream.wait)
+                        async with asyncio.timeout(stream.wait):
+                            await moved.wait()
                     except TimeoutError:  # its reader is gone
                         return _EXPIRED
                 if scope is not None and scope.cancelled:

@@ -111,7 +111,8 @@ class Turn:
         if self._finished is None:
             self._finished = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(self._finished), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._finished)
         except TimeoutError:
             pass
 

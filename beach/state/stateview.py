@@ -98,7 +98,8 @@ async def _last_values(session: Session, filter_subject: str, headers_only: bool
             raise bus.failure(err, "cannot read the actor state") from None
         if info.num_pending:
             try:
-                await asyncio.wait_for(done, timeout)
+                async with asyncio.timeout(timeout):
+                    await done
             except TimeoutError:
                 raise BusError(f"reading the actor state took over {timeout:g}s") from None
     finally:
@@ -230,7 +231,8 @@ class SizeTracker:
                     self._loaded.set_result(None)
         assert self._loaded is not None
         try:
-            await asyncio.wait_for(asyncio.shield(self._loaded), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._loaded)
         except TimeoutError:
             log.warning("the sizes of actor state are still being counted after %gs", timeout)
 

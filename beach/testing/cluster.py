@@ -317,7 +317,8 @@ class LocalCluster:
             raise AssertionError("unreachable: a followed log never ends")
 
         try:
-            return await asyncio.wait_for(first(), timeout)
+            async with asyncio.timeout(timeout):
+                return await first()
         except TimeoutError:
             raise TimeoutError(f"no log line containing {text!r} within {timeout:g}s") from None
 

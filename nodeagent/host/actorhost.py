@@ -217,7 +217,8 @@ class ActorHost(ControlServer):
         # (the actor's life — its init, subscriptions, timers — is not part of this spawn's trace)
         start = tracing.outside().run(asyncio.ensure_future, runtime.start())
         try:
-            await asyncio.wait_for(asyncio.shield(start), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(start)
         except ActorInitError as err:
             self._maybe_exit()
             return Reply(False, f"init() of actor {name!r} raised", {"st": str(err)})
