@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import stat
@@ -22,8 +23,6 @@ from cryptography import x509
 from beach.errors import ConfigError
 from beach.security.certs import client_context, make_ca, make_cert
 
-from .conftest import free_port
-
 NATS_SERVER = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "nats-server"
 HOSTS = ("127.0.0.1", "localhost")
 
@@ -36,28 +35,25 @@ def _connect(url: str, **options: object):
     return nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False, **options)
 
 
-def _wait_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        assert process.poll() is None, f"nats-server exited with {process.returncode}:\n{log.read_text()}"
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                pytest.fail(f"nats-server not accepting on port {port} after {timeout}s:\n{log.read_text()}")
-            time.sleep(0.02)
+LISTENING = re.compile(rb"Listening for (client|route) connections on 127\.0\.0\.1:(\d+)")
 
 
 @contextmanager
-def nats_server(config: Path, port: int) -> Iterator[subprocess.Popen]:
-    """Run ``nats-server -c config`` until the block ends; yield it once it accepts connections on ``port``."""
+def nats_server(config: Path, timeout: float = 10.0) -> Iterator[dict[str, int]]:
+    """Run ``nats-server -c config`` (its ports ``-1``: chosen by the server, so no other process can
+    take one between its choice and its use) until the block ends; yield the ports it listens on, by
+    kind (``client``, ``route``), once its log says it is ready."""
     log = config.with_suffix(".log")
     with open(log, "wb") as out:
         process = subprocess.Popen([str(NATS_SERVER), "-c", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait_port(port, process, log)
-        yield process
+        deadline = time.monotonic() + timeout
+        while b"Server is ready" not in (text := log.read_bytes()):
+            assert process.poll() is None, f"nats-server exited with {process.returncode}:\n{text.decode()}"
+            if time.monotonic() > deadline:
+                pytest.fail(f"nats-server not ready after {timeout}s:\n{text.decode()}")
+            time.sleep(0.02)
+        yield {kind.decode(): int(port) for kind, port in LISTENING.findall(text)}
     finally:
         process.terminate()
         try:
@@ -123,13 +119,11 @@ def test_client_context_names_the_bad_file(tmp_path: Path, pki: dict[str, str]) 
 
 
 def test_nats_client_over_tls(tmp_path: Path, pki: dict[str, str]) -> None:
-    port = free_port()
     config = tmp_path / "server.conf"
-    config.write_text(f"listen: 127.0.0.1:{port}\n{_tls_block(pki['cert'], pki['key'], pki['ca'], False)}\n")
+    config.write_text(f"listen: 127.0.0.1:-1\n{_tls_block(pki['cert'], pki['key'], pki['ca'], False)}\n")
     other_ca, _ = make_ca(str(tmp_path / "other"))
-    url = f"nats://127.0.0.1:{port}"
 
-    async def scenario() -> None:
+    async def scenario(url: str) -> None:
         nc = await _connect(url, tls=client_context(pki["ca"]))
         try:
             sub = await nc.subscribe("tls.test")
@@ -146,8 +140,9 @@ def test_nats_client_over_tls(tmp_path: Path, pki: dict[str, str]) -> None:
         with pytest.raises(ssl.SSLCertVerificationError):
             await _connect(url)
 
-    with nats_server(config, port):
-        asyncio.run(scenario())
+    with nats_server(config) as ports:
+        port = ports["client"]
+        asyncio.run(scenario(f"nats://127.0.0.1:{port}"))
         # nats-py goes TLS only because INFO says tls_required (tls= and a tls:// URL do not make it insist), so
         # the server must require it, and does: a client that ignores tls_required and talks plain text is
         # dropped (the server takes the bytes for a bad TLS handshake) before it gets a PONG.
@@ -162,44 +157,44 @@ def test_nats_client_over_tls(tmp_path: Path, pki: dict[str, str]) -> None:
 
 
 def test_cluster_routes_over_tls(tmp_path: Path, pki: dict[str, str]) -> None:
-    client_ports, route_ports = [free_port(), free_port()], [free_port(), free_port()]
-    configs = []
-    for i in range(2):
-        other = route_ports[1 - i]
-        config = tmp_path / f"server-{i + 1}.conf"
-        config.write_text(
-            f"server_name: tls-{i + 1}\n"
-            f"listen: 127.0.0.1:{client_ports[i]}\n"
+    def config(name: str, routes: str) -> Path:
+        path = tmp_path / f"{name}.conf"
+        path.write_text(
+            f"server_name: {name}\n"
+            f"listen: 127.0.0.1:-1\n"
             f"{_tls_block(pki['cert'], pki['key'], pki['ca'], False)}\n"
-            f"cluster {{\n  name: beach-tls\n  listen: 127.0.0.1:{route_ports[i]}\n"
-            f"  routes: [\"nats-route://127.0.0.1:{other}\"]\n"
+            f"cluster {{\n  name: beach-tls\n  listen: 127.0.0.1:-1\n  routes: [{routes}]\n"
             f"  {_tls_block(pki['cert'], pki['key'], pki['ca'], True)}\n}}\n"
         )
-        configs.append(config)
+        return path
 
-    async def scenario() -> None:
+    async def scenario(url_one: str, url_two: str) -> None:
         context = client_context(pki["ca"])
-        one = await _connect(f"nats://127.0.0.1:{client_ports[0]}", tls=context)
-        two = await _connect(f"nats://127.0.0.1:{client_ports[1]}", tls=context)
+        one = await _connect(url_one, tls=context)
         try:
-            async def answer(msg) -> None:
-                await one.publish(msg.reply, b"pong from 1 via " + msg.data)
+            two = await _connect(url_two, tls=context)
+            try:
+                async def answer(msg) -> None:
+                    await one.publish(msg.reply, b"pong from 1 via " + msg.data)
 
-            await one.subscribe("tls.route", cb=answer)
-            await one.flush()
-            # The subscription reaches server 2 only once the TLS route is up: retry a request until it does.
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    reply = await two.request("tls.route", b"2", timeout=0.5)
-                    break
-                except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                    assert time.monotonic() < deadline, "no route between the servers after 10 s"
-                    await asyncio.sleep(0.1)
-            assert reply.data == b"pong from 1 via 2"
+                await one.subscribe("tls.route", cb=answer)
+                await one.flush()
+                # The subscription reaches server 2 only once the TLS route is up: retry a request until it does.
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        reply = await two.request("tls.route", b"2", timeout=0.5)
+                        break
+                    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                        assert time.monotonic() < deadline, "no route between the servers after 10 s"
+                        await asyncio.sleep(0.1)
+                assert reply.data == b"pong from 1 via 2"
+            finally:
+                await two.close()
         finally:
             await one.close()
-            await two.close()
 
-    with nats_server(configs[0], client_ports[0]), nats_server(configs[1], client_ports[1]):
-        asyncio.run(scenario())
+    # (the second names the first's route port, which the first chose: a route is used both ways)
+    with nats_server(config("tls-1", "")) as first:
+        with nats_server(config("tls-2", f'"nats-route://127.0.0.1:{first["route"]}"')) as second:
+            asyncio.run(scenario(f"nats://127.0.0.1:{first['client']}", f"nats://127.0.0.1:{second['client']}"))
