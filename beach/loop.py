@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -74,3 +74,24 @@ def after_uvicorn() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+async def within(awaitable: Awaitable[T], timeout: float | None) -> T:
+    """``awaitable``'s result, run in a task of its own for ``timeout`` seconds at most (then it is
+    cancelled and waited for, and `TimeoutError` raised); cancelling the caller cancels it too.
+
+    What ``asyncio.wait_for`` is meant to be, without Python 3.11's flaw (it returns the result when
+    the awaited thing ends in the turn its caller is cancelled: the cancellation is lost). Its own
+    task keeps inside it what it does with a cancellation: nats-py's ``drain`` swallows one, which,
+    awaited inline under ``asyncio.timeout``, would swallow the timeout (and a cancel of the caller).
+    For a future or event of beach's own, ``async with asyncio.timeout(...)`` is enough."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(task)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})  # (a second cancel of the caller meanwhile goes on up)
+        if not task.cancelled():
+            task.exception()  # (retrieved: an outcome nobody waits for any more is not reported as lost)

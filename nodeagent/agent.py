@@ -22,6 +22,7 @@ import nats.errors
 from msgspec.structs import replace
 
 from beach import bus, logs, wire
+from beach import loop as beach_loop
 from beach.bus import bodies
 from beach.client.core import AsyncBeach
 from beach.client.runner import Background, Runner
@@ -165,8 +166,7 @@ class NodeAgent(ControlServer):
             # heartbeat goes on until the node leaves the registry
             if self.session.nc.is_connected:
                 try:
-                    async with asyncio.timeout(directory.HEARTBEAT):
-                        await self.heartbeat()
+                    await beach_loop.within(self.heartbeat(), directory.HEARTBEAT)
                 except Exception as err:
                     log.warning("node %s could not say it is stopping: %s", self.node_id, err)
             await self.sizes.stop()

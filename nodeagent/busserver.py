@@ -41,6 +41,7 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from beach import bus, logs
+from beach import loop as beach_loop
 from beach.backoff import backoff
 from beach.bus import clustering
 from beach.bus.clustering import Identity, ServerSpec
@@ -147,8 +148,8 @@ class NodeBus:
         that was in the cluster before rejoins through the routes it kept."""
         identity = self.identity
         try:  # a node that knows routes does not wait long for a JetStream that may need it back
-            async with asyncio.timeout(REJOIN_WAIT if identity.routes else bus.JETSTREAM_WAIT + 10):
-                known, jetstream = await self._ask_cluster()
+            known, jetstream = await beach_loop.within(self._ask_cluster(),
+                                                       REJOIN_WAIT if identity.routes else bus.JETSTREAM_WAIT + 10)
         except TimeoutError:
             err = BusError(f"the cluster's JetStream did not answer through {', '.join(self.config.nats.join)}")
             if identity.routes:

@@ -20,6 +20,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from beach import loop as beach_loop
 from beach.config import Config
 from beach.errors import CLOSED, BusError, ClosedError, PayloadTooLarge, PermissionDenied
 from beach.security.sealedkv import SealedBucket
@@ -259,14 +260,12 @@ async def close(nc: Client, timeout: float = 5.0) -> None:
     nc.options["max_reconnect_attempts"] = 1
     if nc.is_connected:
         try:
-            async with asyncio.timeout(timeout):
-                await nc.drain()
+            await beach_loop.within(nc.drain(), timeout)
         except Exception:  # a drain that fails or overruns still ends in a close
             pass
     if not nc.is_closed:
         try:
-            async with asyncio.timeout(timeout):
-                await nc.close()
+            await beach_loop.within(nc.close(), timeout)
         except Exception:  # the server went away under us: nothing is left to flush
             pass
     reconnecting = nc._reconnection_task  # private, but the only handle on the loop above

@@ -141,8 +141,7 @@ def join(args: argparse.Namespace) -> str:
         if not rejoining:
             return await read()
         try:  # a node that joined before does not wait long for a JetStream that may need it back
-            async with asyncio.timeout(REJOIN_WAIT):
-                return await read()
+            return await beach_loop.within(read(), REJOIN_WAIT)
         except TimeoutError:
             raise BusError(f"the cluster's JetStream did not answer through {url} within {REJOIN_WAIT:g}s") from None
 

@@ -20,6 +20,7 @@ from typing import Any, Literal, overload
 
 from nats.aio.msg import Msg
 
+from beach import loop as beach_loop
 from beach import metering, tracing, wire
 from beach.bus import bodies
 from beach.bus.inbox import no_responders
@@ -396,8 +397,7 @@ class ActorHandle:
     async def _interrupted(self, call: Call) -> None:
         """End ``call`` (its caller was interrupted) and see its actor told before the process goes on."""
         call.cancel("cancelled: interrupted (Ctrl-C)")
-        async with asyncio.timeout(1.0):
-            await self._session.nc.flush()
+        await beach_loop.within(self._session.nc.flush(), 1.0)
 
     def shoot(self, requestType: str, data: Any = None, timeout: float | None = None, key: Any = None,
               nRetries: int | None = None, onFailure: Callable[[Any], Any] | None = None) -> bool:

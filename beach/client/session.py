@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from beach import bus, metering, tracing, wire
+from beach import loop as beach_loop
 from beach.bus import bodies, kvwatch
 from beach.bus.inbox import Inbox
 from beach.client.runner import Runner
@@ -234,8 +235,7 @@ class Session:
     async def close(self, timeout: float = 5.0) -> None:
         """Stop the view and drain the connection (closing it if the drain takes over ``timeout``)."""
         try:
-            async with asyncio.timeout(timeout):
-                await self.view.stop()
+            await beach_loop.within(self.view.stop(), timeout)
         except (TimeoutError, Exception):
             pass
         await bus.close(self.nc, timeout)

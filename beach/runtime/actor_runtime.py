@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from beach import loop as beach_loop
 from beach import metering
 from beach.actor import Actor, ActorRequest, Backend
 from beach.client.group import ActorHandleGroup
@@ -169,8 +170,7 @@ class ActorRuntime:
 
         async def drain(sub: Any) -> None:
             try:
-                async with asyncio.timeout(HOOK_SECONDS):
-                    await sub.drain()
+                await beach_loop.within(sub.drain(), HOOK_SECONDS)
             except Exception:  # connection closing, or a message that never finishes: go on
                 pass
 
@@ -202,8 +202,7 @@ class ActorRuntime:
 
     async def _hook(self, hook: Callable[[], Any], name: str) -> None:
         try:
-            async with asyncio.timeout(HOOK_SECONDS):
-                await asyncio.ensure_future(self.call(hook))  # (its own task: what it sets in its context stays there)
+            await beach_loop.within(self.call(hook), HOOK_SECONDS)  # (its own task: what it sets stays there)
         except TimeoutError:  # a def hook's thread cannot be stopped: it is left to finish alone
             self.last_error = f"{name}() did not finish within {HOOK_SECONDS:g}s"
             log.error("%s of actor %s did not finish within %gs: going on without it", name, self.uid, HOOK_SECONDS)

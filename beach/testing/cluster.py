@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import datetime
 import os
 import secrets
@@ -23,7 +24,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncGenerator, Coroutine, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -311,19 +312,20 @@ class LocalCluster:
                             system: bool = False, timeout: float = 10.0) -> dict[str, Any]:
         """`wait_for_log`, awaited."""
         async def first() -> dict[str, Any]:
-            async for line in self._read(target, realm, system, follow=True):
-                if text in line["msg"]:
-                    return line
+            # (closed here, its client with it: not left to the loop's shutdown, which cancels first)
+            async with contextlib.aclosing(self._read(target, realm, system, follow=True)) as lines:
+                async for line in lines:
+                    if text in line["msg"]:
+                        return line
             raise AssertionError("unreachable: a followed log never ends")
 
         try:
-            async with asyncio.timeout(timeout):
-                return await first()
+            return await beach_loop.within(first(), timeout)
         except TimeoutError:
             raise TimeoutError(f"no log line containing {text!r} within {timeout:g}s") from None
 
     async def _read(self, target: str | None, realm: str | None, system: bool,
-                    follow: bool) -> AsyncIterator[dict[str, Any]]:
+                    follow: bool) -> AsyncGenerator[dict[str, Any], None]:
         uid = category = None
         if target:
             if beach_logs.UID.fullmatch(target):
