@@ -6,6 +6,9 @@ REST bridge run on `new` loops. A user's own loop is never replaced: ``AsyncBeac
 whatever loop awaits it, and no event loop policy is installed. ``BEACH_EVENT_LOOP=asyncio`` in the
 environment chooses asyncio's loop even where uvloop is installed (to compare the two, or where
 uvloop misbehaves); processes a node starts inherit it.
+
+Also what waiting on those loops needs: `within` (a bounded wait that loses no cancellation) and
+`after_uvicorn` (a web tool's cleanup, run to its end after uvicorn re-raises its stop signal).
 """
 
 from __future__ import annotations
