@@ -272,9 +272,11 @@ class NodeAgent(ControlServer):
     async def republish(self) -> None:
         """Have this node's hosts write back the directory entries of their actors that left the
         directory while they run (an entry lost in KV, or removed while this node seemed dead). A
-        host's own view holds only the categories its actors call: this agent's holds every entry.
-        An actor missed at two looks in a row is asked for (a spawn under way is placed a moment
-        before its entry is in the view); one its host no longer runs is no longer placed."""
+        host's own view holds only the categories its actors call: this agent's holds this node's
+        actors (by their entries under the node, ``beach_placed``, which every removal takes out
+        with the others; the whole directory while it supervises). An actor missed at two looks in
+        a row is asked for (a spawn under way is placed a moment before its entry is in the view);
+        one its host no longer runs is no longer placed."""
         view = self.session.view
         missing = {uid for uid in self.pool.placed if uid not in view.actors}
         due, self._missing = missing & self._missing, missing
@@ -450,13 +452,16 @@ class NodeAgent(ControlServer):
     # ---------------------------------------------------------------- registry
 
     def _counts(self) -> tuple[dict[str, int], dict[str, int]]:
-        """This node's actors: ``({host: n}, {realm: n})``, as the directory says."""
+        """This node's actors: ``({host: n}, {realm: n})``, as the directory says, with those spawned
+        here whose entry the view does not show yet (a view holding this node's actors only takes
+        no write of its own at once: `DirectoryView.apply_local`)."""
+        mine = dict(self.pool.placed)
+        mine.update({a.uid: (a.host, a.realm) for a in self.session.view.actors.values() if a.node == self.node_id})
         per_host: dict[str, int] = {}
         per_realm: dict[str, int] = {}
-        for actor in self.session.view.actors.values():
-            if actor.node == self.node_id:
-                per_host[actor.host] = per_host.get(actor.host, 0) + 1
-                per_realm[actor.realm] = per_realm.get(actor.realm, 0) + 1
+        for host, realm in mine.values():
+            per_host[host] = per_host.get(host, 0) + 1
+            per_realm[realm] = per_realm.get(realm, 0) + 1
         return per_host, per_realm
 
     def entry(self) -> NodeEntry:
@@ -473,8 +478,8 @@ class NodeAgent(ControlServer):
         )
 
     def load(self) -> NodeLoad:
-        """This node's load figures now: CPU, memory, its actors (a spawn done here is in this
-        agent's view at once: `op_spawn`), the spawns under way."""
+        """This node's load figures now: CPU, memory, its actors (a spawn done here is counted at
+        once: `_counts`), the spawns under way."""
         per_host, per_realm = self._counts()
         figures = health.sample()
         return NodeLoad(

@@ -64,8 +64,9 @@ REJOIN_WAIT = 5.0  # seconds a node that knows the routes asks the cluster befor
 ROUTES_WAIT = 3 * GROWTH_SECONDS
 # The streams the issue of a lost machine must not touch: directory, desired state, pushed config
 # and servers, code, logs, audit (their replicas are raised once three machines carry JetStream).
-REPLICATED_STREAMS = (f"KV_{bus.ACTORS_BUCKET}", f"KV_{bus.MEMBERS_BUCKET}", f"KV_{bus.NODES_BUCKET}",
-                      f"KV_{bus.DESIRED_BUCKET}", f"KV_{clusterconfig.CONFIG_BUCKET}", f"OBJ_{CODE_BUCKET}",
+REPLICATED_STREAMS = (f"KV_{bus.ACTORS_BUCKET}", f"KV_{bus.MEMBERS_BUCKET}", f"KV_{bus.PLACED_BUCKET}",
+                      f"KV_{bus.NODES_BUCKET}", f"KV_{bus.DESIRED_BUCKET}", f"KV_{clusterconfig.CONFIG_BUCKET}",
+                      f"OBJ_{CODE_BUCKET}",
                       logs.STREAM, audit.STREAM)
 LEGACY_HELP = ("to let it grow: 'beach backup CONFIG FILE', stop the node, move {store} away, start the node "
                "again (it starts clustered) and 'beach restore CONFIG FILE' (docs/operations.md)")

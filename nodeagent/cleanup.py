@@ -64,10 +64,13 @@ class Cleanup:
 
         async def forget(uid: str, realm: str) -> None:
             self.pool.placed.pop(uid, None)
-            known = view.actors.get(uid)  # (its entries by category go first: this agent's view holds them all)
+            known = view.actors.get(uid)  # (its entries by category and node go first: its view holds
+            # this node's actors, and the lease holder's, which sweeps other nodes', holds them all)
+            node = known.node if known is not None else self.node_id
             try:
-                key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, realm, uid,
-                                                             view.members_kv, known.categories if known else ())
+                key, revision = await directory.delete_actor(
+                    self.session.nc, view.actors_kv, realm, uid, view.members_kv, known.categories if known else (),
+                    (view.placed_kv, node) if view.placed_kv is not None else None)
                 view.apply_local(key, revision, None)
             except Exception as err:
                 log.warning("could not remove actor %s %s: %s", uid, whose, err)
@@ -76,7 +79,9 @@ class Cleanup:
 
     async def orphans(self, act: bool = True) -> None:
         """Delete the entries whose node has been out of the registry for `ORPHAN_GRACE` seconds;
-        without ``act``, only note since when (so an agent that takes the lease over acts on time)."""
+        without ``act``, only note since when (so an agent that takes the lease over acts on time:
+        the standby, whose view holds the whole directory too; another agent's holds only its own
+        node's actors, none of them orphans, and a new holder of the lease starts counting)."""
         view = self.session.view
         now = time.monotonic()
         orphans = {a.uid: a.realm for a in view.actors.values() if a.node not in view.nodes}

@@ -7,6 +7,10 @@ read from the desired-state copy the supervisor watches anyway (`desired.Mirror`
 dies, its standby (`nodeagent.liveness.standby`) removes it from the registry and takes the lease at
 once; were the standby gone too, any agent takes it once it has not been renewed for
 `desired.LEASE_SECONDS`.
+
+The holder and its standby hold the whole actor directory; every other agent's view holds its own
+node's actors only (`DirectoryView.whole`, switched each round as the roles move): an agent that
+takes the lease loads the whole directory before its first round acts.
 """
 
 from __future__ import annotations
@@ -80,6 +84,10 @@ class Supervisor:
                 if leading != self.leading:
                     log.info("node %s %s the supervisor lease", self.node_id, "holds" if leading else "lost")
                     self.leading = leading
+                # the holder and its standby hold the whole directory, every other agent its own
+                # node's actors; the holder acts only once all of it is loaded (from a half-loaded
+                # view it would re-place or stop actors that run)
+                await self.view.whole(leading or self.standby())
                 if leading:
                     await self.reconcile()
                 else:
@@ -144,7 +152,8 @@ class Supervisor:
 
     def _watch(self) -> None:
         """While another agent supervises: note which incarnations run, so that on taking over this
-        one restarts an actor that died meanwhile at once (not after `UNSEEN_GRACE`)."""
+        one restarts an actor that died meanwhile at once (not after `UNSEEN_GRACE`). (The standby
+        sees them all; another agent's view, its own node's only: it gives the others their grace.)"""
         assert self.mirror is not None
         uids = {record.uid for record, _ in self.mirror.under("sup.", SupervisionRecord).values()}
         self._seen = {uid for uid in self._seen if uid in uids} | {uid for uid in uids if self._alive(uid)}

@@ -21,6 +21,7 @@ from beach.bus.connection import (
     NODES_BUCKET,
     PING_SECONDS,
     PINGS_MISSED,
+    PLACED_BUCKET,
     STATE_BUCKET,
     BusClient,
     Refusals,
@@ -34,7 +35,7 @@ from beach.bus.connection import (
     open_bucket,
     open_buckets,
     open_desired,
-    open_members,
+    open_indexes,
     open_state,
     sealed,
     through_election,
@@ -43,9 +44,9 @@ from beach.bus.connection import (
 
 __all__ = [
     "ACTORS_BUCKET", "CONNECT_TRIES", "CONSUMER_INACTIVE", "DESIRED_BUCKET", "JETSTREAM_WAIT", "JS_TIMEOUT",
-    "MEMBERS_BUCKET", "NODES_BUCKET", "PINGS_MISSED",
+    "MEMBERS_BUCKET", "NODES_BUCKET", "PINGS_MISSED", "PLACED_BUCKET",
     "PING_SECONDS", "STATE_BUCKET", "BusClient", "Refusals", "auto_replicas", "close", "connect", "exposed",
-    "failure", "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "open_members",
+    "failure", "lost_reason", "lost_suffix", "open_bucket", "open_buckets", "open_desired", "open_indexes",
     "open_state", "sealed",
     "through_election",
     "translated",

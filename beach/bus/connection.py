@@ -32,6 +32,7 @@ log = logging.getLogger("beach.bus")
 
 ACTORS_BUCKET = "beach_actors"
 MEMBERS_BUCKET = "beach_members"  # the actor entries again, keyed by category (`beach.state.directory`)
+PLACED_BUCKET = "beach_placed"  # the actor entries again, keyed by node (`beach.state.directory`)
 NODES_BUCKET = "beach_nodes"
 DESIRED_BUCKET = "beach_desired"
 CONNECT_TRIES = 3  # the fewest attempts per server of a first connection
@@ -405,13 +406,16 @@ async def open_buckets(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
     return sealed(actors, config), sealed(nodes, config)
 
 
-async def open_members(nc: Client, config: Config) -> KeyValue:
-    """Open (or create) the members bucket: each actor's entry under each of its categories
-    (`beach.wire.subjects.member_key`), which node processes write with the actor's own entry and
-    an actor host watches by category (`beach.state.directory.DirectoryView`)."""
+async def open_indexes(nc: Client, config: Config) -> tuple[KeyValue, KeyValue]:
+    """Open (or create) the buckets where node processes write each actor's entry again, with its
+    own: ``(members, placed)`` — under each of its categories (`beach.wire.subjects.member_key`),
+    which an actor host watches by category, and under its node (`beach.wire.subjects.placed_key`),
+    which a node agent watches for its own node's actors (`beach.state.directory.DirectoryView`)."""
     replicas = config.nats.kv_replicas or auto_replicas(nc)
-    kv = await open_bucket(nc.jetstream(timeout=JS_TIMEOUT), MEMBERS_BUCKET, replicas)
-    return sealed(kv, config)
+    js = nc.jetstream(timeout=JS_TIMEOUT)
+    members = await open_bucket(js, MEMBERS_BUCKET, replicas)
+    placed = await open_bucket(js, PLACED_BUCKET, replicas)
+    return sealed(members, config), sealed(placed, config)
 
 
 async def open_desired(nc: Client, config: Config) -> KeyValue:

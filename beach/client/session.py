@@ -74,11 +74,12 @@ class Session:
 
     @classmethod
     async def open(cls, config: Config, runner: Runner, name: str, node_id: str | None = None,
-                   partial: bool = False, **options: Any) -> Session:
+                   partial: bool = False, own: bool = False, **options: Any) -> Session:
         """Connect, open the directory buckets and load the view; raise `BusError` on failure. A
-        node's process (``node_id`` given) opens the members bucket too, which it writes; with
-        ``partial`` (an actor host), its view holds only the categories its handles ask for
-        (`DirectoryView.want`).
+        node's process (``node_id`` given) opens the members and by-node buckets too, which it
+        writes; with ``partial`` (an actor host, a node agent), its view holds only the categories
+        its handles ask for (`DirectoryView.want`) and, with ``own`` (a node agent), node
+        ``node_id``'s actors (the whole directory when asked: `DirectoryView.whole`).
 
         If the server later closes the connection for good, every call waiting on it and every
         later one raises `ClosedError` naming the server's reason, and ``lost_listeners`` hear it."""
@@ -94,9 +95,10 @@ class Session:
         nc = await bus.connect(config, name, on_lost=lost, error_cb=refusals.error_cb, **options)
         try:
             actors_kv, nodes_kv = await bus.open_buckets(nc, config)
-            members_kv = None if node_id is None else await bus.open_members(nc, config)
+            members_kv, placed_kv = (None, None) if node_id is None else await bus.open_indexes(nc, config)
             with bus.translated("cannot load the directory from NATS"):
-                view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected, members_kv, partial)
+                view = DirectoryView(actors_kv, nodes_kv, lambda: nc.is_connected, members_kv, partial, placed_kv,
+                                     node_id if own else None)
                 await view.start()
                 inbox = Inbox(nc, config.sealer)
                 refusals.listeners.append(inbox.refused)

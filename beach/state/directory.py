@@ -48,7 +48,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from beach import wire
 from beach.bus.connection import JS_TIMEOUT, through_election
 from beach.bus.kvwatch import BucketWatch
-from beach.errors import BeachError
+from beach.errors import BeachError, BusError
 from beach.state import records
 from beach.state.records import ActorEntry, NodeEntry, NodeLoad
 from beach.wire import subjects
@@ -73,31 +73,41 @@ BEACON_SECONDS = 6.0
 
 class _Held:
     """The actor entries of one filtered watch of a partial view: one category's (a filter of
-    ``beach_members``) or one actor's (``_ACTORS/<uid>``: its key of ``beach_actors``)."""
+    ``beach_members``), one actor's (``_ACTORS/<uid>``: its key of ``beach_actors``) or one node's
+    (``<node>.>`` of ``beach_placed``: a node agent's own actors)."""
 
     __slots__ = ("keys", "watch", "entries", "ready", "task")
 
     def __init__(self, keys: str) -> None:
         self.keys = keys
         self.watch: BucketWatch
-        self.entries: dict[str, tuple[int, ActorEntry]] = {}  # key → (revision, entry)
+        self.entries: dict[str, tuple[int, ActorEntry]] = {}  # key → (when applied: `DirectoryView._applied`, entry)
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
 
 
 class DirectoryView:
     """A live in-memory copy of the directory buckets, fed by KV watches: the whole actor
-    directory, or (``partial``, with ``members_kv``) only the categories asked for (`want`)."""
+    directory, or (``partial``, with ``members_kv``) only the categories asked for (`want`) and,
+    given ``mine`` (a node agent's view, with ``placed_kv``), node ``mine``'s actors; a partial
+    view holds the whole directory for a while when asked to (`whole`)."""
 
     def __init__(self, actors_kv: KeyValue, nodes_kv: KeyValue,
                  connected: Callable[[], bool] = lambda: True, members_kv: KeyValue | None = None,
-                 partial: bool = False) -> None:
+                 partial: bool = False, placed_kv: KeyValue | None = None, mine: str | None = None) -> None:
         self.connected = connected  # is this process's connection to NATS up now?
         self.actors_kv = actors_kv
         self.nodes_kv = nodes_kv
         self.members_kv = members_kv  # (node processes only: they write it)
+        self.placed_kv = placed_kv  # (likewise)
         self.partial = partial and members_kv is not None
-        """True while this view holds only the categories its process asked for (`want`)."""
+        """True while this view holds only the categories its process asked for (`want`) and its
+        node's actors (``mine``)."""
+        self.mine = mine if self.partial and placed_kv is not None else None
+        self._made_partial = self.partial  # (a partial view goes back to partial after `whole`)
+        self._previous = False  # a node of the previous release was registered: whole for good
+        self._switching_lock = asyncio.Lock()  # one `whole` switch at a time
+        self._applied = 0  # a count of the held entries applied (the newest of an actor's wins)
         self.switching: asyncio.Future[None] | None = None
         """While a partial view loads the whole directory instead (`_whole_after_all`): done then."""
         self._held: dict[str, _Held] = {}  # a watch's key filter → what it holds
@@ -137,6 +147,13 @@ class DirectoryView:
         return once the current contents are loaded."""
         for watch in list(self._watches):
             await watch.start()
+        if self.mine is not None and self.switching is None:  # (a node agent's own actors)
+            assert self.placed_kv is not None
+            keys = subjects.placed_keys(self.mine)
+            held = self._hold(self.placed_kv, keys)
+            await asyncio.shield(held.ready)
+            if self._held.get(keys) is not held:
+                raise BusError(f"cannot load node {self.mine}'s actors from the directory")
         if self.switching is not None:  # a node of the previous release is registered: the whole directory
             await asyncio.shield(self.switching)
 
@@ -176,14 +193,19 @@ class DirectoryView:
             kv, keys = self.members_kv, subjects.member_keys(realm, category)
             # a watch of "r.a.>" holds "r.a.b.>" already
             keys = next((k for k in self._held if k.endswith(".>") and keys.startswith(k[:-1])), keys)
+        assert kv is not None
+        held = self._hold(kv, keys)
+        return None if held.ready.done() else held.ready
+
+    def _hold(self, kv: KeyValue, keys: str) -> _Held:
+        """The watch of ``keys`` in ``kv`` (started now if there is none yet)."""
         held = self._held.get(keys)
         if held is None:
-            assert kv is not None
-            held = self._held[keys] = _Held(keys)
-            held.watch = BucketWatch(kv, lambda entry: self._apply_held(held, entry),
-                                     lambda present: self._resync_held(held, present), keys)
+            new = held = self._held[keys] = _Held(keys)
+            held.watch = BucketWatch(kv, lambda entry: self._apply_held(new, entry),
+                                     lambda present: self._resync_held(new, present), keys)
             held.task = asyncio.get_running_loop().create_task(self._start_held(held))
-        return None if held.ready.done() else held.ready
+        return held
 
     async def _start_held(self, held: _Held) -> None:
         try:
@@ -214,7 +236,8 @@ class DirectoryView:
             held.entries.pop(key, None)
             holders.discard((held.keys, key))
         else:
-            held.entries[key] = (entry.revision, actor)
+            self._applied += 1
+            held.entries[key] = (self._applied, actor)
             holders.add((held.keys, key))
         self._settle(uid)
 
@@ -226,44 +249,78 @@ class DirectoryView:
             self._settle(uid)
 
     def _settle(self, uid: str) -> None:
-        """``actors[uid]``: the newest of its entries the watches hold, or none."""
+        """``actors[uid]``: the newest of its entries the watches hold (the last applied: they come
+        from several buckets, whose revisions do not compare), or none. (While the view holds the
+        whole directory, that watch says what ``actors`` holds.)"""
         holders = self._holders.get(uid)
         entries = [self._held[f].entries[k] for f, k in holders or () if f in self._held and k in self._held[f].entries]
+        if not entries:
+            self._holders.pop(uid, None)
+        if not self.partial:
+            return
         if entries:
             self.actors[uid] = max(entries, key=lambda found: found[0])[1]
         else:
-            self._holders.pop(uid, None)
             self.actors.pop(uid, None)
         self.generation += 1
         if self.listeners:
             self._notify("actor", uid)
 
+    async def whole(self, on: bool) -> None:
+        """Hold the whole actor directory (``on``), returning once all of it is loaded; or, a view
+        made partial, go back to holding only what it held before (the categories asked for, its
+        node's actors: those watches go on meanwhile). A node agent holds the whole directory while
+        it holds the supervisor lease or is its standby. Nothing changes while a node of the
+        previous release keeps the view whole for good (`_whole_after_all`). Raises `BusError` (or
+        a NATS error) if the directory cannot be loaded: the view stays partial then."""
+        async with self._switching_lock:
+            if on and self.partial:
+                self.partial = False  # (`apply_actor` takes the whole watch's entries from now on)
+                try:
+                    await self._whole.start()
+                except BaseException:
+                    self._back_to_partial()
+                    raise
+                self._watches.append(self._whole)
+                if self._stopped:  # (stopped meanwhile: `stop` did not see this watch)
+                    await self._whole.stop()
+                log.info("this process holds every actor entry")
+            elif not on and not self.partial and self._made_partial and not self._previous:
+                self._watches.remove(self._whole)
+                await self._whole.stop()
+                self._back_to_partial()
+                log.info("this process holds its own actors' entries only")
+
+    def _back_to_partial(self) -> None:
+        self.partial = True
+        # the whole watch's revisions go with it (a later whole watch delivers them again)
+        self._revisions = {slot: revision for slot, revision in self._revisions.items() if not slot.startswith("a/")}
+        for uid in set(self.actors) | set(self._holders):
+            self._settle(uid)
+
     def _whole_after_all(self) -> None:
         """A node that writes no ``beach_members`` (the previous release) is registered: watch the
         whole actor directory instead (calls wait for it: `switching`), for the rest of this view's life."""
-        self.partial = False
-        held, self._held, self._holders = list(self._held.values()), {}, {}
-        self.actors.clear()
-        self.generation += 1
-        self.switching = asyncio.get_running_loop().create_future()
+        self._previous = True
+        if self.switching is not None:
+            return
+        switching = self.switching = asyncio.get_running_loop().create_future()
         log.warning("a node of the previous release is in the registry: this process watches every actor entry")
 
         async def switch() -> None:
-            assert self.switching is not None
-            for h in held:
-                await h.watch.stop()
             while True:
                 try:
-                    await self._whole.start()
+                    await self.whole(True)
                     break
                 except Exception as err:  # the bus is away: try again (calls wait meanwhile)
                     log.warning("cannot watch the actor directory: %s", err)
                     await asyncio.sleep(1.0)
-            self._watches.append(self._whole)
+            held, self._held, self._holders = list(self._held.values()), {}, {}
             for h in held:
+                await h.watch.stop()
                 if not h.ready.done():
                     h.ready.set_result(None)
-            self.switching.set_result(None)
+            switching.set_result(None)
             self.switching = None
 
         self._switch = asyncio.get_running_loop().create_task(switch())
@@ -381,7 +438,7 @@ class DirectoryView:
                 return
             node_id_changed = node.id
             self.nodes[node_id_changed] = node
-            if self.partial and not node.indexed:
+            if self._made_partial and not node.indexed and not self._previous:
                 self._whole_after_all()
             self._formats()
             self.departed.pop(node_id_changed, None)
@@ -509,31 +566,34 @@ class DirectoryView:
 # ---- writes ----
 
 def actor_keys(actor: ActorEntry) -> set[str]:
-    """Every key an actor's entry is written under: its own (``beach_actors``) and one per category
-    (``beach_members``)."""
-    return {subjects.actor_key(actor.realm, actor.uid),
+    """Every key an actor's entry is written under: its own (``beach_actors``), one per category
+    (``beach_members``) and one under its node (``beach_placed``)."""
+    return {subjects.actor_key(actor.realm, actor.uid), subjects.placed_key(actor.node, actor.realm, actor.uid),
             *(subjects.member_key(actor.realm, c, actor.uid) for c in actor.categories)}
 
 
 async def put_actor(kv: KeyValue, actor: ActorEntry, refused: Callable[[], str | None] = lambda: None,
-                    members: KeyValue | None = None, before: list[str] | None = None) -> tuple[str, int]:
-    """Write an actor entry, and then (``members`` given) its entry under each of its categories,
-    and delete those of the categories it had ``before`` and has no more; return ``(key,
-    revision)`` of its own. A write that meets a leader election is made again
-    (`through_election`), unless ``refused()`` says why not. When a category's entry cannot be
-    written, its own is deleted again (best effort) and the error raised."""
+                    members: KeyValue | None = None, before: list[str] | None = None,
+                    placed: KeyValue | None = None) -> tuple[str, int]:
+    """Write an actor entry, and then (``members`` given) its entry under each of its categories
+    and (``placed`` given) under its node, and delete those of the categories it had ``before``
+    and has no more; return ``(key, revision)`` of its own. A write that meets a leader election
+    is made again (`through_election`), unless ``refused()`` says why not. When one of the others
+    cannot be written, its own is deleted again (best effort) and the error raised."""
     key = subjects.actor_key(actor.realm, actor.uid)
     body = wire.pack(actor)
     revision = await through_election(lambda: kv.put(key, body), refused=refused)
     if members is not None:
-        def put(member: str) -> Awaitable[int]:
-            return through_election(lambda: members.put(member, body), refused=refused)
+        def put(bucket: KeyValue, other: str) -> Awaitable[int]:
+            return through_election(lambda: bucket.put(other, body), refused=refused)
 
-        keys = [subjects.member_key(actor.realm, c, actor.uid) for c in actor.categories]
+        keys = [(members, subjects.member_key(actor.realm, c, actor.uid)) for c in actor.categories]
+        if placed is not None:
+            keys.append((placed, subjects.placed_key(actor.node, actor.realm, actor.uid)))
         try:
-            await asyncio.gather(*map(put, keys))
+            await asyncio.gather(*(put(bucket, other) for bucket, other in keys))
         except BaseException:  # taken back out (what is left, the next sweep finds: its own entry stays)
-            await asyncio.gather(*map(members.delete, keys), return_exceptions=True)
+            await asyncio.gather(*(bucket.delete(other) for bucket, other in keys), return_exceptions=True)
             with contextlib.suppress(Exception):
                 await kv.delete(key)
             raise
@@ -543,12 +603,14 @@ async def put_actor(kv: KeyValue, actor: ActorEntry, refused: Callable[[], str |
 
 
 async def delete_actor(nc: Client, kv: KeyValue, realm: str, uid: str, members: KeyValue | None = None,
-                       categories: Sequence[str] = ()) -> tuple[str, int]:
-    """Delete an actor entry, its entries under ``categories`` first (``members`` given: while one
-    of those stays, so does its own, which the next sweep finds); return ``(key, revision)`` of the
-    delete marker of its own."""
-    if members is not None and categories:
-        await asyncio.gather(*(members.delete(subjects.member_key(realm, c, uid)) for c in categories))
+                       categories: Sequence[str] = (), placed: tuple[KeyValue, str] | None = None) -> tuple[str, int]:
+    """Delete an actor entry, its entries under ``categories`` (``members`` given) and under its
+    node (``placed``: the bucket and the node) first (while one of those stays, so does its own,
+    which the next sweep finds); return ``(key, revision)`` of the delete marker of its own."""
+    others = [members.delete(subjects.member_key(realm, c, uid)) for c in categories] if members is not None else []
+    if placed is not None:
+        others.append(placed[0].delete(subjects.placed_key(placed[1], realm, uid)))
+    await asyncio.gather(*others)
     key = subjects.actor_key(realm, uid)
     ack = await nc.jetstream(timeout=JS_TIMEOUT).publish(f"$KV.{kv._name}.{key}", b"", headers={"KV-Operation": "DEL"})
     return key, ack.seq

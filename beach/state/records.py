@@ -141,7 +141,9 @@ class NodeEntry(Record, kw_only=True):
     open: bool = False  # it takes admin operations from anyone (no authority, no token)
     stopping: bool = False  # shutting down: takes no new actor
     reads: list[int] = []  # the request formats its hosts read (none said: format 1)
-    indexed: bool = False  # its hosts write their actors' entries by category too (``beach_members``)
+    # its hosts write their actors' entries by category (``beach_members``) and by node (``beach_placed``)
+    # too (both came in one release; a node agent's view reads the latter, an actor host's the former)
+    indexed: bool = False
 
 
 class NodeLoad(Record, kw_only=True):

@@ -41,8 +41,8 @@ SIZES_SECONDS = 2.0       # how often the lease holder publishes the sizes
 BUCKETS_SECONDS = 4.0     # how often it asks the streams for their sizes
 READ_IDLE = 30.0          # seconds a reading consumer outlives its last use (the server removes it)
 # beach's streams, for "bytes per bucket" (names as JetStream has them)
-STREAMS = ("KV_beach_actors", "KV_beach_members", "KV_beach_nodes", "KV_beach_desired", "KV_beach_config", STREAM,
-           "OBJ_beach_code", "beach_logs", "beach_audit")
+STREAMS = ("KV_beach_actors", "KV_beach_members", "KV_beach_placed", "KV_beach_nodes", "KV_beach_desired",
+           "KV_beach_config", STREAM, "OBJ_beach_code", "beach_logs", "beach_audit")
 
 
 def _filter(realm: str | None, category: str | None) -> str:

@@ -286,8 +286,21 @@ def member_keys(realm: str, category: str) -> str:
                         MAX_CONTROL_LINE - MEMBER_ROOM)
 
 
+def placed_key(node_id: str, realm: str, uid: str) -> str:
+    """The key of actor ``uid``'s entry in the by-node bucket (``beach_placed``):
+    ``<node>.<realm>.<uid>``, so a watch of ``<node>.>`` (`placed_keys`) holds exactly node
+    ``node_id``'s actors."""
+    return check_key(f"{escape(node_id)}.{escape(check_realm(realm))}.{escape(uid)}", "actor uid", uid)
+
+
+def placed_keys(node_id: str) -> str:
+    """The keys (a KV watch's filter) of the by-node bucket's entries of node ``node_id``'s actors."""
+    return f"{escape(node_id)}.>"
+
+
 def key_uid(key: str) -> str:
-    """The actor uid an actor key (`actor_key`) or a member key (`member_key`) ends with."""
+    """The actor uid an actor key (`actor_key`), a member key (`member_key`) or a by-node key
+    (`placed_key`) ends with."""
     return unescape(key.rsplit(".", 1)[-1])
 
 

@@ -149,19 +149,21 @@ class ActorHost(ControlServer):
 
     async def _put(self, runtime: ActorRuntime, before: list[str] | None = None) -> tuple[str, int, ActorEntry]:
         """Write actor ``runtime``'s directory entry (and its entries by category, deleting those of
-        the categories it had ``before``); return ``(key, revision, entry)``."""
+        the categories it had ``before``, and by node); return ``(key, revision, entry)``."""
         view = self.session.view
         entry = runtime.entry()
-        key, revision = await directory.put_actor(view.actors_kv, entry, self._write_refused, view.members_kv, before)
+        key, revision = await directory.put_actor(view.actors_kv, entry, self._write_refused, view.members_kv, before,
+                                                  view.placed_kv)
         view.apply_local(key, revision, entry)
         return key, revision, entry
 
     async def _delete(self, runtime: ActorRuntime) -> tuple[str, int]:
-        """Remove actor ``runtime``'s directory entry and its entries by category (`_put`'s undoing);
+        """Remove actor ``runtime``'s directory entry and its entries by category and by node (`_put`'s undoing);
         return ``(key, revision)`` of the deletion."""
         view = self.session.view
+        placed = (view.placed_kv, self.node_id) if view.placed_kv is not None else None
         key, revision = await directory.delete_actor(self.session.nc, view.actors_kv, runtime.realm, runtime.uid,
-                                                     view.members_kv, runtime.categories)
+                                                     view.members_kv, runtime.categories, placed)
         view.apply_local(key, revision, None)
         return key, revision
 
@@ -169,7 +171,7 @@ class ActorHost(ControlServer):
         """Write back the directory entries of the actors ``args['uids']`` that the node agent saw
         go missing (the directory is soft state: an entry lost in KV, or removed while this node
         seemed dead, heals here; this host's own view holds only the categories its actors call,
-        so the agent, which sees the whole directory, says which). Answers the uids not here."""
+        so the agent, whose view holds its node's actors, says which). Answers the uids not here."""
         uids = records.check(HostStopArgs, args).uids
         for uid in uids:
             runtime = self.actors.get(uid)
