@@ -111,7 +111,9 @@ class NodeAgent(ControlServer):
         try:
             if self.bus_server is not None:
                 await self.bus_server.start()  # from this thread: the servers die with it (PR_SET_PDEATHSIG)
-            self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id)
+            # its view holds this node's actors (the whole directory while it supervises: `Supervisor`)
+            self.session = await Session.open(self.config, Runner(loop), f"beach-node {self.node_id}", self.node_id,
+                                              partial=True, own=True)
             lost = control.lost_bus(self.session, self.stopping.set)  # deaf, the node stops (exit 1)
             if self.bus_server is not None:
                 await self.bus_server.attach(self.session, self._leading)

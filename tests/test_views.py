@@ -48,7 +48,7 @@ class Cluster:
             try:
                 js = nc.jetstream()
                 found = set()
-                for stream in ("KV_beach_actors", "KV_beach_members", "KV_beach_nodes"):
+                for stream in ("KV_beach_actors", "KV_beach_members", "KV_beach_placed", "KV_beach_nodes"):
                     for consumer in await js.consumers_info(stream):
                         if consumer.config.deliver_subject in inboxes:
                             found.add(consumer.config.filter_subject or ">")

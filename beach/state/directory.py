@@ -470,12 +470,12 @@ class DirectoryView:
             except records.RecordError as err:
                 # a bad value stands where an entry was: the actor is not known (its host writes it back)
                 records.reject("beach_actors", entry.key, err)
-        if "." not in entry.key:
+        if "." not in entry.key or self.partial:  # (a partial view: the whole watch's last entries as it stops)
             return
         self.apply_actor(entry.key, entry.revision, actor)
         if removed and self._revisions.get(f"a/{entry.key}", 0) <= entry.revision:
             # the (ordered) watch is past every write of this key: nothing older can arrive now
-            del self._revisions[f"a/{entry.key}"]
+            self._revisions.pop(f"a/{entry.key}", None)
 
     def apply_actor(self, key: str, revision: int, actor: ActorEntry | None) -> None:
         """Apply one actor entry (None: removed) at ``revision``, unless a newer one is known (a
