@@ -8,6 +8,7 @@ the view at once, so ``getDirectory()`` shows a successful spawn (or stop) immed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -25,7 +26,7 @@ from beach.client.handle import ActorHandle
 from beach.client.response import ActorResponse
 from beach.client.runner import Runner
 from beach.client.session import Session
-from beach.errors import BusError, ClosedError, NotFound, PermissionDenied, UsageError
+from beach.errors import BeachError, BusError, ClosedError, NotFound, PermissionDenied, UsageError
 from beach.names import twinned
 from beach.security import authority
 from beach.state import clusterconfig, desired, patrol, placement, records, stateview
@@ -212,6 +213,14 @@ class AsyncBeach:
         not the actor's fault."""
         view = self._session.view
         await self.waitForNodes()
+        # the category affinity and repulsion count the actors of, per node (`placement.choose`)
+        counted = {"affinity": spec.strategy_hint,
+                   "repulsion": spec.strategy_hint or spec.category[0]}.get(spec.strategy)
+        if counted and view.partial:  # (a host's or an agent's view: that category loaded first)
+            with contextlib.suppress(BeachError):  # (one beach cannot route: no actor has it)
+                waiting = view.want(spec.realm, counted)
+                if waiting is not None:
+                    await waiting
         # the node enforces the timeout (plus a new host's start-up for an isolated actor): wait a bit longer
         budget = spec.timeout + 10 + (HOST_START_SECONDS if spec.isIsolated else 0)
         tried: list[str] = []

@@ -17,14 +17,21 @@ DESIGN.md on Jepsen's findings).
   (``<realm>.<segment>....<uid>``: `subjects.member_key`), written and deleted with its own entry
   by the same node processes, so that a watch of ``<realm>.a.b.>`` holds exactly the actors a
   request to ``a/b`` may reach.
+* ``beach_placed``: each actor's entry again under its node (``<node>.<realm>.<uid>``:
+  `subjects.placed_key`), written and deleted with the others, so that a watch of ``<node>.>``
+  holds exactly that node's actors.
 
 `DirectoryView` watches the registry and the actor directory and keeps them in memory, so routing
 and ``getDirectory()`` never wait on a lookup. An actor host's view is *partial*: it watches no
 actor entry until one of its actors' handles asks for a category (`DirectoryView.want`), then that
-category's entries only (a watch of ``beach_members`` filtered by realm and category), so a spawn
-or a stop is delivered to the clients, the node agents and the hosts that call its categories,
-not to every process. While a node of the previous release (which writes no ``beach_members``) is
-in the registry, a partial view watches the whole actor directory instead, for the rest of its life.
+category's entries only (a watch of ``beach_members`` filtered by realm and category). A node
+agent's view is partial too, with its own node's actors (a watch of ``beach_placed`` filtered by
+node, ``mine``), except while it holds the supervisor lease or is its standby: then it holds the
+whole directory (`DirectoryView.whole`, awaited by the supervisor before it acts). So a spawn or a
+stop is delivered to the clients, the lease holder and its standby, the actor's own agent and the
+hosts that call its categories, not to every process. While a node of the previous release (which
+writes neither ``beach_members`` nor ``beach_placed``) is in the registry, a partial view watches
+the whole actor directory instead, for the rest of its life.
 
 Writes that the caller itself made (spawn, stop) are applied to a whole view at once, ordered by
 KV revision, so a client reads its own writes. Nodes' load figures (CPU, memory, actors) travel on
