@@ -148,6 +148,24 @@ def test_an_agents_own_actor_missing_from_the_directory_is_written_back(cluster)
         wait_for(lambda: not present(), 10, what="its entries to go once it is stopped")
 
 
+def test_an_agent_places_by_repulsion_counting_every_node(cluster):
+    # av-c's agent holds its own node's actors only; replacing its actor placed by 'repulsion', it
+    # loads the category first: the fewest of it are on av-c itself (counting only its own, it
+    # would see none elsewhere and pick another node)
+    cluster, _ = cluster
+    category = "agent-views/rep"
+    with Beach(cluster.config) as client:
+        assert cluster.watched("beach-node av-c") == own("av-c")
+        others = [spawn(client, category, node) for node in ("av-a", "av-b", "av-d") for _ in range(2)]
+        placed = client.addActor("Pong", category, strategy="repulsion")
+        assert placed.isSuccess and placed.data["node"] == "av-c", placed
+        replaced = client._runner.run(client._core._node_call(
+            "av-c", "replace", {"uid": placed.data["uid"], "grace": 0.0, "away": False}, 60, "global"))
+        assert replaced.isSuccess, replaced.error
+        assert replaced.data["node"] == "av-c", replaced.data
+        assert client.stopActors(withId=[*others, replaced.data["uid"]]).isSuccess
+
+
 def test_an_agent_that_takes_the_lease_supervises_from_the_whole_directory(cluster):
     # (last in the module: it kills two nodes) the lease holder and its standby SIGKILLed at once:
     # an agent that held its own node's actors takes the unrenewed lease; before acting it loads
