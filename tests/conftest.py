@@ -19,8 +19,10 @@ import psutil
 import pytest
 import yaml
 
+from beach import bus
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
+from beach.state import desired
 
 HERE = Path(__file__).parent
 ACTORS = HERE / "actors"
@@ -173,6 +175,30 @@ def holds_for(predicate, window: float, what: str, interval: float = 0.05) -> No
 
 
 LEDGER = "beach_test_actors:Ledger"
+
+
+def lease_holder(client: Beach) -> str | None:
+    async def read() -> str | None:
+        kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
+        current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
+        return current[0].holder if current else None
+    return client._runner.run(read())
+
+
+def hand_lease_to(client: Beach, holder: str) -> None:
+    """Make ``holder`` the lease holder (as if it had taken it), and wait until it renews it."""
+    async def write() -> None:
+        kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
+        while True:
+            current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
+            if current is None:
+                await desired.put(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder))
+                return
+            if await desired.update(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder), current[1]) is not None:
+                return
+    client._runner.run(write())
+    time.sleep(desired.LEASE_RENEW + 0.5)
+    assert lease_holder(client) == holder
 
 
 def ledger(client: Beach, uid: str) -> list[dict]:

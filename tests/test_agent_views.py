@@ -20,7 +20,7 @@ from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.state import desired
 
-from .conftest import NodeProcess, free_port, holds_for, wait_for, write_config
+from .conftest import NodeProcess, free_port, hand_lease_to, holds_for, lease_holder, wait_for, write_config
 from .test_views import Cluster, kv_keys
 
 # sorted: the standby of av-a (the lease holder here) is av-b; av-c and av-d hold their own actors
@@ -52,30 +52,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
         for node in nodes.values():
             node.terminate()
         server.stop()
-
-
-def lease_holder(client: Beach) -> str | None:
-    async def read() -> str | None:
-        kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
-        current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
-        return current[0].holder if current else None
-    return client._runner.run(read())
-
-
-def hand_lease_to(client: Beach, holder: str) -> None:
-    """Make ``holder`` the lease holder (as if it had taken it), and wait until it renews it."""
-    async def write() -> None:
-        kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
-        while True:
-            current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
-            if current is None:
-                await desired.put(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder))
-                return
-            if await desired.update(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder), current[1]) is not None:
-                return
-    client._runner.run(write())
-    time.sleep(desired.LEASE_RENEW + 0.5)
-    assert lease_holder(client) == holder
 
 
 def spawn(client: Beach, category: str, node: str, **options: object) -> str:

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from beach import bus
 from beach.beach_api import Beach
 from beach.bus.embedded import EmbeddedServer
 from beach.state import desired
 from beach.state.directory import FAILURE_DETECTION
 
-from .conftest import NodeProcess, free_port, wait_for, write_config
+from .conftest import NodeProcess, free_port, hand_lease_to, lease_holder, wait_for, write_config
 
 BASE = ["live-a", "live-b"]  # they stay up for the whole module
 
@@ -64,30 +63,6 @@ def client(base: dict[str, NodeProcess], config: Path) -> Iterator[Beach]:
     wait_for(lambda: set(view.nodes) == set(BASE), FAILURE_DETECTION + 6, what="the registry to hold the base nodes")
     yield client
     client.close()
-
-
-def lease_holder(client: Beach) -> str | None:
-    async def read() -> str | None:
-        kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
-        current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
-        return current[0].holder if current else None
-    return client._runner.run(read())
-
-
-def hand_lease_to(client: Beach, holder: str) -> None:
-    """Make ``holder`` the lease holder (as if it had taken it), and wait until it renews it."""
-    async def write() -> None:
-        kv = await bus.open_desired(client._core.session.nc, client._core.session.config)
-        while True:
-            current = await desired.get(kv, desired.LEASE_KEY, desired.LeaseRecord)
-            if current is None:
-                await desired.put(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder))
-                return
-            if await desired.update(kv, desired.LEASE_KEY, desired.LeaseRecord(holder=holder), current[1]) is not None:
-                return
-    client._runner.run(write())
-    time.sleep(desired.LEASE_RENEW + 0.5)
-    assert lease_holder(client) == holder
 
 
 def listeners(server: EmbeddedServer) -> list[str]:
