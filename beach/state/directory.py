@@ -402,7 +402,10 @@ class DirectoryView:
 
     def _resync_actors(self, keys: set[str]) -> None:
         """The actor bucket's current keys, after a (re)start: entries this view holds that are not
-        among them were deleted while it was not following."""
+        among them were deleted while it was not following. (A partial view: that watch has just
+        been stopped again: `whole`.)"""
+        if self.partial:
+            return
         gone = [uid for uid, actor in self.actors.items() if subjects.actor_key(actor.realm, uid) not in keys]
         for uid in gone:
             del self.actors[uid]

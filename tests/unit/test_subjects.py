@@ -451,6 +451,10 @@ def test_member_keys_hold_what_a_request_to_the_category_reaches():
     assert subjects.member_key("r.x", "1.2/y z", "u.1") == "r=2Ex.1=2E2.y=20z.u=2E1"
     assert subjects.key_uid(subjects.member_key("r.x", "1.2/y z", "u.1")) == "u.1"
     assert subjects.key_uid(subjects.actor_key("r.x", "u.1")) == "u.1"
+    # by node: a watch of placed_keys(node) holds that node's actors, whatever their realm
+    assert subjects.placed_key("node.1", "r.x", "u.1") == "node=2E1.r=2Ex.u=2E1"
+    assert subjects.placed_keys("node.1") == "node=2E1.>"
+    assert subjects.key_uid(subjects.placed_key("node.1", "r.x", "u.1")) == "u.1"
 
     for called in ("a", "a/b", "a/b/c", "a/bc", "b"):
         for category in ("a", "a/b", "a/b/c", "a/bc", "b/a"):
