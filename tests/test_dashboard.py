@@ -351,7 +351,13 @@ def test_metrics_in_the_prometheus_format(dashboard: Dashboard, beach: Beach) ->
         found = {f.name: f for f in text_string_to_metric_families(response.text)}
         calls = _samples(found, "beach_calls", category="dash/nobody")
         second = _samples(found, "beach_requests", category="dash/second")
-        return (found, response.text) if calls and second else None
+        # each host sends its figures every second: the last of them, after every request, from
+        # both hosts (the actors are on either)
+        pings = _samples(found, "beach_requests", realm="global", category="dash/metrics").get(
+            "beach_requests_total{outcome=ok,request_type=ping}")
+        faults = _samples(found, "beach_requests", category="dash/faulty").get(
+            "beach_requests_total{outcome=exception,realm=global,request_type=raise}")
+        return (found, response.text) if calls and second and pings == 6 and faults == 2 else None
 
     found, text = wait_for(families, 10, 0.2, "the actors' figures in /metrics")
     assert shutil.which("promtool"), "needs promtool: apt-get install prometheus (as .ci/run does)"
