@@ -11,8 +11,10 @@ registered and the cluster has settled (``--settle`` seconds):
    the messages the server delivered to each connection (``/connz``'s ``out_msgs``: agents, hosts,
    the benchmark's own client), per second;
 2. **spawns**: ``--per-node`` × N ``Idle`` actors (capped at ``--max-spawns``), 16 in flight,
-   strategy ``random``, from one client; spawns/s; then they are stopped; the messages delivered
-   to each agent and each host per actor spawned and stopped (``/connz``);
+   strategy ``random``, from one client; spawns/s, and the CPU milliseconds a spawn costs (every
+   agent's, host's and the server's, and the client's, while they were spawned: a cost per spawn
+   that stays flat while spawns/s falls is time lost waiting, not work); then they are stopped;
+   the messages delivered to each agent and each host per actor spawned and stopped (``/connz``);
 3. **failure detection**: one node (not the supervisor's lease holder, not its standby) SIGKILLed;
    the time until it leaves the client's view; a new node takes its place.
 
@@ -128,10 +130,15 @@ def pids_of(client: AsyncBeach, nodes: Nodes) -> tuple[dict[str, int], dict[str,
     return agents, hosts
 
 
-async def idle(client: AsyncBeach, nodes: Nodes, server_pid: int, port: int, window: float) -> dict[str, float]:
+def processes(client: AsyncBeach, nodes: Nodes, server_pid: int) -> dict[str, int]:
+    """Every process of the cluster by name: ``a:<agent>``, ``h:<host>``, ``server``."""
     agents, hosts = pids_of(client, nodes)
-    every = {**{f"a:{k}": v for k, v in agents.items()}, **{f"h:{k}": v for k, v in hosts.items()},
-             "server": server_pid}
+    return {**{f"a:{k}": v for k, v in agents.items()}, **{f"h:{k}": v for k, v in hosts.items()},
+            "server": server_pid}
+
+
+async def idle(client: AsyncBeach, nodes: Nodes, server_pid: int, port: int, window: float) -> dict[str, float]:
+    every = processes(client, nodes, server_pid)
     before_cpu, before_varz, before_conn = cpu_seconds(every), monitor(port, "varz"), deliveries(port)
     start = time.monotonic()
     await asyncio.sleep(window)
@@ -160,11 +167,14 @@ async def idle(client: AsyncBeach, nodes: Nodes, server_pid: int, port: int, win
     }
 
 
-async def spawns(client: AsyncBeach, count: int, port: int) -> dict[str, float]:
-    """Spawns/s of ``count`` actors, and the messages the server delivered to each agent and each
-    host per actor while they were spawned and stopped (each is two changes of the directory)."""
+async def spawns(client: AsyncBeach, count: int, port: int, every: dict[str, int]) -> dict[str, float]:
+    """Spawns/s of ``count`` actors, the CPU they cost (``every`` process's, the server's and this
+    client's, while they were spawned), and the messages the server delivered to each agent and
+    each host per actor while they were spawned and stopped (each is two changes of the directory)."""
     gate = asyncio.Semaphore(IN_FLIGHT)
     before = deliveries(port)
+    every = {**every, "client": os.getpid()}
+    before_cpu = cpu_seconds(every)
 
     async def one() -> None:
         async with gate:
@@ -175,6 +185,8 @@ async def spawns(client: AsyncBeach, count: int, port: int) -> dict[str, float]:
     start = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(count)))
     rate = count / (time.perf_counter() - start)
+    after_cpu = cpu_seconds(every)
+    cost = {k: (after_cpu[k] - before_cpu[k]) / count * 1e3 for k in every if k in after_cpu and k in before_cpu}
     await client.flush()
     await asyncio.sleep(1.0)  # (the last stops' deliveries)
     after = deliveries(port)
@@ -184,7 +196,9 @@ async def spawns(client: AsyncBeach, count: int, port: int) -> dict[str, float]:
         values = [v for k, v in got.items() if k.startswith(kind)]
         return sum(values) / len(values) if values else float("nan")
 
-    return {"spawns": rate, "agent_per_spawn": mean("beach-node "), "host_per_spawn": mean("beach-host ")}
+    return {"spawns": rate, "agent_per_spawn": mean("beach-node "), "host_per_spawn": mean("beach-host "),
+            "cpu_per_spawn": sum(cost.values()), "server_cpu_per_spawn": cost.get("server", float("nan")),
+            "client_cpu_per_spawn": cost.get("client", float("nan"))}
 
 
 async def lease_holder(client: AsyncBeach) -> str | None:
@@ -220,6 +234,8 @@ def table(rows: list[dict[str, float]]) -> str:
                ("server %", "server_cpu", "{:.2f}"), ("server msgs out/s", "server_out", "{:,.0f}"),
                ("delivered/s per agent (max)", "agent_got", "{:.1f}"), ("per host (max)", "host_got", "{:.1f}"),
                ("to a client", "client_got", "{:.1f}"), ("spawns/s", "spawns", "{:.0f}"),
+               ("CPU ms per spawn: all", "cpu_per_spawn", "{:.2f}"), ("server", "server_cpu_per_spawn", "{:.2f}"),
+               ("client", "client_cpu_per_spawn", "{:.2f}"),
                ("delivered per spawn+stop: to an agent", "agent_per_spawn", "{:.1f}"),
                ("to a host", "host_per_spawn", "{:.1f}"),
                ("detection s", "detection", "{:.2f}")]
@@ -262,7 +278,8 @@ async def run(args: Any, nodes_wanted: list[int], tmp: str) -> list[dict[str, fl
                 await asyncio.sleep(args.settle)
                 assert server.process is not None
                 row: dict[str, float] = {"n": n, **await idle(client, nodes, server.process.pid, port, args.window)}
-                row.update(await spawns(client, min(args.per_node * n, args.max_spawns), port))
+                row.update(await spawns(client, min(args.per_node * n, args.max_spawns), port,
+                                        processes(client, nodes, server.process.pid)))
                 if n >= 3:
                     row["detection"] = await detection(client, nodes)
                     nodes.start()
