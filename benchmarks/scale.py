@@ -11,7 +11,8 @@ registered and the cluster has settled (``--settle`` seconds):
    the messages the server delivered to each connection (``/connz``'s ``out_msgs``: agents, hosts,
    the benchmark's own client), per second;
 2. **spawns**: ``--per-node`` × N ``Idle`` actors (capped at ``--max-spawns``), 16 in flight,
-   strategy ``random``, from one client; spawns/s, and the CPU milliseconds a spawn costs (every
+   strategy ``random``, from one client, once every host has had an actor (the first imports its
+   code, a cost per host, not per spawn); spawns/s, and the CPU milliseconds a spawn costs (every
    agent's, host's and the server's, and the client's, while they were spawned: a cost per spawn
    that stays flat while spawns/s falls is time lost waiting, not work); then they are stopped;
    the messages delivered to each agent and each host per actor spawned and stopped (``/connz``);
@@ -167,23 +168,37 @@ async def idle(client: AsyncBeach, nodes: Nodes, server_pid: int, port: int, win
     }
 
 
-async def spawns(client: AsyncBeach, count: int, port: int, every: dict[str, int]) -> dict[str, float]:
+async def spawns(client: AsyncBeach, count: int, port: int, every: dict[str, int],
+                 onto: int = 0) -> dict[str, float]:
     """Spawns/s of ``count`` actors, the CPU they cost (``every`` process's, the server's and this
     client's, while they were spawned), and the messages the server delivered to each agent and
     each host per actor while they were spawned and stopped (each is two changes of the directory)."""
     gate = asyncio.Semaphore(IN_FLIGHT)
+
+    async def warm(node: str) -> None:  # (a host's first actor imports its code: not what N changes)
+        async with gate:
+            await client.addActor("Idle", "scale/warm", strategy="host_affinity", strategy_hint=node)
+
+    await asyncio.gather(*(warm(node) for node in list(client.session.view.nodes)))
+    await client.flush()
     before = deliveries(port)
     every = {**every, "client": os.getpid()}
     before_cpu = cpu_seconds(every)
 
-    async def one() -> None:
+    targets = sorted(client.session.view.nodes)[:onto]
+
+    async def one(i: int) -> None:
         async with gate:
-            response = await client.addActor("Idle", "scale", strategy="random")
+            if targets:  # (onto so many nodes only: touching more processes apart from the cluster's size)
+                response = await client.addActor("Idle", "scale", strategy="host_affinity",
+                                                  strategy_hint=targets[i % len(targets)])
+            else:
+                response = await client.addActor("Idle", "scale", strategy="random")
             if not response.isSuccess:
                 raise RuntimeError(f"spawn failed: {response.error}")
 
     start = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one(i) for i in range(count)))
     rate = count / (time.perf_counter() - start)
     after_cpu = cpu_seconds(every)
     cost = {k: (after_cpu[k] - before_cpu[k]) / count * 1e3 for k in every if k in after_cpu and k in before_cpu}
@@ -279,7 +294,7 @@ async def run(args: Any, nodes_wanted: list[int], tmp: str) -> list[dict[str, fl
                 assert server.process is not None
                 row: dict[str, float] = {"n": n, **await idle(client, nodes, server.process.pid, port, args.window)}
                 row.update(await spawns(client, min(args.per_node * n, args.max_spawns), port,
-                                        processes(client, nodes, server.process.pid)))
+                                        processes(client, nodes, server.process.pid), args.onto))
                 if n >= 3:
                     row["detection"] = await detection(client, nodes)
                     nodes.start()
@@ -298,6 +313,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after the nodes registered")
     parser.add_argument("--per-node", type=int, default=10, help="actors spawned per node")
     parser.add_argument("--max-spawns", type=int, default=200, help="at most this many spawns per N")
+    parser.add_argument("--onto", type=int, default=0, help="place the spawns on this many nodes only "
+                        "(host_affinity, in turn), not at random on all: the cost of the cluster's size apart "
+                        "from that of reaching more processes")
     args = parser.parse_args()
     wanted = [int(n) for n in args.nodes.split(",")]
     if args.quick:
