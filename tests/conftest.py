@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -30,11 +31,36 @@ ADMIN_TOKEN = "test-admin-token"
 NODE_ID = "test-node-1"
 
 
+# Ports handed to servers the tests start: below Linux's ephemeral range (32768+), so no outgoing
+# connection can take one between its choice and the server's bind, and a range per xdist worker,
+# so two workers never choose the same one (the kernel's port 0 gave both races: CI's test_tls).
+_PORTS = range(20000, 32000)
+_WORKERS = 8
+
+
+def _port_numbers() -> Iterator[int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    share = len(_PORTS) // _WORKERS
+    first = _PORTS.start + (int(worker) % _WORKERS if worker.isdigit() else 0) * share
+    offset = (os.getpid() * 7919) % share  # (another run on this machine starts elsewhere in it)
+    for i in itertools.count():  # (round and round: a port given long ago is free again by then)
+        yield first + (offset + i) % share
+
+
+_next_ports = _port_numbers()
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now, of this test process's own share (the next one it
+    has not given lately)."""
+    for port in itertools.islice(_next_ports, len(_PORTS) // _WORKERS):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use
+                continue
+            return port
+    raise RuntimeError(f"no free port in this worker's share of {_PORTS}")
 
 
 def write_config(path: Path, nats_url: str, **extra: object) -> Path:
