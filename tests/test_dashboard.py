@@ -112,7 +112,8 @@ class Page:
 
     def open(self, url: str) -> Any:
         self.page.goto(url)
-        self.page.wait_for_selector("#live.ok", timeout=5000)  # the live stream is up
+        # the live stream is up (its first read of the cluster's logs can take seconds on a loaded machine)
+        self.page.wait_for_selector("#live.ok", timeout=15000)
         return self.page
 
     def close(self) -> None:

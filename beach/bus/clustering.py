@@ -14,6 +14,7 @@ Nothing here starts a process: `beach.bus.embedded` runs the binary, the node ag
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import json
@@ -110,11 +111,20 @@ def legacy_store(store_dir: str) -> bool:
             and bool(os.listdir(data)))
 
 
+_GIVEN: collections.deque[int] = collections.deque(maxlen=64)
+
+
 def free_port(host: str) -> int:
-    """A TCP port free on ``host`` right now (``host`` a wildcard: on every interface)."""
-    with socket.socket() as s:
-        s.bind(("" if host in WILDCARDS else host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port free on ``host`` right now (``host`` a wildcard: on every interface), and not one
+    this process was given lately: the kernel may hand the same free port to two binds in a row, and
+    a server whose route port is another's (its anchor's) routes to itself and will not start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("" if host in WILDCARDS else host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.append(port)
+            return port
 
 
 def outbound_address(url: str) -> str | None:
