@@ -473,7 +473,7 @@ class NDJSONStream(Response):
             lines = await _until_gone(receive, self._lines(send))
         finally:
             await self.stream.aclose()
-        if lines.done() and not lines.cancelled() and lines.exception() is None:
+        if not lines.cancelled() and lines.exception() is None:  # (`_until_gone` returns it done)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif not lines.cancelled() and isinstance(lines.exception(), OSError):
             raise ClientDisconnect()  # (a write to a closed connection)

@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,8 +32,10 @@ import nats
 import psutil
 import yaml
 
+from beach.bus import clustering
 from beach.bus.embedded import EmbeddedServer, die_with_parent
 from beach.client.core import AsyncBeach
+from beach.config import LOOPBACK
 
 ACTORS = Path(__file__).resolve().parent / "actors"
 NODE_ID = "bench-node"
@@ -48,10 +49,8 @@ Call = Callable[[int], Awaitable[Any]]
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 right now (`beach.bus.clustering.free_port`: never one given lately)."""
+    return clustering.free_port(LOOPBACK)
 
 
 def write_config(directory: str, nats_url: str, n_processes: int = 1, **extra: Any) -> str:

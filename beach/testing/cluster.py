@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,11 @@ import yaml
 
 from beach import logs as beach_logs
 from beach import loop as beach_loop
+from beach.bus import clustering
 from beach.bus.embedded import EmbeddedServer, die_with_parent
 from beach.client.blocking import Beach
 from beach.client.core import AsyncBeach
+from beach.config import LOOPBACK
 from beach.errors import BeachError, UsageError
 from beach.operations import rollout
 from beach.wire import subjects
@@ -55,11 +56,8 @@ def _stop_all() -> None:
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port free on 127.0.0.1 right now (`beach.bus.clustering.free_port`: never one given lately)."""
+    return clustering.free_port(LOOPBACK)
 
 
 def _merged(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
