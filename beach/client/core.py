@@ -213,9 +213,7 @@ class AsyncBeach:
         not the actor's fault."""
         view = self._session.view
         await self.waitForNodes()
-        # the category affinity and repulsion count the actors of, per node (`placement.choose`)
-        counted = {"affinity": spec.strategy_hint,
-                   "repulsion": spec.strategy_hint or spec.category[0]}.get(spec.strategy)
+        counted = placement.counted_category(spec.strategy, spec.strategy_hint, spec.category)
         if counted and view.partial:  # (a host's or an agent's view: that category loaded first)
             with contextlib.suppress(BeachError):  # (one beach cannot route: no actor has it)
                 waiting = view.want(spec.realm, counted)

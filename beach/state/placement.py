@@ -69,6 +69,16 @@ def _count(actors: list[ActorEntry], category: str) -> dict[str, int]:
     return counts
 
 
+def counted_category(strategy: str, hint: str | None, categories: list[str]) -> str | None:
+    """The category whose actors per node ``strategy`` places by: ``affinity``, the hinted one (none
+    without a hint); ``repulsion``, the hinted one, else the new actor's first; other strategies, none."""
+    if strategy == "affinity":
+        return hint or None
+    if strategy == "repulsion":
+        return hint or categories[0]
+    return None
+
+
 def hosts_matching(hint: str, nodes: dict[str, NodeEntry]) -> list[str]:
     """The ids of the nodes a ``host_affinity`` hint names: by node id, hostname or address, sorted."""
     return [n for n in sorted(nodes) if hint == n or hint == nodes[n].hostname
@@ -143,11 +153,12 @@ class Placer:
             self._next = (self._next + 1) % len(ids)
             return ids[self._next]
         if strategy == "affinity":
-            counts = _count(actors(), hint) if hint else {}
+            counted = counted_category(strategy, hint, categories)
+            counts = _count(actors(), counted) if counted else {}
             fit = [n for n in ids if counts.get(n)]
             return random.choice(fit or ids)
         # repulsion: the node with the fewest actors of the hinted category (default: the first
         # category of the new actor)
-        counts = _count(actors(), hint or categories[0])
+        counts = _count(actors(), counted_category("repulsion", hint, categories) or categories[0])
         fewest = min(counts.get(n, 0) for n in ids)
         return random.choice([n for n in ids if counts.get(n, 0) == fewest])
