@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from beach import loop as beach_loop
 from beach.client.stream import Stream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +64,39 @@ def test_no_asyncio_wait_for_in_beach():
     found = [f"{path.relative_to(ROOT)}:{line}" for package in ("beach", "nodeagent")
              for path in sorted((ROOT / package).rglob("*.py")) for line in _wait_for_calls(path)]
     assert not found, f"asyncio.wait_for loses a cancellation on Python 3.11; use asyncio.timeout: {found}"
+
+
+async def _stubborn(cancelled: list[str]) -> str:
+    """Waits for ever, and swallows a cancellation (as nats-py's ``drain`` does): returns instead."""
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        cancelled.append("inner")
+        return "late"
+    return "never"
+
+
+def test_within_times_out_a_coroutine_that_swallows_its_cancellation():
+    # inline under asyncio.timeout, the swallowed cancellation would swallow the timeout too: "late"
+    cancelled: list[str] = []
+
+    async def main() -> None:
+        with pytest.raises(TimeoutError):
+            await beach_loop.within(_stubborn(cancelled), 0)
+
+    asyncio.run(main())
+    assert cancelled == ["inner"]  # it was cancelled, and waited for
+
+
+def test_within_passes_a_cancel_of_its_caller_on_and_goes_on_up():
+    cancelled: list[str] = []
+
+    async def main() -> None:
+        caller = asyncio.ensure_future(beach_loop.within(_stubborn(cancelled), None))
+        await _turn()  # both wait now
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+
+    asyncio.run(main())
+    assert cancelled == ["inner"]
